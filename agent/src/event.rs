@@ -1,0 +1,377 @@
+//! The enriched event: what the decoder and the enrichers produce, what the
+//! policy engine and the anomaly detectors read, and what `--events` writes.
+//!
+//! This is the user-facing schema documented in `docs/events.md`. Fields are
+//! only ever added, never renamed. `replay` reads the same JSON back, so every
+//! type here round-trips through serde.
+
+use serde::{Deserialize, Serialize};
+
+/// Kinds as they appear in JSON (`"kind": "exec"`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    Exec,
+    Fork,
+    Exit,
+    Open,
+    Unlink,
+    Rename,
+    Chmod,
+    Truncate,
+    Connect,
+    Accept,
+    Bind,
+    Listen,
+    TcpSummary,
+    UdpSend,
+    Dns,
+    Setuid,
+    Setgid,
+    Capset,
+    Ptrace,
+    ModuleLoad,
+    Bpf,
+    MemfdCreate,
+    ExecMemory,
+    GpuIoctl,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 24] = [
+        Kind::Exec,
+        Kind::Fork,
+        Kind::Exit,
+        Kind::Open,
+        Kind::Unlink,
+        Kind::Rename,
+        Kind::Chmod,
+        Kind::Truncate,
+        Kind::Connect,
+        Kind::Accept,
+        Kind::Bind,
+        Kind::Listen,
+        Kind::TcpSummary,
+        Kind::UdpSend,
+        Kind::Dns,
+        Kind::Setuid,
+        Kind::Setgid,
+        Kind::Capset,
+        Kind::Ptrace,
+        Kind::ModuleLoad,
+        Kind::Bpf,
+        Kind::MemfdCreate,
+        Kind::ExecMemory,
+        Kind::GpuIoctl,
+    ];
+
+    /// The name used in JSON, metrics labels and rule conditions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Fork => "fork",
+            Kind::Exit => "exit",
+            Kind::Open => "open",
+            Kind::Unlink => "unlink",
+            Kind::Rename => "rename",
+            Kind::Chmod => "chmod",
+            Kind::Truncate => "truncate",
+            Kind::Connect => "connect",
+            Kind::Accept => "accept",
+            Kind::Bind => "bind",
+            Kind::Listen => "listen",
+            Kind::TcpSummary => "tcp_summary",
+            Kind::UdpSend => "udp_send",
+            Kind::Dns => "dns",
+            Kind::Setuid => "setuid",
+            Kind::Setgid => "setgid",
+            Kind::Capset => "capset",
+            Kind::Ptrace => "ptrace",
+            Kind::ModuleLoad => "module_load",
+            Kind::Bpf => "bpf",
+            Kind::MemfdCreate => "memfd_create",
+            Kind::ExecMemory => "exec_memory",
+            Kind::GpuIoctl => "gpu_ioctl",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// Dense index, for per-kind arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event, enriched.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Wall-clock time, RFC 3339 with nanoseconds, UTC.
+    pub time: String,
+    /// Kernel boot-clock timestamp in nanoseconds; orders events and drives
+    /// windows in `replay`.
+    pub ktime_ns: u64,
+    pub kind: Kind,
+    pub process: Process,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<SyscallInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuInfo>,
+}
+
+/// The process an event belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Process {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    /// Absolute path of the executable.
+    pub exe: String,
+    pub argv: Vec<String>,
+    /// argv was cut: more than 16 arguments or 1 KiB.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    pub comm: String,
+    pub cgroup_id: u64,
+    /// RFC 3339 start time of the process.
+    pub start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mnt_ns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u32>,
+    /// Executable image is deleted or a memfd (fileless execution).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exe_fileless: bool,
+    /// Nearest first; bounded to 8 entries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Ancestor>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Parent {
+    pub pid: u32,
+    pub exe: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub exe: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Container {
+    /// cgroup v2 path of the process (relative to the cgroup2 mount).
+    pub cgroup: String,
+    /// Container id parsed from the cgroup path (docker, containerd, cri-o, podman).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Kubernetes pod uid, when the cgroup path carries one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+}
+
+/// The AI workload a process belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkloadRef {
+    pub id: String,
+    /// `inference`, `training`, `notebook`, `agent`, `pipeline` or `unknown-ai`.
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExitInfo {
+    /// Exit status (0..255) when the process exited normally.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// Terminating signal number, when a signal ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+    /// Lifetime in milliseconds.
+    pub lifetime_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForkInfo {
+    pub child_pid: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FileInfo {
+    /// Absolute, normalised path.
+    pub path: String,
+    /// Rename destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// open flags (O_*), as a number.
+    pub flags: u32,
+    /// Symbolic access: `read`, `write` or `read_write`; opens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Syscall result: fd or 0 on success, negative errno on failure.
+    pub result: i64,
+    /// Asset class: `model`, `pickle-model`, `dataset`, `secret`, `gpu-device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceInfo>,
+    /// The path could not be fully resolved (very deep, or cwd unknown).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_incomplete: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// `char` or `block`.
+    pub kind: String,
+    pub major: u32,
+    pub minor: u32,
+    /// Known device family: `nvidia`, `nvidia-uvm`, `nvidiactl`, `dri`, `kfd`, `accel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Endpoint {
+    pub ip: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetInfo {
+    /// `ipv4`, `ipv6` or `unix`.
+    pub family: String,
+    /// `tcp`, `udp` or empty when unknown.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_path: Option<String>,
+    /// Syscall result; absent on summaries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_received: Option<u64>,
+    /// On summaries: the connection is closed (else a periodic report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed: Option<bool>,
+    /// The destination is not a loopback, link-local or unspecified address.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dst_external: bool,
+    /// DNS name last resolved to the destination address, if seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsInfo {
+    /// Query name, without the trailing dot.
+    pub name: String,
+    /// Query type: `A`, `AAAA`, `TXT`, ... or the number.
+    pub qtype: String,
+    pub server: Endpoint,
+}
+
+/// Privilege and tampering syscalls.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyscallInfo {
+    pub result: i64,
+    /// setuid family: the requested ids (`-1` kept as 4294967295 is shown as null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub euid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// ptrace: the request name and the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
+    /// capset: effective capability bits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_effective: Option<u64>,
+    /// bpf: the command, and the program type for BPF_PROG_LOAD.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpf_cmd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpf_prog_type: Option<u32>,
+    /// memfd_create name, module parameters, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// mmap/mprotect: protection bits, address and length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prot: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub len: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GpuInfo {
+    pub ioctls: u64,
+    /// Seconds the count covers.
+    pub interval_s: f64,
+    pub device: DeviceInfo,
+}

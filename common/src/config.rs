@@ -1,0 +1,119 @@
+//! Configuration the agent hands to the kernel programs: struct offsets and
+//! switches as load-time globals, interest sets as maps.
+
+/// Byte offsets of the kernel struct fields the programs read.
+///
+/// The agent resolves them from the running kernel's BTF at load time, so the
+/// same object loads on any kernel with BTF. Zero means "not found": a
+/// program that needs a missing offset skips that field and sets a flag.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_group_leader: u32,
+    pub task_real_parent: u32,
+    pub task_start_boottime: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    pub task_nsproxy: u32,
+    pub task_cred: u32,
+    pub signal_live: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    pub fs_pwd: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_f_path: u32,
+    pub file_f_inode: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
+    pub vfsmount_mnt_root: u32,
+    /// Offset of `struct vfsmount mnt` inside `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub inode_i_mode: u32,
+    pub inode_i_rdev: u32,
+    pub inode_i_nlink: u32,
+    pub nsproxy_mnt_ns: u32,
+    pub nsproxy_pid_ns: u32,
+    /// Offset of `ns.inum` inside `struct mnt_namespace`.
+    pub mnt_ns_inum: u32,
+    /// Offset of `ns.inum` inside `struct pid_namespace`.
+    pub pid_ns_inum: u32,
+    pub tcp_bytes_acked: u32,
+    pub tcp_bytes_received: u32,
+    /// `file->private_data`: the `struct socket *` of a socket file.
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+}
+
+/// Event families that can be switched on and off (`FAMILIES` global).
+pub const FAMILY_PROCESS: u32 = 1;
+pub const FAMILY_FILE: u32 = 2;
+pub const FAMILY_NET: u32 = 4;
+pub const FAMILY_PRIVILEGE: u32 = 8;
+pub const FAMILY_GPU: u32 = 16;
+pub const FAMILY_ALL: u32 = 31;
+
+/// Values of the `TRACKED_PIDS` and `TRACKED_CGROUPS` maps.
+pub const TRACK_FULL: u32 = 1;
+
+/// Key of the `PATH_PREFIXES` LPM trie: path bytes, `prefix_len` in bits.
+pub const PREFIX_KEY_LEN: usize = 64;
+
+/// Key of the `PATH_SUFFIXES` map: the last [`SUFFIX_KEY_LEN`] bytes of a
+/// file name's extension or of its base name, NUL-padded on the right.
+pub const SUFFIX_KEY_LEN: usize = 16;
+
+/// Kinds of interest for path suffix entries.
+pub const SUFFIX_EXTENSION: u8 = 1;
+pub const SUFFIX_BASENAME: u8 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SuffixKey {
+    pub kind: u8,
+    pub bytes: [u8; SUFFIX_KEY_LEN],
+}
+
+/// Counters of the `STATS` per-CPU array, indexed by [`Stat::index`] plus
+/// an [`crate::EventKind::slot`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Records the ring buffer had no room for.
+    RingbufLost = 0,
+    /// Events the kernel dropped because nothing was interested.
+    Filtered = 1,
+    /// Events whose pending entry could not be stored (map full).
+    PendingLost = 2,
+}
+
+impl Stat {
+    pub const COUNT: u32 = 3;
+    pub const fn index(self, kind_slot: u32) -> u32 {
+        self as u32 * crate::KIND_SLOTS + kind_slot
+    }
+}
+
+/// Entries of the `STATS` array.
+pub const STATS_LEN: u32 = Stat::COUNT * crate::KIND_SLOTS;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for SuffixKey {}
+}

@@ -1,0 +1,349 @@
+//! Records written by the kernel programs into the `EVENTS` ring buffer.
+//!
+//! Every record starts with an [`EventHeader`] whose `kind` says which record
+//! follows and whose `size` is the record's full size in bytes. The agent
+//! checks both before it reads anything else, so a short, unknown or garbage
+//! record is counted and skipped, never trusted.
+
+/// Stable numbers for event kinds. They are part of the ABI and of recorded
+/// event files: never renumber, only add. Each family owns a range of 100.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventKind {
+    // Processes: 100..
+    Exec = 100,
+    Fork = 101,
+    Exit = 102,
+    // Files: 200..
+    Open = 200,
+    Unlink = 201,
+    Rename = 202,
+    Chmod = 203,
+    Truncate = 204,
+    // Network: 300..
+    Connect = 300,
+    Accept = 301,
+    Bind = 302,
+    Listen = 303,
+    /// Byte totals of a TCP connection, at close or periodically.
+    TcpSummary = 304,
+    UdpSend = 305,
+    Dns = 306,
+    // Privilege and tampering: 400..
+    Setuid = 400,
+    Setgid = 401,
+    Capset = 402,
+    Ptrace = 403,
+    ModuleLoad = 404,
+    Bpf = 405,
+    MemfdCreate = 406,
+    /// mmap/mprotect that makes anonymous memory executable.
+    ExecMemory = 407,
+    // Accelerators: 500..
+    /// Per-process ioctl counts on accelerator device fds, sampled.
+    GpuIoctl = 500,
+}
+
+impl EventKind {
+    /// Every kind, in ABI order. Counter arrays are indexed by [`EventKind::slot`].
+    pub const ALL: [EventKind; 24] = [
+        EventKind::Exec,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Open,
+        EventKind::Unlink,
+        EventKind::Rename,
+        EventKind::Chmod,
+        EventKind::Truncate,
+        EventKind::Connect,
+        EventKind::Accept,
+        EventKind::Bind,
+        EventKind::Listen,
+        EventKind::TcpSummary,
+        EventKind::UdpSend,
+        EventKind::Dns,
+        EventKind::Setuid,
+        EventKind::Setgid,
+        EventKind::Capset,
+        EventKind::Ptrace,
+        EventKind::ModuleLoad,
+        EventKind::Bpf,
+        EventKind::MemfdCreate,
+        EventKind::ExecMemory,
+        EventKind::GpuIoctl,
+    ];
+
+    pub fn from_u16(raw: u16) -> Option<EventKind> {
+        let kind = match raw {
+            100 => EventKind::Exec,
+            101 => EventKind::Fork,
+            102 => EventKind::Exit,
+            200 => EventKind::Open,
+            201 => EventKind::Unlink,
+            202 => EventKind::Rename,
+            203 => EventKind::Chmod,
+            204 => EventKind::Truncate,
+            300 => EventKind::Connect,
+            301 => EventKind::Accept,
+            302 => EventKind::Bind,
+            303 => EventKind::Listen,
+            304 => EventKind::TcpSummary,
+            305 => EventKind::UdpSend,
+            306 => EventKind::Dns,
+            400 => EventKind::Setuid,
+            401 => EventKind::Setgid,
+            402 => EventKind::Capset,
+            403 => EventKind::Ptrace,
+            404 => EventKind::ModuleLoad,
+            405 => EventKind::Bpf,
+            406 => EventKind::MemfdCreate,
+            407 => EventKind::ExecMemory,
+            500 => EventKind::GpuIoctl,
+            _ => return None,
+        };
+        Some(kind)
+    }
+
+    /// A dense index for per-kind counter arrays: the family times 8 plus the
+    /// offset within the family. Stays below [`KIND_SLOTS`].
+    pub const fn slot(self) -> u32 {
+        let raw = self as u16 as u32;
+        (raw / 100 - 1) * 8 + raw % 100
+    }
+}
+
+/// Size of per-kind counter arrays (five families of up to eight kinds each).
+pub const KIND_SLOTS: u32 = 40;
+
+/// Common leading part of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] number.
+    pub kind: u16,
+    /// Kind-specific flags (see the `*_FLAG_*` constants).
+    pub flags: u16,
+    /// Size of the whole record in bytes, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns` when the event happened.
+    pub ktime_ns: u64,
+    /// Thread-group id: the process id as user space sees it.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+pub const COMM_LEN: usize = 16;
+/// Bytes kept of a path as user space passed it.
+pub const NAME_LEN: usize = 256;
+/// Bytes of a path resolved in the kernel by walking dentries.
+pub const PATH_BUF_LEN: usize = 512;
+/// The longest component the kernel walk copies; longer ones are truncated.
+pub const PATH_COMPONENT_MAX: usize = 128;
+/// The deepest directory chain the kernel walk follows.
+pub const PATH_MAX_DEPTH: u32 = 24;
+/// Bytes of argv kept per exec.
+pub const ARGS_LEN: usize = 1024;
+/// Arguments kept per exec; more set [`EXEC_FLAG_ARGS_TRUNCATED`].
+pub const ARGS_MAX: usize = 16;
+
+/// A path resolved in the kernel from a `struct path`.
+///
+/// `buf` holds the components leaf first, each followed by a NUL: the agent
+/// reverses them. The kernel cannot prepend cheaply, so this keeps the walk a
+/// single forward pass.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelPath {
+    /// Bytes used in `buf`.
+    pub len: u16,
+    /// Number of components in `buf`.
+    pub depth: u16,
+    /// `PATH_FLAG_*`.
+    pub flags: u16,
+    pub _pad: u16,
+    pub buf: [u8; PATH_BUF_LEN],
+}
+
+/// The walk stopped before the root: the path is a suffix of the real one.
+pub const PATH_FLAG_TRUNCATED: u16 = 1;
+/// The walk was not attempted or failed; only the name as given is known.
+pub const PATH_FLAG_MISSING: u16 = 2;
+
+// Exec flags.
+pub const EXEC_FLAG_ARGS_TRUNCATED: u16 = 1;
+/// The executable has no links left: it was deleted, or is a memfd.
+pub const EXEC_FLAG_EXE_UNLINKED: u16 = 2;
+/// The executable is a memfd (its name starts with `memfd:`).
+pub const EXEC_FLAG_EXE_MEMFD: u16 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecRecord {
+    pub header: EventHeader,
+    pub ppid: u32,
+    /// The pid before exec; differs from `header.pid` when a thread exec'd.
+    pub old_pid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub mnt_ns: u32,
+    pub pid_ns: u32,
+    /// Boot-clock time the process started (`task->start_boottime`).
+    pub start_boottime_ns: u64,
+    /// Bytes used in `args`: NUL-separated arguments.
+    pub args_len: u16,
+    /// Bytes used in `filename`, NUL excluded.
+    pub filename_len: u16,
+    pub _pad: u32,
+    /// The file name as passed to execve (may be relative).
+    pub filename: [u8; NAME_LEN],
+    /// The executable file, resolved in the kernel.
+    pub exe: KernelPath,
+    pub args: [u8; ARGS_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkRecord {
+    /// The parent's view: `header.pid` is the parent process.
+    pub header: EventHeader,
+    pub child_pid: u32,
+    pub _pad: u32,
+    pub child_start_boottime_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub header: EventHeader,
+    /// `task->exit_code`: status in bits 8..16, terminating signal in 0..7.
+    pub exit_code: u32,
+    pub ppid: u32,
+    pub start_boottime_ns: u64,
+}
+
+/// open/openat/openat2, and the other path operations.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileRecord {
+    pub header: EventHeader,
+    /// Syscall result: a fd or 0 on success, `-errno` on failure.
+    pub ret: i64,
+    /// open flags, or the new mode for chmod.
+    pub flags: u32,
+    pub mode: u32,
+    /// `i_mode` of the opened inode (0 when unknown).
+    pub i_mode: u32,
+    /// Device number of a device file (`major << 20 | minor`, kernel form).
+    pub rdev: u32,
+    pub name_len: u16,
+    pub name2_len: u16,
+    pub _pad: u32,
+    /// The path as given.
+    pub name: [u8; NAME_LEN],
+    /// The second path of a rename, as given.
+    pub name2: [u8; NAME_LEN],
+    /// The directory a relative `name` is relative to (cwd or dirfd).
+    pub dir: KernelPath,
+}
+
+pub const FILE_FLAG_TRACKED: u16 = 1;
+
+/// A socket address in network byte order; v4 addresses use the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockAddr {
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u32,
+    pub addr: [u8; 16],
+}
+
+pub const UNIX_PATH_LEN: usize = 108;
+
+/// connect, accept, bind, listen and UDP sends.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetRecord {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub fd: i32,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, ...; 0 when unknown.
+    pub sock_type: u16,
+    pub unix_path_len: u16,
+    pub local: SockAddr,
+    pub remote: SockAddr,
+    pub unix_path: [u8; UNIX_PATH_LEN],
+    pub _pad2: u32,
+}
+
+pub const TCP_SUMMARY_FLAG_FINAL: u16 = 1;
+
+/// Byte totals of one TCP connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSummaryRecord {
+    /// The process that owned the socket when it connected or accepted.
+    pub header: EventHeader,
+    pub local: SockAddr,
+    pub remote: SockAddr,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub opened_ktime_ns: u64,
+}
+
+pub const DNS_PAYLOAD_LEN: usize = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsRecord {
+    pub header: EventHeader,
+    pub remote: SockAddr,
+    pub payload_len: u16,
+    pub _pad: [u16; 3],
+    pub payload: [u8; DNS_PAYLOAD_LEN],
+}
+
+/// Privilege and tampering syscalls share one record: the syscall's own
+/// arguments, its result, and one string where it has one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallRecord {
+    pub header: EventHeader,
+    pub args: [u64; 6],
+    pub ret: i64,
+    pub text_len: u16,
+    pub _pad: [u16; 3],
+    pub text: [u8; NAME_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GpuIoctlRecord {
+    pub header: EventHeader,
+    pub count: u64,
+    pub rdev: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for EventHeader {}
+    unsafe impl aya::Pod for KernelPath {}
+    unsafe impl aya::Pod for ExecRecord {}
+    unsafe impl aya::Pod for ForkRecord {}
+    unsafe impl aya::Pod for ExitRecord {}
+    unsafe impl aya::Pod for FileRecord {}
+    unsafe impl aya::Pod for NetRecord {}
+    unsafe impl aya::Pod for TcpSummaryRecord {}
+    unsafe impl aya::Pod for DnsRecord {}
+    unsafe impl aya::Pod for SyscallRecord {}
+    unsafe impl aya::Pod for GpuIoctlRecord {}
+}
