@@ -265,6 +265,11 @@ pub struct FileInfo {
     pub class: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceInfo>,
+    /// Size of the file in bytes when it was opened, for regular files.
+    /// aiwatch counts an open for reading of a model file as a read of this
+    /// many bytes: model loaders read or map the whole file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// The path could not be fully resolved (very deep, or cwd unknown).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_incomplete: bool,
