@@ -1,8 +1,22 @@
 //! aiwatch: an eBPF security monitor for AI workloads.
 //!
 //! The pipeline is kernel → ring buffer → [`reader`] → [`decode`] →
-//! [`process`] table (enrichment) → rules and detectors → sinks. See
-//! `docs/ARCHITECTURE.md` for the code map and its invariants.
+//! [`enrich`] (with the [`process`] table) → rules and detectors → [`sink`]s.
+//! See `docs/ARCHITECTURE.md` for the code map and its invariants.
 
 pub mod alert;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod decode;
+pub mod enrich;
 pub mod event;
+pub mod kernel_stats;
+pub mod loader;
+pub mod offsets;
+pub mod process;
+pub mod procfs_seed;
+pub mod reader;
+pub mod run;
+pub mod sink;
+pub mod stats;

@@ -1,1 +1,26 @@
-fn main(){}
+//! The kernel side of aiwatch: one program file per event family under
+//! `probes/`, sharing the maps in `maps.rs` and the kernel readers in
+//! `kernel.rs` and `path.rs`.
+//!
+//! Architecture invariant: nothing here allocates or blocks. Records are built
+//! in ring-buffer reservations or per-CPU scratch maps, never on the 512-byte
+//! stack, and every record that cannot be sent is counted in `STATS`.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod globals;
+mod kernel;
+mod maps;
+mod path;
+mod probes;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,168 @@
+//! The agent's configuration: a YAML file over embedded defaults.
+//!
+//! Parsing is the cheap first stage (`Config`, plain data, every field
+//! defaulted and documented in `config/default.yaml`); `run` resolves it with
+//! the command line into what the runtime uses.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use aiwatch_common::{FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS};
+use serde::Deserialize;
+
+/// The embedded defaults, also the documentation of every key.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub events: Option<String>,
+    pub alerts: String,
+    pub sink_max_bytes: u64,
+    pub sink_keep_files: u32,
+    pub families: Families,
+    pub queue_capacity: usize,
+    pub process_table: ProcessTableConfig,
+    pub state_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            events: None,
+            alerts: "-".into(),
+            sink_max_bytes: 100 * 1024 * 1024,
+            sink_keep_files: 5,
+            families: Families::default(),
+            queue_capacity: 65_536,
+            process_table: ProcessTableConfig::default(),
+            state_dir: PathBuf::from("/var/lib/aiwatch"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Families {
+    pub process: bool,
+    pub file: bool,
+    pub network: bool,
+    pub privilege: bool,
+    pub gpu: bool,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Self {
+            process: true,
+            file: true,
+            network: true,
+            privilege: true,
+            gpu: true,
+        }
+    }
+}
+
+impl Families {
+    /// The `FAMILY_*` bits for the kernel side.
+    pub fn bits(&self) -> u32 {
+        [
+            (self.process, FAMILY_PROCESS),
+            (self.file, FAMILY_FILE),
+            (self.network, FAMILY_NET),
+            (self.privilege, FAMILY_PRIVILEGE),
+            (self.gpu, FAMILY_GPU),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |bits, (_, bit)| bits | bit)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessTableConfig {
+    pub max_live: usize,
+    pub max_exited: usize,
+}
+
+impl Default for ProcessTableConfig {
+    fn default() -> Self {
+        Self {
+            max_live: 65_536,
+            max_exited: 8_192,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+impl Config {
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str(text).map_err(|err| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: err.to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn embedded() -> Config {
+        Config::parse(DEFAULT_CONFIG, "embedded default").unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_file_matches_the_defaults() {
+        let parsed = Config::parse(DEFAULT_CONFIG, "default.yaml").expect("embedded config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn partial_files_override_only_what_they_set() {
+        let c = Config::parse("alerts: /tmp/a.jsonl\nfamilies: {file: false}\n", "t").unwrap();
+        assert_eq!(c.alerts, "/tmp/a.jsonl");
+        assert!(!c.families.file && c.families.process);
+        assert_eq!(c.families.bits() & FAMILY_FILE, 0);
+        assert_eq!(c.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_errors_with_positions() {
+        let err = Config::parse("listen: 127.0.0.1:9464\nfamilys: {}\n", "c.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("c.yaml:") && text.contains("familys"),
+            "{text}"
+        );
+        let err = Config::parse("queue_capacity: lots\n", "c.yaml").unwrap_err();
+        assert!(err.to_string().contains("c.yaml"), "{err}");
+    }
+}

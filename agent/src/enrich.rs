@@ -1,0 +1,288 @@
+//! Enrichment: decoded records plus the process table make [`Event`]s.
+//!
+//! The process table is updated here (exec, fork, exit), so every event sees
+//! the table as it was when the event happened, in ring-buffer order.
+
+use crate::{
+    clock::BootClock,
+    decode::{self, Payload, Record},
+    event::{Ancestor, Event, ExitInfo, ForkInfo, Kind, Parent, Process},
+    process::{ProcessEntry, ProcessTable},
+    procfs_seed,
+};
+
+/// Bounds of the process table.
+#[derive(Clone, Copy, Debug)]
+pub struct TableLimits {
+    pub max_live: usize,
+    pub max_exited: usize,
+}
+
+impl Default for TableLimits {
+    fn default() -> Self {
+        Self {
+            max_live: 65_536,
+            max_exited: 8_192,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EnrichStats {
+    /// Processes first met through a non-exec event and read from `/proc`.
+    pub proc_lookups: u64,
+    /// ... of which `/proc` no longer had the process.
+    pub proc_lookup_failures: u64,
+}
+
+pub struct Enricher {
+    pub table: ProcessTable,
+    clock: BootClock,
+    /// Read `/proc` for processes the table does not know (off in replay).
+    use_procfs: bool,
+    stats: EnrichStats,
+}
+
+impl Enricher {
+    pub fn new(limits: TableLimits, clock: BootClock, use_procfs: bool) -> Self {
+        Self {
+            table: ProcessTable::new(limits.max_live, limits.max_exited),
+            clock,
+            use_procfs,
+            stats: EnrichStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> EnrichStats {
+        self.stats
+    }
+
+    /// Loads every running process from `/proc`: processes started before the
+    /// agent then have their exe, argv and ancestry.
+    pub fn seed_from_procfs(&mut self) -> usize {
+        let all = procfs_seed::all_processes();
+        let count = all.len();
+        // Parents first, so that children record their parent's start time.
+        let mut all = all;
+        all.sort_by_key(|p| p.start_ns);
+        for entry in all {
+            self.table.upsert(entry);
+        }
+        count
+    }
+
+    pub fn clock(&self) -> &BootClock {
+        &self.clock
+    }
+
+    /// Applies a record to the process table and returns its event.
+    pub fn enrich(&mut self, record: Record) -> Event {
+        let Record { common, payload } = record;
+        let kind = kind_of(common.kind);
+        let mut event = Event {
+            time: self.clock.rfc3339(common.ktime_ns),
+            ktime_ns: common.ktime_ns,
+            kind,
+            ..Default::default()
+        };
+        match payload {
+            Payload::Exec(exec) => {
+                let exe = match &exec.exe {
+                    Some(resolved) => resolved.path.clone(),
+                    None => exec.filename.clone(),
+                };
+                let previous = self.table.get(common.pid);
+                let start_ns = match previous {
+                    Some(p) if exec.start_boottime_ns == 0 => p.start_ns,
+                    _ => exec.start_boottime_ns,
+                };
+                let entry = ProcessEntry {
+                    pid: common.pid,
+                    ppid: exec.ppid,
+                    start_ns,
+                    parent_start_ns: previous.map(|p| p.parent_start_ns).unwrap_or(0),
+                    uid: common.uid,
+                    gid: common.gid,
+                    euid: exec.euid,
+                    exe,
+                    argv: exec.argv,
+                    argv_truncated: exec.argv_truncated,
+                    comm: common.comm.clone(),
+                    cgroup_id: common.cgroup_id,
+                    mnt_ns: Some(exec.mnt_ns).filter(|&n| n != 0),
+                    pid_ns: Some(exec.pid_ns).filter(|&n| n != 0),
+                    exe_fileless: exec.exe_memfd || exec.exe_unlinked,
+                    exited_ns: None,
+                };
+                self.table.upsert(entry);
+                self.fill_process(&mut event, common.pid, common.tid);
+            }
+            Payload::Fork(fork) => {
+                self.ensure_known(common.pid, &common);
+                self.table
+                    .fork(common.pid, fork.child_pid, fork.child_start_boottime_ns);
+                // A fork is about the new process: its parent is the forker.
+                self.fill_process(&mut event, fork.child_pid, fork.child_pid);
+                event.fork = Some(ForkInfo {
+                    child_pid: fork.child_pid,
+                });
+            }
+            Payload::Exit(exit) => {
+                self.ensure_known(common.pid, &common);
+                self.fill_process(&mut event, common.pid, common.tid);
+                let start_ns = self
+                    .table
+                    .get(common.pid)
+                    .map(|p| p.start_ns)
+                    .filter(|&s| s != 0)
+                    .unwrap_or(exit.start_boottime_ns);
+                event.exit = Some(exit_info(
+                    exit.exit_code,
+                    common.ktime_ns.saturating_sub(start_ns),
+                ));
+                self.table.exit(common.pid, common.ktime_ns);
+            }
+        }
+        event
+    }
+
+    /// Makes sure the table has an entry for `pid`, reading `/proc` or, when
+    /// the process is gone, recording what the record itself says.
+    fn ensure_known(&mut self, pid: u32, common: &decode::Common) {
+        if self.table.get(pid).is_some() {
+            return;
+        }
+        let from_proc = if self.use_procfs {
+            self.stats.proc_lookups += 1;
+            let found = procfs_seed::read_process(pid);
+            if found.is_none() {
+                self.stats.proc_lookup_failures += 1;
+            }
+            found
+        } else {
+            None
+        };
+        let entry = from_proc.unwrap_or_else(|| ProcessEntry {
+            pid,
+            uid: common.uid,
+            gid: common.gid,
+            comm: common.comm.clone(),
+            cgroup_id: common.cgroup_id,
+            ..Default::default()
+        });
+        self.table.upsert(entry);
+    }
+
+    /// Fills `event.process` and `event.parent` from the table.
+    pub fn fill_process(&self, event: &mut Event, pid: u32, tid: u32) {
+        let Some(entry) = self.table.get_any(pid) else {
+            event.process.pid = pid;
+            event.process.tid = tid;
+            return;
+        };
+        let ancestors = self.table.ancestors(pid);
+        event.parent = ancestors.first().map(|p| Parent {
+            pid: p.pid,
+            exe: p.exe.clone(),
+            argv: p.argv.clone(),
+            comm: p.comm.clone(),
+        });
+        event.process = Process {
+            pid,
+            tid,
+            ppid: entry.ppid,
+            uid: entry.uid,
+            gid: entry.gid,
+            euid: entry.euid,
+            exe: entry.exe.clone(),
+            argv: entry.argv.clone(),
+            argv_truncated: entry.argv_truncated,
+            comm: entry.comm.clone(),
+            cgroup_id: entry.cgroup_id,
+            start_time: if entry.start_ns == 0 {
+                String::new()
+            } else {
+                self.clock.rfc3339(entry.start_ns)
+            },
+            mnt_ns: entry.mnt_ns,
+            pid_ns: entry.pid_ns,
+            exe_fileless: entry.exe_fileless,
+            ancestors: ancestors
+                .iter()
+                .map(|a| Ancestor {
+                    pid: a.pid,
+                    exe: a.exe.clone(),
+                    comm: a.comm.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+    }
+}
+
+/// Splits a kernel exit code: status in bits 8..16, signal in 0..7, core
+/// dump flag 0x80.
+pub fn exit_info(exit_code: u32, lifetime_ns: u64) -> ExitInfo {
+    let signal = (exit_code & 0x7f) as i32;
+    ExitInfo {
+        code: (signal == 0).then_some(((exit_code >> 8) & 0xff) as i32),
+        signal: (signal != 0).then_some(signal),
+        core_dumped: exit_code & 0x80 != 0,
+        lifetime_ms: lifetime_ns / 1_000_000,
+    }
+}
+
+pub fn kind_of(kind: aiwatch_common::EventKind) -> Kind {
+    use aiwatch_common::EventKind as K;
+    match kind {
+        K::Exec => Kind::Exec,
+        K::Fork => Kind::Fork,
+        K::Exit => Kind::Exit,
+        K::Open => Kind::Open,
+        K::Unlink => Kind::Unlink,
+        K::Rename => Kind::Rename,
+        K::Chmod => Kind::Chmod,
+        K::Truncate => Kind::Truncate,
+        K::Connect => Kind::Connect,
+        K::Accept => Kind::Accept,
+        K::Bind => Kind::Bind,
+        K::Listen => Kind::Listen,
+        K::TcpSummary => Kind::TcpSummary,
+        K::UdpSend => Kind::UdpSend,
+        K::Dns => Kind::Dns,
+        K::Setuid => Kind::Setuid,
+        K::Setgid => Kind::Setgid,
+        K::Capset => Kind::Capset,
+        K::Ptrace => Kind::Ptrace,
+        K::ModuleLoad => Kind::ModuleLoad,
+        K::Bpf => Kind::Bpf,
+        K::MemfdCreate => Kind::MemfdCreate,
+        K::ExecMemory => Kind::ExecMemory,
+        K::GpuIoctl => Kind::GpuIoctl,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_split_into_status_and_signal() {
+        let normal = exit_info(3 << 8, 5_000_000);
+        assert_eq!(
+            (normal.code, normal.signal, normal.lifetime_ms),
+            (Some(3), None, 5)
+        );
+        let killed = exit_info(9, 0);
+        assert_eq!((killed.code, killed.signal), (None, Some(9)));
+        let dumped = exit_info(0x80 | 11, 0);
+        assert_eq!((dumped.signal, dumped.core_dumped), (Some(11), true));
+    }
+
+    #[test]
+    fn every_abi_kind_has_a_json_kind() {
+        for (abi, json) in aiwatch_common::EventKind::ALL.iter().zip(Kind::ALL) {
+            assert_eq!(kind_of(*abi), json);
+        }
+    }
+}

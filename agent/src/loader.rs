@@ -1,0 +1,229 @@
+//! Loading the kernel programs, configuring them, and attaching them.
+//!
+//! The object is built by `build.rs` and embedded in the binary. Before the
+//! verifier sees it, the loader writes the load-time globals: struct offsets
+//! from this kernel's BTF, the agent's own pid, and the enabled families.
+//! Each probe is attached on its own; a probe that cannot attach is reported
+//! in one log line and in [`ProbeStatus`], and the agent runs with the rest,
+//! unless it is one the pipeline cannot do without.
+
+use std::path::Path;
+
+use aiwatch_common::{KernelOffsets, FAMILY_PROCESS};
+use aya::{
+    programs::{ProgramError, RawTracePoint, TracePoint},
+    Ebpf, EbpfError, EbpfLoader,
+};
+
+use crate::offsets::{self, OffsetError};
+
+/// The compiled kernel programs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aiwatch"));
+
+#[derive(Clone, Copy, Debug)]
+pub enum Attach {
+    /// `tracepoint/<category>/<name>`.
+    Tracepoint(&'static str, &'static str),
+    /// A raw tracepoint by name.
+    Raw(&'static str),
+}
+
+/// One program and where it attaches.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    /// The program's function name in the object.
+    pub program: &'static str,
+    pub attach: Attach,
+    /// The `FAMILY_*` bit it belongs to.
+    pub family: u32,
+    /// The agent refuses to run without it.
+    pub required: bool,
+}
+
+/// Every probe aiwatch knows, in attach order.
+pub const PROBES: &[Probe] = &[
+    Probe {
+        program: "sched_process_exec",
+        attach: Attach::Tracepoint("sched", "sched_process_exec"),
+        family: FAMILY_PROCESS,
+        required: true,
+    },
+    Probe {
+        program: "sched_process_fork",
+        attach: Attach::Raw("sched_process_fork"),
+        family: FAMILY_PROCESS,
+        required: true,
+    },
+    Probe {
+        program: "sched_process_exit",
+        attach: Attach::Tracepoint("sched", "sched_process_exit"),
+        family: FAMILY_PROCESS,
+        required: true,
+    },
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeStatus {
+    pub probe: &'static str,
+    pub attached: bool,
+    /// Why it is not attached.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("aiwatch must run as root to load eBPF programs (it runs as uid {0})")]
+    NotRoot(u32),
+    #[error(transparent)]
+    Offsets(#[from] OffsetError),
+    #[error(
+        "this aiwatch binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it \
+         with `cargo xtask build`"
+    )]
+    NoObject,
+    #[error("the kernel refused aiwatch's eBPF programs: {0}")]
+    Load(#[source] EbpfError),
+    #[error("cannot attach the required probe {probe}: {source}")]
+    Attach {
+        probe: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+}
+
+pub struct LoadOptions<'a> {
+    pub btf_path: &'a Path,
+    /// `FAMILY_*` bits to enable.
+    pub families: u32,
+    /// The pid the kernel side ignores: the agent itself.
+    pub agent_pid: u32,
+}
+
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub probes: Vec<ProbeStatus>,
+    /// Offsets this kernel's BTF lacks; the fields that need them are absent.
+    pub missing_offsets: Vec<&'static str>,
+}
+
+pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Err(LoadError::NotRoot(euid));
+    }
+    if OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    let resolved = offsets::resolve(options.btf_path)?;
+    for missing in &resolved.missing {
+        log::warn!("kernel BTF has no {missing}: the fields that need it will be absent");
+    }
+    raise_memlock_limit();
+    ensure_tracefs();
+
+    let offsets: KernelOffsets = resolved.offsets;
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("AGENT_PID", &options.agent_pid, true)
+        .override_global("FAMILIES", &options.families, true)
+        .load(OBJECT)
+        .map_err(LoadError::Load)?;
+
+    let mut probes = Vec::with_capacity(PROBES.len());
+    for probe in PROBES {
+        let status = if options.families & probe.family == 0 {
+            ProbeStatus {
+                probe: probe.program,
+                attached: false,
+                reason: Some("family disabled in the configuration".into()),
+            }
+        } else {
+            match attach(&mut ebpf, probe) {
+                Ok(()) => ProbeStatus {
+                    probe: probe.program,
+                    attached: true,
+                    reason: None,
+                },
+                Err(source) if probe.required => {
+                    return Err(LoadError::Attach {
+                        probe: probe.program,
+                        source,
+                    });
+                }
+                Err(err) => {
+                    log::warn!("probe {} is not attached: {err}", probe.program);
+                    ProbeStatus {
+                        probe: probe.program,
+                        attached: false,
+                        reason: Some(err.to_string()),
+                    }
+                }
+            }
+        };
+        probes.push(status);
+    }
+    Ok(Loaded {
+        ebpf,
+        probes,
+        missing_offsets: resolved.missing,
+    })
+}
+
+fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
+    let program = ebpf
+        .program_mut(probe.program)
+        .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
+    match probe.attach {
+        Attach::Tracepoint(category, name) => {
+            let program: &mut TracePoint = program.try_into()?;
+            program.load()?;
+            program.attach(category, name)?;
+        }
+        Attach::Raw(name) => {
+            let program: &mut RawTracePoint = program.try_into()?;
+            program.load()?;
+            program.attach(name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
+        log::debug!(
+            "cannot raise RLIMIT_MEMLOCK; fine on kernels that account BPF memory by cgroup"
+        );
+    }
+}
+
+/// Tracepoint attachment reads event ids from tracefs; mount it if needed.
+fn ensure_tracefs() {
+    let candidates = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ];
+    if candidates.iter().any(|p| Path::new(p).exists()) {
+        return;
+    }
+    // SAFETY: plain C strings; mount(2) copies them.
+    let rc = unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    match rc {
+        0 => log::info!("mounted tracefs at /sys/kernel/tracing"),
+        _ => log::warn!("tracefs is not mounted and mounting it failed: tracepoints cannot attach"),
+    }
+}

@@ -1,0 +1,238 @@
+//! Kernel struct offsets, resolved from the running kernel's BTF.
+//!
+//! The kernel programs read `task_struct`, `mm_struct`, `dentry`, ... at
+//! these offsets. Resolving them here, at load time, is what lets one
+//! compiled object run on any kernel that has BTF. A field this kernel lacks
+//! is left at zero; the programs then treat it as unknown.
+
+use std::path::Path;
+
+use aiwatch_common::KernelOffsets;
+use btf_rs::{Btf, Type};
+
+/// Where the kernel exposes its own BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetError {
+    #[error(
+        "this kernel exposes no BTF at {VMLINUX_BTF}; aiwatch needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoBtf,
+    #[error("cannot parse the kernel BTF at {path}: {reason}")]
+    BadBtf { path: String, reason: String },
+    #[error("the kernel BTF lacks {0}, which aiwatch cannot work without")]
+    Required(&'static str),
+}
+
+/// The offsets, and the names of the optional ones this kernel lacks.
+#[derive(Debug)]
+pub struct ResolvedOffsets {
+    pub offsets: KernelOffsets,
+    pub missing: Vec<&'static str>,
+}
+
+/// Fields the process pipeline cannot do without.
+const REQUIRED: &[&str] = &[
+    "task_struct.tgid",
+    "task_struct.pid",
+    "task_struct.real_parent",
+];
+
+pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
+    if !btf_path.exists() {
+        return Err(OffsetError::NoBtf);
+    }
+    let btf = Btf::from_file(btf_path).map_err(|err| OffsetError::BadBtf {
+        path: btf_path.display().to_string(),
+        reason: err.to_string(),
+    })?;
+    let mut resolver = Resolver {
+        btf: &btf,
+        missing: Vec::new(),
+    };
+    let r = &mut resolver;
+    let offsets = KernelOffsets {
+        task_pid: r.get("task_struct.pid", "task_struct", &["pid"]),
+        task_tgid: r.get("task_struct.tgid", "task_struct", &["tgid"]),
+        task_group_leader: r.get("task_struct.group_leader", "task_struct", &["group_leader"]),
+        task_real_parent: r.get("task_struct.real_parent", "task_struct", &["real_parent"]),
+        task_start_boottime: r.get(
+            "task_struct.start_boottime",
+            "task_struct",
+            &["start_boottime"],
+        ),
+        task_exit_code: r.get("task_struct.exit_code", "task_struct", &["exit_code"]),
+        task_signal: r.get("task_struct.signal", "task_struct", &["signal"]),
+        task_mm: r.get("task_struct.mm", "task_struct", &["mm"]),
+        task_fs: r.get("task_struct.fs", "task_struct", &["fs"]),
+        task_files: r.get("task_struct.files", "task_struct", &["files"]),
+        task_nsproxy: r.get("task_struct.nsproxy", "task_struct", &["nsproxy"]),
+        task_cred: r.get("task_struct.cred", "task_struct", &["cred"]),
+        signal_live: r.get("signal_struct.live", "signal_struct", &["live"]),
+        cred_euid: r.get("cred.euid", "cred", &["euid"]),
+        cred_egid: r.get("cred.egid", "cred", &["egid"]),
+        mm_arg_start: r.get("mm_struct.arg_start", "mm_struct", &["arg_start"]),
+        mm_arg_end: r.get("mm_struct.arg_end", "mm_struct", &["arg_end"]),
+        mm_exe_file: r.get("mm_struct.exe_file", "mm_struct", &["exe_file"]),
+        fs_pwd: r.get("fs_struct.pwd", "fs_struct", &["pwd"]),
+        files_fdt: r.get("files_struct.fdt", "files_struct", &["fdt"]),
+        fdt_max_fds: r.get("fdtable.max_fds", "fdtable", &["max_fds"]),
+        fdt_fd: r.get("fdtable.fd", "fdtable", &["fd"]),
+        file_f_path: r.get("file.f_path", "file", &["f_path"]),
+        file_f_inode: r.get("file.f_inode", "file", &["f_inode"]),
+        file_private_data: r.get("file.private_data", "file", &["private_data"]),
+        path_mnt: r.get("path.mnt", "path", &["mnt"]),
+        path_dentry: r.get("path.dentry", "path", &["dentry"]),
+        dentry_d_parent: r.get("dentry.d_parent", "dentry", &["d_parent"]),
+        dentry_d_name: r.get("dentry.d_name", "dentry", &["d_name"]),
+        qstr_name: r.get("qstr.name", "qstr", &["name"]),
+        vfsmount_mnt_root: r.get("vfsmount.mnt_root", "vfsmount", &["mnt_root"]),
+        mount_mnt: r.get("mount.mnt", "mount", &["mnt"]),
+        mount_mnt_parent: r.get("mount.mnt_parent", "mount", &["mnt_parent"]),
+        mount_mnt_mountpoint: r.get("mount.mnt_mountpoint", "mount", &["mnt_mountpoint"]),
+        inode_i_mode: r.get("inode.i_mode", "inode", &["i_mode"]),
+        inode_i_rdev: r.get("inode.i_rdev", "inode", &["i_rdev"]),
+        inode_i_nlink: r.get("inode.i_nlink", "inode", &["i_nlink"]),
+        nsproxy_mnt_ns: r.get("nsproxy.mnt_ns", "nsproxy", &["mnt_ns"]),
+        nsproxy_pid_ns: r.get(
+            "nsproxy.pid_ns_for_children",
+            "nsproxy",
+            &["pid_ns_for_children"],
+        ),
+        mnt_ns_inum: r.get("mnt_namespace.ns.inum", "mnt_namespace", &["ns", "inum"]),
+        pid_ns_inum: r.get("pid_namespace.ns.inum", "pid_namespace", &["ns", "inum"]),
+        tcp_bytes_acked: r.get("tcp_sock.bytes_acked", "tcp_sock", &["bytes_acked"]),
+        tcp_bytes_received: r.get("tcp_sock.bytes_received", "tcp_sock", &["bytes_received"]),
+        socket_sk: r.get("socket.sk", "socket", &["sk"]),
+    };
+    for required in REQUIRED {
+        if resolver.missing.contains(required) {
+            return Err(OffsetError::Required(required));
+        }
+    }
+    Ok(ResolvedOffsets {
+        offsets,
+        missing: resolver.missing,
+    })
+}
+
+struct Resolver<'a> {
+    btf: &'a Btf,
+    missing: Vec<&'static str>,
+}
+
+impl Resolver<'_> {
+    /// The byte offset of `path` inside `struct name`, or 0 (recorded as
+    /// missing) when this kernel has no such field.
+    fn get(&mut self, label: &'static str, name: &str, path: &[&str]) -> u32 {
+        match self.find(name, path) {
+            Some(offset) if offset > 0 => offset,
+            // An offset of 0 is indistinguishable from "unknown" for the
+            // programs; no field aiwatch reads sits at offset 0 today.
+            _ => {
+                self.missing.push(label);
+                0
+            }
+        }
+    }
+
+    fn find(&self, name: &str, path: &[&str]) -> Option<u32> {
+        let ty = self
+            .btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find(|ty| matches!(ty, Type::Struct(s) if !s.members.is_empty()))?;
+        let mut bits = 0u32;
+        let mut current = ty;
+        for field in path {
+            let (member_bits, member_ty) = self.member(&current, field)?;
+            bits += member_bits;
+            current = member_ty;
+        }
+        (bits % 8 == 0).then_some(bits / 8)
+    }
+
+    /// Finds `field` in a struct or union, looking through anonymous members.
+    fn member(&self, ty: &Type, field: &str) -> Option<(u32, Type)> {
+        let members = match ty {
+            Type::Struct(s) | Type::Union(s) => &s.members,
+            _ => return None,
+        };
+        for member in members {
+            let member_name = self.btf.resolve_name(member).unwrap_or_default();
+            let member_ty = self.strip(self.btf.resolve_chained_type(member).ok()?);
+            if member_name == field {
+                return Some((member.bit_offset(), member_ty));
+            }
+            if member_name.is_empty() {
+                if let Some((inner_bits, inner_ty)) = self.member(&member_ty, field) {
+                    return Some((member.bit_offset() + inner_bits, inner_ty));
+                }
+            }
+        }
+        None
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn strip(&self, mut ty: Type) -> Type {
+        for _ in 0..16 {
+            let next = match &ty {
+                Type::Typedef(t) => self.btf.resolve_chained_type(t),
+                Type::Const(t) => self.btf.resolve_chained_type(t),
+                Type::Volatile(t) => self.btf.resolve_chained_type(t),
+                Type::Restrict(t) => self.btf.resolve_chained_type(t),
+                Type::TypeTag(t) => self.btf.resolve_chained_type(t),
+                _ => return ty,
+            };
+            match next {
+                Ok(next) => ty = next,
+                Err(_) => return ty,
+            }
+        }
+        ty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads this machine's own BTF: the offsets the programs depend on must
+    /// all be found, and land inside their structs.
+    #[test]
+    fn resolves_this_kernels_offsets() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            panic!("{VMLINUX_BTF} is missing: these tests need a kernel with BTF");
+        }
+        let resolved = resolve(path).expect("resolve offsets");
+        assert!(
+            resolved.missing.is_empty(),
+            "missing: {:?}",
+            resolved.missing
+        );
+        let o = resolved.offsets;
+        assert!(o.task_tgid > 0 && o.task_pid > 0 && o.task_tgid != o.task_pid);
+        assert!(o.mm_arg_end > o.mm_arg_start);
+        // dentry.d_name is a struct qstr whose name pointer follows its hash/len.
+        assert!(o.qstr_name >= 8);
+    }
+
+    #[test]
+    fn missing_btf_is_one_clear_error() {
+        let err = resolve(Path::new("/nonexistent/btf")).unwrap_err();
+        assert!(err.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{err}");
+    }
+
+    #[test]
+    fn garbage_btf_is_reported_not_panicked() {
+        let dir = std::env::temp_dir().join(format!("aiwatch-btf-{}", std::process::id()));
+        std::fs::write(&dir, b"not btf at all").unwrap();
+        let err = resolve(&dir).unwrap_err();
+        std::fs::remove_file(&dir).ok();
+        assert!(matches!(err, OffsetError::BadBtf { .. }), "{err}");
+    }
+}

@@ -1,0 +1,297 @@
+//! The process table: who each pid is, and who its ancestors are.
+//!
+//! A pid is only unique while its process lives, so an entry is the pair
+//! (pid, start time): an exec or fork for a pid whose entry has another
+//! start time replaces it, and ancestry checks the parent's start time too.
+//! Exited processes stay a while (late events, such as a TCP close handled
+//! in softirq, still find them) in a bounded FIFO; live entries are bounded
+//! by a cap whose overflow is counted.
+
+use std::collections::{HashMap, VecDeque};
+
+/// How many ancestors an event carries.
+pub const MAX_ANCESTORS: usize = 8;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessEntry {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Boot-clock start time: with `pid`, the process's identity.
+    pub start_ns: u64,
+    /// Start time of the parent when this entry was made (0 = unknown).
+    pub parent_start_ns: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub argv_truncated: bool,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub mnt_ns: Option<u32>,
+    pub pid_ns: Option<u32>,
+    pub exe_fileless: bool,
+    /// Boot-clock time of exit, once exited.
+    pub exited_ns: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TableStats {
+    /// Exited entries dropped to stay within the cap (normal churn).
+    pub exited_evicted: u64,
+    /// Live entries dropped because the table was full.
+    pub live_evicted: u64,
+    /// Entries replaced because their pid was reused.
+    pub pid_reused: u64,
+}
+
+pub struct ProcessTable {
+    live: HashMap<u32, ProcessEntry>,
+    /// Exited processes, oldest first, kept for late events.
+    exited: VecDeque<ProcessEntry>,
+    max_live: usize,
+    max_exited: usize,
+    stats: TableStats,
+}
+
+impl ProcessTable {
+    pub fn new(max_live: usize, max_exited: usize) -> Self {
+        Self {
+            live: HashMap::new(),
+            exited: VecDeque::new(),
+            max_live: max_live.max(1),
+            max_exited,
+            stats: TableStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn exited_count(&self) -> usize {
+        self.exited.len()
+    }
+
+    /// The live process with this pid.
+    pub fn get(&self, pid: u32) -> Option<&ProcessEntry> {
+        self.live.get(&pid)
+    }
+
+    pub fn get_mut(&mut self, pid: u32) -> Option<&mut ProcessEntry> {
+        self.live.get_mut(&pid)
+    }
+
+    /// The live process, or else the most recently exited one, with this pid.
+    pub fn get_any(&self, pid: u32) -> Option<&ProcessEntry> {
+        self.live
+            .get(&pid)
+            .or_else(|| self.exited.iter().rev().find(|p| p.pid == pid))
+    }
+
+    /// Inserts or replaces the entry for `entry.pid`. An entry with another
+    /// start time is a reused pid: the old process is gone.
+    pub fn upsert(&mut self, mut entry: ProcessEntry) {
+        if entry.parent_start_ns == 0 {
+            if let Some(parent) = self.live.get(&entry.ppid) {
+                entry.parent_start_ns = parent.start_ns;
+            }
+        }
+        match self.live.get(&entry.pid) {
+            Some(old) if !same_start(old.start_ns, entry.start_ns) => {
+                self.stats.pid_reused += 1;
+                let mut old = self.live.remove(&entry.pid).expect("checked above");
+                old.exited_ns.get_or_insert(entry.start_ns);
+                self.push_exited(old);
+            }
+            _ => {}
+        }
+        if !self.live.contains_key(&entry.pid) && self.live.len() >= self.max_live {
+            self.evict_one_live();
+        }
+        self.live.insert(entry.pid, entry);
+    }
+
+    /// A fork: the child starts as a copy of its parent.
+    pub fn fork(&mut self, parent_pid: u32, child_pid: u32, child_start_ns: u64) {
+        let child = match self.live.get(&parent_pid) {
+            Some(parent) => ProcessEntry {
+                pid: child_pid,
+                ppid: parent_pid,
+                start_ns: child_start_ns,
+                parent_start_ns: parent.start_ns,
+                exited_ns: None,
+                ..parent.clone()
+            },
+            None => ProcessEntry {
+                pid: child_pid,
+                ppid: parent_pid,
+                start_ns: child_start_ns,
+                ..Default::default()
+            },
+        };
+        self.upsert(child);
+    }
+
+    /// Marks a process exited and moves it to the FIFO of exited entries.
+    /// Returns the entry as it was.
+    pub fn exit(&mut self, pid: u32, ktime_ns: u64) -> Option<&ProcessEntry> {
+        let mut entry = self.live.remove(&pid)?;
+        entry.exited_ns = Some(ktime_ns);
+        self.push_exited(entry);
+        self.exited.back()
+    }
+
+    /// The ancestors of `pid`, nearest first, stopping at a parent whose
+    /// start time shows it is not the real parent (pid reuse).
+    pub fn ancestors(&self, pid: u32) -> Vec<&ProcessEntry> {
+        let mut chain = Vec::new();
+        let Some(mut current) = self.get_any(pid) else {
+            return chain;
+        };
+        while chain.len() < MAX_ANCESTORS {
+            if current.ppid == 0 || current.ppid == current.pid {
+                break;
+            }
+            let Some(parent) = self.get_any(current.ppid) else {
+                break;
+            };
+            if !same_start(parent.start_ns, current.parent_start_ns) {
+                break;
+            }
+            chain.push(parent);
+            current = parent;
+        }
+        chain
+    }
+
+    fn push_exited(&mut self, entry: ProcessEntry) {
+        self.exited.push_back(entry);
+        while self.exited.len() > self.max_exited {
+            self.exited.pop_front();
+            self.stats.exited_evicted += 1;
+        }
+    }
+
+    /// Drops the live entry that started first: under pressure, long-lived
+    /// entries whose exit was lost are the likeliest stale ones.
+    fn evict_one_live(&mut self) {
+        if let Some(&pid) = self
+            .live
+            .values()
+            .min_by_key(|p| p.start_ns)
+            .map(|p| &p.pid)
+        {
+            self.live.remove(&pid);
+            self.stats.live_evicted += 1;
+        }
+    }
+}
+
+/// Whether two start times name the same process. `/proc` gives start times
+/// in clock ticks (10 ms), the kernel in nanoseconds, so they are compared
+/// within two ticks; a pid is never reused that fast. Zero means unknown.
+fn same_start(a: u64, b: u64) -> bool {
+    const TOLERANCE_NS: u64 = 20_000_000;
+    a == 0 || b == 0 || a.abs_diff(b) <= TOLERANCE_NS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pid: u32, ppid: u32, start_ns: u64, exe: &str) -> ProcessEntry {
+        ProcessEntry {
+            pid,
+            ppid,
+            start_ns,
+            exe: exe.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ancestry_follows_parents() {
+        let mut t = ProcessTable::new(100, 100);
+        t.upsert(entry(1, 0, 1, "/sbin/init"));
+        t.upsert(entry(10, 1, 10, "/usr/bin/python3"));
+        t.fork(10, 11, 11);
+        t.upsert(ProcessEntry {
+            exe: "/bin/sh".into(),
+            ..t.get(11).unwrap().clone()
+        });
+        let chain: Vec<_> = t.ancestors(11).iter().map(|p| p.exe.clone()).collect();
+        assert_eq!(chain, ["/usr/bin/python3", "/sbin/init"]);
+    }
+
+    #[test]
+    fn pid_reuse_never_mixes_two_processes() {
+        let mut t = ProcessTable::new(100, 100);
+        t.upsert(entry(1, 0, 1, "/sbin/init"));
+        t.upsert(entry(50, 1, 100, "/usr/bin/old"));
+        t.upsert(entry(60, 50, 150, "/usr/bin/child-of-old"));
+        // 50 exits without us seeing it, and the pid comes back as another process.
+        t.upsert(entry(50, 1, 900_000_000, "/usr/bin/new"));
+        assert_eq!(t.stats().pid_reused, 1);
+        assert_eq!(t.get(50).unwrap().exe, "/usr/bin/new");
+        // The child of the old 50 must not claim the new 50 as its parent.
+        let chain: Vec<_> = t.ancestors(60).iter().map(|p| p.exe.clone()).collect();
+        assert!(!chain.contains(&"/usr/bin/new".to_string()), "{chain:?}");
+    }
+
+    #[test]
+    fn proc_and_kernel_start_times_match() {
+        let mut t = ProcessTable::new(100, 100);
+        // Seeded from /proc with 10 ms resolution, then exec'd: same process.
+        t.upsert(entry(70, 1, 5_120_000_000, "/bin/bash"));
+        t.upsert(entry(70, 1, 5_123_456_789, "/usr/bin/python3"));
+        assert_eq!(t.stats().pid_reused, 0);
+    }
+
+    #[test]
+    fn exited_entries_are_bounded() {
+        let mut t = ProcessTable::new(10_000, 16);
+        for pid in 2..1002 {
+            t.upsert(entry(pid, 1, pid as u64, "/bin/true"));
+            t.exit(pid, pid as u64 + 1);
+        }
+        assert_eq!(t.live_count(), 0);
+        assert_eq!(t.exited_count(), 16);
+        assert_eq!(t.stats().exited_evicted, 1000 - 16);
+        // A late event still finds a recently exited process.
+        assert_eq!(t.get_any(1001).unwrap().exited_ns, Some(1002));
+        assert!(t.get_any(2).is_none());
+    }
+
+    #[test]
+    fn live_entries_are_bounded_and_counted() {
+        let mut t = ProcessTable::new(8, 8);
+        for pid in 1..=20 {
+            t.upsert(entry(pid, 0, pid as u64, "/bin/sleep"));
+        }
+        assert_eq!(t.live_count(), 8);
+        assert_eq!(t.stats().live_evicted, 12);
+        // The oldest went first.
+        assert!(t.get(1).is_none());
+        assert!(t.get(20).is_some());
+    }
+
+    #[test]
+    fn fork_inherits_identity() {
+        let mut t = ProcessTable::new(100, 100);
+        t.upsert(ProcessEntry {
+            uid: 1000,
+            cgroup_id: 9,
+            ..entry(10, 1, 10, "/usr/bin/python3")
+        });
+        t.fork(10, 12, 20);
+        let child = t.get(12).unwrap();
+        assert_eq!((child.ppid, child.uid, child.cgroup_id), (10, 1000, 9));
+        assert_eq!(child.exe, "/usr/bin/python3");
+        assert_eq!(child.parent_start_ns, 10);
+    }
+}

@@ -1,0 +1,91 @@
+//! Reading kernel structs at offsets resolved from BTF by the agent.
+//!
+//! Every read goes through `bpf_probe_read_kernel`, so a bad pointer yields
+//! an error, never a fault. A zero offset means the field is unknown on this
+//! kernel: callers treat the result as absent.
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+
+use crate::globals::offset;
+
+/// Reads a `T` at `base + off`. Fails on a null base or an unknown offset.
+#[inline(always)]
+pub unsafe fn read<T>(base: *const u8, off: usize) -> Result<T, i32> {
+    if base.is_null() || off == 0 {
+        return Err(-1);
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    unsafe { bpf_probe_read_kernel(base.add(off) as *const T) }
+}
+
+/// Reads a pointer at `base + off`; null on failure.
+#[inline(always)]
+pub unsafe fn read_ptr(base: *const u8, off: usize) -> *const u8 {
+    unsafe { read::<*const u8>(base, off) }.unwrap_or(core::ptr::null())
+}
+
+#[inline(always)]
+pub fn current_task() -> *const u8 {
+    // SAFETY: always valid in a tracing program.
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+/// The thread-group id of the parent process of `task`.
+#[inline(always)]
+pub fn parent_tgid(task: *const u8) -> u32 {
+    unsafe {
+        let parent = read_ptr(task, offset!(task_real_parent));
+        read::<u32>(parent, offset!(task_tgid)).unwrap_or(0)
+    }
+}
+
+#[inline(always)]
+pub fn start_boottime(task: *const u8) -> u64 {
+    unsafe { read::<u64>(task, offset!(task_start_boottime)).unwrap_or(0) }
+}
+
+/// The effective uid and gid of `task`.
+#[inline(always)]
+pub fn effective_ids(task: *const u8) -> (u32, u32) {
+    unsafe {
+        let cred = read_ptr(task, offset!(task_cred));
+        (
+            read::<u32>(cred, offset!(cred_euid)).unwrap_or(u32::MAX),
+            read::<u32>(cred, offset!(cred_egid)).unwrap_or(u32::MAX),
+        )
+    }
+}
+
+/// Mount and pid namespace inode numbers of `task`.
+#[inline(always)]
+pub fn namespaces(task: *const u8) -> (u32, u32) {
+    unsafe {
+        let nsproxy = read_ptr(task, offset!(task_nsproxy));
+        let mnt_ns = read_ptr(nsproxy, offset!(nsproxy_mnt_ns));
+        let pid_ns = read_ptr(nsproxy, offset!(nsproxy_pid_ns));
+        (
+            read::<u32>(mnt_ns, offset!(mnt_ns_inum)).unwrap_or(0),
+            read::<u32>(pid_ns, offset!(pid_ns_inum)).unwrap_or(0),
+        )
+    }
+}
+
+/// `task->mm`, null for kernel threads.
+#[inline(always)]
+pub fn mm(task: *const u8) -> *const u8 {
+    unsafe { read_ptr(task, offset!(task_mm)) }
+}
+
+/// Whether `task` is the last live thread of its process, read at exit.
+#[inline(always)]
+pub fn group_dead(task: *const u8) -> bool {
+    unsafe {
+        let signal = read_ptr(task, offset!(task_signal));
+        // `signal->live` is decremented before the exit tracepoint fires.
+        match read::<i32>(signal, offset!(signal_live)) {
+            Ok(live) => live == 0,
+            // Unknown layout: report every exit of a thread-group leader.
+            Err(_) => true,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per event family.
+
+mod process;
