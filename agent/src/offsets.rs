@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use aiwatch_common::KernelOffsets;
+use aiwatch_common::{KernelOffsets, OFFSET_UNKNOWN};
 use btf_rs::{Btf, Type};
 
 /// Where the kernel exposes its own BTF.
@@ -124,18 +124,13 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    /// The byte offset of `path` inside `struct name`, or 0 (recorded as
-    /// missing) when this kernel has no such field.
+    /// The byte offset of `path` inside `struct name`, or `OFFSET_UNKNOWN`
+    /// (recorded as missing) when this kernel has no such field.
     fn get(&mut self, label: &'static str, name: &str, path: &[&str]) -> u32 {
-        match self.find(name, path) {
-            Some(offset) if offset > 0 => offset,
-            // An offset of 0 is indistinguishable from "unknown" for the
-            // programs; no field aiwatch reads sits at offset 0 today.
-            _ => {
-                self.missing.push(label);
-                0
-            }
-        }
+        self.find(name, path).unwrap_or_else(|| {
+            self.missing.push(label);
+            OFFSET_UNKNOWN
+        })
     }
 
     fn find(&self, name: &str, path: &[&str]) -> Option<u32> {
@@ -216,6 +211,9 @@ mod tests {
         );
         let o = resolved.offsets;
         assert!(o.task_tgid > 0 && o.task_pid > 0 && o.task_tgid != o.task_pid);
+        // `struct path` starts with its vfsmount: zero is a real offset.
+        assert_eq!(o.path_mnt, 0);
+        assert_eq!(o.vfsmount_mnt_root, 0);
         assert!(o.mm_arg_end > o.mm_arg_start);
         // dentry.d_name is a struct qstr whose name pointer follows its hash/len.
         assert!(o.qstr_name >= 8);

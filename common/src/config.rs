@@ -4,10 +4,10 @@
 /// Byte offsets of the kernel struct fields the programs read.
 ///
 /// The agent resolves them from the running kernel's BTF at load time, so the
-/// same object loads on any kernel with BTF. Zero means "not found": a
-/// program that needs a missing offset skips that field and sets a flag.
+/// same object loads on any kernel with BTF. [`OFFSET_UNKNOWN`] means "not
+/// found": a program that needs a missing offset skips that field.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_tgid: u32,
@@ -58,6 +58,10 @@ pub struct KernelOffsets {
     pub file_private_data: u32,
     pub socket_sk: u32,
 }
+
+/// An offset this kernel's BTF does not have. (Zero is a real offset: the
+/// first field of a struct.)
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
 
 /// Event families that can be switched on and off (`FAMILIES` global).
 pub const FAMILY_PROCESS: u32 = 1;

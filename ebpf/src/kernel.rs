@@ -4,6 +4,7 @@
 //! an error, never a fault. A zero offset means the field is unknown on this
 //! kernel: callers treat the result as absent.
 
+use aiwatch_common::OFFSET_UNKNOWN;
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 
 use crate::globals::offset;
@@ -11,7 +12,7 @@ use crate::globals::offset;
 /// Reads a `T` at `base + off`. Fails on a null base or an unknown offset.
 #[inline(always)]
 pub unsafe fn read<T>(base: *const u8, off: usize) -> Result<T, i32> {
-    if base.is_null() || off == 0 {
+    if base.is_null() || off == OFFSET_UNKNOWN as usize {
         return Err(-1);
     }
     // SAFETY: bpf_probe_read_kernel checks the address.

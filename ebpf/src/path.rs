@@ -4,14 +4,41 @@
 //! up to the mount root, then crosses to the parent mount through
 //! `mount->mnt_mountpoint`, as `d_path` does. Components are written leaf
 //! first (see [`KernelPath`]); the agent reverses them.
+//!
+//! The walk runs under `bpf_loop`: the verifier checks one step once,
+//! instead of every unrolled iteration and every mix of mount crossings.
+
+use core::ffi::c_void;
 
 use aiwatch_common::{
-    KernelPath, PATH_BUF_LEN, PATH_COMPONENT_MAX, PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
-    PATH_MAX_DEPTH,
+    KernelPath, OFFSET_UNKNOWN, PATH_BUF_LEN, PATH_COMPONENT_MAX, PATH_FLAG_MISSING,
+    PATH_FLAG_TRUNCATED, PATH_MAX_DEPTH,
 };
-use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
+use aya_ebpf::{
+    helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str},
+    macros::map,
+    maps::PerCpuArray,
+};
 
 use crate::{globals::offset, kernel::read_ptr};
+
+/// Where a walk is built before it is copied into its record.
+#[map]
+static PATH_SCRATCH: PerCpuArray<KernelPath> = PerCpuArray::with_max_entries(1, 0);
+
+/// The walk's position, on the caller's stack, shared with each step.
+#[repr(C)]
+struct Walk {
+    dentry: *const u8,
+    vfsmnt: *const u8,
+    mount: *const u8,
+    len: u32,
+    depth: u32,
+    flags: u32,
+    _pad: u32,
+}
+
+const UNKNOWN: usize = OFFSET_UNKNOWN as usize;
 
 /// Walks `path` (a kernel `struct path *`) into `out`.
 ///
@@ -25,55 +52,93 @@ pub unsafe fn walk(path: *const u8, out: *mut KernelPath) {
         (*out).depth = 0;
         (*out).flags = PATH_FLAG_MISSING;
         (*out)._pad = 0;
-        if path.is_null() {
-            return;
-        }
-        let mut dentry = read_ptr(path, offset!(path_dentry));
-        let mut vfsmnt = read_ptr(path, offset!(path_mnt));
         let mount_mnt = offset!(mount_mnt);
-        if dentry.is_null() || vfsmnt.is_null() || mount_mnt == 0 {
+        if path.is_null() || mount_mnt == UNKNOWN {
             return;
         }
-        let mut mount = vfsmnt.sub(mount_mnt);
-        let buf = (*out).buf.as_mut_ptr();
-        let mut len: usize = 0;
-        let mut depth: u16 = 0;
-        let mut flags = PATH_FLAG_TRUNCATED;
-        // Mount crossings use iterations too, hence the margin.
-        for _ in 0..(PATH_MAX_DEPTH + 8) {
-            let mnt_root = read_ptr(vfsmnt, offset!(vfsmount_mnt_root));
-            let parent = read_ptr(dentry, offset!(dentry_d_parent));
-            if dentry == mnt_root || dentry == parent || parent.is_null() {
-                let mount_parent = read_ptr(mount, offset!(mount_mnt_parent));
-                if mount_parent.is_null() || mount_parent == mount {
-                    // The root of the mount namespace (or of a pseudo
-                    // filesystem such as the one memfds live on).
-                    flags = 0;
-                    break;
-                }
-                dentry = read_ptr(mount, offset!(mount_mnt_mountpoint));
-                mount = mount_parent;
-                vfsmnt = mount.add(mount_mnt);
-                continue;
-            }
-            if len > PATH_BUF_LEN - PATH_COMPONENT_MAX {
-                break;
-            }
-            let name = read_ptr(dentry, offset!(dentry_d_name) + offset!(qstr_name));
-            let copied = bpf_probe_read_kernel_str(
-                buf.add(len) as *mut _,
-                PATH_COMPONENT_MAX as u32,
-                name as *const _,
-            );
-            if copied <= 0 {
-                break;
-            }
-            len += copied as usize;
-            depth += 1;
-            dentry = parent;
+        let dentry = read_ptr(path, offset!(path_dentry));
+        let vfsmnt = read_ptr(path, offset!(path_mnt));
+        if dentry.is_null() || vfsmnt.is_null() {
+            return;
         }
-        (*out).len = len as u16;
-        (*out).depth = depth;
-        (*out).flags = flags;
+        let Some(scratch) = PATH_SCRATCH.get_ptr_mut(0) else {
+            return;
+        };
+        let mut state = Walk {
+            dentry,
+            vfsmnt,
+            mount: vfsmnt.sub(mount_mnt),
+            len: 0,
+            depth: 0,
+            flags: PATH_FLAG_TRUNCATED as u32,
+            _pad: 0,
+        };
+        // Mount crossings use iterations too, hence the margin.
+        bpf_loop(
+            PATH_MAX_DEPTH + 8,
+            walk_step as *mut c_void,
+            &raw mut state as *mut c_void,
+            0,
+        );
+        if state.len > 0 {
+            // A constant size keeps the verifier's bounds simple; the agent
+            // reads only `len` bytes.
+            bpf_probe_read_kernel(
+                (*out).buf.as_mut_ptr() as *mut c_void,
+                PATH_BUF_LEN as u32,
+                (*scratch).buf.as_ptr() as *const c_void,
+            );
+        }
+        (*out).len = state.len as u16;
+        (*out).depth = state.depth as u16;
+        (*out).flags = state.flags as u16;
+    }
+}
+
+/// One step of the walk: returns 1 to stop, 0 to go on.
+unsafe extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
+    unsafe {
+        let state = &mut *(ctx as *mut Walk);
+        let Some(scratch) = PATH_SCRATCH.get_ptr_mut(0) else {
+            return 1;
+        };
+        let mount_mnt = offset!(mount_mnt);
+        let mnt_root = read_ptr(state.vfsmnt, offset!(vfsmount_mnt_root));
+        let parent = read_ptr(state.dentry, offset!(dentry_d_parent));
+        if state.dentry == mnt_root || state.dentry == parent || parent.is_null() {
+            let mount_parent = read_ptr(state.mount, offset!(mount_mnt_parent));
+            if mount_parent.is_null() || mount_parent == state.mount {
+                // The root of the mount namespace (or of a pseudo filesystem
+                // such as the one memfds live on).
+                state.flags = 0;
+                return 1;
+            }
+            state.dentry = read_ptr(state.mount, offset!(mount_mnt_mountpoint));
+            state.mount = mount_parent;
+            state.vfsmnt = mount_parent.add(mount_mnt);
+            return 0;
+        }
+        let (d_name, qstr_name) = (offset!(dentry_d_name), offset!(qstr_name));
+        if d_name == UNKNOWN || qstr_name == UNKNOWN {
+            return 1;
+        }
+        let len = state.len as usize;
+        if len > PATH_BUF_LEN - PATH_COMPONENT_MAX {
+            // Out of room: the path stays flagged truncated.
+            return 1;
+        }
+        let name = read_ptr(state.dentry, d_name + qstr_name);
+        let copied = bpf_probe_read_kernel_str(
+            (*scratch).buf.as_mut_ptr().add(len) as *mut c_void,
+            PATH_COMPONENT_MAX as u32,
+            name as *const c_void,
+        );
+        if copied <= 0 {
+            return 1;
+        }
+        state.len += copied as u32;
+        state.depth += 1;
+        state.dentry = parent;
+        0
     }
 }

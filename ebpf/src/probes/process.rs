@@ -8,7 +8,7 @@ use core::mem::size_of;
 
 use aiwatch_common::{
     EventKind, ExecRecord, ExitRecord, ForkRecord, Stat, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
-    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, FAMILY_PROCESS, NAME_LEN,
+    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, FAMILY_PROCESS, NAME_LEN, OFFSET_UNKNOWN,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
@@ -79,7 +79,7 @@ fn emit_exec(ctx: &TracePointContext) {
         let exe_file = read_ptr(mm, offset!(mm_exe_file));
         let f_path = offset!(file_f_path);
         path::walk(
-            if exe_file.is_null() || f_path == 0 {
+            if exe_file.is_null() || f_path == OFFSET_UNKNOWN as usize {
                 core::ptr::null()
             } else {
                 exe_file.add(f_path)
