@@ -6,3 +6,5 @@
 
 pub mod alert;
 pub mod event;
+pub mod http;
+pub mod metrics;
