@@ -138,6 +138,8 @@ impl Default for MetricsConfig {
 /// The registry and every metric in it. Share it as `Arc<Metrics>`.
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family registered, whether or not it has series yet.
+    metric_names: Vec<String>,
     events_by_kind: Vec<IntCounter>,
     /// `[stage][kind index, or Kind::ALL.len() for unknown]`.
     lost_by_stage_kind: Vec<Vec<IntCounter>>,
@@ -176,7 +178,10 @@ enum TotalKey {
 impl Metrics {
     pub fn new(config: MetricsConfig) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
-        let reg = Registrar(&registry);
+        let mut reg = Registrar {
+            registry: &registry,
+            names: Vec::new(),
+        };
 
         let events = reg.counter_vec(
             "aiwatch_events_total",
@@ -249,7 +254,7 @@ impl Metrics {
             "aiwatch_policy_last_reload_success_timestamp_seconds",
             "Unix time of the last successful policy load or reload.",
         ))?;
-        registry.register(Box::new(policy_last_reload_success.clone()))?;
+        reg.collector(Box::new(policy_last_reload_success.clone()))?;
         let policy_last_reload_successful = reg.gauge(
             "aiwatch_policy_last_reload_successful",
             "1 if the last policy load or reload succeeded, 0 if it failed.",
@@ -311,12 +316,14 @@ impl Metrics {
         )?;
 
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
+        reg.collector(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let metric_names = reg.names;
 
         Ok(Metrics {
             registry,
+            metric_names,
             events_by_kind,
             lost_by_stage_kind,
             kernel_filtered_by_kind,
@@ -347,6 +354,12 @@ impl Metrics {
     /// The underlying registry, e.g. to gather metric families in tests.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Names of every metric family in the registry, including labelled
+    /// families that have no series yet (which `gather()` leaves out).
+    pub fn metric_names(&self) -> &[String] {
+        &self.metric_names
     }
 
     /// All metrics in the Prometheus text exposition format.
@@ -596,53 +609,70 @@ impl Metrics {
     }
 }
 
-/// Registers metrics under one error type.
-struct Registrar<'a>(&'a Registry);
+/// Registers metrics under one error type and remembers their names.
+struct Registrar<'a> {
+    registry: &'a Registry,
+    names: Vec<String>,
+}
 
 impl Registrar<'_> {
-    fn counter(&self, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    fn collector(
+        &mut self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), MetricsError> {
+        let names: Vec<String> = collector
+            .desc()
+            .iter()
+            .map(|desc| desc.fq_name.clone())
+            .collect();
+        self.registry.register(collector)?;
+        self.names.extend(names);
+        Ok(())
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
         let counter = IntCounter::with_opts(Opts::new(name, help))?;
-        self.0.register(Box::new(counter.clone()))?;
+        self.collector(Box::new(counter.clone()))?;
         Ok(counter)
     }
 
     fn counter_vec(
-        &self,
+        &mut self,
         name: &str,
         help: &str,
         labels: &[&str],
     ) -> Result<IntCounterVec, MetricsError> {
         let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
-        self.0.register(Box::new(counter.clone()))?;
+        self.collector(Box::new(counter.clone()))?;
         Ok(counter)
     }
 
-    fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+    fn gauge(&mut self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
         let gauge = IntGauge::with_opts(Opts::new(name, help))?;
-        self.0.register(Box::new(gauge.clone()))?;
+        self.collector(Box::new(gauge.clone()))?;
         Ok(gauge)
     }
 
     fn gauge_vec(
-        &self,
+        &mut self,
         name: &str,
         help: &str,
         labels: &[&str],
     ) -> Result<IntGaugeVec, MetricsError> {
         let gauge = IntGaugeVec::new(Opts::new(name, help), labels)?;
-        self.0.register(Box::new(gauge.clone()))?;
+        self.collector(Box::new(gauge.clone()))?;
         Ok(gauge)
     }
 
     fn histogram(
-        &self,
+        &mut self,
         name: &str,
         help: &str,
         buckets: &[f64],
     ) -> Result<Histogram, MetricsError> {
         let histogram =
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
-        self.0.register(Box::new(histogram.clone()))?;
+        self.collector(Box::new(histogram.clone()))?;
         Ok(histogram)
     }
 }
