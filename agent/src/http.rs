@@ -1,0 +1,301 @@
+//! The HTTP listener (`--listen`, default `127.0.0.1:9464`): `/metrics`,
+//! `/healthz`, `/readyz` and `/inventory`.
+//!
+//! It must never slow the event pipeline down. Handlers only read shared
+//! state: atomics in [`Readiness`], the metrics registry, and an inventory
+//! snapshot from a caller-supplied provider. Every connection has a header
+//! read timeout and an overall deadline, and the number of open connections
+//! is bounded, so a stuck or hostile scraper costs a timeout, not events.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+
+/// Default listen address: loopback only; expose it deliberately.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// Default longest gap between pipeline heartbeats before `/readyz` fails.
+pub const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(30);
+
+/// Supplies the `/inventory` document. It runs on the listener's task, so it
+/// must return a snapshot quickly (clone from a `watch` channel or a value
+/// behind a short lock), never wait on the pipeline.
+pub type InventoryProvider = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read the listening address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
+/// Why `/readyz` answers 503.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    ProbesNotAttached,
+    NoHeartbeatYet,
+    Stalled { silent_for: Duration },
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::ProbesNotAttached => f.write_str("eBPF programs are not attached"),
+            NotReady::NoHeartbeatYet => f.write_str("the event pipeline has not started"),
+            NotReady::Stalled { silent_for } => write!(
+                f,
+                "the event pipeline has not made progress for {}s",
+                silent_for.as_secs()
+            ),
+        }
+    }
+}
+
+/// Readiness shared between the pipeline (writer) and the listener (reader).
+///
+/// The pipeline calls [`Readiness::set_probes_attached`] after loading and
+/// attaching, and [`Readiness::heartbeat`] from its main loop on every
+/// iteration, events or not (an idle host is still a healthy one), so a
+/// stalled loop is told apart from a quiet host.
+#[derive(Debug)]
+pub struct Readiness {
+    origin: Instant,
+    probes_attached: AtomicBool,
+    /// Milliseconds from `origin` to the last heartbeat, plus one; 0 = never.
+    last_heartbeat: AtomicU64,
+    max_silence: Duration,
+}
+
+impl Readiness {
+    pub fn new(max_silence: Duration) -> Self {
+        Readiness {
+            origin: Instant::now(),
+            probes_attached: AtomicBool::new(false),
+            last_heartbeat: AtomicU64::new(0),
+            max_silence,
+        }
+    }
+
+    pub fn set_probes_attached(&self, attached: bool) {
+        self.probes_attached.store(attached, Ordering::Relaxed);
+    }
+
+    /// The pipeline is making progress.
+    pub fn heartbeat(&self) {
+        let since_origin = self.origin.elapsed().as_millis();
+        let stamp = u64::try_from(since_origin).unwrap_or(u64::MAX - 1) + 1;
+        self.last_heartbeat.store(stamp, Ordering::Relaxed);
+    }
+
+    pub fn check(&self) -> Result<(), NotReady> {
+        if !self.probes_attached.load(Ordering::Relaxed) {
+            return Err(NotReady::ProbesNotAttached);
+        }
+        let stamp = self.last_heartbeat.load(Ordering::Relaxed);
+        if stamp == 0 {
+            return Err(NotReady::NoHeartbeatYet);
+        }
+        let last = Duration::from_millis(stamp - 1);
+        let silent_for = self.origin.elapsed().saturating_sub(last);
+        if silent_for > self.max_silence {
+            return Err(NotReady::Stalled { silent_for });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness::new(DEFAULT_MAX_SILENCE)
+    }
+}
+
+/// Connection limits.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Deadline for a whole connection, whatever it is doing.
+    pub connection_timeout: Duration,
+    /// Connections served at once; further clients wait in the backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            header_read_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(15),
+            max_connections: 32,
+        }
+    }
+}
+
+/// What the handlers read.
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub inventory: InventoryProvider,
+}
+
+/// A bound listener, ready to serve.
+pub struct HttpServer {
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    options: HttpOptions,
+}
+
+impl HttpServer {
+    pub async fn bind(
+        addr: SocketAddr,
+        state: HttpState,
+        options: HttpOptions,
+    ) -> Result<HttpServer, HttpError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        Ok(HttpServer {
+            listener,
+            state: Arc::new(state),
+            options,
+        })
+    }
+
+    /// The bound address (useful when binding port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, HttpError> {
+        self.listener.local_addr().map_err(HttpError::LocalAddr)
+    }
+
+    /// Serves until `shutdown` completes. Connections in flight finish on
+    /// their own, bounded by the connection deadline.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let permits = Arc::new(Semaphore::new(self.options.max_connections.max(1)));
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_read_timeout)
+            // One request per connection: scrapes are seconds apart, and an
+            // idle kept-alive connection would hold a slot for nothing.
+            .keep_alive(false);
+        let builder = Arc::new(builder);
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => return,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_closed) => return,
+                },
+            };
+            let accepted = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off rather
+                    // than spin, and keep serving once it clears.
+                    log::warn!("metrics listener cannot accept a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let state = Arc::clone(&self.state);
+            let builder = Arc::clone(&builder);
+            let deadline = self.options.connection_timeout;
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let response = respond(&state, &request);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(deadline, connection).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => log::debug!("metrics connection ended: {error}"),
+                    Err(_elapsed) => log::debug!("metrics connection timed out"),
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+fn respond(state: &HttpState, request: &Request<Incoming>) -> HttpResponse {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match request.uri().path() {
+        "/metrics" => metrics(state),
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => readyz(state),
+        "/inventory" => json(StatusCode::OK, &(state.inventory)()),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn metrics(state: &HttpState) -> HttpResponse {
+    state.metrics.set_ready(state.readiness.check().is_ok());
+    match state.metrics.encode_text() {
+        Ok(body) => with_type(StatusCode::OK, body, prometheus::TEXT_FORMAT),
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode metrics: {error}\n"),
+        ),
+    }
+}
+
+fn readyz(state: &HttpState) -> HttpResponse {
+    match state.readiness.check() {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "ready": true })),
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "ready": false, "reason": reason.to_string() }),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> HttpResponse {
+    with_type(status, body.to_string(), "text/plain; charset=utf-8")
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+    let mut body = value.to_string();
+    body.push('\n');
+    with_type(status, body, "application/json")
+}
+
+fn with_type(status: StatusCode, body: String, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! Tests for the HTTP listener over a real loopback socket.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::event::Kind;
+use crate::metrics::MetricsConfig;
+
+struct Running {
+    addr: SocketAddr,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("server stops on shutdown")
+            .expect("server task does not panic");
+    }
+}
+
+async fn start(max_silence: Duration, options: HttpOptions) -> Running {
+    let metrics = Arc::new(Metrics::new(MetricsConfig::default()).expect("metrics"));
+    let readiness = Arc::new(Readiness::new(max_silence));
+    let state = HttpState {
+        metrics: Arc::clone(&metrics),
+        readiness: Arc::clone(&readiness),
+        inventory: Arc::new(|| serde_json::json!({ "workloads": [{ "name": "vllm" }] })),
+    };
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+    let server = HttpServer::bind(loopback, state, options)
+        .await
+        .expect("binds loopback");
+    let addr = server.local_addr().expect("bound address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        readiness,
+        metrics,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Sends one raw request and returns (status code, headers, body).
+async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(raw.as_bytes()).await.expect("writes");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+        .await
+        .expect("answers in time")
+        .expect("reads");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("response has a header block");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line has a code");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[tokio::test]
+async fn healthz_and_unknown_paths() {
+    let server = start(DEFAULT_MAX_SILENCE, HttpOptions::default()).await;
+    let (status, _, body) = request(server.addr, "GET", "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, _, _) = request(server.addr, "GET", "/nope").await;
+    assert_eq!(status, 404);
+    let (status, head, _) = request(server.addr, "POST", "/metrics").await;
+    assert_eq!(status, 405);
+    assert!(head.contains("allow: get, head"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_follows_attachment_and_heartbeats() {
+    let server = start(Duration::from_millis(200), HttpOptions::default()).await;
+
+    let (status, head, body) = request(server.addr, "GET", "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(head.contains("content-type: application/json"));
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(answer["ready"], false);
+    assert_eq!(answer["reason"], "eBPF programs are not attached");
+
+    server.readiness.set_probes_attached(true);
+    let (status, _, body) = request(server.addr, "GET", "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("has not started"), "{body}");
+
+    server.readiness.heartbeat();
+    let (status, _, body) = request(server.addr, "GET", "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _, body) = request(server.addr, "GET", "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("has not made progress"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_text_format_with_readiness() {
+    let server = start(DEFAULT_MAX_SILENCE, HttpOptions::default()).await;
+    server.metrics.event(Kind::Connect);
+    let (status, head, body) = request(server.addr, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/plain; version=0.0.4"));
+    assert!(body.contains("aiwatch_events_total{kind=\"connect\"} 1"));
+    assert!(body.contains("aiwatch_ready 0"));
+
+    server.readiness.set_probes_attached(true);
+    server.readiness.heartbeat();
+    let (_, _, body) = request(server.addr, "GET", "/metrics").await;
+    assert!(body.contains("aiwatch_ready 1"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn inventory_comes_from_the_provider() {
+    let server = start(DEFAULT_MAX_SILENCE, HttpOptions::default()).await;
+    let (status, head, body) = request(server.addr, "GET", "/inventory").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/json"));
+    let inventory: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(inventory["workloads"][0]["name"], "vllm");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stuck_client_is_cut_off_and_does_not_block_others() {
+    let options = HttpOptions {
+        header_read_timeout: Duration::from_millis(200),
+        connection_timeout: Duration::from_millis(500),
+        max_connections: 2,
+    };
+    let server = start(DEFAULT_MAX_SILENCE, options).await;
+
+    // Opens a connection and never sends a request.
+    let mut stuck = TcpStream::connect(server.addr).await.expect("connects");
+    // The other slot still serves.
+    let (status, _, _) = request(server.addr, "GET", "/healthz").await;
+    assert_eq!(status, 200);
+
+    // The stuck client is disconnected once the header timeout passes.
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), stuck.read_to_end(&mut buffer)).await;
+    assert!(
+        closed.is_ok(),
+        "stuck connection was not closed by the server"
+    );
+
+    // Its slot is free again: with another silent client holding one slot,
+    // a request still finds the second.
+    let _silent = TcpStream::connect(server.addr).await.expect("connects");
+    let (status, _, _) = request(server.addr, "GET", "/healthz").await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[test]
+fn readiness_reasons_are_sentences() {
+    let readiness = Readiness::new(Duration::from_secs(1));
+    assert_eq!(readiness.check(), Err(NotReady::ProbesNotAttached));
+    readiness.set_probes_attached(true);
+    assert_eq!(readiness.check(), Err(NotReady::NoHeartbeatYet));
+    readiness.heartbeat();
+    assert_eq!(readiness.check(), Ok(()));
+    readiness.set_probes_attached(false);
+    assert_eq!(readiness.check(), Err(NotReady::ProbesNotAttached));
+}

@@ -1,0 +1,721 @@
+//! The Prometheus metrics registry: every metric aiwatch exports, and typed
+//! methods the pipeline calls so that no caller builds label strings.
+//!
+//! Cardinality is bounded by construction: labels carry event kinds, loss
+//! stages, rule ids, severities, workload kinds and probe names, never pids,
+//! paths or addresses. The one open-ended label, `workload`, is capped by
+//! [`MetricsConfig::max_workload_series`] (see [`workload_series`]).
+//! `docs/metrics.md` documents every metric; a test keeps the two in step.
+//!
+//! Hot-path counters (`event`, `lost`) are resolved to per-kind handles once at
+//! construction, so counting an event is one atomic add.
+
+mod workload_series;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::alert::{Action, Alert, Severity};
+use crate::event::{Kind, WorkloadRef};
+
+pub use workload_series::{kind_label, NO_WORKLOAD_KIND, OVERFLOW_LABEL, WORKLOAD_KINDS};
+use workload_series::{Admission, WorkloadSeries};
+
+/// Default cap on distinct `workload` label values.
+pub const DEFAULT_MAX_WORKLOAD_SERIES: usize = 200;
+
+/// One in this many rule evaluations is timed by default.
+pub const DEFAULT_RULE_EVAL_SAMPLE_EVERY: u64 = 64;
+
+/// `kind` label for losses whose event kind is unknown (undecodable records).
+pub const UNKNOWN_KIND: &str = "unknown";
+
+/// Buckets for `aiwatch_event_latency_seconds`: 100 µs to 10 s.
+const EVENT_LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Buckets for `aiwatch_rule_eval_seconds`: one event through the rule set,
+/// 1 µs to 10 ms.
+const RULE_EVAL_BUCKETS: [f64; 13] = [
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+    0.0025, 0.005, 0.01,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot register metric: {0}")]
+    Register(#[from] prometheus::Error),
+    #[error("metrics text is not UTF-8: {0}")]
+    Encoding(#[from] std::string::FromUtf8Error),
+}
+
+/// Where along the pipeline an event was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossStage {
+    /// The kernel could not reserve ring buffer space (reader too slow).
+    KernelRingbuf,
+    /// A record came out of the ring buffer but could not be decoded.
+    Decode,
+    /// A bounded user-space queue between stages was full.
+    Queue,
+    /// An alert or event sink failed to write.
+    Sink,
+}
+
+impl LossStage {
+    pub const ALL: [LossStage; 4] = [
+        LossStage::KernelRingbuf,
+        LossStage::Decode,
+        LossStage::Queue,
+        LossStage::Sink,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossStage::KernelRingbuf => "kernel_ringbuf",
+            LossStage::Decode => "decode",
+            LossStage::Queue => "queue",
+            LossStage::Sink => "sink",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// State of an anomaly-detection profile (one per workload and detector).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProfileState {
+    /// Still learning the baseline; raises no alerts yet.
+    Learning,
+    /// Baseline learnt; deviations raise `anomaly.*` alerts.
+    Detecting,
+}
+
+impl ProfileState {
+    pub const ALL: [ProfileState; 2] = [ProfileState::Learning, ProfileState::Detecting];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileState::Learning => "learning",
+            ProfileState::Detecting => "detecting",
+        }
+    }
+}
+
+/// Construction options.
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    /// Cap on distinct `workload` label values; later workloads share `other`.
+    pub max_workload_series: usize,
+    /// Time one rule evaluation in this many (`1` times every one).
+    pub rule_eval_sample_every: u64,
+    /// Kernel release for `aiwatch_build_info`; read from
+    /// `/proc/sys/kernel/osrelease` when `None`.
+    pub kernel_release: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            max_workload_series: DEFAULT_MAX_WORKLOAD_SERIES,
+            rule_eval_sample_every: DEFAULT_RULE_EVAL_SAMPLE_EVERY,
+            kernel_release: None,
+        }
+    }
+}
+
+/// The registry and every metric in it. Share it as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Registry,
+    /// Every metric family registered, whether or not it has series yet.
+    metric_names: Vec<String>,
+    events_by_kind: Vec<IntCounter>,
+    /// `[stage][kind index, or Kind::ALL.len() for unknown]`.
+    lost_by_stage_kind: Vec<Vec<IntCounter>>,
+    kernel_filtered_by_kind: Vec<IntCounter>,
+    ringbuf_used_bytes: IntGauge,
+    event_latency: Histogram,
+    rule_eval: Histogram,
+    rule_eval_sample_every: u64,
+    rule_eval_ticks: AtomicU64,
+    alerts: IntCounterVec,
+    workload_alerts: IntCounterVec,
+    rules_loaded: IntGauge,
+    policy_reloads: IntCounterVec,
+    policy_last_reload_success: Gauge,
+    policy_last_reload_successful: IntGauge,
+    workloads: IntGaugeVec,
+    workload_gpu_processes: IntGaugeVec,
+    workload_egress_bytes: IntCounterVec,
+    workload_model_read_bytes: IntCounterVec,
+    workload_series_overflow: IntCounter,
+    anomaly_profiles: IntGaugeVec,
+    probe_attached: IntGaugeVec,
+    ready: IntGauge,
+    workload_series: Mutex<WorkloadSeries>,
+    /// Last absolute totals read from kernel maps, keyed by counter.
+    kernel_totals: Mutex<HashMap<TotalKey, u64>>,
+}
+
+/// Identifies a counter that is fed from absolute kernel totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum TotalKey {
+    Lost(LossStage, Option<Kind>),
+    Filtered(Kind),
+}
+
+impl Metrics {
+    pub fn new(config: MetricsConfig) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let mut reg = Registrar {
+            registry: &registry,
+            names: Vec::new(),
+        };
+
+        let events = reg.counter_vec(
+            "aiwatch_events_total",
+            "Events decoded and delivered to the pipeline, by kind.",
+            &["kind"],
+        )?;
+        let lost = reg.counter_vec(
+            "aiwatch_events_lost_total",
+            "Events lost, by pipeline stage and kind.",
+            &["stage", "kind"],
+        )?;
+        let filtered = reg.counter_vec(
+            "aiwatch_kernel_events_filtered_total",
+            "Events dropped on purpose by in-kernel filters, by kind.",
+            &["kind"],
+        )?;
+        let kind_names = || Kind::ALL.into_iter().map(Kind::as_str);
+        let events_by_kind = kind_names()
+            .map(|kind| events.with_label_values(&[kind]))
+            .collect();
+        let kernel_filtered_by_kind = kind_names()
+            .map(|kind| filtered.with_label_values(&[kind]))
+            .collect();
+        let lost_by_stage_kind = LossStage::ALL
+            .into_iter()
+            .map(|stage| {
+                kind_names()
+                    .chain([UNKNOWN_KIND])
+                    .map(|kind| lost.with_label_values(&[stage.as_str(), kind]))
+                    .collect()
+            })
+            .collect();
+
+        let ringbuf_used_bytes = reg.gauge(
+            "aiwatch_ringbuf_used_bytes",
+            "Bytes waiting in the kernel ring buffer when last sampled.",
+        )?;
+        let event_latency = reg.histogram(
+            "aiwatch_event_latency_seconds",
+            "Time from the kernel timestamp of an event to its alert being written.",
+            &EVENT_LATENCY_BUCKETS,
+        )?;
+        let rule_eval = reg.histogram(
+            "aiwatch_rule_eval_seconds",
+            "Time to evaluate the rule set against one event (sampled).",
+            &RULE_EVAL_BUCKETS,
+        )?;
+
+        let alerts = reg.counter_vec(
+            "aiwatch_alerts_total",
+            "Alerts raised, by rule, severity, workload kind and action.",
+            &["rule", "severity", "workload_kind", "action"],
+        )?;
+        let workload_alerts = reg.counter_vec(
+            "aiwatch_workload_alerts_total",
+            "Alerts raised against an AI workload, by workload and severity.",
+            &["workload", "kind", "severity"],
+        )?;
+
+        let rules_loaded = reg.gauge("aiwatch_rules_loaded", "Rules in the active policy set.")?;
+        let policy_reloads = reg.counter_vec(
+            "aiwatch_policy_reloads_total",
+            "Policy reloads, by result (success or failure).",
+            &["result"],
+        )?;
+        for result in ["success", "failure"] {
+            policy_reloads.with_label_values(&[result]);
+        }
+        let policy_last_reload_success = Gauge::with_opts(Opts::new(
+            "aiwatch_policy_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful policy load or reload.",
+        ))?;
+        reg.collector(Box::new(policy_last_reload_success.clone()))?;
+        let policy_last_reload_successful = reg.gauge(
+            "aiwatch_policy_last_reload_successful",
+            "1 if the last policy load or reload succeeded, 0 if it failed.",
+        )?;
+
+        let workloads = reg.gauge_vec(
+            "aiwatch_workloads",
+            "Live AI workloads on this host, by kind.",
+            &["kind"],
+        )?;
+        for kind in WORKLOAD_KINDS {
+            workloads.with_label_values(&[kind]);
+        }
+        let workload_gpu_processes = reg.gauge_vec(
+            "aiwatch_workload_gpu_processes",
+            "Processes of a workload holding a GPU or accelerator device open.",
+            &["workload", "kind"],
+        )?;
+        let workload_egress_bytes = reg.counter_vec(
+            "aiwatch_workload_egress_bytes_total",
+            "Bytes a workload sent to external addresses.",
+            &["workload", "kind"],
+        )?;
+        let workload_model_read_bytes = reg.counter_vec(
+            "aiwatch_workload_model_read_bytes_total",
+            "Bytes of model files a workload opened for reading.",
+            &["workload", "kind"],
+        )?;
+        let workload_series_overflow = reg.counter(
+            "aiwatch_workload_series_overflow_total",
+            "Workloads reported as workload=\"other\" because the series cap was reached.",
+        )?;
+        let anomaly_profiles = reg.gauge_vec(
+            "aiwatch_anomaly_profiles",
+            "Anomaly-detection profiles, by state.",
+            &["state"],
+        )?;
+        for state in ProfileState::ALL {
+            anomaly_profiles.with_label_values(&[state.as_str()]);
+        }
+
+        let build_info = reg.gauge_vec(
+            "aiwatch_build_info",
+            "Always 1; labels carry the aiwatch version and the kernel release.",
+            &["version", "kernel"],
+        )?;
+        let kernel = config.kernel_release.unwrap_or_else(read_kernel_release);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), kernel.as_str()])
+            .set(1);
+        let probe_attached = reg.gauge_vec(
+            "aiwatch_probe_attached",
+            "1 if the eBPF program is attached, 0 if it failed or was detached.",
+            &["probe"],
+        )?;
+        let ready = reg.gauge(
+            "aiwatch_ready",
+            "1 when probes are attached and the pipeline is flowing (as /readyz).",
+        )?;
+
+        #[cfg(target_os = "linux")]
+        reg.collector(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let metric_names = reg.names;
+
+        Ok(Metrics {
+            registry,
+            metric_names,
+            events_by_kind,
+            lost_by_stage_kind,
+            kernel_filtered_by_kind,
+            ringbuf_used_bytes,
+            event_latency,
+            rule_eval,
+            rule_eval_sample_every: config.rule_eval_sample_every.max(1),
+            rule_eval_ticks: AtomicU64::new(0),
+            alerts,
+            workload_alerts,
+            rules_loaded,
+            policy_reloads,
+            policy_last_reload_success,
+            policy_last_reload_successful,
+            workloads,
+            workload_gpu_processes,
+            workload_egress_bytes,
+            workload_model_read_bytes,
+            workload_series_overflow,
+            anomaly_profiles,
+            probe_attached,
+            ready,
+            workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),
+            kernel_totals: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The underlying registry, e.g. to gather metric families in tests.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Names of every metric family in the registry, including labelled
+    /// families that have no series yet (which `gather()` leaves out).
+    pub fn metric_names(&self) -> &[String] {
+        &self.metric_names
+    }
+
+    /// All metrics in the Prometheus text exposition format.
+    pub fn encode_text(&self) -> Result<String, MetricsError> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        Ok(String::from_utf8(buffer)?)
+    }
+
+    // ---- pipeline ----
+
+    /// One event delivered to the pipeline.
+    pub fn event(&self, kind: Kind) {
+        self.events_by_kind[kind.index()].inc();
+    }
+
+    /// `count` events lost at `stage`; `kind` is `None` when it is not known
+    /// (a record too damaged to decode).
+    pub fn lost(&self, stage: LossStage, kind: Option<Kind>, count: u64) {
+        self.lost_counter(stage, kind).inc_by(count);
+    }
+
+    fn lost_counter(&self, stage: LossStage, kind: Option<Kind>) -> &IntCounter {
+        let kind_index = kind.map_or(Kind::ALL.len(), Kind::index);
+        &self.lost_by_stage_kind[stage.index()][kind_index]
+    }
+
+    /// Feeds `aiwatch_events_lost_total` from an absolute total read from a
+    /// kernel map: the counter grows by the increase since the last read. A
+    /// total lower than the last one means the map was reset (programs
+    /// reloaded) and counts in full.
+    pub fn observe_lost_total(&self, stage: LossStage, kind: Option<Kind>, total: u64) {
+        let delta = self.delta_since_last(TotalKey::Lost(stage, kind), total);
+        self.lost_counter(stage, kind).inc_by(delta);
+    }
+
+    /// Feeds `aiwatch_kernel_events_filtered_total` from an absolute total
+    /// read from a kernel map (see [`Metrics::observe_lost_total`]).
+    pub fn observe_kernel_filtered_total(&self, kind: Kind, total: u64) {
+        let delta = self.delta_since_last(TotalKey::Filtered(kind), total);
+        self.kernel_filtered_by_kind[kind.index()].inc_by(delta);
+    }
+
+    fn delta_since_last(&self, key: TotalKey, total: u64) -> u64 {
+        let mut totals = lock(&self.kernel_totals);
+        let last = totals.insert(key, total).unwrap_or(0);
+        if total >= last {
+            total - last
+        } else {
+            total
+        }
+    }
+
+    /// Bytes waiting in the ring buffer, sampled by the reader.
+    pub fn set_ringbuf_used_bytes(&self, bytes: u64) {
+        self.ringbuf_used_bytes.set(saturating_i64(bytes));
+    }
+
+    /// Latency from an event's kernel timestamp to its alert being written.
+    pub fn observe_event_latency(&self, latency: Duration) {
+        self.event_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Same as [`Metrics::observe_event_latency`], measured against
+    /// `CLOCK_BOOTTIME` now; `ktime_ns` is `Event::ktime_ns`.
+    pub fn observe_event_latency_since(&self, ktime_ns: u64) {
+        if let Some(now) = boottime_ns() {
+            let latency = Duration::from_nanos(now.saturating_sub(ktime_ns));
+            self.observe_event_latency(latency);
+        }
+    }
+
+    /// Whether to time this rule evaluation: true once every
+    /// `rule_eval_sample_every` calls, so timing costs little.
+    pub fn sample_rule_eval(&self) -> bool {
+        let tick = self.rule_eval_ticks.fetch_add(1, Ordering::Relaxed);
+        tick.is_multiple_of(self.rule_eval_sample_every)
+    }
+
+    /// Time one (sampled) rule-set evaluation took.
+    pub fn observe_rule_eval(&self, elapsed: Duration) {
+        self.rule_eval.observe(elapsed.as_secs_f64());
+    }
+
+    // ---- alerts ----
+
+    /// One alert written.
+    pub fn alert(&self, alert: &Alert) {
+        let workload_kind = alert
+            .workload
+            .as_ref()
+            .map_or(NO_WORKLOAD_KIND, |workload| kind_label(&workload.kind));
+        let action = match (alert.action, alert.action_taken) {
+            (Action::Alert, _) => "alert",
+            (Action::Kill, true) => "kill",
+            (Action::Kill, false) => "kill_failed",
+        };
+        self.alerts
+            .with_label_values(&[
+                alert.rule.as_str(),
+                alert.severity.as_str(),
+                workload_kind,
+                action,
+            ])
+            .inc();
+        if let Some(workload) = &alert.workload {
+            self.workload_alert(workload, alert.severity);
+        }
+    }
+
+    fn workload_alert(&self, workload: &WorkloadRef, severity: Severity) {
+        let labels = self.admit_workload(workload);
+        self.workload_alerts
+            .with_label_values(&[labels.workload.as_str(), labels.kind, severity.as_str()])
+            .inc();
+    }
+
+    // ---- policies ----
+
+    /// The policy set was loaded at startup with `rules` rules.
+    pub fn policy_loaded(&self, rules: usize) {
+        self.rules_loaded.set(saturating_i64(rules as u64));
+        self.policy_last_reload_success.set(unix_now_seconds());
+        self.policy_last_reload_successful.set(1);
+    }
+
+    /// A reload (SIGHUP) succeeded; `rules` is the new rule count.
+    pub fn policy_reload_succeeded(&self, rules: usize) {
+        self.policy_reloads.with_label_values(&["success"]).inc();
+        self.policy_loaded(rules);
+    }
+
+    /// A reload failed; the previous policy set stays active.
+    pub fn policy_reload_failed(&self) {
+        self.policy_reloads.with_label_values(&["failure"]).inc();
+        self.policy_last_reload_successful.set(0);
+    }
+
+    // ---- workloads ----
+
+    /// Sets `aiwatch_workloads{kind}` from the live workload table: one
+    /// entry per workload kind string (unknown kinds are summed as `other`).
+    pub fn set_workload_counts<'a>(&self, counts: impl IntoIterator<Item = (&'a str, u64)>) {
+        let mut by_label: HashMap<&'static str, u64> =
+            WORKLOAD_KINDS.into_iter().map(|kind| (kind, 0)).collect();
+        for (kind, count) in counts {
+            *by_label.entry(kind_label(kind)).or_default() += count;
+        }
+        for (kind, count) in by_label {
+            self.workloads
+                .with_label_values(&[kind])
+                .set(saturating_i64(count));
+        }
+    }
+
+    /// Processes of `workload` that hold an accelerator device open.
+    pub fn set_workload_gpu_processes(&self, workload: &WorkloadRef, processes: u64) {
+        let (admission, total) = lock(&self.workload_series).set_gpu_processes(workload, processes);
+        let labels = self.count_overflow(admission);
+        self.workload_gpu_processes
+            .with_label_values(&[labels.workload.as_str(), labels.kind])
+            .set(saturating_i64(total));
+    }
+
+    /// `bytes` sent by `workload` to an external address.
+    pub fn workload_egress(&self, workload: &WorkloadRef, bytes: u64) {
+        let labels = self.admit_workload(workload);
+        self.workload_egress_bytes
+            .with_label_values(&[labels.workload.as_str(), labels.kind])
+            .inc_by(bytes);
+    }
+
+    /// `bytes` of model files opened for reading by `workload`.
+    pub fn workload_model_read(&self, workload: &WorkloadRef, bytes: u64) {
+        let labels = self.admit_workload(workload);
+        self.workload_model_read_bytes
+            .with_label_values(&[labels.workload.as_str(), labels.kind])
+            .inc_by(bytes);
+    }
+
+    /// The workload ended: frees its label slot and drops its series when no
+    /// other live workload shares them.
+    pub fn forget_workload(&self, workload_id: &str) {
+        let Some(gone) = lock(&self.workload_series).forget(workload_id) else {
+            return;
+        };
+        let pair = [gone.labels.workload.as_str(), gone.labels.kind];
+        if gone.kind_still_used {
+            self.workload_gpu_processes
+                .with_label_values(&pair)
+                .set(saturating_i64(gone.remaining_gpu_processes));
+            return;
+        }
+        // Removing a series that was never created is not an error worth
+        // reporting: the workload may never have sent or read anything.
+        let _ = self.workload_gpu_processes.remove_label_values(&pair);
+        let _ = self.workload_egress_bytes.remove_label_values(&pair);
+        let _ = self.workload_model_read_bytes.remove_label_values(&pair);
+        for severity in [
+            Severity::Info,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            let _ =
+                self.workload_alerts
+                    .remove_label_values(&[pair[0], pair[1], severity.as_str()]);
+        }
+    }
+
+    fn admit_workload(&self, workload: &WorkloadRef) -> workload_series::SeriesLabels {
+        let admission = lock(&self.workload_series).admit(workload);
+        self.count_overflow(admission)
+    }
+
+    fn count_overflow(&self, admission: Admission) -> workload_series::SeriesLabels {
+        match admission {
+            Admission::Own(labels) => labels,
+            Admission::NewOverflow(labels) => {
+                self.workload_series_overflow.inc();
+                labels
+            }
+        }
+    }
+
+    /// Number of anomaly profiles in `state`.
+    pub fn set_anomaly_profiles(&self, state: ProfileState, profiles: u64) {
+        self.anomaly_profiles
+            .with_label_values(&[state.as_str()])
+            .set(saturating_i64(profiles));
+    }
+
+    // ---- self ----
+
+    /// Whether the eBPF program `probe` (its program name) is attached.
+    pub fn set_probe_attached(&self, probe: &str, attached: bool) {
+        self.probe_attached
+            .with_label_values(&[probe])
+            .set(i64::from(attached));
+    }
+
+    /// Mirrors `/readyz` into `aiwatch_ready`; the HTTP listener sets it on
+    /// every scrape.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+}
+
+/// Registers metrics under one error type and remembers their names.
+struct Registrar<'a> {
+    registry: &'a Registry,
+    names: Vec<String>,
+}
+
+impl Registrar<'_> {
+    fn collector(
+        &mut self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), MetricsError> {
+        let names: Vec<String> = collector
+            .desc()
+            .iter()
+            .map(|desc| desc.fq_name.clone())
+            .collect();
+        self.registry.register(collector)?;
+        self.names.extend(names);
+        Ok(())
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+        let counter = IntCounter::with_opts(Opts::new(name, help))?;
+        self.collector(Box::new(counter.clone()))?;
+        Ok(counter)
+    }
+
+    fn counter_vec(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricsError> {
+        let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.collector(Box::new(counter.clone()))?;
+        Ok(counter)
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+        let gauge = IntGauge::with_opts(Opts::new(name, help))?;
+        self.collector(Box::new(gauge.clone()))?;
+        Ok(gauge)
+    }
+
+    fn gauge_vec(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, MetricsError> {
+        let gauge = IntGaugeVec::new(Opts::new(name, help), labels)?;
+        self.collector(Box::new(gauge.clone()))?;
+        Ok(gauge)
+    }
+
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<Histogram, MetricsError> {
+        let histogram =
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+        self.collector(Box::new(histogram.clone()))?;
+        Ok(histogram)
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: the guarded maps stay
+/// consistent between statements, so a panic elsewhere must not stop metrics.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unix_now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+fn read_kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_string())
+        .unwrap_or_else(|_| UNKNOWN_KIND.to_string())
+}
+
+/// `CLOCK_BOOTTIME` in nanoseconds: the clock `bpf_ktime_get_boot_ns` reads.
+fn boottime_ns() -> Option<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    if status != 0 {
+        return None;
+    }
+    let seconds = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u64::try_from(now.tv_nsec).ok()?;
+    Some(seconds.saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+#[cfg(test)]
+mod tests;
