@@ -27,6 +27,7 @@ pub struct Config {
     pub queue_capacity: usize,
     pub process_table: ProcessTableConfig,
     pub state_dir: PathBuf,
+    pub max_workload_series: usize,
 }
 
 impl Default for Config {
@@ -41,6 +42,7 @@ impl Default for Config {
             queue_capacity: 65_536,
             process_table: ProcessTableConfig::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
+            max_workload_series: 200,
         }
     }
 }

@@ -62,6 +62,9 @@ pub const PROBES: &[Probe] = &[
     },
 ];
 
+/// The reason given for probes of families the configuration turned off.
+pub const FAMILY_OFF: &str = "family disabled in the configuration";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeStatus {
     pub probe: &'static str,

@@ -1,13 +1,14 @@
 //! `aiwatch run`: wires the pipeline together and runs it until a signal.
 //!
 //! kernel → ring buffer → [`reader`] (decode) → queue → pipeline task
-//! ([`enrich`], then rules and detectors) → sinks.
+//! ([`crate::pipeline`]: enrich, then rules and detectors) → sinks, with the
+//! HTTP listener and the telemetry task on the side.
 //!
 //! Shutdown on SIGINT or SIGTERM: the reader drains the ring and stops, the
 //! pipeline drains its queue, the sinks flush, and the programs are detached
 //! when the `Ebpf` object is dropped last.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc};
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::{
@@ -16,17 +17,22 @@ use tokio::{
 };
 
 use crate::{
+    alert::Alert,
     clock::BootClock,
     config::{Config, ConfigError},
     decode::Record,
     enrich::{Enricher, TableLimits},
     event::Event,
+    http::{HttpError, HttpOptions, HttpServer, HttpState, InventoryProvider, Readiness},
     kernel_stats::KernelStats,
     loader::{self, LoadError, LoadOptions},
+    metrics::{Metrics, MetricsConfig, MetricsError},
     offsets::VMLINUX_BTF,
+    pipeline::Pipeline,
     reader,
-    sink::{self, LineWriter, OpenError, SinkSender, Target},
+    sink::{self, LineWriter, OpenError, Target},
     stats::PipelineStats,
+    telemetry,
 };
 
 /// Command-line settings that override the configuration file.
@@ -45,6 +51,10 @@ pub enum RunError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Sink(#[from] OpenError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
     #[error("cannot set up {what}: {source}")]
@@ -79,7 +89,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let stats = Arc::new(PipelineStats::new());
     let setup = |what| move |source| RunError::Setup { what, source };
 
-    // Open the sinks before loading anything: a bad path fails fast.
+    // Open the sinks and the listener before loading anything: a bad path
+    // or a busy port fails fast, before the kernel is touched.
     let event_writer = match &config.events {
         Some(spec) => Some(LineWriter::open(Target::parse(
             spec,
@@ -93,27 +104,34 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         config.sink_max_bytes,
         config.sink_keep_files,
     ))?;
+    let metrics = Arc::new(Metrics::new(MetricsConfig {
+        max_workload_series: config.max_workload_series,
+        ..MetricsConfig::default()
+    })?);
+    let readiness = Arc::new(Readiness::default());
+    let inventory: InventoryProvider = Arc::new(|| serde_json::json!({ "workloads": [] }));
+    let http = HttpServer::bind(
+        config.listen,
+        HttpState { metrics: metrics.clone(), readiness: readiness.clone(), inventory },
+        HttpOptions::default(),
+    )
+    .await?;
 
     let mut loaded = loader::load(&LoadOptions {
         btf_path: Path::new(VMLINUX_BTF),
         families: config.families.bits(),
         agent_pid: std::process::id(),
     })?;
+    for probe in &loaded.probes {
+        metrics.set_probe_attached(probe.probe, probe.attached);
+    }
     let attached = loaded.probes.iter().filter(|p| p.attached).count();
-    log::info!(
-        "aiwatch attached {attached} of {} probes",
-        loaded.probes.len()
-    );
+    let wanted = loaded.probes.iter().filter(|p| p.reason.as_deref() != Some(loader::FAMILY_OFF)).count();
+    readiness.set_probes_attached(attached == wanted);
 
-    let ring = loaded
-        .ebpf
-        .take_map("EVENTS")
-        .ok_or(RunError::MissingMap("EVENTS"))?;
+    let ring = loaded.ebpf.take_map("EVENTS").ok_or(RunError::MissingMap("EVENTS"))?;
     let ring = RingBuf::try_from(ring).map_err(|_| RunError::MissingMap("EVENTS"))?;
-    let kernel_stats = loaded
-        .ebpf
-        .take_map("STATS")
-        .ok_or(RunError::MissingMap("STATS"))?;
+    let kernel_stats = loaded.ebpf.take_map("STATS").ok_or(RunError::MissingMap("STATS"))?;
     let kernel_stats: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(kernel_stats).map_err(|_| RunError::MissingMap("STATS"))?;
     let kernel_stats = KernelStats::new(kernel_stats);
@@ -129,7 +147,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
-    log::info!("process table seeded with {seeded} running processes");
 
     let (event_sink, event_sink_task) = match event_writer {
         Some(writer) => {
@@ -138,22 +155,38 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         }
         None => (None, None),
     };
-    let (alert_sink, alert_sink_task) =
-        sink::spawn::<Arc<crate::alert::Alert>>(alert_writer, 16_384, stats.clone());
+    let (alert_sink, alert_sink_task) = sink::spawn::<Arc<Alert>>(alert_writer, 16_384, stats.clone());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
-    let reader_task = tokio::spawn(reader::run(ring, queue_tx, stats.clone(), shutdown_rx));
-    let pipeline_task = tokio::spawn(pipeline(
+    let reader_task = tokio::spawn(reader::run(ring, queue_tx, stats.clone(), shutdown_rx.clone()));
+    let pipeline = Pipeline {
         enricher,
-        queue_rx,
         event_sink,
         alert_sink,
+        stats: stats.clone(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let pipeline_task = tokio::spawn(pipeline.run(queue_rx));
+    let telemetry_task = tokio::spawn(telemetry::run(
+        kernel_stats,
         stats.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
     ));
+    let mut http_shutdown = shutdown_rx.clone();
+    let http_task = tokio::spawn(http.serve(async move {
+        let _ = http_shutdown.changed().await;
+    }));
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(setup("the SIGINT handler"))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(setup("the SIGTERM handler"))?;
+    log::info!(
+        "aiwatch ready: {attached} of {} probes attached, {seeded} running processes known, listening on {}",
+        loaded.probes.len(),
+        config.listen
+    );
     tokio::select! {
         _ = sigint.recv() => log::info!("SIGINT: shutting down"),
         _ = sigterm.recv() => log::info!("SIGTERM: shutting down"),
@@ -171,50 +204,31 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         let _ = task.await;
     }
     let _ = alert_sink_task.await;
-
-    log_summary(&stats, &kernel_stats);
+    let _ = http_task.await;
+    match telemetry_task.await {
+        Ok(kernel_stats) => log_summary(&stats, &kernel_stats),
+        Err(err) => log::error!("telemetry task failed: {err}"),
+    }
     // Dropping the Ebpf object detaches every program.
     drop(loaded);
     Ok(())
-}
-
-async fn pipeline(
-    mut enricher: Enricher,
-    mut queue: mpsc::Receiver<Record>,
-    event_sink: Option<SinkSender<Arc<Event>>>,
-    alert_sink: SinkSender<Arc<crate::alert::Alert>>,
-    stats: Arc<PipelineStats>,
-) {
-    let _ = &alert_sink;
-    let mut batch = Vec::with_capacity(256);
-    while queue.recv_many(&mut batch, 256).await > 0 {
-        for record in batch.drain(..) {
-            let event = Arc::new(enricher.enrich(record));
-            stats.events.add(Some(event.kind), 1);
-            if let Some(sink) = &event_sink {
-                sink.send(event.clone(), Some(event.kind));
-            }
-        }
-    }
-    let table = enricher.table.stats();
-    log::debug!(
-        "process table: {} live, {} exited kept, {} pid reuses",
-        enricher.table.live_count(),
-        enricher.table.exited_count(),
-        table.pid_reused
-    );
-    // Give the sinks a moment to take the last values.
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// One line at exit with every loss, so that nothing is lost silently even
 /// without a metrics scraper.
 fn log_summary(stats: &PipelineStats, kernel: &KernelStats) {
     let totals = kernel.read();
+    let per_kind = |list: &[crate::kernel_stats::KindTotal]| {
+        list.iter()
+            .map(|k| format!("{}:{}", k.kind.map(|k| k.as_str()).unwrap_or("unknown"), k.total))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     log::info!(
-        "aiwatch stopped: events={} kernel_ringbuf_lost={} decode_errors={} queue_dropped={} sink_dropped={}",
+        "aiwatch stopped: events={} kernel_ringbuf_lost={} [{}] decode_errors={} queue_dropped={} sink_dropped={}",
         stats.events.total(),
         totals.ringbuf_lost_total(),
+        per_kind(&totals.ringbuf_lost),
         stats.decode_errors.total(),
         stats.queue_dropped.total(),
         stats.sink_dropped.total(),

@@ -1,0 +1,58 @@
+//! Periodic copying of loss and filter counters into the metrics registry.
+//!
+//! The kernel keeps its counters in a per-CPU map and the pipeline in
+//! atomics; both are totals, so each pass hands the registry absolute values.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+
+use crate::{
+    event::Kind,
+    kernel_stats::KernelStats,
+    metrics::{LossStage, Metrics},
+    stats::{KindCounters, PipelineStats},
+};
+
+pub const INTERVAL: Duration = Duration::from_secs(2);
+
+pub async fn run(
+    kernel: KernelStats,
+    stats: Arc<PipelineStats>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> KernelStats {
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => publish(&kernel, &stats, &metrics),
+            _ = shutdown.changed() => break,
+        }
+    }
+    publish(&kernel, &stats, &metrics);
+    kernel
+}
+
+pub fn publish(kernel: &KernelStats, stats: &PipelineStats, metrics: &Metrics) {
+    let totals = kernel.read();
+    for lost in &totals.ringbuf_lost {
+        metrics.observe_lost_total(LossStage::KernelRingbuf, lost.kind, lost.total);
+    }
+    for filtered in &totals.filtered {
+        if let Some(kind) = filtered.kind {
+            metrics.observe_kernel_filtered_total(kind, filtered.total);
+        }
+    }
+    publish_counters(&stats.decode_errors, LossStage::Decode, metrics);
+    publish_counters(&stats.queue_dropped, LossStage::Queue, metrics);
+    publish_counters(&stats.sink_dropped, LossStage::Sink, metrics);
+}
+
+fn publish_counters(counters: &KindCounters, stage: LossStage, metrics: &Metrics) {
+    for kind in Kind::ALL.into_iter().map(Some).chain([None]) {
+        let total = counters.get(kind);
+        if total > 0 {
+            metrics.observe_lost_total(stage, kind, total);
+        }
+    }
+}
