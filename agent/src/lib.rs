@@ -7,3 +7,4 @@
 pub mod alert;
 pub mod assets;
 pub mod event;
+pub mod workload;

@@ -243,12 +243,12 @@ impl AssetClassifier {
         for index in self.set.matches_candidate(&candidate) {
             match self.targets.get(index) {
                 Some(Target::Exclude) => return None,
-                Some(Target::Class(class)) => {
-                    if best.is_none_or(|b| class.priority() > b.priority()) {
-                        best = Some(*class);
-                    }
+                Some(Target::Class(class))
+                    if best.is_none_or(|b| class.priority() > b.priority()) =>
+                {
+                    best = Some(*class);
                 }
-                None => {}
+                Some(Target::Class(_)) | None => {}
             }
         }
         best
