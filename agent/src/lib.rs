@@ -7,4 +7,5 @@
 pub mod alert;
 pub mod assets;
 pub mod event;
+pub mod inventory;
 pub mod workload;
