@@ -5,6 +5,7 @@
 //! See `docs/ARCHITECTURE.md` for the code map and its invariants.
 
 pub mod alert;
+pub mod assets;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod decode;
 pub mod enrich;
 pub mod event;
 pub mod http;
+pub mod inventory;
 pub mod kernel_stats;
 pub mod loader;
 pub mod metrics;
@@ -24,3 +26,4 @@ pub mod run;
 pub mod sink;
 pub mod stats;
 pub mod telemetry;
+pub mod workload;

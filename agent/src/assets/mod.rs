@@ -1,0 +1,342 @@
+//! Asset classes: which opened paths are models, pickle models, data sets,
+//! secrets or GPU devices.
+//!
+//! All patterns (built-in and user-supplied) are compiled once into a single
+//! [`globset::GlobSet`]; classifying a path is one pass over that set, never
+//! a list of regexes tried in turn. When several classes match, the most
+//! sensitive wins: `secret` > `gpu-device` > `pickle-model` > `model` >
+//! `dataset`. Exclusion globs beat everything.
+//!
+//! `pickle-model` is its own class (formats that execute code when loaded),
+//! so a rule that means "any model" writes `file.class in [model, pickle-model]`.
+//!
+//! [`AssetClassifier::kernel_interest`] reduces the same patterns to what the
+//! kernel prefilter can test (extensions, base names, path prefixes).
+
+mod defaults;
+mod interest;
+
+use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+pub use defaults::{DATA_FOLDERS, MODEL_FOLDERS, NVIDIA_MAJOR};
+pub use interest::KernelInterest;
+
+/// The class of an asset, as written in `file.class`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssetClass {
+    Dataset,
+    Model,
+    PickleModel,
+    GpuDevice,
+    Secret,
+}
+
+impl AssetClass {
+    pub const ALL: [AssetClass; 5] = [
+        AssetClass::Dataset,
+        AssetClass::Model,
+        AssetClass::PickleModel,
+        AssetClass::GpuDevice,
+        AssetClass::Secret,
+    ];
+
+    /// The name used in events, rules and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetClass::Model => "model",
+            AssetClass::PickleModel => "pickle-model",
+            AssetClass::Dataset => "dataset",
+            AssetClass::Secret => "secret",
+            AssetClass::GpuDevice => "gpu-device",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AssetClass> {
+        AssetClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// `model` or `pickle-model`.
+    pub fn is_model(self) -> bool {
+        matches!(self, AssetClass::Model | AssetClass::PickleModel)
+    }
+
+    /// Higher wins when several classes match one path (the declaration
+    /// order of the enum).
+    fn priority(self) -> u8 {
+        self as u8
+    }
+}
+
+impl std::fmt::Display for AssetClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Asset configuration (`assets:` in the agent configuration).
+///
+/// Every list adds to the built-in patterns unless `defaults: false`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssetConfig {
+    /// Start from the built-in patterns (documented in `docs/workloads.md`).
+    pub defaults: bool,
+    /// Extra globs for `model`.
+    pub model: Vec<String>,
+    /// Extra globs for `pickle-model`.
+    pub pickle_model: Vec<String>,
+    /// Extra globs for `dataset`.
+    pub dataset: Vec<String>,
+    /// Extra globs for `secret`.
+    pub secret: Vec<String>,
+    /// Extra globs for `gpu-device`.
+    pub gpu_device: Vec<String>,
+    /// Globs that are never classified, whatever else matches.
+    pub exclude: Vec<String>,
+    /// Character device majors that are GPUs whatever their path
+    /// (default: 195, NVIDIA).
+    pub gpu_majors: Vec<u32>,
+}
+
+impl Default for AssetConfig {
+    fn default() -> Self {
+        AssetConfig {
+            defaults: true,
+            model: Vec::new(),
+            pickle_model: Vec::new(),
+            dataset: Vec::new(),
+            secret: Vec::new(),
+            gpu_device: Vec::new(),
+            exclude: Vec::new(),
+            gpu_majors: vec![NVIDIA_MAJOR],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    #[error("asset pattern `{glob}` ({class}) is not a valid glob: {source}")]
+    BadGlob {
+        class: &'static str,
+        glob: String,
+        source: globset::Error,
+    },
+    #[error("asset patterns could not be compiled together: {0}")]
+    Build(globset::Error),
+}
+
+/// What a compiled pattern yields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Class(AssetClass),
+    Exclude,
+}
+
+/// One compiled pattern, kept for [`AssetClassifier::kernel_interest`].
+#[derive(Clone, Debug)]
+struct PatternSource {
+    glob: String,
+    target: Target,
+}
+
+/// Classifies opened paths into asset classes. Build once, share freely.
+#[derive(Clone, Debug)]
+pub struct AssetClassifier {
+    set: GlobSet,
+    targets: Vec<Target>,
+    sources: Vec<PatternSource>,
+    gpu_majors: Vec<u32>,
+    hint_basenames: Vec<String>,
+}
+
+impl AssetClassifier {
+    /// Compiles the built-in patterns plus the configured ones.
+    pub fn new(config: &AssetConfig) -> Result<Self, AssetError> {
+        let mut builder = GlobSetBuilder::new();
+        let mut targets = Vec::new();
+        let mut sources = Vec::new();
+        let mut add = |glob: &str, target: Target, ci: bool| -> Result<(), AssetError> {
+            let compiled = GlobBuilder::new(glob)
+                .literal_separator(true)
+                .case_insensitive(ci)
+                .build()
+                .map_err(|source| AssetError::BadGlob {
+                    class: match target {
+                        Target::Class(c) => c.as_str(),
+                        Target::Exclude => "exclude",
+                    },
+                    glob: glob.to_string(),
+                    source,
+                })?;
+            builder.add(compiled);
+            targets.push(target);
+            sources.push(PatternSource {
+                glob: glob.to_string(),
+                target,
+            });
+            Ok(())
+        };
+
+        let mut hint_basenames = Vec::new();
+        if config.defaults {
+            for pattern in defaults::default_patterns() {
+                add(
+                    &pattern.glob,
+                    Target::Class(pattern.class),
+                    pattern.case_insensitive,
+                )?;
+            }
+            for glob in defaults::DEFAULT_EXCLUDES {
+                add(glob, Target::Exclude, false)?;
+            }
+            hint_basenames.extend(
+                defaults::DEFAULT_HINT_BASENAMES
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+        }
+        let user_lists = [
+            (AssetClass::Model, &config.model),
+            (AssetClass::PickleModel, &config.pickle_model),
+            (AssetClass::Dataset, &config.dataset),
+            (AssetClass::Secret, &config.secret),
+            (AssetClass::GpuDevice, &config.gpu_device),
+        ];
+        for (class, globs) in user_lists {
+            for glob in globs {
+                add(glob, Target::Class(class), false)?;
+            }
+        }
+        for glob in &config.exclude {
+            add(glob, Target::Exclude, false)?;
+        }
+        let set = builder.build().map_err(AssetError::Build)?;
+        Ok(AssetClassifier {
+            set,
+            targets,
+            sources,
+            gpu_majors: config.gpu_majors.clone(),
+            hint_basenames,
+        })
+    }
+
+    /// The built-in configuration; cannot fail (the defaults are tested).
+    pub fn with_defaults() -> Result<Self, AssetError> {
+        Self::new(&AssetConfig::default())
+    }
+
+    /// The class of `path` opened by `opener_pid`, if any.
+    ///
+    /// `opener_pid` matters for `/proc/<pid>/environ`: reading one's own
+    /// environment is ordinary, reading another process's is reading its
+    /// secrets. When the opener is unknown, any numeric pid counts as another
+    /// process. The pid must be in the same pid namespace as the path (the
+    /// namespace the path was resolved in).
+    pub fn classify(&self, path: &str, opener_pid: Option<u32>) -> Option<AssetClass> {
+        if let Some(verdict) = proc_environ(path, opener_pid) {
+            return verdict;
+        }
+        let candidate = Candidate::new(path);
+        let mut best: Option<AssetClass> = None;
+        for index in self.set.matches_candidate(&candidate) {
+            match self.targets.get(index) {
+                Some(Target::Exclude) => return None,
+                Some(Target::Class(class))
+                    if best.is_none_or(|b| class.priority() > b.priority()) =>
+                {
+                    best = Some(*class);
+                }
+                Some(Target::Class(_)) | None => {}
+            }
+        }
+        best
+    }
+
+    /// Classifies a device node by its major number (character devices).
+    pub fn classify_device(&self, major: u32) -> Option<AssetClass> {
+        self.gpu_majors
+            .contains(&major)
+            .then_some(AssetClass::GpuDevice)
+    }
+
+    /// Classifies an open with everything the pipeline knows: the path, the
+    /// opener and, for device nodes, the major number.
+    pub fn classify_open(
+        &self,
+        path: &str,
+        opener_pid: Option<u32>,
+        char_device_major: Option<u32>,
+    ) -> Option<AssetClass> {
+        self.classify(path, opener_pid)
+            .or_else(|| char_device_major.and_then(|major| self.classify_device(major)))
+    }
+
+    /// What the kernel prefilter must let through so that every path that
+    /// could classify reaches user space. Home-relative patterns are
+    /// expanded for `/root` only; see [`Self::kernel_interest_for_homes`].
+    pub fn kernel_interest(&self) -> KernelInterest {
+        self.kernel_interest_for_homes(&["/root"])
+    }
+
+    /// Like [`Self::kernel_interest`], with home-relative patterns
+    /// (`**/.config/gcloud/**`) expanded into a prefix for each home given.
+    pub fn kernel_interest_for_homes(&self, homes: &[&str]) -> KernelInterest {
+        let globs = self
+            .sources
+            .iter()
+            .filter_map(|source| match source.target {
+                Target::Class(_) => Some(source.glob.as_str()),
+                Target::Exclude => None,
+            });
+        let mut interest = interest::derive(globs, homes);
+        interest
+            .basenames
+            .extend(self.hint_basenames.iter().cloned());
+        // `/proc/<pid>/environ` is classified by code, not by a glob.
+        interest.basenames.push("environ".to_string());
+        interest.device_majors = self.gpu_majors.clone();
+        interest.normalise();
+        interest
+    }
+}
+
+/// Classifies `/proc/<pid>/environ` and `/proc/<pid>/task/<tid>/environ`:
+/// `Some(Some(Secret))` for another process's, `Some(None)` for one's own,
+/// `None` when the path is not an environ file.
+fn proc_environ(path: &str, opener_pid: Option<u32>) -> Option<Option<AssetClass>> {
+    let rest = path.strip_prefix("/proc/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let owner = match parts.as_slice() {
+        [owner, "environ"] | [owner, "task", _, "environ"] => *owner,
+        _ => return None,
+    };
+    if owner == "self" || owner == "thread-self" {
+        return Some(None);
+    }
+    let pid: u32 = owner.parse().ok()?;
+    if opener_pid == Some(pid) {
+        Some(None)
+    } else {
+        Some(Some(AssetClass::Secret))
+    }
+}
+
+/// The accelerator family of a device node, for `DeviceInfo.accelerator`.
+pub fn accelerator_family(path: &str, major: Option<u32>) -> Option<&'static str> {
+    let name = path.strip_prefix("/dev/");
+    match name {
+        Some("nvidiactl") => Some("nvidiactl"),
+        Some(n) if n.starts_with("nvidia-uvm") => Some("nvidia-uvm"),
+        Some(n) if n.starts_with("nvidia") => Some("nvidia"),
+        Some(n) if n.starts_with("dri/") => Some("dri"),
+        Some("kfd") => Some("kfd"),
+        Some(n) if n.starts_with("accel/") => Some("accel"),
+        _ if major == Some(NVIDIA_MAJOR) => Some("nvidia"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,552 @@
+//! The live inventory of AI workloads: per workload its processes, the
+//! models, data sets, GPU devices and secrets it opened, its network peers
+//! and listening sockets; per model file, who read and who wrote it.
+//!
+//! Fed with enriched events ([`Inventory::observe`]), served as JSON by the
+//! `/inventory` endpoint and `aiwatch inventory` ([`Inventory::snapshot`]).
+//!
+//! Everything is bounded by [`InventoryLimits`]; what does not fit is
+//! counted in `overflow`, never stored. An open of a model for reading
+//! counts as a read of the file's size at open (`file.size`): loaders read
+//! or map the whole file. TCP summaries carry running totals per
+//! connection; the inventory adds the growth since the previous summary of
+//! the same connection.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Endpoint, Event, Kind, WorkloadRef};
+
+/// Caps of the inventory. Defaults in parentheses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InventoryLimits {
+    /// Workloads (1 024); past it the one idle longest is dropped.
+    pub workloads: usize,
+    /// Live processes listed per workload (256).
+    pub processes: usize,
+    /// Model files per workload (256), data sets per workload (256).
+    pub models: usize,
+    pub datasets: usize,
+    /// GPU device nodes per workload (32).
+    pub devices: usize,
+    /// Secret files per workload (128).
+    pub secrets: usize,
+    /// Network peers per workload (512).
+    pub peers: usize,
+    /// Listening sockets per workload (64).
+    pub listeners: usize,
+    /// Model files in the per-file view (4 096).
+    pub model_files: usize,
+    /// Readers and writers listed per model file (64 each).
+    pub actors: usize,
+    /// Open TCP connections whose totals are remembered (16 384).
+    pub connections: usize,
+}
+
+impl Default for InventoryLimits {
+    fn default() -> Self {
+        InventoryLimits {
+            workloads: 1024,
+            processes: 256,
+            models: 256,
+            datasets: 256,
+            devices: 32,
+            secrets: 128,
+            peers: 512,
+            listeners: 64,
+            model_files: 4096,
+            actors: 64,
+            connections: 16_384,
+        }
+    }
+}
+
+/// Entries that did not fit, per list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Overflow {
+    pub workloads: u64,
+    pub processes: u64,
+    pub models: u64,
+    pub datasets: u64,
+    pub devices: u64,
+    pub secrets: u64,
+    pub peers: u64,
+    pub listeners: u64,
+    pub model_files: u64,
+    pub actors: u64,
+    pub connections: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    pub pid: u32,
+    pub exe: String,
+    pub first_seen: String,
+}
+
+/// A file a workload opened.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileUse {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    pub opens: u64,
+    /// Opens for writing.
+    pub writes: u64,
+    /// Bytes read: the file size at each open for reading.
+    pub bytes_read: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Peer {
+    pub ip: String,
+    pub port: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub external: bool,
+    pub connections: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Listener {
+    pub ip: String,
+    pub port: u16,
+    pub protocol: String,
+    pub first_seen: String,
+}
+
+/// One workload's inventory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadInventory {
+    #[serde(flatten)]
+    pub workload: WorkloadRef,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub processes: Vec<ProcessEntry>,
+    pub processes_exited: u64,
+    pub models: Vec<FileUse>,
+    pub datasets: Vec<FileUse>,
+    pub gpu_devices: Vec<FileUse>,
+    pub secrets: Vec<FileUse>,
+    pub peers: Vec<Peer>,
+    pub listening: Vec<Listener>,
+    pub overflow: Overflow,
+}
+
+/// Who touched a model file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Workload id, when the process belonged to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_name: Option<String>,
+    pub exe: String,
+    pub opens: u64,
+    pub last_seen: String,
+}
+
+/// One model file and everyone that read or wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub path: String,
+    pub class: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    pub readers: Vec<Actor>,
+    pub writers: Vec<Actor>,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// What `/inventory` serves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InventorySnapshot {
+    pub workloads: Vec<WorkloadInventory>,
+    pub models: Vec<ModelFile>,
+    pub overflow: Overflow,
+    pub limits: InventoryLimits,
+}
+
+type ConnectionKey = (String, String, u16, String, u16);
+
+/// The live inventory. Single-threaded: the pipeline owns it.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    limits: InventoryLimits,
+    workloads: BTreeMap<String, WorkloadInventory>,
+    /// Order of activity, for evicting the idlest workload.
+    activity: HashMap<String, u64>,
+    models: BTreeMap<String, ModelFile>,
+    connections: HashMap<ConnectionKey, (u64, u64)>,
+    overflow: Overflow,
+    tick: u64,
+}
+
+/// Finds `key` in a bounded list or appends a new entry, counting overflow.
+fn upsert<'a, T>(
+    list: &'a mut Vec<T>,
+    cap: usize,
+    overflow: &mut u64,
+    matches: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> T,
+) -> Option<&'a mut T> {
+    if let Some(index) = list.iter().position(matches) {
+        return list.get_mut(index);
+    }
+    if list.len() >= cap {
+        *overflow += 1;
+        return None;
+    }
+    list.push(make());
+    list.last_mut()
+}
+
+fn is_write(event: &Event) -> bool {
+    let file = event.file.as_ref();
+    match file.and_then(|f| f.access.as_deref()) {
+        Some(access) => access != "read",
+        // O_WRONLY | O_RDWR | O_CREAT | O_TRUNC
+        None => file.is_some_and(|f| f.flags & (0o1 | 0o2 | 0o100 | 0o1000) != 0),
+    }
+}
+
+impl Inventory {
+    pub fn new(limits: InventoryLimits) -> Self {
+        Inventory {
+            limits,
+            ..Inventory::default()
+        }
+    }
+
+    /// Takes one enriched event into account.
+    pub fn observe(&mut self, event: &Event) {
+        self.tick += 1;
+        if event.kind == Kind::Open {
+            self.observe_model_file(event);
+        }
+        let Some(workload) = &event.workload else {
+            return;
+        };
+        if !self.ensure_workload(workload, &event.time) {
+            return;
+        }
+        self.activity.insert(workload.id.clone(), self.tick);
+        let limits = self.limits;
+        let Some(entry) = self.workloads.get_mut(&workload.id) else {
+            return;
+        };
+        entry.last_seen.clone_from(&event.time);
+        let time = &event.time;
+        let pid = event.process.pid;
+        // A fork adds the child; an exit removes the process; anything else
+        // the workload's process did makes sure it is listed.
+        let member = match (&event.kind, &event.fork) {
+            (Kind::Fork, Some(fork)) => fork.child_pid,
+            _ => pid,
+        };
+        if event.kind == Kind::Exit {
+            let before = entry.processes.len();
+            entry.processes.retain(|p| p.pid != pid);
+            if entry.processes.len() < before {
+                entry.processes_exited += 1;
+            }
+        } else if let Some(process) = upsert(
+            &mut entry.processes,
+            limits.processes,
+            &mut entry.overflow.processes,
+            |p| p.pid == member,
+            || ProcessEntry {
+                pid: member,
+                exe: event.process.exe.clone(),
+                first_seen: time.clone(),
+            },
+        ) {
+            if event.kind == Kind::Exec {
+                process.exe.clone_from(&event.process.exe);
+            }
+        }
+        match event.kind {
+            Kind::Open => Self::observe_open(entry, &limits, event),
+            Kind::Connect | Kind::Accept | Kind::UdpSend | Kind::TcpSummary => {
+                Self::observe_peer(
+                    entry,
+                    &limits,
+                    &mut self.connections,
+                    &mut self.overflow,
+                    event,
+                );
+            }
+            Kind::Listen | Kind::Bind => Self::observe_listener(entry, &limits, event),
+            _ => {}
+        }
+    }
+
+    fn ensure_workload(&mut self, workload: &WorkloadRef, time: &str) -> bool {
+        if let Some(entry) = self.workloads.get_mut(&workload.id) {
+            // Kind or name may be refined; the id is what identifies.
+            entry.workload.clone_from(workload);
+            return true;
+        }
+        if self.workloads.len() >= self.limits.workloads {
+            let idlest = self
+                .activity
+                .iter()
+                .min_by_key(|(_, tick)| **tick)
+                .map(|(id, _)| id.clone());
+            match idlest {
+                Some(id) => {
+                    self.workloads.remove(&id);
+                    self.activity.remove(&id);
+                    self.overflow.workloads += 1;
+                }
+                None => return false,
+            }
+        }
+        self.workloads.insert(
+            workload.id.clone(),
+            WorkloadInventory {
+                workload: workload.clone(),
+                first_seen: time.to_string(),
+                last_seen: time.to_string(),
+                ..WorkloadInventory::default()
+            },
+        );
+        true
+    }
+
+    fn observe_open(entry: &mut WorkloadInventory, limits: &InventoryLimits, event: &Event) {
+        let Some(file) = &event.file else { return };
+        if file.result < 0 {
+            return;
+        }
+        let Some(class) = file.class.as_deref() else {
+            return;
+        };
+        let (list, cap, overflow) = match class {
+            "model" | "pickle-model" => {
+                (&mut entry.models, limits.models, &mut entry.overflow.models)
+            }
+            "dataset" => (
+                &mut entry.datasets,
+                limits.datasets,
+                &mut entry.overflow.datasets,
+            ),
+            "secret" => (
+                &mut entry.secrets,
+                limits.secrets,
+                &mut entry.overflow.secrets,
+            ),
+            "gpu-device" => (
+                &mut entry.gpu_devices,
+                limits.devices,
+                &mut entry.overflow.devices,
+            ),
+            _ => return,
+        };
+        let write = is_write(event);
+        let Some(usage) = upsert(
+            list,
+            cap,
+            overflow,
+            |u| u.path == file.path,
+            || FileUse {
+                path: file.path.clone(),
+                class: Some(class.to_string()),
+                first_seen: event.time.clone(),
+                accelerator: file.device.as_ref().and_then(|d| d.accelerator.clone()),
+                ..FileUse::default()
+            },
+        ) else {
+            return;
+        };
+        usage.opens += 1;
+        if write {
+            usage.writes += 1;
+        } else {
+            usage.bytes_read = usage.bytes_read.saturating_add(file.size.unwrap_or(0));
+        }
+        usage.last_seen.clone_from(&event.time);
+    }
+
+    fn observe_peer(
+        entry: &mut WorkloadInventory,
+        limits: &InventoryLimits,
+        connections: &mut HashMap<ConnectionKey, (u64, u64)>,
+        global: &mut Overflow,
+        event: &Event,
+    ) {
+        let Some(net) = &event.net else { return };
+        let Some(dst) = &net.dst else { return };
+        if event.kind == Kind::Connect && net.result.is_some_and(|r| r < 0 && r != -115) {
+            return; // failed connect (EINPROGRESS still counts)
+        }
+        let (mut bytes_out, mut bytes_in) =
+            (net.bytes_sent.unwrap_or(0), net.bytes_received.unwrap_or(0));
+        if event.kind == Kind::TcpSummary {
+            let src = net.src.clone().unwrap_or_default();
+            let key = (
+                entry.workload.id.clone(),
+                src.ip,
+                src.port,
+                dst.ip.clone(),
+                dst.port,
+            );
+            let previous = connections.get(&key).copied().unwrap_or((0, 0));
+            // Totals only grow; a smaller one is a new connection on the same ports.
+            bytes_out = bytes_out.checked_sub(previous.0).unwrap_or(bytes_out);
+            bytes_in = bytes_in.checked_sub(previous.1).unwrap_or(bytes_in);
+            if net.closed == Some(true) {
+                connections.remove(&key);
+            } else if connections.len() < limits.connections || connections.contains_key(&key) {
+                let totals = (net.bytes_sent.unwrap_or(0), net.bytes_received.unwrap_or(0));
+                connections.insert(key, totals);
+            } else {
+                global.connections += 1;
+            }
+        }
+        let same = |p: &Peer| p.ip == dst.ip && p.port == dst.port && p.protocol == net.protocol;
+        let Some(peer) = upsert(
+            &mut entry.peers,
+            limits.peers,
+            &mut entry.overflow.peers,
+            same,
+            || peer_from(dst, &net.protocol, net.dst_external, &event.time),
+        ) else {
+            return;
+        };
+        if matches!(event.kind, Kind::Connect | Kind::Accept) {
+            peer.connections += 1;
+        }
+        if net.dst_name.is_some() {
+            peer.name.clone_from(&net.dst_name);
+        }
+        peer.bytes_out = peer.bytes_out.saturating_add(bytes_out);
+        peer.bytes_in = peer.bytes_in.saturating_add(bytes_in);
+        peer.last_seen.clone_from(&event.time);
+    }
+
+    fn observe_listener(entry: &mut WorkloadInventory, limits: &InventoryLimits, event: &Event) {
+        let Some(net) = &event.net else { return };
+        let Some(src) = &net.src else { return };
+        if net.result.is_some_and(|r| r < 0) {
+            return;
+        }
+        // A bound TCP socket is not listening yet; a bound UDP socket receives.
+        let protocol = match (event.kind, net.protocol.as_str()) {
+            (Kind::Listen, "") => "tcp",
+            (Kind::Listen, p) => p,
+            (Kind::Bind, "udp") if src.port != 0 => "udp",
+            _ => return,
+        };
+        upsert(
+            &mut entry.listening,
+            limits.listeners,
+            &mut entry.overflow.listeners,
+            |l| l.ip == src.ip && l.port == src.port && l.protocol == protocol,
+            || Listener {
+                ip: src.ip.clone(),
+                port: src.port,
+                protocol: protocol.to_string(),
+                first_seen: event.time.clone(),
+            },
+        );
+    }
+
+    fn observe_model_file(&mut self, event: &Event) {
+        let Some(file) = &event.file else { return };
+        let Some(class) = file.class.as_deref() else {
+            return;
+        };
+        if !matches!(class, "model" | "pickle-model") || file.result < 0 {
+            return;
+        }
+        if !self.models.contains_key(&file.path) {
+            if self.models.len() >= self.limits.model_files {
+                self.overflow.model_files += 1;
+                return;
+            }
+            self.models.insert(
+                file.path.clone(),
+                ModelFile {
+                    path: file.path.clone(),
+                    class: class.to_string(),
+                    first_seen: event.time.clone(),
+                    ..ModelFile::default()
+                },
+            );
+        }
+        let Some(model) = self.models.get_mut(&file.path) else {
+            return;
+        };
+        if file.size.is_some() {
+            model.size = file.size;
+        }
+        model.last_seen.clone_from(&event.time);
+        let actors = if is_write(event) {
+            &mut model.writers
+        } else {
+            &mut model.readers
+        };
+        let workload_id = event.workload.as_ref().map(|w| w.id.clone());
+        let exe = &event.process.exe;
+        if let Some(actor) = upsert(
+            actors,
+            self.limits.actors,
+            &mut self.overflow.actors,
+            |a| a.workload == workload_id && (workload_id.is_some() || &a.exe == exe),
+            || Actor {
+                workload: workload_id.clone(),
+                workload_name: event.workload.as_ref().map(|w| w.name.clone()),
+                exe: exe.clone(),
+                ..Actor::default()
+            },
+        ) {
+            actor.opens += 1;
+            actor.last_seen.clone_from(&event.time);
+        }
+    }
+
+    /// A copy of everything, sorted by workload name and model path.
+    pub fn snapshot(&self) -> InventorySnapshot {
+        let mut workloads: Vec<WorkloadInventory> = self.workloads.values().cloned().collect();
+        workloads.sort_by(|a, b| {
+            (&a.workload.name, &a.workload.id).cmp(&(&b.workload.name, &b.workload.id))
+        });
+        InventorySnapshot {
+            workloads,
+            models: self.models.values().cloned().collect(),
+            overflow: self.overflow.clone(),
+            limits: self.limits,
+        }
+    }
+}
+
+fn peer_from(dst: &Endpoint, protocol: &str, external: bool, time: &str) -> Peer {
+    Peer {
+        ip: dst.ip.clone(),
+        port: dst.port,
+        protocol: protocol.to_string(),
+        external,
+        first_seen: time.to_string(),
+        last_seen: time.to_string(),
+        ..Peer::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "inventory_tests.rs"]
+mod tests;

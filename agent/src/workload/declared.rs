@@ -1,0 +1,259 @@
+//! Declared workloads: processes the configuration names as AI workloads,
+//! whatever discovery would say. Declarations take precedence over
+//! discovery; the first declaration that matches wins.
+//!
+//! ```yaml
+//! workloads:
+//!   declared:
+//!     - name: fraud-model
+//!       kind: inference
+//!       match:
+//!         cgroup: "/kubepods/**/pod*/*"
+//!         exe: "**/python3*"
+//!         argv: "*serve_fraud.py*"
+//! ```
+//!
+//! Every matcher given must match (they are ANDed); at least one is needed.
+
+use globset::{GlobBuilder, GlobMatcher};
+use serde::{Deserialize, Serialize};
+
+use super::signals::WorkloadKind;
+
+/// One declaration as written in the configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredWorkload {
+    pub name: String,
+    pub kind: WorkloadKind,
+    #[serde(rename = "match")]
+    pub matcher: DeclaredMatch,
+}
+
+/// What a declared workload's processes look like.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeclaredMatch {
+    /// Glob over the cgroup path (`/kubepods/**`).
+    pub cgroup: Option<String>,
+    /// Container id, full or a prefix of at least 12 characters.
+    pub container_id: Option<String>,
+    /// Glob over the executable path.
+    pub exe: Option<String>,
+    /// Glob over the arguments joined by single spaces (`*serve.py*`).
+    pub argv: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeclaredError {
+    #[error("declared workload `{name}`: `{pattern}` is not a valid glob: {source}")]
+    BadGlob {
+        name: String,
+        pattern: String,
+        source: globset::Error,
+    },
+    #[error("declared workload `{name}` has no matcher (cgroup, container_id, exe or argv)")]
+    NoMatcher { name: String },
+    #[error("declared workload `{name}`: container_id `{id}` is shorter than 12 characters")]
+    ShortContainerId { name: String, id: String },
+}
+
+/// The facts a declaration is matched against.
+#[derive(Clone, Copy, Debug)]
+pub struct MatchFacts<'a> {
+    pub exe: &'a str,
+    pub argv: &'a [String],
+    pub cgroup: &'a str,
+    pub container_id: Option<&'a str>,
+}
+
+#[derive(Clone, Debug)]
+struct Compiled {
+    declaration: DeclaredWorkload,
+    cgroup: Option<GlobMatcher>,
+    exe: Option<GlobMatcher>,
+    argv: Option<GlobMatcher>,
+}
+
+/// The compiled declarations, in configuration order.
+#[derive(Clone, Debug, Default)]
+pub struct DeclaredSet {
+    entries: Vec<Compiled>,
+}
+
+fn glob(
+    name: &str,
+    pattern: &Option<String>,
+    separator: bool,
+) -> Result<Option<GlobMatcher>, DeclaredError> {
+    pattern
+        .as_ref()
+        .map(|pattern| {
+            GlobBuilder::new(pattern)
+                .literal_separator(separator)
+                .build()
+                .map(|g| g.compile_matcher())
+                .map_err(|source| DeclaredError::BadGlob {
+                    name: name.to_string(),
+                    pattern: pattern.clone(),
+                    source,
+                })
+        })
+        .transpose()
+}
+
+impl DeclaredSet {
+    pub fn new(declarations: &[DeclaredWorkload]) -> Result<Self, DeclaredError> {
+        let mut entries = Vec::with_capacity(declarations.len());
+        for declaration in declarations {
+            let name = &declaration.name;
+            let m = &declaration.matcher;
+            if m.cgroup.is_none() && m.container_id.is_none() && m.exe.is_none() && m.argv.is_none()
+            {
+                return Err(DeclaredError::NoMatcher { name: name.clone() });
+            }
+            if let Some(id) = &m.container_id {
+                if id.len() < 12 {
+                    return Err(DeclaredError::ShortContainerId {
+                        name: name.clone(),
+                        id: id.clone(),
+                    });
+                }
+            }
+            entries.push(Compiled {
+                declaration: declaration.clone(),
+                cgroup: glob(name, &m.cgroup, true)?,
+                exe: glob(name, &m.exe, true)?,
+                // Arguments are free text: `*` crosses `/`.
+                argv: glob(name, &m.argv, false)?,
+            });
+        }
+        Ok(DeclaredSet { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The first declaration the process matches.
+    pub fn find(&self, facts: &MatchFacts<'_>) -> Option<&DeclaredWorkload> {
+        let joined_argv = facts.argv.join(" ");
+        self.entries
+            .iter()
+            .find(|entry| {
+                let cgroup_ok = entry
+                    .cgroup
+                    .as_ref()
+                    .is_none_or(|g| g.is_match(facts.cgroup));
+                let exe_ok = entry.exe.as_ref().is_none_or(|g| g.is_match(facts.exe));
+                let argv_ok = entry.argv.as_ref().is_none_or(|g| g.is_match(&joined_argv));
+                let container_ok =
+                    entry
+                        .declaration
+                        .matcher
+                        .container_id
+                        .as_ref()
+                        .is_none_or(|wanted| {
+                            facts
+                                .container_id
+                                .is_some_and(|actual| actual.starts_with(wanted.as_str()))
+                        });
+                cgroup_ok && exe_ok && argv_ok && container_ok
+            })
+            .map(|entry| &entry.declaration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = r#"
+- name: fraud-model
+  kind: inference
+  match:
+    argv: "*serve_fraud.py*"
+    exe: "**/python3*"
+- name: research-pod
+  kind: notebook
+  match:
+    container_id: "4f1c2a3b5d6e"
+- name: batch
+  kind: pipeline
+  match:
+    cgroup: "/system.slice/batch-*.service"
+"#;
+
+    fn set() -> DeclaredSet {
+        let declarations: Vec<DeclaredWorkload> =
+            serde_saphyr::from_str(YAML).expect("declarations parse");
+        DeclaredSet::new(&declarations).expect("declarations compile")
+    }
+
+    fn facts<'a>(
+        exe: &'a str,
+        argv: &'a [String],
+        cgroup: &'a str,
+        id: Option<&'a str>,
+    ) -> MatchFacts<'a> {
+        MatchFacts {
+            exe,
+            argv,
+            cgroup,
+            container_id: id,
+        }
+    }
+
+    #[test]
+    fn matchers_are_anded() {
+        let set = set();
+        let argv = vec!["python3".to_string(), "/srv/serve_fraud.py".to_string()];
+        let hit = set.find(&facts("/usr/bin/python3.11", &argv, "/", None));
+        assert_eq!(hit.map(|d| d.name.as_str()), Some("fraud-model"));
+        // Right argv, wrong exe.
+        assert!(set
+            .find(&facts("/usr/bin/node", &argv, "/", None))
+            .is_none());
+    }
+
+    #[test]
+    fn container_id_prefix_and_cgroup_glob() {
+        let set = set();
+        let id = "4f1c2a3b5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+        let hit = set.find(&facts("/bin/sh", &[], "/docker/x", Some(id)));
+        assert_eq!(hit.map(|d| d.kind), Some(WorkloadKind::Notebook));
+        let hit = set.find(&facts(
+            "/bin/sh",
+            &[],
+            "/system.slice/batch-nightly.service",
+            None,
+        ));
+        assert_eq!(hit.map(|d| d.name.as_str()), Some("batch"));
+        assert!(set
+            .find(&facts("/bin/sh", &[], "/system.slice/sshd.service", None))
+            .is_none());
+    }
+
+    #[test]
+    fn invalid_declarations_are_rejected_with_their_name() {
+        let empty = DeclaredWorkload {
+            name: "nothing".into(),
+            kind: WorkloadKind::Agent,
+            matcher: DeclaredMatch::default(),
+        };
+        let error = DeclaredSet::new(&[empty]).expect_err("no matcher");
+        assert!(error.to_string().contains("nothing"));
+        let short = DeclaredWorkload {
+            name: "short".into(),
+            kind: WorkloadKind::Agent,
+            matcher: DeclaredMatch {
+                container_id: Some("abc".into()),
+                ..DeclaredMatch::default()
+            },
+        };
+        assert!(matches!(
+            DeclaredSet::new(&[short]),
+            Err(DeclaredError::ShortContainerId { .. })
+        ));
+    }
+}

@@ -1,0 +1,611 @@
+//! AI workloads: which processes belong to which workload, and why.
+//!
+//! The pipeline feeds the [`WorkloadTable`] process lifecycle and the few
+//! facts that are evidence (exec, mapped libraries, classified file opens,
+//! device opens, listening sockets). The table classifies a process only
+//! when its evidence changes, never per event, and answers [`lookup`]
+//! cheaply for every event. Children inherit their parent's workload.
+//! Declarations from the configuration win over discovery.
+//!
+//! Every method that can change an assignment returns [`WorkloadChange`]s,
+//! so the pipeline can keep the kernel's tracking maps in step.
+//!
+//! [`lookup`]: WorkloadTable::lookup
+
+pub mod classify;
+pub mod container;
+pub mod declared;
+pub mod signals;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::assets::AssetClass;
+use crate::event::WorkloadRef;
+pub use classify::{ClassifierConfig, WorkloadClassifier};
+pub use container::{parse_cgroup_path, parse_proc_cgroup, ContainerIdentity};
+pub use declared::{DeclaredSet, DeclaredWorkload, MatchFacts};
+pub use signals::{Evidence, Signal, SignalSource, WorkloadKind};
+
+/// What the pipeline knows about a process at exec (or at start-up scan).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessFacts {
+    pub exe: String,
+    pub argv: Vec<String>,
+    /// cgroup path (v2 or the v1 path that names the container).
+    pub cgroup: String,
+    pub container_id: Option<String>,
+    /// Parent pid, used when the process was not seen forking (start-up).
+    pub ppid: Option<u32>,
+}
+
+/// A change of assignment the pipeline should mirror in kernel maps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum WorkloadChange {
+    Joined {
+        pid: u32,
+        workload: WorkloadRef,
+    },
+    Left {
+        pid: u32,
+        workload: WorkloadRef,
+    },
+    /// New evidence changed a discovered workload's kind (and so its id).
+    Reclassified {
+        from: WorkloadRef,
+        to: WorkloadRef,
+        pids: Vec<u32>,
+    },
+}
+
+/// Bounds of the table. Defaults: 65 536 processes, 1 024 workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLimits {
+    /// Processes tracked. Past it the oldest process not in a workload is
+    /// forgotten (it can still be classified again from new evidence).
+    pub max_processes: usize,
+    /// Workloads kept, including ones whose processes all exited. Past it
+    /// the workload idle the longest is forgotten.
+    pub max_workloads: usize,
+}
+
+impl Default for TableLimits {
+    fn default() -> Self {
+        TableLimits {
+            max_processes: 65_536,
+            max_workloads: 1_024,
+        }
+    }
+}
+
+/// Counters of what the bounds cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    pub processes_evicted: u64,
+    pub processes_dropped: u64,
+    pub workloads_evicted: u64,
+    pub workloads_dropped: u64,
+}
+
+/// A workload as listed by [`WorkloadTable::workloads`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkloadInfo {
+    #[serde(flatten)]
+    pub workload: WorkloadRef,
+    pub declared: bool,
+    pub score: u32,
+    pub signals: Vec<Signal>,
+    /// The signals as sentences, for people.
+    pub reasons: Vec<String>,
+    pub pids: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    pub cgroup: String,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ProcState {
+    exe: String,
+    argv: Vec<String>,
+    cgroup: String,
+    container_id: Option<String>,
+    parent: Option<u32>,
+    /// Evidence while the process is in no workload.
+    evidence: Evidence,
+    workload: Option<String>,
+    seq: u64,
+}
+
+#[derive(Clone, Debug)]
+struct WorkloadEntry {
+    workload: WorkloadRef,
+    declared: bool,
+    evidence: Evidence,
+    pids: BTreeSet<u32>,
+    container_id: Option<String>,
+    cgroup: String,
+    scope: String,
+    last_active: u64,
+}
+
+/// The per-process workload assignment. See the module documentation.
+#[derive(Debug)]
+pub struct WorkloadTable {
+    classifier: WorkloadClassifier,
+    declared: DeclaredSet,
+    limits: TableLimits,
+    procs: HashMap<u32, ProcState>,
+    /// Insertion order of processes, for eviction; may hold stale entries.
+    order: VecDeque<(u64, u32)>,
+    workloads: HashMap<String, WorkloadEntry>,
+    seq: u64,
+    stats: TableStats,
+}
+
+/// Stable id: the same kind, name and container (or cgroup) give the same
+/// id, so a restarted server keeps its id.
+pub fn workload_id(kind: WorkloadKind, name: &str, scope: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [kind.as_str(), name, scope] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("wl-{hex}")
+}
+
+/// The container id, else the cgroup path without transient units
+/// (`session-3.scope`), which change from one run to the next.
+fn scope_of(container_id: Option<&str>, cgroup: &str) -> String {
+    if let Some(id) = container_id {
+        return id.to_string();
+    }
+    cgroup
+        .split('/')
+        .filter(|c| !c.is_empty() && !c.ends_with(".scope"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl WorkloadTable {
+    pub fn new(classifier: WorkloadClassifier, declared: DeclaredSet, limits: TableLimits) -> Self {
+        WorkloadTable {
+            classifier,
+            declared,
+            limits,
+            procs: HashMap::new(),
+            order: VecDeque::new(),
+            workloads: HashMap::new(),
+            seq: 0,
+            stats: TableStats::default(),
+        }
+    }
+
+    /// The workload of a process, if any. Cheap; call it for every event.
+    pub fn lookup(&self, pid: u32) -> Option<&WorkloadRef> {
+        let id = self.procs.get(&pid)?.workload.as_ref()?;
+        self.workloads.get(id).map(|entry| &entry.workload)
+    }
+
+    /// Every workload with its evidence, sorted by name then id.
+    pub fn workloads(&self) -> Vec<WorkloadInfo> {
+        let mut list: Vec<WorkloadInfo> = self
+            .workloads
+            .values()
+            .map(|entry| WorkloadInfo {
+                workload: entry.workload.clone(),
+                declared: entry.declared,
+                score: entry.evidence.score(),
+                signals: entry.evidence.signals.clone(),
+                reasons: entry.evidence.signals.iter().map(Signal::reason).collect(),
+                pids: entry.pids.iter().copied().collect(),
+                container_id: entry.container_id.clone(),
+                cgroup: entry.cgroup.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| {
+            (&a.workload.name, &a.workload.id).cmp(&(&b.workload.name, &b.workload.id))
+        });
+        list
+    }
+
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    /// A process forked: the child inherits its parent's facts, evidence
+    /// and workload.
+    pub fn on_fork(&mut self, parent_pid: u32, child_pid: u32) -> Vec<WorkloadChange> {
+        let mut changes = self.forget(child_pid);
+        let mut child = match self.procs.get(&parent_pid) {
+            Some(parent) => ProcState {
+                exe: parent.exe.clone(),
+                argv: parent.argv.clone(),
+                cgroup: parent.cgroup.clone(),
+                container_id: parent.container_id.clone(),
+                evidence: parent.evidence.clone(),
+                workload: parent.workload.clone(),
+                ..ProcState::default()
+            },
+            None => ProcState::default(),
+        };
+        child.parent = Some(parent_pid);
+        let workload = child.workload.clone();
+        if self.insert(child_pid, child) {
+            if let Some(id) = workload {
+                changes.extend(self.join(child_pid, &id));
+            }
+        }
+        changes
+    }
+
+    /// A process executed a new image (or was found at start-up).
+    pub fn on_exec(&mut self, pid: u32, facts: ProcessFacts) -> Vec<WorkloadChange> {
+        let mut changes = Vec::new();
+        if !self.procs.contains_key(&pid) {
+            let inherited = facts
+                .ppid
+                .and_then(|ppid| self.procs.get(&ppid))
+                .and_then(|parent| parent.workload.clone());
+            let state = ProcState {
+                parent: facts.ppid,
+                workload: inherited.clone(),
+                ..ProcState::default()
+            };
+            if !self.insert(pid, state) {
+                return changes;
+            }
+            if let Some(id) = inherited {
+                changes.extend(self.join(pid, &id));
+            }
+        }
+        let exec_signals = self.classifier.exec_signals(&facts.exe, &facts.argv);
+        let declared = self
+            .declared
+            .find(&MatchFacts {
+                exe: &facts.exe,
+                argv: &facts.argv,
+                cgroup: &facts.cgroup,
+                container_id: facts.container_id.as_deref(),
+            })
+            .cloned();
+        let Some(state) = self.procs.get_mut(&pid) else {
+            return changes;
+        };
+        state.exe = facts.exe;
+        state.argv = facts.argv;
+        state.cgroup = facts.cgroup;
+        state.container_id = facts.container_id;
+        // A new image: what the old one mapped or opened says nothing now.
+        state.evidence = Evidence::default();
+        let current = state.workload.clone();
+
+        if let Some(declaration) = declared {
+            let id = workload_id(declaration.kind, &declaration.name, "");
+            if current.as_deref() != Some(id.as_str()) {
+                changes.extend(self.leave(pid));
+                let scope = String::new();
+                let signal = Signal {
+                    source: SignalSource::Declared,
+                    key: declaration.name.clone(),
+                    detail: String::new(),
+                    weight: self.classifier.threshold(),
+                    suggests: Some(declaration.kind),
+                    decisive: true,
+                };
+                if self.ensure_workload(&id, declaration.kind, &declaration.name, scope, pid, true)
+                {
+                    if let Some(entry) = self.workloads.get_mut(&id) {
+                        entry.evidence.add(signal);
+                    }
+                    changes.extend(self.join(pid, &id));
+                }
+            }
+            return changes;
+        }
+        // An inherited member keeps its workload whatever it runs: a shell
+        // spawned by a model server is the server's business.
+        if current.is_none() {
+            for signal in exec_signals {
+                changes.extend(self.add_signal(pid, signal));
+            }
+        }
+        changes
+    }
+
+    /// A process exited.
+    pub fn on_exit(&mut self, pid: u32) -> Vec<WorkloadChange> {
+        self.forget(pid)
+    }
+
+    /// A classified file was opened. `write` is true for write access.
+    pub fn on_file_open(
+        &mut self,
+        pid: u32,
+        class: AssetClass,
+        path: &str,
+        write: bool,
+    ) -> Vec<WorkloadChange> {
+        let ignored = self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| self.classifier.ignores_files_of(&p.exe));
+        if ignored {
+            return Vec::new();
+        }
+        match self.classifier.file_signal(class, path, write) {
+            Some(signal) => self.add_signal(pid, signal),
+            None => Vec::new(),
+        }
+    }
+
+    /// `/proc/<pid>/maps` was read for a process alive for a moment.
+    pub fn on_library_scan(&mut self, pid: u32, maps_text: &str) -> Vec<WorkloadChange> {
+        let mut changes = Vec::new();
+        for signal in self.classifier.library_signals(maps_text) {
+            changes.extend(self.add_signal(pid, signal));
+        }
+        changes
+    }
+
+    /// A GPU device node was opened.
+    pub fn on_device_open(&mut self, pid: u32, path: &str) -> Vec<WorkloadChange> {
+        let signal = self.classifier.device_signal(path);
+        self.add_signal(pid, signal)
+    }
+
+    /// A socket of the process started listening.
+    pub fn on_listen(&mut self, pid: u32, port: u16) -> Vec<WorkloadChange> {
+        let signal = self.classifier.listen_signal(port);
+        self.add_signal(pid, signal)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Inserts a process, evicting the oldest unassigned one when full.
+    fn insert(&mut self, pid: u32, mut state: ProcState) -> bool {
+        if self.procs.len() >= self.limits.max_processes && !self.evict_one_process() {
+            self.stats.processes_dropped += 1;
+            return false;
+        }
+        state.seq = self.next_seq();
+        self.order.push_back((state.seq, pid));
+        self.procs.insert(pid, state);
+        if self.order.len() > self.limits.max_processes.saturating_mul(2).max(16) {
+            let procs = &self.procs;
+            self.order
+                .retain(|(seq, pid)| procs.get(pid).is_some_and(|p| p.seq == *seq));
+        }
+        true
+    }
+
+    fn evict_one_process(&mut self) -> bool {
+        let mut skipped = Vec::new();
+        let mut evicted = false;
+        while let Some((seq, pid)) = self.order.pop_front() {
+            match self.procs.get(&pid) {
+                Some(p) if p.seq == seq && p.workload.is_none() => {
+                    self.procs.remove(&pid);
+                    self.stats.processes_evicted += 1;
+                    evicted = true;
+                    break;
+                }
+                Some(p) if p.seq == seq => skipped.push((seq, pid)),
+                _ => {}
+            }
+        }
+        for entry in skipped.into_iter().rev() {
+            self.order.push_front(entry);
+        }
+        evicted
+    }
+
+    /// Removes a process and its membership.
+    fn forget(&mut self, pid: u32) -> Vec<WorkloadChange> {
+        let changes = self.leave(pid);
+        self.procs.remove(&pid);
+        changes
+    }
+
+    fn leave(&mut self, pid: u32) -> Vec<WorkloadChange> {
+        let Some(id) = self.procs.get_mut(&pid).and_then(|p| p.workload.take()) else {
+            return Vec::new();
+        };
+        let seq = self.next_seq();
+        match self.workloads.get_mut(&id) {
+            Some(entry) => {
+                entry.pids.remove(&pid);
+                entry.last_active = seq;
+                vec![WorkloadChange::Left {
+                    pid,
+                    workload: entry.workload.clone(),
+                }]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn join(&mut self, pid: u32, id: &str) -> Vec<WorkloadChange> {
+        let seq = self.next_seq();
+        let (Some(entry), Some(state)) = (self.workloads.get_mut(id), self.procs.get_mut(&pid))
+        else {
+            return Vec::new();
+        };
+        state.workload = Some(id.to_string());
+        entry.evidence.merge(&std::mem::take(&mut state.evidence));
+        entry.pids.insert(pid);
+        entry.last_active = seq;
+        vec![WorkloadChange::Joined {
+            pid,
+            workload: entry.workload.clone(),
+        }]
+    }
+
+    /// Makes sure workload `id` exists; false when the cap forbids it.
+    fn ensure_workload(
+        &mut self,
+        id: &str,
+        kind: WorkloadKind,
+        name: &str,
+        scope: String,
+        founder: u32,
+        declared: bool,
+    ) -> bool {
+        if self.workloads.contains_key(id) {
+            return true;
+        }
+        if self.workloads.len() >= self.limits.max_workloads {
+            let idle = self
+                .workloads
+                .iter()
+                .filter(|(_, entry)| entry.pids.is_empty())
+                .min_by_key(|(_, entry)| entry.last_active)
+                .map(|(id, _)| id.clone());
+            match idle {
+                Some(idle) => {
+                    self.workloads.remove(&idle);
+                    self.stats.workloads_evicted += 1;
+                }
+                None => {
+                    self.stats.workloads_dropped += 1;
+                    return false;
+                }
+            }
+        }
+        let (container_id, cgroup) = self
+            .procs
+            .get(&founder)
+            .map(|p| (p.container_id.clone(), p.cgroup.clone()))
+            .unwrap_or_default();
+        self.workloads.insert(
+            id.to_string(),
+            WorkloadEntry {
+                workload: WorkloadRef {
+                    id: id.to_string(),
+                    kind: kind.as_str().to_string(),
+                    name: name.to_string(),
+                },
+                declared,
+                evidence: Evidence::default(),
+                pids: BTreeSet::new(),
+                container_id,
+                cgroup,
+                scope,
+                last_active: 0,
+            },
+        );
+        true
+    }
+
+    /// Adds evidence to a process (or its workload) and re-decides only if
+    /// the evidence changed.
+    fn add_signal(&mut self, pid: u32, signal: Signal) -> Vec<WorkloadChange> {
+        let Some(state) = self.procs.get_mut(&pid) else {
+            return Vec::new();
+        };
+        if let Some(id) = state.workload.clone() {
+            let threshold = self.classifier.threshold();
+            let Some(entry) = self.workloads.get_mut(&id) else {
+                return Vec::new();
+            };
+            if !entry.evidence.add(signal) || entry.declared {
+                return Vec::new();
+            }
+            let Some(kind) = entry.evidence.verdict(threshold) else {
+                return Vec::new();
+            };
+            if kind.as_str() == entry.workload.kind {
+                return Vec::new();
+            }
+            return self.reclassify(&id, kind);
+        }
+        if !state.evidence.add(signal) {
+            return Vec::new();
+        }
+        let Some(kind) = state.evidence.verdict(self.classifier.threshold()) else {
+            return Vec::new();
+        };
+        let name = classify::name_hint(&state.exe, &state.argv);
+        let scope = scope_of(state.container_id.as_deref(), &state.cgroup);
+        let id = workload_id(kind, &name, &scope);
+        if !self.ensure_workload(&id, kind, &name, scope, pid, false) {
+            return Vec::new();
+        }
+        let mut changes = self.join(pid, &id);
+        for descendant in self.unassigned_descendants(pid) {
+            changes.extend(self.join(descendant, &id));
+        }
+        changes
+    }
+
+    /// Moves every member of a discovered workload to the id of its new kind.
+    fn reclassify(&mut self, id: &str, kind: WorkloadKind) -> Vec<WorkloadChange> {
+        let Some(old) = self.workloads.remove(id) else {
+            return Vec::new();
+        };
+        let new_id = workload_id(kind, &old.workload.name, &old.scope);
+        let pids: Vec<u32> = old.pids.iter().copied().collect();
+        let mut entry = self
+            .workloads
+            .remove(&new_id)
+            .unwrap_or_else(|| WorkloadEntry {
+                workload: WorkloadRef {
+                    id: new_id.clone(),
+                    kind: kind.as_str().to_string(),
+                    name: old.workload.name.clone(),
+                },
+                evidence: Evidence::default(),
+                pids: BTreeSet::new(),
+                ..old.clone()
+            });
+        entry.evidence.merge(&old.evidence);
+        entry.pids.extend(old.pids.iter().copied());
+        entry.last_active = self.next_seq();
+        for pid in &pids {
+            if let Some(state) = self.procs.get_mut(pid) {
+                state.workload = Some(new_id.clone());
+            }
+        }
+        let to = entry.workload.clone();
+        self.workloads.insert(new_id, entry);
+        vec![WorkloadChange::Reclassified {
+            from: old.workload,
+            to,
+            pids,
+        }]
+    }
+
+    /// Processes below `root` (up to 16 generations) in no workload.
+    fn unassigned_descendants(&self, root: u32) -> Vec<u32> {
+        self.procs
+            .iter()
+            .filter(|(pid, state)| **pid != root && state.workload.is_none())
+            .filter(|(_, state)| {
+                let mut cursor = state.parent;
+                for _ in 0..16 {
+                    match cursor {
+                        Some(p) if p == root => return true,
+                        Some(p) => cursor = self.procs.get(&p).and_then(|s| s.parent),
+                        None => return false,
+                    }
+                }
+                false
+            })
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
