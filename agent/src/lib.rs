@@ -5,4 +5,5 @@
 //! `docs/ARCHITECTURE.md` for the code map and its invariants.
 
 pub mod alert;
+pub mod anomaly;
 pub mod event;
