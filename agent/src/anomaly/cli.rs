@@ -83,29 +83,41 @@ pub fn list_profiles(state_dir: &Path) -> Result<Vec<ProfileSummary>, CliError> 
 /// Finds the saved profile named by `selector` (`kind/name` or `name`).
 pub fn find_profile(state_dir: &Path, selector: &str) -> Result<Profile, CliError> {
     let store = ProfileStore::open(state_dir)?;
-    let mut matches = Vec::new();
+    let mut matches: Vec<(PathBuf, Profile)> = Vec::new();
     for path in store.files()? {
         if let Ok(profile) = ProfileStore::read(&path) {
             let key = &profile.workload;
-            let full = format!("{}/{}", key.kind, key.name);
-            if full == selector || key.name == selector {
-                matches.push(profile);
+            if format!("{}/{}", key.kind, key.name) == selector || key.name == selector {
+                matches.push((path, profile));
             }
         }
     }
+    // Several files may hold the same workload (a copy dropped in by hand);
+    // the one the agent reads and writes is the canonical file.
+    matches.sort_by_cached_key(|(path, profile)| {
+        (
+            profile.workload.clone(),
+            *path != store.path_for(&profile.workload),
+        )
+    });
+    matches.dedup_by(|later, earlier| later.1.workload == earlier.1.workload);
     if matches.len() > 1 {
         // `kind/name` is exact; a bare name may be shared by several kinds.
         let exact = matches
             .iter()
-            .position(|p| format!("{}/{}", p.workload.kind, p.workload.name) == selector);
+            .position(|(_, p)| format!("{}/{}", p.workload.kind, p.workload.name) == selector);
         if let Some(index) = exact {
-            return Ok(matches.swap_remove(index));
+            return Ok(matches.swap_remove(index).1);
         }
-        let kinds: Vec<String> = matches.iter().map(|p| p.workload.to_string()).collect();
+        let kinds: Vec<String> = matches
+            .iter()
+            .map(|(_, p)| p.workload.to_string())
+            .collect();
         return Err(CliError::Ambiguous(selector.to_string(), kinds.join(", ")));
     }
     matches
         .pop()
+        .map(|(_, profile)| profile)
         .ok_or_else(|| CliError::NotFound(selector.to_string()))
 }
 
@@ -128,7 +140,11 @@ pub fn reset_profile(state_dir: &Path, selector: &str) -> Result<WorkloadKey, Cl
 }
 
 /// The profile as JSON, or as a policy YAML with `as_policy`.
-pub fn export_profile(state_dir: &Path, selector: &str, as_policy: bool) -> Result<String, CliError> {
+pub fn export_profile(
+    state_dir: &Path,
+    selector: &str,
+    as_policy: bool,
+) -> Result<String, CliError> {
     let profile = find_profile(state_dir, selector)?;
     if as_policy {
         export::to_yaml(&export::policy_for(&profile)).map_err(CliError::Render)
@@ -149,7 +165,10 @@ pub fn import_profile(state_dir: &Path, file: &Path) -> Result<WorkloadKey, CliE
 
 pub fn list(state_dir: &Path) -> ExitCode {
     run(list_profiles(state_dir).map(|profiles| {
-        println!("{:<12} {:<40} {:<10} {:<7} {:>9} {:>6}", "KIND", "NAME", "MODE", "FROZEN", "LEARNED", "ITEMS");
+        println!(
+            "{:<12} {:<40} {:<10} {:<7} {:>9} {:>6}",
+            "KIND", "NAME", "MODE", "FROZEN", "LEARNED", "ITEMS"
+        );
         for p in profiles {
             println!(
                 "{:<12} {:<40} {:<10} {:<7} {:>9} {:>6}",
@@ -174,14 +193,23 @@ pub fn reset(state_dir: &Path, workload: &str) -> ExitCode {
 }
 
 /// `profile export [--as-policy] [-o FILE]`: to `output`, or stdout.
-pub fn export(state_dir: &Path, workload: &str, as_policy: bool, output: Option<&Path>) -> ExitCode {
-    run(export_profile(state_dir, workload, as_policy).and_then(|text| match output {
-        Some(path) => std::fs::write(path, text).map_err(|e| CliError::Output(path.to_path_buf(), e)),
-        None => {
-            println!("{text}");
-            Ok(())
-        }
-    }))
+pub fn export(
+    state_dir: &Path,
+    workload: &str,
+    as_policy: bool,
+    output: Option<&Path>,
+) -> ExitCode {
+    run(
+        export_profile(state_dir, workload, as_policy).and_then(|text| match output {
+            Some(path) => {
+                std::fs::write(path, text).map_err(|e| CliError::Output(path.to_path_buf(), e))
+            }
+            None => {
+                println!("{text}");
+                Ok(())
+            }
+        }),
+    )
 }
 
 pub fn import(state_dir: &Path, file: &Path) -> ExitCode {

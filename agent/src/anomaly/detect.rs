@@ -80,7 +80,10 @@ pub fn set_for_mut<'a>(
         Detector::NewGpuDevice => Some((&mut profile.gpu_devices, caps.gpu_devices)),
         Detector::NewFileClassPath => {
             let class = observation.class.clone()?;
-            Some((profile.paths.entry(class).or_default(), caps.paths_per_class))
+            Some((
+                profile.paths.entry(class).or_default(),
+                caps.paths_per_class,
+            ))
         }
         _ => None,
     }
@@ -97,17 +100,17 @@ pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
     match event.kind {
         Kind::Exec if !event.process.exe.is_empty() => {
             let exe = generalize_exe(&event.process.exe, caps.item_bytes);
-            out.push(Observation::new(
-                Detector::NewExecutable,
-                exe.clone(),
-                event.process.exe.clone(),
-            ));
             let parent_exe = event
                 .parent
                 .as_ref()
                 .map(|p| p.exe.as_str())
                 .or_else(|| event.process.ancestors.first().map(|a| a.exe.as_str()))
                 .filter(|p| !p.is_empty());
+            let seen = match parent_exe {
+                Some(parent) => format!("{} (started by {parent})", event.process.exe),
+                None => event.process.exe.clone(),
+            };
+            out.push(Observation::new(Detector::NewExecutable, exe.clone(), seen));
             if let Some(parent_exe) = parent_exe {
                 let parent = generalize_exe(parent_exe, caps.item_bytes);
                 out.push(Observation::new(

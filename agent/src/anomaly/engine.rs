@@ -246,7 +246,9 @@ impl Entry {
         let reads = self.excursions[RateMetric::ModelReadBytes.index()];
         let window = u64::from(self.tuning.get(Detector::RateEgressBytes).sustain_minutes) + 1;
         let model_jump = match reads.last_excursion {
-            Some((read_minute, value)) if egress_fires && minute - read_minute.min(minute) <= window => {
+            Some((read_minute, value))
+                if egress_fires && minute - read_minute.min(minute) <= window =>
+            {
                 Some(ModelReadJump {
                     value,
                     level: self.profile.rates.model_read_bytes.level.unwrap_or(0.0),
@@ -261,7 +263,8 @@ impl Entry {
         for excursion in firing {
             let detector = excursion.metric.detector();
             let tuning = self.tuning.get(detector);
-            let is_exfiltration = excursion.metric == RateMetric::EgressBytes && model_jump.is_some();
+            let is_exfiltration =
+                excursion.metric == RateMetric::EgressBytes && model_jump.is_some();
             let summary = explain::rate(
                 &self.profile,
                 &excursion,
@@ -270,7 +273,11 @@ impl Entry {
             let (severity, tags) = if is_exfiltration {
                 (
                     tuning.severity.max(Severity::Critical),
-                    vec!["anomaly".into(), "exfiltration".into(), "mitre.T1041".into()],
+                    vec![
+                        "anomaly".into(),
+                        "exfiltration".into(),
+                        "mitre.T1041".into(),
+                    ],
                 )
             } else {
                 (tuning.severity, vec!["anomaly".into()])
@@ -300,10 +307,14 @@ impl Entry {
         if let Some(peer) = contribution.peer {
             self.bucket.add_peer(peer, event);
         }
+        // A new executable makes its parent → child pair new too; one alert
+        // (on the executable, naming the parent) says it all.
+        let mut new_executable = false;
         for observation in observations(event, &config.config.caps) {
             if is_known(&self.profile, &observation) {
                 continue;
             }
+            new_executable |= observation.detector == Detector::NewExecutable;
             if self.profile.mode == Mode::Learning {
                 if !self.profile.frozen {
                     self.learn(&observation, config);
@@ -312,7 +323,12 @@ impl Entry {
             }
             let key = observation.alert_key();
             let tuning = *self.tuning.get(observation.detector);
-            if tuning.enabled && !self.profile.alerted.contains(&key) {
+            let implied = observation.detector == Detector::NewProcessPair && new_executable;
+            if implied {
+                self.profile
+                    .alerted
+                    .insert_evicting(&key, config.config.caps.alerted);
+            } else if tuning.enabled && !self.profile.alerted.contains(&key) {
                 let summary = explain::novel_item(&self.profile, &observation);
                 let alert = make_alert(
                     observation.detector,
@@ -425,7 +441,9 @@ impl AnomalyEngine {
             engine.stats.corrupt_profiles += loaded.corrupt;
             for (profile, stamp) in loaded.profiles {
                 let entry = Entry::new(profile, &engine.config, Some(stamp));
-                engine.profiles.insert(entry.profile.workload.clone(), entry);
+                engine
+                    .profiles
+                    .insert(entry.profile.workload.clone(), entry);
             }
         }
         Ok(engine)
@@ -576,10 +594,7 @@ impl AnomalyEngine {
         }
         // Files of workloads not in memory yet (`profile import`).
         for path in store.files()? {
-            let known = self
-                .profiles
-                .keys()
-                .any(|key| store.path_for(key) == path);
+            let known = self.profiles.keys().any(|key| store.path_for(key) == path);
             if known {
                 continue;
             }
@@ -635,6 +650,18 @@ impl AnomalyEngine {
         match self.profiles.get_mut(key) {
             Some(entry) => {
                 entry.profile.mode = mode;
+                entry.dirty = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Freezes or unfreezes a profile in memory.
+    pub fn set_frozen(&mut self, key: &WorkloadKey, frozen: bool) -> bool {
+        match self.profiles.get_mut(key) {
+            Some(entry) => {
+                entry.profile.frozen = frozen;
                 entry.dirty = true;
                 true
             }

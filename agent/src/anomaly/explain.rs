@@ -65,7 +65,11 @@ pub fn bytes(amount: f64) -> String {
 pub fn novel_item(profile: &Profile, observation: &Observation) -> String {
     let who = workload_phrase(&profile.workload);
     let learned = duration(profile.learning.learned_ns);
-    let known = list(set_for(profile, observation).into_iter().flat_map(|s| s.iter()));
+    let known = list(
+        set_for(profile, observation)
+            .into_iter()
+            .flat_map(|s| s.iter()),
+    );
     let seen = &observation.seen;
     match observation.detector {
         Detector::NewExecutable => format!(

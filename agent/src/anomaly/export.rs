@@ -42,7 +42,11 @@ pub fn policy_for(profile: &Profile) -> PolicyFile {
             })
             .collect()
     };
-    let id_base = format!("anomaly.profile.{}.{}", slug(&workload.kind), slug(&workload.name));
+    let id_base = format!(
+        "anomaly.profile.{}.{}",
+        slug(&workload.kind),
+        slug(&workload.name)
+    );
     let scope = |mut when: Map<String, Value>| -> Value {
         when.insert("workload.kind".into(), json!(workload.kind));
         when.insert("workload.name".into(), json!(workload.name));
@@ -64,7 +68,11 @@ pub fn policy_for(profile: &Profile) -> PolicyFile {
         format!("{workload} ran an executable outside its learned set"),
         scope(with_not(
             [("kind".to_string(), json!("exec"))],
-            any_of(exes.iter().map(|exe| field_match("process.exe", exe)).collect()),
+            any_of(
+                exes.iter()
+                    .map(|exe| field_match("process.exe", exe))
+                    .collect(),
+            ),
         )),
     ));
 

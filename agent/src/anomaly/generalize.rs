@@ -52,7 +52,8 @@ fn is_hash_like(s: &str) -> bool {
     let has_alpha = s.chars().any(|c| c.is_ascii_alphabetic());
     let all_hex = s.chars().all(|c| c.is_ascii_hexdigit());
     let all_alnum = s.chars().all(|c| c.is_ascii_alphanumeric());
-    (s.len() >= 12 && all_hex && has_digit) || (s.len() >= 24 && all_alnum && has_digit && has_alpha)
+    (s.len() >= 12 && all_hex && has_digit)
+        || (s.len() >= 24 && all_alnum && has_digit && has_alpha)
 }
 
 /// Executables keep their digits (`python3.11` is not `python*.*`); only
@@ -124,7 +125,10 @@ pub struct PeerForms {
 pub fn generalize_peer(ip: &str, port: u16, dns_name: Option<&str>) -> Option<PeerForms> {
     let ip: IpAddr = ip.parse().ok()?;
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
     let network = match ip {
@@ -244,21 +248,30 @@ mod tests {
     #[test]
     fn peers_generalise_by_address_class() {
         let forms = |ip: &str, port| generalize_peer(ip, port, None).map(|p| p.network);
-        assert_eq!(forms("203.0.113.9", 443).as_deref(), Some("203.0.113.0/24:443"));
+        assert_eq!(
+            forms("203.0.113.9", 443).as_deref(),
+            Some("203.0.113.0/24:443")
+        );
         assert_eq!(forms("10.3.4.5", 6379).as_deref(), Some("10.0.0.0/8:6379"));
         assert_eq!(forms("127.0.0.1", 6379).as_deref(), Some("loopback:6379"));
         assert_eq!(
             forms("2001:db8:1:2:3:4:5:6", 443).as_deref(),
             Some("2001:db8:1:2::/64:443")
         );
-        assert_eq!(forms("::ffff:8.8.8.8", 53).as_deref(), Some("8.8.8.0/24:53"));
+        assert_eq!(
+            forms("::ffff:8.8.8.8", 53).as_deref(),
+            Some("8.8.8.0/24:53")
+        );
         assert_eq!(forms("not-an-ip", 1), None);
         let named = generalize_peer("18.1.2.3", 443, Some("cdn-lfs-7.HuggingFace.co."));
         assert_eq!(
             named.and_then(|p| p.name).as_deref(),
             Some("cdn-lfs-*.huggingface.co:443")
         );
-        assert_eq!(split_peer_item("2001:db8::/64:443"), Some(("2001:db8::/64", 443)));
+        assert_eq!(
+            split_peer_item("2001:db8::/64:443"),
+            Some(("2001:db8::/64", 443))
+        );
     }
 
     #[test]

@@ -217,7 +217,11 @@ impl Profile {
     pub fn item_bytes(&self) -> usize {
         self.executables.item_bytes()
             + self.process_pairs.item_bytes()
-            + self.paths.values().map(BoundedSet::item_bytes).sum::<usize>()
+            + self
+                .paths
+                .values()
+                .map(BoundedSet::item_bytes)
+                .sum::<usize>()
             + self.peers.item_bytes()
             + self.listen_ports.item_bytes()
             + self.gpu_devices.item_bytes()

@@ -97,8 +97,7 @@ impl RateBaseline {
 
     /// Seeds level and scale from the warm-up minutes, if there are enough.
     pub fn seed(&mut self, config: &RateConfig) {
-        if self.level.is_some() || self.warmup.len() < config.min_baseline_minutes.max(1) as usize
-        {
+        if self.level.is_some() || self.warmup.len() < config.min_baseline_minutes.max(1) as usize {
             return;
         }
         let level = median(&mut self.warmup.clone());
