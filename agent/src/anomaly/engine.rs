@@ -2,7 +2,7 @@
 //! clock (minute buckets, learning windows), raises alerts and keeps the
 //! profiles in step with their files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::alert::{Action, Alert, Severity};
@@ -210,6 +210,12 @@ impl Entry {
             if value > upper && value >= tuning.floor {
                 state.streak += 1;
                 state.last_excursion = Some((minute, value));
+                // Drifting: once reported, a new level is slowly taken in
+                // (updates are clipped to the band).
+                if state.alerted && learns && self.profile.mode == Mode::Drifting {
+                    baseline.learn(value, rates);
+                    self.dirty = true;
+                }
                 if state.streak >= tuning.sustain_minutes && !state.alerted && tuning.enabled {
                     state.alerted = true;
                     firing.push(RateExcursion {
@@ -455,10 +461,11 @@ impl AnomalyEngine {
         if !self.config.config.enabled {
             return out;
         }
+        // Every event moves the clock, not only those of workloads.
+        self.advance_clock(event.ktime_ns, &mut out);
         let Some(workload) = &event.workload else {
             return out;
         };
-        self.advance_clock(event.ktime_ns, &mut out);
         let key = WorkloadKey {
             kind: workload.kind.clone(),
             name: workload.name.clone(),
@@ -593,9 +600,9 @@ impl AnomalyEngine {
             }
         }
         // Files of workloads not in memory yet (`profile import`).
+        let known: HashSet<PathBuf> = self.profiles.keys().map(|k| store.path_for(k)).collect();
         for path in store.files()? {
-            let known = self.profiles.keys().any(|key| store.path_for(key) == path);
-            if known {
+            if known.contains(&path) {
                 continue;
             }
             match ProfileStore::read(&path) {

@@ -818,3 +818,27 @@ fn a_thousand_workloads() {
     assert_eq!(loaded.profiles().count(), 1000);
     assert_eq!(loaded.stats().corrupt_profiles, 0);
 }
+
+#[test]
+fn egress_alone_is_high_and_small_rises_under_the_floor_are_ignored() {
+    let (mut engine, m) = learned_engine(None);
+    let mut planted = Vec::new();
+    for minute in m + 1..m + 6 {
+        let t = T0 + minute * MIN;
+        // Idle → tiny: the embedder starts a few processes a minute.
+        for k in 0..5 {
+            planted.push(exec(t + k * SEC, EMBEDDER, "/usr/bin/python3.11", "/bin/sh"));
+        }
+        for k in 0..10 {
+            planted.push(summary(t + (20 + k) * SEC, VLLM, "198.51.100.7", 51000, 150 * MIB, None));
+        }
+    }
+    let alerts = plant(&mut engine, m, planted, 7);
+    // The embedder's new executable is novel (once); its spawn rate is not.
+    let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
+    assert_eq!(rules, vec!["anomaly.new-executable", "anomaly.rate.egress-bytes"]);
+    let egress = &alerts[1];
+    assert_eq!(egress.severity, Severity::High);
+    assert!(!egress.summary.contains("exfiltration"), "{}", egress.summary);
+    assert_eq!(egress.event.kind, Kind::TcpSummary);
+}
