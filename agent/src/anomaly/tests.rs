@@ -326,6 +326,9 @@ fn benign_streams_learn_then_enforce_silently() {
         "{models:?}"
     );
     assert_eq!(profile.learning.learned_ns / MIN, LEARN_MINUTES);
+    // docs/anomaly.md: real profiles are a few KiB.
+    let size = serde_json::to_vec(profile).map_or(usize::MAX, |v| v.len());
+    assert!(size < 4096, "profile is {size} bytes");
     let states = engine.profile_states();
     assert_eq!((states.learning, states.enforcing), (0, 2));
 }
@@ -827,18 +830,37 @@ fn egress_alone_is_high_and_small_rises_under_the_floor_are_ignored() {
         let t = T0 + minute * MIN;
         // Idle → tiny: the embedder starts a few processes a minute.
         for k in 0..5 {
-            planted.push(exec(t + k * SEC, EMBEDDER, "/usr/bin/python3.11", "/bin/sh"));
+            planted.push(exec(
+                t + k * SEC,
+                EMBEDDER,
+                "/usr/bin/python3.11",
+                "/bin/sh",
+            ));
         }
         for k in 0..10 {
-            planted.push(summary(t + (20 + k) * SEC, VLLM, "198.51.100.7", 51000, 150 * MIB, None));
+            planted.push(summary(
+                t + (20 + k) * SEC,
+                VLLM,
+                "198.51.100.7",
+                51000,
+                150 * MIB,
+                None,
+            ));
         }
     }
     let alerts = plant(&mut engine, m, planted, 7);
     // The embedder's new executable is novel (once); its spawn rate is not.
     let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
-    assert_eq!(rules, vec!["anomaly.new-executable", "anomaly.rate.egress-bytes"]);
+    assert_eq!(
+        rules,
+        vec!["anomaly.new-executable", "anomaly.rate.egress-bytes"]
+    );
     let egress = &alerts[1];
     assert_eq!(egress.severity, Severity::High);
-    assert!(!egress.summary.contains("exfiltration"), "{}", egress.summary);
+    assert!(
+        !egress.summary.contains("exfiltration"),
+        "{}",
+        egress.summary
+    );
     assert_eq!(egress.event.kind, Kind::TcpSummary);
 }
