@@ -229,7 +229,7 @@ pub fn unfreeze(state_dir: &Path, workload: &str) -> ExitCode {
 pub fn set_mode(state_dir: &Path, workload: &str, mode: &str) -> ExitCode {
     let result = Mode::parse(mode)
         .ok_or_else(|| CliError::BadMode(mode.to_string()))
-        .and_then(|mode| update_profile(state_dir, workload, |p| p.mode = mode))
+        .and_then(|mode| update_profile(state_dir, workload, |p| p.set_mode(mode)))
         .map(|p| println!("profile {} is now {}", p.workload, p.mode));
     run(result)
 }

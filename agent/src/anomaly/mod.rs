@@ -23,6 +23,7 @@ pub mod generalize;
 pub mod profile;
 pub mod rates;
 pub mod store;
+mod workload;
 
 #[cfg(test)]
 mod tests;

@@ -228,6 +228,15 @@ impl Profile {
             + self.alerted.item_bytes()
     }
 
+    /// Changes the mode; back to `learning` restarts the learning window
+    /// (what was learned is kept).
+    pub fn set_mode(&mut self, mode: Mode) {
+        if mode == Mode::Learning && self.mode != Mode::Learning {
+            self.learning = LearningProgress::default();
+        }
+        self.mode = mode;
+    }
+
     /// Back to learning from scratch, keeping only the identity and mode flags.
     pub fn clear_learning(&mut self) {
         let workload = self.workload.clone();
@@ -240,6 +249,22 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn back_to_learning_restarts_the_window_but_keeps_items() {
+        let mut profile = Profile::new(WorkloadKey {
+            kind: "inference".into(),
+            name: "x".into(),
+        });
+        profile.set_mode(Mode::Enforcing);
+        profile.learning.learned_ns = 42;
+        profile.executables.insert("/bin/a", 8);
+        profile.set_mode(Mode::Drifting);
+        assert_eq!(profile.learning.learned_ns, 42);
+        profile.set_mode(Mode::Learning);
+        assert_eq!(profile.learning, LearningProgress::default());
+        assert!(profile.executables.contains("/bin/a"));
+    }
 
     #[test]
     fn bounded_set_respects_cap() {
