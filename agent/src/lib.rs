@@ -5,6 +5,7 @@
 //! See `docs/ARCHITECTURE.md` for the code map and its invariants.
 
 pub mod alert;
+pub mod anomaly;
 pub mod assets;
 pub mod cli;
 pub mod clock;
