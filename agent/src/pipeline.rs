@@ -9,14 +9,8 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;
 
 use crate::{
-    alert::Alert,
-    decode::Record,
-    enrich::Enricher,
-    event::Event,
-    http::Readiness,
-    metrics::Metrics,
-    sink::SinkSender,
-    stats::PipelineStats,
+    alert::Alert, decode::Record, enrich::Enricher, event::Event, http::Readiness,
+    metrics::Metrics, sink::SinkSender, stats::PipelineStats,
 };
 
 pub struct Pipeline {

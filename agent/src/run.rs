@@ -112,7 +112,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let inventory: InventoryProvider = Arc::new(|| serde_json::json!({ "workloads": [] }));
     let http = HttpServer::bind(
         config.listen,
-        HttpState { metrics: metrics.clone(), readiness: readiness.clone(), inventory },
+        HttpState {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            inventory,
+        },
         HttpOptions::default(),
     )
     .await?;
@@ -126,12 +130,22 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         metrics.set_probe_attached(probe.probe, probe.attached);
     }
     let attached = loaded.probes.iter().filter(|p| p.attached).count();
-    let wanted = loaded.probes.iter().filter(|p| p.reason.as_deref() != Some(loader::FAMILY_OFF)).count();
+    let wanted = loaded
+        .probes
+        .iter()
+        .filter(|p| p.reason.as_deref() != Some(loader::FAMILY_OFF))
+        .count();
     readiness.set_probes_attached(attached == wanted);
 
-    let ring = loaded.ebpf.take_map("EVENTS").ok_or(RunError::MissingMap("EVENTS"))?;
+    let ring = loaded
+        .ebpf
+        .take_map("EVENTS")
+        .ok_or(RunError::MissingMap("EVENTS"))?;
     let ring = RingBuf::try_from(ring).map_err(|_| RunError::MissingMap("EVENTS"))?;
-    let kernel_stats = loaded.ebpf.take_map("STATS").ok_or(RunError::MissingMap("STATS"))?;
+    let kernel_stats = loaded
+        .ebpf
+        .take_map("STATS")
+        .ok_or(RunError::MissingMap("STATS"))?;
     let kernel_stats: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(kernel_stats).map_err(|_| RunError::MissingMap("STATS"))?;
     let kernel_stats = KernelStats::new(kernel_stats);
@@ -155,11 +169,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         }
         None => (None, None),
     };
-    let (alert_sink, alert_sink_task) = sink::spawn::<Arc<Alert>>(alert_writer, 16_384, stats.clone());
+    let (alert_sink, alert_sink_task) =
+        sink::spawn::<Arc<Alert>>(alert_writer, 16_384, stats.clone());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
-    let reader_task = tokio::spawn(reader::run(ring, queue_tx, stats.clone(), shutdown_rx.clone()));
+    let reader_task = tokio::spawn(reader::run(
+        ring,
+        queue_tx,
+        stats.clone(),
+        shutdown_rx.clone(),
+    ));
     let pipeline = Pipeline {
         enricher,
         event_sink,
@@ -220,7 +240,13 @@ fn log_summary(stats: &PipelineStats, kernel: &KernelStats) {
     let totals = kernel.read();
     let per_kind = |list: &[crate::kernel_stats::KindTotal]| {
         list.iter()
-            .map(|k| format!("{}:{}", k.kind.map(|k| k.as_str()).unwrap_or("unknown"), k.total))
+            .map(|k| {
+                format!(
+                    "{}:{}",
+                    k.kind.map(|k| k.as_str()).unwrap_or("unknown"),
+                    k.total
+                )
+            })
             .collect::<Vec<_>>()
             .join(",")
     };

@@ -1,1 +1,329 @@
+//! Harness for aiwatch's privileged end-to-end tests.
+//!
+//! Each test starts its own `aiwatch run` (the real binary, loading the real
+//! programs into the running kernel) with `--events` to a private file, runs
+//! real processes, and asserts on the events whose pids it owns. Tests share
+//! the kernel, so they must never assert on anything but their own pids.
+//!
+//! The binary comes from `AIWATCH_BIN` (set by `cargo xtask test`), or else
+//! from the workspace's `target/debug/aiwatch`.
 
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        atomic::{AtomicU16, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long a test waits for an event before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The aiwatch binary under test.
+pub fn aiwatch_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("AIWATCH_BIN") {
+        return PathBuf::from(bin);
+    }
+    let repo = repo_root();
+    let bin = repo.join("target/debug/aiwatch");
+    assert!(
+        bin.exists(),
+        "no aiwatch binary at {}: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+pub fn repo_root() -> PathBuf {
+    match std::env::var_os("AIWATCH_REPO") {
+        Some(repo) => PathBuf::from(repo),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("repo root")
+            .to_owned(),
+    }
+}
+
+/// The Python of the test virtualenv (onnxruntime, numpy, ...).
+pub fn venv_python() -> PathBuf {
+    match std::env::var_os("AIWATCH_PYTHON") {
+        Some(python) => PathBuf::from(python),
+        None => {
+            let python = repo_root().join("target/venv/bin/python");
+            assert!(
+                python.exists(),
+                "no test virtualenv: run the tests with `cargo xtask test`"
+            );
+            python
+        }
+    }
+}
+
+/// A private scratch folder, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aiwatch-test-{label}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free loopback port for a listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running agent.
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: TempDir,
+    pub events_path: PathBuf,
+    pub alerts_path: PathBuf,
+    pub listen: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// Options for [`Agent::start_with`].
+#[derive(Default)]
+pub struct AgentOptions {
+    /// Extra lines of configuration YAML.
+    pub config: String,
+    /// Extra command-line arguments after `run`.
+    pub args: Vec<String>,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        Agent::start_with(AgentOptions::default())
+    }
+
+    /// Starts the agent and waits until it says it is ready.
+    pub fn start_with(options: AgentOptions) -> Agent {
+        let dir = TempDir::new("agent");
+        let events_path = dir.path().join("events.jsonl");
+        let alerts_path = dir.path().join("alerts.jsonl");
+        let config_path = dir.path().join("config.yaml");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let config = format!(
+            "listen: {listen}\nevents: {}\nalerts: {}\nstate_dir: {}\n{}\n",
+            events_path.display(),
+            alerts_path.display(),
+            dir.path().join("state").display(),
+            options.config
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(aiwatch_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .args(&options.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start aiwatch");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().expect("stderr");
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("[aiwatch] {line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let agent = Agent {
+            child: Some(child),
+            dir,
+            events_path,
+            alerts_path,
+            listen,
+            stderr,
+        };
+        agent.wait_for_log("aiwatch ready", Duration::from_secs(60));
+        agent
+    }
+
+    /// Waits for a stderr line containing `needle`; panics with the log on timeout.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("aiwatch never logged {needle:?}; log:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Every event written so far.
+    pub fn events(&self) -> Vec<Value> {
+        read_json_lines(&self.events_path)
+    }
+
+    pub fn alerts(&self) -> Vec<Value> {
+        read_json_lines(&self.alerts_path)
+    }
+
+    /// Waits until an event matches `pred`, and returns it.
+    pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_until(what, EVENT_TIMEOUT, || {
+            self.events().into_iter().find(|e| pred(e))
+        })
+        .unwrap_or_else(|| panic!("no event {what}; log:\n{}", self.log()))
+    }
+
+    /// Waits until an alert matches `pred`, and returns it.
+    pub fn wait_alert(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_until(what, EVENT_TIMEOUT, || {
+            self.alerts().into_iter().find(|e| pred(e))
+        })
+        .unwrap_or_else(|| panic!("no alert {what}; log:\n{}", self.log()))
+    }
+
+    /// GETs a path on the agent's HTTP listener: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(&self.listen, path)
+    }
+
+    /// Sends a signal to the agent.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Stops the agent with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "aiwatch did not stop within 30 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        // Let the stderr thread take the last lines.
+        thread::sleep(Duration::from_millis(100));
+        (status, self.log())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn read_json_lines(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    // The last line may be half-written while the agent runs.
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Polls `probe` until it returns something or `timeout` passes.
+pub fn wait_until<T>(
+    _what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal HTTP/1.0 GET: enough for the agent's listener and Prometheus.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Field access by dotted path: `get(&e, "process.pid")`.
+pub fn get<'a>(value: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(value, |v, key| &v[key])
+}
+
+pub fn pid_of(event: &Value) -> u64 {
+    get(event, "process.pid").as_u64().unwrap_or(0)
+}
+
+pub fn kind_of(event: &Value) -> &str {
+    event["kind"].as_str().unwrap_or("")
+}

@@ -326,13 +326,19 @@ fn metric_names_include_families_without_series() {
     let metrics = metrics_with_cap(10);
     let names = metrics.metric_names();
     // Labelled families that nothing has touched yet are absent from gather().
-    assert_eq!(series_count(&metrics, "aiwatch_workload_egress_bytes_total"), 0);
+    assert_eq!(
+        series_count(&metrics, "aiwatch_workload_egress_bytes_total"),
+        0
+    );
     for expected in [
         "aiwatch_workload_egress_bytes_total",
         "aiwatch_alerts_total",
         "aiwatch_probe_attached",
         "process_resident_memory_bytes",
     ] {
-        assert!(names.iter().any(|name| name == expected), "{expected} missing");
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} missing"
+        );
     }
 }
