@@ -12,6 +12,8 @@ use std::{
 use aiwatch_common::{FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS};
 use serde::Deserialize;
 
+use crate::{analyze::WorkloadsConfig, anomaly::AnomalyConfig, assets::AssetConfig};
+
 /// The embedded defaults, also the documentation of every key.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
 
@@ -28,6 +30,9 @@ pub struct Config {
     pub process_table: ProcessTableConfig,
     pub state_dir: PathBuf,
     pub max_workload_series: usize,
+    pub workloads: WorkloadsConfig,
+    pub assets: AssetConfig,
+    pub anomaly: AnomalyConfig,
 }
 
 impl Default for Config {
@@ -43,6 +48,9 @@ impl Default for Config {
             process_table: ProcessTableConfig::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
             max_workload_series: 200,
+            workloads: WorkloadsConfig::default(),
+            assets: AssetConfig::default(),
+            anomaly: AnomalyConfig::default(),
         }
     }
 }
@@ -114,6 +122,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where learned behaviour profiles are kept.
+    pub fn profile_dir(&self) -> PathBuf {
+        self.state_dir.join("profiles")
+    }
+
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Config::default());

@@ -7,6 +7,8 @@
 //! read timeout and an overall deadline, and the number of open connections
 //! is bounded, so a stuck or hostile scraper costs a timeout, not events.
 
+pub mod client;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

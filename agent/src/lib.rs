@@ -5,6 +5,7 @@
 //! See `docs/ARCHITECTURE.md` for the code map and its invariants.
 
 pub mod alert;
+pub mod analyze;
 pub mod anomaly;
 pub mod assets;
 pub mod cli;

@@ -93,23 +93,38 @@ impl LossStage {
     }
 }
 
-/// State of an anomaly-detection profile (one per workload and detector).
+/// State of an anomaly-detection profile (one per workload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProfileState {
     /// Still learning the baseline; raises no alerts yet.
     Learning,
-    /// Baseline learnt; deviations raise `anomaly.*` alerts.
-    Detecting,
+    /// Baseline learnt; departures raise `anomaly.*` alerts.
+    Enforcing,
+    /// Flags departures and keeps learning (operator's choice).
+    Drifting,
+    /// Frozen by the operator: neither learns nor changes state.
+    Frozen,
 }
 
 impl ProfileState {
-    pub const ALL: [ProfileState; 2] = [ProfileState::Learning, ProfileState::Detecting];
+    pub const ALL: [ProfileState; 4] = [
+        ProfileState::Learning,
+        ProfileState::Enforcing,
+        ProfileState::Drifting,
+        ProfileState::Frozen,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProfileState::Learning => "learning",
-            ProfileState::Detecting => "detecting",
+            ProfileState::Enforcing => "enforcing",
+            ProfileState::Drifting => "drifting",
+            ProfileState::Frozen => "frozen",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<ProfileState> {
+        ProfileState::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 

@@ -1,33 +1,59 @@
-//! The pipeline task: enrich each decoded record, analyse the event, and
-//! hand events and alerts to the sinks.
+//! The pipeline task: enrich each decoded record, attribute and analyse the
+//! event, and hand events and alerts to the sinks.
 //!
-//! It owns all mutable analysis state (process table, and later workload
-//! table, rules and profiles), so nothing here takes a lock.
+//! It owns all mutable analysis state (process table, workload table,
+//! inventory, profiles, rules), so nothing here takes a lock; the HTTP
+//! listener reads snapshots the pipeline publishes.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 
 use crate::{
-    alert::Alert, decode::Record, enrich::Enricher, event::Event, http::Readiness,
-    metrics::Metrics, sink::SinkSender, stats::PipelineStats,
+    alert::{Action, Alert},
+    analyze::Analyzer,
+    clock::now_boot_ns,
+    decode::Record,
+    enrich::Enricher,
+    event::{Event, Kind},
+    http::Readiness,
+    metrics::{Metrics, ProfileState},
+    sink::SinkSender,
+    stats::PipelineStats,
+    workload::WorkloadChange,
 };
+
+/// How often the pipeline publishes snapshots and runs periodic work.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How often learned profiles are saved.
+const PROFILE_SAVE_EVERY: u32 = 60;
+
+/// The latest inventory, for the HTTP listener.
+pub type InventorySnapshot = Arc<Mutex<serde_json::Value>>;
 
 pub struct Pipeline {
     pub enricher: Enricher,
+    pub analyzer: Analyzer,
     pub event_sink: Option<SinkSender<Arc<Event>>>,
     pub alert_sink: SinkSender<Arc<Alert>>,
     pub stats: Arc<PipelineStats>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub inventory: InventorySnapshot,
+    /// Where workload changes go (the kernel's tracking maps).
+    pub on_changes: Box<dyn FnMut(&[WorkloadChange]) + Send>,
 }
 
 impl Pipeline {
-    /// Runs until the queue closes (the reader stopped), then returns.
+    /// Runs until the queue closes (the reader stopped), then saves state.
     pub async fn run(mut self, mut queue: mpsc::Receiver<Record>) {
         let mut batch = Vec::with_capacity(256);
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 received = queue.recv_many(&mut batch, 256) => {
@@ -39,17 +65,135 @@ impl Pipeline {
                     }
                     self.readiness.heartbeat();
                 }
-                _ = heartbeat.tick() => self.readiness.heartbeat(),
+                _ = housekeeping.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    self.housekeeping(ticks % PROFILE_SAVE_EVERY == 0);
+                }
             }
         }
+        self.housekeeping(true);
     }
 
     pub fn handle(&mut self, record: Record) {
-        let event = Arc::new(self.enricher.enrich(record));
-        self.stats.events.add(Some(event.kind), 1);
-        self.metrics.event(event.kind);
+        let mut event = self.enricher.enrich(record);
+        let changes = self.analyzer.attribute(&mut event);
+        if !changes.is_empty() {
+            (self.on_changes)(&changes);
+        }
+        self.count(&event);
+        let event = Arc::new(event);
         if let Some(sink) = &self.event_sink {
             sink.send(event.clone(), Some(event.kind));
         }
+        let sample = self.metrics.sample_rule_eval();
+        let started = sample.then(std::time::Instant::now);
+        let alerts = self.analyzer.detect(&event);
+        if let Some(started) = started {
+            self.metrics.observe_rule_eval(started.elapsed());
+        }
+        for alert in alerts {
+            self.raise(alert);
+        }
     }
+
+    fn count(&self, event: &Event) {
+        self.stats.events.add(Some(event.kind), 1);
+        self.metrics.event(event.kind);
+        let Some(workload) = &event.workload else {
+            return;
+        };
+        match event.kind {
+            Kind::TcpSummary => {
+                if let Some(bytes) = event.net.as_ref().and_then(|n| n.bytes_sent) {
+                    self.metrics.workload_egress(workload, bytes);
+                }
+            }
+            Kind::Open => {
+                let file = event.file.as_ref();
+                let model = file
+                    .and_then(|f| f.class.as_deref())
+                    .is_some_and(|c| c == "model" || c == "pickle-model");
+                let read = file.and_then(|f| f.access.as_deref()) != Some("write");
+                if let (true, true, Some(size)) = (model, read, file.and_then(|f| f.size)) {
+                    self.metrics.workload_model_read(workload, size);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Carries out the alert's action, counts it and writes it.
+    fn raise(&mut self, mut alert: Alert) {
+        alert.action_taken = match alert.action {
+            Action::Alert => true,
+            Action::Kill => kill(
+                alert.event.process.pid,
+                alert.event.process.start_time.as_str(),
+                &self.enricher,
+            ),
+        };
+        self.metrics.alert(&alert);
+        if alert.event.ktime_ns > 0 {
+            self.metrics
+                .observe_event_latency_since(alert.event.ktime_ns);
+        }
+        self.alert_sink.send(Arc::new(alert), None);
+    }
+
+    fn housekeeping(&mut self, save_profiles: bool) {
+        self.readiness.heartbeat();
+        let now = now_boot_ns();
+        let changes = self.analyzer.scan_due(now);
+        if !changes.is_empty() {
+            (self.on_changes)(&changes);
+        }
+        for alert in self.analyzer.tick(now) {
+            self.raise(alert);
+        }
+        let counts = self.analyzer.workload_counts();
+        self.metrics
+            .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
+        if let Some(anomaly) = &mut self.analyzer.anomaly {
+            let states = anomaly.profile_states();
+            for state in ProfileState::ALL {
+                let n = states
+                    .iter()
+                    .find(|(s, _)| *s == state.as_str())
+                    .map(|(_, n)| n)
+                    .unwrap_or(0);
+                self.metrics.set_anomaly_profiles(state, n as u64);
+            }
+            if save_profiles {
+                if let Err(err) = anomaly.save() {
+                    log::warn!("cannot save anomaly profiles: {err}");
+                }
+            }
+        }
+        match serde_json::to_value(self.analyzer.inventory.snapshot()) {
+            Ok(snapshot) => {
+                if let Ok(mut slot) = self.inventory.lock() {
+                    *slot = snapshot;
+                }
+            }
+            Err(err) => log::warn!("cannot serialise the inventory: {err}"),
+        }
+    }
+}
+
+/// Kills a process, if it is still the one the event named.
+fn kill(pid: u32, start_time: &str, enricher: &Enricher) -> bool {
+    if pid == 0 || pid == std::process::id() {
+        return false;
+    }
+    // Refuse to kill a reused pid: the table's entry must be the same process.
+    let same = enricher
+        .table
+        .get(pid)
+        .map(|p| start_time.is_empty() || enricher.clock().rfc3339(p.start_ns) == start_time)
+        .unwrap_or(false);
+    if !same {
+        return false;
+    }
+    // SAFETY: kill(2) with a plain pid and signal.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) == 0 }
 }

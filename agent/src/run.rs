@@ -8,7 +8,10 @@
 //! pipeline drains its queue, the sinks flush, and the programs are detached
 //! when the `Ebpf` object is dropped last.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::{
@@ -18,6 +21,7 @@ use tokio::{
 
 use crate::{
     alert::Alert,
+    analyze::{AnalyzeError, Analyzer},
     clock::BootClock,
     config::{Config, ConfigError},
     decode::Record,
@@ -28,7 +32,7 @@ use crate::{
     loader::{self, LoadError, LoadOptions},
     metrics::{Metrics, MetricsConfig, MetricsError},
     offsets::VMLINUX_BTF,
-    pipeline::Pipeline,
+    pipeline::{InventorySnapshot, Pipeline},
     reader,
     sink::{self, LineWriter, OpenError, Target},
     stats::PipelineStats,
@@ -55,6 +59,8 @@ pub enum RunError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Analyze(#[from] AnalyzeError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
     #[error("cannot set up {what}: {source}")]
@@ -109,7 +115,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ..MetricsConfig::default()
     })?);
     let readiness = Arc::new(Readiness::default());
-    let inventory: InventoryProvider = Arc::new(|| serde_json::json!({ "workloads": [] }));
+    let analyzer = Analyzer::new(
+        &config.workloads,
+        &config.assets,
+        Some((config.anomaly.clone(), Some(config.profile_dir()))),
+    )?;
+    let inventory_snapshot: InventorySnapshot = Arc::new(Mutex::new(
+        serde_json::to_value(analyzer.inventory.snapshot()).unwrap_or_default(),
+    ));
+    let published = inventory_snapshot.clone();
+    let inventory: InventoryProvider =
+        Arc::new(move || published.lock().map(|v| v.clone()).unwrap_or_default());
     let http = HttpServer::bind(
         config.listen,
         HttpState {
@@ -182,6 +198,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     ));
     let pipeline = Pipeline {
         enricher,
+        analyzer,
+        inventory: inventory_snapshot,
+        on_changes: Box::new(log_changes),
         event_sink,
         alert_sink,
         stats: stats.clone(),
@@ -232,6 +251,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Dropping the Ebpf object detaches every program.
     drop(loaded);
     Ok(())
+}
+
+fn log_changes(changes: &[crate::workload::WorkloadChange]) {
+    for change in changes {
+        log::debug!("workload change: {change:?}");
+    }
 }
 
 /// One line at exit with every loss, so that nothing is lost silently even

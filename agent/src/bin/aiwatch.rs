@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use aiwatch::{
-    cli::{Cli, Command},
+    anomaly::cli as profile,
+    cli::{Cli, Command, ProfileAction},
     run::{self, Overrides},
 };
 use clap::Parser;
@@ -34,6 +35,32 @@ fn main() -> ExitCode {
             match runtime.block_on(run::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err),
+            }
+        }
+        Command::Inventory(args) => {
+            match aiwatch::http::client::get_json(args.listen, "/inventory") {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(&err),
+            }
+        }
+        Command::Profile(args) => {
+            let dir = args.state_dir.join("profiles");
+            match args.action {
+                ProfileAction::List => profile::list(&dir),
+                ProfileAction::Show { workload } => profile::show(&dir, &workload),
+                ProfileAction::Reset { workload } => profile::reset(&dir, &workload),
+                ProfileAction::Export {
+                    workload,
+                    as_policy,
+                    output,
+                } => profile::export(&dir, &workload, as_policy, output.as_deref()),
+                ProfileAction::Import { file } => profile::import(&dir, &file),
+                ProfileAction::Freeze { workload } => profile::freeze(&dir, &workload),
+                ProfileAction::Unfreeze { workload } => profile::unfreeze(&dir, &workload),
+                ProfileAction::Mode { workload, mode } => profile::set_mode(&dir, &workload, &mode),
             }
         }
     }

@@ -1,0 +1,122 @@
+//! Attribution: which workload an event belongs to, which asset class its
+//! file is, which container its process runs in. Feeds discovery with the
+//! signals events carry (exec, model and device opens, listens).
+
+use super::{has_path, Analyzer};
+use crate::{
+    assets::AssetClass,
+    event::{Container, Event, Kind},
+    workload::{parse_proc_cgroup, ProcessFacts, WorkloadChange},
+};
+
+impl Analyzer {
+    /// Attributes `event` in place and returns the workload changes it
+    /// caused, for the kernel's tracking maps.
+    pub fn attribute(&mut self, event: &mut Event) -> Vec<WorkloadChange> {
+        let pid = event.process.pid;
+        event.container = self.container_of(event.process.cgroup_id, pid);
+        let mut changes = Vec::new();
+        match event.kind {
+            Kind::Exec => {
+                let container = event.container.as_ref();
+                let facts = ProcessFacts {
+                    exe: event.process.exe.clone(),
+                    argv: event.process.argv.clone(),
+                    cgroup: container.map(|c| c.cgroup.clone()).unwrap_or_default(),
+                    container_id: container.and_then(|c| c.id.clone()),
+                    ppid: Some(event.process.ppid),
+                };
+                changes.extend(self.workloads.on_exec(pid, facts));
+                self.scanner.schedule(pid, event.ktime_ns);
+            }
+            Kind::Fork => {
+                if let Some(parent) = &event.parent {
+                    changes.extend(self.workloads.on_fork(parent.pid, pid));
+                }
+            }
+            Kind::Listen => {
+                if let Some(port) = event
+                    .net
+                    .as_ref()
+                    .and_then(|n| n.src.as_ref())
+                    .map(|s| s.port)
+                {
+                    changes.extend(self.scan_now(pid));
+                    changes.extend(self.workloads.on_listen(pid, port));
+                }
+            }
+            kind if has_path(kind) => changes.extend(self.classify_file(event)),
+            _ => {}
+        }
+        event.workload = self.workloads.lookup(pid).cloned();
+        if event.kind == Kind::Exit {
+            changes.extend(self.workloads.on_exit(pid));
+            self.note_exit(pid);
+        }
+        self.inventory.observe(event);
+        changes
+    }
+
+    /// Sets `file.class` and, for classified files, feeds discovery.
+    fn classify_file(&mut self, event: &mut Event) -> Vec<WorkloadChange> {
+        let pid = event.process.pid;
+        let Some(file) = event.file.as_mut() else {
+            return Vec::new();
+        };
+        let major = file
+            .device
+            .as_ref()
+            .filter(|d| d.kind == "char")
+            .map(|d| d.major);
+        let class = self.assets.classify_open(&file.path, Some(pid), major);
+        file.class = class.map(|c| c.as_str().to_owned());
+        if let (Some(device), Some(AssetClass::GpuDevice)) = (file.device.as_mut(), class) {
+            if device.accelerator.is_none() {
+                device.accelerator =
+                    crate::assets::accelerator_family(&file.path, major).map(str::to_owned);
+            }
+        }
+        let Some(class) = class else {
+            return Vec::new();
+        };
+        if event.kind != Kind::Open {
+            return Vec::new();
+        }
+        let path = file.path.clone();
+        let write = matches!(file.access.as_deref(), Some("write" | "read_write"));
+        let mut changes = Vec::new();
+        if class == AssetClass::GpuDevice {
+            changes.extend(self.workloads.on_device_open(pid, &path));
+        } else {
+            if class.is_model() {
+                // A model open is the moment the libraries that load it are mapped.
+                changes.extend(self.scan_now(pid));
+            }
+            changes.extend(self.workloads.on_file_open(pid, class, &path, write));
+        }
+        if class == AssetClass::GpuDevice {
+            if let Some(workload) = self.workloads.lookup(pid) {
+                self.gpu_processes
+                    .entry(workload.id.clone())
+                    .or_default()
+                    .insert(pid);
+            }
+        }
+        changes
+    }
+
+    /// The container of a cgroup, read from `/proc/<pid>/cgroup` once per
+    /// cgroup id.
+    fn container_of(&mut self, cgroup_id: u64, pid: u32) -> Option<Container> {
+        if let Some(known) = self.containers.get(&cgroup_id) {
+            return known.clone();
+        }
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let container = parse_proc_cgroup(&text).map(|(path, identity)| identity.to_event(&path));
+        if self.containers.len() >= 16_384 {
+            self.containers.clear();
+        }
+        self.containers.insert(cgroup_id, container.clone());
+        container
+    }
+}

@@ -1,0 +1,154 @@
+//! Analysis after enrichment: workload attribution, asset classes, the
+//! inventory, then detection (anomaly profiles; rules come with the policy
+//! engine).
+//!
+//! Live, [`Analyzer::attribute`] runs on each freshly enriched event and
+//! [`Analyzer::detect`] right after it. `replay` runs only `detect`, since
+//! recorded events already carry their workload and classes.
+
+mod attribute;
+mod scan;
+
+use std::{collections::HashMap, path::PathBuf};
+
+use crate::{
+    alert::Alert,
+    anomaly::{AnomalyConfig, AnomalyEngine, AnomalyError},
+    assets::{AssetClassifier, AssetConfig, AssetError},
+    event::{Event, Kind},
+    inventory::{Inventory, InventoryLimits},
+    workload::{
+        ClassifierConfig, DeclaredSet, DeclaredWorkload, WorkloadChange, WorkloadClassifier,
+        WorkloadTable,
+    },
+};
+
+pub use scan::LibraryScanner;
+
+/// The `workloads:` section of the configuration.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkloadsConfig {
+    /// Discovery: thresholds and extra patterns.
+    pub discovery: ClassifierConfig,
+    /// Declared workloads; they take precedence over discovery.
+    pub declared: Vec<DeclaredWorkload>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("workload discovery: {0}")]
+    Classifier(#[from] crate::workload::classify::ClassifierError),
+    #[error("declared workloads: {0}")]
+    Declared(#[from] crate::workload::declared::DeclaredError),
+    #[error("asset classes: {0}")]
+    Assets(#[from] AssetError),
+    #[error("anomaly detection: {0}")]
+    Anomaly(#[from] AnomalyError),
+}
+
+pub struct Analyzer {
+    pub workloads: WorkloadTable,
+    pub assets: AssetClassifier,
+    pub inventory: Inventory,
+    pub anomaly: Option<AnomalyEngine>,
+    scanner: LibraryScanner,
+    /// cgroup id → container identity, read once per cgroup.
+    containers: HashMap<u64, Option<crate::event::Container>>,
+    /// Processes with an accelerator open, per workload id.
+    gpu_processes: HashMap<String, std::collections::BTreeSet<u32>>,
+}
+
+impl Analyzer {
+    pub fn new(
+        workloads: &WorkloadsConfig,
+        assets: &AssetConfig,
+        anomaly: Option<(AnomalyConfig, Option<PathBuf>)>,
+    ) -> Result<Analyzer, AnalyzeError> {
+        let classifier = WorkloadClassifier::new(&workloads.discovery)?;
+        let declared = DeclaredSet::new(&workloads.declared)?;
+        let anomaly = match anomaly {
+            Some((config, state_dir)) if config.enabled => {
+                Some(AnomalyEngine::new(config, state_dir)?)
+            }
+            _ => None,
+        };
+        Ok(Analyzer {
+            workloads: WorkloadTable::new(classifier, declared, Default::default()),
+            assets: AssetClassifier::new(assets)?,
+            inventory: Inventory::new(InventoryLimits::default()),
+            anomaly,
+            scanner: LibraryScanner::default(),
+            containers: HashMap::new(),
+            gpu_processes: HashMap::new(),
+        })
+    }
+
+    /// Runs the detectors on an attributed event.
+    pub fn detect(&mut self, event: &Event) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        if let Some(anomaly) = &mut self.anomaly {
+            alerts.extend(anomaly.observe(event));
+        }
+        alerts
+    }
+
+    /// Closes time windows with no events in them (rates of idle workloads).
+    pub fn tick(&mut self, ktime_ns: u64) -> Vec<Alert> {
+        match &mut self.anomaly {
+            Some(anomaly) => anomaly.tick(ktime_ns),
+            None => Vec::new(),
+        }
+    }
+
+    /// Processes due for a library scan: their maps are read and fed to
+    /// discovery. Returns the resulting changes.
+    pub fn scan_due(&mut self, now_ns: u64) -> Vec<WorkloadChange> {
+        let mut changes = Vec::new();
+        for pid in self.scanner.due(now_ns) {
+            changes.extend(self.scan_now(pid));
+        }
+        changes
+    }
+
+    fn scan_now(&mut self, pid: u32) -> Vec<WorkloadChange> {
+        match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            Ok(maps) => self.workloads.on_library_scan(pid, &maps),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Workload counts by kind, for `aiwatch_workloads{kind}`.
+    pub fn workload_counts(&self) -> Vec<(String, u64)> {
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for info in self.workloads.workloads() {
+            if !info.pids.is_empty() {
+                *counts.entry(info.workload.kind.clone()).or_default() += 1;
+            }
+        }
+        counts.into_iter().collect()
+    }
+
+    /// Processes with an accelerator open, per workload.
+    pub fn gpu_process_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.gpu_processes
+            .iter()
+            .map(|(id, pids)| (id.as_str(), pids.len()))
+    }
+
+    fn note_exit(&mut self, pid: u32) {
+        self.scanner.forget(pid);
+        self.gpu_processes.retain(|_, pids| {
+            pids.remove(&pid);
+            !pids.is_empty()
+        });
+    }
+}
+
+/// Kinds whose events may carry a path to classify.
+pub(crate) fn has_path(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Open | Kind::Unlink | Kind::Rename | Kind::Chmod | Kind::Truncate
+    )
+}
