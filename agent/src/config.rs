@@ -33,6 +33,10 @@ pub struct Config {
     pub workloads: WorkloadsConfig,
     pub assets: AssetConfig,
     pub anomaly: AnomalyConfig,
+    /// Policy files or folders loaded on top of the default rule pack.
+    pub policies: Vec<PathBuf>,
+    /// Load the embedded default AI rule pack.
+    pub default_policies: bool,
 }
 
 impl Default for Config {
@@ -51,6 +55,8 @@ impl Default for Config {
             workloads: WorkloadsConfig::default(),
             assets: AssetConfig::default(),
             anomaly: AnomalyConfig::default(),
+            policies: Vec::new(),
+            default_policies: true,
         }
     }
 }

@@ -112,6 +112,7 @@ impl Enricher {
                     mnt_ns: Some(exec.mnt_ns).filter(|&n| n != 0),
                     pid_ns: Some(exec.pid_ns).filter(|&n| n != 0),
                     exe_fileless: exec.exe_memfd || exec.exe_unlinked,
+                    stdio_socket: exec.stdio_socket,
                     exited_ns: None,
                 };
                 self.table.upsert(entry);
@@ -207,6 +208,7 @@ impl Enricher {
             mnt_ns: entry.mnt_ns,
             pid_ns: entry.pid_ns,
             exe_fileless: entry.exe_fileless,
+            stdio_socket: entry.stdio_socket,
             ancestors: ancestors
                 .iter()
                 .map(|a| Ancestor {

@@ -31,6 +31,8 @@ pub struct ProcessEntry {
     pub mnt_ns: Option<u32>,
     pub pid_ns: Option<u32>,
     pub exe_fileless: bool,
+    /// fd 0 or 1 was a socket at exec.
+    pub stdio_socket: bool,
     /// Boot-clock time of exit, once exited.
     pub exited_ns: Option<u64>,
 }

@@ -37,6 +37,7 @@ pub fn read_process(pid: u32) -> Option<ProcessEntry> {
         mnt_ns: ns_inode(pid, "mnt"),
         pid_ns: ns_inode(pid, "pid"),
         exe_fileless,
+        stdio_socket: false,
         exited_ns: None,
     })
 }

@@ -181,6 +181,8 @@ pub const EXEC_FLAG_ARGS_TRUNCATED: u16 = 1;
 pub const EXEC_FLAG_EXE_UNLINKED: u16 = 2;
 /// The executable is a memfd (its name starts with `memfd:`).
 pub const EXEC_FLAG_EXE_MEMFD: u16 = 4;
+/// fd 0 or fd 1 of the new image is a socket (a reverse shell's tell).
+pub const EXEC_FLAG_STDIO_SOCKET: u16 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -90,3 +90,34 @@ pub fn group_dead(task: *const u8) -> bool {
         }
     }
 }
+
+/// The `struct file *` behind descriptor `fd` of `task`, or null.
+#[inline(always)]
+pub fn file_of_fd(task: *const u8, fd: u32) -> *const u8 {
+    unsafe {
+        let files = read_ptr(task, offset!(task_files));
+        let fdt = read_ptr(files, offset!(files_fdt));
+        let max_fds = read::<u32>(fdt, offset!(fdt_max_fds)).unwrap_or(0);
+        if fd >= max_fds {
+            return core::ptr::null();
+        }
+        let fds = read_ptr(fdt, offset!(fdt_fd));
+        if fds.is_null() {
+            return core::ptr::null();
+        }
+        read::<*const u8>(fds.add(fd as usize * 8), 0).unwrap_or(core::ptr::null())
+    }
+}
+
+/// `S_IFMT` bits of a file's inode mode, or 0 when unknown.
+#[inline(always)]
+pub fn file_type(file: *const u8) -> u16 {
+    unsafe {
+        let inode = read_ptr(file, offset!(file_f_inode));
+        read::<u16>(inode, offset!(inode_i_mode)).unwrap_or(0) & S_IFMT
+    }
+}
+
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFSOCK: u16 = 0o140000;
+pub const S_IFCHR: u16 = 0o020000;

@@ -213,3 +213,22 @@ fn without_root_it_fails_with_one_sentence() {
     assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
     assert!(lines[0].contains("must run as root"), "{stderr}");
 }
+
+#[test]
+fn a_shell_on_a_socket_is_flagged() {
+    let agent = Agent::start();
+    // The shape of a reverse shell: stdin and stdout are a socket.
+    let script = "import os, socket\na, b = socket.socketpair()\nos.dup2(a.fileno(), 0)\nos.dup2(a.fileno(), 1)\nos.execv('/bin/sh', ['sh', '-c', 'exit 0'])\n";
+    let child = Command::new("/usr/bin/python3").args(["-c", script]).spawn().unwrap();
+    let pid = child.id() as u64;
+    assert!(child.wait_with_output().unwrap().status.success());
+    let exec = agent.wait_event("exec of sh on a socket", |e| {
+        kind_of(e) == "exec" && pid_of(e) == pid && get(e, "process.comm") == "sh"
+    });
+    assert_eq!(get(&exec, "process.stdio_socket"), &serde_json::json!(true));
+    // The python before it had ordinary stdio.
+    let python = agent.wait_event("exec of python", |e| {
+        kind_of(e) == "exec" && pid_of(e) == pid && get(e, "process.comm") == "python3"
+    });
+    assert!(get(&python, "process.stdio_socket").is_null());
+}

@@ -9,7 +9,7 @@ use std::mem::size_of;
 
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, ExitRecord, ForkRecord, KernelPath, ARGS_MAX,
-    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, PATH_FLAG_MISSING,
+    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET, PATH_FLAG_MISSING,
     PATH_FLAG_TRUNCATED,
 };
 
@@ -69,6 +69,7 @@ pub struct Exec {
     pub argv_truncated: bool,
     pub exe_unlinked: bool,
     pub exe_memfd: bool,
+    pub stdio_socket: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +168,7 @@ fn exec(r: &ExecRecord) -> Exec {
         argv_truncated: more_args || flags & EXEC_FLAG_ARGS_TRUNCATED != 0,
         exe_unlinked: flags & EXEC_FLAG_EXE_UNLINKED != 0,
         exe_memfd: flags & EXEC_FLAG_EXE_MEMFD != 0,
+        stdio_socket: flags & EXEC_FLAG_STDIO_SOCKET != 0,
     }
 }
 

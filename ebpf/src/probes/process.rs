@@ -8,7 +8,7 @@ use core::mem::size_of;
 
 use aiwatch_common::{
     EventKind, ExecRecord, ExitRecord, ForkRecord, Stat, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
-    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, FAMILY_PROCESS, NAME_LEN, OFFSET_UNKNOWN,
+    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET, FAMILY_PROCESS, NAME_LEN, OFFSET_UNKNOWN,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
@@ -120,6 +120,11 @@ fn emit_exec(ctx: &TracePointContext) {
             args_len = 0;
         }
         (*record).args_len = args_len as u16;
+        if kernel::file_type(kernel::file_of_fd(task, 0)) == kernel::S_IFSOCK
+            || kernel::file_type(kernel::file_of_fd(task, 1)) == kernel::S_IFSOCK
+        {
+            flags |= EXEC_FLAG_STDIO_SOCKET;
+        }
         (*record).header.flags = flags;
     }
     entry.submit(0);
