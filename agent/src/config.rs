@@ -12,7 +12,12 @@ use std::{
 use aiwatch_common::{FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS};
 use serde::Deserialize;
 
-use crate::{analyze::WorkloadsConfig, anomaly::AnomalyConfig, assets::AssetConfig};
+use crate::{
+    analyze::WorkloadsConfig,
+    anomaly::AnomalyConfig,
+    assets::AssetConfig,
+    sink::{syslog::SyslogConfig, webhook::WebhookConfig},
+};
 
 /// The embedded defaults, also the documentation of every key.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
@@ -33,6 +38,10 @@ pub struct Config {
     pub workloads: WorkloadsConfig,
     pub assets: AssetConfig,
     pub anomaly: AnomalyConfig,
+    /// POST alerts to a webhook (off unless `url` is set).
+    pub webhook: Option<WebhookConfig>,
+    /// Send alerts to the local syslog (RFC 5424) when set.
+    pub syslog: Option<SyslogConfig>,
     /// Policy files or folders loaded on top of the default rule pack.
     pub policies: Vec<PathBuf>,
     /// Load the embedded default AI rule pack.
@@ -55,6 +64,8 @@ impl Default for Config {
             workloads: WorkloadsConfig::default(),
             assets: AssetConfig::default(),
             anomaly: AnomalyConfig::default(),
+            webhook: None,
+            syslog: None,
             policies: Vec::new(),
             default_policies: true,
         }

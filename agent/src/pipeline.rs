@@ -38,7 +38,8 @@ pub struct Pipeline {
     pub enricher: Enricher,
     pub analyzer: Analyzer,
     pub event_sink: Option<SinkSender<Arc<Event>>>,
-    pub alert_sink: SinkSender<Arc<Alert>>,
+    /// Every alert goes to each of these (JSON lines, webhook, syslog).
+    pub alert_sinks: Vec<SinkSender<Arc<Alert>>>,
     pub stats: Arc<PipelineStats>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
@@ -137,7 +138,10 @@ impl Pipeline {
             self.metrics
                 .observe_event_latency_since(alert.event.ktime_ns);
         }
-        self.alert_sink.send(Arc::new(alert), None);
+        let alert = Arc::new(alert);
+        for sink in &self.alert_sinks {
+            sink.send(alert.clone(), None);
+        }
     }
 
     fn housekeeping(&mut self, save_profiles: bool) {

@@ -61,6 +61,8 @@ pub enum RunError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Analyze(#[from] AnalyzeError),
+    #[error(transparent)]
+    Syslog(#[from] crate::sink::syslog::SyslogError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
     #[error("cannot set up {what}: {source}")]
@@ -187,6 +189,19 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     let (alert_sink, alert_sink_task) =
         sink::spawn::<Arc<Alert>>(alert_writer, 16_384, stats.clone());
+    let mut alert_sinks = vec![alert_sink];
+    let mut alert_sink_tasks = vec![alert_sink_task];
+    if let Some(webhook) = config.webhook.clone().filter(|w| !w.url.is_empty()) {
+        let (tx, task) = sink::webhook::spawn(webhook, stats.clone());
+        alert_sinks.push(tx);
+        alert_sink_tasks.push(task);
+    }
+    if let Some(syslog) = &config.syslog {
+        let logger = sink::syslog::connect(syslog)?;
+        let (tx, task) = sink::syslog::spawn(logger, stats.clone());
+        alert_sinks.push(tx);
+        alert_sink_tasks.push(task);
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
@@ -202,7 +217,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         inventory: inventory_snapshot,
         on_changes: Box::new(log_changes),
         event_sink,
-        alert_sink,
+        alert_sinks,
         stats: stats.clone(),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
@@ -242,7 +257,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if let Some(task) = event_sink_task {
         let _ = task.await;
     }
-    let _ = alert_sink_task.await;
+    for task in alert_sink_tasks {
+        let _ = task.await;
+    }
     let _ = http_task.await;
     match telemetry_task.await {
         Ok(kernel_stats) => log_summary(&stats, &kernel_stats),

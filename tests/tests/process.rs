@@ -219,7 +219,10 @@ fn a_shell_on_a_socket_is_flagged() {
     let agent = Agent::start();
     // The shape of a reverse shell: stdin and stdout are a socket.
     let script = "import os, socket\na, b = socket.socketpair()\nos.dup2(a.fileno(), 0)\nos.dup2(a.fileno(), 1)\nos.execv('/bin/sh', ['sh', '-c', 'exit 0'])\n";
-    let child = Command::new("/usr/bin/python3").args(["-c", script]).spawn().unwrap();
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .spawn()
+        .unwrap();
     let pid = child.id() as u64;
     assert!(child.wait_with_output().unwrap().status.success());
     let exec = agent.wait_event("exec of sh on a socket", |e| {

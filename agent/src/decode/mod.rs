@@ -9,8 +9,8 @@ use std::mem::size_of;
 
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, ExitRecord, ForkRecord, KernelPath, ARGS_MAX,
-    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET, PATH_FLAG_MISSING,
-    PATH_FLAG_TRUNCATED,
+    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET,
+    PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

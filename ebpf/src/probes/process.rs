@@ -8,7 +8,8 @@ use core::mem::size_of;
 
 use aiwatch_common::{
     EventKind, ExecRecord, ExitRecord, ForkRecord, Stat, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
-    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET, FAMILY_PROCESS, NAME_LEN, OFFSET_UNKNOWN,
+    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET, FAMILY_PROCESS, NAME_LEN,
+    OFFSET_UNKNOWN,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},

@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::{event::Kind, stats::PipelineStats};
 
+pub mod syslog;
+pub mod webhook;
+
 /// Where a JSON-lines stream goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -139,6 +142,10 @@ pub struct SinkSender<T> {
 }
 
 impl<T> SinkSender<T> {
+    pub fn new(tx: mpsc::Sender<T>, stats: Arc<PipelineStats>) -> Self {
+        Self { tx, stats }
+    }
+
     /// Queues `value`; when the sink is behind, drops it and counts the drop.
     pub fn send(&self, value: T, kind: Option<Kind>) {
         if self.tx.try_send(value).is_err() {
