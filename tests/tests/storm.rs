@@ -1,0 +1,67 @@
+//! An exec storm: every exec and exit is delivered, or the loss is counted.
+
+use std::{process::Command, time::Duration};
+
+use aiwatch_tests::{get, kind_of, Agent};
+
+const RUNS: u64 = 20_000;
+
+/// Sums `aiwatch_events_lost_total{kind="<kind>"}` over every stage.
+fn lost(metrics: &str, kind: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("aiwatch_events_lost_total{") && l.contains(&format!("kind=\"{kind}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn exec_storm_is_delivered_or_counted() {
+    let agent = Agent::start();
+    let script = format!("i=0; while [ $i -lt {RUNS} ]; do /bin/true; i=$((i+1)); done");
+    let shell = Command::new("/bin/sh").args(["-c", &script]).spawn().unwrap();
+    let shell_pid = shell.id() as u64;
+    assert!(shell.wait_with_output().unwrap().status.success());
+
+    // Let the pipeline drain and the telemetry publish the counters.
+    let true_exe = std::fs::canonicalize("/bin/true").unwrap().display().to_string();
+    let count = |kind: &str| {
+        agent
+            .events()
+            .iter()
+            .filter(|e| {
+                kind_of(e) == kind
+                    && get(e, "process.ppid").as_u64() == Some(shell_pid)
+                    && get(e, "process.exe").as_str() == Some(true_exe.as_str())
+            })
+            .count() as u64
+    };
+    let mut last = (0, 0);
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = (count("exec"), count("exit"));
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, metrics) = agent.http_get("/metrics");
+    assert_eq!(status, 200);
+    let (execs, exits) = (count("exec"), count("exit"));
+    let (lost_exec, lost_exit) = (lost(&metrics, "exec"), lost(&metrics, "exit"));
+    eprintln!("storm: {execs} execs + {lost_exec} lost, {exits} exits + {lost_exit} lost");
+    assert!(execs <= RUNS && exits <= RUNS);
+    // Losses are host-wide (other processes' events may be lost too), so
+    // delivered plus lost covers the storm, and nothing is missing silently.
+    assert!(execs + lost_exec >= RUNS, "{execs} execs delivered, {lost_exec} lost");
+    assert!(exits + lost_exit >= RUNS, "{exits} exits delivered, {lost_exit} lost");
+    if lost_exec == 0 {
+        assert_eq!(execs, RUNS);
+    }
+    if lost_exit == 0 {
+        assert_eq!(exits, RUNS);
+    }
+    let (status, log) = agent.stop();
+    assert!(status.success(), "{log}");
+}
