@@ -14,6 +14,7 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod event;
+pub mod features;
 pub mod http;
 pub mod inventory;
 pub mod kernel_stats;

@@ -15,7 +15,10 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 
-use crate::offsets::{self, OffsetError};
+use crate::{
+    features::{self, FeatureError},
+    offsets::{self, OffsetError},
+};
 
 /// The compiled kernel programs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aiwatch"));
@@ -79,6 +82,8 @@ pub enum LoadError {
     NotRoot(u32),
     #[error(transparent)]
     Offsets(#[from] OffsetError),
+    #[error(transparent)]
+    Features(#[from] FeatureError),
     #[error(
         "this aiwatch binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it \
          with `cargo xtask build`"
@@ -119,6 +124,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         return Err(LoadError::NoObject);
     }
     let resolved = offsets::resolve(options.btf_path)?;
+    features::probe()?.log();
     for missing in &resolved.missing {
         log::warn!("kernel BTF has no {missing}: the fields that need it will be absent");
     }

@@ -10,7 +10,9 @@ const RUNS: u64 = 20_000;
 fn lost(metrics: &str, kind: &str) -> u64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("aiwatch_events_lost_total{") && l.contains(&format!("kind=\"{kind}\"")))
+        .filter(|l| {
+            l.starts_with("aiwatch_events_lost_total{") && l.contains(&format!("kind=\"{kind}\""))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -19,12 +21,18 @@ fn lost(metrics: &str, kind: &str) -> u64 {
 fn exec_storm_is_delivered_or_counted() {
     let agent = Agent::start();
     let script = format!("i=0; while [ $i -lt {RUNS} ]; do /bin/true; i=$((i+1)); done");
-    let shell = Command::new("/bin/sh").args(["-c", &script]).spawn().unwrap();
+    let shell = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
     let shell_pid = shell.id() as u64;
     assert!(shell.wait_with_output().unwrap().status.success());
 
     // Let the pipeline drain and the telemetry publish the counters.
-    let true_exe = std::fs::canonicalize("/bin/true").unwrap().display().to_string();
+    let true_exe = std::fs::canonicalize("/bin/true")
+        .unwrap()
+        .display()
+        .to_string();
     let count = |kind: &str| {
         agent
             .events()
@@ -54,8 +62,14 @@ fn exec_storm_is_delivered_or_counted() {
     assert!(execs <= RUNS && exits <= RUNS);
     // Losses are host-wide (other processes' events may be lost too), so
     // delivered plus lost covers the storm, and nothing is missing silently.
-    assert!(execs + lost_exec >= RUNS, "{execs} execs delivered, {lost_exec} lost");
-    assert!(exits + lost_exit >= RUNS, "{exits} exits delivered, {lost_exit} lost");
+    assert!(
+        execs + lost_exec >= RUNS,
+        "{execs} execs delivered, {lost_exec} lost"
+    );
+    assert!(
+        exits + lost_exit >= RUNS,
+        "{exits} exits delivered, {lost_exit} lost"
+    );
     if lost_exec == 0 {
         assert_eq!(execs, RUNS);
     }
