@@ -173,6 +173,10 @@ pub struct Process {
     /// Executable image is deleted or a memfd (fileless execution).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub exe_fileless: bool,
+    /// fd 0 or 1 of the process is a socket, checked at exec (a shell wired
+    /// to a network connection: the shape of a reverse shell).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdio_socket: bool,
     /// Nearest first; bounded to 8 entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ancestors: Vec<Ancestor>,

@@ -6,3 +6,4 @@
 
 pub mod alert;
 pub mod event;
+pub mod policy;

@@ -1,0 +1,164 @@
+//! Compiled conditions and their evaluation against one event.
+//!
+//! Everything expensive happens at load time: lists become hash sets, globs
+//! a `GlobSet`, CIDRs parsed prefixes, field paths a [`Field`]. Evaluation
+//! only reads the event.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use globset::GlobSet;
+use ipnet::IpNet;
+use rustc_hash::FxHashSet;
+
+use super::field::{Field, Num, Val};
+use crate::event::{Event, Kind};
+
+/// A set of event kinds, one bit per [`Kind::index`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindSet(pub u32);
+
+impl KindSet {
+    pub const ALL: KindSet = KindSet((1u32 << Kind::ALL.len()) - 1);
+    pub const NONE: KindSet = KindSet(0);
+
+    pub fn of(kind: Kind) -> KindSet {
+        KindSet(1 << kind.index())
+    }
+
+    pub fn contains(self, kind: Kind) -> bool {
+        self.0 & (1 << kind.index()) != 0
+    }
+
+    pub fn union(self, other: KindSet) -> KindSet {
+        KindSet(self.0 | other.0)
+    }
+
+    pub fn intersect(self, other: KindSet) -> KindSet {
+        KindSet(self.0 & other.0)
+    }
+
+    pub fn kinds(self) -> impl Iterator<Item = Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(move |kind| self.contains(*kind))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Cond {
+    /// The empty condition `{}`.
+    Always,
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+    /// A macro, compiled once and shared by every rule that names it.
+    Shared(Arc<Cond>),
+    Kind(KindSet),
+    Test {
+        field: Field,
+        op: Op,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub enum Cmp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    StrEq(Box<str>),
+    StrIn(FxHashSet<Box<str>>),
+    Glob(GlobSet),
+    Prefix(Vec<Box<str>>),
+    Suffix(Vec<Box<str>>),
+    Contains(Vec<Box<str>>),
+    Cidr(Vec<IpNet>),
+    NumEq(Num),
+    NumIn(FxHashSet<i128>),
+    Compare(Cmp, Num),
+    BitsAll(u64),
+    BitsAny(u64),
+    BoolEq(bool),
+    Exists(bool),
+}
+
+impl Cond {
+    pub fn matches(&self, ev: &Event) -> bool {
+        match self {
+            Cond::Always => true,
+            Cond::All(items) => items.iter().all(|c| c.matches(ev)),
+            Cond::Any(items) => items.iter().any(|c| c.matches(ev)),
+            Cond::Not(inner) => !inner.matches(ev),
+            Cond::Shared(inner) => inner.matches(ev),
+            Cond::Kind(set) => set.contains(ev.kind),
+            Cond::Test { field, op } => op.holds(&field.get(ev)),
+        }
+    }
+
+    /// The kinds this condition can possibly match, for the per-kind index.
+    pub fn kinds(&self) -> KindSet {
+        match self {
+            Cond::Kind(set) => *set,
+            Cond::All(items) => items
+                .iter()
+                .fold(KindSet::ALL, |acc, c| acc.intersect(c.kinds())),
+            Cond::Any(items) => items
+                .iter()
+                .fold(KindSet::NONE, |acc, c| acc.union(c.kinds())),
+            Cond::Shared(inner) => inner.kinds(),
+            Cond::Always | Cond::Not(_) | Cond::Test { .. } => KindSet::ALL,
+        }
+    }
+}
+
+impl Op {
+    fn holds(&self, value: &Val<'_>) -> bool {
+        match self {
+            Op::Exists(want) => value.is_present() == *want,
+            Op::StrEq(s) => value.any_str(|v| v == &**s),
+            Op::StrIn(set) => value.any_str(|v| set.contains(v)),
+            Op::Glob(set) => value.any_str(|v| set.is_match(v)),
+            Op::Prefix(items) => value.any_str(|v| items.iter().any(|p| v.starts_with(&**p))),
+            Op::Suffix(items) => value.any_str(|v| items.iter().any(|p| v.ends_with(&**p))),
+            Op::Contains(items) => value.any_str(|v| items.iter().any(|p| v.contains(&**p))),
+            Op::Cidr(nets) => value.any_str(|v| match v.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let ip = canonical_ip(ip);
+                    nets.iter().any(|net| net.contains(&ip))
+                }
+                Err(_) => false,
+            }),
+            Op::NumEq(n) => value.any_num(|v| v.compare(*n) == Some(Ordering::Equal)),
+            Op::NumIn(set) => value.any_num(|v| v.as_int().is_some_and(|i| set.contains(&i))),
+            Op::Compare(cmp, n) => value.any_num(|v| match (cmp, v.compare(*n)) {
+                (Cmp::Gt, Some(Ordering::Greater)) => true,
+                (Cmp::Gte, Some(Ordering::Greater | Ordering::Equal)) => true,
+                (Cmp::Lt, Some(Ordering::Less)) => true,
+                (Cmp::Lte, Some(Ordering::Less | Ordering::Equal)) => true,
+                _ => false,
+            }),
+            Op::BitsAll(mask) => value.any_num(|v| as_bits(v).is_some_and(|b| b & mask == *mask)),
+            Op::BitsAny(mask) => value.any_num(|v| as_bits(v).is_some_and(|b| b & mask != 0)),
+            Op::BoolEq(want) => matches!(value, Val::Bool(b) if b == want),
+        }
+    }
+}
+
+fn as_bits(n: Num) -> Option<u64> {
+    n.as_int().and_then(|i| u64::try_from(i).ok())
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are matched as IPv4, so a
+/// rule's `10.0.0.0/8` covers a dual-stack socket too.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
