@@ -457,5 +457,5 @@ fn parse_size(text: &str) -> Option<i128> {
         _ => return None,
     };
     let bytes = number * scale;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < 1e30).then_some(bytes as i128)
+    (0.0..1e30).contains(&bytes).then_some(bytes as i128)
 }

@@ -136,12 +136,14 @@ impl Op {
             }),
             Op::NumEq(n) => value.any_num(|v| v.compare(*n) == Some(Ordering::Equal)),
             Op::NumIn(set) => value.any_num(|v| v.as_int().is_some_and(|i| set.contains(&i))),
-            Op::Compare(cmp, n) => value.any_num(|v| match (cmp, v.compare(*n)) {
-                (Cmp::Gt, Some(Ordering::Greater)) => true,
-                (Cmp::Gte, Some(Ordering::Greater | Ordering::Equal)) => true,
-                (Cmp::Lt, Some(Ordering::Less)) => true,
-                (Cmp::Lte, Some(Ordering::Less | Ordering::Equal)) => true,
-                _ => false,
+            Op::Compare(cmp, n) => value.any_num(|v| {
+                matches!(
+                    (cmp, v.compare(*n)),
+                    (Cmp::Gt, Some(Ordering::Greater))
+                        | (Cmp::Gte, Some(Ordering::Greater | Ordering::Equal))
+                        | (Cmp::Lt, Some(Ordering::Less))
+                        | (Cmp::Lte, Some(Ordering::Less | Ordering::Equal))
+                )
             }),
             Op::BitsAll(mask) => value.any_num(|v| as_bits(v).is_some_and(|b| b & mask == *mask)),
             Op::BitsAny(mask) => value.any_num(|v| as_bits(v).is_some_and(|b| b & mask != 0)),

@@ -157,11 +157,19 @@ fields! {
 }
 
 impl Field {
+    /// Resolves a field path. `process.ancestors.exe` is accepted for
+    /// `process.ancestors[*].exe` (brackets need quoting in flow YAML).
     pub fn lookup(path: &str) -> Option<(Field, FieldType)> {
-        FIELDS
-            .iter()
-            .find(|(name, _, _)| *name == path)
-            .map(|(_, field, ty)| (*field, *ty))
+        let find = |wanted: &str| {
+            FIELDS
+                .iter()
+                .find(|(name, _, _)| *name == wanted)
+                .map(|(_, field, ty)| (*field, *ty))
+        };
+        find(path).or_else(|| {
+            path.strip_prefix("process.ancestors.")
+                .and_then(|rest| find(&format!("process.ancestors[*].{rest}")))
+        })
     }
 
     pub fn path(self) -> &'static str {

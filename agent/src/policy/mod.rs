@@ -23,6 +23,8 @@ mod throttle;
 pub mod yaml;
 
 #[cfg(test)]
+mod benign_tests;
+#[cfg(test)]
 mod unit_tests;
 
 pub use cli::{check_command, replay, replay_command, test_command, ReplayStats};

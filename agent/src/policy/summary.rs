@@ -51,14 +51,12 @@ fn deed(ev: &Event) -> String {
                 args
             };
             match &ev.parent {
-                Some(parent) => {
-                    return format!(
-                        "{} started {} (pid {}): {args}",
-                        actor(&parent.exe, parent.pid),
-                        ev.process.exe,
-                        ev.process.pid
-                    )
-                }
+                Some(parent) => format!(
+                    "{} started {} (pid {}): {args}",
+                    actor(&parent.exe, parent.pid),
+                    ev.process.exe,
+                    ev.process.pid
+                ),
                 None => format!("was started: {args}"),
             }
         }
