@@ -45,8 +45,7 @@ pub fn test_command(paths: &[PathBuf], with_default_pack: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let embedded: Vec<&str> = super::set::DEFAULT_PACK.iter().map(|(n, _)| *n).collect();
-    let include = |file: &str| paths.is_empty() || !embedded.contains(&file);
+    let include = |file: &str| paths.is_empty() || !file.starts_with(super::set::BUILTIN_PREFIX);
     let outcomes = run_tests(&set, include);
     let mut failed = 0;
     for outcome in &outcomes {

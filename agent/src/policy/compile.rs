@@ -9,7 +9,7 @@ use globset::{GlobBuilder, GlobSetBuilder};
 use ipnet::IpNet;
 use rustc_hash::FxHashSet;
 
-use super::cond::{Cmp, Cond, KindSet, Op};
+use super::cond::{Cmp, Cond, GlobMatcher, KindSet, Op};
 use super::error::{Located, LocatedError, PolicyError, Pos};
 use super::field::{Field, FieldType, Num};
 use super::yaml::{Node, Value};
@@ -113,7 +113,7 @@ impl<'a> Compiler<'a> {
             .insert(name.to_string(), MacroState::Compiling);
         match self.condition(&def.node) {
             Ok(cond) => {
-                let cond = Arc::new(cond);
+                let cond = Arc::new(cond.optimize());
                 self.macro_state
                     .insert(name.to_string(), MacroState::Done(cond.clone()));
                 Ok(Cond::Shared(cond))
@@ -350,20 +350,30 @@ impl<'a> Compiler<'a> {
     }
 
     fn globs(&self, operand: &Node) -> Located<Op> {
+        let mut matcher = GlobMatcher::default();
         let mut builder = GlobSetBuilder::new();
+        let mut complex = 0;
         for (pattern, pos) in self.string_items(operand, "glob")? {
+            // Validate every pattern, even those matched as plain strings.
             let glob = GlobBuilder::new(&pattern)
                 .literal_separator(true)
                 .build()
                 .map_err(|error| {
                     LocatedError::new(pos, format!("bad glob `{pattern}`: {}", error.kind()))
                 })?;
-            builder.add(glob);
+            if !matcher.add_simple(&pattern) {
+                builder.add(glob);
+                complex += 1;
+            }
         }
-        builder
-            .build()
-            .map(Op::Glob)
-            .map_err(|error| operand.err(format!("bad glob: {error}")))
+        if complex > 0 {
+            matcher.set = Some(
+                builder
+                    .build()
+                    .map_err(|error| operand.err(format!("bad glob: {error}")))?,
+            );
+        }
+        Ok(Op::Glob(matcher))
     }
 
     fn cidrs(&self, operand: &Node) -> Located<Op> {

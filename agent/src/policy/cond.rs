@@ -62,6 +62,59 @@ pub enum Cond {
     },
 }
 
+/// Globs split by shape: the common `DIR/**`, `**/NAME`, `**/*.EXT` and
+/// literal patterns become string comparisons; the rest go to a `GlobSet`.
+#[derive(Clone, Debug, Default)]
+pub struct GlobMatcher {
+    pub exact: Vec<Box<str>>,
+    pub prefixes: Vec<Box<str>>,
+    pub suffixes: Vec<Box<str>>,
+    pub set: Option<GlobSet>,
+}
+
+impl GlobMatcher {
+    pub fn is_match(&self, value: &str) -> bool {
+        self.exact.iter().any(|e| **e == *value)
+            || self.prefixes.iter().any(|p| value.starts_with(&**p))
+            || self.suffixes.iter().any(|s| value.ends_with(&**s))
+            || self.set.as_ref().is_some_and(|set| set.is_match(value))
+    }
+
+    /// Adds `pattern` as a plain string test if its shape allows; returns
+    /// false when it needs the glob engine.
+    pub fn add_simple(&mut self, pattern: &str) -> bool {
+        let is_literal =
+            |s: &str| !s.is_empty() && !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        if is_literal(pattern) {
+            self.exact.push(pattern.into());
+            return true;
+        }
+        // `DIR/**` matches everything below DIR (not DIR itself).
+        if let Some(dir) = pattern.strip_suffix("/**") {
+            if is_literal(dir) {
+                self.prefixes.push(format!("{dir}/").into());
+                return true;
+            }
+        }
+        if let Some(rest) = pattern.strip_prefix("**/") {
+            // `**/*.EXT`: any file name ending in `.EXT`.
+            if let Some(ext) = rest.strip_prefix('*') {
+                if is_literal(ext) && !ext.contains('/') {
+                    self.suffixes.push(ext.into());
+                    return true;
+                }
+            }
+            // `**/NAME` (or `**/a/b`): the path is NAME or ends with `/NAME`.
+            if is_literal(rest) {
+                self.exact.push(rest.into());
+                self.suffixes.push(format!("/{rest}").into());
+                return true;
+            }
+        }
+        false
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Cmp {
     Gt,
@@ -74,7 +127,7 @@ pub enum Cmp {
 pub enum Op {
     StrEq(Box<str>),
     StrIn(FxHashSet<Box<str>>),
-    Glob(GlobSet),
+    Glob(GlobMatcher),
     Prefix(Vec<Box<str>>),
     Suffix(Vec<Box<str>>),
     Contains(Vec<Box<str>>),
@@ -89,6 +142,52 @@ pub enum Op {
 }
 
 impl Cond {
+    /// A rough cost, to test cheap conditions first within `all`.
+    pub fn cost(&self) -> u32 {
+        match self {
+            Cond::Always | Cond::Kind(_) => 0,
+            Cond::All(items) | Cond::Any(items) => items.iter().map(Cond::cost).sum::<u32>() + 1,
+            Cond::Not(inner) => inner.cost(),
+            Cond::Shared(inner) => inner.cost(),
+            Cond::Test { field, op } => {
+                let field_cost = match field {
+                    Field::Cmdline => 8,
+                    _ => 0,
+                };
+                let op_cost = match op {
+                    Op::Exists(_) | Op::BoolEq(_) | Op::NumEq(_) | Op::Compare(..) => 1,
+                    Op::BitsAll(_) | Op::BitsAny(_) | Op::NumIn(_) => 1,
+                    Op::StrEq(_) => 2,
+                    Op::StrIn(_) => 3,
+                    Op::Prefix(_) | Op::Suffix(_) => 3,
+                    Op::Contains(_) => 4,
+                    Op::Glob(m) if m.set.is_none() => 4,
+                    Op::Glob(_) | Op::Cidr(_) => 6,
+                };
+                field_cost + op_cost
+            }
+        }
+    }
+
+    /// Orders the terms of every `all` cheapest first; `all` holds the same
+    /// whatever the order, and most events fail on a cheap term.
+    pub fn optimize(self) -> Cond {
+        match self {
+            Cond::All(items) => {
+                let mut items: Vec<Cond> = items.into_iter().map(Cond::optimize).collect();
+                items.sort_by_key(Cond::cost);
+                Cond::All(items)
+            }
+            Cond::Any(items) => {
+                let mut items: Vec<Cond> = items.into_iter().map(Cond::optimize).collect();
+                items.sort_by_key(Cond::cost);
+                Cond::Any(items)
+            }
+            Cond::Not(inner) => Cond::Not(Box::new(inner.optimize())),
+            other => other,
+        }
+    }
+
     pub fn matches(&self, ev: &Event) -> bool {
         match self {
             Cond::Always => true,
@@ -123,7 +222,7 @@ impl Op {
             Op::Exists(want) => value.is_present() == *want,
             Op::StrEq(s) => value.any_str(|v| v == &**s),
             Op::StrIn(set) => value.any_str(|v| set.contains(v)),
-            Op::Glob(set) => value.any_str(|v| set.is_match(v)),
+            Op::Glob(matcher) => value.any_str(|v| matcher.is_match(v)),
             Op::Prefix(items) => value.any_str(|v| items.iter().any(|p| v.starts_with(&**p))),
             Op::Suffix(items) => value.any_str(|v| items.iter().any(|p| v.ends_with(&**p))),
             Op::Contains(items) => value.any_str(|v| items.iter().any(|p| v.contains(&**p))),

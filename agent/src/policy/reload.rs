@@ -69,7 +69,11 @@ pub fn spawn_reloader(
     initial: Arc<PolicySet>,
 ) -> Result<PolicyReloader, ReloadError> {
     let (trigger, mut triggers) = mpsc::unbounded_channel::<()>();
-    let watched: Vec<PathBuf> = paths.clone();
+    // notify reports absolute paths: compare against canonical ones.
+    let watched: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .collect();
     let file_trigger = trigger.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {

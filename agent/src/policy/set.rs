@@ -37,6 +37,10 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
     ),
 ];
 
+/// Errors and tests of the embedded pack name their file with this prefix
+/// (`builtin:policies/host.yaml`).
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
 /// Sequences may have at most this many steps.
 pub const MAX_STEPS: usize = 16;
 
@@ -145,7 +149,7 @@ impl PolicySet {
             for (name, text) in DEFAULT_PACK {
                 if !user.iter().any(|s: &Source| s.text == *text) {
                     sources.push(Source {
-                        name: Arc::from(*name),
+                        name: Arc::from(format!("{BUILTIN_PREFIX}{name}")),
                         text: text.to_string(),
                     });
                 }
@@ -211,8 +215,22 @@ impl PolicySet {
 
         let mut lists: HashMap<String, ListDef> = HashMap::new();
         let mut macros: HashMap<String, MacroDef> = HashMap::new();
+        let mut appends: Vec<(Arc<str>, &Node, &Node)> = Vec::new();
         for (file, top) in &documents {
             for (name, key, node) in &top.lists {
+                if let Value::Map(entries) = &node.value {
+                    match entries.as_slice() {
+                        [(verb, items)] if verb.value == Value::Str("append".into()) => {
+                            appends.push((file.clone(), key, items));
+                        }
+                        _ => errors.push(
+                            file,
+                            node.pos,
+                            format!("list `{name}` must be a list, or `{{append: [...]}}` to extend a list"),
+                        ),
+                    }
+                    continue;
+                }
                 if let Some(previous) = lists.get(name.as_str()) {
                     errors.push(
                         file,
@@ -269,6 +287,34 @@ impl PolicySet {
                         node: (*node).clone(),
                     },
                 );
+            }
+        }
+
+        // `name: {append: [...]}` extends a list defined in any file, so a
+        // local policy can widen the default pack's allowlists.
+        for (file, key, items) in appends {
+            let name = key.scalar_text().unwrap_or_default();
+            let Some(list) = lists.get_mut(&name) else {
+                errors.push(
+                    &file,
+                    key.pos,
+                    format!("cannot append to unknown list `{name}`"),
+                );
+                continue;
+            };
+            match items.as_seq("`append`") {
+                Ok(items) => match items.iter().find(|i| i.scalar_text().is_none()) {
+                    Some(bad) => errors.push(
+                        &file,
+                        bad.pos,
+                        format!(
+                            "list `{name}` holds {}; lists hold strings or numbers",
+                            bad.describe()
+                        ),
+                    ),
+                    None => list.items.extend(items.iter().cloned()),
+                },
+                Err(error) => errors.push(&file, error.pos, error.message),
             }
         }
 
@@ -491,7 +537,7 @@ fn compile_rule(compiler: &mut Compiler<'_>, file: &Arc<str>, node: &Node) -> Lo
         },
     };
     let body = match (get("when"), get("sequence")) {
-        (Some(when), None) => RuleBody::When(compiler.condition(when)?),
+        (Some(when), None) => RuleBody::When(compiler.condition(when)?.optimize()),
         (None, Some(seq)) => RuleBody::Sequence(compile_sequence(compiler, seq)?),
         (Some(_), Some(seq)) => {
             return Err(seq.err(format!(
@@ -599,7 +645,7 @@ fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<Sequenc
         let when = get("when").ok_or_else(|| item.err("a sequence step needs `when`"))?;
         steps.push(Step {
             name,
-            cond: compiler.condition(when)?,
+            cond: compiler.condition(when)?.optimize(),
         });
     }
     Ok(SequenceSpec {
@@ -627,7 +673,7 @@ fn compile_exceptions(compiler: &mut Compiler<'_>, node: &Node) -> Located<Vec<E
         let when = get("when").ok_or_else(|| item.err("an exception needs `when`"))?;
         out.push(Exception {
             name,
-            cond: compiler.condition(when)?,
+            cond: compiler.condition(when)?.optimize(),
         });
     }
     Ok(out)
