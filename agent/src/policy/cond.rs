@@ -69,6 +69,10 @@ pub struct GlobMatcher {
     pub exact: Vec<Box<str>>,
     pub prefixes: Vec<Box<str>>,
     pub suffixes: Vec<Box<str>>,
+    /// `LITERAL*`: starts with the literal, no `/` after it.
+    pub name_prefixes: Vec<Box<str>>,
+    /// `*LITERAL`: ends with the literal, no `/` before it.
+    pub name_suffixes: Vec<Box<str>>,
     pub set: Option<GlobSet>,
 }
 
@@ -77,6 +81,16 @@ impl GlobMatcher {
         self.exact.iter().any(|e| **e == *value)
             || self.prefixes.iter().any(|p| value.starts_with(&**p))
             || self.suffixes.iter().any(|s| value.ends_with(&**s))
+            || self.name_prefixes.iter().any(|p| {
+                value
+                    .strip_prefix(&**p)
+                    .is_some_and(|rest| !rest.contains('/'))
+            })
+            || self.name_suffixes.iter().any(|s| {
+                value
+                    .strip_suffix(&**s)
+                    .is_some_and(|rest| !rest.contains('/'))
+            })
             || self.set.as_ref().is_some_and(|set| set.is_match(value))
     }
 
@@ -93,6 +107,18 @@ impl GlobMatcher {
         if let Some(dir) = pattern.strip_suffix("/**") {
             if is_literal(dir) {
                 self.prefixes.push(format!("{dir}/").into());
+                return true;
+            }
+        }
+        if let Some(literal) = pattern.strip_suffix('*') {
+            if is_literal(literal) {
+                self.name_prefixes.push(literal.into());
+                return true;
+            }
+        }
+        if let Some(literal) = pattern.strip_prefix('*') {
+            if is_literal(literal) {
+                self.name_suffixes.push(literal.into());
                 return true;
             }
         }

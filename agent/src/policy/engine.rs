@@ -52,6 +52,8 @@ pub struct PolicyEngine {
     sequences: FxHashMap<u64, SequenceState>,
     throttle: ThrottleState,
     stats: EngineStats,
+    /// Reused buffer of candidate rule indices.
+    candidates: Vec<usize>,
 }
 
 impl PolicyEngine {
@@ -63,6 +65,7 @@ impl PolicyEngine {
             sequences: FxHashMap::default(),
             throttle: ThrottleState::default(),
             stats: EngineStats::default(),
+            candidates: Vec::new(),
         }
     }
 
@@ -102,10 +105,12 @@ impl PolicyEngine {
         self.stats.events += 1;
         let mut alerts = Vec::new();
         let set = &self.set;
-        let Some(candidates) = set.by_kind.get(ev.kind.index()) else {
+        let Some(kind_index) = set.index.get(ev.kind.index()) else {
             return alerts;
         };
-        for &index in candidates {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        kind_index.candidates(ev, &mut candidates);
+        for &index in &candidates {
             let rule = &set.rules[index];
             let steps = match &rule.body {
                 RuleBody::When(cond) => {
@@ -133,6 +138,7 @@ impl PolicyEngine {
             }
             alerts.push(make_alert(rule, ev, steps));
         }
+        self.candidates = candidates;
         self.stats.alerts += alerts.len() as u64;
         alerts
     }

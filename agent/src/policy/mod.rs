@@ -14,6 +14,7 @@ pub mod cond;
 pub mod engine;
 pub mod error;
 pub mod field;
+mod index;
 pub mod reload;
 mod sequence;
 pub mod set;

@@ -9,6 +9,7 @@ use super::compile::{Compiler, ListDef, MacroDef};
 use super::cond::{Cond, KindSet};
 use super::error::{Located, LocatedError, PolicyErrors, Pos};
 use super::field::{Field, FieldType};
+use super::index::KindIndex;
 use super::yaml::{self, check_keys, parse_duration_ns, Node, Value};
 use crate::alert::{Action, Severity};
 use crate::event::{Event, Kind};
@@ -129,6 +130,8 @@ pub struct PolicySet {
     pub(crate) rules: Vec<Rule>,
     /// For each kind, the indices of the enabled rules that may match it.
     pub(crate) by_kind: Vec<Vec<usize>>,
+    /// Per kind, the same rules indexed by a required field value.
+    pub(crate) index: Vec<KindIndex>,
     pub(crate) tests: Vec<RuleTest>,
     pub(crate) files: Vec<Arc<str>>,
 }
@@ -176,6 +179,7 @@ impl PolicySet {
     pub fn empty() -> PolicySet {
         PolicySet {
             by_kind: vec![Vec::new(); Kind::ALL.len()],
+            index: (0..Kind::ALL.len()).map(|_| KindIndex::default()).collect(),
             ..PolicySet::default()
         }
     }
@@ -371,16 +375,24 @@ impl PolicySet {
         }
 
         let mut by_kind = vec![Vec::new(); Kind::ALL.len()];
-        for (index, rule) in rules.iter().enumerate() {
+        let mut index: Vec<KindIndex> =
+            (0..Kind::ALL.len()).map(|_| KindIndex::default()).collect();
+        for (position, rule) in rules.iter().enumerate() {
             if rule.enabled {
+                let cond = match &rule.body {
+                    RuleBody::When(cond) => Some(cond),
+                    RuleBody::Sequence(_) => None,
+                };
                 for kind in rule.kinds.kinds() {
-                    by_kind[kind.index()].push(index);
+                    by_kind[kind.index()].push(position);
+                    index[kind.index()].add(position, cond);
                 }
             }
         }
         Ok(PolicySet {
             rules,
             by_kind,
+            index,
             tests,
             files: documents.into_iter().map(|(name, _)| name).collect(),
         })

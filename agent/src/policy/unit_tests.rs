@@ -811,3 +811,33 @@ fn simple_globs_match_like_globset() {
         }
     }
 }
+
+#[test]
+fn index_skips_rules_whose_required_field_differs() {
+    let set = load(
+        r#"
+macros:
+  server: {workload.kind: {in: [inference, training]}}
+rules:
+  - {id: by-class, severity: low, when: {kind: open, file.class: secret}}
+  - {id: by-macro, severity: low, when: {kind: open, macro: server}}
+  - {id: by-absence, severity: low, when: {kind: open, workload: {exists: false}}}
+  - {id: always, severity: low, when: {kind: open, file.path: {prefix: /}}}
+  - {id: any-not-indexed, severity: low, when: {kind: open, any: [{file.class: secret}, {file.class: model}]}}
+"#,
+    )
+    .expect("loads");
+    let open = crate::event::Kind::Open.index();
+    assert_eq!(set.index[open].rule_count(), 5);
+    let mut out = Vec::new();
+    let ev = event(serde_json::json!({"kind": "open", "file": {"path": "/a", "class": "secret"}}));
+    set.index[open].candidates(&ev, &mut out);
+    assert_eq!(out, vec![0, 2, 3, 4]);
+    let ev = event(serde_json::json!({"kind": "open", "file": {"path": "/a"},
+        "workload": {"id": "w", "kind": "training", "name": "t"}}));
+    set.index[open].candidates(&ev, &mut out);
+    assert_eq!(out, vec![1, 3, 4]);
+    // The index never changes what matches.
+    let mut engine = PolicyEngine::new(Arc::new(set));
+    assert_eq!(ids(&engine.evaluate(&ev)), ["by-macro", "always"]);
+}
