@@ -149,7 +149,7 @@ fn make_alert(rule: &Rule, ev: &Event, steps: Vec<Event>) -> Alert {
         time: ev.time.clone(),
         rule: rule.id.clone(),
         severity: rule.severity,
-        summary: summarize(&rule.description, &rule.id, ev),
+        summary: summarize(&rule.description, &rule.id, ev, &steps),
         tags: rule.tags.clone(),
         action: rule.action,
         // A kill is carried out (and this flag set) by the runtime.

@@ -128,9 +128,8 @@ pub struct Source {
 #[derive(Debug, Default)]
 pub struct PolicySet {
     pub(crate) rules: Vec<Rule>,
-    /// For each kind, the indices of the enabled rules that may match it.
-    pub(crate) by_kind: Vec<Vec<usize>>,
-    /// Per kind, the same rules indexed by a required field value.
+    /// For each kind, the enabled rules that may match it, indexed by a
+    /// required field value.
     pub(crate) index: Vec<KindIndex>,
     pub(crate) tests: Vec<RuleTest>,
     pub(crate) files: Vec<Arc<str>>,
@@ -178,7 +177,6 @@ impl PolicySet {
     /// An empty set: no rules.
     pub fn empty() -> PolicySet {
         PolicySet {
-            by_kind: vec![Vec::new(); Kind::ALL.len()],
             index: (0..Kind::ALL.len()).map(|_| KindIndex::default()).collect(),
             ..PolicySet::default()
         }
@@ -187,6 +185,13 @@ impl PolicySet {
     /// Number of enabled rules.
     pub fn rule_count(&self) -> usize {
         self.rules.iter().filter(|r| r.enabled).count()
+    }
+
+    /// Number of enabled rules evaluated for events of `kind`.
+    pub fn rules_for_kind(&self, kind: Kind) -> usize {
+        self.index
+            .get(kind.index())
+            .map_or(0, KindIndex::rule_count)
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -374,7 +379,6 @@ impl PolicySet {
             return Err(errors);
         }
 
-        let mut by_kind = vec![Vec::new(); Kind::ALL.len()];
         let mut index: Vec<KindIndex> =
             (0..Kind::ALL.len()).map(|_| KindIndex::default()).collect();
         for (position, rule) in rules.iter().enumerate() {
@@ -384,14 +388,12 @@ impl PolicySet {
                     RuleBody::Sequence(_) => None,
                 };
                 for kind in rule.kinds.kinds() {
-                    by_kind[kind.index()].push(position);
                     index[kind.index()].add(position, cond);
                 }
             }
         }
         Ok(PolicySet {
             rules,
-            by_kind,
             index,
             tests,
             files: documents.into_iter().map(|(name, _)| name).collect(),

@@ -45,19 +45,21 @@ fn deed(ev: &Event) -> String {
     match ev.kind {
         Kind::Exec => {
             let args = ev.process.argv.join(" ");
-            let args = if args.chars().count() > 200 {
-                format!("{}...", args.chars().take(200).collect::<String>())
-            } else {
+            let args = if args.is_empty() {
                 args
+            } else if args.chars().count() > 200 {
+                format!(": {}...", args.chars().take(200).collect::<String>())
+            } else {
+                format!(": {args}")
             };
             match &ev.parent {
                 Some(parent) => format!(
-                    "{} started {} (pid {}): {args}",
+                    "{} started {} (pid {}){args}",
                     actor(&parent.exe, parent.pid),
                     ev.process.exe,
                     ev.process.pid
                 ),
-                None => format!("was started: {args}"),
+                None => format!("was started{args}"),
             }
         }
         Kind::Fork => format!(
@@ -148,14 +150,23 @@ fn deed(ev: &Event) -> String {
     }
 }
 
-/// `<rule description>: <process> <deed> [in workload <name> (<kind>)]`.
-pub fn summarize(description: &str, rule_id: &str, ev: &Event) -> String {
+/// `<process> <deed>`, e.g. `/usr/bin/cat (pid 7) opened /models/m.gguf`.
+fn what_happened(ev: &Event) -> String {
     let deed = deed(ev);
-    let who_did = if ev.kind == Kind::Exec && ev.parent.is_some() {
+    if ev.kind == Kind::Exec && ev.parent.is_some() {
         deed
     } else {
         format!("{} {deed}", actor(&ev.process.exe, ev.process.pid))
-    };
+    }
+}
+
+/// `<rule description>: <process> <deed> [, after <first step>] [in
+/// workload <name> (<kind>)]`. `steps` are a sequence's events.
+pub fn summarize(description: &str, rule_id: &str, ev: &Event, steps: &[Event]) -> String {
+    let mut who_did = what_happened(ev);
+    if let Some(first) = steps.first().filter(|_| steps.len() > 1) {
+        who_did = format!("{who_did}, after {}", what_happened(first));
+    }
     let workload = ev
         .workload
         .as_ref()

@@ -407,10 +407,15 @@ rules:
 fn rules_are_indexed_by_kind() {
     let set = load("rules:\n  - {id: a, severity: low, when: {kind: [exec, fork]}}\n  - {id: b, severity: low, when: {process.pid: 1}}\n  - {id: c, severity: low, enabled: false, when: {kind: exec}}\n")
         .expect("loads");
-    let exec = crate::event::Kind::Exec.index();
-    let open = crate::event::Kind::Open.index();
-    assert_eq!(set.by_kind[exec], vec![0, 1]);
-    assert_eq!(set.by_kind[open], vec![1]);
+    use crate::event::Kind;
+    assert_eq!(set.rules_for_kind(Kind::Exec), 2);
+    assert_eq!(set.rules_for_kind(Kind::Fork), 2);
+    assert_eq!(set.rules_for_kind(Kind::Open), 1);
+    let mut out = Vec::new();
+    set.index[Kind::Exec.index()].candidates(&event(serde_json::json!({"kind": "exec"})), &mut out);
+    assert_eq!(out, vec![0, 1]);
+    set.index[Kind::Open.index()].candidates(&event(serde_json::json!({"kind": "open"})), &mut out);
+    assert_eq!(out, vec![1]);
     assert_eq!(set.rule_count(), 2);
 }
 
@@ -483,6 +488,11 @@ fn sequence_by_tree_matches_descendants_and_expires() {
     assert_eq!(ids(&alerts), ["s"]);
     assert_eq!(alerts[0].steps.len(), 2);
     assert_eq!(alerts[0].steps[0].process.pid, 100);
+    assert!(
+        alerts[0].summary.ends_with("started /bin/sh (pid 101), after an unknown program (pid 100) opened /m.pkl (pickle-model) in workload n (inference)"),
+        "{}",
+        alerts[0].summary
+    );
 
     // Outside the window: no alert, and the partial is counted as expired.
     assert!(engine.evaluate(&open_pickle(200, 20)).is_empty());
