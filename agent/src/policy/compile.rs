@@ -42,9 +42,14 @@ pub struct Compiler<'a> {
     lists: &'a HashMap<String, ListDef>,
     macros: &'a HashMap<String, MacroDef>,
     macro_state: HashMap<String, MacroState>,
+    /// Macros being expanded right now (macros using macros).
+    macro_depth: usize,
     /// Errors found inside macro definitions, reported against their file.
     pub macro_errors: Vec<PolicyError>,
 }
+
+/// Macros may use macros up to this depth.
+pub const MAX_MACRO_DEPTH: usize = 32;
 
 const OPERATORS: &[&str] = &[
     "equals", "in", "glob", "prefix", "suffix", "contains", "cidr", "gt", "gte", "lt", "lte",
@@ -60,6 +65,7 @@ impl<'a> Compiler<'a> {
             lists,
             macros,
             macro_state: HashMap::new(),
+            macro_depth: 0,
             macro_errors: Vec::new(),
         }
     }
@@ -109,9 +115,17 @@ impl<'a> Compiler<'a> {
             }
             None => {}
         }
+        if self.macro_depth >= MAX_MACRO_DEPTH {
+            return Err(node.err(format!(
+                "macros nest deeper than {MAX_MACRO_DEPTH} levels at `{name}`"
+            )));
+        }
         self.macro_state
             .insert(name.to_string(), MacroState::Compiling);
-        match self.condition(&def.node) {
+        self.macro_depth += 1;
+        let compiled = self.condition(&def.node);
+        self.macro_depth -= 1;
+        match compiled {
             Ok(cond) => {
                 let cond = Arc::new(cond.optimize());
                 self.macro_state

@@ -851,3 +851,30 @@ rules:
     let mut engine = PolicyEngine::new(Arc::new(set));
     assert_eq!(ids(&engine.evaluate(&ev)), ["by-macro", "always"]);
 }
+
+#[test]
+fn macro_chains_are_bounded() {
+    let mut text = String::from("macros:\n");
+    for level in 0..40 {
+        text.push_str(&format!("  m{level}: {{macro: m{}}}\n", level + 1));
+    }
+    text.push_str("  m40: {kind: exec}\nrules:\n  - {id: a, severity: low, when: {macro: m0}}\n");
+    let errors = load(&text).expect_err("too deep");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("macros nest deeper than 32 levels")),
+        "{errors}"
+    );
+    // A chain within the limit loads and works.
+    let mut text = String::from("macros:\n");
+    for level in 0..10 {
+        text.push_str(&format!("  m{level}: {{macro: m{}}}\n", level + 1));
+    }
+    text.push_str("  m10: {kind: exec}\nrules:\n  - {id: a, severity: low, when: {macro: m0}}\n");
+    let mut engine = engine(&text);
+    assert_eq!(
+        ids(&engine.evaluate(&event(serde_json::json!({"kind": "exec"})))),
+        ["a"]
+    );
+}
