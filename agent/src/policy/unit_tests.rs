@@ -878,3 +878,51 @@ fn macro_chains_are_bounded() {
         ["a"]
     );
 }
+
+#[test]
+fn command_entry_points_report_through_exit_codes() {
+    let code = |c: std::process::ExitCode| format!("{c:?}");
+    let ok = code(std::process::ExitCode::SUCCESS);
+    let pack_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    assert_eq!(
+        code(check_command(std::slice::from_ref(&pack_dir), true)),
+        ok
+    );
+    assert_eq!(
+        code(test_command(std::slice::from_ref(&pack_dir), true)),
+        ok
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let failing = dir.path().join("failing.yaml");
+    std::fs::write(
+        &failing,
+        "rules:\n  - {id: a, severity: low, when: {kind: exec}}\ntests:\n  - {name: wrong, events: [{kind: open}], expect: [a]}\n",
+    )
+    .expect("write");
+    assert_ne!(
+        code(test_command(std::slice::from_ref(&failing), false)),
+        ok
+    );
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "rules: [{id: a}]\n").expect("write");
+    assert_ne!(
+        code(check_command(std::slice::from_ref(&broken), false)),
+        ok
+    );
+
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"time\":\"\",\"ktime_ns\":1,\"kind\":\"exec\",\"process\":{}}\n",
+    )
+    .expect("write");
+    assert_eq!(
+        code(replay_command(
+            std::slice::from_ref(&failing),
+            false,
+            Some(&events)
+        )),
+        ok
+    );
+}
