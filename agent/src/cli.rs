@@ -29,6 +29,54 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Inspect and manage learned behaviour profiles.
     Profile(ProfileArgs),
+    /// Validate policies, and run the tests they carry.
+    Policy(PolicyArgs),
+    /// Evaluate recorded events (the `--events` format) offline: no root, no kernel.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub action: PolicyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Validate policy files or folders; errors are reported as file:line:column.
+    Check {
+        paths: Vec<PathBuf>,
+        /// Check the files alone, without the embedded default rule pack.
+        #[arg(long)]
+        no_default_pack: bool,
+    },
+    /// Run the `tests:` the policy files carry (all loaded files when none given).
+    Test {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        no_default_pack: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Policy files or folders, on top of the default pack.
+    #[arg(long = "policy", value_name = "PATH")]
+    pub policies: Vec<PathBuf>,
+    /// Leave the embedded default rule pack out.
+    #[arg(long)]
+    pub no_default_pack: bool,
+    /// Also run anomaly detection, with the clock taken from the events.
+    #[arg(long)]
+    pub anomaly: bool,
+    /// Configuration whose `anomaly:` section tunes the detectors.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Start from the profiles saved in this folder instead of learning afresh.
+    #[arg(long, value_name = "DIR")]
+    pub profiles: Option<PathBuf>,
+    /// Recorded events, one JSON object per line; `-` or nothing for stdin.
+    pub events: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -21,6 +21,7 @@ use crate::{
     event::{Event, Kind},
     http::Readiness,
     metrics::{Metrics, ProfileState},
+    policy::{PolicyReloader, ReloadOutcome},
     sink::SinkSender,
     stats::PipelineStats,
     workload::WorkloadChange,
@@ -46,6 +47,8 @@ pub struct Pipeline {
     pub inventory: InventorySnapshot,
     /// Where workload changes go (the kernel's tracking maps).
     pub on_changes: Box<dyn FnMut(&[WorkloadChange]) + Send>,
+    /// Policy reloads (SIGHUP, changed files), when policies are watched.
+    pub policy_reloads: Option<PolicyReloader>,
 }
 
 impl Pipeline {
@@ -55,8 +58,14 @@ impl Pipeline {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ticks = 0u32;
+        let mut reloads = self.policy_reloads.take();
         loop {
             tokio::select! {
+                outcome = next_reload(&mut reloads) => match outcome {
+                    Some(outcome) => self.reloaded(outcome, reloads.as_ref()),
+                    // The reloader stopped: nothing more will come.
+                    None => reloads = None,
+                },
                 received = queue.recv_many(&mut batch, 256) => {
                     if received == 0 {
                         break;
@@ -144,6 +153,23 @@ impl Pipeline {
         }
     }
 
+    /// Swaps in a reloaded policy set, or keeps the last good one.
+    fn reloaded(&mut self, outcome: ReloadOutcome, reloader: Option<&PolicyReloader>) {
+        match outcome {
+            ReloadOutcome::Loaded { rules } => {
+                if let (Some(engine), Some(reloader)) = (&mut self.analyzer.policy, reloader) {
+                    engine.swap(reloader.current.borrow().clone());
+                }
+                self.metrics.policy_reload_succeeded(rules);
+                log::info!("policies reloaded: {rules} rules");
+            }
+            ReloadOutcome::Failed(errors) => {
+                self.metrics.policy_reload_failed();
+                log::error!("policy reload failed; the previous rules stay in force:\n{errors}");
+            }
+        }
+    }
+
     fn housekeeping(&mut self, save_profiles: bool) {
         self.readiness.heartbeat();
         let now = now_boot_ns();
@@ -181,6 +207,14 @@ impl Pipeline {
             }
             Err(err) => log::warn!("cannot serialise the inventory: {err}"),
         }
+    }
+}
+
+/// The next reload outcome; never resolves when nothing is watched.
+async fn next_reload(reloader: &mut Option<PolicyReloader>) -> Option<ReloadOutcome> {
+    match reloader {
+        Some(reloader) => reloader.outcomes.recv().await,
+        None => std::future::pending().await,
     }
 }
 

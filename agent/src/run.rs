@@ -33,6 +33,7 @@ use crate::{
     metrics::{Metrics, MetricsConfig, MetricsError},
     offsets::VMLINUX_BTF,
     pipeline::{InventorySnapshot, Pipeline},
+    policy::{reload::ReloadError, spawn_reloader, PolicyEngine, PolicyErrors, PolicySet},
     reader,
     sink::{self, LineWriter, OpenError, Target},
     stats::PipelineStats,
@@ -61,6 +62,10 @@ pub enum RunError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Analyze(#[from] AnalyzeError),
+    #[error("the policies have errors:\n{0}")]
+    Policy(#[from] PolicyErrors),
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
     #[error(transparent)]
     Syslog(#[from] crate::sink::syslog::SyslogError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
@@ -121,6 +126,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &config.workloads,
         &config.assets,
         Some((config.anomaly.clone(), Some(config.profile_dir()))),
+    )?;
+    let policies = Arc::new(PolicySet::load(&config.policies, config.default_policies)?);
+    metrics.policy_loaded(policies.rule_count());
+    let mut analyzer = analyzer;
+    analyzer.policy = Some(PolicyEngine::new(policies.clone()));
+    let policy_reloads = spawn_reloader(
+        config.policies.clone(),
+        config.default_policies,
+        policies.clone(),
     )?;
     let inventory_snapshot: InventorySnapshot = Arc::new(Mutex::new(
         serde_json::to_value(analyzer.inventory.snapshot()).unwrap_or_default(),
@@ -216,6 +230,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         analyzer,
         inventory: inventory_snapshot,
         on_changes: Box::new(log_changes),
+        policy_reloads: Some(policy_reloads),
         event_sink,
         alert_sinks,
         stats: stats.clone(),

@@ -1,6 +1,5 @@
 //! Analysis after enrichment: workload attribution, asset classes, the
-//! inventory, then detection (anomaly profiles; rules come with the policy
-//! engine).
+//! inventory, then detection: policy rules and anomaly profiles.
 //!
 //! Live, [`Analyzer::attribute`] runs on each freshly enriched event and
 //! [`Analyzer::detect`] right after it. `replay` runs only `detect`, since
@@ -17,6 +16,7 @@ use crate::{
     assets::{AssetClassifier, AssetConfig, AssetError},
     event::{Event, Kind},
     inventory::{Inventory, InventoryLimits},
+    policy::PolicyEngine,
     workload::{
         ClassifierConfig, DeclaredSet, DeclaredWorkload, WorkloadChange, WorkloadClassifier,
         WorkloadTable,
@@ -52,6 +52,7 @@ pub struct Analyzer {
     pub assets: AssetClassifier,
     pub inventory: Inventory,
     pub anomaly: Option<AnomalyEngine>,
+    pub policy: Option<PolicyEngine>,
     scanner: LibraryScanner,
     /// cgroup id → container identity, read once per cgroup.
     containers: HashMap<u64, Option<crate::event::Container>>,
@@ -78,6 +79,7 @@ impl Analyzer {
             assets: AssetClassifier::new(assets)?,
             inventory: Inventory::new(InventoryLimits::default()),
             anomaly,
+            policy: None,
             scanner: LibraryScanner::default(),
             containers: HashMap::new(),
             gpu_processes: HashMap::new(),
@@ -86,7 +88,10 @@ impl Analyzer {
 
     /// Runs the detectors on an attributed event.
     pub fn detect(&mut self, event: &Event) -> Vec<Alert> {
-        let mut alerts = Vec::new();
+        let mut alerts = match &mut self.policy {
+            Some(policy) => policy.evaluate(event),
+            None => Vec::new(),
+        };
         if let Some(anomaly) = &mut self.anomaly {
             alerts.extend(anomaly.observe(event));
         }

@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use aiwatch::{
     anomaly::cli as profile,
-    cli::{Cli, Command, ProfileAction},
+    cli::{Cli, Command, PolicyAction, ProfileAction},
+    policy, replay,
     run::{self, Overrides},
 };
 use clap::Parser;
@@ -46,6 +47,17 @@ fn main() -> ExitCode {
                 Err(err) => fail(&err),
             }
         }
+        Command::Policy(args) => match args.action {
+            PolicyAction::Check {
+                paths,
+                no_default_pack,
+            } => policy::check_command(&paths, !no_default_pack),
+            PolicyAction::Test {
+                paths,
+                no_default_pack,
+            } => policy::test_command(&paths, !no_default_pack),
+        },
+        Command::Replay(args) => replay::run(args),
         Command::Profile(args) => {
             let dir = args.state_dir.join("profiles");
             match args.action {

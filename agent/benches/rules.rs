@@ -1,0 +1,122 @@
+//! Events per second through `PolicyEngine::evaluate` over a realistic mix
+//! of events, with 10, 100 and 1,000 synthetic rules of the default pack's
+//! shape, and with the default pack itself.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiwatch::event::Event;
+use aiwatch::policy::{PolicyEngine, PolicySet, Source};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+
+const KINDS: [&str; 8] = [
+    "exec",
+    "open",
+    "open",
+    "connect",
+    "dns",
+    "tcp_summary",
+    "open",
+    "listen",
+];
+
+/// `count` rules: each pins a kind and tests a few fields, like the pack.
+fn synthetic_rules(count: usize) -> String {
+    let mut text = String::from(
+        "lists:\n  shells: [sh, bash, dash, zsh, ash, ksh]\n  tools: [curl, wget, nc, socat, scp, rsync, tar, zip]\n  ports: [3333, 4444, 5555, 7777, 14444]\nmacros:\n  in_ai: {workload.kind: {in: [inference, training, notebook]}}\nrules:\n",
+    );
+    for index in 0..count {
+        let kind = KINDS[index % KINDS.len()];
+        let body = match (kind, index % 3) {
+            ("exec", 0) => format!("process.name: {{in: shells}}\n      macro: in_ai\n      not: {{parent.name: {{in: shells}}}}\n      process.argv: {{contains: marker{index}}}"),
+            ("exec", _) => format!("process.exe: {{glob: [\"/opt/tool{index}/**\", \"/tmp/**/x{index}\"]}}\n      workload: {{exists: true}}"),
+            ("open", 0) => format!("file.class: {{in: [model, pickle-model]}}\n      process.name: {{in: tools}}\n      file.path: {{prefix: /srv/{index}/}}"),
+            ("open", 1) => format!("file.path: {{glob: [\"/etc/app{index}/**\", \"**/secret{index}.key\"]}}\n      workload: {{exists: false}}"),
+            ("open", _) => format!("file.class: secret\n      process.exe: {{suffix: /reader{index}}}"),
+            ("connect", _) => format!("net.dst_external: true\n      net.dst.port: {{in: ports}}\n      net.dst.ip: {{cidr: [\"198.51.{}.0/24\"]}}", index % 250),
+            ("dns", _) => format!("dns.name: {{glob: [\"*.pool{index}.example\", \"bad{index}.example.com\"]}}"),
+            ("tcp_summary", _) => format!("net.bytes_sent: {{gt: {}MiB}}\n      net.dst_external: true", 100 + index),
+            _ => format!("net.src.port: {}\n      not: {{net.src.ip: {{cidr: [127.0.0.0/8]}}}}", 8000 + index),
+        };
+        text.push_str(&format!(
+            "  - id: synthetic.rule-{index}\n    severity: medium\n    when:\n      kind: {kind}\n      {body}\n"
+        ));
+    }
+    text
+}
+
+/// A mix like a busy AI host: mostly opens (imports, models), some execs
+/// and network events.
+fn event_mix(count: usize) -> Vec<Event> {
+    let workload = json!({"id": "w1", "kind": "inference", "name": "vllm"});
+    (0..count)
+        .map(|index| {
+            let ktime = 1_000_000_000 + index as u64 * 10_000;
+            let process = json!({"pid": 1000 + (index % 50), "exe": "/usr/bin/python3.11", "argv": ["python3", "serve.py"], "start_time": "t0"});
+            let value = match index % 20 {
+                0 => json!({"kind": "exec", "process": {"pid": 5000 + index, "exe": "/usr/bin/git", "argv": ["git", "rev-parse", "HEAD"]},
+                    "parent": {"pid": 1000, "exe": "/usr/bin/python3.11"}, "workload": workload}),
+                1 => json!({"kind": "connect", "process": process, "workload": workload,
+                    "net": {"family": "ipv4", "protocol": "tcp", "dst": {"ip": "203.0.113.7", "port": 443}, "dst_external": true}}),
+                2 => json!({"kind": "dns", "process": process, "dns": {"name": "huggingface.co", "qtype": "A", "server": {"ip": "10.0.0.2", "port": 53}}}),
+                3 => json!({"kind": "tcp_summary", "process": process, "workload": workload,
+                    "net": {"family": "ipv4", "dst": {"ip": "127.0.0.1", "port": 45000}, "bytes_sent": 4096}}),
+                4 => json!({"kind": "open", "process": process, "workload": workload,
+                    "file": {"path": "/models/llama/model-00001-of-00004.safetensors", "access": "read", "class": "model", "result": 5}}),
+                5 => json!({"kind": "fork", "process": process, "fork": {"child_pid": 9000 + index}}),
+                _ => json!({"kind": "open", "process": process, "workload": workload,
+                    "file": {"path": format!("/usr/lib/python3/dist-packages/pkg{}/mod{}.py", index % 40, index % 300), "access": "read", "result": 3}}),
+            };
+            let mut value = value;
+            value["time"] = json!("2026-01-01T00:00:00Z");
+            value["ktime_ns"] = json!(ktime);
+            serde_json::from_value(value).expect("benchmark events are valid")
+        })
+        .collect()
+}
+
+fn bench_rules(c: &mut Criterion) {
+    let events = event_mix(10_000);
+    let mut group = c.benchmark_group("evaluate");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    let mut sets: Vec<(String, PolicySet)> = [10, 100, 1000]
+        .into_iter()
+        .map(|count| {
+            let source = Source {
+                name: Arc::from("synthetic.yaml"),
+                text: synthetic_rules(count),
+            };
+            let set = PolicySet::from_sources(&[source]).expect("synthetic rules load");
+            (format!("{count}_rules"), set)
+        })
+        .collect();
+    sets.push((
+        "default_pack".to_string(),
+        PolicySet::default_pack().expect("pack loads"),
+    ));
+    for (name, set) in sets {
+        let mut engine = PolicyEngine::new(Arc::new(set));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut alerts = 0usize;
+                for event in &events {
+                    alerts += engine.evaluate(black_box(event)).len();
+                }
+                black_box(alerts)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    targets = bench_rules
+}
+criterion_main!(benches);

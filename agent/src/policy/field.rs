@@ -1,0 +1,446 @@
+//! Field paths: the names rules use for parts of an [`Event`], resolved once
+//! at load time to a [`Field`] whose accessor is a plain `match` (no string
+//! lookups while evaluating).
+
+use std::cmp::Ordering;
+
+use crate::event::{Ancestor, DeviceInfo, Endpoint, Event};
+
+/// What a field holds, which decides the operators it accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    Kind,
+    Str,
+    /// An IP address as text; accepts `cidr` as well as string operators.
+    Ip,
+    /// Several strings; an operator holds if it holds for any element.
+    StrList,
+    Num,
+    NumList,
+    Bool,
+    /// A whole object (`workload`, `net.dst`, ...): only `exists`.
+    Section,
+}
+
+impl FieldType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FieldType::Kind => "an event kind",
+            FieldType::Str => "a string",
+            FieldType::Ip => "an IP address",
+            FieldType::StrList => "a list of strings",
+            FieldType::Num => "a number",
+            FieldType::NumList => "a list of numbers",
+            FieldType::Bool => "a boolean",
+            FieldType::Section => "an object",
+        }
+    }
+}
+
+macro_rules! fields {
+    ($( $variant:ident = $path:literal : $ty:ident ),* $(,)?) => {
+        /// Every field path a condition may name.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Field { $($variant),* }
+
+        /// Path, field and type, in the order `docs/policy.md` lists them.
+        pub const FIELDS: &[(&str, Field, FieldType)] = &[ $(($path, Field::$variant, FieldType::$ty)),* ];
+    };
+}
+
+fields! {
+    Kind = "kind": Kind,
+    Time = "time": Str,
+    KtimeNs = "ktime_ns": Num,
+    Pid = "process.pid": Num,
+    Tid = "process.tid": Num,
+    Ppid = "process.ppid": Num,
+    Uid = "process.uid": Num,
+    Gid = "process.gid": Num,
+    Euid = "process.euid": Num,
+    Exe = "process.exe": Str,
+    ProcessName = "process.name": Str,
+    Argv = "process.argv": StrList,
+    Cmdline = "process.cmdline": Str,
+    ArgvTruncated = "process.argv_truncated": Bool,
+    Comm = "process.comm": Str,
+    CgroupId = "process.cgroup_id": Num,
+    StartTime = "process.start_time": Str,
+    MntNs = "process.mnt_ns": Num,
+    PidNs = "process.pid_ns": Num,
+    ExeFileless = "process.exe_fileless": Bool,
+    StdioSocket = "process.stdio_socket": Bool,
+    AncestorExe = "process.ancestors[*].exe": StrList,
+    AncestorName = "process.ancestors[*].name": StrList,
+    AncestorComm = "process.ancestors[*].comm": StrList,
+    AncestorPid = "process.ancestors[*].pid": NumList,
+    Parent = "parent": Section,
+    ParentPid = "parent.pid": Num,
+    ParentExe = "parent.exe": Str,
+    ParentName = "parent.name": Str,
+    ParentArgv = "parent.argv": StrList,
+    ParentComm = "parent.comm": Str,
+    Container = "container": Section,
+    ContainerCgroup = "container.cgroup": Str,
+    ContainerId = "container.id": Str,
+    ContainerRuntime = "container.runtime": Str,
+    ContainerPodUid = "container.pod_uid": Str,
+    Workload = "workload": Section,
+    WorkloadId = "workload.id": Str,
+    WorkloadKind = "workload.kind": Str,
+    WorkloadName = "workload.name": Str,
+    Exit = "exit": Section,
+    ExitCode = "exit.code": Num,
+    ExitSignal = "exit.signal": Num,
+    ExitCoreDumped = "exit.core_dumped": Bool,
+    ExitLifetimeMs = "exit.lifetime_ms": Num,
+    Fork = "fork": Section,
+    ForkChildPid = "fork.child_pid": Num,
+    File = "file": Section,
+    FilePath = "file.path": Str,
+    FileName = "file.name": Str,
+    FileTarget = "file.target": Str,
+    FileFlags = "file.flags": Num,
+    FileAccess = "file.access": Str,
+    FileMode = "file.mode": Num,
+    FileResult = "file.result": Num,
+    FileClass = "file.class": Str,
+    FileDevice = "file.device": Section,
+    FileDeviceKind = "file.device.kind": Str,
+    FileDeviceMajor = "file.device.major": Num,
+    FileDeviceMinor = "file.device.minor": Num,
+    FileDeviceAccelerator = "file.device.accelerator": Str,
+    FileSize = "file.size": Num,
+    FilePathIncomplete = "file.path_incomplete": Bool,
+    Net = "net": Section,
+    NetFamily = "net.family": Str,
+    NetProtocol = "net.protocol": Str,
+    NetSrc = "net.src": Section,
+    NetSrcIp = "net.src.ip": Ip,
+    NetSrcPort = "net.src.port": Num,
+    NetDst = "net.dst": Section,
+    NetDstIp = "net.dst.ip": Ip,
+    NetDstPort = "net.dst.port": Num,
+    NetUnixPath = "net.unix_path": Str,
+    NetResult = "net.result": Num,
+    NetBytesSent = "net.bytes_sent": Num,
+    NetBytesReceived = "net.bytes_received": Num,
+    NetClosed = "net.closed": Bool,
+    NetDstExternal = "net.dst_external": Bool,
+    NetDstName = "net.dst_name": Str,
+    Dns = "dns": Section,
+    DnsName = "dns.name": Str,
+    DnsQtype = "dns.qtype": Str,
+    DnsServerIp = "dns.server.ip": Ip,
+    DnsServerPort = "dns.server.port": Num,
+    Syscall = "syscall": Section,
+    SyscallResult = "syscall.result": Num,
+    SyscallUid = "syscall.uid": Num,
+    SyscallEuid = "syscall.euid": Num,
+    SyscallGid = "syscall.gid": Num,
+    SyscallRequest = "syscall.request": Str,
+    SyscallTargetPid = "syscall.target_pid": Num,
+    SyscallCapEffective = "syscall.cap_effective": Num,
+    SyscallBpfCmd = "syscall.bpf_cmd": Str,
+    SyscallBpfProgType = "syscall.bpf_prog_type": Num,
+    SyscallName = "syscall.name": Str,
+    SyscallProt = "syscall.prot": Num,
+    SyscallAddr = "syscall.addr": Num,
+    SyscallLen = "syscall.len": Num,
+    Gpu = "gpu": Section,
+    GpuIoctls = "gpu.ioctls": Num,
+    GpuIntervalS = "gpu.interval_s": Num,
+    GpuDeviceKind = "gpu.device.kind": Str,
+    GpuDeviceMajor = "gpu.device.major": Num,
+    GpuDeviceMinor = "gpu.device.minor": Num,
+    GpuDeviceAccelerator = "gpu.device.accelerator": Str,
+}
+
+impl Field {
+    /// Resolves a field path. `process.ancestors.exe` is accepted for
+    /// `process.ancestors[*].exe` (brackets need quoting in flow YAML).
+    pub fn lookup(path: &str) -> Option<(Field, FieldType)> {
+        let find = |wanted: &str| {
+            FIELDS
+                .iter()
+                .find(|(name, _, _)| *name == wanted)
+                .map(|(_, field, ty)| (*field, *ty))
+        };
+        find(path).or_else(|| {
+            path.strip_prefix("process.ancestors.")
+                .and_then(|rest| find(&format!("process.ancestors[*].{rest}")))
+        })
+    }
+
+    pub fn path(self) -> &'static str {
+        FIELDS
+            .iter()
+            .find(|(_, field, _)| *field == self)
+            .map_or("?", |(name, _, _)| name)
+    }
+}
+
+/// A number from an event or a rule; integers compare exactly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    Int(i128),
+    Float(f64),
+}
+
+impl Num {
+    pub fn compare(self, other: Num) -> Option<Ordering> {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
+            (a, b) => a.as_f64().partial_cmp(&b.as_f64()),
+        }
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+
+    pub fn as_int(self) -> Option<i128> {
+        match self {
+            Num::Int(i) => Some(i),
+            Num::Float(_) => None,
+        }
+    }
+}
+
+/// The value of a field in one event, borrowed from it where possible.
+#[derive(Debug)]
+pub enum Val<'a> {
+    Missing,
+    Str(&'a str),
+    Owned(String),
+    Strs(&'a [String]),
+    AncestorExes(&'a [Ancestor]),
+    AncestorNames(&'a [Ancestor]),
+    AncestorComms(&'a [Ancestor]),
+    AncestorPids(&'a [Ancestor]),
+    Num(Num),
+    Bool(bool),
+    Present,
+}
+
+impl Val<'_> {
+    /// True if `pred` holds for the string, or for any string of a list.
+    pub fn any_str(&self, mut pred: impl FnMut(&str) -> bool) -> bool {
+        match self {
+            Val::Str(s) => pred(s),
+            Val::Owned(s) => pred(s),
+            Val::Strs(items) => items.iter().any(|s| pred(s)),
+            Val::AncestorExes(items) => items.iter().any(|a| pred(&a.exe)),
+            Val::AncestorNames(items) => items.iter().any(|a| pred(basename(&a.exe))),
+            Val::AncestorComms(items) => items.iter().any(|a| pred(&a.comm)),
+            _ => false,
+        }
+    }
+
+    /// True if `pred` holds for the number, or for any number of a list.
+    pub fn any_num(&self, mut pred: impl FnMut(Num) -> bool) -> bool {
+        match self {
+            Val::Num(n) => pred(*n),
+            Val::AncestorPids(items) => items.iter().any(|a| pred(Num::Int(a.pid.into()))),
+            _ => false,
+        }
+    }
+
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Val::Missing)
+    }
+}
+
+/// The last component of a path (`/usr/bin/python3` → `python3`).
+pub fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn num<T: Into<i128>>(value: T) -> Val<'static> {
+    Val::Num(Num::Int(value.into()))
+}
+
+fn opt_num<T: Into<i128> + Copy>(value: Option<T>) -> Val<'static> {
+    value.map_or(Val::Missing, num)
+}
+
+fn opt_str(value: Option<&String>) -> Val<'_> {
+    value.map_or(Val::Missing, |s| Val::Str(s))
+}
+
+fn present<T>(value: Option<&T>) -> Val<'static> {
+    if value.is_some() {
+        Val::Present
+    } else {
+        Val::Missing
+    }
+}
+
+impl Field {
+    /// Reads this field from an event.
+    pub fn get<'a>(self, ev: &'a Event) -> Val<'a> {
+        use Field as F;
+        let p = &ev.process;
+        match self {
+            F::Kind => Val::Str(ev.kind.as_str()),
+            F::Time => Val::Str(&ev.time),
+            F::KtimeNs => num(ev.ktime_ns),
+            F::Pid => num(p.pid),
+            F::Tid => num(p.tid),
+            F::Ppid => num(p.ppid),
+            F::Uid => num(p.uid),
+            F::Gid => num(p.gid),
+            F::Euid => num(p.euid),
+            F::Exe => Val::Str(&p.exe),
+            F::ProcessName => Val::Str(basename(&p.exe)),
+            F::Argv => Val::Strs(&p.argv),
+            F::Cmdline => Val::Owned(p.argv.join(" ")),
+            F::ArgvTruncated => Val::Bool(p.argv_truncated),
+            F::Comm => Val::Str(&p.comm),
+            F::CgroupId => num(p.cgroup_id),
+            F::StartTime => Val::Str(&p.start_time),
+            F::MntNs => opt_num(p.mnt_ns),
+            F::PidNs => opt_num(p.pid_ns),
+            F::ExeFileless => Val::Bool(p.exe_fileless),
+            F::StdioSocket => Val::Bool(p.stdio_socket),
+            F::AncestorExe => Val::AncestorExes(&p.ancestors),
+            F::AncestorName => Val::AncestorNames(&p.ancestors),
+            F::AncestorComm => Val::AncestorComms(&p.ancestors),
+            F::AncestorPid => Val::AncestorPids(&p.ancestors),
+            F::Parent => present(ev.parent.as_ref()),
+            F::ParentPid => opt_num(ev.parent.as_ref().map(|x| x.pid)),
+            F::ParentExe => opt_str(ev.parent.as_ref().map(|x| &x.exe)),
+            F::ParentName => ev
+                .parent
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Str(basename(&x.exe))),
+            F::ParentArgv => ev
+                .parent
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Strs(&x.argv)),
+            F::ParentComm => opt_str(ev.parent.as_ref().map(|x| &x.comm)),
+            F::Container => present(ev.container.as_ref()),
+            F::ContainerCgroup => opt_str(ev.container.as_ref().map(|x| &x.cgroup)),
+            F::ContainerId => opt_str(ev.container.as_ref().and_then(|x| x.id.as_ref())),
+            F::ContainerRuntime => opt_str(ev.container.as_ref().and_then(|x| x.runtime.as_ref())),
+            F::ContainerPodUid => opt_str(ev.container.as_ref().and_then(|x| x.pod_uid.as_ref())),
+            F::Workload => present(ev.workload.as_ref()),
+            F::WorkloadId => opt_str(ev.workload.as_ref().map(|x| &x.id)),
+            F::WorkloadKind => opt_str(ev.workload.as_ref().map(|x| &x.kind)),
+            F::WorkloadName => opt_str(ev.workload.as_ref().map(|x| &x.name)),
+            F::Exit => present(ev.exit.as_ref()),
+            F::ExitCode => opt_num(ev.exit.as_ref().and_then(|x| x.code)),
+            F::ExitSignal => opt_num(ev.exit.as_ref().and_then(|x| x.signal)),
+            F::ExitCoreDumped => ev
+                .exit
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.core_dumped)),
+            F::ExitLifetimeMs => opt_num(ev.exit.as_ref().map(|x| x.lifetime_ms)),
+            F::Fork => present(ev.fork.as_ref()),
+            F::ForkChildPid => opt_num(ev.fork.as_ref().map(|x| x.child_pid)),
+            F::File => present(ev.file.as_ref()),
+            F::FilePath => opt_str(ev.file.as_ref().map(|x| &x.path)),
+            F::FileName => ev
+                .file
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Str(basename(&x.path))),
+            F::FileTarget => opt_str(ev.file.as_ref().and_then(|x| x.target.as_ref())),
+            F::FileFlags => opt_num(ev.file.as_ref().map(|x| x.flags)),
+            F::FileAccess => opt_str(ev.file.as_ref().and_then(|x| x.access.as_ref())),
+            F::FileMode => opt_num(ev.file.as_ref().and_then(|x| x.mode)),
+            F::FileResult => opt_num(ev.file.as_ref().map(|x| x.result)),
+            F::FileClass => opt_str(ev.file.as_ref().and_then(|x| x.class.as_ref())),
+            F::FileDevice => present(ev.file.as_ref().and_then(|x| x.device.as_ref())),
+            F::FileDeviceKind
+            | F::FileDeviceMajor
+            | F::FileDeviceMinor
+            | F::FileDeviceAccelerator => {
+                device_field(self, ev.file.as_ref().and_then(|x| x.device.as_ref()))
+            }
+            F::FileSize => opt_num(ev.file.as_ref().and_then(|x| x.size)),
+            F::FilePathIncomplete => ev
+                .file
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.path_incomplete)),
+            F::Net => present(ev.net.as_ref()),
+            F::NetFamily => opt_str(ev.net.as_ref().map(|x| &x.family)),
+            F::NetProtocol => opt_str(ev.net.as_ref().map(|x| &x.protocol)),
+            F::NetSrc => present(ev.net.as_ref().and_then(|x| x.src.as_ref())),
+            F::NetSrcIp | F::NetSrcPort => {
+                endpoint_field(self, ev.net.as_ref().and_then(|x| x.src.as_ref()))
+            }
+            F::NetDst => present(ev.net.as_ref().and_then(|x| x.dst.as_ref())),
+            F::NetDstIp | F::NetDstPort => {
+                endpoint_field(self, ev.net.as_ref().and_then(|x| x.dst.as_ref()))
+            }
+            F::NetUnixPath => opt_str(ev.net.as_ref().and_then(|x| x.unix_path.as_ref())),
+            F::NetResult => opt_num(ev.net.as_ref().and_then(|x| x.result)),
+            F::NetBytesSent => opt_num(ev.net.as_ref().and_then(|x| x.bytes_sent)),
+            F::NetBytesReceived => opt_num(ev.net.as_ref().and_then(|x| x.bytes_received)),
+            F::NetClosed => ev
+                .net
+                .as_ref()
+                .and_then(|x| x.closed)
+                .map_or(Val::Missing, Val::Bool),
+            F::NetDstExternal => ev
+                .net
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.dst_external)),
+            F::NetDstName => opt_str(ev.net.as_ref().and_then(|x| x.dst_name.as_ref())),
+            F::Dns => present(ev.dns.as_ref()),
+            F::DnsName => opt_str(ev.dns.as_ref().map(|x| &x.name)),
+            F::DnsQtype => opt_str(ev.dns.as_ref().map(|x| &x.qtype)),
+            F::DnsServerIp | F::DnsServerPort => {
+                endpoint_field(self, ev.dns.as_ref().map(|x| &x.server))
+            }
+            F::Syscall => present(ev.syscall.as_ref()),
+            F::SyscallResult => opt_num(ev.syscall.as_ref().map(|x| x.result)),
+            F::SyscallUid => opt_num(ev.syscall.as_ref().and_then(|x| x.uid)),
+            F::SyscallEuid => opt_num(ev.syscall.as_ref().and_then(|x| x.euid)),
+            F::SyscallGid => opt_num(ev.syscall.as_ref().and_then(|x| x.gid)),
+            F::SyscallRequest => opt_str(ev.syscall.as_ref().and_then(|x| x.request.as_ref())),
+            F::SyscallTargetPid => opt_num(ev.syscall.as_ref().and_then(|x| x.target_pid)),
+            F::SyscallCapEffective => opt_num(ev.syscall.as_ref().and_then(|x| x.cap_effective)),
+            F::SyscallBpfCmd => opt_str(ev.syscall.as_ref().and_then(|x| x.bpf_cmd.as_ref())),
+            F::SyscallBpfProgType => opt_num(ev.syscall.as_ref().and_then(|x| x.bpf_prog_type)),
+            F::SyscallName => opt_str(ev.syscall.as_ref().and_then(|x| x.name.as_ref())),
+            F::SyscallProt => opt_num(ev.syscall.as_ref().and_then(|x| x.prot)),
+            F::SyscallAddr => opt_num(ev.syscall.as_ref().and_then(|x| x.addr)),
+            F::SyscallLen => opt_num(ev.syscall.as_ref().and_then(|x| x.len)),
+            F::Gpu => present(ev.gpu.as_ref()),
+            F::GpuIoctls => opt_num(ev.gpu.as_ref().map(|x| x.ioctls)),
+            F::GpuIntervalS => ev
+                .gpu
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Num(Num::Float(x.interval_s))),
+            F::GpuDeviceKind | F::GpuDeviceMajor | F::GpuDeviceMinor | F::GpuDeviceAccelerator => {
+                device_field(self, ev.gpu.as_ref().map(|x| &x.device))
+            }
+        }
+    }
+}
+
+fn endpoint_field(field: Field, endpoint: Option<&Endpoint>) -> Val<'_> {
+    let Some(endpoint) = endpoint else {
+        return Val::Missing;
+    };
+    match field {
+        Field::NetSrcIp | Field::NetDstIp | Field::DnsServerIp => Val::Str(&endpoint.ip),
+        _ => num(endpoint.port),
+    }
+}
+
+fn device_field(field: Field, device: Option<&DeviceInfo>) -> Val<'_> {
+    let Some(device) = device else {
+        return Val::Missing;
+    };
+    match field {
+        Field::FileDeviceKind | Field::GpuDeviceKind => Val::Str(&device.kind),
+        Field::FileDeviceMajor | Field::GpuDeviceMajor => num(device.major),
+        Field::FileDeviceMinor | Field::GpuDeviceMinor => num(device.minor),
+        _ => opt_str(device.accelerator.as_ref()),
+    }
+}

@@ -1,0 +1,810 @@
+//! A loaded policy set: reads policy files (or the embedded default pack),
+//! checks them, and compiles rules, lists, macros and tests once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::compile::{Compiler, ListDef, MacroDef};
+use super::cond::{Cond, KindSet};
+use super::error::{Located, LocatedError, PolicyErrors, Pos};
+use super::field::{Field, FieldType};
+use super::index::KindIndex;
+use super::yaml::{self, check_keys, parse_duration_ns, Node, Value};
+use crate::alert::{Action, Severity};
+use crate::event::{Event, Kind};
+
+/// The default AI rule pack, embedded in the binary.
+pub const DEFAULT_PACK: &[(&str, &str)] = &[
+    (
+        "policies/common.yaml",
+        include_str!("../../../policies/common.yaml"),
+    ),
+    (
+        "policies/ai-execution.yaml",
+        include_str!("../../../policies/ai-execution.yaml"),
+    ),
+    (
+        "policies/ai-models.yaml",
+        include_str!("../../../policies/ai-models.yaml"),
+    ),
+    (
+        "policies/ai-network.yaml",
+        include_str!("../../../policies/ai-network.yaml"),
+    ),
+    (
+        "policies/host.yaml",
+        include_str!("../../../policies/host.yaml"),
+    ),
+];
+
+/// Errors and tests of the embedded pack name their file with this prefix
+/// (`builtin:policies/host.yaml`).
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
+/// Sequences may have at most this many steps.
+pub const MAX_STEPS: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceBy {
+    /// The same process (pid and start time).
+    Process,
+    /// The first step's process or any of its descendants.
+    Tree,
+    /// The same workload id.
+    Workload,
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub cond: Cond,
+}
+
+#[derive(Debug)]
+pub struct SequenceSpec {
+    pub by: SequenceBy,
+    pub within_ns: u64,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+pub enum RuleBody {
+    When(Cond),
+    Sequence(SequenceSpec),
+}
+
+#[derive(Debug)]
+pub struct ThrottleSpec {
+    /// `None`: one budget for the whole rule.
+    pub key: Option<Field>,
+    pub window_ns: u64,
+    pub max: u32,
+}
+
+#[derive(Debug)]
+pub struct Exception {
+    pub name: String,
+    pub cond: Cond,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub action: Action,
+    pub body: RuleBody,
+    pub exceptions: Vec<Exception>,
+    pub throttle: Option<ThrottleSpec>,
+    /// Kinds this rule can match; it is only evaluated for those.
+    pub kinds: KindSet,
+    pub file: Arc<str>,
+    pub pos: Pos,
+    /// Canonical text of the rule: state carries over a reload only to a
+    /// rule with the same fingerprint.
+    pub fingerprint: String,
+}
+
+/// One entry of a file's `tests:`.
+#[derive(Debug)]
+pub struct RuleTest {
+    pub name: String,
+    pub file: Arc<str>,
+    pub pos: Pos,
+    pub events: Vec<Event>,
+    pub expect: Vec<String>,
+}
+
+/// A policy file's text and the name errors are reported under.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: Arc<str>,
+    pub text: String,
+}
+
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    pub(crate) rules: Vec<Rule>,
+    /// For each kind, the enabled rules that may match it, indexed by a
+    /// required field value.
+    pub(crate) index: Vec<KindIndex>,
+    pub(crate) tests: Vec<RuleTest>,
+    pub(crate) files: Vec<Arc<str>>,
+}
+
+impl PolicySet {
+    /// Loads policy files and folders (`*.yaml`, `*.yml`), after the default
+    /// pack when `with_default_pack`. A given file identical to a file of the
+    /// default pack replaces it, so the pack's own files can be checked and
+    /// tested from disk.
+    pub fn load(paths: &[PathBuf], with_default_pack: bool) -> Result<PolicySet, PolicyErrors> {
+        let mut errors = PolicyErrors::default();
+        let mut user = Vec::new();
+        for path in paths {
+            read_path(path, &mut user, &mut errors);
+        }
+        let mut sources = Vec::new();
+        if with_default_pack {
+            for (name, text) in DEFAULT_PACK {
+                if !user.iter().any(|s: &Source| s.text == *text) {
+                    sources.push(Source {
+                        name: Arc::from(format!("{BUILTIN_PREFIX}{name}")),
+                        text: text.to_string(),
+                    });
+                }
+            }
+        }
+        sources.extend(user);
+        let set = PolicySet::from_sources(&sources);
+        match set {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors.errors.extend(more.errors);
+                Err(errors)
+            }
+        }
+    }
+
+    /// The embedded default pack alone.
+    pub fn default_pack() -> Result<PolicySet, PolicyErrors> {
+        PolicySet::load(&[], true)
+    }
+
+    /// An empty set: no rules.
+    pub fn empty() -> PolicySet {
+        PolicySet {
+            index: (0..Kind::ALL.len()).map(|_| KindIndex::default()).collect(),
+            ..PolicySet::default()
+        }
+    }
+
+    /// Number of enabled rules.
+    pub fn rule_count(&self) -> usize {
+        self.rules.iter().filter(|r| r.enabled).count()
+    }
+
+    /// Number of enabled rules evaluated for events of `kind`.
+    pub fn rules_for_kind(&self, kind: Kind) -> usize {
+        self.index
+            .get(kind.index())
+            .map_or(0, KindIndex::rule_count)
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    pub fn tests(&self) -> &[RuleTest] {
+        &self.tests
+    }
+
+    /// Names of the files the set was built from, in load order.
+    pub fn files(&self) -> &[Arc<str>] {
+        &self.files
+    }
+
+    /// Compiles policy texts (already read) into a set.
+    pub fn from_sources(sources: &[Source]) -> Result<PolicySet, PolicyErrors> {
+        let mut errors = PolicyErrors::default();
+        let mut documents = Vec::new();
+        for source in sources {
+            match parse_top(source) {
+                Ok(top) => documents.push((source.name.clone(), top)),
+                Err(error) => errors.push(&source.name, error.pos, error.message),
+            }
+        }
+
+        let mut lists: HashMap<String, ListDef> = HashMap::new();
+        let mut macros: HashMap<String, MacroDef> = HashMap::new();
+        let mut appends: Vec<(Arc<str>, &Node, &Node)> = Vec::new();
+        for (file, top) in &documents {
+            for (name, key, node) in &top.lists {
+                if let Value::Map(entries) = &node.value {
+                    match entries.as_slice() {
+                        [(verb, items)] if verb.value == Value::Str("append".into()) => {
+                            appends.push((file.clone(), key, items));
+                        }
+                        _ => errors.push(
+                            file,
+                            node.pos,
+                            format!("list `{name}` must be a list, or `{{append: [...]}}` to extend a list"),
+                        ),
+                    }
+                    continue;
+                }
+                if let Some(previous) = lists.get(name.as_str()) {
+                    errors.push(
+                        file,
+                        key.pos,
+                        format!(
+                            "list `{name}` is already defined at {}:{}:{}",
+                            previous.file, previous.pos.line, previous.pos.column
+                        ),
+                    );
+                    continue;
+                }
+                match node.as_seq(&format!("list `{name}`")) {
+                    Ok(items) => {
+                        if let Some(bad) = items.iter().find(|i| i.scalar_text().is_none()) {
+                            errors.push(
+                                file,
+                                bad.pos,
+                                format!(
+                                    "list `{name}` holds {}; lists hold strings or numbers",
+                                    bad.describe()
+                                ),
+                            );
+                            continue;
+                        }
+                        lists.insert(
+                            name.clone(),
+                            ListDef {
+                                file: file.clone(),
+                                pos: key.pos,
+                                items: items.to_vec(),
+                            },
+                        );
+                    }
+                    Err(error) => errors.push(file, error.pos, error.message),
+                }
+            }
+            for (name, key, node) in &top.macros {
+                if let Some(previous) = macros.get(name.as_str()) {
+                    errors.push(
+                        file,
+                        key.pos,
+                        format!(
+                            "macro `{name}` is already defined at {}:{}:{}",
+                            previous.file, previous.pos.line, previous.pos.column
+                        ),
+                    );
+                    continue;
+                }
+                macros.insert(
+                    name.clone(),
+                    MacroDef {
+                        file: file.clone(),
+                        pos: key.pos,
+                        node: (*node).clone(),
+                    },
+                );
+            }
+        }
+
+        // `name: {append: [...]}` extends a list defined in any file, so a
+        // local policy can widen the default pack's allowlists.
+        for (file, key, items) in appends {
+            let name = key.scalar_text().unwrap_or_default();
+            let Some(list) = lists.get_mut(&name) else {
+                errors.push(
+                    &file,
+                    key.pos,
+                    format!("cannot append to unknown list `{name}`"),
+                );
+                continue;
+            };
+            match items.as_seq("`append`") {
+                Ok(items) => match items.iter().find(|i| i.scalar_text().is_none()) {
+                    Some(bad) => errors.push(
+                        &file,
+                        bad.pos,
+                        format!(
+                            "list `{name}` holds {}; lists hold strings or numbers",
+                            bad.describe()
+                        ),
+                    ),
+                    None => list.items.extend(items.iter().cloned()),
+                },
+                Err(error) => errors.push(&file, error.pos, error.message),
+            }
+        }
+
+        let mut compiler = Compiler::new(&lists, &macros);
+        compiler.compile_all_macros();
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut seen: HashMap<String, (Arc<str>, Pos)> = HashMap::new();
+        for (file, top) in &documents {
+            for node in &top.rules {
+                match compile_rule(&mut compiler, file, node) {
+                    Ok(rule) => {
+                        if let Some((other_file, other)) = seen.get(&rule.id) {
+                            errors.push(
+                                file,
+                                rule.pos,
+                                format!(
+                                    "duplicate rule id `{}`: already defined at {}:{}:{}",
+                                    rule.id, other_file, other.line, other.column
+                                ),
+                            );
+                            continue;
+                        }
+                        seen.insert(rule.id.clone(), (file.clone(), rule.pos));
+                        rules.push(rule);
+                    }
+                    Err(error) => errors.push(file, error.pos, error.message),
+                }
+            }
+        }
+        for error in std::mem::take(&mut compiler.macro_errors) {
+            errors.errors.push(error);
+        }
+
+        let mut tests = Vec::new();
+        for (file, top) in &documents {
+            for node in &top.tests {
+                match compile_test(file, node, &seen) {
+                    Ok(test) => tests.push(test),
+                    Err(error) => errors.push(file, error.pos, error.message),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            errors.errors.sort_by(|a, b| {
+                let rank = |f: &str| documents.iter().position(|(n, _)| &**n == f);
+                (rank(&a.file), a.pos.line, a.pos.column).cmp(&(
+                    rank(&b.file),
+                    b.pos.line,
+                    b.pos.column,
+                ))
+            });
+            errors.errors.dedup();
+            return Err(errors);
+        }
+
+        let mut index: Vec<KindIndex> =
+            (0..Kind::ALL.len()).map(|_| KindIndex::default()).collect();
+        for (position, rule) in rules.iter().enumerate() {
+            if rule.enabled {
+                let cond = match &rule.body {
+                    RuleBody::When(cond) => Some(cond),
+                    RuleBody::Sequence(_) => None,
+                };
+                for kind in rule.kinds.kinds() {
+                    index[kind.index()].add(position, cond);
+                }
+            }
+        }
+        Ok(PolicySet {
+            rules,
+            index,
+            tests,
+            files: documents.into_iter().map(|(name, _)| name).collect(),
+        })
+    }
+}
+
+fn read_path(path: &Path, out: &mut Vec<Source>, errors: &mut PolicyErrors) {
+    let name = path.display().to_string();
+    if path.is_dir() {
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(error) => {
+                errors.push(
+                    &name,
+                    Pos::new(1, 1),
+                    format!("cannot read this folder: {error}"),
+                );
+                return;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            read_path(&file, out, errors);
+        }
+        return;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => out.push(Source {
+            name: Arc::from(name.as_str()),
+            text,
+        }),
+        Err(error) => errors.push(
+            &name,
+            Pos::new(1, 1),
+            format!("cannot read this file: {error}"),
+        ),
+    }
+}
+
+/// The top level of one file, split by section.
+struct TopLevel {
+    lists: Vec<(String, Node, Node)>,
+    macros: Vec<(String, Node, Node)>,
+    rules: Vec<Node>,
+    tests: Vec<Node>,
+}
+
+fn parse_top(source: &Source) -> Located<TopLevel> {
+    let mut top = TopLevel {
+        lists: Vec::new(),
+        macros: Vec::new(),
+        rules: Vec::new(),
+        tests: Vec::new(),
+    };
+    let Some(root) = yaml::parse_document(&source.text)? else {
+        return Ok(top);
+    };
+    if root.value == Value::Null {
+        return Ok(top);
+    }
+    let entries = root.as_map("a policy file")?;
+    check_keys(
+        &entries,
+        &["lists", "macros", "rules", "tests"],
+        "a policy file",
+    )?;
+    for (key, _, value) in entries {
+        if value.value == Value::Null {
+            continue;
+        }
+        match key {
+            "lists" | "macros" => {
+                let named: Vec<(String, Node, Node)> = value
+                    .as_map(&format!("`{key}`"))?
+                    .into_iter()
+                    .map(|(name, k, v)| (name.to_string(), k.clone(), v.clone()))
+                    .collect();
+                if key == "lists" {
+                    top.lists = named;
+                } else {
+                    top.macros = named;
+                }
+            }
+            "rules" => top.rules = value.as_seq("`rules`")?.to_vec(),
+            _ => top.tests = value.as_seq("`tests`")?.to_vec(),
+        }
+    }
+    Ok(top)
+}
+
+const RULE_KEYS: &[&str] = &[
+    "id",
+    "description",
+    "severity",
+    "tags",
+    "enabled",
+    "when",
+    "sequence",
+    "exceptions",
+    "action",
+    "throttle",
+];
+
+fn compile_rule(compiler: &mut Compiler<'_>, file: &Arc<str>, node: &Node) -> Located<Rule> {
+    let entries = node.as_map("a rule")?;
+    check_keys(&entries, RULE_KEYS, "a rule")?;
+    let get = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, _, v)| *v)
+    };
+
+    let id_node = get("id").ok_or_else(|| node.err("this rule has no `id`"))?;
+    let id = id_node.as_str("`id`")?.to_string();
+    if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(id_node.err("a rule id is a non-empty dotted name without spaces"));
+    }
+    let description = match get("description") {
+        Some(n) => n.as_str("`description`")?.to_string(),
+        None => String::new(),
+    };
+    let severity_node =
+        get("severity").ok_or_else(|| node.err(format!("rule `{id}` has no `severity`")))?;
+    let severity = parse_severity(severity_node)?;
+    let tags = match get("tags") {
+        Some(n) => n
+            .as_seq("`tags`")?
+            .iter()
+            .map(|t| {
+                t.scalar_text()
+                    .ok_or_else(|| t.err("a tag must be a string"))
+            })
+            .collect::<Located<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let enabled = match get("enabled") {
+        Some(n) => n.as_bool("`enabled`")?,
+        None => true,
+    };
+    let action = match get("action") {
+        None => Action::Alert,
+        Some(n) => match n.as_str("`action`")? {
+            "alert" => Action::Alert,
+            "kill" => Action::Kill,
+            other => return Err(n.err(format!("unknown action `{other}`; expected alert or kill"))),
+        },
+    };
+    let body = match (get("when"), get("sequence")) {
+        (Some(when), None) => RuleBody::When(compiler.condition(when)?.optimize()),
+        (None, Some(seq)) => RuleBody::Sequence(compile_sequence(compiler, seq)?),
+        (Some(_), Some(seq)) => {
+            return Err(seq.err(format!(
+                "rule `{id}` has both `when` and `sequence`; keep one"
+            )))
+        }
+        (None, None) => {
+            return Err(node.err(format!(
+                "rule `{id}` needs a `when` condition or a `sequence`"
+            )))
+        }
+    };
+    let exceptions = match get("exceptions") {
+        Some(n) => compile_exceptions(compiler, n)?,
+        None => Vec::new(),
+    };
+    let throttle = get("throttle").map(compile_throttle).transpose()?;
+    let kinds = match &body {
+        RuleBody::When(cond) => cond.kinds(),
+        RuleBody::Sequence(spec) => spec
+            .steps
+            .iter()
+            .fold(KindSet::NONE, |acc, s| acc.union(s.cond.kinds())),
+    };
+    Ok(Rule {
+        id,
+        description,
+        severity,
+        tags,
+        enabled,
+        action,
+        body,
+        exceptions,
+        throttle,
+        kinds,
+        file: file.clone(),
+        pos: node.pos,
+        fingerprint: node.fingerprint(),
+    })
+}
+
+fn parse_severity(node: &Node) -> Located<Severity> {
+    Ok(match node.as_str("`severity`")? {
+        "info" => Severity::Info,
+        "low" => Severity::Low,
+        "medium" => Severity::Medium,
+        "high" => Severity::High,
+        "critical" => Severity::Critical,
+        other => {
+            return Err(node.err(format!(
+                "unknown severity `{other}`; expected info, low, medium, high or critical"
+            )))
+        }
+    })
+}
+
+fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<SequenceSpec> {
+    let entries = node.as_map("`sequence`")?;
+    check_keys(&entries, &["by", "within", "steps"], "a sequence")?;
+    let get = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, _, v)| *v)
+    };
+    let by = match get("by") {
+        None => SequenceBy::Process,
+        Some(n) => match n.as_str("`by`")? {
+            "process" => SequenceBy::Process,
+            "tree" => SequenceBy::Tree,
+            "workload" => SequenceBy::Workload,
+            other => {
+                return Err(n.err(format!(
+                    "unknown sequence key `{other}`; expected process, tree or workload"
+                )))
+            }
+        },
+    };
+    let within_ns = parse_duration_ns(
+        get("within").ok_or_else(|| node.err("a sequence needs `within` (for example 30s)"))?,
+        "`within`",
+    )?;
+    let steps_node = get("steps").ok_or_else(|| node.err("a sequence needs `steps`"))?;
+    let items = steps_node.as_seq("`steps`")?;
+    if items.len() < 2 || items.len() > MAX_STEPS {
+        return Err(steps_node.err(format!(
+            "a sequence needs between 2 and {MAX_STEPS} steps, not {}",
+            items.len()
+        )));
+    }
+    let mut steps = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let entries = item.as_map("a sequence step")?;
+        check_keys(&entries, &["name", "when"], "a sequence step")?;
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, _, v)| *v)
+        };
+        let name = match get("name") {
+            Some(n) => n.as_str("`name`")?.to_string(),
+            None => format!("step {}", index + 1),
+        };
+        let when = get("when").ok_or_else(|| item.err("a sequence step needs `when`"))?;
+        steps.push(Step {
+            name,
+            cond: compiler.condition(when)?.optimize(),
+        });
+    }
+    Ok(SequenceSpec {
+        by,
+        within_ns,
+        steps,
+    })
+}
+
+fn compile_exceptions(compiler: &mut Compiler<'_>, node: &Node) -> Located<Vec<Exception>> {
+    let mut out = Vec::new();
+    for item in node.as_seq("`exceptions`")? {
+        let entries = item.as_map("an exception")?;
+        check_keys(&entries, &["name", "when"], "an exception")?;
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, _, v)| *v)
+        };
+        let name = get("name")
+            .ok_or_else(|| item.err("an exception needs a `name`"))?
+            .as_str("`name`")?
+            .to_string();
+        let when = get("when").ok_or_else(|| item.err("an exception needs `when`"))?;
+        out.push(Exception {
+            name,
+            cond: compiler.condition(when)?.optimize(),
+        });
+    }
+    Ok(out)
+}
+
+fn compile_throttle(node: &Node) -> Located<ThrottleSpec> {
+    let entries = node.as_map("`throttle`")?;
+    check_keys(&entries, &["key", "window", "max"], "a throttle")?;
+    let get = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, _, v)| *v)
+    };
+    let key = match get("key") {
+        None => None,
+        Some(n) => {
+            let path = n.as_str("`key`")?;
+            match Field::lookup(path) {
+                Some((_, FieldType::Section)) => {
+                    return Err(n.err(format!(
+                        "`{path}` is an object; a throttle key must be a value"
+                    )))
+                }
+                Some((field, _)) => Some(field),
+                None => return Err(n.err(format!("unknown field `{path}`"))),
+            }
+        }
+    };
+    let window_ns = parse_duration_ns(
+        get("window").ok_or_else(|| node.err("a throttle needs a `window` (for example 60s)"))?,
+        "`window`",
+    )?;
+    let max = match get("max") {
+        None => 1,
+        Some(n) => match n.value {
+            Value::Int(i) if i >= 1 && i <= i64::from(u32::MAX) => i as u32,
+            _ => return Err(n.err("`max` must be a whole number of at least 1")),
+        },
+    };
+    Ok(ThrottleSpec {
+        key,
+        window_ns,
+        max,
+    })
+}
+
+fn compile_test(
+    file: &Arc<str>,
+    node: &Node,
+    rules: &HashMap<String, (Arc<str>, Pos)>,
+) -> Located<RuleTest> {
+    let entries = node.as_map("a test")?;
+    check_keys(&entries, &["name", "events", "expect"], "a test")?;
+    let get = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, _, v)| *v)
+    };
+    let name = get("name")
+        .ok_or_else(|| node.err("a test needs a `name`"))?
+        .as_str("`name`")?
+        .to_string();
+    let events_node = get("events").ok_or_else(|| node.err("a test needs `events`"))?;
+    let mut events = Vec::new();
+    let mut last_ktime = 0u64;
+    for item in events_node.as_seq("`events`")? {
+        let event = test_event(item, last_ktime)?;
+        last_ktime = event.ktime_ns;
+        events.push(event);
+    }
+    let expect_node =
+        get("expect").ok_or_else(|| node.err("a test needs `expect` ([] for none)"))?;
+    let mut expect = Vec::new();
+    for item in expect_node.as_seq("`expect`")? {
+        let id = item.as_str("a rule id")?;
+        if !rules.contains_key(id) {
+            return Err(item.err(format!("`expect` names unknown rule `{id}`")));
+        }
+        expect.push(id.to_string());
+    }
+    Ok(RuleTest {
+        name,
+        file: file.clone(),
+        pos: node.pos,
+        events,
+        expect,
+    })
+}
+
+/// An event written in a test. `time` may be left out, and `ktime_ns` too:
+/// it then follows the previous event by one millisecond.
+fn test_event(node: &Node, last_ktime: u64) -> Located<Event> {
+    let mut json = node.to_json();
+    let Some(object) = json.as_object_mut() else {
+        return Err(node.err(format!(
+            "an event must be a mapping, not {}",
+            node.describe()
+        )));
+    };
+    object
+        .entry("time")
+        .or_insert_with(|| serde_json::Value::String(String::new()));
+    object
+        .entry("ktime_ns")
+        .or_insert_with(|| serde_json::Value::from(last_ktime + 1_000_000));
+    object
+        .entry("process")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    let mut unknown = Vec::new();
+    let event: Event = serde_ignored::deserialize(&json, |path| unknown.push(path.to_string()))
+        .map_err(|error| {
+            LocatedError::new(node.pos, format!("this is not a valid event: {error}"))
+        })?;
+    if let Some(path) = unknown.first() {
+        return Err(node.err(format!("unknown event field `{path}`")));
+    }
+    Ok(event)
+}

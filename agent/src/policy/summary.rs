@@ -1,0 +1,181 @@
+//! Alert summaries: one sentence naming the process (exe and pid) and what
+//! it acted on (file, destination, DNS name, child executable, ...).
+
+use crate::event::{Endpoint, Event, Kind};
+
+fn endpoint(ep: Option<&Endpoint>) -> String {
+    match ep {
+        Some(ep) if ep.ip.contains(':') => format!("[{}]:{}", ep.ip, ep.port),
+        Some(ep) => format!("{}:{}", ep.ip, ep.port),
+        None => "an unknown address".to_string(),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `/usr/bin/python3 (pid 42)`.
+fn actor(exe: &str, pid: u32) -> String {
+    let exe = if exe.is_empty() {
+        "an unknown program"
+    } else {
+        exe
+    };
+    format!("{exe} (pid {pid})")
+}
+
+/// What the process did, as a verb phrase.
+fn deed(ev: &Event) -> String {
+    let file = ev.file.as_ref();
+    let path = file.map_or("an unknown file", |f| f.path.as_str());
+    let net = ev.net.as_ref();
+    let sys = ev.syscall.as_ref();
+    match ev.kind {
+        Kind::Exec => {
+            let args = ev.process.argv.join(" ");
+            let args = if args.is_empty() {
+                args
+            } else if args.chars().count() > 200 {
+                format!(": {}...", args.chars().take(200).collect::<String>())
+            } else {
+                format!(": {args}")
+            };
+            match &ev.parent {
+                Some(parent) => format!(
+                    "{} started {} (pid {}){args}",
+                    actor(&parent.exe, parent.pid),
+                    ev.process.exe,
+                    ev.process.pid
+                ),
+                None => format!("was started{args}"),
+            }
+        }
+        Kind::Fork => format!(
+            "forked child pid {}",
+            ev.fork.as_ref().map_or(0, |f| f.child_pid)
+        ),
+        Kind::Exit => "exited".to_string(),
+        Kind::Open => {
+            let access = file.and_then(|f| f.access.as_deref()).unwrap_or("access");
+            let class = file
+                .and_then(|f| f.class.as_deref())
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            let verb = match access {
+                "write" => "for writing",
+                "read_write" => "for reading and writing",
+                "read" => "for reading",
+                _ => "",
+            };
+            format!("opened {path}{class} {verb}")
+                .trim_end()
+                .to_string()
+        }
+        Kind::Unlink => format!("deleted {path}"),
+        Kind::Rename => format!(
+            "renamed {path} to {}",
+            file.and_then(|f| f.target.as_deref())
+                .unwrap_or("an unknown name")
+        ),
+        Kind::Chmod => format!("changed the mode of {path}"),
+        Kind::Truncate => format!("truncated {path}"),
+        Kind::Connect => {
+            let name = net
+                .and_then(|n| n.dst_name.as_deref())
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            format!(
+                "connected to {}{name}",
+                endpoint(net.and_then(|n| n.dst.as_ref()))
+            )
+        }
+        Kind::Accept => format!(
+            "accepted a connection from {}",
+            endpoint(net.and_then(|n| n.dst.as_ref()))
+        ),
+        Kind::Bind => format!("bound {}", endpoint(net.and_then(|n| n.src.as_ref()))),
+        Kind::Listen => format!("listens on {}", endpoint(net.and_then(|n| n.src.as_ref()))),
+        Kind::TcpSummary | Kind::UdpSend => format!(
+            "sent {} to {}",
+            bytes(net.and_then(|n| n.bytes_sent).unwrap_or(0)),
+            endpoint(net.and_then(|n| n.dst.as_ref()))
+        ),
+        Kind::Dns => match &ev.dns {
+            Some(dns) => format!("looked up {} ({})", dns.name, dns.qtype),
+            None => "made a DNS query".to_string(),
+        },
+        Kind::Setuid => format!(
+            "called setuid to uid {}",
+            sys.and_then(|s| s.uid)
+                .map_or("?".to_string(), |u| u.to_string())
+        ),
+        Kind::Setgid => format!(
+            "called setgid to gid {}",
+            sys.and_then(|s| s.gid)
+                .map_or("?".to_string(), |g| g.to_string())
+        ),
+        Kind::Capset => "changed its capabilities".to_string(),
+        Kind::Ptrace => format!(
+            "called ptrace {} on pid {}",
+            sys.and_then(|s| s.request.as_deref()).unwrap_or("?"),
+            sys.and_then(|s| s.target_pid)
+                .map_or("?".to_string(), |p| p.to_string())
+        ),
+        Kind::ModuleLoad => format!(
+            "loaded kernel module {}",
+            sys.and_then(|s| s.name.as_deref()).unwrap_or("(unnamed)")
+        ),
+        Kind::Bpf => format!(
+            "called bpf {}",
+            sys.and_then(|s| s.bpf_cmd.as_deref()).unwrap_or("?")
+        ),
+        Kind::MemfdCreate => format!(
+            "created memfd {}",
+            sys.and_then(|s| s.name.as_deref()).unwrap_or("(unnamed)")
+        ),
+        Kind::ExecMemory => "mapped anonymous executable memory".to_string(),
+        Kind::GpuIoctl => "issued GPU ioctls".to_string(),
+    }
+}
+
+/// `<process> <deed>`, e.g. `/usr/bin/cat (pid 7) opened /models/m.gguf`.
+fn what_happened(ev: &Event) -> String {
+    let deed = deed(ev);
+    if ev.kind == Kind::Exec && ev.parent.is_some() {
+        deed
+    } else {
+        format!("{} {deed}", actor(&ev.process.exe, ev.process.pid))
+    }
+}
+
+/// `<rule description>: <process> <deed> [, after <first step>] [in
+/// workload <name> (<kind>)]`. `steps` are a sequence's events.
+pub fn summarize(description: &str, rule_id: &str, ev: &Event, steps: &[Event]) -> String {
+    let mut who_did = what_happened(ev);
+    if let Some(first) = steps.first().filter(|_| steps.len() > 1) {
+        who_did = format!("{who_did}, after {}", what_happened(first));
+    }
+    let workload = ev
+        .workload
+        .as_ref()
+        .map(|w| format!(" in workload {} ({})", w.name, w.kind))
+        .unwrap_or_default();
+    let title = if description.is_empty() {
+        rule_id
+    } else {
+        description
+    };
+    format!("{title}: {who_did}{workload}")
+}
