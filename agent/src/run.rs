@@ -133,7 +133,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let wanted = loaded
         .probes
         .iter()
-        .filter(|p| p.reason.as_deref() != Some(loader::FAMILY_OFF))
+        .filter(|p| {
+            !matches!(
+                p.reason.as_deref(),
+                Some(loader::FAMILY_OFF) | Some(loader::NOT_IN_KERNEL)
+            )
+        })
         .count();
     readiness.set_probes_attached(attached == wanted);
 
