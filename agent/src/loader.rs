@@ -455,7 +455,10 @@ fn tracepoint_exists(probe: &Probe) -> bool {
     let Attach::Tracepoint(category, name) = probe.attach else {
         return true;
     };
-    let roots = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"];
+    let roots = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ];
     let Some(root) = roots.iter().find(|r| Path::new(r).exists()) else {
         // Cannot tell: let the attach report the problem.
         return true;

@@ -108,11 +108,19 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
         socket_sk: r.get("socket.sk", "socket", &["sk"]),
         socket_type: r.get("socket.type", "socket", &["type"]),
         sk_daddr: r.get("sock.skc_daddr", "sock", &["__sk_common", "skc_daddr"]),
-        sk_rcv_saddr: r.get("sock.skc_rcv_saddr", "sock", &["__sk_common", "skc_rcv_saddr"]),
+        sk_rcv_saddr: r.get(
+            "sock.skc_rcv_saddr",
+            "sock",
+            &["__sk_common", "skc_rcv_saddr"],
+        ),
         sk_dport: r.get("sock.skc_dport", "sock", &["__sk_common", "skc_dport"]),
         sk_num: r.get("sock.skc_num", "sock", &["__sk_common", "skc_num"]),
         sk_family: r.get("sock.skc_family", "sock", &["__sk_common", "skc_family"]),
-        sk_v6_daddr: r.get("sock.skc_v6_daddr", "sock", &["__sk_common", "skc_v6_daddr"]),
+        sk_v6_daddr: r.get(
+            "sock.skc_v6_daddr",
+            "sock",
+            &["__sk_common", "skc_v6_daddr"],
+        ),
         sk_v6_rcv_saddr: r.get(
             "sock.skc_v6_rcv_saddr",
             "sock",

@@ -22,15 +22,14 @@
 use core::{ffi::c_void, mem::size_of};
 
 use aiwatch_common::{
-    EventKind, NetRecord, SockAddr, Stat, TcpOwner, TcpSummaryRecord, DnsRecord,
-    DNS_PAYLOAD_LEN, FAMILY_NET, NET_FLAG_LOCAL_FROM_SOCKET, NET_FLAG_NO_RESULT,
-    NET_FLAG_TRACKED, NET_FLAG_UNIX_ABSTRACT, TCP_SUMMARY_FLAG_FINAL, UNIX_PATH_LEN,
+    DnsRecord, EventKind, NetRecord, SockAddr, Stat, TcpOwner, TcpSummaryRecord, DNS_PAYLOAD_LEN,
+    FAMILY_NET, NET_FLAG_LOCAL_FROM_SOCKET, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED,
+    NET_FLAG_UNIX_ABSTRACT, TCP_SUMMARY_FLAG_FINAL, UNIX_PATH_LEN,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
         generated::{self, bpf_probe_read_user_str},
     },
     macros::{map, tracepoint},
@@ -212,15 +211,34 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
         return;
     };
     unsafe {
-        let flags = if is_tracked(tgid) { NET_FLAG_TRACKED } else { 0 };
-        fill_header(&raw mut (*record).header, kind, flags, size_of::<NetRecord>());
+        let flags = if is_tracked(tgid) {
+            NET_FLAG_TRACKED
+        } else {
+            0
+        };
+        fill_header(
+            &raw mut (*record).header,
+            kind,
+            flags,
+            size_of::<NetRecord>(),
+        );
         (*record).ret = 0;
         (*record).fd = syscall_arg(ctx, 0) as i32;
         (*record).sock_type = 0;
         (*record).unix_path_len = 0;
         (*record).len = 0;
-        (*record).local = SockAddr { family: 0, port: 0, _pad: 0, addr: [0; 16] };
-        (*record).remote = SockAddr { family: 0, port: 0, _pad: 0, addr: [0; 16] };
+        (*record).local = SockAddr {
+            family: 0,
+            port: 0,
+            _pad: 0,
+            addr: [0; 16],
+        };
+        (*record).remote = SockAddr {
+            family: 0,
+            port: 0,
+            _pad: 0,
+            addr: [0; 16],
+        };
         match kind {
             EventKind::Connect => read_user_sockaddr(
                 syscall_arg(ctx, 1),
@@ -280,9 +298,7 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
         (*record).header.ktime_ns = bpf_ktime_get_boot_ns();
         let socket_fd = match kind {
             EventKind::Accept if ret >= 0 => Some(ret as u64),
-            EventKind::Connect if ret == 0 || ret == -EINPROGRESS => {
-                Some((*record).fd as u64)
-            }
+            EventKind::Connect if ret == 0 || ret == -EINPROGRESS => Some((*record).fd as u64),
             EventKind::Bind | EventKind::Listen if ret == 0 => Some((*record).fd as u64),
             _ => None,
         };
@@ -299,7 +315,12 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
                             remember_owner(sk as u64, &(*record).local, &(*record).remote);
                         }
                     } else {
-                        let mut peer = SockAddr { family: 0, port: 0, _pad: 0, addr: [0; 16] };
+                        let mut peer = SockAddr {
+                            family: 0,
+                            port: 0,
+                            _pad: 0,
+                            addr: [0; 16],
+                        };
                         sock_addrs(sk, &raw mut (*record).local, &raw mut peer);
                     }
                     (*record).header.flags |= NET_FLAG_LOCAL_FROM_SOCKET;
@@ -483,7 +504,12 @@ fn udp_send(fd: u64, addr: u64, addrlen: u64, buf: u64, len: u64) {
             (*record).sock_type = 0;
             (*record).unix_path_len = 0;
             (*record).len = len as u32;
-            (*record).local = SockAddr { family: 0, port: 0, _pad: 0, addr: [0; 16] };
+            (*record).local = SockAddr {
+                family: 0,
+                port: 0,
+                _pad: 0,
+                addr: [0; 16],
+            };
             read_user_sockaddr(addr, addrlen, &raw mut (*record).remote, record);
         }
         entry.submit(0);
@@ -500,14 +526,24 @@ fn dns_query(addr: u64, addrlen: u64, buf: u64, len: u64) {
     };
     let record = entry.as_mut_ptr();
     unsafe {
-        fill_header(&raw mut (*record).header, EventKind::Dns, 0, size_of::<DnsRecord>());
+        fill_header(
+            &raw mut (*record).header,
+            EventKind::Dns,
+            0,
+            size_of::<DnsRecord>(),
+        );
         (*record)._pad = [0; 3];
         (*record).payload_len = 0;
         // The scratch record only carries a unix path, which DNS never has.
         if let Some(scratch) = NET_SCRATCH.get_ptr_mut(0) {
             read_user_sockaddr(addr, addrlen, &raw mut (*record).remote, scratch);
         } else {
-            (*record).remote = SockAddr { family: 0, port: 0, _pad: 0, addr: [0; 16] };
+            (*record).remote = SockAddr {
+                family: 0,
+                port: 0,
+                _pad: 0,
+                addr: [0; 16],
+            };
         }
         let dst = (*record).payload.as_mut_ptr() as *mut c_void;
         let copied = if buf == 0 {
@@ -559,8 +595,12 @@ fn state_endpoints(ctx: &TracePointContext, local: &mut SockAddr, remote: &mut S
         local.port = ctx.read_at::<u16>(set_state::SPORT).unwrap_or(0);
         remote.port = ctx.read_at::<u16>(set_state::DPORT).unwrap_or(0);
         if family == AF_INET6 {
-            local.addr = ctx.read_at::<[u8; 16]>(set_state::SADDR_V6).unwrap_or([0; 16]);
-            remote.addr = ctx.read_at::<[u8; 16]>(set_state::DADDR_V6).unwrap_or([0; 16]);
+            local.addr = ctx
+                .read_at::<[u8; 16]>(set_state::SADDR_V6)
+                .unwrap_or([0; 16]);
+            remote.addr = ctx
+                .read_at::<[u8; 16]>(set_state::DADDR_V6)
+                .unwrap_or([0; 16]);
         } else {
             local.addr = v4(ctx.read_at::<[u8; 4]>(set_state::SADDR).unwrap_or([0; 4]));
             remote.addr = v4(ctx.read_at::<[u8; 4]>(set_state::DADDR).unwrap_or([0; 4]));
@@ -589,7 +629,12 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         if tgid == agent_pid() || tgid == 0 {
             return 0;
         }
-        let mut local = SockAddr { family: 0, port: 0, _pad: 0, addr: [0; 16] };
+        let mut local = SockAddr {
+            family: 0,
+            port: 0,
+            _pad: 0,
+            addr: [0; 16],
+        };
         let mut remote = local;
         state_endpoints(&ctx, &mut local, &mut remote);
         remember_owner(sk, &local, &remote);

@@ -86,8 +86,17 @@ fn enter(ctx: &TracePointContext, kind: EventKind, syscall: u16) {
         return;
     };
     unsafe {
-        let flags = if is_tracked(tgid) { SYSCALL_FLAG_TRACKED } else { 0 };
-        fill_header(&raw mut (*record).header, kind, flags, size_of::<SyscallRecord>());
+        let flags = if is_tracked(tgid) {
+            SYSCALL_FLAG_TRACKED
+        } else {
+            0
+        };
+        fill_header(
+            &raw mut (*record).header,
+            kind,
+            flags,
+            size_of::<SyscallRecord>(),
+        );
         for i in 0..6 {
             (*record).args[i] = syscall_arg(ctx, i);
         }
