@@ -67,6 +67,11 @@ pub struct KernelOffsets {
     pub sk_family: u32,
     pub sk_v6_daddr: u32,
     pub sk_v6_rcv_saddr: u32,
+    /// `sock->sk_shutdown`: RCV_SHUTDOWN (1) once the peer's FIN arrived,
+    /// SEND_SHUTDOWN (2) once ours is queued.
+    pub sk_shutdown: u32,
+    pub tcp_snd_una: u32,
+    pub tcp_write_seq: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the

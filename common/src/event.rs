@@ -297,6 +297,18 @@ pub struct NetRecord {
 }
 
 pub const TCP_SUMMARY_FLAG_FINAL: u16 = 1;
+/// The kernel's `bytes_acked` and `bytes_received` count the SYN and FIN
+/// sequence numbers too. These flags say which of them the raw totals in a
+/// summary include, so that the agent reports data bytes only:
+/// the socket opened actively (its SYN was acked, if anything was);
+pub const TCP_SUMMARY_FLAG_ACTIVE: u16 = 2;
+/// our FIN was sent and acked;
+pub const TCP_SUMMARY_FLAG_FIN_ACKED: u16 = 4;
+/// the peer's FIN was received.
+pub const TCP_SUMMARY_FLAG_FIN_RECEIVED: u16 = 8;
+
+/// `TcpOwner::flags`: the owner connected (active open).
+pub const TCP_OWNER_ACTIVE: u32 = 1;
 
 /// Byte totals of one TCP connection.
 #[repr(C)]
@@ -306,6 +318,7 @@ pub struct TcpSummaryRecord {
     pub header: EventHeader,
     pub local: SockAddr,
     pub remote: SockAddr,
+    /// `tcp_sock.bytes_acked` and `bytes_received`, raw (see the flags).
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub opened_ktime_ns: u64,
@@ -322,7 +335,8 @@ pub struct TcpOwner {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub _pad: u32,
+    /// `TCP_OWNER_*`.
+    pub flags: u32,
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
     pub opened_ktime_ns: u64,

@@ -58,6 +58,9 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     sk_family: OFFSET_UNKNOWN,
     sk_v6_daddr: OFFSET_UNKNOWN,
     sk_v6_rcv_saddr: OFFSET_UNKNOWN,
+    sk_shutdown: OFFSET_UNKNOWN,
+    tcp_snd_una: OFFSET_UNKNOWN,
+    tcp_write_seq: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

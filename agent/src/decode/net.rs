@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aiwatch_common::{
     DnsRecord, EventHeader, EventKind, NetRecord, SockAddr, TcpOwner, TcpSummaryRecord,
-    NET_FLAG_NO_RESULT, NET_FLAG_TRACKED, NET_FLAG_UNIX_ABSTRACT, TCP_SUMMARY_FLAG_FINAL,
+    NET_FLAG_NO_RESULT, NET_FLAG_TRACKED, NET_FLAG_UNIX_ABSTRACT, TCP_OWNER_ACTIVE,
+    TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL, TCP_SUMMARY_FLAG_FIN_ACKED,
+    TCP_SUMMARY_FLAG_FIN_RECEIVED,
 };
 
 use super::{checked, dns, DecodeError, Payload};
@@ -132,11 +134,19 @@ pub fn net(r: &NetRecord) -> Net {
 }
 
 pub fn tcp_summary(r: &TcpSummaryRecord) -> TcpSummary {
+    let flags = r.header.flags;
+    let (bytes_sent, bytes_received) = data_bytes(
+        r.bytes_sent,
+        r.bytes_received,
+        flags & TCP_SUMMARY_FLAG_ACTIVE != 0,
+        flags & TCP_SUMMARY_FLAG_FIN_ACKED != 0,
+        flags & TCP_SUMMARY_FLAG_FIN_RECEIVED != 0,
+    );
     TcpSummary {
         local: socket_addr(&r.local),
         remote: socket_addr(&r.remote),
-        bytes_sent: r.bytes_sent,
-        bytes_received: r.bytes_received,
+        bytes_sent,
+        bytes_received,
         opened_ktime_ns: r.opened_ktime_ns,
         closed: r.header.flags & TCP_SUMMARY_FLAG_FINAL != 0,
     }
@@ -144,14 +154,33 @@ pub fn tcp_summary(r: &TcpSummaryRecord) -> TcpSummary {
 
 /// The summary of an open connection, from an entry of the `TCP_OWNERS` map.
 pub fn open_connection(owner: &TcpOwner) -> TcpSummary {
+    let active = owner.flags & TCP_OWNER_ACTIVE != 0;
+    let (bytes_sent, bytes_received) =
+        data_bytes(owner.bytes_sent, owner.bytes_received, active, false, false);
     TcpSummary {
         local: socket_addr(&owner.local),
         remote: socket_addr(&owner.remote),
-        bytes_sent: owner.bytes_sent,
-        bytes_received: owner.bytes_received,
+        bytes_sent,
+        bytes_received,
         opened_ktime_ns: owner.opened_ktime_ns,
         closed: false,
     }
+}
+
+/// Data bytes from the kernel's sequence-space totals: `bytes_acked`
+/// counts an active opener's SYN and our FIN once acked, `bytes_received`
+/// counts the peer's FIN.
+fn data_bytes(
+    acked: u64,
+    received: u64,
+    active: bool,
+    fin_acked: bool,
+    fin_received: bool,
+) -> (u64, u64) {
+    let sent = acked
+        .saturating_sub(u64::from(active && acked > 0))
+        .saturating_sub(u64::from(fin_acked));
+    (sent, received.saturating_sub(u64::from(fin_received)))
 }
 
 pub fn dns_query(r: &DnsRecord) -> Dns {
@@ -180,11 +209,6 @@ pub fn socket_addr(raw: &SockAddr) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;
-
-    use aiwatch_common::{
-        DnsRecord, EventKind, NetRecord, SockAddr, TcpSummaryRecord, NET_FLAG_NO_RESULT,
-        NET_FLAG_UNIX_ABSTRACT, TCP_SUMMARY_FLAG_FINAL,
-    };
 
     use super::*;
     use crate::decode::{decode, dns::test_query, DecodeError, Payload};
@@ -287,9 +311,14 @@ mod tests {
     fn summaries_and_dns_queries() {
         let mut r: TcpSummaryRecord = zeroed();
         r.header = header(EventKind::TcpSummary, size_of::<TcpSummaryRecord>());
-        r.header.flags = TCP_SUMMARY_FLAG_FINAL;
-        r.bytes_sent = 10_000;
-        r.bytes_received = 2_500;
+        // A client's socket after an orderly close: SYN and FIN acked, the
+        // peer's FIN received.
+        r.header.flags = TCP_SUMMARY_FLAG_FINAL
+            | TCP_SUMMARY_FLAG_ACTIVE
+            | TCP_SUMMARY_FLAG_FIN_ACKED
+            | TCP_SUMMARY_FLAG_FIN_RECEIVED;
+        r.bytes_sent = 10_002;
+        r.bytes_received = 2_501;
         r.remote = inet(2, &[127, 0, 0, 1], 9000);
         let Payload::TcpSummary(s) = decode(bytes_of(&r)).unwrap().payload else {
             panic!("not a summary");
@@ -297,6 +326,19 @@ mod tests {
         assert_eq!(
             (s.bytes_sent, s.bytes_received, s.closed),
             (10_000, 2_500, true)
+        );
+        // A refused connect: nothing acked, nothing to subtract.
+        r.bytes_sent = 0;
+        r.bytes_received = 0;
+        let s = tcp_summary(&r);
+        assert_eq!((s.bytes_sent, s.bytes_received), (0, 0));
+        // A passive socket reset before any FIN: raw counts are data.
+        r.header.flags = TCP_SUMMARY_FLAG_FINAL;
+        r.bytes_sent = 7;
+        r.bytes_received = 9;
+        assert_eq!(
+            (tcp_summary(&r).bytes_sent, tcp_summary(&r).bytes_received),
+            (7, 9)
         );
 
         let mut d: DnsRecord = zeroed();

@@ -24,7 +24,8 @@ use core::{ffi::c_void, mem::size_of};
 use aiwatch_common::{
     DnsRecord, EventKind, NetRecord, SockAddr, Stat, TcpOwner, TcpSummaryRecord, DNS_PAYLOAD_LEN,
     FAMILY_NET, NET_FLAG_LOCAL_FROM_SOCKET, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED,
-    NET_FLAG_UNIX_ABSTRACT, TCP_SUMMARY_FLAG_FINAL, UNIX_PATH_LEN,
+    NET_FLAG_UNIX_ABSTRACT, TCP_OWNER_ACTIVE, TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL,
+    TCP_SUMMARY_FLAG_FIN_ACKED, TCP_SUMMARY_FLAG_FIN_RECEIVED, UNIX_PATH_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -52,6 +53,8 @@ const IPPROTO_TCP: u16 = 6;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;
 const DNS_PORT: u16 = 53;
+const RCV_SHUTDOWN: u8 = 1;
+const SEND_SHUTDOWN: u8 = 2;
 const EAGAIN: i64 = 11;
 const EINPROGRESS: i64 = 115;
 
@@ -312,7 +315,7 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
                     if kind == EventKind::Accept {
                         sock_addrs(sk, &raw mut (*record).local, &raw mut (*record).remote);
                         if (*record).sock_type == SOCK_STREAM {
-                            remember_owner(sk as u64, &(*record).local, &(*record).remote);
+                            remember_owner(sk as u64, &(*record).local, &(*record).remote, 0);
                         }
                     } else {
                         let mut peer = SockAddr {
@@ -336,7 +339,7 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
 
 /// Records the current process as the owner of TCP socket `sk`.
 #[inline(always)]
-fn remember_owner(sk: u64, local: &SockAddr, remote: &SockAddr) {
+fn remember_owner(sk: u64, local: &SockAddr, remote: &SockAddr, flags: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let now = unsafe { bpf_ktime_get_boot_ns() };
@@ -344,7 +347,7 @@ fn remember_owner(sk: u64, local: &SockAddr, remote: &SockAddr) {
         pid: (pid_tgid >> 32) as u32,
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
-        _pad: 0,
+        flags,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         opened_ktime_ns: now,
@@ -637,7 +640,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         };
         let mut remote = local;
         state_endpoints(&ctx, &mut local, &mut remote);
-        remember_owner(sk, &local, &remote);
+        remember_owner(sk, &local, &remote, TCP_OWNER_ACTIVE);
     } else if newstate == TCP_CLOSE {
         emit_summary(&ctx, sk);
     }
@@ -655,7 +658,8 @@ fn emit_summary(ctx: &TracePointContext, sk: u64) {
         unsafe {
             let header = &raw mut (*record).header;
             (*header).kind = EventKind::TcpSummary as u16;
-            (*header).flags = TCP_SUMMARY_FLAG_FINAL;
+            (*header).flags =
+                TCP_SUMMARY_FLAG_FINAL | control_flags(sk as *const u8, (*owner).flags);
             (*header).size = size_of::<TcpSummaryRecord>() as u32;
             (*header).ktime_ns = bpf_ktime_get_boot_ns();
             (*header).pid = (*owner).pid;
@@ -673,6 +677,32 @@ fn emit_summary(ctx: &TracePointContext, sk: u64) {
         entry.submit(0);
     }
     let _ = TCP_OWNERS.remove(sk);
+}
+
+/// Which SYN/FIN sequence numbers the raw byte totals of `sk` include. Read
+/// inside `tcp_set_state`, before `tcp_done` marks the socket shut down.
+#[inline(always)]
+fn control_flags(sk: *const u8, owner_flags: u32) -> u16 {
+    let mut flags = 0;
+    if owner_flags & TCP_OWNER_ACTIVE != 0 {
+        flags |= TCP_SUMMARY_FLAG_ACTIVE;
+    }
+    unsafe {
+        let shutdown = read::<u8>(sk, offset!(sk_shutdown)).unwrap_or(0);
+        if shutdown & RCV_SHUTDOWN != 0 {
+            flags |= TCP_SUMMARY_FLAG_FIN_RECEIVED;
+        }
+        if shutdown & SEND_SHUTDOWN != 0 {
+            let snd_una = read::<u32>(sk, offset!(tcp_snd_una));
+            let write_seq = read::<u32>(sk, offset!(tcp_write_seq));
+            if let (Ok(una), Ok(seq)) = (snd_una, write_seq) {
+                if una == seq {
+                    flags |= TCP_SUMMARY_FLAG_FIN_ACKED;
+                }
+            }
+        }
+    }
+    flags
 }
 
 /// `iter/tcp`: run by the agent before each periodic report; refreshes the
