@@ -28,6 +28,8 @@ pub struct Config {
     pub process_table: ProcessTableConfig,
     pub state_dir: PathBuf,
     pub max_workload_series: usize,
+    /// Seconds between summaries of open TCP connections; 0 turns them off.
+    pub tcp_summary_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             process_table: ProcessTableConfig::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
             max_workload_series: 200,
+            tcp_summary_interval_secs: 60,
         }
     }
 }

@@ -26,5 +26,6 @@ pub mod reader;
 pub mod run;
 pub mod sink;
 pub mod stats;
+pub mod tcp_summary;
 pub mod telemetry;
 pub mod workload;

@@ -179,6 +179,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
+    let tcp_summary_task = start_tcp_summaries(
+        &mut loaded.ebpf,
+        &config,
+        queue_tx.clone(),
+        shutdown_rx.clone(),
+    );
     let reader_task = tokio::spawn(reader::run(
         ring,
         queue_tx,
@@ -222,6 +228,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Ok(Err(err)) => log::error!("ring-buffer reader failed: {err}"),
         Err(err) => log::error!("ring-buffer reader panicked: {err}"),
     }
+    if let Some(task) = tcp_summary_task {
+        let _ = task.await;
+    }
     if let Err(err) = pipeline_task.await {
         log::error!("pipeline task failed: {err}");
     }
@@ -237,6 +246,27 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Dropping the Ebpf object detaches every program.
     drop(loaded);
     Ok(())
+}
+
+/// Starts the periodic summaries of open TCP connections, if configured and
+/// the network family is on. A failure costs only the periodic reports.
+fn start_tcp_summaries(
+    ebpf: &mut aya::Ebpf,
+    config: &Config,
+    queue: mpsc::Sender<Record>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if config.tcp_summary_interval_secs == 0 || !config.families.network {
+        return None;
+    }
+    let interval = std::time::Duration::from_secs(config.tcp_summary_interval_secs);
+    match crate::tcp_summary::PeriodicSummaries::setup(ebpf, interval) {
+        Ok(periodic) => Some(tokio::spawn(periodic.run(queue, shutdown))),
+        Err(err) => {
+            log::warn!("open TCP connections are reported at close only: {err}");
+            None
+        }
+    }
 }
 
 /// One line at exit with every loss, so that nothing is lost silently even

@@ -6,7 +6,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use aiwatch_tests::{free_port, get, kind_of, pid_of, Agent, TempDir};
+use aiwatch_tests::{free_port, get, kind_of, pid_of, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -41,7 +41,9 @@ fn endpoint(event: &Value, which: &str) -> (String, u64) {
             .as_str()
             .unwrap_or("")
             .to_owned(),
-        get(event, &format!("net.{which}.port")).as_u64().unwrap_or(0),
+        get(event, &format!("net.{which}.port"))
+            .as_u64()
+            .unwrap_or(0),
     )
 }
 
@@ -110,7 +112,10 @@ fn tcp_connection_lifecycle_and_byte_totals() {
     assert_eq!(get(&connect, "net.result").as_i64(), Some(0));
     assert_eq!(get(&connect, "net.family"), "ipv4");
     assert_eq!(get(&connect, "net.protocol"), "tcp");
-    assert!(get(&connect, "net.dst_external").is_null(), "loopback is not external");
+    assert!(
+        get(&connect, "net.dst_external").is_null(),
+        "loopback is not external"
+    );
     let client_port = endpoint(&connect, "src").1;
     assert!(client_port > 0);
 
@@ -118,13 +123,22 @@ fn tcp_connection_lifecycle_and_byte_totals() {
         kind_of(e) == "accept" && pid_of(e) == server_pid
     });
     assert_eq!(endpoint(&accept, "dst"), ("127.0.0.1".into(), client_port));
-    assert!(get(&accept, "net.result").as_i64().unwrap() >= 0, "{accept}");
+    assert!(
+        get(&accept, "net.result").as_i64().unwrap() >= 0,
+        "{accept}"
+    );
 
     let client_summary = agent.wait_event("the client's tcp_summary", |e| {
         kind_of(e) == "tcp_summary" && pid_of(e) == client_pid
     });
-    assert_eq!(get(&client_summary, "net.bytes_sent").as_u64(), Some(10_000));
-    assert_eq!(get(&client_summary, "net.bytes_received").as_u64(), Some(2_500));
+    assert_eq!(
+        get(&client_summary, "net.bytes_sent").as_u64(),
+        Some(10_000)
+    );
+    assert_eq!(
+        get(&client_summary, "net.bytes_received").as_u64(),
+        Some(2_500)
+    );
     assert_eq!(get(&client_summary, "net.closed").as_bool(), Some(true));
     assert_eq!(endpoint(&client_summary, "dst").1, port as u64);
     assert_eq!(endpoint(&client_summary, "src").1, client_port);
@@ -133,7 +147,10 @@ fn tcp_connection_lifecycle_and_byte_totals() {
         kind_of(e) == "tcp_summary" && pid_of(e) == server_pid
     });
     assert_eq!(get(&server_summary, "net.bytes_sent").as_u64(), Some(2_500));
-    assert_eq!(get(&server_summary, "net.bytes_received").as_u64(), Some(10_000));
+    assert_eq!(
+        get(&server_summary, "net.bytes_received").as_u64(),
+        Some(10_000)
+    );
     assert_eq!(endpoint(&server_summary, "dst").1, client_port);
 }
 
@@ -196,9 +213,7 @@ nb.close()
     });
     assert_eq!(get(&connect, "net.unix_path"), path_s.as_str());
     assert_eq!(get(&connect, "net.result").as_i64(), Some(0));
-    let bind = agent.wait_event("unix bind", |e| {
-        kind_of(e) == "bind" && pid_of(e) == pid
-    });
+    let bind = agent.wait_event("unix bind", |e| kind_of(e) == "bind" && pid_of(e) == pid);
     assert_eq!(get(&bind, "net.unix_path"), path_s.as_str());
     let pending = agent.wait_event("non-blocking connect", |e| {
         kind_of(e) == "connect" && pid_of(e) == pid && get(e, "net.family") == "ipv4"
@@ -285,4 +300,38 @@ fn the_agents_own_sockets_are_never_reported() {
         !agent.events().iter().any(|e| pid_of(e) == agent_pid),
         "the agent reported itself"
     );
+}
+
+#[test]
+fn long_lived_connections_are_summarised_periodically() {
+    let agent = Agent::start_with(AgentOptions {
+        config: "tcp_summary_interval_secs: 1".into(),
+        ..Default::default()
+    });
+    let port = free_port().to_string();
+    // The server reads 3,000 bytes, answers 700, and both then hold the
+    // connection open for a few seconds before closing.
+    let server_script = TCP_SERVER.replace("conn.recv(1)  # the client's close", "conn.recv(1)");
+    let mut server = python(&server_script, &["127.0.0.1", &port, "3000", "700"]);
+    assert_eq!(first_line(&mut server), "ready");
+    let client_script =
+        TCP_CLIENT.replace("conn.close()", "import time; time.sleep(4); conn.close()");
+    let client = python(&client_script, &["127.0.0.1", &port, "3000", "700"]);
+    let client_pid = client.id() as u64;
+    let open = agent.wait_event("a periodic summary of the open connection", |e| {
+        kind_of(e) == "tcp_summary"
+            && pid_of(e) == client_pid
+            && get(e, "net.closed").as_bool() == Some(false)
+            && get(e, "net.bytes_received").as_u64() == Some(700)
+    });
+    assert_eq!(get(&open, "net.bytes_sent").as_u64(), Some(3000));
+    assert_eq!(endpoint(&open, "dst").1.to_string(), port);
+    wait_ok(client);
+    wait_ok(server);
+    let closed = agent.wait_event("the final summary", |e| {
+        kind_of(e) == "tcp_summary"
+            && pid_of(e) == client_pid
+            && get(e, "net.closed").as_bool() == Some(true)
+    });
+    assert_eq!(get(&closed, "net.bytes_sent").as_u64(), Some(3000));
 }

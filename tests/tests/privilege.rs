@@ -18,7 +18,10 @@ fn run_python(script: &str) -> (u64, String) {
     let pid = child.id() as u64;
     let output = child.wait_with_output().expect("wait");
     assert!(output.status.success(), "python failed: {output:?}");
-    (pid, String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    (
+        pid,
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+    )
 }
 
 #[test]
@@ -59,9 +62,7 @@ print(sleeper.pid)
     let (pid, out) = run_python(script);
     let target: u64 = out.parse().expect("sleeper pid");
     let event = agent.wait_event("ptrace attach", |e| {
-        kind_of(e) == "ptrace"
-            && pid_of(e) == pid
-            && get(e, "syscall.request") == "PTRACE_ATTACH"
+        kind_of(e) == "ptrace" && pid_of(e) == pid && get(e, "syscall.request") == "PTRACE_ATTACH"
     });
     assert_eq!(get(&event, "syscall.target_pid").as_u64(), Some(target));
     assert_eq!(get(&event, "syscall.result").as_i64(), Some(0));
@@ -89,8 +90,14 @@ print(data[0].effective | (data[1].effective << 32), data[0].permitted | (data[1
     let mut values = out.split_whitespace().map(|v| v.parse::<u64>().unwrap());
     let (effective, permitted) = (values.next().unwrap(), values.next().unwrap());
     let event = agent.wait_event("capset", |e| kind_of(e) == "capset" && pid_of(e) == pid);
-    assert_eq!(get(&event, "syscall.cap_effective").as_u64(), Some(effective));
-    assert_eq!(get(&event, "syscall.cap_permitted").as_u64(), Some(permitted));
+    assert_eq!(
+        get(&event, "syscall.cap_effective").as_u64(),
+        Some(effective)
+    );
+    assert_eq!(
+        get(&event, "syscall.cap_permitted").as_u64(),
+        Some(permitted)
+    );
     assert_eq!(effective & (1 << 7), 0);
     assert_eq!(get(&event, "syscall.result").as_i64(), Some(0));
 }
@@ -114,7 +121,11 @@ os.execv(f"/proc/self/fd/{fd}", ["fileless-true"])
     let exec = agent.wait_event("exec of the memfd", |e| {
         kind_of(e) == "exec" && pid_of(e) == pid && get(e, "process.argv")[0] == "fileless-true"
     });
-    assert_eq!(get(&exec, "process.exe_fileless").as_bool(), Some(true), "{exec}");
+    assert_eq!(
+        get(&exec, "process.exe_fileless").as_bool(),
+        Some(true),
+        "{exec}"
+    );
 }
 
 #[test]
@@ -164,7 +175,9 @@ fn bpf_calls_by_another_process() {
     let pid = child.id() as u64;
     assert!(child.wait_with_output().unwrap().status.success());
     let event = agent.wait_event("bpf by bpftool", |e| {
-        kind_of(e) == "bpf" && pid_of(e) == pid && get(e, "syscall.bpf_cmd") == "BPF_PROG_GET_NEXT_ID"
+        kind_of(e) == "bpf"
+            && pid_of(e) == pid
+            && get(e, "syscall.bpf_cmd") == "BPF_PROG_GET_NEXT_ID"
     });
     assert_eq!(get(&event, "syscall.syscall"), "bpf");
     // The agent loaded programs of its own; none of its bpf() calls show.
