@@ -46,6 +46,8 @@ pub struct Config {
     pub policies: Vec<PathBuf>,
     /// Load the embedded default AI rule pack.
     pub default_policies: bool,
+    /// Seconds between summaries of open TCP connections; 0 turns them off.
+    pub tcp_summary_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             syslog: None,
             policies: Vec::new(),
             default_policies: true,
+            tcp_summary_interval_secs: 60,
         }
     }
 }

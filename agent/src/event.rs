@@ -342,6 +342,10 @@ pub struct DnsInfo {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SyscallInfo {
+    /// The syscall: `setuid`, `setresuid`, `capset`, `ptrace`, `bpf`,
+    /// `memfd_create`, `mmap`, `mprotect`, `finit_module`, ...
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub syscall: String,
     pub result: i64,
     /// setuid family: the requested ids (`-1` kept as 4294967295 is shown as null).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -350,6 +354,9 @@ pub struct SyscallInfo {
     pub euid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<u32>,
+    /// setregid/setresgid: the requested effective gid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egid: Option<u32>,
     /// ptrace: the request name and the target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
@@ -358,6 +365,9 @@ pub struct SyscallInfo {
     /// capset: effective capability bits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cap_effective: Option<u64>,
+    /// capset: permitted capability bits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_permitted: Option<u64>,
     /// bpf: the command, and the program type for BPF_PROG_LOAD.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bpf_cmd: Option<String>,
@@ -373,6 +383,12 @@ pub struct SyscallInfo {
     pub addr: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub len: Option<u64>,
+    /// finit_module: the module file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// memfd_create, mmap, finit_module: the flags argument.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

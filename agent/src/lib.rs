@@ -30,5 +30,6 @@ pub mod replay;
 pub mod run;
 pub mod sink;
 pub mod stats;
+pub mod tcp_summary;
 pub mod telemetry;
 pub mod workload;

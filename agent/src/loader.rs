@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use aiwatch_common::{KernelOffsets, FAMILY_PROCESS};
+use aiwatch_common::{KernelOffsets, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS};
 use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
     Ebpf, EbpfError, EbpfLoader,
@@ -63,10 +63,262 @@ pub const PROBES: &[Probe] = &[
         family: FAMILY_PROCESS,
         required: true,
     },
+    // Network (probes/net.rs).
+    Probe {
+        program: "sys_enter_connect",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_connect"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_connect",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_connect"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_accept",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_accept"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_accept",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_accept"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_accept4",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_accept4"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_accept4",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_accept4"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_bind",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_bind"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_bind",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_bind"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_listen",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_listen"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_listen",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_listen"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_sendto",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_sendto"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_sendmsg",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_sendmsg"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "inet_sock_set_state",
+        attach: Attach::Tracepoint("sock", "inet_sock_set_state"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    // Privilege and tampering (probes/privilege.rs).
+    Probe {
+        program: "sys_enter_setuid",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_setuid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_setuid",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_setuid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_setreuid",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_setreuid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_setreuid",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_setreuid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_setresuid",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_setresuid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_setresuid",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_setresuid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_setgid",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_setgid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_setgid",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_setgid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_setregid",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_setregid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_setregid",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_setregid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_setresgid",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_setresgid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_setresgid",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_setresgid"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_capset",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_capset"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_capset",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_capset"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_ptrace",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_ptrace"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_ptrace",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_ptrace"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_init_module",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_init_module"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_init_module",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_init_module"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_finit_module",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_finit_module"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_finit_module",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_finit_module"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_bpf",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_bpf"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_bpf",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_bpf"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_memfd_create",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_memfd_create"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_memfd_create",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_memfd_create"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_mmap",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_mmap"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_mmap",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_mmap"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_mprotect",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_mprotect"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_mprotect",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_mprotect"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
 ];
 
 /// The reason given for probes of families the configuration turned off.
 pub const FAMILY_OFF: &str = "family disabled in the configuration";
+
+/// The reason given for optional probes whose tracepoint this kernel lacks
+/// (e.g. `init_module` on a kernel built without module support).
+pub const NOT_IN_KERNEL: &str = "this kernel has no such tracepoint";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeStatus {
@@ -147,6 +399,12 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
                 attached: false,
                 reason: Some("family disabled in the configuration".into()),
             }
+        } else if !probe.required && !tracepoint_exists(probe) {
+            ProbeStatus {
+                probe: probe.program,
+                attached: false,
+                reason: Some(NOT_IN_KERNEL.into()),
+            }
         } else {
             match attach(&mut ebpf, probe) {
                 Ok(()) => ProbeStatus {
@@ -196,6 +454,22 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
         }
     }
     Ok(())
+}
+
+/// Whether a classic tracepoint exists (raw tracepoints are assumed to).
+fn tracepoint_exists(probe: &Probe) -> bool {
+    let Attach::Tracepoint(category, name) = probe.attach else {
+        return true;
+    };
+    let roots = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ];
+    let Some(root) = roots.iter().find(|r| Path::new(r).exists()) else {
+        // Cannot tell: let the attach report the problem.
+        return true;
+    };
+    Path::new(root).join(category).join(name).exists()
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.

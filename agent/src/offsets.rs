@@ -105,7 +105,30 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
         pid_ns_inum: r.get("pid_namespace.ns.inum", "pid_namespace", &["ns", "inum"]),
         tcp_bytes_acked: r.get("tcp_sock.bytes_acked", "tcp_sock", &["bytes_acked"]),
         tcp_bytes_received: r.get("tcp_sock.bytes_received", "tcp_sock", &["bytes_received"]),
+        tcp_snd_una: r.get("tcp_sock.snd_una", "tcp_sock", &["snd_una"]),
+        tcp_write_seq: r.get("tcp_sock.write_seq", "tcp_sock", &["write_seq"]),
+        sk_shutdown: r.get("sock.sk_shutdown", "sock", &["sk_shutdown"]),
         socket_sk: r.get("socket.sk", "socket", &["sk"]),
+        socket_type: r.get("socket.type", "socket", &["type"]),
+        sk_daddr: r.get("sock.skc_daddr", "sock", &["__sk_common", "skc_daddr"]),
+        sk_rcv_saddr: r.get(
+            "sock.skc_rcv_saddr",
+            "sock",
+            &["__sk_common", "skc_rcv_saddr"],
+        ),
+        sk_dport: r.get("sock.skc_dport", "sock", &["__sk_common", "skc_dport"]),
+        sk_num: r.get("sock.skc_num", "sock", &["__sk_common", "skc_num"]),
+        sk_family: r.get("sock.skc_family", "sock", &["__sk_common", "skc_family"]),
+        sk_v6_daddr: r.get(
+            "sock.skc_v6_daddr",
+            "sock",
+            &["__sk_common", "skc_v6_daddr"],
+        ),
+        sk_v6_rcv_saddr: r.get(
+            "sock.skc_v6_rcv_saddr",
+            "sock",
+            &["__sk_common", "skc_v6_rcv_saddr"],
+        ),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {

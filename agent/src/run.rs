@@ -165,7 +165,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let wanted = loaded
         .probes
         .iter()
-        .filter(|p| p.reason.as_deref() != Some(loader::FAMILY_OFF))
+        .filter(|p| {
+            !matches!(
+                p.reason.as_deref(),
+                Some(loader::FAMILY_OFF) | Some(loader::NOT_IN_KERNEL)
+            )
+        })
         .count();
     readiness.set_probes_attached(attached == wanted);
 
@@ -219,6 +224,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
+    let tcp_summary_task = start_tcp_summaries(
+        &mut loaded.ebpf,
+        &config,
+        queue_tx.clone(),
+        shutdown_rx.clone(),
+    );
     let reader_task = tokio::spawn(reader::run(
         ring,
         queue_tx,
@@ -266,6 +277,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Ok(Err(err)) => log::error!("ring-buffer reader failed: {err}"),
         Err(err) => log::error!("ring-buffer reader panicked: {err}"),
     }
+    if let Some(task) = tcp_summary_task {
+        let _ = task.await;
+    }
     if let Err(err) = pipeline_task.await {
         log::error!("pipeline task failed: {err}");
     }
@@ -288,6 +302,27 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 fn log_changes(changes: &[crate::workload::WorkloadChange]) {
     for change in changes {
         log::debug!("workload change: {change:?}");
+    }
+}
+
+/// Starts the periodic summaries of open TCP connections, if configured and
+/// the network family is on. A failure costs only the periodic reports.
+fn start_tcp_summaries(
+    ebpf: &mut aya::Ebpf,
+    config: &Config,
+    queue: mpsc::Sender<Record>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if config.tcp_summary_interval_secs == 0 || !config.families.network {
+        return None;
+    }
+    let interval = std::time::Duration::from_secs(config.tcp_summary_interval_secs);
+    match crate::tcp_summary::PeriodicSummaries::setup(ebpf, interval) {
+        Ok(periodic) => Some(tokio::spawn(periodic.run(queue, shutdown))),
+        Err(err) => {
+            log::warn!("open TCP connections are reported at close only: {err}");
+            None
+        }
     }
 }
 

@@ -57,6 +57,21 @@ pub struct KernelOffsets {
     /// `file->private_data`: the `struct socket *` of a socket file.
     pub file_private_data: u32,
     pub socket_sk: u32,
+    /// `socket->type`: `SOCK_STREAM`, `SOCK_DGRAM`, ...
+    pub socket_type: u32,
+    /// `sock->__sk_common` fields: addresses and ports of a socket.
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_family: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    /// `sock->sk_shutdown`: RCV_SHUTDOWN (1) once the peer's FIN arrived,
+    /// SEND_SHUTDOWN (2) once ours is queued.
+    pub sk_shutdown: u32,
+    pub tcp_snd_una: u32,
+    pub tcp_write_seq: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the

@@ -269,12 +269,24 @@ pub struct SockAddr {
 
 pub const UNIX_PATH_LEN: usize = 108;
 
+/// `NetRecord.header.flags`: the record was made at syscall entry, so it has
+/// no result (UDP sends are reported before they happen, to keep the cost of
+/// every `sendto` to one program run).
+pub const NET_FLAG_NO_RESULT: u16 = 1;
+/// The remote address is an abstract unix socket name (leading NUL).
+pub const NET_FLAG_UNIX_ABSTRACT: u16 = 2;
+/// The process is tracked (`TRACKED_PIDS`/`TRACKED_CGROUPS`).
+pub const NET_FLAG_TRACKED: u16 = 4;
+/// `local` was read from the kernel socket after the syscall.
+pub const NET_FLAG_LOCAL_FROM_SOCKET: u16 = 8;
+
 /// connect, accept, bind, listen and UDP sends.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct NetRecord {
     pub header: EventHeader,
     pub ret: i64,
+    /// The socket the syscall was made on (the listening socket for accept).
     pub fd: i32,
     /// `SOCK_STREAM`, `SOCK_DGRAM`, ...; 0 when unknown.
     pub sock_type: u16,
@@ -282,10 +294,23 @@ pub struct NetRecord {
     pub local: SockAddr,
     pub remote: SockAddr,
     pub unix_path: [u8; UNIX_PATH_LEN],
-    pub _pad2: u32,
+    /// UDP sends: the payload size passed to the syscall.
+    pub len: u32,
 }
 
 pub const TCP_SUMMARY_FLAG_FINAL: u16 = 1;
+/// The kernel's `bytes_acked` and `bytes_received` count the SYN and FIN
+/// sequence numbers too. These flags say which of them the raw totals in a
+/// summary include, so that the agent reports data bytes only:
+/// the socket opened actively (its SYN was acked, if anything was);
+pub const TCP_SUMMARY_FLAG_ACTIVE: u16 = 2;
+/// our FIN was sent and acked;
+pub const TCP_SUMMARY_FLAG_FIN_ACKED: u16 = 4;
+/// the peer's FIN was received.
+pub const TCP_SUMMARY_FLAG_FIN_RECEIVED: u16 = 8;
+
+/// `TcpOwner::flags`: the owner connected (active open).
+pub const TCP_OWNER_ACTIVE: u32 = 1;
 
 /// Byte totals of one TCP connection.
 #[repr(C)]
@@ -295,9 +320,34 @@ pub struct TcpSummaryRecord {
     pub header: EventHeader,
     pub local: SockAddr,
     pub remote: SockAddr,
+    /// `tcp_sock.bytes_acked` and `bytes_received`, raw (see the flags).
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub opened_ktime_ns: u64,
+}
+
+/// Value of the `TCP_OWNERS` map (key: the kernel `struct sock *`): who
+/// opened a TCP connection, recorded in process context (connect, accept),
+/// so that a close running in softirq context is still attributed. The
+/// `iter/tcp` program refreshes the addresses and byte counts in place for
+/// the agent's periodic summaries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TcpOwner {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `TCP_OWNER_*`.
+    pub flags: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    pub opened_ktime_ns: u64,
+    /// Last refresh by the iterator (0: never).
+    pub refreshed_ktime_ns: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub local: SockAddr,
+    pub remote: SockAddr,
 }
 
 pub const DNS_PAYLOAD_LEN: usize = 256;
@@ -312,17 +362,52 @@ pub struct DnsRecord {
     pub payload: [u8; DNS_PAYLOAD_LEN],
 }
 
+/// Which syscall a [`SyscallRecord`] reports (`SyscallRecord::syscall`).
+pub mod sys {
+    pub const SETUID: u16 = 1;
+    pub const SETREUID: u16 = 2;
+    pub const SETRESUID: u16 = 3;
+    pub const SETGID: u16 = 4;
+    pub const SETREGID: u16 = 5;
+    pub const SETRESGID: u16 = 6;
+    pub const CAPSET: u16 = 7;
+    pub const PTRACE: u16 = 8;
+    pub const INIT_MODULE: u16 = 9;
+    pub const FINIT_MODULE: u16 = 10;
+    pub const BPF: u16 = 11;
+    pub const MEMFD_CREATE: u16 = 12;
+    pub const MMAP: u16 = 13;
+    pub const MPROTECT: u16 = 14;
+}
+
+/// `SyscallRecord.header.flags`: the process is tracked.
+pub const SYSCALL_FLAG_TRACKED: u16 = 1;
+/// `args[3]` holds what the kernel read from user memory at entry (capset's
+/// capability sets, bpf's program type); see [`SyscallRecord`].
+pub const SYSCALL_FLAG_USER_READ: u16 = 2;
+
 /// Privilege and tampering syscalls share one record: the syscall's own
-/// arguments, its result, and one string where it has one.
+/// arguments, its result, one string and one resolved path where it has them.
+///
+/// `args` are the raw syscall arguments, except where user memory is read at
+/// entry ([`SYSCALL_FLAG_USER_READ`]):
+/// - capset: `args[2]`, `args[3]`, `args[4]` = effective, permitted and
+///   inheritable sets (64 bits: the two `cap_user_data_t` words);
+/// - bpf `BPF_PROG_LOAD`: `args[3]` = `attr->prog_type`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SyscallRecord {
     pub header: EventHeader,
     pub args: [u64; 6],
     pub ret: i64,
+    /// One of the [`sys`] constants.
+    pub syscall: u16,
     pub text_len: u16,
-    pub _pad: [u16; 3],
+    pub _pad: u32,
+    /// memfd_create's name, a module's parameters.
     pub text: [u8; NAME_LEN],
+    /// finit_module: the module file, from its fd.
+    pub path: KernelPath,
 }
 
 #[repr(C)]
@@ -346,6 +431,8 @@ mod pod {
     unsafe impl aya::Pod for NetRecord {}
     unsafe impl aya::Pod for TcpSummaryRecord {}
     unsafe impl aya::Pod for DnsRecord {}
+    unsafe impl aya::Pod for TcpOwner {}
+    unsafe impl aya::Pod for SockAddr {}
     unsafe impl aya::Pod for SyscallRecord {}
     unsafe impl aya::Pod for GpuIoctlRecord {}
 }

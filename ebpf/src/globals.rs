@@ -50,6 +50,17 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     tcp_bytes_received: OFFSET_UNKNOWN,
     file_private_data: OFFSET_UNKNOWN,
     socket_sk: OFFSET_UNKNOWN,
+    socket_type: OFFSET_UNKNOWN,
+    sk_daddr: OFFSET_UNKNOWN,
+    sk_rcv_saddr: OFFSET_UNKNOWN,
+    sk_dport: OFFSET_UNKNOWN,
+    sk_num: OFFSET_UNKNOWN,
+    sk_family: OFFSET_UNKNOWN,
+    sk_v6_daddr: OFFSET_UNKNOWN,
+    sk_v6_rcv_saddr: OFFSET_UNKNOWN,
+    sk_shutdown: OFFSET_UNKNOWN,
+    tcp_snd_una: OFFSET_UNKNOWN,
+    tcp_write_seq: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

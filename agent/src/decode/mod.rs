@@ -7,6 +7,10 @@
 
 use std::mem::size_of;
 
+pub mod dns;
+pub mod net;
+pub mod privilege;
+
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, ExitRecord, ForkRecord, KernelPath, ARGS_MAX,
     EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET,
@@ -98,6 +102,12 @@ pub enum Payload {
     Exec(Box<Exec>),
     Fork(Fork),
     Exit(Exit),
+    /// connect, accept, bind, listen, UDP sends.
+    Net(Box<net::Net>),
+    TcpSummary(net::TcpSummary),
+    Dns(Box<net::Dns>),
+    /// Privilege and tampering syscalls.
+    Syscall(Box<privilege::Syscall>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +152,21 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 start_boottime_ns: r.start_boottime_ns,
             })
         }
+        EventKind::Connect
+        | EventKind::Accept
+        | EventKind::Bind
+        | EventKind::Listen
+        | EventKind::UdpSend
+        | EventKind::TcpSummary
+        | EventKind::Dns => net::decode(kind, &header, bytes)?,
+        EventKind::Setuid
+        | EventKind::Setgid
+        | EventKind::Capset
+        | EventKind::Ptrace
+        | EventKind::ModuleLoad
+        | EventKind::Bpf
+        | EventKind::MemfdCreate
+        | EventKind::ExecMemory => privilege::decode(kind, &header, bytes)?,
         // Kinds of families this build does not decode yet are reported as
         // unknown, so they are counted rather than misread.
         _ => return Err(DecodeError::UnknownKind { kind: header.kind }),

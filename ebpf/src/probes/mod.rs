@@ -1,3 +1,5 @@
 //! One module per event family.
 
 mod process;
+mod net;
+mod privilege;

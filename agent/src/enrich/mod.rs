@@ -3,6 +3,11 @@
 //! The process table is updated here (exec, fork, exit), so every event sees
 //! the table as it was when the event happened, in ring-buffer order.
 
+mod net;
+mod privilege;
+
+pub use net::is_external;
+
 use crate::{
     clock::BootClock,
     decode::{self, Payload, Record},
@@ -143,8 +148,30 @@ impl Enricher {
                 ));
                 self.table.exit(common.pid, common.ktime_ns);
             }
+            Payload::Net(net) => {
+                self.attribute(&mut event, &common);
+                event.net = Some(net::net_info(common.kind, &net));
+            }
+            Payload::TcpSummary(summary) => {
+                self.attribute(&mut event, &common);
+                event.net = Some(net::summary_info(&summary));
+            }
+            Payload::Dns(query) => {
+                self.attribute(&mut event, &common);
+                event.dns = Some(net::dns_info(&query));
+            }
+            Payload::Syscall(call) => {
+                self.attribute(&mut event, &common);
+                event.syscall = Some(privilege::syscall_info(&call));
+            }
         }
         event
+    }
+
+    /// Fills the process fields of an event about `common.pid`.
+    fn attribute(&mut self, event: &mut Event, common: &decode::Common) {
+        self.ensure_known(common.pid, common);
+        self.fill_process(event, common.pid, common.tid);
     }
 
     /// Makes sure the table has an entry for `pid`, reading `/proc` or, when

@@ -1,0 +1,235 @@
+//! Network records as event fields: `net` for connect/accept/bind/listen,
+//! UDP sends and TCP summaries, `dns` for DNS queries.
+//!
+//! `src` is always the local end and `dst` the remote one, whichever side
+//! opened the connection: for an accept, `dst` is the peer.
+
+use std::net::{IpAddr, SocketAddr};
+
+use aiwatch_common::EventKind;
+
+use crate::{
+    decode::{
+        dns,
+        net::{Dns, Net, TcpSummary},
+    },
+    event::{DnsInfo, Endpoint, NetInfo},
+};
+
+const SOCK_STREAM: u16 = 1;
+const SOCK_DGRAM: u16 = 2;
+
+pub fn net_info(kind: EventKind, net: &Net) -> NetInfo {
+    let protocol = match (kind, net.sock_type) {
+        (EventKind::UdpSend, _) => "udp",
+        (_, _) if net.unix_path.is_some() => "",
+        (_, SOCK_STREAM) => "tcp",
+        (_, SOCK_DGRAM) => "udp",
+        _ => "",
+    };
+    // bind and listen are about the local end only.
+    let remote = match kind {
+        EventKind::Bind | EventKind::Listen => None,
+        _ => net.remote,
+    };
+    NetInfo {
+        family: net
+            .family
+            .map(|f| f.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        protocol: protocol.to_owned(),
+        src: net.local.map(endpoint),
+        dst: remote.map(endpoint),
+        unix_path: net.unix_path.clone(),
+        result: net.result,
+        bytes_sent: (kind == EventKind::UdpSend).then_some(u64::from(net.len)),
+        dst_external: remote.is_some_and(|a| is_external(a.ip())),
+        ..Default::default()
+    }
+}
+
+pub fn summary_info(summary: &TcpSummary) -> NetInfo {
+    let family = match summary.remote.or(summary.local) {
+        Some(SocketAddr::V4(_)) => "ipv4",
+        Some(SocketAddr::V6(_)) => "ipv6",
+        None => "",
+    };
+    NetInfo {
+        family: family.to_owned(),
+        protocol: "tcp".to_owned(),
+        src: summary.local.map(endpoint),
+        dst: summary.remote.map(endpoint),
+        bytes_sent: Some(summary.bytes_sent),
+        bytes_received: Some(summary.bytes_received),
+        closed: Some(summary.closed),
+        dst_external: summary.remote.is_some_and(|a| is_external(a.ip())),
+        ..Default::default()
+    }
+}
+
+/// The `dns` field; a query that cannot be parsed keeps its server and an
+/// empty name.
+pub fn dns_info(query: &Dns) -> DnsInfo {
+    let (name, qtype) = match &query.question {
+        Ok(q) => (q.name.clone(), dns::qtype_name(q.qtype)),
+        Err(_) => (String::new(), String::new()),
+    };
+    DnsInfo {
+        name,
+        qtype,
+        server: query.server.map(endpoint).unwrap_or_default(),
+    }
+}
+
+fn endpoint(addr: SocketAddr) -> Endpoint {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    Endpoint {
+        ip: ip.to_string(),
+        port: addr.port(),
+    }
+}
+
+/// Whether traffic to `ip` can leave the host's own links: anything but
+/// loopback, unspecified and link-local addresses. Private (RFC 1918, ULA)
+/// addresses count as external: they reach other machines, and in clusters
+/// exfiltration goes there as easily as to the internet.
+pub fn is_external(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_unspecified() || v4.is_link_local()),
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::net::Family;
+
+    fn net(kind_local: Option<&str>, remote: Option<&str>, sock_type: u16) -> Net {
+        Net {
+            result: Some(0),
+            fd: 3,
+            sock_type,
+            family: Some(Family::Ipv4),
+            local: kind_local.map(|a| a.parse().unwrap()),
+            remote: remote.map(|a| a.parse().unwrap()),
+            unix_path: None,
+            len: 0,
+            tracked: false,
+        }
+    }
+
+    #[test]
+    fn external_means_off_the_host_links() {
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "169.254.1.2",
+            "::1",
+            "::",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_external(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "10.1.2.3",
+            "192.168.0.1",
+            "8.8.8.8",
+            "fd00::1",
+            "2001:db8::1",
+        ] {
+            assert!(is_external(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn connect_and_accept_put_the_peer_in_dst() {
+        let n = net(Some("127.0.0.1:40000"), Some("10.0.0.5:443"), 1);
+        let info = net_info(EventKind::Connect, &n);
+        assert_eq!(
+            (info.family.as_str(), info.protocol.as_str()),
+            ("ipv4", "tcp")
+        );
+        assert_eq!(
+            info.dst.as_ref().map(|d| (d.ip.as_str(), d.port)),
+            Some(("10.0.0.5", 443))
+        );
+        assert_eq!(info.src.as_ref().map(|s| s.port), Some(40000));
+        assert!(info.dst_external);
+        assert_eq!(info.result, Some(0));
+        assert_eq!(info.bytes_sent, None);
+    }
+
+    #[test]
+    fn bind_and_listen_have_no_destination() {
+        let n = net(Some("0.0.0.0:8080"), Some("1.2.3.4:1"), 1);
+        let info = net_info(EventKind::Listen, &n);
+        assert!(info.dst.is_none() && !info.dst_external);
+        assert_eq!(info.src.unwrap().port, 8080);
+    }
+
+    #[test]
+    fn udp_sends_carry_their_length_and_no_result() {
+        let mut n = net(None, Some("127.0.0.53:53"), 0);
+        n.result = None;
+        n.len = 37;
+        let info = net_info(EventKind::UdpSend, &n);
+        assert_eq!(
+            (info.protocol.as_str(), info.bytes_sent, info.result),
+            ("udp", Some(37), None)
+        );
+        assert!(!info.dst_external);
+    }
+
+    #[test]
+    fn summaries_and_mapped_addresses() {
+        let s = TcpSummary {
+            local: Some("[::ffff:127.0.0.1]:5000".parse().unwrap()),
+            remote: Some("[::ffff:127.0.0.1]:6000".parse().unwrap()),
+            bytes_sent: 1,
+            bytes_received: 2,
+            opened_ktime_ns: 0,
+            closed: false,
+        };
+        let info = summary_info(&s);
+        assert_eq!(info.dst.unwrap().ip, "127.0.0.1");
+        assert_eq!(
+            (info.bytes_sent, info.bytes_received, info.closed),
+            (Some(1), Some(2), Some(false))
+        );
+    }
+
+    #[test]
+    fn dns_info_from_a_parsed_query_or_garbage() {
+        let good = Dns {
+            server: Some("127.0.0.1:53".parse().unwrap()),
+            question: dns::parse_query(&dns::test_query("models.example.test", 28)),
+        };
+        let info = dns_info(&good);
+        assert_eq!(
+            (info.name.as_str(), info.qtype.as_str()),
+            ("models.example.test", "AAAA")
+        );
+        assert_eq!(info.server.port, 53);
+        let bad = Dns {
+            server: None,
+            question: dns::parse_query(&[1, 2, 3]),
+        };
+        assert_eq!(dns_info(&bad).name, "");
+    }
+}
