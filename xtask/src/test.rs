@@ -39,7 +39,11 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
         EBPF_PACKAGE,
         "--all-targets",
     ]);
-    if let Some(code) = run_numbered(1, "cargo build --workspace --all-targets", &mut build)? {
+    if let Some(code) = run_numbered(
+        1,
+        "cargo build --workspace --exclude aiwatch-ebpf --all-targets",
+        &mut build,
+    )? {
         return Ok(code);
     }
     let agent = workspace.agent_binary(Profile::Debug);
