@@ -15,7 +15,7 @@ use crate::{
     debian::{self, Apt, BUILD_PACKAGES, TEST_PACKAGES},
     privilege::as_root,
     python,
-    workspace::{cargo_bin_dir, probe_output, run_step, Workspace},
+    workspace::{cargo, cargo_bin_dir, probe_output, run_step, Workspace},
 };
 
 /// The bpf-linker release that supports LLVM 22, rustc's LLVM; newer ones may drop it.
@@ -143,7 +143,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         step,
         &format!("installing bpf-linker {BPF_LINKER_VERSION} for LLVM 22 (about 5 minutes)"),
     );
-    let mut install = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut install = cargo();
     install
         .env("LLVM_PREFIX", LLVM_PREFIX)
         // A temporary target directory: the linker's build is not the workspace's.

@@ -110,7 +110,7 @@ impl Workspace {
 }
 
 /// The cargo that started xtask (`CARGO`), or the one on `PATH`.
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
 }
 
