@@ -1,0 +1,172 @@
+//! Debian packages: which are installed (`dpkg-query`), installing the
+//! missing ones with one `apt-get update` at most per xtask run, and stopping
+//! the services a package's install script may have started.
+
+use std::{collections::BTreeSet, path::Path, process::Command};
+
+use crate::{
+    privilege::as_root,
+    workspace::{find_on_path, probe_output, run_step},
+};
+
+/// Packages the build needs: LLVM 22 for bpf-linker, and the libraries it links.
+pub const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+
+/// Packages the tests need: Prometheus (server and promtool), Redis and its
+/// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
+/// with runc for real containers.
+pub const TEST_PACKAGES: &[&str] = &[
+    "prometheus",
+    "redis-server",
+    "redis-tools",
+    "python3-venv",
+    "bpftool",
+    "iproute2",
+    "strace",
+    "podman",
+    "runc",
+];
+
+/// Services that a package's install script may start, with the pid file
+/// their init script writes. Tests start their own instances on loopback, so
+/// none may be left running after xtask installed them.
+const SERVICES: &[Service] = &[
+    Service {
+        package: "redis-server",
+        name: "redis-server",
+        pid_file: "/run/redis/redis-server.pid",
+    },
+    Service {
+        package: "prometheus",
+        name: "prometheus",
+        pid_file: "/run/prometheus/prometheus.pid",
+    },
+];
+
+struct Service {
+    package: &'static str,
+    name: &'static str,
+    pid_file: &'static str,
+}
+
+/// Installs Debian packages, updating the package lists once.
+#[derive(Debug, Default)]
+pub struct Apt {
+    lists_updated: bool,
+}
+
+impl Apt {
+    /// Installs `packages` and stops any service their install started.
+    pub fn install(&mut self, packages: &[&str]) -> anyhow::Result<()> {
+        if !self.lists_updated {
+            let mut update = as_root("apt-get", "installing Debian packages")?;
+            update.arg("update");
+            run_step(&mut update, "apt-get update")?;
+            self.lists_updated = true;
+        }
+        let mut install = as_root("apt-get", "installing Debian packages")?;
+        install
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages);
+        run_step(
+            &mut install,
+            &format!("apt-get install {}", packages.join(" ")),
+        )?;
+        stop_services_started_by(packages);
+        Ok(())
+    }
+}
+
+/// Those of `packages` that dpkg does not report as installed.
+pub fn missing<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    let installed = installed(packages);
+    packages
+        .iter()
+        .copied()
+        .filter(|package| !installed.contains(*package))
+        .collect()
+}
+
+/// The names among `packages` that are fully installed. One `dpkg-query`
+/// for all of them: it prints a line per known package and exits non-zero
+/// when any is unknown, so its output is read whatever the status.
+fn installed(packages: &[&str]) -> BTreeSet<String> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${Status}\n"])
+        .args(packages)
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Ok(output) = output else {
+        return BTreeSet::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, status)| status.trim() == "install ok installed")
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+/// Stops, best effort, the services of just-installed `packages`: `service
+/// NAME stop` first, then SIGTERM to the pid in the init script's pid file.
+fn stop_services_started_by(packages: &[&str]) {
+    for service in SERVICES.iter().filter(|s| packages.contains(&s.package)) {
+        if running_pid(service.pid_file).is_none() && !process_named(service.name) {
+            continue;
+        }
+        println!(
+            "setup: stopping the {} service the package started",
+            service.name
+        );
+        if find_on_path("service").is_some() {
+            if let Ok(mut stop) = as_root("service", "stopping a service") {
+                stop.args([service.name, "stop"]);
+                // Best effort: the pid file check below covers a failure.
+                let _ = probe_output(&mut stop);
+            }
+        }
+        if let Some(pid) = running_pid(service.pid_file) {
+            // SAFETY: kill has no memory preconditions; pid names the
+            // service's process as its own init script recorded it.
+            let result = unsafe { libc::kill(pid, libc::SIGTERM) };
+            if result != 0 {
+                eprintln!(
+                    "setup: warning: could not stop {} (pid {pid})",
+                    service.name
+                );
+            }
+        }
+        if process_named(service.name) {
+            eprintln!(
+                "setup: warning: a {} process is still running; tests start their own on loopback",
+                service.name
+            );
+        }
+    }
+}
+
+/// The pid in `pid_file` when that process is alive.
+fn running_pid(pid_file: &str) -> Option<libc::pid_t> {
+    let pid: libc::pid_t = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid > 0 && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+}
+
+/// Whether any process has `name` as its command name.
+fn process_named(name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+    })
+}
