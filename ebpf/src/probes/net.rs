@@ -314,6 +314,16 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
                 if family == AF_INET || family == AF_INET6 {
                     if kind == EventKind::Accept {
                         sock_addrs(sk, &raw mut (*record).local, &raw mut (*record).remote);
+                        // A loopback connection accepted by an untracked
+                        // server is the far end of a connect that is already
+                        // reported with its bytes: skip it, and its summary.
+                        if (*record).header.flags & NET_FLAG_TRACKED == 0
+                            && is_loopback(&(*record).remote)
+                        {
+                            entry.discard(0);
+                            count(Stat::Filtered, kind.slot());
+                            return;
+                        }
                         if (*record).sock_type == SOCK_STREAM {
                             remember_owner(sk as u64, &(*record).local, &(*record).remote, 0);
                         }
@@ -335,6 +345,21 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
         }
     }
     entry.submit(0);
+}
+
+/// 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104.
+#[inline(always)]
+fn is_loopback(addr: &SockAddr) -> bool {
+    let a = &addr.addr;
+    match addr.family {
+        AF_INET => a[0] == 127,
+        AF_INET6 => {
+            let head_zero = a[..10].iter().all(|&b| b == 0);
+            (head_zero && a[10] == 0 && a[11] == 0 && a[12..15].iter().all(|&b| b == 0) && a[15] == 1)
+                || (head_zero && a[10] == 0xff && a[11] == 0xff && a[12] == 127)
+        }
+        _ => false,
+    }
 }
 
 /// Records the current process as the owner of TCP socket `sk`.
