@@ -28,6 +28,15 @@ pub struct Config {
     pub process_table: ProcessTableConfig,
     pub state_dir: PathBuf,
     pub max_workload_series: usize,
+    /// Report every process's file operations, not only tracked processes'
+    /// and interesting paths (tests and debugging: costly on busy hosts).
+    pub trace_all_files: bool,
+    /// How often per-process GPU ioctl counts are reported, in seconds.
+    pub gpu_ioctl_interval_secs: u64,
+    /// Character device majors counted as accelerators in addition to the
+    /// built-in ones (195 NVIDIA, 226 DRM, and the majors of the `/dev/kfd`,
+    /// `/dev/accel/*` and `/dev/nvidia*` nodes present at start-up).
+    pub gpu_device_majors: Vec<u32>,
 }
 
 impl Default for Config {
@@ -43,6 +52,9 @@ impl Default for Config {
             process_table: ProcessTableConfig::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
             max_workload_series: 200,
+            trace_all_files: false,
+            gpu_ioctl_interval_secs: 10,
+            gpu_device_majors: Vec::new(),
         }
     }
 }

@@ -3,6 +3,10 @@
 //! The process table is updated here (exec, fork, exit), so every event sees
 //! the table as it was when the event happened, in ring-buffer order.
 
+mod file;
+
+pub use file::{access, join, normalise};
+
 use crate::{
     clock::BootClock,
     decode::{self, Payload, Record},
@@ -41,6 +45,8 @@ pub struct Enricher {
     /// Read `/proc` for processes the table does not know (off in replay).
     use_procfs: bool,
     stats: EnrichStats,
+    /// File and GPU events: classifier and known accelerators.
+    files: file::FileState,
 }
 
 impl Enricher {
@@ -50,6 +56,7 @@ impl Enricher {
             clock,
             use_procfs,
             stats: EnrichStats::default(),
+            files: file::FileState::default(),
         }
     }
 
@@ -142,6 +149,8 @@ impl Enricher {
                 ));
                 self.table.exit(common.pid, common.ktime_ns);
             }
+            Payload::File(op) => self.enrich_file(&mut event, &common, *op),
+            Payload::GpuIoctl(gpu) => self.enrich_gpu(&mut event, &common, gpu),
         }
         event
     }

@@ -106,6 +106,7 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
         tcp_bytes_acked: r.get("tcp_sock.bytes_acked", "tcp_sock", &["bytes_acked"]),
         tcp_bytes_received: r.get("tcp_sock.bytes_received", "tcp_sock", &["bytes_received"]),
         socket_sk: r.get("socket.sk", "socket", &["sk"]),
+        inode_i_size: r.get("inode.i_size", "inode", &["i_size"]),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {

@@ -57,6 +57,8 @@ pub enum RunError {
     Metrics(#[from] MetricsError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
+    #[error(transparent)]
+    Interest(#[from] crate::interest::InterestError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -125,7 +127,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         btf_path: Path::new(VMLINUX_BTF),
         families: config.families.bits(),
         agent_pid: std::process::id(),
+        trace_all_files: config.trace_all_files,
     })?;
+    let (interest_maps, assets) = crate::interest::configure(&mut loaded.ebpf, &config)?;
+    let gpu_poller = crate::gpu_ioctl::GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
     for probe in &loaded.probes {
         metrics.set_probe_attached(probe.probe, probe.attached);
     }
@@ -158,6 +163,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         BootClock::new(),
         true,
     );
+    enricher.set_asset_classifier(assets);
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
@@ -174,6 +180,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
+    let gpu_task = tokio::spawn(gpu_poller.run(
+        std::time::Duration::from_secs(config.gpu_ioctl_interval_secs),
+        queue_tx.clone(),
+        shutdown_rx.clone(),
+    ));
     let reader_task = tokio::spawn(reader::run(
         ring,
         queue_tx,
@@ -217,6 +228,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Ok(Err(err)) => log::error!("ring-buffer reader failed: {err}"),
         Err(err) => log::error!("ring-buffer reader panicked: {err}"),
     }
+    let _ = gpu_task.await;
     if let Err(err) = pipeline_task.await {
         log::error!("pipeline task failed: {err}");
     }
@@ -230,6 +242,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Err(err) => log::error!("telemetry task failed: {err}"),
     }
     // Dropping the Ebpf object detaches every program.
+    drop(interest_maps);
     drop(loaded);
     Ok(())
 }

@@ -57,6 +57,7 @@ pub struct KernelOffsets {
     /// `file->private_data`: the `struct socket *` of a socket file.
     pub file_private_data: u32,
     pub socket_sk: u32,
+    pub inode_i_size: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the
@@ -78,7 +79,10 @@ pub const TRACK_FULL: u32 = 1;
 pub const PREFIX_KEY_LEN: usize = 64;
 
 /// Key of the `PATH_SUFFIXES` map: the last [`SUFFIX_KEY_LEN`] bytes of a
-/// file name's extension or of its base name, NUL-padded on the right.
+/// file name's extension (lower case) or of its base name, stored last byte
+/// first and NUL-padded: `"model.onnx"` has the extension key `"xnno"` and
+/// the base name key `"xnno.ledom"`. Reversed, because the kernel builds
+/// the key while scanning the name backwards from its end.
 pub const SUFFIX_KEY_LEN: usize = 16;
 
 /// Kinds of interest for path suffix entries.

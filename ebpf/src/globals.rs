@@ -50,6 +50,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     tcp_bytes_received: OFFSET_UNKNOWN,
     file_private_data: OFFSET_UNKNOWN,
     socket_sk: OFFSET_UNKNOWN,
+    inode_i_size: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

@@ -5,13 +5,17 @@
 //! before reading anything else, so a short, unknown or garbage record is an
 //! error value that the caller counts, never a panic or a misread.
 
+mod file;
+
 use std::mem::size_of;
 
 use aiwatch_common::{
-    EventHeader, EventKind, ExecRecord, ExitRecord, ForkRecord, KernelPath, ARGS_MAX,
-    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, PATH_FLAG_MISSING,
-    PATH_FLAG_TRUNCATED,
+    EventHeader, EventKind, ExecRecord, ExitRecord, FileRecord, ForkRecord, GpuIoctlRecord,
+    KernelPath, ARGS_MAX, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED,
+    PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
 };
+
+pub use file::{kernel_dev, FileOp, GpuIoctl, Inode};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -97,6 +101,9 @@ pub enum Payload {
     Exec(Box<Exec>),
     Fork(Fork),
     Exit(Exit),
+    /// open, unlink, rename, chmod, truncate.
+    File(Box<FileOp>),
+    GpuIoctl(GpuIoctl),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +147,18 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 ppid: r.ppid,
                 start_boottime_ns: r.start_boottime_ns,
             })
+        }
+        EventKind::Open
+        | EventKind::Unlink
+        | EventKind::Rename
+        | EventKind::Chmod
+        | EventKind::Truncate => {
+            let r: FileRecord = checked(kind, &header, bytes)?;
+            Payload::File(Box::new(file::file_op(&r)))
+        }
+        EventKind::GpuIoctl => {
+            let r: GpuIoctlRecord = checked(kind, &header, bytes)?;
+            Payload::GpuIoctl(file::gpu_ioctl(&r))
         }
         // Kinds of families this build does not decode yet are reported as
         // unknown, so they are counted rather than misread.

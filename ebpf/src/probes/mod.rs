@@ -1,3 +1,5 @@
 //! One module per event family.
 
+mod file;
+mod gpu;
 mod process;
