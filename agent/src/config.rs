@@ -48,6 +48,15 @@ pub struct Config {
     pub default_policies: bool,
     /// Seconds between summaries of open TCP connections; 0 turns them off.
     pub tcp_summary_interval_secs: u64,
+    /// Report every process's file operations, not only tracked processes'
+    /// and interesting paths (tests and debugging: costly on busy hosts).
+    pub trace_all_files: bool,
+    /// How often per-process GPU ioctl counts are reported, in seconds.
+    pub gpu_ioctl_interval_secs: u64,
+    /// Character device majors counted as accelerators in addition to the
+    /// built-in ones (195 NVIDIA, 226 DRM, and the majors of the `/dev/kfd`,
+    /// `/dev/accel/*` and `/dev/nvidia*` nodes present at start-up).
+    pub gpu_device_majors: Vec<u32>,
 }
 
 impl Default for Config {
@@ -71,6 +80,9 @@ impl Default for Config {
             policies: Vec::new(),
             default_policies: true,
             tcp_summary_interval_secs: 60,
+            trace_all_files: false,
+            gpu_ioctl_interval_secs: 10,
+            gpu_device_majors: Vec::new(),
         }
     }
 }

@@ -276,6 +276,9 @@ pub struct FileInfo {
     /// The path could not be fully resolved (very deep, or cwd unknown).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_incomplete: bool,
+    /// truncate: the new length in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

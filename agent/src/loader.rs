@@ -9,7 +9,9 @@
 
 use std::path::Path;
 
-use aiwatch_common::{KernelOffsets, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS};
+use aiwatch_common::{
+    KernelOffsets, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
+};
 use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
     Ebpf, EbpfError, EbpfLoader,
@@ -311,7 +313,46 @@ pub const PROBES: &[Probe] = &[
         family: FAMILY_PRIVILEGE,
         required: false,
     },
+    // Files: entry and exit of each path syscall (`open`, `rename` and
+    // `chmod` do not exist on every architecture).
+    syscall("sys_enter_open", FAMILY_FILE),
+    syscall("sys_exit_open", FAMILY_FILE),
+    syscall("sys_enter_openat", FAMILY_FILE),
+    syscall("sys_exit_openat", FAMILY_FILE),
+    syscall("sys_enter_openat2", FAMILY_FILE),
+    syscall("sys_exit_openat2", FAMILY_FILE),
+    syscall("sys_enter_unlink", FAMILY_FILE),
+    syscall("sys_exit_unlink", FAMILY_FILE),
+    syscall("sys_enter_unlinkat", FAMILY_FILE),
+    syscall("sys_exit_unlinkat", FAMILY_FILE),
+    syscall("sys_enter_rename", FAMILY_FILE),
+    syscall("sys_exit_rename", FAMILY_FILE),
+    syscall("sys_enter_renameat", FAMILY_FILE),
+    syscall("sys_exit_renameat", FAMILY_FILE),
+    syscall("sys_enter_renameat2", FAMILY_FILE),
+    syscall("sys_exit_renameat2", FAMILY_FILE),
+    syscall("sys_enter_chmod", FAMILY_FILE),
+    syscall("sys_exit_chmod", FAMILY_FILE),
+    syscall("sys_enter_fchmodat", FAMILY_FILE),
+    syscall("sys_exit_fchmodat", FAMILY_FILE),
+    syscall("sys_enter_fchmodat2", FAMILY_FILE),
+    syscall("sys_exit_fchmodat2", FAMILY_FILE),
+    syscall("sys_enter_truncate", FAMILY_FILE),
+    syscall("sys_exit_truncate", FAMILY_FILE),
+    // Accelerators: ioctl counting on GPU fds (which the file family finds).
+    syscall("sys_enter_ioctl", FAMILY_GPU),
+    syscall("sys_enter_close", FAMILY_GPU),
 ];
+
+/// An optional `syscalls:<name>` tracepoint whose program has the same name.
+const fn syscall(name: &'static str, family: u32) -> Probe {
+    Probe {
+        program: name,
+        attach: Attach::Tracepoint("syscalls", name),
+        family,
+        required: false,
+    }
+}
 
 /// The reason given for probes of families the configuration turned off.
 pub const FAMILY_OFF: &str = "family disabled in the configuration";
@@ -357,6 +398,8 @@ pub struct LoadOptions<'a> {
     pub families: u32,
     /// The pid the kernel side ignores: the agent itself.
     pub agent_pid: u32,
+    /// Report every process's file operations (`trace_all_files`).
+    pub trace_all_files: bool,
 }
 
 pub struct Loaded {
@@ -388,6 +431,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         .override_global("OFFSETS", &offsets, true)
         .override_global("AGENT_PID", &options.agent_pid, true)
         .override_global("FAMILIES", &options.families, true)
+        .override_global("FILE_TRACE_ALL", &u32::from(options.trace_all_files), true)
         .load(OBJECT)
         .map_err(LoadError::Load)?;
 

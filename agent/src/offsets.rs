@@ -129,6 +129,7 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
             "sock",
             &["__sk_common", "skc_v6_rcv_saddr"],
         ),
+        inode_i_size: r.get("inode.i_size", "inode", &["i_size"]),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {

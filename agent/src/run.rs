@@ -70,6 +70,8 @@ pub enum RunError {
     Syslog(#[from] crate::sink::syslog::SyslogError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
+    #[error(transparent)]
+    Interest(#[from] crate::interest::InterestError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -157,7 +159,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         btf_path: Path::new(VMLINUX_BTF),
         families: config.families.bits(),
         agent_pid: std::process::id(),
+        trace_all_files: config.trace_all_files,
     })?;
+    let (interest_maps, assets) = crate::interest::configure(&mut loaded.ebpf, &config)?;
+    let gpu_poller = crate::gpu_ioctl::GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
     for probe in &loaded.probes {
         metrics.set_probe_attached(probe.probe, probe.attached);
     }
@@ -195,6 +200,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         BootClock::new(),
         true,
     );
+    enricher.set_asset_classifier(assets);
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
@@ -230,6 +236,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         queue_tx.clone(),
         shutdown_rx.clone(),
     );
+    let gpu_task = tokio::spawn(gpu_poller.run(
+        std::time::Duration::from_secs(config.gpu_ioctl_interval_secs),
+        queue_tx.clone(),
+        shutdown_rx.clone(),
+    ));
     let reader_task = tokio::spawn(reader::run(
         ring,
         queue_tx,
@@ -280,6 +291,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if let Some(task) = tcp_summary_task {
         let _ = task.await;
     }
+    let _ = gpu_task.await;
     if let Err(err) = pipeline_task.await {
         log::error!("pipeline task failed: {err}");
     }
@@ -295,6 +307,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Err(err) => log::error!("telemetry task failed: {err}"),
     }
     // Dropping the Ebpf object detaches every program.
+    drop(interest_maps);
     drop(loaded);
     Ok(())
 }

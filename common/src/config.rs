@@ -72,6 +72,7 @@ pub struct KernelOffsets {
     pub sk_shutdown: u32,
     pub tcp_snd_una: u32,
     pub tcp_write_seq: u32,
+    pub inode_i_size: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the
@@ -93,7 +94,10 @@ pub const TRACK_FULL: u32 = 1;
 pub const PREFIX_KEY_LEN: usize = 64;
 
 /// Key of the `PATH_SUFFIXES` map: the last [`SUFFIX_KEY_LEN`] bytes of a
-/// file name's extension or of its base name, NUL-padded on the right.
+/// file name's extension (lower case) or of its base name, stored last byte
+/// first and NUL-padded: `"model.onnx"` has the extension key `"xnno"` and
+/// the base name key `"xnno.ledom"`. Reversed, because the kernel builds
+/// the key while scanning the name backwards from its end.
 pub const SUFFIX_KEY_LEN: usize = 16;
 
 /// Kinds of interest for path suffix entries.

@@ -229,32 +229,57 @@ pub struct ExitRecord {
     pub start_boottime_ns: u64,
 }
 
-/// open/openat/openat2, and the other path operations.
+/// open/openat/openat2, and the other path operations (unlink, rename,
+/// chmod, truncate).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FileRecord {
     pub header: EventHeader,
     /// Syscall result: a fd or 0 on success, `-errno` on failure.
     pub ret: i64,
-    /// open flags, or the new mode for chmod.
+    /// `i_size` of the opened inode (valid with [`FILE_FLAG_INODE`]).
+    pub size: i64,
+    /// The new length, for truncate.
+    pub length: i64,
+    /// open flags, or the flags of unlinkat/renameat2/fchmodat2.
     pub flags: u32,
+    /// open mode (with `O_CREAT`), or the new mode for chmod.
     pub mode: u32,
-    /// `i_mode` of the opened inode (0 when unknown).
+    /// `i_mode` of the opened inode (valid with [`FILE_FLAG_INODE`]).
     pub i_mode: u32,
     /// Device number of a device file (`major << 20 | minor`, kernel form).
     pub rdev: u32,
+    /// Bytes used in `name` / `name2`, NUL excluded.
     pub name_len: u16,
     pub name2_len: u16,
     pub _pad: u32,
     /// The path as given.
     pub name: [u8; NAME_LEN],
-    /// The second path of a rename, as given.
+    /// The second path of a rename (the destination), as given.
     pub name2: [u8; NAME_LEN],
-    /// The directory a relative `name` is relative to (cwd or dirfd).
-    pub dir: KernelPath,
+    /// The opened file itself ([`FILE_FLAG_PATH_IS_FILE`]), or the directory
+    /// a relative `name` is relative to ([`FILE_FLAG_PATH_IS_DIR`]).
+    pub path: KernelPath,
+    /// The directory a relative `name2` is relative to
+    /// ([`FILE_FLAG_PATH2_IS_DIR`]).
+    pub path2: KernelPath,
 }
 
+/// The process is tracked (or all files are traced); else an interest
+/// prefix or suffix let the event through.
 pub const FILE_FLAG_TRACKED: u16 = 1;
+/// `path` is the opened file, resolved from the new fd.
+pub const FILE_FLAG_PATH_IS_FILE: u16 = 2;
+/// `path` is the directory of a relative `name` (the cwd or the dirfd).
+pub const FILE_FLAG_PATH_IS_DIR: u16 = 4;
+/// `path2` is the directory of a relative `name2`.
+pub const FILE_FLAG_PATH2_IS_DIR: u16 = 8;
+/// A relative `name2` shares the directory of `name` (same dirfd).
+pub const FILE_FLAG_PATH2_SAME_DIR: u16 = 16;
+/// `i_mode`, `rdev` and `size` were read from the opened inode.
+pub const FILE_FLAG_INODE: u16 = 32;
+/// The name as given was longer than [`NAME_LEN`] and was cut.
+pub const FILE_FLAG_NAME_TRUNCATED: u16 = 64;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]
@@ -410,13 +435,21 @@ pub struct SyscallRecord {
     pub path: KernelPath,
 }
 
+/// ioctl calls of one process on accelerator device fds.
+///
+/// The kernel keeps one per process in the `GPU_IOCTLS` map (the header is
+/// filled at the first ioctl, `count` only grows); the agent turns the
+/// growth of `count` over each interval into one of these records.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct GpuIoctlRecord {
     pub header: EventHeader,
     pub count: u64,
+    /// The device of the first fd the process used (kernel form).
     pub rdev: u32,
     pub _pad: u32,
+    /// Nanoseconds `count` covers; 0 in the kernel's map.
+    pub interval_ns: u64,
 }
 
 #[cfg(feature = "user")]

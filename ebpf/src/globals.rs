@@ -61,6 +61,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     sk_shutdown: OFFSET_UNKNOWN,
     tcp_snd_una: OFFSET_UNKNOWN,
     tcp_write_seq: OFFSET_UNKNOWN,
+    inode_i_size: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

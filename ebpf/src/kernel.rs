@@ -120,4 +120,3 @@ pub fn file_type(file: *const u8) -> u16 {
 
 pub const S_IFMT: u16 = 0o170000;
 pub const S_IFSOCK: u16 = 0o140000;
-pub const S_IFCHR: u16 = 0o020000;

@@ -5,6 +5,8 @@
 //! before reading anything else, so a short, unknown or garbage record is an
 //! error value that the caller counts, never a panic or a misread.
 
+mod file;
+
 use std::mem::size_of;
 
 pub mod dns;
@@ -12,10 +14,12 @@ pub mod net;
 pub mod privilege;
 
 use aiwatch_common::{
-    EventHeader, EventKind, ExecRecord, ExitRecord, ForkRecord, KernelPath, ARGS_MAX,
-    EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET,
-    PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
+    EventHeader, EventKind, ExecRecord, ExitRecord, FileRecord, ForkRecord, GpuIoctlRecord,
+    KernelPath, ARGS_MAX, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED,
+    EXEC_FLAG_STDIO_SOCKET, PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
 };
+
+pub use file::{kernel_dev, FileOp, GpuIoctl, Inode};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -108,6 +112,9 @@ pub enum Payload {
     Dns(Box<net::Dns>),
     /// Privilege and tampering syscalls.
     Syscall(Box<privilege::Syscall>),
+    /// open, unlink, rename, chmod, truncate.
+    File(Box<FileOp>),
+    GpuIoctl(GpuIoctl),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,9 +174,18 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | EventKind::Bpf
         | EventKind::MemfdCreate
         | EventKind::ExecMemory => privilege::decode(kind, &header, bytes)?,
-        // Kinds of families this build does not decode yet are reported as
-        // unknown, so they are counted rather than misread.
-        _ => return Err(DecodeError::UnknownKind { kind: header.kind }),
+        EventKind::Open
+        | EventKind::Unlink
+        | EventKind::Rename
+        | EventKind::Chmod
+        | EventKind::Truncate => {
+            let r: FileRecord = checked(kind, &header, bytes)?;
+            Payload::File(Box::new(file::file_op(&r)))
+        }
+        EventKind::GpuIoctl => {
+            let r: GpuIoctlRecord = checked(kind, &header, bytes)?;
+            Payload::GpuIoctl(file::gpu_ioctl(&r))
+        }
     };
     Ok(Record { common, payload })
 }

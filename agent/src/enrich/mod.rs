@@ -7,6 +7,9 @@ mod net;
 mod privilege;
 
 pub use net::is_external;
+mod file;
+
+pub use file::{access, join, normalise};
 
 use crate::{
     clock::BootClock,
@@ -46,6 +49,8 @@ pub struct Enricher {
     /// Read `/proc` for processes the table does not know (off in replay).
     use_procfs: bool,
     stats: EnrichStats,
+    /// File and GPU events: classifier and known accelerators.
+    files: file::FileState,
 }
 
 impl Enricher {
@@ -55,6 +60,7 @@ impl Enricher {
             clock,
             use_procfs,
             stats: EnrichStats::default(),
+            files: file::FileState::default(),
         }
     }
 
@@ -164,6 +170,8 @@ impl Enricher {
                 self.attribute(&mut event, &common);
                 event.syscall = Some(privilege::syscall_info(&call));
             }
+            Payload::File(op) => self.enrich_file(&mut event, &common, *op),
+            Payload::GpuIoctl(gpu) => self.enrich_gpu(&mut event, &common, gpu),
         }
         event
     }

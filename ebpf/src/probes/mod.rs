@@ -1,5 +1,7 @@
 //! One module per event family.
 
-mod process;
+mod file;
+mod gpu;
 mod net;
 mod privilege;
+mod process;

@@ -355,7 +355,11 @@ fn is_loopback(addr: &SockAddr) -> bool {
         AF_INET => a[0] == 127,
         AF_INET6 => {
             let head_zero = a[..10].iter().all(|&b| b == 0);
-            (head_zero && a[10] == 0 && a[11] == 0 && a[12..15].iter().all(|&b| b == 0) && a[15] == 1)
+            (head_zero
+                && a[10] == 0
+                && a[11] == 0
+                && a[12..15].iter().all(|&b| b == 0)
+                && a[15] == 1)
                 || (head_zero && a[10] == 0xff && a[11] == 0xff && a[12] == 127)
         }
         _ => false,

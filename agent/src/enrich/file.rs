@@ -1,0 +1,308 @@
+//! File and GPU events: absolute paths, access, devices, sizes and asset
+//! classes.
+//!
+//! The kernel resolves what it can: the opened file's own path, or the
+//! directory a relative name is relative to. This module joins a directory
+//! and a relative name and normalises the result lexically (`.` and `..`;
+//! symlinks are not followed), fills the device and size from the kernel's
+//! inode or, when the kernel had none (a failed open, a chmod), from a
+//! `stat` of the path, and classifies the path with the
+//! [`AssetClassifier`].
+
+use std::{collections::HashMap, os::unix::fs::MetadataExt};
+
+use crate::{
+    assets::{accelerator_family, AssetClassifier, NVIDIA_MAJOR},
+    decode::{kernel_dev, Common, FileOp, GpuIoctl, ResolvedPath},
+    event::{DeviceInfo, Event, FileInfo, GpuInfo, Kind},
+    interest::DRM_MAJOR,
+};
+
+const S_IFMT: u32 = 0o170000;
+const S_IFCHR: u32 = 0o020000;
+const S_IFBLK: u32 = 0o060000;
+const S_IFREG: u32 = 0o100000;
+const O_ACCMODE: u32 = 0o3;
+const O_CREAT: u32 = 0o100;
+const O_TMPFILE: u32 = 0o20200000;
+
+/// Accelerator families learnt from device opens, so that ioctl counts on
+/// devices with dynamic majors (`nvidia-uvm`, `kfd`) still name them.
+const MAX_KNOWN_DEVICES: usize = 1024;
+
+/// The file family's part of the enricher.
+pub struct FileState {
+    classifier: Option<AssetClassifier>,
+    /// `rdev` (kernel form) → accelerator family, from device opens.
+    accelerators: HashMap<u32, &'static str>,
+}
+
+impl Default for FileState {
+    fn default() -> Self {
+        FileState {
+            classifier: AssetClassifier::with_defaults().ok(),
+            accelerators: HashMap::new(),
+        }
+    }
+}
+
+impl super::Enricher {
+    /// Classifies file events with `classifier` (built from the agent's
+    /// configuration) instead of the built-in patterns.
+    pub fn set_asset_classifier(&mut self, classifier: AssetClassifier) {
+        self.files.classifier = Some(classifier);
+    }
+
+    pub(super) fn enrich_file(&mut self, event: &mut Event, common: &Common, op: FileOp) {
+        self.ensure_known(common.pid, common);
+        self.fill_process(event, common.pid, common.tid);
+        let live = self.use_procfs;
+        let (path, mut incomplete) = absolute(&op.name, op.opened.as_ref(), op.dir.as_ref());
+        let target = op
+            .name2
+            .as_deref()
+            .map(|name2| absolute(name2, None, op.dir2.as_ref()));
+        incomplete |= op.name_truncated || target.as_ref().is_some_and(|(_, inc)| *inc);
+        let target = target.map(|(t, _)| t);
+
+        // What the inode says: from the kernel, or from a stat of the path
+        // when the kernel had none (failed opens of device nodes, chmod...).
+        let stat_path = match event.kind {
+            Kind::Rename => target.as_deref(),
+            Kind::Unlink => None,
+            _ => Some(path.as_str()),
+        };
+        let inode = match op.inode {
+            Some(inode) => Some((inode.i_mode, kernel_dev(inode.rdev), inode.size)),
+            None if live => stat_path.and_then(stat),
+            None => None,
+        };
+        let device = inode.and_then(|(mode, (major, minor), _)| {
+            let kind = match mode & S_IFMT {
+                S_IFCHR => "char",
+                S_IFBLK => "block",
+                _ => return None,
+            };
+            Some(DeviceInfo {
+                kind: kind.to_string(),
+                major,
+                minor,
+                accelerator: (kind == "char")
+                    .then(|| accelerator_family(&path, Some(major)))
+                    .flatten()
+                    .map(str::to_string),
+            })
+        });
+        let size = inode
+            .filter(|(mode, _, _)| mode & S_IFMT == S_IFREG)
+            .and_then(|(_, _, size)| u64::try_from(size).ok());
+        let char_major = device
+            .as_ref()
+            .filter(|d| d.kind == "char")
+            .map(|d| d.major);
+        let classify = |p: &str| {
+            self.files
+                .classifier
+                .as_ref()
+                .and_then(|c| c.classify_open(p, Some(common.pid), char_major))
+        };
+        let class = classify(&path).or_else(|| target.as_deref().and_then(classify));
+        if let Some(device) = &device {
+            if let (Some(family), Some(major)) = (accelerator_name(device), char_major) {
+                if self.files.accelerators.len() < MAX_KNOWN_DEVICES {
+                    let rdev = (major << 20) | (device.minor & 0xf_ffff);
+                    self.files.accelerators.insert(rdev, family);
+                }
+            }
+        }
+        let is_open = event.kind == Kind::Open;
+        event.file = Some(FileInfo {
+            path,
+            target,
+            flags: op.flags,
+            access: is_open.then(|| access(op.flags).to_string()),
+            mode: match event.kind {
+                Kind::Open if op.flags & (O_CREAT | O_TMPFILE) != 0 => Some(op.mode),
+                Kind::Chmod => Some(op.mode),
+                _ => None,
+            },
+            result: op.ret,
+            class: class.map(|c| c.as_str().to_string()),
+            device,
+            size,
+            path_incomplete: incomplete,
+            length: (event.kind == Kind::Truncate).then_some(op.length),
+        });
+    }
+
+    pub(super) fn enrich_gpu(&mut self, event: &mut Event, common: &Common, gpu: GpuIoctl) {
+        self.ensure_known(common.pid, common);
+        self.fill_process(event, common.pid, common.tid);
+        let (major, minor) = kernel_dev(gpu.rdev);
+        let accelerator = self
+            .files
+            .accelerators
+            .get(&gpu.rdev)
+            .copied()
+            .or(match major {
+                NVIDIA_MAJOR => Some("nvidia"),
+                DRM_MAJOR => Some("dri"),
+                _ => None,
+            });
+        event.gpu = Some(GpuInfo {
+            ioctls: gpu.count,
+            interval_s: gpu.interval_ns as f64 / 1e9,
+            device: DeviceInfo {
+                kind: "char".to_string(),
+                major,
+                minor,
+                accelerator: accelerator.map(str::to_string),
+            },
+        });
+    }
+}
+
+fn accelerator_name(device: &DeviceInfo) -> Option<&'static str> {
+    match device.accelerator.as_deref()? {
+        "nvidia" => Some("nvidia"),
+        "nvidia-uvm" => Some("nvidia-uvm"),
+        "nvidiactl" => Some("nvidiactl"),
+        "dri" => Some("dri"),
+        "kfd" => Some("kfd"),
+        "accel" => Some("accel"),
+        _ => None,
+    }
+}
+
+/// `read`, `write` or `read_write` from open flags.
+pub fn access(flags: u32) -> &'static str {
+    match flags & O_ACCMODE {
+        0 => "read",
+        1 => "write",
+        _ => "read_write",
+    }
+}
+
+/// The absolute path of an operation, and whether it may be incomplete:
+/// the kernel's resolution of the file itself, else the name if absolute,
+/// else the name joined to its directory, else the name as given.
+pub fn absolute(
+    name: &str,
+    opened: Option<&ResolvedPath>,
+    dir: Option<&ResolvedPath>,
+) -> (String, bool) {
+    if let Some(opened) = opened {
+        return (opened.path.clone(), opened.truncated);
+    }
+    if name.starts_with('/') {
+        return (normalise(name), false);
+    }
+    match dir {
+        Some(dir) => (join(&dir.path, name), dir.truncated),
+        None => (name.to_string(), true),
+    }
+}
+
+/// `dir` joined with a relative `name`, normalised.
+pub fn join(dir: &str, name: &str) -> String {
+    if name.starts_with('/') {
+        return normalise(name);
+    }
+    normalise(&format!("{dir}/{name}"))
+}
+
+/// Removes empty and `.` components and applies `..` lexically (never
+/// above the root). The result is absolute when `path` is.
+pub fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_string()
+    } else {
+        joined
+    }
+}
+
+/// `(i_mode, (major, minor), size)` of `path`, following symlinks as open
+/// does.
+fn stat(path: &str) -> Option<(u32, (u32, u32), i64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let rdev = meta.rdev();
+    Some((
+        meta.mode(),
+        (libc::major(rdev), libc::minor(rdev)),
+        i64::try_from(meta.size()).unwrap_or(i64::MAX),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(path: &str) -> ResolvedPath {
+        ResolvedPath {
+            path: path.to_string(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn normalise_handles_dots_and_slashes() {
+        assert_eq!(normalise("/a/./b//c/"), "/a/b/c");
+        assert_eq!(normalise("/a/b/../c"), "/a/c");
+        assert_eq!(normalise("/../../etc/passwd"), "/etc/passwd");
+        assert_eq!(normalise("/"), "/");
+        assert_eq!(normalise("a/../.."), ".");
+        assert_eq!(normalise("a/./b"), "a/b");
+    }
+
+    #[test]
+    fn relative_names_join_their_directory() {
+        assert_eq!(join("/tmp/work", "model.onnx"), "/tmp/work/model.onnx");
+        assert_eq!(join("/tmp/work", "./x/../y"), "/tmp/work/y");
+        assert_eq!(join("/tmp/work", "../../../root/.netrc"), "/root/.netrc");
+        assert_eq!(join("/", "etc/hosts"), "/etc/hosts");
+        assert_eq!(join("/tmp", "/abs/./p"), "/abs/p");
+    }
+
+    #[test]
+    fn absolute_prefers_the_kernel_resolution() {
+        let dir = resolved("/srv");
+        let opened = resolved("/data/real.bin");
+        assert_eq!(
+            absolute("link.bin", Some(&opened), Some(&dir)),
+            ("/data/real.bin".to_string(), false)
+        );
+        assert_eq!(
+            absolute("w/../m.pt", None, Some(&dir)),
+            ("/srv/m.pt".to_string(), false)
+        );
+        assert_eq!(absolute("/x/./y", None, None), ("/x/y".to_string(), false));
+        // No directory known: the name as given, flagged incomplete.
+        assert_eq!(absolute("m.pt", None, None), ("m.pt".to_string(), true));
+        let deep = ResolvedPath {
+            path: "/deep".to_string(),
+            truncated: true,
+        };
+        assert!(absolute("f", None, Some(&deep)).1);
+    }
+
+    #[test]
+    fn access_follows_the_accmode_bits() {
+        assert_eq!(access(0), "read");
+        assert_eq!(access(0o1 | O_CREAT), "write");
+        assert_eq!(access(0o2), "read_write");
+        assert_eq!(access(0o3), "read_write");
+    }
+}

@@ -1,0 +1,429 @@
+//! The kernel's interest maps: who and which paths the file family reports.
+//!
+//! The kernel reports every file operation of a tracked process (its tgid in
+//! `TRACKED_PIDS`, or its cgroup in `TRACKED_CGROUPS`), and for everybody
+//! else only operations on paths that match `PATH_PREFIXES` (an LPM trie of
+//! absolute path prefixes) or `PATH_SUFFIXES` (extensions and base names).
+//! [`KernelInterestMaps`] owns those maps and `GPU_MAJORS`; the entries
+//! come from [`AssetClassifier::kernel_interest_for_homes`], so every path
+//! the classifier could put in a class reaches user space.
+//!
+//! The key encodings here must match `ebpf/src/probes/file.rs`;
+//! [`kernel_would_report`] restates the kernel's test so tests can check
+//! the two sides against each other.
+
+use std::collections::BTreeSet;
+
+use aiwatch_common::{
+    SuffixKey, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN, TRACK_FULL,
+};
+use aya::{
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        HashMap, MapData, MapError,
+    },
+    Ebpf,
+};
+
+use crate::{
+    assets::{accelerator_family, AssetClassifier, AssetConfig, AssetError, KernelInterest},
+    config::Config,
+};
+
+/// Major of DRM devices (`/dev/dri/card*`, `/dev/dri/renderD*`).
+pub const DRM_MAJOR: u32 = 226;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InterestError {
+    #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
+    MissingMap(&'static str),
+    #[error(transparent)]
+    Assets(#[from] AssetError),
+    #[error("cannot update the kernel map {map}: {source}")]
+    Update {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// What [`KernelInterestMaps::apply`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedInterest {
+    pub prefixes: usize,
+    pub suffixes: usize,
+    pub gpu_majors: usize,
+    /// Entries the kernel cannot test (too long), so the prefilter may miss
+    /// what they describe.
+    pub skipped: Vec<String>,
+}
+
+/// The agent's handles on the kernel's interest and tracking maps.
+pub struct KernelInterestMaps {
+    prefixes: LpmTrie<MapData, [u8; PREFIX_KEY_LEN], u32>,
+    suffixes: HashMap<MapData, SuffixKey, u32>,
+    gpu_majors: HashMap<MapData, u32, u32>,
+    tracked_pids: HashMap<MapData, u32, u32>,
+    tracked_cgroups: HashMap<MapData, u64, u32>,
+    /// What the last `apply` wrote, so the next one removes what is gone.
+    current: Entries,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Entries {
+    prefixes: BTreeSet<(u32, [u8; PREFIX_KEY_LEN])>,
+    suffixes: BTreeSet<(u8, [u8; SUFFIX_KEY_LEN])>,
+    gpu_majors: BTreeSet<u32>,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, InterestError>
+where
+    T: TryFrom<aya::maps::Map>,
+{
+    let map = ebpf.take_map(name).ok_or(InterestError::MissingMap(name))?;
+    T::try_from(map).map_err(|_| InterestError::MissingMap(name))
+}
+
+fn update(map: &'static str) -> impl Fn(MapError) -> InterestError {
+    move |source| InterestError::Update { map, source }
+}
+
+/// Deleting an absent key is not an error here.
+fn removed(result: Result<(), MapError>, map: &'static str) -> Result<(), InterestError> {
+    match result {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(ref err))
+            if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(InterestError::Update { map, source }),
+    }
+}
+
+impl KernelInterestMaps {
+    /// Takes the maps out of the loaded object.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, InterestError> {
+        Ok(KernelInterestMaps {
+            prefixes: take(ebpf, "PATH_PREFIXES")?,
+            suffixes: take(ebpf, "PATH_SUFFIXES")?,
+            gpu_majors: take(ebpf, "GPU_MAJORS")?,
+            tracked_pids: take(ebpf, "TRACKED_PIDS")?,
+            tracked_cgroups: take(ebpf, "TRACKED_CGROUPS")?,
+            current: Entries::default(),
+        })
+    }
+
+    /// Makes the kernel's prefix, suffix and GPU major sets equal to
+    /// `interest`: new entries are added, entries no longer wanted removed.
+    pub fn apply(&mut self, interest: &KernelInterest) -> Result<AppliedInterest, InterestError> {
+        let (wanted, skipped) = entries(interest);
+        for (bits, data) in wanted.prefixes.difference(&self.current.prefixes) {
+            self.prefixes
+                .insert(&Key::new(*bits, *data), 1, 0)
+                .map_err(update("PATH_PREFIXES"))?;
+        }
+        for (bits, data) in self.current.prefixes.difference(&wanted.prefixes) {
+            removed(
+                self.prefixes.remove(&Key::new(*bits, *data)),
+                "PATH_PREFIXES",
+            )?;
+        }
+        for (kind, bytes) in wanted.suffixes.difference(&self.current.suffixes) {
+            let key = SuffixKey {
+                kind: *kind,
+                bytes: *bytes,
+            };
+            self.suffixes
+                .insert(key, 1, 0)
+                .map_err(update("PATH_SUFFIXES"))?;
+        }
+        for (kind, bytes) in self.current.suffixes.difference(&wanted.suffixes) {
+            let key = SuffixKey {
+                kind: *kind,
+                bytes: *bytes,
+            };
+            removed(self.suffixes.remove(&key), "PATH_SUFFIXES")?;
+        }
+        for major in wanted.gpu_majors.difference(&self.current.gpu_majors) {
+            self.gpu_majors
+                .insert(major, 1, 0)
+                .map_err(update("GPU_MAJORS"))?;
+        }
+        for major in self.current.gpu_majors.difference(&wanted.gpu_majors) {
+            removed(self.gpu_majors.remove(major), "GPU_MAJORS")?;
+        }
+        let applied = AppliedInterest {
+            prefixes: wanted.prefixes.len(),
+            suffixes: wanted.suffixes.len(),
+            gpu_majors: wanted.gpu_majors.len(),
+            skipped,
+        };
+        self.current = wanted;
+        Ok(applied)
+    }
+
+    /// Reports every file operation of `pid` (and of the children it forks
+    /// from now on: the kernel copies the entry at fork).
+    pub fn track_pid(&mut self, pid: u32) -> Result<(), InterestError> {
+        self.tracked_pids
+            .insert(pid, TRACK_FULL, 0)
+            .map_err(update("TRACKED_PIDS"))
+    }
+
+    pub fn untrack_pid(&mut self, pid: u32) -> Result<(), InterestError> {
+        removed(self.tracked_pids.remove(&pid), "TRACKED_PIDS")
+    }
+
+    /// Reports every file operation of processes in cgroup v2 `id`.
+    pub fn track_cgroup(&mut self, id: u64) -> Result<(), InterestError> {
+        self.tracked_cgroups
+            .insert(id, TRACK_FULL, 0)
+            .map_err(update("TRACKED_CGROUPS"))
+    }
+
+    pub fn untrack_cgroup(&mut self, id: u64) -> Result<(), InterestError> {
+        removed(self.tracked_cgroups.remove(&id), "TRACKED_CGROUPS")
+    }
+}
+
+/// Start-up: builds the classifier the run uses (built-in patterns plus the
+/// configured GPU majors), takes the interest maps out of `ebpf` and fills
+/// them for this host.
+pub fn configure(
+    ebpf: &mut Ebpf,
+    config: &Config,
+) -> Result<(KernelInterestMaps, AssetClassifier), InterestError> {
+    let mut assets = AssetConfig::default();
+    assets
+        .gpu_majors
+        .extend_from_slice(&config.gpu_device_majors);
+    let classifier = AssetClassifier::new(&assets)?;
+    let interest = host_interest(&classifier, &config.gpu_device_majors);
+    let mut maps = KernelInterestMaps::from_ebpf(ebpf)?;
+    let applied = maps.apply(&interest)?;
+    log::info!(
+        "kernel file interest: {} path prefixes, {} extensions and base names, {} GPU majors{}",
+        applied.prefixes,
+        applied.suffixes,
+        applied.gpu_majors,
+        if config.trace_all_files {
+            " (trace_all_files: every process is reported)"
+        } else {
+            ""
+        }
+    );
+    for skipped in &applied.skipped {
+        log::warn!("the kernel prefilter cannot test {skipped}: untracked processes' uses of it are not seen");
+    }
+    for glob in &interest.unfilterable {
+        log::warn!("asset pattern {glob:?} has no kernel prefilter: only tracked processes' matches are seen");
+    }
+    Ok((maps, classifier))
+}
+
+/// The interest of the running host: the classifier's patterns with home
+/// folders expanded for the homes that exist, and the accelerator majors
+/// (built-in, configured and found under `/dev`).
+pub fn host_interest(classifier: &AssetClassifier, extra_majors: &[u32]) -> KernelInterest {
+    let homes = host_homes();
+    let homes: Vec<&str> = homes.iter().map(String::as_str).collect();
+    let mut interest = classifier.kernel_interest_for_homes(&homes);
+    interest.device_majors.push(crate::assets::NVIDIA_MAJOR);
+    interest.device_majors.push(DRM_MAJOR);
+    interest.device_majors.extend_from_slice(extra_majors);
+    interest
+        .device_majors
+        .extend(dev_accelerator_majors("/dev"));
+    interest.normalise();
+    interest
+}
+
+/// Home folders that exist: `/root`, every folder under `/home`, and the
+/// homes `/etc/passwd` names.
+pub fn host_homes() -> Vec<String> {
+    let mut homes = BTreeSet::new();
+    homes.insert("/root".to_string());
+    if let Ok(entries) = std::fs::read_dir("/home") {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                homes.insert(entry.path().display().to_string());
+            }
+        }
+    }
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        homes.extend(passwd_homes(&passwd));
+    }
+    homes
+        .into_iter()
+        .filter(|home| home != "/" && std::path::Path::new(home).is_dir())
+        .collect()
+}
+
+/// Home folders listed in a passwd file (field 6), absolute ones only.
+pub fn passwd_homes(passwd: &str) -> Vec<String> {
+    passwd
+        .lines()
+        .filter_map(|line| line.split(':').nth(5))
+        .filter(|home| home.starts_with('/') && *home != "/")
+        .map(|home| home.trim_end_matches('/').to_string())
+        .collect()
+}
+
+/// Majors of the accelerator character devices present under `dev`
+/// (`/dev/nvidia-uvm` and `/dev/kfd` have dynamic majors).
+pub fn dev_accelerator_majors(dev: &str) -> Vec<u32> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut majors = Vec::new();
+    let mut visit = |path: std::path::PathBuf| {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return;
+        };
+        let shown = format!("/dev/{}", path.strip_prefix(dev).unwrap_or(&path).display());
+        if meta.file_type().is_char_device() && accelerator_family(&shown, None).is_some() {
+            majors.push(libc::major(meta.rdev()));
+        }
+    };
+    for sub in ["", "dri", "accel"] {
+        let folder = std::path::Path::new(dev).join(sub);
+        if let Ok(entries) = std::fs::read_dir(&folder) {
+            for entry in entries.flatten() {
+                visit(entry.path());
+            }
+        }
+    }
+    majors.sort_unstable();
+    majors.dedup();
+    majors
+}
+
+/// The map entries for `interest`, and the entries that cannot be tested.
+fn entries(interest: &KernelInterest) -> (Entries, Vec<String>) {
+    let mut out = Entries::default();
+    let mut skipped = Vec::new();
+    for prefix in &interest.prefixes {
+        match prefix_key(prefix) {
+            Some(key) => {
+                out.prefixes.insert(key);
+            }
+            None => skipped.push(format!("prefix {prefix:?}")),
+        }
+    }
+    for extension in &interest.extensions {
+        match extension_key(extension) {
+            Some(key) => {
+                out.suffixes.insert((key.kind, key.bytes));
+            }
+            None => skipped.push(format!("extension {extension:?}")),
+        }
+    }
+    for basename in &interest.basenames {
+        match basename_key(basename) {
+            Some(key) => {
+                out.suffixes.insert((key.kind, key.bytes));
+            }
+            None => skipped.push(format!("base name {basename:?}")),
+        }
+    }
+    out.gpu_majors
+        .extend(interest.device_majors.iter().copied());
+    (out, skipped)
+}
+
+/// An LPM key for an absolute prefix: its first [`PREFIX_KEY_LEN`] bytes
+/// (a shorter prefix only lets more through).
+pub fn prefix_key(prefix: &str) -> Option<(u32, [u8; PREFIX_KEY_LEN])> {
+    let bytes = prefix.as_bytes();
+    if !prefix.starts_with('/') {
+        return None;
+    }
+    let used = bytes.len().min(PREFIX_KEY_LEN);
+    let mut data = [0u8; PREFIX_KEY_LEN];
+    data[..used].copy_from_slice(&bytes[..used]);
+    Some((used as u32 * 8, data))
+}
+
+/// Last byte first, NUL-padded: the kernel's key layout.
+fn reversed_tail(text: &[u8]) -> [u8; SUFFIX_KEY_LEN] {
+    let mut bytes = [0u8; SUFFIX_KEY_LEN];
+    for (slot, byte) in bytes.iter_mut().zip(text.iter().rev()) {
+        *slot = *byte;
+    }
+    bytes
+}
+
+/// The key of an extension (without the dot). The kernel finds the dot only
+/// within the last [`SUFFIX_KEY_LEN`] + 1 bytes, so longer extensions
+/// cannot be tested.
+pub fn extension_key(extension: &str) -> Option<SuffixKey> {
+    let lower = extension.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    if bytes.is_empty() || bytes.len() > SUFFIX_KEY_LEN || bytes.contains(&b'/') {
+        return None;
+    }
+    Some(SuffixKey {
+        kind: SUFFIX_EXTENSION,
+        bytes: reversed_tail(bytes),
+    })
+}
+
+/// The key of a base name: its last [`SUFFIX_KEY_LEN`] bytes.
+pub fn basename_key(basename: &str) -> Option<SuffixKey> {
+    let bytes = basename.as_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') {
+        return None;
+    }
+    Some(SuffixKey {
+        kind: SUFFIX_BASENAME,
+        bytes: reversed_tail(bytes),
+    })
+}
+
+/// The kernel's test for an untracked process, restated: does `name` (as
+/// passed to the syscall) match a prefix, extension or base name of
+/// `interest`?
+pub fn kernel_would_report(interest: &KernelInterest, name: &str) -> bool {
+    let (entries, _) = entries(interest);
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return false;
+    }
+    if bytes[0] == b'/' {
+        let used = bytes.len().min(PREFIX_KEY_LEN);
+        let hit = entries.prefixes.iter().any(|(bits, data)| {
+            *bits as usize / 8 <= used && data[..*bits as usize / 8] == bytes[..*bits as usize / 8]
+        });
+        if hit {
+            return true;
+        }
+    }
+    // The backward scan: at most SUFFIX_KEY_LEN + 1 bytes, stopping at '/'.
+    let mut basename = [0u8; SUFFIX_KEY_LEN];
+    let mut extension = [0u8; SUFFIX_KEY_LEN];
+    let mut dot = None;
+    for step in 0..=SUFFIX_KEY_LEN {
+        let Some(at) = bytes.len().checked_sub(1 + step) else {
+            break;
+        };
+        let byte = bytes[at];
+        if byte == b'/' {
+            break;
+        }
+        if byte == b'.' && dot.is_none() {
+            dot = Some(step);
+        }
+        if step < SUFFIX_KEY_LEN {
+            basename[step] = byte;
+            if dot.is_none() {
+                extension[step] = byte.to_ascii_lowercase();
+            }
+        }
+    }
+    if dot.is_some_and(|d| d > 0) && entries.suffixes.contains(&(SUFFIX_EXTENSION, extension)) {
+        return true;
+    }
+    entries.suffixes.contains(&(SUFFIX_BASENAME, basename))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,592 @@
+//! File operations: open/openat/openat2, unlink/unlinkat,
+//! rename/renameat/renameat2, chmod/fchmodat/fchmodat2 and truncate.
+//!
+//! These syscalls are frequent, so the entry handler decides cheaply who is
+//! wanted: a process in `TRACKED_PIDS` or `TRACKED_CGROUPS` (or every
+//! process when the agent sets `FILE_TRACE_ALL`), or else a path that
+//! matches the interest sets (`PATH_PREFIXES`, `PATH_SUFFIXES`). Everything
+//! else is counted as filtered and dropped before any ring-buffer work.
+//!
+//! A wanted call is remembered per thread in `FILE_PENDING` (built in a
+//! per-CPU scratch value, not on the stack) and completed at syscall exit,
+//! where the result is known: a successful open resolves the new fd's own
+//! path and inode; anything else resolves the directory a relative name is
+//! relative to (the cwd or the dirfd) and lets the agent join the two.
+
+use core::{ffi::c_void, mem::size_of};
+
+use aiwatch_common::{
+    EventKind, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU, FILE_FLAG_INODE,
+    FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR,
+    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, NAME_LEN, OFFSET_UNKNOWN,
+    PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+        generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str},
+    },
+    macros::{map, tracepoint},
+    maps::{lpm_trie::Key, HashMap, PerCpuArray},
+    programs::TracePointContext,
+    EbpfContext,
+};
+
+use crate::{
+    emit::{fill_header, reserve},
+    globals::{agent_pid, family_on, offset},
+    kernel::{self, read, read_ptr},
+    maps::{count, PATH_PREFIXES, PATH_SUFFIXES, TRACKED_CGROUPS, TRACKED_PIDS},
+    path,
+    probes::gpu,
+};
+
+/// Report every process's file operations, not only tracked ones (the
+/// `trace_all_files` setting). Written by the loader before verification.
+#[unsafe(no_mangle)]
+static FILE_TRACE_ALL: u32 = 0;
+
+#[inline(always)]
+fn trace_all() -> bool {
+    // SAFETY: reading a static; volatile so the loader's value is used.
+    unsafe { core::ptr::read_volatile(&raw const FILE_TRACE_ALL) != 0 }
+}
+
+/// `AT_FDCWD`: a relative name is relative to the cwd.
+const AT_FDCWD: i32 = -100;
+const S_IFMT: u32 = 0o170000;
+const S_IFCHR: u32 = 0o020000;
+
+/// What the entry handler saw, kept until the exit handler.
+#[repr(C)]
+pub struct FilePending {
+    kind: EventKind,
+    /// `FILE_FLAG_TRACKED` and `FILE_FLAG_NAME_TRUNCATED`.
+    header_flags: u16,
+    name_len: u16,
+    name2_len: u16,
+    dfd: i32,
+    dfd2: i32,
+    flags: u32,
+    mode: u32,
+    length: i64,
+    name: [u8; NAME_LEN],
+    name2: [u8; NAME_LEN],
+}
+
+/// Calls between their entry and exit, per thread (`pid_tgid`).
+#[map]
+static FILE_PENDING: HashMap<u64, FilePending> = HashMap::with_max_entries(8192, 0);
+
+/// Where a pending value is built: too big for the stack.
+#[map]
+static FILE_SCRATCH: PerCpuArray<FilePending> = PerCpuArray::with_max_entries(1, 0);
+
+/// A syscall's arguments, as the entry handlers read them.
+struct Args {
+    kind: EventKind,
+    dfd: i32,
+    name: u64,
+    dfd2: i32,
+    /// User pointer of the second name (rename), or 0.
+    name2: u64,
+    flags: u32,
+    mode: u32,
+    length: i64,
+}
+
+impl Args {
+    fn new(kind: EventKind, dfd: i32, name: u64) -> Args {
+        Args {
+            kind,
+            dfd,
+            name,
+            dfd2: AT_FDCWD,
+            name2: 0,
+            flags: 0,
+            mode: 0,
+            length: 0,
+        }
+    }
+}
+
+/// Reads the `index`th 8-byte syscall argument of a `syscalls:sys_enter_*`
+/// record (arguments start at byte 16).
+#[inline(always)]
+fn arg(ctx: &TracePointContext, index: usize) -> u64 {
+    // SAFETY: tracepoint context reads are checked by the verifier.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u64).add(2 + index)) }
+}
+
+// ---- entry handlers -------------------------------------------------------
+
+#[tracepoint(category = "syscalls", name = "sys_enter_open")]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Open, AT_FDCWD, arg(&ctx, 0));
+    args.flags = arg(&ctx, 1) as u32;
+    args.mode = arg(&ctx, 2) as u32;
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Open, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.flags = arg(&ctx, 2) as u32;
+    args.mode = arg(&ctx, 3) as u32;
+    enter(&args);
+    0
+}
+
+/// `struct open_how`: flags, mode, resolve (all u64).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Open, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    let how = arg(&ctx, 2) as *const OpenHow;
+    // SAFETY: a checked read of user memory.
+    if let Ok(how) = unsafe { aya_ebpf::helpers::bpf_probe_read_user(how) } {
+        args.flags = how.flags as u32;
+        args.mode = how.mode as u32;
+        let _ = how.resolve;
+    }
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_unlink")]
+pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
+    enter(&Args::new(EventKind::Unlink, AT_FDCWD, arg(&ctx, 0)));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_unlinkat")]
+pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Unlink, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.flags = arg(&ctx, 2) as u32;
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_rename")]
+pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Rename, AT_FDCWD, arg(&ctx, 0));
+    args.name2 = arg(&ctx, 1);
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_renameat")]
+pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Rename, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.dfd2 = arg(&ctx, 2) as i32;
+    args.name2 = arg(&ctx, 3);
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_renameat2")]
+pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Rename, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.dfd2 = arg(&ctx, 2) as i32;
+    args.name2 = arg(&ctx, 3);
+    args.flags = arg(&ctx, 4) as u32;
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_chmod")]
+pub fn sys_enter_chmod(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Chmod, AT_FDCWD, arg(&ctx, 0));
+    args.mode = arg(&ctx, 1) as u32;
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_fchmodat")]
+pub fn sys_enter_fchmodat(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Chmod, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.mode = arg(&ctx, 2) as u32;
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_fchmodat2")]
+pub fn sys_enter_fchmodat2(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Chmod, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.mode = arg(&ctx, 2) as u32;
+    args.flags = arg(&ctx, 3) as u32;
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_truncate")]
+pub fn sys_enter_truncate(ctx: TracePointContext) -> u32 {
+    let mut args = Args::new(EventKind::Truncate, AT_FDCWD, arg(&ctx, 0));
+    args.length = arg(&ctx, 1) as i64;
+    enter(&args);
+    0
+}
+
+/// The shared entry path: filter, then remember the call until its exit.
+#[inline(always)]
+fn enter(args: &Args) {
+    if !family_on(FAMILY_FILE) {
+        return;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == agent_pid() {
+        return;
+    }
+    let tracked = trace_all()
+        || unsafe { TRACKED_PIDS.get(tgid) }.is_some()
+        || unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }.is_some();
+    let Some(pending) = FILE_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    unsafe {
+        let mut header_flags = if tracked { FILE_FLAG_TRACKED } else { 0 };
+        let name_len = read_name((*pending).name.as_mut_ptr(), args.name);
+        let name2_len = if args.name2 != 0 {
+            read_name((*pending).name2.as_mut_ptr(), args.name2)
+        } else {
+            0
+        };
+        if name_len >= NAME_LEN - 1 || name2_len >= NAME_LEN - 1 {
+            header_flags |= FILE_FLAG_NAME_TRUNCATED;
+        }
+        if !tracked && !interesting(0, name_len) && !(name2_len > 0 && interesting(1, name2_len)) {
+            count(Stat::Filtered, args.kind.slot());
+            return;
+        }
+        (*pending).kind = args.kind;
+        (*pending).header_flags = header_flags;
+        (*pending).name_len = name_len as u16;
+        (*pending).name2_len = name2_len as u16;
+        (*pending).dfd = args.dfd;
+        (*pending).dfd2 = args.dfd2;
+        (*pending).flags = args.flags;
+        (*pending).mode = args.mode;
+        (*pending).length = args.length;
+        if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_err() {
+            count(Stat::PendingLost, args.kind.slot());
+        }
+    }
+}
+
+/// Copies a user string into `dst` (`NAME_LEN` bytes); returns its length
+/// without the NUL, 0 on failure.
+#[inline(always)]
+unsafe fn read_name(dst: *mut u8, src: u64) -> usize {
+    let copied = unsafe {
+        bpf_probe_read_user_str(dst as *mut c_void, NAME_LEN as u32, src as *const c_void)
+    };
+    if copied > 0 {
+        (copied - 1) as usize
+    } else {
+        0
+    }
+}
+
+// ---- interest: path prefixes and suffixes ---------------------------------
+
+/// The backward scan of a name's tail that builds both suffix keys.
+///
+/// Keys hold the tail's bytes last byte first (see [`SuffixKey`]), so each
+/// step appends one byte without knowing yet where the base name starts.
+#[repr(C)]
+struct SuffixScan {
+    /// 0: `name`, 1: `name2` of the scratch value.
+    which: u32,
+    len: u32,
+    /// Steps taken before the extension's dot, or `NO_DOT`.
+    dot: u32,
+    _pad: u32,
+    basename: SuffixKey,
+    extension: SuffixKey,
+}
+
+const NO_DOT: u32 = u32::MAX;
+
+/// Whether a name of `len` bytes in the scratch value matches an interest
+/// prefix, extension or base name.
+#[inline(always)]
+unsafe fn interesting(which: u32, len: usize) -> bool {
+    if len == 0 {
+        return false;
+    }
+    let Some(pending) = FILE_SCRATCH.get_ptr(0) else {
+        return false;
+    };
+    unsafe {
+        let name = if which == 0 {
+            (*pending).name.as_ptr()
+        } else {
+            (*pending).name2.as_ptr()
+        };
+        if *name == b'/' {
+            let mut key = Key::new(0, [0u8; PREFIX_KEY_LEN]);
+            bpf_probe_read_kernel(
+                &raw mut key.data as *mut c_void,
+                PREFIX_KEY_LEN as u32,
+                name as *const c_void,
+            );
+            let bytes = if len < PREFIX_KEY_LEN {
+                len
+            } else {
+                PREFIX_KEY_LEN
+            };
+            key.prefix_len = (bytes * 8) as u32;
+            if PATH_PREFIXES.get(&key).is_some() {
+                return true;
+            }
+        }
+        let mut scan = SuffixScan {
+            which,
+            len: len as u32,
+            dot: NO_DOT,
+            _pad: 0,
+            basename: SuffixKey {
+                kind: SUFFIX_BASENAME,
+                bytes: [0; SUFFIX_KEY_LEN],
+            },
+            extension: SuffixKey {
+                kind: SUFFIX_EXTENSION,
+                bytes: [0; SUFFIX_KEY_LEN],
+            },
+        };
+        // One step more than a key holds: a dot or slash right before a
+        // full-length tail still ends it.
+        bpf_loop(
+            SUFFIX_KEY_LEN as u32 + 1,
+            suffix_step as *mut c_void,
+            &raw mut scan as *mut c_void,
+            0,
+        );
+        if scan.dot != NO_DOT && scan.dot > 0 && PATH_SUFFIXES.get(&scan.extension).is_some() {
+            return true;
+        }
+        PATH_SUFFIXES.get(&scan.basename).is_some()
+    }
+}
+
+/// Step `index` of the scan looks at the `index`th byte from the end.
+unsafe extern "C" fn suffix_step(index: u64, ctx: *mut c_void) -> i64 {
+    unsafe {
+        let scan = &mut *(ctx as *mut SuffixScan);
+        let step = index as u32;
+        if step >= scan.len {
+            return 1;
+        }
+        let Some(pending) = FILE_SCRATCH.get_ptr(0) else {
+            return 1;
+        };
+        let at = ((scan.len - 1 - step) as usize) & (NAME_LEN - 1);
+        let byte = if scan.which == 0 {
+            (*pending).name[at]
+        } else {
+            (*pending).name2[at]
+        };
+        if byte == b'/' {
+            return 1;
+        }
+        if byte == b'.' && scan.dot == NO_DOT {
+            scan.dot = step;
+        }
+        let slot = (step as usize) & (SUFFIX_KEY_LEN - 1);
+        if (step as usize) < SUFFIX_KEY_LEN {
+            scan.basename.bytes[slot] = byte;
+            if scan.dot == NO_DOT {
+                scan.extension.bytes[slot] = if byte.is_ascii_uppercase() {
+                    byte | 0x20
+                } else {
+                    byte
+                };
+            }
+        }
+        0
+    }
+}
+
+// ---- exit handlers --------------------------------------------------------
+
+macro_rules! exit_probe {
+    ($name:ident, $tracepoint:literal) => {
+        #[tracepoint(category = "syscalls", name = $tracepoint)]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            exit(&ctx);
+            0
+        }
+    };
+}
+
+exit_probe!(sys_exit_open, "sys_exit_open");
+exit_probe!(sys_exit_openat, "sys_exit_openat");
+exit_probe!(sys_exit_openat2, "sys_exit_openat2");
+exit_probe!(sys_exit_unlink, "sys_exit_unlink");
+exit_probe!(sys_exit_unlinkat, "sys_exit_unlinkat");
+exit_probe!(sys_exit_rename, "sys_exit_rename");
+exit_probe!(sys_exit_renameat, "sys_exit_renameat");
+exit_probe!(sys_exit_renameat2, "sys_exit_renameat2");
+exit_probe!(sys_exit_chmod, "sys_exit_chmod");
+exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
+exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");
+exit_probe!(sys_exit_truncate, "sys_exit_truncate");
+
+/// Completes a remembered call: one lookup for everybody else.
+#[inline(always)]
+fn exit(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(pending) = FILE_PENDING.get_ptr(pid_tgid) else {
+        return;
+    };
+    // `long ret` at 16 in every `sys_exit_*` record.
+    let ret = arg(ctx, 0) as i64;
+    unsafe { emit(pending, ret, (pid_tgid >> 32) as u32) };
+    let _ = FILE_PENDING.remove(pid_tgid);
+}
+
+#[inline(always)]
+unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
+    unsafe {
+        let kind = (*pending).kind;
+        let Some(mut entry) = reserve::<FileRecord>(kind) else {
+            return;
+        };
+        let record = entry.as_mut_ptr();
+        fill_header(&raw mut (*record).header, kind, 0, size_of::<FileRecord>());
+        let mut flags = (*pending).header_flags;
+        (*record).ret = ret;
+        (*record).size = 0;
+        (*record).length = (*pending).length;
+        (*record).flags = (*pending).flags;
+        (*record).mode = (*pending).mode;
+        (*record).i_mode = 0;
+        (*record).rdev = 0;
+        (*record)._pad = 0;
+        (*record).name_len = (*pending).name_len;
+        (*record).name2_len = (*pending).name2_len;
+        bpf_probe_read_kernel(
+            (*record).name.as_mut_ptr() as *mut c_void,
+            NAME_LEN as u32,
+            (*pending).name.as_ptr() as *const c_void,
+        );
+        if (*pending).name2_len > 0 {
+            bpf_probe_read_kernel(
+                (*record).name2.as_mut_ptr() as *mut c_void,
+                NAME_LEN as u32,
+                (*pending).name2.as_ptr() as *const c_void,
+            );
+        }
+
+        let task = kernel::current_task();
+        let relative = (*pending).name_len > 0 && (*pending).name[0] != b'/';
+        // The opened file itself when the open succeeded; else the
+        // directory of a relative name; else nothing.
+        let mut target: *const u8 = core::ptr::null();
+        if kind == EventKind::Open && ret >= 0 {
+            let file = fd_file(task, ret as u64);
+            target = field(file, offset!(file_f_path));
+            if !target.is_null() {
+                flags |= FILE_FLAG_PATH_IS_FILE;
+            }
+            let inode = read_ptr(file, offset!(file_f_inode));
+            if let Ok(i_mode) = read::<u16>(inode, offset!(inode_i_mode)) {
+                let rdev = read::<u32>(inode, offset!(inode_i_rdev)).unwrap_or(0);
+                (*record).i_mode = i_mode as u32;
+                (*record).rdev = rdev;
+                (*record).size = read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0);
+                flags |= FILE_FLAG_INODE;
+                if family_on(FAMILY_GPU) && (i_mode as u32) & S_IFMT == S_IFCHR {
+                    gpu::remember_fd(tgid, ret as u32, rdev);
+                }
+            }
+        }
+        if target.is_null() && relative {
+            target = dir_path(task, (*pending).dfd);
+            if !target.is_null() {
+                flags |= FILE_FLAG_PATH_IS_DIR;
+            }
+        }
+        path::walk(target, &raw mut (*record).path);
+        if (*record).path.flags & PATH_FLAG_MISSING != 0 {
+            flags &= !(FILE_FLAG_PATH_IS_FILE | FILE_FLAG_PATH_IS_DIR);
+        }
+
+        let relative2 = (*pending).name2_len > 0 && (*pending).name2[0] != b'/';
+        let mut target2: *const u8 = core::ptr::null();
+        if relative2 {
+            if (*pending).dfd2 == (*pending).dfd && flags & FILE_FLAG_PATH_IS_DIR != 0 {
+                flags |= FILE_FLAG_PATH2_SAME_DIR;
+            } else {
+                target2 = dir_path(task, (*pending).dfd2);
+            }
+        }
+        if target2.is_null() {
+            mark_missing(&raw mut (*record).path2);
+        } else {
+            path::walk(target2, &raw mut (*record).path2);
+            if (*record).path2.flags & PATH_FLAG_MISSING == 0 {
+                flags |= FILE_FLAG_PATH2_IS_DIR;
+            }
+        }
+        (*record).header.flags = flags;
+        entry.submit(0);
+    }
+}
+
+/// `base + off`, or null when either is unknown.
+#[inline(always)]
+fn field(base: *const u8, off: usize) -> *const u8 {
+    if base.is_null() || off == OFFSET_UNKNOWN as usize {
+        core::ptr::null()
+    } else {
+        base.wrapping_add(off)
+    }
+}
+
+/// The `struct file *` of `fd` in `task`'s fd table, or null.
+#[inline(always)]
+pub fn fd_file(task: *const u8, fd: u64) -> *const u8 {
+    unsafe {
+        let files = read_ptr(task, offset!(task_files));
+        let fdt = read_ptr(files, offset!(files_fdt));
+        let max_fds = read::<u32>(fdt, offset!(fdt_max_fds)).unwrap_or(0);
+        if fd >= max_fds as u64 {
+            return core::ptr::null();
+        }
+        let fds = read_ptr(fdt, offset!(fdt_fd));
+        read_ptr(fds, (fd as usize) * 8)
+    }
+}
+
+/// The `struct path *` a relative name is resolved against: the cwd for
+/// `AT_FDCWD`, else the dirfd's file path.
+#[inline(always)]
+fn dir_path(task: *const u8, dfd: i32) -> *const u8 {
+    if dfd == AT_FDCWD {
+        let fs = unsafe { read_ptr(task, offset!(task_fs)) };
+        field(fs, offset!(fs_pwd))
+    } else if dfd >= 0 {
+        field(fd_file(task, dfd as u64), offset!(file_f_path))
+    } else {
+        core::ptr::null()
+    }
+}
+
+#[inline(always)]
+unsafe fn mark_missing(out: *mut KernelPath) {
+    unsafe {
+        (*out).len = 0;
+        (*out).depth = 0;
+        (*out).flags = PATH_FLAG_MISSING;
+        (*out)._pad = 0;
+    }
+}

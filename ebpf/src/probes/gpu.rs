@@ -1,0 +1,150 @@
+//! Accelerator use: per-process counts of ioctl calls on GPU device fds.
+//!
+//! GPU drivers are driven through ioctls, thousands per second, so they are
+//! counted in the kernel instead of reported one by one. The file family's
+//! open exit handler records `(tgid, fd)` in `GPU_FDS` when the opened inode
+//! is a character device whose major is in `GPU_MAJORS` (set by the agent).
+//! `sys_enter_ioctl` then costs one hash lookup for every other fd, and one
+//! atomic add for a GPU fd. The agent reads `GPU_IOCTLS` periodically and
+//! reports the growth; it also removes the entries of exited processes.
+
+use core::mem::size_of;
+
+use aiwatch_common::{EventKind, GpuIoctlRecord, FAMILY_GPU};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap},
+    programs::TracePointContext,
+    EbpfContext,
+};
+
+use crate::emit::fill_header;
+
+/// Character device majors that are accelerators (value unused).
+#[map]
+static GPU_MAJORS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
+
+/// Open GPU fds: `tgid << 32 | fd` → the device (kernel `dev_t`). LRU, so
+/// fds of processes that exited without closing them age out.
+#[map]
+static GPU_FDS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Set to 1 once any GPU fd was recorded: until then `close` returns at
+/// once without a hash lookup.
+#[map]
+static GPU_FDS_USED: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Per-process ioctl counters, per CPU (threads on other CPUs never share a
+/// slot, so no atomics); the agent sums the CPUs. The header is filled at
+/// the first ioctl on each CPU.
+#[map]
+static GPU_IOCTLS: LruPerCpuHashMap<u32, GpuIoctlRecord> =
+    LruPerCpuHashMap::with_max_entries(4096, 0);
+
+/// `BPF_NOEXIST`.
+const NOEXIST: u64 = 1;
+
+#[inline(always)]
+fn fd_key(tgid: u32, fd: u32) -> u64 {
+    ((tgid as u64) << 32) | fd as u64
+}
+
+/// Remembers `fd` of `tgid` when `rdev` is an accelerator (called by the
+/// open exit handler for character devices).
+#[inline(always)]
+pub fn remember_fd(tgid: u32, fd: u32, rdev: u32) {
+    let major = rdev >> 20;
+    if unsafe { GPU_MAJORS.get(major) }.is_none() {
+        return;
+    }
+    if GPU_FDS.insert(fd_key(tgid, fd), rdev, 0).is_ok() {
+        if let Some(used) = GPU_FDS_USED.get_ptr_mut(0) {
+            unsafe { *used = 1 };
+        }
+    }
+}
+
+/// Reads the first syscall argument of a `sys_enter_*` record (at 16).
+#[inline(always)]
+fn first_arg(ctx: &TracePointContext) -> u64 {
+    // SAFETY: tracepoint context reads are checked by the verifier.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u64).add(2)) }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
+pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
+    if !family_on_gpu() {
+        return 0;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let fd = first_arg(&ctx) as u32;
+    let Some(rdev) = (unsafe { GPU_FDS.get(fd_key(tgid, fd)) }).copied() else {
+        return 0;
+    };
+    if add_one(tgid) {
+        return 0;
+    }
+    // First ioctl of this process: a new counter, with its identity.
+    // SAFETY: an all-zero record is valid; the header is filled next.
+    let mut record: GpuIoctlRecord = unsafe { core::mem::zeroed() };
+    unsafe {
+        fill_header(
+            &raw mut record.header,
+            EventKind::GpuIoctl,
+            0,
+            size_of::<GpuIoctlRecord>(),
+        );
+    }
+    record.count = 1;
+    record.rdev = rdev;
+    if GPU_IOCTLS.insert(tgid, &record, NOEXIST).is_err() {
+        // Created on another CPU in between: this CPU's slot exists now.
+        add_one(tgid);
+    }
+    0
+}
+
+/// Adds one to `tgid`'s counter if it exists.
+#[inline(always)]
+fn add_one(tgid: u32) -> bool {
+    match GPU_IOCTLS.get_ptr_mut(tgid) {
+        Some(counter) => {
+            // SAFETY: this CPU's slot of a map value; nothing else writes it
+            // while this program runs (tracepoint programs do not nest here).
+            unsafe {
+                if (*counter).header.ktime_ns == 0 {
+                    // The slot was created zeroed by an insert on another CPU.
+                    fill_header(
+                        &raw mut (*counter).header,
+                        EventKind::GpuIoctl,
+                        0,
+                        size_of::<GpuIoctlRecord>(),
+                    );
+                }
+                (*counter).count += 1;
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_close")]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    if !family_on_gpu() {
+        return 0;
+    }
+    match GPU_FDS_USED.get(0) {
+        Some(used) if *used != 0 => {}
+        _ => return 0,
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = GPU_FDS.remove(fd_key(tgid, first_arg(&ctx) as u32));
+    0
+}
+
+#[inline(always)]
+fn family_on_gpu() -> bool {
+    crate::globals::family_on(FAMILY_GPU)
+}
