@@ -53,10 +53,6 @@ pub struct Config {
     pub trace_all_files: bool,
     /// How often per-process GPU ioctl counts are reported, in seconds.
     pub gpu_ioctl_interval_secs: u64,
-    /// Character device majors counted as accelerators in addition to the
-    /// built-in ones (195 NVIDIA, 226 DRM, and the majors of the `/dev/kfd`,
-    /// `/dev/accel/*` and `/dev/nvidia*` nodes present at start-up).
-    pub gpu_device_majors: Vec<u32>,
 }
 
 impl Default for Config {
@@ -82,7 +78,6 @@ impl Default for Config {
             tcp_summary_interval_secs: 60,
             trace_all_files: false,
             gpu_ioctl_interval_secs: 10,
-            gpu_device_majors: Vec::new(),
         }
     }
 }

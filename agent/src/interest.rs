@@ -26,7 +26,7 @@ use aya::{
 };
 
 use crate::{
-    assets::{accelerator_family, AssetClassifier, AssetConfig, AssetError, KernelInterest},
+    assets::{accelerator_family, AssetClassifier, AssetError, KernelInterest},
     config::Config,
 };
 
@@ -194,12 +194,8 @@ pub fn configure(
     ebpf: &mut Ebpf,
     config: &Config,
 ) -> Result<(KernelInterestMaps, AssetClassifier), InterestError> {
-    let mut assets = AssetConfig::default();
-    assets
-        .gpu_majors
-        .extend_from_slice(&config.gpu_device_majors);
-    let classifier = AssetClassifier::new(&assets)?;
-    let interest = host_interest(&classifier, &config.gpu_device_majors);
+    let classifier = AssetClassifier::new(&config.assets)?;
+    let interest = host_interest(&classifier, &config.assets.gpu_majors);
     let mut maps = KernelInterestMaps::from_ebpf(ebpf)?;
     let applied = maps.apply(&interest)?;
     log::info!(

@@ -126,7 +126,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let readiness = Arc::new(Readiness::default());
     let analyzer = Analyzer::new(
         &config.workloads,
-        &config.assets,
         Some((config.anomaly.clone(), Some(config.profile_dir()))),
     )?;
     let policies = Arc::new(PolicySet::load(&config.policies, config.default_policies)?);

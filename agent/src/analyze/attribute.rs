@@ -63,20 +63,7 @@ impl Analyzer {
         let Some(file) = event.file.as_mut() else {
             return Vec::new();
         };
-        let major = file
-            .device
-            .as_ref()
-            .filter(|d| d.kind == "char")
-            .map(|d| d.major);
-        let class = self.assets.classify_open(&file.path, Some(pid), major);
-        file.class = class.map(|c| c.as_str().to_owned());
-        if let (Some(device), Some(AssetClass::GpuDevice)) = (file.device.as_mut(), class) {
-            if device.accelerator.is_none() {
-                device.accelerator =
-                    crate::assets::accelerator_family(&file.path, major).map(str::to_owned);
-            }
-        }
-        let Some(class) = class else {
+        let Some(class) = file.class.as_deref().and_then(AssetClass::parse) else {
             return Vec::new();
         };
         if event.kind != Kind::Open {

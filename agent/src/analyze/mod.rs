@@ -13,7 +13,7 @@ use std::{collections::HashMap, path::PathBuf};
 use crate::{
     alert::Alert,
     anomaly::{AnomalyConfig, AnomalyEngine, AnomalyError},
-    assets::{AssetClassifier, AssetConfig, AssetError},
+    assets::AssetError,
     event::{Event, Kind},
     inventory::{Inventory, InventoryLimits},
     policy::PolicyEngine,
@@ -49,7 +49,6 @@ pub enum AnalyzeError {
 
 pub struct Analyzer {
     pub workloads: WorkloadTable,
-    pub assets: AssetClassifier,
     pub inventory: Inventory,
     pub anomaly: Option<AnomalyEngine>,
     pub policy: Option<PolicyEngine>,
@@ -63,7 +62,6 @@ pub struct Analyzer {
 impl Analyzer {
     pub fn new(
         workloads: &WorkloadsConfig,
-        assets: &AssetConfig,
         anomaly: Option<(AnomalyConfig, Option<PathBuf>)>,
     ) -> Result<Analyzer, AnalyzeError> {
         let classifier = WorkloadClassifier::new(&workloads.discovery)?;
@@ -76,7 +74,6 @@ impl Analyzer {
         };
         Ok(Analyzer {
             workloads: WorkloadTable::new(classifier, declared, Default::default()),
-            assets: AssetClassifier::new(assets)?,
             inventory: Inventory::new(InventoryLimits::default()),
             anomaly,
             policy: None,
