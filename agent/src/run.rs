@@ -38,6 +38,7 @@ use crate::{
     sink::{self, LineWriter, OpenError, Target},
     stats::PipelineStats,
     telemetry,
+    workload::WorkloadChange,
 };
 
 /// Command-line settings that override the configuration file.
@@ -160,7 +161,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         agent_pid: std::process::id(),
         trace_all_files: config.trace_all_files,
     })?;
-    let (interest_maps, assets) = crate::interest::configure(&mut loaded.ebpf, &config)?;
+    let (mut interest_maps, assets) = crate::interest::configure(&mut loaded.ebpf, &config)?;
     let gpu_poller = crate::gpu_ioctl::GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
     for probe in &loaded.probes {
         metrics.set_probe_attached(probe.probe, probe.attached);
@@ -250,7 +251,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         enricher,
         analyzer,
         inventory: inventory_snapshot,
-        on_changes: Box::new(log_changes),
+        on_changes: Box::new(move |changes| track_workloads(&mut interest_maps, changes)),
         policy_reloads: Some(policy_reloads),
         event_sink,
         alert_sinks,
@@ -306,14 +307,24 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Err(err) => log::error!("telemetry task failed: {err}"),
     }
     // Dropping the Ebpf object detaches every program.
-    drop(interest_maps);
     drop(loaded);
     Ok(())
 }
 
-fn log_changes(changes: &[crate::workload::WorkloadChange]) {
+/// Mirrors workload membership into the kernel's tracking map: a workload's
+/// processes get every event, the rest of the host only what its filters
+/// let through. The kernel adds children of tracked processes at fork.
+fn track_workloads(maps: &mut crate::interest::KernelInterestMaps, changes: &[WorkloadChange]) {
     for change in changes {
         log::debug!("workload change: {change:?}");
+        let result = match change {
+            WorkloadChange::Joined { pid, .. } => maps.track_pid(*pid),
+            WorkloadChange::Left { pid, .. } => maps.untrack_pid(*pid),
+            WorkloadChange::Reclassified { .. } => Ok(()),
+        };
+        if let Err(err) = result {
+            log::warn!("cannot update the kernel's tracked processes: {err}");
+        }
     }
 }
 

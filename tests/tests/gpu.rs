@@ -128,8 +128,9 @@ fn ioctls_on_gpu_fds_are_counted_per_process() {
     // Major 1 (mem: /dev/null) counts as a GPU for this agent; the node is
     // in a private folder, so all files are traced to see its open.
     let agent = Agent::start_with(AgentOptions {
-        config: "trace_all_files: true\nassets: {gpu_majors: [195, 1]}\ngpu_ioctl_interval_secs: 1\n"
-            .into(),
+        config:
+            "trace_all_files: true\nassets: {gpu_majors: [195, 1]}\ngpu_ioctl_interval_secs: 1\n"
+                .into(),
         ..AgentOptions::default()
     });
     let tmp = TempDir::new("gpu-ioctl");

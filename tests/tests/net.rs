@@ -81,14 +81,33 @@ while got < want:
 conn.close()
 "#;
 
+/// Declares processes whose argv carries `marker` a workload: the agent
+/// then tracks them in the kernel, and they get every event.
+fn tracked_agent(marker: &str) -> Agent {
+    Agent::start_with(AgentOptions {
+        config: format!(
+            "workloads:\n  declared:\n    - name: net-test\n      kind: inference\n      match: {{argv: \"*{marker}*\"}}\n"
+        ),
+        ..Default::default()
+    })
+}
+
 #[test]
 fn tcp_connection_lifecycle_and_byte_totals() {
-    let agent = Agent::start();
+    let marker = format!("aiwatch-net-server-{}", std::process::id());
+    let agent = tracked_agent(&marker);
     let port = free_port();
     let port_s = port.to_string();
-    let mut server = python(TCP_SERVER, &["127.0.0.1", &port_s, "10000", "2500"]);
+    let mut server = python(
+        TCP_SERVER,
+        &["127.0.0.1", &port_s, "10000", "2500", &marker],
+    );
     let server_pid = server.id() as u64;
     assert_eq!(first_line(&mut server), "ready");
+    // The server is a declared workload: tracked from its exec on.
+    agent.wait_event("the server's exec, in its workload", |e| {
+        kind_of(e) == "exec" && pid_of(e) == server_pid && get(e, "workload.name") == "net-test"
+    });
     let client = python(TCP_CLIENT, &["127.0.0.1", &port_s, "10000", "2500"]);
     let client_pid = client.id() as u64;
     wait_ok(client);
@@ -119,7 +138,7 @@ fn tcp_connection_lifecycle_and_byte_totals() {
     let client_port = endpoint(&connect, "src").1;
     assert!(client_port > 0);
 
-    let accept = agent.wait_event("accept by the server", |e| {
+    let accept = agent.wait_event("accept by the tracked server", |e| {
         kind_of(e) == "accept" && pid_of(e) == server_pid
     });
     assert_eq!(endpoint(&accept, "dst"), ("127.0.0.1".into(), client_port));
@@ -152,6 +171,48 @@ fn tcp_connection_lifecycle_and_byte_totals() {
         Some(10_000)
     );
     assert_eq!(endpoint(&server_summary, "dst").1, client_port);
+    assert_eq!(get(&server_summary, "workload.name"), "net-test");
+}
+
+#[test]
+fn loopback_accepts_of_untracked_servers_are_filtered_in_the_kernel() {
+    let agent = Agent::start();
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut server = python(TCP_SERVER, &["127.0.0.1", &port_s, "100", "50"]);
+    let server_pid = server.id() as u64;
+    assert_eq!(first_line(&mut server), "ready");
+    let client = python(TCP_CLIENT, &["127.0.0.1", &port_s, "100", "50"]);
+    let client_pid = client.id() as u64;
+    wait_ok(client);
+    wait_ok(server);
+    // The client's side carries the connection and its bytes ...
+    agent.wait_event("connect by the client", |e| {
+        kind_of(e) == "connect" && pid_of(e) == client_pid
+    });
+    let summary = agent.wait_event("the client's tcp_summary", |e| {
+        kind_of(e) == "tcp_summary" && pid_of(e) == client_pid
+    });
+    assert_eq!(get(&summary, "net.bytes_sent").as_u64(), Some(100));
+    agent.wait_event("the server's exit", |e| {
+        kind_of(e) == "exit" && pid_of(e) == server_pid
+    });
+    // ... the untracked server's view of the same loopback connection is
+    // counted as filtered, not sent.
+    let server_net: Vec<_> = agent
+        .events()
+        .into_iter()
+        .filter(|e| pid_of(e) == server_pid && matches!(kind_of(e), "accept" | "tcp_summary"))
+        .collect();
+    assert!(server_net.is_empty(), "{server_net:?}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (_, metrics) = agent.http_get("/metrics");
+    let filtered = metrics
+        .lines()
+        .find(|l| l.starts_with("aiwatch_kernel_events_filtered_total{kind=\"accept\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(filtered >= 1.0, "accept filter counter: {filtered}");
 }
 
 #[test]
@@ -172,15 +233,16 @@ fn ipv6_connect_to_loopback() {
     assert_eq!(endpoint(&connect, "dst").0, "::1");
     assert_eq!(get(&connect, "net.result").as_i64(), Some(0));
     let summary = agent.wait_event("IPv6 tcp_summary", |e| {
-        kind_of(e) == "tcp_summary" && pid_of(e) == server_pid
+        kind_of(e) == "tcp_summary" && pid_of(e) == client_pid
     });
     assert_eq!(
         (
             get(&summary, "net.bytes_sent").as_u64(),
             get(&summary, "net.bytes_received").as_u64()
         ),
-        (Some(5), Some(10))
+        (Some(10), Some(5))
     );
+    let _ = server_pid;
 }
 
 #[test]
