@@ -490,3 +490,34 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify rejects deploy/systemd/aiwatch.service:\n{stderr}"
     );
 }
+
+/// The ConfigMap's agent configuration parses, and its site rules load on top
+/// of the default pack and pass their own tests: what the DaemonSet mounts is
+/// what the agent accepts.
+#[test]
+fn configmap_config_and_policies_are_accepted_by_the_agent() {
+    let map = kubernetes("configmap.yaml");
+    let data = map["data"].as_object().expect("ConfigMap data");
+    let config = data
+        .get("config.yaml")
+        .and_then(Value::as_str)
+        .expect("config.yaml in the ConfigMap");
+    aiwatch::config::Config::parse(config, "configmap.yaml:config.yaml")
+        .unwrap_or_else(|err| panic!("{err}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (key, value) in data {
+        let Some(text) = value.as_str() else {
+            continue;
+        };
+        let key = key.as_str();
+        if key == "config.yaml" {
+            continue;
+        }
+        let path = dir.path().join(key);
+        std::fs::write(&path, text).expect("write policy");
+        let bin = env!("CARGO_BIN_EXE_aiwatch");
+        run(Command::new(bin).args(["policy", "check"]).arg(&path), "aiwatch policy check");
+        let out = run(Command::new(bin).args(["policy", "test"]).arg(&path), "aiwatch policy test");
+        assert!(out.contains("0 failed"), "{out}");
+    }
+}
