@@ -171,7 +171,7 @@ impl Resolver<'_> {
             bits += member_bits;
             current = member_ty;
         }
-        (bits % 8 == 0).then_some(bits / 8)
+        bits.is_multiple_of(8).then_some(bits / 8)
     }
 
     /// Finds `field` in a struct or union, looking through anonymous members.

@@ -516,8 +516,14 @@ fn configmap_config_and_policies_are_accepted_by_the_agent() {
         let path = dir.path().join(key);
         std::fs::write(&path, text).expect("write policy");
         let bin = env!("CARGO_BIN_EXE_aiwatch");
-        run(Command::new(bin).args(["policy", "check"]).arg(&path), "aiwatch policy check");
-        let out = run(Command::new(bin).args(["policy", "test"]).arg(&path), "aiwatch policy test");
+        run(
+            Command::new(bin).args(["policy", "check"]).arg(&path),
+            "aiwatch policy check",
+        );
+        let out = run(
+            Command::new(bin).args(["policy", "test"]).arg(&path),
+            "aiwatch policy test",
+        );
         assert!(out.contains("0 failed"), "{out}");
     }
 }

@@ -252,7 +252,6 @@ impl Enricher {
                     comm: a.comm.clone(),
                 })
                 .collect(),
-            ..Default::default()
         };
     }
 }

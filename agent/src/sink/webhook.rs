@@ -64,12 +64,9 @@ pub fn spawn(
         let mut batch: Vec<Arc<Alert>> = Vec::with_capacity(config.batch_max);
         let flush = Duration::from_millis(config.flush_ms.max(1));
         let runtime = tokio::runtime::Handle::current();
-        loop {
-            // Wait for the first alert of a batch, then fill it until full or
-            // until the flush interval passes.
-            let Some(first) = rx.blocking_recv() else {
-                break;
-            };
+        // Wait for the first alert of a batch, then fill it until full or
+        // until the flush interval passes.
+        while let Some(first) = rx.blocking_recv() {
             batch.push(first);
             let deadline = std::time::Instant::now() + flush;
             while batch.len() < config.batch_max {
