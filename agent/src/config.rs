@@ -160,7 +160,7 @@ impl Config {
         }
         serde_saphyr::from_str(text).map_err(|err| ConfigError::Parse {
             path: origin.to_owned(),
-            message: err.to_string(),
+            message: first_line(&err.to_string()),
         })
     }
 
@@ -175,6 +175,13 @@ impl Config {
     pub fn embedded() -> Config {
         Config::parse(DEFAULT_CONFIG, "embedded default").unwrap_or_default()
     }
+}
+
+/// The parser's one-line diagnosis, without its source excerpt:
+/// `error: line 2 column 18: invalid boolean` → `line 2 column 18: invalid boolean`.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message).trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
 #[cfg(test)]
@@ -205,6 +212,8 @@ mod tests {
             "{text}"
         );
         let err = Config::parse("queue_capacity: lots\n", "c.yaml").unwrap_err();
-        assert!(err.to_string().contains("c.yaml"), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("c.yaml: line 1"), "{text}");
+        assert_eq!(text.lines().count(), 1, "one line: {text}");
     }
 }

@@ -83,7 +83,11 @@ fn fail(err: &dyn std::error::Error) -> ExitCode {
     let mut message = format!("aiwatch: {err}");
     let mut source = err.source();
     while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
+        // Many errors already print their cause; add only what is new.
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(&format!(": {cause_text}"));
+        }
         source = cause.source();
     }
     eprintln!("{message}");
