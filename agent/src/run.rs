@@ -35,6 +35,7 @@ use crate::{
     pipeline::{InventorySnapshot, Pipeline},
     policy::{reload::ReloadError, spawn_reloader, PolicyEngine, PolicyErrors, PolicySet},
     reader,
+    ring_usage::RingUsage,
     sink::{self, LineWriter, OpenError, Target},
     stats::PipelineStats,
     telemetry,
@@ -184,6 +185,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .take_map("EVENTS")
         .ok_or(RunError::MissingMap("EVENTS"))?;
     let ring = RingBuf::try_from(ring).map_err(|_| RunError::MissingMap("EVENTS"))?;
+    let ring_usage = match RingUsage::new(std::os::fd::AsRawFd::as_raw_fd(&ring)) {
+        Ok(usage) => Some(usage),
+        Err(err) => {
+            log::warn!("cannot sample the ring buffer's fill level: {err}");
+            None
+        }
+    };
     let kernel_stats = loaded
         .ebpf
         .take_map("STATS")
@@ -262,6 +270,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let pipeline_task = tokio::spawn(pipeline.run(queue_rx));
     let telemetry_task = tokio::spawn(telemetry::run(
         kernel_stats,
+        ring_usage,
         stats.clone(),
         metrics.clone(),
         shutdown_rx.clone(),

@@ -11,6 +11,7 @@ use crate::{
     event::Kind,
     kernel_stats::KernelStats,
     metrics::{LossStage, Metrics},
+    ring_usage::RingUsage,
     stats::{KindCounters, PipelineStats},
 };
 
@@ -18,6 +19,7 @@ pub const INTERVAL: Duration = Duration::from_secs(2);
 
 pub async fn run(
     kernel: KernelStats,
+    ring_usage: Option<RingUsage>,
     stats: Arc<PipelineStats>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -25,7 +27,12 @@ pub async fn run(
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
         tokio::select! {
-            _ = tick.tick() => publish(&kernel, &stats, &metrics),
+            _ = tick.tick() => {
+                publish(&kernel, &stats, &metrics);
+                if let Some(usage) = &ring_usage {
+                    metrics.set_ringbuf_used_bytes(usage.used_bytes());
+                }
+            }
             _ = shutdown.changed() => break,
         }
     }
