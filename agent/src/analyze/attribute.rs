@@ -73,6 +73,7 @@ impl Analyzer {
             // mapped: discovery sees them before the rules see the event.
             changes.extend(self.scan_now(pid));
         }
+        let opened = event.kind == Kind::Open && file.result >= 0;
         let (path, write) = match event.kind {
             Kind::Open => (
                 file.path.clone(),
@@ -92,7 +93,8 @@ impl Analyzer {
         } else {
             changes.extend(self.workloads.on_file_open(pid, class, &path, write));
         }
-        if class == AssetClass::GpuDevice {
+        // Only a successful open holds the device.
+        if class == AssetClass::GpuDevice && opened {
             if let Some(workload) = self.workloads.lookup(pid) {
                 self.gpu_processes
                     .entry(workload.id.clone())
