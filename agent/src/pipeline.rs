@@ -38,6 +38,9 @@ const PROFILE_SAVE_EVERY: u32 = 60;
 /// over 5-minute windows to see them.
 const ENDED_WORKLOAD_SERIES_KEPT_NS: u64 = 10 * 60 * 1_000_000_000;
 
+/// Where workload membership changes are sent.
+pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
+
 /// The latest inventory, for the HTTP listener.
 pub type InventorySnapshot = Arc<Mutex<serde_json::Value>>;
 
@@ -52,7 +55,7 @@ pub struct Pipeline {
     pub readiness: Arc<Readiness>,
     pub inventory: InventorySnapshot,
     /// Where workload changes go (the kernel's tracking maps).
-    pub on_changes: Box<dyn FnMut(&[WorkloadChange]) + Send>,
+    pub on_changes: ChangeHandler,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     pub policy_reloads: Option<PolicyReloader>,
     /// Bytes already counted as egress per open connection.
@@ -87,7 +90,7 @@ impl Pipeline {
                 }
                 _ = housekeeping.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    self.housekeeping(ticks % PROFILE_SAVE_EVERY == 0);
+                    self.housekeeping(ticks.is_multiple_of(PROFILE_SAVE_EVERY));
                 }
             }
         }
