@@ -29,7 +29,7 @@ pub mod process;
 pub mod procfs_seed;
 pub mod reader;
 pub mod replay;
-pub mod ring_usage;
+pub mod ringbuf_usage;
 pub mod run;
 pub mod sink;
 pub mod stats;

@@ -10,6 +10,7 @@
 //! Hot-path counters (`event`, `lost`) are resolved to per-kind handles once at
 //! construction, so counting an event is one atomic add.
 
+mod egress;
 mod workload_series;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use prometheus::{
 use crate::alert::{Action, Alert, Severity};
 use crate::event::{Kind, WorkloadRef};
 
+pub use egress::EgressTotals;
 pub use workload_series::{kind_label, NO_WORKLOAD_KIND, OVERFLOW_LABEL, WORKLOAD_KINDS};
 use workload_series::{Admission, WorkloadSeries};
 
@@ -149,6 +151,15 @@ impl Default for MetricsConfig {
         }
     }
 }
+
+/// Every alert severity, for per-workload alert series created at 0.
+const SEVERITIES: [Severity; 5] = [
+    Severity::Info,
+    Severity::Low,
+    Severity::Medium,
+    Severity::High,
+    Severity::Critical,
+];
 
 /// The registry and every metric in it. Share it as `Arc<Metrics>`.
 pub struct Metrics {
@@ -539,6 +550,37 @@ impl Metrics {
             .set(saturating_i64(total));
     }
 
+    /// A live workload: admits it and creates all its series, at 0 until
+    /// something happens (so that a first alert or byte is an increase
+    /// Prometheus can see), and sets its GPU process count.
+    pub fn workload_live(&self, workload: &WorkloadRef, gpu_processes: u64) {
+        self.set_workload_gpu_processes(workload, gpu_processes);
+        let labels = self.admit_workload(workload);
+        let pair = [labels.workload.as_str(), labels.kind];
+        self.workload_egress_bytes.with_label_values(&pair);
+        self.workload_model_read_bytes.with_label_values(&pair);
+        for severity in SEVERITIES {
+            self.workload_alerts
+                .with_label_values(&[pair[0], pair[1], severity.as_str()]);
+        }
+    }
+
+    /// A workload's processes all exited: none holds a GPU any more. Its
+    /// series stay until [`Metrics::forget_workload`].
+    pub fn workload_ended(&self, workload_id: &str) {
+        let cleared = lock(&self.workload_series).clear_gpu_processes(workload_id);
+        if let Some((labels, total)) = cleared {
+            self.workload_gpu_processes
+                .with_label_values(&[labels.workload.as_str(), labels.kind])
+                .set(saturating_i64(total));
+        }
+    }
+
+    /// Ids of the workloads that have series.
+    pub fn workloads_with_series(&self) -> Vec<String> {
+        lock(&self.workload_series).admitted_ids()
+    }
+
     /// `bytes` sent by `workload` to an external address.
     pub fn workload_egress(&self, workload: &WorkloadRef, bytes: u64) {
         let labels = self.admit_workload(workload);
@@ -573,13 +615,7 @@ impl Metrics {
         let _ = self.workload_gpu_processes.remove_label_values(&pair);
         let _ = self.workload_egress_bytes.remove_label_values(&pair);
         let _ = self.workload_model_read_bytes.remove_label_values(&pair);
-        for severity in [
-            Severity::Info,
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ] {
+        for severity in SEVERITIES {
             let _ =
                 self.workload_alerts
                     .remove_label_values(&[pair[0], pair[1], severity.as_str()]);

@@ -6,6 +6,7 @@
 //! listener reads snapshots the pipeline publishes.
 
 use std::{
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,7 +21,7 @@ use crate::{
     enrich::Enricher,
     event::{Event, Kind},
     http::Readiness,
-    metrics::{Metrics, ProfileState},
+    metrics::{EgressTotals, Metrics, ProfileState},
     policy::{PolicyReloader, ReloadOutcome},
     sink::SinkSender,
     stats::PipelineStats,
@@ -32,7 +33,12 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How often learned profiles are saved.
 const PROFILE_SAVE_EVERY: u32 = 60;
 
-/// What receives workload membership changes (the kernel's tracking maps).
+/// How long the per-workload series of an ended workload are kept: long
+/// enough for Prometheus to scrape its last alerts and for alerting rules
+/// over 5-minute windows to see them.
+const ENDED_WORKLOAD_SERIES_KEPT_NS: u64 = 10 * 60 * 1_000_000_000;
+
+/// Where workload membership changes are sent.
 pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
 
 /// The latest inventory, for the HTTP listener.
@@ -52,6 +58,10 @@ pub struct Pipeline {
     pub on_changes: ChangeHandler,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     pub policy_reloads: Option<PolicyReloader>,
+    /// Bytes already counted as egress per open connection.
+    pub egress: EgressTotals,
+    /// Workloads with metric series that ended, and when (boot-clock ns).
+    pub ended_workloads: HashMap<String, u64>,
 }
 
 impl Pipeline {
@@ -109,15 +119,16 @@ impl Pipeline {
         }
     }
 
-    fn count(&self, event: &Event) {
+    fn count(&mut self, event: &Event) {
         self.stats.events.add(Some(event.kind), 1);
         self.metrics.event(event.kind);
         let Some(workload) = &event.workload else {
             return;
         };
         match event.kind {
-            Kind::TcpSummary => {
-                if let Some(bytes) = event.net.as_ref().and_then(|n| n.bytes_sent) {
+            Kind::TcpSummary | Kind::UdpSend => {
+                let bytes = self.egress.new_bytes(event);
+                if bytes > 0 {
                     self.metrics.workload_egress(workload, bytes);
                 }
             }
@@ -186,6 +197,7 @@ impl Pipeline {
         let counts = self.analyzer.workload_counts();
         self.metrics
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
+        self.sync_workload_series(now);
         if let Some(anomaly) = &mut self.analyzer.anomaly {
             let states = anomaly.profile_states();
             for state in ProfileState::ALL {
@@ -209,6 +221,41 @@ impl Pipeline {
                 }
             }
             Err(err) => log::warn!("cannot serialise the inventory: {err}"),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Gives every live workload its series and GPU process count, and drops
+    /// the series of workloads that ended a while ago.
+    fn sync_workload_series(&mut self, now: u64) {
+        let gpu: HashMap<String, usize> = self
+            .analyzer
+            .gpu_process_counts()
+            .map(|(id, n)| (id.to_string(), n))
+            .collect();
+        let mut live = HashSet::new();
+        for info in self.analyzer.workloads.workloads() {
+            if info.pids.is_empty() {
+                continue;
+            }
+            let processes = gpu.get(&info.workload.id).copied().unwrap_or(0);
+            self.metrics.workload_live(&info.workload, processes as u64);
+            live.insert(info.workload.id);
+        }
+        for id in self.metrics.workloads_with_series() {
+            if live.contains(&id) {
+                self.ended_workloads.remove(&id);
+                continue;
+            }
+            let ended = *self.ended_workloads.entry(id.clone()).or_insert_with(|| {
+                self.metrics.workload_ended(&id);
+                now
+            });
+            if now.saturating_sub(ended) >= ENDED_WORKLOAD_SERIES_KEPT_NS {
+                self.metrics.forget_workload(&id);
+                self.ended_workloads.remove(&id);
+            }
         }
     }
 }

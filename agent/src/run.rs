@@ -35,7 +35,6 @@ use crate::{
     pipeline::{InventorySnapshot, Pipeline},
     policy::{reload::ReloadError, spawn_reloader, PolicyEngine, PolicyErrors, PolicySet},
     reader,
-    ring_usage::RingUsage,
     sink::{self, LineWriter, OpenError, Target},
     stats::PipelineStats,
     telemetry,
@@ -164,20 +163,22 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     })?;
     let (mut interest_maps, assets) = crate::interest::configure(&mut loaded.ebpf, &config)?;
     let gpu_poller = crate::gpu_ioctl::GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
-    for probe in &loaded.probes {
-        metrics.set_probe_attached(probe.probe, probe.attached);
-    }
-    let attached = loaded.probes.iter().filter(|p| p.attached).count();
-    let wanted = loaded
-        .probes
-        .iter()
-        .filter(|p| {
+    // Probes of a family turned off, or for syscalls this kernel does not
+    // have, are not wanted: exporting them as 0 would page forever
+    // (AiwatchProbeNotAttached) about something that cannot be fixed.
+    let wanted_probes = || {
+        loaded.probes.iter().filter(|p| {
             !matches!(
                 p.reason.as_deref(),
                 Some(loader::FAMILY_OFF) | Some(loader::NOT_IN_KERNEL)
             )
         })
-        .count();
+    };
+    for probe in wanted_probes() {
+        metrics.set_probe_attached(probe.probe, probe.attached);
+    }
+    let attached = loaded.probes.iter().filter(|p| p.attached).count();
+    let wanted = wanted_probes().count();
     readiness.set_probes_attached(attached == wanted);
 
     let ring = loaded
@@ -185,10 +186,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .take_map("EVENTS")
         .ok_or(RunError::MissingMap("EVENTS"))?;
     let ring = RingBuf::try_from(ring).map_err(|_| RunError::MissingMap("EVENTS"))?;
-    let ring_usage = match RingUsage::new(std::os::fd::AsRawFd::as_raw_fd(&ring)) {
+    let ring_usage = match crate::ringbuf_usage::RingUsage::new(&ring) {
         Ok(usage) => Some(usage),
         Err(err) => {
-            log::warn!("cannot sample the ring buffer's fill level: {err}");
+            log::warn!("aiwatch_ringbuf_used_bytes stays at 0: cannot map the ring buffer's positions: {err}");
             None
         }
     };
@@ -261,6 +262,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         inventory: inventory_snapshot,
         on_changes: Box::new(move |changes| track_workloads(&mut interest_maps, changes)),
         policy_reloads: Some(policy_reloads),
+        egress: Default::default(),
+        ended_workloads: Default::default(),
         event_sink,
         alert_sinks,
         stats: stats.clone(),
@@ -270,9 +273,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let pipeline_task = tokio::spawn(pipeline.run(queue_rx));
     let telemetry_task = tokio::spawn(telemetry::run(
         kernel_stats,
-        ring_usage,
         stats.clone(),
         metrics.clone(),
+        ring_usage,
         shutdown_rx.clone(),
     ));
     let mut http_shutdown = shutdown_rx.clone();

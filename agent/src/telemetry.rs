@@ -2,6 +2,7 @@
 //!
 //! The kernel keeps its counters in a per-CPU map and the pipeline in
 //! atomics; both are totals, so each pass hands the registry absolute values.
+//! Each pass also samples how full the kernel ring buffer is.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +12,7 @@ use crate::{
     event::Kind,
     kernel_stats::KernelStats,
     metrics::{LossStage, Metrics},
-    ring_usage::RingUsage,
+    ringbuf_usage::RingUsage,
     stats::{KindCounters, PipelineStats},
 };
 
@@ -19,9 +20,9 @@ pub const INTERVAL: Duration = Duration::from_secs(2);
 
 pub async fn run(
     kernel: KernelStats,
-    ring_usage: Option<RingUsage>,
     stats: Arc<PipelineStats>,
     metrics: Arc<Metrics>,
+    ring: Option<RingUsage>,
     mut shutdown: watch::Receiver<bool>,
 ) -> KernelStats {
     let mut tick = tokio::time::interval(INTERVAL);
@@ -29,8 +30,8 @@ pub async fn run(
         tokio::select! {
             _ = tick.tick() => {
                 publish(&kernel, &stats, &metrics);
-                if let Some(usage) = &ring_usage {
-                    metrics.set_ringbuf_used_bytes(usage.used_bytes());
+                if let Some(ring) = &ring {
+                    metrics.set_ringbuf_used_bytes(ring.used_bytes());
                 }
             }
             _ = shutdown.changed() => break,

@@ -66,22 +66,35 @@ impl Analyzer {
         let Some(class) = file.class.as_deref().and_then(AssetClass::parse) else {
             return Vec::new();
         };
-        if event.kind != Kind::Open {
-            return Vec::new();
-        }
-        let path = file.path.clone();
-        let write = matches!(file.access.as_deref(), Some("write" | "read_write"));
         let mut changes = Vec::new();
+        if class.is_model() {
+            // A model open, or the rename that puts a freshly saved model in
+            // place, is the moment the libraries that load or save it are
+            // mapped: discovery sees them before the rules see the event.
+            changes.extend(self.scan_now(pid));
+        }
+        let opened = event.kind == Kind::Open && file.result >= 0;
+        let (path, write) = match event.kind {
+            Kind::Open => (
+                file.path.clone(),
+                matches!(file.access.as_deref(), Some("write" | "read_write")),
+            ),
+            // Savers (safetensors, torch.save through atomic writers, HF
+            // checkpoints) write a temporary name and rename it into place:
+            // the rename is the model write discovery must see.
+            Kind::Rename if class.is_model() => match file.target.clone() {
+                Some(target) => (target, true),
+                None => return changes,
+            },
+            _ => return changes,
+        };
         if class == AssetClass::GpuDevice {
             changes.extend(self.workloads.on_device_open(pid, &path));
         } else {
-            if class.is_model() {
-                // A model open is the moment the libraries that load it are mapped.
-                changes.extend(self.scan_now(pid));
-            }
             changes.extend(self.workloads.on_file_open(pid, class, &path, write));
         }
-        if class == AssetClass::GpuDevice {
+        // Only a successful open holds the device.
+        if class == AssetClass::GpuDevice && opened {
             if let Some(workload) = self.workloads.lookup(pid) {
                 self.gpu_processes
                     .entry(workload.id.clone())

@@ -154,3 +154,6 @@ pub(crate) fn has_path(kind: Kind) -> bool {
         Kind::Open | Kind::Unlink | Kind::Rename | Kind::Chmod | Kind::Truncate
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -163,6 +163,10 @@ pub fn default_patterns() -> Vec<DefaultPattern> {
 /// Paths the default patterns would catch but that hold nothing sensitive:
 /// public keys next to private ones and `.env` templates.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
+    // Python's site path files (`distutils-precedence.pth`, editable
+    // installs) share PyTorch's extension; every interpreter start reads them.
+    "**/site-packages/*.pth",
+    "**/dist-packages/*.pth",
     "**/.ssh/id_*.pub",
     "**/.env.example",
     "**/.env.sample",

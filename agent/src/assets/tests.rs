@@ -46,6 +46,22 @@ fn pickle_formats_are_their_own_class() {
 }
 
 #[test]
+fn python_site_path_files_are_not_pickle_models() {
+    for path in [
+        "/usr/lib/python3/dist-packages/distutils-precedence.pth",
+        "/srv/venv/lib/python3.11/site-packages/distutils-precedence.pth",
+        "/srv/venv/lib/python3.11/site-packages/__editable__.mypkg-0.1.pth",
+    ] {
+        assert_eq!(class_of(path), None, "{path}");
+    }
+    // A torch checkpoint inside a package folder is still one.
+    assert_eq!(
+        class_of("/srv/venv/lib/python3.11/site-packages/facenet/weights/vggface2.pth"),
+        Some("pickle-model")
+    );
+}
+
+#[test]
 fn hugging_face_cache_blobs_are_models() {
     assert_eq!(
         class_of("/root/.cache/huggingface/hub/models--gpt2/blobs/0123456789abcdef"),

@@ -342,3 +342,36 @@ fn metric_names_include_families_without_series() {
         );
     }
 }
+
+#[test]
+fn a_live_workload_has_every_series_from_the_start() {
+    let metrics = metrics_with_cap(10);
+    let vllm = workload("w1", "vllm", "inference");
+    metrics.workload_live(&vllm, 2);
+    let ours = [("workload", "vllm"), ("kind", "inference")];
+    assert_eq!(
+        value(&metrics, "aiwatch_workload_gpu_processes", &ours),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&metrics, "aiwatch_workload_egress_bytes_total", &ours),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&metrics, "aiwatch_workload_model_read_bytes_total", &ours),
+        Some(0.0)
+    );
+    assert_eq!(series_count(&metrics, "aiwatch_workload_alerts_total"), 5);
+    assert_eq!(metrics.workloads_with_series(), vec!["w1".to_string()]);
+
+    // Ended: no GPU held, series kept until forgotten.
+    metrics.workload_ended("w1");
+    assert_eq!(
+        value(&metrics, "aiwatch_workload_gpu_processes", &ours),
+        Some(0.0)
+    );
+    assert_eq!(series_count(&metrics, "aiwatch_workload_alerts_total"), 5);
+    metrics.forget_workload("w1");
+    assert_eq!(series_count(&metrics, "aiwatch_workload_alerts_total"), 0);
+    assert!(metrics.workloads_with_series().is_empty());
+}

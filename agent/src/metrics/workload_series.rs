@@ -174,6 +174,20 @@ impl WorkloadSeries {
         })
     }
 
+    /// Sets an ended workload's GPU process count to 0; returns its labels
+    /// and the total now owed to them.
+    pub fn clear_gpu_processes(&mut self, workload_id: &str) -> Option<(SeriesLabels, u64)> {
+        let labels = self.labels_by_id.get(workload_id)?.clone();
+        self.gpu_processes_by_id.insert(workload_id.to_string(), 0);
+        let total = self.gpu_total_for(&labels);
+        Some((labels, total))
+    }
+
+    /// Ids of the workloads admitted and not forgotten.
+    pub fn admitted_ids(&self) -> Vec<String> {
+        self.labels_by_id.keys().cloned().collect()
+    }
+
     /// Number of distinct label values in use, `other` included.
     #[cfg(test)]
     pub fn label_count(&self) -> usize {

@@ -1,0 +1,452 @@
+//! Prometheus integration end to end: every metric family docs/metrics.md
+//! lists is on /metrics with real values, and a real Prometheus scraping the
+//! agent with the shipped alerting rules fires the critical-alert rule when
+//! the agent raises a critical alert.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use aiwatch_tests::{
+    aiwatch_bin, free_port, get, http_get, repo_root, venv_python, wait_until, Agent, TempDir,
+};
+use serde_json::Value;
+
+/// One sample of the text exposition.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: HashMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text format (enough of it for aiwatch's output:
+/// label values hold no `,` or `"`).
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key.to_owned(), value.trim_matches('"').to_owned()))
+                })
+                .collect();
+            Some(Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn scrape(agent: &Agent) -> Vec<Sample> {
+    let (status, body) = agent.http_get("/metrics");
+    assert_eq!(status, 200);
+    parse_exposition(&body)
+}
+
+/// Samples of `name` whose labels include every pair of `labels`.
+fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect()
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = find(samples, name, labels);
+    assert!(!found.is_empty(), "no sample {name} {labels:?}");
+    found.iter().map(|s| s.value).sum()
+}
+
+/// The metric names of docs/metrics.md's tables under "## Metrics".
+fn documented_metrics() -> Vec<String> {
+    let doc =
+        std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with("Metrics"))
+        .expect("a Metrics section");
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`').map(|(name, _)| name.to_owned()))
+        .filter(|name| name.starts_with("aiwatch_") || name.starts_with("process_"))
+        .collect()
+}
+
+fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    line.trim().to_owned()
+}
+
+/// A child stopped with SIGTERM (then SIGKILL) on drop.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn every_documented_metric_is_exported_with_real_values() {
+    let agent = Agent::start();
+    let documented = documented_metrics();
+    assert!(documented.len() >= 25, "parsed {documented:?}");
+
+    // An AI workload that loads a model and starts a shell (an alert about
+    // the workload).
+    let dir = TempDir::new("metrics-onnx");
+    let port = free_port();
+    let mut server = Stopped(
+        Command::new(venv_python())
+            .arg(repo_root().join("tests/workloads/onnx_server.py"))
+            .arg(dir.path())
+            .arg(port.to_string())
+            .env("HOME", dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("onnx server"),
+    );
+    let server_pid = server.0.id() as u64;
+    assert_eq!(first_line(&mut server.0), format!("READY {port}"));
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(http_get(&addr, "/predict?x=1,2,3").0, 200);
+    assert_eq!(http_get(&addr, "/spawn").0, 200);
+    let alert = agent.wait_alert("the server's shell", |a| {
+        a["rule"] == "ai.workload.shell-spawn"
+            && get(a, "event.parent.pid").as_u64() == Some(server_pid)
+    });
+    let workload = alert["workload"]["name"]
+        .as_str()
+        .expect("a workload")
+        .to_owned();
+    // Housekeeping (1 s) and telemetry (2 s) publish what they saw.
+    let samples = wait_until("the workload's series", Duration::from_secs(20), || {
+        let samples = scrape(&agent);
+        (!find(
+            &samples,
+            "aiwatch_workload_gpu_processes",
+            &[("workload", &workload)],
+        )
+        .is_empty()
+            && !find(&samples, "aiwatch_alerts_total", &[]).is_empty())
+        .then_some(samples)
+    })
+    .expect("per-workload series appear");
+
+    let mut missing = Vec::new();
+    for name in &documented {
+        let present = samples.iter().any(|s| {
+            s.name == *name
+                || s.name
+                    .strip_prefix(name.as_str())
+                    .is_some_and(|suffix| ["_bucket", "_sum", "_count"].contains(&suffix))
+        });
+        if !present {
+            missing.push(name.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "documented but not exported: {missing:?}"
+    );
+
+    // Real values, not just names.
+    assert!(value(&samples, "aiwatch_events_total", &[("kind", "exec")]) > 0.0);
+    assert!(value(&samples, "aiwatch_events_total", &[("kind", "open")]) > 0.0);
+    for probe in [
+        "sched_process_exec",
+        "sched_process_fork",
+        "sched_process_exit",
+    ] {
+        assert_eq!(
+            value(&samples, "aiwatch_probe_attached", &[("probe", probe)]),
+            1.0,
+            "{probe}"
+        );
+    }
+    let build = find(&samples, "aiwatch_build_info", &[]);
+    assert_eq!(build.len(), 1);
+    assert_eq!(build[0].value, 1.0);
+    let version = Command::new(aiwatch_bin())
+        .arg("--version")
+        .output()
+        .expect("aiwatch --version");
+    let version = String::from_utf8_lossy(&version.stdout);
+    let version = version.trim().trim_start_matches("aiwatch ");
+    assert_eq!(build[0].labels["version"], version);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(build[0].labels["kernel"], release.trim());
+    assert!(value(&samples, "aiwatch_rules_loaded", &[]) > 10.0);
+    assert_eq!(
+        value(&samples, "aiwatch_policy_last_reload_successful", &[]),
+        1.0
+    );
+    assert!(
+        value(
+            &samples,
+            "aiwatch_policy_last_reload_success_timestamp_seconds",
+            &[]
+        ) > 1.6e9
+    );
+    assert!(value(&samples, "aiwatch_workloads", &[("kind", "inference")]) >= 1.0);
+    assert_eq!(
+        find(&samples, "aiwatch_workloads", &[]).len(),
+        6,
+        "every kind, eagerly"
+    );
+    let kind = alert["workload"]["kind"].as_str().unwrap();
+    assert!(
+        value(
+            &samples,
+            "aiwatch_alerts_total",
+            &[
+                ("rule", "ai.workload.shell-spawn"),
+                ("severity", "high"),
+                ("workload_kind", kind),
+                ("action", "alert"),
+            ]
+        ) >= 1.0
+    );
+    let ours = [("workload", workload.as_str()), ("kind", kind)];
+    assert!(
+        value(
+            &samples,
+            "aiwatch_workload_alerts_total",
+            &[ours[0], ours[1], ("severity", "high")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        find(&samples, "aiwatch_workload_alerts_total", &ours).len(),
+        5,
+        "every severity from the workload's start"
+    );
+    // The server read tiny.onnx and tiny.safetensors as a workload.
+    assert!(value(&samples, "aiwatch_workload_model_read_bytes_total", &ours) > 0.0);
+    assert_eq!(
+        value(&samples, "aiwatch_workload_egress_bytes_total", &ours),
+        0.0
+    );
+    assert_eq!(
+        value(&samples, "aiwatch_workload_gpu_processes", &ours),
+        0.0
+    );
+    assert!(value(&samples, "aiwatch_event_latency_seconds_count", &[]) >= 1.0);
+    assert!(value(&samples, "aiwatch_rule_eval_seconds_count", &[]) >= 1.0);
+    assert_eq!(value(&samples, "aiwatch_ready", &[]), 1.0);
+    assert!(value(&samples, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(value(&samples, "process_open_fds", &[]) > 3.0);
+    assert_eq!(find(&samples, "aiwatch_anomaly_profiles", &[]).len(), 4);
+    // Every event kind, at 0 or more, from start-up.
+    assert_eq!(find(&samples, "aiwatch_events_total", &[]).len(), 24);
+    // The agent's own pid is what process_* describe.
+    let threads = value(&samples, "process_threads", &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+    assert!(status.contains("Threads:") && threads >= 1.0);
+}
+
+/// Percent-encodes a PromQL query for a URL.
+fn encode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn prometheus_api(addr: &str, path: &str) -> Value {
+    let (status, body) = http_get(addr, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("Prometheus answers JSON")
+}
+
+const PICKLE_BOMB: &str = r#"
+import os, pickle, sys
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("/bin/sh -c true",))
+
+path = sys.argv[2]
+if sys.argv[1] == "make":
+    with open(path, "wb") as f:
+        pickle.dump(Payload(), f)
+else:
+    with open(path, "rb") as f:
+        pickle.load(f)
+print(os.getpid(), flush=True)
+"#;
+
+/// Runs the pickle script in `mode` (`make` or `load`); returns its pid.
+fn pickle(mode: &str, model: &std::path::Path) -> u64 {
+    let output = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(PICKLE_BOMB)
+        .arg(mode)
+        .arg(model)
+        .output()
+        .expect("python3");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+#[test]
+fn prometheus_scrapes_the_agent_and_fires_the_shipped_critical_rule() {
+    let agent = Agent::start();
+    let dir = TempDir::new("prometheus");
+    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let rules = repo_root().join("deploy/prometheus/aiwatch-alerts.yaml");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: aiwatch\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [\"{}\"]\n",
+            rules.display(),
+            agent.listen
+        ),
+    )
+    .unwrap();
+    let _prometheus = Stopped(
+        Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/bin/prometheus"),
+    );
+    // Ready, and scraping the agent.
+    let up = format!("/api/v1/query?query={}", encode("up{job=\"aiwatch\"}"));
+    wait_until(
+        "Prometheus scrapes the agent",
+        Duration::from_secs(60),
+        || {
+            let ready = std::net::TcpStream::connect(&prom_addr).is_ok()
+                && http_get(&prom_addr, "/-/ready").0 == 200;
+            if !ready {
+                return None;
+            }
+            let answer = prometheus_api(&prom_addr, &up);
+            let value = answer["data"]["result"][0]["value"][1].as_str()?.to_owned();
+            (value == "1").then_some(())
+        },
+    )
+    .expect("Prometheus never scraped the agent (up == 1)");
+    let groups = prometheus_api(&prom_addr, "/api/v1/rules");
+    let loaded: Vec<&str> = groups["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        loaded.contains(&"AiwatchHostCriticalAlert"),
+        "the shipped rules are loaded: {loaded:?}"
+    );
+
+    // A critical alert outside any workload: a pickle that runs a shell.
+    let model = dir.path().join("model.pkl");
+    // One process writes the pickle, another only loads it: the loader
+    // is no AI workload, so the alert is a host alert.
+    pickle("make", &model);
+    let loader = pickle("load", &model);
+    let alert = agent.wait_alert("the pickle alert", |a| {
+        a["rule"] == "ai.model.pickle-load-exec"
+            && a["steps"][0]["process"]["pid"].as_u64() == Some(loader)
+    });
+    assert_eq!(alert["severity"], "critical");
+    assert!(alert["workload"].is_null(), "outside any workload: {alert}");
+
+    let counter = format!(
+        "/api/v1/query?query={}",
+        encode("aiwatch_alerts_total{job=\"aiwatch\",rule=\"ai.model.pickle-load-exec\",severity=\"critical\",workload_kind=\"none\"}")
+    );
+    let counted = wait_until(
+        "the alert counter in Prometheus",
+        Duration::from_secs(30),
+        || {
+            let answer = prometheus_api(&prom_addr, &counter);
+            let value: f64 = answer["data"]["result"][0]["value"][1]
+                .as_str()?
+                .parse()
+                .ok()?;
+            (value >= 1.0).then_some(value)
+        },
+    );
+    assert!(
+        counted.is_some(),
+        "aiwatch_alerts_total never reached Prometheus"
+    );
+
+    let firing = wait_until(
+        "AiwatchHostCriticalAlert firing",
+        Duration::from_secs(30),
+        || {
+            let answer = prometheus_api(&prom_addr, "/api/v1/alerts");
+            answer["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| {
+                    a["labels"]["alertname"] == "AiwatchHostCriticalAlert"
+                        && a["labels"]["rule"] == "ai.model.pickle-load-exec"
+                        && a["state"] == "firing"
+                })
+                .cloned()
+        },
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "the shipped critical rule never fired: {}",
+            prometheus_api(&prom_addr, "/api/v1/alerts")
+        )
+    });
+    assert_eq!(firing["labels"]["severity"], "critical");
+    assert_eq!(firing["labels"]["instance"], agent.listen.as_str());
+    assert!(firing["annotations"]["summary"]
+        .as_str()
+        .unwrap_or("")
+        .contains("ai.model.pickle-load-exec"));
+}
