@@ -44,11 +44,16 @@ fn exec_storm_is_delivered_or_counted() {
             })
             .count() as u64
     };
-    let mut last = (0, 0);
-    for _ in 0..60 {
+    // Wait until the events file stops growing: under load the pipeline can
+    // take a while to catch up, and parsing the file each time would slow it.
+    let size = || std::fs::metadata(&agent.events_path).map(|m| m.len()).unwrap_or(0);
+    let mut last = size();
+    let mut stable = 0;
+    for _ in 0..150 {
         std::thread::sleep(Duration::from_secs(2));
-        let now = (count("exec"), count("exit"));
-        if now == last {
+        let now = size();
+        stable = if now == last { stable + 1 } else { 0 };
+        if stable >= 2 {
             break;
         }
         last = now;
