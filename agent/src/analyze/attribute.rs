@@ -66,13 +66,21 @@ impl Analyzer {
         let Some(class) = file.class.as_deref().and_then(AssetClass::parse) else {
             return Vec::new();
         };
-        if event.kind != Kind::Open {
-            return Vec::new();
-        }
-        let path = file.path.clone();
-        let write = matches!(file.access.as_deref(), Some("write" | "read_write"));
+        // A file renamed into place is written: model savers (safetensors,
+        // torch.save) write a temporary file and rename it over the model.
+        let (path, write) = match event.kind {
+            Kind::Open => (
+                file.path.clone(),
+                matches!(file.access.as_deref(), Some("write" | "read_write")),
+            ),
+            Kind::Rename => (file.target.clone().unwrap_or_else(|| file.path.clone()), true),
+            _ => return Vec::new(),
+        };
         let mut changes = Vec::new();
         if class == AssetClass::GpuDevice {
+            if event.kind != Kind::Open {
+                return changes;
+            }
             changes.extend(self.workloads.on_device_open(pid, &path));
         } else {
             if class.is_model() {
@@ -94,7 +102,7 @@ impl Analyzer {
 
     /// The container of a cgroup, read from `/proc/<pid>/cgroup` once per
     /// cgroup id.
-    fn container_of(&mut self, cgroup_id: u64, pid: u32) -> Option<Container> {
+    pub(super) fn container_of(&mut self, cgroup_id: u64, pid: u32) -> Option<Container> {
         if let Some(known) = self.containers.get(&cgroup_id) {
             return known.clone();
         }

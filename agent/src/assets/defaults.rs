@@ -161,8 +161,12 @@ pub fn default_patterns() -> Vec<DefaultPattern> {
 }
 
 /// Paths the default patterns would catch but that hold nothing sensitive:
-/// public keys next to private ones and `.env` templates.
+/// public keys next to private ones, `.env` templates, and the `.pth` path
+/// configuration files Python's `site` module reads at every interpreter
+/// start (they share the extension of torch pickles).
 pub const DEFAULT_EXCLUDES: &[&str] = &[
+    "**/site-packages/*.pth",
+    "**/dist-packages/*.pth",
     "**/.ssh/id_*.pub",
     "**/.env.example",
     "**/.env.sample",
