@@ -73,7 +73,10 @@ impl Analyzer {
                 file.path.clone(),
                 matches!(file.access.as_deref(), Some("write" | "read_write")),
             ),
-            Kind::Rename => (file.target.clone().unwrap_or_else(|| file.path.clone()), true),
+            Kind::Rename => (
+                file.target.clone().unwrap_or_else(|| file.path.clone()),
+                true,
+            ),
             _ => return Vec::new(),
         };
         let mut changes = Vec::new();

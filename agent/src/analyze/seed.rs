@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use procfs::process::{FDTarget, Process};
 use procfs::net::TcpState;
+use procfs::process::{FDTarget, Process};
 
 use super::Analyzer;
 use crate::{
