@@ -32,6 +32,9 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How often learned profiles are saved.
 const PROFILE_SAVE_EVERY: u32 = 60;
 
+/// Where workload changes go: the kernel's tracking maps.
+pub type ChangeSink = Box<dyn FnMut(&[WorkloadChange]) + Send>;
+
 /// The latest inventory, for the HTTP listener.
 pub type InventorySnapshot = Arc<Mutex<serde_json::Value>>;
 
@@ -46,7 +49,7 @@ pub struct Pipeline {
     pub readiness: Arc<Readiness>,
     pub inventory: InventorySnapshot,
     /// Where workload changes go (the kernel's tracking maps).
-    pub on_changes: Box<dyn FnMut(&[WorkloadChange]) + Send>,
+    pub on_changes: ChangeSink,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     pub policy_reloads: Option<PolicyReloader>,
 }
@@ -77,7 +80,7 @@ impl Pipeline {
                 }
                 _ = housekeeping.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    self.housekeeping(ticks % PROFILE_SAVE_EVERY == 0);
+                    self.housekeeping(ticks.is_multiple_of(PROFILE_SAVE_EVERY));
                 }
             }
         }

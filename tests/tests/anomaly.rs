@@ -122,7 +122,7 @@ fn departures_from_a_learned_profile_are_explained() {
         "the summary names what was seen: {text}"
     );
     assert!(
-        text.contains(&format!("its known peers are"))
+        text.contains("its known peers are")
             && text.contains(&format!("loopback:{known_port}")),
         "the summary names what was expected: {text}"
     );
