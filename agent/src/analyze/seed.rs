@@ -100,6 +100,49 @@ fn listening_ports(pid: u32, cache: &mut ListenersByNetns) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::WorkloadsConfig;
+    use crate::workload::{classify::LibraryRule, ClassifierConfig, WorkloadKind};
+
+    #[test]
+    fn a_running_process_is_discovered_from_its_maps_and_listening_sockets() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // libc counts as an inference runtime here: 8, short of the
+        // threshold of 10 until the listening socket (2) is found.
+        let config = WorkloadsConfig {
+            discovery: ClassifierConfig {
+                libraries: vec![LibraryRule {
+                    pattern: "**/libc.so*".into(),
+                    family: "test-runtime".into(),
+                    weight: 8,
+                    kind: Some(WorkloadKind::Inference),
+                }],
+                ..ClassifierConfig::default()
+            },
+            declared: Vec::new(),
+        };
+        let mut analyzer = Analyzer::new(&config, None).expect("analyzer");
+        let pid = std::process::id();
+        let me = crate::procfs_seed::read_process(pid).expect("own /proc entry");
+        let changes = analyzer.seed_running(&[me]);
+        assert!(
+            changes
+                .iter()
+                .any(|c| matches!(c, WorkloadChange::Joined { pid: p, .. } if *p == pid)),
+            "{changes:?}"
+        );
+        let info = analyzer
+            .workloads
+            .workloads()
+            .into_iter()
+            .find(|w| w.pids.contains(&pid))
+            .expect("a workload with this process");
+        assert_eq!(info.workload.kind, "inference");
+        let reasons = info.reasons.join("; ");
+        assert!(reasons.contains("maps library test-runtime"), "{reasons}");
+        assert!(reasons.contains(&format!("port {port}")), "{reasons}");
+        drop(listener);
+    }
 
     #[test]
     fn a_listening_socket_of_this_process_is_found() {
