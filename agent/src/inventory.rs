@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Endpoint, Event, Kind, WorkloadRef};
+use crate::workload::Signal;
 
 /// Caps of the inventory. Defaults in parentheses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +145,17 @@ pub struct WorkloadInventory {
     pub peers: Vec<Peer>,
     pub listening: Vec<Listener>,
     pub overflow: Overflow,
+    /// Discovery score of the workload (declared workloads: the threshold).
+    /// Filled from the workload table when the snapshot is published.
+    #[serde(default)]
+    pub score: u32,
+    /// Why it is a workload, one phrase per signal:
+    /// `maps library onnxruntime (…)`, `read model model (…/tiny.onnx)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// The signals behind `reasons`, with their source, key and weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<Signal>,
 }
 
 /// Who touched a model file.

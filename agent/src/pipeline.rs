@@ -214,7 +214,7 @@ impl Pipeline {
                 }
             }
         }
-        match serde_json::to_value(self.analyzer.inventory.snapshot()) {
+        match serde_json::to_value(self.analyzer.inventory_snapshot()) {
             Ok(snapshot) => {
                 if let Ok(mut slot) = self.inventory.lock() {
                     *slot = snapshot;

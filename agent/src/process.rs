@@ -88,6 +88,11 @@ impl ProcessTable {
         self.live.get_mut(&pid)
     }
 
+    /// Every live process, in no particular order.
+    pub fn live(&self) -> impl Iterator<Item = &ProcessEntry> {
+        self.live.values()
+    }
+
     /// The live process, or else the most recently exited one, with this pid.
     pub fn get_any(&self, pid: u32) -> Option<&ProcessEntry> {
         self.live

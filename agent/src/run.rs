@@ -139,7 +139,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         policies.clone(),
     )?;
     let inventory_snapshot: InventorySnapshot = Arc::new(Mutex::new(
-        serde_json::to_value(analyzer.inventory.snapshot()).unwrap_or_default(),
+        serde_json::to_value(analyzer.inventory_snapshot()).unwrap_or_default(),
     ));
     let published = inventory_snapshot.clone();
     let inventory: InventoryProvider =
@@ -213,6 +213,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
+    // Workloads already running (started before the agent, or across a
+    // restart) are discovered from /proc and tracked from the start.
+    let running: Vec<_> = enricher.table.live().cloned().collect();
+    let changes = analyzer.seed_running(&running);
+    track_workloads(&mut interest_maps, &changes);
+    let joined = changes
+        .iter()
+        .filter(|c| matches!(c, WorkloadChange::Joined { .. }))
+        .count();
+    if joined > 0 {
+        log::info!("{joined} running processes found in AI workloads");
+    }
 
     let (event_sink, event_sink_task) = match event_writer {
         Some(writer) => {

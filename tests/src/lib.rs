@@ -22,6 +22,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod ai;
+
 /// How long a test waits for an event before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -116,6 +118,9 @@ pub struct AgentOptions {
     pub config: String,
     /// Extra command-line arguments after `run`.
     pub args: Vec<String>,
+    /// A state directory to use instead of a fresh one, to keep learned
+    /// profiles across a restart.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Agent {
@@ -134,7 +139,11 @@ impl Agent {
             "listen: {listen}\nevents: {}\nalerts: {}\nstate_dir: {}\n{}\n",
             events_path.display(),
             alerts_path.display(),
-            dir.path().join("state").display(),
+            options
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| dir.path().join("state"))
+                .display(),
             options.config
         );
         std::fs::write(&config_path, config).expect("write config");

@@ -11,6 +11,8 @@ serves predictions on 127.0.0.1:<port> (0 picks a free port):
   GET  /predict?x=1,2,3     -> {"y": [...]}
   POST /predict  {"x": [...]} -> {"y": [...]}
   GET  /spawn               runs `/bin/sh -c true` as a child process
+  GET  /connect?port=N      opens a TCP connection to 127.0.0.1:N, sends
+                            one line and closes it
   GET  /health              -> ok
 
 Prints `READY <port>` on stdout once serving; exits cleanly on SIGTERM.
@@ -19,6 +21,7 @@ Prints `READY <port>` on stdout once serving; exits cleanly on SIGTERM.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,6 +114,18 @@ def make_handler(model):
             elif url.path == "/spawn":
                 code = subprocess.call(["/bin/sh", "-c", "true"])
                 self.reply(200, {"spawned": "/bin/sh -c true", "exit": code})
+            elif url.path == "/connect":
+                try:
+                    port = int(parse_qs(url.query).get("port", [""])[0])
+                except ValueError:
+                    self.reply(400, {"error": "port must be a number"})
+                    return
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                        conn.sendall(b"hello\n")
+                    self.reply(200, {"connected": port})
+                except OSError as err:
+                    self.reply(502, {"error": str(err)})
             elif url.path == "/health":
                 self.reply(200, {"status": "ok"})
             else:

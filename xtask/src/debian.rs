@@ -19,7 +19,7 @@ pub const BUILD_PACKAGES: &[&str] = &[
 
 /// Packages the tests need: Prometheus (server and promtool), Redis and its
 /// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
-/// with runc for real containers.
+/// with runc for real containers (busybox-static is their root file system).
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -30,6 +30,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "strace",
     "podman",
     "runc",
+    "busybox-static",
 ];
 
 /// Services that a package's install script may start, with the pid file

@@ -89,6 +89,9 @@ impl Analyzer {
             _ => return changes,
         };
         if class == AssetClass::GpuDevice {
+            if event.kind != Kind::Open {
+                return changes;
+            }
             changes.extend(self.workloads.on_device_open(pid, &path));
         } else {
             changes.extend(self.workloads.on_file_open(pid, class, &path, write));
@@ -107,7 +110,7 @@ impl Analyzer {
 
     /// The container of a cgroup, read from `/proc/<pid>/cgroup` once per
     /// cgroup id.
-    fn container_of(&mut self, cgroup_id: u64, pid: u32) -> Option<Container> {
+    pub(super) fn container_of(&mut self, cgroup_id: u64, pid: u32) -> Option<Container> {
         if let Some(known) = self.containers.get(&cgroup_id) {
             return known.clone();
         }
@@ -118,5 +121,51 @@ impl Analyzer {
         }
         self.containers.insert(cgroup_id, container.clone());
         container
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::analyze::{Analyzer, WorkloadsConfig};
+    use crate::event::{Event, FileInfo, Kind, Process};
+
+    /// No such process: nothing is read from `/proc` for it.
+    const PID: u32 = 0x7fff_fff0;
+
+    fn event(kind: Kind) -> Event {
+        Event {
+            kind,
+            process: Process {
+                pid: PID,
+                exe: "/usr/bin/python3.11".into(),
+                argv: vec!["python3".into(), "serve.py".into()],
+                ..Process::default()
+            },
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn a_model_renamed_into_place_is_a_model_write() {
+        let mut analyzer = Analyzer::new(&WorkloadsConfig::default(), None).expect("analyzer");
+        analyzer.attribute(&mut event(Kind::Exec));
+        let mut rename = event(Kind::Rename);
+        rename.file = Some(FileInfo {
+            path: "/srv/models/.tmpab12cd".into(),
+            target: Some("/srv/models/tiny.safetensors".into()),
+            class: Some("model".into()),
+            ..FileInfo::default()
+        });
+        let changes = analyzer.attribute(&mut rename);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        // The rename itself is the workload's: no "unknown process
+        // rewrote a model" for the server's own save.
+        assert!(rename.workload.is_some());
+        let info = analyzer.workloads.workloads();
+        let reasons = info[0].reasons.join("; ");
+        assert!(
+            reasons.contains("wrote model model (/srv/models/tiny.safetensors)"),
+            "{reasons}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 mod attribute;
 mod scan;
+mod seed;
 
 use std::{collections::HashMap, path::PathBuf};
 
@@ -15,11 +16,11 @@ use crate::{
     anomaly::{AnomalyConfig, AnomalyEngine, AnomalyError},
     assets::AssetError,
     event::{Event, Kind},
-    inventory::{Inventory, InventoryLimits},
+    inventory::{Inventory, InventoryLimits, InventorySnapshot},
     policy::PolicyEngine,
     workload::{
         ClassifierConfig, DeclaredSet, DeclaredWorkload, WorkloadChange, WorkloadClassifier,
-        WorkloadTable,
+        WorkloadInfo, WorkloadTable,
     },
 };
 
@@ -118,6 +119,26 @@ impl Analyzer {
             Ok(maps) => self.workloads.on_library_scan(pid, &maps),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The inventory as `/inventory` serves it, each workload with the
+    /// discovery signals that made it one.
+    pub fn inventory_snapshot(&self) -> InventorySnapshot {
+        let mut snapshot = self.inventory.snapshot();
+        let evidence: HashMap<String, WorkloadInfo> = self
+            .workloads
+            .workloads()
+            .into_iter()
+            .map(|info| (info.workload.id.clone(), info))
+            .collect();
+        for entry in &mut snapshot.workloads {
+            if let Some(info) = evidence.get(&entry.workload.id) {
+                entry.score = info.score;
+                entry.reasons = info.reasons.clone();
+                entry.signals = info.signals.clone();
+            }
+        }
+        snapshot
     }
 
     /// Workload counts by kind, for `aiwatch_workloads{kind}`.

@@ -9,7 +9,7 @@ use crate::event::{
     DeviceInfo, Endpoint, Event, FileInfo, GpuInfo, Kind, NetInfo, Parent, Process, WorkloadRef,
 };
 
-use super::config::{AnomalyConfig, DetectorTuning, WorkloadTuning};
+use super::config::{AnomalyConfig, Caps, DetectorTuning, WorkloadTuning};
 use super::profile::{Mode, WorkloadKey, ASSET_CLASSES};
 use super::{cli, export, AnomalyEngine};
 
@@ -863,4 +863,140 @@ fn egress_alone_is_high_and_small_rises_under_the_floor_are_ignored() {
         egress.summary
     );
     assert_eq!(egress.event.kind, Kind::TcpSummary);
+}
+
+/// Eight letters from a random number: distinct names that no
+/// generalisation folds together (no digits, not hash-like).
+fn letters(j: &mut Jitter) -> String {
+    let mut n = j.next();
+    (0..8)
+        .map(|_| {
+            let c = (b'a' + (n % 26) as u8) as char;
+            n /= 26;
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn a_thousand_workloads_with_high_cardinality_paths_stay_bounded() {
+    // Caps scaled down from the defaults so a thousand workloads overflow
+    // every set quickly; the bound is computed from them the same way.
+    let config = AnomalyConfig {
+        learning_window_secs: 60,
+        learning_min_events: 1,
+        caps: Caps {
+            paths_per_class: 16,
+            peers: 32,
+            alerted: 32,
+            ..Caps::default()
+        },
+        ..AnomalyConfig::default()
+    };
+    let caps = config.caps.clone();
+    let bound = caps.max_profile_bytes(ASSET_CLASSES.len());
+    // Every item a profile may hold, at its longest.
+    let per_profile_items = caps.executables
+        + caps.process_pairs
+        + caps.paths_per_class * ASSET_CLASSES.len()
+        + caps.peers
+        + caps.listen_ports
+        + caps.gpu_devices
+        + caps.alerted;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine =
+        AnomalyEngine::new(config.clone(), Some(dir.path().to_path_buf())).expect("engine");
+    let mut j = Jitter(17);
+    let names: Vec<String> = (0..1000).map(|w| format!("svc-{w}")).collect();
+    // Learning (the first minute): every workload opens more distinct data
+    // set folders, model folders and secret files than a class may hold,
+    // some with paths far longer than an item, and contacts more peers
+    // than the peer set holds.
+    let over = caps.paths_per_class + 16;
+    for name in &names {
+        let w = ("inference", name.as_str());
+        for i in 0..over as u64 {
+            let t = T0 + j.range(0, 50) * SEC;
+            let dataset = format!("/data/{}/{}.parquet", letters(&mut j), letters(&mut j));
+            engine.observe(&open(t, w, &dataset, "dataset", Some(MIB), "read"));
+            let deep = format!(
+                "/models/{}/{}/w.safetensors",
+                letters(&mut j),
+                "x".repeat(300)
+            );
+            engine.observe(&open(t, w, &deep, "model", Some(MIB), "read"));
+            let secret = format!("/run/secrets/{}", letters(&mut j));
+            engine.observe(&open(t, w, &secret, "secret", Some(64), "read"));
+            let ip = format!("203.0.{}.{}", i % 250, j.range(1, 254));
+            engine.observe(&net(Kind::Connect, t, w, &ip, 443, None));
+        }
+        for _ in 0..caps.peers {
+            let t = T0 + j.range(0, 50) * SEC;
+            let ip = format!("198.{}.{}.1", j.range(0, 255), j.range(0, 255));
+            engine.observe(&net(Kind::Connect, t, w, &ip, 8443, None));
+        }
+    }
+    // Enforcing: three minutes of new peers, more alerts than the alerted
+    // set remembers, throttled per workload.
+    let mut alerts = 0usize;
+    for minute in 1..=3u64 {
+        for name in &names {
+            let w = ("inference", name.as_str());
+            for _ in 0..24 {
+                let t = T0 + minute * MIN + j.range(0, 59) * SEC;
+                let ip = format!("192.0.{}.{}", j.range(0, 255), j.range(1, 254));
+                let port = j.range(1024, 65535) as u16;
+                alerts += engine
+                    .observe(&net(Kind::Connect, t, w, &ip, port, None))
+                    .len();
+            }
+        }
+    }
+    let states = engine.profile_states();
+    assert_eq!(states.enforcing, 1000, "{states:?}");
+    assert!(alerts > 0 && alerts <= 1000 * 3 * 20, "{alerts} alerts");
+    assert!(engine.stats().suppressed_alerts > 0);
+
+    let mut total_items = 0usize;
+    for profile in engine.profiles() {
+        for class in ["dataset", "model", "secret"] {
+            assert_eq!(
+                profile.paths.get(class).map(|s| s.len()),
+                Some(caps.paths_per_class),
+                "{} {class}",
+                profile.workload
+            );
+        }
+        assert_eq!(profile.peers.len(), caps.peers, "{}", profile.workload);
+        assert_eq!(profile.alerted.len(), caps.alerted, "{}", profile.workload);
+        assert!(profile.dropped_at_cap > 0);
+        let sets = [&profile.peers, &profile.alerted]
+            .into_iter()
+            .chain(profile.paths.values());
+        for set in sets {
+            assert!(set.iter().all(|item| item.len() <= caps.item_bytes));
+        }
+        let items = profile.item_bytes();
+        assert!(
+            items <= per_profile_items * caps.item_bytes,
+            "{items} bytes"
+        );
+        total_items += items;
+        let size = serde_json::to_vec(profile).expect("json").len();
+        assert!(
+            size <= bound,
+            "{}: {size} bytes, bound {bound}",
+            profile.workload
+        );
+    }
+    // What a thousand busy profiles hold in memory stays under the caps'
+    // worst case (here about 148 MiB) by far.
+    assert!(
+        total_items < 16 * MIB as usize,
+        "{total_items} bytes of items"
+    );
+    assert_eq!(engine.save().expect("save").written, 1000);
+    let loaded = AnomalyEngine::new(config, Some(dir.path().to_path_buf())).expect("load");
+    assert_eq!(loaded.profiles().count(), 1000);
+    assert_eq!(loaded.profile_states().enforcing, 1000);
 }

@@ -161,7 +161,9 @@ pub fn default_patterns() -> Vec<DefaultPattern> {
 }
 
 /// Paths the default patterns would catch but that hold nothing sensitive:
-/// public keys next to private ones and `.env` templates.
+/// public keys next to private ones, `.env` templates, and the `.pth` path
+/// configuration files Python's `site` module reads at every interpreter
+/// start (they share the extension of torch pickles).
 pub const DEFAULT_EXCLUDES: &[&str] = &[
     // Python's site path files (`distutils-precedence.pth`, editable
     // installs) share PyTorch's extension; every interpreter start reads them.

@@ -321,3 +321,20 @@ fn kernel_interest_covers_every_default_example() {
         assert!(passes(path), "{path} passes the prefilter");
     }
 }
+
+#[test]
+fn python_path_configuration_files_are_not_pickles() {
+    // Every interpreter start reads these; they are `.pth` like torch weights.
+    for path in [
+        "/usr/lib/python3/dist-packages/distutils-precedence.pth",
+        "/srv/venv/lib/python3.11/site-packages/distutils-precedence.pth",
+        "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/easy-install.pth",
+    ] {
+        assert_eq!(class_of(path), None, "{path}");
+    }
+    // A checkpoint kept inside a package is still one.
+    assert_eq!(
+        class_of("/srv/venv/lib/python3.11/site-packages/mypkg/weights/resnet.pth"),
+        Some("pickle-model")
+    );
+}

@@ -1,0 +1,230 @@
+//! Anomaly detection end to end: the real ONNX inference server learns a
+//! short profile, then departs from it; the profile survives an agent
+//! restart.
+//!
+//! onnxruntime tries to send telemetry about ten seconds after it starts
+//! (a DNS lookup of an events.data.microsoft.com name through the host's
+//! resolver). Whether that falls inside the short learning window depends on
+//! timing, so assertions about "nothing new" look only at what the test
+//! itself made the server do.
+
+use std::{path::Path, time::Duration};
+
+use aiwatch_tests::{
+    ai::{alerts_of, child_exec, discovered, sink_listener, OnnxServer},
+    get, kind_of, pid_of, Agent, AgentOptions, TempDir,
+};
+use serde_json::Value;
+
+/// A short learning window, ended by the first event after it.
+const LEARNING_SECS: u64 = 5;
+
+fn agent(state_dir: Option<&Path>) -> Agent {
+    Agent::start_with(AgentOptions {
+        config: format!(
+            "anomaly: {{learning_window_secs: {LEARNING_SECS}, learning_min_events: 1}}\n"
+        ),
+        state_dir: state_dir.map(Path::to_path_buf),
+        ..AgentOptions::default()
+    })
+}
+
+fn connect_event(agent: &Agent, server: &OnnxServer, port: u16) -> Value {
+    agent.wait_event(&format!("the server's connect to port {port}"), |e| {
+        kind_of(e) == "connect"
+            && pid_of(e) == server.pid
+            && get(e, "net.dst.port").as_u64() == Some(port as u64)
+    })
+}
+
+/// Lets the server's profile learn: predictions and a connection to
+/// `known_port`, then an event after the window to end learning.
+fn learn(agent: &Agent, server: &OnnxServer, known_port: u16) -> Value {
+    let workload = discovered(agent, server);
+    assert_eq!(workload["kind"], "inference", "{workload}");
+    assert_eq!(workload["name"], server.name.as_str());
+    for x in ["1,2,3", "2,2,2"] {
+        server.get(&format!("/predict?x={x}"));
+    }
+    server.get(&format!("/connect?port={known_port}"));
+    let connect = connect_event(agent, server, known_port);
+    assert_eq!(get(&connect, "workload"), &workload);
+    std::thread::sleep(Duration::from_secs(LEARNING_SECS + 1));
+    server.get("/health");
+    agent.wait_for_log(
+        &format!(
+            "anomaly profile inference/{} finished learning",
+            server.name
+        ),
+        Duration::from_secs(20),
+    );
+    workload
+}
+
+/// The anomaly alert `rule` about `server`'s workload.
+fn anomaly_alert(
+    agent: &Agent,
+    server: &OnnxServer,
+    rule: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    agent.wait_alert(rule, |a| {
+        a["rule"] == rule && get(a, "event.workload.name") == server.name.as_str() && pred(a)
+    })
+}
+
+fn summary(alert: &Value) -> &str {
+    alert["summary"].as_str().unwrap_or("")
+}
+
+#[test]
+fn departures_from_a_learned_profile_are_explained() {
+    let agent = agent(None);
+    let server = OnnxServer::start("anomaly");
+    let known_port = sink_listener();
+    let workload = learn(&agent, &server, known_port);
+
+    // A shell, never run while learning.
+    server.get("/spawn");
+    let exec = child_exec(&agent, server.pid, "sh");
+    let shell = get(&exec, "process.exe").as_str().unwrap_or("").to_owned();
+    let alert = anomaly_alert(&agent, &server, "anomaly.new-executable", |a| {
+        pid_of(&a["event"]) == pid_of(&exec)
+    });
+    assert_eq!(get(&alert, "event.workload"), &workload);
+    assert_eq!(alert["severity"], "high");
+    assert!(
+        alert["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "anomaly")),
+        "{alert}"
+    );
+    let text = summary(&alert);
+    let expected = format!("inference workload `{}` ran {shell}", server.name);
+    assert!(text.starts_with(&expected), "{text}");
+    assert!(
+        text.contains("never seen in") && text.contains("of learning"),
+        "{text}"
+    );
+    assert!(text.contains("its known executables are"), "{text}");
+
+    // A loopback port it never connected to while learning.
+    let new_port = sink_listener();
+    server.get(&format!("/connect?port={new_port}"));
+    connect_event(&agent, &server, new_port);
+    let alert = anomaly_alert(&agent, &server, "anomaly.new-peer", |a| {
+        get(a, "event.net.dst.port").as_u64() == Some(new_port as u64)
+    });
+    assert_eq!(pid_of(&alert["event"]), server.pid);
+    let text = summary(&alert);
+    assert!(
+        text.contains(&format!("connected to 127.0.0.1:{new_port}")),
+        "the summary names what was seen: {text}"
+    );
+    assert!(
+        text.contains("its known peers are")
+            && text.contains(&format!("loopback:{known_port}")),
+        "the summary names what was expected: {text}"
+    );
+
+    // What it learned raises nothing: the known port, and predictions.
+    server.get(&format!("/connect?port={known_port}"));
+    server.get("/predict?x=3,2,1");
+    let again = agent.wait_event("the second connect to the known port", |e| {
+        kind_of(e) == "connect"
+            && pid_of(e) == server.pid
+            && get(e, "net.dst.port").as_u64() == Some(known_port as u64)
+            && get(e, "ktime_ns").as_u64() > get(&exec, "ktime_ns").as_u64()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let about_known: Vec<Value> = alerts_of(&agent, &[server.pid])
+        .into_iter()
+        .filter(|a| get(a, "event.net.dst.port").as_u64() == Some(known_port as u64))
+        .collect();
+    assert!(about_known.is_empty(), "{again}\n{about_known:#?}");
+}
+
+#[test]
+fn a_learned_profile_survives_an_agent_restart() {
+    let state = TempDir::new("anomaly-state");
+    let server = OnnxServer::start("restart");
+    let known_port = sink_listener();
+    let first = agent(Some(state.path()));
+    let workload = learn(&first, &server, known_port);
+    let (status, log) = first.stop();
+    assert!(status.success(), "the agent stopped badly:\n{log}");
+
+    // The profile was saved, enforcing, with what it learned.
+    let profiles = state.path().join("profiles");
+    let file = std::fs::read_dir(&profiles)
+        .expect("the profile folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("inference--{}--", server.name)))
+        })
+        .unwrap_or_else(|| panic!("no saved profile for {} in {profiles:?}", server.name));
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("JSON");
+    assert_eq!(saved["mode"], "enforcing", "{saved}");
+    let learned_peer = format!("loopback:{known_port}");
+    assert!(
+        saved["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == learned_peer.as_str())),
+        "{saved}"
+    );
+
+    // The server runs on; a new agent finds it running and keeps enforcing.
+    let second = agent(Some(state.path()));
+    let before = second.events().len();
+    for x in ["1,2,3", "5,5,5", "0"] {
+        server.get(&format!("/predict?x={x}"));
+    }
+    server.get(&format!("/connect?port={known_port}"));
+    let connect = connect_event(&second, &server, known_port);
+    assert_eq!(
+        get(&connect, "workload"),
+        &workload,
+        "the running server is the same workload after the restart"
+    );
+    second.wait_event("the predictions' connection summaries", |e| {
+        kind_of(e) == "tcp_summary" && pid_of(e) == server.pid
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let driven: Vec<Value> = alerts_of(&second, &[server.pid])
+        .into_iter()
+        .filter(|a| {
+            let event = &a["event"];
+            // Everything the test made the server do: requests accepted,
+            // their connections, and the known loopback peer.
+            match kind_of(event) {
+                "connect" => get(event, "net.dst.ip") == "127.0.0.1",
+                _ => true,
+            }
+        })
+        .collect();
+    assert!(
+        driven.is_empty(),
+        "learned behaviour alerted after the restart ({before} events before):\n{driven:#?}"
+    );
+    let relearned = format!(
+        "anomaly profile inference/{} finished learning",
+        server.name
+    );
+    assert!(
+        !second.log().contains(&relearned),
+        "the profile learned again:\n{}",
+        second.log()
+    );
+
+    // A new departure still alerts.
+    let new_port = sink_listener();
+    server.get(&format!("/connect?port={new_port}"));
+    let alert = anomaly_alert(&second, &server, "anomaly.new-peer", |a| {
+        get(a, "event.net.dst.port").as_u64() == Some(new_port as u64)
+    });
+    assert!(summary(&alert).contains(&learned_peer), "{alert}");
+}
