@@ -16,8 +16,10 @@ use aiwatch_tests::{
 };
 use serde_json::Value;
 
-/// A short learning window, ended by the first event after it.
-const LEARNING_SECS: u64 = 5;
+/// A short learning window of event time. It opens with the workload's
+/// first event (while the server starts) and ends with its first event
+/// after the window.
+const LEARNING_SECS: u64 = 8;
 
 fn agent(state_dir: Option<&Path>) -> Agent {
     Agent::start_with(AgentOptions {
@@ -37,17 +39,21 @@ fn connect_event(agent: &Agent, server: &OnnxServer, port: u16) -> Value {
     })
 }
 
-/// Lets the server's profile learn: predictions and a connection to
-/// `known_port`, then an event after the window to end learning.
-fn learn(agent: &Agent, server: &OnnxServer, known_port: u16) -> Value {
-    let workload = discovered(agent, server);
-    assert_eq!(workload["kind"], "inference", "{workload}");
-    assert_eq!(workload["name"], server.name.as_str());
+/// Starts a server under `agent` and lets its profile learn: the server's
+/// start-up, predictions and a connection to `known_port`. The requests
+/// are sent as soon as the server serves, without waiting for the agent
+/// (which may lag behind under load), so they fall in the window; an event
+/// after the window then ends learning.
+fn start_and_learn(agent: &Agent, label: &str, known_port: u16) -> (OnnxServer, Value) {
+    let server = OnnxServer::start(label);
     for x in ["1,2,3", "2,2,2"] {
         server.get(&format!("/predict?x={x}"));
     }
     server.get(&format!("/connect?port={known_port}"));
-    let connect = connect_event(agent, server, known_port);
+    let workload = discovered(agent, &server);
+    assert_eq!(workload["kind"], "inference", "{workload}");
+    assert_eq!(workload["name"], server.name.as_str());
+    let connect = connect_event(agent, &server, known_port);
     assert_eq!(get(&connect, "workload"), &workload);
     std::thread::sleep(Duration::from_secs(LEARNING_SECS + 1));
     server.get("/health");
@@ -56,9 +62,9 @@ fn learn(agent: &Agent, server: &OnnxServer, known_port: u16) -> Value {
             "anomaly profile inference/{} finished learning",
             server.name
         ),
-        Duration::from_secs(20),
+        Duration::from_secs(60),
     );
-    workload
+    (server, workload)
 }
 
 /// The anomaly alert `rule` about `server`'s workload.
@@ -80,9 +86,8 @@ fn summary(alert: &Value) -> &str {
 #[test]
 fn departures_from_a_learned_profile_are_explained() {
     let agent = agent(None);
-    let server = OnnxServer::start("anomaly");
     let known_port = sink_listener();
-    let workload = learn(&agent, &server, known_port);
+    let (server, workload) = start_and_learn(&agent, "anomaly", known_port);
 
     // A shell, never run while learning.
     server.get("/spawn");
@@ -122,8 +127,7 @@ fn departures_from_a_learned_profile_are_explained() {
         "the summary names what was seen: {text}"
     );
     assert!(
-        text.contains("its known peers are")
-            && text.contains(&format!("loopback:{known_port}")),
+        text.contains("its known peers are") && text.contains(&format!("loopback:{known_port}")),
         "the summary names what was expected: {text}"
     );
 
@@ -147,10 +151,9 @@ fn departures_from_a_learned_profile_are_explained() {
 #[test]
 fn a_learned_profile_survives_an_agent_restart() {
     let state = TempDir::new("anomaly-state");
-    let server = OnnxServer::start("restart");
     let known_port = sink_listener();
     let first = agent(Some(state.path()));
-    let workload = learn(&first, &server, known_port);
+    let (server, workload) = start_and_learn(&first, "restart", known_port);
     let (status, log) = first.stop();
     assert!(status.success(), "the agent stopped badly:\n{log}");
 
