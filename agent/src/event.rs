@@ -365,6 +365,9 @@ pub struct SyscallInfo {
     pub request: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_pid: Option<u32>,
+    /// ptrace: the AI workload the target process belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_workload: Option<WorkloadRef>,
     /// capset: effective capability bits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cap_effective: Option<u64>,

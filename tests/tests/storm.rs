@@ -46,7 +46,11 @@ fn exec_storm_is_delivered_or_counted() {
     };
     // Wait until the events file stops growing: under load the pipeline can
     // take a while to catch up, and parsing the file each time would slow it.
-    let size = || std::fs::metadata(&agent.events_path).map(|m| m.len()).unwrap_or(0);
+    let size = || {
+        std::fs::metadata(&agent.events_path)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
     let mut last = size();
     let mut stable = 0;
     for _ in 0..150 {

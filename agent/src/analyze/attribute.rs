@@ -49,6 +49,13 @@ impl Analyzer {
             _ => {}
         }
         event.workload = self.workloads.lookup(pid).cloned();
+        if event.kind == Kind::Ptrace {
+            if let Some(call) = event.syscall.as_mut() {
+                call.target_workload = call
+                    .target_pid
+                    .and_then(|target| self.workloads.lookup(target).cloned());
+            }
+        }
         if event.kind == Kind::Exit {
             changes.extend(self.workloads.on_exit(pid));
             self.note_exit(pid);

@@ -140,6 +140,10 @@ fields! {
     SyscallGid = "syscall.gid": Num,
     SyscallRequest = "syscall.request": Str,
     SyscallTargetPid = "syscall.target_pid": Num,
+    SyscallTargetWorkload = "syscall.target_workload": Section,
+    SyscallTargetWorkloadId = "syscall.target_workload.id": Str,
+    SyscallTargetWorkloadKind = "syscall.target_workload.kind": Str,
+    SyscallTargetWorkloadName = "syscall.target_workload.name": Str,
     SyscallCapEffective = "syscall.cap_effective": Num,
     SyscallBpfCmd = "syscall.bpf_cmd": Str,
     SyscallBpfProgType = "syscall.bpf_prog_type": Num,
@@ -403,6 +407,27 @@ impl Field {
             F::SyscallGid => opt_num(ev.syscall.as_ref().and_then(|x| x.gid)),
             F::SyscallRequest => opt_str(ev.syscall.as_ref().and_then(|x| x.request.as_ref())),
             F::SyscallTargetPid => opt_num(ev.syscall.as_ref().and_then(|x| x.target_pid)),
+            F::SyscallTargetWorkload => {
+                present(ev.syscall.as_ref().and_then(|x| x.target_workload.as_ref()))
+            }
+            F::SyscallTargetWorkloadId => opt_str(
+                ev.syscall
+                    .as_ref()
+                    .and_then(|x| x.target_workload.as_ref())
+                    .map(|w| &w.id),
+            ),
+            F::SyscallTargetWorkloadKind => opt_str(
+                ev.syscall
+                    .as_ref()
+                    .and_then(|x| x.target_workload.as_ref())
+                    .map(|w| &w.kind),
+            ),
+            F::SyscallTargetWorkloadName => opt_str(
+                ev.syscall
+                    .as_ref()
+                    .and_then(|x| x.target_workload.as_ref())
+                    .map(|w| &w.name),
+            ),
             F::SyscallCapEffective => opt_num(ev.syscall.as_ref().and_then(|x| x.cap_effective)),
             F::SyscallBpfCmd => opt_str(ev.syscall.as_ref().and_then(|x| x.bpf_cmd.as_ref())),
             F::SyscallBpfProgType => opt_num(ev.syscall.as_ref().and_then(|x| x.bpf_prog_type)),
