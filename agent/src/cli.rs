@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// Address of the HTTP listener (/metrics, /healthz, /readyz, /inventory).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Benchmarks only: attach every probe with its program reduced to
+    /// `return 0`, to measure the cost of the hooks alone.
+    #[arg(long, hide = true)]
+    pub bench_floor: bool,
 }
 
 #[derive(Debug, clap::Args)]

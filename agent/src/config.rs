@@ -53,6 +53,10 @@ pub struct Config {
     pub trace_all_files: bool,
     /// How often per-process GPU ioctl counts are reported, in seconds.
     pub gpu_ioctl_interval_secs: u64,
+    /// The benchmark floor: the kernel programs are attached but return at
+    /// once. Only the hidden `--bench-floor` flag sets it, never a file.
+    #[serde(skip)]
+    pub bench_floor: bool,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             tcp_summary_interval_secs: 60,
             trace_all_files: false,
             gpu_ioctl_interval_secs: 10,
+            bench_floor: false,
         }
     }
 }

@@ -12,15 +12,16 @@
 //! [`kernel_would_report`] restates the kernel's test so tests can check
 //! the two sides against each other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use aiwatch_common::{
-    SuffixKey, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN, TRACK_FULL,
+    filter_bit, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION,
+    SUFFIX_KEY_LEN, TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL,
 };
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
-        HashMap, MapData, MapError,
+        Array, HashMap, MapData, MapError,
     },
     Ebpf,
 };
@@ -65,12 +66,91 @@ pub struct KernelInterestMaps {
     gpu_majors: HashMap<MapData, u32, u32>,
     tracked_pids: HashMap<MapData, u32, u32>,
     tracked_cgroups: HashMap<MapData, u64, u32>,
+    /// The kernel's "may be non-empty" flags of the two tracking maps.
+    tracking: Array<MapData, u32>,
+    suffix_filter: Array<MapData, u64>,
+    prefix_filter: Array<MapData, u64>,
     /// What the last `apply` wrote, so the next one removes what is gone.
     current: Entries,
+    /// The prefilter words as last written.
+    current_filters: Filters,
+    /// What this agent put in the tracking maps.
+    pids: HashSet<u32>,
+    cgroups: HashSet<u64>,
+}
+
+/// The two prefilter bitmaps (see `aiwatch_common::FILTER_WORDS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filters {
+    pub suffixes: Vec<u64>,
+    pub prefixes: Vec<u64>,
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Filters {
+            suffixes: vec![0; FILTER_WORDS as usize],
+            prefixes: vec![0; FILTER_WORDS as usize],
+        }
+    }
+}
+
+impl Filters {
+    fn set(words: &mut [u64], first: u8, second: u8) {
+        let (word, bit) = filter_bit(first, second);
+        words[word as usize] |= bit;
+    }
+
+    /// The bits the kernel tests for `entries`.
+    pub(crate) fn of(entries: &Entries) -> Filters {
+        let mut filters = Filters::default();
+        for (_, bytes) in &entries.suffixes {
+            Self::set(&mut filters.suffixes, bytes[0], bytes[1]);
+        }
+        for (bits, data) in &entries.prefixes {
+            // The kernel tests the two bytes after the leading '/'.
+            match bits / 8 {
+                0 | 1 => filters.prefixes.fill(u64::MAX),
+                2 => {
+                    for second in 0..=u8::MAX {
+                        Self::set(&mut filters.prefixes, data[1], second);
+                    }
+                }
+                _ => Self::set(&mut filters.prefixes, data[1], data[2]),
+            }
+        }
+        filters
+    }
+
+    fn union(&self, other: &Filters) -> Filters {
+        let or = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x | y).collect();
+        Filters {
+            suffixes: or(&self.suffixes, &other.suffixes),
+            prefixes: or(&self.prefixes, &other.prefixes),
+        }
+    }
+
+    /// Whether the kernel's prefilter lets `name` on to the exact lookups.
+    pub fn prefix_may_match(&self, name: &[u8]) -> bool {
+        let first = name.get(1).copied().unwrap_or(0);
+        let second = name.get(2).copied().unwrap_or(0);
+        let (word, bit) = filter_bit(first, second);
+        self.prefixes[word as usize] & bit != 0
+    }
+
+    pub fn suffix_may_match(&self, key: &[u8; SUFFIX_KEY_LEN]) -> bool {
+        self.suffix_bit(key[0], key[1])
+    }
+
+    /// Whether the suffix filter has the bit of `first`, `second`.
+    pub fn suffix_bit(&self, first: u8, second: u8) -> bool {
+        let (word, bit) = filter_bit(first, second);
+        self.suffixes[word as usize] & bit != 0
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Entries {
+pub(crate) struct Entries {
     prefixes: BTreeSet<(u32, [u8; PREFIX_KEY_LEN])>,
     suffixes: BTreeSet<(u8, [u8; SUFFIX_KEY_LEN])>,
     gpu_majors: BTreeSet<u32>,
@@ -110,14 +190,57 @@ impl KernelInterestMaps {
             gpu_majors: take(ebpf, "GPU_MAJORS")?,
             tracked_pids: take(ebpf, "TRACKED_PIDS")?,
             tracked_cgroups: take(ebpf, "TRACKED_CGROUPS")?,
+            tracking: take(ebpf, "TRACKING")?,
+            suffix_filter: take(ebpf, "SUFFIX_FILTER")?,
+            prefix_filter: take(ebpf, "PREFIX_FILTER")?,
             current: Entries::default(),
+            current_filters: Filters::default(),
+            pids: HashSet::new(),
+            cgroups: HashSet::new(),
         })
+    }
+
+    /// Writes the filter words that differ from what the kernel has.
+    fn write_filters(&mut self, filters: &Filters) -> Result<(), InterestError> {
+        let maps = [
+            (
+                &mut self.suffix_filter,
+                &filters.suffixes,
+                &mut self.current_filters.suffixes,
+                "SUFFIX_FILTER",
+            ),
+            (
+                &mut self.prefix_filter,
+                &filters.prefixes,
+                &mut self.current_filters.prefixes,
+                "PREFIX_FILTER",
+            ),
+        ];
+        for (map, wanted, current, name) in maps {
+            for (index, (word, old)) in wanted.iter().zip(current.iter_mut()).enumerate() {
+                if word != old {
+                    map.set(index as u32, *word, 0).map_err(update(name))?;
+                    *old = *word;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_tracking(&mut self, slot: u32, on: bool) -> Result<(), InterestError> {
+        self.tracking
+            .set(slot, u32::from(on), 0)
+            .map_err(update("TRACKING"))
     }
 
     /// Makes the kernel's prefix, suffix and GPU major sets equal to
     /// `interest`: new entries are added, entries no longer wanted removed.
     pub fn apply(&mut self, interest: &KernelInterest) -> Result<AppliedInterest, InterestError> {
         let (wanted, skipped) = entries(interest);
+        // Filter bits go up before the entries they guard and come down
+        // after them, so the prefilter never hides an entry.
+        let filters = Filters::of(&wanted);
+        self.write_filters(&self.current_filters.union(&filters))?;
         for (bits, data) in wanted.prefixes.difference(&self.current.prefixes) {
             self.prefixes
                 .insert(&Key::new(*bits, *data), 1, 0)
@@ -145,6 +268,7 @@ impl KernelInterestMaps {
             };
             removed(self.suffixes.remove(&key), "PATH_SUFFIXES")?;
         }
+        self.write_filters(&filters)?;
         for major in wanted.gpu_majors.difference(&self.current.gpu_majors) {
             self.gpu_majors
                 .insert(major, 1, 0)
@@ -166,24 +290,47 @@ impl KernelInterestMaps {
     /// Reports every file operation of `pid` (and of the children it forks
     /// from now on: the kernel copies the entry at fork).
     pub fn track_pid(&mut self, pid: u32) -> Result<(), InterestError> {
+        if self.pids.is_empty() {
+            // The flag first: the kernel skips the map while it is clear.
+            self.set_tracking(TRACKING_PIDS, true)?;
+        }
         self.tracked_pids
             .insert(pid, TRACK_FULL, 0)
-            .map_err(update("TRACKED_PIDS"))
+            .map_err(update("TRACKED_PIDS"))?;
+        self.pids.insert(pid);
+        Ok(())
     }
 
     pub fn untrack_pid(&mut self, pid: u32) -> Result<(), InterestError> {
-        removed(self.tracked_pids.remove(&pid), "TRACKED_PIDS")
+        removed(self.tracked_pids.remove(&pid), "TRACKED_PIDS")?;
+        self.pids.remove(&pid);
+        // Children the kernel added at fork may remain: clear the flag only
+        // once the map itself is empty.
+        if self.pids.is_empty() && self.tracked_pids.keys().next().is_none() {
+            self.set_tracking(TRACKING_PIDS, false)?;
+        }
+        Ok(())
     }
 
     /// Reports every file operation of processes in cgroup v2 `id`.
     pub fn track_cgroup(&mut self, id: u64) -> Result<(), InterestError> {
+        if self.cgroups.is_empty() {
+            self.set_tracking(TRACKING_CGROUPS, true)?;
+        }
         self.tracked_cgroups
             .insert(id, TRACK_FULL, 0)
-            .map_err(update("TRACKED_CGROUPS"))
+            .map_err(update("TRACKED_CGROUPS"))?;
+        self.cgroups.insert(id);
+        Ok(())
     }
 
     pub fn untrack_cgroup(&mut self, id: u64) -> Result<(), InterestError> {
-        removed(self.tracked_cgroups.remove(&id), "TRACKED_CGROUPS")
+        removed(self.tracked_cgroups.remove(&id), "TRACKED_CGROUPS")?;
+        self.cgroups.remove(&id);
+        if self.cgroups.is_empty() && self.tracked_cgroups.keys().next().is_none() {
+            self.set_tracking(TRACKING_CGROUPS, false)?;
+        }
+        Ok(())
     }
 }
 
@@ -380,11 +527,12 @@ pub fn basename_key(basename: &str) -> Option<SuffixKey> {
 /// `interest`?
 pub fn kernel_would_report(interest: &KernelInterest, name: &str) -> bool {
     let (entries, _) = entries(interest);
+    let filters = Filters::of(&entries);
     let bytes = name.as_bytes();
     if bytes.is_empty() {
         return false;
     }
-    if bytes[0] == b'/' {
+    if bytes[0] == b'/' && filters.prefix_may_match(bytes) {
         let used = bytes.len().min(PREFIX_KEY_LEN);
         let hit = entries.prefixes.iter().any(|(bits, data)| {
             *bits as usize / 8 <= used && data[..*bits as usize / 8] == bytes[..*bits as usize / 8]
@@ -393,7 +541,40 @@ pub fn kernel_would_report(interest: &KernelInterest, name: &str) -> bool {
             return true;
         }
     }
-    // The backward scan: at most SUFFIX_KEY_LEN + 1 bytes, stopping at '/'.
+    // The kernel's first look at the last two bytes, in every spelling the
+    // keys can start with.
+    let last = bytes[bytes.len() - 1];
+    let before = if bytes.len() > 1 {
+        bytes[bytes.len() - 2]
+    } else {
+        0
+    };
+    let (last_lower, before_lower) = (last.to_ascii_lowercase(), before.to_ascii_lowercase());
+    let quick = [
+        (last, before),
+        (last, 0),
+        (last_lower, before_lower),
+        (last_lower, 0),
+    ];
+    if !quick.iter().any(|&(a, b)| filters.suffix_bit(a, b)) {
+        return false;
+    }
+    let (basename, extension, dot) = scan_tail(bytes);
+    if dot.is_some_and(|d| d > 0)
+        && filters.suffix_may_match(&extension)
+        && entries.suffixes.contains(&(SUFFIX_EXTENSION, extension))
+    {
+        return true;
+    }
+    filters.suffix_may_match(&basename) && entries.suffixes.contains(&(SUFFIX_BASENAME, basename))
+}
+
+/// The kernel's suffix keys of `name`, built the plain way: a backward scan
+/// of at most [`SUFFIX_KEY_LEN`] + 1 bytes, stopping at '/'. Returns the
+/// base name key, the extension key and the scan step of the dot. The
+/// kernel builds the same keys without a loop
+/// (`aiwatch_common::suffix::tail_keys`); tests hold the two together.
+pub fn scan_tail(bytes: &[u8]) -> ([u8; SUFFIX_KEY_LEN], [u8; SUFFIX_KEY_LEN], Option<usize>) {
     let mut basename = [0u8; SUFFIX_KEY_LEN];
     let mut extension = [0u8; SUFFIX_KEY_LEN];
     let mut dot = None;
@@ -415,10 +596,7 @@ pub fn kernel_would_report(interest: &KernelInterest, name: &str) -> bool {
             }
         }
     }
-    if dot.is_some_and(|d| d > 0) && entries.suffixes.contains(&(SUFFIX_EXTENSION, extension)) {
-        return true;
-    }
-    entries.suffixes.contains(&(SUFFIX_BASENAME, basename))
+    (basename, extension, dot)
 }
 
 #[cfg(test)]

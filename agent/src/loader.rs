@@ -400,6 +400,9 @@ pub struct LoadOptions<'a> {
     pub agent_pid: u32,
     /// Report every process's file operations (`trace_all_files`).
     pub trace_all_files: bool,
+    /// Load every program as `return 0` (the benchmark floor: the same
+    /// hooks, none of the work). Set by `aiwatch run --bench-floor`.
+    pub bench_floor: bool,
 }
 
 pub struct Loaded {
@@ -432,6 +435,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         .override_global("AGENT_PID", &options.agent_pid, true)
         .override_global("FAMILIES", &options.families, true)
         .override_global("FILE_TRACE_ALL", &u32::from(options.trace_all_files), true)
+        .override_global("FLOOR", &u32::from(options.bench_floor), true)
         .load(OBJECT)
         .map_err(LoadError::Load)?;
 

@@ -47,6 +47,8 @@ pub struct Overrides {
     pub events: Option<String>,
     pub alerts: Option<String>,
     pub listen: Option<std::net::SocketAddr>,
+    /// Load the kernel programs as the benchmark floor (`--bench-floor`).
+    pub bench_floor: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,7 @@ pub fn resolve_config(
     if let Some(listen) = overrides.listen {
         config.listen = listen;
     }
+    config.bench_floor = overrides.bench_floor;
     Ok(config)
 }
 
@@ -160,7 +163,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         families: config.families.bits(),
         agent_pid: std::process::id(),
         trace_all_files: config.trace_all_files,
+        bench_floor: config.bench_floor,
     })?;
+    if config.bench_floor {
+        log::warn!("--bench-floor: every kernel program returns at once; no events are reported");
+    }
     let (mut interest_maps, assets) = crate::interest::configure(&mut loaded.ebpf, &config)?;
     let gpu_poller = crate::gpu_ioctl::GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
     // Probes of a family turned off, or for syscalls this kernel does not

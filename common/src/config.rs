@@ -111,6 +111,31 @@ pub struct SuffixKey {
     pub bytes: [u8; SUFFIX_KEY_LEN],
 }
 
+/// The interest prefilters `SUFFIX_FILTER` and `PREFIX_FILTER`: bitmaps of
+/// 65,536 bits (in `FILTER_WORDS` u64 words) indexed by two bytes, tested
+/// before the exact lookups so that nearly every path costs two array reads
+/// instead of an LPM and two hash lookups. A set bit only means "look it up".
+///
+/// - `SUFFIX_FILTER`: the first two bytes of a [`SuffixKey`] (the last two
+///   characters of an extension or base name, last first), for both kinds.
+/// - `PREFIX_FILTER`: the two bytes after the leading `/` of an absolute
+///   name (0 past the end of a shorter name); a prefix shorter than that
+///   sets every bit it could stand for.
+pub const FILTER_WORDS: u32 = 1024;
+
+/// The word and the bit of the filter entry for bytes `first`, `second`.
+pub const fn filter_bit(first: u8, second: u8) -> (u32, u64) {
+    let index = first as u32 | (second as u32) << 8;
+    (index >> 6, 1u64 << (index & 63))
+}
+
+/// Slots of the `TRACKING` array: non-zero while `TRACKED_PIDS` (or
+/// `TRACKED_CGROUPS`) may hold entries. The agent sets a slot before its
+/// first insert and clears it once the map is empty, so a host that tracks
+/// nothing pays no hash lookup to learn it.
+pub const TRACKING_PIDS: u32 = 0;
+pub const TRACKING_CGROUPS: u32 = 1;
+
 /// Counters of the `STATS` per-CPU array, indexed by [`Stat::index`] plus
 /// an [`crate::EventKind::slot`].
 #[repr(u32)]

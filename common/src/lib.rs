@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod event;
+pub mod suffix;
 
 pub use config::*;
 pub use event::*;

@@ -12,6 +12,40 @@ use aya_ebpf::{
 
 use crate::maps::{count, EVENTS};
 
+/// `BPF_RB_NO_WAKEUP`, `BPF_RB_FORCE_WAKEUP` and `BPF_RB_AVAIL_DATA`.
+const RB_NO_WAKEUP: u64 = 1;
+const RB_FORCE_WAKEUP: u64 = 2;
+const RB_AVAIL_DATA: u64 = 0;
+
+/// Unread bytes in `EVENTS` past which a submit wakes the reader. Below
+/// it nobody is woken: the agent drains the ring on a short timer
+/// (`agent/src/reader.rs`). Waking the reader for every record costs an
+/// interrupt and a context switch per event, which on a busy host (or a
+/// virtual machine, where the interrupt is a VM exit) is most of an
+/// event's cost.
+const WAKEUP_BYTES: u64 = 512 * 1024;
+
+/// Submits a reserved record, waking the reader only past `WAKEUP_BYTES`.
+#[inline(always)]
+pub fn submit<T>(entry: RingBufEntry<T>) {
+    entry.submit(wakeup_flags());
+}
+
+/// Gives a reserved record back; never wakes the reader.
+#[inline(always)]
+pub fn discard<T>(entry: RingBufEntry<T>) {
+    entry.discard(RB_NO_WAKEUP);
+}
+
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        RB_FORCE_WAKEUP
+    } else {
+        RB_NO_WAKEUP
+    }
+}
+
 /// Reserves a record of type `T` for `kind`, or counts the loss.
 #[inline(always)]
 pub fn reserve<T: 'static>(kind: EventKind) -> Option<RingBufEntry<T>> {

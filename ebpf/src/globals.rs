@@ -95,3 +95,16 @@ pub fn family_on(family: u32) -> bool {
     // SAFETY: see `offset!`.
     unsafe { core::ptr::read_volatile(&raw const FAMILIES) & family != 0 }
 }
+
+/// Non-zero: every program returns at once. The benchmark's "floor": the
+/// same hooks attached, with programs the verifier reduces to `return 0`.
+#[unsafe(no_mangle)]
+static FLOOR: u32 = 0;
+
+/// Whether the programs run as the benchmark floor (`aiwatch run
+/// --bench-floor`); every program tests it first.
+#[inline(always)]
+pub fn floor() -> bool {
+    // SAFETY: see `offset!`.
+    unsafe { core::ptr::read_volatile(&raw const FLOOR) != 0 }
+}

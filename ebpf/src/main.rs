@@ -7,6 +7,9 @@
 //! stack, and every record that cannot be sent is counted in `STATS`.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the BPF target's core lacks atomic read-modify-write types.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod emit;
 mod globals;

@@ -2,10 +2,16 @@
 //!
 //! Names are part of the contract with the agent (`agent/src/loader.rs`).
 
-use aiwatch_common::{Stat, SuffixKey, PREFIX_KEY_LEN, STATS_LEN};
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use aiwatch_common::{
+    filter_bit, Stat, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, STATS_LEN, TRACKING_CGROUPS,
+    TRACKING_PIDS,
+};
 use aya_ebpf::{
+    helpers::bpf_get_current_cgroup_id,
     macros::map,
-    maps::{HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 
 /// Every record travels through this one ring buffer, in global order.
@@ -33,6 +39,88 @@ pub static PATH_PREFIXES: LpmTrie<[u8; PREFIX_KEY_LEN], u32> =
 /// File extensions and base names of interest for untracked processes.
 #[map]
 pub static PATH_SUFFIXES: HashMap<SuffixKey, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Whether `TRACKED_PIDS` / `TRACKED_CGROUPS` may hold entries (slots
+/// `TRACKING_PIDS`, `TRACKING_CGROUPS`). Written by the agent; array reads
+/// are inlined by the verifier, hash lookups are not.
+#[map]
+pub static TRACKING: Array<u32> = Array::with_max_entries(2, 0);
+
+/// Prefilter of `PATH_SUFFIXES` (see `aiwatch_common::FILTER_WORDS`).
+#[map]
+pub static SUFFIX_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
+
+/// Prefilter of `PATH_PREFIXES` (see `aiwatch_common::FILTER_WORDS`).
+#[map]
+pub static PREFIX_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
+
+/// Entries stored in each family's pending map (slots `PENDING_*`), so that
+/// a syscall exit can skip its hash lookup while nothing is pending. Only
+/// ever too high (an LRU eviction or an overwritten entry is never taken
+/// off), which costs the shortcut, never an event.
+#[map]
+static PENDING_COUNTS: Array<u64> = Array::with_max_entries(3, 0);
+
+pub const PENDING_FILE: u32 = 0;
+pub const PENDING_NET: u32 = 1;
+pub const PENDING_PRIV: u32 = 2;
+
+#[inline(always)]
+fn tracking(slot: u32) -> bool {
+    TRACKING.get(slot).is_some_and(|on| *on != 0)
+}
+
+/// Whether the current process is tracked, by tgid or by cgroup.
+#[inline(always)]
+pub fn is_tracked(tgid: u32) -> bool {
+    (tracking(TRACKING_PIDS) && unsafe { TRACKED_PIDS.get(tgid) }.is_some())
+        || (tracking(TRACKING_CGROUPS)
+            && unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }.is_some())
+}
+
+/// Whether `tgid` is in `TRACKED_PIDS` (cgroups aside).
+#[inline(always)]
+pub fn is_tracked_pid(tgid: u32) -> bool {
+    tracking(TRACKING_PIDS) && unsafe { TRACKED_PIDS.get(tgid) }.is_some()
+}
+
+/// Whether `TRACKED_PIDS` may hold entries.
+#[inline(always)]
+pub fn tracking_pids() -> bool {
+    tracking(TRACKING_PIDS)
+}
+
+/// Tests the bit of `first`, `second` in a prefilter.
+#[inline(always)]
+pub fn filter_hit(filter: &Array<u64>, first: u8, second: u8) -> bool {
+    let (word, bit) = filter_bit(first, second);
+    filter.get(word).is_some_and(|bits| *bits & bit != 0)
+}
+
+/// Counts an entry stored in a pending map.
+#[inline(always)]
+pub fn pending_added(slot: u32) {
+    if let Some(count) = PENDING_COUNTS.get_ptr_mut(slot) {
+        // SAFETY: a map value, shared by CPUs: updated atomically (the
+        // BPF target's core has no atomic types with read-modify-write).
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+    }
+}
+
+/// Counts an entry removed from a pending map.
+#[inline(always)]
+pub fn pending_removed(slot: u32) {
+    if let Some(count) = PENDING_COUNTS.get_ptr_mut(slot) {
+        // SAFETY: as in `pending_added`; adding all ones subtracts one.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, u64::MAX) };
+    }
+}
+
+/// Whether a pending map may hold entries.
+#[inline(always)]
+pub fn pending_any(slot: u32) -> bool {
+    PENDING_COUNTS.get(slot).is_some_and(|count| *count != 0)
+}
 
 /// Adds one to a `STATS` counter.
 #[inline(always)]

@@ -32,6 +32,8 @@ struct Walk {
     dentry: *const u8,
     vfsmnt: *const u8,
     mount: *const u8,
+    /// `vfsmnt->mnt_root`, read once per mount rather than per component.
+    mnt_root: *const u8,
     len: u32,
     depth: u32,
     flags: u32,
@@ -68,6 +70,7 @@ pub unsafe fn walk(path: *const u8, out: *mut KernelPath) {
             dentry,
             vfsmnt,
             mount: vfsmnt.sub(mount_mnt),
+            mnt_root: read_ptr(vfsmnt, offset!(vfsmount_mnt_root)),
             len: 0,
             depth: 0,
             flags: PATH_FLAG_TRUNCATED as u32,
@@ -103,9 +106,8 @@ unsafe extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
             return 1;
         };
         let mount_mnt = offset!(mount_mnt);
-        let mnt_root = read_ptr(state.vfsmnt, offset!(vfsmount_mnt_root));
         let parent = read_ptr(state.dentry, offset!(dentry_d_parent));
-        if state.dentry == mnt_root || state.dentry == parent || parent.is_null() {
+        if state.dentry == state.mnt_root || state.dentry == parent || parent.is_null() {
             let mount_parent = read_ptr(state.mount, offset!(mount_mnt_parent));
             if mount_parent.is_null() || mount_parent == state.mount {
                 // The root of the mount namespace (or of a pseudo filesystem
@@ -116,6 +118,7 @@ unsafe extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
             state.dentry = read_ptr(state.mount, offset!(mount_mnt_mountpoint));
             state.mount = mount_parent;
             state.vfsmnt = mount_parent.add(mount_mnt);
+            state.mnt_root = read_ptr(state.vfsmnt, offset!(vfsmount_mnt_root));
             return 0;
         }
         let (d_name, qstr_name) = (offset!(dentry_d_name), offset!(qstr_name));

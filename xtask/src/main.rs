@@ -65,11 +65,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmarks (not written yet).
-    Bench {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Measure what the agent costs (no agent / floor / agent), write docs/benchmarks.md.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -85,7 +82,7 @@ fn main() -> ExitCode {
 
 fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
     match task {
-        Task::Bench { args } => Ok(bench::bench(&args)),
+        Task::Bench(options) => bench::bench(&Workspace::prepare()?, &options),
         Task::Setup { tests } => {
             let workspace = Workspace::prepare()?;
             let scope = if tests { Scope::Tests } else { Scope::Run };

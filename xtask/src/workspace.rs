@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 /// The package of the agent binary.
-const AGENT_PACKAGE: &str = "aiwatch";
+pub const AGENT_PACKAGE: &str = "aiwatch";
 /// The agent's executable name.
 const AGENT_BINARY: &str = "aiwatch";
 

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
                 events: args.events,
                 alerts: args.alerts,
                 listen: args.listen,
+                bench_floor: args.bench_floor,
             };
             let config = match run::resolve_config(args.config.as_deref(), &overrides) {
                 Ok(config) => config,

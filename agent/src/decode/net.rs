@@ -90,15 +90,15 @@ pub(super) fn decode(
 ) -> Result<Payload, DecodeError> {
     Ok(match kind {
         EventKind::TcpSummary => {
-            let r: TcpSummaryRecord = checked(kind, header, bytes)?;
+            let r = checked::<TcpSummaryRecord>(kind, header, bytes)?;
             Payload::TcpSummary(tcp_summary(&r))
         }
         EventKind::Dns => {
-            let r: DnsRecord = checked(kind, header, bytes)?;
+            let r = checked::<DnsRecord>(kind, header, bytes)?;
             Payload::Dns(Box::new(dns_query(&r)))
         }
         _ => {
-            let r: NetRecord = checked(kind, header, bytes)?;
+            let r = checked::<NetRecord>(kind, header, bytes)?;
             Payload::Net(Box::new(net(&r)))
         }
     })

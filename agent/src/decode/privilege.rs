@@ -31,7 +31,7 @@ pub(super) fn decode(
     header: &EventHeader,
     bytes: &[u8],
 ) -> Result<Payload, DecodeError> {
-    let r: SyscallRecord = checked(kind, header, bytes)?;
+    let r = checked::<SyscallRecord>(kind, header, bytes)?;
     Ok(Payload::Syscall(Box::new(syscall(&r))))
 }
 

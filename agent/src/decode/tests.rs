@@ -200,3 +200,18 @@ fn memfd_and_unlinked_flags() {
     };
     assert!(exec.exe_memfd && exec.exe_unlinked);
 }
+
+#[test]
+fn decodes_the_same_record_aligned_and_unaligned() {
+    let bytes = bytes_of(&exec_record(b"sh\0-c\0true\0"));
+    // One byte in: the record is copied out instead of borrowed in place.
+    let mut shifted = vec![0u8; bytes.len() + 1];
+    shifted[1..].copy_from_slice(&bytes);
+    let aligned = decode(&bytes).unwrap();
+    let unaligned = decode(&shifted[1..]).unwrap();
+    assert_eq!(aligned, unaligned);
+    let Payload::Exec(exec) = unaligned.payload else {
+        panic!("not an exec")
+    };
+    assert_eq!(exec.argv, ["sh", "-c", "true"]);
+}

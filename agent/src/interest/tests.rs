@@ -140,3 +140,102 @@ fn dev_scan_finds_accelerator_nodes_only() {
     std::fs::write(dir.path().join("dri/renderD128"), b"").unwrap();
     assert!(dev_accelerator_majors(dir.path().to_str().unwrap()).is_empty());
 }
+
+/// The words and the byte the kernel reads for a name held in a 256-byte
+/// buffer whose bytes past the name are stale.
+fn kernel_view(name: &[u8]) -> (u64, u64, u8) {
+    let mut buffer = [0xa5u8; 256];
+    buffer[..name.len()].copy_from_slice(name);
+    let start = name.len().saturating_sub(SUFFIX_KEY_LEN);
+    let word = |at: usize| u64::from_le_bytes(buffer[at..at + 8].try_into().expect("8 bytes"));
+    let before_tail = if name.len() > SUFFIX_KEY_LEN {
+        buffer[name.len() - SUFFIX_KEY_LEN - 1]
+    } else {
+        0x2e // a stale '.': must be ignored for short names
+    };
+    (word(start), word(start + 8), before_tail)
+}
+
+#[test]
+fn loop_free_suffix_keys_equal_the_backward_scan() {
+    let mut names: Vec<String> = [
+        "a",
+        "ab",
+        ".",
+        "..",
+        "/",
+        "x/",
+        "/a",
+        ".env",
+        "a.",
+        "A.ONNX",
+        "model.onnx",
+        "/models/Llama.SafeTensors",
+        "dir.d/file",
+        "dir.d/FILE",
+        "/root/.aws/credentials",
+        "application_default_credentials.json",
+        "0123456789abcdef",
+        ".0123456789abcdef",
+        "x.0123456789abcdef",
+        "x.0123456789abcdefg",
+        "/x/.0123456789abcdef",
+        "/x/0123456789abcde.f",
+        "weird\u{e9}name.Gguf",
+        "tr\u{c0}il.\u{c9}XT",
+        "/usr/lib/python3/dist-packages/numpy/core/_multiarray_umath.cpython-311.so",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Every length around the key size, with a dot and a slash at every place.
+    for len in 1..40 {
+        for special in 0..len {
+            for byte in ['.', '/', 'Q'] {
+                let mut name: Vec<char> = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+                    .chars()
+                    .take(len)
+                    .collect();
+                name[special] = byte;
+                names.push(name.into_iter().collect());
+            }
+        }
+    }
+    for name in &names {
+        let bytes = name.as_bytes();
+        let (low, high, before_tail) = kernel_view(bytes);
+        let keys = aiwatch_common::suffix::tail_keys(low, high, bytes.len(), before_tail);
+        let (basename, extension, dot) = scan_tail(bytes);
+        assert_eq!(keys.basename, basename, "base name key of {name:?}");
+        let has_extension = dot.is_some_and(|d| d > 0);
+        assert_eq!(
+            keys.extension_len > 0,
+            has_extension,
+            "extension of {name:?}"
+        );
+        if has_extension {
+            assert_eq!(keys.extension, extension, "extension key of {name:?}");
+            assert_eq!(Some(keys.extension_len as usize), dot, "{name:?}");
+        }
+    }
+}
+
+#[test]
+fn filters_hold_every_entry_and_short_prefixes_open_whole_rows() {
+    let mut entries = Entries::default();
+    entries.prefixes.insert(prefix_key("/dev/nvidia").unwrap());
+    entries.prefixes.insert(prefix_key("/r").unwrap());
+    let onnx = extension_key("onnx").unwrap();
+    entries.suffixes.insert((onnx.kind, onnx.bytes));
+    let filters = Filters::of(&entries);
+    assert!(filters.prefix_may_match(b"/dev/nvidia0"));
+    assert!(filters.prefix_may_match(b"/de"));
+    assert!(!filters.prefix_may_match(b"/tmp/x"));
+    // "/r" stands for every name whose second byte is 'r'.
+    assert!(filters.prefix_may_match(b"/run/secrets/x"));
+    assert!(filters.prefix_may_match(b"/r"));
+    assert!(filters.suffix_may_match(&onnx.bytes));
+    assert!(!filters.suffix_may_match(&extension_key("txt").unwrap().bytes));
+    entries.prefixes.insert(prefix_key("/").unwrap());
+    assert!(Filters::of(&entries).prefix_may_match(b"/tmp/x"));
+}

@@ -16,6 +16,7 @@
 use core::{ffi::c_void, mem::size_of};
 
 use aiwatch_common::{
+    suffix::{self, TailKeys},
     EventKind, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU, FILE_FLAG_INODE,
     FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR,
     FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, NAME_LEN, OFFSET_UNKNOWN,
@@ -23,8 +24,8 @@ use aiwatch_common::{
 };
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
-        generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str},
+        bpf_get_current_pid_tgid,
+        generated::{bpf_probe_read_kernel, bpf_probe_read_user_str},
     },
     macros::{map, tracepoint},
     maps::{lpm_trie::Key, HashMap, PerCpuArray},
@@ -33,10 +34,13 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{fill_header, reserve},
-    globals::{agent_pid, family_on, offset},
+    emit::{fill_header, reserve, submit},
+    globals::{agent_pid, family_on, floor, offset},
     kernel::{self, read, read_ptr},
-    maps::{count, PATH_PREFIXES, PATH_SUFFIXES, TRACKED_CGROUPS, TRACKED_PIDS},
+    maps::{
+        count, filter_hit, is_tracked, pending_added, pending_any, pending_removed, PATH_PREFIXES,
+        PATH_SUFFIXES, PENDING_FILE, PREFIX_FILTER, SUFFIX_FILTER,
+    },
     path,
     probes::gpu,
 };
@@ -122,6 +126,9 @@ fn arg(ctx: &TracePointContext, index: usize) -> u64 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Open, AT_FDCWD, arg(&ctx, 0));
     args.flags = arg(&ctx, 1) as u32;
     args.mode = arg(&ctx, 2) as u32;
@@ -131,6 +138,9 @@ pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat")]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Open, arg(&ctx, 0) as i32, arg(&ctx, 1));
     args.flags = arg(&ctx, 2) as u32;
     args.mode = arg(&ctx, 3) as u32;
@@ -148,6 +158,9 @@ struct OpenHow {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
 pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Open, arg(&ctx, 0) as i32, arg(&ctx, 1));
     let how = arg(&ctx, 2) as *const OpenHow;
     // SAFETY: a checked read of user memory.
@@ -162,12 +175,18 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_unlink")]
 pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&Args::new(EventKind::Unlink, AT_FDCWD, arg(&ctx, 0)));
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_unlinkat")]
 pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Unlink, arg(&ctx, 0) as i32, arg(&ctx, 1));
     args.flags = arg(&ctx, 2) as u32;
     enter(&args);
@@ -176,6 +195,9 @@ pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_rename")]
 pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Rename, AT_FDCWD, arg(&ctx, 0));
     args.name2 = arg(&ctx, 1);
     enter(&args);
@@ -184,6 +206,9 @@ pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_renameat")]
 pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Rename, arg(&ctx, 0) as i32, arg(&ctx, 1));
     args.dfd2 = arg(&ctx, 2) as i32;
     args.name2 = arg(&ctx, 3);
@@ -193,6 +218,9 @@ pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_renameat2")]
 pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Rename, arg(&ctx, 0) as i32, arg(&ctx, 1));
     args.dfd2 = arg(&ctx, 2) as i32;
     args.name2 = arg(&ctx, 3);
@@ -203,6 +231,9 @@ pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_chmod")]
 pub fn sys_enter_chmod(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Chmod, AT_FDCWD, arg(&ctx, 0));
     args.mode = arg(&ctx, 1) as u32;
     enter(&args);
@@ -211,6 +242,9 @@ pub fn sys_enter_chmod(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_fchmodat")]
 pub fn sys_enter_fchmodat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Chmod, arg(&ctx, 0) as i32, arg(&ctx, 1));
     args.mode = arg(&ctx, 2) as u32;
     enter(&args);
@@ -219,6 +253,9 @@ pub fn sys_enter_fchmodat(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_fchmodat2")]
 pub fn sys_enter_fchmodat2(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Chmod, arg(&ctx, 0) as i32, arg(&ctx, 1));
     args.mode = arg(&ctx, 2) as u32;
     args.flags = arg(&ctx, 3) as u32;
@@ -228,6 +265,9 @@ pub fn sys_enter_fchmodat2(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_truncate")]
 pub fn sys_enter_truncate(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let mut args = Args::new(EventKind::Truncate, AT_FDCWD, arg(&ctx, 0));
     args.length = arg(&ctx, 1) as i64;
     enter(&args);
@@ -245,9 +285,7 @@ fn enter(args: &Args) {
     if tgid == agent_pid() {
         return;
     }
-    let tracked = trace_all()
-        || unsafe { TRACKED_PIDS.get(tgid) }.is_some()
-        || unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }.is_some();
+    let tracked = trace_all() || is_tracked(tgid);
     let Some(pending) = FILE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -275,7 +313,9 @@ fn enter(args: &Args) {
         (*pending).flags = args.flags;
         (*pending).mode = args.mode;
         (*pending).length = args.length;
-        if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_err() {
+        if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
+            pending_added(PENDING_FILE);
+        } else {
             count(Stat::PendingLost, args.kind.slot());
         }
     }
@@ -297,29 +337,16 @@ unsafe fn read_name(dst: *mut u8, src: u64) -> usize {
 
 // ---- interest: path prefixes and suffixes ---------------------------------
 
-/// The backward scan of a name's tail that builds both suffix keys.
-///
-/// Keys hold the tail's bytes last byte first (see [`SuffixKey`]), so each
-/// step appends one byte without knowing yet where the base name starts.
-#[repr(C)]
-struct SuffixScan {
-    /// 0: `name`, 1: `name2` of the scratch value.
-    which: u32,
-    len: u32,
-    /// Steps taken before the extension's dot, or `NO_DOT`.
-    dot: u32,
-    _pad: u32,
-    basename: SuffixKey,
-    extension: SuffixKey,
-}
-
-const NO_DOT: u32 = u32::MAX;
-
 /// Whether a name of `len` bytes in the scratch value matches an interest
 /// prefix, extension or base name.
+///
+/// Nearly every name matches nothing, so each exact lookup sits behind a
+/// two-byte bitmap (`PREFIX_FILTER`, `SUFFIX_FILTER`): an array read the
+/// verifier inlines. The suffix keys are built without a loop, from the
+/// name's last 16 bytes held in two registers (see [`tail_keys`]).
 #[inline(always)]
 unsafe fn interesting(which: u32, len: usize) -> bool {
-    if len == 0 {
+    if len == 0 || len >= NAME_LEN {
         return false;
     }
     let Some(pending) = FILE_SCRATCH.get_ptr(0) else {
@@ -332,87 +359,96 @@ unsafe fn interesting(which: u32, len: usize) -> bool {
             (*pending).name2.as_ptr()
         };
         if *name == b'/' {
-            let mut key = Key::new(0, [0u8; PREFIX_KEY_LEN]);
-            bpf_probe_read_kernel(
-                &raw mut key.data as *mut c_void,
-                PREFIX_KEY_LEN as u32,
-                name as *const c_void,
-            );
-            let bytes = if len < PREFIX_KEY_LEN {
-                len
-            } else {
-                PREFIX_KEY_LEN
-            };
-            key.prefix_len = (bytes * 8) as u32;
-            if PATH_PREFIXES.get(&key).is_some() {
+            // The two bytes after the slash, 0 past the end of the name.
+            let first = if len > 1 { *name.add(1) } else { 0 };
+            let second = if len > 2 { *name.add(2) } else { 0 };
+            if filter_hit(&PREFIX_FILTER, first, second) && prefix_match(name, len) {
                 return true;
             }
         }
-        let mut scan = SuffixScan {
-            which,
-            len: len as u32,
-            dot: NO_DOT,
-            _pad: 0,
-            basename: SuffixKey {
-                kind: SUFFIX_BASENAME,
-                bytes: [0; SUFFIX_KEY_LEN],
-            },
-            extension: SuffixKey {
-                kind: SUFFIX_EXTENSION,
-                bytes: [0; SUFFIX_KEY_LEN],
-            },
+        // Both keys start with the name's last two bytes (lower-cased in the
+        // extension's, cut short by a '/' or '.'): when none of those
+        // spellings is in the filter, neither key needs building.
+        let last = *name.add((len - 1) & (NAME_LEN - 1));
+        let before = if len > 1 {
+            *name.add((len - 2) & (NAME_LEN - 1))
+        } else {
+            0
         };
-        // One step more than a key holds: a dot or slash right before a
-        // full-length tail still ends it.
-        bpf_loop(
-            SUFFIX_KEY_LEN as u32 + 1,
-            suffix_step as *mut c_void,
-            &raw mut scan as *mut c_void,
-            0,
-        );
-        if scan.dot != NO_DOT && scan.dot > 0 && PATH_SUFFIXES.get(&scan.extension).is_some() {
-            return true;
+        let (last_lower, before_lower) = (last.to_ascii_lowercase(), before.to_ascii_lowercase());
+        if !filter_hit(&SUFFIX_FILTER, last, before)
+            && !filter_hit(&SUFFIX_FILTER, last, 0)
+            && !filter_hit(&SUFFIX_FILTER, last_lower, before_lower)
+            && !filter_hit(&SUFFIX_FILTER, last_lower, 0)
+        {
+            return false;
         }
-        PATH_SUFFIXES.get(&scan.basename).is_some()
+        let keys = tail_keys(name, len);
+        if keys.extension_len > 0 {
+            let extension = SuffixKey {
+                kind: SUFFIX_EXTENSION,
+                bytes: keys.extension,
+            };
+            if filter_hit(&SUFFIX_FILTER, extension.bytes[0], extension.bytes[1])
+                && PATH_SUFFIXES.get(&extension).is_some()
+            {
+                return true;
+            }
+        }
+        let basename = SuffixKey {
+            kind: SUFFIX_BASENAME,
+            bytes: keys.basename,
+        };
+        filter_hit(&SUFFIX_FILTER, basename.bytes[0], basename.bytes[1])
+            && PATH_SUFFIXES.get(&basename).is_some()
     }
 }
 
-/// Step `index` of the scan looks at the `index`th byte from the end.
-unsafe extern "C" fn suffix_step(index: u64, ctx: *mut c_void) -> i64 {
+/// The exact `PATH_PREFIXES` lookup of an absolute name.
+#[inline(always)]
+unsafe fn prefix_match(name: *const u8, len: usize) -> bool {
+    let mut key = Key::new(0, [0u8; PREFIX_KEY_LEN]);
     unsafe {
-        let scan = &mut *(ctx as *mut SuffixScan);
-        let step = index as u32;
-        if step >= scan.len {
-            return 1;
-        }
-        let Some(pending) = FILE_SCRATCH.get_ptr(0) else {
-            return 1;
-        };
-        let at = ((scan.len - 1 - step) as usize) & (NAME_LEN - 1);
-        let byte = if scan.which == 0 {
-            (*pending).name[at]
-        } else {
-            (*pending).name2[at]
-        };
-        if byte == b'/' {
-            return 1;
-        }
-        if byte == b'.' && scan.dot == NO_DOT {
-            scan.dot = step;
-        }
-        let slot = (step as usize) & (SUFFIX_KEY_LEN - 1);
-        if (step as usize) < SUFFIX_KEY_LEN {
-            scan.basename.bytes[slot] = byte;
-            if scan.dot == NO_DOT {
-                scan.extension.bytes[slot] = if byte.is_ascii_uppercase() {
-                    byte | 0x20
-                } else {
-                    byte
-                };
-            }
-        }
-        0
+        bpf_probe_read_kernel(
+            &raw mut key.data as *mut c_void,
+            PREFIX_KEY_LEN as u32,
+            name as *const c_void,
+        );
     }
+    let bytes = if len < PREFIX_KEY_LEN {
+        len
+    } else {
+        PREFIX_KEY_LEN
+    };
+    key.prefix_len = (bytes * 8) as u32;
+    PATH_PREFIXES.get(&key).is_some()
+}
+
+/// Both suffix keys of the `len`-byte name at `name` (`0 < len <
+/// NAME_LEN`): one 16-byte read, then `aiwatch_common::suffix::tail_keys`.
+#[inline(always)]
+unsafe fn tail_keys(name: *const u8, len: usize) -> TailKeys {
+    // The 16 bytes ending at the name's last byte, or the first 16 of a
+    // shorter name.
+    let start = if len >= SUFFIX_KEY_LEN {
+        len - SUFFIX_KEY_LEN
+    } else {
+        0
+    };
+    let mut raw = [0u64; 2];
+    let before_tail = unsafe {
+        bpf_probe_read_kernel(
+            raw.as_mut_ptr() as *mut c_void,
+            SUFFIX_KEY_LEN as u32,
+            name.add(start & (NAME_LEN - 1)) as *const c_void,
+        );
+        if len > SUFFIX_KEY_LEN {
+            *name.add((len - SUFFIX_KEY_LEN - 1) & (NAME_LEN - 1))
+        } else {
+            0
+        }
+    };
+    suffix::tail_keys(raw[0], raw[1], len, before_tail)
 }
 
 // ---- exit handlers --------------------------------------------------------
@@ -421,6 +457,9 @@ macro_rules! exit_probe {
     ($name:ident, $tracepoint:literal) => {
         #[tracepoint(category = "syscalls", name = $tracepoint)]
         pub fn $name(ctx: TracePointContext) -> u32 {
+            if floor() {
+                return 0;
+            }
             exit(&ctx);
             0
         }
@@ -440,9 +479,13 @@ exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
 exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");
 exit_probe!(sys_exit_truncate, "sys_exit_truncate");
 
-/// Completes a remembered call: one lookup for everybody else.
+/// Completes a remembered call: an array read while nothing is pending,
+/// one hash lookup for everybody else.
 #[inline(always)]
 fn exit(ctx: &TracePointContext) {
+    if !pending_any(PENDING_FILE) {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(pending) = FILE_PENDING.get_ptr(pid_tgid) else {
         return;
@@ -450,7 +493,9 @@ fn exit(ctx: &TracePointContext) {
     // `long ret` at 16 in every `sys_exit_*` record.
     let ret = arg(ctx, 0) as i64;
     unsafe { emit(pending, ret, (pid_tgid >> 32) as u32) };
-    let _ = FILE_PENDING.remove(pid_tgid);
+    if FILE_PENDING.remove(pid_tgid).is_ok() {
+        pending_removed(PENDING_FILE);
+    }
 }
 
 #[inline(always)]
@@ -538,7 +583,7 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
             }
         }
         (*record).header.flags = flags;
-        entry.submit(0);
+        submit(entry);
     }
 }
 

@@ -19,7 +19,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 
-use crate::emit::fill_header;
+use crate::{emit::fill_header, globals::floor};
 
 /// Character device majors that are accelerators (value unused).
 #[map]
@@ -74,6 +74,9 @@ fn first_arg(ctx: &TracePointContext) -> u64 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
 pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if !family_on_gpu() {
         return 0;
     }
@@ -132,6 +135,9 @@ fn add_one(tgid: u32) -> bool {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if !family_on_gpu() {
         return 0;
     }

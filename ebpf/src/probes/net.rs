@@ -36,13 +36,14 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray},
     programs::TracePointContext,
+    EbpfContext,
 };
 
 use crate::{
-    emit::{current_tgid, fill_header, reserve},
-    globals::{agent_pid, family_on, offset},
+    emit::{current_tgid, discard, fill_header, reserve, submit},
+    globals::{agent_pid, family_on, floor, offset},
     kernel::{self, read, read_ptr},
-    maps::{count, TRACKED_CGROUPS, TRACKED_PIDS},
+    maps::{count, is_tracked, pending_added, pending_any, pending_removed, PENDING_NET},
 };
 
 const AF_UNIX: u16 = 1;
@@ -76,23 +77,22 @@ pub static TCP_OWNERS: LruHashMap<u64, TcpOwner> = LruHashMap::with_max_entries(
 const SYSCALL_ARG0: usize = 16;
 const SYSCALL_RET: usize = 16;
 
+/// Reads argument `index` straight from the context, not through
+/// `bpf_probe_read`: `sendto` runs for every send on the host. `index` must
+/// be below the syscall's argument count: the kernel refuses to attach a
+/// program that reads past its tracepoint's record.
 #[inline(always)]
 pub fn syscall_arg(ctx: &TracePointContext, index: usize) -> u64 {
-    unsafe { ctx.read_at::<u64>(SYSCALL_ARG0 + 8 * index) }.unwrap_or(0)
+    // SAFETY: a load from the tracepoint record, bounds-checked at load.
+    unsafe {
+        core::ptr::read((ctx.as_ptr() as *const u8).add(SYSCALL_ARG0 + 8 * index) as *const u64)
+    }
 }
 
 #[inline(always)]
 pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
-    unsafe { ctx.read_at::<i64>(SYSCALL_RET) }.unwrap_or(0)
-}
-
-/// Whether the current process is tracked, by pid or by cgroup.
-#[inline(always)]
-pub fn is_tracked(tgid: u32) -> bool {
-    unsafe {
-        TRACKED_PIDS.get(tgid).is_some()
-            || TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()).is_some()
-    }
+    // SAFETY: as in `syscall_arg`.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(SYSCALL_RET) as *const i64) }
 }
 
 /// `task->files->fdt->fd[fd]` of the current task, or null.
@@ -259,8 +259,10 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
         }
         if NET_PENDING
             .insert(bpf_get_current_pid_tgid(), &*record, 0)
-            .is_err()
+            .is_ok()
         {
+            pending_added(PENDING_NET);
+        } else {
             count(Stat::PendingLost, kind.slot());
         }
     }
@@ -269,6 +271,9 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
 /// Completes a pending record with the result and the kernel socket's view.
 #[inline(always)]
 fn net_exit(ctx: &TracePointContext, kind: EventKind) {
+    if !pending_any(PENDING_NET) {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(pending) = NET_PENDING.get_ptr(pid_tgid) else {
         return;
@@ -276,12 +281,12 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
     let ret = syscall_ret(ctx);
     // Event loops end every accept burst with EAGAIN: not an event.
     if kind == EventKind::Accept && ret == -EAGAIN {
-        let _ = NET_PENDING.remove(pid_tgid);
+        forget_pending(pid_tgid);
         count(Stat::Filtered, kind.slot());
         return;
     }
     let Some(mut entry) = reserve::<NetRecord>(kind) else {
-        let _ = NET_PENDING.remove(pid_tgid);
+        forget_pending(pid_tgid);
         return;
     };
     let record = entry.as_mut_ptr();
@@ -292,11 +297,11 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
             pending as *const c_void,
         ) != 0
         {
-            entry.discard(0);
-            let _ = NET_PENDING.remove(pid_tgid);
+            discard(entry);
+            forget_pending(pid_tgid);
             return;
         }
-        let _ = NET_PENDING.remove(pid_tgid);
+        forget_pending(pid_tgid);
         (*record).ret = ret;
         (*record).header.ktime_ns = bpf_ktime_get_boot_ns();
         let socket_fd = match kind {
@@ -320,7 +325,7 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
                         if (*record).header.flags & NET_FLAG_TRACKED == 0
                             && is_loopback(&(*record).remote)
                         {
-                            entry.discard(0);
+                            discard(entry);
                             count(Stat::Filtered, kind.slot());
                             return;
                         }
@@ -344,7 +349,15 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
             }
         }
     }
-    entry.submit(0);
+    submit(entry);
+}
+
+/// Removes the thread's pending record.
+#[inline(always)]
+fn forget_pending(pid_tgid: u64) {
+    if NET_PENDING.remove(pid_tgid).is_ok() {
+        pending_removed(PENDING_NET);
+    }
 }
 
 /// 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104.
@@ -393,60 +406,90 @@ fn remember_owner(sk: u64, local: &SockAddr, remote: &SockAddr, flags: u32) {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_enter(&ctx, EventKind::Connect);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_exit(&ctx, EventKind::Connect);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_accept")]
 pub fn sys_enter_accept(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_enter(&ctx, EventKind::Accept);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_accept")]
 pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_exit(&ctx, EventKind::Accept);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_accept4")]
 pub fn sys_enter_accept4(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_enter(&ctx, EventKind::Accept);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_accept4")]
 pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_exit(&ctx, EventKind::Accept);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_bind")]
 pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_enter(&ctx, EventKind::Bind);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_bind")]
 pub fn sys_exit_bind(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_exit(&ctx, EventKind::Bind);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_listen")]
 pub fn sys_enter_listen(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_enter(&ctx, EventKind::Listen);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_listen")]
 pub fn sys_exit_listen(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     net_exit(&ctx, EventKind::Listen);
     0
 }
@@ -454,6 +497,9 @@ pub fn sys_exit_listen(ctx: TracePointContext) -> u32 {
 /// `sendto(fd, buf, len, flags, addr, addrlen)`.
 #[tracepoint(category = "syscalls", name = "sys_enter_sendto")]
 pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let addr = syscall_arg(&ctx, 4);
     if addr != 0 && family_on(FAMILY_NET) {
         udp_send(
@@ -471,6 +517,9 @@ pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
 /// payload's start `msg->msg_iov[0]`.
 #[tracepoint(category = "syscalls", name = "sys_enter_sendmsg")]
 pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if !family_on(FAMILY_NET) {
         return 0;
     }
@@ -544,7 +593,7 @@ fn udp_send(fd: u64, addr: u64, addrlen: u64, buf: u64, len: u64) {
             };
             read_user_sockaddr(addr, addrlen, &raw mut (*record).remote, record);
         }
-        entry.submit(0);
+        submit(entry);
     }
     if port == DNS_PORT {
         dns_query(addr, addrlen, buf, len);
@@ -598,7 +647,7 @@ fn dns_query(addr: u64, addrlen: u64, buf: u64, len: u64) {
         };
         (*record).payload_len = copied as u16;
     }
-    entry.submit(0);
+    submit(entry);
 }
 
 /// Field offsets of `sock:inet_sock_set_state` (stable since Linux 4.16).
@@ -642,6 +691,9 @@ fn state_endpoints(ctx: &TracePointContext, local: &mut SockAddr, remote: &mut S
 
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if !family_on(FAMILY_NET) {
         return 0;
     }
@@ -703,7 +755,7 @@ fn emit_summary(ctx: &TracePointContext, sk: u64) {
             (*record).bytes_sent = read::<u64>(sk, offset!(tcp_bytes_acked)).unwrap_or(0);
             (*record).bytes_received = read::<u64>(sk, offset!(tcp_bytes_received)).unwrap_or(0);
         }
-        entry.submit(0);
+        submit(entry);
     }
     let _ = TCP_OWNERS.remove(sk);
 }
@@ -740,6 +792,9 @@ fn control_flags(sk: *const u8, owner_flags: u32) -> u16 {
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/tcp")]
 pub fn tcp_owners_refresh(ctx: *mut c_void) -> i32 {
+    if floor() {
+        return 0;
+    }
     // Read the socket pointer as a plain number: the helpers below take it
     // as an address, and the verifier then needs no BTF type for it.
     let sk = unsafe { bpf_probe_read_kernel((ctx as *const u64).add(1)) }.unwrap_or(0);

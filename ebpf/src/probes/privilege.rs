@@ -26,13 +26,14 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
+    EbpfContext,
 };
 
-use super::net::{file_of_fd, is_tracked, syscall_arg, syscall_ret};
+use super::net::{file_of_fd, syscall_arg, syscall_ret};
 use crate::{
-    emit::{current_tgid, fill_header, reserve},
-    globals::{agent_pid, family_on, offset},
-    maps::count,
+    emit::{current_tgid, discard, fill_header, reserve, submit},
+    globals::{agent_pid, family_on, floor, offset},
+    maps::{count, is_tracked, pending_added, pending_any, pending_removed, PENDING_PRIV},
     path,
 };
 
@@ -49,33 +50,33 @@ static PRIV_PENDING: LruHashMap<u64, SyscallRecord> = LruHashMap::with_max_entri
 #[map]
 static PRIV_SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// Whether this call is worth a record (see the module documentation).
+/// Whether an mmap/mprotect is worth a record (see the module
+/// documentation), from its arguments alone: most calls stop here, before
+/// any helper call.
 #[inline(always)]
-fn wanted(ctx: &TracePointContext, kind: EventKind, syscall: u16, tgid: u32) -> bool {
+fn wanted_by_arguments(ctx: &TracePointContext, syscall: u16) -> bool {
     match syscall {
         sys::MMAP => {
-            let prot = syscall_arg(ctx, 2);
-            let flags = syscall_arg(ctx, 3);
-            prot & PROT_EXEC != 0 && flags & MAP_ANONYMOUS != 0
+            syscall_arg(ctx, 2) & PROT_EXEC != 0 && syscall_arg(ctx, 3) & MAP_ANONYMOUS != 0
         }
-        sys::MPROTECT => {
-            let prot = syscall_arg(ctx, 2);
-            if prot & PROT_EXEC == 0 {
-                return false;
-            }
-            if prot & PROT_WRITE != 0 || is_tracked(tgid) {
-                return true;
-            }
-            count(Stat::Filtered, kind.slot());
-            false
-        }
+        sys::MPROTECT => syscall_arg(ctx, 2) & PROT_EXEC != 0,
         _ => true,
     }
 }
 
+/// The rest of the test, for calls that passed [`wanted_by_arguments`].
+#[inline(always)]
+fn wanted(ctx: &TracePointContext, kind: EventKind, syscall: u16, tgid: u32) -> bool {
+    if syscall != sys::MPROTECT || syscall_arg(ctx, 2) & PROT_WRITE != 0 || is_tracked(tgid) {
+        return true;
+    }
+    count(Stat::Filtered, kind.slot());
+    false
+}
+
 #[inline(always)]
 fn enter(ctx: &TracePointContext, kind: EventKind, syscall: u16) {
-    if !family_on(FAMILY_PRIVILEGE) {
+    if !family_on(FAMILY_PRIVILEGE) || !wanted_by_arguments(ctx, syscall) {
         return;
     }
     let tgid = current_tgid();
@@ -97,8 +98,16 @@ fn enter(ctx: &TracePointContext, kind: EventKind, syscall: u16) {
             flags,
             size_of::<SyscallRecord>(),
         );
-        for i in 0..6 {
-            (*record).args[i] = syscall_arg(ctx, i);
+        // All six argument slots at once; past the syscall's own arguments
+        // they hold whatever follows (read with a checked copy: direct
+        // context reads past the record would make the attach fail).
+        if generated::bpf_probe_read_kernel(
+            (*record).args.as_mut_ptr() as *mut c_void,
+            size_of::<[u64; 6]>() as u32,
+            (ctx.as_ptr() as *const u8).add(16) as *const c_void,
+        ) != 0
+        {
+            (*record).args = [0; 6];
         }
         (*record).ret = 0;
         (*record).syscall = syscall;
@@ -147,8 +156,10 @@ fn enter(ctx: &TracePointContext, kind: EventKind, syscall: u16) {
         }
         if PRIV_PENDING
             .insert(bpf_get_current_pid_tgid(), &*record, 0)
-            .is_err()
+            .is_ok()
         {
+            pending_added(PENDING_PRIV);
+        } else {
             count(Stat::PendingLost, kind.slot());
         }
     }
@@ -172,6 +183,10 @@ unsafe fn read_text(record: *mut SyscallRecord, user: u64) {
 
 #[inline(always)]
 fn exit(ctx: &TracePointContext, kind: EventKind) {
+    // Every mmap on the host ends here: an array read while nothing waits.
+    if !pending_any(PENDING_PRIV) {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(pending) = PRIV_PENDING.get_ptr(pid_tgid) else {
         return;
@@ -187,178 +202,264 @@ fn exit(ctx: &TracePointContext, kind: EventKind) {
         };
         if copied == 0 {
             unsafe { (*record).ret = syscall_ret(ctx) };
-            entry.submit(0);
+            submit(entry);
         } else {
-            entry.discard(0);
+            discard(entry);
         }
     }
-    let _ = PRIV_PENDING.remove(pid_tgid);
+    if PRIV_PENDING.remove(pid_tgid).is_ok() {
+        pending_removed(PENDING_PRIV);
+    }
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_setuid")]
 pub fn sys_enter_setuid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Setuid, sys::SETUID);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_setuid")]
 pub fn sys_exit_setuid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Setuid);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_setreuid")]
 pub fn sys_enter_setreuid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Setuid, sys::SETREUID);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_setreuid")]
 pub fn sys_exit_setreuid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Setuid);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_setresuid")]
 pub fn sys_enter_setresuid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Setuid, sys::SETRESUID);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_setresuid")]
 pub fn sys_exit_setresuid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Setuid);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_setgid")]
 pub fn sys_enter_setgid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Setgid, sys::SETGID);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_setgid")]
 pub fn sys_exit_setgid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Setgid);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_setregid")]
 pub fn sys_enter_setregid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Setgid, sys::SETREGID);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_setregid")]
 pub fn sys_exit_setregid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Setgid);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_setresgid")]
 pub fn sys_enter_setresgid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Setgid, sys::SETRESGID);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_setresgid")]
 pub fn sys_exit_setresgid(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Setgid);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_capset")]
 pub fn sys_enter_capset(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Capset, sys::CAPSET);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_capset")]
 pub fn sys_exit_capset(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Capset);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
 pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Ptrace, sys::PTRACE);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_ptrace")]
 pub fn sys_exit_ptrace(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Ptrace);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_init_module")]
 pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::ModuleLoad, sys::INIT_MODULE);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_init_module")]
 pub fn sys_exit_init_module(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::ModuleLoad);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_finit_module")]
 pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::ModuleLoad, sys::FINIT_MODULE);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_finit_module")]
 pub fn sys_exit_finit_module(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::ModuleLoad);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_bpf")]
 pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::Bpf, sys::BPF);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_bpf")]
 pub fn sys_exit_bpf(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::Bpf);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_memfd_create")]
 pub fn sys_enter_memfd_create(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::MemfdCreate, sys::MEMFD_CREATE);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_memfd_create")]
 pub fn sys_exit_memfd_create(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::MemfdCreate);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_mmap")]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::ExecMemory, sys::MMAP);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_mmap")]
 pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::ExecMemory);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_mprotect")]
 pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     enter(&ctx, EventKind::ExecMemory, sys::MPROTECT);
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_mprotect")]
 pub fn sys_exit_mprotect(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     exit(&ctx, EventKind::ExecMemory);
     0
 }

@@ -19,10 +19,10 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{current_tgid, fill_header, reserve},
-    globals::{agent_pid, family_on, offset},
+    emit::{current_tgid, fill_header, reserve, submit},
+    globals::{agent_pid, family_on, floor, offset},
     kernel::{self, read, read_ptr},
-    maps::{count, TRACKED_PIDS},
+    maps::{count, is_tracked_pid, tracking_pids, TRACKED_PIDS},
     path,
 };
 
@@ -33,6 +33,9 @@ const EXEC_OLD_PID: usize = 16;
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     if family_on(FAMILY_PROCESS) && current_tgid() != agent_pid() {
         emit_exec(&ctx);
     }
@@ -128,7 +131,7 @@ fn emit_exec(ctx: &TracePointContext) {
         }
         (*record).header.flags = flags;
     }
-    entry.submit(0);
+    submit(entry);
 }
 
 /// Raw tracepoint: `TP_PROTO(struct task_struct *parent, struct task_struct
@@ -136,6 +139,9 @@ fn emit_exec(ctx: &TracePointContext) {
 /// the task pointers did not.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let parent_tgid = current_tgid();
     if parent_tgid == agent_pid() {
         return 0;
@@ -153,7 +159,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     }
     // Tracking is inherited in the kernel, so no child of a tracked process
     // escapes between its fork and the agent's reaction.
-    if unsafe { TRACKED_PIDS.get(parent_tgid) }.is_some() {
+    if is_tracked_pid(parent_tgid) {
         let _ = TRACKED_PIDS.insert(child_tgid, aiwatch_common::TRACK_FULL, 0);
     }
     if !family_on(FAMILY_PROCESS) {
@@ -175,12 +181,15 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
         (*record)._pad = 0;
         (*record).child_start_boottime_ns = kernel::start_boottime(child);
     }
-    entry.submit(0);
+    submit(entry);
     0
 }
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
     let tgid = current_tgid();
     if tgid == agent_pid() {
         return 0;
@@ -190,7 +199,9 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         // Another thread of the process is still running.
         return 0;
     }
-    let _ = TRACKED_PIDS.remove(tgid);
+    if tracking_pids() {
+        let _ = TRACKED_PIDS.remove(tgid);
+    }
     if !family_on(FAMILY_PROCESS) {
         count(Stat::Filtered, EventKind::Exit.slot());
         return 0;
@@ -212,6 +223,6 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         (*record).start_boottime_ns =
             kernel::start_boottime(if leader.is_null() { task } else { leader });
     }
-    entry.submit(0);
+    submit(entry);
     0
 }

@@ -1,0 +1,274 @@
+//! The agent under benchmark: one `aiwatch run` per configuration and round,
+//! with a private configuration, its alerts in a temp folder and events off.
+//!
+//! The configuration declares one workload whose argv pattern matches
+//! [`TRACKED_MARKER`], so a benchmark loop carrying that argument is put in
+//! the kernel's tracked processes; [`BenchAgent::wait_tracked`] waits until
+//! the agent lists the process in its inventory (by then it is tracked).
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+/// The argument that makes a benchmark loop a declared (tracked) workload.
+pub const TRACKED_MARKER: &str = "aiwatch-bench-tracked";
+
+/// How the agent runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentMode {
+    /// Every hook attached, every program reduced to `return 0`.
+    Floor,
+    /// The default configuration: every family on, events off.
+    Full,
+}
+
+/// A running `aiwatch run`.
+pub struct BenchAgent {
+    child: Child,
+    mode: AgentMode,
+    listen: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Writes the benchmark configuration into `dir` and returns its path.
+pub fn write_config(dir: &Path, listen: SocketAddr) -> anyhow::Result<PathBuf> {
+    let path = dir.join("config.yaml");
+    let config = format!(
+        "listen: {listen}\n\
+         events: null\n\
+         alerts: {alerts}\n\
+         state_dir: {state}\n\
+         workloads:\n\
+         \x20 declared:\n\
+         \x20   - name: aiwatch-bench\n\
+         \x20     kind: inference\n\
+         \x20     match: {{argv: \"*{TRACKED_MARKER}*\"}}\n",
+        alerts = dir.join("alerts.jsonl").display(),
+        state = dir.join("state").display(),
+    );
+    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+impl BenchAgent {
+    /// Starts the agent and waits until it says it is ready.
+    pub fn start(
+        binary: &Path,
+        config: &Path,
+        listen: SocketAddr,
+        mode: AgentMode,
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command.arg("run").arg("--config").arg(config);
+        if mode == AgentMode::Floor {
+            command.arg("--bench-floor");
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let lines = log.clone();
+            // Drained for the agent's whole life: a full pipe would block it.
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Ok(mut lines) = lines.lock() {
+                        lines.push(line);
+                    }
+                }
+            });
+        }
+        let mut agent = BenchAgent {
+            child,
+            mode,
+            listen,
+            log,
+        };
+        agent.wait_for_log("aiwatch ready", Duration::from_secs(120))?;
+        Ok(agent)
+    }
+
+    /// Whether this is the floor, which sees no events and tracks nothing.
+    pub fn is_floor(&self) -> bool {
+        self.mode == AgentMode::Floor
+    }
+
+    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log_lines().iter().any(|line| line.contains(needle)) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the agent exited ({status}) before saying {needle:?}:\n{}",
+                    self.log_lines().join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the agent did not say {needle:?} within {timeout:?}:\n{}",
+                    self.log_lines().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the agent's inventory lists `pid` in a workload: the
+    /// workload table mirrors membership into the kernel's tracked
+    /// processes before the inventory is published.
+    pub fn wait_tracked(&self, pid: u32, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(inventory) = http_get_json(self.listen, "/inventory") {
+                if lists_process(&inventory, pid) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the agent did not track the benchmark process {pid} within {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// CPU time (user + system, all threads) the agent used so far.
+    pub fn cpu_ns(&self) -> u64 {
+        process_cpu_ns(self.child.id()).unwrap_or(0)
+    }
+
+    /// Waits until the agent has caught up: less than 2% of a CPU used over
+    /// a 300 ms window, for at most `timeout`.
+    pub fn settle(&self, timeout: Duration) {
+        let window = Duration::from_millis(300);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let before = self.cpu_ns();
+            thread::sleep(window);
+            let used = self.cpu_ns().saturating_sub(before);
+            if used * 50 < window.as_nanos() as u64 || Instant::now() > deadline {
+                return;
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it does not stop within 30 s.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("bench: the agent ignored SIGTERM for 30 s; killing it");
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for BenchAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// utime + stime of a process from `/proc/<pid>/stat`.
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields, i.e. the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    Some((utime + stime) * 1_000_000_000 / ticks.max(1))
+}
+
+/// A plain HTTP/1.0 GET of a JSON document.
+fn http_get_json(address: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .context("an HTTP response without a body")?;
+    Ok(serde_json::from_str(body)?)
+}
+
+/// Whether any `processes` list in the document has an entry for `pid`.
+fn lists_process(value: &Value, pid: u32) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(key, item)| {
+            (key == "processes"
+                && item.as_array().is_some_and(|list| {
+                    list.iter()
+                        .any(|p| p.get("pid").and_then(Value::as_u64) == Some(u64::from(pid)))
+                }))
+                || lists_process(item, pid)
+        }),
+        Value::Array(items) => items.iter().any(|item| lists_process(item, pid)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_listed_in_any_workload_is_found() {
+        let inventory = serde_json::json!({
+            "workloads": [
+                {"name": "other", "processes": [{"pid": 7}]},
+                {"name": "aiwatch-bench", "processes": [{"pid": 41}, {"pid": 42}]}
+            ]
+        });
+        assert!(lists_process(&inventory, 42));
+        assert!(!lists_process(&inventory, 43));
+    }
+
+    #[test]
+    fn the_configuration_declares_the_tracked_marker() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = write_config(&dir, "127.0.0.1:9999".parse().expect("address")).expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(text.contains(&format!("argv: \"*{TRACKED_MARKER}*\"")));
+        assert!(text.contains("events: null"));
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        assert!(process_cpu_ns(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,357 @@
+//! The benchmark cases and how one run of each is measured.
+//!
+//! The native loops come from the `aiwatch-bench-workload` program
+//! (`xtask/bench-workloads`): it sets up, says `READY`, waits for a go line
+//! (so the agent can first track it), runs its loop and reports its own
+//! wall and CPU time. Redis is measured by `redis-benchmark`'s requests per
+//! second against a private `redis-server` on loopback.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+
+use super::agent::{BenchAgent, TRACKED_MARKER};
+
+/// One benchmark case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    /// open/read/close of a small uninteresting file, by an untracked process.
+    OpenUntracked,
+    /// The same loop by a process the agent tracks (a declared workload).
+    OpenTracked,
+    /// fork + exec of /bin/true.
+    ForkExec,
+    /// Loopback TCP connect, accept, close.
+    TcpConnect,
+    /// `redis-benchmark -t get` against a local redis-server.
+    Redis,
+}
+
+impl Case {
+    pub const ALL: [Case; 5] = [
+        Case::OpenUntracked,
+        Case::OpenTracked,
+        Case::ForkExec,
+        Case::TcpConnect,
+        Case::Redis,
+    ];
+
+    /// The short name used on the command line and in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::OpenUntracked => "open-untracked",
+            Case::OpenTracked => "open-tracked",
+            Case::ForkExec => "fork-exec",
+            Case::TcpConnect => "tcp-connect",
+            Case::Redis => "redis-get",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Case> {
+        Case::ALL.into_iter().find(|case| case.name() == name)
+    }
+
+    /// What one run does, for the report.
+    pub fn describe(self, sizes: &Sizes) -> String {
+        match self {
+            Case::OpenUntracked => format!(
+                "{} × open/read/close of a 64-byte file, untracked process",
+                sizes.opens
+            ),
+            Case::OpenTracked => format!(
+                "{} × open/read/close of a 64-byte file, tracked process",
+                sizes.opens
+            ),
+            Case::ForkExec => format!("{} × fork + exec /bin/true + wait", sizes.execs),
+            Case::TcpConnect => {
+                format!("{} × loopback TCP connect/accept/close", sizes.connections)
+            }
+            Case::Redis => format!(
+                "redis-benchmark -t get -n {} -q (50 clients)",
+                sizes.redis_requests
+            ),
+        }
+    }
+
+    /// Whether higher is better (requests/s) rather than lower (time).
+    pub fn is_throughput(self) -> bool {
+        self == Case::Redis
+    }
+}
+
+/// Iteration counts.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub opens: u64,
+    pub execs: u64,
+    pub connections: u64,
+    pub redis_requests: u64,
+}
+
+impl Sizes {
+    pub const FULL: Sizes = Sizes {
+        opens: 200_000,
+        execs: 2_000,
+        connections: 5_000,
+        redis_requests: 200_000,
+    };
+
+    /// A tenth of everything, to try the harness out.
+    pub const QUICK: Sizes = Sizes {
+        opens: 20_000,
+        execs: 200,
+        connections: 500,
+        redis_requests: 20_000,
+    };
+}
+
+/// One measurement.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    /// Wall time of the loop (requests/s for redis).
+    pub wall_ns: u64,
+    /// CPU time of the loop's process and its children (0 for redis).
+    pub cpu_ns: u64,
+    /// redis-benchmark's requests per second.
+    pub requests_per_sec: f64,
+    /// CPU time the agent used while the case ran.
+    pub agent_cpu_ns: u64,
+}
+
+/// What a case needs from the run.
+pub struct Context<'a> {
+    pub workload: &'a Path,
+    pub small_file: &'a Path,
+    pub redis: &'a Redis,
+    pub sizes: Sizes,
+    pub agent: Option<&'a BenchAgent>,
+}
+
+/// Runs `case` once.
+pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
+    let agent_before = context.agent.map(BenchAgent::cpu_ns).unwrap_or(0);
+    let mut sample = match case {
+        Case::Redis => context.redis.benchmark(context.sizes.redis_requests)?,
+        _ => run_workload(case, context)?,
+    };
+    if let Some(agent) = context.agent {
+        sample.agent_cpu_ns = agent.cpu_ns().saturating_sub(agent_before);
+        // Let the agent drain what the case left before the next one.
+        agent.settle(Duration::from_secs(20));
+    }
+    Ok(sample)
+}
+
+fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
+    let sizes = context.sizes;
+    let mut command = Command::new(context.workload);
+    match case {
+        Case::OpenUntracked | Case::OpenTracked => {
+            command
+                .arg("open-read-close")
+                .arg(context.small_file)
+                .arg(sizes.opens.to_string());
+            if case == Case::OpenTracked {
+                command.arg(TRACKED_MARKER);
+            }
+        }
+        Case::ForkExec => {
+            command.arg("fork-exec").arg(sizes.execs.to_string());
+        }
+        Case::TcpConnect => {
+            command
+                .arg("tcp-connect")
+                .arg(sizes.connections.to_string());
+        }
+        Case::Redis => bail!("redis is not a workload of the bench program"),
+    }
+    let child = Workload::start(command)?;
+    if case == Case::OpenTracked {
+        if let Some(agent) = context.agent.filter(|a| !a.is_floor()) {
+            agent.wait_tracked(child.pid(), Duration::from_secs(20))?;
+        }
+    }
+    child.go_and_wait()
+}
+
+/// A started `aiwatch-bench-workload` waiting for its go line.
+struct Workload {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Workload {
+    fn start(mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let mut workload = Workload {
+            child,
+            stdout: BufReader::new(stdout),
+        };
+        let line = workload.line()?;
+        if line.trim() != "READY" {
+            bail!("the bench workload said {line:?} instead of READY");
+        }
+        Ok(workload)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        Ok(line)
+    }
+
+    fn go_and_wait(mut self) -> anyhow::Result<Sample> {
+        let mut stdin = self.child.stdin.take().context("no stdin pipe")?;
+        stdin.write_all(b"go\n")?;
+        drop(stdin);
+        let line = self.line()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the bench workload failed ({status})");
+        }
+        parse_result(&line).with_context(|| format!("the bench workload said {line:?}"))
+    }
+}
+
+/// Parses `RESULT wall_ns=<n> cpu_ns=<n>`.
+fn parse_result(line: &str) -> anyhow::Result<Sample> {
+    let rest = line
+        .trim()
+        .strip_prefix("RESULT ")
+        .context("no RESULT line")?;
+    let mut sample = Sample::default();
+    for field in rest.split_whitespace() {
+        let (key, value) = field.split_once('=').context("a field without =")?;
+        let value: u64 = value.parse().context("a field that is not a number")?;
+        match key {
+            "wall_ns" => sample.wall_ns = value,
+            "cpu_ns" => sample.cpu_ns = value,
+            _ => {}
+        }
+    }
+    if sample.wall_ns == 0 {
+        bail!("no wall time");
+    }
+    Ok(sample)
+}
+
+/// A private redis-server on 127.0.0.1, stopped on drop.
+pub struct Redis {
+    child: Child,
+    port: u16,
+    benchmark: PathBuf,
+}
+
+impl Redis {
+    pub fn start(server: &Path, benchmark: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new(server)
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", server.display()))?;
+        let redis = Redis {
+            child,
+            port,
+            benchmark: benchmark.to_owned(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                bail!("redis-server did not listen on port {port} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(redis)
+    }
+
+    fn benchmark(&self, requests: u64) -> anyhow::Result<Sample> {
+        let started = std::time::Instant::now();
+        let output = Command::new(&self.benchmark)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", "get", "-n", &requests.to_string(), "-q"])
+            .stderr(Stdio::null())
+            .output()
+            .context("cannot start redis-benchmark")?;
+        let wall_ns = started.elapsed().as_nanos() as u64;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let requests_per_sec = parse_requests_per_sec(&text)
+            .with_context(|| format!("redis-benchmark printed no GET rate: {text:?}"))?;
+        Ok(Sample {
+            wall_ns,
+            cpu_ns: 0,
+            requests_per_sec,
+            agent_cpu_ns: 0,
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The rate of `GET: 61349.69 requests per second, p50=0.407 msec`; the
+/// quiet output redraws progress with carriage returns before it.
+fn parse_requests_per_sec(text: &str) -> Option<f64> {
+    text.split(['\r', '\n'])
+        .filter_map(|line| line.trim().strip_prefix("GET: "))
+        .filter_map(|rest| rest.split_once(" requests per second"))
+        .filter_map(|(number, _)| number.trim().parse().ok())
+        .next_back()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_parse_and_garbage_does_not() {
+        let sample = parse_result("RESULT wall_ns=1200 cpu_ns=900\n").expect("parses");
+        assert_eq!((sample.wall_ns, sample.cpu_ns), (1200, 900));
+        assert!(parse_result("READY").is_err());
+        assert!(parse_result("RESULT wall_ns=x").is_err());
+    }
+
+    #[test]
+    fn redis_rate_is_taken_from_the_final_line() {
+        let text = "GET: rps=12000.0 (overall: 11000.0) avg_msec=0.5\r\
+                    GET: 61349.69 requests per second, p50=0.407 msec\n\n";
+        assert_eq!(parse_requests_per_sec(text), Some(61349.69));
+        assert_eq!(parse_requests_per_sec("nothing"), None);
+    }
+
+    #[test]
+    fn case_names_round_trip() {
+        for case in Case::ALL {
+            assert_eq!(Case::parse(case.name()), Some(case));
+        }
+    }
+}

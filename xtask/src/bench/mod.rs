@@ -1,0 +1,335 @@
+//! `cargo xtask bench`: what aiwatch costs the host.
+//!
+//! Builds the agent and the benchmark loops in release, then runs every case
+//! in three configurations, alternated within each round so that slow drift
+//! of a shared machine hits them alike:
+//!
+//! 1. no agent;
+//! 2. the floor: `aiwatch run --bench-floor`, the same hooks attached with
+//!    every program reduced to `return 0` (what merely hooking costs);
+//! 3. the agent with its default configuration (every family on, events
+//!    off, alerts to a temp file), plus one declared workload so that a
+//!    loop can be tracked.
+//!
+//! Medians over the rounds are printed as a table against the targets, and
+//! written with the machine, kernel, date and load into the generated block
+//! of `docs/benchmarks.md`. The criterion benchmarks of the rule engine and
+//! pipeline run last. Needs root (the agent loads eBPF programs).
+
+mod agent;
+mod cases;
+mod report;
+mod rules;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _};
+
+use self::{
+    agent::{AgentMode, BenchAgent},
+    cases::{Case, Context, Redis, Sizes},
+    report::{Config, Results, RunInfo},
+};
+use crate::{
+    debian::{self, Apt},
+    privilege::is_root,
+    provision::{self, Scope},
+    workspace::{find_on_path, probe_output, run_step, Workspace, AGENT_PACKAGE},
+};
+
+/// The package and binary of the benchmark loops.
+const WORKLOAD_PACKAGE: &str = "aiwatch-bench-workloads";
+const WORKLOAD_BINARY: &str = "aiwatch-bench-workload";
+/// What the redis case needs.
+const REDIS_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Rounds; each runs every case in the three configurations.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// A tenth of the iterations, to try the harness out.
+    #[arg(long)]
+    quick: bool,
+    /// Only these cases (open-untracked, open-tracked, fork-exec,
+    /// tcp-connect, redis-get), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
+    /// Skip the criterion rule-engine benchmarks.
+    #[arg(long)]
+    skip_rules: bool,
+    /// Print the markdown instead of writing it into docs/benchmarks.md.
+    #[arg(long)]
+    no_write: bool,
+    /// Run this aiwatch binary as the "agent" configuration instead of the
+    /// fresh build (to compare builds; the floor always uses the fresh one).
+    #[arg(long, value_name = "PATH")]
+    agent_binary: Option<PathBuf>,
+}
+
+pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    if !is_root() {
+        bail!("cargo xtask bench needs root: the agent loads eBPF programs");
+    }
+    let cases = selected_cases(&options.cases)?;
+    provision::setup(workspace, Scope::Run)?;
+    if cases.contains(&Case::Redis) {
+        let missing = debian::missing(REDIS_PACKAGES);
+        if !missing.is_empty() {
+            Apt::default().install(&missing)?;
+        }
+    }
+    let mut build = workspace.cargo();
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        AGENT_PACKAGE,
+        "--package",
+    ]);
+    build.arg(WORKLOAD_PACKAGE);
+    run_step(
+        &mut build,
+        "building the agent and the benchmark loops (release)",
+    )?;
+
+    let release = workspace.target_dir.join("release");
+    let floor_binary = release.join("aiwatch");
+    let agent_binary = options
+        .agent_binary
+        .clone()
+        .unwrap_or_else(|| floor_binary.clone());
+    let workload = release.join(WORKLOAD_BINARY);
+    let scratch = Scratch::create()?;
+    let small_file = scratch.path().join("small.txt");
+    std::fs::write(&small_file, [b'x'; 64]).context("writing the small file")?;
+    let redis_dir = scratch.path().join("redis");
+    std::fs::create_dir_all(&redis_dir)?;
+    let redis = Redis::start(
+        &find_on_path("redis-server").context("redis-server is not installed")?,
+        &find_on_path("redis-benchmark").context("redis-benchmark is not installed")?,
+        &redis_dir,
+    )?;
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let config = agent::write_config(scratch.path(), listen)?;
+    let sizes = if options.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    let load_before = load_average();
+    let agents_before = other_agents();
+    let mut results = Results::default();
+    let rounds = options.rounds.max(1);
+    for round in 0..rounds {
+        // Rotate the order so that no configuration always runs first.
+        for step in 0..Config::ALL.len() {
+            let config_kind = Config::ALL[(round + step) % Config::ALL.len()];
+            let agent = match config_kind {
+                Config::NoAgent => None,
+                Config::Floor => Some(BenchAgent::start(
+                    &floor_binary,
+                    &config,
+                    listen,
+                    AgentMode::Floor,
+                )?),
+                Config::Agent => Some(BenchAgent::start(
+                    &agent_binary,
+                    &config,
+                    listen,
+                    AgentMode::Full,
+                )?),
+            };
+            if let Some(agent) = &agent {
+                // Start-up work (the /proc seed, first scans) is not the cost
+                // being measured.
+                agent.settle(std::time::Duration::from_secs(20));
+            }
+            let context = Context {
+                workload: &workload,
+                small_file: &small_file,
+                redis: &redis,
+                sizes,
+                agent: agent.as_ref(),
+            };
+            for &case in &cases {
+                let sample = cases::run(case, &context)
+                    .with_context(|| format!("{} with {}", case.name(), config_kind.name()))?;
+                println!(
+                    "bench: round {}/{rounds} {:<8} {:<15} wall {:.3} s cpu {:.3} s{}",
+                    round + 1,
+                    config_kind.name(),
+                    case.name(),
+                    sample.wall_ns as f64 / 1e9,
+                    sample.cpu_ns as f64 / 1e9,
+                    if case.is_throughput() {
+                        format!(" {:.0} req/s", sample.requests_per_sec)
+                    } else {
+                        String::new()
+                    },
+                );
+                results.add(case, config_kind, sample);
+            }
+            if let Some(agent) = agent {
+                agent.stop()?;
+            }
+        }
+    }
+    drop(redis);
+    let load_after = load_average();
+    let agents_after = other_agents();
+    println!("\n{}", report::table(&results));
+
+    let rules = if options.skip_rules {
+        Vec::new()
+    } else {
+        rules::run(workspace)?
+    };
+    if !rules.is_empty() {
+        println!("\n{}", report::rules_table(&rules));
+    }
+    let info = RunInfo {
+        date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        machine: machine(),
+        kernel: command_line("uname", &["-r"]),
+        commit: commit(&workspace.root),
+        rounds,
+        sizes,
+        load_before,
+        load_after,
+        other_agents: (agents_before, agents_after),
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+    };
+    let block = report::markdown(&info, &results, &rules);
+    if options.no_write {
+        println!("\n{block}");
+    } else {
+        let path = workspace.root.join("docs/benchmarks.md");
+        let document = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| "# Benchmarks\n\nWritten by `cargo xtask bench`.\n".to_string());
+        std::fs::write(&path, report::splice(&document, &block))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("bench: results written into {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn selected_cases(names: &[String]) -> anyhow::Result<Vec<Case>> {
+    if names.is_empty() {
+        return Ok(Case::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|name| {
+            Case::parse(name).with_context(|| {
+                let known: Vec<_> = Case::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown case {name:?}; known: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// A private folder under the temp dir, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("aiwatch-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// aiwatch processes running (other people's tests' agents, when this one
+/// is not): their programs run on the benchmark's syscalls too.
+fn other_agents() -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == "aiwatch")
+        })
+        .count()
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    probe_output(Command::new(program).args(args))
+        .map(|out| out.trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// CPU model, core count and memory.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, name)| name.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    format!("{model}, {cores} cores, {memory_gib:.0} GiB")
+}
+
+fn commit(root: &Path) -> String {
+    let hash = command_line(
+        "git",
+        &[
+            "-C",
+            &root.to_string_lossy(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let dirty = probe_output(Command::new("git").args([
+        "-C",
+        &root.to_string_lossy(),
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]))
+    .is_some_and(|out| !out.trim().is_empty());
+    if dirty {
+        format!("{hash} (with uncommitted changes)")
+    } else {
+        hash
+    }
+}

@@ -1,0 +1,419 @@
+//! Medians, ratios against the targets, the printed table and the markdown
+//! block written into `docs/benchmarks.md`.
+
+use std::fmt::Write as _;
+
+use super::cases::{Case, Sample, Sizes};
+use super::rules::RuleResult;
+
+/// The three configurations every case is run in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    NoAgent,
+    Floor,
+    Agent,
+}
+
+impl Config {
+    pub const ALL: [Config; 3] = [Config::NoAgent, Config::Floor, Config::Agent];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::NoAgent => "no agent",
+            Config::Floor => "floor",
+            Config::Agent => "agent",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The ratio a case is judged on, and its bound.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    pub over_floor: bool,
+    pub bound: f64,
+}
+
+impl Target {
+    pub fn of(case: Case) -> Target {
+        match case {
+            Case::OpenUntracked => Target {
+                over_floor: true,
+                bound: 1.03,
+            },
+            Case::OpenTracked => Target {
+                over_floor: true,
+                bound: 1.10,
+            },
+            Case::ForkExec | Case::TcpConnect => Target {
+                over_floor: false,
+                bound: 1.10,
+            },
+            Case::Redis => Target {
+                over_floor: false,
+                bound: 0.98,
+            },
+        }
+    }
+
+    fn describe(self, throughput: bool) -> String {
+        let (over, op) = match (self.over_floor, throughput) {
+            (true, _) => ("agent/floor", "≤"),
+            (false, false) => ("agent/none", "≤"),
+            (false, true) => ("agent/none", "≥"),
+        };
+        format!("{over} {op} {:.2}", self.bound)
+    }
+}
+
+/// Every sample of a run, by case and configuration.
+#[derive(Debug, Default)]
+pub struct Results {
+    samples: Vec<(Case, [Vec<Sample>; 3])>,
+}
+
+impl Results {
+    pub fn add(&mut self, case: Case, config: Config, sample: Sample) {
+        let index = match self.samples.iter().position(|(c, _)| *c == case) {
+            Some(index) => index,
+            None => {
+                self.samples.push((case, Default::default()));
+                self.samples.len() - 1
+            }
+        };
+        self.samples[index].1[config.index()].push(sample);
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        self.samples
+            .iter()
+            .map(|(case, by_config)| Row::new(*case, by_config))
+            .collect()
+    }
+}
+
+/// One case's medians.
+struct Row {
+    case: Case,
+    /// The judged metric per configuration: CPU seconds, or requests/s.
+    metric: [Option<f64>; 3],
+    wall: [Option<f64>; 3],
+    agent_cpu: Option<f64>,
+}
+
+impl Row {
+    fn new(case: Case, by_config: &[Vec<Sample>; 3]) -> Row {
+        let median_of = |f: &dyn Fn(&Sample) -> f64| -> [Option<f64>; 3] {
+            std::array::from_fn(|i| median(by_config[i].iter().map(f).collect()))
+        };
+        let metric = if case.is_throughput() {
+            median_of(&|s| s.requests_per_sec)
+        } else {
+            median_of(&|s| s.cpu_ns as f64 / 1e9)
+        };
+        Row {
+            case,
+            metric,
+            wall: median_of(&|s| s.wall_ns as f64 / 1e9),
+            agent_cpu: median(
+                by_config[Config::Agent.index()]
+                    .iter()
+                    .map(|s| s.agent_cpu_ns as f64 / 1e9)
+                    .collect(),
+            ),
+        }
+    }
+
+    fn ratio(values: &[Option<f64>; 3], of: Config, to: Config) -> Option<f64> {
+        match (values[of.index()], values[to.index()]) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        }
+    }
+
+    fn over_floor(&self) -> Option<f64> {
+        Self::ratio(&self.metric, Config::Agent, Config::Floor)
+    }
+
+    fn over_none(&self) -> Option<f64> {
+        Self::ratio(&self.metric, Config::Agent, Config::NoAgent)
+    }
+
+    /// Whether the target is met; `None` without the numbers to say.
+    fn met(&self) -> Option<bool> {
+        let target = Target::of(self.case);
+        let ratio = if target.over_floor {
+            self.over_floor()?
+        } else {
+            self.over_none()?
+        };
+        Some(if self.case.is_throughput() {
+            ratio >= target.bound
+        } else {
+            ratio <= target.bound
+        })
+    }
+}
+
+/// The median (mean of the middle two for an even count).
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    })
+}
+
+fn cell(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn metric_cell(case: Case, value: Option<f64>) -> String {
+    if case.is_throughput() {
+        value.map_or_else(|| "–".to_string(), |v| format!("{v:.0} req/s"))
+    } else {
+        value.map_or_else(|| "–".to_string(), |v| format!("{v:.3} s"))
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "–",
+    }
+}
+
+/// The main table, as markdown (readable on a terminal too).
+pub fn table(results: &Results) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| case | no agent | floor | agent | agent/floor | agent/none | agent CPU | target | |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
+    );
+    for row in results.rows() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.case.name(),
+            metric_cell(row.case, row.metric[0]),
+            metric_cell(row.case, row.metric[1]),
+            metric_cell(row.case, row.metric[2]),
+            cell(row.over_floor(), 3),
+            cell(row.over_none(), 3),
+            row.agent_cpu
+                .map_or_else(|| "–".to_string(), |v| format!("{:.0} ms", v * 1e3)),
+            Target::of(row.case).describe(row.case.is_throughput()),
+            verdict(row.met()),
+        );
+    }
+    out
+}
+
+/// Wall-clock medians, for reference (the machine is shared).
+pub fn wall_table(results: &Results) -> String {
+    let mut out = String::from(
+        "| case | no agent | floor | agent | agent/floor | agent/none |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for row in results.rows() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.case.name(),
+            cell(row.wall[0], 3),
+            cell(row.wall[1], 3),
+            cell(row.wall[2], 3),
+            cell(Row::ratio(&row.wall, Config::Agent, Config::Floor), 3),
+            cell(Row::ratio(&row.wall, Config::Agent, Config::NoAgent), 3),
+        );
+    }
+    out
+}
+
+/// The rule-engine throughput table.
+pub fn rules_table(rules: &[RuleResult]) -> String {
+    let mut out =
+        String::from("| benchmark | events/s (median) | target |\n| --- | ---: | --- |\n");
+    for rule in rules {
+        let target = if rule.name.ends_with("/100_rules") {
+            if rule.events_per_sec >= 1e6 {
+                "≥ 1,000,000: met"
+            } else {
+                "≥ 1,000,000: MISSED"
+            }
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            rule.name,
+            thousands(rule.events_per_sec),
+            target
+        );
+    }
+    out
+}
+
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the doc block says about the run itself.
+pub struct RunInfo {
+    pub date: String,
+    pub machine: String,
+    pub kernel: String,
+    pub commit: String,
+    pub rounds: usize,
+    pub sizes: Sizes,
+    pub load_before: String,
+    pub load_after: String,
+    /// Other aiwatch agents running before and after the run.
+    pub other_agents: (usize, usize),
+    pub minutes: f64,
+}
+
+/// The generated block of `docs/benchmarks.md`.
+pub fn markdown(info: &RunInfo, results: &Results, rules: &[RuleResult]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Run of {} on {} (kernel {}), commit {}: {} rounds, configurations \
+         alternated within each round, medians; {:.1} minutes in all. Load \
+         average (1, 5, 15 min) before: {}; after: {}. Other aiwatch agents \
+         running on the host (other people's tests): {} before, {} after.\n",
+        info.date,
+        info.machine,
+        info.kernel,
+        info.commit,
+        info.rounds,
+        info.minutes,
+        info.load_before,
+        info.load_after,
+        info.other_agents.0,
+        info.other_agents.1
+    );
+    out.push_str("Cases:\n\n");
+    for (case, _) in &results.samples {
+        let _ = writeln!(out, "- `{}`: {}", case.name(), case.describe(&info.sizes));
+    }
+    out.push_str(
+        "\nCPU time (user + system) of the loop's process and its children, or \
+         requests per second for redis; \"agent CPU\" is what the agent \
+         process itself used while the case ran with the full agent.\n\n",
+    );
+    out.push_str(&table(results));
+    out.push_str("\nWall-clock time of the same runs (seconds):\n\n");
+    out.push_str(&wall_table(results));
+    if !rules.is_empty() {
+        out.push_str(
+            "\nRule engine and pipeline (`cargo bench -p aiwatch --bench rules`, \
+             one core, short measurement):\n\n",
+        );
+        out.push_str(&rules_table(rules));
+    }
+    out
+}
+
+pub const BEGIN: &str = "<!-- BEGIN cargo xtask bench -->";
+pub const END: &str = "<!-- END cargo xtask bench -->";
+
+/// Replaces the generated block of `document` (or appends one).
+pub fn splice(document: &str, block: &str) -> String {
+    let generated = format!("{BEGIN}\n{block}{END}");
+    match (document.find(BEGIN), document.find(END)) {
+        (Some(start), Some(end)) if end > start => format!(
+            "{}{generated}{}",
+            &document[..start],
+            &document[end + END.len()..]
+        ),
+        _ => format!("{}\n{generated}\n", document.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(cpu: f64) -> Sample {
+        Sample {
+            wall_ns: (cpu * 1e9) as u64,
+            cpu_ns: (cpu * 1e9) as u64,
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn targets_compare_the_right_configurations() {
+        let mut results = Results::default();
+        for (config, cpu) in [
+            (Config::NoAgent, 1.0),
+            (Config::Floor, 1.2),
+            (Config::Agent, 1.25),
+        ] {
+            results.add(Case::OpenUntracked, config, sample(cpu));
+            results.add(Case::ForkExec, config, sample(cpu));
+        }
+        let rows = results.rows();
+        // 1.25 / 1.2 = 1.042 > 1.03: missed; 1.25 / 1.0 > 1.10: missed.
+        assert_eq!(rows[0].met(), Some(false));
+        assert_eq!(rows[1].met(), Some(false));
+        let table = table(&results);
+        assert!(table.contains("| open-untracked | 1.000 s | 1.200 s | 1.250 s | 1.042 |"));
+    }
+
+    #[test]
+    fn redis_is_judged_as_throughput() {
+        let mut results = Results::default();
+        let rps = |r: f64| Sample {
+            requests_per_sec: r,
+            ..Sample::default()
+        };
+        results.add(Case::Redis, Config::NoAgent, rps(60_000.0));
+        results.add(Case::Redis, Config::Floor, rps(59_900.0));
+        results.add(Case::Redis, Config::Agent, rps(59_000.0));
+        assert_eq!(results.rows()[0].met(), Some(true));
+    }
+
+    #[test]
+    fn the_generated_block_is_replaced_in_place() {
+        let document = format!("# Title\n\nintro\n\n{BEGIN}\nold\n{END}\n\nnotes\n");
+        let spliced = splice(&document, "new\n");
+        assert!(spliced.contains("new\n") && !spliced.contains("old"));
+        assert!(spliced.starts_with("# Title") && spliced.ends_with("notes\n"));
+        let appended = splice("# Title\n", "new\n");
+        assert!(appended.contains(BEGIN) && appended.contains("new\n"));
+    }
+
+    #[test]
+    fn large_numbers_get_separators() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+    }
+}
