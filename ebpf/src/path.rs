@@ -98,6 +98,27 @@ pub unsafe fn walk(path: *const u8, out: *mut KernelPath) {
     }
 }
 
+/// Copies the name of a parentless dentry unless it is the root's "/".
+#[inline(always)]
+unsafe fn copy_pseudo_name(state: &mut Walk, scratch: *mut KernelPath) {
+    let (d_name, qstr_name) = (offset!(dentry_d_name), offset!(qstr_name));
+    if d_name == UNKNOWN || qstr_name == UNKNOWN {
+        return;
+    }
+    unsafe {
+        let name = read_ptr(state.dentry, d_name + qstr_name);
+        let copied = bpf_probe_read_kernel_str(
+            (*scratch).buf.as_mut_ptr() as *mut c_void,
+            PATH_COMPONENT_MAX as u32,
+            name as *const c_void,
+        );
+        if copied > 1 && (*scratch).buf[0] != b'/' {
+            state.len = copied as u32;
+            state.depth = 1;
+        }
+    }
+}
+
 /// One step of the walk: returns 1 to stop, 0 to go on.
 unsafe extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
     unsafe {
@@ -110,8 +131,14 @@ unsafe extern "C" fn walk_step(_index: u64, ctx: *mut c_void) -> i64 {
         if state.dentry == state.mnt_root || state.dentry == parent || parent.is_null() {
             let mount_parent = read_ptr(state.mount, offset!(mount_mnt_parent));
             if mount_parent.is_null() || mount_parent == state.mount {
-                // The root of the mount namespace (or of a pseudo filesystem
-                // such as the one memfds live on).
+                // The root of the mount namespace, or a pseudo filesystem's
+                // own dentry: a memfd, pipe or socket is a parentless
+                // dentry on an unattached mount. Its name ("memfd:x") is
+                // the whole path, as `/proc/<pid>/exe` shows it; the real
+                // root is named "/" and adds nothing.
+                if state.depth == 0 && state.dentry == parent {
+                    copy_pseudo_name(state, scratch);
+                }
                 state.flags = 0;
                 return 1;
             }

@@ -126,6 +126,12 @@ os.execv(f"/proc/self/fd/{fd}", ["fileless-true"])
         Some(true),
         "{exec}"
     );
+    // The executable is named as /proc/<pid>/exe names it.
+    assert_eq!(
+        get(&exec, "process.exe"),
+        "/memfd:aiwatch-fileless",
+        "{exec}"
+    );
 }
 
 #[test]
