@@ -206,9 +206,17 @@ impl Agent {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// Every event written so far.
+    /// Every event written so far, rotated files included (a busy host can
+    /// fill a file past its size limit during a test).
     pub fn events(&self) -> Vec<Value> {
-        read_json_lines(&self.events_path)
+        let mut events = Vec::new();
+        for i in (1..=10).rev() {
+            let mut rotated = self.events_path.clone().into_os_string();
+            rotated.push(format!(".{i}"));
+            events.extend(read_json_lines(Path::new(&rotated)));
+        }
+        events.extend(read_json_lines(&self.events_path));
+        events
     }
 
     pub fn alerts(&self) -> Vec<Value> {
