@@ -105,7 +105,7 @@ pub fn file_of_fd(task: *const u8, fd: u32) -> *const u8 {
         if fds.is_null() {
             return core::ptr::null();
         }
-        read::<*const u8>(fds.add(fd as usize * 8), 0).unwrap_or(core::ptr::null())
+        read::<*const u8>(fds.add(fd as usize * 8), 0).unwrap_or_default()
     }
 }
 

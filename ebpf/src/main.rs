@@ -7,6 +7,10 @@
 //! stack, and every record that cannot be sent is counted in `STATS`.
 #![no_std]
 #![no_main]
+#![expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "map values go by reference: by value, a record would be copied onto the 512-byte stack"
+)]
 // `atomic_xadd`: the BPF target's core lacks atomic read-modify-write types.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]

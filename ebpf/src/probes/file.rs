@@ -430,11 +430,7 @@ unsafe fn prefix_match(name: *const u8, len: usize) -> bool {
 unsafe fn tail_keys(name: *const u8, len: usize) -> TailKeys {
     // The 16 bytes ending at the name's last byte, or the first 16 of a
     // shorter name.
-    let start = if len >= SUFFIX_KEY_LEN {
-        len - SUFFIX_KEY_LEN
-    } else {
-        0
-    };
+    let start = len.saturating_sub(SUFFIX_KEY_LEN);
     let mut raw = [0u64; 2];
     let before_tail = unsafe {
         bpf_probe_read_kernel(
