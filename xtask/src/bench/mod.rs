@@ -50,7 +50,7 @@ const REDIS_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Rounds; each runs every case in the three configurations.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// A tenth of the iterations, to try the harness out.
     #[arg(long)]

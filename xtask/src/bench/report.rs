@@ -95,29 +95,32 @@ impl Results {
     }
 }
 
+/// One case's measurements per configuration, in round order.
+type Series = [Vec<f64>; 3];
+
 /// One case's medians.
 struct Row {
     case: Case,
     /// The judged metric per configuration: CPU seconds, or requests/s.
-    metric: [Option<f64>; 3],
-    wall: [Option<f64>; 3],
+    metric: Series,
+    wall: Series,
     agent_cpu: Option<f64>,
 }
 
 impl Row {
     fn new(case: Case, by_config: &[Vec<Sample>; 3]) -> Row {
-        let median_of = |f: &dyn Fn(&Sample) -> f64| -> [Option<f64>; 3] {
-            std::array::from_fn(|i| median(by_config[i].iter().map(f).collect()))
+        let series = |f: &dyn Fn(&Sample) -> f64| -> Series {
+            std::array::from_fn(|i| by_config[i].iter().map(f).collect())
         };
         let metric = if case.is_throughput() {
-            median_of(&|s| s.requests_per_sec)
+            series(&|s| s.requests_per_sec)
         } else {
-            median_of(&|s| s.cpu_ns as f64 / 1e9)
+            series(&|s| s.cpu_ns as f64 / 1e9)
         };
         Row {
             case,
             metric,
-            wall: median_of(&|s| s.wall_ns as f64 / 1e9),
+            wall: series(&|s| s.wall_ns as f64 / 1e9),
             agent_cpu: median(
                 by_config[Config::Agent.index()]
                     .iter()
@@ -127,11 +130,43 @@ impl Row {
         }
     }
 
-    fn ratio(values: &[Option<f64>; 3], of: Config, to: Config) -> Option<f64> {
-        match (values[of.index()], values[to.index()]) {
+    fn median_of(values: &Series, config: Config) -> Option<f64> {
+        median(values[config.index()].clone())
+    }
+
+    /// Per-round ratios `of / to`: configurations of one round ran minutes
+    /// apart at most, so pairing them cancels the machine's slower drift.
+    fn round_ratios(values: &Series, of: Config, to: Config) -> Vec<f64> {
+        let (a, b) = (&values[of.index()], &values[to.index()]);
+        if a.len() != b.len() {
+            return Vec::new();
+        }
+        a.iter()
+            .zip(b)
+            .filter(|(_, b)| **b > 0.0)
+            .map(|(a, b)| a / b)
+            .collect()
+    }
+
+    /// The median of the per-round ratios, or the ratio of the medians when
+    /// rounds cannot be paired.
+    fn ratio(values: &Series, of: Config, to: Config) -> Option<f64> {
+        let paired = Self::round_ratios(values, of, to);
+        if !paired.is_empty() {
+            return median(paired);
+        }
+        match (Self::median_of(values, of), Self::median_of(values, to)) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         }
+    }
+
+    /// The smallest and largest per-round ratio.
+    fn ratio_range(values: &Series, of: Config, to: Config) -> Option<(f64, f64)> {
+        let paired = Self::round_ratios(values, of, to);
+        let min = paired.iter().copied().reduce(f64::min)?;
+        let max = paired.iter().copied().reduce(f64::max)?;
+        Some((min, max))
     }
 
     fn over_floor(&self) -> Option<f64> {
@@ -140,6 +175,17 @@ impl Row {
 
     fn over_none(&self) -> Option<f64> {
         Self::ratio(&self.metric, Config::Agent, Config::NoAgent)
+    }
+
+    /// The judged ratio's cell: median, and the per-round range.
+    fn ratio_cell(&self, to: Config) -> String {
+        let value = Self::ratio(&self.metric, Config::Agent, to);
+        match Self::ratio_range(&self.metric, Config::Agent, to) {
+            Some((min, max)) if value.is_some() => {
+                format!("{} ({min:.2}–{max:.2})", cell(value, 3))
+            }
+            _ => cell(value, 3),
+        }
     }
 
     /// Whether the target is met; `None` without the numbers to say.
@@ -205,11 +251,11 @@ pub fn table(results: &Results) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.case.name(),
-            metric_cell(row.case, row.metric[0]),
-            metric_cell(row.case, row.metric[1]),
-            metric_cell(row.case, row.metric[2]),
-            cell(row.over_floor(), 3),
-            cell(row.over_none(), 3),
+            metric_cell(row.case, Row::median_of(&row.metric, Config::NoAgent)),
+            metric_cell(row.case, Row::median_of(&row.metric, Config::Floor)),
+            metric_cell(row.case, Row::median_of(&row.metric, Config::Agent)),
+            row.ratio_cell(Config::Floor),
+            row.ratio_cell(Config::NoAgent),
             row.agent_cpu
                 .map_or_else(|| "–".to_string(), |v| format!("{:.0} ms", v * 1e3)),
             Target::of(row.case).describe(row.case.is_throughput()),
@@ -230,9 +276,9 @@ pub fn wall_table(results: &Results) -> String {
             out,
             "| {} | {} | {} | {} | {} | {} |",
             row.case.name(),
-            cell(row.wall[0], 3),
-            cell(row.wall[1], 3),
-            cell(row.wall[2], 3),
+            cell(Row::median_of(&row.wall, Config::NoAgent), 3),
+            cell(Row::median_of(&row.wall, Config::Floor), 3),
+            cell(Row::median_of(&row.wall, Config::Agent), 3),
             cell(Row::ratio(&row.wall, Config::Agent, Config::Floor), 3),
             cell(Row::ratio(&row.wall, Config::Agent, Config::NoAgent), 3),
         );
@@ -318,8 +364,10 @@ pub fn markdown(info: &RunInfo, results: &Results, rules: &[RuleResult]) -> Stri
     }
     out.push_str(
         "\nCPU time (user + system) of the loop's process and its children, or \
-         requests per second for redis; \"agent CPU\" is what the agent \
-         process itself used while the case ran with the full agent.\n\n",
+         requests per second for redis: medians over the rounds. Ratios are \
+         medians of the per-round ratios, with their range in parentheses. \
+         \"agent CPU\" is what the agent process itself used while the case \
+         ran with the full agent.\n\n",
     );
     out.push_str(&table(results));
     out.push_str("\nWall-clock time of the same runs (seconds):\n\n");
@@ -385,7 +433,25 @@ mod tests {
         assert_eq!(rows[0].met(), Some(false));
         assert_eq!(rows[1].met(), Some(false));
         let table = table(&results);
-        assert!(table.contains("| open-untracked | 1.000 s | 1.200 s | 1.250 s | 1.042 |"));
+        assert!(
+            table.contains("| open-untracked | 1.000 s | 1.200 s | 1.250 s | 1.042 (1.04–1.04) |")
+        );
+    }
+
+    #[test]
+    fn ratios_pair_the_configurations_of_each_round() {
+        let mut results = Results::default();
+        // Round 1 on a quiet machine, round 2 on a busy one: the agent costs
+        // 10% in both, which the ratio of the medians would blur.
+        for (floor, agent) in [(1.0, 1.1), (2.0, 2.2), (1.1, 1.21)] {
+            results.add(Case::OpenTracked, Config::NoAgent, sample(floor));
+            results.add(Case::OpenTracked, Config::Floor, sample(floor));
+            results.add(Case::OpenTracked, Config::Agent, sample(agent));
+        }
+        let row = &results.rows()[0];
+        let ratio = row.over_floor().expect("a ratio");
+        assert!((ratio - 1.1).abs() < 1e-9, "{ratio}");
+        assert_eq!(row.met(), Some(true));
     }
 
     #[test]
