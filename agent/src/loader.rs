@@ -340,8 +340,8 @@ pub const PROBES: &[Probe] = &[
     syscall("sys_enter_truncate", FAMILY_FILE),
     syscall("sys_exit_truncate", FAMILY_FILE),
     // Accelerators: ioctl counting on GPU fds (which the file family finds).
+    // `close` is deliberately not hooked (see ebpf/src/probes/gpu.rs).
     syscall("sys_enter_ioctl", FAMILY_GPU),
-    syscall("sys_enter_close", FAMILY_GPU),
 ];
 
 /// An optional `syscalls:<name>` tracepoint whose program has the same name.

@@ -5,8 +5,14 @@
 //! open exit handler records `(tgid, fd)` in `GPU_FDS` when the opened inode
 //! is a character device whose major is in `GPU_MAJORS` (set by the agent).
 //! `sys_enter_ioctl` then costs one hash lookup for every other fd, and one
-//! atomic add for a GPU fd. The agent reads `GPU_IOCTLS` periodically and
-//! reports the growth; it also removes the entries of exited processes.
+//! add for a GPU fd. The agent reads `GPU_IOCTLS` periodically and reports
+//! the growth; it also removes the entries of exited processes.
+//!
+//! `close` is not hooked: a syscall tracepoint costs every call of that
+//! syscall on the host, and `close` is among the most frequent. A closed GPU
+//! fd's entry stays until the LRU map drops it; if the number is reused,
+//! the first ioctl on it finds a different device behind it and removes the
+//! entry (one fd-table walk, for GPU entries only).
 
 use core::mem::size_of;
 
@@ -14,12 +20,16 @@ use aiwatch_common::{EventKind, GpuIoctlRecord, FAMILY_GPU};
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::{map, tracepoint},
-    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap},
+    maps::{HashMap, LruHashMap, LruPerCpuHashMap},
     programs::TracePointContext,
     EbpfContext,
 };
 
-use crate::{emit::fill_header, globals::floor};
+use crate::{
+    emit::fill_header,
+    globals::{floor, offset},
+    kernel::{self, read, read_ptr},
+};
 
 /// Character device majors that are accelerators (value unused).
 #[map]
@@ -29,11 +39,6 @@ static GPU_MAJORS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 /// fds of processes that exited without closing them age out.
 #[map]
 static GPU_FDS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
-
-/// Set to 1 once any GPU fd was recorded: until then `close` returns at
-/// once without a hash lookup.
-#[map]
-static GPU_FDS_USED: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-process ioctl counters, per CPU (threads on other CPUs never share a
 /// slot, so no atomics); the agent sums the CPUs. The header is filled at
@@ -58,10 +63,16 @@ pub fn remember_fd(tgid: u32, fd: u32, rdev: u32) {
     if unsafe { GPU_MAJORS.get(major) }.is_none() {
         return;
     }
-    if GPU_FDS.insert(fd_key(tgid, fd), rdev, 0).is_ok() {
-        if let Some(used) = GPU_FDS_USED.get_ptr_mut(0) {
-            unsafe { *used = 1 };
-        }
+    let _ = GPU_FDS.insert(fd_key(tgid, fd), rdev, 0);
+}
+
+/// The device number behind `fd` of the current task, if it is an inode.
+#[inline(always)]
+fn device_of_fd(fd: u32) -> Option<u32> {
+    let file = kernel::file_of_fd(kernel::current_task(), fd);
+    unsafe {
+        let inode = read_ptr(file, offset!(file_f_inode));
+        read::<u32>(inode, offset!(inode_i_rdev)).ok()
     }
 }
 
@@ -85,6 +96,11 @@ pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
     let Some(rdev) = (unsafe { GPU_FDS.get(fd_key(tgid, fd)) }).copied() else {
         return 0;
     };
+    if device_of_fd(fd) != Some(rdev) {
+        // The GPU fd was closed and its number reused (close is not hooked).
+        let _ = GPU_FDS.remove(fd_key(tgid, fd));
+        return 0;
+    }
     if add_one(tgid) {
         return 0;
     }
@@ -131,23 +147,6 @@ fn add_one(tgid: u32) -> bool {
         }
         None => false,
     }
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_close")]
-pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    if !family_on_gpu() {
-        return 0;
-    }
-    match GPU_FDS_USED.get(0) {
-        Some(used) if *used != 0 => {}
-        _ => return 0,
-    }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let _ = GPU_FDS.remove(fd_key(tgid, first_arg(&ctx) as u32));
-    0
 }
 
 #[inline(always)]

@@ -123,6 +123,18 @@ pub struct Sample {
     pub agent_cpu_ns: u64,
 }
 
+impl Sample {
+    /// Whether this run is less disturbed than `other`: less CPU time, or
+    /// more requests per second for the throughput case.
+    pub fn better_than(&self, other: &Sample, case: Case) -> bool {
+        if case.is_throughput() {
+            self.requests_per_sec > other.requests_per_sec
+        } else {
+            self.cpu_ns < other.cpu_ns
+        }
+    }
+}
+
 /// What a case needs from the run.
 pub struct Context<'a> {
     pub workload: &'a Path,
@@ -346,6 +358,22 @@ mod tests {
                     GET: 61349.69 requests per second, p50=0.407 msec\n\n";
         assert_eq!(parse_requests_per_sec(text), Some(61349.69));
         assert_eq!(parse_requests_per_sec("nothing"), None);
+    }
+
+    #[test]
+    fn the_best_run_is_the_cheapest_or_the_fastest() {
+        let cheap = Sample {
+            cpu_ns: 10,
+            requests_per_sec: 1.0,
+            ..Sample::default()
+        };
+        let costly = Sample {
+            cpu_ns: 20,
+            requests_per_sec: 2.0,
+            ..Sample::default()
+        };
+        assert!(cheap.better_than(&costly, Case::OpenUntracked));
+        assert!(!cheap.better_than(&costly, Case::Redis));
     }
 
     #[test]

@@ -330,6 +330,8 @@ pub struct RunInfo {
     pub kernel: String,
     pub commit: String,
     pub rounds: usize,
+    /// Runs per case, configuration and round (the best one counts).
+    pub repeat: usize,
     pub sizes: Sizes,
     pub load_before: String,
     pub load_after: String,
@@ -344,7 +346,8 @@ pub fn markdown(info: &RunInfo, results: &Results, rules: &[RuleResult]) -> Stri
     let _ = writeln!(
         out,
         "Run of {} on {} (kernel {}), commit {}: {} rounds, configurations \
-         alternated within each round, medians; {:.1} minutes in all. Load \
+         alternated within each round, best of {} runs per configuration and \
+         round, medians over the rounds; {:.1} minutes in all. Load \
          average (1, 5, 15 min) before: {}; after: {}. Other aiwatch agents \
          running on the host (other people's tests): {} before, {} after.\n",
         info.date,
@@ -352,6 +355,7 @@ pub fn markdown(info: &RunInfo, results: &Results, rules: &[RuleResult]) -> Stri
         info.kernel,
         info.commit,
         info.rounds,
+        info.repeat,
         info.minutes,
         info.load_before,
         info.load_after,
