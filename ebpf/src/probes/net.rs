@@ -322,9 +322,12 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
                         // A loopback connection accepted by an untracked
                         // server is the far end of a connect that is already
                         // reported with its bytes: skip it, and its summary.
-                        if (*record).header.flags & NET_FLAG_TRACKED == 0
-                            && is_loopback(&(*record).remote)
-                        {
+                        // Tracking is asked again here, not taken from the
+                        // entry: a server blocks in accept from before the
+                        // agent knows it is a workload.
+                        if is_tracked((*record).header.pid) {
+                            (*record).header.flags |= NET_FLAG_TRACKED;
+                        } else if is_loopback(&(*record).remote) {
                             discard(entry);
                             count(Stat::Filtered, kind.slot());
                             return;
