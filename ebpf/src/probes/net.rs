@@ -95,26 +95,16 @@ pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
     unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(SYSCALL_RET) as *const i64) }
 }
 
-/// `task->files->fdt->fd[fd]` of the current task, or null.
-#[inline(always)]
-pub fn file_of_fd(fd: u64) -> *const u8 {
-    unsafe {
-        let files = read_ptr(kernel::current_task(), offset!(task_files));
-        let fdt = read_ptr(files, offset!(files_fdt));
-        let max_fds = read::<u32>(fdt, offset!(fdt_max_fds)).unwrap_or(0);
-        if fd >= max_fds as u64 {
-            return core::ptr::null();
-        }
-        let array = read_ptr(fdt, offset!(fdt_fd));
-        read_ptr(array, (fd as usize) * 8)
-    }
-}
-
 /// The `struct socket *` behind a socket fd (only meaningful once a socket
 /// syscall on that fd succeeded).
 #[inline(always)]
 fn socket_of_fd(fd: u64) -> *const u8 {
-    unsafe { read_ptr(file_of_fd(fd), offset!(file_private_data)) }
+    unsafe {
+        read_ptr(
+            kernel::file_of_fd(kernel::current_task(), fd as u32),
+            offset!(file_private_data),
+        )
+    }
 }
 
 /// An IPv4 address in the first 4 bytes of a [`SockAddr`] address.

@@ -29,10 +29,11 @@ use aya_ebpf::{
     EbpfContext,
 };
 
-use super::net::{file_of_fd, syscall_arg, syscall_ret};
+use super::net::{syscall_arg, syscall_ret};
 use crate::{
     emit::{current_tgid, discard, fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
+    kernel,
     maps::{count, is_tracked, pending_added, pending_any, pending_removed, PENDING_PRIV},
     path,
 };
@@ -146,7 +147,7 @@ fn enter(ctx: &TracePointContext, kind: EventKind, syscall: u16) {
             sys::INIT_MODULE => read_text(record, (*record).args[2]),
             sys::FINIT_MODULE => {
                 read_text(record, (*record).args[1]);
-                let file = file_of_fd((*record).args[0]);
+                let file = kernel::file_of_fd(kernel::current_task(), (*record).args[0] as u32);
                 let f_path = offset!(file_f_path);
                 if !file.is_null() && f_path != OFFSET_UNKNOWN as usize {
                     path::walk(file.add(f_path), &raw mut (*record).path);
