@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiwatch::clock::BootClock;
-use aiwatch::decode::decode;
 use aiwatch::enrich::{Enricher, TableLimits};
 use aiwatch::event::Event;
+use aiwatch::ingest::decode::decode;
 use aiwatch::policy::{PolicyEngine, PolicySet, Source};
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, FileRecord, KernelPath, NetRecord, SockAddr,

@@ -1,38 +1,24 @@
 //! aiwatch: an eBPF security monitor for AI workloads.
 //!
-//! The pipeline is kernel → ring buffer → [`reader`] → [`decode`] →
-//! [`enrich`] (with the [`process`] table) → rules and detectors → [`sink`]s.
-//! See `docs/ARCHITECTURE.md` for the code map and its invariants.
+//! The folders follow the pipeline: [`kernel`] (load, configure and read the
+//! programs) → [`ingest`] (ring buffer reader and decoder) → [`enrich`]
+//! (process table, paths, asset classes) → [`analyze`] (workloads,
+//! inventory), [`policy`] and [`anomaly`] (detection) → [`sink`]s, with
+//! [`observe`] (listener, telemetry) beside them and [`app`] wiring it all
+//! together. [`event`], [`alert`], [`clock`] and [`metrics`] are leaves any
+//! stage may use. See `docs/ARCHITECTURE.md` for the code map and its
+//! invariants.
 
 pub mod alert;
 pub mod analyze;
 pub mod anomaly;
-pub mod assets;
-pub mod cli;
+pub mod app;
 pub mod clock;
-pub mod config;
-pub mod decode;
 pub mod enrich;
 pub mod event;
-pub mod features;
-pub mod gpu_ioctl;
-pub mod http;
-pub mod interest;
-pub mod inventory;
-pub mod kernel_stats;
-pub mod loader;
+pub mod ingest;
+pub mod kernel;
 pub mod metrics;
-pub mod offsets;
-pub mod pipeline;
+pub mod observe;
 pub mod policy;
-pub mod process;
-pub mod procfs_seed;
-pub mod reader;
-pub mod replay;
-pub mod ringbuf_usage;
-pub mod run;
 pub mod sink;
-pub mod stats;
-pub mod tcp_summary;
-pub mod telemetry;
-pub mod workload;

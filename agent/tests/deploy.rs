@@ -502,7 +502,7 @@ fn configmap_config_and_policies_are_accepted_by_the_agent() {
         .get("config.yaml")
         .and_then(Value::as_str)
         .expect("config.yaml in the ConfigMap");
-    aiwatch::config::Config::parse(config, "configmap.yaml:config.yaml")
+    aiwatch::app::config::Config::parse(config, "configmap.yaml:config.yaml")
         .unwrap_or_else(|err| panic!("{err}"));
     let dir = tempfile::tempdir().expect("temp dir");
     for (key, value) in data {

@@ -19,7 +19,7 @@ const RB_AVAIL_DATA: u64 = 0;
 
 /// Unread bytes in `EVENTS` past which a submit wakes the reader. Below
 /// it nobody is woken: the agent drains the ring on a short timer
-/// (`agent/src/reader.rs`). Waking the reader for every record costs an
+/// (`agent/src/ingest/reader.rs`). Waking the reader for every record costs an
 /// interrupt and a context switch per event, which on a busy host (or a
 /// virtual machine, where the interrupt is a VM exit) is most of an
 /// event's cost.

@@ -1,6 +1,6 @@
 //! Maps shared by all probe families.
 //!
-//! Names are part of the contract with the agent (`agent/src/loader.rs`).
+//! Names are part of the contract with the agent (`agent/src/kernel/loader.rs`).
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 

@@ -4,9 +4,9 @@
 
 use super::{has_path, Analyzer};
 use crate::{
-    assets::AssetClass,
+    analyze::workload::{parse_proc_cgroup, ProcessFacts, WorkloadChange},
+    enrich::assets::AssetClass,
     event::{Container, Event, Kind},
-    workload::{parse_proc_cgroup, ProcessFacts, WorkloadChange},
 };
 
 impl Analyzer {

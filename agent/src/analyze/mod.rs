@@ -6,22 +6,24 @@
 //! recorded events already carry their workload and classes.
 
 mod attribute;
+pub mod inventory;
 mod scan;
 mod seed;
+pub mod workload;
 
 use std::{collections::HashMap, path::PathBuf};
 
 use crate::{
     alert::Alert,
-    anomaly::{AnomalyConfig, AnomalyEngine, AnomalyError},
-    assets::AssetError,
-    event::{Event, Kind},
-    inventory::{Inventory, InventoryLimits, InventorySnapshot},
-    policy::PolicyEngine,
-    workload::{
+    analyze::inventory::{Inventory, InventoryLimits, InventorySnapshot},
+    analyze::workload::{
         ClassifierConfig, DeclaredSet, DeclaredWorkload, WorkloadChange, WorkloadClassifier,
         WorkloadInfo, WorkloadTable,
     },
+    anomaly::{AnomalyConfig, AnomalyEngine, AnomalyError},
+    enrich::assets::AssetError,
+    event::{Event, Kind},
+    policy::PolicyEngine,
 };
 
 pub use scan::LibraryScanner;
@@ -39,9 +41,9 @@ pub struct WorkloadsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
     #[error("workload discovery: {0}")]
-    Classifier(#[from] crate::workload::classify::ClassifierError),
+    Classifier(#[from] crate::analyze::workload::classify::ClassifierError),
     #[error("declared workloads: {0}")]
-    Declared(#[from] crate::workload::declared::DeclaredError),
+    Declared(#[from] crate::analyze::workload::declared::DeclaredError),
     #[error("asset classes: {0}")]
     Assets(#[from] AssetError),
     #[error("anomaly detection: {0}")]

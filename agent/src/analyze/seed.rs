@@ -12,8 +12,8 @@ use procfs::process::{FDTarget, Process};
 
 use super::Analyzer;
 use crate::{
-    process::ProcessEntry,
-    workload::{ProcessFacts, WorkloadChange},
+    analyze::workload::{ProcessFacts, WorkloadChange},
+    enrich::process::ProcessEntry,
 };
 
 /// Listening TCP sockets by socket inode → port, per network namespace.
@@ -100,8 +100,8 @@ fn listening_ports(pid: u32, cache: &mut ListenersByNetns) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::workload::{classify::LibraryRule, ClassifierConfig, WorkloadKind};
     use crate::analyze::WorkloadsConfig;
-    use crate::workload::{classify::LibraryRule, ClassifierConfig, WorkloadKind};
 
     #[test]
     fn a_running_process_is_discovered_from_its_maps_and_listening_sockets() {
@@ -123,7 +123,7 @@ mod tests {
         };
         let mut analyzer = Analyzer::new(&config, None).expect("analyzer");
         let pid = std::process::id();
-        let me = crate::procfs_seed::read_process(pid).expect("own /proc entry");
+        let me = crate::enrich::procfs_seed::read_process(pid).expect("own /proc entry");
         let changes = analyzer.seed_running(&[me]);
         assert!(
             changes

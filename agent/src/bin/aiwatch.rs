@@ -2,9 +2,10 @@ use std::process::ExitCode;
 
 use aiwatch::{
     anomaly::cli as profile,
-    cli::{Cli, Command, PolicyAction, ProfileAction},
-    policy, replay,
-    run::{self, Overrides},
+    app::cli::{Cli, Command, PolicyAction, ProfileAction},
+    app::replay,
+    app::run::{self, Overrides},
+    policy,
 };
 use clap::Parser;
 
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Inventory(args) => {
-            match aiwatch::http::client::get_json(args.listen, "/inventory") {
+            match aiwatch::observe::http::client::get_json(args.listen, "/inventory") {
                 Ok(body) => {
                     println!("{body}");
                     ExitCode::SUCCESS

@@ -12,10 +12,10 @@
 use std::{collections::HashMap, os::unix::fs::MetadataExt};
 
 use crate::{
-    assets::{accelerator_family, AssetClassifier, NVIDIA_MAJOR},
-    decode::{kernel_dev, Common, FileOp, GpuIoctl, ResolvedPath},
+    enrich::assets::{accelerator_family, AssetClassifier, NVIDIA_MAJOR},
     event::{DeviceInfo, Event, FileInfo, GpuInfo, Kind},
-    interest::DRM_MAJOR,
+    ingest::decode::{kernel_dev, Common, FileOp, GpuIoctl, ResolvedPath},
+    kernel::interest::DRM_MAJOR,
 };
 
 const S_IFMT: u32 = 0o170000;

@@ -3,8 +3,11 @@
 //! The process table is updated here (exec, fork, exit), so every event sees
 //! the table as it was when the event happened, in ring-buffer order.
 
+pub mod assets;
 mod net;
 mod privilege;
+pub mod process;
+pub mod procfs_seed;
 
 pub use net::is_external;
 mod file;
@@ -13,10 +16,9 @@ pub use file::{access, join, normalise};
 
 use crate::{
     clock::BootClock,
-    decode::{self, Payload, Record},
+    enrich::process::{ProcessEntry, ProcessTable},
     event::{Ancestor, Event, ExitInfo, ForkInfo, Kind, Parent, Process},
-    process::{ProcessEntry, ProcessTable},
-    procfs_seed,
+    ingest::decode::{self, Payload, Record},
 };
 
 /// Bounds of the process table.

@@ -9,11 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use aiwatch_common::EventKind;
 
 use crate::{
-    decode::{
+    event::{DnsInfo, Endpoint, NetInfo},
+    ingest::decode::{
         dns,
         net::{Dns, Net, TcpSummary},
     },
-    event::{DnsInfo, Endpoint, NetInfo},
 };
 
 const SOCK_STREAM: u16 = 1;
@@ -117,7 +117,7 @@ pub fn is_external(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::net::Family;
+    use crate::ingest::decode::net::Family;
 
     fn net(kind_local: Option<&str>, remote: Option<&str>, sock_type: u16) -> Net {
         Net {

@@ -1,6 +1,6 @@
 //! Privilege and tampering records as the event's `syscall` field.
 
-use crate::{decode::privilege::Syscall, event::SyscallInfo};
+use crate::{event::SyscallInfo, ingest::decode::privilege::Syscall};
 use aiwatch_common::sys;
 
 /// `-1` ("leave unchanged") in the set*id family is no requested id.
@@ -158,7 +158,7 @@ mod tests {
 
     fn call(number: u16, args: [u64; 6], result: i64) -> Syscall {
         Syscall {
-            name: crate::decode::privilege::syscall_name(number),
+            name: crate::ingest::decode::privilege::syscall_name(number),
             number,
             args,
             result,

@@ -14,7 +14,7 @@ use std::{
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::{event::Kind, stats::PipelineStats};
+use crate::{event::Kind, metrics::pipeline_stats::PipelineStats};
 
 pub mod syslog;
 pub mod webhook;

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::SinkSender;
 use crate::{
     alert::{Alert, Severity},
-    stats::PipelineStats,
+    metrics::pipeline_stats::PipelineStats,
 };
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

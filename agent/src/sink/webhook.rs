@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::SinkSender;
-use crate::{alert::Alert, stats::PipelineStats};
+use crate::{alert::Alert, metrics::pipeline_stats::PipelineStats};
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

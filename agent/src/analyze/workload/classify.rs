@@ -15,7 +15,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::signals::{Signal, SignalSource, WorkloadKind};
-use crate::assets::AssetClass;
+use crate::enrich::assets::AssetClass;
 
 /// Score at which a process becomes a workload.
 pub const DEFAULT_THRESHOLD: u32 = 10;

@@ -11,8 +11,8 @@ use std::{
 
 use crate::{
     anomaly::AnomalyEngine,
-    cli::ReplayArgs,
-    config::Config,
+    app::cli::ReplayArgs,
+    app::config::Config,
     policy::{replay, PolicyEngine, PolicySet},
 };
 

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::process::ProcessEntry;
+use crate::enrich::process::ProcessEntry;
 
 /// Reads what `/proc/<pid>` tells about a process. `None` when it is gone.
 pub fn read_process(pid: u32) -> Option<ProcessEntry> {

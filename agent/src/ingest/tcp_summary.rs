@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     clock::now_boot_ns,
-    decode::{self, net::open_connection, Common, Payload, Record},
+    ingest::decode::{self, net::open_connection, Common, Payload, Record},
 };
 
 /// The names the kernel object gives them (`ebpf/src/probes/net.rs`).

@@ -18,8 +18,8 @@ use aya::{
 };
 
 use crate::{
-    features::{self, FeatureError},
-    offsets::{self, OffsetError},
+    kernel::features::{self, FeatureError},
+    kernel::offsets::{self, OffsetError},
 };
 
 /// The compiled kernel programs.

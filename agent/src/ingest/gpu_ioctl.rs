@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     clock::now_boot_ns,
-    decode::{self, Record},
-    interest::InterestError,
+    ingest::decode::{self, Record},
+    kernel::interest::InterestError,
 };
 
 pub struct GpuIoctlPoller {

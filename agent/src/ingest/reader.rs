@@ -23,9 +23,9 @@ use tokio::{
 };
 
 use crate::{
-    decode::{self, Record},
     enrich::kind_of,
-    stats::PipelineStats,
+    ingest::decode::{self, Record},
+    metrics::pipeline_stats::PipelineStats,
 };
 
 /// How often the ring is drained when the kernel does not wake the reader.

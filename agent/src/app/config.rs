@@ -15,12 +15,12 @@ use serde::Deserialize;
 use crate::{
     analyze::WorkloadsConfig,
     anomaly::AnomalyConfig,
-    assets::AssetConfig,
+    enrich::assets::AssetConfig,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
 
 /// The embedded defaults, also the documentation of every key.
-pub const DEFAULT_CONFIG: &str = include_str!("../config/default.yaml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -124,7 +124,7 @@ mod tests {
     use aiwatch_common::{EventHeader, EventKind, KernelPath, PATH_FLAG_MISSING};
 
     use super::*;
-    use crate::decode::{decode, DecodeError, Payload};
+    use crate::ingest::decode::{decode, DecodeError, Payload};
 
     fn bytes_of<T>(value: &T) -> Vec<u8> {
         // SAFETY: test records are plain repr(C) data.

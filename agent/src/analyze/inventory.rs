@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::workload::Signal;
 use crate::event::{Endpoint, Event, Kind, WorkloadRef};
-use crate::workload::Signal;
 
 /// Caps of the inventory. Defaults in parentheses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! `aiwatch run`: wires the pipeline together and runs it until a signal.
 //!
 //! kernel → ring buffer → [`reader`] (decode) → queue → pipeline task
-//! ([`crate::pipeline`]: enrich, then rules and detectors) → sinks, with the
+//! ([`crate::app::pipeline`]: enrich, then rules and detectors) → sinks, with the
 //! HTTP listener and the telemetry task on the side.
 //!
 //! Shutdown on SIGINT or SIGTERM: the reader drains the ring and stops, the
@@ -21,24 +21,24 @@ use tokio::{
 
 use crate::{
     alert::Alert,
+    analyze::workload::WorkloadChange,
     analyze::{AnalyzeError, Analyzer},
+    app::config::{Config, ConfigError},
+    app::pipeline::{InventorySnapshot, Pipeline},
     clock::BootClock,
-    config::{Config, ConfigError},
-    decode::Record,
     enrich::{Enricher, TableLimits},
     event::Event,
-    http::{HttpError, HttpOptions, HttpServer, HttpState, InventoryProvider, Readiness},
-    kernel_stats::KernelStats,
-    loader::{self, LoadError, LoadOptions},
+    ingest::decode::Record,
+    ingest::reader,
+    kernel::loader::{self, LoadError, LoadOptions},
+    kernel::offsets::VMLINUX_BTF,
+    kernel::stats::KernelStats,
+    metrics::pipeline_stats::PipelineStats,
     metrics::{Metrics, MetricsConfig, MetricsError},
-    offsets::VMLINUX_BTF,
-    pipeline::{InventorySnapshot, Pipeline},
+    observe::http::{HttpError, HttpOptions, HttpServer, HttpState, InventoryProvider, Readiness},
+    observe::telemetry,
     policy::{reload::ReloadError, spawn_reloader, PolicyEngine, PolicyErrors, PolicySet},
-    reader,
     sink::{self, LineWriter, OpenError, Target},
-    stats::PipelineStats,
-    telemetry,
-    workload::WorkloadChange,
 };
 
 /// Command-line settings that override the configuration file.
@@ -74,7 +74,7 @@ pub enum RunError {
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
     #[error(transparent)]
-    Interest(#[from] crate::interest::InterestError),
+    Interest(#[from] crate::kernel::interest::InterestError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -168,8 +168,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if config.bench_floor {
         log::warn!("--bench-floor: every kernel program returns at once; no events are reported");
     }
-    let (mut interest_maps, assets) = crate::interest::configure(&mut loaded.ebpf, &config)?;
-    let gpu_poller = crate::gpu_ioctl::GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
+    let (mut interest_maps, assets) =
+        crate::kernel::interest::configure(&mut loaded.ebpf, &config)?;
+    let gpu_poller = crate::ingest::gpu_ioctl::GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
     // Probes of a family turned off, or for syscalls this kernel does not
     // have, are not wanted: exporting them as 0 would page forever
     // (AiwatchProbeNotAttached) about something that cannot be fixed.
@@ -193,7 +194,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .take_map("EVENTS")
         .ok_or(RunError::MissingMap("EVENTS"))?;
     let ring = RingBuf::try_from(ring).map_err(|_| RunError::MissingMap("EVENTS"))?;
-    let ring_usage = match crate::ringbuf_usage::RingUsage::new(&ring) {
+    let ring_usage = match crate::kernel::ringbuf_usage::RingUsage::new(&ring) {
         Ok(usage) => Some(usage),
         Err(err) => {
             log::warn!("aiwatch_ringbuf_used_bytes stays at 0: cannot map the ring buffer's positions: {err}");
@@ -345,7 +346,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 /// Mirrors workload membership into the kernel's tracking map: a workload's
 /// processes get every event, the rest of the host only what its filters
 /// let through. The kernel adds children of tracked processes at fork.
-fn track_workloads(maps: &mut crate::interest::KernelInterestMaps, changes: &[WorkloadChange]) {
+fn track_workloads(
+    maps: &mut crate::kernel::interest::KernelInterestMaps,
+    changes: &[WorkloadChange],
+) {
     for change in changes {
         log::debug!("workload change: {change:?}");
         let result = match change {
@@ -371,7 +375,7 @@ fn start_tcp_summaries(
         return None;
     }
     let interval = std::time::Duration::from_secs(config.tcp_summary_interval_secs);
-    match crate::tcp_summary::PeriodicSummaries::setup(ebpf, interval) {
+    match crate::ingest::tcp_summary::PeriodicSummaries::setup(ebpf, interval) {
         Ok(periodic) => Some(tokio::spawn(periodic.run(queue, shutdown))),
         Err(err) => {
             log::warn!("open TCP connections are reported at close only: {err}");
@@ -384,7 +388,7 @@ fn start_tcp_summaries(
 /// without a metrics scraper.
 fn log_summary(stats: &PipelineStats, kernel: &KernelStats) {
     let totals = kernel.read();
-    let per_kind = |list: &[crate::kernel_stats::KindTotal]| {
+    let per_kind = |list: &[crate::kernel::stats::KindTotal]| {
         list.iter()
             .map(|k| {
                 format!(

@@ -211,7 +211,7 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
-    use crate::decode::{decode, dns::test_query, DecodeError, Payload};
+    use crate::ingest::decode::{decode, dns::test_query, DecodeError, Payload};
 
     fn zeroed<T: aya::Pod>() -> T {
         // SAFETY: `T: Pod` is valid for all-zero bytes.

@@ -77,7 +77,7 @@ mod tests {
     use aiwatch_common::{EventHeader, PATH_FLAG_MISSING};
 
     use super::*;
-    use crate::decode::decode;
+    use crate::ingest::decode::decode;
 
     fn record(kind: EventKind, number: u16) -> SyscallRecord {
         // SAFETY: the record is plain data, valid when all-zero.

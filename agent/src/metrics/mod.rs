@@ -11,6 +11,7 @@
 //! construction, so counting an event is one atomic add.
 
 mod egress;
+pub mod pipeline_stats;
 mod workload_series;
 
 use std::collections::HashMap;

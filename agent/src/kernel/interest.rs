@@ -27,8 +27,8 @@ use aya::{
 };
 
 use crate::{
-    assets::{accelerator_family, AssetClassifier, AssetError, KernelInterest},
-    config::Config,
+    app::config::Config,
+    enrich::assets::{accelerator_family, AssetClassifier, AssetError, KernelInterest},
 };
 
 /// Major of DRM devices (`/dev/dri/card*`, `/dev/dri/renderD*`).
@@ -372,7 +372,9 @@ pub fn host_interest(classifier: &AssetClassifier, extra_majors: &[u32]) -> Kern
     let homes = host_homes();
     let homes: Vec<&str> = homes.iter().map(String::as_str).collect();
     let mut interest = classifier.kernel_interest_for_homes(&homes);
-    interest.device_majors.push(crate::assets::NVIDIA_MAJOR);
+    interest
+        .device_majors
+        .push(crate::enrich::assets::NVIDIA_MAJOR);
     interest.device_majors.push(DRM_MAJOR);
     interest.device_majors.extend_from_slice(extra_majors);
     interest

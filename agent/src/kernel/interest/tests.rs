@@ -1,5 +1,5 @@
 use super::*;
-use crate::assets::AssetClassifier;
+use crate::enrich::assets::AssetClassifier;
 
 fn default_interest() -> KernelInterest {
     AssetClassifier::with_defaults()
@@ -125,7 +125,7 @@ fn passwd_homes_are_absolute_and_not_root_dir() {
 fn host_interest_has_the_gpu_majors_and_real_homes() {
     let classifier = AssetClassifier::with_defaults().unwrap();
     let interest = host_interest(&classifier, &[1]);
-    for major in [1, crate::assets::NVIDIA_MAJOR, DRM_MAJOR] {
+    for major in [1, crate::enrich::assets::NVIDIA_MAJOR, DRM_MAJOR] {
         assert!(interest.device_majors.contains(&major), "{major}");
     }
     assert!(interest.prefixes.iter().any(|p| p.starts_with("/root/.")));

@@ -1,5 +1,5 @@
 use super::*;
-use crate::workload::signals::Evidence;
+use crate::analyze::workload::signals::Evidence;
 
 const ORT_MAPS: &str = include_str!("testdata/onnxruntime_python.maps");
 const NUMPY_MAPS: &str = include_str!("testdata/numpy_python.maps");

@@ -15,17 +15,17 @@ use tokio::sync::mpsc;
 
 use crate::{
     alert::{Action, Alert},
+    analyze::workload::WorkloadChange,
     analyze::Analyzer,
     clock::now_boot_ns,
-    decode::Record,
     enrich::Enricher,
     event::{Event, Kind},
-    http::Readiness,
+    ingest::decode::Record,
+    metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, Metrics, ProfileState},
+    observe::http::Readiness,
     policy::{PolicyReloader, ReloadOutcome},
     sink::SinkSender,
-    stats::PipelineStats,
-    workload::WorkloadChange,
 };
 
 /// How often the pipeline publishes snapshots and runs periodic work.

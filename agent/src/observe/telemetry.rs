@@ -10,10 +10,10 @@ use tokio::sync::watch;
 
 use crate::{
     event::Kind,
-    kernel_stats::KernelStats,
+    kernel::ringbuf_usage::RingUsage,
+    kernel::stats::KernelStats,
+    metrics::pipeline_stats::{KindCounters, PipelineStats},
     metrics::{LossStage, Metrics},
-    ringbuf_usage::RingUsage,
-    stats::{KindCounters, PipelineStats},
 };
 
 pub const INTERVAL: Duration = Duration::from_secs(2);

@@ -1,7 +1,7 @@
 //! The command line: `aiwatch run` and the offline tools.
 //!
 //! Parsing is clap's job; `run` resolves the parsed flags with the
-//! configuration file into the runtime [`crate::config::Config`].
+//! configuration file into the runtime [`crate::app::config::Config`].
 
 use std::{net::SocketAddr, path::PathBuf};
 

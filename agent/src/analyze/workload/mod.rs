@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::assets::AssetClass;
+use crate::enrich::assets::AssetClass;
 use crate::event::WorkloadRef;
 pub use classify::{ClassifierConfig, WorkloadClassifier};
 pub use container::{parse_cgroup_path, parse_proc_cgroup, ContainerIdentity};

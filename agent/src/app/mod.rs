@@ -1,0 +1,8 @@
+//! The edges: the command line, the configuration, `aiwatch run` (which
+//! wires the stages together), the pipeline task, and the offline `replay`.
+
+pub mod cli;
+pub mod config;
+pub mod pipeline;
+pub mod replay;
+pub mod run;

@@ -1,0 +1,10 @@
+//! Kernel control: what the running kernel offers, loading and attaching
+//! the programs, the struct offsets and interest maps written into them, and
+//! the kernel's own counters.
+
+pub mod features;
+pub mod interest;
+pub mod loader;
+pub mod offsets;
+pub mod ringbuf_usage;
+pub mod stats;

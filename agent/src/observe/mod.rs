@@ -1,0 +1,6 @@
+//! The agent's own observability on top of the pipeline: the HTTP listener
+//! (`/metrics`, `/healthz`, `/readyz`, `/inventory`) and the telemetry task
+//! that copies loss counters into the metrics registry.
+
+pub mod http;
+pub mod telemetry;
