@@ -21,8 +21,10 @@ use crate::{
     ingest::decode::{self, Payload, Record},
 };
 
-/// Bounds of the process table.
-#[derive(Clone, Copy, Debug)]
+/// Bounds of the process table; the `process_table:` section of the
+/// configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TableLimits {
     pub max_live: usize,
     pub max_exited: usize,
