@@ -272,6 +272,15 @@ pub fn agent_startup(agent: &Path, dir: &Path) -> Startup {
                 started.elapsed().as_secs_f64()
             ));
             startup.ready = true;
+            let missing = probes_not_attached(port);
+            startup.lines.push(format!(
+                "probes not attached: {}",
+                if missing.is_empty() {
+                    "none".to_owned()
+                } else {
+                    missing.join(", ")
+                }
+            ));
             break;
         } else {
             startup.lines.push(format!("agent-log {message}"));
@@ -285,6 +294,28 @@ pub fn agent_startup(agent: &Path, dir: &Path) -> Startup {
     }
     stop(&mut child);
     startup
+}
+
+/// The probes whose `aiwatch_probe_attached` gauge is 0 on the agent's
+/// `/metrics`, or what made them unknowable.
+fn probes_not_attached(port: u16) -> Vec<String> {
+    use std::io::Write as _;
+    let fetched = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    });
+    match fetched {
+        Ok(body) => body
+            .lines()
+            .filter_map(|line| line.strip_prefix("aiwatch_probe_attached{probe=\""))
+            .filter_map(|rest| rest.strip_suffix("\"} 0"))
+            .map(str::to_owned)
+            .collect(),
+        Err(error) => vec![format!("unknown (GET /metrics: {error})")],
+    }
 }
 
 /// What became of a suite.
@@ -436,8 +467,14 @@ fn read_trimmed(path: &str) -> String {
 fn power_off(passed: bool) -> ! {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
+    // SAFETY: tcdrain and sync have no memory preconditions. tcdrain waits
+    // until the serial console has sent the verdict line: the port write
+    // below ends the VM at once.
+    unsafe {
+        libc::tcdrain(libc::STDOUT_FILENO);
+        libc::sync();
+    }
+    thread::sleep(Duration::from_millis(500));
     let value = if passed { PASS_VALUE } else { FAIL_VALUE };
     // SAFETY: ioperm grants this process the one port; the guest is ours.
     if unsafe { libc::ioperm(u64::from(DEBUG_EXIT_PORT), 1, 1) } == 0 {

@@ -18,7 +18,10 @@ use anyhow::{bail, Context as _};
 use sha2::{Digest as _, Sha256};
 
 use super::{kernel::Kernel, root::Root, GuestKernel, Suite, SKIPPED};
-use crate::workspace::{Profile, Workspace};
+use crate::{
+    test::EBPF_PACKAGE,
+    workspace::{run_step, Profile, Workspace},
+};
 
 /// Where the payload sits inside the guest.
 pub const GUEST_DIR: &str = "/aiwatch";
@@ -37,12 +40,21 @@ pub struct Built {
     pub xtask: PathBuf,
 }
 
-/// Builds the debug agent and the test executables.
+/// Builds the workspace as `cargo xtask test` does, so that the agent is
+/// the very file the host's tests run, and lists the test executables.
 pub fn build(workspace: &Workspace) -> anyhow::Result<Built> {
-    workspace.build_agent(Profile::Debug)?;
+    let mut build = workspace.cargo();
+    build.args([
+        "build",
+        "--workspace",
+        "--exclude",
+        EBPF_PACKAGE,
+        "--all-targets",
+    ]);
+    run_step(&mut build, "building the workspace")?;
     let agent = workspace.agent_binary(Profile::Debug);
     let agent_sha256 = sha256_of(&agent)?;
-    let tests = build_tests(workspace)?;
+    let tests = test_executables(workspace)?;
     let xtask = std::env::current_exe().context("locating the xtask executable")?;
     Ok(Built {
         agent,
@@ -52,12 +64,13 @@ pub fn build(workspace: &Workspace) -> anyhow::Result<Built> {
     })
 }
 
-/// `cargo test -p aiwatch-tests --no-run`, reading the executables' paths
-/// from cargo's JSON messages.
-fn build_tests(workspace: &Workspace) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// `cargo test --no-run` with `cargo xtask test`'s package set (nothing is
+/// rebuilt), reading the executables of `aiwatch-tests` from cargo's JSON
+/// messages.
+fn test_executables(workspace: &Workspace) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut cargo = workspace.cargo();
     cargo
-        .args(["test", "--package", TESTS_PACKAGE, "--tests", "--no-run"])
+        .args(["test", "--workspace", "--exclude", EBPF_PACKAGE, "--no-run"])
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped());
     let mut child = cargo.spawn().context("cannot start cargo test --no-run")?;
@@ -68,10 +81,14 @@ fn build_tests(workspace: &Workspace) -> anyhow::Result<BTreeMap<String, PathBuf
         let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
+        let of_tests_package = message["package_id"]
+            .as_str()
+            .is_some_and(|id| id.contains(&format!("#{TESTS_PACKAGE}@")));
         let is_test = message["target"]["kind"]
             .as_array()
             .is_some_and(|kinds| kinds.iter().any(|k| k == "test"));
-        if let (true, Some(name), Some(executable)) = (
+        if let (true, true, Some(name), Some(executable)) = (
+            of_tests_package,
             is_test,
             message["target"]["name"].as_str(),
             message["executable"].as_str(),
@@ -83,6 +100,10 @@ fn build_tests(workspace: &Workspace) -> anyhow::Result<BTreeMap<String, PathBuf
     if !status.success() {
         bail!("building the test executables failed ({status})");
     }
+    anyhow::ensure!(
+        !tests.is_empty(),
+        "cargo listed no test executables of {TESTS_PACKAGE}"
+    );
     Ok(tests)
 }
 

@@ -67,7 +67,7 @@ impl GuestResult {
                 "lsm" => result.lsm = rest.to_owned(),
                 "cgroups" => result.cgroups = rest.to_owned(),
                 "agent-sha256" => result.loaded_sha256 = rest.to_owned(),
-                "feature" | "ready" | "agent-log" => result.startup.push(line.clone()),
+                "feature" | "ready" | "agent-log" | "probes" => result.startup.push(line.clone()),
                 "suite" => {
                     let (name, status) = rest.split_once(' ').unwrap_or((rest, ""));
                     result.suites.push((name.to_owned(), status.to_owned()));
