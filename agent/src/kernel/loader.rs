@@ -455,6 +455,9 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
                 reason: Some("family disabled in the configuration".into()),
             }
         } else if !probe.required && !tracepoint_exists(probe) {
+            // One line per kernel difference: the start-up log says what
+            // this kernel lacks, not only how many probes are missing.
+            log::info!("probe {} not attached: {NOT_IN_KERNEL}", probe.program);
             ProbeStatus {
                 probe: probe.program,
                 attached: false,
