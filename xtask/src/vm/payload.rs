@@ -55,7 +55,9 @@ pub fn build(workspace: &Workspace) -> anyhow::Result<Built> {
     let agent = workspace.agent_binary(Profile::Debug);
     let agent_sha256 = sha256_of(&agent)?;
     let tests = test_executables(workspace)?;
-    let xtask = std::env::current_exe().context("locating the xtask executable")?;
+    // The running xtask, which the workspace build may just have replaced
+    // on disk: /proc/self/exe still opens this one.
+    let xtask = PathBuf::from("/proc/self/exe");
     Ok(Built {
         agent,
         agent_sha256,
