@@ -277,7 +277,7 @@ pub fn agent_startup(agent: &Path, dir: &Path) -> Startup {
             startup.ready = true;
             let missing = probes_not_attached(port);
             startup.lines.push(format!(
-                "probes not attached: {}",
+                "probes that failed to attach: {}",
                 if missing.is_empty() {
                     "none".to_owned()
                 } else {
