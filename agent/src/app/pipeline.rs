@@ -20,7 +20,7 @@ use crate::{
     app::detectors::Detectors,
     clock::now_boot_ns,
     enrich::Enricher,
-    event::{Event, Kind},
+    event::{Access, AssetClass, Event, Kind},
     ingest::decode::Record,
     metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, Metrics},
@@ -179,10 +179,8 @@ impl Pipeline {
             }
             Kind::Open => {
                 let file = event.file.as_ref();
-                let model = file
-                    .and_then(|f| f.class.as_deref())
-                    .is_some_and(|c| c == "model" || c == "pickle-model");
-                let read = file.and_then(|f| f.access.as_deref()) != Some("write");
+                let model = file.and_then(|f| f.class).is_some_and(AssetClass::is_model);
+                let read = file.and_then(|f| f.access) != Some(Access::Write);
                 if let (true, true, Some(size)) = (model, read, file.and_then(|f| f.size)) {
                     self.metrics.workload_model_read(workload, size);
                 }
