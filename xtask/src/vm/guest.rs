@@ -152,7 +152,9 @@ fn mount_kernel_filesystems(cgroups: &str) -> anyhow::Result<()> {
         "unified" => mounts.push(("cgroup2", "/sys/fs/cgroup".into(), "")),
         "hybrid" => {
             mounts.push(("tmpfs", "/sys/fs/cgroup".into(), "mode=755"));
-            for controller in ["cpu,cpuacct", "memory", "pids", "devices"] {
+            // Controllers every kernel still offers to v1: 6.12 builds
+            // memory and cpuset for cgroup2 only (CONFIG_MEMCG_V1=n).
+            for controller in ["cpu,cpuacct", "pids", "devices"] {
                 mounts.push(("cgroup", format!("/sys/fs/cgroup/{controller}"), controller));
             }
             mounts.push(("cgroup2", "/sys/fs/cgroup/unified".into(), ""));
