@@ -222,7 +222,7 @@ pub fn agent_startup(agent: &Path, dir: &Path) -> Startup {
         .map(|addr| addr.port())
         .unwrap_or(9464);
     let config = format!(
-        "listen: 127.0.0.1:{port}\nevents: {0}/events.jsonl\nalerts: {0}/alerts.jsonl\nstate_dir: {0}/state\n",
+        "listen: 127.0.0.1:{port}\nevents: {0}/events.jsonl\nalerts: {0}/alerts.jsonl\nstream_socket: {0}/stream.sock\nstate_dir: {0}/state\n",
         dir.display()
     );
     if let Err(error) = std::fs::write(dir.join("config.yaml"), config) {
