@@ -62,9 +62,10 @@ pub enum KernelChoice {
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Which kernel to run the suites on.
-    #[arg(long, value_enum, default_value = "6.1")]
-    kernel: KernelChoice,
+    /// Which kernel to run the suites on: 6.1 when not given, none when
+    /// only `--report` is.
+    #[arg(long, value_enum)]
+    kernel: Option<KernelChoice>,
     /// Regenerate the matrix in docs/kernels.md from the recorded results.
     #[arg(long)]
     report: bool,
@@ -165,7 +166,16 @@ const BOOT_BUDGET: Duration = Duration::from_secs(300);
 
 pub fn vm(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let guests: Vec<GuestKernel> = match options.kernel {
+    let kernel = match (options.kernel, options.report) {
+        (Some(kernel), _) => kernel,
+        (None, false) => KernelChoice::Linux61,
+        (None, true) => {
+            let path = report::write(workspace)?;
+            println!("vm: wrote {}", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let guests: Vec<GuestKernel> = match kernel {
         KernelChoice::Linux61 => vec![GUESTS[0]],
         KernelChoice::Linux612 => vec![GUESTS[1]],
         KernelChoice::All => GUESTS.to_vec(),
@@ -182,7 +192,7 @@ pub fn vm(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> 
         built.agent_sha256
     );
     let mut failed = Vec::new();
-    if options.kernel == KernelChoice::Host {
+    if kernel == KernelChoice::Host {
         host::record(workspace, &built)?;
     }
     if !guests.is_empty() {
