@@ -82,6 +82,7 @@ mod tests {
     fn record(kind: EventKind, number: u16) -> SyscallRecord {
         // SAFETY: the record is plain data, valid when all-zero.
         let mut r: SyscallRecord = unsafe { std::mem::zeroed() };
+        // SAFETY: as above: integers only, valid when all-zero.
         let mut h: EventHeader = unsafe { std::mem::zeroed() };
         h.kind = kind as u16;
         h.size = size_of::<SyscallRecord>() as u32;
