@@ -67,7 +67,9 @@ const S_IFCHR: u32 = 0o020000;
 /// What the entry handler saw, kept until the exit handler.
 #[repr(C)]
 pub struct FilePending {
-    kind: EventKind,
+    /// An [`EventKind`] number: an enum read back from a map could hold
+    /// any bits, so it is stored as a number and checked at the exit.
+    kind: u16,
     /// `FILE_FLAG_TRACKED` and `FILE_FLAG_NAME_TRUNCATED`.
     header_flags: u16,
     name_len: u16,
@@ -276,9 +278,9 @@ fn enter(args: &Args) {
     let Some(pending) = FILE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: this CPU's scratch value, valid while the program runs; no
-    // other program on this CPU uses it meanwhile (syscall entries do not
-    // nest). `kind` is always written before the value is stored.
+    // SAFETY: this CPU's scratch value, valid while the program runs, and
+    // plain data (any bytes are valid); no other program on this CPU uses
+    // it meanwhile (syscall entries do not nest).
     let pending = unsafe { &mut *pending };
     let mut header_flags = if tracked { FILE_FLAG_TRACKED } else { 0 };
     let name_len = read_name(&mut pending.name, args.name);
@@ -297,7 +299,7 @@ fn enter(args: &Args) {
         count(Stat::Filtered, args.kind.slot());
         return;
     }
-    pending.kind = args.kind;
+    pending.kind = args.kind as u16;
     pending.header_flags = header_flags;
     pending.name_len = name_len as u16;
     pending.name2_len = name2_len as u16;
@@ -510,7 +512,9 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
     // ring-buffer reservation sized for a `FileRecord`; the name copies are
     // `NAME_LEN` bytes between two `NAME_LEN` arrays.
     unsafe {
-        let kind = (*pending).kind;
+        let Some(kind) = EventKind::from_u16((*pending).kind) else {
+            return;
+        };
         let Some(mut entry) = reserve::<FileRecord>(kind) else {
             return;
         };
