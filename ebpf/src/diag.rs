@@ -49,7 +49,12 @@ fn due(diagnostic: Diagnostic) -> bool {
 
 /// A path walk stopped at its depth limit or out of room: the path is a
 /// suffix of the real one.
-#[inline(always)]
+///
+/// Not inlined: a log call site is about 4 KB of instructions, and this one
+/// would otherwise be copied into every program that walks a path. As a
+/// BPF-to-BPF call it exists once per program and costs nothing until the
+/// rare branch calls it.
+#[inline(never)]
 pub fn path_cut(pid: u32, depth: u32, len: u32) {
     if due(Diagnostic::PathCut) {
         // The macros take a context argument they do not use yet; the walk
@@ -65,8 +70,8 @@ pub fn path_cut(pid: u32, depth: u32, len: u32) {
 }
 
 /// A syscall's entry could not be stored until its exit: the event is lost
-/// (and counted as `PendingLost`).
-#[inline(always)]
+/// (and counted as `PendingLost`). Not inlined, as [`path_cut`].
+#[inline(never)]
 pub fn pending_full(pid: u32, kind: EventKind) {
     if due(Diagnostic::PendingFull) {
         warn!(
