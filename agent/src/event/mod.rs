@@ -5,114 +5,15 @@
 //! only ever added, never renamed. `replay` reads the same JSON back, so every
 //! type here round-trips through serde.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use serde::{Deserialize, Serialize};
 
-/// Kinds as they appear in JSON (`"kind": "exec"`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    #[default]
-    Exec,
-    Fork,
-    Exit,
-    Open,
-    Unlink,
-    Rename,
-    Chmod,
-    Truncate,
-    Connect,
-    Accept,
-    Bind,
-    Listen,
-    TcpSummary,
-    UdpSend,
-    Dns,
-    Setuid,
-    Setgid,
-    Capset,
-    Ptrace,
-    ModuleLoad,
-    Bpf,
-    MemfdCreate,
-    ExecMemory,
-    GpuIoctl,
-}
+mod kind;
+mod values;
 
-impl Kind {
-    pub const ALL: [Kind; 24] = [
-        Kind::Exec,
-        Kind::Fork,
-        Kind::Exit,
-        Kind::Open,
-        Kind::Unlink,
-        Kind::Rename,
-        Kind::Chmod,
-        Kind::Truncate,
-        Kind::Connect,
-        Kind::Accept,
-        Kind::Bind,
-        Kind::Listen,
-        Kind::TcpSummary,
-        Kind::UdpSend,
-        Kind::Dns,
-        Kind::Setuid,
-        Kind::Setgid,
-        Kind::Capset,
-        Kind::Ptrace,
-        Kind::ModuleLoad,
-        Kind::Bpf,
-        Kind::MemfdCreate,
-        Kind::ExecMemory,
-        Kind::GpuIoctl,
-    ];
-
-    /// The name used in JSON, metrics labels and rule conditions.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Exec => "exec",
-            Kind::Fork => "fork",
-            Kind::Exit => "exit",
-            Kind::Open => "open",
-            Kind::Unlink => "unlink",
-            Kind::Rename => "rename",
-            Kind::Chmod => "chmod",
-            Kind::Truncate => "truncate",
-            Kind::Connect => "connect",
-            Kind::Accept => "accept",
-            Kind::Bind => "bind",
-            Kind::Listen => "listen",
-            Kind::TcpSummary => "tcp_summary",
-            Kind::UdpSend => "udp_send",
-            Kind::Dns => "dns",
-            Kind::Setuid => "setuid",
-            Kind::Setgid => "setgid",
-            Kind::Capset => "capset",
-            Kind::Ptrace => "ptrace",
-            Kind::ModuleLoad => "module_load",
-            Kind::Bpf => "bpf",
-            Kind::MemfdCreate => "memfd_create",
-            Kind::ExecMemory => "exec_memory",
-            Kind::GpuIoctl => "gpu_ioctl",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-
-    /// Dense index, for per-kind arrays.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use kind::Kind;
+pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownName};
 
 /// One event, enriched.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -258,14 +159,14 @@ pub struct FileInfo {
     pub flags: u32,
     /// Symbolic access: `read`, `write` or `read_write`; opens only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub access: Option<String>,
+    pub access: Option<Access>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
     /// Syscall result: fd or 0 on success, negative errno on failure.
     pub result: i64,
     /// Asset class: `model`, `pickle-model`, `dataset`, `secret`, `gpu-device`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<AssetClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceInfo>,
     /// Size of the file in bytes when it was opened, for regular files.
@@ -284,7 +185,7 @@ pub struct FileInfo {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     /// `char` or `block`.
-    pub kind: String,
+    pub kind: DeviceKind,
     pub major: u32,
     pub minor: u32,
     /// Known device family: `nvidia`, `nvidia-uvm`, `nvidiactl`, `dri`, `kfd`, `accel`.
@@ -292,21 +193,66 @@ pub struct DeviceInfo {
     pub accelerator: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
-    pub ip: String,
+    pub ip: IpAddr,
+    #[serde(default)]
     pub port: u16,
+}
+
+impl Default for Endpoint {
+    fn default() -> Endpoint {
+        Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        }
+    }
+}
+
+/// An endpoint that may be unknown, written as `{"ip": "", "port": 0}` when
+/// it is (the schema of `dns.server` predates the typed field).
+mod endpoint_or_empty {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Endpoint;
+
+    #[derive(Serialize, Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        ip: String,
+        #[serde(default)]
+        port: u16,
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Endpoint>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(endpoint) => endpoint.serialize(s),
+            None => Raw {
+                ip: String::new(),
+                port: 0,
+            }
+            .serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Endpoint>, D::Error> {
+        let raw = Raw::deserialize(d)?;
+        if raw.ip.is_empty() {
+            return Ok(None);
+        }
+        let ip = raw.ip.parse().map_err(serde::de::Error::custom)?;
+        Ok(Some(Endpoint { ip, port: raw.port }))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NetInfo {
     /// `ipv4`, `ipv6` or `unix`.
-    pub family: String,
+    pub family: NetFamily,
     /// `tcp`, `udp` or empty when unknown.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
+    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -338,7 +284,8 @@ pub struct DnsInfo {
     pub name: String,
     /// Query type: `A`, `AAAA`, `TXT`, ... or the number.
     pub qtype: String,
-    pub server: Endpoint,
+    #[serde(with = "endpoint_or_empty")]
+    pub server: Option<Endpoint>,
 }
 
 /// Privilege and tampering syscalls.
