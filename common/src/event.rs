@@ -67,7 +67,7 @@ macro_rules! define_event_kind {
             /// Every kind, in ABI order. Counter arrays are indexed by [`EventKind::slot`].
             pub const ALL: [EventKind; [$(EventKind::$variant),*].len()] = [$(EventKind::$variant),*];
 
-            pub fn from_u16(raw: u16) -> Option<EventKind> {
+            pub const fn from_u16(raw: u16) -> Option<EventKind> {
                 match raw {
                     $($number => Some(EventKind::$variant),)*
                     _ => None,
@@ -456,17 +456,31 @@ pub struct GpuIoctlRecord {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    unsafe impl aya::Pod for EventHeader {}
-    unsafe impl aya::Pod for KernelPath {}
-    unsafe impl aya::Pod for ExecRecord {}
-    unsafe impl aya::Pod for ForkRecord {}
-    unsafe impl aya::Pod for ExitRecord {}
-    unsafe impl aya::Pod for FileRecord {}
-    unsafe impl aya::Pod for NetRecord {}
-    unsafe impl aya::Pod for TcpSummaryRecord {}
-    unsafe impl aya::Pod for DnsRecord {}
-    unsafe impl aya::Pod for TcpOwner {}
-    unsafe impl aya::Pod for SockAddr {}
-    unsafe impl aya::Pod for SyscallRecord {}
-    unsafe impl aya::Pod for GpuIoctlRecord {}
+
+    macro_rules! pod {
+        ($($record:ty),* $(,)?) => {
+            $(
+                // SAFETY: `repr(C)` and `Copy`, made of integers and integer
+                // arrays only, so any bytes are a valid value, with no
+                // padding (checked in `layout.rs`).
+                unsafe impl aya::Pod for $record {}
+            )*
+        };
+    }
+
+    pod!(
+        EventHeader,
+        KernelPath,
+        ExecRecord,
+        ForkRecord,
+        ExitRecord,
+        FileRecord,
+        NetRecord,
+        TcpSummaryRecord,
+        DnsRecord,
+        TcpOwner,
+        SockAddr,
+        SyscallRecord,
+        GpuIoctlRecord,
+    );
 }
