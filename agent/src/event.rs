@@ -279,6 +279,10 @@ pub struct FileInfo {
     /// truncate: the new length in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<i64>,
+    /// A change (write, rename, truncate, unlink, chmod) to a model file an
+    /// AI workload other than the writer's has read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_in_use: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

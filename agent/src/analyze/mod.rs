@@ -7,6 +7,7 @@
 
 mod attribute;
 pub mod inventory;
+pub mod models_in_use;
 mod scan;
 mod seed;
 pub mod workload;
@@ -53,6 +54,8 @@ pub enum AnalyzeError {
 pub struct Analyzer {
     pub workloads: WorkloadTable,
     pub inventory: Inventory,
+    /// Model files read by workloads, to tell tampering from deployment.
+    pub models_in_use: models_in_use::ModelsInUse,
     pub anomaly: Option<AnomalyEngine>,
     pub policy: Option<PolicyEngine>,
     scanner: LibraryScanner,
@@ -78,6 +81,7 @@ impl Analyzer {
         Ok(Analyzer {
             workloads: WorkloadTable::new(classifier, declared, Default::default()),
             inventory: Inventory::new(InventoryLimits::default()),
+            models_in_use: Default::default(),
             anomaly,
             policy: None,
             scanner: LibraryScanner::default(),

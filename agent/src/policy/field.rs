@@ -4,7 +4,10 @@
 
 use std::cmp::Ordering;
 
-use crate::event::{Ancestor, DeviceInfo, Endpoint, Event};
+use crate::{
+    enrich::assets::secret_kind,
+    event::{Ancestor, DeviceInfo, Endpoint, Event},
+};
 
 /// What a field holds, which decides the operators it accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +115,8 @@ fields! {
     FileDeviceAccelerator = "file.device.accelerator": Str,
     FileSize = "file.size": Num,
     FilePathIncomplete = "file.path_incomplete": Bool,
+    FileModelInUse = "file.model_in_use": Bool,
+    FileSecretKind = "file.secret_kind": Str,
     Net = "net": Section,
     NetFamily = "net.family": Str,
     NetProtocol = "net.protocol": Str,
@@ -369,6 +374,15 @@ impl Field {
                 .file
                 .as_ref()
                 .map_or(Val::Missing, |x| Val::Bool(x.path_incomplete)),
+            F::FileModelInUse => ev
+                .file
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.model_in_use)),
+            F::FileSecretKind => ev
+                .file
+                .as_ref()
+                .filter(|x| x.class.as_deref() == Some("secret"))
+                .map_or(Val::Missing, |x| Val::Str(secret_kind(&x.path))),
             F::Net => present(ev.net.as_ref()),
             F::NetFamily => opt_str(ev.net.as_ref().map(|x| &x.family)),
             F::NetProtocol => opt_str(ev.net.as_ref().map(|x| &x.protocol)),

@@ -16,6 +16,7 @@ pub mod error;
 pub mod field;
 mod index;
 pub mod reload;
+mod relation;
 mod sequence;
 pub mod set;
 mod summary;

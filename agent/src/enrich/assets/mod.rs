@@ -14,6 +14,7 @@
 //! kernel prefilter can test (extensions, base names, path prefixes).
 
 mod defaults;
+mod secret_kind;
 mod interest;
 
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use defaults::{DATA_FOLDERS, MODEL_FOLDERS, NVIDIA_MAJOR};
 pub use interest::KernelInterest;
+pub use secret_kind::secret_kind;
 
 /// The class of an asset, as written in `file.class`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -29,15 +31,20 @@ pub enum AssetClass {
     Dataset,
     Model,
     PickleModel,
+    /// Files that make code run again later: cron, systemd units, shell
+    /// start-up files, `authorized_keys`, `ld.so.preload`, sudoers, PAM,
+    /// the account databases and git hooks.
+    Persistence,
     GpuDevice,
     Secret,
 }
 
 impl AssetClass {
-    pub const ALL: [AssetClass; 5] = [
+    pub const ALL: [AssetClass; 6] = [
         AssetClass::Dataset,
         AssetClass::Model,
         AssetClass::PickleModel,
+        AssetClass::Persistence,
         AssetClass::GpuDevice,
         AssetClass::Secret,
     ];
@@ -49,6 +56,7 @@ impl AssetClass {
             AssetClass::PickleModel => "pickle-model",
             AssetClass::Dataset => "dataset",
             AssetClass::Secret => "secret",
+            AssetClass::Persistence => "persistence",
             AssetClass::GpuDevice => "gpu-device",
         }
     }
@@ -93,6 +101,8 @@ pub struct AssetConfig {
     pub secret: Vec<String>,
     /// Extra globs for `gpu-device`.
     pub gpu_device: Vec<String>,
+    /// Extra globs for `persistence`.
+    pub persistence: Vec<String>,
     /// Globs that are never classified, whatever else matches.
     pub exclude: Vec<String>,
     /// Character device majors that are GPUs whatever their path
@@ -109,6 +119,7 @@ impl Default for AssetConfig {
             dataset: Vec::new(),
             secret: Vec::new(),
             gpu_device: Vec::new(),
+            persistence: Vec::new(),
             exclude: Vec::new(),
             gpu_majors: vec![NVIDIA_MAJOR],
         }
@@ -203,6 +214,7 @@ impl AssetClassifier {
             (AssetClass::Dataset, &config.dataset),
             (AssetClass::Secret, &config.secret),
             (AssetClass::GpuDevice, &config.gpu_device),
+            (AssetClass::Persistence, &config.persistence),
         ];
         for (class, globs) in user_lists {
             for glob in globs {
