@@ -36,6 +36,14 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "policies/host.yaml",
         include_str!("../../../policies/host.yaml"),
     ),
+    (
+        "policies/persistence.yaml",
+        include_str!("../../../policies/persistence.yaml"),
+    ),
+    (
+        "policies/credentials.yaml",
+        include_str!("../../../policies/credentials.yaml"),
+    ),
 ];
 
 /// Errors and tests of the embedded pack name their file with this prefix
