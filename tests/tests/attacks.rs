@@ -146,6 +146,28 @@ impl Drop for Peer {
     }
 }
 
+/// TCP connections of this host to `ip` that have not reached CLOSE or
+/// TIME-WAIT, as `ss` lines.
+fn open_connections(ip: &str) -> Vec<String> {
+    let output = Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "connected",
+            "exclude",
+            "time-wait",
+            "dst",
+            ip,
+        ])
+        .output()
+        .expect("run ss");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A cgroup of the suite; its processes are killed and it is removed on drop.
 struct Cgroup {
     path: PathBuf,
@@ -190,7 +212,9 @@ struct Scenario {
     script: PathBuf,
 }
 
+/// The scenarios whose name contains `AIWATCH_ATTACKS` (all when unset).
 fn scenarios() -> Vec<Scenario> {
+    let only = std::env::var("AIWATCH_ATTACKS").unwrap_or_default();
     let mut out = Vec::new();
     for (folder, expect) in [("attack", Expect::Attack), ("benign", Expect::Benign)] {
         let dir = repo_root().join("tests/attacks").join(folder);
@@ -205,11 +229,13 @@ fn scenarios() -> Vec<Scenario> {
                 "{folder}/{}",
                 script.file_stem().unwrap_or_default().to_string_lossy()
             );
-            out.push(Scenario {
-                expect,
-                name,
-                script,
-            });
+            if name.contains(&only) {
+                out.push(Scenario {
+                    expect,
+                    name,
+                    script,
+                });
+            }
         }
     }
     out
@@ -283,6 +309,33 @@ fn run_scenario(script: &Path, cgroup: Cgroup, peer: &Peer, label: &str) -> Ran 
     }
 }
 
+/// One event in a line, for the report of a missed or noisy scenario.
+fn event_line(event: &Value) -> String {
+    let mut line = format!(
+        "{} pid {} {}",
+        event["kind"].as_str().unwrap_or("?"),
+        get(event, "process.pid"),
+        get(event, "process.exe").as_str().unwrap_or("?")
+    );
+    for path in [
+        "file.path",
+        "file.target",
+        "file.access",
+        "file.class",
+        "file.size",
+        "net.dst.ip",
+        "net.dst.port",
+        "net.bytes_sent",
+        "workload.kind",
+    ] {
+        let value = get(event, path);
+        if !value.is_null() {
+            line.push_str(&format!(" {path}={value}"));
+        }
+    }
+    line
+}
+
 fn alert_line(alert: &Value) -> String {
     format!(
         "{} ({})",
@@ -311,6 +364,18 @@ fn attack_suite_scoreboard() {
         results.push((scenario, ran));
     }
 
+    // A TCP byte summary is reported when its socket reaches CLOSE, which can
+    // come after the process that wrote the bytes has exited: wait until no
+    // connection to the peer is short of TIME-WAIT (whose socket is closed).
+    let open = wait_until("peer connections closed", Duration::from_secs(30), || {
+        open_connections(&peer.ip).is_empty().then_some(())
+    });
+    assert!(
+        open.is_some(),
+        "connections to the peer stayed open: {:?}",
+        open_connections(&peer.ip)
+    );
+
     // The sentinel: `cat` of an SSH key raises ai.secret.read-by-unexpected-process.
     let sentinel = Cgroup::create(&parent, "sentinel");
     let sentinel_script = repo_root().join("tests/attacks/lib/sentinel.sh");
@@ -321,6 +386,15 @@ fn attack_suite_scoreboard() {
     });
     drop(sentinel_ran);
 
+    let mut events_by_cgroup: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for event in agent.events() {
+        if let Some(id) = get(&event, "process.cgroup_id").as_u64() {
+            events_by_cgroup
+                .entry(id)
+                .or_default()
+                .push(event_line(&event));
+        }
+    }
     let mut by_cgroup: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
     for alert in agent.alerts() {
         if let Some(id) = get(&alert, "event.process.cgroup_id").as_u64() {
@@ -328,8 +402,7 @@ fn attack_suite_scoreboard() {
         }
     }
 
-    let (mut detected, mut missed, mut quiet, mut false_positives, mut broken) =
-        (0, 0, 0, 0, 0);
+    let (mut detected, mut missed, mut quiet, mut false_positives, mut broken) = (0, 0, 0, 0, 0);
     println!("\n=== aiwatch attack suite ===");
     for (scenario, ran) in &results {
         let alerts = by_cgroup.remove(&ran.cgroup.id).unwrap_or_default();
@@ -388,6 +461,14 @@ fn attack_suite_scoreboard() {
                     .collect::<Vec<_>>()
                     .join("\n")
             );
+            println!(
+                "    alerts: {}",
+                alerts.iter().map(alert_line).collect::<Vec<_>>().join(", ")
+            );
+            println!("    events:");
+            for line in events_by_cgroup.get(&ran.cgroup.id).into_iter().flatten() {
+                println!("      {line}");
+            }
         }
     }
     println!(
@@ -399,5 +480,7 @@ fn attack_suite_scoreboard() {
         missed == 0 && false_positives == 0 && broken == 0,
         "the attack suite failed: {missed} missed, {false_positives} false positives, {broken} broken (scoreboard above)"
     );
-    assert!(detected >= 20 && quiet >= 8, "the suite lost scenarios");
+    if std::env::var_os("AIWATCH_ATTACKS").is_none() {
+        assert!(detected >= 20 && quiet >= 8, "the suite lost scenarios");
+    }
 }

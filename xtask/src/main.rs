@@ -103,7 +103,14 @@ fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
         }
         Task::Test { args } => test::test(&Workspace::prepare()?, &args),
         Task::Attacks => {
-            let args = ["-p", "aiwatch-tests", "--test", "attacks", "--", "--nocapture"];
+            let args = [
+                "-p",
+                "aiwatch-tests",
+                "--test",
+                "attacks",
+                "--",
+                "--nocapture",
+            ];
             let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
             test::test(&Workspace::prepare()?, &args)
         }

@@ -139,7 +139,12 @@ mod tests {
     #[test]
     fn a_rename_over_a_model_in_use_is_marked() {
         let mut models = ModelsInUse::default();
-        models.observe(&mut file_event(Kind::Open, "/models/m.gguf", 0, Some("srv")));
+        models.observe(&mut file_event(
+            Kind::Open,
+            "/models/m.gguf",
+            0,
+            Some("srv"),
+        ));
         let mut rename = file_event(Kind::Rename, "/tmp/x.gguf", 0, None);
         rename.file.as_mut().unwrap().target = Some("/models/m.gguf".to_string());
         models.observe(&mut rename);

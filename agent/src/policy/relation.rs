@@ -95,12 +95,7 @@ pub const RELATION_KEYS: &[&str] = &["differs", "at_least"];
 
 /// Compiles the relations of the step at `index`, whose earlier steps are
 /// named `names`.
-pub fn compile(
-    key: &str,
-    node: &Node,
-    index: usize,
-    names: &[String],
-) -> Located<Relation> {
+pub fn compile(key: &str, node: &Node, index: usize, names: &[String]) -> Located<Relation> {
     let entries = node.as_map(&format!("`{key}`"))?;
     let get = |name: &str| {
         entries
@@ -111,11 +106,18 @@ pub fn compile(
     let field_of = |name: &str, numeric: bool| -> Located<Field> {
         let node = get(name).ok_or_else(|| node.err(format!("`{key}` needs `{name}`")))?;
         let path = node.as_str(&format!("`{name}`"))?;
-        let (field, ty) = Field::lookup(path)
-            .ok_or_else(|| node.err(format!("unknown field `{path}`")))?;
-        let scalar = matches!(ty, FieldType::Str | FieldType::Ip | FieldType::Num | FieldType::Bool);
+        let (field, ty) =
+            Field::lookup(path).ok_or_else(|| node.err(format!("unknown field `{path}`")))?;
+        let scalar = matches!(
+            ty,
+            FieldType::Str | FieldType::Ip | FieldType::Num | FieldType::Bool
+        );
         if !scalar || (numeric && ty != FieldType::Num) {
-            let wanted = if numeric { "a number" } else { "a single value" };
+            let wanted = if numeric {
+                "a number"
+            } else {
+                "a single value"
+            };
             return Err(node.err(format!(
                 "`{path}` is {}; `{key}` compares {wanted}",
                 ty.describe()
@@ -123,7 +125,8 @@ pub fn compile(
         }
         Ok(field)
     };
-    let from = get("from").ok_or_else(|| node.err(format!("`{key}` needs `from` (an earlier step's name)")))?;
+    let from = get("from")
+        .ok_or_else(|| node.err(format!("`{key}` needs `from` (an earlier step's name)")))?;
     let from_name = from.as_str("`from`")?;
     let step = names[..index]
         .iter()

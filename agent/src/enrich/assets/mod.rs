@@ -14,8 +14,8 @@
 //! kernel prefilter can test (extensions, base names, path prefixes).
 
 mod defaults;
-mod secret_kind;
 mod interest;
+mod secret_kind;
 
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};

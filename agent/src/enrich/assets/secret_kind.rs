@@ -9,7 +9,10 @@
 /// The credential kinds, in the order they are tested.
 const KINDS: &[(&str, &[&str])] = &[
     ("cloud", &["/.aws/", "/.config/gcloud/", "/.azure/"]),
-    ("huggingface", &["/huggingface/token", "/huggingface/stored_tokens"]),
+    (
+        "huggingface",
+        &["/huggingface/token", "/huggingface/stored_tokens"],
+    ),
     (
         "kubernetes",
         &["/.kube/config", "/secrets/kubernetes.io/", "/.kube/"],
@@ -49,11 +52,17 @@ mod tests {
     fn each_kind_is_named_by_its_path() {
         for (path, kind) in [
             ("/root/.aws/credentials", "cloud"),
-            ("/home/u/.config/gcloud/application_default_credentials.json", "cloud"),
+            (
+                "/home/u/.config/gcloud/application_default_credentials.json",
+                "cloud",
+            ),
             ("/home/u/.azure/msal_token_cache.json", "cloud"),
             ("/root/.cache/huggingface/token", "huggingface"),
             ("/root/.kube/config", "kubernetes"),
-            ("/var/run/secrets/kubernetes.io/serviceaccount/token", "kubernetes"),
+            (
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                "kubernetes",
+            ),
             ("/home/u/.ssh/id_ed25519", "ssh"),
             ("/root/.netrc", "netrc"),
             ("/root/.docker/config.json", "docker"),
