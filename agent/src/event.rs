@@ -226,6 +226,11 @@ pub struct WorkloadRef {
     /// `inference`, `training`, `notebook`, `agent`, `pipeline` or `unknown-ai`.
     pub kind: String,
     pub name: String,
+    /// Known only from what its processes claim (names, command lines,
+    /// devices, ports), with no library, model or data set evidence: rules
+    /// never trust it more than a process outside any workload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claimed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -114,14 +114,20 @@ fn imports() -> BTreeMap<String, BTreeMap<String, PathBuf>> {
     for file in files {
         let relative = file.strip_prefix(&src).unwrap();
         let name = file.file_stem().unwrap().to_str().unwrap();
-        let top = relative.components().next().unwrap().as_os_str().to_str().unwrap();
+        let top = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_str()
+            .unwrap();
         let top = top.trim_end_matches(".rs").to_string();
         if top == "bin" || top == "lib" || name == "tests" || name.ends_with("_tests") {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        let parsed = syn::parse_file(&text)
-            .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+        let parsed =
+            syn::parse_file(&text).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
         let mut refs = CrateRefs::default();
         refs.visit_file(&parsed);
         for module in refs.0 {

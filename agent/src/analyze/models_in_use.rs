@@ -112,6 +112,7 @@ mod tests {
             id: id.to_string(),
             kind: "inference".to_string(),
             name: id.to_string(),
+            claimed: false,
         });
         event
     }

@@ -92,6 +92,7 @@ fields! {
     WorkloadId = "workload.id": Str,
     WorkloadKind = "workload.kind": Str,
     WorkloadName = "workload.name": Str,
+    WorkloadClaimed = "workload.claimed": Bool,
     Exit = "exit": Section,
     ExitCode = "exit.code": Num,
     ExitSignal = "exit.signal": Num,
@@ -340,6 +341,10 @@ impl Field {
             F::WorkloadId => opt_str(ev.workload.as_ref().map(|x| &x.id)),
             F::WorkloadKind => opt_str(ev.workload.as_ref().map(|x| &x.kind)),
             F::WorkloadName => opt_str(ev.workload.as_ref().map(|x| &x.name)),
+            F::WorkloadClaimed => ev
+                .workload
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.claimed)),
             F::Exit => present(ev.exit.as_ref()),
             F::ExitCode => opt_num(ev.exit.as_ref().and_then(|x| x.code)),
             F::ExitSignal => opt_num(ev.exit.as_ref().and_then(|x| x.signal)),
