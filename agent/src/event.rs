@@ -291,6 +291,19 @@ pub struct FileInfo {
     /// AI workload other than the writer's has read.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub model_in_use: bool,
+    /// Reported only because a relative name could not be tested in the
+    /// kernel: the pipeline drops the event unless the resolved path has a
+    /// class. Never serialised.
+    #[serde(skip)]
+    pub unchecked: bool,
+}
+
+impl FileInfo {
+    /// A change through a relative name whose resolved path turned out to
+    /// be of no interest: what the kernel would have filtered had it known.
+    pub fn is_uninteresting_relative(&self) -> bool {
+        self.unchecked && self.class.is_none()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -281,6 +281,10 @@ pub const FILE_FLAG_PATH2_SAME_DIR: u16 = 16;
 pub const FILE_FLAG_INODE: u16 = 32;
 /// The name as given was longer than [`NAME_LEN`] and was cut.
 pub const FILE_FLAG_NAME_TRUNCATED: u16 = 64;
+/// An untracked process changed a file through a relative name, which the
+/// interest sets cannot test before the path is resolved: user space keeps
+/// the event only if the resolved path is of interest.
+pub const FILE_FLAG_UNCHECKED: u16 = 128;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]

@@ -132,6 +132,7 @@ impl super::Enricher {
             path_incomplete: incomplete,
             length: (event.kind == Kind::Truncate).then_some(op.length),
             model_in_use: false,
+            unchecked: op.unchecked,
         });
     }
 

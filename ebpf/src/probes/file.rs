@@ -19,8 +19,9 @@ use aiwatch_common::{
     suffix::{self, TailKeys},
     EventKind, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU, FILE_FLAG_INODE,
     FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR,
-    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, NAME_LEN, OFFSET_UNKNOWN,
-    PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
+    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
+    NAME_LEN, OFFSET_UNKNOWN, PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION,
+    SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -58,6 +59,9 @@ fn trace_all() -> bool {
 
 /// `AT_FDCWD`: a relative name is relative to the cwd.
 const AT_FDCWD: i32 = -100;
+const O_ACCMODE: u32 = 0o3;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
 const S_IFMT: u32 = 0o170000;
 const S_IFCHR: u32 = 0o020000;
 
@@ -65,7 +69,7 @@ const S_IFCHR: u32 = 0o020000;
 #[repr(C)]
 pub struct FilePending {
     kind: EventKind,
-    /// `FILE_FLAG_TRACKED` and `FILE_FLAG_NAME_TRUNCATED`.
+    /// `FILE_FLAG_TRACKED`, `FILE_FLAG_NAME_TRUNCATED` and `FILE_FLAG_UNCHECKED`.
     header_flags: u16,
     name_len: u16,
     name2_len: u16,
@@ -301,8 +305,14 @@ fn enter(args: &Args) {
             header_flags |= FILE_FLAG_NAME_TRUNCATED;
         }
         if !tracked && !interesting(0, name_len) && !(name2_len > 0 && interesting(1, name2_len)) {
-            count(Stat::Filtered, args.kind.slot());
-            return;
+            // `cd /etc && echo x > cron.d/job`: a relative name says nothing
+            // until its directory is known. Changes through one go to user
+            // space, which resolves the path and keeps only what classifies.
+            if !relative_change(args, pending, name_len, name2_len) {
+                count(Stat::Filtered, args.kind.slot());
+                return;
+            }
+            header_flags |= FILE_FLAG_UNCHECKED;
         }
         (*pending).kind = args.kind;
         (*pending).header_flags = header_flags;
@@ -317,6 +327,28 @@ fn enter(args: &Args) {
             pending_added(PENDING_FILE);
         } else {
             count(Stat::PendingLost, args.kind.slot());
+        }
+    }
+}
+
+/// Whether the call changes a file through a relative name: an open for
+/// writing, creating or truncating, or a rename to a relative destination.
+#[inline(always)]
+unsafe fn relative_change(
+    args: &Args,
+    pending: *const FilePending,
+    name_len: usize,
+    name2_len: usize,
+) -> bool {
+    unsafe {
+        match args.kind {
+            EventKind::Open => {
+                name_len > 0
+                    && (*pending).name[0] != b'/'
+                    && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0
+            }
+            EventKind::Rename => name2_len > 0 && (*pending).name2[0] != b'/',
+            _ => false,
         }
     }
 }
