@@ -28,6 +28,9 @@ macro_rules! event_kinds {
             Rename = 202, "rename";
             Chmod = 203, "chmod";
             Truncate = 204, "truncate";
+            // A hard or symbolic link: `name` is the existing file (or the
+            // symlink's text), `name2` the new name.
+            Link = 205, "link";
             // Network: 300..
             Connect = 300, "connect";
             Accept = 301, "accept";

@@ -141,7 +141,7 @@ impl Analyzer {
 pub(crate) fn has_path(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::Open | Kind::Unlink | Kind::Rename | Kind::Chmod | Kind::Truncate
+        Kind::Open | Kind::Unlink | Kind::Rename | Kind::Link | Kind::Chmod | Kind::Truncate
     )
 }
 

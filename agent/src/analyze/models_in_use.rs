@@ -54,7 +54,7 @@ impl ModelsInUse {
         }
         let changes = matches!(
             event.kind,
-            Kind::Open | Kind::Rename | Kind::Unlink | Kind::Truncate | Kind::Chmod
+            Kind::Open | Kind::Rename | Kind::Link | Kind::Unlink | Kind::Truncate | Kind::Chmod
         );
         if !changes {
             return;

@@ -64,6 +64,8 @@ const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 const S_IFMT: u32 = 0o170000;
 const S_IFCHR: u32 = 0o020000;
+/// Marks a `link` event made by `symlink`/`symlinkat` (in `mode`).
+const S_IFLNK: u32 = 0o120000;
 
 /// What the entry handler saw, kept until the exit handler.
 #[repr(C)]
@@ -233,6 +235,57 @@ pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[tracepoint(category = "syscalls", name = "sys_enter_link")]
+pub fn sys_enter_link(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.name2 = arg(&ctx, 1);
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_linkat")]
+pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.dfd2 = arg(&ctx, 2) as i32;
+    args.name2 = arg(&ctx, 3);
+    args.flags = arg(&ctx, 4) as u32;
+    enter(&args);
+    0
+}
+
+/// `symlink(target, linkpath)`: the target is text, kept as `name`.
+#[tracepoint(category = "syscalls", name = "sys_enter_symlink")]
+pub fn sys_enter_symlink(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.name2 = arg(&ctx, 1);
+    args.mode = S_IFLNK;
+    enter(&args);
+    0
+}
+
+/// `symlinkat(target, newdfd, linkpath)`.
+#[tracepoint(category = "syscalls", name = "sys_enter_symlinkat")]
+pub fn sys_enter_symlinkat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.dfd2 = arg(&ctx, 1) as i32;
+    args.name2 = arg(&ctx, 2);
+    args.mode = S_IFLNK;
+    enter(&args);
+    0
+}
+
 #[tracepoint(category = "syscalls", name = "sys_enter_chmod")]
 pub fn sys_enter_chmod(ctx: TracePointContext) -> u32 {
     if floor() {
@@ -347,7 +400,7 @@ unsafe fn relative_change(
                     && (*pending).name[0] != b'/'
                     && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0
             }
-            EventKind::Rename => name2_len > 0 && (*pending).name2[0] != b'/',
+            EventKind::Rename | EventKind::Link => name2_len > 0 && (*pending).name2[0] != b'/',
             _ => false,
         }
     }
@@ -502,6 +555,10 @@ exit_probe!(sys_exit_unlinkat, "sys_exit_unlinkat");
 exit_probe!(sys_exit_rename, "sys_exit_rename");
 exit_probe!(sys_exit_renameat, "sys_exit_renameat");
 exit_probe!(sys_exit_renameat2, "sys_exit_renameat2");
+exit_probe!(sys_exit_link, "sys_exit_link");
+exit_probe!(sys_exit_linkat, "sys_exit_linkat");
+exit_probe!(sys_exit_symlink, "sys_exit_symlink");
+exit_probe!(sys_exit_symlinkat, "sys_exit_symlinkat");
 exit_probe!(sys_exit_chmod, "sys_exit_chmod");
 exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
 exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");

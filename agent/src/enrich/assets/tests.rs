@@ -166,7 +166,14 @@ fn the_kernel_prefilter_passes_persistence_locations() {
     let interest = AssetClassifier::with_defaults()
         .expect("defaults")
         .kernel_interest();
-    for basename in ["authorized_keys", ".bashrc", "post-checkout"] {
+    for basename in [
+        "authorized_keys",
+        ".bashrc",
+        "post-checkout",
+        "ld.so.preload",
+        "crontab",
+        "passwd",
+    ] {
         assert!(
             interest.basenames.iter().any(|b| b == basename),
             "{basename}"
