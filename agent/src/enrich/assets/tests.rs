@@ -181,7 +181,7 @@ fn the_kernel_prefilter_passes_persistence_locations() {
     }
     for prefix in [
         "/etc/cron.d/",
-        "/etc/ld.so.preload",
+        "/etc/pam.d/",
         "/root/.config/systemd/user/",
     ] {
         assert!(
