@@ -43,3 +43,29 @@ fn a_relative_write_into_cron_d_is_resolved_and_alerts_and_an_ordinary_one_is_dr
         "an ordinary relative write reached the events: {leaked:?}"
     );
 }
+
+#[test]
+fn a_symbolic_link_into_cron_d_is_a_link_event_that_alerts() {
+    let agent = Agent::start();
+    let scratch = TempDir::new("symlink");
+    let job = scratch.path().join("job");
+    std::fs::write(&job, "# nothing\n").expect("write job");
+    let link = format!("/etc/cron.d/aiwatch-link-test-{}", std::process::id());
+    let status = Command::new("/bin/ln")
+        .arg("-s")
+        .arg(&job)
+        .arg(&link)
+        .status()
+        .expect("ln");
+    assert!(status.success());
+    let _ = std::fs::remove_file(&link);
+    let alert = agent.wait_alert("host.persistence-write of the symlink", |a| {
+        a["rule"] == "host.persistence-write" && get(a, "event.file.target").as_str() == Some(&link)
+    });
+    assert_eq!(kind_of(&alert["event"]), "link");
+    assert_eq!(get(&alert, "event.file.mode").as_u64(), Some(0o120000));
+    assert_eq!(
+        get(&alert, "event.file.path").as_str(),
+        Some(job.display().to_string().as_str())
+    );
+}

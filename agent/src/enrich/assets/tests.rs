@@ -179,11 +179,7 @@ fn the_kernel_prefilter_passes_persistence_locations() {
             "{basename}"
         );
     }
-    for prefix in [
-        "/etc/cron.d/",
-        "/etc/pam.d/",
-        "/root/.config/systemd/user/",
-    ] {
+    for prefix in ["/etc/cron.d/", "/etc/pam.d/", "/root/.config/systemd/user/"] {
         assert!(
             interest.prefixes.iter().any(|p| p == prefix),
             "{prefix}: {:?}",
