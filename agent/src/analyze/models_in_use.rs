@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::event::{Event, Kind};
+use crate::event::{AssetClass, Event, Kind};
 
 /// Model paths remembered; the oldest is forgotten first.
 pub const MAX_MODELS_IN_USE: usize = 4096;
@@ -28,8 +28,8 @@ pub struct ModelsInUse {
     pub evicted: u64,
 }
 
-fn is_model(class: Option<&str>) -> bool {
-    matches!(class, Some("model" | "pickle-model"))
+fn is_model(class: Option<AssetClass>) -> bool {
+    class.is_some_and(AssetClass::is_model)
 }
 
 impl ModelsInUse {
@@ -40,7 +40,7 @@ impl ModelsInUse {
         let Some(file) = event.file.as_mut() else {
             return;
         };
-        if file.result < 0 || !is_model(file.class.as_deref()) {
+        if file.result < 0 || !is_model(file.class) {
             return;
         }
         let reads = event.kind == Kind::Open
@@ -105,7 +105,7 @@ mod tests {
         event.file = Some(FileInfo {
             path: path.to_string(),
             flags,
-            class: Some("model".to_string()),
+            class: Some(AssetClass::Model),
             ..Default::default()
         });
         event.workload = workload.map(|id| WorkloadRef {

@@ -2,8 +2,8 @@
 //! event, and hand events and alerts to the sinks.
 //!
 //! It owns all mutable analysis state (process table, workload table,
-//! inventory, profiles, rules), so nothing here takes a lock; the HTTP
-//! listener reads snapshots the pipeline publishes.
+//! inventory, profiles, rules); the HTTP listener reads the snapshots it
+//! publishes once a second, and serialises them itself.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,17 +16,17 @@ use tokio::sync::mpsc;
 use crate::{
     alert::{Action, Alert},
     analyze::workload::WorkloadChange,
-    analyze::Analyzer,
+    analyze::{inventory, Analyzer},
     app::detectors::Detectors,
     clock::now_boot_ns,
     enrich::Enricher,
-    event::{Event, FileInfo, Kind},
+    event::{Access, AssetClass, Event, FileInfo, Kind},
     ingest::decode::Record,
     metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, Metrics},
     observe::http::Readiness,
     policy::{PolicyReloader, ReloadOutcome},
-    sink::SinkSender,
+    sink::{stream::StreamHub, SinkSender},
 };
 
 /// How often the pipeline publishes snapshots and runs periodic work.
@@ -42,8 +42,9 @@ const ENDED_WORKLOAD_SERIES_KEPT_NS: u64 = 10 * 60 * 1_000_000_000;
 /// Where workload membership changes are sent.
 pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
 
-/// The latest inventory, for the HTTP listener.
-pub type InventorySnapshot = Arc<Mutex<serde_json::Value>>;
+/// The latest inventory, for the HTTP listener, which serialises it on
+/// request: the pipeline only swaps in a new typed snapshot.
+pub type InventorySnapshot = Arc<Mutex<Arc<inventory::InventorySnapshot>>>;
 
 /// The stages the pipeline runs, in order.
 pub struct Stages {
@@ -57,6 +58,8 @@ pub struct Outlets {
     pub events: Option<SinkSender<Arc<Event>>>,
     /// Every alert goes to each of these (JSON lines, webhook, syslog).
     pub alerts: Vec<SinkSender<Arc<Alert>>>,
+    /// The live stream's readers.
+    pub stream: Arc<StreamHub>,
     pub stats: Arc<PipelineStats>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
@@ -72,6 +75,7 @@ pub struct Pipeline {
     detectors: Detectors,
     event_sink: Option<SinkSender<Arc<Event>>>,
     alert_sinks: Vec<SinkSender<Arc<Alert>>>,
+    stream: Arc<StreamHub>,
     stats: Arc<PipelineStats>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -97,6 +101,7 @@ impl Pipeline {
             detectors: stages.detectors,
             event_sink: outlets.events,
             alert_sinks: outlets.alerts,
+            stream: outlets.stream,
             stats: outlets.stats,
             metrics: outlets.metrics,
             readiness: outlets.readiness,
@@ -161,6 +166,7 @@ impl Pipeline {
         if let Some(sink) = &self.event_sink {
             sink.send(event.clone(), Some(event.kind));
         }
+        self.stream.publish_event(&event);
         let sample = self.metrics.sample_rule_eval();
         let started = sample.then(std::time::Instant::now);
         let alerts = self.detectors.detect(&event);
@@ -187,10 +193,8 @@ impl Pipeline {
             }
             Kind::Open => {
                 let file = event.file.as_ref();
-                let model = file
-                    .and_then(|f| f.class.as_deref())
-                    .is_some_and(|c| c == "model" || c == "pickle-model");
-                let read = file.and_then(|f| f.access.as_deref()) != Some("write");
+                let model = file.and_then(|f| f.class).is_some_and(AssetClass::is_model);
+                let read = file.and_then(|f| f.access) != Some(Access::Write);
                 if let (true, true, Some(size)) = (model, read, file.and_then(|f| f.size)) {
                     self.metrics.workload_model_read(workload, size);
                 }
@@ -210,10 +214,14 @@ impl Pipeline {
             ),
         };
         self.metrics.alert(&alert);
+        if let Some(workload) = &alert.event.workload {
+            self.analyzer.inventory.note_alert(workload);
+        }
         if alert.event.ktime_ns > 0 {
             self.metrics
                 .observe_event_latency_since(alert.event.ktime_ns);
         }
+        self.stream.publish_alert(&alert);
         let alert = Arc::new(alert);
         for sink in &self.alert_sinks {
             sink.send(alert.clone(), None);
@@ -253,13 +261,9 @@ impl Pipeline {
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
         self.sync_workload_series(now);
         self.detectors.report_profiles(&self.metrics, save_profiles);
-        match serde_json::to_value(self.analyzer.inventory_snapshot()) {
-            Ok(snapshot) => {
-                if let Ok(mut slot) = self.inventory.lock() {
-                    *slot = snapshot;
-                }
-            }
-            Err(err) => log::warn!("cannot serialise the inventory: {err}"),
+        let snapshot = Arc::new(self.analyzer.inventory_snapshot());
+        if let Ok(mut slot) = self.inventory.lock() {
+            *slot = snapshot;
         }
     }
 }

@@ -122,9 +122,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         config.default_policies,
         policies.clone(),
     )?;
-    let inventory: InventorySnapshot = Arc::new(Mutex::new(
-        serde_json::to_value(analyzer.inventory_snapshot()).unwrap_or_default(),
-    ));
+    let inventory: InventorySnapshot =
+        Arc::new(Mutex::new(Arc::new(analyzer.inventory_snapshot())));
     let http = bind_listener(&config, &metrics, &readiness, &inventory).await?;
 
     let mut kernel = KernelSide::start(&config, &metrics, &readiness)?;
@@ -145,9 +144,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if joined > 0 {
         log::info!("{joined} running processes found in AI workloads");
     }
-    let sinks = outputs.spawn(&config, &stats)?;
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let sinks = outputs.spawn(&config, &stats, shutdown_rx.clone())?;
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
     let mut sources = Vec::new();
     sources.extend(start_tcp_summaries(
@@ -177,6 +175,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Outlets {
             events: sinks.events,
             alerts: sinks.alerts,
+            stream: sinks.stream,
             stats: stats.clone(),
             metrics: metrics.clone(),
             readiness: readiness.clone(),
@@ -236,8 +235,11 @@ async fn bind_listener(
     inventory: &InventorySnapshot,
 ) -> Result<HttpServer, HttpError> {
     let published = inventory.clone();
-    let inventory: InventoryProvider =
-        Arc::new(move || published.lock().map(|v| v.clone()).unwrap_or_default());
+    let inventory: InventoryProvider = Arc::new(move || {
+        // Clone the Arc under the lock; serialise outside it.
+        let snapshot = published.lock().map(|s| s.clone()).unwrap_or_default();
+        serde_json::to_value(&*snapshot).unwrap_or_default()
+    });
     HttpServer::bind(
         config.listen,
         HttpState {

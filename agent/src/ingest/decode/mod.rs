@@ -303,4 +303,6 @@ fn checked<'a, T: aya::Pod + Clone>(
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
