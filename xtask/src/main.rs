@@ -154,6 +154,12 @@ mod tests {
     }
 
     #[test]
+    fn attacks_takes_no_arguments() {
+        assert!(matches!(parse(&["attacks"]), Task::Attacks));
+        assert!(Cli::try_parse_from(["xtask", "attacks", "extra"]).is_err());
+    }
+
+    #[test]
     fn run_refuses_release_and_debug_together() {
         let argv = ["xtask", "run", "--release", "--debug"];
         assert!(Cli::try_parse_from(argv).is_err());
