@@ -28,6 +28,9 @@ macro_rules! event_kinds {
             Rename = 202, "rename";
             Chmod = 203, "chmod";
             Truncate = 204, "truncate";
+            // A hard or symbolic link: `name` is the existing file (or the
+            // symlink's text), `name2` the new name.
+            Link = 205, "link";
             // Network: 300..
             Connect = 300, "connect";
             Accept = 301, "accept";
@@ -281,6 +284,10 @@ pub const FILE_FLAG_PATH2_SAME_DIR: u16 = 16;
 pub const FILE_FLAG_INODE: u16 = 32;
 /// The name as given was longer than [`NAME_LEN`] and was cut.
 pub const FILE_FLAG_NAME_TRUNCATED: u16 = 64;
+/// An untracked process changed a file through a relative name, which the
+/// interest sets cannot test before the path is resolved: user space keeps
+/// the event only if the resolved path is of interest.
+pub const FILE_FLAG_UNCHECKED: u16 = 128;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]

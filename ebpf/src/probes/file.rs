@@ -19,8 +19,8 @@ use aiwatch_common::{
     suffix::{self, TailKeys},
     EventKind, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU, FILE_FLAG_INODE,
     FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR,
-    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, NAME_LEN, PATH_FLAG_MISSING,
-    PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
+    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
+    NAME_LEN, PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -61,8 +61,13 @@ fn trace_all() -> bool {
 
 /// `AT_FDCWD`: a relative name is relative to the cwd.
 const AT_FDCWD: i32 = -100;
+const O_ACCMODE: u32 = 0o3;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
 const S_IFMT: u32 = 0o170000;
 const S_IFCHR: u32 = 0o020000;
+/// Marks a `link` event made by `symlink`/`symlinkat` (in `mode`).
+const S_IFLNK: u32 = 0o120000;
 
 /// What the entry handler saw, kept until the exit handler.
 #[repr(C)]
@@ -70,7 +75,7 @@ pub struct FilePending {
     /// An [`EventKind`] number: an enum read back from a map could hold
     /// any bits, so it is stored as a number and checked at the exit.
     kind: u16,
-    /// `FILE_FLAG_TRACKED` and `FILE_FLAG_NAME_TRUNCATED`.
+    /// `FILE_FLAG_TRACKED`, `FILE_FLAG_NAME_TRUNCATED` and `FILE_FLAG_UNCHECKED`.
     header_flags: u16,
     name_len: u16,
     name2_len: u16,
@@ -218,6 +223,57 @@ pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[tracepoint(category = "syscalls", name = "sys_enter_link")]
+pub fn sys_enter_link(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.name2 = arg(&ctx, 1);
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_linkat")]
+pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.dfd2 = arg(&ctx, 2) as i32;
+    args.name2 = arg(&ctx, 3);
+    args.flags = arg(&ctx, 4) as u32;
+    enter(&args);
+    0
+}
+
+/// `symlink(target, linkpath)`: the target is text, kept as `name`.
+#[tracepoint(category = "syscalls", name = "sys_enter_symlink")]
+pub fn sys_enter_symlink(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.name2 = arg(&ctx, 1);
+    args.mode = S_IFLNK;
+    enter(&args);
+    0
+}
+
+/// `symlinkat(target, newdfd, linkpath)`.
+#[tracepoint(category = "syscalls", name = "sys_enter_symlinkat")]
+pub fn sys_enter_symlinkat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.dfd2 = arg(&ctx, 1) as i32;
+    args.name2 = arg(&ctx, 2);
+    args.mode = S_IFLNK;
+    enter(&args);
+    0
+}
+
 #[tracepoint(category = "syscalls", name = "sys_enter_chmod")]
 pub fn sys_enter_chmod(ctx: TracePointContext) -> u32 {
     if floor() {
@@ -296,8 +352,14 @@ fn enter(args: &Args) {
         && !interesting(&pending.name, name_len)
         && !(name2_len > 0 && interesting(&pending.name2, name2_len))
     {
-        count(Stat::Filtered, args.kind.slot());
-        return;
+        // `cd /etc && echo x > cron.d/job`: a relative name says nothing
+        // until its directory is known. Changes through one go to user
+        // space, which resolves the path and keeps only what classifies.
+        if !relative_change(args, pending, name_len, name2_len) {
+            count(Stat::Filtered, args.kind.slot());
+            return;
+        }
+        header_flags |= FILE_FLAG_UNCHECKED;
     }
     pending.kind = args.kind as u16;
     pending.header_flags = header_flags;
@@ -313,6 +375,22 @@ fn enter(args: &Args) {
     } else {
         count(Stat::PendingLost, args.kind.slot());
         diag::pending_full(tgid, args.kind);
+    }
+}
+
+/// Whether the call changes a file through a relative name: an open for
+/// writing, creating or truncating, or a rename or link to a relative
+/// destination.
+#[inline(always)]
+fn relative_change(args: &Args, pending: &FilePending, name_len: usize, name2_len: usize) -> bool {
+    match args.kind {
+        EventKind::Open => {
+            name_len > 0
+                && pending.name[0] != b'/'
+                && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0
+        }
+        EventKind::Rename | EventKind::Link => name2_len > 0 && pending.name2[0] != b'/',
+        _ => false,
     }
 }
 
@@ -478,6 +556,10 @@ exit_probe!(sys_exit_unlinkat, "sys_exit_unlinkat");
 exit_probe!(sys_exit_rename, "sys_exit_rename");
 exit_probe!(sys_exit_renameat, "sys_exit_renameat");
 exit_probe!(sys_exit_renameat2, "sys_exit_renameat2");
+exit_probe!(sys_exit_link, "sys_exit_link");
+exit_probe!(sys_exit_linkat, "sys_exit_linkat");
+exit_probe!(sys_exit_symlink, "sys_exit_symlink");
+exit_probe!(sys_exit_symlinkat, "sys_exit_symlinkat");
 exit_probe!(sys_exit_chmod, "sys_exit_chmod");
 exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
 exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");
