@@ -20,7 +20,8 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// Packages the tests need: Prometheus (server and promtool), Redis and its
 /// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
 /// with runc for real containers (busybox-static is their root file system),
-/// and tmux to drive the terminal commands as a person would.
+/// tmux to drive the terminal commands as a person would, and curl and wget,
+/// which the attack suite's scenarios use.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -33,6 +34,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
     "tmux",
+    "curl",
+    "wget",
 ];
 
 /// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for

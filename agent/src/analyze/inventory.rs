@@ -112,7 +112,7 @@ pub struct FileUse {
 pub struct Peer {
     pub ip: IpAddr,
     pub port: u16,
-    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    #[serde(default, skip_serializing_if = "Protocol::is_unknown")]
     pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -362,6 +362,8 @@ impl Inventory {
             return;
         };
         let (list, cap, overflow) = match class {
+            // Not an AI asset: persistence writes are for the rules.
+            AssetClass::Persistence => return,
             AssetClass::Model | AssetClass::PickleModel => {
                 (&mut entry.models, limits.models, &mut entry.overflow.models)
             }

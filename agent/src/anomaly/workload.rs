@@ -364,6 +364,7 @@ fn placeholder_event(workload: &WorkloadKey) -> Event {
             id: String::new(),
             kind: workload.kind.clone(),
             name: workload.name.clone(),
+            claimed: false,
         }),
         ..Event::default()
     }

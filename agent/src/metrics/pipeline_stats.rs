@@ -54,6 +54,9 @@ pub struct PipelineStats {
     pub queue_dropped: KindCounters,
     /// Events or alerts a sink dropped (full queue or write error).
     pub sink_dropped: KindCounters,
+    /// Changes through relative names the kernel passed untested whose
+    /// resolved path has no class: filtered in user space.
+    pub relative_filtered: KindCounters,
     /// Boot-clock time of the last event processed (0 before the first).
     pub last_event_ktime_ns: AtomicU64,
 }

@@ -49,6 +49,7 @@ fn workload(id: &str, name: &str, kind: &str) -> WorkloadRef {
         id: id.to_string(),
         kind: kind.to_string(),
         name: name.to_string(),
+        claimed: false,
     }
 }
 

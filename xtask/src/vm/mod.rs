@@ -148,6 +148,7 @@ pub const SUITES: &[Suite] = &[
     suite("privilege", "privilege", true, 480),
     suite("modules", "kernel modules", true, 180),
     suite("storm", "exec storm", true, 720),
+    suite("persistence", "persistence writes", false, 180),
     suite("gpu", "accelerators", false, 180),
     suite("cli", "command line", false, 120),
 ];
@@ -161,6 +162,10 @@ pub const SKIPPED: &[(&str, &str)] = &[
     // Not a need no guest could meet: tmux is not in the guests' root yet.
     // The suite drives the command line's output and touches no probe.
     ("terminal", "tmux; kernel-independent, run on the host"),
+    (
+        "attacks",
+        "the test virtualenv's packages (ONNX Runtime wheels among them)",
+    ),
 ];
 
 /// Boot, unpacking and the agent's feature probe, before the first suite.
