@@ -27,6 +27,17 @@ pub mod ai;
 /// How long a test waits for an event before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long an agent may take to load its programs: 60 s, or
+/// `AIWATCH_READY_TIMEOUT_S` (`cargo xtask vm` raises it: under QEMU's TCG
+/// the verifier is 10 to 50 times slower, and two agents may load at once).
+pub fn ready_timeout() -> Duration {
+    let secs = std::env::var("AIWATCH_READY_TIMEOUT_S")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
 /// The aiwatch binary under test.
 pub fn aiwatch_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("AIWATCH_BIN") {
@@ -177,7 +188,7 @@ impl Agent {
             listen,
             stderr,
         };
-        agent.wait_for_log("aiwatch ready", Duration::from_secs(60));
+        agent.wait_for_log("aiwatch ready", ready_timeout());
         agent
     }
 

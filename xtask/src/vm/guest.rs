@@ -358,6 +358,10 @@ fn run_suite(suite: &PlannedSuite) -> Outcome {
         .env("AIWATCH_PYTHON", "/usr/bin/python3")
         .env("AIWATCH_REQUIRE_MODULE_LOADS", "1")
         .env("AIWATCH_STORM_EXECS", STORM_EXECS)
+        .env(
+            "AIWATCH_READY_TIMEOUT_S",
+            AGENT_READY_BUDGET.as_secs().to_string(),
+        )
         .env("RUST_BACKTRACE", "1")
         .env("TMPDIR", "/tmp")
         .stdin(Stdio::null())
