@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{
     analyze::WorkloadsConfig,
     anomaly::AnomalyConfig,
-    enrich::assets::AssetConfig,
+    enrich::{assets::AssetConfig, redact::RedactConfig},
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
 
@@ -53,6 +53,8 @@ pub struct Config {
     pub trace_all_files: bool,
     /// How often per-process GPU ioctl counts are reported, in seconds.
     pub gpu_ioctl_interval_secs: u64,
+    /// Extra patterns of secrets redacted from argv (docs/security.md).
+    pub redact: RedactConfig,
     /// The benchmark floor: the kernel programs are attached but return at
     /// once. Only the hidden `--bench-floor` flag sets it, never a file.
     #[serde(skip)]
@@ -82,6 +84,7 @@ impl Default for Config {
             tcp_summary_interval_secs: 60,
             trace_all_files: false,
             gpu_ioctl_interval_secs: 10,
+            redact: RedactConfig::default(),
             bench_floor: false,
         }
     }

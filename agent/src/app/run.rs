@@ -74,6 +74,8 @@ pub enum RunError {
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
     #[error(transparent)]
+    Redact(#[from] crate::enrich::redact::RedactError),
+    #[error(transparent)]
     Interest(#[from] crate::kernel::interest::InterestError),
     #[error("cannot set up {what}: {source}")]
     Setup {
@@ -218,6 +220,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         true,
     );
     enricher.set_asset_classifier(assets);
+    enricher.set_redactor(crate::enrich::redact::Redactor::new(&config.redact)?);
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
