@@ -74,6 +74,8 @@ pub enum RunError {
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
     #[error(transparent)]
+    Webhook(#[from] crate::sink::webhook::WebhookError),
+    #[error(transparent)]
     Redact(#[from] crate::enrich::redact::RedactError),
     #[error(transparent)]
     Interest(#[from] crate::kernel::interest::InterestError),
@@ -249,7 +251,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let mut alert_sinks = vec![alert_sink];
     let mut alert_sink_tasks = vec![alert_sink_task];
     if let Some(webhook) = config.webhook.clone().filter(|w| !w.url.is_empty()) {
-        let (tx, task) = sink::webhook::spawn(webhook, stats.clone());
+        let (tx, task) = sink::webhook::spawn(webhook, stats.clone())?;
         alert_sinks.push(tx);
         alert_sink_tasks.push(task);
     }
