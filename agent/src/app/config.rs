@@ -30,6 +30,9 @@ pub struct Config {
     pub alerts: String,
     pub sink_max_bytes: u64,
     pub sink_keep_files: u32,
+    /// Group that may read the events and alerts files (0640); unset, they
+    /// are 0600.
+    pub sink_group: Option<String>,
     pub families: Families,
     pub queue_capacity: usize,
     pub process_table: ProcessTableConfig,
@@ -69,6 +72,7 @@ impl Default for Config {
             alerts: "-".into(),
             sink_max_bytes: 100 * 1024 * 1024,
             sink_keep_files: 5,
+            sink_group: None,
             families: Families::default(),
             queue_capacity: 65_536,
             process_table: ProcessTableConfig::default(),

@@ -38,7 +38,7 @@ use crate::{
     observe::http::{HttpError, HttpOptions, HttpServer, HttpState, InventoryProvider, Readiness},
     observe::telemetry,
     policy::{reload::ReloadError, spawn_reloader, PolicyEngine, PolicyErrors, PolicySet},
-    sink::{self, LineWriter, OpenError, Target},
+    sink::{self, OpenError},
 };
 
 /// Command-line settings that override the configuration file.
@@ -115,18 +115,20 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Open the sinks and the listener before loading anything: a bad path
     // or a busy port fails fast, before the kernel is touched.
     let event_writer = match &config.events {
-        Some(spec) => Some(LineWriter::open(Target::parse(
+        Some(spec) => Some(sink::open_target(
             spec,
             config.sink_max_bytes,
             config.sink_keep_files,
-        ))?),
+            config.sink_group.as_deref(),
+        )?),
         None => None,
     };
-    let alert_writer = LineWriter::open(Target::parse(
+    let alert_writer = sink::open_target(
         &config.alerts,
         config.sink_max_bytes,
         config.sink_keep_files,
-    ))?;
+        config.sink_group.as_deref(),
+    )?;
     let metrics = Arc::new(Metrics::new(MetricsConfig {
         max_workload_series: config.max_workload_series,
         ..MetricsConfig::default()
