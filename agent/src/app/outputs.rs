@@ -38,7 +38,8 @@ pub struct Sinks {
     pub events: Option<SinkSender<Arc<Event>>>,
     /// Every alert goes to each of these (JSON lines, webhook, syslog).
     pub alerts: Vec<SinkSender<Arc<Alert>>>,
-    pub tasks: Vec<JoinHandle<()>>,
+    /// Each sink's task, by name (`sink:events`, `sink:alerts`, ...).
+    pub tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl Outputs {
@@ -70,21 +71,21 @@ impl Outputs {
         if let Some(writer) = self.events {
             let (tx, task) = sink::spawn::<Arc<Event>>(writer, EVENT_SINK_CAPACITY, stats.clone());
             sinks.events = Some(tx);
-            sinks.tasks.push(task);
+            sinks.tasks.push(("sink:events", task));
         }
         let (tx, task) = sink::spawn::<Arc<Alert>>(self.alerts, ALERT_SINK_CAPACITY, stats.clone());
         sinks.alerts.push(tx);
-        sinks.tasks.push(task);
+        sinks.tasks.push(("sink:alerts", task));
         if let Some(webhook) = config.webhook.clone().filter(|w| !w.url.is_empty()) {
             let (tx, task) = sink::webhook::spawn(webhook, stats.clone())?;
             sinks.alerts.push(tx);
-            sinks.tasks.push(task);
+            sinks.tasks.push(("sink:webhook", task));
         }
         if let Some(syslog) = &config.syslog {
             let logger = sink::syslog::connect(syslog)?;
             let (tx, task) = sink::syslog::spawn(logger, stats.clone());
             sinks.alerts.push(tx);
-            sinks.tasks.push(task);
+            sinks.tasks.push(("sink:syslog", task));
         }
         Ok(sinks)
     }

@@ -56,6 +56,9 @@ pub struct PipelineStats {
     pub sink_dropped: KindCounters,
     /// Boot-clock time of the last event processed (0 before the first).
     pub last_event_ktime_ns: AtomicU64,
+    /// Times the ring-buffer reader drained the ring: its liveness, read by
+    /// the supervisor (it drains at least every 10 ms while alive).
+    pub reader_drains: AtomicU64,
 }
 
 impl PipelineStats {

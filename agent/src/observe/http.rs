@@ -11,9 +11,8 @@ pub mod client;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,12 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
+pub use crate::observe::readiness::{NotReady, Readiness, DEFAULT_MAX_SILENCE};
 
 /// Default listen address: loopback only; expose it deliberately.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
-
-/// Default longest gap between pipeline heartbeats before `/readyz` fails.
-pub const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(30);
 
 /// Supplies the `/inventory` document. It runs on the listener's task, so it
 /// must return a snapshot quickly (clone from a `watch` channel or a value
@@ -46,87 +43,6 @@ pub enum HttpError {
     },
     #[error("cannot read the listening address: {0}")]
     LocalAddr(std::io::Error),
-}
-
-/// Why `/readyz` answers 503.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NotReady {
-    ProbesNotAttached,
-    NoHeartbeatYet,
-    Stalled { silent_for: Duration },
-}
-
-impl std::fmt::Display for NotReady {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NotReady::ProbesNotAttached => f.write_str("eBPF programs are not attached"),
-            NotReady::NoHeartbeatYet => f.write_str("the event pipeline has not started"),
-            NotReady::Stalled { silent_for } => write!(
-                f,
-                "the event pipeline has not made progress for {}s",
-                silent_for.as_secs()
-            ),
-        }
-    }
-}
-
-/// Readiness shared between the pipeline (writer) and the listener (reader).
-///
-/// The pipeline calls [`Readiness::set_probes_attached`] after loading and
-/// attaching, and [`Readiness::heartbeat`] from its main loop on every
-/// iteration, events or not (an idle host is still a healthy one), so a
-/// stalled loop is told apart from a quiet host.
-#[derive(Debug)]
-pub struct Readiness {
-    origin: Instant,
-    probes_attached: AtomicBool,
-    /// Milliseconds from `origin` to the last heartbeat, plus one; 0 = never.
-    last_heartbeat: AtomicU64,
-    max_silence: Duration,
-}
-
-impl Readiness {
-    pub fn new(max_silence: Duration) -> Self {
-        Readiness {
-            origin: Instant::now(),
-            probes_attached: AtomicBool::new(false),
-            last_heartbeat: AtomicU64::new(0),
-            max_silence,
-        }
-    }
-
-    pub fn set_probes_attached(&self, attached: bool) {
-        self.probes_attached.store(attached, Ordering::Relaxed);
-    }
-
-    /// The pipeline is making progress.
-    pub fn heartbeat(&self) {
-        let since_origin = self.origin.elapsed().as_millis();
-        let stamp = u64::try_from(since_origin).unwrap_or(u64::MAX - 1) + 1;
-        self.last_heartbeat.store(stamp, Ordering::Relaxed);
-    }
-
-    pub fn check(&self) -> Result<(), NotReady> {
-        if !self.probes_attached.load(Ordering::Relaxed) {
-            return Err(NotReady::ProbesNotAttached);
-        }
-        let stamp = self.last_heartbeat.load(Ordering::Relaxed);
-        if stamp == 0 {
-            return Err(NotReady::NoHeartbeatYet);
-        }
-        let last = Duration::from_millis(stamp - 1);
-        let silent_for = self.origin.elapsed().saturating_sub(last);
-        if silent_for > self.max_silence {
-            return Err(NotReady::Stalled { silent_for });
-        }
-        Ok(())
-    }
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Readiness::new(DEFAULT_MAX_SILENCE)
-    }
 }
 
 /// Connection limits.

@@ -1,0 +1,46 @@
+//! Nothing dies unseen: a task made to panic (debug builds honour
+//! `AIWATCH_TEST_PANIC_TASK`) is logged, counted and named by `/readyz`; a
+//! dead ring-buffer reader stops the agent with a non-zero status so that
+//! it is restarted instead of running blind.
+
+use std::time::Duration;
+
+use aiwatch_tests::{wait_until, Agent, AgentOptions};
+
+fn agent_with_panic_in(task: &str) -> Agent {
+    Agent::start_with(AgentOptions {
+        env: vec![("AIWATCH_TEST_PANIC_TASK".into(), task.into())],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_dead_sink_turns_readiness_red_with_its_name_and_is_counted() {
+    let agent = agent_with_panic_in("sink:alerts");
+    let (status, body) = wait_until("readyz names the sink", Duration::from_secs(20), || {
+        let (status, body) = agent.http_get("/readyz");
+        body.contains("sink:alerts").then_some((status, body))
+    })
+    .unwrap_or_else(|| panic!("/readyz never named sink:alerts; log:\n{}", agent.log()));
+    assert_eq!(status, 503, "{body}");
+    agent.wait_for_log("task sink:alerts failed", Duration::from_secs(5));
+    let (_, metrics) = agent.http_get("/metrics");
+    assert!(
+        metrics.contains("aiwatch_task_failures_total{task=\"sink:alerts\"} 1"),
+        "{metrics}"
+    );
+    // The rest keeps working: the agent still answers and stops cleanly.
+    assert_eq!(agent.http_get("/healthz").0, 200);
+    let (status, log) = agent.stop();
+    assert!(status.success(), "exit status {status:?}\n{log}");
+}
+
+#[test]
+fn a_dead_reader_stops_the_agent_with_a_failure_status() {
+    let agent = agent_with_panic_in("reader");
+    let (status, log) = agent.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "exit status {status:?}\n{log}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("task reader failed"), "{log}");
+    assert!(log.contains("its reader task died"), "{log}");
+}
