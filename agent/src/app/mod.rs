@@ -7,5 +7,6 @@ pub mod detectors;
 pub mod kernel_side;
 pub mod outputs;
 pub mod pipeline;
+pub mod privileges;
 pub mod replay;
 pub mod run;

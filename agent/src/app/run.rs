@@ -73,6 +73,8 @@ pub enum RunError {
     #[error("the agent stopped because its {0} task died (see the log above)")]
     TaskDied(&'static str),
     #[error(transparent)]
+    Privileges(#[from] crate::app::privileges::PrivilegeError),
+    #[error(transparent)]
     Redact(#[from] crate::enrich::redact::RedactError),
     #[error("cannot set up {what}: {source}")]
     Setup {
@@ -225,6 +227,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .map(|(name, task)| supervisor.spawn(name, Criticality::Degrading, task))
         .collect();
 
+    crate::app::privileges::apply(config.sink_group.is_some())?;
     log::info!(
         "aiwatch ready: {} of {} probes attached, {seeded} running processes known, listening on {}",
         kernel.attached,
