@@ -116,8 +116,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ..MetricsConfig::default()
     })?);
     let readiness = Arc::new(Readiness::default());
-    let (supervisor, mut fatal_tasks) =
-        Supervisor::new(&metrics, readiness.clone()).map_err(MetricsError::from)?;
+    let (supervisor, mut fatal_tasks) = Supervisor::new(metrics.clone(), readiness.clone());
     let mut analyzer = Analyzer::new(&config.workloads)?;
     let policies = Arc::new(PolicySet::load(&config.policies, config.default_policies)?);
     metrics.policy_loaded(policies.rule_count());

@@ -190,6 +190,7 @@ pub struct Metrics {
     anomaly_profiles: IntGaugeVec,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
+    task_failures: IntCounterVec,
     workload_series: Mutex<WorkloadSeries>,
     /// Last absolute totals read from kernel maps, keyed by counter.
     kernel_totals: Mutex<HashMap<TotalKey, u64>>,
@@ -342,6 +343,12 @@ impl Metrics {
             "1 when probes are attached and the pipeline is flowing (as /readyz).",
         )?;
 
+        let task_failures = reg.counter_vec(
+            "aiwatch_task_failures_total",
+            "Agent tasks that panicked, failed or stopped on their own, by task.",
+            &["task"],
+        )?;
+
         #[cfg(target_os = "linux")]
         reg.collector(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -373,6 +380,7 @@ impl Metrics {
             anomaly_profiles,
             probe_attached,
             ready,
+            task_failures,
             workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),
             kernel_totals: Mutex::new(HashMap::new()),
         })
@@ -658,6 +666,11 @@ impl Metrics {
     /// every scrape.
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// A supervised task died (`observe::supervise`).
+    pub fn task_failed(&self, task: &str) {
+        self.task_failures.with_label_values(&[task]).inc();
     }
 }
 

@@ -27,7 +27,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::{IntCounterVec, Opts};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
@@ -71,7 +70,7 @@ pub const FAULT_INJECTION_ENV: &str = "AIWATCH_TEST_PANIC_TASK";
 #[derive(Clone)]
 pub struct Supervisor {
     readiness: Arc<Readiness>,
-    failures: IntCounterVec,
+    metrics: Arc<Metrics>,
     fatal: mpsc::UnboundedSender<&'static str>,
     shutting_down: Arc<AtomicBool>,
 }
@@ -80,28 +79,17 @@ pub struct Supervisor {
 pub type FatalTasks = mpsc::UnboundedReceiver<&'static str>;
 
 impl Supervisor {
-    pub fn new(
-        metrics: &Metrics,
-        readiness: Arc<Readiness>,
-    ) -> Result<(Supervisor, FatalTasks), prometheus::Error> {
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "aiwatch_task_failures_total",
-                "Agent tasks that panicked, failed or stopped on their own, by task.",
-            ),
-            &["task"],
-        )?;
-        metrics.registry().register(Box::new(failures.clone()))?;
+    pub fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> (Supervisor, FatalTasks) {
         let (fatal, fatal_rx) = mpsc::unbounded_channel();
-        Ok((
+        (
             Supervisor {
                 readiness,
-                failures,
+                metrics,
                 fatal,
                 shutting_down: Arc::new(AtomicBool::new(false)),
             },
             fatal_rx,
-        ))
+        )
     }
 
     /// From now on, tasks ending are expected.
@@ -150,7 +138,7 @@ impl Supervisor {
     }
 
     fn failed(&self, task: &'static str, criticality: Criticality, reason: &str) {
-        self.failures.with_label_values(&[task]).inc();
+        self.metrics.task_failed(task);
         self.readiness.task_failed(task);
         match criticality {
             Criticality::Fatal => {

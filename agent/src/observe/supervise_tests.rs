@@ -6,7 +6,7 @@ fn supervisor() -> (Supervisor, FatalTasks, Arc<Readiness>, Arc<Metrics>) {
     let readiness = Arc::new(Readiness::default());
     readiness.set_probes_attached(true);
     readiness.heartbeat();
-    let (supervisor, fatal) = Supervisor::new(&metrics, readiness.clone()).unwrap();
+    let (supervisor, fatal) = Supervisor::new(metrics.clone(), readiness.clone());
     (supervisor, fatal, readiness, metrics)
 }
 
