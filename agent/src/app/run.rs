@@ -315,12 +315,13 @@ fn log_summary(stats: &PipelineStats, kernel: &KernelStats) {
             .join(",")
     };
     log::info!(
-        "aiwatch stopped: events={} kernel_ringbuf_lost={} [{}] decode_errors={} queue_dropped={} sink_dropped={}",
+        "aiwatch stopped: events={} kernel_ringbuf_lost={} [{}] decode_errors={} queue_dropped={} sink_dropped={} alerts_dropped={}",
         stats.events.total(),
         totals.ringbuf_lost_total(),
         per_kind(&totals.ringbuf_lost),
         stats.decode_errors.total(),
         stats.queue_dropped.total(),
         stats.sink_dropped.total(),
+        stats.alerts_dropped.load(std::sync::atomic::Ordering::Relaxed),
     );
 }

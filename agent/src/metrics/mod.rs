@@ -39,6 +39,8 @@ pub const DEFAULT_RULE_EVAL_SAMPLE_EVERY: u64 = 64;
 
 /// `kind` label for losses whose event kind is unknown (undecodable records).
 pub const UNKNOWN_KIND: &str = "unknown";
+/// The `kind` label of alerts lost in a sink.
+pub const ALERT_KIND: &str = "alert";
 
 /// Buckets for `aiwatch_event_latency_seconds`: 100 µs to 10 s.
 const EVENT_LATENCY_BUCKETS: [f64; 16] = [
@@ -66,6 +68,9 @@ pub enum MetricsError {
 pub enum LossStage {
     /// The kernel could not reserve ring buffer space (reader too slow).
     KernelRingbuf,
+    /// The kernel could not store a syscall's pending entry (map full):
+    /// the syscall's event is lost.
+    KernelPending,
     /// A record came out of the ring buffer but could not be decoded.
     Decode,
     /// A bounded user-space queue between stages was full.
@@ -75,8 +80,9 @@ pub enum LossStage {
 }
 
 impl LossStage {
-    pub const ALL: [LossStage; 4] = [
+    pub const ALL: [LossStage; 5] = [
         LossStage::KernelRingbuf,
+        LossStage::KernelPending,
         LossStage::Decode,
         LossStage::Queue,
         LossStage::Sink,
@@ -85,6 +91,7 @@ impl LossStage {
     pub fn as_str(self) -> &'static str {
         match self {
             LossStage::KernelRingbuf => "kernel_ringbuf",
+            LossStage::KernelPending => "kernel_pending",
             LossStage::Decode => "decode",
             LossStage::Queue => "queue",
             LossStage::Sink => "sink",
@@ -200,6 +207,7 @@ pub struct Metrics {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum TotalKey {
     Lost(LossStage, Option<Kind>),
+    AlertsLost(LossStage),
     Filtered(Kind),
 }
 
@@ -237,7 +245,7 @@ impl Metrics {
             .into_iter()
             .map(|stage| {
                 kind_names()
-                    .chain([UNKNOWN_KIND])
+                    .chain([UNKNOWN_KIND, ALERT_KIND])
                     .map(|kind| lost.with_label_values(&[stage.as_str(), kind]))
                     .collect()
             })
@@ -429,6 +437,13 @@ impl Metrics {
     pub fn observe_lost_total(&self, stage: LossStage, kind: Option<Kind>, total: u64) {
         let delta = self.delta_since_last(TotalKey::Lost(stage, kind), total);
         self.lost_counter(stage, kind).inc_by(delta);
+    }
+
+    /// Feeds `aiwatch_events_lost_total{kind="alert"}` from a running total
+    /// of alerts lost at `stage`.
+    pub fn observe_alerts_lost_total(&self, stage: LossStage, total: u64) {
+        let delta = self.delta_since_last(TotalKey::AlertsLost(stage), total);
+        self.lost_by_stage_kind[stage.index()][Kind::ALL.len() + 1].inc_by(delta);
     }
 
     /// Feeds `aiwatch_kernel_events_filtered_total` from an absolute total

@@ -52,8 +52,11 @@ pub struct PipelineStats {
     pub decode_errors: KindCounters,
     /// Events dropped because the pipeline queue was full.
     pub queue_dropped: KindCounters,
-    /// Events or alerts a sink dropped (full queue or write error).
+    /// Events a sink dropped (full queue or write error), by kind.
     pub sink_dropped: KindCounters,
+    /// Alerts a sink dropped (full queue, write error, failed POST):
+    /// exported as `kind="alert"`.
+    pub alerts_dropped: AtomicU64,
     /// Boot-clock time of the last event processed (0 before the first).
     pub last_event_ktime_ns: AtomicU64,
     /// Times the ring-buffer reader drained the ring: its liveness, read by

@@ -9,7 +9,31 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::{event::Kind, metrics::pipeline_stats::PipelineStats};
+use crate::{
+    alert::Alert,
+    event::{Event, Kind},
+    metrics::pipeline_stats::PipelineStats,
+};
+
+/// What a sink carries decides where its losses are counted: events by
+/// kind, alerts as `kind="alert"`.
+pub trait SinkItem {
+    fn count_lost(stats: &PipelineStats, kind: Option<Kind>, lost: u64);
+}
+
+impl SinkItem for Arc<Event> {
+    fn count_lost(stats: &PipelineStats, kind: Option<Kind>, lost: u64) {
+        stats.sink_dropped.add(kind, lost);
+    }
+}
+
+impl SinkItem for Arc<Alert> {
+    fn count_lost(stats: &PipelineStats, _kind: Option<Kind>, lost: u64) {
+        stats
+            .alerts_dropped
+            .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 pub mod file;
 pub mod syslog;
@@ -45,7 +69,7 @@ pub struct SinkSender<T> {
     stats: Arc<PipelineStats>,
 }
 
-impl<T> SinkSender<T> {
+impl<T: SinkItem> SinkSender<T> {
     pub fn new(tx: mpsc::Sender<T>, stats: Arc<PipelineStats>) -> Self {
         Self { tx, stats }
     }
@@ -53,7 +77,7 @@ impl<T> SinkSender<T> {
     /// Queues `value`; when the sink is behind, drops it and counts the drop.
     pub fn send(&self, value: T, kind: Option<Kind>) {
         if self.tx.try_send(value).is_err() {
-            self.stats.sink_dropped.add(kind, 1);
+            T::count_lost(&self.stats, kind, 1);
         }
     }
 }
@@ -65,7 +89,7 @@ pub const ALERT_SINK_CAPACITY: usize = 16_384;
 
 /// Starts a sink task writing every value it receives as one JSON line. The
 /// task ends, flushing, when every sender is dropped.
-pub fn spawn<T: Serialize + Send + 'static>(
+pub fn spawn<T: Serialize + SinkItem + Send + 'static>(
     mut writer: LineWriter,
     capacity: usize,
     stats: Arc<PipelineStats>,
@@ -76,7 +100,7 @@ pub fn spawn<T: Serialize + Send + 'static>(
         // The writer warns (rate-limited); every line lost is counted here.
         let count = |result: Result<(), LostLines>| {
             if let Err(lost) = result {
-                task_stats.sink_dropped.add(None, lost.lines);
+                T::count_lost(&task_stats, None, lost.lines);
             }
         };
         while let Some(value) = rx.blocking_recv() {
@@ -98,16 +122,44 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_full_queue_drops_and_counts() {
         let stats = Arc::new(PipelineStats::new());
-        let (tx, _rx) = mpsc::channel::<u32>(1);
+        let (tx, _rx) = mpsc::channel::<Arc<Event>>(1);
         let sender = SinkSender {
             tx,
             stats: stats.clone(),
         };
-        sender.send(1, Some(Kind::Exec));
-        sender.send(2, Some(Kind::Exec));
-        sender.send(3, Some(Kind::Exit));
+        let event = Arc::new(Event::default());
+        sender.send(event.clone(), Some(Kind::Exec));
+        sender.send(event.clone(), Some(Kind::Exec));
+        sender.send(event, Some(Kind::Exit));
         assert_eq!(stats.sink_dropped.get(Some(Kind::Exec)), 1);
         assert_eq!(stats.sink_dropped.get(Some(Kind::Exit)), 1);
+        // Alerts are counted apart, as kind="alert".
+        let (tx, _rx) = mpsc::channel::<Arc<Alert>>(1);
+        let alerts = SinkSender {
+            tx,
+            stats: stats.clone(),
+        };
+        let alert = Arc::new(crate::alert::Alert {
+            time: String::new(),
+            rule: "r".into(),
+            severity: crate::alert::Severity::High,
+            summary: String::new(),
+            tags: vec![],
+            action: crate::alert::Action::Alert,
+            action_taken: true,
+            workload: None,
+            event: Event::default(),
+            steps: vec![],
+        });
+        alerts.send(alert.clone(), None);
+        alerts.send(alert, None);
+        assert_eq!(
+            stats
+                .alerts_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(stats.sink_dropped.total(), 2);
     }
 
     #[test]

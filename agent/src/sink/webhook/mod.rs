@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::SinkSender;
+use super::{SinkItem, SinkSender};
 use crate::{alert::Alert, metrics::pipeline_stats::PipelineStats};
 
 mod client;
@@ -50,7 +50,7 @@ pub fn spawn(
                 }
             }
             if !post(&client, &config, &batch) {
-                worker_stats.sink_dropped.add(None, batch.len() as u64);
+                Arc::<Alert>::count_lost(&worker_stats, None, batch.len() as u64);
             }
             batch.clear();
         }
