@@ -163,6 +163,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &mut kernel.loaded.ebpf,
         &config,
         queue_tx.clone(),
+        stats.clone(),
         shutdown_rx.clone(),
     ) {
         sources.push(supervisor.spawn("tcp_summary", Criticality::Degrading, task));
@@ -173,6 +174,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         tokio::spawn(kernel.gpu_poller.run(
             std::time::Duration::from_secs(config.gpu_ioctl_interval_secs),
             queue_tx.clone(),
+            stats.clone(),
             shutdown_rx.clone(),
         )),
     ));
