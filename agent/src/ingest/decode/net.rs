@@ -12,35 +12,19 @@ use aiwatch_common::{
 };
 
 use super::{checked, dns, DecodeError, Payload};
+use crate::event::NetFamily;
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
 /// An address family as the kernel reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-    Unix,
-}
-
-impl Family {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
-            Family::Unix => "unix",
-        }
-    }
-
-    fn from_raw(raw: u16) -> Option<Family> {
-        match raw {
-            AF_INET => Some(Family::Ipv4),
-            AF_INET6 => Some(Family::Ipv6),
-            AF_UNIX => Some(Family::Unix),
-            _ => None,
-        }
+fn family_from_raw(raw: u16) -> Option<NetFamily> {
+    match raw {
+        AF_INET => Some(NetFamily::Ipv4),
+        AF_INET6 => Some(NetFamily::Ipv6),
+        AF_UNIX => Some(NetFamily::Unix),
+        _ => None,
     }
 }
 
@@ -52,7 +36,7 @@ pub struct Net {
     pub fd: i32,
     /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2), ...; 0 when unknown.
     pub sock_type: u16,
-    pub family: Option<Family>,
+    pub family: Option<NetFamily>,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
     /// A unix socket path; abstract names start with `@`.
@@ -119,7 +103,7 @@ pub fn net(r: &NetRecord) -> Net {
             }
         })
         .filter(|path| !path.is_empty());
-    let family = Family::from_raw(r.remote.family).or(Family::from_raw(r.local.family));
+    let family = family_from_raw(r.remote.family).or(family_from_raw(r.local.family));
     Net {
         result: (flags & NET_FLAG_NO_RESULT == 0).then_some(r.ret),
         fd: r.fd,
@@ -211,25 +195,15 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
-    use crate::ingest::decode::{decode, dns::test_query, DecodeError, Payload};
+    use crate::ingest::decode::{
+        decode,
+        dns::test_query,
+        test_support::{self, bytes_of, zeroed},
+        DecodeError, Payload,
+    };
 
-    fn zeroed<T: aya::Pod>() -> T {
-        // SAFETY: `T: Pod` is valid for all-zero bytes.
-        unsafe { std::mem::zeroed() }
-    }
-
-    pub(crate) fn bytes_of<T: aya::Pod>(value: &T) -> &[u8] {
-        // SAFETY: test records are plain repr(C) data.
-        unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size_of::<T>()) }
-    }
-
-    pub(crate) fn header(kind: EventKind, size: usize) -> aiwatch_common::EventHeader {
-        let mut h: aiwatch_common::EventHeader = zeroed();
-        h.kind = kind as u16;
-        h.size = size as u32;
-        h.pid = 100;
-        h.tid = 100;
-        h
+    fn header(kind: EventKind, size: usize) -> aiwatch_common::EventHeader {
+        test_support::header(kind, size, 100, "")
     }
 
     fn inet(family: u16, addr: &[u8], port: u16) -> SockAddr {
@@ -257,11 +231,11 @@ mod tests {
         r.sock_type = 1;
         r.remote = inet(2, &[127, 0, 0, 1], 8080);
         r.local = inet(2, &[127, 0, 0, 1], 40000);
-        let Payload::Net(net) = decode(bytes_of(&r)).unwrap().payload else {
+        let Payload::Net(net) = decode(&bytes_of(&r)).unwrap().payload else {
             panic!("not a net payload");
         };
         assert_eq!(net.result, Some(-115));
-        assert_eq!(net.family, Some(Family::Ipv4));
+        assert_eq!(net.family, Some(NetFamily::Ipv4));
         assert_eq!(net.remote, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(net.local, Some("127.0.0.1:40000".parse().unwrap()));
         assert_eq!((net.fd, net.sock_type, net.unix_path), (3, 1, None));
@@ -275,7 +249,7 @@ mod tests {
         r.remote = inet(10, &loopback, 443);
         let net = net(&r);
         assert_eq!(net.remote, Some("[::1]:443".parse().unwrap()));
-        assert_eq!(net.family, Some(Family::Ipv6));
+        assert_eq!(net.family, Some(NetFamily::Ipv6));
 
         let mut r = net_record(EventKind::Connect);
         r.remote.family = 1;
@@ -283,7 +257,7 @@ mod tests {
         r.unix_path_len = 10; // the NUL counted, as sockaddr lengths often do
         let unix = super::net(&r);
         assert_eq!(unix.unix_path.as_deref(), Some("/run/sock"));
-        assert_eq!(unix.family, Some(Family::Unix));
+        assert_eq!(unix.family, Some(NetFamily::Unix));
         assert_eq!(unix.remote, None);
 
         r.header.flags = NET_FLAG_UNIX_ABSTRACT;
@@ -320,7 +294,7 @@ mod tests {
         r.bytes_sent = 10_002;
         r.bytes_received = 2_501;
         r.remote = inet(2, &[127, 0, 0, 1], 9000);
-        let Payload::TcpSummary(s) = decode(bytes_of(&r)).unwrap().payload else {
+        let Payload::TcpSummary(s) = decode(&bytes_of(&r)).unwrap().payload else {
             panic!("not a summary");
         };
         assert_eq!(
@@ -347,7 +321,7 @@ mod tests {
         let query = test_query("models.example.test", 1);
         d.payload[..query.len()].copy_from_slice(&query);
         d.payload_len = query.len() as u16;
-        let Payload::Dns(dns) = decode(bytes_of(&d)).unwrap().payload else {
+        let Payload::Dns(dns) = decode(&bytes_of(&d)).unwrap().payload else {
             panic!("not dns");
         };
         assert_eq!(dns.question.unwrap().name, "models.example.test");
@@ -367,7 +341,7 @@ mod tests {
         let mut wrong = r;
         wrong.header.size = 12;
         assert!(matches!(
-            decode(bytes_of(&wrong)),
+            decode(&bytes_of(&wrong)),
             Err(DecodeError::BadSize {
                 kind: EventKind::Accept,
                 ..
@@ -376,6 +350,6 @@ mod tests {
         // A summary-sized buffer claiming to be a NetRecord kind.
         let mut s: TcpSummaryRecord = zeroed();
         s.header = header(EventKind::Connect, size_of::<TcpSummaryRecord>());
-        assert!(decode(bytes_of(&s)).is_err());
+        assert!(decode(&bytes_of(&s)).is_err());
     }
 }

@@ -5,117 +5,15 @@
 //! only ever added, never renamed. `replay` reads the same JSON back, so every
 //! type here round-trips through serde.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use serde::{Deserialize, Serialize};
 
-macro_rules! define_kind {
-    ($first:ident = $first_number:literal, $first_name:literal; $($variant:ident = $number:literal, $name:literal;)*) => {
-        /// Kinds as they appear in JSON (`"kind": "exec"`), generated from the
-        /// one list in `aiwatch_common::event_kinds!`.
-        #[derive(
-            Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-        )]
-        pub enum Kind {
-            #[default]
-            #[serde(rename = $first_name)]
-            $first,
-            $(#[serde(rename = $name)] $variant,)*
-        }
+mod kind;
+mod values;
 
-        impl Kind {
-            pub const ALL: [Kind; aiwatch_common::EventKind::ALL.len()] =
-                [Kind::$first, $(Kind::$variant),*];
-
-            /// The name used in JSON, metrics labels and rule conditions.
-            pub fn as_str(self) -> &'static str {
-                self.abi().name()
-            }
-
-            /// The kernel's number for this kind.
-            pub fn abi(self) -> aiwatch_common::EventKind {
-                match self {
-                    Kind::$first => aiwatch_common::EventKind::$first,
-                    $(Kind::$variant => aiwatch_common::EventKind::$variant,)*
-                }
-            }
-        }
-
-        impl From<aiwatch_common::EventKind> for Kind {
-            fn from(kind: aiwatch_common::EventKind) -> Kind {
-                match kind {
-                    aiwatch_common::EventKind::$first => Kind::$first,
-                    $(aiwatch_common::EventKind::$variant => Kind::$variant,)*
-                }
-            }
-        }
-    };
-}
-
-aiwatch_common::event_kinds!(define_kind);
-
-impl Kind {
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-
-    /// Dense index, for per-kind arrays.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-#[cfg(test)]
-mod kind_tests {
-    use super::Kind;
-
-    /// The table of kinds in `docs/events.md`, as the list makes it.
-    fn docs_table() -> String {
-        let mut table = String::from("| kind | number | family |\n| --- | --- | --- |\n");
-        for kind in Kind::ALL {
-            let number = kind.abi() as u16;
-            let family = match number / 100 {
-                1 => "process",
-                2 => "file",
-                3 => "network",
-                4 => "privilege",
-                _ => "accelerator",
-            };
-            table += &format!("| `{kind}` | {number} | {family} |\n");
-        }
-        table
-    }
-
-    #[test]
-    fn the_docs_list_every_kind_as_the_code_does() {
-        let docs = include_str!("../../docs/events.md");
-        let block = docs
-            .split_once("<!-- kinds:begin -->\n")
-            .and_then(|(_, rest)| rest.split_once("<!-- kinds:end -->"))
-            .map(|(block, _)| block)
-            .expect("docs/events.md has the kinds block");
-        assert_eq!(
-            block,
-            docs_table(),
-            "regenerate the kinds table in docs/events.md"
-        );
-    }
-
-    #[test]
-    fn kinds_round_trip_through_json_and_the_abi() {
-        for kind in Kind::ALL {
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.as_str()));
-            assert_eq!(serde_json::from_str::<Kind>(&json).unwrap(), kind);
-            assert_eq!(Kind::from(kind.abi()), kind);
-            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
-        }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use kind::Kind;
+pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownName};
 
 /// One event, enriched.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -261,14 +159,14 @@ pub struct FileInfo {
     pub flags: u32,
     /// Symbolic access: `read`, `write` or `read_write`; opens only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub access: Option<String>,
+    pub access: Option<Access>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
     /// Syscall result: fd or 0 on success, negative errno on failure.
     pub result: i64,
     /// Asset class: `model`, `pickle-model`, `dataset`, `secret`, `gpu-device`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<AssetClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceInfo>,
     /// Size of the file in bytes when it was opened, for regular files.
@@ -287,7 +185,7 @@ pub struct FileInfo {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     /// `char` or `block`.
-    pub kind: String,
+    pub kind: DeviceKind,
     pub major: u32,
     pub minor: u32,
     /// Known device family: `nvidia`, `nvidia-uvm`, `nvidiactl`, `dri`, `kfd`, `accel`.
@@ -295,21 +193,66 @@ pub struct DeviceInfo {
     pub accelerator: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
-    pub ip: String,
+    pub ip: IpAddr,
+    #[serde(default)]
     pub port: u16,
+}
+
+impl Default for Endpoint {
+    fn default() -> Endpoint {
+        Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        }
+    }
+}
+
+/// An endpoint that may be unknown, written as `{"ip": "", "port": 0}` when
+/// it is (the schema of `dns.server` predates the typed field).
+mod endpoint_or_empty {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Endpoint;
+
+    #[derive(Serialize, Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        ip: String,
+        #[serde(default)]
+        port: u16,
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Endpoint>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(endpoint) => endpoint.serialize(s),
+            None => Raw {
+                ip: String::new(),
+                port: 0,
+            }
+            .serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Endpoint>, D::Error> {
+        let raw = Raw::deserialize(d)?;
+        if raw.ip.is_empty() {
+            return Ok(None);
+        }
+        let ip = raw.ip.parse().map_err(serde::de::Error::custom)?;
+        Ok(Some(Endpoint { ip, port: raw.port }))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NetInfo {
     /// `ipv4`, `ipv6` or `unix`.
-    pub family: String,
+    pub family: NetFamily,
     /// `tcp`, `udp` or empty when unknown.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
+    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -341,7 +284,8 @@ pub struct DnsInfo {
     pub name: String,
     /// Query type: `A`, `AAAA`, `TXT`, ... or the number.
     pub qtype: String,
-    pub server: Endpoint,
+    #[serde(with = "endpoint_or_empty")]
+    pub server: Option<Endpoint>,
 }
 
 /// Privilege and tampering syscalls.
