@@ -234,6 +234,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         kernel.loaded.probes.len(),
         config.listen
     );
+    let notify_task =
+        crate::observe::sd_notify::start(&supervisor, readiness.clone(), shutdown_rx.clone());
     let died = tokio::select! {
         signalled = wait_for_signal() => { signalled?; None }
         task = fatal_tasks.recv() => task,
@@ -249,6 +251,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     join_all(sink_tasks).await;
     let _ = http_task.await;
     let _ = watchdog.await;
+    if let Some(task) = notify_task {
+        let _ = task.await;
+    }
     if let Ok(Some(kernel_stats)) = telemetry_task.await {
         log_summary(&stats, &kernel_stats);
     }

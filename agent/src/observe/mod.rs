@@ -5,5 +5,6 @@
 
 pub mod http;
 pub mod readiness;
+pub mod sd_notify;
 pub mod supervise;
 pub mod telemetry;
