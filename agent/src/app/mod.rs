@@ -4,9 +4,11 @@
 pub mod cli;
 pub mod config;
 pub mod detectors;
+pub mod follow;
 pub mod kernel_side;
 pub mod outputs;
 pub mod pipeline;
 pub mod privileges;
 pub mod replay;
 pub mod run;
+pub mod terminal;

@@ -36,6 +36,7 @@ impl SinkItem for Arc<Alert> {
 }
 
 pub mod file;
+pub mod stream;
 pub mod syslog;
 pub mod webhook;
 
