@@ -683,6 +683,11 @@ impl Metrics {
         self.ready.set(i64::from(ready));
     }
 
+    /// A supervised task started: its failure series exists from now on, at 0.
+    pub fn task_started(&self, task: &str) {
+        self.task_failures.with_label_values(&[task]);
+    }
+
     /// A supervised task died (`observe::supervise`).
     pub fn task_failed(&self, task: &str) {
         self.task_failures.with_label_values(&[task]).inc();

@@ -109,6 +109,7 @@ impl Supervisor {
         F: Future + Send + 'static,
         F::Output: Outcome + Send + 'static,
     {
+        self.metrics.task_started(name);
         let inject = fault_injected(name);
         let inner = tokio::spawn(async move {
             if inject {
