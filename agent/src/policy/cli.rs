@@ -85,12 +85,13 @@ pub fn replay<R: BufRead, W: Write>(
     extra: &mut dyn FnMut(&Event) -> Vec<Alert>,
 ) -> io::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
+    let redactor = crate::enrich::redact::Redactor::default();
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let event: Event = match serde_json::from_str(&line) {
+        let mut event: Event = match serde_json::from_str(&line) {
             Ok(event) => event,
             Err(error) => {
                 stats.bad_lines += 1;
@@ -99,6 +100,9 @@ pub fn replay<R: BufRead, W: Write>(
             }
         };
         stats.events += 1;
+        // Events written by any version, or by hand, are redacted as the
+        // live pipeline would have.
+        redactor.redact_event(&mut event);
         let mut alerts = engine.evaluate(&event);
         alerts.extend(extra(&event));
         for alert in alerts {
