@@ -121,6 +121,8 @@ pub struct AgentOptions {
     /// A state directory to use instead of a fresh one, to keep learned
     /// profiles across a restart.
     pub state_dir: Option<PathBuf>,
+    /// Another `aiwatch` executable to run (a copy, with its own inode).
+    pub binary: Option<PathBuf>,
 }
 
 impl Agent {
@@ -147,7 +149,7 @@ impl Agent {
             options.config
         );
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(aiwatch_bin())
+        let mut child = Command::new(options.binary.clone().unwrap_or_else(aiwatch_bin))
             .arg("run")
             .arg("--config")
             .arg(&config_path)

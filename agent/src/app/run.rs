@@ -29,6 +29,7 @@ use crate::{
     app::outputs::{OutputError, Outputs},
     app::pipeline::{InventorySnapshot, Outlets, Pipeline, Stages},
     clock::BootClock,
+    enforce::{EnforceMapError, EnforceMaps, Enforcer},
     enrich::Enricher,
     ingest::{decode::Record, reader},
     kernel::stats::{KernelStats, KindTotal},
@@ -69,6 +70,8 @@ pub enum RunError {
     Policy(#[from] PolicyErrors),
     #[error(transparent)]
     Reload(#[from] ReloadError),
+    #[error(transparent)]
+    Enforce(#[from] EnforceMapError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -127,6 +130,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let http = bind_listener(&config, &metrics, &readiness, &inventory).await?;
 
     let mut kernel = KernelSide::start(&config, &metrics, &readiness)?;
+    let enforce_maps = EnforceMaps::from_ebpf(&mut kernel.loaded.ebpf)?;
+    let mut enforcer = Enforcer::new(
+        config.enforcement.clone(),
+        &config.state_dir,
+        Some(enforce_maps),
+    );
+    enforcer.apply(&policies, &metrics);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
     enricher.set_asset_classifier(kernel.assets.clone());
     // Seed after attaching: a process started in between is then seen by
@@ -172,6 +182,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             enricher,
             analyzer,
             detectors,
+            enforcer,
         },
         Outlets {
             events: sinks.events,

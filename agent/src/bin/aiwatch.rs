@@ -5,6 +5,7 @@ use aiwatch::{
     app::cli::{Cli, Command, PolicyAction, ProfileAction},
     app::replay,
     app::run::{self, Overrides},
+    enforce::{switch_command, SwitchCommand},
     policy,
 };
 use clap::Parser;
@@ -60,6 +61,14 @@ fn main() -> ExitCode {
             } => policy::test_command(&paths, !no_default_pack),
         },
         Command::Replay(args) => replay::run(args),
+        Command::Enforcement(args) => {
+            let command = match args.switch.as_str() {
+                "on" => SwitchCommand::On,
+                "off" => SwitchCommand::Off,
+                _ => SwitchCommand::Status,
+            };
+            switch_command(&args.state_dir, command)
+        }
         Command::Profile(args) => {
             let dir = args.state_dir.join("profiles");
             match args.action {
