@@ -280,3 +280,52 @@ fn a_spent_kill_budget_stops_killing_and_raises_a_critical_alert() {
     });
     assert_eq!(killed, Some(3.0));
 }
+
+#[test]
+fn the_kill_switch_turns_kills_into_reports_and_back() {
+    if !victim_runs_here("the_kill_switch_turns_kills_into_reports_and_back") {
+        return;
+    }
+    let rule = "test.enforce.switch";
+    let setup = start(rule, "enforce", "");
+    let agent = &setup.agent;
+    agent.wait_for_log(
+        "1 executables killed at exec, 0 never touched, on",
+        EVENT_TIMEOUT,
+    );
+    let state_dir = agent.dir.path().join("state");
+    let switch = |to: &str| {
+        let output = Command::new(aiwatch_bin())
+            .args(["enforcement", to, "--state-dir"])
+            .arg(&state_dir)
+            .output()
+            .expect("aiwatch enforcement");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{output:?}");
+        assert!(stdout.contains("1 running agent(s) told"), "{stdout}");
+    };
+
+    switch("off");
+    agent.wait_for_log("never touched, off", EVENT_TIMEOUT);
+    let (pid, status) = run(&setup.victim);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "switched off, nothing is killed: {status:?}"
+    );
+    assert!(setup.marker.exists());
+    let alert = wait_alert_for(agent, rule, pid);
+    assert_eq!(alert["enforcement"]["outcome"], "would-kill");
+    std::fs::remove_file(&setup.marker).expect("remove the marker");
+
+    switch("on");
+    wait_until("enforcement back on", EVENT_TIMEOUT, || {
+        (agent.log().matches("never touched, on").count() >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("enforcement never came back on; log:\n{}", agent.log()));
+    let (pid, status) = run(&setup.victim);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(!setup.marker.exists());
+    let alert = wait_alert_for(agent, rule, pid);
+    assert_eq!(alert["enforcement"]["outcome"], "killed");
+}

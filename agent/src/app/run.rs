@@ -9,7 +9,7 @@
 //! when the `Ebpf` object is dropped last.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
@@ -29,7 +29,7 @@ use crate::{
     app::outputs::{OutputError, Outputs},
     app::pipeline::{InventorySnapshot, Outlets, Pipeline, Stages},
     clock::BootClock,
-    enforce::{EnforceMapError, EnforceMaps, Enforcer},
+    enforce::{EnforceMapError, EnforceMaps, Enforcer, PID_FILE},
     enrich::Enricher,
     ingest::{decode::Record, reader},
     kernel::stats::{KernelStats, KindTotal},
@@ -137,6 +137,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Some(enforce_maps),
     );
     enforcer.apply(&policies, &metrics);
+    let pid_file = write_pid_file(&config.state_dir);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
     enricher.set_asset_classifier(kernel.assets.clone());
     // Seed after attaching: a process started in between is then seen by
@@ -235,7 +236,27 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
     // Dropping the Ebpf object detaches every program.
     drop(kernel.loaded);
+    if let Some(pid_file) = pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
     Ok(())
+}
+
+/// Writes `<state_dir>/aiwatch.pid`, for `aiwatch enforcement on|off`.
+fn write_pid_file(state_dir: &Path) -> Option<PathBuf> {
+    let path = state_dir.join(PID_FILE);
+    let written = std::fs::create_dir_all(state_dir)
+        .and_then(|()| std::fs::write(&path, format!("{}\n", std::process::id())));
+    match written {
+        Ok(()) => Some(path),
+        Err(err) => {
+            log::warn!(
+                "cannot write {}: {err}; `aiwatch enforcement on|off` cannot tell this agent, send it SIGHUP instead",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 /// Binds `/metrics`, `/healthz`, `/readyz` and `/inventory`.

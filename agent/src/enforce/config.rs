@@ -10,6 +10,10 @@ use crate::alert::EnforcementMode;
 /// off` sets: while it exists nothing is killed or denied.
 pub const SWITCH_OFF_FILE: &str = "enforcement-off";
 
+/// File name, under `state_dir`, of the running agent's pid: the agent
+/// `aiwatch enforcement on|off` tells with SIGHUP.
+pub const PID_FILE: &str = "aiwatch.pid";
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnforcementConfig {

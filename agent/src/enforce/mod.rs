@@ -21,7 +21,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use config::{EnforcementConfig, SWITCH_OFF_FILE};
+pub use config::{EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
 pub use maps::{exe_key, EnforceMapError, EnforceMaps};
 pub use switch::{switch_command, SwitchCommand};
 

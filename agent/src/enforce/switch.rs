@@ -2,12 +2,14 @@
 //!
 //! The switch is a file under `state_dir`, so it survives a restart of the
 //! agent: a host switched off stays off until someone switches it on. The
-//! command then sends SIGHUP to every running `aiwatch run`, which re-reads
-//! the switch and clears (or sets) the kernel's `ENFORCE_ON` slot.
+//! command then sends SIGHUP to the agent of that `state_dir` (its pid is in
+//! `aiwatch.pid` there), which re-reads the switch and clears (or sets) the
+//! kernel's `ENFORCE_ON` slot. Agents of other state directories are left
+//! alone.
 
 use std::{path::Path, process::ExitCode};
 
-use super::config::SWITCH_OFF_FILE;
+use super::config::{PID_FILE, SWITCH_OFF_FILE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SwitchCommand {
@@ -45,7 +47,7 @@ pub fn switch_command(state_dir: &Path, command: SwitchCommand) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let signalled = signal_agents();
+    let signalled = signal_agent(state_dir);
     println!(
         "enforcement switched {}; {signalled} running agent(s) told with SIGHUP",
         if command == SwitchCommand::Off {
@@ -57,33 +59,21 @@ pub fn switch_command(state_dir: &Path, command: SwitchCommand) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Sends SIGHUP to every `aiwatch run` process running this executable.
-fn signal_agents() -> usize {
-    let Ok(me) = std::env::current_exe() else {
+/// Sends SIGHUP to the agent whose pid `<state_dir>/aiwatch.pid` holds, if
+/// it is still an `aiwatch` process. Returns how many were told (0 or 1).
+fn signal_agent(state_dir: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(PID_FILE)) else {
         return 0;
     };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(pid) = text.trim().parse::<i32>() else {
         return 0;
     };
-    let mut signalled = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid as u32 == std::process::id() {
-            continue;
-        }
-        let same_exe = std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == me);
-        let runs = std::fs::read(entry.path().join("cmdline"))
-            .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == b"run"));
-        // SAFETY: kill(2) with a plain pid and signal.
-        if same_exe && runs && unsafe { libc::kill(pid, libc::SIGHUP) } == 0 {
-            signalled += 1;
-        }
-    }
-    signalled
+    let is_aiwatch = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == b"run"))
+        && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("aiwatch"))
+        });
+    // SAFETY: kill(2) with a plain pid and signal.
+    usize::from(pid > 1 && is_aiwatch && unsafe { libc::kill(pid, libc::SIGHUP) } == 0)
 }
