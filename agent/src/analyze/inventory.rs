@@ -112,7 +112,7 @@ pub struct FileUse {
 pub struct Peer {
     pub ip: IpAddr,
     pub port: u16,
-    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    #[serde(default, skip_serializing_if = "Protocol::is_unknown")]
     pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
