@@ -123,6 +123,8 @@ pub struct AgentOptions {
     pub state_dir: Option<PathBuf>,
     /// Extra environment variables for the agent.
     pub env: Vec<(String, String)>,
+    /// Another `aiwatch` executable to run (a copy, with its own inode).
+    pub binary: Option<PathBuf>,
 }
 
 impl Agent {
@@ -149,7 +151,7 @@ impl Agent {
             options.config
         );
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(aiwatch_bin())
+        let mut child = Command::new(options.binary.clone().unwrap_or_else(aiwatch_bin))
             .arg("run")
             .arg("--config")
             .arg(&config_path)

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::{
     analyze::WorkloadsConfig,
     anomaly::AnomalyConfig,
+    enforce::EnforcementConfig,
     enrich::{assets::AssetConfig, redact::RedactConfig, TableLimits},
     metrics::DEFAULT_MAX_WORKLOAD_SERIES,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
@@ -45,6 +46,9 @@ pub struct Config {
     pub workloads: WorkloadsConfig,
     pub assets: AssetConfig,
     pub anomaly: AnomalyConfig,
+    /// Rule actions: audit or enforce, the kill switch and its rails
+    /// (docs/enforcement.md).
+    pub enforcement: EnforcementConfig,
     /// POST alerts to a webhook (off unless `url` is set).
     pub webhook: Option<WebhookConfig>,
     /// Send alerts to the local syslog (RFC 5424) when set.
@@ -86,6 +90,7 @@ impl Default for Config {
             workloads: WorkloadsConfig::default(),
             assets: AssetConfig::default(),
             anomaly: AnomalyConfig::default(),
+            enforcement: EnforcementConfig::default(),
             webhook: None,
             syslog: None,
             policies: Vec::new(),

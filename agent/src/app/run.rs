@@ -9,7 +9,7 @@
 //! when the `Ebpf` object is dropped last.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
@@ -29,6 +29,7 @@ use crate::{
     app::outputs::{OutputError, Outputs},
     app::pipeline::{InventorySnapshot, Outlets, Pipeline, Stages},
     clock::BootClock,
+    enforce::{EnforceMapError, EnforceMaps, Enforcer, PID_FILE},
     enrich::Enricher,
     ingest::{decode::Record, reader},
     kernel::stats::{KernelStats, KindTotal},
@@ -76,6 +77,8 @@ pub enum RunError {
     Privileges(#[from] crate::app::privileges::PrivilegeError),
     #[error(transparent)]
     Redact(#[from] crate::enrich::redact::RedactError),
+    #[error(transparent)]
+    Enforce(#[from] EnforceMapError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -135,6 +138,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let http = bind_listener(&config, &metrics, &readiness, &inventory).await?;
 
     let mut kernel = KernelSide::start(&config, &metrics, &readiness)?;
+    let enforce_maps = EnforceMaps::from_ebpf(&mut kernel.loaded.ebpf)?;
+    let mut enforcer = Enforcer::new(
+        config.enforcement.clone(),
+        &config.state_dir,
+        Some(enforce_maps),
+    );
+    enforcer.apply(&policies, &metrics);
+    let pid_file = write_pid_file(&config.state_dir);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
     enricher.set_asset_classifier(kernel.assets.clone());
     enricher.set_redactor(crate::enrich::redact::Redactor::new(&config.redact)?);
@@ -188,6 +199,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             enricher,
             analyzer,
             detectors,
+            enforcer,
         },
         Outlets {
             events: sinks.events,
@@ -259,9 +271,29 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
     // Dropping the Ebpf object detaches every program.
     drop(kernel.loaded);
+    if let Some(pid_file) = pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
     match died {
         Some(task) => Err(RunError::TaskDied(task)),
         None => Ok(()),
+    }
+}
+
+/// Writes `<state_dir>/aiwatch.pid`, for `aiwatch enforcement on|off`.
+fn write_pid_file(state_dir: &Path) -> Option<PathBuf> {
+    let path = state_dir.join(PID_FILE);
+    let written = std::fs::create_dir_all(state_dir)
+        .and_then(|()| std::fs::write(&path, format!("{}\n", std::process::id())));
+    match written {
+        Ok(()) => Some(path),
+        Err(err) => {
+            log::warn!(
+                "cannot write {}: {err}; `aiwatch enforcement on|off` cannot tell this agent, send it SIGHUP instead",
+                path.display()
+            );
+            None
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub use file::{access, join, normalise};
 use crate::{
     clock::BootClock,
     enrich::process::{ProcessEntry, ProcessTable},
-    event::{Ancestor, Event, ExitInfo, ForkInfo, Kind, Parent, Process},
+    event::{Ancestor, Event, ExitInfo, ForkInfo, KernelAction, Kind, Parent, Process},
     ingest::decode::{self, Payload, Record},
 };
 
@@ -148,6 +148,13 @@ impl Enricher {
                 };
                 self.remember(entry);
                 self.fill_process(&mut event, common.pid, common.tid);
+                event.kernel_action = if exec.killed {
+                    Some(KernelAction::Killed)
+                } else if exec.kill_rate_limited {
+                    Some(KernelAction::KillRateLimited)
+                } else {
+                    None
+                };
             }
             Payload::Fork(fork) => {
                 self.ensure_known(common.pid, &common);

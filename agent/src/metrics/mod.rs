@@ -185,6 +185,9 @@ pub struct Metrics {
     rule_eval_ticks: AtomicU64,
     alerts: IntCounterVec,
     workload_alerts: IntCounterVec,
+    enforcement_actions: IntCounterVec,
+    enforcement_rules: IntGaugeVec,
+    enforcement_active: IntGauge,
     rules_loaded: IntGauge,
     policy_reloads: IntCounterVec,
     policy_last_reload_success: Gauge,
@@ -275,6 +278,24 @@ impl Metrics {
             "aiwatch_workload_alerts_total",
             "Alerts raised against an AI workload, by workload and severity.",
             &["workload", "kind", "severity"],
+        )?;
+
+        let enforcement_actions = reg.counter_vec(
+            "aiwatch_enforcement_actions_total",
+            "Kills and denials carried out (killed, denied) or only reported (would-kill, would-deny), by rule.",
+            &["outcome", "rule"],
+        )?;
+        let enforcement_rules = reg.gauge_vec(
+            "aiwatch_enforcement_rules",
+            "Rules with a kill or deny action, by where it is carried out (kernel, user_space, not_enforced).",
+            &["placement"],
+        )?;
+        for placement in ["kernel", "user_space", "not_enforced"] {
+            enforcement_rules.with_label_values(&[placement]);
+        }
+        let enforcement_active = reg.gauge(
+            "aiwatch_enforcement_active",
+            "1 while enforcement is on (not switched off by config, SIGHUP or `aiwatch enforcement off`).",
         )?;
 
         let rules_loaded = reg.gauge("aiwatch_rules_loaded", "Rules in the active policy set.")?;
@@ -376,6 +397,9 @@ impl Metrics {
             rule_eval_ticks: AtomicU64::new(0),
             alerts,
             workload_alerts,
+            enforcement_actions,
+            enforcement_rules,
+            enforcement_active,
             rules_loaded,
             policy_reloads,
             policy_last_reload_success,
@@ -506,7 +530,14 @@ impl Metrics {
             (Action::Alert, _) => "alert",
             (Action::Kill, true) => "kill",
             (Action::Kill, false) => "kill_failed",
+            (Action::Deny, true) => "deny",
+            (Action::Deny, false) => "deny_failed",
         };
+        if let Some(enforcement) = alert.enforcement {
+            self.enforcement_actions
+                .with_label_values(&[enforcement.outcome.as_str(), alert.rule.as_str()])
+                .inc();
+        }
         self.alerts
             .with_label_values(&[
                 alert.rule.as_str(),
@@ -525,6 +556,26 @@ impl Metrics {
         self.workload_alerts
             .with_label_values(&[labels.workload.as_str(), labels.kind, severity.as_str()])
             .inc();
+    }
+
+    // ---- enforcement ----
+
+    /// How many rules with an action each placement holds.
+    pub fn set_enforcement_rules(&self, kernel: usize, user_space: usize, not_enforced: usize) {
+        for (placement, count) in [
+            ("kernel", kernel),
+            ("user_space", user_space),
+            ("not_enforced", not_enforced),
+        ] {
+            self.enforcement_rules
+                .with_label_values(&[placement])
+                .set(saturating_i64(count as u64));
+        }
+    }
+
+    /// Whether kills and denials are carried out at all.
+    pub fn set_enforcement_active(&self, active: bool) {
+        self.enforcement_active.set(i64::from(active));
     }
 
     // ---- policies ----

@@ -62,6 +62,7 @@ fn alert(rule: &str, severity: Severity, workload: Option<WorkloadRef>) -> Alert
         tags: Vec::new(),
         action: Action::Alert,
         action_taken: true,
+        enforcement: None,
         workload,
         event: Event::default(),
         steps: Vec::new(),

@@ -148,6 +148,7 @@ mod tests {
             tags: vec![],
             action: crate::alert::Action::Alert,
             action_taken: true,
+            enforcement: None,
             workload: None,
             event: Event::default(),
             steps: vec![],

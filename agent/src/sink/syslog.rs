@@ -121,6 +121,7 @@ mod tests {
                 tags: vec![],
                 action: Action::Alert,
                 action_taken: true,
+                enforcement: None,
                 workload: None,
                 event: Event::default(),
                 steps: vec![],

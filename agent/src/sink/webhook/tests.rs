@@ -19,6 +19,7 @@ fn alert(rule: &str) -> Arc<Alert> {
         tags: vec![],
         action: Action::Alert,
         action_taken: true,
+        enforcement: None,
         workload: None,
         event: Event::default(),
         steps: vec![],
