@@ -139,10 +139,13 @@ impl Agent {
         let alerts_path = dir.path().join("alerts.jsonl");
         let config_path = dir.path().join("config.yaml");
         let listen = format!("127.0.0.1:{}", free_port());
+        // Each agent its own stream socket: the default path is one per
+        // host, and tests run agents side by side.
         let config = format!(
-            "listen: {listen}\nevents: {}\nalerts: {}\nstate_dir: {}\n{}\n",
+            "listen: {listen}\nevents: {}\nalerts: {}\nstream_socket: {}\nstate_dir: {}\n{}\n",
             events_path.display(),
             alerts_path.display(),
+            dir.path().join("stream.sock").display(),
             options
                 .state_dir
                 .clone()

@@ -38,6 +38,12 @@ pub const TEST_PACKAGES: &[&str] = &[
     "wget",
 ];
 
+/// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for
+/// their Debian root, and cpio to pack it into an initramfs (without cpio
+/// the archive is empty and the kernel finds no init). `dpkg-deb`, which
+/// unpacks the kernel packages, is part of dpkg.
+pub const VM_PACKAGES: &[&str] = &["qemu-system-x86", "debootstrap", "cpio"];
+
 /// Services that a package's install script may start, with the pid file
 /// their init script writes. Tests start their own instances on loopback, so
 /// none may be left running after xtask installed them.
@@ -67,14 +73,20 @@ pub struct Apt {
 }
 
 impl Apt {
-    /// Installs `packages` and stops any service their install started.
-    pub fn install(&mut self, packages: &[&str]) -> anyhow::Result<()> {
+    /// `apt-get update`, once per xtask run.
+    pub fn update(&mut self) -> anyhow::Result<()> {
         if !self.lists_updated {
-            let mut update = as_root("apt-get", "installing Debian packages")?;
+            let mut update = as_root("apt-get", "updating Debian's package lists")?;
             update.arg("update");
             run_step(&mut update, "apt-get update")?;
             self.lists_updated = true;
         }
+        Ok(())
+    }
+
+    /// Installs `packages` and stops any service their install started.
+    pub fn install(&mut self, packages: &[&str]) -> anyhow::Result<()> {
+        self.update()?;
         let mut install = as_root("apt-get", "installing Debian packages")?;
         install
             .env("DEBIAN_FRONTEND", "noninteractive")

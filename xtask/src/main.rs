@@ -15,6 +15,7 @@ mod provision;
 mod python;
 mod run;
 mod test;
+mod vm;
 mod workspace;
 
 use std::process::ExitCode;
@@ -69,6 +70,11 @@ enum Task {
     Attacks,
     /// Measure what the agent costs (no agent / floor / agent), write docs/benchmarks.md.
     Bench(bench::Options),
+    /// Run the agent and the privileged suites on Debian's 6.1 and 6.12 kernels in QEMU guests.
+    Vm(vm::Options),
+    /// Inside a `cargo xtask vm` guest: the guest's init.
+    #[command(hide = true)]
+    VmGuestInit,
 }
 
 fn main() -> ExitCode {
@@ -102,6 +108,8 @@ fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
             run::run(&workspace, Profile::from_release_flag(!debug), &args)
         }
         Task::Test { args } => test::test(&Workspace::prepare()?, &args),
+        Task::Vm(options) => vm::vm(&Workspace::prepare()?, &options),
+        Task::VmGuestInit => vm::guest_init(),
         Task::Attacks => {
             let args = [
                 "-p",

@@ -12,7 +12,7 @@ use std::{path::Path, process::Command, time::Instant};
 use anyhow::Context as _;
 
 use crate::{
-    debian::{self, Apt, BUILD_PACKAGES, TEST_PACKAGES},
+    debian::{self, Apt, BUILD_PACKAGES, TEST_PACKAGES, VM_PACKAGES},
     privilege::as_root,
     python,
     workspace::{cargo, cargo_bin_dir, probe_output, run_step, Workspace},
@@ -72,6 +72,11 @@ pub fn setup(workspace: &Workspace, scope: Scope) -> anyhow::Result<()> {
     }
     println!("setup: done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The Debian packages `cargo xtask vm` needs, beside the build's.
+pub fn vm_packages(apt: &mut Apt) -> anyhow::Result<()> {
+    debian_packages(apt, "debian packages (vm)", VM_PACKAGES)
 }
 
 /// Prints the one line a step reports.

@@ -23,7 +23,7 @@ use crate::{
 
 /// The eBPF crate builds for the BPF target through the agent's build
 /// script; built for the host it would not link.
-const EBPF_PACKAGE: &str = "aiwatch-ebpf";
+pub const EBPF_PACKAGE: &str = "aiwatch-ebpf";
 
 /// Runs setup, the build and the tests; the exit code is the first failing
 /// step's.

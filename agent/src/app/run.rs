@@ -110,6 +110,9 @@ pub fn resolve_config(
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), RunError> {
+    // Before the state folder is made: without root its creation fails too,
+    // and the sentence must say what to do.
+    crate::kernel::loader::require_root().map_err(KernelSetupError::from)?;
     let stats = Arc::new(PipelineStats::new());
     // Open the sinks and the listener before loading anything: a bad path
     // or a busy port fails fast, before the kernel is touched.

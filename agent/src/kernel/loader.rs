@@ -420,12 +420,19 @@ pub struct Loaded {
     pub missing_offsets: Vec<&'static str>,
 }
 
-pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
+/// Loading programs needs root: checked first, so that a user sees that
+/// sentence rather than whichever file under the state folder fails first.
+pub fn require_root() -> Result<(), LoadError> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
         return Err(LoadError::NotRoot(euid));
     }
+    Ok(())
+}
+
+pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
+    require_root()?;
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -459,6 +466,9 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
                 reason: Some("family disabled in the configuration".into()),
             }
         } else if !probe.required && !tracepoint_exists(probe) {
+            // One line per kernel difference: the start-up log says what
+            // this kernel lacks, not only how many probes are missing.
+            log::info!("probe {} not attached: {NOT_IN_KERNEL}", probe.program);
             ProbeStatus {
                 probe: probe.program,
                 attached: false,
