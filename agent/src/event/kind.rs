@@ -58,8 +58,14 @@ impl Kind {
     }
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
-mod kind_tests {
+mod tests {
     use super::Kind;
 
     /// The table of kinds in `docs/events.md`, as the list makes it.
@@ -103,11 +109,5 @@ mod kind_tests {
             assert_eq!(Kind::from(kind.abi()), kind);
             assert_eq!(Kind::parse(kind.as_str()), Some(kind));
         }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
