@@ -89,15 +89,13 @@ pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
 /// The device and inode of `mm->exe_file`.
 #[inline(always)]
 fn exe_key(mm: *const u8) -> Option<ExeKey> {
-    // SAFETY: every read goes through bpf_probe_read_kernel (`kernel::read`).
-    unsafe {
-        let exe_file = read_ptr(mm, offset!(mm_exe_file));
-        let inode = read_ptr(exe_file, offset!(file_f_inode));
-        let ino = read::<u64>(inode, offset!(inode_i_ino)).ok()?;
-        let sb = read_ptr(inode, offset!(inode_i_sb));
-        let dev = read::<u32>(sb, offset!(super_block_s_dev)).ok()?;
-        Some(ExeKey { dev, _pad: 0, ino })
-    }
+    // Every read is a checked copy (`kernel::read`).
+    let exe_file = read_ptr(mm, offset!(mm_exe_file));
+    let inode = read_ptr(exe_file, offset!(file_f_inode));
+    let ino = read::<u64>(inode, offset!(inode_i_ino)).ok()?;
+    let sb = read_ptr(inode, offset!(inode_i_sb));
+    let dev = read::<u32>(sb, offset!(super_block_s_dev)).ok()?;
+    Some(ExeKey { dev, _pad: 0, ino })
 }
 
 /// Takes one kill from the current cgroup's budget; false when it is spent.
