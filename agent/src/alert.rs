@@ -49,12 +49,18 @@ impl std::str::FromStr for Severity {
     }
 }
 
+/// What a rule asks for besides the alert. Policy files may write `audit`
+/// for `alert`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     #[default]
+    #[serde(alias = "audit")]
     Alert,
+    /// Kill the process (in the kernel where the rule compiles to a map).
     Kill,
+    /// Refuse the operation; only the kernel can, before it happens.
+    Deny,
 }
 
 impl Action {
@@ -62,8 +68,77 @@ impl Action {
         match self {
             Action::Alert => "alert",
             Action::Kill => "kill",
+            Action::Deny => "deny",
         }
     }
+}
+
+/// Whether a rule's kill or deny is carried out (`enforce`) or only
+/// reported as "would-kill"/"would-deny" (`audit`, the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnforcementMode {
+    #[default]
+    Audit,
+    Enforce,
+}
+
+impl EnforcementMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforcementMode::Audit => "audit",
+            EnforcementMode::Enforce => "enforce",
+        }
+    }
+}
+
+/// What became of a rule's kill or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Killed,
+    Denied,
+    WouldKill,
+    WouldDeny,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Killed => "killed",
+            Outcome::Denied => "denied",
+            Outcome::WouldKill => "would-kill",
+            Outcome::WouldDeny => "would-deny",
+        }
+    }
+}
+
+/// Where the action was (or would have been) taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementHook {
+    /// `bpf_send_signal(SIGKILL)` at `sched:sched_process_exec`, before the
+    /// new image runs an instruction.
+    SchedProcessExec,
+    /// `kill(2)` from the agent, after the event crossed the ring buffer.
+    UserSpace,
+}
+
+impl EnforcementHook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforcementHook::SchedProcessExec => "sched_process_exec",
+            EnforcementHook::UserSpace => "user_space",
+        }
+    }
+}
+
+/// The alert field `enforcement`: set on every alert of a rule whose action
+/// is `kill` or `deny`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enforcement {
+    pub outcome: Outcome,
+    pub hook: EnforcementHook,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +155,9 @@ pub struct Alert {
     pub action: Action,
     /// Whether the action was carried out (always true for `alert`).
     pub action_taken: bool,
+    /// For `kill` and `deny`: what was done, or would have been, and where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadRef>,
     /// The triggering event (the last step for sequences).

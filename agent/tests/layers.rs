@@ -1,6 +1,6 @@
 //! The agent's imports run one way along the pipeline (docs/ARCHITECTURE.md):
 //!
-//! app → sink, observe → analyze, policy, anomaly → enrich → ingest → kernel
+//! app → sink, observe → enforce → analyze, policy, anomaly → enrich → ingest → kernel
 //!
 //! with `event`, `alert`, `clock` and `metrics` as leaves every stage may
 //! use. This test parses every non-test source file of `agent/src` and fails
@@ -23,6 +23,9 @@ const LAYERS: &[&[&str]] = &[
     &["ingest"],
     &["enrich"],
     &["analyze", "policy", "anomaly"],
+    // Reads compiled policy and writes kernel maps: above the detectors,
+    // below the edges that wire it in.
+    &["enforce"],
     &["sink", "observe"],
     &["app"],
 ];

@@ -73,6 +73,9 @@ pub struct KernelOffsets {
     pub tcp_snd_una: u32,
     pub tcp_write_seq: u32,
     pub inode_i_size: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the
@@ -136,6 +139,36 @@ pub const fn filter_bit(first: u8, second: u8) -> (u32, u64) {
 pub const TRACKING_PIDS: u32 = 0;
 pub const TRACKING_CGROUPS: u32 = 1;
 
+/// An executable's identity for the enforcement maps: the kernel's
+/// `sb->s_dev` (`MAJOR << 20 | MINOR`) and the inode number of
+/// `mm->exe_file`. Names are never matched: a copy of `/bin/sh` to
+/// `/tmp/python3` keeps the identity of a new file, not of a name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExeKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+/// Slots of the `ENFORCE_CONTROL` array, written by the agent.
+/// Non-zero while the kernel may kill (the global kill switch clears it).
+pub const ENFORCE_ON: u32 = 0;
+/// Kills allowed per cgroup in each window before it falls back to
+/// alerting only; 0 means no limit.
+pub const ENFORCE_KILL_BUDGET: u32 = 1;
+/// The kill-budget window in nanoseconds.
+pub const ENFORCE_KILL_WINDOW_NS: u32 = 2;
+pub const ENFORCE_CONTROL_LEN: u32 = 3;
+
+/// Per-cgroup kill accounting for the rate limit (`KILL_BUDGETS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KillBudget {
+    pub window_start_ns: u64,
+    pub kills: u64,
+}
+
 /// Counters of the `STATS` per-CPU array, indexed by [`Stat::index`] plus
 /// an [`crate::EventKind::slot`].
 #[repr(u32)]
@@ -168,4 +201,6 @@ mod pod {
     // SAFETY: `repr(C)`, `Copy`, a `u8` and a byte array: alignment 1, no
     // padding, any bytes valid.
     unsafe impl aya::Pod for SuffixKey {}
+    unsafe impl aya::Pod for ExeKey {}
+    unsafe impl aya::Pod for KillBudget {}
 }

@@ -187,6 +187,12 @@ pub const EXEC_FLAG_EXE_UNLINKED: u16 = 2;
 pub const EXEC_FLAG_EXE_MEMFD: u16 = 4;
 /// fd 0 or fd 1 of the new image is a socket (a reverse shell's tell).
 pub const EXEC_FLAG_STDIO_SOCKET: u16 = 8;
+/// The kernel sent SIGKILL at exec: the executable is on an enforced deny
+/// list (`EXEC_DENY`). The new image never ran an instruction.
+pub const EXEC_FLAG_KILLED: u16 = 16;
+/// The executable is on an enforced deny list, but the workload's kill
+/// budget is spent: the kernel did not kill (deny-only until the window ends).
+pub const EXEC_FLAG_KILL_RATE_LIMITED: u16 = 32;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -62,6 +62,9 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     tcp_snd_una: OFFSET_UNKNOWN,
     tcp_write_seq: OFFSET_UNKNOWN,
     inode_i_size: OFFSET_UNKNOWN,
+    inode_i_ino: OFFSET_UNKNOWN,
+    inode_i_sb: OFFSET_UNKNOWN,
+    super_block_s_dev: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

@@ -132,6 +132,10 @@ pub struct AgentOptions {
     /// A state directory to use instead of a fresh one, to keep learned
     /// profiles across a restart.
     pub state_dir: Option<PathBuf>,
+    /// Extra environment variables for the agent.
+    pub env: Vec<(String, String)>,
+    /// Another `aiwatch` executable to run (a copy, with its own inode).
+    pub binary: Option<PathBuf>,
 }
 
 impl Agent {
@@ -161,11 +165,12 @@ impl Agent {
             options.config
         );
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(aiwatch_bin())
+        let mut child = Command::new(options.binary.clone().unwrap_or_else(aiwatch_bin))
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -262,6 +267,28 @@ impl Agent {
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the agent to exit on its own; panics with the log after
+    /// `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "aiwatch did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        thread::sleep(Duration::from_millis(100));
+        (status, self.log())
     }
 
     /// Stops the agent with SIGTERM and returns its exit status.

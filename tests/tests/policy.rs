@@ -457,10 +457,14 @@ fn a_kill_rule_kills_the_process() {
     let policies = TempDir::new("kill-policies");
     let bin = TempDir::new("kill-bin");
     let marker = format!("aiwatch-kill-marker-{me}");
+    // A rule on a name is killed from user space, and only in enforce mode.
     write_atomically(
         policies.path(),
         "kill.yaml",
-        &marker_rule("test.kill.marker", &marker, "kill"),
+        &format!(
+            "enforcement: enforce\n{}",
+            marker_rule("test.kill.marker", &marker, "kill")
+        ),
     );
     let agent = policy_agent(policies.path(), "");
     let marker_bin = program_copy("/bin/sleep", bin.path(), &marker);
@@ -476,6 +480,8 @@ fn a_kill_rule_kills_the_process() {
     let alert = wait_rule(&agent, "test.kill.marker", pid);
     assert_eq!(alert["action"], "kill");
     assert_eq!(alert["action_taken"], true);
+    assert_eq!(alert["enforcement"]["outcome"], "killed");
+    assert_eq!(alert["enforcement"]["hook"], "user_space");
     wait_metric_at_least(
         &agent,
         "aiwatch_alerts_total",

@@ -352,6 +352,7 @@ fn make_alert(
         tags,
         action: Action::Alert,
         action_taken: true,
+        enforcement: None,
         workload: event.workload.clone(),
         event,
         steps: Vec::new(),

@@ -33,6 +33,8 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Evaluate recorded events (the `--events` format) offline: no root, no kernel.
     Replay(ReplayArgs),
+    /// The global kill switch: `off` turns every kill and deny into a report.
+    Enforcement(EnforcementArgs),
     /// Follow the running agent's alerts, one line each (needs root).
     Alerts(FollowArgs),
     /// Follow the running agent's events, one line each (needs root).
@@ -78,6 +80,16 @@ pub struct FollowArgs {
 pub enum LineFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnforcementArgs {
+    /// The agent's state directory, where the switch is kept.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/aiwatch")]
+    pub state_dir: PathBuf,
+    /// `on`, `off` or `status`.
+    #[arg(value_parser = ["on", "off", "status"])]
+    pub switch: String,
 }
 
 #[derive(Debug, clap::Args)]

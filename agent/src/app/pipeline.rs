@@ -14,11 +14,12 @@ use std::{
 use tokio::sync::mpsc;
 
 use crate::{
-    alert::{Action, Alert},
+    alert::Alert,
     analyze::workload::WorkloadChange,
     analyze::{inventory, Analyzer},
     app::detectors::Detectors,
     clock::now_boot_ns,
+    enforce::Enforcer,
     enrich::Enricher,
     event::{Access, AssetClass, Event, FileInfo, Kind},
     ingest::decode::Record,
@@ -51,6 +52,8 @@ pub struct Stages {
     pub enricher: Enricher,
     pub analyzer: Analyzer,
     pub detectors: Detectors,
+    /// Carries out kill and deny actions; applied to the policy set already.
+    pub enforcer: Enforcer,
 }
 
 /// Where the pipeline's results go.
@@ -73,6 +76,7 @@ pub struct Pipeline {
     enricher: Enricher,
     analyzer: Analyzer,
     detectors: Detectors,
+    enforcer: Enforcer,
     event_sink: Option<SinkSender<Arc<Event>>>,
     alert_sinks: Vec<SinkSender<Arc<Alert>>>,
     stream: Arc<StreamHub>,
@@ -99,6 +103,7 @@ impl Pipeline {
             enricher: stages.enricher,
             analyzer: stages.analyzer,
             detectors: stages.detectors,
+            enforcer: stages.enforcer,
             event_sink: outlets.events,
             alert_sinks: outlets.alerts,
             stream: outlets.stream,
@@ -205,14 +210,10 @@ impl Pipeline {
 
     /// Carries out the alert's action, counts it and writes it.
     fn raise(&mut self, mut alert: Alert) {
-        alert.action_taken = match alert.action {
-            Action::Alert => true,
-            Action::Kill => kill(
-                alert.event.process.pid,
-                alert.event.process.start_time.as_str(),
-                &self.enricher,
-            ),
-        };
+        let enricher = &self.enricher;
+        let budget_spent = self.enforcer.carry_out(&mut alert, |pid, start_time| {
+            same_process(pid, start_time, enricher)
+        });
         self.metrics.alert(&alert);
         if let Some(workload) = &alert.event.workload {
             self.analyzer.inventory.note_alert(workload);
@@ -226,6 +227,9 @@ impl Pipeline {
         for sink in &self.alert_sinks {
             sink.send(alert.clone(), None);
         }
+        if let Some(critical) = budget_spent {
+            self.raise(critical);
+        }
     }
 
     /// Swaps in a reloaded policy set, or keeps the last good one.
@@ -233,8 +237,10 @@ impl Pipeline {
         match outcome {
             ReloadOutcome::Loaded { rules } => {
                 if let Some(reloader) = reloader {
-                    self.detectors
-                        .swap_policies(reloader.current.borrow().clone());
+                    let policies = reloader.current.borrow().clone();
+                    // SIGHUP lands here too: the enforcer re-reads the switch.
+                    self.enforcer.apply(&policies, &self.metrics);
+                    self.detectors.swap_policies(policies);
                 }
                 self.metrics.policy_reload_succeeded(rules);
                 log::info!("policies reloaded: {rules} rules");
@@ -312,19 +318,12 @@ async fn next_reload(reloader: &mut Option<PolicyReloader>) -> Option<ReloadOutc
 }
 
 /// Kills a process, if it is still the one the event named.
-fn kill(pid: u32, start_time: &str, enricher: &Enricher) -> bool {
-    if pid == 0 || pid == std::process::id() {
-        return false;
-    }
-    // Refuse to kill a reused pid: the table's entry must be the same process.
-    let same = enricher
+/// Whether `pid` is still the process that started at `start_time`: a kill
+/// must never reach a reused pid.
+fn same_process(pid: u32, start_time: &str, enricher: &Enricher) -> bool {
+    enricher
         .table
         .get(pid)
         .map(|p| start_time.is_empty() || enricher.clock().rfc3339(p.start_ns) == start_time)
-        .unwrap_or(false);
-    if !same {
-        return false;
-    }
-    // SAFETY: kill(2) with a plain pid and signal.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) == 0 }
+        .unwrap_or(false)
 }

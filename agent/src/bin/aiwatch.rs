@@ -5,6 +5,7 @@ use aiwatch::{
     app::cli::{Cli, Command, PolicyAction, ProfileAction},
     app::run::{self, Overrides},
     app::{follow, replay, terminal},
+    enforce::{switch_command, SwitchCommand},
     policy,
     sink::stream::Topic,
 };
@@ -87,6 +88,14 @@ fn main() -> ExitCode {
             } => policy::test_command(&paths, !no_default_pack),
         },
         Command::Replay(args) => replay::run(args),
+        Command::Enforcement(args) => {
+            let command = match args.switch.as_str() {
+                "on" => SwitchCommand::On,
+                "off" => SwitchCommand::Off,
+                _ => SwitchCommand::Status,
+            };
+            switch_command(&args.state_dir, command)
+        }
         Command::Profile(args) => {
             let dir = args.state_dir.join("profiles");
             match args.action {

@@ -45,6 +45,20 @@ pub struct Event {
     pub syscall: Option<SyscallInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuInfo>,
+    /// What the kernel did about this event by itself (exec events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_action: Option<KernelAction>,
+}
+
+/// An action the kernel took at the hook, before the event reached the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelAction {
+    /// SIGKILL at `sched_process_exec`: the new image never ran.
+    Killed,
+    /// The executable is on an enforced deny list, but the cgroup's kill
+    /// budget was spent: the process was left running.
+    KillRateLimited,
 }
 
 /// The process an event belongs to.

@@ -130,6 +130,9 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
             &["__sk_common", "skc_v6_rcv_saddr"],
         ),
         inode_i_size: r.get("inode.i_size", "inode", &["i_size"]),
+        inode_i_ino: r.get("inode.i_ino", "inode", &["i_ino"]),
+        inode_i_sb: r.get("inode.i_sb", "inode", &["i_sb"]),
+        super_block_s_dev: r.get("super_block.s_dev", "super_block", &["s_dev"]),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {

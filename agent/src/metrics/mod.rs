@@ -39,6 +39,8 @@ pub const DEFAULT_RULE_EVAL_SAMPLE_EVERY: u64 = 64;
 
 /// `kind` label for losses whose event kind is unknown (undecodable records).
 pub const UNKNOWN_KIND: &str = "unknown";
+/// The `kind` label of alerts lost in a sink.
+pub const ALERT_KIND: &str = "alert";
 
 /// Buckets for `aiwatch_event_latency_seconds`: 100 µs to 10 s.
 const EVENT_LATENCY_BUCKETS: [f64; 16] = [
@@ -66,6 +68,9 @@ pub enum MetricsError {
 pub enum LossStage {
     /// The kernel could not reserve ring buffer space (reader too slow).
     KernelRingbuf,
+    /// The kernel could not store a syscall's pending entry (map full):
+    /// the syscall's event is lost.
+    KernelPending,
     /// A record came out of the ring buffer but could not be decoded.
     Decode,
     /// A bounded user-space queue between stages was full.
@@ -75,8 +80,9 @@ pub enum LossStage {
 }
 
 impl LossStage {
-    pub const ALL: [LossStage; 4] = [
+    pub const ALL: [LossStage; 5] = [
         LossStage::KernelRingbuf,
+        LossStage::KernelPending,
         LossStage::Decode,
         LossStage::Queue,
         LossStage::Sink,
@@ -85,6 +91,7 @@ impl LossStage {
     pub fn as_str(self) -> &'static str {
         match self {
             LossStage::KernelRingbuf => "kernel_ringbuf",
+            LossStage::KernelPending => "kernel_pending",
             LossStage::Decode => "decode",
             LossStage::Queue => "queue",
             LossStage::Sink => "sink",
@@ -178,6 +185,9 @@ pub struct Metrics {
     rule_eval_ticks: AtomicU64,
     alerts: IntCounterVec,
     workload_alerts: IntCounterVec,
+    enforcement_actions: IntCounterVec,
+    enforcement_rules: IntGaugeVec,
+    enforcement_active: IntGauge,
     rules_loaded: IntGauge,
     policy_reloads: IntCounterVec,
     policy_last_reload_success: Gauge,
@@ -190,6 +200,7 @@ pub struct Metrics {
     anomaly_profiles: IntGaugeVec,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
+    task_failures: IntCounterVec,
     workload_series: Mutex<WorkloadSeries>,
     /// Last absolute totals read from kernel maps, keyed by counter.
     kernel_totals: Mutex<HashMap<TotalKey, u64>>,
@@ -199,6 +210,7 @@ pub struct Metrics {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum TotalKey {
     Lost(LossStage, Option<Kind>),
+    AlertsLost(LossStage),
     Filtered(Kind),
 }
 
@@ -236,7 +248,7 @@ impl Metrics {
             .into_iter()
             .map(|stage| {
                 kind_names()
-                    .chain([UNKNOWN_KIND])
+                    .chain([UNKNOWN_KIND, ALERT_KIND])
                     .map(|kind| lost.with_label_values(&[stage.as_str(), kind]))
                     .collect()
             })
@@ -266,6 +278,24 @@ impl Metrics {
             "aiwatch_workload_alerts_total",
             "Alerts raised against an AI workload, by workload and severity.",
             &["workload", "kind", "severity"],
+        )?;
+
+        let enforcement_actions = reg.counter_vec(
+            "aiwatch_enforcement_actions_total",
+            "Kills and denials carried out (killed, denied) or only reported (would-kill, would-deny), by rule.",
+            &["outcome", "rule"],
+        )?;
+        let enforcement_rules = reg.gauge_vec(
+            "aiwatch_enforcement_rules",
+            "Rules with a kill or deny action, by where it is carried out (kernel, user_space, not_enforced).",
+            &["placement"],
+        )?;
+        for placement in ["kernel", "user_space", "not_enforced"] {
+            enforcement_rules.with_label_values(&[placement]);
+        }
+        let enforcement_active = reg.gauge(
+            "aiwatch_enforcement_active",
+            "1 while enforcement is on (not switched off by config, SIGHUP or `aiwatch enforcement off`).",
         )?;
 
         let rules_loaded = reg.gauge("aiwatch_rules_loaded", "Rules in the active policy set.")?;
@@ -342,6 +372,12 @@ impl Metrics {
             "1 when probes are attached and the pipeline is flowing (as /readyz).",
         )?;
 
+        let task_failures = reg.counter_vec(
+            "aiwatch_task_failures_total",
+            "Agent tasks that panicked, failed or stopped on their own, by task.",
+            &["task"],
+        )?;
+
         #[cfg(target_os = "linux")]
         reg.collector(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -361,6 +397,9 @@ impl Metrics {
             rule_eval_ticks: AtomicU64::new(0),
             alerts,
             workload_alerts,
+            enforcement_actions,
+            enforcement_rules,
+            enforcement_active,
             rules_loaded,
             policy_reloads,
             policy_last_reload_success,
@@ -373,6 +412,7 @@ impl Metrics {
             anomaly_profiles,
             probe_attached,
             ready,
+            task_failures,
             workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),
             kernel_totals: Mutex::new(HashMap::new()),
         })
@@ -421,6 +461,13 @@ impl Metrics {
     pub fn observe_lost_total(&self, stage: LossStage, kind: Option<Kind>, total: u64) {
         let delta = self.delta_since_last(TotalKey::Lost(stage, kind), total);
         self.lost_counter(stage, kind).inc_by(delta);
+    }
+
+    /// Feeds `aiwatch_events_lost_total{kind="alert"}` from a running total
+    /// of alerts lost at `stage`.
+    pub fn observe_alerts_lost_total(&self, stage: LossStage, total: u64) {
+        let delta = self.delta_since_last(TotalKey::AlertsLost(stage), total);
+        self.lost_by_stage_kind[stage.index()][Kind::ALL.len() + 1].inc_by(delta);
     }
 
     /// Feeds `aiwatch_kernel_events_filtered_total` from an absolute total
@@ -483,7 +530,14 @@ impl Metrics {
             (Action::Alert, _) => "alert",
             (Action::Kill, true) => "kill",
             (Action::Kill, false) => "kill_failed",
+            (Action::Deny, true) => "deny",
+            (Action::Deny, false) => "deny_failed",
         };
+        if let Some(enforcement) = alert.enforcement {
+            self.enforcement_actions
+                .with_label_values(&[enforcement.outcome.as_str(), alert.rule.as_str()])
+                .inc();
+        }
         self.alerts
             .with_label_values(&[
                 alert.rule.as_str(),
@@ -502,6 +556,26 @@ impl Metrics {
         self.workload_alerts
             .with_label_values(&[labels.workload.as_str(), labels.kind, severity.as_str()])
             .inc();
+    }
+
+    // ---- enforcement ----
+
+    /// How many rules with an action each placement holds.
+    pub fn set_enforcement_rules(&self, kernel: usize, user_space: usize, not_enforced: usize) {
+        for (placement, count) in [
+            ("kernel", kernel),
+            ("user_space", user_space),
+            ("not_enforced", not_enforced),
+        ] {
+            self.enforcement_rules
+                .with_label_values(&[placement])
+                .set(saturating_i64(count as u64));
+        }
+    }
+
+    /// Whether kills and denials are carried out at all.
+    pub fn set_enforcement_active(&self, active: bool) {
+        self.enforcement_active.set(i64::from(active));
     }
 
     // ---- policies ----
@@ -658,6 +732,16 @@ impl Metrics {
     /// every scrape.
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// A supervised task started: its failure series exists from now on, at 0.
+    pub fn task_started(&self, task: &str) {
+        self.task_failures.with_label_values(&[task]);
+    }
+
+    /// A supervised task died (`observe::supervise`).
+    pub fn task_failed(&self, task: &str) {
+        self.task_failures.with_label_values(&[task]).inc();
     }
 }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::engine::PolicyEngine;
+use super::kernel_plan;
 use super::set::PolicySet;
 use super::testing::run_tests;
 use crate::alert::Alert;
@@ -15,7 +16,8 @@ use crate::event::Event;
 
 /// `aiwatch policy check PATH...`: loads the files (with the default pack
 /// unless disabled) and prints every error as `file:line:column: sentence`
-/// on stderr. Exit 0 when the set is valid.
+/// on stderr. Exit 0 when the set is valid. For every rule with a `kill` or
+/// `deny` action it says whether the kernel carries it out, and why not.
 pub fn check_command(paths: &[PathBuf], with_default_pack: bool) -> ExitCode {
     match PolicySet::load(paths, with_default_pack) {
         Ok(set) => {
@@ -24,6 +26,18 @@ pub fn check_command(paths: &[PathBuf], with_default_pack: bool) -> ExitCode {
                 set.rule_count(),
                 set.files().len()
             );
+            for placed in kernel_plan::plan(&set) {
+                let rule = placed.rule;
+                let mode = rule
+                    .enforcement
+                    .map_or("the agent's enforcement.mode", |mode| mode.as_str());
+                println!(
+                    "{} ({}, {mode}): {}",
+                    rule.id,
+                    rule.action.as_str(),
+                    placed.placement.describe()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -85,12 +99,13 @@ pub fn replay<R: BufRead, W: Write>(
     extra: &mut dyn FnMut(&Event) -> Vec<Alert>,
 ) -> io::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
+    let redactor = crate::enrich::redact::Redactor::default();
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let event: Event = match serde_json::from_str(&line) {
+        let mut event: Event = match serde_json::from_str(&line) {
             Ok(event) => event,
             Err(error) => {
                 stats.bad_lines += 1;
@@ -99,6 +114,9 @@ pub fn replay<R: BufRead, W: Write>(
             }
         };
         stats.events += 1;
+        // Events written by any version, or by hand, are redacted as the
+        // live pipeline would have.
+        redactor.redact_event(&mut event);
         let mut alerts = engine.evaluate(&event);
         alerts.extend(extra(&event));
         for alert in alerts {

@@ -152,8 +152,10 @@ fn make_alert(rule: &Rule, ev: &Event, steps: Vec<Event>) -> Alert {
         summary: summarize(&rule.description, &rule.id, ev, &steps),
         tags: rule.tags.clone(),
         action: rule.action,
-        // A kill is carried out (and this flag set) by the runtime.
+        // A kill or deny is carried out (and these fields set) by the
+        // runtime's enforcer.
         action_taken: rule.action == Action::Alert,
+        enforcement: None,
         workload: ev.workload.clone(),
         event: ev.clone(),
         steps,

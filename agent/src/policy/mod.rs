@@ -6,6 +6,7 @@
 //! - [`PolicyEngine`]: evaluates events, keeping sequence and throttle state
 //!   on the events' own clock, so replay is deterministic.
 //! - [`reload`]: watches policy files and SIGHUP, rebuilding the set.
+//! - [`kernel_plan`]: which rules' kill or deny the kernel can carry out.
 //! - [`cli`]: `policy check`, `policy test` and `replay`.
 
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod field;
 mod index;
+pub mod kernel_plan;
 mod relation;
 pub mod reload;
 mod sequence;

@@ -11,7 +11,7 @@ use super::error::{Located, LocatedError, PolicyErrors, Pos};
 use super::field::{Field, FieldType};
 use super::index::KindIndex;
 use super::yaml::{self, check_keys, parse_duration_ns, Node, Value};
-use crate::alert::{Action, Severity};
+use crate::alert::{Action, EnforcementMode, Severity};
 use crate::event::{Event, Kind};
 
 /// The default AI rule pack, embedded in the binary.
@@ -106,6 +106,9 @@ pub struct Rule {
     pub tags: Vec<String>,
     pub enabled: bool,
     pub action: Action,
+    /// The file's `enforcement:`, when it sets one; otherwise the agent's
+    /// `enforcement.mode` decides.
+    pub enforcement: Option<EnforcementMode>,
     pub body: RuleBody,
     pub exceptions: Vec<Exception>,
     pub throttle: Option<ThrottleSpec>,
@@ -344,7 +347,8 @@ impl PolicySet {
         for (file, top) in &documents {
             for node in &top.rules {
                 match compile_rule(&mut compiler, file, node) {
-                    Ok(rule) => {
+                    Ok(mut rule) => {
+                        rule.enforcement = top.enforcement;
                         if let Some((other_file, other)) = seen.get(&rule.id) {
                             errors.push(
                                 file,
@@ -453,6 +457,7 @@ fn read_path(path: &Path, out: &mut Vec<Source>, errors: &mut PolicyErrors) {
 
 /// The top level of one file, split by section.
 struct TopLevel {
+    enforcement: Option<EnforcementMode>,
     lists: Vec<(String, Node, Node)>,
     macros: Vec<(String, Node, Node)>,
     rules: Vec<Node>,
@@ -461,6 +466,7 @@ struct TopLevel {
 
 fn parse_top(source: &Source) -> Located<TopLevel> {
     let mut top = TopLevel {
+        enforcement: None,
         lists: Vec::new(),
         macros: Vec::new(),
         rules: Vec::new(),
@@ -475,7 +481,7 @@ fn parse_top(source: &Source) -> Located<TopLevel> {
     let entries = root.as_map("a policy file")?;
     check_keys(
         &entries,
-        &["lists", "macros", "rules", "tests"],
+        &["enforcement", "lists", "macros", "rules", "tests"],
         "a policy file",
     )?;
     for (key, _, value) in entries {
@@ -496,6 +502,7 @@ fn parse_top(source: &Source) -> Located<TopLevel> {
                 }
             }
             "rules" => top.rules = value.as_seq("`rules`")?.to_vec(),
+            "enforcement" => top.enforcement = Some(parse_enforcement(value)?),
             _ => top.tests = value.as_seq("`tests`")?.to_vec(),
         }
     }
@@ -555,9 +562,14 @@ fn compile_rule(compiler: &mut Compiler<'_>, file: &Arc<str>, node: &Node) -> Lo
     let action = match get("action") {
         None => Action::Alert,
         Some(n) => match n.as_str("`action`")? {
-            "alert" => Action::Alert,
+            "alert" | "audit" => Action::Alert,
             "kill" => Action::Kill,
-            other => return Err(n.err(format!("unknown action `{other}`; expected alert or kill"))),
+            "deny" => Action::Deny,
+            other => {
+                return Err(n.err(format!(
+                    "unknown action `{other}`; expected audit, kill or deny"
+                )))
+            }
         },
     };
     let body = match (get("when"), get("sequence")) {
@@ -593,6 +605,7 @@ fn compile_rule(compiler: &mut Compiler<'_>, file: &Arc<str>, node: &Node) -> Lo
         tags,
         enabled,
         action,
+        enforcement: None,
         body,
         exceptions,
         throttle,
@@ -601,6 +614,16 @@ fn compile_rule(compiler: &mut Compiler<'_>, file: &Arc<str>, node: &Node) -> Lo
         pos: node.pos,
         fingerprint: node.fingerprint(),
     })
+}
+
+fn parse_enforcement(node: &Node) -> Located<EnforcementMode> {
+    match node.as_str("`enforcement`")? {
+        "audit" => Ok(EnforcementMode::Audit),
+        "enforce" => Ok(EnforcementMode::Enforce),
+        other => Err(node.err(format!(
+            "unknown enforcement `{other}`; expected audit or enforce"
+        ))),
+    }
 }
 
 fn parse_severity(node: &Node) -> Located<Severity> {

@@ -90,7 +90,7 @@ fn invalid_yaml_reports_position() {
 fn unknown_top_level_key() {
     assert_eq!(
         first_error("rulez: []\n"),
-        "t.yaml:1:1: unknown key `rulez` in a policy file; expected one of: lists, macros, rules, tests"
+        "t.yaml:1:1: unknown key `rulez` in a policy file; expected one of: enforcement, lists, macros, rules, tests"
     );
 }
 
@@ -189,7 +189,7 @@ fn unknown_severity_action_kind_operator() {
         first_error(
             "rules:\n  - id: a\n    severity: low\n    action: block\n    when: {kind: exec}\n"
         ),
-        "t.yaml:4:13: unknown action `block`; expected alert or kill"
+        "t.yaml:4:13: unknown action `block`; expected audit, kill or deny"
     );
     let e = first_error("rules:\n  - id: a\n    severity: low\n    when: {kind: execve}\n");
     assert!(

@@ -17,6 +17,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 
+use super::enforce;
 use crate::{
     emit::{current_tgid, fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
@@ -36,14 +37,17 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if floor() {
         return 0;
     }
-    if family_on(FAMILY_PROCESS) && current_tgid() != agent_pid() {
-        emit_exec(&ctx);
+    let tgid = current_tgid();
+    // Decided before the record is built: the kill must not wait on it.
+    let verdict = enforce::exec_verdict(kernel::current_task(), tgid);
+    if family_on(FAMILY_PROCESS) && tgid != agent_pid() {
+        emit_exec(&ctx, verdict);
     }
     0
 }
 
 #[inline(always)]
-fn emit_exec(ctx: &TracePointContext) {
+fn emit_exec(ctx: &TracePointContext, verdict: u16) {
     let Some(mut entry) = reserve::<ExecRecord>(EventKind::Exec) else {
         return;
     };
@@ -61,7 +65,7 @@ fn emit_exec(ctx: &TracePointContext) {
             0,
             size_of::<ExecRecord>(),
         );
-        let mut flags = 0u16;
+        let mut flags = verdict;
         (*record).ppid = kernel::parent_tgid(task);
         (*record).old_pid = read_context::<u32>(ctx, EXEC_OLD_PID).unwrap_or(0);
         let (euid, egid) = kernel::effective_ids(task);

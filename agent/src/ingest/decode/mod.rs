@@ -16,7 +16,8 @@ pub mod privilege;
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, ExitRecord, FileRecord, ForkRecord, GpuIoctlRecord,
     KernelPath, ARGS_MAX, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED,
-    EXEC_FLAG_STDIO_SOCKET, PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
+    EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, EXEC_FLAG_STDIO_SOCKET, PATH_FLAG_MISSING,
+    PATH_FLAG_TRUNCATED,
 };
 
 pub use file::{kernel_dev, FileOp, GpuIoctl, Inode};
@@ -78,6 +79,10 @@ pub struct Exec {
     pub exe_unlinked: bool,
     pub exe_memfd: bool,
     pub stdio_socket: bool,
+    /// The kernel killed the process at exec (`EXEC_FLAG_KILLED`).
+    pub killed: bool,
+    /// The kill was skipped: the cgroup's kill budget was spent.
+    pub kill_rate_limited: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +216,8 @@ fn exec(r: &ExecRecord) -> Exec {
         exe_unlinked: flags & EXEC_FLAG_EXE_UNLINKED != 0,
         exe_memfd: flags & EXEC_FLAG_EXE_MEMFD != 0,
         stdio_socket: flags & EXEC_FLAG_STDIO_SOCKET != 0,
+        killed: flags & EXEC_FLAG_KILLED != 0,
+        kill_rate_limited: flags & EXEC_FLAG_KILL_RATE_LIMITED != 0,
     }
 }
 

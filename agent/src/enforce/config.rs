@@ -1,0 +1,48 @@
+//! The agent's `enforcement:` configuration section.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::alert::EnforcementMode;
+
+/// File name, under `state_dir`, of the kill switch `aiwatch enforcement
+/// off` sets: while it exists nothing is killed or denied.
+pub const SWITCH_OFF_FILE: &str = "enforcement-off";
+
+/// File name, under `state_dir`, of the running agent's pid: the agent
+/// `aiwatch enforcement on|off` tells with SIGHUP.
+pub const PID_FILE: &str = "aiwatch.pid";
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnforcementConfig {
+    /// The mode of policy files that do not set `enforcement:` themselves.
+    pub mode: EnforcementMode,
+    /// The global kill switch: false turns every kill and deny into a
+    /// "would-kill"/"would-deny" report, whatever the files say.
+    pub enabled: bool,
+    /// Executables never killed, whatever a rule says (matched by device
+    /// and inode, resolved at start-up and at each reload).
+    pub never_touch: Vec<PathBuf>,
+    /// Kills per cgroup within `kill_window_secs` before the kernel stops
+    /// killing there and raises a critical alert instead; 0: no limit.
+    pub kill_budget: u64,
+    pub kill_window_secs: u64,
+}
+
+impl Default for EnforcementConfig {
+    fn default() -> Self {
+        Self {
+            // Nothing is killed out of the box: rules report what they
+            // would have done until a file or this key says `enforce`.
+            mode: EnforcementMode::Audit,
+            enabled: true,
+            never_touch: Vec::new(),
+            // A runaway rule kills at most this many processes per cgroup
+            // each minute.
+            kill_budget: 20,
+            kill_window_secs: 60,
+        }
+    }
+}

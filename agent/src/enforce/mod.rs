@@ -1,0 +1,258 @@
+//! Enforcement: carries out the rules' `kill` and `deny` actions.
+//!
+//! It reads the compiled policy (`policy::kernel_plan` says which rules the
+//! kernel can enforce) and writes the kernel's enforcement maps: the exec
+//! deny list by device and inode, the never-touch list, the switch and the
+//! kill budget. For every alert of a rule with an action it decides the
+//! alert's `enforcement` field: what the kernel already did (the exec
+//! record says whether it killed), a `kill(2)` from user space for rules the
+//! kernel cannot decide, or a "would-kill"/"would-deny" report in audit mode
+//! and when the kill switch is off.
+//!
+//! It does not decide what matches: the policy engine does, on the same
+//! event the kernel acted on.
+
+pub mod config;
+pub mod maps;
+mod switch;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+pub use config::{EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
+pub use maps::{exe_key, EnforceMapError, EnforceMaps};
+pub use switch::{switch_command, SwitchCommand};
+
+use crate::{
+    alert::{Action, Alert, Enforcement, EnforcementHook, EnforcementMode, Outcome, Severity},
+    event::KernelAction,
+    metrics::Metrics,
+    policy::{
+        kernel_plan::{self, KernelRule, Placement},
+        PolicySet,
+    },
+};
+
+/// The rule id of the critical alert raised when a cgroup's kill budget is
+/// spent and the kernel stops killing there.
+pub const RATE_LIMIT_RULE: &str = "enforcement.kill-budget-spent";
+
+/// Where each rule with an action is carried out, from the last policy set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placed {
+    Kernel,
+    UserSpace,
+    NotEnforced,
+}
+
+pub struct Enforcer {
+    config: EnforcementConfig,
+    switch_file: PathBuf,
+    /// The switch as last applied: enabled in config and not switched off.
+    active: bool,
+    /// The kernel maps, when the programs are loaded (not in replay).
+    maps: Option<EnforceMaps>,
+    /// Rule id → its file's mode (if set) and its placement.
+    rules: HashMap<String, (Option<EnforcementMode>, Placed)>,
+}
+
+impl Enforcer {
+    pub fn new(config: EnforcementConfig, state_dir: &Path, maps: Option<EnforceMaps>) -> Enforcer {
+        Enforcer {
+            active: false,
+            switch_file: state_dir.join(SWITCH_OFF_FILE),
+            config,
+            maps,
+            rules: HashMap::new(),
+        }
+    }
+
+    /// Whether kills and denials are carried out at all.
+    pub fn active(&self) -> bool {
+        self.active
+    }
+
+    fn mode_of(&self, file_mode: Option<EnforcementMode>) -> EnforcementMode {
+        if self.active {
+            file_mode.unwrap_or(self.config.mode)
+        } else {
+            EnforcementMode::Audit
+        }
+    }
+
+    /// Applies a policy set and the switch: at start-up, on every reload
+    /// and on SIGHUP. Rules whose action the kernel cannot carry out are
+    /// named in the log, once per load.
+    pub fn apply(&mut self, policies: &PolicySet, metrics: &Metrics) {
+        let switched_off = self.switch_file.exists();
+        self.active = self.config.enabled && !switched_off;
+        metrics.set_enforcement_active(self.active);
+        if !self.active {
+            log::warn!(
+                "enforcement is off ({}): rules with kill or deny only report would-kill/would-deny",
+                if switched_off {
+                    format!("{} exists; `aiwatch enforcement on` removes it", self.switch_file.display())
+                } else {
+                    "enforcement.enabled: false".into()
+                }
+            );
+        }
+        self.rules.clear();
+        let mut exec_deny = Vec::new();
+        let mut counts = (0, 0, 0);
+        for (slot, placed) in kernel_plan::plan(policies).into_iter().enumerate() {
+            let rule = placed.rule;
+            let mode = self.mode_of(rule.enforcement);
+            let kind = match &placed.placement {
+                Placement::Kernel(KernelRule::ExecDeny { exes }) => {
+                    if mode == EnforcementMode::Enforce {
+                        for exe in exes {
+                            match exe_key(Path::new(exe)) {
+                                Ok(key) => exec_deny.push((key, slot as u32)),
+                                Err(err) => log::warn!(
+                                    "rule {}: {exe} cannot be resolved ({err}); the kernel kills only its other executables until a reload finds it",
+                                    rule.id
+                                ),
+                            }
+                        }
+                    }
+                    counts.0 += 1;
+                    Placed::Kernel
+                }
+                Placement::UserSpace(why) => {
+                    log::warn!(
+                        "rule {} ({}): killed from user space, after the fact: {why}",
+                        rule.id,
+                        mode.as_str()
+                    );
+                    counts.1 += 1;
+                    Placed::UserSpace
+                }
+                Placement::NotEnforced(why) => {
+                    log::warn!("rule {}: deny is not enforced: {why}", rule.id);
+                    counts.2 += 1;
+                    Placed::NotEnforced
+                }
+            };
+            self.rules.insert(rule.id.clone(), (rule.enforcement, kind));
+        }
+        metrics.set_enforcement_rules(counts.0, counts.1, counts.2);
+        let never_touch: Vec<_> = self
+            .config
+            .never_touch
+            .iter()
+            .filter_map(|path| match exe_key(path) {
+                Ok(key) => Some((key, 0)),
+                Err(err) => {
+                    log::warn!("never_touch {}: cannot be resolved: {err}", path.display());
+                    None
+                }
+            })
+            .collect();
+        if let Some(maps) = &mut self.maps {
+            let result = maps
+                .set_never_touch(&never_touch)
+                .and_then(|()| maps.set_exec_deny(&exec_deny))
+                .and_then(|()| {
+                    maps.set_control(
+                        self.active,
+                        self.config.kill_budget,
+                        self.config.kill_window_secs.saturating_mul(1_000_000_000),
+                    )
+                });
+            match result {
+                Ok(()) => log::info!(
+                    "kernel enforcement: {} executables killed at exec, {} never touched, {}",
+                    exec_deny.len(),
+                    never_touch.len(),
+                    if self.active { "on" } else { "off" }
+                ),
+                Err(err) => log::error!("kernel enforcement maps not updated: {err}"),
+            }
+        }
+    }
+
+    /// Fills in the alert's `enforcement` and `action_taken`, killing from
+    /// user space where the kernel could not. `same_process(pid,
+    /// start_time)` guards a user-space kill against a reused pid. Returns
+    /// the critical alert to raise when the kernel's kill budget was spent.
+    pub fn carry_out(
+        &self,
+        alert: &mut Alert,
+        same_process: impl Fn(u32, &str) -> bool,
+    ) -> Option<Alert> {
+        if alert.action == Action::Alert {
+            return None;
+        }
+        let (file_mode, placed) = self
+            .rules
+            .get(&alert.rule)
+            .copied()
+            .unwrap_or((None, Placed::UserSpace));
+        let mode = self.mode_of(file_mode);
+        let hook = match placed {
+            Placed::Kernel => EnforcementHook::SchedProcessExec,
+            _ => EnforcementHook::UserSpace,
+        };
+        let (outcome, taken, extra) = match (alert.action, alert.event.kernel_action) {
+            (Action::Kill, Some(KernelAction::Killed)) => (Outcome::Killed, true, None),
+            (Action::Kill, Some(KernelAction::KillRateLimited)) => {
+                (Outcome::WouldKill, false, Some(budget_spent(alert)))
+            }
+            (Action::Kill, None)
+                if mode == EnforcementMode::Enforce && placed != Placed::Kernel =>
+            {
+                let process = &alert.event.process;
+                let killed = same_process(process.pid, &process.start_time) && kill(process.pid);
+                (
+                    if killed {
+                        Outcome::Killed
+                    } else {
+                        Outcome::WouldKill
+                    },
+                    killed,
+                    None,
+                )
+            }
+            // Audit mode, the switch off, or a kernel rule the kernel's
+            // rails spared (the agent, pid 1, never-touch).
+            (Action::Kill, _) => (Outcome::WouldKill, false, None),
+            _ => (Outcome::WouldDeny, false, None),
+        };
+        alert.action_taken = taken;
+        alert.enforcement = Some(Enforcement { outcome, hook });
+        extra
+    }
+}
+
+/// Sends SIGKILL from user space; never to the agent or pid 1.
+fn kill(pid: u32) -> bool {
+    if pid <= 1 || pid == std::process::id() {
+        return false;
+    }
+    // SAFETY: kill(2) with a plain pid and signal.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) == 0 }
+}
+
+fn budget_spent(alert: &Alert) -> Alert {
+    let process = &alert.event.process;
+    Alert {
+        rule: RATE_LIMIT_RULE.into(),
+        severity: Severity::Critical,
+        summary: format!(
+            "Kill budget spent in cgroup {}: {} (pid {}) matched {} but was left running; the kernel stops killing there until the window ends",
+            process.cgroup_id, process.exe, process.pid, alert.rule
+        ),
+        tags: vec!["enforcement".into()],
+        action: Action::Alert,
+        action_taken: true,
+        enforcement: None,
+        steps: Vec::new(),
+        ..alert.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::{
+    event::{Event, Kind},
+    metrics::MetricsConfig,
+    policy::{PolicyEngine, Source},
+};
+
+fn policies(text: &str) -> PolicySet {
+    PolicySet::from_sources(&[Source {
+        name: Arc::from("t.yaml"),
+        text: text.into(),
+    }])
+    .expect("valid policy")
+}
+
+const KERNEL_KILL: &str = "rules:\n  - id: k\n    severity: high\n    action: kill\n    when:\n      kind: exec\n      process.exe: /nonexistent/miner\n";
+
+fn alert_for(set: PolicySet, event: Event) -> Alert {
+    let mut engine = PolicyEngine::new(Arc::new(set));
+    engine.evaluate(&event).pop().expect("the rule matches")
+}
+
+fn exec(kernel_action: Option<KernelAction>) -> Event {
+    let mut event = Event {
+        kind: Kind::Exec,
+        kernel_action,
+        ..Event::default()
+    };
+    event.process.pid = 0;
+    event.process.exe = "/nonexistent/miner".into();
+    event
+}
+
+fn enforcer(mode: EnforcementMode, set: &PolicySet) -> Enforcer {
+    let state = std::env::temp_dir().join(format!("aiwatch-enforce-unit-{}", std::process::id()));
+    let mut enforcer = Enforcer::new(
+        EnforcementConfig {
+            mode,
+            ..EnforcementConfig::default()
+        },
+        &state,
+        None,
+    );
+    let metrics = Metrics::new(MetricsConfig::default()).expect("metrics");
+    enforcer.apply(set, &metrics);
+    enforcer
+}
+
+#[test]
+fn audit_mode_reports_would_kill_at_the_kernel_hook() {
+    let set = policies(KERNEL_KILL);
+    let enforcer = enforcer(EnforcementMode::Audit, &set);
+    let mut alert = alert_for(set, exec(None));
+    assert!(enforcer.carry_out(&mut alert, |_, _| true).is_none());
+    assert!(!alert.action_taken);
+    assert_eq!(
+        alert.enforcement,
+        Some(Enforcement {
+            outcome: Outcome::WouldKill,
+            hook: EnforcementHook::SchedProcessExec
+        })
+    );
+}
+
+#[test]
+fn a_kernel_kill_is_reported_as_killed() {
+    let set = policies(KERNEL_KILL);
+    let enforcer = enforcer(EnforcementMode::Enforce, &set);
+    let mut alert = alert_for(set, exec(Some(KernelAction::Killed)));
+    enforcer.carry_out(&mut alert, |_, _| true);
+    assert!(alert.action_taken);
+    assert_eq!(alert.enforcement.map(|e| e.outcome), Some(Outcome::Killed));
+    let json = serde_json::to_value(&alert).expect("serialise");
+    assert_eq!(json["enforcement"]["outcome"], "killed");
+    assert_eq!(json["enforcement"]["hook"], "sched_process_exec");
+}
+
+#[test]
+fn a_spent_kill_budget_raises_a_critical_alert() {
+    let set = policies(KERNEL_KILL);
+    let enforcer = enforcer(EnforcementMode::Enforce, &set);
+    let mut alert = alert_for(set, exec(Some(KernelAction::KillRateLimited)));
+    let extra = enforcer
+        .carry_out(&mut alert, |_, _| true)
+        .expect("critical alert");
+    assert_eq!(extra.rule, RATE_LIMIT_RULE);
+    assert_eq!(extra.severity, Severity::Critical);
+    assert_eq!(
+        alert.enforcement.map(|e| e.outcome),
+        Some(Outcome::WouldKill)
+    );
+}
+
+#[test]
+fn a_file_in_audit_mode_overrides_the_global_enforce() {
+    let text = format!("enforcement: audit\n{KERNEL_KILL}");
+    let set = policies(&text);
+    let enforcer = enforcer(EnforcementMode::Enforce, &set);
+    let mut alert = alert_for(set, exec(None));
+    enforcer.carry_out(&mut alert, |_, _| true);
+    assert_eq!(
+        alert.enforcement.map(|e| e.outcome),
+        Some(Outcome::WouldKill)
+    );
+}
+
+#[test]
+fn user_space_kills_never_reach_pid_1_or_the_agent() {
+    assert!(!kill(1));
+    assert!(!kill(0));
+    assert!(!kill(std::process::id()));
+}
+
+#[test]
+fn a_deny_without_a_kernel_hook_is_would_deny() {
+    let set = policies(
+        "enforcement: enforce\nrules:\n  - id: d\n    severity: high\n    action: deny\n    when:\n      kind: exec\n",
+    );
+    let enforcer = enforcer(EnforcementMode::Enforce, &set);
+    let mut alert = alert_for(set, exec(None));
+    enforcer.carry_out(&mut alert, |_, _| true);
+    assert_eq!(
+        alert.enforcement.map(|e| e.outcome),
+        Some(Outcome::WouldDeny)
+    );
+    assert!(!alert.action_taken);
+}

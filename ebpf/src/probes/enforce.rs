@@ -1,0 +1,135 @@
+//! Enforcement in the kernel: the exec kill.
+//!
+//! At `sched:sched_process_exec` the new image is mapped but has not run a
+//! single user instruction; a SIGKILL sent from here (`bpf_send_signal`
+//! signals the whole thread group) is delivered on the way back to user
+//! space, so the program never starts. The decision is a map lookup on the
+//! identity of `mm->exe_file` (device and inode, see `ExeKey`): names and
+//! argv are never matched.
+//!
+//! Safety rails, all tested here before any kill: the global switch
+//! (`ENFORCE_CONTROL[ENFORCE_ON]`), the agent itself and pid 1, tasks
+//! without an `mm` (kernel threads), executables on the never-touch list,
+//! and a per-cgroup kill budget. A spent budget turns this cgroup's kills
+//! into reports (`EXEC_FLAG_KILL_RATE_LIMITED`) until its window ends, so a
+//! bad rule or an attacker looping on kills in one cgroup cannot take the
+//! host down nor switch enforcement off for anyone else.
+//!
+//! The maps are this agent's own: when the agent stops, the programs and
+//! their maps go with it and nothing is enforced (fail-open).
+
+use aiwatch_common::{
+    ExeKey, KillBudget, ENFORCE_CONTROL_LEN, ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS,
+    ENFORCE_ON, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED,
+};
+use aya_ebpf::{
+    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
+    macros::map,
+    maps::{Array, HashMap, LruHashMap},
+};
+
+use crate::{
+    globals::{agent_pid, offset},
+    kernel::{self, read, read_ptr},
+};
+
+/// Executables killed at exec while enforcement is on (value: the rule's
+/// slot, for the agent's bookkeeping).
+#[map]
+static EXEC_DENY: HashMap<ExeKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Executables never killed, whatever a rule says.
+#[map]
+static NEVER_TOUCH: HashMap<ExeKey, u32> = HashMap::with_max_entries(256, 0);
+
+/// The switch and the kill budget (`ENFORCE_*` slots).
+#[map]
+static ENFORCE_CONTROL: Array<u64> = Array::with_max_entries(ENFORCE_CONTROL_LEN, 0);
+
+/// Kills per cgroup in the current window.
+#[map]
+static KILL_BUDGETS: LruHashMap<u64, KillBudget> = LruHashMap::with_max_entries(4096, 0);
+
+const SIGKILL: u32 = 9;
+
+#[inline(always)]
+fn control(slot: u32) -> u64 {
+    ENFORCE_CONTROL.get(slot).copied().unwrap_or(0)
+}
+
+/// Decides whether the process that just exec'd dies before it runs, and
+/// kills it if so. Returns the `EXEC_FLAG_*` bits for its exec record.
+#[inline(always)]
+pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
+    if control(ENFORCE_ON) == 0 || tgid == agent_pid() || tgid == 1 {
+        return 0;
+    }
+    let mm = kernel::mm(task);
+    if mm.is_null() {
+        return 0;
+    }
+    let Some(exe) = exe_key(mm) else {
+        return 0;
+    };
+    // SAFETY: hash lookups; the values are only tested for presence.
+    if unsafe { EXEC_DENY.get(&exe) }.is_none() || unsafe { NEVER_TOUCH.get(&exe) }.is_some() {
+        return 0;
+    }
+    if !take_kill() {
+        return EXEC_FLAG_KILL_RATE_LIMITED;
+    }
+    // SAFETY: signals the current thread group; no pointer is involved.
+    if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+        EXEC_FLAG_KILLED
+    } else {
+        0
+    }
+}
+
+/// The device and inode of `mm->exe_file`.
+#[inline(always)]
+fn exe_key(mm: *const u8) -> Option<ExeKey> {
+    // Every read is a checked copy (`kernel::read`).
+    let exe_file = read_ptr(mm, offset!(mm_exe_file));
+    let inode = read_ptr(exe_file, offset!(file_f_inode));
+    let ino = read::<u64>(inode, offset!(inode_i_ino)).ok()?;
+    let sb = read_ptr(inode, offset!(inode_i_sb));
+    let dev = read::<u32>(sb, offset!(super_block_s_dev)).ok()?;
+    Some(ExeKey { dev, _pad: 0, ino })
+}
+
+/// Takes one kill from the current cgroup's budget; false when it is spent.
+/// Concurrent execs in one cgroup on several CPUs may overshoot the budget
+/// by a few: it bounds a runaway, it is not an exact count.
+#[inline(always)]
+fn take_kill() -> bool {
+    let budget = control(ENFORCE_KILL_BUDGET);
+    if budget == 0 {
+        return true;
+    }
+    let window = control(ENFORCE_KILL_WINDOW_NS);
+    // SAFETY: helpers without pointer arguments.
+    let (now, cgroup) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
+    match KILL_BUDGETS.get_ptr_mut(&cgroup) {
+        // SAFETY: a map value, valid for this program run.
+        Some(entry) => unsafe {
+            if now.wrapping_sub((*entry).window_start_ns) >= window {
+                (*entry).window_start_ns = now;
+                (*entry).kills = 0;
+            }
+            if (*entry).kills >= budget {
+                return false;
+            }
+            (*entry).kills += 1;
+            true
+        },
+        None => {
+            let fresh = KillBudget {
+                window_start_ns: now,
+                kills: 1,
+            };
+            let _ = KILL_BUDGETS.insert(&cgroup, &fresh, 0);
+            true
+        }
+    }
+}
