@@ -163,6 +163,10 @@ pub const SKIPPED: &[(&str, &str)] = &[
     // The suite drives the command line's output and touches no probe.
     ("terminal", "tmux; kernel-independent, run on the host"),
     (
+        "supervision",
+        "nothing: the agent's task supervision, new and not yet run in a guest",
+    ),
+    (
         "attacks",
         "the test virtualenv's packages (ONNX Runtime wheels among them)",
     ),
