@@ -11,7 +11,8 @@ use std::{
 };
 
 use aiwatch_tests::{
-    aiwatch_bin, free_port, get, http_get, repo_root, venv_python, wait_until, Agent, TempDir,
+    aiwatch_bin, free_port, get, http_get, repo_root, venv_python, wait_until, Agent, AgentOptions,
+    TempDir,
 };
 use serde_json::Value;
 
@@ -120,7 +121,23 @@ impl Drop for Stopped {
 
 #[test]
 fn every_documented_metric_is_exported_with_real_values() {
-    let agent = Agent::start();
+    // A rule with an action, in audit mode, so that the server's shell is a
+    // real `would-kill` for aiwatch_enforcement_actions_total: the default
+    // pack has no kill or deny rule.
+    let policy_dir = TempDir::new("metrics-policy");
+    let policy = policy_dir.path().join("audit-kill.yaml");
+    std::fs::write(
+        &policy,
+        "enforcement: audit\nrules:\n  - id: test.server-shell-would-be-killed\n    \
+         description: A shell under the test's model server\n    severity: low\n    \
+         action: kill\n    when:\n      kind: exec\n      macro: is_shell\n      \
+         all: [{macro: in_server_workload}]\n",
+    )
+    .unwrap();
+    let agent = Agent::start_with(AgentOptions {
+        config: format!("policies: [{}]\n", policy.display()),
+        ..Default::default()
+    });
     let documented = documented_metrics();
     assert!(documented.len() >= 25, "parsed {documented:?}");
 
@@ -160,7 +177,13 @@ fn every_documented_metric_is_exported_with_real_values() {
             &[("workload", &workload)],
         )
         .is_empty()
-            && !find(&samples, "aiwatch_alerts_total", &[]).is_empty())
+            && !find(&samples, "aiwatch_alerts_total", &[]).is_empty()
+            && !find(
+                &samples,
+                "aiwatch_enforcement_actions_total",
+                &[("outcome", "would-kill")],
+            )
+            .is_empty())
         .then_some(samples)
     })
     .expect("per-workload series appear");

@@ -61,14 +61,18 @@ impl Drop for Tmux {
     }
 }
 
+/// The agent, and the stream socket the harness gives it.
 fn agent_with_stream(extra: &str) -> (Agent, std::path::PathBuf) {
-    let run = TempDir::new("stream");
-    let socket = run.path().join("run/stream.sock");
     let agent = Agent::start_with(AgentOptions {
-        config: format!("stream_socket: {}\n{extra}", socket.display()),
+        config: extra.to_string(),
         ..Default::default()
     });
-    std::mem::forget(run);
+    let socket = agent.dir.path().join("stream.sock");
+    assert!(
+        socket.exists(),
+        "the agent serves its stream at {}",
+        socket.display()
+    );
     (agent, socket)
 }
 
