@@ -42,6 +42,42 @@ pub fn aiwatch_bin() -> PathBuf {
     bin
 }
 
+/// A copy of the aiwatch binary that any user can run, for tests that run it
+/// as `nobody`: the checkout may live in a directory only root can enter
+/// (a clone under `/root`, or any 0700 directory). The copy is a hard link
+/// when it can be (same filesystem), else a copy, in a world-readable scratch
+/// folder removed on drop.
+pub struct UnprivilegedBin {
+    dir: TempDir,
+}
+
+impl UnprivilegedBin {
+    pub fn new() -> UnprivilegedBin {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("bin");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("make the binary's folder world-readable");
+        let source = aiwatch_bin();
+        let copy = dir.path().join("aiwatch");
+        if std::fs::hard_link(&source, &copy).is_err() {
+            std::fs::copy(&source, &copy).expect("copy the aiwatch binary");
+        }
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+            .expect("make the binary world-executable");
+        UnprivilegedBin { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("aiwatch")
+    }
+}
+
+impl Default for UnprivilegedBin {
+    fn default() -> Self {
+        UnprivilegedBin::new()
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     match std::env::var_os("AIWATCH_REPO") {
         Some(repo) => PathBuf::from(repo),
@@ -284,14 +320,60 @@ impl Drop for Agent {
     }
 }
 
+/// The JSON lines of a file the agent writes. Only complete lines count: the
+/// last one may be half-written while the agent runs, and is left for the
+/// next read. A complete line that is not JSON is torn or garbled output,
+/// which is a bug in the agent: it fails the test, naming the file and line.
 pub fn read_json_lines(path: &Path) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
-    // The last line may be half-written while the agent runs.
-    text.lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
+    let (lines, malformed) = parse_complete_json_lines(&text);
+    if let Some((number, line)) = malformed.first() {
+        panic!(
+            "{}: {} malformed JSON line(s), the first is line {number}: {line:?}",
+            path.display(),
+            malformed.len()
+        );
+    }
+    lines
+}
+
+/// Parses the newline-terminated lines of `text` as JSON. Returns the values
+/// and the malformed lines (1-based number, text); an unterminated last line
+/// is neither.
+pub fn parse_complete_json_lines(text: &str) -> (Vec<Value>, Vec<(usize, String)>) {
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    let mut values = Vec::new();
+    let mut malformed = Vec::new();
+    for (index, line) in complete.split('\n').enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(value) => values.push(value),
+            Err(_) => malformed.push((index + 1, line.to_owned())),
+        }
+    }
+    (values, malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_complete_json_lines;
+
+    #[test]
+    fn a_torn_line_is_malformed_and_a_half_written_last_line_waits() {
+        let (values, malformed) =
+            parse_complete_json_lines("{\"a\":1}\n{\"b\":\n{\"c\":3}\n{\"d\":");
+        assert_eq!(values.len(), 2);
+        assert_eq!(malformed, vec![(2, "{\"b\":".to_owned())]);
+        let (values, malformed) = parse_complete_json_lines("{\"a\":1}");
+        assert!(values.is_empty() && malformed.is_empty());
+    }
 }
 
 /// Polls `probe` until it returns something or `timeout` passes.

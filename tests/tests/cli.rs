@@ -3,10 +3,15 @@
 
 use std::{os::unix::process::CommandExt, process::Command};
 
-use aiwatch_tests::{aiwatch_bin, TempDir};
+use aiwatch_tests::{aiwatch_bin, TempDir, UnprivilegedBin};
 
 fn run(args: &[&str], as_nobody: bool) -> (bool, String, String) {
-    let mut command = Command::new(aiwatch_bin());
+    // `nobody` may not be able to enter the checkout: it runs a copy.
+    let unprivileged = as_nobody.then(UnprivilegedBin::new);
+    let mut command = match &unprivileged {
+        Some(bin) => Command::new(bin.path()),
+        None => Command::new(aiwatch_bin()),
+    };
     command.args(args);
     if as_nobody {
         command.uid(65534).gid(65534);

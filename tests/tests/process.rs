@@ -201,7 +201,9 @@ fn the_agent_never_reports_itself() {
 
 #[test]
 fn without_root_it_fails_with_one_sentence() {
-    let output = Command::new(aiwatch_tests::aiwatch_bin())
+    // `nobody` may not be able to enter the checkout: it runs a copy.
+    let unprivileged = aiwatch_tests::UnprivilegedBin::new();
+    let output = Command::new(unprivileged.path())
         .arg("run")
         .uid(65534)
         .gid(65534)
