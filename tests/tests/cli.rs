@@ -87,8 +87,9 @@ fn offline_tools_work_without_root() {
 
     let dir = TempDir::new("cli-replay");
     let events = dir.path().join("events.jsonl");
+    // A hand-written event: no `time`, no `ktime_ns`.
     let event = serde_json::json!({
-        "time": "2026-01-01T00:00:00Z", "ktime_ns": 1_000_000_000u64, "kind": "exec",
+        "kind": "exec",
         "process": {"pid": 7, "ppid": 1, "exe": "/usr/bin/xmrig", "argv": ["xmrig", "-o", "stratum+tcp://pool:3333"], "comm": "xmrig"}
     });
     std::fs::write(&events, format!("{event}\nnot json\n")).unwrap();
