@@ -524,6 +524,23 @@ fn configmap_config_and_policies_are_accepted_by_the_agent() {
             Command::new(bin).args(["policy", "test"]).arg(&path),
             "aiwatch policy test",
         );
-        assert!(out.contains("0 failed"), "{out}");
+        let (passed, failed) = test_counts(&out);
+        assert!(passed >= 1 && failed == 0, "{key}: {out}");
     }
+}
+
+/// The counts of `policy test`'s last line, `N passed, M failed`.
+fn test_counts(out: &str) -> (u64, u64) {
+    let last = out.lines().last().unwrap_or("");
+    let counts = last
+        .strip_suffix(" failed")
+        .and_then(|rest| rest.split_once(" passed, "))
+        .and_then(|(passed, failed)| Some((passed.parse().ok()?, failed.parse().ok()?)));
+    counts.unwrap_or_else(|| panic!("no `N passed, M failed` line in:\n{out}"))
+}
+
+#[test]
+fn test_counts_reads_the_summary_line_exactly() {
+    assert_eq!(test_counts("ok a\n3 passed, 0 failed"), (3, 0));
+    assert_eq!(test_counts("FAIL a\n0 passed, 10 failed"), (0, 10));
 }

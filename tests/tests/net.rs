@@ -349,13 +349,29 @@ sock.recvfrom(512)
 
 #[test]
 fn the_agents_own_sockets_are_never_reported() {
-    let agent = Agent::start();
-    // The agent accepts this connection on its own listener.
-    let (status, _) = agent.http_get("/healthz");
-    assert!(status > 0);
+    // Every process's file operations are reported, so the agent's own reads
+    // of /proc (its process collector, on each scrape) would show up too if
+    // it traced itself.
+    let agent = Agent::start_with(AgentOptions {
+        config: "trace_all_files: true".into(),
+        ..Default::default()
+    });
+    // The agent accepts this connection on its own listener, and reads its
+    // own /proc files to answer.
+    let (status, body) = agent.http_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("process_open_fds"), "{body}");
     let me = std::process::id() as u64;
     agent.wait_event("this test's connect to the agent", |e| {
         kind_of(e) == "connect" && pid_of(e) == me
+    });
+    // Sentinel: an open by this test, after the scrape, has arrived.
+    let marker = TempDir::new("own-sockets");
+    let marker_path = marker.path().join("sentinel");
+    std::fs::write(&marker_path, "x").unwrap();
+    let marker_path = marker_path.display().to_string();
+    agent.wait_event("the sentinel open", |e| {
+        kind_of(e) == "open" && pid_of(e) == me && get(e, "file.path") == marker_path.as_str()
     });
     let agent_pid = agent.pid() as u64;
     assert!(

@@ -645,5 +645,9 @@ fn a_model_renamed_or_deleted_outside_workloads_alerts() {
     let rm = run(Path::new("/bin/rm"), &[doomed.to_str().unwrap()]);
     let unlink = wait_rule(&agent, "ai.model.tamper", rm);
     assert_eq!(kind_of(&unlink["event"]), "unlink");
-    assert!(!doomed.exists());
+    assert_eq!(
+        get(&unlink, "event.file.path"),
+        doomed.display().to_string().as_str()
+    );
+    assert_eq!(get(&unlink, "event.file.class"), "model");
 }

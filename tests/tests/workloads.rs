@@ -265,12 +265,16 @@ fn a_jupyter_kernel_is_a_notebook() {
     let launcher_pid = launcher.0.id() as u64;
     let status = launcher.stop();
     assert!(status.success(), "notebook_kernel.py: {status:?}");
+    let launcher_exec = agent.wait_event("the launcher's exec", |e| {
+        kind_of(e) == "exec" && pid_of(e) == launcher_pid
+    });
+    assert!(
+        get(&launcher_exec, "workload").is_null(),
+        "{launcher_exec:#}"
+    );
     let launcher_events = events_of(&agent, launcher_pid);
     assert!(
-        launcher_events
-            .iter()
-            .filter(|e| kind_of(e) == "exec")
-            .all(|e| get(e, "workload").is_null()),
+        launcher_events.iter().all(|e| get(e, "workload").is_null()),
         "{launcher_events:#?}"
     );
 }
