@@ -361,21 +361,6 @@ pub fn parse_complete_json_lines(text: &str) -> (Vec<Value>, Vec<(usize, String)
     (values, malformed)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_complete_json_lines;
-
-    #[test]
-    fn a_torn_line_is_malformed_and_a_half_written_last_line_waits() {
-        let (values, malformed) =
-            parse_complete_json_lines("{\"a\":1}\n{\"b\":\n{\"c\":3}\n{\"d\":");
-        assert_eq!(values.len(), 2);
-        assert_eq!(malformed, vec![(2, "{\"b\":".to_owned())]);
-        let (values, malformed) = parse_complete_json_lines("{\"a\":1}");
-        assert!(values.is_empty() && malformed.is_empty());
-    }
-}
-
 /// Polls `probe` until it returns something or `timeout` passes.
 pub fn wait_until<T>(
     _what: &str,
@@ -425,4 +410,19 @@ pub fn pid_of(event: &Value) -> u64 {
 
 pub fn kind_of(event: &Value) -> &str {
     event["kind"].as_str().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_complete_json_lines;
+
+    #[test]
+    fn a_torn_line_is_malformed_and_a_half_written_last_line_waits() {
+        let (values, malformed) =
+            parse_complete_json_lines("{\"a\":1}\n{\"b\":\n{\"c\":3}\n{\"d\":");
+        assert_eq!(values.len(), 2);
+        assert_eq!(malformed, vec![(2, "{\"b\":".to_owned())]);
+        let (values, malformed) = parse_complete_json_lines("{\"a\":1}");
+        assert!(values.is_empty() && malformed.is_empty());
+    }
 }
