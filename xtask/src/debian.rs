@@ -19,7 +19,8 @@ pub const BUILD_PACKAGES: &[&str] = &[
 
 /// Packages the tests need: Prometheus (server and promtool), Redis and its
 /// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
-/// with runc for real containers (busybox-static is their root file system).
+/// with runc for real containers (busybox-static is their root file system),
+/// and systemd for `systemd-analyze verify` of the shipped unit.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -31,6 +32,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
     "busybox-static",
+    "systemd",
 ];
 
 /// Services that a package's install script may start, with the pid file

@@ -340,7 +340,7 @@ impl Metrics {
             .set(1);
         let probe_attached = reg.gauge_vec(
             "aiwatch_probe_attached",
-            "1 if the eBPF program is attached, 0 if it failed or was detached.",
+            "1 if the eBPF program attached at start-up, 0 if it failed to (set once).",
             &["probe"],
         )?;
         let ready = reg.gauge(
