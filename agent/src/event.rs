@@ -7,97 +7,52 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Kinds as they appear in JSON (`"kind": "exec"`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    #[default]
-    Exec,
-    Fork,
-    Exit,
-    Open,
-    Unlink,
-    Rename,
-    Chmod,
-    Truncate,
-    Connect,
-    Accept,
-    Bind,
-    Listen,
-    TcpSummary,
-    UdpSend,
-    Dns,
-    Setuid,
-    Setgid,
-    Capset,
-    Ptrace,
-    ModuleLoad,
-    Bpf,
-    MemfdCreate,
-    ExecMemory,
-    GpuIoctl,
+macro_rules! define_kind {
+    ($first:ident = $first_number:literal, $first_name:literal; $($variant:ident = $number:literal, $name:literal;)*) => {
+        /// Kinds as they appear in JSON (`"kind": "exec"`), generated from the
+        /// one list in `aiwatch_common::event_kinds!`.
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
+        pub enum Kind {
+            #[default]
+            #[serde(rename = $first_name)]
+            $first,
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        impl Kind {
+            pub const ALL: [Kind; aiwatch_common::EventKind::ALL.len()] =
+                [Kind::$first, $(Kind::$variant),*];
+
+            /// The name used in JSON, metrics labels and rule conditions.
+            pub fn as_str(self) -> &'static str {
+                self.abi().name()
+            }
+
+            /// The kernel's number for this kind.
+            pub fn abi(self) -> aiwatch_common::EventKind {
+                match self {
+                    Kind::$first => aiwatch_common::EventKind::$first,
+                    $(Kind::$variant => aiwatch_common::EventKind::$variant,)*
+                }
+            }
+        }
+
+        impl From<aiwatch_common::EventKind> for Kind {
+            fn from(kind: aiwatch_common::EventKind) -> Kind {
+                match kind {
+                    aiwatch_common::EventKind::$first => Kind::$first,
+                    $(aiwatch_common::EventKind::$variant => Kind::$variant,)*
+                }
+            }
+        }
+    };
 }
 
+aiwatch_common::event_kinds!(define_kind);
+
 impl Kind {
-    pub const ALL: [Kind; 24] = [
-        Kind::Exec,
-        Kind::Fork,
-        Kind::Exit,
-        Kind::Open,
-        Kind::Unlink,
-        Kind::Rename,
-        Kind::Chmod,
-        Kind::Truncate,
-        Kind::Connect,
-        Kind::Accept,
-        Kind::Bind,
-        Kind::Listen,
-        Kind::TcpSummary,
-        Kind::UdpSend,
-        Kind::Dns,
-        Kind::Setuid,
-        Kind::Setgid,
-        Kind::Capset,
-        Kind::Ptrace,
-        Kind::ModuleLoad,
-        Kind::Bpf,
-        Kind::MemfdCreate,
-        Kind::ExecMemory,
-        Kind::GpuIoctl,
-    ];
-
-    /// The name used in JSON, metrics labels and rule conditions.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Exec => "exec",
-            Kind::Fork => "fork",
-            Kind::Exit => "exit",
-            Kind::Open => "open",
-            Kind::Unlink => "unlink",
-            Kind::Rename => "rename",
-            Kind::Chmod => "chmod",
-            Kind::Truncate => "truncate",
-            Kind::Connect => "connect",
-            Kind::Accept => "accept",
-            Kind::Bind => "bind",
-            Kind::Listen => "listen",
-            Kind::TcpSummary => "tcp_summary",
-            Kind::UdpSend => "udp_send",
-            Kind::Dns => "dns",
-            Kind::Setuid => "setuid",
-            Kind::Setgid => "setgid",
-            Kind::Capset => "capset",
-            Kind::Ptrace => "ptrace",
-            Kind::ModuleLoad => "module_load",
-            Kind::Bpf => "bpf",
-            Kind::MemfdCreate => "memfd_create",
-            Kind::ExecMemory => "exec_memory",
-            Kind::GpuIoctl => "gpu_ioctl",
-        }
-    }
-
     pub fn parse(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
@@ -105,6 +60,54 @@ impl Kind {
     /// Dense index, for per-kind arrays.
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::Kind;
+
+    /// The table of kinds in `docs/events.md`, as the list makes it.
+    fn docs_table() -> String {
+        let mut table = String::from("| kind | number | family |\n| --- | --- | --- |\n");
+        for kind in Kind::ALL {
+            let number = kind.abi() as u16;
+            let family = match number / 100 {
+                1 => "process",
+                2 => "file",
+                3 => "network",
+                4 => "privilege",
+                _ => "accelerator",
+            };
+            table += &format!("| `{kind}` | {number} | {family} |\n");
+        }
+        table
+    }
+
+    #[test]
+    fn the_docs_list_every_kind_as_the_code_does() {
+        let docs = include_str!("../../docs/events.md");
+        let block = docs
+            .split_once("<!-- kinds:begin -->\n")
+            .and_then(|(_, rest)| rest.split_once("<!-- kinds:end -->"))
+            .map(|(block, _)| block)
+            .expect("docs/events.md has the kinds block");
+        assert_eq!(
+            block,
+            docs_table(),
+            "regenerate the kinds table in docs/events.md"
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip_through_json_and_the_abi() {
+        for kind in Kind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<Kind>(&json).unwrap(), kind);
+            assert_eq!(Kind::from(kind.abi()), kind);
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
     }
 }
 

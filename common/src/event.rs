@@ -5,105 +5,88 @@
 //! checks both before it reads anything else, so a short, unknown or garbage
 //! record is counted and skipped, never trusted.
 
-/// Stable numbers for event kinds. They are part of the ABI and of recorded
-/// event files: never renumber, only add. Each family owns a range of 100.
-#[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EventKind {
-    // Processes: 100..
-    Exec = 100,
-    Fork = 101,
-    Exit = 102,
-    // Files: 200..
-    Open = 200,
-    Unlink = 201,
-    Rename = 202,
-    Chmod = 203,
-    Truncate = 204,
-    // Network: 300..
-    Connect = 300,
-    Accept = 301,
-    Bind = 302,
-    Listen = 303,
-    /// Byte totals of a TCP connection, at close or periodically.
-    TcpSummary = 304,
-    UdpSend = 305,
-    Dns = 306,
-    // Privilege and tampering: 400..
-    Setuid = 400,
-    Setgid = 401,
-    Capset = 402,
-    Ptrace = 403,
-    ModuleLoad = 404,
-    Bpf = 405,
-    MemfdCreate = 406,
-    /// mmap/mprotect that makes anonymous memory executable.
-    ExecMemory = 407,
-    // Accelerators: 500..
-    /// Per-process ioctl counts on accelerator device fds, sampled.
-    GpuIoctl = 500,
+/// The one list of event kinds: variant, stable ABI number and the name used
+/// in JSON, metric labels and rule conditions.
+///
+/// Every other list of kinds is generated from this one: [`EventKind`] here,
+/// and the agent's serialisable `Kind` through the same macro. Numbers are
+/// part of the ABI and of recorded event files: never renumber, only add.
+/// Each family owns a range of 100.
+///
+/// `event_kinds!(callback)` expands to `callback! { Variant = number, "name"; ... }`.
+#[macro_export]
+macro_rules! event_kinds {
+    ($callback:ident) => {
+        $callback! {
+            // Processes: 100..
+            Exec = 100, "exec";
+            Fork = 101, "fork";
+            Exit = 102, "exit";
+            // Files: 200..
+            Open = 200, "open";
+            Unlink = 201, "unlink";
+            Rename = 202, "rename";
+            Chmod = 203, "chmod";
+            Truncate = 204, "truncate";
+            // Network: 300..
+            Connect = 300, "connect";
+            Accept = 301, "accept";
+            Bind = 302, "bind";
+            Listen = 303, "listen";
+            // Byte totals of a TCP connection, at close or periodically.
+            TcpSummary = 304, "tcp_summary";
+            UdpSend = 305, "udp_send";
+            Dns = 306, "dns";
+            // Privilege and tampering: 400..
+            Setuid = 400, "setuid";
+            Setgid = 401, "setgid";
+            Capset = 402, "capset";
+            Ptrace = 403, "ptrace";
+            ModuleLoad = 404, "module_load";
+            Bpf = 405, "bpf";
+            MemfdCreate = 406, "memfd_create";
+            // mmap/mprotect that makes anonymous memory executable.
+            ExecMemory = 407, "exec_memory";
+            // Accelerators: 500..
+            // Per-process ioctl counts on accelerator device fds, sampled.
+            GpuIoctl = 500, "gpu_ioctl";
+        }
+    };
 }
 
+macro_rules! define_event_kind {
+    ($($variant:ident = $number:literal, $name:literal;)*) => {
+        /// Stable numbers for event kinds, generated from [`event_kinds!`].
+        #[repr(u16)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum EventKind {
+            $($variant = $number,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in ABI order. Counter arrays are indexed by [`EventKind::slot`].
+            pub const ALL: [EventKind; [$(EventKind::$variant),*].len()] = [$(EventKind::$variant),*];
+
+            pub fn from_u16(raw: u16) -> Option<EventKind> {
+                match raw {
+                    $($number => Some(EventKind::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// The name used in JSON, metric labels and rule conditions.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds!(define_event_kind);
+
 impl EventKind {
-    /// Every kind, in ABI order. Counter arrays are indexed by [`EventKind::slot`].
-    pub const ALL: [EventKind; 24] = [
-        EventKind::Exec,
-        EventKind::Fork,
-        EventKind::Exit,
-        EventKind::Open,
-        EventKind::Unlink,
-        EventKind::Rename,
-        EventKind::Chmod,
-        EventKind::Truncate,
-        EventKind::Connect,
-        EventKind::Accept,
-        EventKind::Bind,
-        EventKind::Listen,
-        EventKind::TcpSummary,
-        EventKind::UdpSend,
-        EventKind::Dns,
-        EventKind::Setuid,
-        EventKind::Setgid,
-        EventKind::Capset,
-        EventKind::Ptrace,
-        EventKind::ModuleLoad,
-        EventKind::Bpf,
-        EventKind::MemfdCreate,
-        EventKind::ExecMemory,
-        EventKind::GpuIoctl,
-    ];
-
-    pub fn from_u16(raw: u16) -> Option<EventKind> {
-        let kind = match raw {
-            100 => EventKind::Exec,
-            101 => EventKind::Fork,
-            102 => EventKind::Exit,
-            200 => EventKind::Open,
-            201 => EventKind::Unlink,
-            202 => EventKind::Rename,
-            203 => EventKind::Chmod,
-            204 => EventKind::Truncate,
-            300 => EventKind::Connect,
-            301 => EventKind::Accept,
-            302 => EventKind::Bind,
-            303 => EventKind::Listen,
-            304 => EventKind::TcpSummary,
-            305 => EventKind::UdpSend,
-            306 => EventKind::Dns,
-            400 => EventKind::Setuid,
-            401 => EventKind::Setgid,
-            402 => EventKind::Capset,
-            403 => EventKind::Ptrace,
-            404 => EventKind::ModuleLoad,
-            405 => EventKind::Bpf,
-            406 => EventKind::MemfdCreate,
-            407 => EventKind::ExecMemory,
-            500 => EventKind::GpuIoctl,
-            _ => return None,
-        };
-        Some(kind)
-    }
-
     /// A dense index for per-kind counter arrays: the family times 8 plus the
     /// offset within the family. Stays below [`KIND_SLOTS`].
     pub const fn slot(self) -> u32 {
@@ -114,6 +97,24 @@ impl EventKind {
 
 /// Size of per-kind counter arrays (five families of up to eight kinds each).
 pub const KIND_SLOTS: u32 = 40;
+
+// Every kind has a slot of its own below KIND_SLOTS: a family holds at most
+// eight kinds, numbered from its hundred.
+const _: () = {
+    let mut i = 0;
+    while i < EventKind::ALL.len() {
+        let raw = EventKind::ALL[i] as u16;
+        assert!(
+            raw >= 100 && raw % 100 < 8,
+            "a kind outside its family's eight slots"
+        );
+        assert!(
+            EventKind::ALL[i].slot() < KIND_SLOTS,
+            "a kind past KIND_SLOTS"
+        );
+        i += 1;
+    }
+};
 
 /// Common leading part of every record.
 #[repr(C)]

@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_model_renamed_into_place_is_a_model_write() {
-        let mut analyzer = Analyzer::new(&WorkloadsConfig::default(), None).expect("analyzer");
+        let mut analyzer = Analyzer::new(&WorkloadsConfig::default()).expect("analyzer");
         analyzer.attribute(&mut event(Kind::Exec));
         let mut rename = event(Kind::Rename);
         rename.file = Some(FileInfo {

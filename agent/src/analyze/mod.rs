@@ -1,9 +1,10 @@
-//! Analysis after enrichment: workload attribution, asset classes, the
-//! inventory, then detection: policy rules and anomaly profiles.
+//! Analysis after enrichment: workload attribution, library scans and the
+//! inventory. Detection (rules and profiles) runs after it, on the
+//! attributed event, and lives in `policy/` and `anomaly/`.
 //!
-//! Live, [`Analyzer::attribute`] runs on each freshly enriched event and
-//! [`Analyzer::detect`] right after it. `replay` runs only `detect`, since
-//! recorded events already carry their workload and classes.
+//! Live, [`Analyzer::attribute`] runs on each freshly enriched event.
+//! `replay` skips it, since recorded events already carry their workload and
+//! classes.
 
 mod attribute;
 pub mod inventory;
@@ -11,19 +12,16 @@ mod scan;
 mod seed;
 pub mod workload;
 
-use std::{collections::HashMap, path::PathBuf};
+use std::collections::HashMap;
 
 use crate::{
-    alert::Alert,
     analyze::inventory::{Inventory, InventoryLimits, InventorySnapshot},
     analyze::workload::{
         ClassifierConfig, DeclaredSet, DeclaredWorkload, WorkloadChange, WorkloadClassifier,
         WorkloadInfo, WorkloadTable,
     },
-    anomaly::{AnomalyConfig, AnomalyEngine, AnomalyError},
     enrich::assets::AssetError,
-    event::{Event, Kind},
-    policy::PolicyEngine,
+    event::Kind,
 };
 
 pub use scan::LibraryScanner;
@@ -46,15 +44,11 @@ pub enum AnalyzeError {
     Declared(#[from] crate::analyze::workload::declared::DeclaredError),
     #[error("asset classes: {0}")]
     Assets(#[from] AssetError),
-    #[error("anomaly detection: {0}")]
-    Anomaly(#[from] AnomalyError),
 }
 
 pub struct Analyzer {
     pub workloads: WorkloadTable,
     pub inventory: Inventory,
-    pub anomaly: Option<AnomalyEngine>,
-    pub policy: Option<PolicyEngine>,
     scanner: LibraryScanner,
     /// cgroup id → container identity, read once per cgroup.
     containers: HashMap<u64, Option<crate::event::Container>>,
@@ -63,47 +57,16 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    pub fn new(
-        workloads: &WorkloadsConfig,
-        anomaly: Option<(AnomalyConfig, Option<PathBuf>)>,
-    ) -> Result<Analyzer, AnalyzeError> {
+    pub fn new(workloads: &WorkloadsConfig) -> Result<Analyzer, AnalyzeError> {
         let classifier = WorkloadClassifier::new(&workloads.discovery)?;
         let declared = DeclaredSet::new(&workloads.declared)?;
-        let anomaly = match anomaly {
-            Some((config, state_dir)) if config.enabled => {
-                Some(AnomalyEngine::new(config, state_dir)?)
-            }
-            _ => None,
-        };
         Ok(Analyzer {
             workloads: WorkloadTable::new(classifier, declared, Default::default()),
             inventory: Inventory::new(InventoryLimits::default()),
-            anomaly,
-            policy: None,
             scanner: LibraryScanner::default(),
             containers: HashMap::new(),
             gpu_processes: HashMap::new(),
         })
-    }
-
-    /// Runs the detectors on an attributed event.
-    pub fn detect(&mut self, event: &Event) -> Vec<Alert> {
-        let mut alerts = match &mut self.policy {
-            Some(policy) => policy.evaluate(event),
-            None => Vec::new(),
-        };
-        if let Some(anomaly) = &mut self.anomaly {
-            alerts.extend(anomaly.observe(event));
-        }
-        alerts
-    }
-
-    /// Closes time windows with no events in them (rates of idle workloads).
-    pub fn tick(&mut self, ktime_ns: u64) -> Vec<Alert> {
-        match &mut self.anomaly {
-            Some(anomaly) => anomaly.tick(ktime_ns),
-            None => Vec::new(),
-        }
     }
 
     /// Processes due for a library scan: their maps are read and fed to

@@ -121,7 +121,7 @@ mod tests {
             },
             declared: Vec::new(),
         };
-        let mut analyzer = Analyzer::new(&config, None).expect("analyzer");
+        let mut analyzer = Analyzer::new(&config).expect("analyzer");
         let pid = std::process::id();
         let me = crate::enrich::procfs_seed::read_process(pid).expect("own /proc entry");
         let changes = analyzer.seed_running(&[me]);

@@ -1,11 +1,12 @@
 use super::*;
+use crate::event::Event;
 use crate::event::{FileInfo, Process};
 
 /// A pid no process has: library scans find no maps.
 const PID: u32 = 4_190_001;
 
 fn analyzer() -> Analyzer {
-    Analyzer::new(&WorkloadsConfig::default(), None).expect("analyzer")
+    Analyzer::new(&WorkloadsConfig::default()).expect("analyzer")
 }
 
 fn event(kind: Kind, file: Option<FileInfo>) -> Event {

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use crate::{
     analyze::WorkloadsConfig,
     anomaly::AnomalyConfig,
-    enrich::assets::AssetConfig,
+    enrich::{assets::AssetConfig, TableLimits},
+    metrics::DEFAULT_MAX_WORKLOAD_SERIES,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
 
@@ -32,7 +33,7 @@ pub struct Config {
     pub sink_keep_files: u32,
     pub families: Families,
     pub queue_capacity: usize,
-    pub process_table: ProcessTableConfig,
+    pub process_table: TableLimits,
     pub state_dir: PathBuf,
     pub max_workload_series: usize,
     pub workloads: WorkloadsConfig,
@@ -69,9 +70,9 @@ impl Default for Config {
             sink_keep_files: 5,
             families: Families::default(),
             queue_capacity: 65_536,
-            process_table: ProcessTableConfig::default(),
+            process_table: TableLimits::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
-            max_workload_series: 200,
+            max_workload_series: DEFAULT_MAX_WORKLOAD_SERIES,
             workloads: WorkloadsConfig::default(),
             assets: AssetConfig::default(),
             anomaly: AnomalyConfig::default(),
@@ -122,22 +123,6 @@ impl Families {
         .iter()
         .filter(|(on, _)| *on)
         .fold(0, |bits, (_, bit)| bits | bit)
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProcessTableConfig {
-    pub max_live: usize,
-    pub max_exited: usize,
-}
-
-impl Default for ProcessTableConfig {
-    fn default() -> Self {
-        Self {
-            max_live: 65_536,
-            max_exited: 8_192,
-        }
     }
 }
 

@@ -3,6 +3,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod detectors;
+pub mod kernel_side;
+pub mod outputs;
 pub mod pipeline;
 pub mod replay;
 pub mod run;

@@ -17,12 +17,13 @@ use crate::{
     alert::{Action, Alert},
     analyze::workload::WorkloadChange,
     analyze::Analyzer,
+    app::detectors::Detectors,
     clock::now_boot_ns,
     enrich::Enricher,
     event::{Event, Kind},
     ingest::decode::Record,
     metrics::pipeline_stats::PipelineStats,
-    metrics::{EgressTotals, Metrics, ProfileState},
+    metrics::{EgressTotals, Metrics},
     observe::http::Readiness,
     policy::{PolicyReloader, ReloadOutcome},
     sink::SinkSender,
@@ -44,24 +45,68 @@ pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
 /// The latest inventory, for the HTTP listener.
 pub type InventorySnapshot = Arc<Mutex<serde_json::Value>>;
 
-pub struct Pipeline {
+/// The stages the pipeline runs, in order.
+pub struct Stages {
     pub enricher: Enricher,
     pub analyzer: Analyzer,
-    pub event_sink: Option<SinkSender<Arc<Event>>>,
+    pub detectors: Detectors,
+}
+
+/// Where the pipeline's results go.
+pub struct Outlets {
+    pub events: Option<SinkSender<Arc<Event>>>,
     /// Every alert goes to each of these (JSON lines, webhook, syslog).
-    pub alert_sinks: Vec<SinkSender<Arc<Alert>>>,
+    pub alerts: Vec<SinkSender<Arc<Alert>>>,
     pub stats: Arc<PipelineStats>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    /// The latest inventory, for the listener.
     pub inventory: InventorySnapshot,
     /// Where workload changes go (the kernel's tracking maps).
     pub on_changes: ChangeHandler,
+}
+
+pub struct Pipeline {
+    enricher: Enricher,
+    analyzer: Analyzer,
+    detectors: Detectors,
+    event_sink: Option<SinkSender<Arc<Event>>>,
+    alert_sinks: Vec<SinkSender<Arc<Alert>>>,
+    stats: Arc<PipelineStats>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    inventory: InventorySnapshot,
+    on_changes: ChangeHandler,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
-    pub policy_reloads: Option<PolicyReloader>,
+    policy_reloads: Option<PolicyReloader>,
     /// Bytes already counted as egress per open connection.
-    pub egress: EgressTotals,
+    egress: EgressTotals,
     /// Workloads with metric series that ended, and when (boot-clock ns).
-    pub ended_workloads: HashMap<String, u64>,
+    ended_workloads: HashMap<String, u64>,
+}
+
+impl Pipeline {
+    pub fn new(
+        stages: Stages,
+        outlets: Outlets,
+        policy_reloads: Option<PolicyReloader>,
+    ) -> Pipeline {
+        Pipeline {
+            enricher: stages.enricher,
+            analyzer: stages.analyzer,
+            detectors: stages.detectors,
+            event_sink: outlets.events,
+            alert_sinks: outlets.alerts,
+            stats: outlets.stats,
+            metrics: outlets.metrics,
+            readiness: outlets.readiness,
+            inventory: outlets.inventory,
+            on_changes: outlets.on_changes,
+            policy_reloads,
+            egress: EgressTotals::default(),
+            ended_workloads: HashMap::new(),
+        }
+    }
 }
 
 impl Pipeline {
@@ -110,7 +155,7 @@ impl Pipeline {
         }
         let sample = self.metrics.sample_rule_eval();
         let started = sample.then(std::time::Instant::now);
-        let alerts = self.analyzer.detect(&event);
+        let alerts = self.detectors.detect(&event);
         if let Some(started) = started {
             self.metrics.observe_rule_eval(started.elapsed());
         }
@@ -171,8 +216,9 @@ impl Pipeline {
     fn reloaded(&mut self, outcome: ReloadOutcome, reloader: Option<&PolicyReloader>) {
         match outcome {
             ReloadOutcome::Loaded { rules } => {
-                if let (Some(engine), Some(reloader)) = (&mut self.analyzer.policy, reloader) {
-                    engine.swap(reloader.current.borrow().clone());
+                if let Some(reloader) = reloader {
+                    self.detectors
+                        .swap_policies(reloader.current.borrow().clone());
                 }
                 self.metrics.policy_reload_succeeded(rules);
                 log::info!("policies reloaded: {rules} rules");
@@ -191,29 +237,14 @@ impl Pipeline {
         if !changes.is_empty() {
             (self.on_changes)(&changes);
         }
-        for alert in self.analyzer.tick(now) {
+        for alert in self.detectors.tick(now) {
             self.raise(alert);
         }
         let counts = self.analyzer.workload_counts();
         self.metrics
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
         self.sync_workload_series(now);
-        if let Some(anomaly) = &mut self.analyzer.anomaly {
-            let states = anomaly.profile_states();
-            for state in ProfileState::ALL {
-                let n = states
-                    .iter()
-                    .find(|(s, _)| *s == state.as_str())
-                    .map(|(_, n)| n)
-                    .unwrap_or(0);
-                self.metrics.set_anomaly_profiles(state, n as u64);
-            }
-            if save_profiles {
-                if let Err(err) = anomaly.save() {
-                    log::warn!("cannot save anomaly profiles: {err}");
-                }
-            }
-        }
+        self.detectors.report_profiles(&self.metrics, save_profiles);
         match serde_json::to_value(self.analyzer.inventory_snapshot()) {
             Ok(snapshot) => {
                 if let Ok(mut slot) = self.inventory.lock() {

@@ -12,10 +12,9 @@
 use std::{collections::HashMap, os::unix::fs::MetadataExt};
 
 use crate::{
-    enrich::assets::{accelerator_family, AssetClassifier, NVIDIA_MAJOR},
+    enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier},
     event::{DeviceInfo, Event, FileInfo, GpuInfo, Kind},
     ingest::decode::{kernel_dev, Common, FileOp, GpuIoctl, ResolvedPath},
-    kernel::interest::DRM_MAJOR,
 };
 
 const S_IFMT: u32 = 0o170000;
@@ -144,11 +143,7 @@ impl super::Enricher {
             .accelerators
             .get(&gpu.rdev)
             .copied()
-            .or(match major {
-                NVIDIA_MAJOR => Some("nvidia"),
-                DRM_MAJOR => Some("dri"),
-                _ => None,
-            });
+            .or(accelerator_of_major(major));
         event.gpu = Some(GpuInfo {
             ioctls: gpu.count,
             interval_s: gpu.interval_ns as f64 / 1e9,

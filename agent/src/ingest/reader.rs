@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use crate::{
-    enrich::kind_of,
+    event::Kind,
     ingest::decode::{self, Record},
     metrics::pipeline_stats::PipelineStats,
 };
@@ -63,7 +63,7 @@ fn drain(ring: &mut RingBuf<MapData>, queue: &mpsc::Sender<Record>, stats: &Pipe
     while let Some(item) = ring.next() {
         match decode::decode(&item) {
             Ok(record) => {
-                let kind = kind_of(record.common.kind);
+                let kind = Kind::from(record.common.kind);
                 stats
                     .last_event_ktime_ns
                     .store(record.common.ktime_ns, Relaxed);
@@ -72,7 +72,7 @@ fn drain(ring: &mut RingBuf<MapData>, queue: &mpsc::Sender<Record>, stats: &Pipe
                 }
             }
             Err(err) => {
-                stats.decode_errors.add(err.kind().map(kind_of), 1);
+                stats.decode_errors.add(err.kind().map(Kind::from), 1);
                 log::debug!("rejected a kernel record: {err}");
             }
         }

@@ -26,20 +26,12 @@ use aya::{
     Ebpf,
 };
 
-use crate::{
-    app::config::Config,
-    enrich::assets::{accelerator_family, AssetClassifier, AssetError, KernelInterest},
-};
-
-/// Major of DRM devices (`/dev/dri/card*`, `/dev/dri/renderD*`).
-pub const DRM_MAJOR: u32 = 226;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InterestError {
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
     MissingMap(&'static str),
-    #[error(transparent)]
-    Assets(#[from] AssetError),
     #[error("cannot update the kernel map {map}: {source}")]
     Update {
         map: &'static str,
@@ -334,112 +326,42 @@ impl KernelInterestMaps {
     }
 }
 
-/// Start-up: builds the classifier the run uses (built-in patterns plus the
-/// configured GPU majors), takes the interest maps out of `ebpf` and fills
-/// them for this host.
-pub fn configure(
-    ebpf: &mut Ebpf,
-    config: &Config,
-) -> Result<(KernelInterestMaps, AssetClassifier), InterestError> {
-    let classifier = AssetClassifier::new(&config.assets)?;
-    let interest = host_interest(&classifier, &config.assets.gpu_majors);
-    let mut maps = KernelInterestMaps::from_ebpf(ebpf)?;
-    let applied = maps.apply(&interest)?;
-    log::info!(
-        "kernel file interest: {} path prefixes, {} extensions and base names, {} GPU majors{}",
-        applied.prefixes,
-        applied.suffixes,
-        applied.gpu_majors,
-        if config.trace_all_files {
-            " (trace_all_files: every process is reported)"
-        } else {
-            ""
-        }
-    );
-    for skipped in &applied.skipped {
-        log::warn!("the kernel prefilter cannot test {skipped}: untracked processes' uses of it are not seen");
-    }
-    for glob in &interest.unfilterable {
-        log::warn!("asset pattern {glob:?} has no kernel prefilter: only tracked processes' matches are seen");
-    }
-    Ok((maps, classifier))
+/// What the kernel must send for user space to see every open that might
+/// classify.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KernelInterest {
+    /// Extensions without the dot, lower case (`safetensors`, `pt`).
+    pub extensions: Vec<String>,
+    /// Exact base names (`credentials`, `.netrc`, `environ`).
+    pub basenames: Vec<String>,
+    /// Absolute path prefixes (`/dev/nvidia`, `/root/.azure/`).
+    pub prefixes: Vec<String>,
+    /// Folders relative to a home directory (`.azure/`); already expanded
+    /// into `prefixes` for the homes given, kept so new homes can be added.
+    pub home_relative: Vec<String>,
+    /// Character device majors that are GPUs.
+    pub device_majors: Vec<u32>,
+    /// Globs the entries above cannot cover.
+    pub unfilterable: Vec<String>,
 }
 
-/// The interest of the running host: the classifier's patterns with home
-/// folders expanded for the homes that exist, and the accelerator majors
-/// (built-in, configured and found under `/dev`).
-pub fn host_interest(classifier: &AssetClassifier, extra_majors: &[u32]) -> KernelInterest {
-    let homes = host_homes();
-    let homes: Vec<&str> = homes.iter().map(String::as_str).collect();
-    let mut interest = classifier.kernel_interest_for_homes(&homes);
-    interest
-        .device_majors
-        .push(crate::enrich::assets::NVIDIA_MAJOR);
-    interest.device_majors.push(DRM_MAJOR);
-    interest.device_majors.extend_from_slice(extra_majors);
-    interest
-        .device_majors
-        .extend(dev_accelerator_majors("/dev"));
-    interest.normalise();
-    interest
-}
-
-/// Home folders that exist: `/root`, every folder under `/home`, and the
-/// homes `/etc/passwd` names.
-pub fn host_homes() -> Vec<String> {
-    let mut homes = BTreeSet::new();
-    homes.insert("/root".to_string());
-    if let Ok(entries) = std::fs::read_dir("/home") {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                homes.insert(entry.path().display().to_string());
-            }
+impl KernelInterest {
+    /// Sorts and removes duplicates.
+    pub fn normalise(&mut self) {
+        for list in [
+            &mut self.extensions,
+            &mut self.basenames,
+            &mut self.prefixes,
+            &mut self.home_relative,
+            &mut self.unfilterable,
+        ] {
+            list.sort();
+            list.dedup();
         }
+        self.device_majors.sort_unstable();
+        self.device_majors.dedup();
     }
-    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
-        homes.extend(passwd_homes(&passwd));
-    }
-    homes
-        .into_iter()
-        .filter(|home| home != "/" && std::path::Path::new(home).is_dir())
-        .collect()
-}
-
-/// Home folders listed in a passwd file (field 6), absolute ones only.
-pub fn passwd_homes(passwd: &str) -> Vec<String> {
-    passwd
-        .lines()
-        .filter_map(|line| line.split(':').nth(5))
-        .filter(|home| home.starts_with('/') && *home != "/")
-        .map(|home| home.trim_end_matches('/').to_string())
-        .collect()
-}
-
-/// Majors of the accelerator character devices present under `dev`
-/// (`/dev/nvidia-uvm` and `/dev/kfd` have dynamic majors).
-pub fn dev_accelerator_majors(dev: &str) -> Vec<u32> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let mut majors = Vec::new();
-    let mut visit = |path: std::path::PathBuf| {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return;
-        };
-        let shown = format!("/dev/{}", path.strip_prefix(dev).unwrap_or(&path).display());
-        if meta.file_type().is_char_device() && accelerator_family(&shown, None).is_some() {
-            majors.push(libc::major(meta.rdev()));
-        }
-    };
-    for sub in ["", "dri", "accel"] {
-        let folder = std::path::Path::new(dev).join(sub);
-        if let Ok(entries) = std::fs::read_dir(&folder) {
-            for entry in entries.flatten() {
-                visit(entry.path());
-            }
-        }
-    }
-    majors.sort_unstable();
-    majors.dedup();
-    majors
 }
 
 /// The map entries for `interest`, and the entries that cannot be tested.

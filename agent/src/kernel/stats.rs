@@ -5,7 +5,7 @@
 use aiwatch_common::{EventKind, Stat, KIND_SLOTS, STATS_LEN};
 use aya::maps::{MapData, PerCpuArray};
 
-use crate::{enrich::kind_of, event::Kind};
+use crate::event::Kind;
 
 pub struct KernelStats {
     map: PerCpuArray<MapData, u64>,
@@ -58,7 +58,7 @@ impl KernelStats {
             let total = per_cpu.iter().sum();
             if total > 0 {
                 out.push(KindTotal {
-                    kind: Some(kind_of(kind)),
+                    kind: Some(Kind::from(kind)),
                     total,
                     per_cpu,
                 });

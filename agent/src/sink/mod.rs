@@ -154,6 +154,11 @@ impl<T> SinkSender<T> {
     }
 }
 
+/// Queue capacity of the events file's sink, in events.
+pub const EVENT_SINK_CAPACITY: usize = 65_536;
+/// Queue capacity of the alerts file's sink, in alerts.
+pub const ALERT_SINK_CAPACITY: usize = 16_384;
+
 /// Starts a sink task writing every value it receives as one JSON line. The
 /// task ends, flushing, when every sender is dropped.
 pub fn spawn<T: Serialize + Send + 'static>(

@@ -204,3 +204,11 @@ pub const DEFAULT_HINT_BASENAMES: &[&str] = &[
 
 /// Major number of the NVIDIA character devices (`/dev/nvidia0`, ...).
 pub const NVIDIA_MAJOR: u32 = 195;
+/// Major number of DRM devices (`/dev/dri/card*`, `/dev/dri/renderD*`).
+pub const DRM_MAJOR: u32 = 226;
+
+/// The accelerators with a fixed character-device major, and the name
+/// events give them. The one list: the kernel's GPU majors and the names in
+/// `DeviceInfo.accelerator` both come from it. (`/dev/nvidia-uvm`,
+/// `/dev/kfd` and `/dev/accel/*` have dynamic majors, found under `/dev`.)
+pub const ACCELERATOR_MAJORS: &[(u32, &str)] = &[(NVIDIA_MAJOR, "nvidia"), (DRM_MAJOR, "dri")];

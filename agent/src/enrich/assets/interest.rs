@@ -7,45 +7,7 @@
 //! [`KernelInterest::unfilterable`] so the agent can say the prefilter will
 //! miss it (or disable prefiltering).
 
-use serde::{Deserialize, Serialize};
-
-/// What the kernel must send for user space to see every open that might
-/// classify.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct KernelInterest {
-    /// Extensions without the dot, lower case (`safetensors`, `pt`).
-    pub extensions: Vec<String>,
-    /// Exact base names (`credentials`, `.netrc`, `environ`).
-    pub basenames: Vec<String>,
-    /// Absolute path prefixes (`/dev/nvidia`, `/root/.azure/`).
-    pub prefixes: Vec<String>,
-    /// Folders relative to a home directory (`.azure/`); already expanded
-    /// into `prefixes` for the homes given, kept so new homes can be added.
-    pub home_relative: Vec<String>,
-    /// Character device majors that are GPUs.
-    pub device_majors: Vec<u32>,
-    /// Globs the entries above cannot cover.
-    pub unfilterable: Vec<String>,
-}
-
-impl KernelInterest {
-    /// Sorts and removes duplicates.
-    pub fn normalise(&mut self) {
-        for list in [
-            &mut self.extensions,
-            &mut self.basenames,
-            &mut self.prefixes,
-            &mut self.home_relative,
-            &mut self.unfilterable,
-        ] {
-            list.sort();
-            list.dedup();
-        }
-        self.device_majors.sort_unstable();
-        self.device_majors.dedup();
-    }
-}
+pub use crate::kernel::interest::KernelInterest;
 
 /// Globs whose final component is a wildcard but that the built-in hint
 /// lists (base names, home prefixes) already cover.

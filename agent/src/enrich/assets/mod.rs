@@ -14,13 +14,15 @@
 //! kernel prefilter can test (extensions, base names, path prefixes).
 
 mod defaults;
+mod host;
 mod interest;
 
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-pub use defaults::{DATA_FOLDERS, MODEL_FOLDERS, NVIDIA_MAJOR};
-pub use interest::KernelInterest;
+pub use crate::kernel::interest::KernelInterest;
+pub use defaults::{ACCELERATOR_MAJORS, DATA_FOLDERS, DRM_MAJOR, MODEL_FOLDERS, NVIDIA_MAJOR};
+pub use host::{dev_accelerator_majors, host_homes, host_interest, passwd_homes};
 
 /// The class of an asset, as written in `file.class`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -333,9 +335,16 @@ pub fn accelerator_family(path: &str, major: Option<u32>) -> Option<&'static str
         Some(n) if n.starts_with("dri/") => Some("dri"),
         Some("kfd") => Some("kfd"),
         Some(n) if n.starts_with("accel/") => Some("accel"),
-        _ if major == Some(NVIDIA_MAJOR) => Some("nvidia"),
-        _ => None,
+        _ => major.and_then(accelerator_of_major),
     }
+}
+
+/// The accelerator with this fixed major, if any.
+pub fn accelerator_of_major(major: u32) -> Option<&'static str> {
+    ACCELERATOR_MAJORS
+        .iter()
+        .find(|(known, _)| *known == major)
+        .map(|(_, name)| *name)
 }
 
 #[cfg(test)]

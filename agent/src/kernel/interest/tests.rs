@@ -108,39 +108,6 @@ fn entries_skip_what_the_kernel_cannot_test() {
     assert_eq!(skipped.len(), 2, "{skipped:?}");
 }
 
-#[test]
-fn passwd_homes_are_absolute_and_not_root_dir() {
-    let passwd = "root:x:0:0:root:/root:/bin/bash\n\
-                  daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
-                  nobody:x:65534:65534:nobody:/:/usr/sbin/nologin\n\
-                  ann:x:1000:1000::/home/ann/:/bin/sh\n\
-                  broken line\n";
-    assert_eq!(
-        passwd_homes(passwd),
-        vec!["/root", "/usr/sbin", "/home/ann"]
-    );
-}
-
-#[test]
-fn host_interest_has_the_gpu_majors_and_real_homes() {
-    let classifier = AssetClassifier::with_defaults().unwrap();
-    let interest = host_interest(&classifier, &[1]);
-    for major in [1, crate::enrich::assets::NVIDIA_MAJOR, DRM_MAJOR] {
-        assert!(interest.device_majors.contains(&major), "{major}");
-    }
-    assert!(interest.prefixes.iter().any(|p| p.starts_with("/root/.")));
-}
-
-#[test]
-fn dev_scan_finds_accelerator_nodes_only() {
-    // A fake /dev with regular files: nothing is a character device.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("nvidia0"), b"").unwrap();
-    std::fs::create_dir(dir.path().join("dri")).unwrap();
-    std::fs::write(dir.path().join("dri/renderD128"), b"").unwrap();
-    assert!(dev_accelerator_majors(dir.path().to_str().unwrap()).is_empty());
-}
-
 /// The words and the byte the kernel reads for a name held in a 256-byte
 /// buffer whose bytes past the name are stale.
 fn kernel_view(name: &[u8]) -> (u64, u64, u8) {

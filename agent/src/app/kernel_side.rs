@@ -1,0 +1,199 @@
+//! Start-up of the kernel side for `aiwatch run`: load and attach the
+//! programs, fill the interest maps for this host, report which probes are
+//! attached, and take out the maps the user-space tasks read.
+//!
+//! Everything here runs once, before any task starts; the result is
+//! [`KernelSide`], whose parts `run` hands to the tasks that own them.
+
+use std::path::Path;
+
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    Ebpf,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    analyze::workload::WorkloadChange,
+    app::config::Config,
+    enrich::assets::{host_interest, AssetClassifier, AssetError},
+    ingest::{decode::Record, gpu_ioctl::GpuIoctlPoller, tcp_summary::PeriodicSummaries},
+    kernel::{
+        interest::{InterestError, KernelInterestMaps},
+        loader::{self, LoadError, LoadOptions, Loaded},
+        offsets::VMLINUX_BTF,
+        ringbuf_usage::RingUsage,
+        stats::KernelStats,
+    },
+    metrics::Metrics,
+    observe::http::Readiness,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelSetupError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Interest(#[from] InterestError),
+    #[error("asset classes: {0}")]
+    Assets(#[from] AssetError),
+    #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
+    MissingMap(&'static str),
+}
+
+/// The loaded programs and the parts taken out of them.
+pub struct KernelSide {
+    /// Keeps the programs attached: dropping it detaches them all.
+    pub loaded: Loaded,
+    pub interest_maps: KernelInterestMaps,
+    pub assets: AssetClassifier,
+    pub gpu_poller: GpuIoctlPoller,
+    pub ring: RingBuf<MapData>,
+    pub ring_usage: Option<RingUsage>,
+    pub kernel_stats: KernelStats,
+    /// Probes attached, of those wanted on this kernel.
+    pub attached: usize,
+}
+
+impl KernelSide {
+    pub fn start(
+        config: &Config,
+        metrics: &Metrics,
+        readiness: &Readiness,
+    ) -> Result<KernelSide, KernelSetupError> {
+        let mut loaded = loader::load(&LoadOptions {
+            btf_path: Path::new(VMLINUX_BTF),
+            families: config.families.bits(),
+            agent_pid: std::process::id(),
+            trace_all_files: config.trace_all_files,
+            bench_floor: config.bench_floor,
+        })?;
+        if config.bench_floor {
+            log::warn!(
+                "--bench-floor: every kernel program returns at once; no events are reported"
+            );
+        }
+        let (interest_maps, assets) = configure_interest(&mut loaded.ebpf, config)?;
+        let gpu_poller = GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
+        let attached = report_probes(&loaded, metrics, readiness);
+
+        let ring = loaded
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(KernelSetupError::MissingMap("EVENTS"))?;
+        let ring = RingBuf::try_from(ring).map_err(|_| KernelSetupError::MissingMap("EVENTS"))?;
+        let ring_usage = match RingUsage::new(&ring) {
+            Ok(usage) => Some(usage),
+            Err(err) => {
+                log::warn!("aiwatch_ringbuf_used_bytes stays at 0: cannot map the ring buffer's positions: {err}");
+                None
+            }
+        };
+        let kernel_stats = loaded
+            .ebpf
+            .take_map("STATS")
+            .ok_or(KernelSetupError::MissingMap("STATS"))?;
+        let kernel_stats: PerCpuArray<MapData, u64> = PerCpuArray::try_from(kernel_stats)
+            .map_err(|_| KernelSetupError::MissingMap("STATS"))?;
+        Ok(KernelSide {
+            loaded,
+            interest_maps,
+            assets,
+            gpu_poller,
+            ring,
+            ring_usage,
+            kernel_stats: KernelStats::new(kernel_stats),
+            attached,
+        })
+    }
+}
+
+/// Exports which probes are attached and sets readiness; returns how many
+/// are. Probes of a family turned off, or for syscalls this kernel does not
+/// have, are not wanted: exporting them as 0 would page forever
+/// (AiwatchProbeNotAttached) about something that cannot be fixed.
+fn report_probes(loaded: &Loaded, metrics: &Metrics, readiness: &Readiness) -> usize {
+    let wanted = || {
+        loaded.probes.iter().filter(|p| {
+            !matches!(
+                p.reason.as_deref(),
+                Some(loader::FAMILY_OFF) | Some(loader::NOT_IN_KERNEL)
+            )
+        })
+    };
+    for probe in wanted() {
+        metrics.set_probe_attached(probe.probe, probe.attached);
+    }
+    let attached = loaded.probes.iter().filter(|p| p.attached).count();
+    readiness.set_probes_attached(attached == wanted().count());
+    attached
+}
+
+/// Builds the classifier the run uses (built-in patterns plus the configured
+/// GPU majors), takes the interest maps out of `ebpf` and fills them for
+/// this host.
+fn configure_interest(
+    ebpf: &mut Ebpf,
+    config: &Config,
+) -> Result<(KernelInterestMaps, AssetClassifier), KernelSetupError> {
+    let classifier = AssetClassifier::new(&config.assets)?;
+    let interest = host_interest(&classifier, &config.assets.gpu_majors);
+    let mut maps = KernelInterestMaps::from_ebpf(ebpf)?;
+    let applied = maps.apply(&interest)?;
+    log::info!(
+        "kernel file interest: {} path prefixes, {} extensions and base names, {} GPU majors{}",
+        applied.prefixes,
+        applied.suffixes,
+        applied.gpu_majors,
+        if config.trace_all_files {
+            " (trace_all_files: every process is reported)"
+        } else {
+            ""
+        }
+    );
+    for skipped in &applied.skipped {
+        log::warn!("the kernel prefilter cannot test {skipped}: untracked processes' uses of it are not seen");
+    }
+    for glob in &interest.unfilterable {
+        log::warn!("asset pattern {glob:?} has no kernel prefilter: only tracked processes' matches are seen");
+    }
+    Ok((maps, classifier))
+}
+
+/// Mirrors workload membership into the kernel's tracking map: a workload's
+/// processes get every event, the rest of the host only what its filters
+/// let through. The kernel adds children of tracked processes at fork.
+pub fn track_workloads(maps: &mut KernelInterestMaps, changes: &[WorkloadChange]) {
+    for change in changes {
+        log::debug!("workload change: {change:?}");
+        let result = match change {
+            WorkloadChange::Joined { pid, .. } => maps.track_pid(*pid),
+            WorkloadChange::Left { pid, .. } => maps.untrack_pid(*pid),
+            WorkloadChange::Reclassified { .. } => Ok(()),
+        };
+        if let Err(err) = result {
+            log::warn!("cannot update the kernel's tracked processes: {err}");
+        }
+    }
+}
+
+/// Starts the periodic summaries of open TCP connections, if configured and
+/// the network family is on. A failure costs only the periodic reports.
+pub fn start_tcp_summaries(
+    ebpf: &mut Ebpf,
+    config: &Config,
+    queue: mpsc::Sender<Record>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if config.tcp_summary_interval_secs == 0 || !config.families.network {
+        return None;
+    }
+    let interval = std::time::Duration::from_secs(config.tcp_summary_interval_secs);
+    match PeriodicSummaries::setup(ebpf, interval) {
+        Ok(periodic) => Some(tokio::spawn(periodic.run(queue, shutdown))),
+        Err(err) => {
+            log::warn!("open TCP connections are reported at close only: {err}");
+            None
+        }
+    }
+}
