@@ -667,6 +667,22 @@ fn replay_takes_hand_written_events_without_internal_fields() {
 }
 
 #[test]
+fn durations_are_humantime_durations_or_seconds() {
+    let rule = |window: &str| {
+        format!("rules:\n  - id: a\n    severity: low\n    throttle: {{window: {window}}}\n    when: {{kind: exec}}\n")
+    };
+    for good in ["30s", "500ms", "5m", "1h", "2d", "1h 30m", "90", "1min"] {
+        assert!(load(&rule(good)).is_ok(), "{good}");
+    }
+    for bad in ["soon", "0s", "-5s", "5 parsecs", "0"] {
+        assert!(
+            first_error(&rule(bad)).contains("`window` must be a duration"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn load_reads_folders_and_reports_missing_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
