@@ -348,9 +348,13 @@ impl WorkloadTable {
     }
 
     /// `/proc/<pid>/maps` was read for a process alive for a moment.
-    pub fn on_library_scan(&mut self, pid: u32, maps_text: &str) -> Vec<WorkloadChange> {
+    pub fn on_library_scan(
+        &mut self,
+        pid: u32,
+        maps: &procfs::process::MemoryMaps,
+    ) -> Vec<WorkloadChange> {
         let mut changes = Vec::new();
-        for signal in self.classifier.library_signals(maps_text) {
+        for signal in self.classifier.library_signals(maps) {
             changes.extend(self.add_signal(pid, signal));
         }
         changes
