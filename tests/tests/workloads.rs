@@ -11,7 +11,7 @@ use std::{
 
 use aiwatch_tests::{
     ai::{alerts_of, child_exec, discovered, events_of, OnnxServer},
-    aiwatch_bin, get, kind_of, pid_of, venv_python, wait_until, Agent, TempDir,
+    aiwatch_bin, get, kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir,
 };
 use serde_json::Value;
 
@@ -386,6 +386,125 @@ fn a_podman_container_is_attributed_from_its_cgroup() {
     assert!(cgroup.contains(&format!("libpod-{id}")), "{cgroup}");
     assert_eq!(exec["process"]["argv"][0], "/bin/busybox", "{exec}");
     run(Command::new("podman").args(["wait", &id]));
+}
+
+/// A declared container workload's cgroup is tracked as a whole
+/// (`TRACKED_CGROUPS`): a process entering the container with `podman exec`
+/// descends from no tracked process, yet its very first file operations,
+/// on a path nobody else would be reported for, arrive.
+#[test]
+fn a_declared_container_is_tracked_as_a_whole_cgroup() {
+    let busybox = std::path::Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "no /bin/busybox (Debian busybox-static): run `cargo xtask setup --tests`"
+    );
+    // The container's cgroup parent is this test's own, so the declaration
+    // matches no other test's containers.
+    let parent = format!("/aiwatch-test-{}", std::process::id());
+    let agent = Agent::start_with(AgentOptions {
+        config: format!(
+            "workloads:\n  declared:\n    - name: boxed-model\n      kind: inference\n      match: {{cgroup: \"{parent}/**\"}}\n"
+        ),
+        ..Default::default()
+    });
+    let tmp = TempDir::new("container-cgroup");
+    let image = busybox_image(&tmp);
+    let _image = Cleanup(vec![
+        "podman".into(),
+        "rmi".into(),
+        "-f".into(),
+        image.clone(),
+    ]);
+    let id = run(Command::new("podman").args([
+        "run",
+        "-d",
+        "--runtime",
+        "/usr/sbin/runc",
+        "--cgroup-manager=cgroupfs",
+        "--cgroup-parent",
+        &parent,
+        &image,
+        "/bin/busybox",
+        "sleep",
+        "60",
+    ]));
+    let id = id.trim().to_owned();
+    let _container = Cleanup(vec!["podman".into(), "rm".into(), "-f".into(), id.clone()]);
+    let _cgroups = CgroupParentCleanup(parent.clone());
+    agent.wait_event("the container's sleep, in the declared workload", |e| {
+        kind_of(e) == "exec"
+            && get(e, "container.id") == id.as_str()
+            && get(e, "workload.name") == "boxed-model"
+    });
+    // A new process in the container writes a file under /tmp: no path of
+    // interest, and no tracked parent.
+    let marker = format!("aiwatch-cgroup-{}.txt", std::process::id());
+    run(Command::new("podman").args([
+        "exec",
+        &id,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        &format!("echo x > /tmp/{marker}"),
+    ]));
+    let open = agent.wait_event("the exec'd shell's write, reported by cgroup", |e| {
+        kind_of(e) == "open"
+            && get(e, "container.id") == id.as_str()
+            && get(e, "file.path")
+                .as_str()
+                .is_some_and(|path| path.ends_with(&marker))
+    });
+    assert_eq!(get(&open, "file.access"), "write", "{open}");
+    assert_eq!(get(&open, "workload.name"), "boxed-model", "{open}");
+}
+
+/// A busybox image imported from a root file system; returns its name.
+fn busybox_image(tmp: &TempDir) -> String {
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
+    std::fs::create_dir_all(rootfs.join("tmp")).expect("rootfs /tmp");
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+    let tarball = tmp.path().join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("."));
+    let image = format!(
+        "localhost/aiwatch-test-busybox:{}-{}",
+        std::process::id(),
+        tmp.path().file_name().unwrap().to_string_lossy()
+    );
+    run(Command::new("podman")
+        .args(["import", "-q"])
+        .arg(&tarball)
+        .arg(&image));
+    image
+}
+
+/// Removes the folders a `--cgroup-parent` left in every cgroup hierarchy.
+struct CgroupParentCleanup(String);
+
+impl Drop for CgroupParentCleanup {
+    fn drop(&mut self) {
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for hierarchy in hierarchies.flatten() {
+            let dir = hierarchy.path().join(self.0.trim_start_matches('/'));
+            // Child folders first (podman removes its own, usually).
+            if let Ok(children) = std::fs::read_dir(&dir) {
+                for child in children.flatten() {
+                    if child.path().is_dir() {
+                        let _ = std::fs::remove_dir(child.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
 }
 
 /// Runs a command to completion; panics with its stderr on failure.

@@ -48,6 +48,10 @@ pub enum WorkloadChange {
     Joined {
         pid: u32,
         workload: WorkloadRef,
+        /// The process joined through a declaration that names its container
+        /// (`match.cgroup` or `match.container_id`): its whole cgroup is the
+        /// workload's, and is tracked as such in the kernel.
+        holds_container: bool,
     },
     Left {
         pid: u32,
@@ -306,7 +310,17 @@ impl WorkloadTable {
                     if let Some(entry) = self.workloads.get_mut(&id) {
                         entry.evidence.add(signal);
                     }
-                    changes.extend(self.join(pid, &id));
+                    let names_container = declaration.matcher.cgroup.is_some()
+                        || declaration.matcher.container_id.is_some();
+                    for mut change in self.join(pid, &id) {
+                        if let WorkloadChange::Joined {
+                            holds_container, ..
+                        } = &mut change
+                        {
+                            *holds_container = names_container;
+                        }
+                        changes.push(change);
+                    }
                 }
             }
             return changes;
@@ -453,6 +467,7 @@ impl WorkloadTable {
         vec![WorkloadChange::Joined {
             pid,
             workload: entry.workload.clone(),
+            holds_container: false,
         }]
     }
 

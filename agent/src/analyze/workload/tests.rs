@@ -56,7 +56,8 @@ fn onnx_server_becomes_an_inference_workload_with_reasons() {
         changes,
         vec![WorkloadChange::Joined {
             pid: 100,
-            workload: workload.clone()
+            workload: workload.clone(),
+            holds_container: false,
         }]
     );
     let listed = table.workloads();
@@ -108,7 +109,8 @@ fn children_inherit_and_leave_on_exit() {
         changes,
         vec![WorkloadChange::Joined {
             pid: 101,
-            workload: workload.clone()
+            workload: workload.clone(),
+            holds_container: false,
         }]
     );
     // The child runs a shell: still the server's workload.
@@ -119,7 +121,7 @@ fn children_inherit_and_leave_on_exit() {
         changes,
         vec![WorkloadChange::Left {
             pid: 101,
-            workload: workload.clone()
+            workload: workload.clone(),
         }]
     );
     assert!(table.lookup(101).is_none());
