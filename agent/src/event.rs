@@ -5,6 +5,8 @@
 //! only ever added, never renamed. `replay` reads the same JSON back, so every
 //! type here round-trips through serde.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use serde::{Deserialize, Serialize};
 
 macro_rules! define_kind {
@@ -115,6 +117,183 @@ impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The class of an asset, as written in `file.class`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssetClass {
+    Dataset,
+    Model,
+    PickleModel,
+    GpuDevice,
+    Secret,
+}
+
+impl AssetClass {
+    pub const ALL: [AssetClass; 5] = [
+        AssetClass::Dataset,
+        AssetClass::Model,
+        AssetClass::PickleModel,
+        AssetClass::GpuDevice,
+        AssetClass::Secret,
+    ];
+
+    /// The name used in events, rules and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetClass::Model => "model",
+            AssetClass::PickleModel => "pickle-model",
+            AssetClass::Dataset => "dataset",
+            AssetClass::Secret => "secret",
+            AssetClass::GpuDevice => "gpu-device",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AssetClass> {
+        AssetClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// `model` or `pickle-model`.
+    pub fn is_model(self) -> bool {
+        matches!(self, AssetClass::Model | AssetClass::PickleModel)
+    }
+
+    /// Higher wins when several classes match one path (the declaration
+    /// order of the enum).
+    pub(crate) fn priority(self) -> u8 {
+        self as u8
+    }
+}
+
+impl std::fmt::Display for AssetClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a file was opened, from its `O_ACCMODE` bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "read_write",
+        }
+    }
+
+    /// The open may write to the file.
+    pub fn writes(self) -> bool {
+        matches!(self, Access::Write | Access::ReadWrite)
+    }
+
+    /// The open may read from the file.
+    pub fn reads(self) -> bool {
+        matches!(self, Access::Read | Access::ReadWrite)
+    }
+}
+
+/// A device node's type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    #[default]
+    Char,
+    Block,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Char => "char",
+            DeviceKind::Block => "block",
+        }
+    }
+}
+
+/// A socket's address family; unknown ones are written as `""`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetFamily {
+    #[default]
+    #[serde(rename = "")]
+    Unknown,
+    Ipv4,
+    Ipv6,
+    Unix,
+}
+
+impl NetFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetFamily::Unknown => "",
+            NetFamily::Ipv4 => "ipv4",
+            NetFamily::Ipv6 => "ipv6",
+            NetFamily::Unix => "unix",
+        }
+    }
+}
+
+/// A socket's transport; unknown ones are left out of the JSON.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "")]
+    Unknown,
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Unknown => "",
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        *self == Protocol::Unknown
+    }
+}
+
+/// Parsing the schema's names back, for hand-written events and tests.
+macro_rules! from_schema_name {
+    ($($ty:ident: [$($variant:ident),*];)*) => {$(
+        impl std::str::FromStr for $ty {
+            type Err = UnknownName;
+
+            fn from_str(name: &str) -> Result<$ty, UnknownName> {
+                [$($ty::$variant),*]
+                    .into_iter()
+                    .find(|v| v.as_str() == name)
+                    .ok_or_else(|| UnknownName(name.to_string()))
+            }
+        }
+    )*};
+}
+
+/// A name that is not one of the schema's values.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value {0:?}")]
+pub struct UnknownName(pub String);
+
+from_schema_name! {
+    AssetClass: [Dataset, Model, PickleModel, GpuDevice, Secret];
+    Access: [Read, Write, ReadWrite];
+    DeviceKind: [Char, Block];
+    NetFamily: [Unknown, Ipv4, Ipv6, Unix];
+    Protocol: [Unknown, Tcp, Udp];
 }
 
 /// One event, enriched.
@@ -266,14 +445,14 @@ pub struct FileInfo {
     pub flags: u32,
     /// Symbolic access: `read`, `write` or `read_write`; opens only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub access: Option<String>,
+    pub access: Option<Access>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
     /// Syscall result: fd or 0 on success, negative errno on failure.
     pub result: i64,
     /// Asset class: `model`, `pickle-model`, `dataset`, `secret`, `gpu-device`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<AssetClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceInfo>,
     /// Size of the file in bytes when it was opened, for regular files.
@@ -292,7 +471,7 @@ pub struct FileInfo {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
     /// `char` or `block`.
-    pub kind: String,
+    pub kind: DeviceKind,
     pub major: u32,
     pub minor: u32,
     /// Known device family: `nvidia`, `nvidia-uvm`, `nvidiactl`, `dri`, `kfd`, `accel`.
@@ -300,21 +479,66 @@ pub struct DeviceInfo {
     pub accelerator: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
-    pub ip: String,
+    pub ip: IpAddr,
+    #[serde(default)]
     pub port: u16,
+}
+
+impl Default for Endpoint {
+    fn default() -> Endpoint {
+        Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        }
+    }
+}
+
+/// An endpoint that may be unknown, written as `{"ip": "", "port": 0}` when
+/// it is (the schema of `dns.server` predates the typed field).
+mod endpoint_or_empty {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Endpoint;
+
+    #[derive(Serialize, Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        ip: String,
+        #[serde(default)]
+        port: u16,
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Endpoint>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(endpoint) => endpoint.serialize(s),
+            None => Raw {
+                ip: String::new(),
+                port: 0,
+            }
+            .serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Endpoint>, D::Error> {
+        let raw = Raw::deserialize(d)?;
+        if raw.ip.is_empty() {
+            return Ok(None);
+        }
+        let ip = raw.ip.parse().map_err(serde::de::Error::custom)?;
+        Ok(Some(Endpoint { ip, port: raw.port }))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NetInfo {
     /// `ipv4`, `ipv6` or `unix`.
-    pub family: String,
+    pub family: NetFamily,
     /// `tcp`, `udp` or empty when unknown.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
+    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src: Option<Endpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -346,7 +570,8 @@ pub struct DnsInfo {
     pub name: String,
     /// Query type: `A`, `AAAA`, `TXT`, ... or the number.
     pub qtype: String,
-    pub server: Endpoint,
+    #[serde(with = "endpoint_or_empty")]
+    pub server: Option<Endpoint>,
 }
 
 /// Privilege and tampering syscalls.

@@ -6,7 +6,7 @@ use super::{has_path, Analyzer};
 use crate::{
     analyze::workload::{parse_proc_cgroup, ProcessFacts, WorkloadChange},
     enrich::assets::AssetClass,
-    event::{Container, Event, Kind},
+    event::{Access, Container, Event, Kind},
 };
 
 impl Analyzer {
@@ -70,7 +70,7 @@ impl Analyzer {
         let Some(file) = event.file.as_mut() else {
             return Vec::new();
         };
-        let Some(class) = file.class.as_deref().and_then(AssetClass::parse) else {
+        let Some(class) = file.class else {
             return Vec::new();
         };
         let mut changes = Vec::new();
@@ -82,10 +82,7 @@ impl Analyzer {
         }
         let opened = event.kind == Kind::Open && file.result >= 0;
         let (path, write) = match event.kind {
-            Kind::Open => (
-                file.path.clone(),
-                matches!(file.access.as_deref(), Some("write" | "read_write")),
-            ),
+            Kind::Open => (file.path.clone(), file.access.is_some_and(Access::writes)),
             // Savers (safetensors, torch.save through atomic writers, HF
             // checkpoints) write a temporary name and rename it into place:
             // the rename is the model write discovery must see.
@@ -162,7 +159,7 @@ mod tests {
         rename.file = Some(FileInfo {
             path: "/srv/models/.tmpab12cd".into(),
             target: Some("/srv/models/tiny.safetensors".into()),
-            class: Some("model".into()),
+            class: Some("model".parse().unwrap()),
             ..FileInfo::default()
         });
         let changes = analyzer.attribute(&mut rename);

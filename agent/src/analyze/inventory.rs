@@ -12,12 +12,15 @@
 //! connection; the inventory adds the growth since the previous summary of
 //! the same connection.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::workload::Signal;
-use crate::event::{Endpoint, Event, Kind, WorkloadRef};
+use crate::event::{AssetClass, Endpoint, Event, Kind, Protocol, WorkloadRef};
 
 /// Caps of the inventory. Defaults in parentheses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +96,7 @@ pub struct ProcessEntry {
 pub struct FileUse {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
+    pub class: Option<AssetClass>,
     pub opens: u64,
     /// Opens for writing.
     pub writes: u64,
@@ -105,12 +108,12 @@ pub struct FileUse {
     pub accelerator: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Peer {
-    pub ip: String,
+    pub ip: IpAddr,
     pub port: u16,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
+    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub external: bool,
@@ -121,11 +124,11 @@ pub struct Peer {
     pub last_seen: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Listener {
-    pub ip: String,
+    pub ip: IpAddr,
     pub port: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub first_seen: String,
 }
 
@@ -172,10 +175,10 @@ pub struct Actor {
 }
 
 /// One model file and everyone that read or wrote it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelFile {
     pub path: String,
-    pub class: String,
+    pub class: AssetClass,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     pub readers: Vec<Actor>,
@@ -193,7 +196,7 @@ pub struct InventorySnapshot {
     pub limits: InventoryLimits,
 }
 
-type ConnectionKey = (String, String, u16, String, u16);
+type ConnectionKey = (String, IpAddr, u16, IpAddr, u16);
 
 /// The live inventory. Single-threaded: the pipeline owns it.
 #[derive(Debug, Default)]
@@ -229,8 +232,8 @@ fn upsert<'a, T>(
 
 fn is_write(event: &Event) -> bool {
     let file = event.file.as_ref();
-    match file.and_then(|f| f.access.as_deref()) {
-        Some(access) => access != "read",
+    match file.and_then(|f| f.access) {
+        Some(access) => access.writes(),
         // O_WRONLY | O_RDWR | O_CREAT | O_TRUNC
         None => file.is_some_and(|f| f.flags & (0o1 | 0o2 | 0o100 | 0o1000) != 0),
     }
@@ -345,29 +348,28 @@ impl Inventory {
         if file.result < 0 {
             return;
         }
-        let Some(class) = file.class.as_deref() else {
+        let Some(class) = file.class else {
             return;
         };
         let (list, cap, overflow) = match class {
-            "model" | "pickle-model" => {
+            AssetClass::Model | AssetClass::PickleModel => {
                 (&mut entry.models, limits.models, &mut entry.overflow.models)
             }
-            "dataset" => (
+            AssetClass::Dataset => (
                 &mut entry.datasets,
                 limits.datasets,
                 &mut entry.overflow.datasets,
             ),
-            "secret" => (
+            AssetClass::Secret => (
                 &mut entry.secrets,
                 limits.secrets,
                 &mut entry.overflow.secrets,
             ),
-            "gpu-device" => (
+            AssetClass::GpuDevice => (
                 &mut entry.gpu_devices,
                 limits.devices,
                 &mut entry.overflow.devices,
             ),
-            _ => return,
         };
         let write = is_write(event);
         let Some(usage) = upsert(
@@ -377,7 +379,7 @@ impl Inventory {
             |u| u.path == file.path,
             || FileUse {
                 path: file.path.clone(),
-                class: Some(class.to_string()),
+                class: Some(class),
                 first_seen: event.time.clone(),
                 accelerator: file.device.as_ref().and_then(|d| d.accelerator.clone()),
                 ..FileUse::default()
@@ -414,7 +416,7 @@ impl Inventory {
                 entry.workload.id.clone(),
                 src.ip,
                 src.port,
-                dst.ip.clone(),
+                dst.ip,
                 dst.port,
             );
             let previous = connections.get(&key).copied().unwrap_or((0, 0));
@@ -436,7 +438,7 @@ impl Inventory {
             limits.peers,
             &mut entry.overflow.peers,
             same,
-            || peer_from(dst, &net.protocol, net.dst_external, &event.time),
+            || peer_from(dst, net.protocol, net.dst_external, &event.time),
         ) else {
             return;
         };
@@ -458,10 +460,10 @@ impl Inventory {
             return;
         }
         // A bound TCP socket is not listening yet; a bound UDP socket receives.
-        let protocol = match (event.kind, net.protocol.as_str()) {
-            (Kind::Listen, "") => "tcp",
+        let protocol = match (event.kind, net.protocol) {
+            (Kind::Listen, Protocol::Unknown) => Protocol::Tcp,
             (Kind::Listen, p) => p,
-            (Kind::Bind, "udp") if src.port != 0 => "udp",
+            (Kind::Bind, Protocol::Udp) if src.port != 0 => Protocol::Udp,
             _ => return,
         };
         upsert(
@@ -470,9 +472,9 @@ impl Inventory {
             &mut entry.overflow.listeners,
             |l| l.ip == src.ip && l.port == src.port && l.protocol == protocol,
             || Listener {
-                ip: src.ip.clone(),
+                ip: src.ip,
                 port: src.port,
-                protocol: protocol.to_string(),
+                protocol,
                 first_seen: event.time.clone(),
             },
         );
@@ -480,10 +482,10 @@ impl Inventory {
 
     fn observe_model_file(&mut self, event: &Event) {
         let Some(file) = &event.file else { return };
-        let Some(class) = file.class.as_deref() else {
+        let Some(class) = file.class else {
             return;
         };
-        if !matches!(class, "model" | "pickle-model") || file.result < 0 {
+        if !class.is_model() || file.result < 0 {
             return;
         }
         if !self.models.contains_key(&file.path) {
@@ -495,9 +497,12 @@ impl Inventory {
                 file.path.clone(),
                 ModelFile {
                     path: file.path.clone(),
-                    class: class.to_string(),
+                    class,
+                    size: None,
+                    readers: Vec::new(),
+                    writers: Vec::new(),
                     first_seen: event.time.clone(),
-                    ..ModelFile::default()
+                    last_seen: String::new(),
                 },
             );
         }
@@ -547,15 +552,18 @@ impl Inventory {
     }
 }
 
-fn peer_from(dst: &Endpoint, protocol: &str, external: bool, time: &str) -> Peer {
+fn peer_from(dst: &Endpoint, protocol: Protocol, external: bool, time: &str) -> Peer {
     Peer {
-        ip: dst.ip.clone(),
+        ip: dst.ip,
         port: dst.port,
-        protocol: protocol.to_string(),
+        protocol,
+        name: None,
         external,
+        connections: 0,
+        bytes_out: 0,
+        bytes_in: 0,
         first_seen: time.to_string(),
         last_seen: time.to_string(),
-        ..Peer::default()
     }
 }
 

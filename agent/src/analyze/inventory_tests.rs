@@ -27,8 +27,8 @@ fn open(pid: u32, time: &str, path: &str, class: &str, access: &str, size: u64) 
     let mut e = event(Kind::Open, pid, time, Some(server()));
     e.file = Some(FileInfo {
         path: path.into(),
-        access: Some(access.into()),
-        class: Some(class.into()),
+        access: Some(access.parse().unwrap()),
+        class: Some(class.parse().unwrap()),
         size: Some(size),
         result: 3,
         ..FileInfo::default()
@@ -45,14 +45,14 @@ fn net(
 ) -> Event {
     let mut e = event(kind, 100, time, Some(server()));
     e.net = Some(NetInfo {
-        family: "ipv4".into(),
-        protocol: "tcp".into(),
+        family: "ipv4".parse().unwrap(),
+        protocol: "tcp".parse().unwrap(),
         src: Some(Endpoint {
-            ip: "10.0.0.5".into(),
+            ip: "10.0.0.5".parse().unwrap(),
             port: 40000,
         }),
         dst: Some(Endpoint {
-            ip: dst.0.into(),
+            ip: dst.0.parse().unwrap(),
             port: dst.1,
         }),
         result: Some(0),
@@ -193,7 +193,7 @@ fn listeners_and_processes() {
     let mut listen = net(Kind::Listen, "t1", ("0.0.0.0", 0), None, None);
     if let Some(n) = listen.net.as_mut() {
         n.src = Some(Endpoint {
-            ip: "127.0.0.1".into(),
+            ip: "127.0.0.1".parse().unwrap(),
             port: 8080,
         });
     }
@@ -203,7 +203,7 @@ fn listeners_and_processes() {
     inventory.observe(&fork);
     let w = &inventory.snapshot().workloads[0];
     assert_eq!(w.listening[0].port, 8080);
-    assert_eq!(w.listening[0].protocol, "tcp");
+    assert_eq!(w.listening[0].protocol, Protocol::Tcp);
     let pids: Vec<u32> = w.processes.iter().map(|p| p.pid).collect();
     assert_eq!(pids, vec![100, 101]);
     inventory.observe(&event(Kind::Exit, 101, "t3", Some(server())));

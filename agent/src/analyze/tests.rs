@@ -27,8 +27,8 @@ fn file(path: &str, target: Option<&str>, access: Option<&str>, class: &str) -> 
     Some(FileInfo {
         path: path.into(),
         target: target.map(Into::into),
-        access: access.map(Into::into),
-        class: Some(class.into()),
+        access: access.map(|v| v.parse().unwrap()),
+        class: Some(class.parse().unwrap()),
         ..Default::default()
     })
 }

@@ -9,8 +9,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Severity;
 
-use super::profile::Mode;
 use super::AnomalyError;
+
+/// What a profile does with what it sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Everything seen is learned; nothing is flagged.
+    #[default]
+    Learning,
+    /// Departures are flagged; nothing new is learned.
+    Enforcing,
+    /// Departures are flagged once and then learned, so the profile follows
+    /// slow change.
+    Drifting,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Learning, Mode::Enforcing, Mode::Drifting];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Learning => "learning",
+            Mode::Enforcing => "enforcing",
+            Mode::Drifting => "drifting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The detectors, by the name used in `anomaly.<name>` rule ids and in tuning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,18 +4,14 @@
 
 use std::net::IpAddr;
 
-use crate::event::{Event, Kind};
+use crate::event::{Access, AssetClass, Event, Kind, Protocol};
 
 use super::config::{Caps, Detector};
 use super::generalize::{
     generalize_exe, generalize_file_path, generalize_peer, listen_port_item, truncate_item,
 };
-use super::profile::{BoundedSet, Profile, ASSET_CLASSES};
+use super::profile::{BoundedSet, Profile};
 use super::rates::RateMetric;
-
-/// Classes whose paths raise `new-file-class-path`; `gpu-device` paths feed
-/// the GPU device set instead.
-const FLAGGED_PATH_CLASSES: [&str; 4] = ["model", "pickle-model", "dataset", "secret"];
 
 /// One learned-set item shown by an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,12 +118,12 @@ pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
         }
         Kind::Open => {
             if let Some(file) = &event.file {
-                if let Some(class) = file.class.as_deref().filter(|c| ASSET_CLASSES.contains(c)) {
-                    let item = generalize_file_path(&file.path, class, caps.item_bytes);
-                    if FLAGGED_PATH_CLASSES.contains(&class) {
+                if let Some(class) = file.class {
+                    let item = generalize_file_path(&file.path, class.as_str(), caps.item_bytes);
+                    if class != AssetClass::GpuDevice {
                         let mut observation =
                             Observation::new(Detector::NewFileClassPath, item, file.path.clone());
-                        observation.class = Some(class.to_string());
+                        observation.class = Some(class.as_str().to_string());
                         out.push(observation);
                     } else {
                         out.push(Observation::new(
@@ -142,7 +138,7 @@ pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
         Kind::Connect | Kind::UdpSend => {
             if let Some(dst) = event.net.as_ref().and_then(|n| n.dst.as_ref()) {
                 let name = event.net.as_ref().and_then(|n| n.dst_name.as_deref());
-                if let Some(forms) = generalize_peer(&dst.ip, dst.port, name) {
+                if let Some(forms) = generalize_peer(dst.ip, dst.port, name) {
                     let mut items = Vec::with_capacity(2);
                     // The name is the more telling form when it is known.
                     if let Some(name) = forms.name {
@@ -151,7 +147,7 @@ pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
                     items.push(forms.network);
                     let seen = match name {
                         Some(name) => format!("{name} ({}):{}", dst.ip, dst.port),
-                        None => format_endpoint(&dst.ip, dst.port),
+                        None => format_endpoint(dst.ip, dst.port),
                     };
                     out.push(Observation {
                         detector: Detector::NewPeer,
@@ -164,12 +160,11 @@ pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
         }
         Kind::Listen | Kind::Bind => {
             if let Some(net) = &event.net {
-                let is_server_socket = event.kind == Kind::Listen || net.protocol == "udp";
+                let is_server_socket = event.kind == Kind::Listen || net.protocol == Protocol::Udp;
                 if let Some(src) = net.src.as_ref().filter(|s| s.port != 0 && is_server_socket) {
-                    let protocol = if net.protocol.is_empty() {
-                        "tcp"
-                    } else {
-                        net.protocol.as_str()
+                    let protocol = match net.protocol {
+                        Protocol::Unknown => "tcp",
+                        known => known.as_str(),
                     };
                     out.push(Observation::new(
                         Detector::NewListenPort,
@@ -192,12 +187,8 @@ pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
 }
 
 /// `ip:port`, with brackets for IPv6.
-pub fn format_endpoint(ip: &str, port: u16) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
+pub fn format_endpoint(ip: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(ip, port).to_string()
 }
 
 /// What an event adds to the minute's rates.
@@ -214,8 +205,8 @@ pub fn rate_contribution(event: &Event) -> RateContribution {
         Kind::Exec => contribution.amounts.push((RateMetric::Spawns, 1.0)),
         Kind::Open => {
             if let Some(file) = &event.file {
-                let is_model = matches!(file.class.as_deref(), Some("model" | "pickle-model"));
-                if is_model && opened_for_reading(file.access.as_deref(), file.flags) {
+                let is_model = file.class.is_some_and(AssetClass::is_model);
+                if is_model && opened_for_reading(file.access, file.flags) {
                     if let Some(size) = file.size {
                         contribution
                             .amounts
@@ -235,7 +226,7 @@ pub fn rate_contribution(event: &Event) -> RateContribution {
     }
     if let Some(net) = &event.net {
         let dst = net.dst.as_ref();
-        let remote = dst.is_some_and(|d| !is_local_address(&d.ip));
+        let remote = dst.is_some_and(|d| !is_local_address(d.ip));
         if matches!(event.kind, Kind::Connect | Kind::UdpSend | Kind::TcpSummary) && remote {
             if let Some(bytes) = net.bytes_sent.filter(|b| *b > 0) {
                 contribution
@@ -244,25 +235,22 @@ pub fn rate_contribution(event: &Event) -> RateContribution {
             }
         }
         if matches!(event.kind, Kind::Connect | Kind::UdpSend) {
-            contribution.peer = dst.map(|d| format_endpoint(&d.ip, d.port));
+            contribution.peer = dst.map(|d| format_endpoint(d.ip, d.port));
         }
     }
     contribution
 }
 
-fn opened_for_reading(access: Option<&str>, flags: u32) -> bool {
+fn opened_for_reading(access: Option<Access>, flags: u32) -> bool {
     const O_ACCMODE: u32 = 0o3;
     const O_WRONLY: u32 = 0o1;
     match access {
-        Some(access) => access == "read" || access == "read_write",
+        Some(access) => access.reads(),
         None => flags & O_ACCMODE != O_WRONLY,
     }
 }
 
 /// Loopback and unspecified addresses do not count as egress.
-fn is_local_address(ip: &str) -> bool {
-    match ip.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback() || ip.is_unspecified(),
-        Err(_) => true,
-    }
+fn is_local_address(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified()
 }

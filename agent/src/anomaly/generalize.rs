@@ -122,8 +122,7 @@ pub struct PeerForms {
 /// Loopback stays exact per port; private IPv4 generalises to its RFC 1918
 /// (or CGNAT) block, since pod and node addresses churn inside it; other
 /// IPv4 to its /24; IPv6 to its /64.
-pub fn generalize_peer(ip: &str, port: u16, dns_name: Option<&str>) -> Option<PeerForms> {
-    let ip: IpAddr = ip.parse().ok()?;
+pub fn generalize_peer(ip: IpAddr, port: u16, dns_name: Option<&str>) -> Option<PeerForms> {
     let ip = match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -247,7 +246,10 @@ mod tests {
 
     #[test]
     fn peers_generalise_by_address_class() {
-        let forms = |ip: &str, port| generalize_peer(ip, port, None).map(|p| p.network);
+        let forms = |ip: &str, port| {
+            let ip = ip.parse().ok()?;
+            generalize_peer(ip, port, None).map(|p| p.network)
+        };
         assert_eq!(
             forms("203.0.113.9", 443).as_deref(),
             Some("203.0.113.0/24:443")
@@ -263,7 +265,11 @@ mod tests {
             Some("8.8.8.0/24:53")
         );
         assert_eq!(forms("not-an-ip", 1), None);
-        let named = generalize_peer("18.1.2.3", 443, Some("cdn-lfs-7.HuggingFace.co."));
+        let named = generalize_peer(
+            "18.1.2.3".parse().unwrap(),
+            443,
+            Some("cdn-lfs-7.HuggingFace.co."),
+        );
         assert_eq!(
             named.and_then(|p| p.name).as_deref(),
             Some("cdn-lfs-*.huggingface.co:443")

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::config::Mode;
 use super::rates::RateBaselines;
 
 /// Version of the saved profile format; files of another version are moved aside.
@@ -13,41 +14,6 @@ pub const PROFILE_VERSION: u32 = 1;
 
 /// Asset classes whose paths are learned (`file.class`).
 pub const ASSET_CLASSES: [&str; 5] = ["model", "pickle-model", "dataset", "secret", "gpu-device"];
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Everything seen is learned; nothing is flagged.
-    #[default]
-    Learning,
-    /// Departures are flagged; nothing new is learned.
-    Enforcing,
-    /// Departures are flagged once and then learned, so the profile follows
-    /// slow change.
-    Drifting,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::Learning, Mode::Enforcing, Mode::Drifting];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Learning => "learning",
-            Mode::Enforcing => "enforcing",
-            Mode::Drifting => "drifting",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Mode> {
-        Mode::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Profiles are shared by every run of a workload of the same kind and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -94,9 +94,9 @@ fn open(
     let mut e = event(Kind::Open, t, w);
     e.file = Some(FileInfo {
         path: path.into(),
-        class: Some(class.into()),
+        class: Some(class.parse().unwrap()),
         size,
-        access: Some(access.into()),
+        access: Some(access.parse().unwrap()),
         ..FileInfo::default()
     });
     e
@@ -105,10 +105,10 @@ fn open(
 fn net(kind: Kind, t: u64, w: (&str, &str), ip: &str, port: u16, name: Option<&str>) -> Event {
     let mut e = event(kind, t, w);
     e.net = Some(NetInfo {
-        family: "ipv4".into(),
-        protocol: "tcp".into(),
+        family: "ipv4".parse().unwrap(),
+        protocol: "tcp".parse().unwrap(),
         dst: Some(Endpoint {
-            ip: ip.into(),
+            ip: ip.parse().unwrap(),
             port,
         }),
         dst_external: !ip.starts_with("127."),
@@ -129,10 +129,10 @@ fn summary(t: u64, w: (&str, &str), ip: &str, port: u16, bytes: u64, name: Optio
 fn listen(t: u64, w: (&str, &str), port: u16) -> Event {
     let mut e = event(Kind::Listen, t, w);
     e.net = Some(NetInfo {
-        family: "ipv4".into(),
-        protocol: "tcp".into(),
+        family: "ipv4".parse().unwrap(),
+        protocol: "tcp".parse().unwrap(),
         src: Some(Endpoint {
-            ip: "0.0.0.0".into(),
+            ip: "0.0.0.0".parse().unwrap(),
             port,
         }),
         ..NetInfo::default()
@@ -146,7 +146,7 @@ fn gpu(t: u64, w: (&str, &str), ioctls: u64) -> Event {
         ioctls,
         interval_s: 10.0,
         device: DeviceInfo {
-            kind: "char".into(),
+            kind: "char".parse().unwrap(),
             major: 195,
             minor: 0,
             accelerator: Some("nvidia".into()),

@@ -2,8 +2,8 @@
 //! event, and hand events and alerts to the sinks.
 //!
 //! It owns all mutable analysis state (process table, workload table,
-//! inventory, profiles, rules), so nothing here takes a lock; the HTTP
-//! listener reads snapshots the pipeline publishes.
+//! inventory, profiles, rules); the HTTP listener reads the snapshots it
+//! publishes once a second, and serialises them itself.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,11 +16,11 @@ use tokio::sync::mpsc;
 use crate::{
     alert::{Action, Alert},
     analyze::workload::WorkloadChange,
-    analyze::Analyzer,
+    analyze::{inventory, Analyzer},
     app::detectors::Detectors,
     clock::now_boot_ns,
     enrich::Enricher,
-    event::{Event, Kind},
+    event::{Access, AssetClass, Event, Kind},
     ingest::decode::Record,
     metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, Metrics},
@@ -42,8 +42,9 @@ const ENDED_WORKLOAD_SERIES_KEPT_NS: u64 = 10 * 60 * 1_000_000_000;
 /// Where workload membership changes are sent.
 pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
 
-/// The latest inventory, for the HTTP listener.
-pub type InventorySnapshot = Arc<Mutex<serde_json::Value>>;
+/// The latest inventory, for the HTTP listener, which serialises it on
+/// request: the pipeline only swaps in a new typed snapshot.
+pub type InventorySnapshot = Arc<Mutex<Arc<inventory::InventorySnapshot>>>;
 
 /// The stages the pipeline runs, in order.
 pub struct Stages {
@@ -179,10 +180,8 @@ impl Pipeline {
             }
             Kind::Open => {
                 let file = event.file.as_ref();
-                let model = file
-                    .and_then(|f| f.class.as_deref())
-                    .is_some_and(|c| c == "model" || c == "pickle-model");
-                let read = file.and_then(|f| f.access.as_deref()) != Some("write");
+                let model = file.and_then(|f| f.class).is_some_and(AssetClass::is_model);
+                let read = file.and_then(|f| f.access) != Some(Access::Write);
                 if let (true, true, Some(size)) = (model, read, file.and_then(|f| f.size)) {
                     self.metrics.workload_model_read(workload, size);
                 }
@@ -245,13 +244,9 @@ impl Pipeline {
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
         self.sync_workload_series(now);
         self.detectors.report_profiles(&self.metrics, save_profiles);
-        match serde_json::to_value(self.analyzer.inventory_snapshot()) {
-            Ok(snapshot) => {
-                if let Ok(mut slot) = self.inventory.lock() {
-                    *slot = snapshot;
-                }
-            }
-            Err(err) => log::warn!("cannot serialise the inventory: {err}"),
+        let snapshot = Arc::new(self.analyzer.inventory_snapshot());
+        if let Ok(mut slot) = self.inventory.lock() {
+            *slot = snapshot;
         }
     }
 }

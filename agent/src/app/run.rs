@@ -122,9 +122,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         config.default_policies,
         policies.clone(),
     )?;
-    let inventory: InventorySnapshot = Arc::new(Mutex::new(
-        serde_json::to_value(analyzer.inventory_snapshot()).unwrap_or_default(),
-    ));
+    let inventory: InventorySnapshot =
+        Arc::new(Mutex::new(Arc::new(analyzer.inventory_snapshot())));
     let http = bind_listener(&config, &metrics, &readiness, &inventory).await?;
 
     let mut kernel = KernelSide::start(&config, &metrics, &readiness)?;
@@ -236,8 +235,11 @@ async fn bind_listener(
     inventory: &InventorySnapshot,
 ) -> Result<HttpServer, HttpError> {
     let published = inventory.clone();
-    let inventory: InventoryProvider =
-        Arc::new(move || published.lock().map(|v| v.clone()).unwrap_or_default());
+    let inventory: InventoryProvider = Arc::new(move || {
+        // Clone the Arc under the lock; serialise outside it.
+        let snapshot = published.lock().map(|s| s.clone()).unwrap_or_default();
+        serde_json::to_value(&*snapshot).unwrap_or_default()
+    });
     HttpServer::bind(
         config.listen,
         HttpState {

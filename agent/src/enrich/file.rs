@@ -13,7 +13,7 @@ use std::{collections::HashMap, os::unix::fs::MetadataExt};
 
 use crate::{
     enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier},
-    event::{DeviceInfo, Event, FileInfo, GpuInfo, Kind},
+    event::{Access, DeviceInfo, DeviceKind, Event, FileInfo, GpuInfo, Kind},
     ingest::decode::{kernel_dev, Common, FileOp, GpuIoctl, ResolvedPath},
 };
 
@@ -78,15 +78,15 @@ impl super::Enricher {
         };
         let device = inode.and_then(|(mode, (major, minor), _)| {
             let kind = match mode & S_IFMT {
-                S_IFCHR => "char",
-                S_IFBLK => "block",
+                S_IFCHR => DeviceKind::Char,
+                S_IFBLK => DeviceKind::Block,
                 _ => return None,
             };
             Some(DeviceInfo {
-                kind: kind.to_string(),
+                kind,
                 major,
                 minor,
-                accelerator: (kind == "char")
+                accelerator: (kind == DeviceKind::Char)
                     .then(|| accelerator_family(&path, Some(major)))
                     .flatten()
                     .map(str::to_string),
@@ -97,7 +97,7 @@ impl super::Enricher {
             .and_then(|(_, _, size)| u64::try_from(size).ok());
         let char_major = device
             .as_ref()
-            .filter(|d| d.kind == "char")
+            .filter(|d| d.kind == DeviceKind::Char)
             .map(|d| d.major);
         let classify = |p: &str| {
             self.files
@@ -119,14 +119,14 @@ impl super::Enricher {
             path,
             target,
             flags: op.flags,
-            access: is_open.then(|| access(op.flags).to_string()),
+            access: is_open.then(|| access(op.flags)),
             mode: match event.kind {
                 Kind::Open if op.flags & (O_CREAT | O_TMPFILE) != 0 => Some(op.mode),
                 Kind::Chmod => Some(op.mode),
                 _ => None,
             },
             result: op.ret,
-            class: class.map(|c| c.as_str().to_string()),
+            class,
             device,
             size,
             path_incomplete: incomplete,
@@ -148,7 +148,7 @@ impl super::Enricher {
             ioctls: gpu.count,
             interval_s: gpu.interval_ns as f64 / 1e9,
             device: DeviceInfo {
-                kind: "char".to_string(),
+                kind: DeviceKind::Char,
                 major,
                 minor,
                 accelerator: accelerator.map(str::to_string),
@@ -170,11 +170,11 @@ fn accelerator_name(device: &DeviceInfo) -> Option<&'static str> {
 }
 
 /// `read`, `write` or `read_write` from open flags.
-pub fn access(flags: u32) -> &'static str {
+pub fn access(flags: u32) -> Access {
     match flags & O_ACCMODE {
-        0 => "read",
-        1 => "write",
-        _ => "read_write",
+        0 => Access::Read,
+        1 => Access::Write,
+        _ => Access::ReadWrite,
     }
 }
 
@@ -295,9 +295,9 @@ mod tests {
 
     #[test]
     fn access_follows_the_accmode_bits() {
-        assert_eq!(access(0), "read");
-        assert_eq!(access(0o1 | O_CREAT), "write");
-        assert_eq!(access(0o2), "read_write");
-        assert_eq!(access(0o3), "read_write");
+        assert_eq!(access(0), Access::Read);
+        assert_eq!(access(0o1 | O_CREAT), Access::Write);
+        assert_eq!(access(0o2), Access::ReadWrite);
+        assert_eq!(access(0o3), Access::ReadWrite);
     }
 }

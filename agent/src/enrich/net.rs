@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use aiwatch_common::EventKind;
 
 use crate::{
-    event::{DnsInfo, Endpoint, NetInfo},
+    event::{DnsInfo, Endpoint, NetFamily, NetInfo, Protocol},
     ingest::decode::{
         dns,
         net::{Dns, Net, TcpSummary},
@@ -21,11 +21,11 @@ const SOCK_DGRAM: u16 = 2;
 
 pub fn net_info(kind: EventKind, net: &Net) -> NetInfo {
     let protocol = match (kind, net.sock_type) {
-        (EventKind::UdpSend, _) => "udp",
-        (_, _) if net.unix_path.is_some() => "",
-        (_, SOCK_STREAM) => "tcp",
-        (_, SOCK_DGRAM) => "udp",
-        _ => "",
+        (EventKind::UdpSend, _) => Protocol::Udp,
+        (_, _) if net.unix_path.is_some() => Protocol::Unknown,
+        (_, SOCK_STREAM) => Protocol::Tcp,
+        (_, SOCK_DGRAM) => Protocol::Udp,
+        _ => Protocol::Unknown,
     };
     // bind and listen are about the local end only.
     let remote = match kind {
@@ -33,12 +33,8 @@ pub fn net_info(kind: EventKind, net: &Net) -> NetInfo {
         _ => net.remote,
     };
     NetInfo {
-        family: net
-            .family
-            .map(|f| f.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        protocol: protocol.to_owned(),
+        family: net.family.unwrap_or_default(),
+        protocol,
         src: net.local.map(endpoint),
         dst: remote.map(endpoint),
         unix_path: net.unix_path.clone(),
@@ -51,13 +47,13 @@ pub fn net_info(kind: EventKind, net: &Net) -> NetInfo {
 
 pub fn summary_info(summary: &TcpSummary) -> NetInfo {
     let family = match summary.remote.or(summary.local) {
-        Some(SocketAddr::V4(_)) => "ipv4",
-        Some(SocketAddr::V6(_)) => "ipv6",
-        None => "",
+        Some(SocketAddr::V4(_)) => NetFamily::Ipv4,
+        Some(SocketAddr::V6(_)) => NetFamily::Ipv6,
+        None => NetFamily::Unknown,
     };
     NetInfo {
-        family: family.to_owned(),
-        protocol: "tcp".to_owned(),
+        family,
+        protocol: Protocol::Tcp,
         src: summary.local.map(endpoint),
         dst: summary.remote.map(endpoint),
         bytes_sent: Some(summary.bytes_sent),
@@ -78,7 +74,7 @@ pub fn dns_info(query: &Dns) -> DnsInfo {
     DnsInfo {
         name,
         qtype,
-        server: query.server.map(endpoint).unwrap_or_default(),
+        server: query.server.map(endpoint),
     }
 }
 
@@ -91,7 +87,7 @@ fn endpoint(addr: SocketAddr) -> Endpoint {
         v4 => v4,
     };
     Endpoint {
-        ip: ip.to_string(),
+        ip,
         port: addr.port(),
     }
 }
@@ -117,14 +113,14 @@ pub fn is_external(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::decode::net::Family;
+    use crate::event::NetFamily;
 
     fn net(kind_local: Option<&str>, remote: Option<&str>, sock_type: u16) -> Net {
         Net {
             result: Some(0),
             fd: 3,
             sock_type,
-            family: Some(Family::Ipv4),
+            family: Some(NetFamily::Ipv4),
             local: kind_local.map(|a| a.parse().unwrap()),
             remote: remote.map(|a| a.parse().unwrap()),
             unix_path: None,
@@ -166,8 +162,8 @@ mod tests {
             ("ipv4", "tcp")
         );
         assert_eq!(
-            info.dst.as_ref().map(|d| (d.ip.as_str(), d.port)),
-            Some(("10.0.0.5", 443))
+            info.dst.as_ref().map(|d| (d.ip.to_string(), d.port)),
+            Some(("10.0.0.5".to_string(), 443))
         );
         assert_eq!(info.src.as_ref().map(|s| s.port), Some(40000));
         assert!(info.dst_external);
@@ -207,7 +203,7 @@ mod tests {
             closed: false,
         };
         let info = summary_info(&s);
-        assert_eq!(info.dst.unwrap().ip, "127.0.0.1");
+        assert_eq!(info.dst.unwrap().ip.to_string(), "127.0.0.1");
         assert_eq!(
             (info.bytes_sent, info.bytes_received, info.closed),
             (Some(1), Some(2), Some(false))
@@ -225,7 +221,7 @@ mod tests {
             (info.name.as_str(), info.qtype.as_str()),
             ("models.example.test", "AAAA")
         );
-        assert_eq!(info.server.port, 53);
+        assert_eq!(info.server.unwrap().port, 53);
         let bad = Dns {
             server: None,
             question: dns::parse_query(&[1, 2, 3]),

@@ -15,7 +15,13 @@ use crate::event::{Event, Kind};
 const MAX_OPEN_CONNECTIONS: usize = 65_536;
 
 /// One connection: process, source and destination.
-type ConnectionKey = (u32, String, u16, String, u16);
+type ConnectionKey = (
+    u32,
+    Option<std::net::IpAddr>,
+    u16,
+    Option<std::net::IpAddr>,
+    u16,
+);
 
 #[derive(Debug, Default)]
 pub struct EgressTotals {
@@ -34,7 +40,7 @@ impl EgressTotals {
             Kind::UdpSend => sent,
             Kind::TcpSummary => {
                 let endpoint = |ep: Option<&crate::event::Endpoint>| {
-                    ep.map(|e| (e.ip.clone(), e.port)).unwrap_or_default()
+                    ep.map(|e| (Some(e.ip), e.port)).unwrap_or_default()
                 };
                 let (src_ip, src_port) = endpoint(net.src.as_ref());
                 let (dst_ip, dst_port) = endpoint(net.dst.as_ref());
@@ -72,11 +78,11 @@ mod tests {
             },
             net: Some(NetInfo {
                 src: Some(Endpoint {
-                    ip: "10.0.0.5".into(),
+                    ip: "10.0.0.5".parse().unwrap(),
                     port: 40_000,
                 }),
                 dst: Some(Endpoint {
-                    ip: "203.0.113.7".into(),
+                    ip: "203.0.113.7".parse().unwrap(),
                     port: 443,
                 }),
                 bytes_sent: Some(sent),

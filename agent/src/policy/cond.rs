@@ -252,12 +252,9 @@ impl Op {
             Op::Prefix(items) => value.any_str(|v| items.iter().any(|p| v.starts_with(&**p))),
             Op::Suffix(items) => value.any_str(|v| items.iter().any(|p| v.ends_with(&**p))),
             Op::Contains(items) => value.any_str(|v| items.iter().any(|p| v.contains(&**p))),
-            Op::Cidr(nets) => value.any_str(|v| match v.parse::<IpAddr>() {
-                Ok(ip) => {
-                    let ip = canonical_ip(ip);
-                    nets.iter().any(|net| net.contains(&ip))
-                }
-                Err(_) => false,
+            Op::Cidr(nets) => value.any_ip(|ip| {
+                let ip = canonical_ip(ip);
+                nets.iter().any(|net| net.contains(&ip))
             }),
             Op::NumEq(n) => value.any_num(|v| v.compare(*n) == Some(Ordering::Equal)),
             Op::NumIn(set) => value.any_num(|v| v.as_int().is_some_and(|i| set.contains(&i))),

@@ -2,9 +2,9 @@
 //! at load time to a [`Field`] whose accessor is a plain `match` (no string
 //! lookups while evaluating).
 
-use std::cmp::Ordering;
+use std::{cmp::Ordering, net::IpAddr};
 
-use crate::event::{Ancestor, DeviceInfo, Endpoint, Event};
+use crate::event::{Access, Ancestor, AssetClass, DeviceInfo, Endpoint, Event};
 
 /// What a field holds, which decides the operators it accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +220,8 @@ pub enum Val<'a> {
     Missing,
     Str(&'a str),
     Owned(String),
+    /// An address; string operators see its text, `cidr` the address.
+    Ip(IpAddr),
     Strs(&'a [String]),
     AncestorExes(&'a [Ancestor]),
     AncestorNames(&'a [Ancestor]),
@@ -236,6 +238,7 @@ impl Val<'_> {
         match self {
             Val::Str(s) => pred(s),
             Val::Owned(s) => pred(s),
+            Val::Ip(ip) => pred(&ip.to_string()),
             Val::Strs(items) => items.iter().any(|s| pred(s)),
             Val::AncestorExes(items) => items.iter().any(|a| pred(&a.exe)),
             Val::AncestorNames(items) => items.iter().any(|a| pred(basename(&a.exe))),
@@ -249,6 +252,14 @@ impl Val<'_> {
         match self {
             Val::Num(n) => pred(*n),
             Val::AncestorPids(items) => items.iter().any(|a| pred(Num::Int(a.pid.into()))),
+            _ => false,
+        }
+    }
+
+    /// True if `pred` holds for the address.
+    pub fn any_ip(&self, mut pred: impl FnMut(IpAddr) -> bool) -> bool {
+        match self {
+            Val::Ip(ip) => pred(*ip),
             _ => false,
         }
     }
@@ -273,6 +284,10 @@ fn opt_num<T: Into<i128> + Copy>(value: Option<T>) -> Val<'static> {
 
 fn opt_str(value: Option<&String>) -> Val<'_> {
     value.map_or(Val::Missing, |s| Val::Str(s))
+}
+
+fn opt_static(value: Option<&'static str>) -> Val<'static> {
+    value.map_or(Val::Missing, Val::Str)
 }
 
 fn present<T>(value: Option<&T>) -> Val<'static> {
@@ -353,10 +368,17 @@ impl Field {
                 .map_or(Val::Missing, |x| Val::Str(basename(&x.path))),
             F::FileTarget => opt_str(ev.file.as_ref().and_then(|x| x.target.as_ref())),
             F::FileFlags => opt_num(ev.file.as_ref().map(|x| x.flags)),
-            F::FileAccess => opt_str(ev.file.as_ref().and_then(|x| x.access.as_ref())),
+            F::FileAccess => {
+                opt_static(ev.file.as_ref().and_then(|x| x.access).map(Access::as_str))
+            }
             F::FileMode => opt_num(ev.file.as_ref().and_then(|x| x.mode)),
             F::FileResult => opt_num(ev.file.as_ref().map(|x| x.result)),
-            F::FileClass => opt_str(ev.file.as_ref().and_then(|x| x.class.as_ref())),
+            F::FileClass => opt_static(
+                ev.file
+                    .as_ref()
+                    .and_then(|x| x.class)
+                    .map(AssetClass::as_str),
+            ),
             F::FileDevice => present(ev.file.as_ref().and_then(|x| x.device.as_ref())),
             F::FileDeviceKind
             | F::FileDeviceMajor
@@ -370,8 +392,8 @@ impl Field {
                 .as_ref()
                 .map_or(Val::Missing, |x| Val::Bool(x.path_incomplete)),
             F::Net => present(ev.net.as_ref()),
-            F::NetFamily => opt_str(ev.net.as_ref().map(|x| &x.family)),
-            F::NetProtocol => opt_str(ev.net.as_ref().map(|x| &x.protocol)),
+            F::NetFamily => opt_static(ev.net.as_ref().map(|x| x.family.as_str())),
+            F::NetProtocol => opt_static(ev.net.as_ref().map(|x| x.protocol.as_str())),
             F::NetSrc => present(ev.net.as_ref().and_then(|x| x.src.as_ref())),
             F::NetSrcIp | F::NetSrcPort => {
                 endpoint_field(self, ev.net.as_ref().and_then(|x| x.src.as_ref()))
@@ -398,7 +420,7 @@ impl Field {
             F::DnsName => opt_str(ev.dns.as_ref().map(|x| &x.name)),
             F::DnsQtype => opt_str(ev.dns.as_ref().map(|x| &x.qtype)),
             F::DnsServerIp | F::DnsServerPort => {
-                endpoint_field(self, ev.dns.as_ref().map(|x| &x.server))
+                endpoint_field(self, ev.dns.as_ref().and_then(|x| x.server.as_ref()))
             }
             F::Syscall => present(ev.syscall.as_ref()),
             F::SyscallResult => opt_num(ev.syscall.as_ref().map(|x| x.result)),
@@ -453,7 +475,7 @@ fn endpoint_field(field: Field, endpoint: Option<&Endpoint>) -> Val<'_> {
         return Val::Missing;
     };
     match field {
-        Field::NetSrcIp | Field::NetDstIp | Field::DnsServerIp => Val::Str(&endpoint.ip),
+        Field::NetSrcIp | Field::NetDstIp | Field::DnsServerIp => Val::Ip(endpoint.ip),
         _ => num(endpoint.port),
     }
 }
@@ -463,7 +485,7 @@ fn device_field(field: Field, device: Option<&DeviceInfo>) -> Val<'_> {
         return Val::Missing;
     };
     match field {
-        Field::FileDeviceKind | Field::GpuDeviceKind => Val::Str(&device.kind),
+        Field::FileDeviceKind | Field::GpuDeviceKind => Val::Str(device.kind.as_str()),
         Field::FileDeviceMajor | Field::GpuDeviceMajor => num(device.major),
         Field::FileDeviceMinor | Field::GpuDeviceMinor => num(device.minor),
         _ => opt_str(device.accelerator.as_ref()),

@@ -109,6 +109,7 @@ impl KindIndex {
                 Val::Missing => Some(&group.missing),
                 Val::Str(s) => group.by_value.get(s),
                 Val::Owned(s) => group.by_value.get(s.as_str()),
+                Val::Ip(ip) => group.by_value.get(ip.to_string().as_str()),
                 _ => None,
             };
             if let Some(rules) = matched {

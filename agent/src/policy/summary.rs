@@ -1,12 +1,11 @@
 //! Alert summaries: one sentence naming the process (exe and pid) and what
 //! it acted on (file, destination, DNS name, child executable, ...).
 
-use crate::event::{Endpoint, Event, Kind};
+use crate::event::{Access, Endpoint, Event, Kind};
 
 fn endpoint(ep: Option<&Endpoint>) -> String {
     match ep {
-        Some(ep) if ep.ip.contains(':') => format!("[{}]:{}", ep.ip, ep.port),
-        Some(ep) => format!("{}:{}", ep.ip, ep.port),
+        Some(ep) => std::net::SocketAddr::new(ep.ip, ep.port).to_string(),
         None => "an unknown address".to_string(),
     }
 }
@@ -68,16 +67,15 @@ fn deed(ev: &Event) -> String {
         ),
         Kind::Exit => "exited".to_string(),
         Kind::Open => {
-            let access = file.and_then(|f| f.access.as_deref()).unwrap_or("access");
             let class = file
-                .and_then(|f| f.class.as_deref())
+                .and_then(|f| f.class)
                 .map(|c| format!(" ({c})"))
                 .unwrap_or_default();
-            let verb = match access {
-                "write" => "for writing",
-                "read_write" => "for reading and writing",
-                "read" => "for reading",
-                _ => "",
+            let verb = match file.and_then(|f| f.access) {
+                Some(Access::Write) => "for writing",
+                Some(Access::ReadWrite) => "for reading and writing",
+                Some(Access::Read) => "for reading",
+                None => "",
             };
             format!("opened {path}{class} {verb}")
                 .trim_end()

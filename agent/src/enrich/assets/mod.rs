@@ -20,62 +20,10 @@ mod interest;
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
+pub use crate::event::AssetClass;
 pub use crate::kernel::interest::KernelInterest;
 pub use defaults::{ACCELERATOR_MAJORS, DATA_FOLDERS, DRM_MAJOR, MODEL_FOLDERS, NVIDIA_MAJOR};
 pub use host::{dev_accelerator_majors, host_homes, host_interest, passwd_homes};
-
-/// The class of an asset, as written in `file.class`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AssetClass {
-    Dataset,
-    Model,
-    PickleModel,
-    GpuDevice,
-    Secret,
-}
-
-impl AssetClass {
-    pub const ALL: [AssetClass; 5] = [
-        AssetClass::Dataset,
-        AssetClass::Model,
-        AssetClass::PickleModel,
-        AssetClass::GpuDevice,
-        AssetClass::Secret,
-    ];
-
-    /// The name used in events, rules and configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AssetClass::Model => "model",
-            AssetClass::PickleModel => "pickle-model",
-            AssetClass::Dataset => "dataset",
-            AssetClass::Secret => "secret",
-            AssetClass::GpuDevice => "gpu-device",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<AssetClass> {
-        AssetClass::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-
-    /// `model` or `pickle-model`.
-    pub fn is_model(self) -> bool {
-        matches!(self, AssetClass::Model | AssetClass::PickleModel)
-    }
-
-    /// Higher wins when several classes match one path (the declaration
-    /// order of the enum).
-    fn priority(self) -> u8 {
-        self as u8
-    }
-}
-
-impl std::fmt::Display for AssetClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Asset configuration (`assets:` in the agent configuration).
 ///

@@ -12,35 +12,19 @@ use aiwatch_common::{
 };
 
 use super::{checked, dns, DecodeError, Payload};
+use crate::event::NetFamily;
 
 const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
 /// An address family as the kernel reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    Ipv4,
-    Ipv6,
-    Unix,
-}
-
-impl Family {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
-            Family::Unix => "unix",
-        }
-    }
-
-    fn from_raw(raw: u16) -> Option<Family> {
-        match raw {
-            AF_INET => Some(Family::Ipv4),
-            AF_INET6 => Some(Family::Ipv6),
-            AF_UNIX => Some(Family::Unix),
-            _ => None,
-        }
+fn family_from_raw(raw: u16) -> Option<NetFamily> {
+    match raw {
+        AF_INET => Some(NetFamily::Ipv4),
+        AF_INET6 => Some(NetFamily::Ipv6),
+        AF_UNIX => Some(NetFamily::Unix),
+        _ => None,
     }
 }
 
@@ -52,7 +36,7 @@ pub struct Net {
     pub fd: i32,
     /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2), ...; 0 when unknown.
     pub sock_type: u16,
-    pub family: Option<Family>,
+    pub family: Option<NetFamily>,
     pub local: Option<SocketAddr>,
     pub remote: Option<SocketAddr>,
     /// A unix socket path; abstract names start with `@`.
@@ -119,7 +103,7 @@ pub fn net(r: &NetRecord) -> Net {
             }
         })
         .filter(|path| !path.is_empty());
-    let family = Family::from_raw(r.remote.family).or(Family::from_raw(r.local.family));
+    let family = family_from_raw(r.remote.family).or(family_from_raw(r.local.family));
     Net {
         result: (flags & NET_FLAG_NO_RESULT == 0).then_some(r.ret),
         fd: r.fd,
@@ -261,7 +245,7 @@ mod tests {
             panic!("not a net payload");
         };
         assert_eq!(net.result, Some(-115));
-        assert_eq!(net.family, Some(Family::Ipv4));
+        assert_eq!(net.family, Some(NetFamily::Ipv4));
         assert_eq!(net.remote, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(net.local, Some("127.0.0.1:40000".parse().unwrap()));
         assert_eq!((net.fd, net.sock_type, net.unix_path), (3, 1, None));
@@ -275,7 +259,7 @@ mod tests {
         r.remote = inet(10, &loopback, 443);
         let net = net(&r);
         assert_eq!(net.remote, Some("[::1]:443".parse().unwrap()));
-        assert_eq!(net.family, Some(Family::Ipv6));
+        assert_eq!(net.family, Some(NetFamily::Ipv6));
 
         let mut r = net_record(EventKind::Connect);
         r.remote.family = 1;
@@ -283,7 +267,7 @@ mod tests {
         r.unix_path_len = 10; // the NUL counted, as sockaddr lengths often do
         let unix = super::net(&r);
         assert_eq!(unix.unix_path.as_deref(), Some("/run/sock"));
-        assert_eq!(unix.family, Some(Family::Unix));
+        assert_eq!(unix.family, Some(NetFamily::Unix));
         assert_eq!(unix.remote, None);
 
         r.header.flags = NET_FLAG_UNIX_ABSTRACT;
