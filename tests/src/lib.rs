@@ -275,6 +275,39 @@ impl Agent {
         .unwrap_or_else(|| panic!("no alert {what}; log:\n{}", self.log()))
     }
 
+    /// Makes sure the agent has caught up with everything that happened
+    /// before this call, so that a test can then assert that something did
+    /// *not* happen. Runs a marker process (`cat` of a file classed as a
+    /// secret, which the default rule pack alerts on) and waits until its
+    /// exit event and its alert are written: events, and alerts, are written
+    /// in the order the kernel produced them, so everything earlier is in
+    /// the files by then. Needs the default rule pack.
+    pub fn sentinel(&self) {
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let home = self
+            .dir
+            .path()
+            .join(format!("sentinel-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let secret = home.join(".aws/credentials");
+        std::fs::create_dir_all(secret.parent().expect("a parent")).expect("sentinel folder");
+        std::fs::write(&secret, "[sentinel]\n").expect("sentinel file");
+        let status_and_pid = Command::new("/bin/cat")
+            .arg(&secret)
+            .stdout(Stdio::null())
+            .spawn()
+            .and_then(|mut child| Ok((child.wait()?, child.id() as u64)))
+            .expect("run the sentinel");
+        let (status, pid) = status_and_pid;
+        assert!(status.success(), "the sentinel cat failed: {status:?}");
+        self.wait_event("the sentinel's exit", |e| {
+            kind_of(e) == "exit" && pid_of(e) == pid
+        });
+        self.wait_alert("the sentinel's alert", |a| {
+            a["rule"] == "ai.secret.read-by-unexpected-process"
+                && get(a, "event.process.pid").as_u64() == Some(pid)
+        });
+    }
+
     /// GETs a path on the agent's HTTP listener: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(&self.listen, path)

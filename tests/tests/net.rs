@@ -205,14 +205,20 @@ fn loopback_accepts_of_untracked_servers_are_filtered_in_the_kernel() {
         .filter(|e| pid_of(e) == server_pid && matches!(kind_of(e), "accept" | "tcp_summary"))
         .collect();
     assert!(server_net.is_empty(), "{server_net:?}");
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let (_, metrics) = agent.http_get("/metrics");
-    let filtered = metrics
-        .lines()
-        .find(|l| l.starts_with("aiwatch_kernel_events_filtered_total{kind=\"accept\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(filtered >= 1.0, "accept filter counter: {filtered}");
+    // The telemetry task copies the kernel's counters every few seconds.
+    let filtered = aiwatch_tests::wait_until(
+        "the accept filter counter",
+        std::time::Duration::from_secs(15),
+        || {
+            let (_, metrics) = agent.http_get("/metrics");
+            metrics
+                .lines()
+                .find(|l| l.starts_with("aiwatch_kernel_events_filtered_total{kind=\"accept\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .filter(|filtered| *filtered >= 1.0)
+        },
+    );
+    assert!(filtered.is_some(), "the accept filter counter stayed at 0");
 }
 
 #[test]

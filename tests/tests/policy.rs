@@ -300,8 +300,8 @@ fn benign_ai_workloads_raise_nothing() {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|p| p["pid"].as_u64() == Some(roots[3])))
     });
-    // Let the pipeline drain, then nothing of ours may have alerted.
-    std::thread::sleep(Duration::from_secs(2));
+    // Once the agent has caught up, nothing of ours may have alerted.
+    agent.sentinel();
     let ours = tree_pids(&agent, &roots);
     let alerts: Vec<Value> = agent
         .alerts()

@@ -128,10 +128,7 @@ fn exit_by_signal_and_thread_exits_are_not_process_exits() {
     agent.wait_event("python exit", |e| {
         kind_of(e) == "exit" && pid_of(e) == py_pid
     });
-    let (_, _) = (
-        std::thread::sleep(std::time::Duration::from_millis(500)),
-        (),
-    );
+    agent.sentinel();
     let exits = agent
         .events()
         .iter()

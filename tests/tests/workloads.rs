@@ -167,7 +167,7 @@ fn onnx_server_is_an_inference_workload_with_its_inventory() {
     agent.wait_event("the server's last request", |e| {
         kind_of(e) == "tcp_summary" && pid_of(e) == server.pid
     });
-    std::thread::sleep(Duration::from_secs(2));
+    agent.sentinel();
     let rules: Vec<String> = alerts_of(&agent, &[server.pid])
         .iter()
         .filter_map(|a| a["rule"].as_str().map(str::to_owned))
