@@ -216,10 +216,8 @@ fn first_line(child: &mut Child) -> String {
 
 #[test]
 fn benign_ai_workloads_raise_nothing() {
-    let agent = Agent::start_with(AgentOptions {
-        config: "anomaly: {enabled: false}\n".into(),
-        ..Default::default()
-    });
+    // The default configuration: anomaly detection on (still learning).
+    let agent = Agent::start();
     let home = TempDir::new("benign-home");
     let token = home.path().join(".cache/huggingface/token");
     std::fs::create_dir_all(token.parent().unwrap()).unwrap();
