@@ -418,6 +418,23 @@ fn a_podman_container_is_attributed_from_its_cgroup() {
     assert!(cgroup.contains(&format!("libpod-{id}")), "{cgroup}");
     assert_eq!(exec["process"]["argv"][0], "/bin/busybox", "{exec}");
     run(Command::new("podman").args(["wait", &id]));
+    // Every process of the container that exited names a real executable,
+    // or none (docs/events.md): never a folder such as `/`.
+    let busybox_exit = agent.wait_event("busybox's exit", |e| {
+        kind_of(e) == "exit" && pid_of(e) == pid_of(&exec)
+    });
+    assert_eq!(get(&busybox_exit, "process.exe"), get(&exec, "process.exe"));
+    let bad: Vec<Value> = agent
+        .events()
+        .into_iter()
+        .filter(|e| get(e, "container.id") == id.as_str())
+        .filter(|e| {
+            get(e, "process.exe")
+                .as_str()
+                .is_some_and(|exe| exe.ends_with('/'))
+        })
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
 }
 
 /// A declared container workload's cgroup is tracked as a whole
