@@ -17,14 +17,6 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 5] = [
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -33,6 +25,27 @@ impl Severity {
             Severity::High => "high",
             Severity::Critical => "critical",
         }
+    }
+
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Severity, String> {
+        Severity::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| {
+                format!("{name:?} is not a severity: info, low, medium, high or critical")
+            })
     }
 }
 

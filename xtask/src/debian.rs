@@ -20,7 +20,8 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// Packages the tests need: Prometheus (server and promtool), Redis and its
 /// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
 /// with runc for real containers (busybox-static is their root file system),
-/// and systemd for `systemd-analyze verify` of the shipped unit.
+/// systemd for `systemd-analyze verify` of the shipped unit, and tmux to
+/// drive the terminal commands as a person would.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -33,6 +34,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
     "systemd",
+    "tmux",
 ];
 
 /// Services that a package's install script may start, with the pid file

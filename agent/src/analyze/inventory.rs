@@ -112,7 +112,7 @@ pub struct FileUse {
 pub struct Peer {
     pub ip: IpAddr,
     pub port: u16,
-    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    #[serde(default, skip_serializing_if = "Protocol::is_unknown")]
     pub protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -147,6 +147,9 @@ pub struct WorkloadInventory {
     pub secrets: Vec<FileUse>,
     pub peers: Vec<Peer>,
     pub listening: Vec<Listener>,
+    /// Alerts raised about this workload's processes since it was first seen.
+    #[serde(default)]
+    pub alerts: u64,
     pub overflow: Overflow,
     /// Discovery score of the workload (declared workloads: the threshold).
     /// Filled from the workload table when the snapshot is published.
@@ -248,6 +251,13 @@ impl Inventory {
     }
 
     /// Takes one enriched event into account.
+    /// Counts an alert raised about a workload's process.
+    pub fn note_alert(&mut self, workload: &WorkloadRef) {
+        if let Some(entry) = self.workloads.get_mut(&workload.id) {
+            entry.alerts += 1;
+        }
+    }
+
     pub fn observe(&mut self, event: &Event) {
         self.tick += 1;
         if event.kind == Kind::Open {

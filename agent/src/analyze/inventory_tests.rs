@@ -254,3 +254,32 @@ fn snapshot_round_trips_as_json() {
     let back: InventorySnapshot = serde_json::from_str(&json).expect("parses back");
     assert_eq!(back, snapshot);
 }
+
+/// `aiwatch inventory` reads `/inventory` back into these types to draw its
+/// tables: everything the listener writes must parse.
+#[test]
+fn the_served_document_parses_back() {
+    use crate::analyze::workload::{Signal, SignalSource};
+    let mut inventory = Inventory::new(InventoryLimits::default());
+    inventory.observe(&open(100, "t1", "/m/model.onnx", "model", "read", 4096));
+    inventory.observe(&open(
+        100,
+        "t1",
+        "/dev/nvidia0",
+        "gpu-device",
+        "read_write",
+        0,
+    ));
+    let mut snapshot = inventory.snapshot();
+    snapshot.workloads[0].signals.push(Signal {
+        source: SignalSource::Library,
+        key: "onnxruntime".into(),
+        detail: "/x/libonnxruntime.so".into(),
+        weight: 8,
+        suggests: None,
+        decisive: false,
+    });
+    let text = serde_json::to_string(&snapshot).unwrap();
+    let back: InventorySnapshot = serde_json::from_str(&text).expect("parses back");
+    assert_eq!(back, snapshot);
+}

@@ -35,7 +35,7 @@ pub enum CliError {
 }
 
 /// One line of `profile list`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ProfileSummary {
     pub workload: WorkloadKey,
     pub mode: Mode,
@@ -161,30 +161,6 @@ pub fn import_profile(state_dir: &Path, file: &Path) -> Result<WorkloadKey, CliE
         parse_profile(&text).map_err(|e| CliError::BadFile(file.to_path_buf(), e.to_string()))?;
     ProfileStore::open(state_dir)?.write(&profile)?;
     Ok(profile.workload)
-}
-
-pub fn list(state_dir: &Path) -> ExitCode {
-    run(list_profiles(state_dir).map(|profiles| {
-        println!(
-            "{:<12} {:<40} {:<10} {:<7} {:>9} {:>6}",
-            "KIND", "NAME", "MODE", "FROZEN", "LEARNED", "ITEMS"
-        );
-        for p in profiles {
-            println!(
-                "{:<12} {:<40} {:<10} {:<7} {:>9} {:>6}",
-                p.workload.kind,
-                p.workload.name,
-                p.mode,
-                if p.frozen { "yes" } else { "no" },
-                super::explain::duration(p.learned_ns),
-                p.items
-            );
-        }
-    }))
-}
-
-pub fn show(state_dir: &Path, workload: &str) -> ExitCode {
-    run(export_profile(state_dir, workload, false).map(|json| println!("{json}")))
 }
 
 pub fn reset(state_dir: &Path, workload: &str) -> ExitCode {

@@ -33,6 +33,51 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Evaluate recorded events (the `--events` format) offline: no root, no kernel.
     Replay(ReplayArgs),
+    /// Follow the running agent's alerts, one line each (needs root).
+    Alerts(FollowArgs),
+    /// Follow the running agent's events, one line each (needs root).
+    Events(FollowArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// What `aiwatch alerts|events --follow` shows.
+#[derive(Debug, clap::Args)]
+pub struct FollowArgs {
+    /// Keep reading from the running agent (the only mode: past alerts and
+    /// events are in the agent's files).
+    #[arg(long, short)]
+    pub follow: bool,
+    /// The agent's stream socket (`stream_socket` in the configuration).
+    #[arg(long, value_name = "PATH", default_value = crate::sink::stream::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Only this workload (name or id).
+    #[arg(long, short)]
+    pub workload: Option<String>,
+    /// Only events of this kind (`exec`, `open`, ...).
+    #[arg(long, short)]
+    pub kind: Option<String>,
+    /// Only alerts of this severity or higher.
+    #[arg(long, short)]
+    pub severity: Option<crate::alert::Severity>,
+    /// Only this rule (alerts).
+    #[arg(long, short)]
+    pub rule: Option<String>,
+    /// Only this process id.
+    #[arg(long, short)]
+    pub pid: Option<u32>,
+    /// `text` (one readable line; the default on a terminal) or `json`
+    /// (the default in a pipe).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<LineFormat>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LineFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +149,12 @@ pub struct InventoryArgs {
     /// The running agent's HTTP listener.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
+    /// table, wide, json or yaml (default: table on a terminal, else json).
+    #[arg(long, short)]
+    pub output: Option<crate::app::terminal::OutputFormat>,
+    /// Show one workload in detail (name or id).
+    #[arg(long, short, value_name = "WORKLOAD")]
+    pub workload: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,9 +169,18 @@ pub struct ProfileArgs {
 #[derive(Debug, Subcommand)]
 pub enum ProfileAction {
     /// List the learned profiles and their states.
-    List,
+    List {
+        /// table, wide, json or yaml (default: table on a terminal, else json).
+        #[arg(long, short)]
+        output: Option<crate::app::terminal::OutputFormat>,
+    },
     /// Show one profile: what it learned and its rates.
-    Show { workload: String },
+    Show {
+        workload: String,
+        /// table, wide, json or yaml (default: table on a terminal, else json).
+        #[arg(long, short)]
+        output: Option<crate::app::terminal::OutputFormat>,
+    },
     /// Forget a profile: the workload learns again.
     Reset { workload: String },
     /// Write a profile as JSON, or as a policy that allowlists what it learned.

@@ -35,6 +35,9 @@ pub struct Config {
     pub queue_capacity: usize,
     pub process_table: TableLimits,
     pub state_dir: PathBuf,
+    /// The unix socket of `aiwatch alerts|events --follow` (root only);
+    /// `null` turns the live stream off.
+    pub stream_socket: Option<PathBuf>,
     pub max_workload_series: usize,
     pub workloads: WorkloadsConfig,
     pub assets: AssetConfig,
@@ -72,6 +75,7 @@ impl Default for Config {
             queue_capacity: 65_536,
             process_table: TableLimits::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
+            stream_socket: Some(PathBuf::from(crate::sink::stream::DEFAULT_SOCKET)),
             max_workload_series: DEFAULT_MAX_WORKLOAD_SERIES,
             workloads: WorkloadsConfig::default(),
             assets: AssetConfig::default(),

@@ -4,8 +4,10 @@
 pub mod cli;
 pub mod config;
 pub mod detectors;
+pub mod follow;
 pub mod kernel_side;
 pub mod outputs;
 pub mod pipeline;
 pub mod replay;
 pub mod run;
+pub mod terminal;

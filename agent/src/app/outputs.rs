@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+use crate::sink::stream::{StreamError, StreamHub};
+
 use crate::{
     alert::Alert,
     app::config::Config,
@@ -23,12 +25,15 @@ pub enum OutputError {
     Open(#[from] OpenError),
     #[error(transparent)]
     Syslog(#[from] SyslogError),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
 }
 
 /// The files, opened.
 pub struct Outputs {
     events: Option<LineWriter>,
     alerts: LineWriter,
+    stream: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
 }
 
 /// The senders the pipeline writes into, and the tasks behind them.
@@ -36,6 +41,8 @@ pub struct Sinks {
     pub events: Option<SinkSender<Arc<Event>>>,
     /// Every alert goes to each of these (JSON lines, webhook, syslog).
     pub alerts: Vec<SinkSender<Arc<Alert>>>,
+    /// The live stream's readers (`aiwatch alerts|events --follow`).
+    pub stream: Arc<StreamHub>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -48,17 +55,46 @@ impl Outputs {
             None => None,
         };
         let alerts = LineWriter::open(target(&config.alerts))?;
-        Ok(Outputs { events, alerts })
+        let stream = match &config.stream_socket {
+            Some(path) => match sink::stream::bind(path) {
+                Ok(listener) => Some((listener, path.clone())),
+                Err(err @ StreamError::InUse(_)) => {
+                    log::warn!("{err}; this agent runs without a live stream");
+                    None
+                }
+                Err(err) => return Err(err.into()),
+            },
+            None => None,
+        };
+        Ok(Outputs {
+            events,
+            alerts,
+            stream,
+        })
     }
 
     /// Starts a task per sink. Each ends, flushing, when the pipeline drops
     /// its senders.
-    pub fn spawn(self, config: &Config, stats: &Arc<PipelineStats>) -> Result<Sinks, OutputError> {
+    pub fn spawn(
+        self,
+        config: &Config,
+        stats: &Arc<PipelineStats>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Sinks, OutputError> {
         let mut sinks = Sinks {
             events: None,
             alerts: Vec::new(),
+            stream: Arc::new(StreamHub::default()),
             tasks: Vec::new(),
         };
+        if let Some((listener, path)) = self.stream {
+            sinks.tasks.push(tokio::spawn(sink::stream::serve(
+                sinks.stream.clone(),
+                listener,
+                path,
+                shutdown,
+            )));
+        }
         if let Some(writer) = self.events {
             let (tx, task) = sink::spawn::<Arc<Event>>(writer, EVENT_SINK_CAPACITY, stats.clone());
             sinks.events = Some(tx);

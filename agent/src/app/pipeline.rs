@@ -26,7 +26,7 @@ use crate::{
     metrics::{EgressTotals, Metrics},
     observe::http::Readiness,
     policy::{PolicyReloader, ReloadOutcome},
-    sink::SinkSender,
+    sink::{stream::StreamHub, SinkSender},
 };
 
 /// How often the pipeline publishes snapshots and runs periodic work.
@@ -58,6 +58,8 @@ pub struct Outlets {
     pub events: Option<SinkSender<Arc<Event>>>,
     /// Every alert goes to each of these (JSON lines, webhook, syslog).
     pub alerts: Vec<SinkSender<Arc<Alert>>>,
+    /// The live stream's readers.
+    pub stream: Arc<StreamHub>,
     pub stats: Arc<PipelineStats>,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
@@ -73,6 +75,7 @@ pub struct Pipeline {
     detectors: Detectors,
     event_sink: Option<SinkSender<Arc<Event>>>,
     alert_sinks: Vec<SinkSender<Arc<Alert>>>,
+    stream: Arc<StreamHub>,
     stats: Arc<PipelineStats>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -98,6 +101,7 @@ impl Pipeline {
             detectors: stages.detectors,
             event_sink: outlets.events,
             alert_sinks: outlets.alerts,
+            stream: outlets.stream,
             stats: outlets.stats,
             metrics: outlets.metrics,
             readiness: outlets.readiness,
@@ -154,6 +158,7 @@ impl Pipeline {
         if let Some(sink) = &self.event_sink {
             sink.send(event.clone(), Some(event.kind));
         }
+        self.stream.publish_event(&event);
         let sample = self.metrics.sample_rule_eval();
         let started = sample.then(std::time::Instant::now);
         let alerts = self.detectors.detect(&event);
@@ -201,10 +206,14 @@ impl Pipeline {
             ),
         };
         self.metrics.alert(&alert);
+        if let Some(workload) = &alert.event.workload {
+            self.analyzer.inventory.note_alert(workload);
+        }
         if alert.event.ktime_ns > 0 {
             self.metrics
                 .observe_event_latency_since(alert.event.ktime_ns);
         }
+        self.stream.publish_alert(&alert);
         let alert = Arc::new(alert);
         for sink in &self.alert_sinks {
             sink.send(alert.clone(), None);

@@ -144,9 +144,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if joined > 0 {
         log::info!("{joined} running processes found in AI workloads");
     }
-    let sinks = outputs.spawn(&config, &stats)?;
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let sinks = outputs.spawn(&config, &stats, shutdown_rx.clone())?;
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
     let mut sources = Vec::new();
     sources.extend(start_tcp_summaries(
@@ -176,6 +175,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Outlets {
             events: sinks.events,
             alerts: sinks.alerts,
+            stream: sinks.stream,
             stats: stats.clone(),
             metrics: metrics.clone(),
             readiness: readiness.clone(),

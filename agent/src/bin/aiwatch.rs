@@ -3,11 +3,12 @@ use std::process::ExitCode;
 use aiwatch::{
     anomaly::cli as profile,
     app::cli::{Cli, Command, PolicyAction, ProfileAction},
-    app::replay,
     app::run::{self, Overrides},
+    app::{follow, replay, terminal},
     policy,
+    sink::stream::Topic,
 };
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,11 +42,37 @@ fn main() -> ExitCode {
             }
         }
         Command::Inventory(args) => {
-            match aiwatch::observe::http::client::get_json(args.listen, "/inventory") {
-                Ok(body) => {
-                    println!("{body}");
-                    ExitCode::SUCCESS
-                }
+            let body = match aiwatch::observe::http::client::get_json(args.listen, "/inventory") {
+                Ok(body) => body,
+                Err(err) => return fail(&err),
+            };
+            let format = terminal::OutputFormat::chosen(args.output);
+            if format == terminal::OutputFormat::Json && args.workload.is_none() {
+                // The document as the agent serves it.
+                println!("{body}");
+                return ExitCode::SUCCESS;
+            }
+            let snapshot: aiwatch::analyze::inventory::InventorySnapshot =
+                match serde_json::from_str(&body) {
+                    Ok(snapshot) => snapshot,
+                    Err(err) => return fail(&err),
+                };
+            print_inventory(&snapshot, format, args.workload.as_deref())
+        }
+        Command::Alerts(args) => follow::run(Topic::Alerts, &args),
+        Command::Events(args) => follow::run(Topic::Events, &args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "aiwatch",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err),
             }
         }
@@ -63,8 +90,24 @@ fn main() -> ExitCode {
         Command::Profile(args) => {
             let dir = args.state_dir.join("profiles");
             match args.action {
-                ProfileAction::List => profile::list(&dir),
-                ProfileAction::Show { workload } => profile::show(&dir, &workload),
+                ProfileAction::List { output } => {
+                    let format = terminal::OutputFormat::chosen(output);
+                    match profile::list_profiles(&dir) {
+                        Ok(list) => print_as(&list, format, || {
+                            terminal::profiles::render_list(&list, format)
+                        }),
+                        Err(err) => fail(&err),
+                    }
+                }
+                ProfileAction::Show { workload, output } => {
+                    let format = terminal::OutputFormat::chosen(output);
+                    match profile::find_profile(&dir, &workload) {
+                        Ok(found) => print_as(&found, format, || {
+                            terminal::profiles::render_profile(&found)
+                        }),
+                        Err(err) => fail(&err),
+                    }
+                }
                 ProfileAction::Reset { workload } => profile::reset(&dir, &workload),
                 ProfileAction::Export {
                     workload,
@@ -78,6 +121,43 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `value` in a structured format, or the table `draw` makes.
+fn print_as<T: serde::Serialize>(
+    value: &T,
+    format: terminal::OutputFormat,
+    draw: impl FnOnce() -> String,
+) -> ExitCode {
+    match terminal::structured(value, format) {
+        Ok(Some(text)) => println!("{text}"),
+        Ok(None) => print!("{}", draw()),
+        Err(err) => return fail(&err),
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_inventory(
+    snapshot: &aiwatch::analyze::inventory::InventorySnapshot,
+    format: terminal::OutputFormat,
+    workload: Option<&str>,
+) -> ExitCode {
+    let Some(selector) = workload else {
+        return print_as(snapshot, format, || {
+            terminal::inventory::render(snapshot, format)
+        });
+    };
+    let Some(one) = snapshot
+        .workloads
+        .iter()
+        .find(|w| w.workload.name == selector || w.workload.id == selector)
+    else {
+        eprintln!("aiwatch: no workload named {selector:?} in the inventory");
+        return ExitCode::FAILURE;
+    };
+    print_as(one, format, || {
+        terminal::inventory::render_workload(snapshot, selector).unwrap_or_default()
+    })
 }
 
 /// One clear sentence, with its causes, and a non-zero exit.

@@ -149,7 +149,7 @@ fn deed(ev: &Event) -> String {
 }
 
 /// `<process> <deed>`, e.g. `/usr/bin/cat (pid 7) opened /models/m.gguf`.
-fn what_happened(ev: &Event) -> String {
+pub fn what_happened(ev: &Event) -> String {
     let deed = deed(ev);
     if ev.kind == Kind::Exec && ev.parent.is_some() {
         deed

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::{event::Kind, metrics::pipeline_stats::PipelineStats};
 
+pub mod stream;
 pub mod syslog;
 pub mod webhook;
 

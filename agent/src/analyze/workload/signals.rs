@@ -86,7 +86,7 @@ pub struct Signal {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suggests: Option<WorkloadKind>,
     /// The signal names the tool outright: its kind wins over sums.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub decisive: bool,
 }
 

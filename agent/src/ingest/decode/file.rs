@@ -124,40 +124,17 @@ mod tests {
     use aiwatch_common::{EventHeader, EventKind, KernelPath, PATH_FLAG_MISSING};
 
     use super::*;
-    use crate::ingest::decode::{decode, DecodeError, Payload};
-
-    fn bytes_of<T>(value: &T) -> Vec<u8> {
-        // SAFETY: test records are plain repr(C) data.
-        unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size_of::<T>()) }
-            .to_vec()
-    }
-
-    fn zeroed<T>() -> T {
-        // SAFETY: every ABI record is valid when all-zero.
-        unsafe { std::mem::zeroed() }
-    }
+    use crate::ingest::decode::{
+        decode,
+        test_support::{self, bytes_of, kernel_path_of, zeroed},
+        DecodeError, Payload,
+    };
 
     fn header(kind: EventKind, size: usize, flags: u16) -> EventHeader {
-        let mut h: EventHeader = zeroed();
-        h.kind = kind as u16;
-        h.size = size as u32;
-        h.flags = flags;
-        h.pid = 300;
+        let mut h = test_support::header(kind, size, 300, "python3");
         h.tid = 301;
-        h.comm[..7].copy_from_slice(b"python3");
+        h.flags = flags;
         h
-    }
-
-    fn kernel_path_of(components_leaf_first: &[&str]) -> KernelPath {
-        let mut p: KernelPath = zeroed();
-        let mut len = 0;
-        for c in components_leaf_first {
-            p.buf[len..len + c.len()].copy_from_slice(c.as_bytes());
-            len += c.len() + 1;
-        }
-        p.len = len as u16;
-        p.depth = components_leaf_first.len() as u16;
-        p
     }
 
     fn missing() -> KernelPath {

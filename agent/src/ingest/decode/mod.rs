@@ -302,4 +302,6 @@ fn checked<'a, T: aya::Pod + Clone>(
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -195,25 +195,15 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
-    use crate::ingest::decode::{decode, dns::test_query, DecodeError, Payload};
+    use crate::ingest::decode::{
+        decode,
+        dns::test_query,
+        test_support::{self, bytes_of, zeroed},
+        DecodeError, Payload,
+    };
 
-    fn zeroed<T: aya::Pod>() -> T {
-        // SAFETY: `T: Pod` is valid for all-zero bytes.
-        unsafe { std::mem::zeroed() }
-    }
-
-    pub(crate) fn bytes_of<T: aya::Pod>(value: &T) -> &[u8] {
-        // SAFETY: test records are plain repr(C) data.
-        unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size_of::<T>()) }
-    }
-
-    pub(crate) fn header(kind: EventKind, size: usize) -> aiwatch_common::EventHeader {
-        let mut h: aiwatch_common::EventHeader = zeroed();
-        h.kind = kind as u16;
-        h.size = size as u32;
-        h.pid = 100;
-        h.tid = 100;
-        h
+    fn header(kind: EventKind, size: usize) -> aiwatch_common::EventHeader {
+        test_support::header(kind, size, 100, "")
     }
 
     fn inet(family: u16, addr: &[u8], port: u16) -> SockAddr {
@@ -241,7 +231,7 @@ mod tests {
         r.sock_type = 1;
         r.remote = inet(2, &[127, 0, 0, 1], 8080);
         r.local = inet(2, &[127, 0, 0, 1], 40000);
-        let Payload::Net(net) = decode(bytes_of(&r)).unwrap().payload else {
+        let Payload::Net(net) = decode(&bytes_of(&r)).unwrap().payload else {
             panic!("not a net payload");
         };
         assert_eq!(net.result, Some(-115));
@@ -304,7 +294,7 @@ mod tests {
         r.bytes_sent = 10_002;
         r.bytes_received = 2_501;
         r.remote = inet(2, &[127, 0, 0, 1], 9000);
-        let Payload::TcpSummary(s) = decode(bytes_of(&r)).unwrap().payload else {
+        let Payload::TcpSummary(s) = decode(&bytes_of(&r)).unwrap().payload else {
             panic!("not a summary");
         };
         assert_eq!(
@@ -331,7 +321,7 @@ mod tests {
         let query = test_query("models.example.test", 1);
         d.payload[..query.len()].copy_from_slice(&query);
         d.payload_len = query.len() as u16;
-        let Payload::Dns(dns) = decode(bytes_of(&d)).unwrap().payload else {
+        let Payload::Dns(dns) = decode(&bytes_of(&d)).unwrap().payload else {
             panic!("not dns");
         };
         assert_eq!(dns.question.unwrap().name, "models.example.test");
@@ -351,7 +341,7 @@ mod tests {
         let mut wrong = r;
         wrong.header.size = 12;
         assert!(matches!(
-            decode(bytes_of(&wrong)),
+            decode(&bytes_of(&wrong)),
             Err(DecodeError::BadSize {
                 kind: EventKind::Accept,
                 ..
@@ -360,6 +350,6 @@ mod tests {
         // A summary-sized buffer claiming to be a NetRecord kind.
         let mut s: TcpSummaryRecord = zeroed();
         s.header = header(EventKind::Connect, size_of::<TcpSummaryRecord>());
-        assert!(decode(bytes_of(&s)).is_err());
+        assert!(decode(&bytes_of(&s)).is_err());
     }
 }

@@ -74,29 +74,20 @@ pub fn syscall_name(number: u16) -> &'static str {
 mod tests {
     use std::mem::size_of;
 
-    use aiwatch_common::{EventHeader, PATH_FLAG_MISSING};
+    use aiwatch_common::PATH_FLAG_MISSING;
 
     use super::*;
-    use crate::ingest::decode::decode;
+    use crate::ingest::decode::{
+        decode,
+        test_support::{self, bytes_of, zeroed},
+    };
 
     fn record(kind: EventKind, number: u16) -> SyscallRecord {
-        // SAFETY: the record is plain data, valid when all-zero.
-        let mut r: SyscallRecord = unsafe { std::mem::zeroed() };
-        let mut h: EventHeader = unsafe { std::mem::zeroed() };
-        h.kind = kind as u16;
-        h.size = size_of::<SyscallRecord>() as u32;
-        h.pid = 7;
-        r.header = h;
+        let mut r: SyscallRecord = zeroed();
+        r.header = test_support::header(kind, size_of::<SyscallRecord>(), 7, "");
         r.syscall = number;
         r.path.flags = PATH_FLAG_MISSING;
         r
-    }
-
-    fn bytes_of(r: &SyscallRecord) -> &[u8] {
-        // SAFETY: plain repr(C) data.
-        unsafe {
-            std::slice::from_raw_parts(r as *const _ as *const u8, size_of::<SyscallRecord>())
-        }
     }
 
     #[test]
@@ -104,7 +95,7 @@ mod tests {
         let mut r = record(EventKind::Setuid, sys::SETUID);
         r.args[0] = 65534;
         r.ret = 0;
-        let Payload::Syscall(s) = decode(bytes_of(&r)).unwrap().payload else {
+        let Payload::Syscall(s) = decode(&bytes_of(&r)).unwrap().payload else {
             panic!("not a syscall payload");
         };
         assert_eq!((s.name, s.args[0], s.result), ("setuid", 65534, 0));
@@ -133,7 +124,7 @@ mod tests {
         let mut wrong = r;
         wrong.header.size = 64;
         assert!(matches!(
-            decode(bytes_of(&wrong)),
+            decode(&bytes_of(&wrong)),
             Err(DecodeError::BadSize {
                 kind: EventKind::Bpf,
                 ..

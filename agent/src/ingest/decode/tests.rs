@@ -1,39 +1,14 @@
+use super::test_support::{self, bytes_of, kernel_path_of, zeroed};
 use super::*;
 use aiwatch_common::PATH_BUF_LEN;
 
-fn bytes_of<T>(value: &T) -> Vec<u8> {
-    // SAFETY: test records are plain repr(C) data.
-    unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size_of::<T>()) }.to_vec()
-}
-
-fn zeroed<T>() -> T {
-    // SAFETY: every ABI record is valid when all-zero.
-    unsafe { std::mem::zeroed() }
-}
-
 fn header(kind: EventKind, size: usize) -> EventHeader {
-    let mut h: EventHeader = zeroed();
-    h.kind = kind as u16;
-    h.size = size as u32;
+    let mut h = test_support::header(kind, size, 100, "sh");
     h.ktime_ns = 42;
-    h.pid = 100;
     h.tid = 101;
     h.uid = 1000;
     h.cgroup_id = 7;
-    h.comm[..2].copy_from_slice(b"sh");
     h
-}
-
-fn kernel_path_of(components_leaf_first: &[&str]) -> KernelPath {
-    let mut p: KernelPath = zeroed();
-    let mut len = 0;
-    for c in components_leaf_first {
-        p.buf[len..len + c.len()].copy_from_slice(c.as_bytes());
-        len += c.len() + 1;
-    }
-    p.len = len as u16;
-    p.depth = components_leaf_first.len() as u16;
-    p
 }
 
 fn exec_record(args: &[u8]) -> ExecRecord {

@@ -1,0 +1,172 @@
+//! `aiwatch alerts --follow` and `aiwatch events --follow`: read the running
+//! agent's stream socket (`sink::stream`), filter, and print one line per
+//! alert or event: readable text on a terminal, the JSON lines of the
+//! schema in a pipe.
+
+use std::{
+    io::{BufRead, BufReader, IsTerminal, Write},
+    os::unix::net::UnixStream,
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use crate::{
+    alert::{Alert, Severity},
+    app::{
+        cli::{FollowArgs, LineFormat},
+        terminal::compact,
+    },
+    event::{Event, Kind},
+    sink::stream::Topic,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("--follow is the only mode: past alerts and events are in the agent's files")]
+    NotFollowing,
+    #[error(
+        "cannot open the agent's stream {path}: {source} (is the agent running, and are you root?)"
+    )]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the stream ended: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("{0}")]
+    BadFilter(String),
+}
+
+/// The filters of the command line, checked once.
+struct Filter {
+    workload: Option<String>,
+    kind: Option<Kind>,
+    severity: Option<Severity>,
+    rule: Option<String>,
+    pid: Option<u32>,
+}
+
+impl Filter {
+    fn new(args: &FollowArgs) -> Result<Filter, FollowError> {
+        let kind = match &args.kind {
+            Some(name) => Some(Kind::parse(name).ok_or_else(|| {
+                FollowError::BadFilter(format!("{name:?} is not an event kind (docs/events.md)"))
+            })?),
+            None => None,
+        };
+        Ok(Filter {
+            workload: args.workload.clone(),
+            kind,
+            severity: args.severity,
+            rule: args.rule.clone(),
+            pid: args.pid,
+        })
+    }
+
+    fn event(&self, event: &Event) -> bool {
+        self.kind.is_none_or(|k| event.kind == k)
+            && self.pid.is_none_or(|p| event.process.pid == p)
+            && self.workload.as_ref().is_none_or(|w| {
+                event
+                    .workload
+                    .as_ref()
+                    .is_some_and(|ours| &ours.name == w || &ours.id == w)
+            })
+    }
+
+    fn alert(&self, alert: &Alert) -> bool {
+        self.event(&alert.event)
+            && self.severity.is_none_or(|s| alert.severity >= s)
+            && self.rule.as_ref().is_none_or(|r| &alert.rule == r)
+    }
+}
+
+pub fn run(topic: Topic, args: &FollowArgs) -> ExitCode {
+    match follow(topic, args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aiwatch: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
+    if !args.follow {
+        return Err(FollowError::NotFollowing);
+    }
+    let filter = Filter::new(args)?;
+    let terminal = std::io::stdout().is_terminal();
+    let text = match args.format {
+        Some(format) => format == LineFormat::Text,
+        None => terminal,
+    };
+    let mut stream = UnixStream::connect(&args.socket).map_err(|source| FollowError::Connect {
+        path: args.socket.clone(),
+        source,
+    })?;
+    let request: &[u8] = match topic {
+        Topic::Alerts => b"alerts\n",
+        Topic::Events => b"events\n",
+    };
+    stream.write_all(request).map_err(FollowError::Read)?;
+    let mut stdout = std::io::stdout().lock();
+    for line in BufReader::new(stream).lines() {
+        let line = line.map_err(FollowError::Read)?;
+        if let Some(dropped) = dropped_notice(&line) {
+            eprintln!("aiwatch: {dropped} lines were dropped: this reader fell behind the agent");
+            continue;
+        }
+        let shown = match topic {
+            Topic::Alerts => match serde_json::from_str::<Alert>(&line) {
+                Ok(alert) if filter.alert(&alert) => Some(if text {
+                    compact::alert_line(&alert, terminal)
+                } else {
+                    line
+                }),
+                Ok(_) => None,
+                Err(err) => {
+                    eprintln!("aiwatch: skipping a line the stream garbled: {err}");
+                    None
+                }
+            },
+            Topic::Events => match serde_json::from_str::<Event>(&line) {
+                Ok(event) if filter.event(&event) => Some(if text {
+                    compact::event_line(&event)
+                } else {
+                    line
+                }),
+                Ok(_) => None,
+                Err(err) => {
+                    eprintln!("aiwatch: skipping a line the stream garbled: {err}");
+                    None
+                }
+            },
+        };
+        if let Some(shown) = shown {
+            if writeln!(stdout, "{shown}").is_err() {
+                // The reader of our output went away (`| head`).
+                return Ok(());
+            }
+            let _ = stdout.flush();
+        }
+    }
+    Ok(())
+}
+
+fn dropped_notice(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("{\"dropped\":")?;
+    rest.strip_suffix('}')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_notices_are_recognised() {
+        assert_eq!(dropped_notice("{\"dropped\":12}"), Some(12));
+        assert_eq!(dropped_notice("{\"kind\":\"exec\"}"), None);
+    }
+}

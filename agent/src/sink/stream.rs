@@ -1,0 +1,302 @@
+//! The live stream behind `aiwatch alerts --follow` and `aiwatch events
+//! --follow`: a unix socket that only root can open (its folder is 0700 and
+//! the socket 0600), because the stream carries argv and paths, and any
+//! local user can reach a loopback port.
+//!
+//! A reader sends one line naming what it wants (`alerts` or `events`) and
+//! then receives JSON lines. Each reader has a bounded queue: a reader that
+//! stops reading loses lines, never slows the pipeline or the other sinks.
+//! Its losses are counted and told to it in a `{"dropped": N}` line as soon
+//! as it reads again.
+//!
+//! Publishing costs one atomic load while nobody listens; with readers, one
+//! serialisation per value and a `try_send` per reader.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+};
+
+use serde::Serialize;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, watch},
+};
+
+use crate::{alert::Alert, event::Event};
+
+/// Lines queued per reader before its new lines are dropped.
+pub const READER_QUEUE: usize = 4096;
+
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/aiwatch/stream.sock";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    Alerts,
+    Events,
+}
+
+impl Topic {
+    fn parse(line: &str) -> Option<Topic> {
+        match line.trim() {
+            "alerts" => Some(Topic::Alerts),
+            "events" => Some(Topic::Events),
+            _ => None,
+        }
+    }
+}
+
+struct Reader {
+    topic: Topic,
+    lines: mpsc::Sender<Arc<str>>,
+    dropped: Arc<AtomicU64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("cannot create the stream socket's folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another agent serves the stream at {0}")]
+    InUse(PathBuf),
+    #[error("cannot listen on the stream socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the pipeline publishes; shared with the socket's accept task.
+#[derive(Default)]
+pub struct StreamHub {
+    readers: Mutex<Vec<Reader>>,
+    alert_readers: AtomicUsize,
+    event_readers: AtomicUsize,
+    /// Lines dropped across all readers, for `aiwatch_stream_dropped_total`.
+    pub dropped: AtomicU64,
+}
+
+impl StreamHub {
+    pub fn publish_alert(&self, alert: &Alert) {
+        if self.alert_readers.load(Relaxed) > 0 {
+            self.publish(Topic::Alerts, alert);
+        }
+    }
+
+    pub fn publish_event(&self, event: &Event) {
+        if self.event_readers.load(Relaxed) > 0 {
+            self.publish(Topic::Events, event);
+        }
+    }
+
+    fn publish<T: Serialize>(&self, topic: Topic, value: &T) {
+        let Ok(line) = serde_json::to_string(value) else {
+            return;
+        };
+        let line: Arc<str> = line.into();
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        readers.retain(|reader| {
+            if reader.topic != topic {
+                return true;
+            }
+            match reader.lines.try_send(line.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    reader.dropped.fetch_add(1, Relaxed);
+                    self.dropped.fetch_add(1, Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.counter(topic).fetch_sub(1, Relaxed);
+                    false
+                }
+            }
+        });
+    }
+
+    fn counter(&self, topic: Topic) -> &AtomicUsize {
+        match topic {
+            Topic::Alerts => &self.alert_readers,
+            Topic::Events => &self.event_readers,
+        }
+    }
+
+    fn register(&self, topic: Topic) -> (mpsc::Receiver<Arc<str>>, Arc<AtomicU64>) {
+        let (lines, receiver) = mpsc::channel(READER_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Reader {
+                topic,
+                lines,
+                dropped: dropped.clone(),
+            });
+        self.counter(topic).fetch_add(1, Relaxed);
+        (receiver, dropped)
+    }
+}
+
+/// Binds the socket (0600, in a 0700 folder), replacing a stale one.
+pub fn bind(path: &Path) -> Result<UnixListener, StreamError> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder).map_err(|source| StreamError::Folder {
+            path: folder.to_path_buf(),
+            source,
+        })?;
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| StreamError::Folder {
+                path: folder.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    // A socket left by an agent that died is replaced; one that answers
+    // belongs to a live agent and is left alone.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(StreamError::InUse(path.to_path_buf()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let bind_error = |source| StreamError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
+}
+
+/// Accepts readers until `shutdown`, then removes the socket.
+pub async fn serve(
+    hub: Arc<StreamHub>,
+    listener: UnixListener,
+    path: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_reader(hub.clone(), stream));
+                }
+                Err(err) => log::warn!("stream socket: cannot accept a reader: {err}"),
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn serve_reader(hub: Arc<StreamHub>, stream: UnixStream) {
+    let (read_half, mut write_half) = stream.into_split();
+    let mut request = String::new();
+    let mut read_half = BufReader::new(read_half);
+    if read_half.read_line(&mut request).await.is_err() {
+        return;
+    }
+    let Some(topic) = Topic::parse(&request) else {
+        let _ = write_half
+            .write_all(b"{\"error\":\"send one line: alerts or events\"}\n")
+            .await;
+        return;
+    };
+    let (mut lines, dropped) = hub.register(topic);
+    let mut told = 0;
+    // Losses are told before the next line, or within a tick when no line
+    // follows them.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        let line = tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => Some(line),
+                None => break,
+            },
+            _ = tick.tick() => None,
+        };
+        let now = dropped.load(Relaxed);
+        if now > told {
+            let notice = format!("{{\"dropped\":{}}}\n", now - told);
+            if write_half.write_all(notice.as_bytes()).await.is_err() {
+                break;
+            }
+            told = now;
+        }
+        if let Some(line) = line {
+            if write_half.write_all(line.as_bytes()).await.is_err()
+                || write_half.write_all(b"\n").await.is_err()
+            {
+                break;
+            }
+        }
+    }
+    // Dropping the receiver makes the next publish forget this reader.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stopped_reader_loses_lines_that_are_counted_and_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/stream.sock");
+        let hub = Arc::new(StreamHub::default());
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (stop, shutdown) = watch::channel(false);
+        let server = tokio::spawn(serve(hub.clone(), listener, path.clone(), shutdown));
+
+        let mut client = UnixStream::connect(&path).await.unwrap();
+        client.write_all(b"events\n").await.unwrap();
+        while hub.event_readers.load(Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Nobody reads the client's socket while these are published.
+        let event = Event::default();
+        let total = READER_QUEUE as u64 * 8;
+        for _ in 0..total {
+            hub.publish_event(&event);
+        }
+        assert!(hub.dropped.load(Relaxed) > 0, "a full reader drops");
+        let mut reader = BufReader::new(client);
+        let mut received = 0u64;
+        let mut told = 0u64;
+        let mut line = String::new();
+        while received + told < total {
+            line.clear();
+            reader.read_line(&mut line).await.unwrap();
+            match serde_json::from_str::<serde_json::Value>(&line).unwrap() {
+                serde_json::Value::Object(o) if o.contains_key("dropped") => {
+                    told += o["dropped"].as_u64().unwrap()
+                }
+                _ => received += 1,
+            }
+        }
+        assert!(told > 0);
+        assert_eq!(
+            received + told,
+            total,
+            "every line is delivered or told as dropped"
+        );
+        assert_eq!(told, hub.dropped.load(Relaxed));
+        stop.send(true).unwrap();
+        server.await.unwrap();
+        assert!(!path.exists(), "the socket is removed at shutdown");
+    }
+}
