@@ -100,6 +100,8 @@ pub fn resolve_config(
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), RunError> {
+    // Without root nothing below can work: say that, not what failed first.
+    crate::kernel::loader::require_root().map_err(KernelSetupError::from)?;
     let stats = Arc::new(PipelineStats::new());
     // Open the sinks and the listener before loading anything: a bad path
     // or a busy port fails fast, before the kernel is touched.

@@ -412,12 +412,18 @@ pub struct Loaded {
     pub missing_offsets: Vec<&'static str>,
 }
 
-pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
+/// Loading eBPF programs needs root: the one check, made first.
+pub fn require_root() -> Result<(), LoadError> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
         return Err(LoadError::NotRoot(euid));
     }
+    Ok(())
+}
+
+pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
+    require_root()?;
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
