@@ -17,12 +17,13 @@ use serde_json::Value;
 const KUBERNETES_VERSION: &str = "1.30.0";
 
 /// Manifests with core schemas; the other YAML files are CRD objects or kustomize input.
-const CORE_MANIFESTS: [&str; 5] = [
+const CORE_MANIFESTS: [&str; 6] = [
     "namespace.yaml",
     "serviceaccount.yaml",
     "configmap.yaml",
     "service.yaml",
     "daemonset.yaml",
+    "networkpolicy.yaml",
 ];
 
 fn repo_root() -> PathBuf {
@@ -384,7 +385,6 @@ fn daemonset_probes_and_service_match_the_listener() {
         "/sys/kernel/btf",
         "/sys/kernel/tracing",
         "/sys/kernel/debug",
-        "/host/proc",
         "/sys/fs/cgroup",
         "/var/lib/aiwatch",
         "/etc/aiwatch",
@@ -394,6 +394,19 @@ fn daemonset_probes_and_service_match_the_listener() {
             "the DaemonSet does not mount {needed}"
         );
     }
+    // Nothing the agent does not use: hostPID gives it /proc, and debugfs
+    // is only read.
+    assert!(
+        !mounts.contains("/host/proc"),
+        "the DaemonSet mounts /host/proc"
+    );
+    let debugfs = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|mount| mount["mountPath"] == "/sys/kernel/debug")
+        .expect("debugfs mount");
+    assert_eq!(debugfs["readOnly"], true, "debugfs is mounted writable");
     let service = kubernetes("service.yaml");
     let selector = service["spec"]["selector"]
         .as_object()
@@ -404,6 +417,41 @@ fn daemonset_probes_and_service_match_the_listener() {
             "the Service selects label {label} that the agent pods do not carry"
         );
     }
+}
+
+/// `/inventory` is not open to every pod: a NetworkPolicy admits only
+/// Prometheus to the agent's listener.
+#[test]
+fn only_prometheus_reaches_the_listener() {
+    let policy = kubernetes("networkpolicy.yaml");
+    let daemonset = kubernetes("daemonset.yaml");
+    let pod_labels = &daemonset["spec"]["template"]["metadata"]["labels"];
+    let selected = policy["spec"]["podSelector"]["matchLabels"]
+        .as_object()
+        .expect("the policy selects pods by label");
+    assert!(!selected.is_empty());
+    for (label, value) in selected {
+        assert_eq!(
+            &pod_labels[label], value,
+            "the policy misses the agent pods"
+        );
+    }
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    let ingress = policy["spec"]["ingress"].as_array().expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "one rule: Prometheus");
+    let from = ingress[0]["from"].as_array().expect("a from list");
+    assert!(!from.is_empty(), "an empty from admits everyone");
+    for peer in from {
+        assert!(
+            peer["podSelector"]["matchLabels"].is_object()
+                && peer["namespaceSelector"]["matchLabels"].is_object(),
+            "every peer names Prometheus's namespace and pods: {peer}"
+        );
+    }
+    assert_eq!(ingress[0]["ports"][0]["port"], "metrics");
 }
 
 #[test]

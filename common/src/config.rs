@@ -167,6 +167,10 @@ pub const STATS_LEN: u32 = Stat::COUNT * crate::KIND_SLOTS;
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
+    // SAFETY: `repr(C)`, `Copy` and all `u32` fields: any bytes are valid
+    // and there is no padding.
     unsafe impl aya::Pod for KernelOffsets {}
+    // SAFETY: `repr(C)`, `Copy`, a `u8` and a byte array: alignment 1, no
+    // padding, any bytes valid.
     unsafe impl aya::Pod for SuffixKey {}
 }

@@ -28,6 +28,9 @@ macro_rules! event_kinds {
             Rename = 202, "rename";
             Chmod = 203, "chmod";
             Truncate = 204, "truncate";
+            // A hard or symbolic link: `name` is the existing file (or the
+            // symlink's text), `name2` the new name.
+            Link = 205, "link";
             // Network: 300..
             Connect = 300, "connect";
             Accept = 301, "accept";
@@ -67,7 +70,7 @@ macro_rules! define_event_kind {
             /// Every kind, in ABI order. Counter arrays are indexed by [`EventKind::slot`].
             pub const ALL: [EventKind; [$(EventKind::$variant),*].len()] = [$(EventKind::$variant),*];
 
-            pub fn from_u16(raw: u16) -> Option<EventKind> {
+            pub const fn from_u16(raw: u16) -> Option<EventKind> {
                 match raw {
                     $($number => Some(EventKind::$variant),)*
                     _ => None,
@@ -281,6 +284,10 @@ pub const FILE_FLAG_PATH2_SAME_DIR: u16 = 16;
 pub const FILE_FLAG_INODE: u16 = 32;
 /// The name as given was longer than [`NAME_LEN`] and was cut.
 pub const FILE_FLAG_NAME_TRUNCATED: u16 = 64;
+/// An untracked process changed a file through a relative name, which the
+/// interest sets cannot test before the path is resolved: user space keeps
+/// the event only if the resolved path is of interest.
+pub const FILE_FLAG_UNCHECKED: u16 = 128;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]
@@ -456,17 +463,31 @@ pub struct GpuIoctlRecord {
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    unsafe impl aya::Pod for EventHeader {}
-    unsafe impl aya::Pod for KernelPath {}
-    unsafe impl aya::Pod for ExecRecord {}
-    unsafe impl aya::Pod for ForkRecord {}
-    unsafe impl aya::Pod for ExitRecord {}
-    unsafe impl aya::Pod for FileRecord {}
-    unsafe impl aya::Pod for NetRecord {}
-    unsafe impl aya::Pod for TcpSummaryRecord {}
-    unsafe impl aya::Pod for DnsRecord {}
-    unsafe impl aya::Pod for TcpOwner {}
-    unsafe impl aya::Pod for SockAddr {}
-    unsafe impl aya::Pod for SyscallRecord {}
-    unsafe impl aya::Pod for GpuIoctlRecord {}
+
+    macro_rules! pod {
+        ($($record:ty),* $(,)?) => {
+            $(
+                // SAFETY: `repr(C)` and `Copy`, made of integers and integer
+                // arrays only, so any bytes are a valid value, with no
+                // padding (checked in `layout.rs`).
+                unsafe impl aya::Pod for $record {}
+            )*
+        };
+    }
+
+    pod!(
+        EventHeader,
+        KernelPath,
+        ExecRecord,
+        ForkRecord,
+        ExitRecord,
+        FileRecord,
+        NetRecord,
+        TcpSummaryRecord,
+        DnsRecord,
+        TcpOwner,
+        SockAddr,
+        SyscallRecord,
+        GpuIoctlRecord,
+    );
 }

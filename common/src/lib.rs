@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod event;
+mod layout;
 pub mod suffix;
 
 pub use config::*;

@@ -66,6 +66,8 @@ pub fn reserve<T: 'static>(kind: EventKind) -> Option<RingBufEntry<T>> {
 pub unsafe fn fill_header(header: *mut EventHeader, kind: EventKind, flags: u16, size: usize) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: the caller guarantees `header` is writable; the helpers take
+    // no arguments.
     unsafe {
         (*header).kind = kind as u16;
         (*header).flags = flags;

@@ -75,8 +75,10 @@ static FAMILIES: u32 = 0;
 /// Reads one field of [`OFFSETS`] as a `usize`.
 macro_rules! offset {
     ($field:ident) => {{
-        // SAFETY: reading a static; volatile so that the compiler does
-        // not fold the zero initialiser, which the loader replaces.
+        // SAFETY: an aligned read of an immutable static that nothing
+        // writes while the program runs (the loader patches it before
+        // verification). Volatile so that the compiler does not fold the
+        // initialiser into the code.
         #[allow(unused_unsafe)]
         let value = unsafe { core::ptr::read_volatile(&raw const $crate::globals::OFFSETS.$field) };
         value as usize
@@ -86,13 +88,13 @@ pub(crate) use offset;
 
 #[inline(always)]
 pub fn agent_pid() -> u32 {
-    // SAFETY: see `offset!`.
+    // SAFETY: as in `offset!`: an aligned read of an immutable static.
     unsafe { core::ptr::read_volatile(&raw const AGENT_PID) }
 }
 
 #[inline(always)]
 pub fn family_on(family: u32) -> bool {
-    // SAFETY: see `offset!`.
+    // SAFETY: as in `offset!`: an aligned read of an immutable static.
     unsafe { core::ptr::read_volatile(&raw const FAMILIES) & family != 0 }
 }
 
@@ -105,6 +107,6 @@ static FLOOR: u32 = 0;
 /// --bench-floor`); every program tests it first.
 #[inline(always)]
 pub fn floor() -> bool {
-    // SAFETY: see `offset!`.
+    // SAFETY: as in `offset!`: an aligned read of an immutable static.
     unsafe { core::ptr::read_volatile(&raw const FLOOR) != 0 }
 }

@@ -1,6 +1,8 @@
 //! The kernel side of aiwatch: one program file per event family under
 //! `probes/`, sharing the maps in `maps.rs` and the kernel readers in
-//! `kernel.rs` and `path.rs`.
+//! `kernel.rs` and `path.rs`. Memory outside the program is read through
+//! the checked, plain-data copies of `plain.rs`; rare diagnostics go to the
+//! agent's log through `diag.rs`.
 //!
 //! Architecture invariant: nothing here allocates or blocks. Records are built
 //! in ring-buffer reservations or per-CPU scratch maps, never on the 512-byte
@@ -15,12 +17,15 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod diag;
 mod emit;
 mod globals;
 mod kernel;
 mod maps;
 mod path;
+mod plain;
 mod probes;
+mod syscall;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -75,8 +75,10 @@ fn tracking(slot: u32) -> bool {
 /// Whether the current process is tracked, by tgid or by cgroup.
 #[inline(always)]
 pub fn is_tracked(tgid: u32) -> bool {
-    (tracking(TRACKING_PIDS) && unsafe { TRACKED_PIDS.get(tgid) }.is_some())
+    is_tracked_pid(tgid)
         || (tracking(TRACKING_CGROUPS)
+            // SAFETY: the value is read once, as a copy of its bits; a
+            // concurrent update changes which purposes it shows, nothing else.
             && unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }
                 .is_some_and(|why| *why & TRACK_FULL != 0))
 }
@@ -84,6 +86,7 @@ pub fn is_tracked(tgid: u32) -> bool {
 /// Whether `tgid` is in `TRACKED_PIDS` (cgroups aside).
 #[inline(always)]
 pub fn is_tracked_pid(tgid: u32) -> bool {
+    // SAFETY: only the presence of the entry is used (see `is_tracked`).
     tracking(TRACKING_PIDS) && unsafe { TRACKED_PIDS.get(tgid) }.is_some()
 }
 
@@ -104,7 +107,8 @@ pub fn filter_hit(filter: &Array<u64>, first: u8, second: u8) -> bool {
 #[inline(always)]
 pub fn pending_added(slot: u32) {
     if let Some(count) = PENDING_COUNTS.get_ptr_mut(slot) {
-        // SAFETY: a map value, shared by CPUs: updated atomically (the
+        // SAFETY: `count` points into a map value, valid and aligned while
+        // the program runs; CPUs share it, so it is updated atomically (the
         // BPF target's core has no atomic types with read-modify-write).
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
     }
@@ -114,7 +118,8 @@ pub fn pending_added(slot: u32) {
 #[inline(always)]
 pub fn pending_removed(slot: u32) {
     if let Some(count) = PENDING_COUNTS.get_ptr_mut(slot) {
-        // SAFETY: as in `pending_added`; adding all ones subtracts one.
+        // SAFETY: as in `pending_added`: an atomic add to a live map value;
+        // adding all ones subtracts one.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, u64::MAX) };
     }
 }
@@ -129,7 +134,10 @@ pub fn pending_any(slot: u32) -> bool {
 #[inline(always)]
 pub fn count(stat: Stat, kind_slot: u32) {
     if let Some(counter) = STATS.get_ptr_mut(stat.index(kind_slot)) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        // SAFETY: `counter` points into this CPU's slot of a per-CPU map,
+        // valid and aligned while the program runs. Only programs on this
+        // CPU write it; one that preempts this one between the load and the
+        // store costs a count, nothing else.
         unsafe { *counter += 1 };
     }
 }

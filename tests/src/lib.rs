@@ -157,6 +157,8 @@ pub struct AgentOptions {
     /// A state directory to use instead of a fresh one, to keep learned
     /// profiles across a restart.
     pub state_dir: Option<PathBuf>,
+    /// Extra environment variables for the agent.
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -188,6 +190,7 @@ impl Agent {
             .arg("--config")
             .arg(&config_path)
             .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -317,6 +320,28 @@ impl Agent {
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the agent to exit on its own; panics with the log after
+    /// `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "aiwatch did not exit within {timeout:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        thread::sleep(Duration::from_millis(100));
+        (status, self.log())
     }
 
     /// Stops the agent with SIGTERM and returns its exit status.

@@ -172,3 +172,39 @@ fn unlink_rename_chmod_and_truncate() {
     assert_eq!(get(&unlink, "file.result").as_i64(), Some(0));
     assert!(get(&unlink, "file.access").is_null());
 }
+
+#[test]
+fn a_path_deeper_than_the_kernel_walk_is_flagged_and_logged() {
+    let agent = trace_all();
+    let tmp = TempDir::new("files-deep");
+    let dir = canonical(tmp.path());
+    // 40 levels: more than the walk's 24 components and 8 mount crossings.
+    let deep = (0..40).fold(dir.clone(), |path, _| path.join("d"));
+    std::fs::create_dir_all(&deep).expect("create the deep directory");
+    // Three opens a little over a second apart: the kernel logs each
+    // diagnostic at most once a second, and another process on the host
+    // may have used this second's message.
+    let pid = python_in(
+        &deep,
+        "import os, time\n\
+         for _ in range(3):\n    open(os.path.join(os.environ['WORKDIR'], 'deep.txt'), 'w').close()\n    time.sleep(1.1)\n\
+         print(os.getpid())\n",
+    );
+    let open = agent.wait_event("open of the deep file", |e| {
+        kind_of(e) == "open"
+            && pid_of(e) == pid
+            && get(e, "file.path")
+                .as_str()
+                .is_some_and(|p| p.ends_with("/d/deep.txt"))
+    });
+    assert_eq!(
+        get(&open, "file.path_incomplete"),
+        true,
+        "a walk cut at its limit must say the path is incomplete: {open}"
+    );
+    let line = agent.wait_for_log(
+        &format!("kernel: the path walk for pid {pid} stopped at its limit"),
+        Duration::from_secs(20),
+    );
+    assert!(line.contains("components"), "{line}");
+}

@@ -626,7 +626,7 @@ fn a_secret_read_by_cat_alerts() {
 }
 
 #[test]
-fn a_model_renamed_or_deleted_outside_workloads_alerts() {
+fn a_model_renamed_or_deleted_outside_workloads_is_a_low_audit_alert() {
     let agent = Agent::start();
     let dir = TempDir::new("tamper");
     let model = dir.path().join("model.safetensors");
@@ -636,12 +636,15 @@ fn a_model_renamed_or_deleted_outside_workloads_alerts() {
         Path::new("/bin/mv"),
         &[model.to_str().unwrap(), moved.to_str().unwrap()],
     );
-    let rename = wait_rule(&agent, "ai.model.tamper", mv);
+    // Nobody loaded it: a clean-up or a deployment, not tampering (a model in
+    // use swapped under its server is in the attack suite).
+    let rename = wait_rule(&agent, "ai.model.write-outside-workload", mv);
     assert_eq!(kind_of(&rename["event"]), "rename");
+    assert_eq!(rename["severity"], "low");
     let doomed = dir.path().join("classifier.onnx");
     std::fs::write(&doomed, b"not really a graph").unwrap();
     let rm = run(Path::new("/bin/rm"), &[doomed.to_str().unwrap()]);
-    let unlink = wait_rule(&agent, "ai.model.tamper", rm);
+    let unlink = wait_rule(&agent, "ai.model.write-outside-workload", rm);
     assert_eq!(kind_of(&unlink["event"]), "unlink");
     assert_eq!(
         get(&unlink, "event.file.path"),

@@ -286,7 +286,7 @@ fn every_documented_metric_is_exported_with_real_values() {
     assert!(value(&samples, "process_open_fds", &[]) > 3.0);
     assert_eq!(find(&samples, "aiwatch_anomaly_profiles", &[]).len(), 4);
     // Every event kind, at 0 or more, from start-up.
-    assert_eq!(find(&samples, "aiwatch_events_total", &[]).len(), 24);
+    assert_eq!(find(&samples, "aiwatch_events_total", &[]).len(), 25);
     // The agent's own pid is what process_* describe.
     // Its thread count may move (tokio's blocking pool), so compare a scrape
     // with /proc read right after it, a few times, until they agree.

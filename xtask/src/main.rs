@@ -65,6 +65,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run the attack suite (tests/attacks/) against the agent and print its scoreboard.
+    Attacks,
     /// Measure what the agent costs (no agent / floor / agent), write docs/benchmarks.md.
     Bench(bench::Options),
 }
@@ -100,6 +102,18 @@ fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
             run::run(&workspace, Profile::from_release_flag(!debug), &args)
         }
         Task::Test { args } => test::test(&Workspace::prepare()?, &args),
+        Task::Attacks => {
+            let args = [
+                "-p",
+                "aiwatch-tests",
+                "--test",
+                "attacks",
+                "--",
+                "--nocapture",
+            ];
+            let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+            test::test(&Workspace::prepare()?, &args)
+        }
     }
 }
 
@@ -137,6 +151,12 @@ mod tests {
         };
         assert!(!debug);
         assert_eq!(args, ["--events", "-"]);
+    }
+
+    #[test]
+    fn attacks_takes_no_arguments() {
+        assert!(matches!(parse(&["attacks"]), Task::Attacks));
+        assert!(Cli::try_parse_from(["xtask", "attacks", "extra"]).is_err());
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl Analyzer {
             changes.extend(self.workloads.on_exit(pid));
             self.note_exit(pid);
         }
+        self.models_in_use.observe(event);
         self.inventory.observe(event);
         changes
     }

@@ -362,6 +362,8 @@ impl Inventory {
             return;
         };
         let (list, cap, overflow) = match class {
+            // Not an AI asset: persistence writes are for the rules.
+            AssetClass::Persistence => return,
             AssetClass::Model | AssetClass::PickleModel => {
                 (&mut entry.models, limits.models, &mut entry.overflow.models)
             }

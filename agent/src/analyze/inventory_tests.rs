@@ -6,6 +6,7 @@ fn server() -> WorkloadRef {
         id: "wl-1".into(),
         kind: "inference".into(),
         name: "onnx_server".into(),
+        claimed: false,
     }
 }
 
@@ -235,6 +236,7 @@ fn lists_are_bounded_and_overflow_is_counted() {
         id: "wl-2".into(),
         kind: "notebook".into(),
         name: "kernel".into(),
+        claimed: false,
     });
     inventory.observe(&other);
     let snapshot = inventory.snapshot();

@@ -8,6 +8,7 @@
 
 mod attribute;
 pub mod inventory;
+pub mod models_in_use;
 mod scan;
 mod seed;
 pub mod workload;
@@ -49,6 +50,8 @@ pub enum AnalyzeError {
 pub struct Analyzer {
     pub workloads: WorkloadTable,
     pub inventory: Inventory,
+    /// Model files read by workloads, to tell tampering from deployment.
+    pub models_in_use: models_in_use::ModelsInUse,
     scanner: LibraryScanner,
     /// cgroup id → container identity, read once per cgroup.
     containers: HashMap<u64, Option<crate::event::Container>>,
@@ -63,6 +66,7 @@ impl Analyzer {
         Ok(Analyzer {
             workloads: WorkloadTable::new(classifier, declared, Default::default()),
             inventory: Inventory::new(InventoryLimits::default()),
+            models_in_use: Default::default(),
             scanner: LibraryScanner::default(),
             containers: HashMap::new(),
             gpu_processes: HashMap::new(),
@@ -138,7 +142,7 @@ impl Analyzer {
 pub(crate) fn has_path(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::Open | Kind::Unlink | Kind::Rename | Kind::Chmod | Kind::Truncate
+        Kind::Open | Kind::Unlink | Kind::Rename | Kind::Link | Kind::Chmod | Kind::Truncate
     )
 }
 

@@ -64,6 +64,7 @@ fn event(kind: Kind, ktime: u64, workload: (&str, &str)) -> Event {
             id: format!("pod-{}", workload.1),
             kind: workload.0.into(),
             name: workload.1.into(),
+            claimed: false,
         }),
         ..Event::default()
     }

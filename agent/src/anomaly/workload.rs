@@ -375,6 +375,7 @@ fn placeholder_event(workload: &WorkloadKey) -> Event {
             id: String::new(),
             kind: workload.kind.clone(),
             name: workload.name.clone(),
+            claimed: false,
         }),
         ..Event::default()
     }

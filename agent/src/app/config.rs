@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{
     analyze::WorkloadsConfig,
     anomaly::AnomalyConfig,
-    enrich::{assets::AssetConfig, TableLimits},
+    enrich::{assets::AssetConfig, redact::RedactConfig, TableLimits},
     metrics::DEFAULT_MAX_WORKLOAD_SERIES,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
@@ -31,6 +31,9 @@ pub struct Config {
     pub alerts: String,
     pub sink_max_bytes: u64,
     pub sink_keep_files: u32,
+    /// Group that may read the events and alerts files (0640); unset, they
+    /// are 0600.
+    pub sink_group: Option<String>,
     pub families: Families,
     pub queue_capacity: usize,
     pub process_table: TableLimits,
@@ -57,6 +60,8 @@ pub struct Config {
     pub trace_all_files: bool,
     /// How often per-process GPU ioctl counts are reported, in seconds.
     pub gpu_ioctl_interval_secs: u64,
+    /// Extra patterns of secrets redacted from argv (docs/security.md).
+    pub redact: RedactConfig,
     /// The benchmark floor: the kernel programs are attached but return at
     /// once. Only the hidden `--bench-floor` flag sets it, never a file.
     #[serde(skip)]
@@ -71,6 +76,7 @@ impl Default for Config {
             alerts: "-".into(),
             sink_max_bytes: 100 * 1024 * 1024,
             sink_keep_files: 5,
+            sink_group: None,
             families: Families::default(),
             queue_capacity: 65_536,
             process_table: TableLimits::default(),
@@ -87,6 +93,7 @@ impl Default for Config {
             tcp_summary_interval_secs: 60,
             trace_all_files: false,
             gpu_ioctl_interval_secs: 10,
+            redact: RedactConfig::default(),
             bench_floor: false,
         }
     }

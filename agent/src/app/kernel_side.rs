@@ -205,6 +205,7 @@ pub fn start_tcp_summaries(
     ebpf: &mut Ebpf,
     config: &Config,
     queue: mpsc::Sender<Record>,
+    stats: std::sync::Arc<crate::metrics::pipeline_stats::PipelineStats>,
     shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if config.tcp_summary_interval_secs == 0 || !config.families.network {
@@ -212,7 +213,7 @@ pub fn start_tcp_summaries(
     }
     let interval = std::time::Duration::from_secs(config.tcp_summary_interval_secs);
     match PeriodicSummaries::setup(ebpf, interval) {
-        Ok(periodic) => Some(tokio::spawn(periodic.run(queue, shutdown))),
+        Ok(periodic) => Some(tokio::spawn(periodic.run(queue, stats, shutdown))),
         Err(err) => {
             log::warn!("open TCP connections are reported at close only: {err}");
             None

@@ -8,6 +8,7 @@ pub mod follow;
 pub mod kernel_side;
 pub mod outputs;
 pub mod pipeline;
+pub mod privileges;
 pub mod replay;
 pub mod run;
 pub mod terminal;

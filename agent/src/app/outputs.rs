@@ -14,8 +14,8 @@ use crate::{
     event::Event,
     metrics::pipeline_stats::PipelineStats,
     sink::{
-        self, syslog::SyslogError, LineWriter, OpenError, SinkSender, Target, ALERT_SINK_CAPACITY,
-        EVENT_SINK_CAPACITY,
+        self, syslog::SyslogError, webhook::WebhookError, LineWriter, OpenError, SinkSender,
+        ALERT_SINK_CAPACITY, EVENT_SINK_CAPACITY,
     },
 };
 
@@ -25,6 +25,8 @@ pub enum OutputError {
     Open(#[from] OpenError),
     #[error(transparent)]
     Syslog(#[from] SyslogError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     #[error(transparent)]
     Stream(#[from] StreamError),
 }
@@ -43,18 +45,25 @@ pub struct Sinks {
     pub alerts: Vec<SinkSender<Arc<Alert>>>,
     /// The live stream's readers (`aiwatch alerts|events --follow`).
     pub stream: Arc<StreamHub>,
-    pub tasks: Vec<JoinHandle<()>>,
+    /// Each sink's task, by name (`sink:events`, `sink:alerts`, ...).
+    pub tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl Outputs {
     pub fn open(config: &Config) -> Result<Outputs, OutputError> {
-        let target =
-            |spec: &str| Target::parse(spec, config.sink_max_bytes, config.sink_keep_files);
+        let open = |spec: &str| {
+            sink::open_target(
+                spec,
+                config.sink_max_bytes,
+                config.sink_keep_files,
+                config.sink_group.as_deref(),
+            )
+        };
         let events = match &config.events {
-            Some(spec) => Some(LineWriter::open(target(spec))?),
+            Some(spec) => Some(open(spec)?),
             None => None,
         };
-        let alerts = LineWriter::open(target(&config.alerts))?;
+        let alerts = open(&config.alerts)?;
         let stream = match &config.stream_socket {
             Some(path) => match sink::stream::bind(path) {
                 Ok(listener) => Some((listener, path.clone())),
@@ -88,31 +97,34 @@ impl Outputs {
             tasks: Vec::new(),
         };
         if let Some((listener, path)) = self.stream {
-            sinks.tasks.push(tokio::spawn(sink::stream::serve(
-                sinks.stream.clone(),
-                listener,
-                path,
-                shutdown,
-            )));
+            sinks.tasks.push((
+                "stream",
+                tokio::spawn(sink::stream::serve(
+                    sinks.stream.clone(),
+                    listener,
+                    path,
+                    shutdown,
+                )),
+            ));
         }
         if let Some(writer) = self.events {
             let (tx, task) = sink::spawn::<Arc<Event>>(writer, EVENT_SINK_CAPACITY, stats.clone());
             sinks.events = Some(tx);
-            sinks.tasks.push(task);
+            sinks.tasks.push(("sink:events", task));
         }
         let (tx, task) = sink::spawn::<Arc<Alert>>(self.alerts, ALERT_SINK_CAPACITY, stats.clone());
         sinks.alerts.push(tx);
-        sinks.tasks.push(task);
+        sinks.tasks.push(("sink:alerts", task));
         if let Some(webhook) = config.webhook.clone().filter(|w| !w.url.is_empty()) {
-            let (tx, task) = sink::webhook::spawn(webhook, stats.clone());
+            let (tx, task) = sink::webhook::spawn(webhook, stats.clone())?;
             sinks.alerts.push(tx);
-            sinks.tasks.push(task);
+            sinks.tasks.push(("sink:webhook", task));
         }
         if let Some(syslog) = &config.syslog {
             let logger = sink::syslog::connect(syslog)?;
             let (tx, task) = sink::syslog::spawn(logger, stats.clone());
             sinks.alerts.push(tx);
-            sinks.tasks.push(task);
+            sinks.tasks.push(("sink:syslog", task));
         }
         Ok(sinks)
     }

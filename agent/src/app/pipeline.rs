@@ -20,7 +20,7 @@ use crate::{
     app::detectors::Detectors,
     clock::now_boot_ns,
     enrich::Enricher,
-    event::{Access, AssetClass, Event, Kind},
+    event::{Access, AssetClass, Event, FileInfo, Kind},
     ingest::decode::Record,
     metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, Metrics},
@@ -149,6 +149,14 @@ impl Pipeline {
 
     pub fn handle(&mut self, record: Record) {
         let mut event = self.enricher.enrich(record);
+        if event
+            .file
+            .as_ref()
+            .is_some_and(FileInfo::is_uninteresting_relative)
+        {
+            self.stats.relative_filtered.add(Some(event.kind), 1);
+            return;
+        }
         let changes = self.analyzer.attribute(&mut event);
         if !changes.is_empty() {
             (self.on_changes)(&changes);

@@ -35,6 +35,7 @@ use crate::{
     metrics::pipeline_stats::PipelineStats,
     metrics::{Metrics, MetricsConfig, MetricsError},
     observe::http::{HttpError, HttpOptions, HttpServer, HttpState, InventoryProvider, Readiness},
+    observe::supervise::{Criticality, Supervisor},
     observe::telemetry,
     policy::{reload::ReloadError, spawn_reloader, PolicyErrors, PolicySet},
 };
@@ -69,6 +70,12 @@ pub enum RunError {
     Policy(#[from] PolicyErrors),
     #[error(transparent)]
     Reload(#[from] ReloadError),
+    #[error("the agent stopped because its {0} task died (see the log above)")]
+    TaskDied(&'static str),
+    #[error(transparent)]
+    Privileges(#[from] crate::app::privileges::PrivilegeError),
+    #[error(transparent)]
+    Redact(#[from] crate::enrich::redact::RedactError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -111,6 +118,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ..MetricsConfig::default()
     })?);
     let readiness = Arc::new(Readiness::default());
+    let (supervisor, mut fatal_tasks) = Supervisor::new(metrics.clone(), readiness.clone());
     let mut analyzer = Analyzer::new(&config.workloads)?;
     let policies = Arc::new(PolicySet::load(&config.policies, config.default_policies)?);
     metrics.policy_loaded(policies.rule_count());
@@ -131,6 +139,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let mut kernel = KernelSide::start(&config, &metrics, &readiness)?;
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
     enricher.set_asset_classifier(kernel.assets.clone());
+    enricher.set_redactor(crate::enrich::redact::Redactor::new(&config.redact)?);
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
@@ -150,23 +159,31 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let sinks = outputs.spawn(&config, &stats, shutdown_rx.clone())?;
     let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
     let mut sources = Vec::new();
-    sources.extend(start_tcp_summaries(
+    if let Some(task) = start_tcp_summaries(
         &mut kernel.loaded.ebpf,
         &config,
         queue_tx.clone(),
-        shutdown_rx.clone(),
-    ));
-    sources.push(tokio::spawn(kernel.gpu_poller.run(
-        std::time::Duration::from_secs(config.gpu_ioctl_interval_secs),
-        queue_tx.clone(),
-        shutdown_rx.clone(),
-    )));
-    let reader_task = tokio::spawn(reader::run(
-        kernel.ring,
-        queue_tx,
         stats.clone(),
         shutdown_rx.clone(),
+    ) {
+        sources.push(supervisor.spawn("tcp_summary", Criticality::Degrading, task));
+    }
+    sources.push(supervisor.spawn(
+        "gpu_ioctl",
+        Criticality::Degrading,
+        tokio::spawn(kernel.gpu_poller.run(
+            std::time::Duration::from_secs(config.gpu_ioctl_interval_secs),
+            queue_tx.clone(),
+            stats.clone(),
+            shutdown_rx.clone(),
+        )),
     ));
+    let watchdog = supervisor.spawn_watchdog(stats.clone(), queue_tx.downgrade());
+    let reader_task = supervisor.spawn(
+        "reader",
+        Criticality::Fatal,
+        reader::run(kernel.ring, queue_tx, stats.clone(), shutdown_rx.clone()),
+    );
     let mut interest_maps = kernel.interest_maps;
     let pipeline = Pipeline::new(
         Stages {
@@ -186,47 +203,68 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         },
         Some(policy_reloads),
     );
-    let pipeline_task = tokio::spawn(pipeline.run(queue_rx));
-    let telemetry_task = tokio::spawn(telemetry::run(
-        kernel.kernel_stats,
-        stats.clone(),
-        metrics.clone(),
-        kernel.ring_usage,
-        shutdown_rx.clone(),
-    ));
+    let pipeline_task = supervisor.spawn("pipeline", Criticality::Fatal, pipeline.run(queue_rx));
+    let telemetry_task = supervisor.spawn(
+        "telemetry",
+        Criticality::Degrading,
+        telemetry::run(
+            kernel.kernel_stats,
+            stats.clone(),
+            metrics.clone(),
+            kernel.ring_usage,
+            shutdown_rx.clone(),
+        ),
+    );
     let mut http_shutdown = shutdown_rx.clone();
-    let http_task = tokio::spawn(http.serve(async move {
-        let _ = http_shutdown.changed().await;
-    }));
+    let http_task = supervisor.spawn(
+        "listener",
+        Criticality::Degrading,
+        http.serve(async move {
+            let _ = http_shutdown.changed().await;
+        }),
+    );
+    let sink_tasks: Vec<_> = sinks
+        .tasks
+        .into_iter()
+        .map(|(name, task)| supervisor.spawn(name, Criticality::Degrading, task))
+        .collect();
 
+    crate::app::privileges::apply(config.sink_group.is_some())?;
     log::info!(
         "aiwatch ready: {} of {} probes attached, {seeded} running processes known, listening on {}",
         kernel.attached,
         kernel.loaded.probes.len(),
         config.listen
     );
-    wait_for_signal().await?;
+    let notify_task =
+        crate::observe::sd_notify::start(&supervisor, readiness.clone(), shutdown_rx.clone());
+    let died = tokio::select! {
+        signalled = wait_for_signal() => { signalled?; None }
+        task = fatal_tasks.recv() => task,
+    };
+    supervisor.begin_shutdown();
     let _ = shutdown_tx.send(true);
     // Stop in pipeline order: the sources drain into the queue, the
     // pipeline drains the queue into the sinks, the sinks flush.
-    match reader_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => log::error!("ring-buffer reader failed: {err}"),
-        Err(err) => log::error!("ring-buffer reader panicked: {err}"),
-    }
+    // The supervisor has logged any failure; here the tasks only end.
+    let _ = reader_task.await;
     join_all(sources).await;
-    if let Err(err) = pipeline_task.await {
-        log::error!("pipeline task failed: {err}");
-    }
-    join_all(sinks.tasks).await;
+    let _ = pipeline_task.await;
+    join_all(sink_tasks).await;
     let _ = http_task.await;
-    match telemetry_task.await {
-        Ok(kernel_stats) => log_summary(&stats, &kernel_stats),
-        Err(err) => log::error!("telemetry task failed: {err}"),
+    let _ = watchdog.await;
+    if let Some(task) = notify_task {
+        let _ = task.await;
+    }
+    if let Ok(Some(kernel_stats)) = telemetry_task.await {
+        log_summary(&stats, &kernel_stats);
     }
     // Dropping the Ebpf object detaches every program.
     drop(kernel.loaded);
-    Ok(())
+    match died {
+        Some(task) => Err(RunError::TaskDied(task)),
+        None => Ok(()),
+    }
 }
 
 /// Binds `/metrics`, `/healthz`, `/readyz` and `/inventory`.
@@ -265,7 +303,7 @@ async fn wait_for_signal() -> Result<(), RunError> {
     Ok(())
 }
 
-async fn join_all(tasks: Vec<JoinHandle<()>>) {
+async fn join_all<T>(tasks: Vec<JoinHandle<T>>) {
     for task in tasks {
         let _ = task.await;
     }
@@ -288,12 +326,13 @@ fn log_summary(stats: &PipelineStats, kernel: &KernelStats) {
             .join(",")
     };
     log::info!(
-        "aiwatch stopped: events={} kernel_ringbuf_lost={} [{}] decode_errors={} queue_dropped={} sink_dropped={}",
+        "aiwatch stopped: events={} kernel_ringbuf_lost={} [{}] decode_errors={} queue_dropped={} sink_dropped={} alerts_dropped={}",
         stats.events.total(),
         totals.ringbuf_lost_total(),
         per_kind(&totals.ringbuf_lost),
         stats.decode_errors.total(),
         stats.queue_dropped.total(),
         stats.sink_dropped.total(),
+        stats.alerts_dropped.load(std::sync::atomic::Ordering::Relaxed),
     );
 }

@@ -67,7 +67,7 @@ impl super::Enricher {
         // What the inode says: from the kernel, or from a stat of the path
         // when the kernel had none (failed opens of device nodes, chmod...).
         let stat_path = match event.kind {
-            Kind::Rename => target.as_deref(),
+            Kind::Rename | Kind::Link => target.as_deref(),
             Kind::Unlink => None,
             _ => Some(path.as_str()),
         };
@@ -123,6 +123,8 @@ impl super::Enricher {
             mode: match event.kind {
                 Kind::Open if op.flags & (O_CREAT | O_TMPFILE) != 0 => Some(op.mode),
                 Kind::Chmod => Some(op.mode),
+                // symlink and symlinkat mark their events with S_IFLNK.
+                Kind::Link if op.mode != 0 => Some(op.mode),
                 _ => None,
             },
             result: op.ret,
@@ -131,6 +133,8 @@ impl super::Enricher {
             size,
             path_incomplete: incomplete,
             length: (event.kind == Kind::Truncate).then_some(op.length),
+            model_in_use: false,
+            unchecked: op.unchecked,
         });
     }
 

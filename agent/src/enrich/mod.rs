@@ -8,6 +8,7 @@ mod net;
 mod privilege;
 pub mod process;
 pub mod procfs_seed;
+pub mod redact;
 
 pub use net::is_external;
 mod file;
@@ -55,6 +56,8 @@ pub struct Enricher {
     stats: EnrichStats,
     /// File and GPU events: classifier and known accelerators.
     files: file::FileState,
+    /// Applied to argv as a process enters the table.
+    redactor: redact::Redactor,
 }
 
 impl Enricher {
@@ -65,7 +68,20 @@ impl Enricher {
             use_procfs,
             stats: EnrichStats::default(),
             files: file::FileState::default(),
+            redactor: redact::Redactor::default(),
         }
+    }
+
+    /// Replaces the built-in redactor (the configuration adds patterns).
+    pub fn set_redactor(&mut self, redactor: redact::Redactor) {
+        self.redactor = redactor;
+    }
+
+    /// Adds or replaces a process, its argv redacted: every event, alert and
+    /// snapshot built from the table then carries the redacted values.
+    fn remember(&mut self, mut entry: ProcessEntry) {
+        self.redactor.redact_argv(&mut entry.argv);
+        self.table.upsert(entry);
     }
 
     pub fn stats(&self) -> EnrichStats {
@@ -81,7 +97,7 @@ impl Enricher {
         let mut all = all;
         all.sort_by_key(|p| p.start_ns);
         for entry in all {
-            self.table.upsert(entry);
+            self.remember(entry);
         }
         count
     }
@@ -156,7 +172,7 @@ impl Enricher {
                     stdio_socket: exec.stdio_socket,
                     exited_ns: None,
                 };
-                self.table.upsert(entry);
+                self.remember(entry);
                 self.fill_process(&mut event, common.pid, common.tid);
             }
             Payload::Fork(fork) => {
@@ -236,7 +252,7 @@ impl Enricher {
             cgroup_id: common.cgroup_id,
             ..Default::default()
         });
-        self.table.upsert(entry);
+        self.remember(entry);
     }
 
     /// Fills `event.process` and `event.parent` from the table.

@@ -129,6 +129,11 @@ pub struct WorkloadRef {
     /// `inference`, `training`, `notebook`, `agent`, `pipeline` or `unknown-ai`.
     pub kind: String,
     pub name: String,
+    /// Known only from what its processes claim (names, command lines,
+    /// devices, ports), with no library, model or data set evidence: rules
+    /// never trust it more than a process outside any workload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claimed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -185,6 +190,23 @@ pub struct FileInfo {
     /// truncate: the new length in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<i64>,
+    /// A change (write, rename, truncate, unlink, chmod) to a model file an
+    /// AI workload other than the writer's has read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_in_use: bool,
+    /// Reported only because a relative name could not be tested in the
+    /// kernel: the pipeline drops the event unless the resolved path has a
+    /// class. Never serialised.
+    #[serde(skip)]
+    pub unchecked: bool,
+}
+
+impl FileInfo {
+    /// A change through a relative name whose resolved path turned out to
+    /// be of no interest: what the kernel would have filtered had it known.
+    pub fn is_uninteresting_relative(&self) -> bool {
+        self.unchecked && self.class.is_none()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -12,15 +12,20 @@ pub enum AssetClass {
     Dataset,
     Model,
     PickleModel,
+    /// Files that make code run again later: cron, systemd units, shell
+    /// start-up files, `authorized_keys`, `ld.so.preload`, sudoers, PAM,
+    /// the account databases and git hooks.
+    Persistence,
     GpuDevice,
     Secret,
 }
 
 impl AssetClass {
-    pub const ALL: [AssetClass; 5] = [
+    pub const ALL: [AssetClass; 6] = [
         AssetClass::Dataset,
         AssetClass::Model,
         AssetClass::PickleModel,
+        AssetClass::Persistence,
         AssetClass::GpuDevice,
         AssetClass::Secret,
     ];
@@ -32,6 +37,7 @@ impl AssetClass {
             AssetClass::PickleModel => "pickle-model",
             AssetClass::Dataset => "dataset",
             AssetClass::Secret => "secret",
+            AssetClass::Persistence => "persistence",
             AssetClass::GpuDevice => "gpu-device",
         }
     }

@@ -120,6 +120,7 @@ impl GpuIoctlPoller {
         mut self,
         interval: Duration,
         queue: mpsc::Sender<Record>,
+        stats: std::sync::Arc<crate::metrics::pipeline_stats::PipelineStats>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
@@ -132,7 +133,10 @@ impl GpuIoctlPoller {
             }
             for record in self.poll() {
                 if queue.try_send(record).is_err() {
-                    log::debug!("pipeline queue full: a GPU ioctl report was dropped");
+                    // Counted like any record the queue had no room for.
+                    stats
+                        .queue_dropped
+                        .add(Some(crate::event::Kind::GpuIoctl), 1);
                 }
             }
         }

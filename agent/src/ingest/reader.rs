@@ -60,6 +60,7 @@ pub async fn run(
 }
 
 fn drain(ring: &mut RingBuf<MapData>, queue: &mpsc::Sender<Record>, stats: &PipelineStats) {
+    stats.reader_drains.fetch_add(1, Relaxed);
     while let Some(item) = ring.next() {
         match decode::decode(&item) {
             Ok(record) => {

@@ -83,7 +83,12 @@ impl PeriodicSummaries {
     }
 
     /// Reports open connections every interval until `shutdown`.
-    pub async fn run(self, queue: mpsc::Sender<Record>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        queue: mpsc::Sender<Record>,
+        stats: std::sync::Arc<crate::metrics::pipeline_stats::PipelineStats>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         ticker.tick().await;
@@ -92,7 +97,7 @@ impl PeriodicSummaries {
                 _ = ticker.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            match self.report(&queue) {
+            match self.report(&queue, &stats) {
                 Ok(sent) => log::debug!("periodic TCP summaries: {sent} open connections"),
                 Err(err) => log::warn!("periodic TCP summaries skipped: {err}"),
             }
@@ -101,7 +106,12 @@ impl PeriodicSummaries {
 
     /// One round: refresh the counters, then send a summary per connection
     /// the iterator saw in this round.
-    pub fn report(&self, queue: &mpsc::Sender<Record>) -> Result<usize, SummaryError> {
+    /// A summary the full queue has no room for is dropped and counted.
+    pub fn report(
+        &self,
+        queue: &mpsc::Sender<Record>,
+        stats: &crate::metrics::pipeline_stats::PipelineStats,
+    ) -> Result<usize, SummaryError> {
         let round_start = now_boot_ns();
         self.refresh()?;
         let mut sent = 0;
@@ -118,6 +128,10 @@ impl PeriodicSummaries {
                 .is_ok()
             {
                 sent += 1;
+            } else {
+                stats
+                    .queue_dropped
+                    .add(Some(crate::event::Kind::TcpSummary), 1);
             }
         }
         Ok(sent)

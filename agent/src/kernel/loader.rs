@@ -7,7 +7,7 @@
 //! in one log line and in [`ProbeStatus`], and the agent runs with the rest,
 //! unless it is one the pipeline cannot do without.
 
-use std::path::Path;
+use std::{io::ErrorKind, os::fd::AsRawFd as _, panic::AssertUnwindSafe, path::Path};
 
 use aiwatch_common::{
     KernelOffsets, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
@@ -331,6 +331,14 @@ pub const PROBES: &[Probe] = &[
     syscall("sys_exit_renameat", FAMILY_FILE),
     syscall("sys_enter_renameat2", FAMILY_FILE),
     syscall("sys_exit_renameat2", FAMILY_FILE),
+    syscall("sys_enter_link", FAMILY_FILE),
+    syscall("sys_exit_link", FAMILY_FILE),
+    syscall("sys_enter_linkat", FAMILY_FILE),
+    syscall("sys_exit_linkat", FAMILY_FILE),
+    syscall("sys_enter_symlink", FAMILY_FILE),
+    syscall("sys_exit_symlink", FAMILY_FILE),
+    syscall("sys_enter_symlinkat", FAMILY_FILE),
+    syscall("sys_exit_symlinkat", FAMILY_FILE),
     syscall("sys_enter_chmod", FAMILY_FILE),
     syscall("sys_exit_chmod", FAMILY_FILE),
     syscall("sys_enter_fchmodat", FAMILY_FILE),
@@ -444,6 +452,9 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         .override_global("FLOOR", &u32::from(options.bench_floor), true)
         .load(OBJECT)
         .map_err(LoadError::Load)?;
+    // Before any program is loaded: the programs refer to the log map's
+    // fd, which the logger owns from here on.
+    forward_kernel_log(&mut ebpf);
 
     let mut probes = Vec::with_capacity(PROBES.len());
     for probe in PROBES {
@@ -524,6 +535,50 @@ fn tracepoint_exists(probe: &Probe) -> bool {
         return true;
     };
     Path::new(root).join(category).join(name).exists()
+}
+
+/// Forwards the kernel side's rare diagnostics (`ebpf/src/diag.rs`, written
+/// with aya-log) to this process's log, from a thread of their own that
+/// sleeps in `poll` until a record arrives.
+///
+/// The thread owns the logger for the agent's whole life: dropping it would
+/// close the map's fd, and loading a program that logs would then fail
+/// with EBADF.
+fn forward_kernel_log(ebpf: &mut Ebpf) {
+    let mut logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        Err(err) => {
+            log::warn!("the kernel programs' diagnostics are not forwarded: {err}");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("kernel-log".into())
+        .spawn(move || loop {
+            let mut poll = libc::pollfd {
+                fd: logger.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, owned by this frame, for the call.
+            let ready = unsafe { libc::poll(&mut poll, 1, -1) };
+            if ready < 0 && std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+                log::warn!(
+                    "stopped forwarding the kernel programs' diagnostics: poll failed: {}",
+                    std::io::Error::last_os_error()
+                );
+                return;
+            }
+            // aya-log panics on a record it cannot parse; the records come
+            // from our own programs, but one bad record must not end the
+            // forwarding. The record is consumed either way.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| logger.flush())).is_err() {
+                log::warn!("a kernel diagnostic record could not be decoded and was skipped");
+            }
+        });
+    if let Err(err) = spawned {
+        log::warn!("the kernel programs' diagnostics are not forwarded: no thread: {err}");
+    }
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.

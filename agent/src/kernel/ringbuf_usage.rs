@@ -22,6 +22,7 @@ pub struct RingUsage {
 // SAFETY: the pages are only read, through atomics; the mapping lives as
 // long as the value and is unmapped once, on drop.
 unsafe impl Send for RingUsage {}
+// SAFETY: as for `Send`: shared access only ever reads the pages atomically.
 unsafe impl Sync for RingUsage {}
 
 impl RingUsage {

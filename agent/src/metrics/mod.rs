@@ -39,6 +39,8 @@ pub const DEFAULT_RULE_EVAL_SAMPLE_EVERY: u64 = 64;
 
 /// `kind` label for losses whose event kind is unknown (undecodable records).
 pub const UNKNOWN_KIND: &str = "unknown";
+/// The `kind` label of alerts lost in a sink.
+pub const ALERT_KIND: &str = "alert";
 
 /// Buckets for `aiwatch_event_latency_seconds`: 100 µs to 10 s.
 const EVENT_LATENCY_BUCKETS: [f64; 16] = [
@@ -66,6 +68,9 @@ pub enum MetricsError {
 pub enum LossStage {
     /// The kernel could not reserve ring buffer space (reader too slow).
     KernelRingbuf,
+    /// The kernel could not store a syscall's pending entry (map full):
+    /// the syscall's event is lost.
+    KernelPending,
     /// A record came out of the ring buffer but could not be decoded.
     Decode,
     /// A bounded user-space queue between stages was full.
@@ -75,8 +80,9 @@ pub enum LossStage {
 }
 
 impl LossStage {
-    pub const ALL: [LossStage; 4] = [
+    pub const ALL: [LossStage; 5] = [
         LossStage::KernelRingbuf,
+        LossStage::KernelPending,
         LossStage::Decode,
         LossStage::Queue,
         LossStage::Sink,
@@ -85,6 +91,7 @@ impl LossStage {
     pub fn as_str(self) -> &'static str {
         match self {
             LossStage::KernelRingbuf => "kernel_ringbuf",
+            LossStage::KernelPending => "kernel_pending",
             LossStage::Decode => "decode",
             LossStage::Queue => "queue",
             LossStage::Sink => "sink",
@@ -190,6 +197,7 @@ pub struct Metrics {
     anomaly_profiles: IntGaugeVec,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
+    task_failures: IntCounterVec,
     workload_series: Mutex<WorkloadSeries>,
     /// Last absolute totals read from kernel maps, keyed by counter.
     kernel_totals: Mutex<HashMap<TotalKey, u64>>,
@@ -199,6 +207,7 @@ pub struct Metrics {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum TotalKey {
     Lost(LossStage, Option<Kind>),
+    AlertsLost(LossStage),
     Filtered(Kind),
 }
 
@@ -236,7 +245,7 @@ impl Metrics {
             .into_iter()
             .map(|stage| {
                 kind_names()
-                    .chain([UNKNOWN_KIND])
+                    .chain([UNKNOWN_KIND, ALERT_KIND])
                     .map(|kind| lost.with_label_values(&[stage.as_str(), kind]))
                     .collect()
             })
@@ -348,6 +357,12 @@ impl Metrics {
             "1 when probes are attached and the pipeline is flowing (as /readyz).",
         )?;
 
+        let task_failures = reg.counter_vec(
+            "aiwatch_task_failures_total",
+            "Agent tasks that panicked, failed or stopped on their own, by task.",
+            &["task"],
+        )?;
+
         #[cfg(target_os = "linux")]
         reg.collector(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -379,6 +394,7 @@ impl Metrics {
             anomaly_profiles,
             probe_attached,
             ready,
+            task_failures,
             workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),
             kernel_totals: Mutex::new(HashMap::new()),
         })
@@ -427,6 +443,13 @@ impl Metrics {
     pub fn observe_lost_total(&self, stage: LossStage, kind: Option<Kind>, total: u64) {
         let delta = self.delta_since_last(TotalKey::Lost(stage, kind), total);
         self.lost_counter(stage, kind).inc_by(delta);
+    }
+
+    /// Feeds `aiwatch_events_lost_total{kind="alert"}` from a running total
+    /// of alerts lost at `stage`.
+    pub fn observe_alerts_lost_total(&self, stage: LossStage, total: u64) {
+        let delta = self.delta_since_last(TotalKey::AlertsLost(stage), total);
+        self.lost_by_stage_kind[stage.index()][Kind::ALL.len() + 1].inc_by(delta);
     }
 
     /// Feeds `aiwatch_kernel_events_filtered_total` from an absolute total
@@ -664,6 +687,16 @@ impl Metrics {
     /// every scrape.
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// A supervised task started: its failure series exists from now on, at 0.
+    pub fn task_started(&self, task: &str) {
+        self.task_failures.with_label_values(&[task]);
+    }
+
+    /// A supervised task died (`observe::supervise`).
+    pub fn task_failed(&self, task: &str) {
+        self.task_failures.with_label_values(&[task]).inc();
     }
 }
 

@@ -52,10 +52,19 @@ pub struct PipelineStats {
     pub decode_errors: KindCounters,
     /// Events dropped because the pipeline queue was full.
     pub queue_dropped: KindCounters,
-    /// Events or alerts a sink dropped (full queue or write error).
+    /// Events a sink dropped (full queue or write error), by kind.
     pub sink_dropped: KindCounters,
+    /// Alerts a sink dropped (full queue, write error, failed POST):
+    /// exported as `kind="alert"`.
+    pub alerts_dropped: AtomicU64,
+    /// Changes through relative names the kernel passed untested whose
+    /// resolved path has no class: filtered in user space.
+    pub relative_filtered: KindCounters,
     /// Boot-clock time of the last event processed (0 before the first).
     pub last_event_ktime_ns: AtomicU64,
+    /// Times the ring-buffer reader drained the ring: its liveness, read by
+    /// the supervisor (it drains at least every 10 ms while alive).
+    pub reader_drains: AtomicU64,
 }
 
 impl PipelineStats {

@@ -49,6 +49,7 @@ fn workload(id: &str, name: &str, kind: &str) -> WorkloadRef {
         id: id.to_string(),
         kind: kind.to_string(),
         name: name.to_string(),
+        claimed: false,
     }
 }
 
@@ -399,4 +400,21 @@ fn a_live_workload_has_every_series_from_the_start() {
     metrics.forget_workload("w1");
     assert_eq!(series_count(&metrics, "aiwatch_workload_alerts_total"), 0);
     assert!(metrics.workloads_with_series().is_empty());
+}
+
+#[test]
+fn alert_and_pending_losses_have_their_own_labels() {
+    let metrics = Metrics::new(MetricsConfig::default()).unwrap();
+    metrics.observe_alerts_lost_total(LossStage::Sink, 3);
+    metrics.observe_alerts_lost_total(LossStage::Sink, 5);
+    metrics.observe_lost_total(LossStage::KernelPending, Some(Kind::Open), 7);
+    let text = metrics.encode_text().unwrap();
+    assert!(
+        text.contains("aiwatch_events_lost_total{kind=\"alert\",stage=\"sink\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aiwatch_events_lost_total{kind=\"open\",stage=\"kernel_pending\"} 7"),
+        "{text}"
+    );
 }

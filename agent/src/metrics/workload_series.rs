@@ -213,6 +213,7 @@ mod tests {
             id: id.to_string(),
             kind: kind.to_string(),
             name: name.to_string(),
+            claimed: false,
         }
     }
 

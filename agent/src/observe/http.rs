@@ -6,14 +6,17 @@
 //! snapshot from a caller-supplied provider. Every connection has a header
 //! read timeout and an overall deadline, and the number of open connections
 //! is bounded, so a stuck or hostile scraper costs a timeout, not events.
+//! Each client address gets a share of the general slots, and monitoring
+//! requests are served even when those are taken ([`admission`]), so a
+//! flood of slow clients cannot starve the probes or the scrape.
 
+pub mod admission;
 pub mod client;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,15 +25,12 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
+pub use crate::observe::readiness::{NotReady, Readiness, DEFAULT_MAX_SILENCE};
 
 /// Default listen address: loopback only; expose it deliberately.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
-
-/// Default longest gap between pipeline heartbeats before `/readyz` fails.
-pub const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(30);
 
 /// Supplies the `/inventory` document. It runs on the listener's task, so it
 /// must return a snapshot quickly (clone from a `watch` channel or a value
@@ -48,87 +48,6 @@ pub enum HttpError {
     LocalAddr(std::io::Error),
 }
 
-/// Why `/readyz` answers 503.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NotReady {
-    ProbesNotAttached,
-    NoHeartbeatYet,
-    Stalled { silent_for: Duration },
-}
-
-impl std::fmt::Display for NotReady {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NotReady::ProbesNotAttached => f.write_str("eBPF programs are not attached"),
-            NotReady::NoHeartbeatYet => f.write_str("the event pipeline has not started"),
-            NotReady::Stalled { silent_for } => write!(
-                f,
-                "the event pipeline has not made progress for {}s",
-                silent_for.as_secs()
-            ),
-        }
-    }
-}
-
-/// Readiness shared between the pipeline (writer) and the listener (reader).
-///
-/// The pipeline calls [`Readiness::set_probes_attached`] after loading and
-/// attaching, and [`Readiness::heartbeat`] from its main loop on every
-/// iteration, events or not (an idle host is still a healthy one), so a
-/// stalled loop is told apart from a quiet host.
-#[derive(Debug)]
-pub struct Readiness {
-    origin: Instant,
-    probes_attached: AtomicBool,
-    /// Milliseconds from `origin` to the last heartbeat, plus one; 0 = never.
-    last_heartbeat: AtomicU64,
-    max_silence: Duration,
-}
-
-impl Readiness {
-    pub fn new(max_silence: Duration) -> Self {
-        Readiness {
-            origin: Instant::now(),
-            probes_attached: AtomicBool::new(false),
-            last_heartbeat: AtomicU64::new(0),
-            max_silence,
-        }
-    }
-
-    pub fn set_probes_attached(&self, attached: bool) {
-        self.probes_attached.store(attached, Ordering::Relaxed);
-    }
-
-    /// The pipeline is making progress.
-    pub fn heartbeat(&self) {
-        let since_origin = self.origin.elapsed().as_millis();
-        let stamp = u64::try_from(since_origin).unwrap_or(u64::MAX - 1) + 1;
-        self.last_heartbeat.store(stamp, Ordering::Relaxed);
-    }
-
-    pub fn check(&self) -> Result<(), NotReady> {
-        if !self.probes_attached.load(Ordering::Relaxed) {
-            return Err(NotReady::ProbesNotAttached);
-        }
-        let stamp = self.last_heartbeat.load(Ordering::Relaxed);
-        if stamp == 0 {
-            return Err(NotReady::NoHeartbeatYet);
-        }
-        let last = Duration::from_millis(stamp - 1);
-        let silent_for = self.origin.elapsed().saturating_sub(last);
-        if silent_for > self.max_silence {
-            return Err(NotReady::Stalled { silent_for });
-        }
-        Ok(())
-    }
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Readiness::new(DEFAULT_MAX_SILENCE)
-    }
-}
-
 /// Connection limits.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
@@ -136,8 +55,9 @@ pub struct HttpOptions {
     pub header_read_timeout: Duration,
     /// Deadline for a whole connection, whatever it is doing.
     pub connection_timeout: Duration,
-    /// Connections served at once; further clients wait in the backlog.
-    pub max_connections: usize,
+    /// Connections served at once, per-client shares and the monitoring
+    /// slots.
+    pub admission: admission::AdmissionLimits,
 }
 
 impl Default for HttpOptions {
@@ -145,7 +65,7 @@ impl Default for HttpOptions {
         HttpOptions {
             header_read_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(15),
-            max_connections: 32,
+            admission: admission::AdmissionLimits::default(),
         }
     }
 }
@@ -188,30 +108,27 @@ impl HttpServer {
     /// Serves until `shutdown` completes. Connections in flight finish on
     /// their own, bounded by the connection deadline.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let permits = Arc::new(Semaphore::new(self.options.max_connections.max(1)));
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.options.header_read_timeout)
-            // One request per connection: scrapes are seconds apart, and an
-            // idle kept-alive connection would hold a slot for nothing.
-            .keep_alive(false);
-        let builder = Arc::new(builder);
+        let admission = Arc::new(admission::Admission::new(self.options.admission.clone()));
+        let builder = |header_timeout| {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                // One request per connection: scrapes are seconds apart, and an
+                // idle kept-alive connection would hold a slot for nothing.
+                .keep_alive(false);
+            Arc::new(builder)
+        };
+        let general = builder(self.options.header_read_timeout);
+        let monitoring = builder(admission.limits().monitoring_header_timeout);
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => return,
-                permit = permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_closed) => return,
-                },
-            };
             let accepted = tokio::select! {
                 () = &mut shutdown => return,
                 accepted = self.listener.accept() => accepted,
             };
-            let stream = match accepted {
-                Ok((stream, _peer)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: back off rather
                     // than spin, and keep serving once it clears.
@@ -220,21 +137,29 @@ impl HttpServer {
                     continue;
                 }
             };
+            let Some(open) = admission.open() else {
+                continue; // past the hard cap: closed at once
+            };
             let state = Arc::clone(&self.state);
-            let builder = Arc::clone(&builder);
+            let admission = Arc::clone(&admission);
+            let (general, monitoring) = (Arc::clone(&general), Arc::clone(&monitoring));
             let deadline = self.options.connection_timeout;
             tokio::spawn(async move {
+                let _open = open;
+                let slot = admission.admit(peer.ip());
+                let monitoring_only = slot.monitoring_only();
                 let service = hyper::service::service_fn(move |request| {
-                    let response = respond(&state, &request);
+                    let response = respond(&state, &request, monitoring_only);
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 });
+                let builder = if monitoring_only { monitoring } else { general };
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 match tokio::time::timeout(deadline, connection).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => log::debug!("metrics connection ended: {error}"),
                     Err(_elapsed) => log::debug!("metrics connection timed out"),
                 }
-                drop(permit);
+                drop(slot);
             });
         }
     }
@@ -242,7 +167,7 @@ impl HttpServer {
 
 type HttpResponse = Response<Full<Bytes>>;
 
-fn respond(state: &HttpState, request: &Request<Incoming>) -> HttpResponse {
+fn respond(state: &HttpState, request: &Request<Incoming>, monitoring_only: bool) -> HttpResponse {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response
@@ -250,7 +175,14 @@ fn respond(state: &HttpState, request: &Request<Incoming>) -> HttpResponse {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    match request.uri().path() {
+    let path = request.uri().path();
+    if monitoring_only && !matches!(path, "/metrics" | "/healthz" | "/readyz") {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: only /metrics, /healthz and /readyz are served right now\n",
+        );
+    }
+    match path {
         "/metrics" => metrics(state),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => readyz(state),

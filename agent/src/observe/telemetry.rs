@@ -46,14 +46,34 @@ pub fn publish(kernel: &KernelStats, stats: &PipelineStats, metrics: &Metrics) {
     for lost in &totals.ringbuf_lost {
         metrics.observe_lost_total(LossStage::KernelRingbuf, lost.kind, lost.total);
     }
+    for lost in &totals.pending_lost {
+        metrics.observe_lost_total(LossStage::KernelPending, lost.kind, lost.total);
+    }
+    // Changes through relative names are filtered after their path is
+    // resolved, in user space; they count with the kernel's.
+    let mut relative: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|kind| stats.relative_filtered.get(Some(*kind)) > 0)
+        .collect();
     for filtered in &totals.filtered {
         if let Some(kind) = filtered.kind {
-            metrics.observe_kernel_filtered_total(kind, filtered.total);
+            let user_space = stats.relative_filtered.get(Some(kind));
+            relative.retain(|k| *k != kind);
+            metrics.observe_kernel_filtered_total(kind, filtered.total + user_space);
         }
+    }
+    for kind in relative {
+        metrics.observe_kernel_filtered_total(kind, stats.relative_filtered.get(Some(kind)));
     }
     publish_counters(&stats.decode_errors, LossStage::Decode, metrics);
     publish_counters(&stats.queue_dropped, LossStage::Queue, metrics);
     publish_counters(&stats.sink_dropped, LossStage::Sink, metrics);
+    metrics.observe_alerts_lost_total(
+        LossStage::Sink,
+        stats
+            .alerts_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
 }
 
 fn publish_counters(counters: &KindCounters, stage: LossStage, metrics: &Metrics) {

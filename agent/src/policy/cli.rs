@@ -86,6 +86,7 @@ pub fn replay<R: BufRead, W: Write>(
 ) -> io::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
     let mut last_ktime_ns = 0;
+    let redactor = crate::enrich::redact::Redactor::default();
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
@@ -99,8 +100,11 @@ pub fn replay<R: BufRead, W: Write>(
                 continue;
             }
         };
-        let event = with_replay_clock(event, &mut last_ktime_ns);
+        let mut event = with_replay_clock(event, &mut last_ktime_ns);
         stats.events += 1;
+        // Events written by any version, or by hand, are redacted as the
+        // live pipeline would have.
+        redactor.redact_event(&mut event);
         let mut alerts = engine.evaluate(&event);
         alerts.extend(extra(&event));
         for alert in alerts {

@@ -4,7 +4,10 @@
 
 use std::{cmp::Ordering, net::IpAddr};
 
-use crate::event::{Access, Ancestor, AssetClass, DeviceInfo, Endpoint, Event};
+use crate::{
+    enrich::assets::secret_kind,
+    event::{Access, Ancestor, AssetClass, DeviceInfo, Endpoint, Event},
+};
 
 /// What a field holds, which decides the operators it accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +92,7 @@ fields! {
     WorkloadId = "workload.id": Str,
     WorkloadKind = "workload.kind": Str,
     WorkloadName = "workload.name": Str,
+    WorkloadClaimed = "workload.claimed": Bool,
     Exit = "exit": Section,
     ExitCode = "exit.code": Num,
     ExitSignal = "exit.signal": Num,
@@ -112,6 +116,8 @@ fields! {
     FileDeviceAccelerator = "file.device.accelerator": Str,
     FileSize = "file.size": Num,
     FilePathIncomplete = "file.path_incomplete": Bool,
+    FileModelInUse = "file.model_in_use": Bool,
+    FileSecretKind = "file.secret_kind": Str,
     Net = "net": Section,
     NetFamily = "net.family": Str,
     NetProtocol = "net.protocol": Str,
@@ -350,6 +356,10 @@ impl Field {
             F::WorkloadId => opt_str(ev.workload.as_ref().map(|x| &x.id)),
             F::WorkloadKind => opt_str(ev.workload.as_ref().map(|x| &x.kind)),
             F::WorkloadName => opt_str(ev.workload.as_ref().map(|x| &x.name)),
+            F::WorkloadClaimed => ev
+                .workload
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.claimed)),
             F::Exit => present(ev.exit.as_ref()),
             F::ExitCode => opt_num(ev.exit.as_ref().and_then(|x| x.code)),
             F::ExitSignal => opt_num(ev.exit.as_ref().and_then(|x| x.signal)),
@@ -391,6 +401,15 @@ impl Field {
                 .file
                 .as_ref()
                 .map_or(Val::Missing, |x| Val::Bool(x.path_incomplete)),
+            F::FileModelInUse => ev
+                .file
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.model_in_use)),
+            F::FileSecretKind => ev
+                .file
+                .as_ref()
+                .filter(|x| x.class == Some(AssetClass::Secret))
+                .map_or(Val::Missing, |x| Val::Str(secret_kind(&x.path))),
             F::Net => present(ev.net.as_ref()),
             F::NetFamily => opt_static(ev.net.as_ref().map(|x| x.family.as_str())),
             F::NetProtocol => opt_static(ev.net.as_ref().map(|x| x.protocol.as_str())),

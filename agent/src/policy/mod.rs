@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod field;
 mod index;
+mod relation;
 pub mod reload;
 mod sequence;
 pub mod set;

@@ -136,7 +136,13 @@ impl SequenceState {
 
         let mut completed = None;
         for (index, partial) in partials.iter_mut().enumerate() {
-            if partial.next >= 1 && matched & (1 << partial.next) != 0 {
+            if partial.next >= 1
+                && matched & (1 << partial.next) != 0
+                && spec.steps[partial.next]
+                    .relations
+                    .iter()
+                    .all(|relation| relation.holds(ev, &partial.events))
+            {
                 partial.events.push(ev.clone());
                 partial.next += 1;
                 if partial.next == spec.steps.len() {

@@ -36,6 +36,14 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "policies/host.yaml",
         include_str!("../../../policies/host.yaml"),
     ),
+    (
+        "policies/persistence.yaml",
+        include_str!("../../../policies/persistence.yaml"),
+    ),
+    (
+        "policies/credentials.yaml",
+        include_str!("../../../policies/credentials.yaml"),
+    ),
 ];
 
 /// Errors and tests of the embedded pack name their file with this prefix
@@ -59,6 +67,8 @@ pub enum SequenceBy {
 pub struct Step {
     pub name: String,
     pub cond: Cond,
+    /// Comparisons with earlier steps' events (`differs`, `at_least`).
+    pub relations: Vec<super::relation::Relation>,
 }
 
 #[derive(Debug)]
@@ -645,7 +655,11 @@ fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<Sequenc
     let mut steps = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let entries = item.as_map("a sequence step")?;
-        check_keys(&entries, &["name", "when"], "a sequence step")?;
+        check_keys(
+            &entries,
+            &["name", "when", "differs", "at_least"],
+            "a sequence step",
+        )?;
         let get = |name: &str| {
             entries
                 .iter()
@@ -657,9 +671,17 @@ fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<Sequenc
             None => format!("step {}", index + 1),
         };
         let when = get("when").ok_or_else(|| item.err("a sequence step needs `when`"))?;
+        let names: Vec<String> = steps.iter().map(|s: &Step| s.name.clone()).collect();
+        let mut relations = Vec::new();
+        for key in super::relation::RELATION_KEYS {
+            if let Some(node) = get(key) {
+                relations.push(super::relation::compile(key, node, index, &names)?);
+            }
+        }
         steps.push(Step {
             name,
             cond: compiler.condition(when)?.optimize(),
+            relations,
         });
     }
     Ok(SequenceSpec {

@@ -87,6 +87,11 @@ fn deed(ev: &Event) -> String {
             file.and_then(|f| f.target.as_deref())
                 .unwrap_or("an unknown name")
         ),
+        Kind::Link => format!(
+            "linked {} to {path}",
+            file.and_then(|f| f.target.as_deref())
+                .unwrap_or("an unknown name")
+        ),
         Kind::Chmod => format!("changed the mode of {path}"),
         Kind::Truncate => format!("truncated {path}"),
         Kind::Connect => {

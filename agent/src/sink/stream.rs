@@ -176,7 +176,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, StreamError> {
         path: path.to_path_buf(),
         source,
     };
-    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    let listener = match UnixListener::bind(path) {
+        Ok(listener) => listener,
+        // Another agent bound it between the check above and here.
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(StreamError::InUse(path.to_path_buf()))
+        }
+        Err(err) => return Err(bind_error(err)),
+    };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
     Ok(listener)
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use syslog::{Facility, Formatter5424, Logger, LoggerBackend};
 use tokio::sync::mpsc;
 
-use super::SinkSender;
+use super::{SinkItem, SinkSender};
 use crate::{
     alert::{Alert, Severity},
     metrics::pipeline_stats::PipelineStats,
@@ -86,7 +86,7 @@ pub fn spawn(
                 Severity::Info => logger.info(message),
             };
             if let Err(err) = sent {
-                worker_stats.sink_dropped.add(None, 1);
+                Arc::<Alert>::count_lost(&worker_stats, None, 1);
                 log::debug!("syslog: alert dropped: {err}");
             }
         }

@@ -19,8 +19,8 @@ use aiwatch_common::{
     suffix::{self, TailKeys},
     EventKind, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU, FILE_FLAG_INODE,
     FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR,
-    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, NAME_LEN, OFFSET_UNKNOWN,
-    PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
+    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
+    NAME_LEN, PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -30,19 +30,21 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{lpm_trie::Key, HashMap, PerCpuArray},
     programs::TracePointContext,
-    EbpfContext,
 };
 
 use crate::{
+    diag,
     emit::{fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
-    kernel::{self, read, read_ptr},
+    kernel::{self, field, read, read_ptr},
     maps::{
         count, filter_hit, is_tracked, pending_added, pending_any, pending_removed, PATH_PREFIXES,
         PATH_SUFFIXES, PENDING_FILE, PREFIX_FILTER, SUFFIX_FILTER,
     },
     path,
+    plain::read_user,
     probes::gpu,
+    syscall::{self, arg},
 };
 
 /// Report every process's file operations, not only tracked ones (the
@@ -52,20 +54,28 @@ static FILE_TRACE_ALL: u32 = 0;
 
 #[inline(always)]
 fn trace_all() -> bool {
-    // SAFETY: reading a static; volatile so the loader's value is used.
+    // SAFETY: an aligned read of an immutable static the loader patches
+    // before verification; volatile so the loader's value is used.
     unsafe { core::ptr::read_volatile(&raw const FILE_TRACE_ALL) != 0 }
 }
 
 /// `AT_FDCWD`: a relative name is relative to the cwd.
 const AT_FDCWD: i32 = -100;
+const O_ACCMODE: u32 = 0o3;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
 const S_IFMT: u32 = 0o170000;
 const S_IFCHR: u32 = 0o020000;
+/// Marks a `link` event made by `symlink`/`symlinkat` (in `mode`).
+const S_IFLNK: u32 = 0o120000;
 
 /// What the entry handler saw, kept until the exit handler.
 #[repr(C)]
 pub struct FilePending {
-    kind: EventKind,
-    /// `FILE_FLAG_TRACKED` and `FILE_FLAG_NAME_TRUNCATED`.
+    /// An [`EventKind`] number: an enum read back from a map could hold
+    /// any bits, so it is stored as a number and checked at the exit.
+    kind: u16,
+    /// `FILE_FLAG_TRACKED`, `FILE_FLAG_NAME_TRUNCATED` and `FILE_FLAG_UNCHECKED`.
     header_flags: u16,
     name_len: u16,
     name2_len: u16,
@@ -114,14 +124,6 @@ impl Args {
     }
 }
 
-/// Reads the `index`th 8-byte syscall argument of a `syscalls:sys_enter_*`
-/// record (arguments start at byte 16).
-#[inline(always)]
-fn arg(ctx: &TracePointContext, index: usize) -> u64 {
-    // SAFETY: tracepoint context reads are checked by the verifier.
-    unsafe { core::ptr::read((ctx.as_ptr() as *const u64).add(2 + index)) }
-}
-
 // ---- entry handlers -------------------------------------------------------
 
 #[tracepoint(category = "syscalls", name = "sys_enter_open")]
@@ -149,12 +151,7 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
 }
 
 /// `struct open_how`: flags, mode, resolve (all u64).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
+type OpenHow = [u64; 3];
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
 pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
@@ -162,12 +159,9 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let mut args = Args::new(EventKind::Open, arg(&ctx, 0) as i32, arg(&ctx, 1));
-    let how = arg(&ctx, 2) as *const OpenHow;
-    // SAFETY: a checked read of user memory.
-    if let Ok(how) = unsafe { aya_ebpf::helpers::bpf_probe_read_user(how) } {
-        args.flags = how.flags as u32;
-        args.mode = how.mode as u32;
-        let _ = how.resolve;
+    if let Ok([flags, mode, _resolve]) = read_user(arg(&ctx, 2) as *const OpenHow) {
+        args.flags = flags as u32;
+        args.mode = mode as u32;
     }
     enter(&args);
     0
@@ -225,6 +219,57 @@ pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
     args.dfd2 = arg(&ctx, 2) as i32;
     args.name2 = arg(&ctx, 3);
     args.flags = arg(&ctx, 4) as u32;
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_link")]
+pub fn sys_enter_link(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.name2 = arg(&ctx, 1);
+    enter(&args);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_linkat")]
+pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, arg(&ctx, 0) as i32, arg(&ctx, 1));
+    args.dfd2 = arg(&ctx, 2) as i32;
+    args.name2 = arg(&ctx, 3);
+    args.flags = arg(&ctx, 4) as u32;
+    enter(&args);
+    0
+}
+
+/// `symlink(target, linkpath)`: the target is text, kept as `name`.
+#[tracepoint(category = "syscalls", name = "sys_enter_symlink")]
+pub fn sys_enter_symlink(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.name2 = arg(&ctx, 1);
+    args.mode = S_IFLNK;
+    enter(&args);
+    0
+}
+
+/// `symlinkat(target, newdfd, linkpath)`.
+#[tracepoint(category = "syscalls", name = "sys_enter_symlinkat")]
+pub fn sys_enter_symlinkat(ctx: TracePointContext) -> u32 {
+    if floor() {
+        return 0;
+    }
+    let mut args = Args::new(EventKind::Link, AT_FDCWD, arg(&ctx, 0));
+    args.dfd2 = arg(&ctx, 1) as i32;
+    args.name2 = arg(&ctx, 2);
+    args.mode = S_IFLNK;
     enter(&args);
     0
 }
@@ -289,44 +334,78 @@ fn enter(args: &Args) {
     let Some(pending) = FILE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    unsafe {
-        let mut header_flags = if tracked { FILE_FLAG_TRACKED } else { 0 };
-        let name_len = read_name((*pending).name.as_mut_ptr(), args.name);
-        let name2_len = if args.name2 != 0 {
-            read_name((*pending).name2.as_mut_ptr(), args.name2)
-        } else {
-            0
-        };
-        if name_len >= NAME_LEN - 1 || name2_len >= NAME_LEN - 1 {
-            header_flags |= FILE_FLAG_NAME_TRUNCATED;
-        }
-        if !tracked && !interesting(0, name_len) && !(name2_len > 0 && interesting(1, name2_len)) {
+    // SAFETY: this CPU's scratch value, valid while the program runs, and
+    // plain data (any bytes are valid); no other program on this CPU uses
+    // it meanwhile (syscall entries do not nest).
+    let pending = unsafe { &mut *pending };
+    let mut header_flags = if tracked { FILE_FLAG_TRACKED } else { 0 };
+    let name_len = read_name(&mut pending.name, args.name);
+    let name2_len = if args.name2 != 0 {
+        read_name(&mut pending.name2, args.name2)
+    } else {
+        0
+    };
+    if name_len >= NAME_LEN - 1 || name2_len >= NAME_LEN - 1 {
+        header_flags |= FILE_FLAG_NAME_TRUNCATED;
+    }
+    if !tracked
+        && !interesting(&pending.name, name_len)
+        && !(name2_len > 0 && interesting(&pending.name2, name2_len))
+    {
+        // `cd /etc && echo x > cron.d/job`: a relative name says nothing
+        // until its directory is known. Changes through one go to user
+        // space, which resolves the path and keeps only what classifies.
+        if !relative_change(args, pending, name_len, name2_len) {
             count(Stat::Filtered, args.kind.slot());
             return;
         }
-        (*pending).kind = args.kind;
-        (*pending).header_flags = header_flags;
-        (*pending).name_len = name_len as u16;
-        (*pending).name2_len = name2_len as u16;
-        (*pending).dfd = args.dfd;
-        (*pending).dfd2 = args.dfd2;
-        (*pending).flags = args.flags;
-        (*pending).mode = args.mode;
-        (*pending).length = args.length;
-        if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
-            pending_added(PENDING_FILE);
-        } else {
-            count(Stat::PendingLost, args.kind.slot());
-        }
+        header_flags |= FILE_FLAG_UNCHECKED;
+    }
+    pending.kind = args.kind as u16;
+    pending.header_flags = header_flags;
+    pending.name_len = name_len as u16;
+    pending.name2_len = name2_len as u16;
+    pending.dfd = args.dfd;
+    pending.dfd2 = args.dfd2;
+    pending.flags = args.flags;
+    pending.mode = args.mode;
+    pending.length = args.length;
+    if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
+        pending_added(PENDING_FILE);
+    } else {
+        count(Stat::PendingLost, args.kind.slot());
+        diag::pending_full(tgid, args.kind);
     }
 }
 
-/// Copies a user string into `dst` (`NAME_LEN` bytes); returns its length
-/// without the NUL, 0 on failure.
+/// Whether the call changes a file through a relative name: an open for
+/// writing, creating or truncating, or a rename or link to a relative
+/// destination.
 #[inline(always)]
-unsafe fn read_name(dst: *mut u8, src: u64) -> usize {
+fn relative_change(args: &Args, pending: &FilePending, name_len: usize, name2_len: usize) -> bool {
+    match args.kind {
+        EventKind::Open => {
+            name_len > 0
+                && pending.name[0] != b'/'
+                && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) != 0
+        }
+        EventKind::Rename | EventKind::Link => name2_len > 0 && pending.name2[0] != b'/',
+        _ => false,
+    }
+}
+
+/// Copies a user string into `dst`; returns its length without the NUL, 0
+/// on failure.
+#[inline(always)]
+fn read_name(dst: &mut [u8; NAME_LEN], src: u64) -> usize {
+    // SAFETY: `dst` is `NAME_LEN` writable bytes and the helper writes at
+    // most that many; the source is read with a checked copy.
     let copied = unsafe {
-        bpf_probe_read_user_str(dst as *mut c_void, NAME_LEN as u32, src as *const c_void)
+        bpf_probe_read_user_str(
+            dst.as_mut_ptr() as *mut c_void,
+            NAME_LEN as u32,
+            src as *const c_void,
+        )
     };
     if copied > 0 {
         (copied - 1) as usize
@@ -337,7 +416,7 @@ unsafe fn read_name(dst: *mut u8, src: u64) -> usize {
 
 // ---- interest: path prefixes and suffixes ---------------------------------
 
-/// Whether a name of `len` bytes in the scratch value matches an interest
+/// Whether the first `len` bytes of `name` match an interest
 /// prefix, extension or base name.
 ///
 /// Nearly every name matches nothing, so each exact lookup sits behind a
@@ -345,19 +424,14 @@ unsafe fn read_name(dst: *mut u8, src: u64) -> usize {
 /// verifier inlines. The suffix keys are built without a loop, from the
 /// name's last 16 bytes held in two registers (see [`tail_keys`]).
 #[inline(always)]
-unsafe fn interesting(which: u32, len: usize) -> bool {
+fn interesting(name: &[u8; NAME_LEN], len: usize) -> bool {
     if len == 0 || len >= NAME_LEN {
         return false;
     }
-    let Some(pending) = FILE_SCRATCH.get_ptr(0) else {
-        return false;
-    };
+    let name = name.as_ptr();
+    // SAFETY: every byte read through `name` is at an index below
+    // `NAME_LEN` (`len < NAME_LEN`, and the masks keep the verifier sure).
     unsafe {
-        let name = if which == 0 {
-            (*pending).name.as_ptr()
-        } else {
-            (*pending).name2.as_ptr()
-        };
         if *name == b'/' {
             // The two bytes after the slash, 0 past the end of the name.
             let first = if len > 1 { *name.add(1) } else { 0 };
@@ -405,9 +479,14 @@ unsafe fn interesting(which: u32, len: usize) -> bool {
 }
 
 /// The exact `PATH_PREFIXES` lookup of an absolute name.
+///
+/// # Safety
+/// `name` points to `NAME_LEN` readable bytes.
 #[inline(always)]
 unsafe fn prefix_match(name: *const u8, len: usize) -> bool {
     let mut key = Key::new(0, [0u8; PREFIX_KEY_LEN]);
+    // SAFETY: `key.data` is `PREFIX_KEY_LEN` writable bytes, fewer than the
+    // `NAME_LEN` the caller guarantees at `name`.
     unsafe {
         bpf_probe_read_kernel(
             &raw mut key.data as *mut c_void,
@@ -426,12 +505,19 @@ unsafe fn prefix_match(name: *const u8, len: usize) -> bool {
 
 /// Both suffix keys of the `len`-byte name at `name` (`0 < len <
 /// NAME_LEN`): one 16-byte read, then `aiwatch_common::suffix::tail_keys`.
+///
+/// # Safety
+/// `name` points to `NAME_LEN` readable bytes.
 #[inline(always)]
 unsafe fn tail_keys(name: *const u8, len: usize) -> TailKeys {
     // The 16 bytes ending at the name's last byte, or the first 16 of a
     // shorter name.
     let start = len.saturating_sub(SUFFIX_KEY_LEN);
     let mut raw = [0u64; 2];
+    // SAFETY: `raw` is 16 writable bytes; `start + 16 <= len < NAME_LEN`
+    // and the byte before the tail is below `len` too, so every read stays
+    // within the caller's `NAME_LEN` bytes (the masks say so to the
+    // verifier).
     let before_tail = unsafe {
         bpf_probe_read_kernel(
             raw.as_mut_ptr() as *mut c_void,
@@ -470,6 +556,10 @@ exit_probe!(sys_exit_unlinkat, "sys_exit_unlinkat");
 exit_probe!(sys_exit_rename, "sys_exit_rename");
 exit_probe!(sys_exit_renameat, "sys_exit_renameat");
 exit_probe!(sys_exit_renameat2, "sys_exit_renameat2");
+exit_probe!(sys_exit_link, "sys_exit_link");
+exit_probe!(sys_exit_linkat, "sys_exit_linkat");
+exit_probe!(sys_exit_symlink, "sys_exit_symlink");
+exit_probe!(sys_exit_symlinkat, "sys_exit_symlinkat");
 exit_probe!(sys_exit_chmod, "sys_exit_chmod");
 exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
 exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");
@@ -487,17 +577,26 @@ fn exit(ctx: &TracePointContext) {
         return;
     };
     // `long ret` at 16 in every `sys_exit_*` record.
-    let ret = arg(ctx, 0) as i64;
+    let ret = syscall::ret(ctx);
+    // SAFETY: a value of `FILE_PENDING`, valid while the program runs; only
+    // this thread's exit removes it, after `emit` returns.
     unsafe { emit(pending, ret, (pid_tgid >> 32) as u32) };
     if FILE_PENDING.remove(pid_tgid).is_ok() {
         pending_removed(PENDING_FILE);
     }
 }
 
+/// # Safety
+/// `pending` points to a live `FilePending`.
 #[inline(always)]
 unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
+    // SAFETY: `pending` is live (the caller's guarantee) and `record` is a
+    // ring-buffer reservation sized for a `FileRecord`; the name copies are
+    // `NAME_LEN` bytes between two `NAME_LEN` arrays.
     unsafe {
-        let kind = (*pending).kind;
+        let Some(kind) = EventKind::from_u16((*pending).kind) else {
+            return;
+        };
         let Some(mut entry) = reserve::<FileRecord>(kind) else {
             return;
         };
@@ -533,7 +632,7 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
         // directory of a relative name; else nothing.
         let mut target: *const u8 = core::ptr::null();
         if kind == EventKind::Open && ret >= 0 {
-            let file = fd_file(task, ret as u64);
+            let file = kernel::file_of_fd(task, ret as u32);
             target = field(file, offset!(file_f_path));
             if !target.is_null() {
                 flags |= FILE_FLAG_PATH_IS_FILE;
@@ -583,47 +682,25 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
     }
 }
 
-/// `base + off`, or null when either is unknown.
-#[inline(always)]
-fn field(base: *const u8, off: usize) -> *const u8 {
-    if base.is_null() || off == OFFSET_UNKNOWN as usize {
-        core::ptr::null()
-    } else {
-        base.wrapping_add(off)
-    }
-}
-
-/// The `struct file *` of `fd` in `task`'s fd table, or null.
-#[inline(always)]
-pub fn fd_file(task: *const u8, fd: u64) -> *const u8 {
-    unsafe {
-        let files = read_ptr(task, offset!(task_files));
-        let fdt = read_ptr(files, offset!(files_fdt));
-        let max_fds = read::<u32>(fdt, offset!(fdt_max_fds)).unwrap_or(0);
-        if fd >= max_fds as u64 {
-            return core::ptr::null();
-        }
-        let fds = read_ptr(fdt, offset!(fdt_fd));
-        read_ptr(fds, (fd as usize) * 8)
-    }
-}
-
 /// The `struct path *` a relative name is resolved against: the cwd for
 /// `AT_FDCWD`, else the dirfd's file path.
 #[inline(always)]
 fn dir_path(task: *const u8, dfd: i32) -> *const u8 {
     if dfd == AT_FDCWD {
-        let fs = unsafe { read_ptr(task, offset!(task_fs)) };
+        let fs = read_ptr(task, offset!(task_fs));
         field(fs, offset!(fs_pwd))
     } else if dfd >= 0 {
-        field(fd_file(task, dfd as u64), offset!(file_f_path))
+        field(kernel::file_of_fd(task, dfd as u32), offset!(file_f_path))
     } else {
         core::ptr::null()
     }
 }
 
+/// # Safety
+/// `out` points to writable memory.
 #[inline(always)]
 unsafe fn mark_missing(out: *mut KernelPath) {
+    // SAFETY: the caller guarantees `out` is writable.
     unsafe {
         (*out).len = 0;
         (*out).depth = 0;

@@ -22,13 +22,13 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, LruPerCpuHashMap},
     programs::TracePointContext,
-    EbpfContext,
 };
 
 use crate::{
     emit::fill_header,
     globals::{floor, offset},
     kernel::{self, read, read_ptr},
+    syscall,
 };
 
 /// Character device majors that are accelerators (value unused).
@@ -60,6 +60,7 @@ fn fd_key(tgid: u32, fd: u32) -> u64 {
 #[inline(always)]
 pub fn remember_fd(tgid: u32, fd: u32, rdev: u32) {
     let major = rdev >> 20;
+    // SAFETY: only the presence of the entry is used, never the value.
     if unsafe { GPU_MAJORS.get(major) }.is_none() {
         return;
     }
@@ -70,17 +71,8 @@ pub fn remember_fd(tgid: u32, fd: u32, rdev: u32) {
 #[inline(always)]
 fn device_of_fd(fd: u32) -> Option<u32> {
     let file = kernel::file_of_fd(kernel::current_task(), fd);
-    unsafe {
-        let inode = read_ptr(file, offset!(file_f_inode));
-        read::<u32>(inode, offset!(inode_i_rdev)).ok()
-    }
-}
-
-/// Reads the first syscall argument of a `sys_enter_*` record (at 16).
-#[inline(always)]
-fn first_arg(ctx: &TracePointContext) -> u64 {
-    // SAFETY: tracepoint context reads are checked by the verifier.
-    unsafe { core::ptr::read((ctx.as_ptr() as *const u64).add(2)) }
+    let inode = read_ptr(file, offset!(file_f_inode));
+    read::<u32>(inode, offset!(inode_i_rdev)).ok()
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
@@ -92,7 +84,9 @@ pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let fd = first_arg(&ctx) as u32;
+    let fd = syscall::arg(&ctx, 0) as u32;
+    // SAFETY: the value is copied out at once; a concurrent update can only
+    // make it stale, which the device check below catches.
     let Some(rdev) = (unsafe { GPU_FDS.get(fd_key(tgid, fd)) }).copied() else {
         return 0;
     };
@@ -105,8 +99,9 @@ pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // First ioctl of this process: a new counter, with its identity.
-    // SAFETY: an all-zero record is valid; the header is filled next.
+    // SAFETY: an all-zero record is valid: integers and integer arrays.
     let mut record: GpuIoctlRecord = unsafe { core::mem::zeroed() };
+    // SAFETY: `record` is a local, writable.
     unsafe {
         fill_header(
             &raw mut record.header,

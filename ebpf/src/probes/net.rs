@@ -30,20 +30,22 @@ use aiwatch_common::{
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
         generated::{self, bpf_probe_read_user_str},
     },
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray},
     programs::TracePointContext,
-    EbpfContext,
 };
 
 use crate::{
+    diag,
     emit::{current_tgid, discard, fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
     kernel::{self, read, read_ptr},
     maps::{count, is_tracked, pending_added, pending_any, pending_removed, PENDING_NET},
+    plain::{read_context, read_kernel, read_kernel_into, read_user},
+    syscall,
 };
 
 const AF_UNIX: u16 = 1;
@@ -72,39 +74,14 @@ static NET_SCRATCH: PerCpuArray<NetRecord> = PerCpuArray::with_max_entries(1, 0)
 #[map]
 pub static TCP_OWNERS: LruHashMap<u64, TcpOwner> = LruHashMap::with_max_entries(65536, 0);
 
-/// Offsets of the syscall tracepoints' fields: arguments from 16, 8 bytes
-/// each; the exit's return value at 16.
-const SYSCALL_ARG0: usize = 16;
-const SYSCALL_RET: usize = 16;
-
-/// Reads argument `index` straight from the context, not through
-/// `bpf_probe_read`: `sendto` runs for every send on the host. `index` must
-/// be below the syscall's argument count: the kernel refuses to attach a
-/// program that reads past its tracepoint's record.
-#[inline(always)]
-pub fn syscall_arg(ctx: &TracePointContext, index: usize) -> u64 {
-    // SAFETY: a load from the tracepoint record, bounds-checked at load.
-    unsafe {
-        core::ptr::read((ctx.as_ptr() as *const u8).add(SYSCALL_ARG0 + 8 * index) as *const u64)
-    }
-}
-
-#[inline(always)]
-pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
-    // SAFETY: as in `syscall_arg`.
-    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(SYSCALL_RET) as *const i64) }
-}
-
 /// The `struct socket *` behind a socket fd (only meaningful once a socket
 /// syscall on that fd succeeded).
 #[inline(always)]
 fn socket_of_fd(fd: u64) -> *const u8 {
-    unsafe {
-        read_ptr(
-            kernel::file_of_fd(kernel::current_task(), fd as u32),
-            offset!(file_private_data),
-        )
-    }
+    read_ptr(
+        kernel::file_of_fd(kernel::current_task(), fd as u32),
+        offset!(file_private_data),
+    )
 }
 
 /// An IPv4 address in the first 4 bytes of a [`SockAddr`] address.
@@ -114,8 +91,13 @@ fn v4(a: [u8; 4]) -> [u8; 16] {
 }
 
 /// Fills `local` and `remote` from a kernel socket's `sock_common`.
+///
+/// # Safety
+/// `local` and `remote` point to writable memory.
 #[inline(always)]
 unsafe fn sock_addrs(sk: *const u8, local: *mut SockAddr, remote: *mut SockAddr) {
+    // SAFETY: the caller guarantees both are writable; the kernel reads
+    // are checked copies.
     unsafe {
         let family = read::<u16>(sk, offset!(sk_family)).unwrap_or(0);
         (*local).port = read::<u16>(sk, offset!(sk_num)).unwrap_or(0);
@@ -138,8 +120,14 @@ unsafe fn sock_addrs(sk: *const u8, local: *mut SockAddr, remote: *mut SockAddr)
 }
 
 /// Reads a user `struct sockaddr` into `out` (inet) or `record.unix_path`.
+///
+/// # Safety
+/// `out` and `record` point to writable memory.
 #[inline(always)]
 unsafe fn read_user_sockaddr(user: u64, addrlen: u64, out: *mut SockAddr, record: *mut NetRecord) {
+    // SAFETY: the caller guarantees both are writable; the unix path copies
+    // write at most `UNIX_PATH_LEN` bytes into the `UNIX_PATH_LEN` array,
+    // and every user read is a checked copy.
     unsafe {
         (*out).family = 0;
         (*out).port = 0;
@@ -148,11 +136,11 @@ unsafe fn read_user_sockaddr(user: u64, addrlen: u64, out: *mut SockAddr, record
         if user == 0 {
             return;
         }
-        let family = bpf_probe_read_user(user as *const u16).unwrap_or(0);
+        let family = read_user(user as *const u16).unwrap_or(0);
         match family {
             AF_INET => {
                 // sockaddr_in: family, port (network order), address.
-                let Ok(raw) = bpf_probe_read_user(user as *const [u8; 8]) else {
+                let Ok(raw) = read_user(user as *const [u8; 8]) else {
                     return;
                 };
                 (*out).port = u16::from_be_bytes([raw[2], raw[3]]);
@@ -160,7 +148,7 @@ unsafe fn read_user_sockaddr(user: u64, addrlen: u64, out: *mut SockAddr, record
             }
             AF_INET6 => {
                 // sockaddr_in6: family, port, flowinfo, address, scope.
-                let Ok(raw) = bpf_probe_read_user(user as *const [u8; 24]) else {
+                let Ok(raw) = read_user(user as *const [u8; 24]) else {
                     return;
                 };
                 (*out).port = u16::from_be_bytes([raw[2], raw[3]]);
@@ -203,6 +191,8 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
     let Some(record) = NET_SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: `record` is this CPU's scratch value, valid and writable
+    // while the program runs; syscall entries do not nest on one CPU.
     unsafe {
         let flags = if is_tracked(tgid) {
             NET_FLAG_TRACKED
@@ -216,7 +206,7 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
             size_of::<NetRecord>(),
         );
         (*record).ret = 0;
-        (*record).fd = syscall_arg(ctx, 0) as i32;
+        (*record).fd = syscall::arg(ctx, 0) as i32;
         (*record).sock_type = 0;
         (*record).unix_path_len = 0;
         (*record).len = 0;
@@ -234,14 +224,14 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
         };
         match kind {
             EventKind::Connect => read_user_sockaddr(
-                syscall_arg(ctx, 1),
-                syscall_arg(ctx, 2),
+                syscall::arg(ctx, 1),
+                syscall::arg(ctx, 2),
                 &raw mut (*record).remote,
                 record,
             ),
             EventKind::Bind => read_user_sockaddr(
-                syscall_arg(ctx, 1),
-                syscall_arg(ctx, 2),
+                syscall::arg(ctx, 1),
+                syscall::arg(ctx, 2),
                 &raw mut (*record).local,
                 record,
             ),
@@ -254,6 +244,7 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
             pending_added(PENDING_NET);
         } else {
             count(Stat::PendingLost, kind.slot());
+            diag::pending_full(tgid, kind);
         }
     }
 }
@@ -268,7 +259,7 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
     let Some(pending) = NET_PENDING.get_ptr(pid_tgid) else {
         return;
     };
-    let ret = syscall_ret(ctx);
+    let ret = syscall::ret(ctx);
     // Event loops end every accept burst with EAGAIN: not an event.
     if kind == EventKind::Accept && ret == -EAGAIN {
         forget_pending(pid_tgid);
@@ -279,19 +270,16 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
         forget_pending(pid_tgid);
         return;
     };
-    let record = entry.as_mut_ptr();
-    unsafe {
-        if generated::bpf_probe_read_kernel(
-            record as *mut c_void,
-            size_of::<NetRecord>() as u32,
-            pending as *const c_void,
-        ) != 0
-        {
-            discard(entry);
-            forget_pending(pid_tgid);
-            return;
-        }
+    // A checked copy: the entry is another map's value.
+    if read_kernel_into(&mut entry, pending).is_err() {
+        discard(entry);
         forget_pending(pid_tgid);
+        return;
+    }
+    forget_pending(pid_tgid);
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` is the reservation, now a whole `NetRecord`.
+    unsafe {
         (*record).ret = ret;
         (*record).header.ktime_ns = bpf_ktime_get_boot_ns();
         let socket_fd = match kind {
@@ -377,12 +365,14 @@ fn is_loopback(addr: &SockAddr) -> bool {
 fn remember_owner(sk: u64, local: &SockAddr, remote: &SockAddr, flags: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: the helpers take no arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let owner = TcpOwner {
         pid: (pid_tgid >> 32) as u32,
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
         flags,
+        // SAFETY: the helper takes no argument.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
         opened_ktime_ns: now,
@@ -493,14 +483,14 @@ pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
     if floor() {
         return 0;
     }
-    let addr = syscall_arg(&ctx, 4);
+    let addr = syscall::arg(&ctx, 4);
     if addr != 0 && family_on(FAMILY_NET) {
         udp_send(
-            syscall_arg(&ctx, 0),
+            syscall::arg(&ctx, 0),
             addr,
-            syscall_arg(&ctx, 5),
-            syscall_arg(&ctx, 1),
-            syscall_arg(&ctx, 2),
+            syscall::arg(&ctx, 5),
+            syscall::arg(&ctx, 1),
+            syscall::arg(&ctx, 2),
         );
     }
     0
@@ -516,12 +506,12 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
     if !family_on(FAMILY_NET) {
         return 0;
     }
-    let msg = syscall_arg(&ctx, 1);
+    let msg = syscall::arg(&ctx, 1);
     if msg == 0 {
         return 0;
     }
     // struct user_msghdr: msg_name, msg_namelen, msg_iov, msg_iovlen.
-    let Ok(header) = (unsafe { bpf_probe_read_user(msg as *const [u64; 4]) }) else {
+    let Ok(header) = read_user(msg as *const [u64; 4]) else {
         return 0;
     };
     let (name, namelen, iov, iovlen) = (header[0], header[1] & 0xffff_ffff, header[2], header[3]);
@@ -529,13 +519,13 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let (buf, len) = if iov != 0 && iovlen > 0 {
-        unsafe { bpf_probe_read_user(iov as *const [u64; 2]) }
+        read_user(iov as *const [u64; 2])
             .map(|v| (v[0], v[1]))
             .unwrap_or((0, 0))
     } else {
         (0, 0)
     };
-    udp_send(syscall_arg(&ctx, 0), name, namelen, buf, len);
+    udp_send(syscall::arg(&ctx, 0), name, namelen, buf, len);
     0
 }
 
@@ -547,7 +537,7 @@ fn udp_send(fd: u64, addr: u64, addrlen: u64, buf: u64, len: u64) {
     if tgid == agent_pid() {
         return;
     }
-    let Ok(head) = (unsafe { bpf_probe_read_user(addr as *const [u8; 4]) }) else {
+    let Ok(head) = read_user(addr as *const [u8; 4]) else {
         return;
     };
     let family = u16::from_ne_bytes([head[0], head[1]]);
@@ -562,6 +552,7 @@ fn udp_send(fd: u64, addr: u64, addrlen: u64, buf: u64, len: u64) {
     }
     if let Some(mut entry) = reserve::<NetRecord>(EventKind::UdpSend) {
         let record = entry.as_mut_ptr();
+        // SAFETY: `record` is a reservation sized for a `NetRecord`.
         unsafe {
             let mut flags = NET_FLAG_NO_RESULT;
             if tracked {
@@ -599,6 +590,9 @@ fn dns_query(addr: u64, addrlen: u64, buf: u64, len: u64) {
         return;
     };
     let record = entry.as_mut_ptr();
+    // SAFETY: `record` is a reservation sized for a `DnsRecord`; the payload
+    // copies write at most `DNS_PAYLOAD_LEN` bytes into that array (the
+    // length is masked below it), and user reads are checked copies.
     unsafe {
         fill_header(
             &raw mut (*record).header,
@@ -660,25 +654,19 @@ mod set_state {
 /// The endpoints a `inet_sock_set_state` record carries.
 #[inline(always)]
 fn state_endpoints(ctx: &TracePointContext, local: &mut SockAddr, remote: &mut SockAddr) {
-    unsafe {
-        let family = ctx.read_at::<u16>(set_state::FAMILY).unwrap_or(0);
-        local.family = family;
-        remote.family = family;
-        local._pad = 0;
-        remote._pad = 0;
-        local.port = ctx.read_at::<u16>(set_state::SPORT).unwrap_or(0);
-        remote.port = ctx.read_at::<u16>(set_state::DPORT).unwrap_or(0);
-        if family == AF_INET6 {
-            local.addr = ctx
-                .read_at::<[u8; 16]>(set_state::SADDR_V6)
-                .unwrap_or([0; 16]);
-            remote.addr = ctx
-                .read_at::<[u8; 16]>(set_state::DADDR_V6)
-                .unwrap_or([0; 16]);
-        } else {
-            local.addr = v4(ctx.read_at::<[u8; 4]>(set_state::SADDR).unwrap_or([0; 4]));
-            remote.addr = v4(ctx.read_at::<[u8; 4]>(set_state::DADDR).unwrap_or([0; 4]));
-        }
+    let family = read_context::<u16>(ctx, set_state::FAMILY).unwrap_or(0);
+    local.family = family;
+    remote.family = family;
+    local._pad = 0;
+    remote._pad = 0;
+    local.port = read_context::<u16>(ctx, set_state::SPORT).unwrap_or(0);
+    remote.port = read_context::<u16>(ctx, set_state::DPORT).unwrap_or(0);
+    if family == AF_INET6 {
+        local.addr = read_context::<[u8; 16]>(ctx, set_state::SADDR_V6).unwrap_or([0; 16]);
+        remote.addr = read_context::<[u8; 16]>(ctx, set_state::DADDR_V6).unwrap_or([0; 16]);
+    } else {
+        local.addr = v4(read_context::<[u8; 4]>(ctx, set_state::SADDR).unwrap_or([0; 4]));
+        remote.addr = v4(read_context::<[u8; 4]>(ctx, set_state::DADDR).unwrap_or([0; 4]));
     }
 }
 
@@ -690,13 +678,11 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     if !family_on(FAMILY_NET) {
         return 0;
     }
-    let (protocol, newstate, sk) = unsafe {
-        (
-            ctx.read_at::<u16>(set_state::PROTOCOL).unwrap_or(0),
-            ctx.read_at::<i32>(set_state::NEWSTATE).unwrap_or(0),
-            ctx.read_at::<u64>(set_state::SKADDR).unwrap_or(0),
-        )
-    };
+    let (protocol, newstate, sk) = (
+        read_context::<u16>(&ctx, set_state::PROTOCOL).unwrap_or(0),
+        read_context::<i32>(&ctx, set_state::NEWSTATE).unwrap_or(0),
+        read_context::<u64>(&ctx, set_state::SKADDR).unwrap_or(0),
+    );
     if protocol != IPPROTO_TCP || sk == 0 {
         return 0;
     }
@@ -729,6 +715,8 @@ fn emit_summary(ctx: &TracePointContext, sk: u64) {
     };
     if let Some(mut entry) = reserve::<TcpSummaryRecord>(EventKind::TcpSummary) {
         let record = entry.as_mut_ptr();
+        // SAFETY: `record` is a reservation sized for a `TcpSummaryRecord`;
+        // `owner` is a value of `TCP_OWNERS`, live until the remove below.
         unsafe {
             let header = &raw mut (*record).header;
             (*header).kind = EventKind::TcpSummary as u16;
@@ -761,18 +749,16 @@ fn control_flags(sk: *const u8, owner_flags: u32) -> u16 {
     if owner_flags & TCP_OWNER_ACTIVE != 0 {
         flags |= TCP_SUMMARY_FLAG_ACTIVE;
     }
-    unsafe {
-        let shutdown = read::<u8>(sk, offset!(sk_shutdown)).unwrap_or(0);
-        if shutdown & RCV_SHUTDOWN != 0 {
-            flags |= TCP_SUMMARY_FLAG_FIN_RECEIVED;
-        }
-        if shutdown & SEND_SHUTDOWN != 0 {
-            let snd_una = read::<u32>(sk, offset!(tcp_snd_una));
-            let write_seq = read::<u32>(sk, offset!(tcp_write_seq));
-            if let (Ok(una), Ok(seq)) = (snd_una, write_seq) {
-                if una == seq {
-                    flags |= TCP_SUMMARY_FLAG_FIN_ACKED;
-                }
+    let shutdown = read::<u8>(sk, offset!(sk_shutdown)).unwrap_or(0);
+    if shutdown & RCV_SHUTDOWN != 0 {
+        flags |= TCP_SUMMARY_FLAG_FIN_RECEIVED;
+    }
+    if shutdown & SEND_SHUTDOWN != 0 {
+        let snd_una = read::<u32>(sk, offset!(tcp_snd_una));
+        let write_seq = read::<u32>(sk, offset!(tcp_write_seq));
+        if let (Ok(una), Ok(seq)) = (snd_una, write_seq) {
+            if una == seq {
+                flags |= TCP_SUMMARY_FLAG_FIN_ACKED;
             }
         }
     }
@@ -790,13 +776,15 @@ pub fn tcp_owners_refresh(ctx: *mut c_void) -> i32 {
     }
     // Read the socket pointer as a plain number: the helpers below take it
     // as an address, and the verifier then needs no BTF type for it.
-    let sk = unsafe { bpf_probe_read_kernel((ctx as *const u64).add(1)) }.unwrap_or(0);
+    let sk = read_kernel((ctx as *const u64).wrapping_add(1)).unwrap_or(0);
     if sk == 0 {
         return 0;
     }
     let Some(owner) = TCP_OWNERS.get_ptr_mut(sk) else {
         return 0;
     };
+    // SAFETY: `owner` points into a value of `TCP_OWNERS`, valid while the
+    // program runs; a racing close at worst refreshes a removed entry.
     unsafe {
         let sk = sk as *const u8;
         (*owner).bytes_sent = read::<u64>(sk, offset!(tcp_bytes_acked)).unwrap_or(0);

@@ -15,27 +15,25 @@
 use core::{ffi::c_void, mem::size_of};
 
 use aiwatch_common::{
-    sys, EventKind, Stat, SyscallRecord, FAMILY_PRIVILEGE, NAME_LEN, OFFSET_UNKNOWN,
-    PATH_FLAG_MISSING, SYSCALL_FLAG_TRACKED, SYSCALL_FLAG_USER_READ,
+    sys, EventKind, Stat, SyscallRecord, FAMILY_PRIVILEGE, NAME_LEN, PATH_FLAG_MISSING,
+    SYSCALL_FLAG_TRACKED, SYSCALL_FLAG_USER_READ,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_user,
-        generated::{self, bpf_probe_read_user_str},
-    },
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user_str},
     macros::{map, tracepoint},
     maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
-    EbpfContext,
 };
 
-use super::net::{syscall_arg, syscall_ret};
 use crate::{
+    diag,
     emit::{current_tgid, discard, fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
     kernel,
     maps::{count, is_tracked, pending_added, pending_any, pending_removed, PENDING_PRIV},
     path,
+    plain::{read_kernel_into, read_user},
+    syscall,
 };
 
 const PROT_WRITE: u64 = 2;
@@ -58,9 +56,9 @@ static PRIV_SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(
 fn wanted_by_arguments(ctx: &TracePointContext, syscall: u16) -> bool {
     match syscall {
         sys::MMAP => {
-            syscall_arg(ctx, 2) & PROT_EXEC != 0 && syscall_arg(ctx, 3) & MAP_ANONYMOUS != 0
+            syscall::arg(ctx, 2) & PROT_EXEC != 0 && syscall::arg(ctx, 3) & MAP_ANONYMOUS != 0
         }
-        sys::MPROTECT => syscall_arg(ctx, 2) & PROT_EXEC != 0,
+        sys::MPROTECT => syscall::arg(ctx, 2) & PROT_EXEC != 0,
         _ => true,
     }
 }
@@ -68,7 +66,7 @@ fn wanted_by_arguments(ctx: &TracePointContext, syscall: u16) -> bool {
 /// The rest of the test, for calls that passed [`wanted_by_arguments`].
 #[inline(always)]
 fn wanted(ctx: &TracePointContext, kind: EventKind, syscall: u16, tgid: u32) -> bool {
-    if syscall != sys::MPROTECT || syscall_arg(ctx, 2) & PROT_WRITE != 0 || is_tracked(tgid) {
+    if syscall != sys::MPROTECT || syscall::arg(ctx, 2) & PROT_WRITE != 0 || is_tracked(tgid) {
         return true;
     }
     count(Stat::Filtered, kind.slot());
@@ -87,99 +85,101 @@ fn enter(ctx: &TracePointContext, kind: EventKind, syscall: u16) {
     let Some(record) = PRIV_SCRATCH.get_ptr_mut(0) else {
         return;
     };
+    let flags = if is_tracked(tgid) {
+        SYSCALL_FLAG_TRACKED
+    } else {
+        0
+    };
+    // SAFETY: `record` is this CPU's scratch value, valid and writable
+    // while the program runs, and no other program on this CPU uses it
+    // meanwhile (they do not nest within one syscall entry).
+    let record = unsafe { &mut *record };
+    // SAFETY: a field of the scratch value above.
     unsafe {
-        let flags = if is_tracked(tgid) {
-            SYSCALL_FLAG_TRACKED
-        } else {
-            0
-        };
         fill_header(
-            &raw mut (*record).header,
+            &raw mut record.header,
             kind,
             flags,
             size_of::<SyscallRecord>(),
-        );
-        // All six argument slots at once; past the syscall's own arguments
-        // they hold whatever follows (read with a checked copy: direct
-        // context reads past the record would make the attach fail).
-        if generated::bpf_probe_read_kernel(
-            (*record).args.as_mut_ptr() as *mut c_void,
-            size_of::<[u64; 6]>() as u32,
-            (ctx.as_ptr() as *const u8).add(16) as *const c_void,
-        ) != 0
-        {
-            (*record).args = [0; 6];
+        )
+    };
+    // All six argument slots at once; past the syscall's own arguments
+    // they hold whatever follows (read with a checked copy: direct
+    // context reads past the record would make the attach fail).
+    record.args = syscall::args(ctx);
+    record.ret = 0;
+    record.syscall = syscall;
+    record.text_len = 0;
+    record._pad = 0;
+    record.path.len = 0;
+    record.path.depth = 0;
+    record.path.flags = PATH_FLAG_MISSING;
+    match syscall {
+        sys::CAPSET => {
+            // Version 2/3 headers come with two cap_user_data_t words.
+            let data = record.args[1];
+            let words = match read_user(data as *const [u32; 6]) {
+                Ok(w) => Some(w),
+                Err(_) => read_user(data as *const [u32; 3])
+                    .ok()
+                    .map(|w| [w[0], w[1], w[2], 0, 0, 0]),
+            };
+            if let Some(w) = words {
+                record.args[2] = w[0] as u64 | (w[3] as u64) << 32;
+                record.args[3] = w[1] as u64 | (w[4] as u64) << 32;
+                record.args[4] = w[2] as u64 | (w[5] as u64) << 32;
+                record.header.flags |= SYSCALL_FLAG_USER_READ;
+            }
         }
-        (*record).ret = 0;
-        (*record).syscall = syscall;
-        (*record).text_len = 0;
-        (*record)._pad = 0;
-        (*record).path.len = 0;
-        (*record).path.depth = 0;
-        (*record).path.flags = PATH_FLAG_MISSING;
-        match syscall {
-            sys::CAPSET => {
-                // Version 2/3 headers come with two cap_user_data_t words.
-                let data = (*record).args[1];
-                let words = match bpf_probe_read_user(data as *const [u32; 6]) {
-                    Ok(w) => Some(w),
-                    Err(_) => bpf_probe_read_user(data as *const [u32; 3])
-                        .ok()
-                        .map(|w| [w[0], w[1], w[2], 0, 0, 0]),
-                };
-                if let Some(w) = words {
-                    (*record).args[2] = w[0] as u64 | (w[3] as u64) << 32;
-                    (*record).args[3] = w[1] as u64 | (w[4] as u64) << 32;
-                    (*record).args[4] = w[2] as u64 | (w[5] as u64) << 32;
-                    (*record).header.flags |= SYSCALL_FLAG_USER_READ;
+        sys::BPF => {
+            if record.args[0] == BPF_PROG_LOAD {
+                // union bpf_attr starts with `__u32 prog_type` for PROG_LOAD.
+                if let Ok(prog_type) = read_user(record.args[1] as *const u32) {
+                    record.args[3] = prog_type as u64;
+                    record.header.flags |= SYSCALL_FLAG_USER_READ;
                 }
             }
-            sys::BPF => {
-                if (*record).args[0] == BPF_PROG_LOAD {
-                    // union bpf_attr starts with `__u32 prog_type` for PROG_LOAD.
-                    if let Ok(prog_type) = bpf_probe_read_user((*record).args[1] as *const u32) {
-                        (*record).args[3] = prog_type as u64;
-                        (*record).header.flags |= SYSCALL_FLAG_USER_READ;
-                    }
-                }
-            }
-            sys::MEMFD_CREATE => read_text(record, (*record).args[0]),
-            sys::INIT_MODULE => read_text(record, (*record).args[2]),
-            sys::FINIT_MODULE => {
-                read_text(record, (*record).args[1]);
-                let file = kernel::file_of_fd(kernel::current_task(), (*record).args[0] as u32);
-                let f_path = offset!(file_f_path);
-                if !file.is_null() && f_path != OFFSET_UNKNOWN as usize {
-                    path::walk(file.add(f_path), &raw mut (*record).path);
-                }
-            }
-            _ => {}
         }
-        if PRIV_PENDING
-            .insert(bpf_get_current_pid_tgid(), &*record, 0)
-            .is_ok()
-        {
-            pending_added(PENDING_PRIV);
-        } else {
-            count(Stat::PendingLost, kind.slot());
+        sys::MEMFD_CREATE => read_text(record, record.args[0]),
+        sys::INIT_MODULE => read_text(record, record.args[2]),
+        sys::FINIT_MODULE => {
+            read_text(record, record.args[1]);
+            let file = kernel::file_of_fd(kernel::current_task(), record.args[0] as u32);
+            let module_path = kernel::field(file, offset!(file_f_path));
+            if !module_path.is_null() {
+                // SAFETY: a field of the scratch value, writable.
+                unsafe { path::walk(module_path, &raw mut record.path) };
+            }
         }
+        _ => {}
+    }
+    if PRIV_PENDING
+        .insert(bpf_get_current_pid_tgid(), &*record, 0)
+        .is_ok()
+    {
+        pending_added(PENDING_PRIV);
+    } else {
+        count(Stat::PendingLost, kind.slot());
+        diag::pending_full(tgid, kind);
     }
 }
 
 /// Copies a user string into `record.text`.
 #[inline(always)]
-unsafe fn read_text(record: *mut SyscallRecord, user: u64) {
+fn read_text(record: &mut SyscallRecord, user: u64) {
     if user == 0 {
         return;
     }
-    unsafe {
-        let copied = bpf_probe_read_user_str(
-            (*record).text.as_mut_ptr() as *mut c_void,
+    // SAFETY: `text` is `NAME_LEN` writable bytes and the helper writes at
+    // most that many; the source is read with a checked copy.
+    let copied = unsafe {
+        bpf_probe_read_user_str(
+            record.text.as_mut_ptr() as *mut c_void,
             NAME_LEN as u32,
             user as *const c_void,
-        );
-        (*record).text_len = if copied > 0 { (copied - 1) as u16 } else { 0 };
-    }
+        )
+    };
+    record.text_len = if copied > 0 { (copied - 1) as u16 } else { 0 };
 }
 
 #[inline(always)]
@@ -193,16 +193,12 @@ fn exit(ctx: &TracePointContext, kind: EventKind) {
         return;
     };
     if let Some(mut entry) = reserve::<SyscallRecord>(kind) {
-        let record = entry.as_mut_ptr();
-        let copied = unsafe {
-            generated::bpf_probe_read_kernel(
-                record as *mut c_void,
-                size_of::<SyscallRecord>() as u32,
-                pending as *const c_void,
-            )
-        };
-        if copied == 0 {
-            unsafe { (*record).ret = syscall_ret(ctx) };
+        // A checked copy: the entry is another map's value, which an LRU
+        // eviction may reuse meanwhile.
+        if read_kernel_into(&mut entry, pending).is_ok() {
+            let record = entry.as_mut_ptr();
+            // SAFETY: the reservation, now a whole `SyscallRecord`.
+            unsafe { (*record).ret = syscall::ret(ctx) };
             submit(entry);
         } else {
             discard(entry);
@@ -213,254 +209,111 @@ fn exit(ctx: &TracePointContext, kind: EventKind) {
     }
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_setuid")]
-pub fn sys_enter_setuid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Setuid, sys::SETUID);
-    0
+/// The entry and exit programs of one privilege syscall: the entry hands
+/// `$syscall` (a [`sys`] constant) and the event kind to [`enter`], the exit
+/// completes the record in [`exit`]. The tracepoint names are spelled out:
+/// the attribute wants string literals.
+macro_rules! privilege_syscall {
+    ($enter:ident = $enter_name:literal, $exit:ident = $exit_name:literal, $kind:ident, $syscall:ident) => {
+        #[tracepoint(category = "syscalls", name = $enter_name)]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            if !floor() {
+                enter(&ctx, EventKind::$kind, sys::$syscall);
+            }
+            0
+        }
+
+        #[tracepoint(category = "syscalls", name = $exit_name)]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            if !floor() {
+                exit(&ctx, EventKind::$kind);
+            }
+            0
+        }
+    };
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_setuid")]
-pub fn sys_exit_setuid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Setuid);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_setreuid")]
-pub fn sys_enter_setreuid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Setuid, sys::SETREUID);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_setreuid")]
-pub fn sys_exit_setreuid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Setuid);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_setresuid")]
-pub fn sys_enter_setresuid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Setuid, sys::SETRESUID);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_setresuid")]
-pub fn sys_exit_setresuid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Setuid);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_setgid")]
-pub fn sys_enter_setgid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Setgid, sys::SETGID);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_setgid")]
-pub fn sys_exit_setgid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Setgid);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_setregid")]
-pub fn sys_enter_setregid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Setgid, sys::SETREGID);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_setregid")]
-pub fn sys_exit_setregid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Setgid);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_setresgid")]
-pub fn sys_enter_setresgid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Setgid, sys::SETRESGID);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_setresgid")]
-pub fn sys_exit_setresgid(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Setgid);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_capset")]
-pub fn sys_enter_capset(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Capset, sys::CAPSET);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_capset")]
-pub fn sys_exit_capset(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Capset);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
-pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Ptrace, sys::PTRACE);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_ptrace")]
-pub fn sys_exit_ptrace(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Ptrace);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_init_module")]
-pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::ModuleLoad, sys::INIT_MODULE);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_init_module")]
-pub fn sys_exit_init_module(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::ModuleLoad);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_finit_module")]
-pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::ModuleLoad, sys::FINIT_MODULE);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_finit_module")]
-pub fn sys_exit_finit_module(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::ModuleLoad);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_bpf")]
-pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::Bpf, sys::BPF);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_bpf")]
-pub fn sys_exit_bpf(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::Bpf);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_memfd_create")]
-pub fn sys_enter_memfd_create(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::MemfdCreate, sys::MEMFD_CREATE);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_memfd_create")]
-pub fn sys_exit_memfd_create(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::MemfdCreate);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_mmap")]
-pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::ExecMemory, sys::MMAP);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_mmap")]
-pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::ExecMemory);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_enter_mprotect")]
-pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    enter(&ctx, EventKind::ExecMemory, sys::MPROTECT);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_mprotect")]
-pub fn sys_exit_mprotect(ctx: TracePointContext) -> u32 {
-    if floor() {
-        return 0;
-    }
-    exit(&ctx, EventKind::ExecMemory);
-    0
-}
+privilege_syscall!(
+    sys_enter_setuid = "sys_enter_setuid",
+    sys_exit_setuid = "sys_exit_setuid",
+    Setuid,
+    SETUID
+);
+privilege_syscall!(
+    sys_enter_setreuid = "sys_enter_setreuid",
+    sys_exit_setreuid = "sys_exit_setreuid",
+    Setuid,
+    SETREUID
+);
+privilege_syscall!(
+    sys_enter_setresuid = "sys_enter_setresuid",
+    sys_exit_setresuid = "sys_exit_setresuid",
+    Setuid,
+    SETRESUID
+);
+privilege_syscall!(
+    sys_enter_setgid = "sys_enter_setgid",
+    sys_exit_setgid = "sys_exit_setgid",
+    Setgid,
+    SETGID
+);
+privilege_syscall!(
+    sys_enter_setregid = "sys_enter_setregid",
+    sys_exit_setregid = "sys_exit_setregid",
+    Setgid,
+    SETREGID
+);
+privilege_syscall!(
+    sys_enter_setresgid = "sys_enter_setresgid",
+    sys_exit_setresgid = "sys_exit_setresgid",
+    Setgid,
+    SETRESGID
+);
+privilege_syscall!(
+    sys_enter_capset = "sys_enter_capset",
+    sys_exit_capset = "sys_exit_capset",
+    Capset,
+    CAPSET
+);
+privilege_syscall!(
+    sys_enter_ptrace = "sys_enter_ptrace",
+    sys_exit_ptrace = "sys_exit_ptrace",
+    Ptrace,
+    PTRACE
+);
+privilege_syscall!(
+    sys_enter_init_module = "sys_enter_init_module",
+    sys_exit_init_module = "sys_exit_init_module",
+    ModuleLoad,
+    INIT_MODULE
+);
+privilege_syscall!(
+    sys_enter_finit_module = "sys_enter_finit_module",
+    sys_exit_finit_module = "sys_exit_finit_module",
+    ModuleLoad,
+    FINIT_MODULE
+);
+privilege_syscall!(
+    sys_enter_bpf = "sys_enter_bpf",
+    sys_exit_bpf = "sys_exit_bpf",
+    Bpf,
+    BPF
+);
+privilege_syscall!(
+    sys_enter_memfd_create = "sys_enter_memfd_create",
+    sys_exit_memfd_create = "sys_exit_memfd_create",
+    MemfdCreate,
+    MEMFD_CREATE
+);
+privilege_syscall!(
+    sys_enter_mmap = "sys_enter_mmap",
+    sys_exit_mmap = "sys_exit_mmap",
+    ExecMemory,
+    MMAP
+);
+privilege_syscall!(
+    sys_enter_mprotect = "sys_enter_mprotect",
+    sys_exit_mprotect = "sys_exit_mprotect",
+    ExecMemory,
+    MPROTECT
+);

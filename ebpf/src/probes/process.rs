@@ -9,7 +9,6 @@ use core::mem::size_of;
 use aiwatch_common::{
     EventKind, ExecRecord, ExitRecord, ForkRecord, Stat, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
     EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET, FAMILY_PROCESS, NAME_LEN,
-    OFFSET_UNKNOWN,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
@@ -24,6 +23,7 @@ use crate::{
     kernel::{self, read, read_ptr},
     maps::{count, is_tracked_pid, tracking_pids, TRACKED_PIDS},
     path,
+    plain::read_context,
 };
 
 /// `sched:sched_process_exec` record layout: `__data_loc char[] filename`
@@ -49,6 +49,11 @@ fn emit_exec(ctx: &TracePointContext) {
     };
     let record = entry.as_mut_ptr();
     let task = kernel::current_task();
+    // SAFETY: `record` is a reservation sized for an `ExecRecord`. The
+    // string and argv copies write at most `NAME_LEN` and `ARGS_LEN` bytes
+    // into arrays of those sizes (`args_len` is capped first); the file name
+    // is read from the tracepoint record at its `__data_loc` offset, and
+    // every read is a checked copy.
     unsafe {
         fill_header(
             &raw mut (*record).header,
@@ -58,7 +63,7 @@ fn emit_exec(ctx: &TracePointContext) {
         );
         let mut flags = 0u16;
         (*record).ppid = kernel::parent_tgid(task);
-        (*record).old_pid = ctx.read_at::<u32>(EXEC_OLD_PID).unwrap_or(0);
+        (*record).old_pid = read_context::<u32>(ctx, EXEC_OLD_PID).unwrap_or(0);
         let (euid, egid) = kernel::effective_ids(task);
         (*record).euid = euid;
         (*record).egid = egid;
@@ -69,8 +74,8 @@ fn emit_exec(ctx: &TracePointContext) {
         (*record)._pad = 0;
 
         // The file name as given to execve.
-        let loc = ctx.read_at::<u32>(EXEC_FILENAME_LOC).unwrap_or(0);
-        let name_src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        let loc = read_context::<u32>(ctx, EXEC_FILENAME_LOC).unwrap_or(0);
+        let name_src = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
         let copied = bpf_probe_read_kernel_str(
             (*record).filename.as_mut_ptr() as *mut _,
             NAME_LEN as u32,
@@ -81,13 +86,8 @@ fn emit_exec(ctx: &TracePointContext) {
         // The executable actually mapped, resolved in the kernel.
         let mm = kernel::mm(task);
         let exe_file = read_ptr(mm, offset!(mm_exe_file));
-        let f_path = offset!(file_f_path);
         path::walk(
-            if exe_file.is_null() || f_path == OFFSET_UNKNOWN as usize {
-                core::ptr::null()
-            } else {
-                exe_file.add(f_path)
-            },
+            kernel::field(exe_file, offset!(file_f_path)),
             &raw mut (*record).exe,
         );
         let inode = read_ptr(exe_file, offset!(file_f_inode));
@@ -147,12 +147,10 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let child: *const u8 = ctx.arg::<u64>(1) as *const u8;
-    let (child_pid, child_tgid) = unsafe {
-        (
-            read::<u32>(child, offset!(task_pid)).unwrap_or(0),
-            read::<u32>(child, offset!(task_tgid)).unwrap_or(0),
-        )
-    };
+    let (child_pid, child_tgid) = (
+        read::<u32>(child, offset!(task_pid)).unwrap_or(0),
+        read::<u32>(child, offset!(task_tgid)).unwrap_or(0),
+    );
     if child_pid != child_tgid {
         // A new thread, not a new process.
         return 0;
@@ -170,6 +168,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
         return 0;
     };
     let record = entry.as_mut_ptr();
+    // SAFETY: `record` is a reservation sized for a `ForkRecord`.
     unsafe {
         fill_header(
             &raw mut (*record).header,
@@ -210,6 +209,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     };
     let record = entry.as_mut_ptr();
+    // SAFETY: `record` is a reservation sized for an `ExitRecord`.
     unsafe {
         fill_header(
             &raw mut (*record).header,

@@ -91,8 +91,9 @@ fn timed(work: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
 fn cpu_ns() -> u64 {
     let mut total = 0;
     for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
-        // SAFETY: getrusage fills the struct we own.
+        // SAFETY: `rusage` is plain integers, valid when all-zero.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: getrusage fills the struct we own.
         if unsafe { libc::getrusage(who, &mut usage) } == 0 {
             for time in [usage.ru_utime, usage.ru_stime] {
                 total += time.tv_sec as u64 * 1_000_000_000 + time.tv_usec as u64 * 1_000;
@@ -131,6 +132,8 @@ fn fork_exec(count: u64) -> Result<(), String> {
             return Err(format!("fork: {}", std::io::Error::last_os_error()));
         }
         if pid == 0 {
+            // SAFETY: `program` and the NULL-terminated `argv` outlive the
+            // call; in the forked child only these async-signal-safe calls run.
             unsafe {
                 libc::execv(program.as_ptr(), argv.as_ptr());
                 libc::_exit(127);

@@ -187,6 +187,7 @@ pub fn default_tools() -> Vec<ToolRule> {
         tool("argv0:ray::ServeReplica*", "ray-serve", Inference),
         tool("argv0:ray::*", "ray", Pipeline),
         tool("prog:raylet", "ray", Pipeline),
+        tool("cmd:ray start*", "ray", Pipeline),
         tool("cmd:mlflow run*", "mlflow", Pipeline),
         tool("prog:kedro", "kedro", Pipeline),
         hint("prog:mlflow", "mlflow", Pipeline, 6),
@@ -504,6 +505,7 @@ impl WorkloadClassifier {
                 decisive: rule.decisive,
             });
         }
+        signals.extend(super::cmdline::command_line_signals(argv));
         // `ray::*` is generic; a more specific ray rule replaces it.
         if signals.iter().any(|s| s.key.starts_with("ray-")) {
             signals.retain(|s| s.key != "ray");

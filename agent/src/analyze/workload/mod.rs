@@ -13,6 +13,7 @@
 //! [`lookup`]: WorkloadTable::lookup
 
 pub mod classify;
+pub mod cmdline;
 pub mod container;
 pub mod declared;
 pub mod signals;
@@ -462,6 +463,7 @@ impl WorkloadTable {
         };
         state.workload = Some(id.to_string());
         entry.evidence.merge(&std::mem::take(&mut state.evidence));
+        entry.workload.claimed = !entry.declared && entry.evidence.claims_only();
         entry.pids.insert(pid);
         entry.last_active = seq;
         vec![WorkloadChange::Joined {
@@ -514,6 +516,7 @@ impl WorkloadTable {
                     id: id.to_string(),
                     kind: kind.as_str().to_string(),
                     name: name.to_string(),
+                    claimed: false,
                 },
                 declared,
                 evidence: Evidence::default(),
@@ -541,6 +544,7 @@ impl WorkloadTable {
             if !entry.evidence.add(signal) || entry.declared {
                 return Vec::new();
             }
+            entry.workload.claimed = entry.evidence.claims_only();
             let Some(kind) = entry.evidence.verdict(threshold) else {
                 return Vec::new();
             };
@@ -583,12 +587,14 @@ impl WorkloadTable {
                     id: new_id.clone(),
                     kind: kind.as_str().to_string(),
                     name: old.workload.name.clone(),
+                    claimed: false,
                 },
                 evidence: Evidence::default(),
                 pids: BTreeSet::new(),
                 ..old.clone()
             });
         entry.evidence.merge(&old.evidence);
+        entry.workload.claimed = !entry.declared && entry.evidence.claims_only();
         entry.pids.extend(old.pids.iter().copied());
         entry.last_active = self.next_seq();
         for pid in &pids {

@@ -71,6 +71,8 @@ pub enum SignalSource {
     Listen,
     /// A declaration in the configuration.
     Declared,
+    /// A model named on the command line (`--model org/name`).
+    CommandLine,
 }
 
 /// One piece of evidence.
@@ -102,6 +104,7 @@ impl Signal {
             SignalSource::DatasetRead => "read data set",
             SignalSource::Listen => "listens on",
             SignalSource::Declared => "declared as",
+            SignalSource::CommandLine => "names a model on its command line",
         };
         if self.detail.is_empty() || self.detail == self.key {
             format!("{source} {}", self.key)
@@ -128,6 +131,22 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Evidence {
+    /// Whether every signal is something a process can claim about itself
+    /// (its name, its command line, a device it opened, a port it listens
+    /// on), with nothing it had to load or read (libraries, models, data)
+    /// and no declaration.
+    pub fn claims_only(&self) -> bool {
+        self.signals.iter().all(|s| {
+            matches!(
+                s.source,
+                SignalSource::Exec
+                    | SignalSource::CommandLine
+                    | SignalSource::GpuDevice
+                    | SignalSource::Listen
+            )
+        })
+    }
+
     /// Adds a signal unless one with the same source and key is there;
     /// returns whether the evidence changed (so a verdict is worth redoing).
     pub fn add(&mut self, signal: Signal) -> bool {

@@ -181,6 +181,7 @@ mod tests {
                     id: "w1".into(),
                     kind: "inference".into(),
                     name: "onnx-server".into(),
+                    claimed: false,
                 },
                 alerts: 3,
                 ..WorkloadInventory::default()

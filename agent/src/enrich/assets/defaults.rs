@@ -139,6 +139,10 @@ pub fn default_patterns() -> Vec<DefaultPattern> {
         ".ssh/id_*",
         ".docker/config.json",
         ".git-credentials",
+        // LLM API key files of the vendors' command-line tools.
+        ".config/openai/**",
+        ".config/anthropic/**",
+        ".openai/**",
     ] {
         push(&mut out, AssetClass::Secret, format!("**/{tail}"), false);
     }
@@ -146,6 +150,12 @@ pub fn default_patterns() -> Vec<DefaultPattern> {
     push(&mut out, AssetClass::Secret, "**/.env.*", false);
     push(&mut out, AssetClass::Secret, "/run/secrets/**", false);
     push(&mut out, AssetClass::Secret, "/var/run/secrets/**", false);
+
+    // Persistence: files that make code run later, at login, at boot, on a
+    // schedule, in every process (`ld.so.preload`) or on a git operation.
+    for glob in PERSISTENCE_GLOBS {
+        push(&mut out, AssetClass::Persistence, *glob, false);
+    }
 
     // Accelerator device nodes.
     for glob in [
@@ -159,6 +169,48 @@ pub fn default_patterns() -> Vec<DefaultPattern> {
     }
     out
 }
+
+/// The built-in `persistence` patterns. Home files are written as tails.
+pub const PERSISTENCE_GLOBS: &[&str] = &[
+    "**/.ssh/authorized_keys",
+    "**/.ssh/authorized_keys2",
+    "/etc/crontab",
+    "/etc/cron.d/**",
+    "/etc/cron.hourly/**",
+    "/etc/cron.daily/**",
+    "/etc/cron.weekly/**",
+    "/etc/cron.monthly/**",
+    "/var/spool/cron/**",
+    "/etc/systemd/system/**",
+    "/etc/systemd/user/**",
+    "/usr/lib/systemd/system/**",
+    "/lib/systemd/system/**",
+    "**/.config/systemd/user/**",
+    "**/.bashrc",
+    "**/.bash_profile",
+    "**/.bash_login",
+    "**/.profile",
+    "**/.zshrc",
+    "**/.zprofile",
+    "/etc/profile",
+    "/etc/profile.d/**",
+    "/etc/bash.bashrc",
+    "/etc/ld.so.preload",
+    "/etc/sudoers",
+    "/etc/sudoers.d/**",
+    "/etc/pam.d/**",
+    "/lib/security/**",
+    "/lib64/security/**",
+    "/usr/lib/security/**",
+    "/usr/lib64/security/**",
+    "/lib/x86_64-linux-gnu/security/**",
+    "/usr/lib/x86_64-linux-gnu/security/**",
+    "/lib/aarch64-linux-gnu/security/**",
+    "/usr/lib/aarch64-linux-gnu/security/**",
+    "/etc/passwd",
+    "/etc/shadow",
+    "**/.git/hooks/*",
+];
 
 /// Paths the default patterns would catch but that hold nothing sensitive:
 /// public keys next to private ones, `.env` templates, and the `.pth` path
@@ -174,6 +226,8 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "**/.env.sample",
     "**/.env.template",
     "**/.env.dist",
+    // `git init` and `git clone` copy these inert examples into every repository.
+    "**/.git/hooks/*.sample",
 ];
 
 /// Base names the kernel prefilter should pass for default patterns whose
@@ -200,6 +254,22 @@ pub const DEFAULT_HINT_BASENAMES: &[&str] = &[
     "azureProfile.json",
     // /run/secrets/kubernetes.io/serviceaccount/token
     "token",
+    // ~/.config/openai/**, ~/.config/anthropic/**, ~/.openai/**
+    "api_key",
+    "auth.json",
+    "credentials.json",
+    // **/.git/hooks/*: the hooks git runs.
+    "pre-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "pre-rebase",
+    "post-checkout",
+    "post-merge",
+    "pre-push",
+    "pre-receive",
+    "post-receive",
+    "post-rewrite",
 ];
 
 /// Major number of the NVIDIA character devices (`/dev/nvidia0`, ...).

@@ -15,6 +15,7 @@ const HINTED: &[&str] = &[
     "**/.env.*",
     "**/hub/models--*/{blobs,snapshots}/**",
     "**/hub/datasets--*/{blobs,snapshots}/**",
+    "**/.git/hooks/*",
 ];
 
 /// Home-relative folders the built-in hints add: the default `HF_HOME`.

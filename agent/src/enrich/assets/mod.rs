@@ -16,6 +16,7 @@
 mod defaults;
 mod host;
 mod interest;
+mod secret_kind;
 
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ pub use crate::event::AssetClass;
 pub use crate::kernel::interest::KernelInterest;
 pub use defaults::{ACCELERATOR_MAJORS, DATA_FOLDERS, DRM_MAJOR, MODEL_FOLDERS, NVIDIA_MAJOR};
 pub use host::{dev_accelerator_majors, host_homes, host_interest, passwd_homes};
+pub use secret_kind::secret_kind;
 
 /// Asset configuration (`assets:` in the agent configuration).
 ///
@@ -43,6 +45,8 @@ pub struct AssetConfig {
     pub secret: Vec<String>,
     /// Extra globs for `gpu-device`.
     pub gpu_device: Vec<String>,
+    /// Extra globs for `persistence`.
+    pub persistence: Vec<String>,
     /// Globs that are never classified, whatever else matches.
     pub exclude: Vec<String>,
     /// Character device majors that are GPUs whatever their path
@@ -59,6 +63,7 @@ impl Default for AssetConfig {
             dataset: Vec::new(),
             secret: Vec::new(),
             gpu_device: Vec::new(),
+            persistence: Vec::new(),
             exclude: Vec::new(),
             gpu_majors: vec![NVIDIA_MAJOR],
         }
@@ -153,6 +158,7 @@ impl AssetClassifier {
             (AssetClass::Dataset, &config.dataset),
             (AssetClass::Secret, &config.secret),
             (AssetClass::GpuDevice, &config.gpu_device),
+            (AssetClass::Persistence, &config.persistence),
         ];
         for (class, globs) in user_lists {
             for glob in globs {

@@ -126,10 +126,70 @@ fn public_keys_and_env_templates_are_not_secrets() {
     assert_eq!(class_of("/home/ann/.ssh/id_ed25519.pub"), None);
     assert_eq!(class_of("/srv/app/.env.example"), None);
     assert_eq!(class_of("/srv/app/.kube/config.bak"), None);
-    assert_eq!(class_of("/etc/passwd"), None);
+    assert_eq!(class_of("/etc/hostname"), None);
     assert_eq!(
         class_of("/usr/lib/python3/dist-packages/numpy/core.py"),
         None
+    );
+}
+
+#[test]
+fn persistence_locations_are_their_own_class() {
+    for path in [
+        "/root/.ssh/authorized_keys",
+        "/home/ann/.ssh/authorized_keys",
+        "/etc/crontab",
+        "/etc/cron.d/backup",
+        "/etc/cron.daily/logrotate",
+        "/var/spool/cron/crontabs/root",
+        "/etc/systemd/system/x.service",
+        "/root/.config/systemd/user/x.service",
+        "/home/ann/.bashrc",
+        "/tmp/home/.profile",
+        "/etc/profile.d/proxy.sh",
+        "/etc/ld.so.preload",
+        "/etc/sudoers.d/ci",
+        "/etc/pam.d/sshd",
+        "/usr/lib/x86_64-linux-gnu/security/pam_evil.so",
+        "/etc/passwd",
+        "/etc/shadow",
+        "/srv/models/llama/.git/hooks/post-checkout",
+    ] {
+        assert_eq!(class_of(path), Some("persistence"), "{path}");
+    }
+    // The inert examples git copies into every repository.
+    assert_eq!(class_of("/srv/repo/.git/hooks/pre-commit.sample"), None);
+}
+
+#[test]
+fn the_kernel_prefilter_passes_persistence_locations() {
+    let interest = AssetClassifier::with_defaults()
+        .expect("defaults")
+        .kernel_interest();
+    for basename in [
+        "authorized_keys",
+        ".bashrc",
+        "post-checkout",
+        "ld.so.preload",
+        "crontab",
+        "passwd",
+    ] {
+        assert!(
+            interest.basenames.iter().any(|b| b == basename),
+            "{basename}"
+        );
+    }
+    for prefix in ["/etc/cron.d/", "/etc/pam.d/", "/root/.config/systemd/user/"] {
+        assert!(
+            interest.prefixes.iter().any(|p| p == prefix),
+            "{prefix}: {:?}",
+            interest.prefixes
+        );
+    }
+    assert!(
+        interest.unfilterable.is_empty(),
+        "{:?}",
+        interest.unfilterable
     );
 }
 

@@ -7,6 +7,7 @@
 use aiwatch_common::{
     FileRecord, GpuIoctlRecord, FILE_FLAG_INODE, FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR,
     FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED,
+    FILE_FLAG_UNCHECKED,
 };
 
 use super::{kernel_path, ResolvedPath};
@@ -30,6 +31,9 @@ pub struct FileOp {
     pub name_truncated: bool,
     /// The process was tracked (else a path of interest let it through).
     pub tracked: bool,
+    /// A relative name the kernel could not test: keep the event only if
+    /// the resolved path is of interest.
+    pub unchecked: bool,
     /// The opened file itself, resolved from its new fd.
     pub opened: Option<ResolvedPath>,
     /// The directory a relative `name` is relative to.
@@ -98,6 +102,7 @@ pub(super) fn file_op(r: &FileRecord) -> FileOp {
         name2,
         name_truncated: flags & FILE_FLAG_NAME_TRUNCATED != 0,
         tracked: flags & FILE_FLAG_TRACKED != 0,
+        unchecked: flags & FILE_FLAG_UNCHECKED != 0,
         opened,
         dir,
         dir2,

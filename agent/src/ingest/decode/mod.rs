@@ -177,6 +177,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::Open
         | EventKind::Unlink
         | EventKind::Rename
+        | EventKind::Link
         | EventKind::Chmod
         | EventKind::Truncate => {
             let r = checked::<FileRecord>(kind, &header, bytes)?;

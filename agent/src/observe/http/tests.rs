@@ -150,7 +150,10 @@ async fn a_stuck_client_is_cut_off_and_does_not_block_others() {
     let options = HttpOptions {
         header_read_timeout: Duration::from_millis(200),
         connection_timeout: Duration::from_millis(500),
-        max_connections: 2,
+        admission: admission::AdmissionLimits {
+            general: 2,
+            ..Default::default()
+        },
     };
     let server = start(DEFAULT_MAX_SILENCE, options).await;
 
@@ -173,6 +176,66 @@ async fn a_stuck_client_is_cut_off_and_does_not_block_others() {
     let _silent = TcpStream::connect(server.addr).await.expect("connects");
     let (status, _, _) = request(server.addr, "GET", "/healthz").await;
     assert_eq!(status, 200);
+    server.stop().await;
+}
+
+/// 200 clients connect and send half a request, then wait: the probes and
+/// the scrape still answer, each within a couple of seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_slow_clients_do_not_starve_monitoring() {
+    let server = start(DEFAULT_MAX_SILENCE, HttpOptions::default()).await;
+    server.readiness.set_probes_attached(true);
+    server.readiness.heartbeat();
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        // Half a request: a slowloris client.
+        let _ = stream
+            .write_all(b"GET /inventory HTTP/1.1\r\nHost: x\r\n")
+            .await;
+        slow.push(stream);
+    }
+    for path in ["/healthz", "/readyz", "/metrics", "/healthz", "/metrics"] {
+        let started = std::time::Instant::now();
+        let (status, _, body) = request(server.addr, "GET", path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    drop(slow);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitoring_slot_serves_only_monitoring_paths() {
+    let options = HttpOptions {
+        admission: admission::AdmissionLimits {
+            general: 1,
+            per_client: 1,
+            ..Default::default()
+        },
+        ..HttpOptions::default()
+    };
+    let server = start(DEFAULT_MAX_SILENCE, options).await;
+    // One silent client holds this address's only general slot.
+    let _silent = TcpStream::connect(server.addr).await.expect("connects");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _, body) = request(server.addr, "GET", "/inventory").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("busy"), "{body}");
+    let (status, _, _) = request(server.addr, "GET", "/healthz").await;
+    assert_eq!(status, 200);
+    // A slow client past its share is cut within about a second.
+    let mut slow = TcpStream::connect(server.addr).await.expect("connects");
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut buffer)).await;
+    assert!(
+        closed.is_ok(),
+        "a slow client past its share kept its connection"
+    );
     server.stop().await;
 }
 
