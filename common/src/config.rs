@@ -90,7 +90,12 @@ pub const FAMILY_PRIVILEGE: u32 = 8;
 pub const FAMILY_GPU: u32 = 16;
 pub const FAMILY_ALL: u32 = 31;
 
-/// Values of the `TRACKED_PIDS` and `TRACKED_CGROUPS` maps.
+/// Values of the `TRACKED_PIDS` and `TRACKED_CGROUPS` maps: bits saying why
+/// the process or cgroup is tracked. `TRACKED_CGROUPS` is the one per-cgroup
+/// map: later uses of a cgroup (enforcement, Kubernetes identity) add their
+/// own bits to the same entry, and each reader tests only its own bit.
+///
+/// Report every event of it (file, network, privilege), whatever the path.
 pub const TRACK_FULL: u32 = 1;
 
 /// Key of the `PATH_PREFIXES` LPM trie: path bytes, `prefix_len` in bits.

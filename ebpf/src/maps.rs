@@ -6,7 +6,7 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aiwatch_common::{
     filter_bit, Stat, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, STATS_LEN, TRACKING_CGROUPS,
-    TRACKING_PIDS,
+    TRACKING_PIDS, TRACK_FULL,
 };
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,
@@ -27,7 +27,9 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0)
 #[map]
 pub static TRACKED_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// cgroup v2 ids whose processes are all tracked.
+/// cgroup v2 ids and why each is tracked (bits, `aiwatch_common::TRACK_*`):
+/// the one per-cgroup map. Today the agent fills it for declared container
+/// workloads (`TRACK_FULL`).
 #[map]
 pub static TRACKED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 
@@ -75,9 +77,10 @@ fn tracking(slot: u32) -> bool {
 pub fn is_tracked(tgid: u32) -> bool {
     is_tracked_pid(tgid)
         || (tracking(TRACKING_CGROUPS)
-            // SAFETY: only the presence of the entry is used, never the
-            // value a concurrent update could change under the reference.
-            && unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }.is_some())
+            // SAFETY: the value is read once, as a copy of its bits; a
+            // concurrent update changes which purposes it shows, nothing else.
+            && unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }
+                .is_some_and(|why| *why & TRACK_FULL != 0))
 }
 
 /// Whether `tgid` is in `TRACKED_PIDS` (cgroups aside).

@@ -53,6 +53,42 @@ pub fn aiwatch_bin() -> PathBuf {
     bin
 }
 
+/// A copy of the aiwatch binary that any user can run, for tests that run it
+/// as `nobody`: the checkout may live in a directory only root can enter
+/// (a clone under `/root`, or any 0700 directory). The copy is a hard link
+/// when it can be (same filesystem), else a copy, in a world-readable scratch
+/// folder removed on drop.
+pub struct UnprivilegedBin {
+    dir: TempDir,
+}
+
+impl UnprivilegedBin {
+    pub fn new() -> UnprivilegedBin {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("bin");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("make the binary's folder world-readable");
+        let source = aiwatch_bin();
+        let copy = dir.path().join("aiwatch");
+        if std::fs::hard_link(&source, &copy).is_err() {
+            std::fs::copy(&source, &copy).expect("copy the aiwatch binary");
+        }
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))
+            .expect("make the binary world-executable");
+        UnprivilegedBin { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("aiwatch")
+    }
+}
+
+impl Default for UnprivilegedBin {
+    fn default() -> Self {
+        UnprivilegedBin::new()
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     match std::env::var_os("AIWATCH_REPO") {
         Some(repo) => PathBuf::from(repo),
@@ -258,6 +294,39 @@ impl Agent {
         .unwrap_or_else(|| panic!("no alert {what}; log:\n{}", self.log()))
     }
 
+    /// Makes sure the agent has caught up with everything that happened
+    /// before this call, so that a test can then assert that something did
+    /// *not* happen. Runs a marker process (`cat` of a file classed as a
+    /// secret, which the default rule pack alerts on) and waits until its
+    /// exit event and its alert are written: events, and alerts, are written
+    /// in the order the kernel produced them, so everything earlier is in
+    /// the files by then. Needs the default rule pack.
+    pub fn sentinel(&self) {
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let home = self
+            .dir
+            .path()
+            .join(format!("sentinel-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let secret = home.join(".aws/credentials");
+        std::fs::create_dir_all(secret.parent().expect("a parent")).expect("sentinel folder");
+        std::fs::write(&secret, "[sentinel]\n").expect("sentinel file");
+        let status_and_pid = Command::new("/bin/cat")
+            .arg(&secret)
+            .stdout(Stdio::null())
+            .spawn()
+            .and_then(|mut child| Ok((child.wait()?, child.id() as u64)))
+            .expect("run the sentinel");
+        let (status, pid) = status_and_pid;
+        assert!(status.success(), "the sentinel cat failed: {status:?}");
+        self.wait_event("the sentinel's exit", |e| {
+            kind_of(e) == "exit" && pid_of(e) == pid
+        });
+        self.wait_alert("the sentinel's alert", |a| {
+            a["rule"] == "ai.secret.read-by-unexpected-process"
+                && get(a, "event.process.pid").as_u64() == Some(pid)
+        });
+    }
+
     /// GETs a path on the agent's HTTP listener: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(&self.listen, path)
@@ -325,14 +394,45 @@ impl Drop for Agent {
     }
 }
 
+/// The JSON lines of a file the agent writes. Only complete lines count: the
+/// last one may be half-written while the agent runs, and is left for the
+/// next read. A complete line that is not JSON is torn or garbled output,
+/// which is a bug in the agent: it fails the test, naming the file and line.
 pub fn read_json_lines(path: &Path) -> Vec<Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
-    // The last line may be half-written while the agent runs.
-    text.lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
+    let (lines, malformed) = parse_complete_json_lines(&text);
+    if let Some((number, line)) = malformed.first() {
+        panic!(
+            "{}: {} malformed JSON line(s), the first is line {number}: {line:?}",
+            path.display(),
+            malformed.len()
+        );
+    }
+    lines
+}
+
+/// Parses the newline-terminated lines of `text` as JSON. Returns the values
+/// and the malformed lines (1-based number, text); an unterminated last line
+/// is neither.
+pub fn parse_complete_json_lines(text: &str) -> (Vec<Value>, Vec<(usize, String)>) {
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    let mut values = Vec::new();
+    let mut malformed = Vec::new();
+    for (index, line) in complete.split('\n').enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(value) => values.push(value),
+            Err(_) => malformed.push((index + 1, line.to_owned())),
+        }
+    }
+    (values, malformed)
 }
 
 /// Polls `probe` until it returns something or `timeout` passes.
@@ -384,4 +484,19 @@ pub fn pid_of(event: &Value) -> u64 {
 
 pub fn kind_of(event: &Value) -> &str {
     event["kind"].as_str().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_complete_json_lines;
+
+    #[test]
+    fn a_torn_line_is_malformed_and_a_half_written_last_line_waits() {
+        let (values, malformed) =
+            parse_complete_json_lines("{\"a\":1}\n{\"b\":\n{\"c\":3}\n{\"d\":");
+        assert_eq!(values.len(), 2);
+        assert_eq!(malformed, vec![(2, "{\"b\":".to_owned())]);
+        let (values, malformed) = parse_complete_json_lines("{\"a\":1}");
+        assert!(values.is_empty() && malformed.is_empty());
+    }
 }

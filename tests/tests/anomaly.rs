@@ -140,7 +140,7 @@ fn departures_from_a_learned_profile_are_explained() {
             && get(e, "net.dst.port").as_u64() == Some(known_port as u64)
             && get(e, "ktime_ns").as_u64() > get(&exec, "ktime_ns").as_u64()
     });
-    std::thread::sleep(Duration::from_secs(2));
+    agent.sentinel();
     let about_known: Vec<Value> = alerts_of(&agent, &[server.pid])
         .into_iter()
         .filter(|a| get(a, "event.net.dst.port").as_u64() == Some(known_port as u64))
@@ -196,7 +196,7 @@ fn a_learned_profile_survives_an_agent_restart() {
     second.wait_event("the predictions' connection summaries", |e| {
         kind_of(e) == "tcp_summary" && pid_of(e) == server.pid
     });
-    std::thread::sleep(Duration::from_secs(2));
+    second.sentinel();
     let driven: Vec<Value> = alerts_of(&second, &[server.pid])
         .into_iter()
         .filter(|a| {

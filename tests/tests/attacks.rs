@@ -273,9 +273,9 @@ fn run_scenario(script: &Path, cgroup: Cgroup, peer: &Peer, label: &str) -> Ran 
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log"))
         .stderr(log_file);
+    let procs_c = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()).expect("path");
     // SAFETY: only async-signal-safe calls between fork and exec: open,
     // write and close on a path built before the fork.
-    let procs_c = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()).expect("path");
     unsafe {
         command.pre_exec(move || {
             let fd = libc::open(procs_c.as_ptr(), libc::O_WRONLY);

@@ -3,10 +3,15 @@
 
 use std::{os::unix::process::CommandExt, process::Command};
 
-use aiwatch_tests::{aiwatch_bin, TempDir};
+use aiwatch_tests::{aiwatch_bin, TempDir, UnprivilegedBin};
 
 fn run(args: &[&str], as_nobody: bool) -> (bool, String, String) {
-    let mut command = Command::new(aiwatch_bin());
+    // `nobody` may not be able to enter the checkout: it runs a copy.
+    let unprivileged = as_nobody.then(UnprivilegedBin::new);
+    let mut command = match &unprivileged {
+        Some(bin) => Command::new(bin.path()),
+        None => Command::new(aiwatch_bin()),
+    };
     command.args(args);
     if as_nobody {
         command.uid(65534).gid(65534);
@@ -78,12 +83,18 @@ fn a_broken_policy_stops_start_up_with_file_line_column() {
 fn offline_tools_work_without_root() {
     let (ok, stdout, stderr) = run(&["policy", "test"], true);
     assert!(ok, "{stdout}{stderr}");
-    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    let summary = stdout.lines().last().unwrap_or("");
+    let passed: u64 = summary
+        .strip_suffix(" passed, 0 failed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not `N passed, 0 failed`: {stdout}"));
+    assert!(passed >= 20, "the default pack's tests ran: {stdout}");
 
     let dir = TempDir::new("cli-replay");
     let events = dir.path().join("events.jsonl");
+    // A hand-written event: no `time`, no `ktime_ns`.
     let event = serde_json::json!({
-        "time": "2026-01-01T00:00:00Z", "ktime_ns": 1_000_000_000u64, "kind": "exec",
+        "kind": "exec",
         "process": {"pid": 7, "ppid": 1, "exe": "/usr/bin/xmrig", "argv": ["xmrig", "-o", "stratum+tcp://pool:3333"], "comm": "xmrig"}
     });
     std::fs::write(&events, format!("{event}\nnot json\n")).unwrap();

@@ -102,9 +102,9 @@ fn untracked_processes_are_filtered_by_path_interest() {
     let event = file_event(&agent, "open of a model file", pid, "open", &model);
     assert_eq!(get(&event, "file.class"), "model");
     assert_eq!(get(&event, "file.size").as_u64(), Some(0));
-    // The model open came after the first notes.txt open and before the
-    // second: had either been reported, it would be in the file by now.
-    std::thread::sleep(Duration::from_millis(500));
+    // Had either notes.txt open been reported, it would be in the file
+    // once the sentinel is.
+    agent.sentinel();
     let notes = agent
         .events()
         .into_iter()

@@ -177,7 +177,25 @@ fn ioctls_on_gpu_fds_are_counted_per_process() {
             (total >= 1000).then_some(total)
         },
     );
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Close the reporting window: a marker process's ioctls are reported in
+    // a round that starts after ours ended, and the sentinel then makes sure
+    // everything queued before is written.
+    let marker = python(
+        "import fcntl, os, sys, termios, time\n\
+         fd = os.open(sys.argv[1], os.O_RDWR)\n\
+         try:\n\
+         \x20   fcntl.ioctl(fd, termios.TIOCGWINSZ, b'\\0' * 8)\n\
+         except OSError:\n\
+         \x20   pass\n\
+         time.sleep(1.5)\n\
+         os.close(fd)\n\
+         print(os.getpid())\n",
+        &[node.path()],
+    );
+    agent.wait_event("the marker's gpu_ioctl report", |e| {
+        kind_of(e) == "gpu_ioctl" && pid_of(e) == marker
+    });
+    agent.sentinel();
     let settled: u64 = agent
         .events()
         .iter()

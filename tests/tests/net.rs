@@ -205,14 +205,20 @@ fn loopback_accepts_of_untracked_servers_are_filtered_in_the_kernel() {
         .filter(|e| pid_of(e) == server_pid && matches!(kind_of(e), "accept" | "tcp_summary"))
         .collect();
     assert!(server_net.is_empty(), "{server_net:?}");
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    let (_, metrics) = agent.http_get("/metrics");
-    let filtered = metrics
-        .lines()
-        .find(|l| l.starts_with("aiwatch_kernel_events_filtered_total{kind=\"accept\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(filtered >= 1.0, "accept filter counter: {filtered}");
+    // The telemetry task copies the kernel's counters every few seconds.
+    let filtered = aiwatch_tests::wait_until(
+        "the accept filter counter",
+        std::time::Duration::from_secs(15),
+        || {
+            let (_, metrics) = agent.http_get("/metrics");
+            metrics
+                .lines()
+                .find(|l| l.starts_with("aiwatch_kernel_events_filtered_total{kind=\"accept\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .filter(|filtered| *filtered >= 1.0)
+        },
+    );
+    assert!(filtered.is_some(), "the accept filter counter stayed at 0");
 }
 
 #[test]
@@ -349,13 +355,29 @@ sock.recvfrom(512)
 
 #[test]
 fn the_agents_own_sockets_are_never_reported() {
-    let agent = Agent::start();
-    // The agent accepts this connection on its own listener.
-    let (status, _) = agent.http_get("/healthz");
-    assert!(status > 0);
+    // Every process's file operations are reported, so the agent's own reads
+    // of /proc (its process collector, on each scrape) would show up too if
+    // it traced itself.
+    let agent = Agent::start_with(AgentOptions {
+        config: "trace_all_files: true".into(),
+        ..Default::default()
+    });
+    // The agent accepts this connection on its own listener, and reads its
+    // own /proc files to answer.
+    let (status, body) = agent.http_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("process_open_fds"), "{body}");
     let me = std::process::id() as u64;
     agent.wait_event("this test's connect to the agent", |e| {
         kind_of(e) == "connect" && pid_of(e) == me
+    });
+    // Sentinel: an open by this test, after the scrape, has arrived.
+    let marker = TempDir::new("own-sockets");
+    let marker_path = marker.path().join("sentinel");
+    std::fs::write(&marker_path, "x").unwrap();
+    let marker_path = marker_path.display().to_string();
+    agent.wait_event("the sentinel open", |e| {
+        kind_of(e) == "open" && pid_of(e) == me && get(e, "file.path") == marker_path.as_str()
     });
     let agent_pid = agent.pid() as u64;
     assert!(

@@ -216,10 +216,8 @@ fn first_line(child: &mut Child) -> String {
 
 #[test]
 fn benign_ai_workloads_raise_nothing() {
-    let agent = Agent::start_with(AgentOptions {
-        config: "anomaly: {enabled: false}\n".into(),
-        ..Default::default()
-    });
+    // The default configuration: anomaly detection on (still learning).
+    let agent = Agent::start();
     let home = TempDir::new("benign-home");
     let token = home.path().join(".cache/huggingface/token");
     std::fs::create_dir_all(token.parent().unwrap()).unwrap();
@@ -300,8 +298,8 @@ fn benign_ai_workloads_raise_nothing() {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|p| p["pid"].as_u64() == Some(roots[3])))
     });
-    // Let the pipeline drain, then nothing of ours may have alerted.
-    std::thread::sleep(Duration::from_secs(2));
+    // Once the agent has caught up, nothing of ours may have alerted.
+    agent.sentinel();
     let ours = tree_pids(&agent, &roots);
     let alerts: Vec<Value> = agent
         .alerts()
@@ -654,5 +652,9 @@ fn a_model_renamed_or_deleted_outside_workloads_is_a_low_audit_alert() {
     let rm = run(Path::new("/bin/rm"), &[doomed.to_str().unwrap()]);
     let unlink = wait_rule(&agent, "ai.model.write-outside-workload", rm);
     assert_eq!(kind_of(&unlink["event"]), "unlink");
-    assert!(!doomed.exists());
+    assert_eq!(
+        get(&unlink, "event.file.path"),
+        doomed.display().to_string().as_str()
+    );
+    assert_eq!(get(&unlink, "event.file.class"), "model");
 }

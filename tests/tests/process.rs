@@ -128,10 +128,7 @@ fn exit_by_signal_and_thread_exits_are_not_process_exits() {
     agent.wait_event("python exit", |e| {
         kind_of(e) == "exit" && pid_of(e) == py_pid
     });
-    let (_, _) = (
-        std::thread::sleep(std::time::Duration::from_millis(500)),
-        (),
-    );
+    agent.sentinel();
     let exits = agent
         .events()
         .iter()
@@ -201,7 +198,9 @@ fn the_agent_never_reports_itself() {
 
 #[test]
 fn without_root_it_fails_with_one_sentence() {
-    let output = Command::new(aiwatch_tests::aiwatch_bin())
+    // `nobody` may not be able to enter the checkout: it runs a copy.
+    let unprivileged = aiwatch_tests::UnprivilegedBin::new();
+    let output = Command::new(unprivileged.path())
         .arg("run")
         .uid(65534)
         .gid(65534)

@@ -177,7 +177,12 @@ fn every_documented_metric_is_exported_with_real_values() {
             &[("workload", &workload)],
         )
         .is_empty()
-            && !find(&samples, "aiwatch_alerts_total", &[]).is_empty()
+            && !find(
+                &samples,
+                "aiwatch_alerts_total",
+                &[("rule", "ai.workload.shell-spawn")],
+            )
+            .is_empty()
             && !find(
                 &samples,
                 "aiwatch_enforcement_actions_total",
@@ -250,6 +255,18 @@ fn every_documented_metric_is_exported_with_real_values() {
         "every kind, eagerly"
     );
     let kind = alert["workload"]["kind"].as_str().unwrap();
+    for severity in ["info", "low", "medium", "high", "critical"] {
+        assert_eq!(
+            find(
+                &samples,
+                "aiwatch_alerts_total",
+                &[("rule", ""), ("severity", severity)]
+            )
+            .len(),
+            1,
+            "every severity has a series from start-up"
+        );
+    }
     assert!(
         value(
             &samples,
@@ -294,9 +311,24 @@ fn every_documented_metric_is_exported_with_real_values() {
     // Every event kind, at 0 or more, from start-up.
     assert_eq!(find(&samples, "aiwatch_events_total", &[]).len(), 25);
     // The agent's own pid is what process_* describe.
-    let threads = value(&samples, "process_threads", &[]);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
-    assert!(status.contains("Threads:") && threads >= 1.0);
+    // Its thread count may move (tokio's blocking pool), so compare a scrape
+    // with /proc read right after it, a few times, until they agree.
+    let mut seen = Vec::new();
+    let agreed = (0..10).any(|_| {
+        let exported = value(&scrape(&agent), "process_threads", &[]);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+        let threads: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a Threads: line in /proc/<pid>/status");
+        seen.push((exported, threads));
+        exported == threads
+    });
+    assert!(
+        agreed,
+        "process_threads never matched the agent's /proc/<pid>/status (exported, /proc): {seen:?}"
+    );
 }
 
 /// Percent-encodes a PromQL query for a URL.

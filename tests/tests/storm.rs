@@ -74,26 +74,23 @@ fn exec_storm_is_delivered_or_counted() {
         }
         (execs, exits)
     };
-    // Wait until the storm's events stop arriving: under load the pipeline
-    // can take a while to catch up.
-    let mut last = counts();
-    let mut stable = 0;
-    for _ in 0..150 {
-        if last == (runs, runs) {
-            break;
-        }
-        std::thread::sleep(Duration::from_secs(2));
-        let now = counts();
-        stable = if now == last { stable + 1 } else { 0 };
-        last = now;
-        if stable >= 2 {
-            break;
-        }
-    }
-    std::thread::sleep(Duration::from_secs(3));
-    let (status, metrics) = agent.http_get("/metrics");
-    assert_eq!(status, 200);
+    // The pipeline has caught up once the sentinel's event is written; the
+    // kernel's loss counters reach /metrics on the telemetry task's next
+    // round, so poll those until they account for the storm (or time out,
+    // and let the assertions below say what is missing).
+    agent.sentinel();
     let (execs, exits) = counts();
+    let settled = aiwatch_tests::wait_until("loss counters", Duration::from_secs(20), || {
+        let (status, metrics) = agent.http_get("/metrics");
+        assert_eq!(status, 200);
+        let covered =
+            execs + lost(&metrics, "exec") >= runs && exits + lost(&metrics, "exit") >= runs;
+        covered.then_some(metrics)
+    });
+    let metrics = match settled {
+        Some(metrics) => metrics,
+        None => agent.http_get("/metrics").1,
+    };
     let (lost_exec, lost_exit) = (lost(&metrics, "exec"), lost(&metrics, "exit"));
     eprintln!("storm: {execs} execs + {lost_exec} lost, {exits} exits + {lost_exit} lost");
     assert!(execs <= runs && exits <= runs);

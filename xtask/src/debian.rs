@@ -20,8 +20,9 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// Packages the tests need: Prometheus (server and promtool), Redis and its
 /// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
 /// with runc for real containers (busybox-static is their root file system),
-/// tmux to drive the terminal commands as a person would, and curl and wget,
-/// which the attack suite's scenarios use.
+/// systemd for `systemd-analyze verify` of the shipped unit, tmux to drive
+/// the terminal commands as a person would, and curl and wget, which the
+/// attack suite's scenarios use.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -33,6 +34,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "podman",
     "runc",
     "busybox-static",
+    "systemd",
     "tmux",
     "curl",
     "wget",

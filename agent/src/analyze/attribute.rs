@@ -119,8 +119,10 @@ impl Analyzer {
         if let Some(known) = self.containers.get(&cgroup_id) {
             return known.clone();
         }
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let container = parse_proc_cgroup(&text).map(|(path, identity)| identity.to_event(&path));
+        let groups = procfs::process::Process::new(pid as i32)
+            .and_then(|process| process.cgroups())
+            .ok()?;
+        let container = parse_proc_cgroup(&groups).map(|(path, identity)| identity.to_event(&path));
         if self.containers.len() >= 16_384 {
             self.containers.clear();
         }

@@ -84,7 +84,8 @@ impl Analyzer {
     }
 
     fn scan_now(&mut self, pid: u32) -> Vec<WorkloadChange> {
-        match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        // A process that exited since it was scheduled has no maps to read.
+        match procfs::process::Process::new(pid as i32).and_then(|process| process.maps()) {
             Ok(maps) => self.workloads.on_library_scan(pid, &maps),
             Err(_) => Vec::new(),
         }

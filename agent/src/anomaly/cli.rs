@@ -1,8 +1,8 @@
-//! `aiwatch profile list|show|reset|export|import|freeze|unfreeze|set-mode`.
+//! `aiwatch profile list|show|reset|export|import|freeze|unfreeze|mode`.
 //!
 //! These act on the saved profile files in the state directory, not on the
-//! running agent's memory. The agent notices: on its next periodic save (or
-//! on SIGHUP, through [`AnomalyEngine::reload`](super::AnomalyEngine::reload))
+//! running agent's memory. The agent notices: on its next periodic save
+//! (which calls [`AnomalyEngine::reload`](super::AnomalyEngine::reload))
 //! a file changed on disk replaces the profile in memory, and a deleted file
 //! (`reset`) makes the profile learn again from scratch.
 //!

@@ -2,7 +2,7 @@
 //! default severities and per-workload tuning. Every field has a default
 //! (`#[serde(default)]`), documented in `docs/anomaly.md`.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,27 @@ impl Detector {
     }
 }
 
+/// Where the host names its DNS resolvers.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The nameservers of a resolv.conf. A missing or unreadable file means
+/// none (one log line): every DNS query is then an ordinary peer.
+pub fn host_resolvers(path: &Path) -> Vec<IpAddr> {
+    let parsed = std::fs::read(path)
+        .map_err(|err| err.to_string())
+        .and_then(|bytes| resolv_conf::Config::parse(bytes).map_err(|err| err.to_string()));
+    match parsed {
+        Ok(config) => config.nameservers.into_iter().map(IpAddr::from).collect(),
+        Err(err) => {
+            log::warn!(
+                "anomaly: cannot read the DNS resolvers of {}: {err}; lookups count as peers",
+                path.display()
+            );
+            Vec::new()
+        }
+    }
+}
+
 /// Top-level anomaly configuration (the `anomaly:` section of the agent config).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -155,6 +176,11 @@ pub struct AnomalyConfig {
     pub detectors: BTreeMap<String, DetectorTuning>,
     /// Tuning for workloads whose name matches a glob; later entries win.
     pub workloads: Vec<WorkloadTuning>,
+    /// DNS resolvers whose port 53 is the host's plumbing, not a peer: a
+    /// workload's name lookups through them are never `new-peer`s (the
+    /// `dns` event says what was looked up). Empty: the nameservers of
+    /// `/etc/resolv.conf`, read when the engine starts.
+    pub dns_resolvers: Vec<IpAddr>,
 }
 
 impl Default for AnomalyConfig {
@@ -171,6 +197,7 @@ impl Default for AnomalyConfig {
             rates: RateConfig::default(),
             detectors: BTreeMap::new(),
             workloads: Vec::new(),
+            dns_resolvers: Vec::new(),
         }
     }
 }
@@ -327,6 +354,8 @@ impl ResolvedTuning {
 pub struct CompiledConfig {
     pub config: AnomalyConfig,
     workload_matchers: Vec<(GlobMatcher, WorkloadTuning)>,
+    /// `dns_resolvers`, or the host's when none are configured.
+    pub resolvers: Vec<IpAddr>,
 }
 
 impl CompiledConfig {
@@ -349,9 +378,15 @@ impl CompiledConfig {
             })?;
             workload_matchers.push((glob.compile_matcher(), tuning.clone()));
         }
+        let resolvers = if config.dns_resolvers.is_empty() {
+            host_resolvers(Path::new(RESOLV_CONF))
+        } else {
+            config.dns_resolvers.clone()
+        };
         Ok(CompiledConfig {
             config,
             workload_matchers,
+            resolvers,
         })
     }
 

@@ -13,6 +13,9 @@ use super::generalize::{
 use super::profile::{BoundedSet, Profile};
 use super::rates::RateMetric;
 
+/// Where DNS queries go.
+const DNS_PORT: u16 = 53;
+
 /// One learned-set item shown by an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
@@ -27,7 +30,7 @@ pub struct Observation {
 }
 
 impl Observation {
-    fn new(detector: Detector, item: String, seen: String) -> Self {
+    pub(super) fn new(detector: Detector, item: String, seen: String) -> Self {
         Observation {
             detector,
             class: None,
@@ -91,7 +94,7 @@ pub fn is_known(profile: &Profile, observation: &Observation) -> bool {
 }
 
 /// The set items an event shows.
-pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
+pub fn observations(event: &Event, caps: &Caps, resolvers: &[IpAddr]) -> Vec<Observation> {
     let mut out = Vec::new();
     match event.kind {
         Kind::Exec if !event.process.exe.is_empty() => {
@@ -136,7 +139,11 @@ pub fn observations(event: &Event, caps: &Caps) -> Vec<Observation> {
             }
         }
         Kind::Connect | Kind::UdpSend => {
-            if let Some(dst) = event.net.as_ref().and_then(|n| n.dst.as_ref()) {
+            // A lookup through the host's resolver is plumbing every program
+            // shares (onnxruntime's telemetry, for one), not a peer.
+            let dst = event.net.as_ref().and_then(|n| n.dst.as_ref());
+            let via_resolver = dst.is_some_and(|d| d.port == DNS_PORT && resolvers.contains(&d.ip));
+            if let Some(dst) = dst.filter(|_| !via_resolver) {
                 let name = event.net.as_ref().and_then(|n| n.dst_name.as_deref());
                 if let Some(forms) = generalize_peer(dst.ip, dst.port, name) {
                     let mut items = Vec::with_capacity(2);

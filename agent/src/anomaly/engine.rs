@@ -193,8 +193,8 @@ impl AnomalyEngine {
         }
     }
 
-    /// Picks up profile files changed, added or deleted on disk (for SIGHUP;
-    /// `save` does it too).
+    /// Picks up profile files changed, added or deleted on disk; `save`
+    /// calls it first.
     pub fn reload(&mut self) -> Result<SaveReport, AnomalyError> {
         let mut report = SaveReport::default();
         let Some(store) = &self.store else {

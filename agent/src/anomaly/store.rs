@@ -223,12 +223,33 @@ pub fn stamp(path: &Path) -> Option<FileStamp> {
     })
 }
 
-/// FNV-1a, 64 bit: stable across Rust releases, unlike `DefaultHasher`.
+/// FNV-1a, 64 bit (the `fnv` crate): a hash fixed by its specification, so
+/// file names stay the same across Rust and crate releases, unlike
+/// `DefaultHasher` or rustc-hash's `FxHasher`, whose outputs may change.
 fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.iter().flat_map(|p| p.iter()) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    use std::hash::Hasher;
+    let mut hasher = fnv::FnvHasher::default();
+    for part in parts {
+        hasher.write(part);
     }
-    hash
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name carries FNV-1a of kind and name: profiles written by earlier
+    /// releases must keep being found.
+    #[test]
+    fn profile_file_names_are_stable() {
+        let key = WorkloadKey {
+            kind: "inference".into(),
+            name: "vllm".into(),
+        };
+        assert_eq!(
+            ProfileStore::file_name(&key),
+            "inference--vllm--bf9759eb10844a39.json"
+        );
+    }
 }

@@ -347,7 +347,8 @@ fn new_executable_alerts_once_naming_parent() {
     assert_eq!(
         alert.summary,
         "inference workload `vllm-llama` ran /bin/bash (started by /usr/bin/python3.11), \
-         never seen in 1h of learning; its known executables are /usr/bin/nvidia-smi"
+         never seen in 1h of learning; its known executables are /usr/bin/nvidia-smi, \
+         /usr/bin/python3.11"
     );
     assert_eq!(
         alert.workload.map(|w| w.name).as_deref(),
@@ -705,7 +706,11 @@ fn policy_export_allowlists_what_was_learned() {
     let exec = rule("exec");
     assert_eq!(exec["when"]["kind"], "exec");
     assert_eq!(exec["when"]["workload.name"], "vllm-llama");
-    assert_eq!(exec["when"]["not"]["process.exe"], "/usr/bin/nvidia-smi");
+    let allowed = exec["when"]["not"]["any"].to_string();
+    assert!(
+        allowed.contains("/usr/bin/nvidia-smi") && allowed.contains("/usr/bin/python3.11"),
+        "{yaml}"
+    );
     let connect = &rule("connect")["when"]["not"]["any"];
     let peers = connect.as_array().expect("peer list");
     assert_eq!(peers.len(), profile.peers.len());
@@ -850,11 +855,13 @@ fn egress_alone_is_high_and_small_rises_under_the_floor_are_ignored() {
         }
     }
     let alerts = plant(&mut engine, m, planted, 7);
-    // The embedder's new executable is novel (once); its spawn rate is not.
+    // The embedder runs python itself (learned from its own events), but
+    // never started it from a shell: the pair is novel (once); its spawn
+    // rate is not.
     let rules: Vec<&str> = alerts.iter().map(|a| a.rule.as_str()).collect();
     assert_eq!(
         rules,
-        vec!["anomaly.new-executable", "anomaly.rate.egress-bytes"]
+        vec!["anomaly.new-process-pair", "anomaly.rate.egress-bytes"]
     );
     let egress = &alerts[1];
     assert_eq!(egress.severity, Severity::High);
@@ -1000,4 +1007,93 @@ fn a_thousand_workloads_with_high_cardinality_paths_stay_bounded() {
     let loaded = AnomalyEngine::new(config, Some(dir.path().to_path_buf())).expect("load");
     assert_eq!(loaded.profiles().count(), 1000);
     assert_eq!(loaded.profile_states().enforcing, 1000);
+}
+
+/// A server is discovered after it started: its own exec comes before it
+/// belongs to the workload. Its executable is still learned, from its
+/// other events, so it is neither novel nor missing from explanations.
+#[test]
+fn a_workload_learns_its_own_executable_without_seeing_its_exec() {
+    let mut engine = AnomalyEngine::new(test_config(), None).expect("engine");
+    let mut alerts = Vec::new();
+    for minute in 0..LEARN_MINUTES + 5 {
+        let t = T0 + minute * MIN;
+        alerts.extend(engine.observe(&open(
+            t,
+            VLLM,
+            "/models/llama.safetensors",
+            "model",
+            Some(MIB),
+            "read",
+        )));
+    }
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    let profile = engine.profile(&vllm_key()).expect("profile");
+    assert_eq!(profile.mode, Mode::Enforcing);
+    assert!(
+        profile.executables.contains("/usr/bin/python3.11"),
+        "{:?}",
+        profile.executables
+    );
+    // A worker of the same executable is nothing new.
+    let t = T0 + (LEARN_MINUTES + 6) * MIN;
+    let worker = engine.observe(&exec(t, VLLM, "/usr/bin/python3.11", "/usr/bin/python3.11"));
+    assert!(
+        worker.iter().all(|a| a.rule != "anomaly.new-executable"),
+        "{worker:#?}"
+    );
+}
+
+/// Name lookups through the host's resolver are not peers; queries to any
+/// other server on port 53 still are.
+#[test]
+fn lookups_through_the_resolver_are_not_new_peers() {
+    let config = AnomalyConfig {
+        dns_resolvers: vec!["10.255.255.53".parse().unwrap()],
+        ..test_config()
+    };
+    let mut engine = AnomalyEngine::new(config, None).expect("engine");
+    for minute in 0..LEARN_MINUTES + 5 {
+        let t = T0 + minute * MIN;
+        engine.observe(&net(Kind::Connect, t, VLLM, "10.1.2.3", 6379, None));
+    }
+    let t = T0 + (LEARN_MINUTES + 6) * MIN;
+    let via_resolver = [
+        net(Kind::Connect, t, VLLM, "10.255.255.53", 53, None),
+        net(Kind::UdpSend, t + SEC, VLLM, "10.255.255.53", 53, None),
+    ];
+    let alerts = feed(&mut engine, &via_resolver);
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    let rogue = engine.observe(&net(
+        Kind::UdpSend,
+        t + 2 * SEC,
+        VLLM,
+        "203.0.113.9",
+        53,
+        None,
+    ));
+    assert!(
+        rogue.iter().any(|a| a.rule == "anomaly.new-peer"),
+        "{rogue:#?}"
+    );
+}
+
+#[test]
+fn resolvers_come_from_resolv_conf() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("resolv.conf");
+    std::fs::write(
+        &path,
+        "# generated\nsearch example.test\nnameserver 10.255.255.53\nnameserver fd00::53\noptions ndots:1\n",
+    )
+    .expect("write");
+    let resolvers = super::config::host_resolvers(&path);
+    assert_eq!(
+        resolvers,
+        vec![
+            "10.255.255.53".parse::<std::net::IpAddr>().unwrap(),
+            "fd00::53".parse().unwrap()
+        ]
+    );
+    assert!(super::config::host_resolvers(&dir.path().join("missing")).is_empty());
 }

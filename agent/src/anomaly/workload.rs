@@ -3,11 +3,12 @@
 //! one closed minute changes the profile and raises alerts.
 
 use crate::alert::{Action, Alert, Severity};
-use crate::event::{Event, WorkloadRef};
+use crate::event::{Event, Kind, WorkloadRef};
 
 use super::config::{AnomalyConfig, CompiledConfig, Detector, ResolvedTuning};
 use super::detect::{is_known, observations, rate_contribution, set_for_mut, Observation};
 use super::explain::{self, ModelReadJump, RateExcursion};
+use super::generalize::generalize_exe;
 use super::profile::{Insert, Mode, Profile, WorkloadKey};
 use super::rates::{ExcursionState, MinuteBucket, RateMetric};
 use super::store::FileStamp;
@@ -267,7 +268,17 @@ impl Entry {
         // A new executable makes its parent → child pair new too; one alert
         // (on the executable, naming the parent) says it all.
         let mut new_executable = false;
-        for observation in observations(event, &config.config.caps) {
+        // The workload's own processes run known executables, even when
+        // their exec came before they joined it (discovery classifies a
+        // server after it started): learn the executable of every event.
+        if self.profile.learns() && event.kind != Kind::Exec && !event.process.exe.is_empty() {
+            let exe = generalize_exe(&event.process.exe, config.config.caps.item_bytes);
+            let own = Observation::new(Detector::NewExecutable, exe, event.process.exe.clone());
+            if !is_known(&self.profile, &own) {
+                self.learn(&own, config);
+            }
+        }
+        for observation in observations(event, &config.config.caps, &config.resolvers) {
             if is_known(&self.profile, &observation) {
                 continue;
             }

@@ -194,9 +194,7 @@ pub enum ProfileAction {
         output: Option<crate::app::terminal::OutputFormat>,
     },
     /// Forget a profile: the workload learns again.
-    Reset {
-        workload: String,
-    },
+    Reset { workload: String },
     /// Write a profile as JSON, or as a policy that allowlists what it learned.
     Export {
         workload: String,
@@ -206,19 +204,34 @@ pub enum ProfileAction {
         output: Option<PathBuf>,
     },
     /// Load a profile exported from another host.
-    Import {
-        file: PathBuf,
-    },
+    Import { file: PathBuf },
     /// Stop a profile from learning or changing state.
-    Freeze {
-        workload: String,
-    },
-    Unfreeze {
-        workload: String,
-    },
+    Freeze { workload: String },
+    /// Let a frozen profile learn and change state again.
+    Unfreeze { workload: String },
     /// Set a profile's mode: learning, enforcing or drifting.
-    Mode {
-        workload: String,
-        mode: String,
-    },
+    Mode { workload: String, mode: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand, at every depth, has a help line in its parent's
+    /// `--help`.
+    #[test]
+    fn every_subcommand_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "aiwatch", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:?}");
+    }
 }

@@ -16,9 +16,13 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     analyze::workload::WorkloadChange,
     app::config::Config,
-    enrich::assets::{host_interest, AssetClassifier, AssetError},
+    enrich::{
+        assets::{host_interest, AssetClassifier, AssetError},
+        procfs_seed,
+    },
     ingest::{decode::Record, gpu_ioctl::GpuIoctlPoller, tcp_summary::PeriodicSummaries},
     kernel::{
+        cgroups::CgroupPurpose,
         interest::{InterestError, KernelInterestMaps},
         loader::{self, LoadError, LoadOptions, Loaded},
         offsets::VMLINUX_BTF,
@@ -160,15 +164,33 @@ fn configure_interest(
     Ok((maps, classifier))
 }
 
-/// Mirrors workload membership into the kernel's tracking map: a workload's
+/// Mirrors workload membership into the kernel's tracking maps: a workload's
 /// processes get every event, the rest of the host only what its filters
-/// let through. The kernel adds children of tracked processes at fork.
+/// let through. The kernel adds children of tracked processes at fork; a
+/// declared container workload's cgroup is tracked as a whole, so a process
+/// entering the container (`podman exec`, `kubectl exec`) is reported from
+/// its first instruction, before the agent has seen it.
 pub fn track_workloads(maps: &mut KernelInterestMaps, changes: &[WorkloadChange]) {
     for change in changes {
         log::debug!("workload change: {change:?}");
         let result = match change {
-            WorkloadChange::Joined { pid, .. } => maps.track_pid(*pid),
-            WorkloadChange::Left { pid, .. } => maps.untrack_pid(*pid),
+            WorkloadChange::Joined {
+                pid,
+                holds_container,
+                ..
+            } => maps.track_pid(*pid).and_then(|()| {
+                if !*holds_container {
+                    return Ok(());
+                }
+                match procfs_seed::cgroup_id(*pid) {
+                    Some(id) => maps.hold_cgroup(*pid, id, CgroupPurpose::Trace),
+                    // It exited already: its Left follows.
+                    None => Ok(()),
+                }
+            }),
+            WorkloadChange::Left { pid, .. } => maps
+                .untrack_pid(*pid)
+                .and_then(|()| maps.release_cgroup(*pid)),
             WorkloadChange::Reclassified { .. } => Ok(()),
         };
         if let Err(err) = result {

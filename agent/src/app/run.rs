@@ -110,8 +110,7 @@ pub fn resolve_config(
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    // Before the state folder is made: without root its creation fails too,
-    // and the sentence must say what to do.
+    // Without root nothing below can work: say that, not what failed first.
     crate::kernel::loader::require_root().map_err(KernelSetupError::from)?;
     let stats = Arc::new(PipelineStats::new());
     // Open the sinks and the listener before loading anything: a bad path

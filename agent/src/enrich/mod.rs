@@ -106,6 +106,35 @@ impl Enricher {
         &self.clock
     }
 
+    /// The executable of an exec: the path the kernel resolved, when it
+    /// names a file. A binary run from a memfd (`runc init` re-executes a
+    /// sealed copy of runc this way) resolves to the root of the memfd's
+    /// internal mount, `/`, which names nothing: then `/proc/<pid>/exe`,
+    /// else the file name passed to execve when it is an absolute path
+    /// outside `/proc`, else nothing (an empty `process.exe`).
+    fn executable(&self, pid: u32, exec: &crate::ingest::decode::Exec) -> String {
+        let names_a_file = |path: &str| path.starts_with('/') && !path.ends_with('/');
+        if let Some(resolved) = exec.exe.as_ref().filter(|r| names_a_file(&r.path)) {
+            return resolved.path.clone();
+        }
+        let from_proc = self
+            .use_procfs
+            .then(|| {
+                procfs::process::Process::new(pid as i32)
+                    .and_then(|p| p.exe())
+                    .ok()
+            })
+            .flatten()
+            .map(|path| path.to_string_lossy().into_owned())
+            .filter(|path| names_a_file(path));
+        from_proc
+            .or_else(|| {
+                Some(exec.filename.clone())
+                    .filter(|name| names_a_file(name) && !name.starts_with("/proc/"))
+            })
+            .unwrap_or_default()
+    }
+
     /// Applies a record to the process table and returns its event.
     pub fn enrich(&mut self, record: Record) -> Event {
         let Record { common, payload } = record;
@@ -118,10 +147,7 @@ impl Enricher {
         };
         match payload {
             Payload::Exec(exec) => {
-                let exe = match &exec.exe {
-                    Some(resolved) => resolved.path.clone(),
-                    None => exec.filename.clone(),
-                };
+                let exe = self.executable(common.pid, &exec);
                 let previous = self.table.get(common.pid);
                 let start_ns = match previous {
                     Some(p) if exec.start_boottime_ns == 0 => p.start_ns,
@@ -298,6 +324,49 @@ pub fn exit_info(exit_code: u32, lifetime_ns: u64) -> ExitInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `runc init` runs a memfd copy of runc: the kernel's walk gives `/`
+    /// and execve was passed `/proc/self/exe`. Neither names the program.
+    #[test]
+    fn an_exec_whose_path_names_no_file_has_an_empty_exe() {
+        let enricher = Enricher::new(
+            TableLimits {
+                max_live: 16,
+                max_exited: 16,
+            },
+            BootClock::new(),
+            false,
+        );
+        let mut exec = crate::ingest::decode::Exec {
+            ppid: 1,
+            old_pid: 0,
+            euid: 0,
+            egid: 0,
+            mnt_ns: 0,
+            pid_ns: 0,
+            start_boottime_ns: 0,
+            filename: "/proc/self/exe".into(),
+            exe: Some(crate::ingest::decode::ResolvedPath {
+                path: "/".into(),
+                truncated: false,
+            }),
+            argv: vec!["runc".into(), "init".into()],
+            argv_truncated: false,
+            exe_unlinked: false,
+            exe_memfd: true,
+            stdio_socket: false,
+            killed: false,
+            kill_rate_limited: false,
+        };
+        assert_eq!(enricher.executable(7, &exec), "");
+        exec.filename = "/usr/sbin/runc".into();
+        assert_eq!(enricher.executable(7, &exec), "/usr/sbin/runc");
+        exec.exe = Some(crate::ingest::decode::ResolvedPath {
+            path: "/usr/bin/python3.11".into(),
+            truncated: false,
+        });
+        assert_eq!(enricher.executable(7, &exec), "/usr/bin/python3.11");
+    }
 
     #[test]
     fn exit_codes_split_into_status_and_signal() {

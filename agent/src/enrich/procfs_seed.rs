@@ -54,10 +54,13 @@ pub fn all_processes() -> Vec<ProcessEntry> {
 
 /// The cgroup v2 path of a process (`0::<path>` in `/proc/<pid>/cgroup`).
 pub fn cgroup_path(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .map(str::to_owned)
+    let groups = procfs::process::Process::new(pid as i32)
+        .and_then(|process| process.cgroups())
+        .ok()?;
+    groups
+        .into_iter()
+        .find(|group| group.hierarchy == 0 && group.controllers.is_empty())
+        .map(|group| group.pathname)
 }
 
 /// The cgroup v2 id (the inode of its folder), as `bpf_get_current_cgroup_id`

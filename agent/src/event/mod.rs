@@ -18,12 +18,17 @@ pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownNam
 /// One event, enriched.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Wall-clock time, RFC 3339 with nanoseconds, UTC.
+    /// Wall-clock time, RFC 3339 with nanoseconds, UTC. May be left out of
+    /// a hand-written event.
+    #[serde(default)]
     pub time: String,
     /// Kernel boot-clock timestamp in nanoseconds; orders events and drives
-    /// windows in `replay`.
+    /// windows in `replay`. Internal: a hand-written event may leave it out,
+    /// and `replay` derives it (`policy::cli::replay`).
+    #[serde(default)]
     pub ktime_ns: u64,
     pub kind: Kind,
+    #[serde(default)]
     pub process: Process,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,

@@ -28,6 +28,8 @@ use aya::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::cgroups::{CgroupPurpose, CgroupTracking, CgroupWrite};
+
 #[derive(Debug, thiserror::Error)]
 pub enum InterestError {
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
@@ -68,7 +70,7 @@ pub struct KernelInterestMaps {
     current_filters: Filters,
     /// What this agent put in the tracking maps.
     pids: HashSet<u32>,
-    cgroups: HashSet<u64>,
+    cgroups: CgroupTracking,
 }
 
 /// The two prefilter bitmaps (see `aiwatch_common::FILTER_WORDS`).
@@ -188,7 +190,7 @@ impl KernelInterestMaps {
             current: Entries::default(),
             current_filters: Filters::default(),
             pids: HashSet::new(),
-            cgroups: HashSet::new(),
+            cgroups: CgroupTracking::default(),
         })
     }
 
@@ -304,22 +306,41 @@ impl KernelInterestMaps {
         Ok(())
     }
 
-    /// Reports every file operation of processes in cgroup v2 `id`.
-    pub fn track_cgroup(&mut self, id: u64) -> Result<(), InterestError> {
-        if self.cgroups.is_empty() {
-            self.set_tracking(TRACKING_CGROUPS, true)?;
-        }
-        self.tracked_cgroups
-            .insert(id, TRACK_FULL, 0)
-            .map_err(update("TRACKED_CGROUPS"))?;
-        self.cgroups.insert(id);
-        Ok(())
+    /// `pid` holds its cgroup v2 `id` in `TRACKED_CGROUPS` for `purpose`:
+    /// with [`CgroupPurpose::Trace`], every event of every process in the
+    /// cgroup is reported, whether or not it descends from a tracked one.
+    pub fn hold_cgroup(
+        &mut self,
+        pid: u32,
+        id: u64,
+        purpose: CgroupPurpose,
+    ) -> Result<(), InterestError> {
+        let writes = self.cgroups.hold(pid, id, purpose);
+        self.write_cgroups(&writes)
     }
 
-    pub fn untrack_cgroup(&mut self, id: u64) -> Result<(), InterestError> {
-        removed(self.tracked_cgroups.remove(&id), "TRACKED_CGROUPS")?;
-        self.cgroups.remove(&id);
-        if self.cgroups.is_empty() && self.tracked_cgroups.keys().next().is_none() {
+    /// `pid` no longer holds a cgroup (it left its workload, or exited).
+    pub fn release_cgroup(&mut self, pid: u32) -> Result<(), InterestError> {
+        let writes = self.cgroups.release(pid);
+        self.write_cgroups(&writes)
+    }
+
+    fn write_cgroups(&mut self, writes: &[CgroupWrite]) -> Result<(), InterestError> {
+        for write in writes {
+            match *write {
+                CgroupWrite::Set { id, purposes } => {
+                    // The flag first: the kernel skips the map while it is clear.
+                    self.set_tracking(TRACKING_CGROUPS, true)?;
+                    self.tracked_cgroups
+                        .insert(id, purposes, 0)
+                        .map_err(update("TRACKED_CGROUPS"))?;
+                }
+                CgroupWrite::Remove { id } => {
+                    removed(self.tracked_cgroups.remove(&id), "TRACKED_CGROUPS")?;
+                }
+            }
+        }
+        if !writes.is_empty() && self.cgroups.is_empty() {
             self.set_tracking(TRACKING_CGROUPS, false)?;
         }
         Ok(())

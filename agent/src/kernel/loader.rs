@@ -420,8 +420,7 @@ pub struct Loaded {
     pub missing_offsets: Vec<&'static str>,
 }
 
-/// Loading programs needs root: checked first, so that a user sees that
-/// sentence rather than whichever file under the state folder fails first.
+/// Loading eBPF programs needs root: the one check, made first.
 pub fn require_root() -> Result<(), LoadError> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };

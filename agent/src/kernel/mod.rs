@@ -2,6 +2,7 @@
 //! the programs, the struct offsets and interest maps written into them, and
 //! the kernel's own counters.
 
+pub mod cgroups;
 pub mod features;
 pub mod interest;
 pub mod loader;

@@ -274,6 +274,12 @@ impl Metrics {
             "Alerts raised, by rule, severity, workload kind and action.",
             &["rule", "severity", "workload_kind", "action"],
         )?;
+        // One series per severity from start-up, so `rate()` and `absent()`
+        // see a quiet node: rule "" (no rule), no workload, plain alert.
+        // Only severities: every rule x workload kind x action would be noise.
+        for severity in Severity::ALL {
+            alerts.with_label_values(&["", severity.as_str(), NO_WORKLOAD_KIND, "alert"]);
+        }
         let workload_alerts = reg.counter_vec(
             "aiwatch_workload_alerts_total",
             "Alerts raised against an AI workload, by workload and severity.",
@@ -364,7 +370,7 @@ impl Metrics {
             .set(1);
         let probe_attached = reg.gauge_vec(
             "aiwatch_probe_attached",
-            "1 if the eBPF program is attached, 0 if it failed or was detached.",
+            "1 if the eBPF program attached at start-up, 0 if it failed to (set once).",
             &["probe"],
         )?;
         let ready = reg.gauge(

@@ -132,6 +132,31 @@ fn kernel_totals_become_counter_increases_and_survive_map_resets() {
 }
 
 #[test]
+fn every_severity_and_loss_stage_has_a_series_at_zero_before_anything_happens() {
+    let metrics = metrics_with_cap(10);
+    for severity in Severity::ALL {
+        let labels = [("rule", ""), ("severity", severity.as_str())];
+        assert_eq!(
+            value(&metrics, "aiwatch_alerts_total", &labels),
+            Some(0.0),
+            "{severity:?}"
+        );
+    }
+    for stage in LossStage::ALL {
+        let labels = [("stage", stage.as_str()), ("kind", "exec")];
+        assert_eq!(
+            value(&metrics, "aiwatch_events_lost_total", &labels),
+            Some(0.0),
+            "{stage:?}"
+        );
+    }
+    assert_eq!(
+        series_count(&metrics, "aiwatch_alerts_total"),
+        Severity::ALL.len()
+    );
+}
+
+#[test]
 fn alerts_are_labelled_by_rule_severity_workload_kind_and_action() {
     let metrics = metrics_with_cap(10);
     let notebook = workload("nb-1", "jupyter-alice", "notebook");

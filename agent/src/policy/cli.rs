@@ -99,13 +99,14 @@ pub fn replay<R: BufRead, W: Write>(
     extra: &mut dyn FnMut(&Event) -> Vec<Alert>,
 ) -> io::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
+    let mut last_ktime_ns = 0;
     let redactor = crate::enrich::redact::Redactor::default();
     for (index, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let mut event: Event = match serde_json::from_str(&line) {
+        let event: Event = match serde_json::from_str(&line) {
             Ok(event) => event,
             Err(error) => {
                 stats.bad_lines += 1;
@@ -113,6 +114,7 @@ pub fn replay<R: BufRead, W: Write>(
                 continue;
             }
         };
+        let mut event = with_replay_clock(event, &mut last_ktime_ns);
         stats.events += 1;
         // Events written by any version, or by hand, are redacted as the
         // live pipeline would have.
@@ -127,6 +129,21 @@ pub fn replay<R: BufRead, W: Write>(
     }
     output.flush()?;
     Ok(stats)
+}
+
+/// Gives a hand-written event without `ktime_ns` one: its `time` as
+/// nanoseconds since the Unix epoch when it has a valid one, else 1 ms after
+/// the previous event, so windows and sequences still see events in order.
+fn with_replay_clock(mut event: Event, last_ktime_ns: &mut u64) -> Event {
+    if event.ktime_ns == 0 {
+        event.ktime_ns = humantime::parse_rfc3339(&event.time)
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|since_epoch| u64::try_from(since_epoch.as_nanos()).ok())
+            .unwrap_or(*last_ktime_ns + 1_000_000);
+    }
+    *last_ktime_ns = event.ktime_ns;
+    event
 }
 
 /// `aiwatch replay --policy PATH... [EVENTS]`: reads events from the file

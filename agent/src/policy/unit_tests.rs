@@ -638,6 +638,51 @@ fn replay_writes_alert_lines_and_counts_bad_lines() {
 }
 
 #[test]
+fn replay_takes_hand_written_events_without_internal_fields() {
+    let mut engine = engine(
+        "rules:\n  - id: seq\n    severity: low\n    sequence:\n      within: 5s\n      steps:\n        - {name: a, when: {kind: exec}}\n        - {name: b, when: {kind: connect}}\n",
+    );
+    // The minimal event of docs/events.md: a kind and what the rule reads.
+    // The first pair is 1 ms apart (no time), the second 10 s apart by `time`.
+    let input = concat!(
+        "{\"kind\": \"exec\", \"process\": {\"pid\": 7}}\n",
+        "{\"kind\": \"connect\", \"process\": {\"pid\": 7}}\n",
+        "{\"time\": \"2026-01-01T00:00:00Z\", \"kind\": \"exec\", \"process\": {\"pid\": 8}}\n",
+        "{\"time\": \"2026-01-01T00:00:10Z\", \"kind\": \"connect\", \"process\": {\"pid\": 8}}\n",
+        "{\"kind\": \"exit\"}\n",
+    );
+    let mut output = Vec::new();
+    let stats = replay(&mut engine, input.as_bytes(), &mut output, &mut |_| {
+        Vec::new()
+    })
+    .expect("replay");
+    assert_eq!((stats.events, stats.bad_lines), (5, 0));
+    let text = String::from_utf8(output).expect("utf8");
+    let alerts: Vec<crate::alert::Alert> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("alert line"))
+        .collect();
+    assert_eq!(alerts.len(), 1, "{text}");
+    assert_eq!(alerts[0].event.process.pid, 7);
+}
+
+#[test]
+fn durations_are_humantime_durations_or_seconds() {
+    let rule = |window: &str| {
+        format!("rules:\n  - id: a\n    severity: low\n    throttle: {{window: {window}}}\n    when: {{kind: exec}}\n")
+    };
+    for good in ["30s", "500ms", "5m", "1h", "2d", "1h 30m", "90", "1min"] {
+        assert!(load(&rule(good)).is_ok(), "{good}");
+    }
+    for bad in ["soon", "0s", "-5s", "5 parsecs", "0"] {
+        assert!(
+            first_error(&rule(bad)).contains("`window` must be a duration"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn load_reads_folders_and_reports_missing_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(

@@ -229,33 +229,21 @@ pub fn check_keys(entries: &[(&str, &Node, &Node)], allowed: &[&str], what: &str
     Ok(())
 }
 
-/// A duration: `30s`, `500ms`, `5m`, `1h`, `2d`, or a number of seconds.
+/// A duration in humantime's syntax (`30s`, `500ms`, `5m`, `1h`, `2d`,
+/// `1h 30m`), or a whole number of seconds.
 pub fn parse_duration_ns(node: &Node, what: &str) -> Located<u64> {
     let bad = || {
         node.err(format!(
             "{what} must be a duration such as 30s, 500ms, 5m or 1h"
         ))
     };
-    let text = match &node.value {
+    let duration = match &node.value {
         Value::Int(i) if *i > 0 => return Ok((*i as u64).saturating_mul(1_000_000_000)),
-        Value::Str(s) => s.trim(),
+        Value::Str(s) => humantime::parse_duration(s.trim()).map_err(|_| bad())?,
         _ => return Err(bad()),
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let scale: u64 = match unit.trim() {
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        _ => return Err(bad()),
-    };
-    match number.checked_mul(scale) {
-        Some(ns) if ns > 0 => Ok(ns),
+    match u64::try_from(duration.as_nanos()) {
+        Ok(ns) if ns > 0 => Ok(ns),
         _ => Err(bad()),
     }
 }

@@ -513,17 +513,15 @@ impl WorkloadClassifier {
         signals
     }
 
-    /// Signals from `/proc/<pid>/maps` text: one per library family.
-    pub fn library_signals(&self, maps_text: &str) -> Vec<Signal> {
+    /// Signals from a process's `/proc/<pid>/maps`: one per library family.
+    pub fn library_signals(&self, maps: &procfs::process::MemoryMaps) -> Vec<Signal> {
         let mut seen_paths = BTreeSet::new();
         let mut signals: Vec<Signal> = Vec::new();
-        for line in maps_text.lines() {
-            // address perms offset dev inode pathname (which may hold spaces)
-            let path = line
-                .split_whitespace()
-                .skip(5)
-                .collect::<Vec<_>>()
-                .join(" ");
+        for map in maps {
+            let procfs::process::MMapPath::Path(path) = &map.pathname else {
+                continue;
+            };
+            let path = path.to_string_lossy();
             let path = path.strip_suffix(" (deleted)").unwrap_or(&path).to_string();
             if !path.starts_with('/') || !seen_paths.insert(path.clone()) {
                 continue;

@@ -4,6 +4,12 @@ use crate::analyze::workload::signals::Evidence;
 const ORT_MAPS: &str = include_str!("testdata/onnxruntime_python.maps");
 const NUMPY_MAPS: &str = include_str!("testdata/numpy_python.maps");
 
+/// `/proc/<pid>/maps` text as procfs parses it.
+fn maps(text: &str) -> procfs::process::MemoryMaps {
+    use procfs::FromRead;
+    procfs::process::MemoryMaps::from_read(text.as_bytes()).expect("procfs parses the maps")
+}
+
 fn classifier() -> WorkloadClassifier {
     WorkloadClassifier::with_defaults().expect("built-in rules compile")
 }
@@ -159,7 +165,7 @@ fn ordinary_commands_are_not_ai() {
 
 #[test]
 fn real_onnxruntime_maps_name_the_library() {
-    let signals = classifier().library_signals(ORT_MAPS);
+    let signals = classifier().library_signals(&maps(ORT_MAPS));
     let ort = signals
         .iter()
         .find(|s| s.key == "onnxruntime")
@@ -179,7 +185,7 @@ fn real_onnxruntime_maps_name_the_library() {
 
 #[test]
 fn numpy_alone_is_not_evidence() {
-    assert!(classifier().library_signals(NUMPY_MAPS).is_empty());
+    assert!(classifier().library_signals(&maps(NUMPY_MAPS)).is_empty());
 }
 
 #[test]
@@ -192,7 +198,7 @@ fn onnx_server_scenario_is_inference() {
     ) {
         evidence.add(s);
     }
-    for s in c.library_signals(ORT_MAPS) {
+    for s in c.library_signals(&maps(ORT_MAPS)) {
         evidence.add(s);
     }
     let model = c
@@ -219,7 +225,7 @@ fn onnx_server_scenario_is_inference() {
 fn library_alone_or_model_alone_stays_below_threshold() {
     let c = classifier();
     let mut evidence = Evidence::default();
-    for s in c.library_signals(ORT_MAPS) {
+    for s in c.library_signals(&maps(ORT_MAPS)) {
         evidence.add(s);
     }
     assert_eq!(evidence.verdict(c.threshold()), None);
@@ -344,9 +350,9 @@ fn user_rules_extend_the_defaults() {
     let signals = c.exec_signals("/opt/bin/my-model-server", &argv(&["my-model-server"]));
     assert_eq!(signals.first().map(|s| s.key.as_str()), Some("my-server"));
     assert!(signals.first().is_some_and(|s| s.decisive));
-    let maps = "7f00-7f01 r-xp 00000000 fe:00 1  /opt/lib/libmyaccel2.so\n";
+    let text = "7f00-7f01 r-xp 00000000 fe:00 1  /opt/lib/libmyaccel2.so\n";
     let mut evidence = Evidence::default();
-    for s in c.library_signals(maps) {
+    for s in c.library_signals(&maps(text)) {
         evidence.add(s);
     }
     assert_eq!(
@@ -373,8 +379,8 @@ fn bad_rule_is_an_error() {
 
 #[test]
 fn maps_paths_with_spaces_and_deleted_files() {
-    let maps = "7f00-7f01 r-xp 00000000 fe:00 1  /opt/my libs/libtorch_cpu.so (deleted)\n";
-    let signals = classifier().library_signals(maps);
+    let text = "7f00-7f01 r-xp 00000000 fe:00 1  /opt/my libs/libtorch_cpu.so (deleted)\n";
+    let signals = classifier().library_signals(&maps(text));
     assert_eq!(signals.len(), 1);
     assert_eq!(signals[0].detail, "/opt/my libs/libtorch_cpu.so");
 }

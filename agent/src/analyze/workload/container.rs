@@ -6,6 +6,7 @@
 //! on cgroup v1, v2 and hybrid hosts. The innermost container wins, so a
 //! container nested in another (kind, docker-in-docker) reports itself.
 
+use procfs::ProcessCGroups;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Container;
@@ -143,20 +144,14 @@ fn pod_uid(component: &str) -> Option<String> {
 /// path says nothing about a container, the v1 lines are searched too
 /// (`name=systemd`, `memory`, `cpu`, ... all carry the same container id).
 /// Returns `None` when no line parses.
-pub fn parse_proc_cgroup(text: &str) -> Option<(String, ContainerIdentity)> {
+pub fn parse_proc_cgroup(groups: &ProcessCGroups) -> Option<(String, ContainerIdentity)> {
     let mut unified: Option<&str> = None;
     let mut legacy: Vec<&str> = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(hierarchy), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if hierarchy == "0" && controllers.is_empty() {
-            unified = Some(path);
+    for group in groups {
+        if group.hierarchy == 0 && group.controllers.is_empty() {
+            unified = Some(&group.pathname);
         } else {
-            legacy.push(path);
+            legacy.push(&group.pathname);
         }
     }
     if let Some(path) = unified {
@@ -307,10 +302,16 @@ mod tests {
         assert_eq!(pod_only.id, None);
     }
 
+    /// `/proc/<pid>/cgroup` text as procfs parses it.
+    fn cgroups(text: &str) -> ProcessCGroups {
+        use procfs::FromRead;
+        ProcessCGroups::from_read(text.as_bytes()).expect("procfs parses it")
+    }
+
     #[test]
     fn proc_cgroup_v2() {
         let text = format!("0::/system.slice/docker-{ID}.scope\n");
-        let (path, identity) = parse_proc_cgroup(&text).expect("parses");
+        let (path, identity) = parse_proc_cgroup(&cgroups(&text)).expect("parses");
         assert_eq!(path, format!("/system.slice/docker-{ID}.scope"));
         assert_eq!(identity.id.as_deref(), Some(ID));
         assert_eq!(identity.short_id(), Some(&ID[..12]));
@@ -320,7 +321,7 @@ mod tests {
     fn proc_cgroup_v1_and_hybrid() {
         let v1 =
             format!("12:pids:/docker/{ID}\n11:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n");
-        let (path, identity) = parse_proc_cgroup(&v1).expect("parses");
+        let (path, identity) = parse_proc_cgroup(&cgroups(&v1)).expect("parses");
         assert_eq!(path, format!("/docker/{ID}"));
         assert_eq!(identity.runtime.as_deref(), Some("docker"));
 
@@ -328,15 +329,15 @@ mod tests {
         let hybrid = format!(
             "11:memory:/kubepods/burstable/pod{POD}/{ID}\n1:name=systemd:/kubepods/burstable/pod{POD}/{ID}\n0::/\n"
         );
-        let (path, identity) = parse_proc_cgroup(&hybrid).expect("parses");
+        let (path, identity) = parse_proc_cgroup(&cgroups(&hybrid)).expect("parses");
         assert_eq!(path, format!("/kubepods/burstable/pod{POD}/{ID}"));
         assert_eq!(identity.pod_uid.as_deref(), Some(POD));
 
         let host = "0::/user.slice/user-0.slice/session-1.scope\n";
-        let (path, identity) = parse_proc_cgroup(host).expect("parses");
+        let (path, identity) = parse_proc_cgroup(&cgroups(host)).expect("parses");
         assert_eq!(path, "/user.slice/user-0.slice/session-1.scope");
         assert_eq!(identity.id, None);
-        assert_eq!(parse_proc_cgroup("garbage"), None);
+        assert_eq!(parse_proc_cgroup(&ProcessCGroups(Vec::new())), None);
     }
 
     #[test]

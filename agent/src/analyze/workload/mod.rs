@@ -49,6 +49,10 @@ pub enum WorkloadChange {
     Joined {
         pid: u32,
         workload: WorkloadRef,
+        /// The process joined through a declaration that names its container
+        /// (`match.cgroup` or `match.container_id`): its whole cgroup is the
+        /// workload's, and is tracked as such in the kernel.
+        holds_container: bool,
     },
     Left {
         pid: u32,
@@ -307,7 +311,17 @@ impl WorkloadTable {
                     if let Some(entry) = self.workloads.get_mut(&id) {
                         entry.evidence.add(signal);
                     }
-                    changes.extend(self.join(pid, &id));
+                    let names_container = declaration.matcher.cgroup.is_some()
+                        || declaration.matcher.container_id.is_some();
+                    for mut change in self.join(pid, &id) {
+                        if let WorkloadChange::Joined {
+                            holds_container, ..
+                        } = &mut change
+                        {
+                            *holds_container = names_container;
+                        }
+                        changes.push(change);
+                    }
                 }
             }
             return changes;
@@ -349,9 +363,13 @@ impl WorkloadTable {
     }
 
     /// `/proc/<pid>/maps` was read for a process alive for a moment.
-    pub fn on_library_scan(&mut self, pid: u32, maps_text: &str) -> Vec<WorkloadChange> {
+    pub fn on_library_scan(
+        &mut self,
+        pid: u32,
+        maps: &procfs::process::MemoryMaps,
+    ) -> Vec<WorkloadChange> {
         let mut changes = Vec::new();
-        for signal in self.classifier.library_signals(maps_text) {
+        for signal in self.classifier.library_signals(maps) {
             changes.extend(self.add_signal(pid, signal));
         }
         changes
@@ -451,6 +469,7 @@ impl WorkloadTable {
         vec![WorkloadChange::Joined {
             pid,
             workload: entry.workload.clone(),
+            holds_container: false,
         }]
     }
 

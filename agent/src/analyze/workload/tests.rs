@@ -2,6 +2,12 @@ use super::*;
 
 const ORT_MAPS: &str = include_str!("testdata/onnxruntime_python.maps");
 const NUMPY_MAPS: &str = include_str!("testdata/numpy_python.maps");
+
+/// `/proc/<pid>/maps` text as procfs parses it.
+fn maps(text: &str) -> procfs::process::MemoryMaps {
+    use procfs::FromRead;
+    procfs::process::MemoryMaps::from_read(text.as_bytes()).expect("procfs parses the maps")
+}
 const CONTAINER: &str = "4f1c2a3b5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
 
 fn table_with(declared: &[DeclaredWorkload], limits: TableLimits) -> WorkloadTable {
@@ -34,7 +40,7 @@ fn onnx_server(table: &mut WorkloadTable, pid: u32) -> Vec<WorkloadChange> {
             &["python3", "tests/workloads/onnx_server.py", "/tmp/w", "0"],
         ),
     );
-    changes.extend(table.on_library_scan(pid, ORT_MAPS));
+    changes.extend(table.on_library_scan(pid, &maps(ORT_MAPS)));
     changes.extend(table.on_file_open(pid, AssetClass::Model, "/tmp/w/models/tiny.onnx", false));
     changes
 }
@@ -50,7 +56,8 @@ fn onnx_server_becomes_an_inference_workload_with_reasons() {
         changes,
         vec![WorkloadChange::Joined {
             pid: 100,
-            workload: workload.clone()
+            workload: workload.clone(),
+            holds_container: false,
         }]
     );
     let listed = table.workloads();
@@ -66,7 +73,7 @@ fn numpy_script_and_one_liner_are_not_workloads() {
     let mut table = table();
     table.on_exec(1, facts("/usr/bin/python3", &["python3", "-c", "print(1)"]));
     table.on_exec(2, facts("/usr/bin/python3", &["python3", "stats.py"]));
-    table.on_library_scan(2, NUMPY_MAPS);
+    table.on_library_scan(2, &maps(NUMPY_MAPS));
     table.on_file_open(2, AssetClass::Dataset, "/tmp/x.npy", false);
     assert!(table.lookup(1).is_none());
     assert!(table.lookup(2).is_none());
@@ -86,7 +93,7 @@ fn notebook_kernel_is_a_notebook_at_exec() {
     assert_eq!(changes.len(), 1);
     assert_eq!(table.lookup(7).map(|w| w.kind.as_str()), Some("notebook"));
     // Serving-like evidence later does not turn a notebook into a server.
-    table.on_library_scan(7, ORT_MAPS);
+    table.on_library_scan(7, &maps(ORT_MAPS));
     table.on_file_open(7, AssetClass::Model, "/tmp/m.onnx", false);
     table.on_listen(7, 8888);
     assert_eq!(table.lookup(7).map(|w| w.kind.as_str()), Some("notebook"));
@@ -102,7 +109,8 @@ fn children_inherit_and_leave_on_exit() {
         changes,
         vec![WorkloadChange::Joined {
             pid: 101,
-            workload: workload.clone()
+            workload: workload.clone(),
+            holds_container: false,
         }]
     );
     // The child runs a shell: still the server's workload.
@@ -113,7 +121,7 @@ fn children_inherit_and_leave_on_exit() {
         changes,
         vec![WorkloadChange::Left {
             pid: 101,
-            workload: workload.clone()
+            workload: workload.clone(),
         }]
     );
     assert!(table.lookup(101).is_none());
@@ -129,7 +137,7 @@ fn earlier_children_join_when_the_parent_is_classified() {
     );
     table.on_fork(200, 201);
     table.on_fork(201, 202);
-    let changes = table.on_library_scan(200, ORT_MAPS);
+    let changes = table.on_library_scan(200, &maps(ORT_MAPS));
     assert!(
         changes.is_empty(),
         "library alone is not enough: {changes:?}"
@@ -158,7 +166,7 @@ fn restart_keeps_the_id() {
     );
     again.cgroup = "/user.slice/user-0.slice/session-9.scope".into();
     table.on_exec(300, again);
-    table.on_library_scan(300, ORT_MAPS);
+    table.on_library_scan(300, &maps(ORT_MAPS));
     table.on_file_open(300, AssetClass::Model, "/tmp/w/models/tiny.onnx", false);
     assert_eq!(table.lookup(300), Some(&first));
     assert_eq!(table.workloads().len(), 1);
@@ -184,7 +192,7 @@ fn unknown_ai_is_refined_by_later_evidence() {
     table.on_exec(10, facts("/usr/bin/python3", &["python3", "job.py"]));
     let torch_maps = "7f00-7f01 r-xp 0 fe:00 1 /venv/lib/python3.11/site-packages/torch/lib/libtorch_cuda.so\n\
                       7f02-7f03 r-xp 0 fe:00 2 /venv/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12\n";
-    table.on_library_scan(10, torch_maps);
+    table.on_library_scan(10, &maps(torch_maps));
     let before = table.lookup(10).cloned().expect("torch with CUDA passes");
     assert_eq!(before.kind, "unknown-ai");
     table.on_fork(10, 11);
