@@ -118,7 +118,9 @@ fn commands_in(code: &str) -> Vec<Vec<&str>> {
     for (index, word) in words.iter().enumerate() {
         // `cargo test -p aiwatch ...` names the package, not the binary.
         let package = index > 0 && matches!(words[index - 1], "-p" | "--package");
-        if *word != "aiwatch" || package {
+        // `aiwatch ready: ...` and the like are the agent's log lines.
+        let log_line = words.get(index + 1).is_some_and(|next| next.ends_with(':'));
+        if *word != "aiwatch" || package || log_line {
             continue;
         }
         // A command ends at a shell separator or a comment.
