@@ -166,3 +166,23 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Event>,
 }
+
+#[cfg(test)]
+impl Alert {
+    /// A plain alert of `rule` at `severity`, for the sinks' tests.
+    pub fn sample(rule: &str, severity: Severity) -> Alert {
+        Alert {
+            time: "2026-01-01T00:00:00Z".into(),
+            rule: rule.into(),
+            severity,
+            summary: "s".into(),
+            tags: vec![],
+            action: Action::Alert,
+            action_taken: true,
+            enforcement: None,
+            workload: None,
+            event: Event::default(),
+            steps: vec![],
+        }
+    }
+}

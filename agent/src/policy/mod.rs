@@ -36,5 +36,5 @@ pub use engine::{EngineStats, PolicyEngine};
 pub use error::{PolicyError, PolicyErrors, Pos};
 pub use reload::{spawn_reloader, PolicyReloader, ReloadCounters, ReloadOutcome};
 pub use set::{PolicySet, Rule, RuleTest, Source, DEFAULT_PACK};
-pub use summary::what_happened;
+pub use summary::{human_bytes, what_happened};
 pub use testing::{run_tests, TestOutcome};

@@ -10,7 +10,8 @@ fn endpoint(ep: Option<&Endpoint>) -> String {
     }
 }
 
-fn bytes(n: u64) -> String {
+/// Bytes in a short human unit (`1.5 MiB`).
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -112,7 +113,7 @@ fn deed(ev: &Event) -> String {
         Kind::Listen => format!("listens on {}", endpoint(net.and_then(|n| n.src.as_ref()))),
         Kind::TcpSummary | Kind::UdpSend => format!(
             "sent {} to {}",
-            bytes(net.and_then(|n| n.bytes_sent).unwrap_or(0)),
+            human_bytes(net.and_then(|n| n.bytes_sent).unwrap_or(0)),
             endpoint(net.and_then(|n| n.dst.as_ref()))
         ),
         Kind::Dns => match &ev.dns {

@@ -140,19 +140,10 @@ mod tests {
             tx,
             stats: stats.clone(),
         };
-        let alert = Arc::new(crate::alert::Alert {
-            time: String::new(),
-            rule: "r".into(),
-            severity: crate::alert::Severity::High,
-            summary: String::new(),
-            tags: vec![],
-            action: crate::alert::Action::Alert,
-            action_taken: true,
-            enforcement: None,
-            workload: None,
-            event: Event::default(),
-            steps: vec![],
-        });
+        let alert = Arc::new(crate::alert::Alert::sample(
+            "r",
+            crate::alert::Severity::High,
+        ));
         alerts.send(alert.clone(), None);
         alerts.send(alert, None);
         assert_eq!(

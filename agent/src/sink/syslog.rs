@@ -99,7 +99,7 @@ mod tests {
     use std::os::unix::net::UnixDatagram;
 
     use super::*;
-    use crate::{alert::Action, event::Event};
+    use crate::alert::Severity;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_rfc5424_with_the_alert_as_json() {
@@ -112,22 +112,7 @@ mod tests {
         };
         let stats = Arc::new(PipelineStats::new());
         let (tx, task) = spawn(connect(&config).unwrap(), stats);
-        tx.send(
-            Arc::new(Alert {
-                time: "t".into(),
-                rule: "ai.test".into(),
-                severity: Severity::Critical,
-                summary: "s".into(),
-                tags: vec![],
-                action: Action::Alert,
-                action_taken: true,
-                enforcement: None,
-                workload: None,
-                event: Event::default(),
-                steps: vec![],
-            }),
-            None,
-        );
+        tx.send(Arc::new(Alert::sample("ai.test", Severity::Critical)), None);
         drop(tx);
         task.await.unwrap();
         let mut buf = vec![0; 65536];

@@ -5,25 +5,10 @@ use std::{
 };
 
 use super::*;
-use crate::{
-    alert::{Action, Severity},
-    event::Event,
-};
+use crate::alert::Severity;
 
 fn alert(rule: &str) -> Arc<Alert> {
-    Arc::new(Alert {
-        time: "2026-01-01T00:00:00Z".into(),
-        rule: rule.into(),
-        severity: Severity::High,
-        summary: "s".into(),
-        tags: vec![],
-        action: Action::Alert,
-        action_taken: true,
-        enforcement: None,
-        workload: None,
-        event: Event::default(),
-        steps: vec![],
-    })
+    Arc::new(Alert::sample(rule, Severity::High))
 }
 
 /// A one-thread HTTP server answering with the given statuses in turn,

@@ -16,25 +16,10 @@ use rustls::{
 };
 
 use super::*;
-use crate::{
-    alert::{Action, Severity},
-    event::Event,
-};
+use crate::alert::Severity;
 
 fn alert(rule: &str) -> Arc<Alert> {
-    Arc::new(Alert {
-        time: "2026-01-01T00:00:00Z".into(),
-        rule: rule.into(),
-        severity: Severity::High,
-        summary: "s".into(),
-        tags: vec![],
-        action: Action::Alert,
-        action_taken: true,
-        enforcement: None,
-        workload: None,
-        event: Event::default(),
-        steps: vec![],
-    })
+    Arc::new(Alert::sample(rule, Severity::High))
 }
 
 /// PEM files of a fresh CA, a server certificate for 127.0.0.1 and a
