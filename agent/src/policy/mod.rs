@@ -19,6 +19,7 @@ mod index;
 pub mod kernel_plan;
 mod relation;
 pub mod reload;
+mod rules;
 mod sequence;
 pub mod set;
 mod summary;
