@@ -206,6 +206,9 @@ mod pod {
     // SAFETY: `repr(C)`, `Copy`, a `u8` and a byte array: alignment 1, no
     // padding, any bytes valid.
     unsafe impl aya::Pod for SuffixKey {}
+    // SAFETY: `repr(C)`, `Copy`, integers only with the padding spelled out
+    // as a field (`_pad`): any bytes are valid.
     unsafe impl aya::Pod for ExeKey {}
+    // SAFETY: `repr(C)`, `Copy`, two `u64`s: no padding, any bytes valid.
     unsafe impl aya::Pod for KillBudget {}
 }
