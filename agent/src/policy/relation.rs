@@ -15,7 +15,7 @@
 use super::{
     error::Located,
     field::{Field, FieldType, Num, Val},
-    yaml::{check_keys, Node, Value},
+    yaml::{check_keys, entry, Node, Value},
 };
 use crate::event::Event;
 
@@ -97,12 +97,7 @@ pub const RELATION_KEYS: &[&str] = &["differs", "at_least"];
 /// named `names`.
 pub fn compile(key: &str, node: &Node, index: usize, names: &[String]) -> Located<Relation> {
     let entries = node.as_map(&format!("`{key}`"))?;
-    let get = |name: &str| {
-        entries
-            .iter()
-            .find(|(k, _, _)| *k == name)
-            .map(|(_, _, v)| *v)
-    };
+    let get = |name: &str| entry(&entries, name);
     let field_of = |name: &str, numeric: bool| -> Located<Field> {
         let node = get(name).ok_or_else(|| node.err(format!("`{key}` needs `{name}`")))?;
         let path = node.as_str(&format!("`{name}`"))?;

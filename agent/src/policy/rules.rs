@@ -166,12 +166,7 @@ pub(super) fn compile_rule(
 ) -> Located<Rule> {
     let entries = node.as_map("a rule")?;
     check_keys(&entries, RULE_KEYS, "a rule")?;
-    let get = |name: &str| {
-        entries
-            .iter()
-            .find(|(k, _, _)| *k == name)
-            .map(|(_, _, v)| *v)
-    };
+    let get = |name: &str| yaml::entry(&entries, name);
 
     let id_node = get("id").ok_or_else(|| node.err("this rule has no `id`"))?;
     let id = id_node.as_str("`id`")?.to_string();
@@ -285,12 +280,7 @@ fn parse_severity(node: &Node) -> Located<Severity> {
 fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<SequenceSpec> {
     let entries = node.as_map("`sequence`")?;
     check_keys(&entries, &["by", "within", "steps"], "a sequence")?;
-    let get = |name: &str| {
-        entries
-            .iter()
-            .find(|(k, _, _)| *k == name)
-            .map(|(_, _, v)| *v)
-    };
+    let get = |name: &str| yaml::entry(&entries, name);
     let by = match get("by") {
         None => SequenceBy::Process,
         Some(n) => match n.as_str("`by`")? {
@@ -324,12 +314,7 @@ fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<Sequenc
             &["name", "when", "differs", "at_least"],
             "a sequence step",
         )?;
-        let get = |name: &str| {
-            entries
-                .iter()
-                .find(|(k, _, _)| *k == name)
-                .map(|(_, _, v)| *v)
-        };
+        let get = |name: &str| yaml::entry(&entries, name);
         let name = match get("name") {
             Some(n) => n.as_str("`name`")?.to_string(),
             None => format!("step {}", index + 1),
@@ -360,12 +345,7 @@ fn compile_exceptions(compiler: &mut Compiler<'_>, node: &Node) -> Located<Vec<E
     for item in node.as_seq("`exceptions`")? {
         let entries = item.as_map("an exception")?;
         check_keys(&entries, &["name", "when"], "an exception")?;
-        let get = |name: &str| {
-            entries
-                .iter()
-                .find(|(k, _, _)| *k == name)
-                .map(|(_, _, v)| *v)
-        };
+        let get = |name: &str| yaml::entry(&entries, name);
         let name = get("name")
             .ok_or_else(|| item.err("an exception needs a `name`"))?
             .as_str("`name`")?
@@ -382,12 +362,7 @@ fn compile_exceptions(compiler: &mut Compiler<'_>, node: &Node) -> Located<Vec<E
 fn compile_throttle(node: &Node) -> Located<ThrottleSpec> {
     let entries = node.as_map("`throttle`")?;
     check_keys(&entries, &["key", "window", "max"], "a throttle")?;
-    let get = |name: &str| {
-        entries
-            .iter()
-            .find(|(k, _, _)| *k == name)
-            .map(|(_, _, v)| *v)
-    };
+    let get = |name: &str| yaml::entry(&entries, name);
     let key = match get("key") {
         None => None,
         Some(n) => {
@@ -428,12 +403,7 @@ pub(super) fn compile_test(
 ) -> Located<RuleTest> {
     let entries = node.as_map("a test")?;
     check_keys(&entries, &["name", "events", "expect"], "a test")?;
-    let get = |name: &str| {
-        entries
-            .iter()
-            .find(|(k, _, _)| *k == name)
-            .map(|(_, _, v)| *v)
-    };
+    let get = |name: &str| yaml::entry(&entries, name);
     let name = get("name")
         .ok_or_else(|| node.err("a test needs a `name`"))?
         .as_str("`name`")?

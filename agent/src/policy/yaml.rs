@@ -216,6 +216,14 @@ impl Node {
     }
 }
 
+/// The value of key `name` among a map's `entries`, if present.
+pub fn entry<'a>(entries: &[(&str, &'a Node, &'a Node)], name: &str) -> Option<&'a Node> {
+    entries
+        .iter()
+        .find(|(key, _, _)| *key == name)
+        .map(|(_, _, value)| *value)
+}
+
 /// Rejects keys that are not in `allowed`, naming the allowed ones.
 pub fn check_keys(entries: &[(&str, &Node, &Node)], allowed: &[&str], what: &str) -> Located<()> {
     for (key, key_node, _) in entries {
