@@ -340,7 +340,21 @@ impl Agent {
 
     /// Waits for the agent to exit on its own; panics with the log after
     /// `timeout`.
-    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+    pub fn wait_exit(self, timeout: Duration) -> (ExitStatus, String) {
+        self.wait_for_exit(timeout, &format!("exit within {timeout:?}"))
+    }
+
+    /// Stops the agent with SIGTERM and returns its exit status.
+    pub fn stop(self) -> (ExitStatus, String) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        self.wait_for_exit(Duration::from_secs(30), "stop within 30 s of SIGTERM")
+    }
+
+    /// Waits up to `timeout` for the agent's exit; `what` names what it
+    /// failed to do in the panic.
+    fn wait_for_exit(mut self, timeout: Duration, what: &str) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -349,33 +363,7 @@ impl Agent {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "aiwatch did not exit within {timeout:?}; log:\n{}",
-                    self.log()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        thread::sleep(Duration::from_millis(100));
-        (status, self.log())
-    }
-
-    /// Stops the agent with SIGTERM and returns its exit status.
-    pub fn stop(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "aiwatch did not stop within 30 s of SIGTERM; log:\n{}",
-                    self.log()
-                );
+                panic!("aiwatch did not {what}; log:\n{}", self.log());
             }
             thread::sleep(Duration::from_millis(20));
         };
