@@ -9,6 +9,7 @@ mod file;
 
 use std::mem::size_of;
 
+pub mod clear_text;
 pub mod dns;
 pub mod net;
 pub mod privilege;
@@ -120,6 +121,8 @@ pub enum Payload {
     /// open, unlink, rename, chmod, truncate.
     File(Box<FileOp>),
     GpuIoctl(GpuIoctl),
+    /// TLS or plain-HTTP clear text, for `llm` (not an event by itself).
+    ClearText(Box<clear_text::ClearText>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
