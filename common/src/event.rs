@@ -22,6 +22,8 @@ macro_rules! event_kinds {
             Exec = 100, "exec";
             Fork = 101, "fork";
             Exit = 102, "exit";
+            // A signal sent to the agent by another process.
+            Signal = 103, "signal";
             // Files: 200..
             Open = 200, "open";
             Unlink = 201, "unlink";
@@ -417,6 +419,10 @@ pub mod sys {
     pub const MEMFD_CREATE: u16 = 12;
     pub const MMAP: u16 = 13;
     pub const MPROTECT: u16 = 14;
+    /// Not a syscall: `signal:signal_generate`, for [`crate::EventKind::Signal`].
+    pub const SIGNAL: u16 = 15;
+    pub const PROCESS_VM_WRITEV: u16 = 16;
+    pub const PIDFD_GETFD: u16 = 17;
 }
 
 /// `SyscallRecord.header.flags`: the process is tracked.
@@ -432,7 +438,13 @@ pub const SYSCALL_FLAG_USER_READ: u16 = 2;
 /// entry ([`SYSCALL_FLAG_USER_READ`]):
 /// - capset: `args[2]`, `args[3]`, `args[4]` = effective, permitted and
 ///   inheritable sets (64 bits: the two `cap_user_data_t` words);
-/// - bpf `BPF_PROG_LOAD`: `args[3]` = `attr->prog_type`.
+/// - bpf `BPF_PROG_LOAD`: `args[3]` = `attr->prog_type`;
+/// - bpf `BPF_*_GET_FD_BY_ID`: `args[3]` = the object id asked for.
+///
+/// Signals ([`sys::SIGNAL`]) use the record without a syscall: `args[0]` =
+/// the signal, `args[1]` = the target's process id, `args[2]` = its thread
+/// id, `args[3]` = whether the whole group was signalled, `ret` = the
+/// kernel's `TRACE_SIGNAL_*` result.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SyscallRecord {

@@ -58,6 +58,8 @@ pub struct Enricher {
     files: file::FileState,
     /// Applied to argv as a process enters the table.
     redactor: redact::Redactor,
+    /// Recognises calls aimed at the agent itself (not in replay).
+    agent: privilege::AgentSelf,
 }
 
 impl Enricher {
@@ -69,6 +71,11 @@ impl Enricher {
             stats: EnrichStats::default(),
             files: file::FileState::default(),
             redactor: redact::Redactor::default(),
+            agent: if use_procfs {
+                privilege::AgentSelf::current()
+            } else {
+                privilege::AgentSelf::nobody()
+            },
         }
     }
 
@@ -221,7 +228,7 @@ impl Enricher {
             }
             Payload::Syscall(call) => {
                 self.attribute(&mut event, &common);
-                event.syscall = Some(privilege::syscall_info(&call));
+                event.syscall = Some(privilege::syscall_info(&call, common.pid, &mut self.agent));
             }
             Payload::File(op) => self.enrich_file(&mut event, &common, *op),
             Payload::GpuIoctl(gpu) => self.enrich_gpu(&mut event, &common, gpu),

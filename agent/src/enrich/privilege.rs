@@ -1,7 +1,108 @@
-//! Privilege and tampering records as the event's `syscall` field.
+//! Privilege and tampering records as the event's `syscall` field, and
+//! whether a call was aimed at the running agent itself.
+
+use std::collections::HashSet;
 
 use crate::{event::SyscallInfo, ingest::decode::privilege::Syscall};
 use aiwatch_common::sys;
+
+const BPF_PROG_LOAD: u64 = 5;
+const BPF_PROG_GET_FD_BY_ID: u64 = 13;
+const BPF_MAP_GET_FD_BY_ID: u64 = 14;
+const BPF_LINK_GET_FD_BY_ID: u64 = 30;
+
+/// The running agent as a target: its threads, and the BPF programs, maps
+/// and links it holds. Recognised by pid and by object id, never by name:
+/// any binary can be called aiwatch.
+pub struct AgentSelf {
+    /// 0 when nothing is the agent (replay).
+    pid: u32,
+    /// `(kind, id)` of the BPF objects behind the agent's descriptors, read
+    /// from `/proc/self/fdinfo`; refreshed when an unknown id is asked
+    /// about, since uprobes and enforcement programs attach later.
+    bpf_objects: HashSet<(BpfObject, u32)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum BpfObject {
+    Program,
+    Map,
+    Link,
+}
+
+impl AgentSelf {
+    pub fn current() -> Self {
+        Self {
+            pid: std::process::id(),
+            bpf_objects: HashSet::new(),
+        }
+    }
+
+    /// Recognises nothing: replayed events were not aimed at this process.
+    pub fn nobody() -> Self {
+        Self {
+            pid: 0,
+            bpf_objects: HashSet::new(),
+        }
+    }
+
+    /// `pid` is the agent or one of its threads.
+    fn is_agent(&self, pid: u32) -> bool {
+        self.pid != 0
+            && pid != 0
+            && (pid == self.pid || std::path::Path::new(&format!("/proc/self/task/{pid}")).exists())
+    }
+
+    fn owns(&mut self, object: BpfObject, id: u32) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        if self.bpf_objects.contains(&(object, id)) {
+            return true;
+        }
+        self.bpf_objects = own_bpf_objects();
+        self.bpf_objects.contains(&(object, id))
+    }
+}
+
+/// The BPF objects behind this process's descriptors (`prog_id:`,
+/// `map_id:` and `link_id:` lines of `/proc/self/fdinfo/*`).
+fn own_bpf_objects() -> HashSet<(BpfObject, u32)> {
+    let mut objects = HashSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc/self/fdinfo") else {
+        return objects;
+    };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let object = match key {
+                "prog_id" => BpfObject::Program,
+                "map_id" => BpfObject::Map,
+                "link_id" => BpfObject::Link,
+                _ => continue,
+            };
+            if let Ok(id) = value.trim().parse() {
+                objects.insert((object, id));
+            }
+        }
+    }
+    objects
+}
+
+/// The pid a pidfd of `holder` refers to (`Pid:` in its fdinfo), while the
+/// holder still has it open.
+fn pidfd_target(holder: u32, fd: u64) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{holder}/fdinfo/{fd}")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("Pid:"))
+        .and_then(|pid| pid.trim().parse::<i64>().ok())
+        .and_then(|pid| u32::try_from(pid).ok())
+}
 
 /// `-1` ("leave unchanged") in the set*id family is no requested id.
 fn id(raw: u64) -> Option<u32> {
@@ -9,7 +110,22 @@ fn id(raw: u64) -> Option<u32> {
     (id != u32::MAX).then_some(id)
 }
 
-pub fn syscall_info(s: &Syscall) -> SyscallInfo {
+/// The event's `syscall` field for a call made by `caller`.
+pub fn syscall_info(s: &Syscall, caller: u32, agent: &mut AgentSelf) -> SyscallInfo {
+    let mut info = call_info(s, caller);
+    info.target_agent = match s.number {
+        sys::BPF if s.user_read => match s.args[0] {
+            BPF_PROG_GET_FD_BY_ID => agent.owns(BpfObject::Program, s.args[3] as u32),
+            BPF_MAP_GET_FD_BY_ID => agent.owns(BpfObject::Map, s.args[3] as u32),
+            BPF_LINK_GET_FD_BY_ID => agent.owns(BpfObject::Link, s.args[3] as u32),
+            _ => false,
+        },
+        _ => info.target_pid.is_some_and(|pid| agent.is_agent(pid)),
+    };
+    info
+}
+
+fn call_info(s: &Syscall, caller: u32) -> SyscallInfo {
     let a = s.args;
     let mut info = SyscallInfo {
         syscall: s.name.to_owned(),
@@ -35,10 +151,22 @@ pub fn syscall_info(s: &Syscall) -> SyscallInfo {
             info.request = Some(ptrace_request(a[0]));
             info.target_pid = Some(a[1] as u32).filter(|&pid| pid != 0);
         }
+        sys::PROCESS_VM_WRITEV => info.target_pid = Some(a[0] as u32).filter(|&pid| pid != 0),
+        sys::PIDFD_GETFD => info.target_pid = pidfd_target(caller, a[0]),
+        sys::SIGNAL => {
+            info.signal = Some(signal_name(a[0]));
+            info.target_pid = Some(a[1] as u32);
+        }
         sys::BPF => {
             info.bpf_cmd = Some(bpf_cmd(a[0]));
-            if a[0] == 5 && s.user_read {
-                info.bpf_prog_type = Some(a[3] as u32);
+            match a[0] {
+                BPF_PROG_LOAD if s.user_read => info.bpf_prog_type = Some(a[3] as u32),
+                BPF_PROG_GET_FD_BY_ID | BPF_MAP_GET_FD_BY_ID | BPF_LINK_GET_FD_BY_ID
+                    if s.user_read =>
+                {
+                    info.bpf_id = Some(a[3] as u32)
+                }
+                _ => {}
             }
         }
         sys::MEMFD_CREATE => {
@@ -69,6 +197,48 @@ pub fn syscall_info(s: &Syscall) -> SyscallInfo {
         _ => {}
     }
     info
+}
+
+/// `SIGTERM`, `SIGKILL`, ...; real-time and unknown signals by number.
+pub fn signal_name(signal: u64) -> String {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(signal)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| signal.to_string(), |name| (*name).to_owned())
 }
 
 pub fn ptrace_request(request: u64) -> String {
@@ -171,52 +341,107 @@ mod tests {
 
     #[test]
     fn set_id_calls_keep_requested_ids_and_drop_minus_one() {
-        let info = syscall_info(&call(sys::SETUID, [65534, 0, 0, 0, 0, 0], 0));
+        let info = call_info(&call(sys::SETUID, [65534, 0, 0, 0, 0, 0], 0), 0);
         assert_eq!(
             (info.syscall.as_str(), info.uid, info.result),
             ("setuid", Some(65534), 0)
         );
-        let info = syscall_info(&call(sys::SETRESUID, [u64::MAX, 0, u64::MAX, 0, 0, 0], -1));
+        let info = call_info(
+            &call(sys::SETRESUID, [u64::MAX, 0, u64::MAX, 0, 0, 0], -1),
+            0,
+        );
         assert_eq!((info.uid, info.euid, info.result), (None, Some(0), -1));
-        let info = syscall_info(&call(sys::SETREGID, [0xffff_ffff, 5, 0, 0, 0, 0], 0));
+        let info = call_info(&call(sys::SETREGID, [0xffff_ffff, 5, 0, 0, 0, 0], 0), 0);
         assert_eq!((info.gid, info.egid), (None, Some(5)));
     }
 
     #[test]
     fn ptrace_bpf_capset_and_memory() {
-        let info = syscall_info(&call(sys::PTRACE, [16, 4242, 0, 0, 0, 0], 0));
+        let info = call_info(&call(sys::PTRACE, [16, 4242, 0, 0, 0, 0], 0), 0);
         assert_eq!(info.request.as_deref(), Some("PTRACE_ATTACH"));
         assert_eq!(info.target_pid, Some(4242));
         assert_eq!(ptrace_request(0x9999), "39321");
 
-        let info = syscall_info(&call(sys::BPF, [5, 0x7fff_0000, 144, 2, 0, 0], 7));
+        let info = call_info(&call(sys::BPF, [5, 0x7fff_0000, 144, 2, 0, 0], 7), 0);
         assert_eq!(
             (info.bpf_cmd.as_deref(), info.bpf_prog_type),
             (Some("BPF_PROG_LOAD"), Some(2))
         );
-        let info = syscall_info(&call(sys::BPF, [11, 0, 0, 0, 0, 0], 0));
+        let info = call_info(&call(sys::BPF, [11, 0, 0, 0, 0, 0], 0), 0);
         assert_eq!(
             (info.bpf_cmd.as_deref(), info.bpf_prog_type),
             (Some("BPF_PROG_GET_NEXT_ID"), None)
         );
         assert_eq!(bpf_cmd(1000), "1000");
 
-        let info = syscall_info(&call(sys::CAPSET, [0, 0, 0x20, 0x30, 0, 0], 0));
+        let info = call_info(&call(sys::CAPSET, [0, 0, 0x20, 0x30, 0, 0], 0), 0);
         assert_eq!(
             (info.cap_effective, info.cap_permitted),
             (Some(0x20), Some(0x30))
         );
 
-        let info = syscall_info(&call(
-            sys::MMAP,
-            [0, 4096, 7, 0x22, u64::MAX, 0],
-            0x7f00_0000,
-        ));
+        let info = call_info(
+            &call(sys::MMAP, [0, 4096, 7, 0x22, u64::MAX, 0], 0x7f00_0000),
+            0,
+        );
         assert_eq!(
             (info.addr, info.len, info.prot, info.flags),
             (Some(0x7f00_0000), Some(4096), Some(7), Some(0x22))
         );
-        let info = syscall_info(&call(sys::MMAP, [0x1000, 4096, 7, 0x22, 0, 0], -12));
+        let info = call_info(&call(sys::MMAP, [0x1000, 4096, 7, 0x22, 0, 0], -12), 0);
         assert_eq!(info.addr, Some(0x1000));
+    }
+
+    #[test]
+    fn signals_are_named_and_calls_at_the_agent_are_recognised() {
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(40), "40");
+        assert_eq!(signal_name(0), "0");
+
+        let me = std::process::id();
+        let mut agent = AgentSelf::current();
+        let info = syscall_info(
+            &call(sys::SIGNAL, [15, me.into(), me.into(), 1, 0, 0], 0),
+            4242,
+            &mut agent,
+        );
+        assert_eq!(info.signal.as_deref(), Some("SIGTERM"));
+        assert!(info.target_agent);
+        // Another live thread of the agent is the agent too.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as u64).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        assert_ne!(tid, u64::from(me));
+        let info = syscall_info(
+            &call(sys::PROCESS_VM_WRITEV, [tid, 0, 0, 0, 0, 0], 0),
+            4242,
+            &mut agent,
+        );
+        assert!(info.target_agent);
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        // pid 1, a plain other process, and replay recognise nothing.
+        let info = syscall_info(&call(sys::PTRACE, [16, 1, 0, 0, 0, 0], 0), 4242, &mut agent);
+        assert!(!info.target_agent);
+        let info = syscall_info(
+            &call(sys::SIGNAL, [15, me.into(), me.into(), 1, 0, 0], 0),
+            4242,
+            &mut AgentSelf::nobody(),
+        );
+        assert!(!info.target_agent);
+        // An id the agent does not hold.
+        let info = syscall_info(
+            &call(sys::BPF, [13, 0, 0, u64::from(u32::MAX), 0, 0], 3),
+            4242,
+            &mut agent,
+        );
+        assert_eq!(info.bpf_id, Some(u32::MAX));
+        assert!(!info.target_agent);
     }
 }

@@ -348,11 +348,20 @@ pub struct SyscallInfo {
     /// setregid/setresgid: the requested effective gid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub egid: Option<u32>,
-    /// ptrace: the request name and the target.
+    /// ptrace: the request name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// ptrace, process_vm_writev, pidfd_getfd, signal: the target process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_pid: Option<u32>,
+    /// The call was aimed at the running agent: a signal to it, ptrace or
+    /// memory access of one of its threads, or a bpf() command asking for
+    /// one of its programs, maps or links by id.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub target_agent: bool,
+    /// signal: the signal's name (`SIGTERM`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     /// ptrace: the AI workload the target process belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_workload: Option<WorkloadRef>,
@@ -367,6 +376,9 @@ pub struct SyscallInfo {
     pub bpf_cmd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bpf_prog_type: Option<u32>,
+    /// bpf `BPF_*_GET_FD_BY_ID`: the object id asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpf_id: Option<u32>,
     /// memfd_create name, module parameters, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -242,6 +242,37 @@ pub const PROBES: &[Probe] = &[
         required: false,
     },
     Probe {
+        program: "sys_enter_process_vm_writev",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_process_vm_writev"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_process_vm_writev",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_process_vm_writev"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_enter_pidfd_getfd",
+        attach: Attach::Tracepoint("syscalls", "sys_enter_pidfd_getfd"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
+        program: "sys_exit_pidfd_getfd",
+        attach: Attach::Tracepoint("syscalls", "sys_exit_pidfd_getfd"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    // Signals aimed at the agent (not a syscall: see probes/privilege.rs).
+    Probe {
+        program: "signal_generate",
+        attach: Attach::Raw("signal_generate"),
+        family: FAMILY_PRIVILEGE,
+        required: false,
+    },
+    Probe {
         program: "sys_enter_init_module",
         attach: Attach::Tracepoint("syscalls", "sys_enter_init_module"),
         family: FAMILY_PRIVILEGE,

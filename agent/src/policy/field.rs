@@ -146,6 +146,9 @@ fields! {
     SyscallGid = "syscall.gid": Num,
     SyscallRequest = "syscall.request": Str,
     SyscallTargetPid = "syscall.target_pid": Num,
+    SyscallTargetAgent = "syscall.target_agent": Bool,
+    SyscallSignal = "syscall.signal": Str,
+    SyscallBpfId = "syscall.bpf_id": Num,
     SyscallTargetWorkload = "syscall.target_workload": Section,
     SyscallTargetWorkloadId = "syscall.target_workload.id": Str,
     SyscallTargetWorkloadKind = "syscall.target_workload.kind": Str,
@@ -448,6 +451,9 @@ impl Field {
             F::SyscallGid => opt_num(ev.syscall.as_ref().and_then(|x| x.gid)),
             F::SyscallRequest => opt_str(ev.syscall.as_ref().and_then(|x| x.request.as_ref())),
             F::SyscallTargetPid => opt_num(ev.syscall.as_ref().and_then(|x| x.target_pid)),
+            F::SyscallTargetAgent => Val::Bool(ev.syscall.as_ref().is_some_and(|x| x.target_agent)),
+            F::SyscallSignal => opt_str(ev.syscall.as_ref().and_then(|x| x.signal.as_ref())),
+            F::SyscallBpfId => opt_num(ev.syscall.as_ref().and_then(|x| x.bpf_id)),
             F::SyscallTargetWorkload => {
                 present(ev.syscall.as_ref().and_then(|x| x.target_workload.as_ref()))
             }

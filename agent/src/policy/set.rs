@@ -43,6 +43,10 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         include_str!("../../../policies/persistence.yaml"),
     ),
     (
+        "policies/self.yaml",
+        include_str!("../../../policies/self.yaml"),
+    ),
+    (
         "policies/credentials.yaml",
         include_str!("../../../policies/credentials.yaml"),
     ),

@@ -131,9 +131,23 @@ fn deed(ev: &Event) -> String {
                 .map_or("?".to_string(), |g| g.to_string())
         ),
         Kind::Capset => "changed its capabilities".to_string(),
-        Kind::Ptrace => format!(
-            "called ptrace {} on pid {}",
-            sys.and_then(|s| s.request.as_deref()).unwrap_or("?"),
+        Kind::Ptrace => {
+            let target = sys
+                .and_then(|s| s.target_pid)
+                .map_or("?".to_string(), |p| p.to_string());
+            match sys.map(|s| s.syscall.as_str()) {
+                Some(call @ ("process_vm_writev" | "pidfd_getfd")) => {
+                    format!("called {call} on pid {target}")
+                }
+                _ => format!(
+                    "called ptrace {} on pid {target}",
+                    sys.and_then(|s| s.request.as_deref()).unwrap_or("?"),
+                ),
+            }
+        }
+        Kind::Signal => format!(
+            "sent {} to the aiwatch agent (pid {})",
+            sys.and_then(|s| s.signal.as_deref()).unwrap_or("a signal"),
             sys.and_then(|s| s.target_pid)
                 .map_or("?".to_string(), |p| p.to_string())
         ),
@@ -141,10 +155,21 @@ fn deed(ev: &Event) -> String {
             "loaded kernel module {}",
             sys.and_then(|s| s.name.as_deref()).unwrap_or("(unnamed)")
         ),
-        Kind::Bpf => format!(
-            "called bpf {}",
-            sys.and_then(|s| s.bpf_cmd.as_deref()).unwrap_or("?")
-        ),
+        Kind::Bpf => match sys.and_then(|s| s.bpf_id) {
+            Some(id) => format!(
+                "called bpf {} for id {id}{}",
+                sys.and_then(|s| s.bpf_cmd.as_deref()).unwrap_or("?"),
+                if sys.is_some_and(|s| s.target_agent) {
+                    ", one of the aiwatch agent's own"
+                } else {
+                    ""
+                }
+            ),
+            None => format!(
+                "called bpf {}",
+                sys.and_then(|s| s.bpf_cmd.as_deref()).unwrap_or("?")
+            ),
+        },
         Kind::MemfdCreate => format!(
             "created memfd {}",
             sys.and_then(|s| s.name.as_deref()).unwrap_or("(unnamed)")

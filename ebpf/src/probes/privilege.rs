@@ -11,6 +11,11 @@
 //!   relocated segments, so it is reported for tracked processes, and for
 //!   everyone only when the result is writable and executable at once
 //!   (`PROT_WRITE|PROT_EXEC`), which loaders never ask for.
+//!
+//! Signals are not syscalls: `signal:signal_generate` sees every signal the
+//! kernel queues, whatever sent it (`kill`, `tgkill`, `pidfd_send_signal`,
+//! a timer), and only those aimed at the agent by another process leave
+//! the kernel, as a [`SyscallRecord`] of kind `signal`.
 
 use core::{ffi::c_void, mem::size_of};
 
@@ -20,9 +25,9 @@ use aiwatch_common::{
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user_str},
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 
 use crate::{
@@ -40,6 +45,9 @@ const PROT_WRITE: u64 = 2;
 const PROT_EXEC: u64 = 4;
 const MAP_ANONYMOUS: u64 = 0x20;
 const BPF_PROG_LOAD: u64 = 5;
+const BPF_PROG_GET_FD_BY_ID: u64 = 13;
+const BPF_MAP_GET_FD_BY_ID: u64 = 14;
+const BPF_LINK_GET_FD_BY_ID: u64 = 30;
 
 /// Privilege syscalls between entry and exit, per thread. LRU: a thread
 /// killed inside one of them cannot leak an entry for good.
@@ -136,6 +144,16 @@ fn enter(ctx: &TracePointContext, kind: EventKind, syscall: u16) {
                 // union bpf_attr starts with `__u32 prog_type` for PROG_LOAD.
                 if let Ok(prog_type) = read_user(record.args[1] as *const u32) {
                     record.args[3] = prog_type as u64;
+                    record.header.flags |= SYSCALL_FLAG_USER_READ;
+                }
+            } else if matches!(
+                record.args[0],
+                BPF_PROG_GET_FD_BY_ID | BPF_MAP_GET_FD_BY_ID | BPF_LINK_GET_FD_BY_ID
+            ) {
+                // The id is the union's first `__u32` for these commands: the
+                // agent compares it with its own programs, maps and links.
+                if let Ok(id) = read_user(record.args[1] as *const u32) {
+                    record.args[3] = id as u64;
                     record.header.flags |= SYSCALL_FLAG_USER_READ;
                 }
             }
@@ -317,3 +335,64 @@ privilege_syscall!(
     ExecMemory,
     MPROTECT
 );
+privilege_syscall!(
+    sys_enter_process_vm_writev = "sys_enter_process_vm_writev",
+    sys_exit_process_vm_writev = "sys_exit_process_vm_writev",
+    Ptrace,
+    PROCESS_VM_WRITEV
+);
+privilege_syscall!(
+    sys_enter_pidfd_getfd = "sys_enter_pidfd_getfd",
+    sys_exit_pidfd_getfd = "sys_exit_pidfd_getfd",
+    Ptrace,
+    PIDFD_GETFD
+);
+
+/// Raw tracepoint: `TP_PROTO(int sig, struct kernel_siginfo *info, struct
+/// task_struct *task, int group, int result)`. Runs for every signal on the
+/// host (a child's exit signals its parent), so the test for "aimed at the
+/// agent" comes first and costs one read of the target's tgid.
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate(ctx: RawTracePointContext) -> u32 {
+    if floor() || !family_on(FAMILY_PRIVILEGE) {
+        return 0;
+    }
+    let task: *const u8 = ctx.arg::<u64>(2) as *const u8;
+    let target_tgid = kernel::read::<u32>(task, offset!(task_tgid)).unwrap_or(0);
+    let agent = agent_pid();
+    if target_tgid != agent || current_tgid() == agent {
+        return 0;
+    }
+    let Some(mut entry) = reserve::<SyscallRecord>(EventKind::Signal) else {
+        return 0;
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` is a reservation sized for a `SyscallRecord`; every
+    // field is written before the submit.
+    unsafe {
+        fill_header(
+            &raw mut (*record).header,
+            EventKind::Signal,
+            0,
+            size_of::<SyscallRecord>(),
+        );
+        (*record).args = [
+            ctx.arg::<u64>(0) as u32 as u64,
+            target_tgid as u64,
+            kernel::read::<u32>(task, offset!(task_pid)).unwrap_or(0) as u64,
+            ctx.arg::<u64>(3) as u32 as u64,
+            0,
+            0,
+        ];
+        (*record).ret = ctx.arg::<u64>(4) as i32 as i64;
+        (*record).syscall = sys::SIGNAL;
+        (*record).text_len = 0;
+        (*record)._pad = 0;
+        (*record).path.len = 0;
+        (*record).path.depth = 0;
+        (*record).path.flags = PATH_FLAG_MISSING;
+        (*record).path._pad = 0;
+    }
+    submit(entry);
+    0
+}

@@ -181,7 +181,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | EventKind::ModuleLoad
         | EventKind::Bpf
         | EventKind::MemfdCreate
-        | EventKind::ExecMemory => privilege::decode(kind, &header, bytes)?,
+        | EventKind::ExecMemory
+        | EventKind::Signal => privilege::decode(kind, &header, bytes)?,
         EventKind::Open
         | EventKind::Unlink
         | EventKind::Rename

@@ -66,6 +66,9 @@ pub fn syscall_name(number: u16) -> &'static str {
         sys::MEMFD_CREATE => "memfd_create",
         sys::MMAP => "mmap",
         sys::MPROTECT => "mprotect",
+        sys::SIGNAL => "signal",
+        sys::PROCESS_VM_WRITEV => "process_vm_writev",
+        sys::PIDFD_GETFD => "pidfd_getfd",
         _ => "unknown",
     }
 }
