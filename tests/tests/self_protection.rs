@@ -211,3 +211,33 @@ sys.stdin.read()
     });
     assert_eq!(alert["severity"], "high");
 }
+
+#[test]
+fn writes_to_the_agents_state_and_opens_of_its_memory_alert() {
+    let agent = Agent::start();
+    let state = agent.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state folder");
+    let planted = state.join("planted.json");
+    let script = format!(
+        "import sys\nagent = sys.argv[1]\nopen({planted:?}, 'w').write('{{}}')\n\
+         open(f'/proc/{{agent}}/mem', 'rb').close()\nprint('done', flush=True)\nsys.stdin.read()\n",
+        planted = planted.display().to_string()
+    );
+    let (child, pid, _) = attempt(&script, &agent);
+    let write = agent.wait_event("the write into the state folder", |e| {
+        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == planted.to_str().unwrap()
+    });
+    assert_eq!(get(&write, "file.class"), "aiwatch");
+    let mem = format!("/proc/{}/mem", agent.pid());
+    let open = agent.wait_event("the open of the agent's memory", |e| {
+        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == mem.as_str()
+    });
+    assert_eq!(get(&open, "file.class"), "aiwatch");
+    finish(child);
+    for rule in ["aiwatch.files-tamper", "aiwatch.memory-open"] {
+        let alert = agent.wait_alert(rule, |a| {
+            a["rule"] == rule && get(a, "event.process.pid").as_u64() == Some(pid)
+        });
+        assert_eq!(alert["severity"], "critical");
+    }
+}

@@ -363,7 +363,7 @@ impl Inventory {
         };
         let (list, cap, overflow) = match class {
             // Not an AI asset: persistence writes are for the rules.
-            AssetClass::Persistence => return,
+            AssetClass::Persistence | AssetClass::Aiwatch => return,
             AssetClass::Model | AssetClass::PickleModel => {
                 (&mut entry.models, limits.models, &mut entry.overflow.models)
             }

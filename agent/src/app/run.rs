@@ -105,7 +105,33 @@ pub fn resolve_config(
         config.listen = listen;
     }
     config.bench_floor = overrides.bench_floor;
+    config.assets.agent_files = agent_files(config_path, &config);
+    config.assets.agent_pid = Some(std::process::id());
     Ok(config)
+}
+
+/// Globs of the files that make this agent what it is: its executable, its
+/// configuration, its policies and its state. Writes to them by anything
+/// but the agent are an attempt on it (`policies/self.yaml`).
+fn agent_files(config_path: Option<&Path>, config: &Config) -> Vec<String> {
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let literal = |path: &Path| globset::escape(&absolute(path).to_string_lossy());
+    let tree = |path: &Path| format!("{}/**", literal(path).trim_end_matches('/'));
+    let mut globs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        globs.push(literal(&exe));
+    }
+    if let Some(path) = config_path {
+        globs.push(literal(path));
+    }
+    for policy in &config.policies {
+        globs.push(literal(policy));
+        if policy.is_dir() {
+            globs.push(tree(policy));
+        }
+    }
+    globs.push(tree(&config.state_dir));
+    globs
 }
 
 /// Runs the agent until SIGINT or SIGTERM.

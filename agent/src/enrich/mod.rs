@@ -307,6 +307,7 @@ impl Enricher {
             pid_ns: entry.pid_ns,
             exe_fileless: entry.exe_fileless,
             stdio_socket: entry.stdio_socket,
+            agent_binary: self.agent.is_agent_binary(&entry.exe),
             ancestors: ancestors
                 .iter()
                 .map(|a| Ancestor {

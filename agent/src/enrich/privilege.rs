@@ -17,6 +17,8 @@ const BPF_LINK_GET_FD_BY_ID: u64 = 30;
 pub struct AgentSelf {
     /// 0 when nothing is the agent (replay).
     pid: u32,
+    /// The agent's executable, as `/proc/self/exe` names it.
+    exe: Option<String>,
     /// `(kind, id)` of the BPF objects behind the agent's descriptors, read
     /// from `/proc/self/fdinfo`; refreshed when an unknown id is asked
     /// about, since uprobes and enforcement programs attach later.
@@ -34,6 +36,9 @@ impl AgentSelf {
     pub fn current() -> Self {
         Self {
             pid: std::process::id(),
+            exe: std::env::current_exe()
+                .ok()
+                .map(|exe| exe.to_string_lossy().into_owned()),
             bpf_objects: HashSet::new(),
         }
     }
@@ -42,8 +47,15 @@ impl AgentSelf {
     pub fn nobody() -> Self {
         Self {
             pid: 0,
+            exe: None,
             bpf_objects: HashSet::new(),
         }
+    }
+
+    /// `exe` is the agent's own executable: an `aiwatch` command run by an
+    /// operator, recognised by path, not by name.
+    pub fn is_agent_binary(&self, exe: &str) -> bool {
+        self.exe.as_deref() == Some(exe)
     }
 
     /// `pid` is the agent or one of its threads.

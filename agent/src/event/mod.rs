@@ -96,6 +96,10 @@ pub struct Process {
     /// fd 0 or 1 of the process is a socket, checked at exec.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stdio_socket: bool,
+    /// The process runs the running agent's own executable (the same
+    /// path): an `aiwatch` command, such as `aiwatch profile freeze`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub agent_binary: bool,
     /// Nearest first; bounded to 8 entries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ancestors: Vec<Ancestor>,

@@ -18,16 +18,21 @@ pub enum AssetClass {
     Persistence,
     GpuDevice,
     Secret,
+    /// The running agent's own files: its executable, configuration,
+    /// policies and state, and its process memory (`/proc/<pid>/mem`).
+    /// Last, so it wins over every other class of the same path.
+    Aiwatch,
 }
 
 impl AssetClass {
-    pub const ALL: [AssetClass; 6] = [
+    pub const ALL: [AssetClass; 7] = [
         AssetClass::Dataset,
         AssetClass::Model,
         AssetClass::PickleModel,
         AssetClass::Persistence,
         AssetClass::GpuDevice,
         AssetClass::Secret,
+        AssetClass::Aiwatch,
     ];
 
     /// The name used in events, rules and configuration.
@@ -38,6 +43,7 @@ impl AssetClass {
             AssetClass::Dataset => "dataset",
             AssetClass::Secret => "secret",
             AssetClass::Persistence => "persistence",
+            AssetClass::Aiwatch => "aiwatch",
             AssetClass::GpuDevice => "gpu-device",
         }
     }

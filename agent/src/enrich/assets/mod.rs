@@ -52,6 +52,14 @@ pub struct AssetConfig {
     /// Character device majors that are GPUs whatever their path
     /// (default: 195, NVIDIA).
     pub gpu_majors: Vec<u32>,
+    /// The running agent's own files (class `aiwatch`), filled at start-up
+    /// from where it runs from and what it reads: never configured.
+    #[serde(skip)]
+    pub agent_files: Vec<String>,
+    /// The running agent's pid, for its `/proc/<pid>/mem` (class
+    /// `aiwatch`); none in replay.
+    #[serde(skip)]
+    pub agent_pid: Option<u32>,
 }
 
 impl Default for AssetConfig {
@@ -66,6 +74,8 @@ impl Default for AssetConfig {
             persistence: Vec::new(),
             exclude: Vec::new(),
             gpu_majors: vec![NVIDIA_MAJOR],
+            agent_files: Vec::new(),
+            agent_pid: None,
         }
     }
 }
@@ -104,6 +114,7 @@ pub struct AssetClassifier {
     sources: Vec<PatternSource>,
     gpu_majors: Vec<u32>,
     hint_basenames: Vec<String>,
+    agent_pid: Option<u32>,
 }
 
 impl AssetClassifier {
@@ -159,6 +170,7 @@ impl AssetClassifier {
             (AssetClass::Secret, &config.secret),
             (AssetClass::GpuDevice, &config.gpu_device),
             (AssetClass::Persistence, &config.persistence),
+            (AssetClass::Aiwatch, &config.agent_files),
         ];
         for (class, globs) in user_lists {
             for glob in globs {
@@ -175,6 +187,7 @@ impl AssetClassifier {
             sources,
             gpu_majors: config.gpu_majors.clone(),
             hint_basenames,
+            agent_pid: config.agent_pid,
         })
     }
 
@@ -193,6 +206,12 @@ impl AssetClassifier {
     pub fn classify(&self, path: &str, opener_pid: Option<u32>) -> Option<AssetClass> {
         if let Some(verdict) = proc_environ(path, opener_pid) {
             return verdict;
+        }
+        if self
+            .agent_pid
+            .is_some_and(|agent| proc_mem_of(path) == Some(agent))
+        {
+            return Some(AssetClass::Aiwatch);
         }
         let candidate = Candidate::new(path);
         let mut best: Option<AssetClass> = None;
@@ -250,11 +269,26 @@ impl AssetClassifier {
         interest
             .basenames
             .extend(self.hint_basenames.iter().cloned());
-        // `/proc/<pid>/environ` is classified by code, not by a glob.
+        // `/proc/<pid>/environ` and the agent's `/proc/<pid>/mem` are
+        // classified by code, not by a glob.
         interest.basenames.push("environ".to_string());
+        if self.agent_pid.is_some() {
+            interest.basenames.push("mem".to_string());
+        }
         interest.device_majors = self.gpu_majors.clone();
         interest.normalise();
         interest
+    }
+}
+
+/// The pid whose memory `/proc/<pid>/mem` or `/proc/<pid>/task/<tid>/mem`
+/// is.
+fn proc_mem_of(path: &str) -> Option<u32> {
+    let rest = path.strip_prefix("/proc/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [owner, "mem"] | [owner, "task", _, "mem"] => owner.parse().ok(),
+        _ => None,
     }
 }
 
