@@ -185,10 +185,14 @@ pub enum Stat {
     Filtered = 1,
     /// Events whose pending entry could not be stored (map full).
     PendingLost = 2,
+    /// Children of tracked processes that could not be added to
+    /// `TRACKED_PIDS` (map full): their events are filtered as untracked.
+    /// Counted on the `fork` slot.
+    TrackLost = 3,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 4;
     pub const fn index(self, kind_slot: u32) -> u32 {
         self as u32 * crate::KIND_SLOTS + kind_slot
     }

@@ -125,5 +125,5 @@ const _: () = {
 
 // Every (counter, kind) pair has its own `STATS` entry.
 const _: () = assert!(STATS_LEN == Stat::COUNT * KIND_SLOTS);
-const _: () = assert!(Stat::PendingLost as u32 == Stat::COUNT - 1);
-const _: () = assert!(Stat::PendingLost.index(KIND_SLOTS - 1) == STATS_LEN - 1);
+const _: () = assert!(Stat::TrackLost as u32 == Stat::COUNT - 1);
+const _: () = assert!(Stat::TrackLost.index(KIND_SLOTS - 1) == STATS_LEN - 1);

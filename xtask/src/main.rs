@@ -10,6 +10,7 @@
 
 mod bench;
 mod debian;
+mod fuzz;
 mod privilege;
 mod provision;
 mod python;
@@ -70,6 +71,8 @@ enum Task {
     Attacks,
     /// Measure what the agent costs (no agent / floor / agent), write docs/benchmarks.md.
     Bench(bench::Options),
+    /// Run the fuzz targets of fuzz/ (the agent's parsers) for a fixed time each.
+    Fuzz(fuzz::Options),
     /// Run the agent and the privileged suites on Debian's 6.1 and 6.12 kernels in QEMU guests.
     Vm(vm::Options),
     /// Inside a `cargo xtask vm` guest: the guest's init.
@@ -109,6 +112,11 @@ fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
         }
         Task::Test { args } => test::test(&Workspace::prepare()?, &args),
         Task::Vm(options) => vm::vm(&Workspace::prepare()?, &options),
+        Task::Fuzz(options) => {
+            let workspace = Workspace::prepare()?;
+            provision::setup(&workspace, Scope::Build)?;
+            fuzz::fuzz(&workspace, &options)
+        }
         Task::VmGuestInit => vm::guest_init(),
         Task::Attacks => {
             let args = [

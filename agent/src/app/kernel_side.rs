@@ -27,7 +27,7 @@ use crate::{
         loader::{self, LoadError, LoadOptions, Loaded},
         offsets::VMLINUX_BTF,
         ringbuf_usage::RingUsage,
-        stats::KernelStats,
+        stats::{KernelStats, PendingDrift},
     },
     metrics::Metrics,
     observe::http::Readiness,
@@ -99,6 +99,15 @@ impl KernelSide {
             .ok_or(KernelSetupError::MissingMap("STATS"))?;
         let kernel_stats: PerCpuArray<MapData, u64> = PerCpuArray::try_from(kernel_stats)
             .map_err(|_| KernelSetupError::MissingMap("STATS"))?;
+        let pending_drift = match PendingDrift::from_ebpf(&mut loaded.ebpf) {
+            Ok(drift) => Some(drift),
+            Err(map) => {
+                log::warn!(
+                    "the kernel programs lack {map}: evicted pending entries are not counted"
+                );
+                None
+            }
+        };
         Ok(KernelSide {
             loaded,
             interest_maps,
@@ -106,7 +115,7 @@ impl KernelSide {
             gpu_poller,
             ring,
             ring_usage,
-            kernel_stats: KernelStats::new(kernel_stats),
+            kernel_stats: KernelStats::new(kernel_stats, pending_drift),
             attached,
         })
     }

@@ -75,6 +75,12 @@ pub enum LossStage {
     /// The kernel could not store a syscall's pending entry (map full):
     /// the syscall's event is lost.
     KernelPending,
+    /// A privilege syscall's pending entry was evicted from the kernel's
+    /// LRU map before its exit: the syscall's event is lost.
+    KernelPendingEvicted,
+    /// A tracked process's child could not be added to the kernel's
+    /// tracking map: its events are filtered as an untracked process's.
+    KernelTracking,
     /// A record came out of the ring buffer but could not be decoded.
     Decode,
     /// A bounded user-space queue between stages was full.
@@ -84,9 +90,11 @@ pub enum LossStage {
 }
 
 impl LossStage {
-    pub const ALL: [LossStage; 5] = [
+    pub const ALL: [LossStage; 7] = [
         LossStage::KernelRingbuf,
         LossStage::KernelPending,
+        LossStage::KernelPendingEvicted,
+        LossStage::KernelTracking,
         LossStage::Decode,
         LossStage::Queue,
         LossStage::Sink,
@@ -96,6 +104,8 @@ impl LossStage {
         match self {
             LossStage::KernelRingbuf => "kernel_ringbuf",
             LossStage::KernelPending => "kernel_pending",
+            LossStage::KernelPendingEvicted => "kernel_pending_evicted",
+            LossStage::KernelTracking => "kernel_tracking",
             LossStage::Decode => "decode",
             LossStage::Queue => "queue",
             LossStage::Sink => "sink",

@@ -49,6 +49,16 @@ pub fn publish(kernel: &KernelStats, stats: &PipelineStats, metrics: &Metrics) {
     for lost in &totals.pending_lost {
         metrics.observe_lost_total(LossStage::KernelPending, lost.kind, lost.total);
     }
+    if totals.pending_evicted > 0 {
+        metrics.observe_lost_total(
+            LossStage::KernelPendingEvicted,
+            None,
+            totals.pending_evicted,
+        );
+    }
+    for lost in &totals.track_lost {
+        metrics.observe_lost_total(LossStage::KernelTracking, lost.kind, lost.total);
+    }
     // Changes through relative names are filtered after their path is
     // resolved, in user space; they count with the kernel's.
     let mut relative: Vec<Kind> = Kind::ALL

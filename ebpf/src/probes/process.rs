@@ -161,8 +161,12 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     }
     // Tracking is inherited in the kernel, so no child of a tracked process
     // escapes between its fork and the agent's reaction.
-    if is_tracked_pid(parent_tgid) {
-        let _ = TRACKED_PIDS.insert(child_tgid, aiwatch_common::TRACK_FULL, 0);
+    if is_tracked_pid(parent_tgid)
+        && TRACKED_PIDS
+            .insert(child_tgid, aiwatch_common::TRACK_FULL, 0)
+            .is_err()
+    {
+        count(Stat::TrackLost, EventKind::Fork.slot());
     }
     if !family_on(FAMILY_PROCESS) {
         count(Stat::Filtered, EventKind::Fork.slot());
