@@ -19,8 +19,14 @@ use super::AnomalyError;
 pub struct EngineStats {
     /// Profile files moved aside as corrupt or of another version.
     pub corrupt_profiles: u64,
-    /// Events of workloads beyond `max_profiles`, not profiled.
+    /// Events of workloads beyond `max_profiles`, not profiled (only when
+    /// every profile in memory is frozen, so none can be evicted).
     pub unprofiled_events: u64,
+    /// Profiles moved out of memory, least recently seen first, to make
+    /// room for a new workload under `max_profiles`. With a state
+    /// directory they are saved first and read back when their workload
+    /// returns.
+    pub evicted_profiles: u64,
     /// Alerts dropped by `max_alerts_per_minute`.
     pub suppressed_alerts: u64,
     /// Profile files that failed to save.
@@ -86,7 +92,9 @@ impl AnomalyEngine {
         if let Some(store) = &engine.store {
             let loaded = store.load_all()?;
             engine.stats.corrupt_profiles += loaded.corrupt;
-            for (profile, stamp) in loaded.profiles {
+            // Up to the cap; the others are read when their workload shows up.
+            let cap = engine.config.config.max_profiles;
+            for (profile, stamp) in loaded.profiles.into_iter().take(cap) {
                 let entry = Entry::new(profile, &engine.config, Some(stamp));
                 engine
                     .profiles
@@ -112,17 +120,20 @@ impl AnomalyEngine {
             name: workload.name.clone(),
         };
         if !self.profiles.contains_key(&key) {
-            if self.profiles.len() >= self.config.config.max_profiles {
+            if self.profiles.len() >= self.config.config.max_profiles && !self.evict_least_recent()
+            {
                 if self.stats.unprofiled_events == 0 {
                     log::warn!(
-                        "anomaly profiles are at their limit of {}; workload {key} and later new workloads are not profiled",
+                        "anomaly profiles are at their limit of {} and all frozen; workload {key} and later new workloads are not profiled",
                         self.config.config.max_profiles
                     );
                 }
                 self.stats.unprofiled_events += 1;
                 return out;
             }
-            let entry = Entry::new(Profile::new(key.clone()), &self.config, None);
+            let entry = self
+                .saved_entry(&key)
+                .unwrap_or_else(|| Entry::new(Profile::new(key.clone()), &self.config, None));
             self.profiles.insert(key.clone(), entry);
         }
         if let Some(entry) = self.profiles.get_mut(&key) {
@@ -130,6 +141,53 @@ impl AnomalyEngine {
             entry.observe(event, &self.config, &mut out);
         }
         out
+    }
+
+    /// Makes room for one profile: the least recently seen one that is not
+    /// frozen leaves memory, saved first when there is a state directory. A
+    /// flood of short-lived workloads thus cycles through the cache instead
+    /// of filling it for good; frozen profiles (an operator's decision) stay.
+    fn evict_least_recent(&mut self) -> bool {
+        let Some(victim) = self
+            .profiles
+            .iter()
+            .filter(|(_, entry)| !entry.profile.frozen)
+            .min_by_key(|(_, entry)| entry.clock_ns.unwrap_or(0))
+            .map(|(key, _)| key.clone())
+        else {
+            return false;
+        };
+        let Some(entry) = self.profiles.remove(&victim) else {
+            return false;
+        };
+        if let (Some(store), true) = (&self.store, entry.dirty) {
+            if let Err(error) = store.write(&entry.profile) {
+                self.stats.save_errors += 1;
+                log::warn!(
+                    "anomaly profile {victim} could not be saved before leaving memory: {error}"
+                );
+            }
+        }
+        self.stats.evicted_profiles += 1;
+        true
+    }
+
+    /// The saved profile of a workload that comes back after leaving memory.
+    fn saved_entry(&mut self, key: &WorkloadKey) -> Option<Entry> {
+        let store = self.store.as_ref()?;
+        let path = store.path_for(key);
+        let stamp = store::stamp(&path)?;
+        match ProfileStore::read(&path) {
+            Ok(profile) if &profile.workload == key => {
+                Some(Entry::new(profile, &self.config, Some(stamp)))
+            }
+            Ok(_) => None,
+            Err(error) => {
+                self.stats.corrupt_profiles += 1;
+                store.quarantine(&path, &error);
+                None
+            }
+        }
     }
 
     /// Moves the event clock without an event (the pipeline calls this with
@@ -240,10 +298,11 @@ impl AnomalyEngine {
                 },
             }
         }
-        // Files of workloads not in memory yet (`profile import`).
+        // Files of workloads not in memory yet (`profile import`), while
+        // there is room: the others are read when their workload returns.
         let known: HashSet<PathBuf> = self.profiles.keys().map(|k| store.path_for(k)).collect();
         for path in store.files()? {
-            if known.contains(&path) {
+            if known.contains(&path) || self.profiles.len() >= self.config.config.max_profiles {
                 continue;
             }
             match ProfileStore::read(&path) {

@@ -1097,3 +1097,47 @@ fn resolvers_come_from_resolv_conf() {
     );
     assert!(super::config::host_resolvers(&dir.path().join("missing")).is_empty());
 }
+
+#[test]
+fn a_flood_of_workloads_evicts_the_least_recent_profile_which_comes_back_from_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = AnomalyConfig {
+        max_profiles: 3,
+        ..test_config()
+    };
+    let mut engine = AnomalyEngine::new(config, Some(dir.path().to_path_buf())).expect("engine");
+    let first = ("inference", "first");
+    engine.observe(&exec(T0, first, "/usr/bin/python3", "/bin/sh"));
+    let pinned = ("inference", "pinned");
+    engine.observe(&exec(T0 - SEC, pinned, "/usr/bin/python3", "/bin/sh"));
+    let key = |name: &str| WorkloadKey {
+        kind: "inference".into(),
+        name: name.into(),
+    };
+    engine.set_frozen(&key("pinned"), true);
+    // A flood of new workloads, each seen once and later than the first.
+    for n in 0..20 {
+        let w = ("inference", format!("flood-{n}"));
+        engine.observe(&exec(
+            T0 + (n + 1) * SEC,
+            (w.0, &w.1),
+            "/bin/true",
+            "/bin/sh",
+        ));
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.unprofiled_events, 0, "the cap refused workloads");
+    assert_eq!(stats.evicted_profiles, 19);
+    // The frozen profile stayed although it was the least recent; the first
+    // one left memory, saved, and its file is there.
+    assert!(engine.profile(&key("pinned")).is_some());
+    assert!(engine.profile(&key("first")).is_none());
+    assert!(dir
+        .path()
+        .join(super::store::ProfileStore::file_name(&key("first")))
+        .exists());
+    // It comes back with what it had learned.
+    engine.observe(&exec(T0 + 30 * SEC, first, "/usr/bin/python3", "/bin/sh"));
+    let back = engine.profile(&key("first")).expect("read back");
+    assert!(back.executables.contains("/usr/bin/python3"));
+}

@@ -8,7 +8,7 @@ use crate::{
     alert::Alert,
     anomaly::{AnomalyConfig, AnomalyEngine, AnomalyError},
     event::Event,
-    metrics::{Metrics, ProfileState},
+    metrics::{EvictionTable, Metrics, ProfileState},
     policy::{PolicyEngine, PolicySet},
 };
 
@@ -62,6 +62,16 @@ impl Detectors {
         }
     }
 
+    /// Exports the rule engine's evictions.
+    pub fn report_rules(&self, metrics: &Metrics) {
+        if let Some(policy) = &self.policy {
+            let stats = policy.stats();
+            metrics
+                .observe_evictions_total(EvictionTable::ThrottleWindow, stats.throttle_evictions);
+            metrics.observe_evictions_total(EvictionTable::Sequence, stats.sequence_evictions);
+        }
+    }
+
     /// Exports profile states, and saves the profiles when asked.
     pub fn report_profiles(&mut self, metrics: &Metrics, save: bool) {
         let Some(anomaly) = &mut self.anomaly else {
@@ -76,6 +86,10 @@ impl Detectors {
                 .unwrap_or(0);
             metrics.set_anomaly_profiles(state, n as u64);
         }
+        let stats = anomaly.stats();
+        metrics.observe_evictions_total(EvictionTable::AnomalyProfile, stats.evicted_profiles);
+        metrics.observe_anomaly_profile_errors_total("corrupt", stats.corrupt_profiles);
+        metrics.observe_anomaly_profile_errors_total("save", stats.save_errors);
         if save {
             if let Err(err) = anomaly.save() {
                 log::warn!("cannot save anomaly profiles: {err}");

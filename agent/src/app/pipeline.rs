@@ -24,7 +24,7 @@ use crate::{
     event::{Access, AssetClass, Event, FileInfo, Kind},
     ingest::decode::Record,
     metrics::pipeline_stats::PipelineStats,
-    metrics::{EgressTotals, Metrics},
+    metrics::{EgressTotals, EvictionTable, Metrics},
     observe::http::Readiness,
     policy::{PolicyReloader, ReloadOutcome},
     sink::{stream::StreamHub, SinkSender},
@@ -267,6 +267,11 @@ impl Pipeline {
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
         self.sync_workload_series(now);
         self.detectors.report_profiles(&self.metrics, save_profiles);
+        self.detectors.report_rules(&self.metrics);
+        self.metrics.observe_evictions_total(
+            EvictionTable::Process,
+            self.enricher.table.stats().live_evicted,
+        );
         let snapshot = Arc::new(self.analyzer.inventory_snapshot());
         if let Ok(mut slot) = self.inventory.lock() {
             *slot = snapshot;

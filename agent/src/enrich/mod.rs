@@ -65,7 +65,11 @@ pub struct Enricher {
 impl Enricher {
     pub fn new(limits: TableLimits, clock: BootClock, use_procfs: bool) -> Self {
         Self {
-            table: ProcessTable::new(limits.max_live, limits.max_exited),
+            table: if use_procfs {
+                ProcessTable::new(limits.max_live, limits.max_exited).with_procfs_checks()
+            } else {
+                ProcessTable::new(limits.max_live, limits.max_exited)
+            },
             clock,
             use_procfs,
             stats: EnrichStats::default(),

@@ -41,7 +41,8 @@ pub struct ProcessEntry {
 pub struct TableStats {
     /// Exited entries dropped to stay within the cap (normal churn).
     pub exited_evicted: u64,
-    /// Live entries dropped because the table was full.
+    /// Live entries dropped because the table was full: stale ones first
+    /// (the process is gone, its exit was lost), else the newest.
     pub live_evicted: u64,
     /// Entries replaced because their pid was reused.
     pub pid_reused: u64,
@@ -54,7 +55,12 @@ pub struct ProcessTable {
     max_live: usize,
     max_exited: usize,
     stats: TableStats,
+    /// Whether `/proc` tells which entries are stale (off in replay).
+    check_procfs: bool,
 }
+
+/// Oldest live entries checked against `/proc` for one eviction.
+const STALE_CHECKS: usize = 8;
 
 impl ProcessTable {
     pub fn new(max_live: usize, max_exited: usize) -> Self {
@@ -64,7 +70,15 @@ impl ProcessTable {
             max_live: max_live.max(1),
             max_exited,
             stats: TableStats::default(),
+            check_procfs: false,
         }
+    }
+
+    /// Lets eviction ask `/proc` which entries are stale: only for a live
+    /// host, not for replayed events.
+    pub fn with_procfs_checks(mut self) -> Self {
+        self.check_procfs = true;
+        self
     }
 
     pub fn stats(&self) -> TableStats {
@@ -184,15 +198,31 @@ impl ProcessTable {
         }
     }
 
-    /// Drops the live entry that started first: under pressure, long-lived
-    /// entries whose exit was lost are the likeliest stale ones.
+    /// Drops one live entry to make room, never init's. First a stale one:
+    /// among the oldest entries, one whose process is gone (its exit was
+    /// lost). Else the newest: a full table of live processes is a flood,
+    /// and what a flood adds is new, while init and long-running model
+    /// servers are old. An evicted process that acts again is read back
+    /// from `/proc`.
     fn evict_one_live(&mut self) {
-        if let Some(&pid) = self
-            .live
-            .values()
-            .min_by_key(|p| p.start_ns)
-            .map(|p| &p.pid)
-        {
+        let candidates = || self.live.values().filter(|p| p.pid != 1);
+        let stale = if self.check_procfs {
+            let mut oldest: Vec<(u64, u32)> = candidates().map(|p| (p.start_ns, p.pid)).collect();
+            let checks = oldest.len().min(STALE_CHECKS);
+            if checks > 0 && checks < oldest.len() {
+                oldest.select_nth_unstable(checks - 1);
+            }
+            oldest.truncate(checks);
+            oldest.sort_unstable();
+            oldest
+                .into_iter()
+                .map(|(_, pid)| pid)
+                .find(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        } else {
+            None
+        };
+        let victim = stale.or_else(|| candidates().max_by_key(|p| p.start_ns).map(|p| p.pid));
+        if let Some(pid) = victim {
             self.live.remove(&pid);
             self.stats.live_evicted += 1;
         }
@@ -275,16 +305,39 @@ mod tests {
     }
 
     #[test]
-    fn live_entries_are_bounded_and_counted() {
+    fn a_flood_of_live_processes_evicts_the_newest_never_init_or_the_old() {
         let mut t = ProcessTable::new(8, 8);
-        for pid in 1..=20 {
-            t.upsert(entry(pid, 0, pid as u64, "/bin/sleep"));
+        // init and a long-running model server, then a flood.
+        t.upsert(entry(1, 0, 1, "/sbin/init"));
+        t.upsert(entry(500, 1, 2, "/usr/bin/python3"));
+        for pid in 1000..1100 {
+            t.upsert(entry(pid, 1, pid as u64, "/bin/sleep"));
         }
         assert_eq!(t.live_count(), 8);
-        assert_eq!(t.stats().live_evicted, 12);
-        // The oldest went first.
-        assert!(t.get(1).is_none());
-        assert!(t.get(20).is_some());
+        assert_eq!(t.stats().live_evicted, 94);
+        assert!(t.get(1).is_some(), "init was evicted");
+        assert!(t.get(500).is_some(), "the model server was evicted");
+        // The flood's last process is in the table: each newcomer replaced
+        // the previous newest.
+        assert!(t.get(1099).is_some());
+    }
+
+    #[test]
+    fn stale_entries_go_before_live_ones() {
+        // pids above the kernel's maximum (4,194,304) never exist.
+        let (gone_a, gone_b) = (4_194_400, 4_194_401);
+        let me = std::process::id();
+        let mut t = ProcessTable::new(4, 4).with_procfs_checks();
+        t.upsert(entry(1, 0, 1, "/sbin/init"));
+        t.upsert(entry(me, 1, 2, "/usr/bin/python3"));
+        t.upsert(entry(gone_a, 1, 3, "/bin/sleep"));
+        t.upsert(entry(gone_b, 1, 4, "/bin/sleep"));
+        t.upsert(entry(77, 1, 5, "/bin/true"));
+        // The oldest stale entry made room; init and the live process stay.
+        assert!(t.get(gone_a).is_none());
+        assert!(t.get(gone_b).is_some());
+        assert!(t.get(1).is_some() && t.get(me).is_some() && t.get(77).is_some());
+        assert_eq!(t.stats().live_evicted, 1);
     }
 
     #[test]

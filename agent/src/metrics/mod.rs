@@ -89,6 +89,37 @@ pub enum LossStage {
     Sink,
 }
 
+/// The bounded tables of the agent, for `aiwatch_evictions_total{table}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictionTable {
+    /// Live processes of the process table (stale first, else the newest).
+    Process,
+    /// Rule throttle windows (the oldest sixteenth at a time).
+    ThrottleWindow,
+    /// Partial matches of sequence rules.
+    Sequence,
+    /// Anomaly profiles in memory (the least recently seen, saved first).
+    AnomalyProfile,
+}
+
+impl EvictionTable {
+    pub const ALL: [EvictionTable; 4] = [
+        EvictionTable::Process,
+        EvictionTable::ThrottleWindow,
+        EvictionTable::Sequence,
+        EvictionTable::AnomalyProfile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionTable::Process => "process",
+            EvictionTable::ThrottleWindow => "throttle_window",
+            EvictionTable::Sequence => "sequence",
+            EvictionTable::AnomalyProfile => "anomaly_profile",
+        }
+    }
+}
+
 impl LossStage {
     pub const ALL: [LossStage; 7] = [
         LossStage::KernelRingbuf,
@@ -212,6 +243,8 @@ pub struct Metrics {
     workload_model_read_bytes: IntCounterVec,
     workload_series_overflow: IntCounter,
     anomaly_profiles: IntGaugeVec,
+    evictions: IntCounterVec,
+    anomaly_profile_errors: IntCounterVec,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
     task_failures: IntCounterVec,
@@ -372,6 +405,22 @@ impl Metrics {
         for state in ProfileState::ALL {
             anomaly_profiles.with_label_values(&[state.as_str()]);
         }
+        let evictions = reg.counter_vec(
+            "aiwatch_evictions_total",
+            "Entries a bounded table dropped to make room, by table.",
+            &["table"],
+        )?;
+        for table in EvictionTable::ALL {
+            evictions.with_label_values(&[table.as_str()]);
+        }
+        let anomaly_profile_errors = reg.counter_vec(
+            "aiwatch_anomaly_profile_errors_total",
+            "Profile files moved aside as corrupt, or that could not be saved.",
+            &["error"],
+        )?;
+        for error in ["corrupt", "save"] {
+            anomaly_profile_errors.with_label_values(&[error]);
+        }
 
         let build_info = reg.gauge_vec(
             "aiwatch_build_info",
@@ -430,6 +479,8 @@ impl Metrics {
             workload_model_read_bytes,
             workload_series_overflow,
             anomaly_profiles,
+            evictions,
+            anomaly_profile_errors,
             probe_attached,
             ready,
             task_failures,

@@ -114,6 +114,18 @@ impl Metrics {
         }
     }
 
+    /// The total evictions of `table` so far (an absolute value).
+    pub fn observe_evictions_total(&self, table: super::EvictionTable, total: u64) {
+        let counter = self.evictions.with_label_values(&[table.as_str()]);
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
+
+    /// The total profile-file errors of one kind (`corrupt`, `save`) so far.
+    pub fn observe_anomaly_profile_errors_total(&self, error: &str, total: u64) {
+        let counter = self.anomaly_profile_errors.with_label_values(&[error]);
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
+
     /// Number of anomaly profiles in `state`.
     pub fn set_anomaly_profiles(&self, state: ProfileState, profiles: u64) {
         self.anomaly_profiles
