@@ -37,6 +37,9 @@ pub struct Config {
     pub sink_group: Option<String>,
     pub families: Families,
     pub queue_capacity: usize,
+    /// Bytes the records in that queue may hold, strings and captures
+    /// included (default 64 MiB): see `ingest::queue`.
+    pub queue_max_bytes: usize,
     pub process_table: TableLimits,
     pub state_dir: PathBuf,
     /// The unix socket of `aiwatch alerts|events --follow` (root only);
@@ -83,6 +86,7 @@ impl Default for Config {
             sink_group: None,
             families: Families::default(),
             queue_capacity: 65_536,
+            queue_max_bytes: 64 << 20,
             process_table: TableLimits::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
             stream_socket: Some(PathBuf::from(crate::sink::stream::DEFAULT_SOCKET)),

@@ -11,7 +11,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     Ebpf,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     analyze::workload::WorkloadChange,
@@ -20,7 +20,7 @@ use crate::{
         assets::{host_interest, AssetClassifier, AssetError},
         procfs_seed,
     },
-    ingest::{decode::Record, gpu_ioctl::GpuIoctlPoller, tcp_summary::PeriodicSummaries},
+    ingest::{gpu_ioctl::GpuIoctlPoller, queue::RecordSender, tcp_summary::PeriodicSummaries},
     kernel::{
         cgroups::CgroupPurpose,
         interest::{InterestError, KernelInterestMaps},
@@ -213,7 +213,7 @@ pub fn track_workloads(maps: &mut KernelInterestMaps, changes: &[WorkloadChange]
 pub fn start_tcp_summaries(
     ebpf: &mut Ebpf,
     config: &Config,
-    queue: mpsc::Sender<Record>,
+    queue: RecordSender,
     stats: std::sync::Arc<crate::metrics::pipeline_stats::PipelineStats>,
     shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {

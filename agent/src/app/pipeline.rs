@@ -11,8 +11,6 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
-
 use crate::{
     alert::Alert,
     analyze::workload::WorkloadChange,
@@ -22,7 +20,7 @@ use crate::{
     enforce::Enforcer,
     enrich::Enricher,
     event::{Access, AssetClass, Event, FileInfo, Kind},
-    ingest::decode::Record,
+    ingest::{decode::Record, queue::RecordReceiver},
     metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, EvictionTable, Metrics},
     observe::http::Readiness,
@@ -121,7 +119,7 @@ impl Pipeline {
 
 impl Pipeline {
     /// Runs until the queue closes (the reader stopped), then saves state.
-    pub async fn run(mut self, mut queue: mpsc::Receiver<Record>) {
+    pub async fn run(mut self, mut queue: RecordReceiver) {
         let mut batch = Vec::with_capacity(256);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

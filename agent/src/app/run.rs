@@ -15,7 +15,7 @@ use std::{
 
 use tokio::{
     signal::unix::{signal, SignalKind},
-    sync::{mpsc, watch},
+    sync::watch,
     task::JoinHandle,
 };
 
@@ -31,7 +31,7 @@ use crate::{
     clock::BootClock,
     enforce::{EnforceMapError, EnforceMaps, Enforcer, PID_FILE},
     enrich::Enricher,
-    ingest::{decode::Record, reader},
+    ingest::{queue::record_queue, reader},
     kernel::stats::{KernelStats, KindTotal},
     metrics::pipeline_stats::PipelineStats,
     metrics::{Metrics, MetricsConfig, MetricsError},
@@ -194,7 +194,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let sinks = outputs.spawn(&config, &stats, shutdown_rx.clone())?;
-    let (queue_tx, queue_rx) = mpsc::channel::<Record>(config.queue_capacity.max(1));
+    let (queue_tx, queue_rx) = record_queue(config.queue_capacity, config.queue_max_bytes);
     let mut sources = Vec::new();
     if let Some(task) = start_tcp_summaries(
         &mut kernel.loaded.ebpf,

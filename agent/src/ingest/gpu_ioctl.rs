@@ -14,11 +14,14 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap, PerCpuValues},
     Ebpf,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     clock::now_boot_ns,
-    ingest::decode::{self, Record},
+    ingest::{
+        decode::{self, Record},
+        queue::RecordSender,
+    },
     kernel::interest::InterestError,
 };
 
@@ -119,7 +122,7 @@ impl GpuIoctlPoller {
     pub async fn run(
         mut self,
         interval: Duration,
-        queue: mpsc::Sender<Record>,
+        queue: RecordSender,
         stats: std::sync::Arc<crate::metrics::pipeline_stats::PipelineStats>,
         mut shutdown: watch::Receiver<bool>,
     ) {

@@ -4,5 +4,6 @@
 
 pub mod decode;
 pub mod gpu_ioctl;
+pub mod queue;
 pub mod reader;
 pub mod tcp_summary;

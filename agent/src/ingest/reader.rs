@@ -17,14 +17,11 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use tokio::{
-    io::unix::AsyncFd,
-    sync::{mpsc, watch},
-};
+use tokio::{io::unix::AsyncFd, sync::watch};
 
 use crate::{
     event::Kind,
-    ingest::decode::{self, Record},
+    ingest::{decode, queue::RecordSender},
     metrics::pipeline_stats::PipelineStats,
 };
 
@@ -34,7 +31,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Reads until `shutdown` turns true, then drains what is left and returns.
 pub async fn run(
     ring: RingBuf<MapData>,
-    queue: mpsc::Sender<Record>,
+    queue: RecordSender,
     stats: Arc<PipelineStats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -59,7 +56,7 @@ pub async fn run(
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, queue: &mpsc::Sender<Record>, stats: &PipelineStats) {
+fn drain(ring: &mut RingBuf<MapData>, queue: &RecordSender, stats: &PipelineStats) {
     stats.reader_drains.fetch_add(1, Relaxed);
     while let Some(item) = ring.next() {
         match decode::decode(&item) {

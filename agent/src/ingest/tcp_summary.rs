@@ -26,11 +26,14 @@ use aya::{
     programs::{Iter, ProgramError, ProgramFd},
     Btf, Ebpf,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     clock::now_boot_ns,
-    ingest::decode::{self, net::open_connection, Common, Payload, Record},
+    ingest::{
+        decode::{self, net::open_connection, Common, Payload, Record},
+        queue::RecordSender,
+    },
 };
 
 /// The names the kernel object gives them (`ebpf/src/probes/net.rs`).
@@ -85,7 +88,7 @@ impl PeriodicSummaries {
     /// Reports open connections every interval until `shutdown`.
     pub async fn run(
         self,
-        queue: mpsc::Sender<Record>,
+        queue: RecordSender,
         stats: std::sync::Arc<crate::metrics::pipeline_stats::PipelineStats>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -109,7 +112,7 @@ impl PeriodicSummaries {
     /// A summary the full queue has no room for is dropped and counted.
     pub fn report(
         &self,
-        queue: &mpsc::Sender<Record>,
+        queue: &RecordSender,
         stats: &crate::metrics::pipeline_stats::PipelineStats,
     ) -> Result<usize, SummaryError> {
         let round_start = now_boot_ns();

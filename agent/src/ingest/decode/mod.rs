@@ -131,6 +131,54 @@ pub struct Record {
     pub payload: Payload,
 }
 
+impl Record {
+    /// What the record holds in memory, its strings and buffers included:
+    /// the measure of the queue's byte bound. An estimate that only needs
+    /// to be the same on both ends of the queue and near the truth.
+    pub fn queued_bytes(&self) -> usize {
+        fn path(p: &Option<ResolvedPath>) -> usize {
+            p.as_ref().map_or(0, |p| p.path.len())
+        }
+        let heap = match &self.payload {
+            Payload::Exec(exec) => {
+                size_of::<Exec>()
+                    + exec.filename.len()
+                    + path(&exec.exe)
+                    + exec
+                        .argv
+                        .iter()
+                        .map(|arg| arg.len() + size_of::<String>())
+                        .sum::<usize>()
+            }
+            Payload::File(op) => {
+                size_of::<FileOp>()
+                    + op.name.len()
+                    + op.name2.as_ref().map_or(0, String::len)
+                    + path(&op.opened)
+                    + path(&op.dir)
+                    + path(&op.dir2)
+            }
+            Payload::Net(net) => {
+                size_of::<net::Net>() + net.unix_path.as_ref().map_or(0, String::len)
+            }
+            Payload::Dns(_) => size_of::<net::Dns>() + DNS_NAME_ESTIMATE,
+            Payload::Syscall(call) => {
+                size_of::<privilege::Syscall>()
+                    + call.text.as_ref().map_or(0, String::len)
+                    + path(&call.path)
+            }
+            Payload::ClearText(text) => size_of::<clear_text::ClearText>() + text.data.len(),
+            Payload::Fork(_) | Payload::Exit(_) | Payload::TcpSummary(_) | Payload::GpuIoctl(_) => {
+                0
+            }
+        };
+        size_of::<Record>() + self.common.comm.len() + heap
+    }
+}
+
+/// A DNS question's name, at most 255 bytes: counted at its longest.
+const DNS_NAME_ESTIMATE: usize = 256;
+
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let header: EventHeader = read_pod(bytes).ok_or(DecodeError::TooShort { len: bytes.len() })?;
