@@ -36,6 +36,10 @@ impl ByteBudget {
     }
 }
 
+/// The queue had no room for a record, in count or in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueFull;
+
 /// The sources' end: cheap to clone, never blocks.
 #[derive(Clone, Debug)]
 pub struct RecordSender {
@@ -67,16 +71,16 @@ pub fn record_queue(capacity: usize, max_bytes: usize) -> (RecordSender, RecordR
 }
 
 impl RecordSender {
-    /// Queues `record`, or gives it back when the queue is full in records
-    /// or in bytes (the caller counts the drop).
-    pub fn try_send(&self, record: Record) -> Result<(), Record> {
+    /// Queues `record`, or drops it when the queue is full in records or
+    /// in bytes (the caller counts the drop).
+    pub fn try_send(&self, record: Record) -> Result<(), QueueFull> {
         let bytes = record.queued_bytes();
         if !self.budget.try_take(bytes) {
-            return Err(record);
+            return Err(QueueFull);
         }
-        self.tx.try_send(record).map_err(|error| {
+        self.tx.try_send(record).map_err(|_| {
             self.budget.give_back(bytes);
-            error.into_inner()
+            QueueFull
         })
     }
 
