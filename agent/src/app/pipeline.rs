@@ -266,6 +266,11 @@ impl Pipeline {
         self.sync_workload_series(now);
         self.detectors.report_profiles(&self.metrics, save_profiles);
         self.detectors.report_rules(&self.metrics);
+        self.metrics.observe_stream_dropped_total(
+            self.stream
+                .dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         self.metrics.observe_evictions_total(
             EvictionTable::Process,
             self.enricher.table.stats().live_evicted,

@@ -245,6 +245,7 @@ pub struct Metrics {
     anomaly_profiles: IntGaugeVec,
     evictions: IntCounterVec,
     anomaly_profile_errors: IntCounterVec,
+    stream_dropped: IntCounter,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
     task_failures: IntCounterVec,
@@ -413,6 +414,10 @@ impl Metrics {
         for table in EvictionTable::ALL {
             evictions.with_label_values(&[table.as_str()]);
         }
+        let stream_dropped = reg.counter(
+            "aiwatch_stream_dropped_total",
+            "Lines the live stream (aiwatch alerts|events --follow) dropped for readers that fell behind.",
+        )?;
         let anomaly_profile_errors = reg.counter_vec(
             "aiwatch_anomaly_profile_errors_total",
             "Profile files moved aside as corrupt, or that could not be saved.",
@@ -481,6 +486,7 @@ impl Metrics {
             anomaly_profiles,
             evictions,
             anomaly_profile_errors,
+            stream_dropped,
             probe_attached,
             ready,
             task_failures,

@@ -120,6 +120,12 @@ impl Metrics {
         counter.inc_by(total.saturating_sub(counter.get()));
     }
 
+    /// The live stream's dropped lines so far (an absolute value).
+    pub fn observe_stream_dropped_total(&self, total: u64) {
+        self.stream_dropped
+            .inc_by(total.saturating_sub(self.stream_dropped.get()));
+    }
+
     /// The total profile-file errors of one kind (`corrupt`, `save`) so far.
     pub fn observe_anomaly_profile_errors_total(&self, error: &str, total: u64) {
         let counter = self.anomaly_profile_errors.with_label_values(&[error]);
