@@ -40,19 +40,20 @@ fn finish(mut child: Child) {
 }
 
 #[test]
-fn signals_to_the_agent_are_reported_and_alert() {
+fn signals_to_the_agent_are_reported_and_a_freeze_alerts() {
     let agent = Agent::start();
-    // SIGCONT and SIGURG change nothing for a running agent; SIGWINCH is a
-    // notification the rule leaves out. One by kill(), one by
-    // pidfd_send_signal(), one by tgkill() to another of its threads.
+    // A freeze and a thaw by kill(), then signals that change nothing for
+    // a running agent: SIGURG by pidfd_send_signal() and by tgkill() to
+    // another of its threads, SIGWINCH by kill().
     let script = r#"
-import os, signal, sys
+import ctypes, os, signal, sys, time
 agent = int(sys.argv[1])
+os.kill(agent, signal.SIGSTOP)
+time.sleep(0.2)
 os.kill(agent, signal.SIGCONT)
 pidfd = os.pidfd_open(agent)
 signal.pidfd_send_signal(pidfd, signal.SIGURG)
 thread = next(int(t) for t in os.listdir(f"/proc/{agent}/task") if int(t) != agent)
-import ctypes
 L = ctypes.c_long
 ctypes.CDLL(None).syscall(L(234), L(agent), L(thread), L(int(signal.SIGURG)))
 os.kill(agent, signal.SIGWINCH)
@@ -65,12 +66,13 @@ sys.stdin.read()
             kind_of(e) == "signal" && pid_of(e) == pid && get(e, "syscall.signal") == name
         }
     };
-    let cont = agent.wait_event("SIGCONT to the agent", by_signal("SIGCONT"));
+    // The freeze is read once the agent runs again.
+    let stop = agent.wait_event("SIGSTOP to the agent", by_signal("SIGSTOP"));
     assert_eq!(
-        get(&cont, "syscall.target_pid").as_u64(),
+        get(&stop, "syscall.target_pid").as_u64(),
         Some(u64::from(agent.pid()))
     );
-    assert_eq!(get(&cont, "syscall.target_agent"), true);
+    assert_eq!(get(&stop, "syscall.target_agent"), true);
     let urg = agent.wait_event("SIGURG to the agent", by_signal("SIGURG"));
     assert_eq!(get(&urg, "syscall.target_agent"), true);
     agent.wait_event("SIGWINCH to the agent", by_signal("SIGWINCH"));
@@ -88,14 +90,16 @@ sys.stdin.read()
         a["rule"] == "aiwatch.signal" && get(a, "event.process.pid").as_u64() == Some(pid)
     });
     assert_eq!(alert["severity"], "critical");
+    assert_eq!(get(&alert, "event.syscall.signal"), "SIGSTOP");
     // The rule's throttle is one per sender a minute: a second sender shows
-    // that SIGWINCH alone is quiet.
+    // that signals which change nothing are quiet.
     let (child, quiet_pid, _) = attempt(
-        "import os, signal, sys\nos.kill(int(sys.argv[1]), signal.SIGWINCH)\nprint('sent', flush=True)\nsys.stdin.read()\n",
+        "import os, signal, sys\nagent = int(sys.argv[1])\nos.kill(agent, signal.SIGWINCH)\n\
+         os.kill(agent, signal.SIGCONT)\nprint('sent', flush=True)\nsys.stdin.read()\n",
         &agent,
     );
-    agent.wait_event("a lone SIGWINCH", |e| {
-        kind_of(e) == "signal" && pid_of(e) == quiet_pid
+    agent.wait_event("a lone SIGCONT", |e| {
+        kind_of(e) == "signal" && pid_of(e) == quiet_pid && get(e, "syscall.signal") == "SIGCONT"
     });
     finish(child);
     agent.sentinel();
@@ -104,7 +108,7 @@ sys.stdin.read()
             .alerts()
             .iter()
             .any(|a| get(a, "event.process.pid").as_u64() == Some(quiet_pid)),
-        "SIGWINCH alone raised an alert"
+        "SIGWINCH or SIGCONT alone raised an alert"
     );
 }
 
