@@ -122,6 +122,10 @@ pub enum EnforcementHook {
     SchedProcessExec,
     /// `kill(2)` from the agent, after the event crossed the ring buffer.
     UserSpace,
+    /// EPERM from `cgroup/connect4`/`connect6`: no packet was sent.
+    CgroupConnect,
+    /// EPERM from `cgroup/sendmsg4`/`sendmsg6` (UDP): no datagram was sent.
+    CgroupSendmsg,
 }
 
 impl EnforcementHook {
@@ -129,6 +133,8 @@ impl EnforcementHook {
         match self {
             EnforcementHook::SchedProcessExec => "sched_process_exec",
             EnforcementHook::UserSpace => "user_space",
+            EnforcementHook::CgroupConnect => "cgroup_connect",
+            EnforcementHook::CgroupSendmsg => "cgroup_sendmsg",
         }
     }
 }

@@ -318,6 +318,9 @@ pub const NET_FLAG_UNIX_ABSTRACT: u16 = 2;
 pub const NET_FLAG_TRACKED: u16 = 4;
 /// `local` was read from the kernel socket after the syscall.
 pub const NET_FLAG_LOCAL_FROM_SOCKET: u16 = 8;
+/// An egress allowlist refused the connect in the kernel
+/// (`cgroup/connect4`/`connect6` returned EPERM).
+pub const NET_FLAG_DENIED: u16 = 16;
 
 /// connect, accept, bind, listen and UDP sends.
 #[repr(C)]

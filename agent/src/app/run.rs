@@ -158,7 +158,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // restart) are discovered from /proc and tracked from the start.
     let running: Vec<_> = enricher.table.live().cloned().collect();
     let changes = analyzer.seed_running(&running);
-    track_workloads(&mut kernel.interest_maps, &changes);
+    let scopes = enforcer.scopes();
+    track_workloads(&mut kernel.interest_maps, &scopes, &changes);
     let joined = changes
         .iter()
         .filter(|c| matches!(c, WorkloadChange::Joined { .. }))
@@ -211,7 +212,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             inventory,
-            on_changes: Box::new(move |changes| track_workloads(&mut interest_maps, changes)),
+            on_changes: Box::new(move |changes| {
+                track_workloads(&mut interest_maps, &scopes, changes)
+            }),
         },
         Some(policy_reloads),
     );

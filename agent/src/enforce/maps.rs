@@ -1,13 +1,22 @@
-//! The kernel's enforcement maps (`ebpf/src/probes/enforce.rs`): the exec
-//! deny list, the never-touch list and the control slots.
+//! The kernel's enforcement maps (`ebpf/src/probes/enforce.rs` and
+//! `egress.rs`): the exec deny list, the never-touch list, the control
+//! slots, and the egress allowlists by enforcement scope.
 
-use std::{collections::HashSet, os::unix::fs::MetadataExt, path::Path};
+use std::{collections::HashSet, net::IpAddr, os::unix::fs::MetadataExt, path::Path};
 
-use aiwatch_common::{ExeKey, ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON};
+use aiwatch_common::{
+    EgressKey, ExeKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS, ENFORCE_KILL_BUDGET,
+    ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
+};
 use aya::{
-    maps::{Array, HashMap, MapData, MapError},
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, HashMap, MapData, MapError,
+    },
     Ebpf,
 };
+
+use crate::policy::kernel_plan::EgressPeer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceMapError {
@@ -38,6 +47,28 @@ pub struct EnforceMaps {
     exec_deny: HashMap<MapData, ExeKey, u32>,
     never_touch: HashMap<MapData, ExeKey, u32>,
     control: Array<MapData, u64>,
+    egress_allow: LpmTrie<MapData, EgressKey, u32>,
+    egress_scopes: HashMap<MapData, u32, u32>,
+    /// What the last `set_egress` wrote, so the next removes what is gone.
+    egress_written: HashSet<(u32, EgressKey)>,
+}
+
+/// The trie key of `peer` in `scope`: the scope and port, then the address
+/// (IPv4 as IPv4-mapped IPv6), with the network's prefix.
+pub fn egress_key(scope: u16, peer: &EgressPeer) -> (u32, EgressKey) {
+    let (addr, bits) = match peer.net.network() {
+        IpAddr::V4(v4) => (v4.to_ipv6_mapped(), 96 + u32::from(peer.net.prefix_len())),
+        IpAddr::V6(v6) => (v6, u32::from(peer.net.prefix_len())),
+    };
+    (
+        EGRESS_KEY_FIXED_BITS + bits,
+        EgressKey {
+            scope: u32::from(scope).to_be_bytes(),
+            port: peer.port.unwrap_or(0).to_be_bytes(),
+            _pad: [0; 2],
+            addr: addr.octets(),
+        },
+    )
 }
 
 fn take<T: TryFrom<aya::maps::Map>>(
@@ -54,6 +85,9 @@ impl EnforceMaps {
             exec_deny: take(ebpf, "EXEC_DENY")?,
             never_touch: take(ebpf, "NEVER_TOUCH")?,
             control: take(ebpf, "ENFORCE_CONTROL")?,
+            egress_allow: take(ebpf, "EGRESS_ALLOW")?,
+            egress_scopes: take(ebpf, "EGRESS_SCOPES")?,
+            egress_written: HashSet::new(),
         })
     }
 
@@ -82,6 +116,53 @@ impl EnforceMaps {
     /// Replaces the exec deny list (`value`: a rule slot per key).
     pub fn set_exec_deny(&mut self, wanted: &[(ExeKey, u32)]) -> Result<(), EnforceMapError> {
         replace(&mut self.exec_deny, "EXEC_DENY", wanted)
+    }
+
+    /// Replaces the enforced egress allowlists: each scope listed is
+    /// enforced with exactly its peers; every other scope is not.
+    pub fn set_egress(
+        &mut self,
+        allowlists: &[(u16, Vec<EgressPeer>)],
+    ) -> Result<(), EnforceMapError> {
+        let update = |map| move |source| EnforceMapError::Update { map, source };
+        let wanted: HashSet<(u32, EgressKey)> = allowlists
+            .iter()
+            .flat_map(|(scope, peers)| peers.iter().map(|peer| egress_key(*scope, peer)))
+            .collect();
+        // Entries first, then the scopes: a scope is never enforced with
+        // part of its list.
+        for (bits, key) in &wanted {
+            self.egress_allow
+                .insert(&Key::new(*bits, *key), 1, 0)
+                .map_err(update("EGRESS_ALLOW"))?;
+        }
+        let scopes: HashSet<u32> = allowlists
+            .iter()
+            .map(|(scope, _)| u32::from(*scope))
+            .collect();
+        for scope in &scopes {
+            self.egress_scopes
+                .insert(scope, EGRESS_ENFORCED, 0)
+                .map_err(update("EGRESS_SCOPES"))?;
+        }
+        let stale: Vec<u32> = self
+            .egress_scopes
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|scope| !scopes.contains(scope))
+            .collect();
+        for scope in stale {
+            self.egress_scopes
+                .remove(&scope)
+                .map_err(update("EGRESS_SCOPES"))?;
+        }
+        for (bits, key) in self.egress_written.difference(&wanted) {
+            self.egress_allow
+                .remove(&Key::new(*bits, *key))
+                .map_err(update("EGRESS_ALLOW"))?;
+        }
+        self.egress_written = wanted;
+        Ok(())
     }
 
     pub fn set_never_touch(&mut self, wanted: &[(ExeKey, u32)]) -> Result<(), EnforceMapError> {

@@ -27,7 +27,8 @@ pub use switch::{switch_command, SwitchCommand};
 
 use crate::{
     alert::{Action, Alert, Enforcement, EnforcementHook, EnforcementMode, Outcome, Severity},
-    event::KernelAction,
+    event::{KernelAction, Kind},
+    kernel::scopes::{self, EnforcementScopes, SharedScopes},
     metrics::Metrics,
     policy::{
         kernel_plan::{self, KernelRule, Placement},
@@ -42,7 +43,10 @@ pub const RATE_LIMIT_RULE: &str = "enforcement.kill-budget-spent";
 /// Where each rule with an action is carried out, from the last policy set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Placed {
-    Kernel,
+    /// The exec kill at `sched_process_exec`.
+    KernelExec,
+    /// The egress allowlist at `cgroup/connect*` and `cgroup/sendmsg*`.
+    KernelEgress,
     UserSpace,
     NotEnforced,
 }
@@ -56,6 +60,9 @@ pub struct Enforcer {
     maps: Option<EnforceMaps>,
     /// Rule id → its file's mode (if set) and its placement.
     rules: HashMap<String, (Option<EnforcementMode>, Placed)>,
+    /// Workload name → enforcement scope, shared with the tracking of
+    /// workload members (`app::kernel_side::track_workloads`).
+    scopes: SharedScopes,
 }
 
 impl Enforcer {
@@ -66,7 +73,14 @@ impl Enforcer {
             config,
             maps,
             rules: HashMap::new(),
+            scopes: EnforcementScopes::shared(),
         }
+    }
+
+    /// The scopes the kernel's maps are keyed by; the tracking of workload
+    /// members must use the same.
+    pub fn scopes(&self) -> SharedScopes {
+        self.scopes.clone()
     }
 
     /// Whether kills and denials are carried out at all.
@@ -101,6 +115,7 @@ impl Enforcer {
         }
         self.rules.clear();
         let mut exec_deny = Vec::new();
+        let mut egress = Vec::new();
         let mut counts = (0, 0, 0);
         for (slot, placed) in kernel_plan::plan(policies).into_iter().enumerate() {
             let rule = placed.rule;
@@ -119,7 +134,17 @@ impl Enforcer {
                         }
                     }
                     counts.0 += 1;
-                    Placed::Kernel
+                    Placed::KernelExec
+                }
+                Placement::Kernel(KernelRule::EgressAllow { workload, peers }) => {
+                    if mode == EnforcementMode::Enforce {
+                        let scope = scopes::lock(&self.scopes).scope(workload);
+                        if scope != 0 {
+                            egress.push((scope, peers.clone()));
+                        }
+                    }
+                    counts.0 += 1;
+                    Placed::KernelEgress
                 }
                 Placement::UserSpace(why) => {
                     log::warn!(
@@ -155,6 +180,7 @@ impl Enforcer {
             let result = maps
                 .set_never_touch(&never_touch)
                 .and_then(|()| maps.set_exec_deny(&exec_deny))
+                .and_then(|()| maps.set_egress(&egress))
                 .and_then(|()| {
                     maps.set_control(
                         self.active,
@@ -163,12 +189,19 @@ impl Enforcer {
                     )
                 });
             match result {
-                Ok(()) => log::info!(
-                    "kernel enforcement: {} executables killed at exec, {} never touched, {}",
-                    exec_deny.len(),
-                    never_touch.len(),
-                    if self.active { "on" } else { "off" }
-                ),
+                Ok(()) => {
+                    log::info!(
+                        "kernel enforcement: {} executables killed at exec, {} never touched, {}",
+                        exec_deny.len(),
+                        never_touch.len(),
+                        if self.active { "on" } else { "off" }
+                    );
+                    log::info!(
+                        "kernel egress enforcement: {} workload allowlist(s), {} destination(s)",
+                        egress.len(),
+                        egress.iter().map(|(_, peers)| peers.len()).sum::<usize>()
+                    );
+                }
                 Err(err) => log::error!("kernel enforcement maps not updated: {err}"),
             }
         }
@@ -193,7 +226,11 @@ impl Enforcer {
             .unwrap_or((None, Placed::UserSpace));
         let mode = self.mode_of(file_mode);
         let hook = match placed {
-            Placed::Kernel => EnforcementHook::SchedProcessExec,
+            Placed::KernelExec => EnforcementHook::SchedProcessExec,
+            Placed::KernelEgress if alert.event.kind == Kind::UdpSend => {
+                EnforcementHook::CgroupSendmsg
+            }
+            Placed::KernelEgress => EnforcementHook::CgroupConnect,
             _ => EnforcementHook::UserSpace,
         };
         let (outcome, taken, extra) = match (alert.action, alert.event.kernel_action) {
@@ -202,7 +239,7 @@ impl Enforcer {
                 (Outcome::WouldKill, false, Some(budget_spent(alert)))
             }
             (Action::Kill, None)
-                if mode == EnforcementMode::Enforce && placed != Placed::Kernel =>
+                if mode == EnforcementMode::Enforce && placed != Placed::KernelExec =>
             {
                 let process = &alert.event.process;
                 let killed = same_process(process.pid, &process.start_time) && kill(process.pid);
@@ -219,6 +256,19 @@ impl Enforcer {
             // Audit mode, the switch off, or a kernel rule the kernel's
             // rails spared (the agent, pid 1, never-touch).
             (Action::Kill, _) => (Outcome::WouldKill, false, None),
+            (Action::Deny, Some(KernelAction::Denied)) => (Outcome::Denied, true, None),
+            // A UDP send is reported at syscall entry, before
+            // `cgroup/sendmsg*` decides on the same map: with the scope
+            // enforced the kernel refuses it.
+            (Action::Deny, None)
+                if placed == Placed::KernelEgress
+                    && mode == EnforcementMode::Enforce
+                    && alert.event.kind == Kind::UdpSend =>
+            {
+                (Outcome::Denied, true, None)
+            }
+            // Audit mode, the switch off, or a connect made before the
+            // process's scope reached the kernel.
             _ => (Outcome::WouldDeny, false, None),
         };
         alert.action_taken = taken;

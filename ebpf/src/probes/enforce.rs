@@ -53,7 +53,7 @@ static KILL_BUDGETS: LruHashMap<u64, KillBudget> = LruHashMap::with_max_entries(
 const SIGKILL: u32 = 9;
 
 #[inline(always)]
-fn control(slot: u32) -> u64 {
+pub fn control(slot: u32) -> u64 {
     ENFORCE_CONTROL.get(slot).copied().unwrap_or(0)
 }
 
