@@ -126,6 +126,8 @@ pub enum EnforcementHook {
     CgroupConnect,
     /// EPERM from `cgroup/sendmsg4`/`sendmsg6` (UDP): no datagram was sent.
     CgroupSendmsg,
+    /// EPERM from `cgroup/dev`: the device was not opened.
+    CgroupDevice,
 }
 
 impl EnforcementHook {
@@ -135,6 +137,7 @@ impl EnforcementHook {
             EnforcementHook::UserSpace => "user_space",
             EnforcementHook::CgroupConnect => "cgroup_connect",
             EnforcementHook::CgroupSendmsg => "cgroup_sendmsg",
+            EnforcementHook::CgroupDevice => "cgroup_device",
         }
     }
 }

@@ -97,6 +97,9 @@ pub const FAMILY_ALL: u32 = 31;
 ///
 /// Report every event of it (file, network, privilege), whatever the path.
 pub const TRACK_FULL: u32 = 1;
+/// May open accelerator devices while accelerator deny is on (a declared
+/// workload's processes and cgroups; `probes/accel.rs`).
+pub const TRACK_ACCEL_ALLOWED: u32 = 2;
 /// The purpose bits of a tracking value; the bits above them hold the
 /// process's or cgroup's enforcement scope ([`track_scope`]).
 pub const TRACK_PURPOSE_MASK: u32 = 0xffff;
@@ -181,7 +184,15 @@ pub const ENFORCE_ON: u32 = 0;
 pub const ENFORCE_KILL_BUDGET: u32 = 1;
 /// The kill-budget window in nanoseconds.
 pub const ENFORCE_KILL_WINDOW_NS: u32 = 2;
-pub const ENFORCE_CONTROL_LEN: u32 = 3;
+/// Accelerator deny: [`ACCEL_OFF`], [`ACCEL_AUDIT`] or [`ACCEL_ENFORCE`].
+pub const ENFORCE_ACCEL: u32 = 3;
+pub const ENFORCE_CONTROL_LEN: u32 = 4;
+
+/// Values of `ENFORCE_CONTROL[ENFORCE_ACCEL]`: accelerator opens outside
+/// the allowlist are let through unmarked, marked "would deny", or refused.
+pub const ACCEL_OFF: u64 = 0;
+pub const ACCEL_AUDIT: u64 = 1;
+pub const ACCEL_ENFORCE: u64 = 2;
 
 /// Key of the `EGRESS_ALLOW` LPM trie: a destination a scope may reach.
 /// `prefix_len` (in the trie's key) counts bits from `scope`: 64 for the

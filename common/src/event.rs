@@ -294,6 +294,11 @@ pub const FILE_FLAG_NAME_TRUNCATED: u16 = 64;
 /// interest sets cannot test before the path is resolved: user space keeps
 /// the event only if the resolved path is of interest.
 pub const FILE_FLAG_UNCHECKED: u16 = 128;
+/// `cgroup/dev` refused the open: an accelerator device, and the process is
+/// outside the accelerator allowlist (EPERM).
+pub const FILE_FLAG_ACCEL_DENIED: u16 = 256;
+/// As [`FILE_FLAG_ACCEL_DENIED`], in audit mode: the open was let through.
+pub const FILE_FLAG_ACCEL_WOULD_DENY: u16 = 512;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]

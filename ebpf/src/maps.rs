@@ -6,7 +6,7 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aiwatch_common::{
     filter_bit, track_scope, Stat, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, STATS_LEN,
-    TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL,
+    TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL, TRACK_PURPOSE_MASK,
 };
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,
@@ -101,6 +101,20 @@ pub fn tracked_pid_value(tgid: u32) -> Option<u32> {
     }
     // SAFETY: the value is copied out at once (see `is_tracked`).
     unsafe { TRACKED_PIDS.get(tgid) }.copied()
+}
+
+/// The purpose bits of the current process: its own (`TRACKED_PIDS`) and
+/// its cgroup's (`TRACKED_CGROUPS`), together.
+#[inline(always)]
+pub fn tracked_purposes(tgid: u32) -> u32 {
+    let own = tracked_pid_value(tgid).unwrap_or(0);
+    let cgroup = if tracking(TRACKING_CGROUPS) {
+        // SAFETY: the value is copied out at once (see `is_tracked`).
+        unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }.map_or(0, |value| *value)
+    } else {
+        0
+    };
+    (own | cgroup) & TRACK_PURPOSE_MASK
 }
 
 /// The enforcement scope of the current process: its own (`TRACKED_PIDS`),

@@ -94,12 +94,16 @@ struct Netns {
 
 impl Netns {
     fn start(ports: &[u16]) -> Netns {
+        // Tests of this file run side by side: each its own namespace,
+        // links and subnet.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 10;
         let pid = std::process::id();
-        let name = format!("aiwatch-egress-{pid}");
-        let host_if = format!("awe{}", pid % 100_000);
-        let peer_if = format!("awf{}", pid % 100_000);
-        let subnet = 100 + pid % 100;
-        let (host_ip, ip) = (format!("10.214.{subnet}.1"), format!("10.214.{subnet}.2"));
+        let name = format!("aiwatch-egress-{pid}-{n}");
+        let host_if = format!("awe{}{n}", pid % 100_000);
+        let peer_if = format!("awf{}{n}", pid % 100_000);
+        let subnet = format!("10.{}.{}", 200 + n, pid % 250);
+        let (host_ip, ip) = (format!("{subnet}.1"), format!("{subnet}.2"));
         run_ok("ip", &["netns", "add", &name]);
         run_ok(
             "ip",

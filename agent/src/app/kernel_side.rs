@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use aiwatch_common::TRACK_ACCEL_ALLOWED;
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     Ebpf,
@@ -186,14 +187,20 @@ pub fn track_workloads(
                 pid,
                 holds_container,
                 workload,
+                declared,
             } => {
                 let scope = scopes::lock(scopes).scope(&workload.name);
-                maps.track_pid(*pid, scope).and_then(|()| {
+                // Declared workloads may open accelerators under
+                // accelerator deny; discovered ones never.
+                let purposes = if *declared { TRACK_ACCEL_ALLOWED } else { 0 };
+                maps.track_pid(*pid, purposes, scope).and_then(|()| {
                     if !*holds_container {
                         return Ok(());
                     }
                     match procfs_seed::cgroup_id(*pid) {
-                        Some(id) => maps.hold_cgroup(*pid, id, CgroupPurpose::Trace, scope),
+                        Some(id) => {
+                            maps.hold_cgroup(*pid, id, CgroupPurpose::DeclaredContainer, scope)
+                        }
                         // It exited already: its Left follows.
                         None => Ok(()),
                     }

@@ -5,7 +5,7 @@
 use std::{collections::HashSet, net::IpAddr, os::unix::fs::MetadataExt, path::Path};
 
 use aiwatch_common::{
-    EgressKey, ExeKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS, ENFORCE_KILL_BUDGET,
+    EgressKey, ExeKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS, ENFORCE_ACCEL, ENFORCE_KILL_BUDGET,
     ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
 };
 use aya::{
@@ -46,6 +46,7 @@ pub fn exe_key(path: &Path) -> std::io::Result<ExeKey> {
 pub struct EnforceMaps {
     exec_deny: HashMap<MapData, ExeKey, u32>,
     never_touch: HashMap<MapData, ExeKey, u32>,
+    accel_allow_exes: HashMap<MapData, ExeKey, u32>,
     control: Array<MapData, u64>,
     egress_allow: LpmTrie<MapData, EgressKey, u32>,
     egress_scopes: HashMap<MapData, u32, u32>,
@@ -84,6 +85,7 @@ impl EnforceMaps {
         Ok(EnforceMaps {
             exec_deny: take(ebpf, "EXEC_DENY")?,
             never_touch: take(ebpf, "NEVER_TOUCH")?,
+            accel_allow_exes: take(ebpf, "ACCEL_ALLOW_EXES")?,
             control: take(ebpf, "ENFORCE_CONTROL")?,
             egress_allow: take(ebpf, "EGRESS_ALLOW")?,
             egress_scopes: take(ebpf, "EGRESS_SCOPES")?,
@@ -91,16 +93,19 @@ impl EnforceMaps {
         })
     }
 
-    /// Sets the switch and the kill budget.
+    /// Sets the switch, the kill budget and the accelerator deny mode
+    /// (`ACCEL_*`).
     pub fn set_control(
         &mut self,
         on: bool,
         kill_budget: u64,
         window_ns: u64,
+        accel: u64,
     ) -> Result<(), EnforceMapError> {
         for (slot, value) in [
             (ENFORCE_KILL_BUDGET, kill_budget),
             (ENFORCE_KILL_WINDOW_NS, window_ns),
+            (ENFORCE_ACCEL, accel),
             (ENFORCE_ON, u64::from(on)),
         ] {
             self.control
@@ -167,6 +172,11 @@ impl EnforceMaps {
 
     pub fn set_never_touch(&mut self, wanted: &[(ExeKey, u32)]) -> Result<(), EnforceMapError> {
         replace(&mut self.never_touch, "NEVER_TOUCH", wanted)
+    }
+
+    /// Replaces the executables allowed to open accelerators.
+    pub fn set_accel_allow(&mut self, wanted: &[(ExeKey, u32)]) -> Result<(), EnforceMapError> {
+        replace(&mut self.accel_allow_exes, "ACCEL_ALLOW_EXES", wanted)
     }
 }
 

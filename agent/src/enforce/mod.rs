@@ -21,13 +21,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use config::{EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
+use aiwatch_common::{ExeKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF};
+
+pub use config::{AcceleratorDeny, EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
 pub use maps::{exe_key, EnforceMapError, EnforceMaps};
 pub use switch::{switch_command, SwitchCommand};
 
 use crate::{
     alert::{Action, Alert, Enforcement, EnforcementHook, EnforcementMode, Outcome, Severity},
-    event::{KernelAction, Kind},
+    event::{Event, KernelAction, Kind},
     kernel::scopes::{self, EnforcementScopes, SharedScopes},
     metrics::Metrics,
     policy::{
@@ -39,6 +41,10 @@ use crate::{
 /// The rule id of the critical alert raised when a cgroup's kill budget is
 /// spent and the kernel stops killing there.
 pub const RATE_LIMIT_RULE: &str = "enforcement.kill-budget-spent";
+
+/// The rule id of the alert raised for an accelerator open outside the
+/// accelerator allowlist (`enforcement.accelerators`).
+pub const ACCELERATOR_RULE: &str = "enforcement.accelerator-denied";
 
 /// Where each rule with an action is carried out, from the last policy set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,28 +170,30 @@ impl Enforcer {
             self.rules.insert(rule.id.clone(), (rule.enforcement, kind));
         }
         metrics.set_enforcement_rules(counts.0, counts.1, counts.2);
-        let never_touch: Vec<_> = self
-            .config
-            .never_touch
-            .iter()
-            .filter_map(|path| match exe_key(path) {
-                Ok(key) => Some((key, 0)),
-                Err(err) => {
-                    log::warn!("never_touch {}: cannot be resolved: {err}", path.display());
-                    None
-                }
-            })
-            .collect();
+        let never_touch = resolve_all("never_touch", &self.config.never_touch);
+        let accel_allow = resolve_all(
+            "accelerators.allow_executables",
+            &self.config.accelerators.allow_executables,
+        );
+        let accel = if !self.config.accelerators.deny {
+            ACCEL_OFF
+        } else if self.mode_of(None) == EnforcementMode::Enforce {
+            ACCEL_ENFORCE
+        } else {
+            ACCEL_AUDIT
+        };
         if let Some(maps) = &mut self.maps {
             let result = maps
                 .set_never_touch(&never_touch)
                 .and_then(|()| maps.set_exec_deny(&exec_deny))
                 .and_then(|()| maps.set_egress(&egress))
+                .and_then(|()| maps.set_accel_allow(&accel_allow))
                 .and_then(|()| {
                     maps.set_control(
                         self.active,
                         self.config.kill_budget,
                         self.config.kill_window_secs.saturating_mul(1_000_000_000),
+                        accel,
                     )
                 });
             match result {
@@ -200,6 +208,15 @@ impl Enforcer {
                         "kernel egress enforcement: {} workload allowlist(s), {} destination(s)",
                         egress.len(),
                         egress.iter().map(|(_, peers)| peers.len()).sum::<usize>()
+                    );
+                    log::info!(
+                        "kernel accelerator deny: {}, {} executable(s) allowed besides declared workloads",
+                        match accel {
+                            ACCEL_OFF => "off",
+                            ACCEL_AUDIT => "audit",
+                            _ => "enforce",
+                        },
+                        accel_allow.len()
                     );
                 }
                 Err(err) => log::error!("kernel enforcement maps not updated: {err}"),
@@ -216,7 +233,9 @@ impl Enforcer {
         alert: &mut Alert,
         same_process: impl Fn(u32, &str) -> bool,
     ) -> Option<Alert> {
-        if alert.action == Action::Alert {
+        // Plain alerts, and alerts of what the kernel did outside any rule
+        // (`kernel_alert`), which carry their enforcement already.
+        if alert.action == Action::Alert || alert.enforcement.is_some() {
             return None;
         }
         let (file_mode, placed) = self
@@ -275,6 +294,60 @@ impl Enforcer {
         alert.enforcement = Some(Enforcement { outcome, hook });
         extra
     }
+}
+
+impl Enforcer {
+    /// The alert for an event the kernel enforced on by itself, outside any
+    /// rule: an accelerator open outside the accelerator allowlist, refused
+    /// or (audit mode) let through.
+    pub fn kernel_alert(&self, event: &Event) -> Option<Alert> {
+        if event.kind != Kind::Open {
+            return None;
+        }
+        let (outcome, taken) = match event.kernel_action? {
+            KernelAction::Denied => (Outcome::Denied, true),
+            KernelAction::WouldDeny => (Outcome::WouldDeny, false),
+            _ => return None,
+        };
+        let process = &event.process;
+        let path = event.file.as_ref().map_or("", |file| file.path.as_str());
+        Some(Alert {
+            time: event.time.clone(),
+            rule: ACCELERATOR_RULE.into(),
+            severity: Severity::High,
+            summary: format!(
+                "{} (pid {}) {} accelerator device {path}: it is not in a declared workload nor an allowed executable",
+                process.exe,
+                process.pid,
+                if taken { "was refused" } else { "opened (audit mode)" }
+            ),
+            tags: vec!["enforcement".into(), "accelerator".into()],
+            action: Action::Deny,
+            action_taken: taken,
+            enforcement: Some(Enforcement {
+                outcome,
+                hook: EnforcementHook::CgroupDevice,
+            }),
+            workload: event.workload.clone(),
+            event: event.clone(),
+            steps: Vec::new(),
+        })
+    }
+}
+
+/// Resolves configured executables to their identities; one that cannot
+/// be resolved is named in the log and left out.
+fn resolve_all(key: &str, paths: &[PathBuf]) -> Vec<(ExeKey, u32)> {
+    paths
+        .iter()
+        .filter_map(|path| match exe_key(path) {
+            Ok(key) => Some((key, 0)),
+            Err(err) => {
+                log::warn!("{key} {}: cannot be resolved: {err}", path.display());
+                None
+            }
+        })
+        .collect()
 }
 
 /// Sends SIGKILL from user space; never to the agent or pid 1.

@@ -286,14 +286,15 @@ impl KernelInterestMaps {
 
     /// Reports every file operation of `pid` (and of the children it forks
     /// from now on: the kernel copies the entry at fork), and puts it in
-    /// enforcement `scope` (0: none; `kernel::scopes`).
-    pub fn track_pid(&mut self, pid: u32, scope: u16) -> Result<(), InterestError> {
+    /// enforcement `scope` (0: none; `kernel::scopes`). `purposes` are
+    /// `TRACK_*` bits beside `TRACK_FULL`, which is always set.
+    pub fn track_pid(&mut self, pid: u32, purposes: u32, scope: u16) -> Result<(), InterestError> {
         if self.pids.is_empty() {
             // The flag first: the kernel skips the map while it is clear.
             self.set_tracking(TRACKING_PIDS, true)?;
         }
         self.tracked_pids
-            .insert(pid, track_value(TRACK_FULL, scope), 0)
+            .insert(pid, track_value(TRACK_FULL | purposes, scope), 0)
             .map_err(update("TRACKED_PIDS"))?;
         self.pids.insert(pid);
         Ok(())
@@ -311,7 +312,7 @@ impl KernelInterestMaps {
     }
 
     /// `pid` holds its cgroup v2 `id` in `TRACKED_CGROUPS` for `purpose`:
-    /// with [`CgroupPurpose::Trace`], every event of every process in the
+    /// with [`CgroupPurpose::DeclaredContainer`], every event of every process in the
     /// cgroup is reported, whether or not it descends from a tracked one.
     /// `scope` is the enforcement scope of the cgroup's workload (0: none).
     pub fn hold_cgroup(

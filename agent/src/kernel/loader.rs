@@ -13,7 +13,9 @@ use aiwatch_common::{
     KernelOffsets, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
 };
 use aya::{
-    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupDevice, CgroupSockAddr, ProgramError, RawTracePoint, TracePoint,
+    },
     sys::SyscallError,
     Ebpf, EbpfError, EbpfLoader,
 };
@@ -35,6 +37,8 @@ pub enum Attach {
     /// A `cgroup/<hook>` program on the root of the cgroup v2 hierarchy
     /// (enforcement: every process of the host passes through it).
     CgroupRoot,
+    /// The `cgroup/dev` program, on the same root.
+    CgroupDeviceRoot,
 }
 
 /// One program and where it attaches.
@@ -360,6 +364,13 @@ pub const PROBES: &[Probe] = &[
     cgroup_root("egress_connect6"),
     cgroup_root("egress_sendmsg4"),
     cgroup_root("egress_sendmsg6"),
+    // Enforcement: accelerator deny (probes/accel.rs).
+    Probe {
+        program: "accel_device",
+        attach: Attach::CgroupDeviceRoot,
+        family: 0,
+        required: false,
+    },
 ];
 
 /// An optional enforcement program on the cgroup v2 root.
@@ -551,6 +562,18 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
             // a cgroup link; the kernel runs link-attached programs as
             // "multi", so programs other tools attach below the root
             // (systemd, container runtimes) keep running beside ours.
+            program.attach(&root, CgroupAttachMode::Single)?;
+        }
+        Attach::CgroupDeviceRoot => {
+            let root = cgroup2_root().map_err(|io_error| SyscallError {
+                call: "find the cgroup v2 hierarchy",
+                io_error,
+            })?;
+            let program: &mut CgroupDevice = program.try_into()?;
+            program.load()?;
+            // As above: a link, run beside the device programs systemd and
+            // container runtimes attach below the root; any of them
+            // refusing an access refuses it.
             program.attach(&root, CgroupAttachMode::Single)?;
         }
     }

@@ -88,7 +88,7 @@ pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
 
 /// The device and inode of `mm->exe_file`.
 #[inline(always)]
-fn exe_key(mm: *const u8) -> Option<ExeKey> {
+pub fn exe_key(mm: *const u8) -> Option<ExeKey> {
     // Every read is a checked copy (`kernel::read`).
     let exe_file = read_ptr(mm, offset!(mm_exe_file));
     let inode = read_ptr(exe_file, offset!(file_f_inode));

@@ -92,6 +92,21 @@ pub struct FilePending {
 #[map]
 static FILE_PENDING: HashMap<u64, FilePending> = HashMap::with_max_entries(8192, 0);
 
+/// Adds `flag` to the current thread's pending open: the `cgroup/dev`
+/// program runs inside the open, between its entry and exit tracepoints,
+/// so the event the exit builds says what it decided.
+#[inline(always)]
+pub fn mark_pending(flag: u16) {
+    if !pending_any(PENDING_FILE) {
+        return;
+    }
+    if let Some(pending) = FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        // SAFETY: `pending` points into a live map value, valid for this
+        // program run; only this thread's syscall uses its entry.
+        unsafe { (*pending).header_flags |= flag };
+    }
+}
+
 /// Where a pending value is built: too big for the stack.
 #[map]
 static FILE_SCRATCH: PerCpuArray<FilePending> = PerCpuArray::with_max_entries(1, 0);

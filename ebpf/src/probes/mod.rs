@@ -1,5 +1,6 @@
 //! One module per event family.
 
+mod accel;
 mod egress;
 mod enforce;
 mod file;
