@@ -230,6 +230,9 @@ fn accelerator_deny_refuses_outsiders_and_lets_the_allowlist_through() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let setup = start("enforce");
     let node = Node::new(240);
+    let (_, body) = setup.agent.http_get("/readyz");
+    let ready: Value = serde_json::from_str(&body).expect("/readyz is JSON");
+    assert_eq!(ready["enforcement_hooks"]["cgroup_device"], true, "{body}");
 
     let mut outsider = Opener::start(Path::new(PYTHON), None, setup.dir.path());
     assert_eq!(outsider.open(&node), "EPERM", "outside the allowlist");

@@ -347,6 +347,18 @@ fn an_enforced_egress_allowlist_refuses_other_peers_with_eperm() {
         "kernel egress enforcement: 1 workload allowlist(s)",
         EVENT_TIMEOUT,
     );
+    // This host offers the hooks, and says so in /readyz and the metrics.
+    let (_, body) = setup.agent.http_get("/readyz");
+    let ready: Value = serde_json::from_str(&body).expect("/readyz is JSON");
+    for hook in ["cgroup_connect", "cgroup_sendmsg", "sched_process_exec"] {
+        assert_eq!(ready["enforcement_hooks"][hook], true, "{body}");
+    }
+    assert_eq!(ready["enforcement_hooks"]["bpf_lsm"], false, "{body}");
+    let (_, metrics) = setup.agent.http_get("/metrics");
+    assert!(
+        metrics.contains("aiwatch_enforcement_mode{hook=\"cgroup_connect\"} 1"),
+        "{metrics}"
+    );
     let mut client = start_client(&setup);
     let allowed = setup.allowed.local_addr().expect("addr").port();
     let denied = setup.denied.local_addr().expect("addr").port();

@@ -29,7 +29,7 @@ use crate::{
     app::outputs::{OutputError, Outputs},
     app::pipeline::{InventorySnapshot, Outlets, Pipeline, Stages},
     clock::BootClock,
-    enforce::{EnforceMapError, EnforceMaps, Enforcer, PID_FILE},
+    enforce::{EnforceMapError, EnforceMaps, EnforcementHooks, Enforcer, PID_FILE},
     enrich::Enricher,
     ingest::{decode::Record, reader},
     kernel::stats::{KernelStats, KindTotal},
@@ -146,6 +146,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &config.state_dir,
         Some(enforce_maps),
     );
+    let hooks = EnforcementHooks::from_probes(&kernel.loaded.probes);
+    readiness.set_enforcement_hooks(hooks.list());
+    enforcer.set_hooks(hooks, &metrics);
     enforcer.apply(&policies, &metrics);
     let pid_file = write_pid_file(&config.state_dir);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);

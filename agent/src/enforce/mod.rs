@@ -13,6 +13,7 @@
 //! event the kernel acted on.
 
 pub mod config;
+mod hooks;
 pub mod maps;
 mod switch;
 
@@ -24,6 +25,7 @@ use std::{
 use aiwatch_common::{ExeKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF};
 
 pub use config::{AcceleratorDeny, EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
+pub use hooks::EnforcementHooks;
 pub use maps::{exe_key, EnforceMapError, EnforceMaps};
 pub use switch::{switch_command, SwitchCommand};
 
@@ -69,6 +71,8 @@ pub struct Enforcer {
     /// Workload name → enforcement scope, shared with the tracking of
     /// workload members (`app::kernel_side::track_workloads`).
     scopes: SharedScopes,
+    /// Where the kernel can enforce on this host.
+    hooks: EnforcementHooks,
 }
 
 impl Enforcer {
@@ -80,6 +84,25 @@ impl Enforcer {
             maps,
             rules: HashMap::new(),
             scopes: EnforcementScopes::shared(),
+            hooks: EnforcementHooks::default(),
+        }
+    }
+
+    /// Says where the kernel can enforce (start-up, before `apply`): once
+    /// in the log, in `/readyz` detail (by the caller) and in
+    /// `aiwatch_enforcement_mode{hook}`.
+    pub fn set_hooks(&mut self, hooks: EnforcementHooks, metrics: &Metrics) {
+        self.hooks = hooks;
+        for (hook, usable) in hooks.list() {
+            metrics.set_enforcement_mode(hook, usable);
+        }
+        if hooks.list().iter().take(4).all(|(_, usable)| *usable) {
+            log::info!("{}", hooks.describe());
+        } else {
+            log::warn!(
+                "{}; rules that need a missing hook report would-kill/would-deny",
+                hooks.describe()
+            );
         }
     }
 
@@ -123,10 +146,24 @@ impl Enforcer {
         let mut exec_deny = Vec::new();
         let mut egress = Vec::new();
         let mut counts = (0, 0, 0);
+        let mut fallbacks = 0;
         for (slot, placed) in kernel_plan::plan(policies).into_iter().enumerate() {
             let rule = placed.rule;
             let mode = self.mode_of(rule.enforcement);
-            let kind = match &placed.placement {
+            let placement = self.usable(placed.placement);
+            if rule.action == Action::Deny
+                && matches!(placement, Placement::Kernel(KernelRule::ExecDeny { .. }))
+            {
+                // A deny at exec can only be a kill: the exec has happened
+                // when the kernel sees the new image.
+                fallbacks += 1;
+                log::warn!(
+                    "rule {} ({}): deny falls back to a kill at exec: no kernel hook refuses an exec here (BPF LSM is not used)",
+                    rule.id,
+                    mode.as_str()
+                );
+            }
+            let kind = match &placement {
                 Placement::Kernel(KernelRule::ExecDeny { exes }) => {
                     if mode == EnforcementMode::Enforce {
                         for exe in exes {
@@ -170,6 +207,12 @@ impl Enforcer {
             self.rules.insert(rule.id.clone(), (rule.enforcement, kind));
         }
         metrics.set_enforcement_rules(counts.0, counts.1, counts.2);
+        metrics.set_enforcement_fallback_rules(fallbacks);
+        if self.config.accelerators.deny && !self.hooks.device {
+            log::warn!(
+                "enforcement.accelerators.deny is set, but cgroup/dev is not attached: accelerator opens are neither refused nor reported as would-deny"
+            );
+        }
         let never_touch = resolve_all("never_touch", &self.config.never_touch);
         let accel_allow = resolve_all(
             "accelerators.allow_executables",
@@ -276,6 +319,11 @@ impl Enforcer {
             // rails spared (the agent, pid 1, never-touch).
             (Action::Kill, _) => (Outcome::WouldKill, false, None),
             (Action::Deny, Some(KernelAction::Denied)) => (Outcome::Denied, true, None),
+            // A deny rule the kernel carries out as a kill at exec.
+            (Action::Deny, Some(KernelAction::Killed)) => (Outcome::Killed, true, None),
+            (Action::Deny, Some(KernelAction::KillRateLimited)) => {
+                (Outcome::WouldDeny, false, Some(budget_spent(alert)))
+            }
             // A UDP send is reported at syscall entry, before
             // `cgroup/sendmsg*` decides on the same map: with the scope
             // enforced the kernel refuses it.
@@ -332,6 +380,25 @@ impl Enforcer {
             event: event.clone(),
             steps: Vec::new(),
         })
+    }
+}
+
+impl Enforcer {
+    /// The placement the kernel of this host can honour: a kernel
+    /// placement whose hook did not attach is not enforced, and says why.
+    fn usable(&self, placement: Placement) -> Placement {
+        match placement {
+            Placement::Kernel(KernelRule::ExecDeny { .. }) if !self.hooks.exec => {
+                Placement::UserSpace("sched_process_exec is not attached on this host".into())
+            }
+            Placement::Kernel(KernelRule::EgressAllow { .. }) if !self.hooks.egress() => {
+                Placement::NotEnforced(
+                    "cgroup/connect and cgroup/sendmsg are not both attached on this host; it alerts would-deny"
+                        .into(),
+                )
+            }
+            other => other,
+        }
     }
 }
 

@@ -111,6 +111,11 @@ fn place(rule: &Rule) -> Placement {
         return fallback("its exceptions are tested in user space".into());
     }
     if rule.action == Action::Deny {
+        // A deny of an exec can only be a kill at exec (the enforcer says
+        // so in the log and in aiwatch_enforcement_fallback_rules).
+        if let Ok(exes) = exec_deny(cond) {
+            return Placement::Kernel(KernelRule::ExecDeny { exes });
+        }
         return match egress_allow(cond) {
             Ok((workload, peers)) => Placement::Kernel(KernelRule::EgressAllow { workload, peers }),
             Err(why) => fallback(format!(
