@@ -128,6 +128,9 @@ pub enum EnforcementHook {
     CgroupSendmsg,
     /// EPERM from `cgroup/dev`: the device was not opened.
     CgroupDevice,
+    /// SIGKILL at the exit of `open`/`openat`/`openat2`: the process never
+    /// returned to user space holding the descriptor.
+    SysExitOpen,
 }
 
 impl EnforcementHook {
@@ -138,6 +141,7 @@ impl EnforcementHook {
             EnforcementHook::CgroupConnect => "cgroup_connect",
             EnforcementHook::CgroupSendmsg => "cgroup_sendmsg",
             EnforcementHook::CgroupDevice => "cgroup_device",
+            EnforcementHook::SysExitOpen => "sys_exit_open",
         }
     }
 }

@@ -176,6 +176,17 @@ pub struct ExeKey {
     pub ino: u64,
 }
 
+/// Key of `OPEN_ALLOW`: an executable allowed to open the files a rule
+/// protects (`slot`: the rule's slot, the value of its `PROTECTED_FILES`
+/// entries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpenAllowKey {
+    pub slot: u32,
+    pub _pad: u32,
+    pub exe: ExeKey,
+}
+
 /// Slots of the `ENFORCE_CONTROL` array, written by the agent.
 /// Non-zero while the kernel may kill (the global kill switch clears it).
 pub const ENFORCE_ON: u32 = 0;
@@ -267,4 +278,7 @@ mod pod {
     // SAFETY: `repr(C)`, `Copy`, byte arrays only (alignment 1, no
     // padding): any bytes are valid.
     unsafe impl aya::Pod for EgressKey {}
+    // SAFETY: `repr(C)`, `Copy`, integers and an `ExeKey` with the padding
+    // spelled out as fields: any bytes are valid.
+    unsafe impl aya::Pod for OpenAllowKey {}
 }

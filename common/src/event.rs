@@ -299,6 +299,13 @@ pub const FILE_FLAG_UNCHECKED: u16 = 128;
 pub const FILE_FLAG_ACCEL_DENIED: u16 = 256;
 /// As [`FILE_FLAG_ACCEL_DENIED`], in audit mode: the open was let through.
 pub const FILE_FLAG_ACCEL_WOULD_DENY: u16 = 512;
+/// The opened file is protected and the executable is not allowed to open
+/// it: SIGKILL at the open's exit, before the process returns to user
+/// space holding the descriptor.
+pub const FILE_FLAG_KILLED: u16 = 1024;
+/// As [`FILE_FLAG_KILLED`], but the cgroup's kill budget was spent: the
+/// process was left running.
+pub const FILE_FLAG_KILL_RATE_LIMITED: u16 = 2048;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]

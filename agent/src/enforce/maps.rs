@@ -5,8 +5,8 @@
 use std::{collections::HashSet, net::IpAddr, os::unix::fs::MetadataExt, path::Path};
 
 use aiwatch_common::{
-    EgressKey, ExeKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS, ENFORCE_ACCEL, ENFORCE_KILL_BUDGET,
-    ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
+    EgressKey, ExeKey, OpenAllowKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS, ENFORCE_ACCEL,
+    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
 };
 use aya::{
     maps::{
@@ -47,6 +47,8 @@ pub struct EnforceMaps {
     exec_deny: HashMap<MapData, ExeKey, u32>,
     never_touch: HashMap<MapData, ExeKey, u32>,
     accel_allow_exes: HashMap<MapData, ExeKey, u32>,
+    protected_files: HashMap<MapData, ExeKey, u32>,
+    open_allow: HashMap<MapData, OpenAllowKey, u32>,
     control: Array<MapData, u64>,
     egress_allow: LpmTrie<MapData, EgressKey, u32>,
     egress_scopes: HashMap<MapData, u32, u32>,
@@ -86,6 +88,8 @@ impl EnforceMaps {
             exec_deny: take(ebpf, "EXEC_DENY")?,
             never_touch: take(ebpf, "NEVER_TOUCH")?,
             accel_allow_exes: take(ebpf, "ACCEL_ALLOW_EXES")?,
+            protected_files: take(ebpf, "PROTECTED_FILES")?,
+            open_allow: take(ebpf, "OPEN_ALLOW")?,
             control: take(ebpf, "ENFORCE_CONTROL")?,
             egress_allow: take(ebpf, "EGRESS_ALLOW")?,
             egress_scopes: take(ebpf, "EGRESS_SCOPES")?,
@@ -174,6 +178,19 @@ impl EnforceMaps {
         replace(&mut self.never_touch, "NEVER_TOUCH", wanted)
     }
 
+    /// Replaces the protected files (value: the rule's slot) and the
+    /// executables allowed to open them. The allowed first, so a file is
+    /// never protected without its openers.
+    pub fn set_open_kill(
+        &mut self,
+        protected: &[(ExeKey, u32)],
+        allowed: &[OpenAllowKey],
+    ) -> Result<(), EnforceMapError> {
+        let allowed: Vec<(OpenAllowKey, u32)> = allowed.iter().map(|key| (*key, 1)).collect();
+        replace(&mut self.open_allow, "OPEN_ALLOW", &allowed)?;
+        replace(&mut self.protected_files, "PROTECTED_FILES", protected)
+    }
+
     /// Replaces the executables allowed to open accelerators.
     pub fn set_accel_allow(&mut self, wanted: &[(ExeKey, u32)]) -> Result<(), EnforceMapError> {
         replace(&mut self.accel_allow_exes, "ACCEL_ALLOW_EXES", wanted)
@@ -182,17 +199,17 @@ impl EnforceMaps {
 
 /// Inserts the wanted entries first, then removes the stale ones, so a key
 /// present before and after is never absent in between.
-fn replace(
-    map: &mut HashMap<MapData, ExeKey, u32>,
+fn replace<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &mut HashMap<MapData, K, u32>,
     name: &'static str,
-    wanted: &[(ExeKey, u32)],
+    wanted: &[(K, u32)],
 ) -> Result<(), EnforceMapError> {
     let update = |source| EnforceMapError::Update { map: name, source };
     for (key, value) in wanted {
         map.insert(key, value, 0).map_err(update)?;
     }
-    let keep: HashSet<ExeKey> = wanted.iter().map(|(key, _)| *key).collect();
-    let stale: Vec<ExeKey> = map
+    let keep: HashSet<K> = wanted.iter().map(|(key, _)| *key).collect();
+    let stale: Vec<K> = map
         .keys()
         .filter_map(Result::ok)
         .filter(|key| !keep.contains(key))

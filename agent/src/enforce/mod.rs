@@ -22,7 +22,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aiwatch_common::{ExeKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF};
+use aiwatch_common::{ExeKey, OpenAllowKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF};
 
 pub use config::{AcceleratorDeny, EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
 pub use hooks::EnforcementHooks;
@@ -55,6 +55,8 @@ enum Placed {
     KernelExec,
     /// The egress allowlist at `cgroup/connect*` and `cgroup/sendmsg*`.
     KernelEgress,
+    /// The open kill at the exit of the open family.
+    KernelOpen,
     UserSpace,
     NotEnforced,
 }
@@ -145,6 +147,8 @@ impl Enforcer {
         self.rules.clear();
         let mut exec_deny = Vec::new();
         let mut egress = Vec::new();
+        let mut protected = Vec::new();
+        let mut open_allow = Vec::new();
         let mut counts = (0, 0, 0);
         let mut fallbacks = 0;
         for (slot, placed) in kernel_plan::plan(policies).into_iter().enumerate() {
@@ -178,6 +182,30 @@ impl Enforcer {
                     }
                     counts.0 += 1;
                     Placed::KernelExec
+                }
+                Placement::Kernel(KernelRule::OpenKill { files, allowed }) => {
+                    if mode == EnforcementMode::Enforce {
+                        let slot = slot as u32;
+                        protected.extend(
+                            resolve_all(&format!("rule {} file", rule.id), &as_paths(files))
+                                .into_iter()
+                                .map(|(key, _)| (key, slot)),
+                        );
+                        open_allow.extend(
+                            resolve_all(
+                                &format!("rule {} executable", rule.id),
+                                &as_paths(allowed),
+                            )
+                            .into_iter()
+                            .map(|(exe, _)| OpenAllowKey {
+                                slot,
+                                _pad: 0,
+                                exe,
+                            }),
+                        );
+                    }
+                    counts.0 += 1;
+                    Placed::KernelOpen
                 }
                 Placement::Kernel(KernelRule::EgressAllow { workload, peers }) => {
                     if mode == EnforcementMode::Enforce {
@@ -229,6 +257,7 @@ impl Enforcer {
             let result = maps
                 .set_never_touch(&never_touch)
                 .and_then(|()| maps.set_exec_deny(&exec_deny))
+                .and_then(|()| maps.set_open_kill(&protected, &open_allow))
                 .and_then(|()| maps.set_egress(&egress))
                 .and_then(|()| maps.set_accel_allow(&accel_allow))
                 .and_then(|()| {
@@ -246,6 +275,11 @@ impl Enforcer {
                         exec_deny.len(),
                         never_touch.len(),
                         if self.active { "on" } else { "off" }
+                    );
+                    log::info!(
+                        "kernel open kill: {} protected file(s), {} allowed opener(s)",
+                        protected.len(),
+                        open_allow.len()
                     );
                     log::info!(
                         "kernel egress enforcement: {} workload allowlist(s), {} destination(s)",
@@ -289,6 +323,7 @@ impl Enforcer {
         let mode = self.mode_of(file_mode);
         let hook = match placed {
             Placed::KernelExec => EnforcementHook::SchedProcessExec,
+            Placed::KernelOpen => EnforcementHook::SysExitOpen,
             Placed::KernelEgress if alert.event.kind == Kind::UdpSend => {
                 EnforcementHook::CgroupSendmsg
             }
@@ -301,7 +336,8 @@ impl Enforcer {
                 (Outcome::WouldKill, false, Some(budget_spent(alert)))
             }
             (Action::Kill, None)
-                if mode == EnforcementMode::Enforce && placed != Placed::KernelExec =>
+                if mode == EnforcementMode::Enforce
+                    && !matches!(placed, Placed::KernelExec | Placed::KernelOpen) =>
             {
                 let process = &alert.event.process;
                 let killed = same_process(process.pid, &process.start_time) && kill(process.pid);
@@ -400,6 +436,10 @@ impl Enforcer {
             other => other,
         }
     }
+}
+
+fn as_paths(paths: &[String]) -> Vec<PathBuf> {
+    paths.iter().map(PathBuf::from).collect()
 }
 
 /// Resolves configured executables to their identities; one that cannot

@@ -40,6 +40,13 @@ pub enum KernelRule {
     /// Kill at `sched_process_exec` any process whose new executable is one
     /// of these files (matched by device and inode, never by name).
     ExecDeny { exes: Vec<String> },
+    /// Kill at the exit of `open` any process that opened one of these
+    /// files (by device and inode) unless its executable is one of
+    /// `allowed`.
+    OpenKill {
+        files: Vec<String>,
+        allowed: Vec<String>,
+    },
     /// Refuse (EPERM) the workload's connects and UDP sends to any
     /// destination but these, at `cgroup/connect*` and `cgroup/sendmsg*`.
     EgressAllow {
@@ -125,7 +132,64 @@ fn place(rule: &Rule) -> Placement {
     }
     match exec_deny(cond) {
         Ok(exes) => Placement::Kernel(KernelRule::ExecDeny { exes }),
-        Err(why) => fallback(why),
+        Err(why) => match open_kill(cond) {
+            Ok((files, allowed)) => Placement::Kernel(KernelRule::OpenKill { files, allowed }),
+            // Name the exec reason for exec rules, the open one otherwise.
+            Err(open_why) if is_open_rule(cond) => fallback(open_why),
+            Err(_) => fallback(why),
+        },
+    }
+}
+
+fn is_open_rule(cond: &Cond) -> bool {
+    let mut terms = Vec::new();
+    flatten(cond, &mut terms);
+    terms
+        .iter()
+        .any(|term| matches!(term, Cond::Kind(kinds) if *kinds == KindSet::of(Kind::Open)))
+}
+
+/// The protected files and allowed executables of a condition of the form
+/// `kind: open` + `file.path: PATH | [PATH...]` + optionally `not:
+/// {process.exe: PATH | [PATH...]}`, and nothing else.
+fn open_kill(cond: &Cond) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut terms = Vec::new();
+    flatten(cond, &mut terms);
+    let (mut open_only, mut files, mut allowed) = (false, None, None);
+    for term in terms {
+        match term {
+            Cond::Kind(kinds) if *kinds == KindSet::of(Kind::Open) => open_only = true,
+            Cond::Kind(_) => return Err("it matches other kinds than open".into()),
+            Cond::Always => {}
+            Cond::Test {
+                field: Field::FilePath,
+                op,
+            } if files.is_none() => files = Some(exact_paths(op)?),
+            Cond::Not(inner) if allowed.is_none() => match &**inner {
+                Cond::Test {
+                    field: Field::Exe,
+                    op,
+                } => allowed = Some(exact_paths(op)?),
+                _ => return Err(
+                    "its `not:` is not `process.exe` (the executables allowed to open the files)"
+                        .into(),
+                ),
+            },
+            Cond::Test { field, .. } => {
+                return Err(format!(
+                    "its condition on `{}` is not decided in the kernel",
+                    field.path()
+                ))
+            }
+            _ => return Err("`any`/`not` conditions are not decided in the kernel".into()),
+        }
+    }
+    if !open_only {
+        return Err("only exec and open rules are killed in the kernel".into());
+    }
+    match files {
+        Some(files) => Ok((files, allowed.unwrap_or_default())),
+        None => Err("it does not name the protected files by exact `file.path`".into()),
     }
 }
 
@@ -351,6 +415,11 @@ impl Placement {
                 "kernel (sched_process_exec kills the exec of {} file(s), by device and inode)",
                 exes.len()
             ),
+            Placement::Kernel(KernelRule::OpenKill { files, allowed }) => format!(
+                "kernel (the exit of open kills openers of {} file(s) but {} allowed executable(s), by device and inode)",
+                files.len(),
+                allowed.len()
+            ),
             Placement::Kernel(KernelRule::EgressAllow { workload, peers }) => format!(
                 "kernel (cgroup/connect and cgroup/sendmsg refuse workload {workload}'s egress outside {} allowed destination(s))",
                 peers.len()
@@ -409,6 +478,27 @@ mod tests {
             )
         );
         assert!(matches!(&got[1].1, Placement::UserSpace(why) if why.contains("pattern")));
+    }
+
+    #[test]
+    fn an_open_rule_on_exact_files_goes_to_the_kernel() {
+        let got = placements(
+            "rules:\n  - id: o\n    severity: high\n    action: kill\n    when:\n      kind: open\n      file.path: [/models/b.safetensors, /models/a.safetensors]\n      not:\n        process.exe: /opt/server/python3\n  - id: by-glob\n    severity: high\n    action: kill\n    when:\n      kind: open\n      file.path: {glob: '/models/**'}\n",
+        );
+        assert_eq!(
+            got[0].1,
+            Placement::Kernel(KernelRule::OpenKill {
+                files: vec![
+                    "/models/a.safetensors".into(),
+                    "/models/b.safetensors".into()
+                ],
+                allowed: vec!["/opt/server/python3".into()],
+            })
+        );
+        assert!(
+            matches!(&got[1].1, Placement::UserSpace(why) if why.contains("pattern")),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::{
     },
     path,
     plain::read_user,
-    probes::gpu,
+    probes::{enforce, gpu},
     syscall::{self, arg},
 };
 
@@ -662,6 +662,7 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
                 if family_on(FAMILY_GPU) && (i_mode as u32) & S_IFMT == S_IFCHR {
                     gpu::remember_fd(tgid, ret as u32, rdev);
                 }
+                flags |= enforce::open_verdict(inode);
             }
         }
         if target.is_null() && relative {

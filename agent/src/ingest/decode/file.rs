@@ -6,8 +6,9 @@
 
 use aiwatch_common::{
     FileRecord, GpuIoctlRecord, FILE_FLAG_ACCEL_DENIED, FILE_FLAG_ACCEL_WOULD_DENY,
-    FILE_FLAG_INODE, FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR,
-    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
+    FILE_FLAG_INODE, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED, FILE_FLAG_NAME_TRUNCATED,
+    FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR,
+    FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
 };
 
 use super::{kernel_path, ResolvedPath};
@@ -34,6 +35,10 @@ pub struct FileOp {
     /// What `cgroup/dev` decided about an accelerator open outside the
     /// allowlist: refused, or let through in audit mode.
     pub accel: Option<AccelVerdict>,
+    /// The kernel killed the opener of a protected file at the open's exit
+    /// (`FILE_FLAG_KILLED`), or would have but the kill budget was spent.
+    pub killed: bool,
+    pub kill_rate_limited: bool,
     /// A relative name the kernel could not test: keep the event only if
     /// the resolved path is of interest.
     pub unchecked: bool,
@@ -112,6 +117,8 @@ pub(super) fn file_op(r: &FileRecord) -> FileOp {
         name2,
         name_truncated: flags & FILE_FLAG_NAME_TRUNCATED != 0,
         tracked: flags & FILE_FLAG_TRACKED != 0,
+        killed: flags & FILE_FLAG_KILLED != 0,
+        kill_rate_limited: flags & FILE_FLAG_KILL_RATE_LIMITED != 0,
         accel: if flags & FILE_FLAG_ACCEL_DENIED != 0 {
             Some(AccelVerdict::Denied)
         } else if flags & FILE_FLAG_ACCEL_WOULD_DENY != 0 {
