@@ -122,6 +122,15 @@ pub enum EnforcementHook {
     SchedProcessExec,
     /// `kill(2)` from the agent, after the event crossed the ring buffer.
     UserSpace,
+    /// EPERM from `cgroup/connect4`/`connect6`: no packet was sent.
+    CgroupConnect,
+    /// EPERM from `cgroup/sendmsg4`/`sendmsg6` (UDP): no datagram was sent.
+    CgroupSendmsg,
+    /// EPERM from `cgroup/dev`: the device was not opened.
+    CgroupDevice,
+    /// SIGKILL at the exit of `open`/`openat`/`openat2`: the process never
+    /// returned to user space holding the descriptor.
+    SysExitOpen,
 }
 
 impl EnforcementHook {
@@ -129,6 +138,10 @@ impl EnforcementHook {
         match self {
             EnforcementHook::SchedProcessExec => "sched_process_exec",
             EnforcementHook::UserSpace => "user_space",
+            EnforcementHook::CgroupConnect => "cgroup_connect",
+            EnforcementHook::CgroupSendmsg => "cgroup_sendmsg",
+            EnforcementHook::CgroupDevice => "cgroup_device",
+            EnforcementHook::SysExitOpen => "sys_exit_open",
         }
     }
 }

@@ -97,6 +97,26 @@ pub const FAMILY_ALL: u32 = 31;
 ///
 /// Report every event of it (file, network, privilege), whatever the path.
 pub const TRACK_FULL: u32 = 1;
+/// May open accelerator devices while accelerator deny is on (a declared
+/// workload's processes and cgroups; `probes/accel.rs`).
+pub const TRACK_ACCEL_ALLOWED: u32 = 2;
+/// The purpose bits of a tracking value; the bits above them hold the
+/// process's or cgroup's enforcement scope ([`track_scope`]).
+pub const TRACK_PURPOSE_MASK: u32 = 0xffff;
+/// Shift of the enforcement scope in a tracking value.
+pub const TRACK_SCOPE_SHIFT: u32 = 16;
+
+/// A tracking value: purpose bits and the enforcement scope of the
+/// workload the process or cgroup belongs to (0: none). The kernel copies
+/// a tracked parent's value to its children at fork, scope included.
+pub const fn track_value(purposes: u32, scope: u16) -> u32 {
+    (purposes & TRACK_PURPOSE_MASK) | ((scope as u32) << TRACK_SCOPE_SHIFT)
+}
+
+/// The enforcement scope in a tracking value (0: none).
+pub const fn track_scope(value: u32) -> u16 {
+    (value >> TRACK_SCOPE_SHIFT) as u16
+}
 
 /// Key of the `PATH_PREFIXES` LPM trie: path bytes, `prefix_len` in bits.
 pub const PREFIX_KEY_LEN: usize = 64;
@@ -156,6 +176,17 @@ pub struct ExeKey {
     pub ino: u64,
 }
 
+/// Key of `OPEN_ALLOW`: an executable allowed to open the files a rule
+/// protects (`slot`: the rule's slot, the value of its `PROTECTED_FILES`
+/// entries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpenAllowKey {
+    pub slot: u32,
+    pub _pad: u32,
+    pub exe: ExeKey,
+}
+
 /// Slots of the `ENFORCE_CONTROL` array, written by the agent.
 /// Non-zero while the kernel may kill (the global kill switch clears it).
 pub const ENFORCE_ON: u32 = 0;
@@ -164,7 +195,40 @@ pub const ENFORCE_ON: u32 = 0;
 pub const ENFORCE_KILL_BUDGET: u32 = 1;
 /// The kill-budget window in nanoseconds.
 pub const ENFORCE_KILL_WINDOW_NS: u32 = 2;
-pub const ENFORCE_CONTROL_LEN: u32 = 3;
+/// Accelerator deny: [`ACCEL_OFF`], [`ACCEL_AUDIT`] or [`ACCEL_ENFORCE`].
+pub const ENFORCE_ACCEL: u32 = 3;
+pub const ENFORCE_CONTROL_LEN: u32 = 4;
+
+/// Values of `ENFORCE_CONTROL[ENFORCE_ACCEL]`: accelerator opens outside
+/// the allowlist are let through unmarked, marked "would deny", or refused.
+pub const ACCEL_OFF: u64 = 0;
+pub const ACCEL_AUDIT: u64 = 1;
+pub const ACCEL_ENFORCE: u64 = 2;
+
+/// Key of the `EGRESS_ALLOW` LPM trie: a destination a scope may reach.
+/// `prefix_len` (in the trie's key) counts bits from `scope`: 64 for the
+/// scope and port, plus the prefix of the address. Addresses are IPv6;
+/// IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`, a /n network as /96+n), so
+/// `connect4` and a mapped address in `connect6` hit the same entry.
+/// `port` 0 means any port: the kernel looks up the real port, then 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EgressKey {
+    /// The enforcement scope (big-endian, so the trie's prefix starts
+    /// with it whatever the host order).
+    pub scope: [u8; 4],
+    /// Destination port, big-endian; 0: any.
+    pub port: [u8; 2],
+    pub _pad: [u8; 2],
+    pub addr: [u8; 16],
+}
+
+/// Bits of an [`EgressKey`] before the address.
+pub const EGRESS_KEY_FIXED_BITS: u32 = 64;
+
+/// Values of the `EGRESS_SCOPES` map, per enforcement scope: the scope's
+/// egress allowlist is enforced (connects and sends elsewhere get EPERM).
+pub const EGRESS_ENFORCED: u32 = 1;
 
 /// Per-cgroup kill accounting for the rate limit (`KILL_BUDGETS`).
 #[repr(C)]
@@ -215,4 +279,10 @@ mod pod {
     unsafe impl aya::Pod for ExeKey {}
     // SAFETY: `repr(C)`, `Copy`, two `u64`s: no padding, any bytes valid.
     unsafe impl aya::Pod for KillBudget {}
+    // SAFETY: `repr(C)`, `Copy`, byte arrays only (alignment 1, no
+    // padding): any bytes are valid.
+    unsafe impl aya::Pod for EgressKey {}
+    // SAFETY: `repr(C)`, `Copy`, integers and an `ExeKey` with the padding
+    // spelled out as fields: any bytes are valid.
+    unsafe impl aya::Pod for OpenAllowKey {}
 }

@@ -296,6 +296,18 @@ pub const FILE_FLAG_NAME_TRUNCATED: u16 = 64;
 /// interest sets cannot test before the path is resolved: user space keeps
 /// the event only if the resolved path is of interest.
 pub const FILE_FLAG_UNCHECKED: u16 = 128;
+/// `cgroup/dev` refused the open: an accelerator device, and the process is
+/// outside the accelerator allowlist (EPERM).
+pub const FILE_FLAG_ACCEL_DENIED: u16 = 256;
+/// As [`FILE_FLAG_ACCEL_DENIED`], in audit mode: the open was let through.
+pub const FILE_FLAG_ACCEL_WOULD_DENY: u16 = 512;
+/// The opened file is protected and the executable is not allowed to open
+/// it: SIGKILL at the open's exit, before the process returns to user
+/// space holding the descriptor.
+pub const FILE_FLAG_KILLED: u16 = 1024;
+/// As [`FILE_FLAG_KILLED`], but the cgroup's kill budget was spent: the
+/// process was left running.
+pub const FILE_FLAG_KILL_RATE_LIMITED: u16 = 2048;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]
@@ -320,6 +332,9 @@ pub const NET_FLAG_UNIX_ABSTRACT: u16 = 2;
 pub const NET_FLAG_TRACKED: u16 = 4;
 /// `local` was read from the kernel socket after the syscall.
 pub const NET_FLAG_LOCAL_FROM_SOCKET: u16 = 8;
+/// An egress allowlist refused the connect in the kernel
+/// (`cgroup/connect4`/`connect6` returned EPERM).
+pub const NET_FLAG_DENIED: u16 = 16;
 
 /// connect, accept, bind, listen and UDP sends.
 #[repr(C)]

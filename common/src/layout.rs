@@ -16,7 +16,10 @@
 use core::mem::{offset_of, size_of};
 
 use crate::{
-    config::{KernelOffsets, Stat, SuffixKey, STATS_LEN},
+    config::{
+        EgressKey, ExeKey, KernelOffsets, OpenAllowKey, Stat, SuffixKey, EGRESS_KEY_FIXED_BITS,
+        STATS_LEN,
+    },
     event::*,
     FAMILY_ALL, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
     PREFIX_KEY_LEN, SUFFIX_KEY_LEN,
@@ -67,6 +70,8 @@ record!(GpuIoctlRecord, HEADER + 8 + 4 + 4 + 8);
 // Map values and keys the agent writes or reads byte for byte.
 const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR);
 const _: () = assert!(size_of::<KernelOffsets>().is_multiple_of(size_of::<u32>()));
+const _: () = assert!(size_of::<EgressKey>() * 8 == EGRESS_KEY_FIXED_BITS as usize + 128);
+const _: () = assert!(size_of::<OpenAllowKey>() == 8 + size_of::<ExeKey>());
 const _: () = assert!(size_of::<SuffixKey>() == 1 + SUFFIX_KEY_LEN);
 const _: () = assert!(PREFIX_KEY_LEN <= NAME_LEN);
 

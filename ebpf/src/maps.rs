@@ -5,8 +5,8 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aiwatch_common::{
-    filter_bit, Stat, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, STATS_LEN, TRACKING_CGROUPS,
-    TRACKING_PIDS, TRACK_FULL,
+    filter_bit, track_scope, Stat, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, STATS_LEN,
+    TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL, TRACK_PURPOSE_MASK,
 };
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,
@@ -24,12 +24,15 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0)
 
 /// Processes (tgid) whose every event is wanted. Children inherit the entry
 /// at fork, in the kernel, so a workload's new processes are never missed.
+/// The value is as in `TRACKED_CGROUPS`: purpose bits and the enforcement
+/// scope.
 #[map]
 pub static TRACKED_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
 /// cgroup v2 ids and why each is tracked (bits, `aiwatch_common::TRACK_*`):
 /// the one per-cgroup map. Today the agent fills it for declared container
-/// workloads (`TRACK_FULL`).
+/// workloads (`TRACK_FULL`), with the workload's enforcement scope in the
+/// value's upper half (`aiwatch_common::track_scope`).
 #[map]
 pub static TRACKED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
 
@@ -88,6 +91,48 @@ pub fn is_tracked(tgid: u32) -> bool {
 pub fn is_tracked_pid(tgid: u32) -> bool {
     // SAFETY: only the presence of the entry is used (see `is_tracked`).
     tracking(TRACKING_PIDS) && unsafe { TRACKED_PIDS.get(tgid) }.is_some()
+}
+
+/// The tracking value of `tgid` in `TRACKED_PIDS`, if it is there.
+#[inline(always)]
+pub fn tracked_pid_value(tgid: u32) -> Option<u32> {
+    if !tracking(TRACKING_PIDS) {
+        return None;
+    }
+    // SAFETY: the value is copied out at once (see `is_tracked`).
+    unsafe { TRACKED_PIDS.get(tgid) }.copied()
+}
+
+/// The purpose bits of the current process: its own (`TRACKED_PIDS`) and
+/// its cgroup's (`TRACKED_CGROUPS`), together.
+#[inline(always)]
+pub fn tracked_purposes(tgid: u32) -> u32 {
+    let own = tracked_pid_value(tgid).unwrap_or(0);
+    let cgroup = if tracking(TRACKING_CGROUPS) {
+        // SAFETY: the value is copied out at once (see `is_tracked`).
+        unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }.map_or(0, |value| *value)
+    } else {
+        0
+    };
+    (own | cgroup) & TRACK_PURPOSE_MASK
+}
+
+/// The enforcement scope of the current process: its own (`TRACKED_PIDS`),
+/// else its cgroup's (`TRACKED_CGROUPS`); 0 when it has none.
+#[inline(always)]
+pub fn enforcement_scope(tgid: u32) -> u16 {
+    if let Some(value) = tracked_pid_value(tgid) {
+        let scope = track_scope(value);
+        if scope != 0 {
+            return scope;
+        }
+    }
+    if !tracking(TRACKING_CGROUPS) {
+        return 0;
+    }
+    // SAFETY: the value is copied out at once (see `is_tracked`).
+    unsafe { TRACKED_CGROUPS.get(bpf_get_current_cgroup_id()) }
+        .map_or(0, |value| track_scope(*value))
 }
 
 /// Whether `TRACKED_PIDS` may hold entries.

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use aiwatch_common::TRACK_ACCEL_ALLOWED;
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     Ebpf,
@@ -27,6 +28,7 @@ use crate::{
         loader::{self, LoadError, LoadOptions, Loaded},
         offsets::VMLINUX_BTF,
         ringbuf_usage::RingUsage,
+        scopes::{self, SharedScopes},
         stats::{KernelStats, PendingDrift},
     },
     metrics::Metrics,
@@ -179,24 +181,40 @@ fn configure_interest(
 /// declared container workload's cgroup is tracked as a whole, so a process
 /// entering the container (`podman exec`, `kubectl exec`) is reported from
 /// its first instruction, before the agent has seen it.
-pub fn track_workloads(maps: &mut KernelInterestMaps, changes: &[WorkloadChange]) {
+///
+/// Each process and cgroup also carries its workload's enforcement scope
+/// (`kernel::scopes`), which the kernel's enforcement maps are keyed by.
+pub fn track_workloads(
+    maps: &mut KernelInterestMaps,
+    scopes: &SharedScopes,
+    changes: &[WorkloadChange],
+) {
     for change in changes {
         log::debug!("workload change: {change:?}");
         let result = match change {
             WorkloadChange::Joined {
                 pid,
                 holds_container,
-                ..
-            } => maps.track_pid(*pid).and_then(|()| {
-                if !*holds_container {
-                    return Ok(());
-                }
-                match procfs_seed::cgroup_id(*pid) {
-                    Some(id) => maps.hold_cgroup(*pid, id, CgroupPurpose::Trace),
-                    // It exited already: its Left follows.
-                    None => Ok(()),
-                }
-            }),
+                workload,
+                declared,
+            } => {
+                let scope = scopes::lock(scopes).scope(&workload.name);
+                // Declared workloads may open accelerators under
+                // accelerator deny; discovered ones never.
+                let purposes = if *declared { TRACK_ACCEL_ALLOWED } else { 0 };
+                maps.track_pid(*pid, purposes, scope).and_then(|()| {
+                    if !*holds_container {
+                        return Ok(());
+                    }
+                    match procfs_seed::cgroup_id(*pid) {
+                        Some(id) => {
+                            maps.hold_cgroup(*pid, id, CgroupPurpose::DeclaredContainer, scope)
+                        }
+                        // It exited already: its Left follows.
+                        None => Ok(()),
+                    }
+                })
+            }
             WorkloadChange::Left { pid, .. } => maps
                 .untrack_pid(*pid)
                 .and_then(|()| maps.release_cgroup(*pid)),

@@ -179,6 +179,9 @@ impl Pipeline {
         for alert in alerts {
             self.raise(alert);
         }
+        if let Some(alert) = self.enforcer.kernel_alert(&event) {
+            self.raise(alert);
+        }
     }
 
     fn count(&mut self, event: &Event) {

@@ -29,7 +29,7 @@ use crate::{
     app::outputs::{OutputError, Outputs},
     app::pipeline::{InventorySnapshot, Outlets, Pipeline, Stages},
     clock::BootClock,
-    enforce::{EnforceMapError, EnforceMaps, Enforcer, PID_FILE},
+    enforce::{EnforceMapError, EnforceMaps, EnforcementHooks, Enforcer, PID_FILE},
     enrich::Enricher,
     ingest::{queue::record_queue, reader},
     kernel::stats::{KernelStats, KindTotal},
@@ -172,6 +172,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &config.state_dir,
         Some(enforce_maps),
     );
+    let hooks = EnforcementHooks::from_probes(&kernel.loaded.probes);
+    readiness.set_enforcement_hooks(hooks.list());
+    enforcer.set_hooks(hooks, &metrics);
     enforcer.apply(&policies, &metrics);
     let pid_file = write_pid_file(&config.state_dir);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
@@ -184,7 +187,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // restart) are discovered from /proc and tracked from the start.
     let running: Vec<_> = enricher.table.live().cloned().collect();
     let changes = analyzer.seed_running(&running);
-    track_workloads(&mut kernel.interest_maps, &changes);
+    let scopes = enforcer.scopes();
+    track_workloads(&mut kernel.interest_maps, &scopes, &changes);
     let joined = changes
         .iter()
         .filter(|c| matches!(c, WorkloadChange::Joined { .. }))
@@ -237,7 +241,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             inventory,
-            on_changes: Box::new(move |changes| track_workloads(&mut interest_maps, changes)),
+            on_changes: Box::new(move |changes| {
+                track_workloads(&mut interest_maps, &scopes, changes)
+            }),
         },
         Some(policy_reloads),
     );

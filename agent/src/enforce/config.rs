@@ -29,6 +29,22 @@ pub struct EnforcementConfig {
     /// killing there and raises a critical alert instead; 0: no limit.
     pub kill_budget: u64,
     pub kill_window_secs: u64,
+    /// Accelerator deny (`cgroup/dev`).
+    pub accelerators: AcceleratorDeny,
+}
+
+/// Who may open accelerator devices (the GPU majors of the asset table)
+/// once `deny` is on: declared workloads' processes and containers, the
+/// executables listed here, and nobody else. Discovery alone never grants.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcceleratorDeny {
+    /// Off by default: GPU opens outside the allowlist are then neither
+    /// refused nor reported as would-deny.
+    pub deny: bool,
+    /// Executables allowed besides declared workloads (matched by device
+    /// and inode, resolved at start-up and at each reload).
+    pub allow_executables: Vec<PathBuf>,
 }
 
 impl Default for EnforcementConfig {
@@ -43,6 +59,7 @@ impl Default for EnforcementConfig {
             // each minute.
             kill_budget: 20,
             kill_window_secs: 60,
+            accelerators: AcceleratorDeny::default(),
         }
     }
 }

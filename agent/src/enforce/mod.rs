@@ -13,6 +13,7 @@
 //! event the kernel acted on.
 
 pub mod config;
+mod hooks;
 pub mod maps;
 mod switch;
 
@@ -21,13 +22,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use config::{EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
+use aiwatch_common::{ExeKey, OpenAllowKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF};
+
+pub use config::{AcceleratorDeny, EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
+pub use hooks::EnforcementHooks;
 pub use maps::{exe_key, EnforceMapError, EnforceMaps};
 pub use switch::{switch_command, SwitchCommand};
 
 use crate::{
     alert::{Action, Alert, Enforcement, EnforcementHook, EnforcementMode, Outcome, Severity},
-    event::KernelAction,
+    event::{Event, KernelAction, Kind},
+    kernel::scopes::{self, EnforcementScopes, SharedScopes},
     metrics::Metrics,
     policy::{
         kernel_plan::{self, KernelRule, Placement},
@@ -39,10 +44,19 @@ use crate::{
 /// spent and the kernel stops killing there.
 pub const RATE_LIMIT_RULE: &str = "enforcement.kill-budget-spent";
 
+/// The rule id of the alert raised for an accelerator open outside the
+/// accelerator allowlist (`enforcement.accelerators`).
+pub const ACCELERATOR_RULE: &str = "enforcement.accelerator-denied";
+
 /// Where each rule with an action is carried out, from the last policy set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Placed {
-    Kernel,
+    /// The exec kill at `sched_process_exec`.
+    KernelExec,
+    /// The egress allowlist at `cgroup/connect*` and `cgroup/sendmsg*`.
+    KernelEgress,
+    /// The open kill at the exit of the open family.
+    KernelOpen,
     UserSpace,
     NotEnforced,
 }
@@ -56,6 +70,11 @@ pub struct Enforcer {
     maps: Option<EnforceMaps>,
     /// Rule id → its file's mode (if set) and its placement.
     rules: HashMap<String, (Option<EnforcementMode>, Placed)>,
+    /// Workload name → enforcement scope, shared with the tracking of
+    /// workload members (`app::kernel_side::track_workloads`).
+    scopes: SharedScopes,
+    /// Where the kernel can enforce on this host.
+    hooks: EnforcementHooks,
 }
 
 impl Enforcer {
@@ -66,7 +85,33 @@ impl Enforcer {
             config,
             maps,
             rules: HashMap::new(),
+            scopes: EnforcementScopes::shared(),
+            hooks: EnforcementHooks::default(),
         }
+    }
+
+    /// Says where the kernel can enforce (start-up, before `apply`): once
+    /// in the log, in `/readyz` detail (by the caller) and in
+    /// `aiwatch_enforcement_mode{hook}`.
+    pub fn set_hooks(&mut self, hooks: EnforcementHooks, metrics: &Metrics) {
+        self.hooks = hooks;
+        for (hook, usable) in hooks.list() {
+            metrics.set_enforcement_mode(hook, usable);
+        }
+        if hooks.list().iter().take(4).all(|(_, usable)| *usable) {
+            log::info!("{}", hooks.describe());
+        } else {
+            log::warn!(
+                "{}; rules that need a missing hook report would-kill/would-deny",
+                hooks.describe()
+            );
+        }
+    }
+
+    /// The scopes the kernel's maps are keyed by; the tracking of workload
+    /// members must use the same.
+    pub fn scopes(&self) -> SharedScopes {
+        self.scopes.clone()
     }
 
     /// Whether kills and denials are carried out at all.
@@ -101,11 +146,28 @@ impl Enforcer {
         }
         self.rules.clear();
         let mut exec_deny = Vec::new();
+        let mut egress = Vec::new();
+        let mut protected = Vec::new();
+        let mut open_allow = Vec::new();
         let mut counts = (0, 0, 0);
+        let mut fallbacks = 0;
         for (slot, placed) in kernel_plan::plan(policies).into_iter().enumerate() {
             let rule = placed.rule;
             let mode = self.mode_of(rule.enforcement);
-            let kind = match &placed.placement {
+            let placement = self.usable(placed.placement);
+            if rule.action == Action::Deny
+                && matches!(placement, Placement::Kernel(KernelRule::ExecDeny { .. }))
+            {
+                // A deny at exec can only be a kill: the exec has happened
+                // when the kernel sees the new image.
+                fallbacks += 1;
+                log::warn!(
+                    "rule {} ({}): deny falls back to a kill at exec: no kernel hook refuses an exec here (BPF LSM is not used)",
+                    rule.id,
+                    mode.as_str()
+                );
+            }
+            let kind = match &placement {
                 Placement::Kernel(KernelRule::ExecDeny { exes }) => {
                     if mode == EnforcementMode::Enforce {
                         for exe in exes {
@@ -119,7 +181,41 @@ impl Enforcer {
                         }
                     }
                     counts.0 += 1;
-                    Placed::Kernel
+                    Placed::KernelExec
+                }
+                Placement::Kernel(KernelRule::OpenKill { files, allowed }) => {
+                    if mode == EnforcementMode::Enforce {
+                        let slot = slot as u32;
+                        protected.extend(
+                            resolve_all(&format!("rule {} file", rule.id), &as_paths(files))
+                                .into_iter()
+                                .map(|(key, _)| (key, slot)),
+                        );
+                        open_allow.extend(
+                            resolve_all(
+                                &format!("rule {} executable", rule.id),
+                                &as_paths(allowed),
+                            )
+                            .into_iter()
+                            .map(|(exe, _)| OpenAllowKey {
+                                slot,
+                                _pad: 0,
+                                exe,
+                            }),
+                        );
+                    }
+                    counts.0 += 1;
+                    Placed::KernelOpen
+                }
+                Placement::Kernel(KernelRule::EgressAllow { workload, peers }) => {
+                    if mode == EnforcementMode::Enforce {
+                        let scope = scopes::lock(&self.scopes).scope(workload);
+                        if scope != 0 {
+                            egress.push((scope, peers.clone()));
+                        }
+                    }
+                    counts.0 += 1;
+                    Placed::KernelEgress
                 }
                 Placement::UserSpace(why) => {
                     log::warn!(
@@ -139,36 +235,67 @@ impl Enforcer {
             self.rules.insert(rule.id.clone(), (rule.enforcement, kind));
         }
         metrics.set_enforcement_rules(counts.0, counts.1, counts.2);
-        let never_touch: Vec<_> = self
-            .config
-            .never_touch
-            .iter()
-            .filter_map(|path| match exe_key(path) {
-                Ok(key) => Some((key, 0)),
-                Err(err) => {
-                    log::warn!("never_touch {}: cannot be resolved: {err}", path.display());
-                    None
-                }
-            })
-            .collect();
+        metrics.set_enforcement_fallback_rules(fallbacks);
+        if self.config.accelerators.deny && !self.hooks.device {
+            log::warn!(
+                "enforcement.accelerators.deny is set, but cgroup/dev is not attached: accelerator opens are neither refused nor reported as would-deny"
+            );
+        }
+        let never_touch = resolve_all("never_touch", &self.config.never_touch);
+        let accel_allow = resolve_all(
+            "accelerators.allow_executables",
+            &self.config.accelerators.allow_executables,
+        );
+        let accel = if !self.config.accelerators.deny {
+            ACCEL_OFF
+        } else if self.mode_of(None) == EnforcementMode::Enforce {
+            ACCEL_ENFORCE
+        } else {
+            ACCEL_AUDIT
+        };
         if let Some(maps) = &mut self.maps {
             let result = maps
                 .set_never_touch(&never_touch)
                 .and_then(|()| maps.set_exec_deny(&exec_deny))
+                .and_then(|()| maps.set_open_kill(&protected, &open_allow))
+                .and_then(|()| maps.set_egress(&egress))
+                .and_then(|()| maps.set_accel_allow(&accel_allow))
                 .and_then(|()| {
                     maps.set_control(
                         self.active,
                         self.config.kill_budget,
                         self.config.kill_window_secs.saturating_mul(1_000_000_000),
+                        accel,
                     )
                 });
             match result {
-                Ok(()) => log::info!(
-                    "kernel enforcement: {} executables killed at exec, {} never touched, {}",
-                    exec_deny.len(),
-                    never_touch.len(),
-                    if self.active { "on" } else { "off" }
-                ),
+                Ok(()) => {
+                    log::info!(
+                        "kernel enforcement: {} executables killed at exec, {} never touched, {}",
+                        exec_deny.len(),
+                        never_touch.len(),
+                        if self.active { "on" } else { "off" }
+                    );
+                    log::info!(
+                        "kernel open kill: {} protected file(s), {} allowed opener(s)",
+                        protected.len(),
+                        open_allow.len()
+                    );
+                    log::info!(
+                        "kernel egress enforcement: {} workload allowlist(s), {} destination(s)",
+                        egress.len(),
+                        egress.iter().map(|(_, peers)| peers.len()).sum::<usize>()
+                    );
+                    log::info!(
+                        "kernel accelerator deny: {}, {} executable(s) allowed besides declared workloads",
+                        match accel {
+                            ACCEL_OFF => "off",
+                            ACCEL_AUDIT => "audit",
+                            _ => "enforce",
+                        },
+                        accel_allow.len()
+                    );
+                }
                 Err(err) => log::error!("kernel enforcement maps not updated: {err}"),
             }
         }
@@ -183,7 +310,9 @@ impl Enforcer {
         alert: &mut Alert,
         same_process: impl Fn(u32, &str) -> bool,
     ) -> Option<Alert> {
-        if alert.action == Action::Alert {
+        // Plain alerts, and alerts of what the kernel did outside any rule
+        // (`kernel_alert`), which carry their enforcement already.
+        if alert.action == Action::Alert || alert.enforcement.is_some() {
             return None;
         }
         let (file_mode, placed) = self
@@ -193,7 +322,12 @@ impl Enforcer {
             .unwrap_or((None, Placed::UserSpace));
         let mode = self.mode_of(file_mode);
         let hook = match placed {
-            Placed::Kernel => EnforcementHook::SchedProcessExec,
+            Placed::KernelExec => EnforcementHook::SchedProcessExec,
+            Placed::KernelOpen => EnforcementHook::SysExitOpen,
+            Placed::KernelEgress if alert.event.kind == Kind::UdpSend => {
+                EnforcementHook::CgroupSendmsg
+            }
+            Placed::KernelEgress => EnforcementHook::CgroupConnect,
             _ => EnforcementHook::UserSpace,
         };
         let (outcome, taken, extra) = match (alert.action, alert.event.kernel_action) {
@@ -202,7 +336,8 @@ impl Enforcer {
                 (Outcome::WouldKill, false, Some(budget_spent(alert)))
             }
             (Action::Kill, None)
-                if mode == EnforcementMode::Enforce && placed != Placed::Kernel =>
+                if mode == EnforcementMode::Enforce
+                    && !matches!(placed, Placed::KernelExec | Placed::KernelOpen) =>
             {
                 let process = &alert.event.process;
                 let killed = same_process(process.pid, &process.start_time) && kill(process.pid);
@@ -219,12 +354,107 @@ impl Enforcer {
             // Audit mode, the switch off, or a kernel rule the kernel's
             // rails spared (the agent, pid 1, never-touch).
             (Action::Kill, _) => (Outcome::WouldKill, false, None),
+            (Action::Deny, Some(KernelAction::Denied)) => (Outcome::Denied, true, None),
+            // A deny rule the kernel carries out as a kill at exec.
+            (Action::Deny, Some(KernelAction::Killed)) => (Outcome::Killed, true, None),
+            (Action::Deny, Some(KernelAction::KillRateLimited)) => {
+                (Outcome::WouldDeny, false, Some(budget_spent(alert)))
+            }
+            // A UDP send is reported at syscall entry, before
+            // `cgroup/sendmsg*` decides on the same map: with the scope
+            // enforced the kernel refuses it.
+            (Action::Deny, None)
+                if placed == Placed::KernelEgress
+                    && mode == EnforcementMode::Enforce
+                    && alert.event.kind == Kind::UdpSend =>
+            {
+                (Outcome::Denied, true, None)
+            }
+            // Audit mode, the switch off, or a connect made before the
+            // process's scope reached the kernel.
             _ => (Outcome::WouldDeny, false, None),
         };
         alert.action_taken = taken;
         alert.enforcement = Some(Enforcement { outcome, hook });
         extra
     }
+}
+
+impl Enforcer {
+    /// The alert for an event the kernel enforced on by itself, outside any
+    /// rule: an accelerator open outside the accelerator allowlist, refused
+    /// or (audit mode) let through.
+    pub fn kernel_alert(&self, event: &Event) -> Option<Alert> {
+        if event.kind != Kind::Open {
+            return None;
+        }
+        let (outcome, taken) = match event.kernel_action? {
+            KernelAction::Denied => (Outcome::Denied, true),
+            KernelAction::WouldDeny => (Outcome::WouldDeny, false),
+            _ => return None,
+        };
+        let process = &event.process;
+        let path = event.file.as_ref().map_or("", |file| file.path.as_str());
+        Some(Alert {
+            time: event.time.clone(),
+            rule: ACCELERATOR_RULE.into(),
+            severity: Severity::High,
+            summary: format!(
+                "{} (pid {}) {} accelerator device {path}: it is not in a declared workload nor an allowed executable",
+                process.exe,
+                process.pid,
+                if taken { "was refused" } else { "opened (audit mode)" }
+            ),
+            tags: vec!["enforcement".into(), "accelerator".into()],
+            action: Action::Deny,
+            action_taken: taken,
+            enforcement: Some(Enforcement {
+                outcome,
+                hook: EnforcementHook::CgroupDevice,
+            }),
+            workload: event.workload.clone(),
+            event: event.clone(),
+            steps: Vec::new(),
+        })
+    }
+}
+
+impl Enforcer {
+    /// The placement the kernel of this host can honour: a kernel
+    /// placement whose hook did not attach is not enforced, and says why.
+    fn usable(&self, placement: Placement) -> Placement {
+        match placement {
+            Placement::Kernel(KernelRule::ExecDeny { .. }) if !self.hooks.exec => {
+                Placement::UserSpace("sched_process_exec is not attached on this host".into())
+            }
+            Placement::Kernel(KernelRule::EgressAllow { .. }) if !self.hooks.egress() => {
+                Placement::NotEnforced(
+                    "cgroup/connect and cgroup/sendmsg are not both attached on this host; it alerts would-deny"
+                        .into(),
+                )
+            }
+            other => other,
+        }
+    }
+}
+
+fn as_paths(paths: &[String]) -> Vec<PathBuf> {
+    paths.iter().map(PathBuf::from).collect()
+}
+
+/// Resolves configured executables to their identities; one that cannot
+/// be resolved is named in the log and left out.
+fn resolve_all(key: &str, paths: &[PathBuf]) -> Vec<(ExeKey, u32)> {
+    paths
+        .iter()
+        .filter_map(|path| match exe_key(path) {
+            Ok(key) => Some((key, 0)),
+            Err(err) => {
+                log::warn!("{key} {}: cannot be resolved: {err}", path.display());
+                None
+            }
+        })
+        .collect()
 }
 
 /// Sends SIGKILL from user space; never to the agent or pid 1.

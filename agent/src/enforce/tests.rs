@@ -127,3 +127,72 @@ fn a_deny_without_a_kernel_hook_is_would_deny() {
     );
     assert!(!alert.action_taken);
 }
+
+#[test]
+fn a_deny_of_an_exec_falls_back_to_a_kernel_kill_and_says_so() {
+    let set = policies(
+        "enforcement: enforce\nrules:\n  - id: d\n    severity: high\n    action: deny\n    when:\n      kind: exec\n      process.exe: /nonexistent/miner\n",
+    );
+    let metrics = Metrics::new(MetricsConfig::default()).expect("metrics");
+    let state =
+        std::env::temp_dir().join(format!("aiwatch-enforce-unit-fb-{}", std::process::id()));
+    let mut enforcer = Enforcer::new(EnforcementConfig::default(), &state, None);
+    enforcer.apply(&set, &metrics);
+    let text = metrics.encode_text().expect("encode");
+    assert!(
+        text.contains("aiwatch_enforcement_fallback_rules 1"),
+        "{text}"
+    );
+    let mut alert = alert_for(set, exec(Some(KernelAction::Killed)));
+    enforcer.carry_out(&mut alert, |_, _| true);
+    assert!(alert.action_taken);
+    assert_eq!(
+        alert.enforcement,
+        Some(Enforcement {
+            outcome: Outcome::Killed,
+            hook: EnforcementHook::SchedProcessExec
+        })
+    );
+}
+
+#[test]
+fn a_kernel_placement_without_its_hook_is_not_enforced() {
+    let set = policies(
+        "enforcement: enforce\nrules:\n  - id: e\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        net.dst.port: 443\n",
+    );
+    let metrics = Metrics::new(MetricsConfig::default()).expect("metrics");
+    let state =
+        std::env::temp_dir().join(format!("aiwatch-enforce-unit-hk-{}", std::process::id()));
+    let mut enforcer = Enforcer::new(EnforcementConfig::default(), &state, None);
+    enforcer.set_hooks(
+        EnforcementHooks {
+            sendmsg: false,
+            ..EnforcementHooks::default()
+        },
+        &metrics,
+    );
+    enforcer.apply(&set, &metrics);
+    let text = metrics.encode_text().expect("encode");
+    assert!(
+        text.contains("aiwatch_enforcement_rules{placement=\"not_enforced\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aiwatch_enforcement_mode{hook=\"cgroup_sendmsg\"} 0"),
+        "{text}"
+    );
+    let mut event = Event {
+        kind: Kind::Connect,
+        ..Event::default()
+    };
+    event.workload = Some(crate::event::WorkloadRef {
+        name: "m".into(),
+        ..Default::default()
+    });
+    let mut alert = alert_for(set, event);
+    enforcer.carry_out(&mut alert, |_, _| true);
+    assert_eq!(
+        alert.enforcement.map(|e| e.outcome),
+        Some(Outcome::WouldDeny)
+    );
+}

@@ -13,8 +13,8 @@ use std::{collections::HashMap, os::unix::fs::MetadataExt};
 
 use crate::{
     enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier},
-    event::{Access, DeviceInfo, DeviceKind, Event, FileInfo, GpuInfo, Kind},
-    ingest::decode::{kernel_dev, Common, FileOp, GpuIoctl, ResolvedPath},
+    event::{Access, DeviceInfo, DeviceKind, Event, FileInfo, GpuInfo, KernelAction, Kind},
+    ingest::decode::{kernel_dev, AccelVerdict, Common, FileOp, GpuIoctl, ResolvedPath},
 };
 
 const S_IFMT: u32 = 0o170000;
@@ -55,6 +55,16 @@ impl super::Enricher {
     pub(super) fn enrich_file(&mut self, event: &mut Event, common: &Common, op: FileOp) {
         self.ensure_known(common.pid, common);
         self.fill_process(event, common.pid, common.tid);
+        event.kernel_action = if op.killed {
+            Some(KernelAction::Killed)
+        } else if op.kill_rate_limited {
+            Some(KernelAction::KillRateLimited)
+        } else {
+            op.accel.map(|verdict| match verdict {
+                AccelVerdict::Denied => KernelAction::Denied,
+                AccelVerdict::WouldDeny => KernelAction::WouldDeny,
+            })
+        };
         let live = self.use_procfs;
         let (path, mut incomplete) = absolute(&op.name, op.opened.as_ref(), op.dir.as_ref());
         let target = op

@@ -221,6 +221,9 @@ impl Enricher {
             Payload::Net(net) => {
                 self.attribute(&mut event, &common);
                 event.net = Some(net::net_info(common.kind, &net));
+                if net.denied {
+                    event.kernel_action = Some(KernelAction::Denied);
+                }
             }
             Payload::TcpSummary(summary) => {
                 self.attribute(&mut event, &common);

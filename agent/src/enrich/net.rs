@@ -126,6 +126,7 @@ mod tests {
             unix_path: None,
             len: 0,
             tracked: false,
+            denied: false,
         }
     }
 

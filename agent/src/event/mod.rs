@@ -50,7 +50,8 @@ pub struct Event {
     pub syscall: Option<SyscallInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuInfo>,
-    /// What the kernel did about this event by itself (exec events only).
+    /// What the kernel did about this event by itself (exec, connect and
+    /// open events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_action: Option<KernelAction>,
 }
@@ -64,6 +65,14 @@ pub enum KernelAction {
     /// The executable is on an enforced deny list, but the cgroup's kill
     /// budget was spent: the process was left running.
     KillRateLimited,
+    /// EPERM at `cgroup/connect4`/`connect6`: the destination is outside
+    /// the workload's enforced egress allowlist; no packet was sent. On
+    /// `open`: EPERM from `cgroup/dev`, an accelerator device opened by a
+    /// process outside the accelerator allowlist.
+    Denied,
+    /// `open` of an accelerator device outside the allowlist, let through
+    /// because accelerator deny is in audit mode.
+    WouldDeny,
 }
 
 /// The process an event belongs to.

@@ -13,14 +13,16 @@
 
 use std::collections::HashMap;
 
-use aiwatch_common::TRACK_FULL;
+use aiwatch_common::{TRACK_ACCEL_ALLOWED, TRACK_FULL};
 
-/// Why a cgroup is in `TRACKED_CGROUPS`: one bit of its value.
+/// Why a cgroup is in `TRACKED_CGROUPS`: bits of its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum CgroupPurpose {
-    /// Report every event of its processes (a declared container workload).
-    Trace = TRACK_FULL,
+    /// Report every event of its processes, and let them open accelerators
+    /// under accelerator deny (a declared container workload: declared,
+    /// so trusted with the devices).
+    DeclaredContainer = TRACK_FULL | TRACK_ACCEL_ALLOWED,
 }
 
 impl CgroupPurpose {
@@ -127,13 +129,22 @@ mod tests {
         let mut tracking = CgroupTracking::default();
         let set = CgroupWrite::Set {
             id: 7,
-            purposes: TRACK_FULL,
+            purposes: TRACK_FULL | TRACK_ACCEL_ALLOWED,
         };
-        assert_eq!(tracking.hold(100, 7, CgroupPurpose::Trace), vec![set]);
-        assert_eq!(tracking.hold(101, 7, CgroupPurpose::Trace), vec![]);
-        assert_eq!(tracking.hold(101, 7, CgroupPurpose::Trace), vec![]);
+        assert_eq!(
+            tracking.hold(100, 7, CgroupPurpose::DeclaredContainer),
+            vec![set]
+        );
+        assert_eq!(
+            tracking.hold(101, 7, CgroupPurpose::DeclaredContainer),
+            vec![]
+        );
+        assert_eq!(
+            tracking.hold(101, 7, CgroupPurpose::DeclaredContainer),
+            vec![]
+        );
         assert_eq!(tracking.release(100), vec![]);
-        assert_eq!(tracking.purposes(7), TRACK_FULL);
+        assert_eq!(tracking.purposes(7), TRACK_FULL | TRACK_ACCEL_ALLOWED);
         assert_eq!(tracking.release(101), vec![CgroupWrite::Remove { id: 7 }]);
         assert!(tracking.is_empty());
         assert_eq!(tracking.release(101), vec![]);
@@ -142,14 +153,14 @@ mod tests {
     #[test]
     fn a_member_moving_to_another_cgroup_releases_the_first() {
         let mut tracking = CgroupTracking::default();
-        tracking.hold(100, 7, CgroupPurpose::Trace);
+        tracking.hold(100, 7, CgroupPurpose::DeclaredContainer);
         assert_eq!(
-            tracking.hold(100, 8, CgroupPurpose::Trace),
+            tracking.hold(100, 8, CgroupPurpose::DeclaredContainer),
             vec![
                 CgroupWrite::Remove { id: 7 },
                 CgroupWrite::Set {
                     id: 8,
-                    purposes: TRACK_FULL
+                    purposes: TRACK_FULL | TRACK_ACCEL_ALLOWED
                 }
             ]
         );

@@ -15,8 +15,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use aiwatch_common::{
-    filter_bit, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION,
-    SUFFIX_KEY_LEN, TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL,
+    filter_bit, track_value, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, SUFFIX_BASENAME,
+    SUFFIX_EXTENSION, SUFFIX_KEY_LEN, TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL,
 };
 use aya::{
     maps::{
@@ -71,6 +71,8 @@ pub struct KernelInterestMaps {
     /// What this agent put in the tracking maps.
     pids: HashSet<u32>,
     cgroups: CgroupTracking,
+    /// The enforcement scope of each tracked cgroup (its workload's).
+    cgroup_scopes: std::collections::HashMap<u64, u16>,
 }
 
 /// The two prefilter bitmaps (see `aiwatch_common::FILTER_WORDS`).
@@ -191,6 +193,7 @@ impl KernelInterestMaps {
             current_filters: Filters::default(),
             pids: HashSet::new(),
             cgroups: CgroupTracking::default(),
+            cgroup_scopes: std::collections::HashMap::new(),
         })
     }
 
@@ -282,14 +285,16 @@ impl KernelInterestMaps {
     }
 
     /// Reports every file operation of `pid` (and of the children it forks
-    /// from now on: the kernel copies the entry at fork).
-    pub fn track_pid(&mut self, pid: u32) -> Result<(), InterestError> {
+    /// from now on: the kernel copies the entry at fork), and puts it in
+    /// enforcement `scope` (0: none; `kernel::scopes`). `purposes` are
+    /// `TRACK_*` bits beside `TRACK_FULL`, which is always set.
+    pub fn track_pid(&mut self, pid: u32, purposes: u32, scope: u16) -> Result<(), InterestError> {
         if self.pids.is_empty() {
             // The flag first: the kernel skips the map while it is clear.
             self.set_tracking(TRACKING_PIDS, true)?;
         }
         self.tracked_pids
-            .insert(pid, TRACK_FULL, 0)
+            .insert(pid, track_value(TRACK_FULL | purposes, scope), 0)
             .map_err(update("TRACKED_PIDS"))?;
         self.pids.insert(pid);
         Ok(())
@@ -307,15 +312,27 @@ impl KernelInterestMaps {
     }
 
     /// `pid` holds its cgroup v2 `id` in `TRACKED_CGROUPS` for `purpose`:
-    /// with [`CgroupPurpose::Trace`], every event of every process in the
+    /// with [`CgroupPurpose::DeclaredContainer`], every event of every process in the
     /// cgroup is reported, whether or not it descends from a tracked one.
+    /// `scope` is the enforcement scope of the cgroup's workload (0: none).
     pub fn hold_cgroup(
         &mut self,
         pid: u32,
         id: u64,
         purpose: CgroupPurpose,
+        scope: u16,
     ) -> Result<(), InterestError> {
-        let writes = self.cgroups.hold(pid, id, purpose);
+        let mut writes = self.cgroups.hold(pid, id, purpose);
+        if self.cgroup_scopes.insert(id, scope) != Some(scope)
+            && !writes
+                .iter()
+                .any(|w| matches!(w, CgroupWrite::Set { id: set, .. } if *set == id))
+        {
+            writes.push(CgroupWrite::Set {
+                id,
+                purposes: self.cgroups.purposes(id),
+            });
+        }
         self.write_cgroups(&writes)
     }
 
@@ -331,11 +348,13 @@ impl KernelInterestMaps {
                 CgroupWrite::Set { id, purposes } => {
                     // The flag first: the kernel skips the map while it is clear.
                     self.set_tracking(TRACKING_CGROUPS, true)?;
+                    let scope = self.cgroup_scopes.get(&id).copied().unwrap_or(0);
                     self.tracked_cgroups
-                        .insert(id, purposes, 0)
+                        .insert(id, track_value(purposes, scope), 0)
                         .map_err(update("TRACKED_CGROUPS"))?;
                 }
                 CgroupWrite::Remove { id } => {
+                    self.cgroup_scopes.remove(&id);
                     removed(self.tracked_cgroups.remove(&id), "TRACKED_CGROUPS")?;
                 }
             }

@@ -13,7 +13,10 @@ use aiwatch_common::{
     KernelOffsets, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
 };
 use aya::{
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupDevice, CgroupSockAddr, ProgramError, RawTracePoint, TracePoint,
+    },
+    sys::SyscallError,
     Ebpf, EbpfError, EbpfLoader,
 };
 
@@ -31,6 +34,11 @@ pub enum Attach {
     Tracepoint(&'static str, &'static str),
     /// A raw tracepoint by name.
     Raw(&'static str),
+    /// A `cgroup/<hook>` program on the root of the cgroup v2 hierarchy
+    /// (enforcement: every process of the host passes through it).
+    CgroupRoot,
+    /// The `cgroup/dev` program, on the same root.
+    CgroupDeviceRoot,
 }
 
 /// One program and where it attaches.
@@ -39,7 +47,8 @@ pub struct Probe {
     /// The program's function name in the object.
     pub program: &'static str,
     pub attach: Attach,
-    /// The `FAMILY_*` bit it belongs to.
+    /// The `FAMILY_*` bit it belongs to; 0 for enforcement programs, which
+    /// belong to no event family and are always attached.
     pub family: u32,
     /// The agent refuses to run without it.
     pub required: bool,
@@ -381,7 +390,29 @@ pub const PROBES: &[Probe] = &[
     // Accelerators: ioctl counting on GPU fds (which the file family finds).
     // `close` is deliberately not hooked (see ebpf/src/probes/gpu.rs).
     syscall("sys_enter_ioctl", FAMILY_GPU),
+    // Enforcement: egress allowlists (probes/egress.rs).
+    cgroup_root("egress_connect4"),
+    cgroup_root("egress_connect6"),
+    cgroup_root("egress_sendmsg4"),
+    cgroup_root("egress_sendmsg6"),
+    // Enforcement: accelerator deny (probes/accel.rs).
+    Probe {
+        program: "accel_device",
+        attach: Attach::CgroupDeviceRoot,
+        family: 0,
+        required: false,
+    },
 ];
+
+/// An optional enforcement program on the cgroup v2 root.
+const fn cgroup_root(program: &'static str) -> Probe {
+    Probe {
+        program,
+        attach: Attach::CgroupRoot,
+        family: 0,
+        required: false,
+    }
+}
 
 /// An optional `syscalls:<name>` tracepoint whose program has the same name.
 const fn syscall(name: &'static str, family: u32) -> Probe {
@@ -489,7 +520,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
 
     let mut probes = Vec::with_capacity(PROBES.len());
     for probe in PROBES {
-        let status = if options.families & probe.family == 0 {
+        let status = if probe.family != 0 && options.families & probe.family == 0 {
             ProbeStatus {
                 probe: probe.program,
                 attached: false,
@@ -551,8 +582,47 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
             program.load()?;
             program.attach(name)?;
         }
+        Attach::CgroupRoot => {
+            let root = cgroup2_root().map_err(|io_error| SyscallError {
+                call: "find the cgroup v2 hierarchy",
+                io_error,
+            })?;
+            let program: &mut CgroupSockAddr = program.try_into()?;
+            program.load()?;
+            // aya passes the mode as the link's flags, which must be 0 for
+            // a cgroup link; the kernel runs link-attached programs as
+            // "multi", so programs other tools attach below the root
+            // (systemd, container runtimes) keep running beside ours.
+            program.attach(&root, CgroupAttachMode::Single)?;
+        }
+        Attach::CgroupDeviceRoot => {
+            let root = cgroup2_root().map_err(|io_error| SyscallError {
+                call: "find the cgroup v2 hierarchy",
+                io_error,
+            })?;
+            let program: &mut CgroupDevice = program.try_into()?;
+            program.load()?;
+            // As above: a link, run beside the device programs systemd and
+            // container runtimes attach below the root; any of them
+            // refusing an access refuses it.
+            program.attach(&root, CgroupAttachMode::Single)?;
+        }
     }
     Ok(())
+}
+
+/// Opens the root of the cgroup v2 hierarchy: the first `cgroup2` mount
+/// (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on hybrid
+/// ones, elsewhere if the host says so).
+pub fn cgroup2_root() -> std::io::Result<std::fs::File> {
+    let mounts = procfs::mounts().map_err(std::io::Error::other)?;
+    let mount = mounts
+        .iter()
+        .find(|m| m.fs_vfstype == "cgroup2")
+        .ok_or_else(|| {
+            std::io::Error::new(ErrorKind::NotFound, "no cgroup2 file system is mounted")
+        })?;
+    std::fs::File::open(&mount.fs_file)
 }
 
 /// Whether a classic tracepoint exists (raw tracepoints are assumed to).

@@ -8,4 +8,5 @@ pub mod interest;
 pub mod loader;
 pub mod offsets;
 pub mod ringbuf_usage;
+pub mod scopes;
 pub mod stats;

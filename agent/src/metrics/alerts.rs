@@ -61,6 +61,19 @@ impl Metrics {
         self.enforcement_active.set(i64::from(active));
     }
 
+    /// Whether the kernel can enforce at `hook` on this host.
+    pub fn set_enforcement_mode(&self, hook: &str, usable: bool) {
+        self.enforcement_mode
+            .with_label_values(&[hook])
+            .set(i64::from(usable));
+    }
+
+    /// Rules whose deny is carried out as a kill.
+    pub fn set_enforcement_fallback_rules(&self, count: usize) {
+        self.enforcement_fallback_rules
+            .set(saturating_i64(count as u64));
+    }
+
     // Policies.
 
     /// The policy set was loaded at startup with `rules` rules.

@@ -233,6 +233,8 @@ pub struct Metrics {
     enforcement_actions: IntCounterVec,
     enforcement_rules: IntGaugeVec,
     enforcement_active: IntGauge,
+    enforcement_mode: IntGaugeVec,
+    enforcement_fallback_rules: IntGauge,
     rules_loaded: IntGauge,
     policy_reloads: IntCounterVec,
     policy_last_reload_success: Gauge,
@@ -347,6 +349,15 @@ impl Metrics {
         for placement in ["kernel", "user_space", "not_enforced"] {
             enforcement_rules.with_label_values(&[placement]);
         }
+        let enforcement_mode = reg.gauge_vec(
+            "aiwatch_enforcement_mode",
+            "1 where the kernel can enforce on this host, by hook (sched_process_exec, cgroup_connect, cgroup_sendmsg, cgroup_device, bpf_lsm); set at start-up.",
+            &["hook"],
+        )?;
+        let enforcement_fallback_rules = reg.gauge(
+            "aiwatch_enforcement_fallback_rules",
+            "Rules whose deny the kernel cannot refuse and carries out as a kill instead (logged at each load).",
+        )?;
         let enforcement_active = reg.gauge(
             "aiwatch_enforcement_active",
             "1 while enforcement is on (not switched off by config, SIGHUP or `aiwatch enforcement off`).",
@@ -474,6 +485,8 @@ impl Metrics {
             enforcement_actions,
             enforcement_rules,
             enforcement_active,
+            enforcement_mode,
+            enforcement_fallback_rules,
             rules_loaded,
             policy_reloads,
             policy_last_reload_success,

@@ -203,11 +203,25 @@ fn metrics(state: &HttpState) -> HttpResponse {
 }
 
 fn readyz(state: &HttpState) -> HttpResponse {
+    // Detail: where the kernel enforces on this host (`enforcement_mode`).
+    let hooks: serde_json::Map<String, serde_json::Value> = state
+        .readiness
+        .enforcement_hooks()
+        .into_iter()
+        .map(|(hook, usable)| (hook.to_string(), serde_json::Value::Bool(usable)))
+        .collect();
     match state.readiness.check() {
-        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "ready": true })),
+        Ok(()) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "ready": true, "enforcement_hooks": hooks }),
+        ),
         Err(reason) => json(
             StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({ "ready": false, "reason": reason.to_string() }),
+            &serde_json::json!({
+                "ready": false,
+                "reason": reason.to_string(),
+                "enforcement_hooks": hooks,
+            }),
         ),
     }
 }

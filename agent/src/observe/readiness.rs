@@ -71,6 +71,9 @@ pub struct Readiness {
     max_silence: Duration,
     failed: Mutex<Vec<&'static str>>,
     stalled: Mutex<Vec<&'static str>>,
+    /// Where the kernel can enforce on this host: hook → usable, as found
+    /// at start-up (`enforce::EnforcementHooks`). Detail of `/readyz`.
+    enforcement_hooks: Mutex<Vec<(&'static str, bool)>>,
 }
 
 impl Readiness {
@@ -82,7 +85,24 @@ impl Readiness {
             max_silence,
             failed: Mutex::new(Vec::new()),
             stalled: Mutex::new(Vec::new()),
+            enforcement_hooks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records where the kernel can enforce (start-up).
+    pub fn set_enforcement_hooks(&self, hooks: Vec<(&'static str, bool)>) {
+        *self
+            .enforcement_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = hooks;
+    }
+
+    /// Where the kernel can enforce, as recorded at start-up.
+    pub fn enforcement_hooks(&self) -> Vec<(&'static str, bool)> {
+        self.enforcement_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn max_silence(&self) -> Duration {

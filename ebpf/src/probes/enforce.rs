@@ -19,8 +19,9 @@
 //! their maps go with it and nothing is enforced (fail-open).
 
 use aiwatch_common::{
-    ExeKey, KillBudget, ENFORCE_CONTROL_LEN, ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS,
-    ENFORCE_ON, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED,
+    ExeKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN, ENFORCE_KILL_BUDGET,
+    ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED,
+    FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
@@ -29,6 +30,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::current_tgid,
     globals::{agent_pid, offset},
     kernel::{self, read, read_ptr},
 };
@@ -42,6 +44,14 @@ static EXEC_DENY: HashMap<ExeKey, u32> = HashMap::with_max_entries(4096, 0);
 #[map]
 static NEVER_TOUCH: HashMap<ExeKey, u32> = HashMap::with_max_entries(256, 0);
 
+/// Files a rule protects, by device and inode (value: the rule's slot).
+#[map]
+static PROTECTED_FILES: HashMap<ExeKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Executables allowed to open a rule's protected files.
+#[map]
+static OPEN_ALLOW: HashMap<OpenAllowKey, u32> = HashMap::with_max_entries(4096, 0);
+
 /// The switch and the kill budget (`ENFORCE_*` slots).
 #[map]
 static ENFORCE_CONTROL: Array<u64> = Array::with_max_entries(ENFORCE_CONTROL_LEN, 0);
@@ -53,7 +63,7 @@ static KILL_BUDGETS: LruHashMap<u64, KillBudget> = LruHashMap::with_max_entries(
 const SIGKILL: u32 = 9;
 
 #[inline(always)]
-fn control(slot: u32) -> u64 {
+pub fn control(slot: u32) -> u64 {
     ENFORCE_CONTROL.get(slot).copied().unwrap_or(0)
 }
 
@@ -86,9 +96,60 @@ pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
     }
 }
 
+/// Decides whether the process that just opened `inode` dies before it
+/// returns to user space holding the descriptor, and kills it if so.
+/// Returns the `FILE_FLAG_*` bits for its open record.
+#[inline(always)]
+pub fn open_verdict(inode: *const u8) -> u16 {
+    if control(ENFORCE_ON) == 0 {
+        return 0;
+    }
+    let tgid = current_tgid();
+    if tgid == agent_pid() || tgid == 1 {
+        return 0;
+    }
+    let Some(file) = inode_key(inode) else {
+        return 0;
+    };
+    // SAFETY: a hash lookup; the value is copied out at once.
+    let Some(slot) = (unsafe { PROTECTED_FILES.get(&file) }).copied() else {
+        return 0;
+    };
+    let mm = kernel::mm(kernel::current_task());
+    if mm.is_null() {
+        return 0;
+    }
+    let Some(exe) = exe_key(mm) else {
+        return 0;
+    };
+    let allowed = OpenAllowKey { slot, _pad: 0, exe };
+    // SAFETY: hash lookups; the values are only tested for presence.
+    if unsafe { OPEN_ALLOW.get(&allowed) }.is_some() || unsafe { NEVER_TOUCH.get(&exe) }.is_some() {
+        return 0;
+    }
+    if !take_kill() {
+        return FILE_FLAG_KILL_RATE_LIMITED;
+    }
+    // SAFETY: signals the current thread group; no pointer is involved.
+    if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+        FILE_FLAG_KILLED
+    } else {
+        0
+    }
+}
+
+/// The device and inode of `inode`.
+#[inline(always)]
+fn inode_key(inode: *const u8) -> Option<ExeKey> {
+    let ino = read::<u64>(inode, offset!(inode_i_ino)).ok()?;
+    let sb = read_ptr(inode, offset!(inode_i_sb));
+    let dev = read::<u32>(sb, offset!(super_block_s_dev)).ok()?;
+    Some(ExeKey { dev, _pad: 0, ino })
+}
+
 /// The device and inode of `mm->exe_file`.
 #[inline(always)]
-fn exe_key(mm: *const u8) -> Option<ExeKey> {
+pub fn exe_key(mm: *const u8) -> Option<ExeKey> {
     // Every read is a checked copy (`kernel::read`).
     let exe_file = read_ptr(mm, offset!(mm_exe_file));
     let inode = read_ptr(exe_file, offset!(file_f_inode));

@@ -43,7 +43,7 @@ use crate::{
     },
     path,
     plain::read_user,
-    probes::gpu,
+    probes::{enforce, gpu},
     syscall::{self, arg},
 };
 
@@ -91,6 +91,21 @@ pub struct FilePending {
 /// Calls between their entry and exit, per thread (`pid_tgid`).
 #[map]
 static FILE_PENDING: HashMap<u64, FilePending> = HashMap::with_max_entries(8192, 0);
+
+/// Adds `flag` to the current thread's pending open: the `cgroup/dev`
+/// program runs inside the open, between its entry and exit tracepoints,
+/// so the event the exit builds says what it decided.
+#[inline(always)]
+pub fn mark_pending(flag: u16) {
+    if !pending_any(PENDING_FILE) {
+        return;
+    }
+    if let Some(pending) = FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        // SAFETY: `pending` points into a live map value, valid for this
+        // program run; only this thread's syscall uses its entry.
+        unsafe { (*pending).header_flags |= flag };
+    }
+}
 
 /// Where a pending value is built: too big for the stack.
 #[map]
@@ -647,6 +662,7 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
                 if family_on(FAMILY_GPU) && (i_mode as u32) & S_IFMT == S_IFCHR {
                     gpu::remember_fd(tgid, ret as u32, rdev);
                 }
+                flags |= enforce::open_verdict(inode);
             }
         }
         if target.is_null() && relative {

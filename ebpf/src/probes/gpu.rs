@@ -35,6 +35,13 @@ use crate::{
 #[map]
 static GPU_MAJORS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 
+/// Whether character device major `major` is an accelerator.
+#[inline(always)]
+pub fn is_accelerator(major: u32) -> bool {
+    // SAFETY: only the presence of the entry is used.
+    unsafe { GPU_MAJORS.get(major) }.is_some()
+}
+
 /// Open GPU fds: `tgid << 32 | fd` → the device (kernel `dev_t`). LRU, so
 /// fds of processes that exited without closing them age out.
 #[map]

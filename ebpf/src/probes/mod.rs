@@ -1,5 +1,7 @@
 //! One module per event family.
 
+mod accel;
+mod egress;
 mod enforce;
 mod file;
 mod gpu;

@@ -23,7 +23,7 @@ use core::{ffi::c_void, mem::size_of};
 
 use aiwatch_common::{
     DnsRecord, EventKind, NetRecord, SockAddr, Stat, TcpOwner, TcpSummaryRecord, DNS_PAYLOAD_LEN,
-    FAMILY_NET, NET_FLAG_LOCAL_FROM_SOCKET, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED,
+    FAMILY_NET, NET_FLAG_DENIED, NET_FLAG_LOCAL_FROM_SOCKET, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED,
     NET_FLAG_UNIX_ABSTRACT, TCP_OWNER_ACTIVE, TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL,
     TCP_SUMMARY_FLAG_FIN_ACKED, TCP_SUMMARY_FLAG_FIN_RECEIVED, UNIX_PATH_LEN,
 };
@@ -331,6 +331,22 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
         }
     }
     submit(entry);
+}
+
+/// Marks the current thread's pending connect as refused by an egress
+/// allowlist: the `cgroup/connect*` programs run inside the syscall,
+/// between its entry and exit tracepoints, so the record the exit
+/// completes says the kernel denied it (`NET_FLAG_DENIED`).
+#[inline(always)]
+pub fn mark_connect_denied() {
+    if !pending_any(PENDING_NET) {
+        return;
+    }
+    if let Some(pending) = NET_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        // SAFETY: `pending` points into a live map value, valid for this
+        // program run; only this thread's syscall uses its entry.
+        unsafe { (*pending).header.flags |= NET_FLAG_DENIED };
+    }
 }
 
 /// Removes the thread's pending record.

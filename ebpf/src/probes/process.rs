@@ -22,7 +22,7 @@ use crate::{
     emit::{current_tgid, fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
     kernel::{self, read, read_ptr},
-    maps::{count, is_tracked_pid, tracking_pids, TRACKED_PIDS},
+    maps::{count, tracked_pid_value, tracking_pids, TRACKED_PIDS},
     path,
     plain::read_context,
 };
@@ -161,12 +161,11 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     }
     // Tracking is inherited in the kernel, so no child of a tracked process
     // escapes between its fork and the agent's reaction.
-    if is_tracked_pid(parent_tgid)
-        && TRACKED_PIDS
-            .insert(child_tgid, aiwatch_common::TRACK_FULL, 0)
-            .is_err()
-    {
-        count(Stat::TrackLost, EventKind::Fork.slot());
+    // The value (purposes and enforcement scope) goes with it.
+    if let Some(value) = tracked_pid_value(parent_tgid) {
+        if TRACKED_PIDS.insert(child_tgid, value, 0).is_err() {
+            count(Stat::TrackLost, EventKind::Fork.slot());
+        }
     }
     if !family_on(FAMILY_PROCESS) {
         count(Stat::Filtered, EventKind::Fork.slot());

@@ -53,6 +53,9 @@ pub enum WorkloadChange {
         /// (`match.cgroup` or `match.container_id`): its whole cgroup is the
         /// workload's, and is tracked as such in the kernel.
         holds_container: bool,
+        /// The workload is declared in the configuration (not discovered):
+        /// its processes may open accelerators under accelerator deny.
+        declared: bool,
     },
     Left {
         pid: u32,
@@ -470,6 +473,7 @@ impl WorkloadTable {
             pid,
             workload: entry.workload.clone(),
             holds_container: false,
+            declared: entry.declared,
         }]
     }
 

@@ -58,6 +58,7 @@ fn onnx_server_becomes_an_inference_workload_with_reasons() {
             pid: 100,
             workload: workload.clone(),
             holds_container: false,
+            declared: false,
         }]
     );
     let listed = table.workloads();
@@ -111,6 +112,7 @@ fn children_inherit_and_leave_on_exit() {
             pid: 101,
             workload: workload.clone(),
             holds_container: false,
+            declared: false,
         }]
     );
     // The child runs a shell: still the server's workload.
@@ -244,6 +246,10 @@ fn declarations_win_over_discovery() {
         changes.len(),
         1,
         "joined once, never reclassified: {changes:?}"
+    );
+    assert!(
+        matches!(changes[0], WorkloadChange::Joined { declared: true, .. }),
+        "a declared workload's members are told apart (accelerator deny): {changes:?}"
     );
     assert!(table.workloads()[0].declared);
 }

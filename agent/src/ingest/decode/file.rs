@@ -5,9 +5,10 @@
 //! past its buffer is clamped, an unknown flag bit is ignored.
 
 use aiwatch_common::{
-    FileRecord, GpuIoctlRecord, FILE_FLAG_INODE, FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR,
-    FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED,
-    FILE_FLAG_UNCHECKED,
+    FileRecord, GpuIoctlRecord, FILE_FLAG_ACCEL_DENIED, FILE_FLAG_ACCEL_WOULD_DENY,
+    FILE_FLAG_INODE, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED, FILE_FLAG_NAME_TRUNCATED,
+    FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR,
+    FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
 };
 
 use super::{kernel_path, ResolvedPath};
@@ -31,6 +32,13 @@ pub struct FileOp {
     pub name_truncated: bool,
     /// The process was tracked (else a path of interest let it through).
     pub tracked: bool,
+    /// What `cgroup/dev` decided about an accelerator open outside the
+    /// allowlist: refused, or let through in audit mode.
+    pub accel: Option<AccelVerdict>,
+    /// The kernel killed the opener of a protected file at the open's exit
+    /// (`FILE_FLAG_KILLED`), or would have but the kill budget was spent.
+    pub killed: bool,
+    pub kill_rate_limited: bool,
     /// A relative name the kernel could not test: keep the event only if
     /// the resolved path is of interest.
     pub unchecked: bool,
@@ -73,6 +81,13 @@ fn bytes_to_string(bytes: &[u8], len: u16) -> String {
     String::from_utf8_lossy(&used[..end]).into_owned()
 }
 
+/// `cgroup/dev`'s verdict on an accelerator open outside the allowlist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelVerdict {
+    Denied,
+    WouldDeny,
+}
+
 pub(super) fn file_op(r: &FileRecord) -> FileOp {
     let flags = r.header.flags;
     let path = kernel_path(&r.path);
@@ -102,6 +117,15 @@ pub(super) fn file_op(r: &FileRecord) -> FileOp {
         name2,
         name_truncated: flags & FILE_FLAG_NAME_TRUNCATED != 0,
         tracked: flags & FILE_FLAG_TRACKED != 0,
+        killed: flags & FILE_FLAG_KILLED != 0,
+        kill_rate_limited: flags & FILE_FLAG_KILL_RATE_LIMITED != 0,
+        accel: if flags & FILE_FLAG_ACCEL_DENIED != 0 {
+            Some(AccelVerdict::Denied)
+        } else if flags & FILE_FLAG_ACCEL_WOULD_DENY != 0 {
+            Some(AccelVerdict::WouldDeny)
+        } else {
+            None
+        },
         unchecked: flags & FILE_FLAG_UNCHECKED != 0,
         opened,
         dir,

@@ -21,7 +21,7 @@ use aiwatch_common::{
     PATH_FLAG_TRUNCATED,
 };
 
-pub use file::{kernel_dev, FileOp, GpuIoctl, Inode};
+pub use file::{kernel_dev, AccelVerdict, FileOp, GpuIoctl, Inode};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {

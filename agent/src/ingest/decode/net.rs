@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aiwatch_common::{
     DnsRecord, EventHeader, EventKind, NetRecord, SockAddr, TcpOwner, TcpSummaryRecord,
-    NET_FLAG_NO_RESULT, NET_FLAG_TRACKED, NET_FLAG_UNIX_ABSTRACT, TCP_OWNER_ACTIVE,
-    TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL, TCP_SUMMARY_FLAG_FIN_ACKED,
+    NET_FLAG_DENIED, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED, NET_FLAG_UNIX_ABSTRACT,
+    TCP_OWNER_ACTIVE, TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL, TCP_SUMMARY_FLAG_FIN_ACKED,
     TCP_SUMMARY_FLAG_FIN_RECEIVED,
 };
 
@@ -44,6 +44,9 @@ pub struct Net {
     /// UDP sends: the payload size asked for.
     pub len: u32,
     pub tracked: bool,
+    /// An egress allowlist refused the connect in the kernel
+    /// (`NET_FLAG_DENIED`).
+    pub denied: bool,
 }
 
 /// Byte totals of a TCP connection.
@@ -114,6 +117,7 @@ pub fn net(r: &NetRecord) -> Net {
         unix_path,
         len: r.len,
         tracked: flags & NET_FLAG_TRACKED != 0,
+        denied: flags & NET_FLAG_DENIED != 0,
     }
 }
 
