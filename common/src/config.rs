@@ -76,6 +76,12 @@ pub struct KernelOffsets {
     pub inode_i_ino: u32,
     pub inode_i_sb: u32,
     pub super_block_s_dev: u32,
+    pub nsproxy_net_ns: u32,
+    /// Offset of `ns.inum` inside `struct net`.
+    pub net_ns_inum: u32,
+    pub task_comm: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the

@@ -54,10 +54,13 @@ record!(
 );
 record!(
     NetRecord,
-    HEADER + 8 + 4 + 2 + 2 + 2 * SOCKADDR + UNIX_PATH_LEN + 4
+    HEADER + 8 + 4 + 2 + 2 + 2 * SOCKADDR + UNIX_PATH_LEN + 4 + 4 + 4
 );
-record!(TcpSummaryRecord, HEADER + 2 * SOCKADDR + 3 * 8);
-record!(DnsRecord, HEADER + SOCKADDR + 2 + 3 * 2 + DNS_PAYLOAD_LEN);
+record!(TcpSummaryRecord, HEADER + 2 * SOCKADDR + 3 * 8 + 4 + 4);
+record!(
+    DnsRecord,
+    HEADER + 2 * SOCKADDR + 8 + 4 + 2 + 2 + DNS_PAYLOAD_LEN
+);
 record!(
     SyscallRecord,
     HEADER + 6 * 8 + 8 + 2 + 2 + 4 + NAME_LEN + PATH
@@ -65,7 +68,8 @@ record!(
 record!(GpuIoctlRecord, HEADER + 8 + 4 + 4 + 8);
 
 // Map values and keys the agent writes or reads byte for byte.
-const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR);
+const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR + 4 + 4);
+const _: () = assert!(size_of::<DnsOwner>() == 4 * 4 + 8 + COMM_LEN + 4 + 4);
 const _: () = assert!(size_of::<KernelOffsets>().is_multiple_of(size_of::<u32>()));
 const _: () = assert!(size_of::<SuffixKey>() == 1 + SUFFIX_KEY_LEN);
 const _: () = assert!(PREFIX_KEY_LEN <= NAME_LEN);

@@ -266,6 +266,7 @@ impl Pipeline {
         self.metrics
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
         self.sync_workload_series(now);
+        self.metrics.name_cache(self.enricher.name_stats());
         self.detectors.report_profiles(&self.metrics, save_profiles);
         let snapshot = Arc::new(self.analyzer.inventory_snapshot());
         if let Ok(mut slot) = self.inventory.lock() {

@@ -4,6 +4,7 @@
 //! the table as it was when the event happened, in ring-buffer order.
 
 pub mod assets;
+pub mod names;
 mod net;
 mod privilege;
 pub mod process;
@@ -58,6 +59,8 @@ pub struct Enricher {
     files: file::FileState,
     /// Applied to argv as a process enters the table.
     redactor: redact::Redactor,
+    /// Addresses named by DNS answers, per network namespace.
+    names: names::NameCache,
 }
 
 impl Enricher {
@@ -69,7 +72,18 @@ impl Enricher {
             stats: EnrichStats::default(),
             files: file::FileState::default(),
             redactor: redact::Redactor::default(),
+            names: names::NameCache::new(names::NameLimits::default()),
         }
+    }
+
+    /// Replaces the name cache's default bounds (the configuration's `names:`).
+    pub fn set_name_limits(&mut self, limits: names::NameLimits) {
+        self.names = names::NameCache::new(limits);
+    }
+
+    /// What the name cache has done since start-up.
+    pub fn name_stats(&self) -> names::NameStats {
+        self.names.stats()
     }
 
     /// Replaces the built-in redactor (the configuration adds patterns).
@@ -209,15 +223,32 @@ impl Enricher {
             }
             Payload::Net(net) => {
                 self.attribute(&mut event, &common);
-                event.net = Some(net::net_info(common.kind, &net));
+                let mut info = net::net_info(common.kind, &net);
+                self.name_destination(&mut info, net.netns, common.ktime_ns);
+                event.net = Some(info);
             }
             Payload::TcpSummary(summary) => {
                 self.attribute(&mut event, &common);
-                event.net = Some(net::summary_info(&summary));
+                let mut info = net::summary_info(&summary);
+                self.name_destination(&mut info, summary.netns, common.ktime_ns);
+                event.net = Some(info);
             }
             Payload::Dns(query) => {
                 self.attribute(&mut event, &common);
+                self.names
+                    .query(&query.wire, query.question.as_ref().ok(), common.ktime_ns);
                 event.dns = Some(net::dns_info(&query));
+            }
+            Payload::DnsAnswer(reply) => {
+                self.attribute(&mut event, &common);
+                let verified = match &reply.answer {
+                    Ok(answer) => self.names.answer(&reply.wire, answer, common.ktime_ns),
+                    Err(_) => {
+                        self.names.malformed();
+                        false
+                    }
+                };
+                event.dns = Some(net::dns_answer_info(&reply, verified));
             }
             Payload::Syscall(call) => {
                 self.attribute(&mut event, &common);
@@ -230,6 +261,18 @@ impl Enricher {
             Payload::ClearText(_) => self.attribute(&mut event, &common),
         }
         event
+    }
+
+    /// Names the destination of a connection from the name cache. Unix
+    /// sockets, bind and listen have no remote address to name.
+    fn name_destination(&mut self, info: &mut crate::event::NetInfo, netns: u32, now_ns: u64) {
+        let Some(dst) = info.dst.as_ref() else {
+            return;
+        };
+        if let Some(peer) = self.names.lookup(netns, dst.ip, now_ns) {
+            info.dst_name = Some(peer.name);
+            info.dst_name_verified = peer.verified;
+        }
     }
 
     /// Fills the process fields of an event about `common.pid`.

@@ -13,7 +13,9 @@ use aiwatch_common::{
     KernelOffsets, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
 };
 use aya::{
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, ProgramError, RawTracePoint, TracePoint,
+    },
     Ebpf, EbpfError, EbpfLoader,
 };
 
@@ -31,6 +33,9 @@ pub enum Attach {
     Tracepoint(&'static str, &'static str),
     /// A raw tracepoint by name.
     Raw(&'static str),
+    /// A `cgroup_skb` program on the cgroup2 root, linked next to any
+    /// other program there, so it sees every socket.
+    CgroupSkb(CgroupSkbAttachType),
 }
 
 /// One program and where it attaches.
@@ -141,6 +146,19 @@ pub const PROBES: &[Probe] = &[
     Probe {
         program: "inet_sock_set_state",
         attach: Attach::Tracepoint("sock", "inet_sock_set_state"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    // Names on the wire (probes/names.rs): DNS queries and answers.
+    Probe {
+        program: "names_egress",
+        attach: Attach::CgroupSkb(CgroupSkbAttachType::Egress),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "names_ingress",
+        attach: Attach::CgroupSkb(CgroupSkbAttachType::Ingress),
         family: FAMILY_NET,
         required: false,
     },
@@ -520,8 +538,33 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
             program.load()?;
             program.attach(name)?;
         }
+        Attach::CgroupSkb(direction) => {
+            let program: &mut CgroupSkb = program.try_into()?;
+            program.load()?;
+            let root = cgroup2_root().ok_or_else(|| {
+                ProgramError::IOError(std::io::Error::new(
+                    ErrorKind::NotFound,
+                    "no cgroup2 hierarchy is mounted",
+                ))
+            })?;
+            let cgroup = std::fs::File::open(&root).map_err(ProgramError::IOError)?;
+            // A link: cgroup links always run next to the cgroup's other
+            // programs, and the link API refuses the multi flag itself.
+            program.attach(cgroup, direction, CgroupAttachMode::Single)?;
+        }
     }
     Ok(())
+}
+
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup` on unified
+/// hosts, `/sys/fs/cgroup/unified` on hybrid ones).
+pub fn cgroup2_root() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (fstype == "cgroup2").then(|| std::path::PathBuf::from(target))
+    })
 }
 
 /// Whether a classic tracepoint exists (raw tracepoints are assumed to).

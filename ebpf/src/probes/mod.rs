@@ -3,6 +3,7 @@
 mod enforce;
 mod file;
 mod gpu;
+mod names;
 mod net;
 mod privilege;
 mod process;

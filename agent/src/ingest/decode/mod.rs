@@ -11,6 +11,7 @@ use std::mem::size_of;
 
 pub mod clear_text;
 pub mod dns;
+pub mod dns_answer;
 pub mod net;
 pub mod privilege;
 
@@ -116,6 +117,7 @@ pub enum Payload {
     Net(Box<net::Net>),
     TcpSummary(net::TcpSummary),
     Dns(Box<net::Dns>),
+    DnsAnswer(Box<net::DnsAnswer>),
     /// Privilege and tampering syscalls.
     Syscall(Box<privilege::Syscall>),
     /// open, unlink, rename, chmod, truncate.
@@ -173,7 +175,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | EventKind::Listen
         | EventKind::UdpSend
         | EventKind::TcpSummary
-        | EventKind::Dns => net::decode(kind, &header, bytes)?,
+        | EventKind::Dns
+        | EventKind::DnsAnswer => net::decode(kind, &header, bytes)?,
         EventKind::Setuid
         | EventKind::Setgid
         | EventKind::Capset
