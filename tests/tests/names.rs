@@ -25,8 +25,8 @@ const MODELS_IP: &str = "10.77.0.2";
 const TRUSTED_IP: &str = "10.77.0.3";
 const FORGED_IP: &str = "10.77.0.4";
 
-/// A network namespace with the two resolvers and an HTTP server on
-/// `MODELS_IP:8080`; everything is removed on drop.
+/// A network namespace with the two resolvers and an HTTP server on port
+/// 8080 of every address; everything is removed on drop.
 struct Namespace {
     name: String,
     children: Vec<Child>,
@@ -43,9 +43,11 @@ fn run(program: &str, args: &[&str]) {
 
 impl Namespace {
     fn start() -> Namespace {
-        let name = format!("aiw-names-{}", std::process::id());
+        // Tests of this file run side by side: one namespace each.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("aiw-names-{}-{serial}", std::process::id());
         let dir = TempDir::new("names");
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
         run("ip", &["netns", "add", &name]);
         let mut ns = Namespace {
             name: name.clone(),
@@ -80,7 +82,7 @@ impl Namespace {
                 &format!("--host-record=models.example.test,{MODELS_IP}"),
                 "--cname=alias.example.test,models.example.test",
                 &format!("--host-record=tcp.example.test,{MODELS_IP}"),
-                &format!("--host-record=huggingface.co,{TRUSTED_IP}"),
+                &format!("--host-record=trusted.example.test,{TRUSTED_IP}"),
                 "--log-facility=-",
             ],
         );
@@ -105,10 +107,9 @@ impl Namespace {
             &[
                 "-c",
                 "import http.server, sys\n\
-                 srv = http.server.HTTPServer((sys.argv[1], 8080), http.server.SimpleHTTPRequestHandler)\n\
+                 srv = http.server.HTTPServer(('', 8080), http.server.SimpleHTTPRequestHandler)\n\
                  print('ready', flush=True)\n\
                  srv.serve_forever()\n",
-                MODELS_IP,
             ],
         );
         assert_eq!(first_line(&mut http), "ready");
@@ -385,9 +386,9 @@ sock.sendto(out, ("127.0.0.1", int(sys.argv[1])))
 }
 
 #[test]
-fn rules_match_names_and_the_trusted_host_exception_needs_a_verified_name() {
+fn a_rule_on_a_name_glob_fires_and_the_trusted_host_exception_suppresses_it() {
     if skip_without_dnsmasq(
-        "rules_match_names_and_the_trusted_host_exception_needs_a_verified_name",
+        "a_rule_on_a_name_glob_fires_and_the_trusted_host_exception_suppresses_it",
     ) {
         return;
     }
@@ -396,23 +397,46 @@ fn rules_match_names_and_the_trusted_host_exception_needs_a_verified_name() {
     std::fs::write(
         &rules,
         r#"
+lists:
+  trusted_ai_hosts: {append: ["trusted.example.test"]}
 rules:
   - id: test.names.example-test
-    description: a connection to a host under example.test, unless trusted
+    description: A connection to a host under example.test that is not a trusted AI host
     severity: medium
-    kind: connect
-    condition:
+    when:
+      kind: connect
       net.dst_name: {glob: "*.example.test"}
-      not: {all: [{net.dst_name: {glob: {list: trusted_ai_hosts}}}, {net.dst_name_verified: true}]}
+      not: {macro: trusted_ai_destination}
 "#,
     )
     .expect("write the rule");
     let agent = Agent::start_with(AgentOptions {
-        config: format!(
-            "policies:\n  extra:\n    - {}\n  lists:\n    trusted_ai_hosts: {{append: [\"trusted.example.test\"]}}\n",
-            rules.display()
-        ),
+        config: format!("policies: [{}]\n", rules.display()),
         ..Default::default()
     });
-    let _ = agent;
+    let ns = Namespace::start();
+    let connect = "import socket, sys\n\
+                   addr = socket.getaddrinfo(sys.argv[1], 8080, socket.AF_INET, socket.SOCK_STREAM)[0][4]\n\
+                   socket.create_connection(addr, timeout=5).close()\n";
+    let (untrusted, _) = ns.client(&[], PYTHON, &["-c", connect, "models.example.test"]);
+    let alert = agent.wait_alert("the name rule's alert", |a| {
+        a["rule"] == "test.names.example-test"
+            && get(a, "event.process.pid").as_u64() == Some(untrusted)
+    });
+    assert_eq!(get(&alert, "event.net.dst_name"), "models.example.test");
+    let (trusted, _) = ns.client(&[], PYTHON, &["-c", connect, "trusted.example.test"]);
+    let connect = agent.wait_event("the trusted host's connect", |e| {
+        kind_of(e) == "connect" && pid_of(e) == trusted && get(e, "net.dst.ip") == TRUSTED_IP
+    });
+    assert_eq!(get(&connect, "net.dst_name"), "trusted.example.test");
+    assert_eq!(get(&connect, "net.dst_name_verified"), true);
+    agent.sentinel();
+    assert!(
+        !agent
+            .alerts()
+            .iter()
+            .any(|a| a["rule"] == "test.names.example-test"
+                && get(a, "event.process.pid").as_u64() == Some(trusted)),
+        "the trusted host's verified name did not suppress the rule"
+    );
 }
