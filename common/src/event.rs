@@ -56,6 +56,10 @@ macro_rules! event_kinds {
             // Accelerators: 500..
             // Per-process ioctl counts on accelerator device fds, sampled.
             GpuIoctl = 500, "gpu_ioctl";
+            // LLM traffic: 600..
+            // The first bytes a process wrote on a TCP connection, when they
+            // are a TLS ClientHello: the server name it asks for.
+            TlsClientHello = 603, "tls_client_hello";
         }
     };
 }
@@ -101,8 +105,8 @@ impl EventKind {
     }
 }
 
-/// Size of per-kind counter arrays (five families of up to eight kinds each).
-pub const KIND_SLOTS: u32 = 40;
+/// Size of per-kind counter arrays (six families of up to eight kinds each).
+pub const KIND_SLOTS: u32 = 48;
 
 // Every kind has a slot of its own below KIND_SLOTS: a family holds at most
 // eight kinds, numbered from its hundred.
@@ -411,10 +415,12 @@ pub const DNS_FLAG_TCP: u16 = 1;
 /// The message was longer than [`DNS_PAYLOAD_LEN`]: the copy is its start.
 pub const DNS_FLAG_CUT: u16 = 2;
 
-/// A DNS message seen on the wire by the `cgroup_skb` programs: a query
-/// (`Dns`) leaving a socket for port 53, or an answer (`DnsAnswer`) from
-/// port 53 arriving at a socket that sent a query. The header names the
-/// process that sent the query on that socket.
+/// A message seen on the wire by the `cgroup_skb` programs: a DNS query
+/// (`Dns`) leaving a socket for port 53, a DNS answer (`DnsAnswer`) from
+/// port 53 arriving at a socket that sent a query, or a TLS ClientHello
+/// (`TlsClientHello`: the payload starts at its TLS record header,
+/// `wire_len` is the record's length). The header names the process that
+/// sent the query or the hello on that socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DnsRecord {

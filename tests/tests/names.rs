@@ -440,3 +440,50 @@ rules:
         "the trusted host's verified name did not suppress the rule"
     );
 }
+
+/// The server name comes from the first bytes on the wire, so it is seen
+/// for any TLS library: Python's ssl module and curl here.
+#[test]
+fn tls_client_hellos_name_their_server() {
+    if skip_without_dnsmasq("tls_client_hellos_name_their_server") {
+        return;
+    }
+    let agent = Agent::start();
+    let ns = Namespace::start();
+    // The server speaks HTTP, so each handshake fails after the hello.
+    let python_tls = "import socket, ssl\n\
+                      conn = socket.create_connection(('models.example.test', 8080), timeout=5)\n\
+                      try:\n    ssl.create_default_context().wrap_socket(conn, server_hostname='weights.example.test')\n\
+                      except (ssl.SSLError, OSError):\n    pass\n";
+    let (python_pid, _) = ns.client(&[], PYTHON, &["-c", python_tls]);
+    let hello = agent.wait_event("Python's ClientHello", |e| {
+        kind_of(e) == "tls_client_hello" && pid_of(e) == python_pid
+    });
+    assert_eq!(get(&hello, "net.tls_server_name"), "weights.example.test");
+    assert_eq!(get(&hello, "net.dst.ip"), MODELS_IP);
+    assert_eq!(get(&hello, "net.dst.port").as_u64(), Some(8080));
+    // The name the client resolved is there too, and is the one trusted.
+    assert_eq!(get(&hello, "net.dst_name"), "models.example.test");
+    assert_eq!(get(&hello, "net.dst_name_verified"), true);
+
+    let curl = ns
+        .command(
+            "curl",
+            &[
+                "-sS",
+                "-k",
+                "-o",
+                "/dev/null",
+                "https://alias.example.test:8080/",
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start curl");
+    let curl_pid = u64::from(curl.id());
+    let _ = curl.wait_with_output();
+    let hello = agent.wait_event("curl's ClientHello", |e| {
+        kind_of(e) == "tls_client_hello" && pid_of(e) == curl_pid
+    });
+    assert_eq!(get(&hello, "net.tls_server_name"), "alias.example.test");
+}

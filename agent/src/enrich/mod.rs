@@ -250,6 +250,12 @@ impl Enricher {
                 };
                 event.dns = Some(net::dns_answer_info(&reply, verified));
             }
+            Payload::TlsClientHello(hello) => {
+                self.attribute(&mut event, &common);
+                let mut info = net::client_hello_info(&hello);
+                self.name_destination(&mut info, hello.wire.netns, common.ktime_ns);
+                event.net = Some(info);
+            }
             Payload::Syscall(call) => {
                 self.attribute(&mut event, &common);
                 event.syscall = Some(privilege::syscall_info(&call));

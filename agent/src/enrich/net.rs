@@ -13,7 +13,7 @@ use crate::{
     ingest::decode::{
         dns,
         dns_answer::AnswerError,
-        net::{Dns, DnsAnswer, DnsWire, Net, TcpSummary},
+        net::{Dns, DnsAnswer, DnsWire, Net, TcpSummary, TlsClientHello},
     },
 };
 
@@ -77,6 +77,24 @@ pub fn dns_info(query: &Dns) -> DnsInfo {
         qtype,
         server: query.server.map(endpoint),
         protocol: wire_protocol(&query.wire),
+        ..Default::default()
+    }
+}
+
+/// The `net` field of a ClientHello: the connection and the server name.
+pub fn client_hello_info(hello: &TlsClientHello) -> NetInfo {
+    let family = match hello.wire.server {
+        Some(SocketAddr::V4(_)) => NetFamily::Ipv4,
+        Some(SocketAddr::V6(_)) => NetFamily::Ipv6,
+        None => NetFamily::Unknown,
+    };
+    NetInfo {
+        family,
+        protocol: Protocol::Tcp,
+        src: hello.wire.local.map(endpoint),
+        dst: hello.wire.server.map(endpoint),
+        dst_external: hello.wire.server.is_some_and(|a| is_external(a.ip())),
+        tls_server_name: hello.server_name.clone().ok().flatten(),
         ..Default::default()
     }
 }

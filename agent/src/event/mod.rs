@@ -320,6 +320,10 @@ pub struct NetInfo {
     /// socket (id, resolver and name): only such names satisfy allowlists.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dst_name_verified: bool,
+    /// `tls_client_hello`: the server name (SNI) the client asked for.
+    /// Chosen by the client: it never makes a destination trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

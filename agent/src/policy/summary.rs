@@ -120,6 +120,12 @@ fn deed(ev: &Event) -> String {
             Some(dns) => format!("looked up {} ({})", dns.name, dns.qtype),
             None => "made a DNS query".to_string(),
         },
+        Kind::TlsClientHello => format!(
+            "began TLS with {} for {}",
+            endpoint(net.and_then(|n| n.dst.as_ref())),
+            net.and_then(|n| n.tls_server_name.as_deref())
+                .unwrap_or("no server name")
+        ),
         Kind::DnsAnswer => match &ev.dns {
             Some(dns) if !dns.answers.is_empty() => format!(
                 "got {} for {}{}",

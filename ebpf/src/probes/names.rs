@@ -1,5 +1,5 @@
-//! Names on the wire: DNS queries and answers, seen by `cgroup_skb`
-//! programs attached to the cgroup2 root, so every process in every cgroup
+//! Names on the wire: DNS queries and answers, and the server name of TLS
+//! ClientHellos, seen by `cgroup_skb` programs attached to the cgroup2 root, so every process in every cgroup
 //! is covered without a program on its `send*`/`recv*`/`read`/`write`
 //! syscalls.
 //!
@@ -8,7 +8,8 @@
 //! and resolvers in static binaries use whatever they like. Every one of
 //! them puts the same bytes on port 53. Syscall hooks on those paths would
 //! run on every read and write of every process (a server's hottest
-//! paths); here a packet that is not DNS costs two small header loads.
+//! paths); here a packet that is neither costs two small header loads (three,
+//! and six bytes of data, for a TCP segment: the ClientHello test).
 //!
 //! Attribution: a query leaves in the context of the process that sends it
 //! (UDP sends and the first TCP segment run the egress hook synchronously
@@ -191,7 +192,7 @@ fn emit_dns(
     };
     let (start, wire_len) = message;
     let record = entry.as_mut_ptr();
-    let egress = kind == EventKind::Dns;
+    let egress = kind != EventKind::DnsAnswer;
     // SAFETY: `record` is a reservation sized for a `DnsRecord`; the copy
     // below writes at most `DNS_PAYLOAD_LEN` bytes into that array (the
     // length is 512 or masked into 1..=511).
@@ -268,7 +269,50 @@ unsafe fn copy_payload(ctx: &SkBuffContext, start: u32, available: u32, dst: *mu
     copied
 }
 
-/// DNS queries: any packet to port 53.
+/// The start and record length of a TLS ClientHello at the start of a TCP
+/// segment's data: a handshake record (22) of TLS 1.x whose first message
+/// is a ClientHello (1). Later records of a connection are application data
+/// (23), and a server's first message is a ServerHello (2).
+#[inline(always)]
+fn client_hello(ctx: &SkBuffContext, flow: &Flow) -> Option<(u32, u16)> {
+    let header: [u8; 14] = ctx.load(flow.l4 as usize).ok()?;
+    let data = flow.l4 + u32::from(header[12] >> 4) * 4;
+    if ctx.len() < data + 6 {
+        return None;
+    }
+    let head: [u8; 6] = ctx.load(data as usize).ok()?;
+    if head[0] != 22 || head[1] != 3 || head[5] != 1 {
+        return None;
+    }
+    let record_len = u16::from_be_bytes([head[3], head[4]]);
+    Some((data, record_len.saturating_add(5)))
+}
+
+/// The server name a client asks for: its first TLS record, copied from
+/// the wire, whatever TLS library wrote it (static ones included).
+#[inline(always)]
+fn tls_egress(ctx: &SkBuffContext, flow: &Flow) {
+    let Some(message) = client_hello(ctx, flow) else {
+        return;
+    };
+    let owner = current_owner(ctx);
+    if owner.pid == agent_pid() || owner.pid == 0 {
+        return;
+    }
+    // SAFETY: the context is this program's `__sk_buff`.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    emit_dns(
+        ctx,
+        EventKind::TlsClientHello,
+        &owner,
+        cookie,
+        flow,
+        message,
+    );
+}
+
+/// DNS queries (any packet to port 53) and TLS ClientHellos (the first
+/// data of a TCP connection, on any port).
 #[cgroup_skb(egress)]
 pub fn names_egress(ctx: SkBuffContext) -> i32 {
     if floor() || !family_on(FAMILY_NET) {
@@ -278,6 +322,9 @@ pub fn names_egress(ctx: SkBuffContext) -> i32 {
         return PASS;
     };
     if flow.dport != DNS_PORT {
+        if flow.tcp {
+            tls_egress(&ctx, &flow);
+        }
         return PASS;
     }
     let Some(message) = dns_message(&ctx, &flow) else {

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod dns_answer;
 pub mod net;
 pub mod privilege;
+pub mod tls_hello;
 
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, ExitRecord, FileRecord, ForkRecord, GpuIoctlRecord,
@@ -118,6 +119,7 @@ pub enum Payload {
     TcpSummary(net::TcpSummary),
     Dns(Box<net::Dns>),
     DnsAnswer(Box<net::DnsAnswer>),
+    TlsClientHello(Box<net::TlsClientHello>),
     /// Privilege and tampering syscalls.
     Syscall(Box<privilege::Syscall>),
     /// open, unlink, rename, chmod, truncate.
@@ -176,7 +178,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | EventKind::UdpSend
         | EventKind::TcpSummary
         | EventKind::Dns
-        | EventKind::DnsAnswer => net::decode(kind, &header, bytes)?,
+        | EventKind::DnsAnswer
+        | EventKind::TlsClientHello => net::decode(kind, &header, bytes)?,
         EventKind::Setuid
         | EventKind::Setgid
         | EventKind::Capset

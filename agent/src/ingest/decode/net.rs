@@ -11,7 +11,7 @@ use aiwatch_common::{
     TCP_SUMMARY_FLAG_FIN_RECEIVED,
 };
 
-use super::{checked, dns, dns_answer, DecodeError, Payload};
+use super::{checked, dns, dns_answer, tls_hello, DecodeError, Payload};
 use crate::event::NetFamily;
 
 const AF_UNIX: u16 = 1;
@@ -62,8 +62,8 @@ pub struct TcpSummary {
     pub netns: u32,
 }
 
-/// Where a DNS message went: the socket it left or arrived at, and the
-/// resolver at the other end.
+/// Where a message copied off the wire went: the socket it left or
+/// arrived at, and the peer at the other end (a DNS resolver, a TLS server).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsWire {
     /// The resolver: the query's destination, the answer's source.
@@ -85,6 +85,15 @@ pub struct Dns {
     pub server: Option<SocketAddr>,
     /// The question, or why it could not be read.
     pub question: Result<dns::Question, dns::DnsError>,
+    pub wire: DnsWire,
+}
+
+/// The first TLS record a process wrote on a TCP connection: a ClientHello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsClientHello {
+    /// The name in its `server_name` extension, `None` without one.
+    pub server_name: Result<Option<String>, tls_hello::HelloError>,
+    /// `server` is the TLS server's address.
     pub wire: DnsWire,
 }
 
@@ -113,6 +122,13 @@ pub(super) fn decode(
         EventKind::DnsAnswer => {
             let r = checked::<DnsRecord>(kind, header, bytes)?;
             Payload::DnsAnswer(Box::new(dns_answer(&r)))
+        }
+        EventKind::TlsClientHello => {
+            let r = checked::<DnsRecord>(kind, header, bytes)?;
+            Payload::TlsClientHello(Box::new(TlsClientHello {
+                server_name: tls_hello::server_name(dns_payload(&r)),
+                wire: dns_wire(&r),
+            }))
         }
         _ => {
             let r = checked::<NetRecord>(kind, header, bytes)?;
