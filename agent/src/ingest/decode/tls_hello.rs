@@ -76,13 +76,15 @@ pub fn server_name(record: &[u8]) -> Result<Option<String>, HelloError> {
     if r.u8()? != CLIENT_HELLO {
         return Err(HelloError::NotAHello);
     }
-    r.take(3)?;
+    let length = r.take(3)?;
+    let hello_end = r.at
+        + (usize::from(length[0]) << 16 | usize::from(length[1]) << 8 | usize::from(length[2]));
     // Version, random, session id, cipher suites, compression methods.
     r.take(2 + 32)?;
     r.skip_vector(1)?;
     r.skip_vector(2)?;
     r.skip_vector(1)?;
-    if r.at == record.len() {
+    if r.at >= hello_end {
         // A hello without extensions ends here.
         return Ok(None);
     }
