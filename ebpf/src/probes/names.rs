@@ -349,6 +349,14 @@ pub fn names_ingress(ctx: SkBuffContext) -> i32 {
     if floor() || !family_on(FAMILY_NET) {
         return PASS;
     }
+    // A connected socket whose peer is not on port 53 (a TCP server's or
+    // client's traffic, redis's included) is told apart from the context
+    // alone, before any packet load. Unconnected sockets (peer port 0)
+    // can receive from anyone: their packets are parsed.
+    let peer_port = u16::from_be(ctx.skb.remote_port() as u16);
+    if peer_port != 0 && peer_port != DNS_PORT {
+        return PASS;
+    }
     let Some(flow) = flow(&ctx) else {
         return PASS;
     };
