@@ -16,7 +16,7 @@ use crate::{
     analyze::WorkloadsConfig,
     anomaly::AnomalyConfig,
     enforce::EnforcementConfig,
-    enrich::{assets::AssetConfig, redact::RedactConfig, TableLimits},
+    enrich::{assets::AssetConfig, names::NameLimits, redact::RedactConfig, TableLimits},
     metrics::DEFAULT_MAX_WORKLOAD_SERIES,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
@@ -38,6 +38,8 @@ pub struct Config {
     pub families: Families,
     pub queue_capacity: usize,
     pub process_table: TableLimits,
+    /// Bounds of the DNS name cache (`docs/events.md`, "Names of peers").
+    pub names: NameLimits,
     pub state_dir: PathBuf,
     /// The unix socket of `aiwatch alerts|events --follow` (root only);
     /// `null` turns the live stream off.
@@ -84,6 +86,7 @@ impl Default for Config {
             families: Families::default(),
             queue_capacity: 65_536,
             process_table: TableLimits::default(),
+            names: NameLimits::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
             stream_socket: Some(PathBuf::from(crate::sink::stream::DEFAULT_SOCKET)),
             max_workload_series: DEFAULT_MAX_WORKLOAD_SERIES,
