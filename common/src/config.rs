@@ -76,6 +76,12 @@ pub struct KernelOffsets {
     pub inode_i_ino: u32,
     pub inode_i_sb: u32,
     pub super_block_s_dev: u32,
+    pub nsproxy_net_ns: u32,
+    /// Offset of `ns.inum` inside `struct net`.
+    pub net_ns_inum: u32,
+    pub task_comm: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the
@@ -88,7 +94,9 @@ pub const FAMILY_FILE: u32 = 2;
 pub const FAMILY_NET: u32 = 4;
 pub const FAMILY_PRIVILEGE: u32 = 8;
 pub const FAMILY_GPU: u32 = 16;
-pub const FAMILY_ALL: u32 = 31;
+/// Clear text of TLS library calls and plain HTTP to model servers.
+pub const FAMILY_LLM: u32 = 32;
+pub const FAMILY_ALL: u32 = 63;
 
 /// Values of the `TRACKED_PIDS` and `TRACKED_CGROUPS` maps: bits saying why
 /// the process or cgroup is tracked. `TRACKED_CGROUPS` is the one per-cgroup

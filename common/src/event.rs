@@ -41,7 +41,10 @@ macro_rules! event_kinds {
             // Byte totals of a TCP connection, at close or periodically.
             TcpSummary = 304, "tcp_summary";
             UdpSend = 305, "udp_send";
+            // A DNS query seen on the wire (UDP or TCP to port 53).
             Dns = 306, "dns";
+            // A DNS answer to a socket that sent a query.
+            DnsAnswer = 307, "dns_answer";
             // Privilege and tampering: 400..
             Setuid = 400, "setuid";
             Setgid = 401, "setgid";
@@ -55,6 +58,10 @@ macro_rules! event_kinds {
             // Accelerators: 500..
             // Per-process ioctl counts on accelerator device fds, sampled.
             GpuIoctl = 500, "gpu_ioctl";
+            // LLM traffic: 600..
+            // The first bytes a process wrote on a TCP connection, when they
+            // are a TLS ClientHello: the server name it asks for.
+            TlsClientHello = 603, "tls_client_hello";
         }
     };
 }
@@ -100,8 +107,8 @@ impl EventKind {
     }
 }
 
-/// Size of per-kind counter arrays (five families of up to eight kinds each).
-pub const KIND_SLOTS: u32 = 40;
+/// Size of per-kind counter arrays (six families of up to eight kinds each).
+pub const KIND_SLOTS: u32 = 48;
 
 // Every kind has a slot of its own below KIND_SLOTS: a family holds at most
 // eight kinds, numbered from its hundred.
@@ -352,6 +359,9 @@ pub struct NetRecord {
     pub unix_path: [u8; UNIX_PATH_LEN],
     /// UDP sends: the payload size passed to the syscall.
     pub len: u32,
+    /// Inode number of the process's network namespace (0: unknown).
+    pub netns: u32,
+    pub _pad2: u32,
 }
 
 pub const TCP_SUMMARY_FLAG_FINAL: u16 = 1;
@@ -380,6 +390,9 @@ pub struct TcpSummaryRecord {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub opened_ktime_ns: u64,
+    /// The owner's network namespace inode (0: unknown).
+    pub netns: u32,
+    pub _pad: u32,
 }
 
 /// Value of the `TCP_OWNERS` map (key: the kernel `struct sock *`): who
@@ -404,18 +417,61 @@ pub struct TcpOwner {
     pub bytes_received: u64,
     pub local: SockAddr,
     pub remote: SockAddr,
+    /// The owner's network namespace inode (0: unknown).
+    pub netns: u32,
+    pub _pad: u32,
 }
 
-pub const DNS_PAYLOAD_LEN: usize = 256;
+/// Bytes of a DNS message copied from the wire: RFC 1035's classic UDP
+/// limit, which holds the answers of ordinary lookups whole.
+pub const DNS_PAYLOAD_LEN: usize = 512;
 
+/// `DnsRecord.header.flags`: the message went over TCP (the copy starts
+/// after its two-byte length prefix).
+pub const DNS_FLAG_TCP: u16 = 1;
+/// The message was longer than [`DNS_PAYLOAD_LEN`]: the copy is its start.
+pub const DNS_FLAG_CUT: u16 = 2;
+
+/// A message seen on the wire by the `cgroup_skb` programs: a DNS query
+/// (`Dns`) leaving a socket for port 53, a DNS answer (`DnsAnswer`) from
+/// port 53 arriving at a socket that sent a query, or a TLS ClientHello
+/// (`TlsClientHello`: the payload starts at its TLS record header,
+/// `wire_len` is the record's length). The header names the process that
+/// sent the query or the hello on that socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DnsRecord {
     pub header: EventHeader,
+    /// The socket's own end.
+    pub local: SockAddr,
+    /// The resolver: the query's destination, the answer's source.
     pub remote: SockAddr,
+    /// `bpf_get_socket_cookie`: ties an answer to the socket of its query.
+    pub socket_cookie: u64,
+    /// The querying process's network namespace inode (0: unknown).
+    pub netns: u32,
+    /// Bytes copied into `payload`.
     pub payload_len: u16,
-    pub _pad: [u16; 3],
+    /// The DNS message's length on the wire (at most 65535).
+    pub wire_len: u16,
     pub payload: [u8; DNS_PAYLOAD_LEN],
+}
+
+/// Value of the `DNS_SOCKETS` map (key: socket cookie): who sent the last
+/// DNS query on a socket, recorded at the query's egress in process
+/// context, so that its answer, delivered in softirq context, is
+/// attributed to the process that asked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsOwner {
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    pub netns: u32,
+    pub _pad: u32,
 }
 
 /// Which syscall a [`SyscallRecord`] reports (`SyscallRecord::syscall`).
@@ -518,6 +574,7 @@ mod pod {
         NetRecord,
         TcpSummaryRecord,
         DnsRecord,
+        DnsOwner,
         TcpOwner,
         SockAddr,
         SyscallRecord,

@@ -21,7 +21,7 @@ use crate::{
         STATS_LEN,
     },
     event::*,
-    FAMILY_ALL, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
+    FAMILY_ALL, FAMILY_FILE, FAMILY_GPU, FAMILY_LLM, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
     PREFIX_KEY_LEN, SUFFIX_KEY_LEN,
 };
 
@@ -57,10 +57,13 @@ record!(
 );
 record!(
     NetRecord,
-    HEADER + 8 + 4 + 2 + 2 + 2 * SOCKADDR + UNIX_PATH_LEN + 4
+    HEADER + 8 + 4 + 2 + 2 + 2 * SOCKADDR + UNIX_PATH_LEN + 4 + 4 + 4
 );
-record!(TcpSummaryRecord, HEADER + 2 * SOCKADDR + 3 * 8);
-record!(DnsRecord, HEADER + SOCKADDR + 2 + 3 * 2 + DNS_PAYLOAD_LEN);
+record!(TcpSummaryRecord, HEADER + 2 * SOCKADDR + 3 * 8 + 4 + 4);
+record!(
+    DnsRecord,
+    HEADER + 2 * SOCKADDR + 8 + 4 + 2 + 2 + DNS_PAYLOAD_LEN
+);
 record!(
     SyscallRecord,
     HEADER + 6 * 8 + 8 + 2 + 2 + 4 + NAME_LEN + PATH
@@ -68,7 +71,8 @@ record!(
 record!(GpuIoctlRecord, HEADER + 8 + 4 + 4 + 8);
 
 // Map values and keys the agent writes or reads byte for byte.
-const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR);
+const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR + 4 + 4);
+const _: () = assert!(size_of::<DnsOwner>() == 4 * 4 + 8 + COMM_LEN + 4 + 4);
 const _: () = assert!(size_of::<KernelOffsets>().is_multiple_of(size_of::<u32>()));
 const _: () = assert!(size_of::<EgressKey>() * 8 == EGRESS_KEY_FIXED_BITS as usize + 128);
 const _: () = assert!(size_of::<OpenAllowKey>() == 8 + size_of::<ExeKey>());
@@ -87,12 +91,13 @@ const _: () = assert!(ARGS_LEN <= u16::MAX as usize);
 const _: () = assert!(SUFFIX_KEY_LEN < NAME_LEN);
 
 /// The event families, in the order of their kind ranges (100, 200, ...).
-const FAMILIES: [u32; 5] = [
+const FAMILIES: [u32; 6] = [
     FAMILY_PROCESS,
     FAMILY_FILE,
     FAMILY_NET,
     FAMILY_PRIVILEGE,
     FAMILY_GPU,
+    FAMILY_LLM,
 ];
 const _: () = {
     let mut all = 0;

@@ -65,6 +65,11 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     inode_i_ino: OFFSET_UNKNOWN,
     inode_i_sb: OFFSET_UNKNOWN,
     super_block_s_dev: OFFSET_UNKNOWN,
+    nsproxy_net_ns: OFFSET_UNKNOWN,
+    net_ns_inum: OFFSET_UNKNOWN,
+    task_comm: OFFSET_UNKNOWN,
+    cred_uid: OFFSET_UNKNOWN,
+    cred_gid: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

@@ -83,6 +83,14 @@ pub fn namespaces(task: *const u8) -> (u32, u32) {
     )
 }
 
+/// The inode number of `task`'s network namespace, or 0.
+#[inline(always)]
+pub fn net_ns(task: *const u8) -> u32 {
+    let nsproxy = read_ptr(task, offset!(task_nsproxy));
+    let net = read_ptr(nsproxy, offset!(nsproxy_net_ns));
+    read::<u32>(net, offset!(net_ns_inum)).unwrap_or(0)
+}
+
 /// `task->mm`, null for kernel threads.
 #[inline(always)]
 pub fn mm(task: *const u8) -> *const u8 {

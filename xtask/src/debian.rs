@@ -21,8 +21,10 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
 /// with runc for real containers (busybox-static is their root file system),
 /// systemd for `systemd-analyze verify` of the shipped unit, tmux to drive
-/// the terminal commands as a person would, and curl and wget, which the
-/// attack suite's scenarios use.
+/// the terminal commands as a person would, curl and wget, which the
+/// attack suite's scenarios use, and dnsmasq (the binary only: the
+/// `dnsmasq` package would start a resolver on the host's port 53) as the
+/// DNS server of the name tests' network namespaces.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -38,6 +40,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "tmux",
     "curl",
     "wget",
+    "dnsmasq-base",
 ];
 
 /// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for

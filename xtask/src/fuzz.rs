@@ -143,7 +143,7 @@ mod tests {
             "record_decoder",
             "config_loader",
             "profile_loader",
-            "dns_parser",
+            "wire_messages",
         ] {
             assert!(
                 found.iter().any(|t| t == name),

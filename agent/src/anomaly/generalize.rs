@@ -169,11 +169,18 @@ fn ipv6_block(v6: Ipv6Addr) -> IpNet {
         .unwrap_or(IpNet::V6(Ipv6Net::from(v6)))
 }
 
-/// The registrable tail (last two labels) stays; other labels generalise
-/// like path components (`cdn-lfs-7.hf.co` → `cdn-lfs-*.hf.co`).
+/// The registrable domain stays as it is (the public suffix plus one label,
+/// from the Public Suffix List: `huggingface.co`, `example.co.uk`, and for
+/// the list's private suffixes `my-bucket.s3.amazonaws.com`, whose owner is
+/// the bucket's); the labels before it generalise like path components
+/// (`cdn-lfs-7.hf.co` → `cdn-lfs-*.hf.co`). A name under no known suffix
+/// keeps its last two labels.
 pub fn generalize_dns_name(name: &str) -> String {
     let labels: Vec<&str> = name.split('.').collect();
-    let keep_from = labels.len().saturating_sub(2);
+    let registrable_labels = psl::domain_str(name)
+        .map(|domain| domain.split('.').count())
+        .unwrap_or(2);
+    let keep_from = labels.len().saturating_sub(registrable_labels);
     labels
         .iter()
         .enumerate()
@@ -274,6 +281,16 @@ mod tests {
             named.and_then(|p| p.name).as_deref(),
             Some("cdn-lfs-*.huggingface.co:443")
         );
+        // The registrable domain comes from the public suffix list.
+        assert_eq!(
+            generalize_dns_name("eu-7.models.example.co.uk"),
+            "eu-*.models.example.co.uk"
+        );
+        assert_eq!(
+            generalize_dns_name("shard-3.my-bucket.s3.amazonaws.com"),
+            "shard-*.my-bucket.s3.amazonaws.com"
+        );
+        assert_eq!(generalize_dns_name("a-1.node-12.test"), "a-*.node-12.test");
         assert_eq!(
             split_peer_item("2001:db8::/64:443"),
             Some(("2001:db8::/64", 443))

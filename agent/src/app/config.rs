@@ -16,7 +16,7 @@ use crate::{
     analyze::WorkloadsConfig,
     anomaly::AnomalyConfig,
     enforce::EnforcementConfig,
-    enrich::{assets::AssetConfig, redact::RedactConfig, TableLimits},
+    enrich::{assets::AssetConfig, names::NameLimits, redact::RedactConfig, TableLimits},
     metrics::DEFAULT_MAX_WORKLOAD_SERIES,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
@@ -41,6 +41,8 @@ pub struct Config {
     /// included (default 64 MiB): see `ingest::queue`.
     pub queue_max_bytes: usize,
     pub process_table: TableLimits,
+    /// Bounds of the DNS name cache (`docs/events.md`, "Names of peers").
+    pub names: NameLimits,
     pub state_dir: PathBuf,
     /// The unix socket of `aiwatch alerts|events --follow` (root only);
     /// `null` turns the live stream off.
@@ -88,6 +90,7 @@ impl Default for Config {
             queue_capacity: 65_536,
             queue_max_bytes: 64 << 20,
             process_table: TableLimits::default(),
+            names: NameLimits::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
             stream_socket: Some(PathBuf::from(crate::sink::stream::DEFAULT_SOCKET)),
             max_workload_series: DEFAULT_MAX_WORKLOAD_SERIES,

@@ -267,6 +267,7 @@ impl Pipeline {
         self.metrics
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
         self.sync_workload_series(now);
+        self.metrics.name_cache(self.enricher.name_stats());
         self.detectors.report_profiles(&self.metrics, save_profiles);
         self.detectors.report_rules(&self.metrics);
         self.metrics.observe_stream_dropped_total(

@@ -178,6 +178,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     enforcer.apply(&policies, &metrics);
     let pid_file = write_pid_file(&config.state_dir);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
+    enricher.set_name_limits(config.names);
     enricher.set_asset_classifier(kernel.assets.clone());
     enricher.set_redactor(crate::enrich::redact::Redactor::new(&config.redact)?);
     // Seed after attaching: a process started in between is then seen by

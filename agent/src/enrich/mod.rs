@@ -4,6 +4,7 @@
 //! the table as it was when the event happened, in ring-buffer order.
 
 pub mod assets;
+pub mod names;
 mod net;
 mod privilege;
 pub mod process;
@@ -60,6 +61,8 @@ pub struct Enricher {
     redactor: redact::Redactor,
     /// Recognises calls aimed at the agent itself (not in replay).
     agent: privilege::AgentSelf,
+    /// Addresses named by DNS answers, per network namespace.
+    names: names::NameCache,
 }
 
 impl Enricher {
@@ -80,7 +83,18 @@ impl Enricher {
             } else {
                 privilege::AgentSelf::nobody()
             },
+            names: names::NameCache::new(names::NameLimits::default()),
         }
+    }
+
+    /// Replaces the name cache's default bounds (the configuration's `names:`).
+    pub fn set_name_limits(&mut self, limits: names::NameLimits) {
+        self.names = names::NameCache::new(limits);
+    }
+
+    /// What the name cache has done since start-up.
+    pub fn name_stats(&self) -> names::NameStats {
+        self.names.stats()
     }
 
     /// Replaces the built-in redactor (the configuration adds patterns).
@@ -220,18 +234,41 @@ impl Enricher {
             }
             Payload::Net(net) => {
                 self.attribute(&mut event, &common);
-                event.net = Some(net::net_info(common.kind, &net));
+                let mut info = net::net_info(common.kind, &net);
+                self.name_destination(&mut info, net.netns, common.ktime_ns);
+                event.net = Some(info);
                 if net.denied {
                     event.kernel_action = Some(KernelAction::Denied);
                 }
             }
             Payload::TcpSummary(summary) => {
                 self.attribute(&mut event, &common);
-                event.net = Some(net::summary_info(&summary));
+                let mut info = net::summary_info(&summary);
+                self.name_destination(&mut info, summary.netns, common.ktime_ns);
+                event.net = Some(info);
             }
             Payload::Dns(query) => {
                 self.attribute(&mut event, &common);
+                self.names
+                    .query(&query.wire, query.question.as_ref().ok(), common.ktime_ns);
                 event.dns = Some(net::dns_info(&query));
+            }
+            Payload::DnsAnswer(reply) => {
+                self.attribute(&mut event, &common);
+                let verified = match &reply.answer {
+                    Ok(answer) => self.names.answer(&reply.wire, answer, common.ktime_ns),
+                    Err(_) => {
+                        self.names.malformed();
+                        false
+                    }
+                };
+                event.dns = Some(net::dns_answer_info(&reply, verified));
+            }
+            Payload::TlsClientHello(hello) => {
+                self.attribute(&mut event, &common);
+                let mut info = net::client_hello_info(&hello);
+                self.name_destination(&mut info, hello.wire.netns, common.ktime_ns);
+                event.net = Some(info);
             }
             Payload::Syscall(call) => {
                 self.attribute(&mut event, &common);
@@ -244,6 +281,18 @@ impl Enricher {
             Payload::ClearText(_) => self.attribute(&mut event, &common),
         }
         event
+    }
+
+    /// Names the destination of a connection from the name cache. Unix
+    /// sockets, bind and listen have no remote address to name.
+    fn name_destination(&mut self, info: &mut crate::event::NetInfo, netns: u32, now_ns: u64) {
+        let Some(dst) = info.dst.as_ref() else {
+            return;
+        };
+        if let Some(peer) = self.names.lookup(netns, dst.ip, now_ns) {
+            info.dst_name = Some(peer.name);
+            info.dst_name_verified = peer.verified;
+        }
     }
 
     /// Fills the process fields of an event about `common.pid`.

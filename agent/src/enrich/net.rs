@@ -12,7 +12,8 @@ use crate::{
     event::{DnsInfo, Endpoint, NetFamily, NetInfo, Protocol},
     ingest::decode::{
         dns,
-        net::{Dns, Net, TcpSummary},
+        dns_answer::AnswerError,
+        net::{Dns, DnsAnswer, DnsWire, Net, TcpSummary, TlsClientHello},
     },
 };
 
@@ -75,6 +76,79 @@ pub fn dns_info(query: &Dns) -> DnsInfo {
         name,
         qtype,
         server: query.server.map(endpoint),
+        protocol: wire_protocol(&query.wire),
+        ..Default::default()
+    }
+}
+
+/// The `net` field of a ClientHello: the connection and the server name.
+pub fn client_hello_info(hello: &TlsClientHello) -> NetInfo {
+    let family = match hello.wire.server {
+        Some(SocketAddr::V4(_)) => NetFamily::Ipv4,
+        Some(SocketAddr::V6(_)) => NetFamily::Ipv6,
+        None => NetFamily::Unknown,
+    };
+    NetInfo {
+        family,
+        protocol: Protocol::Tcp,
+        src: hello.wire.local.map(endpoint),
+        dst: hello.wire.server.map(endpoint),
+        dst_external: hello.wire.server.is_some_and(|a| is_external(a.ip())),
+        tls_server_name: hello.server_name.clone().ok().flatten(),
+        ..Default::default()
+    }
+}
+
+/// The `dns` field of an answer; `verified` as the name cache judged it.
+pub fn dns_answer_info(reply: &DnsAnswer, verified: bool) -> DnsInfo {
+    let mut info = DnsInfo {
+        server: reply.wire.server.map(endpoint),
+        protocol: wire_protocol(&reply.wire),
+        ..Default::default()
+    };
+    match &reply.answer {
+        Ok(answer) => {
+            info.name.clone_from(&answer.name);
+            info.qtype = dns::qtype_name(answer.qtype);
+            info.rcode = Some(rcode_name(answer.rcode));
+            info.cnames.clone_from(&answer.cnames);
+            info.answers.clone_from(&answer.addresses);
+            info.ttl = answer.ttl;
+            info.verified = Some(verified);
+        }
+        Err(err) => info.error = Some(answer_error_name(*err).to_owned()),
+    }
+    info
+}
+
+fn wire_protocol(wire: &DnsWire) -> Protocol {
+    if wire.tcp {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
+    }
+}
+
+/// A short word for why an answer could not be read.
+fn answer_error_name(err: AnswerError) -> &'static str {
+    match err {
+        AnswerError::Cut => "cut",
+        AnswerError::Truncated => "truncated",
+        AnswerError::NotAnAnswer => "not_an_answer",
+        AnswerError::CountsTooLarge | AnswerError::Malformed => "malformed",
+    }
+}
+
+/// The mnemonic of a response code, or its number.
+fn rcode_name(rcode: u16) -> String {
+    match rcode {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        other => other.to_string(),
     }
 }
 
@@ -127,6 +201,7 @@ mod tests {
             len: 0,
             tracked: false,
             denied: false,
+            netns: 0,
         }
     }
 
@@ -202,6 +277,7 @@ mod tests {
             bytes_received: 2,
             opened_ktime_ns: 0,
             closed: false,
+            netns: 0,
         };
         let info = summary_info(&s);
         assert_eq!(info.dst.unwrap().ip.to_string(), "127.0.0.1");
@@ -213,9 +289,18 @@ mod tests {
 
     #[test]
     fn dns_info_from_a_parsed_query_or_garbage() {
+        let wire = DnsWire {
+            server: Some("127.0.0.1:53".parse().unwrap()),
+            local: None,
+            socket_cookie: 1,
+            netns: 0,
+            tcp: true,
+            id: Some(0x1234),
+        };
         let good = Dns {
             server: Some("127.0.0.1:53".parse().unwrap()),
             question: dns::parse_query(&dns::test_query("models.example.test", 28)),
+            wire: wire.clone(),
         };
         let info = dns_info(&good);
         assert_eq!(
@@ -223,10 +308,38 @@ mod tests {
             ("models.example.test", "AAAA")
         );
         assert_eq!(info.server.unwrap().port, 53);
+        assert_eq!(info.protocol, Protocol::Tcp);
         let bad = Dns {
             server: None,
             question: dns::parse_query(&[1, 2, 3]),
+            wire: wire.clone(),
         };
         assert_eq!(dns_info(&bad).name, "");
+
+        let reply = DnsAnswer {
+            answer: crate::ingest::decode::dns_answer::parse_answer(
+                &crate::ingest::decode::dns_answer::build::answer(
+                    7,
+                    "a.example.test",
+                    &[("a.example.test", "A", "10.0.0.1", 30)],
+                ),
+                false,
+            ),
+            wire: wire.clone(),
+        };
+        let info = dns_answer_info(&reply, true);
+        assert_eq!(info.name, "a.example.test");
+        assert_eq!(info.answers, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!((info.ttl, info.verified), (Some(30), Some(true)));
+        assert_eq!(info.rcode.as_deref(), Some("NOERROR"));
+        let garbage = DnsAnswer {
+            answer: crate::ingest::decode::dns_answer::parse_answer(&[0, 1, 0x80], false),
+            wire,
+        };
+        let info = dns_answer_info(&garbage, false);
+        assert_eq!(
+            (info.error.as_deref(), info.verified),
+            (Some("truncated"), None)
+        );
     }
 }

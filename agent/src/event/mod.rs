@@ -329,6 +329,14 @@ pub struct NetInfo {
     /// DNS name last resolved to the destination address, if seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_name: Option<String>,
+    /// `dst_name` came from an answer that matched a query of the same
+    /// socket (id, resolver and name): only such names satisfy allowlists.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dst_name_verified: bool,
+    /// `tls_client_hello`: the server name (SNI) the client asked for.
+    /// Chosen by the client: it never makes a destination trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -340,6 +348,28 @@ pub struct DnsInfo {
     pub qtype: String,
     #[serde(with = "endpoint_or_empty")]
     pub server: Option<Endpoint>,
+    /// `udp` or `tcp`.
+    #[serde(skip_serializing_if = "Protocol::is_unknown")]
+    pub protocol: Protocol,
+    /// Answers: the response code (`NOERROR`, `NXDOMAIN`, ... or the number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    /// Answers: the CNAME chain from `name`, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cnames: Vec<String>,
+    /// Answers: the addresses `name` resolves to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<IpAddr>,
+    /// Answers: the smallest TTL along the chain, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    /// Answers: it matched a query sent on the same socket to the same
+    /// resolver with the same id and name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// Answers that could not be read: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Privilege and tampering syscalls.

@@ -234,6 +234,8 @@ mod tests {
                 addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             },
             remote,
+            netns: 4026531840,
+            _pad: 0,
         };
         let record = summary_record(&owner, 77);
         assert_eq!(record.common.kind, EventKind::TcpSummary);

@@ -14,7 +14,8 @@ use aiwatch_common::{
 };
 use aya::{
     programs::{
-        CgroupAttachMode, CgroupDevice, CgroupSockAddr, ProgramError, RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupDevice, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr,
+        ProgramError, RawTracePoint, TracePoint,
     },
     sys::SyscallError,
     Ebpf, EbpfError, EbpfLoader,
@@ -39,6 +40,9 @@ pub enum Attach {
     CgroupRoot,
     /// The `cgroup/dev` program, on the same root.
     CgroupDeviceRoot,
+    /// A `cgroup_skb` program on the cgroup2 root, linked next to any
+    /// other program there, so it sees every socket.
+    CgroupSkb(CgroupSkbAttachType),
 }
 
 /// One program and where it attaches.
@@ -150,6 +154,19 @@ pub const PROBES: &[Probe] = &[
     Probe {
         program: "inet_sock_set_state",
         attach: Attach::Tracepoint("sock", "inet_sock_set_state"),
+        family: FAMILY_NET,
+        required: false,
+    },
+    // Names on the wire (probes/names.rs): DNS queries and answers.
+    Probe {
+        program: "names_egress",
+        attach: Attach::CgroupSkb(CgroupSkbAttachType::Egress),
+        family: FAMILY_NET,
+        required: false,
+    },
+    Probe {
+        program: "names_ingress",
+        attach: Attach::CgroupSkb(CgroupSkbAttachType::Ingress),
         family: FAMILY_NET,
         required: false,
     },
@@ -606,6 +623,17 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
             // container runtimes attach below the root; any of them
             // refusing an access refuses it.
             program.attach(&root, CgroupAttachMode::Single)?;
+        }
+        Attach::CgroupSkb(direction) => {
+            let program: &mut CgroupSkb = program.try_into()?;
+            program.load()?;
+            let root = cgroup2_root().map_err(|io_error| SyscallError {
+                call: "find the cgroup v2 hierarchy",
+                io_error,
+            })?;
+            // A link: cgroup links always run next to the cgroup's other
+            // programs, and the link API refuses the multi flag itself.
+            program.attach(root, direction, CgroupAttachMode::Single)?;
         }
     }
     Ok(())

@@ -133,6 +133,11 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
         inode_i_ino: r.get("inode.i_ino", "inode", &["i_ino"]),
         inode_i_sb: r.get("inode.i_sb", "inode", &["i_sb"]),
         super_block_s_dev: r.get("super_block.s_dev", "super_block", &["s_dev"]),
+        nsproxy_net_ns: r.get("nsproxy.net_ns", "nsproxy", &["net_ns"]),
+        net_ns_inum: r.get("net.ns.inum", "net", &["ns", "inum"]),
+        task_comm: r.get("task_struct.comm", "task_struct", &["comm"]),
+        cred_uid: r.get("cred.uid", "cred", &["uid"]),
+        cred_gid: r.get("cred.gid", "cred", &["gid"]),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {

@@ -13,6 +13,7 @@
 mod agent;
 mod alerts;
 mod egress;
+mod names;
 mod pipeline;
 pub mod pipeline_stats;
 mod workload_series;
@@ -34,6 +35,8 @@ use crate::event::{Kind, WorkloadRef};
 pub use egress::EgressTotals;
 pub use workload_series::{kind_label, NO_WORKLOAD_KIND, OVERFLOW_LABEL, WORKLOAD_KINDS};
 use workload_series::{Admission, WorkloadSeries};
+
+pub use names::NameTotals;
 
 /// Default cap on distinct `workload` label values.
 pub const DEFAULT_MAX_WORKLOAD_SERIES: usize = 200;
@@ -251,6 +254,9 @@ pub struct Metrics {
     probe_attached: IntGaugeVec,
     ready: IntGauge,
     task_failures: IntCounterVec,
+    names: names::NameCounters,
+    /// The name cache's totals at the last report.
+    name_totals: Mutex<NameTotals>,
     workload_series: Mutex<WorkloadSeries>,
     /// Last absolute totals read from kernel maps, keyed by counter.
     kernel_totals: Mutex<HashMap<TotalKey, u64>>,
@@ -463,6 +469,8 @@ impl Metrics {
             &["task"],
         )?;
 
+        let names = names::NameCounters::register(&mut reg)?;
+
         #[cfg(target_os = "linux")]
         reg.collector(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -503,9 +511,19 @@ impl Metrics {
             probe_attached,
             ready,
             task_failures,
+            names,
+            name_totals: Mutex::new(NameTotals::default()),
             workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),
             kernel_totals: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Takes the name cache's totals since start-up.
+    pub fn name_cache(&self, now: NameTotals) {
+        if let Ok(mut last) = self.name_totals.lock() {
+            self.names.add(*last, now);
+            *last = now;
+        }
     }
 
     /// The underlying registry, e.g. to gather metric families in tests.

@@ -130,7 +130,7 @@ fn training_loop_writing_checkpoints() {
     s.push(json!({"kind": "open", "process": trainer, "workload": wl,
         "file": {"path": "/runs/exp1/checkpoint-900/optimizer.pt", "access": "read", "class": "pickle-model", "result": 7}}));
     s.push(json!({"kind": "connect", "process": trainer, "workload": wl,
-        "net": {"family": "ipv4", "protocol": "tcp", "dst": {"ip": "35.186.0.1", "port": 443}, "dst_external": true, "dst_name": "api.wandb.ai"}}));
+        "net": {"family": "ipv4", "protocol": "tcp", "dst": {"ip": "35.186.0.1", "port": 443}, "dst_external": true, "dst_name": "api.wandb.ai", "dst_name_verified": true}}));
     // multiprocessing's resource tracker and DataLoader workers.
     s.push(json!({"kind": "exec", "workload": wl,
         "process": {"pid": 4001, "ppid": 4000, "exe": "/usr/bin/python3.10", "argv": ["python3", "-c", "from multiprocessing.resource_tracker import main;main(9)"],

@@ -135,6 +135,8 @@ fields! {
     NetClosed = "net.closed": Bool,
     NetDstExternal = "net.dst_external": Bool,
     NetDstName = "net.dst_name": Str,
+    NetDstNameVerified = "net.dst_name_verified": Bool,
+    NetTlsServerName = "net.tls_server_name": Str,
     Dns = "dns": Section,
     DnsName = "dns.name": Str,
     DnsQtype = "dns.qtype": Str,
@@ -440,6 +442,13 @@ impl Field {
                 .as_ref()
                 .map_or(Val::Missing, |x| Val::Bool(x.dst_external)),
             F::NetDstName => opt_str(ev.net.as_ref().and_then(|x| x.dst_name.as_ref())),
+            F::NetTlsServerName => {
+                opt_str(ev.net.as_ref().and_then(|x| x.tls_server_name.as_ref()))
+            }
+            F::NetDstNameVerified => ev
+                .net
+                .as_ref()
+                .map_or(Val::Missing, |x| Val::Bool(x.dst_name_verified)),
             F::Dns => present(ev.dns.as_ref()),
             F::DnsName => opt_str(ev.dns.as_ref().map(|x| &x.name)),
             F::DnsQtype => opt_str(ev.dns.as_ref().map(|x| &x.qtype)),

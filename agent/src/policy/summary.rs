@@ -120,6 +120,30 @@ fn deed(ev: &Event) -> String {
             Some(dns) => format!("looked up {} ({})", dns.name, dns.qtype),
             None => "made a DNS query".to_string(),
         },
+        Kind::TlsClientHello => format!(
+            "began TLS with {} for {}",
+            endpoint(net.and_then(|n| n.dst.as_ref())),
+            net.and_then(|n| n.tls_server_name.as_deref())
+                .unwrap_or("no server name")
+        ),
+        Kind::DnsAnswer => match &ev.dns {
+            Some(dns) if !dns.answers.is_empty() => format!(
+                "got {} for {}{}",
+                dns.answers
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                dns.name,
+                if dns.verified == Some(true) {
+                    ""
+                } else {
+                    " (unverified)"
+                }
+            ),
+            Some(dns) => format!("got a DNS answer for {}", dns.name),
+            None => "got a DNS answer".to_string(),
+        },
         Kind::Setuid => format!(
             "called setuid to uid {}",
             sys.and_then(|s| s.uid)

@@ -5,6 +5,7 @@ mod egress;
 mod enforce;
 mod file;
 mod gpu;
+mod names;
 mod net;
 mod privilege;
 mod process;

@@ -1,5 +1,6 @@
-//! Network: connect, accept, bind and listen per process, UDP destinations
-//! and DNS queries, and per-connection TCP byte totals.
+//! Network: connect, accept, bind and listen per process, UDP destinations,
+//! and per-connection TCP byte totals. DNS messages are read on the wire
+//! by `names.rs`.
 //!
 //! connect/accept/bind/listen are low-rate: every process but the agent is
 //! reported. The sockaddr is read at syscall entry into a per-thread pending
@@ -9,7 +10,7 @@
 //!
 //! UDP sends are frequent: `sendto`/`sendmsg` with a destination address are
 //! reported at entry only (no exit program) and only for tracked processes
-//! or DNS (port 53); the rest are counted as filtered.
+//! or to port 53; the rest are counted as filtered.
 //!
 //! TCP byte totals need no per-send probe: `sock:inet_sock_set_state`
 //! records the owner of a socket when it goes SYN_SENT (process context,
@@ -22,10 +23,10 @@
 use core::{ffi::c_void, mem::size_of};
 
 use aiwatch_common::{
-    DnsRecord, EventKind, NetRecord, SockAddr, Stat, TcpOwner, TcpSummaryRecord, DNS_PAYLOAD_LEN,
-    FAMILY_NET, NET_FLAG_DENIED, NET_FLAG_LOCAL_FROM_SOCKET, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED,
-    NET_FLAG_UNIX_ABSTRACT, TCP_OWNER_ACTIVE, TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL,
-    TCP_SUMMARY_FLAG_FIN_ACKED, TCP_SUMMARY_FLAG_FIN_RECEIVED, UNIX_PATH_LEN,
+    EventKind, NetRecord, SockAddr, Stat, TcpOwner, TcpSummaryRecord, FAMILY_NET, NET_FLAG_DENIED,
+    NET_FLAG_LOCAL_FROM_SOCKET, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED, NET_FLAG_UNIX_ABSTRACT,
+    TCP_OWNER_ACTIVE, TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL, TCP_SUMMARY_FLAG_FIN_ACKED,
+    TCP_SUMMARY_FLAG_FIN_RECEIVED, UNIX_PATH_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -210,6 +211,8 @@ fn net_enter(ctx: &TracePointContext, kind: EventKind) {
         (*record).sock_type = 0;
         (*record).unix_path_len = 0;
         (*record).len = 0;
+        (*record).netns = kernel::net_ns(kernel::current_task());
+        (*record)._pad2 = 0;
         (*record).local = SockAddr {
             family: 0,
             port: 0,
@@ -397,6 +400,8 @@ fn remember_owner(sk: u64, local: &SockAddr, remote: &SockAddr, flags: u32) {
         bytes_received: 0,
         local: *local,
         remote: *remote,
+        netns: kernel::net_ns(kernel::current_task()),
+        _pad: 0,
     };
     if TCP_OWNERS.insert(sk, owner, 0).is_err() {
         count(Stat::PendingLost, EventKind::TcpSummary.slot());
@@ -505,7 +510,6 @@ pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
             syscall::arg(&ctx, 0),
             addr,
             syscall::arg(&ctx, 5),
-            syscall::arg(&ctx, 1),
             syscall::arg(&ctx, 2),
         );
     }
@@ -513,7 +517,7 @@ pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
 }
 
 /// `sendmsg(fd, msg, flags)`: the destination is `msg->msg_name`, the
-/// payload's start `msg->msg_iov[0]`.
+/// first buffer's size `msg->msg_iov[0].iov_len`.
 #[tracepoint(category = "syscalls", name = "sys_enter_sendmsg")]
 pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
     if floor() {
@@ -534,21 +538,19 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
     if name == 0 {
         return 0;
     }
-    let (buf, len) = if iov != 0 && iovlen > 0 {
-        read_user(iov as *const [u64; 2])
-            .map(|v| (v[0], v[1]))
-            .unwrap_or((0, 0))
+    let len = if iov != 0 && iovlen > 0 {
+        read_user(iov as *const [u64; 2]).map(|v| v[1]).unwrap_or(0)
     } else {
-        (0, 0)
+        0
     };
-    udp_send(syscall::arg(&ctx, 0), name, namelen, buf, len);
+    udp_send(syscall::arg(&ctx, 0), name, namelen, len);
     0
 }
 
 /// Reports a datagram send to `addr` by a tracked process, or any send to
-/// port 53 with a bounded copy of the query.
+/// port 53 (the query itself is read on the wire, `names.rs`).
 #[inline(always)]
-fn udp_send(fd: u64, addr: u64, addrlen: u64, buf: u64, len: u64) {
+fn udp_send(fd: u64, addr: u64, addrlen: u64, len: u64) {
     let tgid = current_tgid();
     if tgid == agent_pid() {
         return;
@@ -585,6 +587,8 @@ fn udp_send(fd: u64, addr: u64, addrlen: u64, buf: u64, len: u64) {
             (*record).sock_type = 0;
             (*record).unix_path_len = 0;
             (*record).len = len as u32;
+            (*record).netns = kernel::net_ns(kernel::current_task());
+            (*record)._pad2 = 0;
             (*record).local = SockAddr {
                 family: 0,
                 port: 0,
@@ -595,62 +599,6 @@ fn udp_send(fd: u64, addr: u64, addrlen: u64, buf: u64, len: u64) {
         }
         submit(entry);
     }
-    if port == DNS_PORT {
-        dns_query(addr, addrlen, buf, len);
-    }
-}
-
-#[inline(always)]
-fn dns_query(addr: u64, addrlen: u64, buf: u64, len: u64) {
-    let Some(mut entry) = reserve::<DnsRecord>(EventKind::Dns) else {
-        return;
-    };
-    let record = entry.as_mut_ptr();
-    // SAFETY: `record` is a reservation sized for a `DnsRecord`; the payload
-    // copies write at most `DNS_PAYLOAD_LEN` bytes into that array (the
-    // length is masked below it), and user reads are checked copies.
-    unsafe {
-        fill_header(
-            &raw mut (*record).header,
-            EventKind::Dns,
-            0,
-            size_of::<DnsRecord>(),
-        );
-        (*record)._pad = [0; 3];
-        (*record).payload_len = 0;
-        // The scratch record only carries a unix path, which DNS never has.
-        if let Some(scratch) = NET_SCRATCH.get_ptr_mut(0) {
-            read_user_sockaddr(addr, addrlen, &raw mut (*record).remote, scratch);
-        } else {
-            (*record).remote = SockAddr {
-                family: 0,
-                port: 0,
-                _pad: 0,
-                addr: [0; 16],
-            };
-        }
-        let dst = (*record).payload.as_mut_ptr() as *mut c_void;
-        let copied = if buf == 0 {
-            0
-        } else if len >= DNS_PAYLOAD_LEN as u64 {
-            if generated::bpf_probe_read_user(dst, DNS_PAYLOAD_LEN as u32, buf as *const c_void)
-                == 0
-            {
-                DNS_PAYLOAD_LEN as u32
-            } else {
-                0
-            }
-        } else {
-            let n = (len as u32) & (DNS_PAYLOAD_LEN as u32 - 1);
-            if generated::bpf_probe_read_user(dst, n, buf as *const c_void) == 0 {
-                n
-            } else {
-                0
-            }
-        };
-        (*record).payload_len = copied as u16;
-    }
-    submit(entry);
 }
 
 /// Field offsets of `sock:inet_sock_set_state` (stable since Linux 4.16).
@@ -747,6 +695,8 @@ fn emit_summary(ctx: &TracePointContext, sk: u64) {
             (*header).cgroup_id = (*owner).cgroup_id;
             (*header).comm = (*owner).comm;
             (*record).opened_ktime_ns = (*owner).opened_ktime_ns;
+            (*record).netns = (*owner).netns;
+            (*record)._pad = 0;
             state_endpoints(ctx, &mut (*record).local, &mut (*record).remote);
             let sk = sk as *const u8;
             (*record).bytes_sent = read::<u64>(sk, offset!(tcp_bytes_acked)).unwrap_or(0);

@@ -5,6 +5,8 @@
 //! aiwatch-bench-workload open-read-close FILE ITERATIONS [MARKER...]
 //! aiwatch-bench-workload fork-exec ITERATIONS
 //! aiwatch-bench-workload tcp-connect ITERATIONS
+//! aiwatch-bench-workload udp-send ITERATIONS
+//! aiwatch-bench-workload resolver ITERATIONS
 //! ```
 //!
 //! Each prints `READY` once set up, waits for a line on standard input (the
@@ -18,7 +20,7 @@
 use std::{
     ffi::CString,
     io::{BufRead, Read, Write},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, UdpSocket},
     process::ExitCode,
     time::Instant,
 };
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N | tcp-connect N";
+    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N | tcp-connect N | udp-send N | resolver N";
     let (Some(case), Some(rest)) = (args.first(), args.get(1..)) else {
         return Err(usage.into());
     };
@@ -56,6 +58,18 @@ fn run(args: &[String]) -> Result<(), String> {
             let count = iterations(rest.first().ok_or(usage)?)?;
             let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
             timed(|| tcp_connect(&listener, count))
+        }
+        "udp-send" => {
+            let count = iterations(rest.first().ok_or(usage)?)?;
+            let sink = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+            timed(|| udp_send(&sink, count))
+        }
+        "resolver" => {
+            let count = iterations(rest.first().ok_or(usage)?)?;
+            let resolver = Resolver::start()?;
+            timed(|| lookups(count))?;
+            drop(resolver);
+            Ok(())
         }
         other => Err(format!("unknown case {other:?}; {usage}")),
     }
@@ -174,4 +188,122 @@ fn tcp_connect(listener: &TcpListener, count: u64) -> Result<(), String> {
     acceptor
         .join()
         .map_err(|_| "the accepting thread panicked".to_string())?
+}
+
+/// Datagrams of 64 bytes to a socket on loopback (port not 53), with an
+/// address each time: the `sendto` path of an untracked process.
+fn udp_send(sink: &UdpSocket, count: u64) -> Result<(), String> {
+    let address = sink.local_addr().map_err(|e| e.to_string())?;
+    let sender = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    sink.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let payload = [7u8; 64];
+    let mut buffer = [0u8; 64];
+    for _ in 0..count {
+        sender
+            .send_to(&payload, address)
+            .map_err(|e| format!("sendto: {e}"))?;
+        // Drain, so the socket buffer never fills and drops.
+        while sink.recv(&mut buffer).is_ok() {}
+    }
+    Ok(())
+}
+
+/// Where the private resolver listens: loopback, port 53, an address no
+/// real resolver uses.
+const RESOLVER_ADDRESS: &str = "127.0.53.251";
+
+/// A DNS server of this process's own, answering every A question with
+/// 10.0.0.1 and every other with no records, and this process's view of
+/// `/etc/resolv.conf` pointing at it (a private mount namespace), so that
+/// glibc's `getaddrinfo` takes its real path: a connected UDP socket,
+/// `sendmmsg` of the A and AAAA queries, `recvfrom` of the answers.
+struct Resolver {
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Resolver {
+    fn start() -> Result<Resolver, String> {
+        let socket = UdpSocket::bind((RESOLVER_ADDRESS, 53))
+            .map_err(|e| format!("bind {RESOLVER_ADDRESS}:53: {e}"))?;
+        let conf =
+            std::env::temp_dir().join(format!("aiwatch-bench-resolv-{}", std::process::id()));
+        std::fs::write(
+            &conf,
+            format!("nameserver {RESOLVER_ADDRESS}\noptions timeout:1 attempts:1\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        let conf_c = CString::new(conf.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+        // SAFETY: plain syscalls on C strings we own; they only change this
+        // process's mount namespace.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+            }
+            if libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+                || libc::mount(
+                    conf_c.as_ptr(),
+                    c"/etc/resolv.conf".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(format!("mount: {}", std::io::Error::last_os_error()));
+            }
+        }
+        let _ = std::fs::remove_file(&conf);
+        let thread = std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            while let Ok((len, peer)) = socket.recv_from(&mut buffer) {
+                if let Some(reply) = answer(&buffer[..len]) {
+                    let _ = socket.send_to(&reply, peer);
+                }
+            }
+        });
+        Ok(Resolver { _thread: thread })
+    }
+}
+
+/// The reply to a one-question query: the question echoed, and one A record
+/// (10.0.0.1, TTL 60) when it asks for A.
+fn answer(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 + 5 {
+        return None;
+    }
+    let mut reply = query.to_vec();
+    reply[2] |= 0x80; // a response
+    reply[3] = 0x80; // recursion available, no error
+    let qtype = u16::from_be_bytes([query[query.len() - 4], query[query.len() - 3]]);
+    reply[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+    if qtype == 1 {
+        reply[7] = 1;
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
+    }
+    Some(reply)
+}
+
+/// `getaddrinfo` of a name only DNS knows, in a loop.
+fn lookups(count: u64) -> Result<(), String> {
+    let name = c"bench.example.test";
+    for _ in 0..count {
+        // SAFETY: hints is plain data, valid when zeroed; the result list
+        // is freed before the next call.
+        unsafe {
+            let mut hints: libc::addrinfo = std::mem::zeroed();
+            hints.ai_socktype = libc::SOCK_STREAM;
+            let mut result: *mut libc::addrinfo = std::ptr::null_mut();
+            let rc = libc::getaddrinfo(name.as_ptr(), std::ptr::null(), &hints, &mut result);
+            if rc != 0 {
+                return Err(format!("getaddrinfo failed: {rc}"));
+            }
+            libc::freeaddrinfo(result);
+        }
+    }
+    Ok(())
 }

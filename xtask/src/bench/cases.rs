@@ -30,15 +30,21 @@ pub enum Case {
     TcpConnect,
     /// `redis-benchmark -t get` against a local redis-server.
     Redis,
+    /// `sendto` of 64-byte datagrams on loopback by an untracked process.
+    UdpSend,
+    /// glibc `getaddrinfo` against a private resolver on loopback port 53.
+    Resolver,
 }
 
 impl Case {
-    pub const ALL: [Case; 5] = [
+    pub const ALL: [Case; 7] = [
         Case::OpenUntracked,
         Case::OpenTracked,
         Case::ForkExec,
         Case::TcpConnect,
         Case::Redis,
+        Case::UdpSend,
+        Case::Resolver,
     ];
 
     /// The short name used on the command line and in the table.
@@ -49,6 +55,8 @@ impl Case {
             Case::ForkExec => "fork-exec",
             Case::TcpConnect => "tcp-connect",
             Case::Redis => "redis-get",
+            Case::UdpSend => "udp-send",
+            Case::Resolver => "resolver",
         }
     }
 
@@ -75,6 +83,14 @@ impl Case {
                 "redis-benchmark -t get -n {} -q (50 clients)",
                 sizes.redis_requests
             ),
+            Case::UdpSend => format!(
+                "{} × sendto of 64 bytes on loopback, untracked process",
+                sizes.datagrams
+            ),
+            Case::Resolver => format!(
+                "{} × getaddrinfo (A and AAAA) against a resolver on loopback port 53",
+                sizes.lookups
+            ),
         }
     }
 
@@ -91,6 +107,8 @@ pub struct Sizes {
     pub execs: u64,
     pub connections: u64,
     pub redis_requests: u64,
+    pub datagrams: u64,
+    pub lookups: u64,
 }
 
 impl Sizes {
@@ -99,6 +117,8 @@ impl Sizes {
         execs: 2_000,
         connections: 5_000,
         redis_requests: 200_000,
+        datagrams: 200_000,
+        lookups: 5_000,
     };
 
     /// A tenth of everything, to try the harness out.
@@ -107,6 +127,8 @@ impl Sizes {
         execs: 200,
         connections: 500,
         redis_requests: 20_000,
+        datagrams: 20_000,
+        lookups: 500,
     };
 }
 
@@ -179,6 +201,12 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
             command
                 .arg("tcp-connect")
                 .arg(sizes.connections.to_string());
+        }
+        Case::UdpSend => {
+            command.arg("udp-send").arg(sizes.datagrams.to_string());
+        }
+        Case::Resolver => {
+            command.arg("resolver").arg(sizes.lookups.to_string());
         }
         Case::Redis => bail!("redis is not a workload of the bench program"),
     }

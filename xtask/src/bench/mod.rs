@@ -60,7 +60,7 @@ pub struct Options {
     #[arg(long)]
     quick: bool,
     /// Only these cases (open-untracked, open-tracked, fork-exec,
-    /// tcp-connect, redis-get), comma-separated.
+    /// tcp-connect, redis-get, udp-send, resolver), comma-separated.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
     /// Skip the criterion rule-engine benchmarks.

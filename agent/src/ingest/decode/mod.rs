@@ -11,8 +11,10 @@ use std::mem::size_of;
 
 pub mod clear_text;
 pub mod dns;
+pub mod dns_answer;
 pub mod net;
 pub mod privilege;
+pub mod tls_hello;
 
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, ExitRecord, FileRecord, ForkRecord, GpuIoctlRecord,
@@ -116,6 +118,8 @@ pub enum Payload {
     Net(Box<net::Net>),
     TcpSummary(net::TcpSummary),
     Dns(Box<net::Dns>),
+    DnsAnswer(Box<net::DnsAnswer>),
+    TlsClientHello(Box<net::TlsClientHello>),
     /// Privilege and tampering syscalls.
     Syscall(Box<privilege::Syscall>),
     /// open, unlink, rename, chmod, truncate.
@@ -162,6 +166,14 @@ impl Record {
                 size_of::<net::Net>() + net.unix_path.as_ref().map_or(0, String::len)
             }
             Payload::Dns(_) => size_of::<net::Dns>() + DNS_NAME_ESTIMATE,
+            Payload::DnsAnswer(reply) => {
+                size_of::<net::DnsAnswer>()
+                    + reply.answer.as_ref().map_or(0, |answer| {
+                        (answer.cnames.len() + 1) * DNS_NAME_ESTIMATE
+                            + answer.addresses.len() * size_of::<std::net::IpAddr>()
+                    })
+            }
+            Payload::TlsClientHello(_) => size_of::<net::TlsClientHello>() + DNS_NAME_ESTIMATE,
             Payload::Syscall(call) => {
                 size_of::<privilege::Syscall>()
                     + call.text.as_ref().map_or(0, String::len)
@@ -221,7 +233,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | EventKind::Listen
         | EventKind::UdpSend
         | EventKind::TcpSummary
-        | EventKind::Dns => net::decode(kind, &header, bytes)?,
+        | EventKind::Dns
+        | EventKind::DnsAnswer
+        | EventKind::TlsClientHello => net::decode(kind, &header, bytes)?,
         EventKind::Setuid
         | EventKind::Setgid
         | EventKind::Capset

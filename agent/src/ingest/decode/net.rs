@@ -6,12 +6,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aiwatch_common::{
     DnsRecord, EventHeader, EventKind, NetRecord, SockAddr, TcpOwner, TcpSummaryRecord,
-    NET_FLAG_DENIED, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED, NET_FLAG_UNIX_ABSTRACT,
-    TCP_OWNER_ACTIVE, TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL, TCP_SUMMARY_FLAG_FIN_ACKED,
-    TCP_SUMMARY_FLAG_FIN_RECEIVED,
+    DNS_FLAG_CUT, DNS_FLAG_TCP, NET_FLAG_DENIED, NET_FLAG_NO_RESULT, NET_FLAG_TRACKED,
+    NET_FLAG_UNIX_ABSTRACT, TCP_OWNER_ACTIVE, TCP_SUMMARY_FLAG_ACTIVE, TCP_SUMMARY_FLAG_FINAL,
+    TCP_SUMMARY_FLAG_FIN_ACKED, TCP_SUMMARY_FLAG_FIN_RECEIVED,
 };
 
-use super::{checked, dns, DecodeError, Payload};
+use super::{checked, dns, dns_answer, tls_hello, DecodeError, Payload};
 use crate::event::NetFamily;
 
 const AF_UNIX: u16 = 1;
@@ -47,6 +47,8 @@ pub struct Net {
     /// An egress allowlist refused the connect in the kernel
     /// (`NET_FLAG_DENIED`).
     pub denied: bool,
+    /// The process's network namespace inode; 0 when unknown.
+    pub netns: u32,
 }
 
 /// Byte totals of a TCP connection.
@@ -59,14 +61,50 @@ pub struct TcpSummary {
     pub opened_ktime_ns: u64,
     /// Reported at close (else a periodic report of an open connection).
     pub closed: bool,
+    /// The owner's network namespace inode; 0 when unknown.
+    pub netns: u32,
 }
 
-/// A DNS query copied from a send to port 53.
+/// Where a message copied off the wire went: the socket it left or
+/// arrived at, and the peer at the other end (a DNS resolver, a TLS server).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsWire {
+    /// The resolver: the query's destination, the answer's source.
+    pub server: Option<SocketAddr>,
+    /// The socket's own address.
+    pub local: Option<SocketAddr>,
+    /// Ties an answer to its query's socket.
+    pub socket_cookie: u64,
+    /// The querying process's network namespace inode; 0 when unknown.
+    pub netns: u32,
+    pub tcp: bool,
+    /// The message id, when the copy holds a header.
+    pub id: Option<u16>,
+}
+
+/// A DNS query seen leaving a socket for port 53.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dns {
     pub server: Option<SocketAddr>,
     /// The question, or why it could not be read.
     pub question: Result<dns::Question, dns::DnsError>,
+    pub wire: DnsWire,
+}
+
+/// The first TLS record a process wrote on a TCP connection: a ClientHello.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsClientHello {
+    /// The name in its `server_name` extension, `None` without one.
+    pub server_name: Result<Option<String>, tls_hello::HelloError>,
+    /// `server` is the TLS server's address.
+    pub wire: DnsWire,
+}
+
+/// A DNS answer from port 53, to a socket that sent a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsAnswer {
+    pub answer: Result<dns_answer::Answer, dns_answer::AnswerError>,
+    pub wire: DnsWire,
 }
 
 /// Decodes the network family's records; `kind` is one of its kinds.
@@ -83,6 +121,17 @@ pub(super) fn decode(
         EventKind::Dns => {
             let r = checked::<DnsRecord>(kind, header, bytes)?;
             Payload::Dns(Box::new(dns_query(&r)))
+        }
+        EventKind::DnsAnswer => {
+            let r = checked::<DnsRecord>(kind, header, bytes)?;
+            Payload::DnsAnswer(Box::new(dns_answer(&r)))
+        }
+        EventKind::TlsClientHello => {
+            let r = checked::<DnsRecord>(kind, header, bytes)?;
+            Payload::TlsClientHello(Box::new(TlsClientHello {
+                server_name: tls_hello::server_name(dns_payload(&r)),
+                wire: dns_wire(&r),
+            }))
         }
         _ => {
             let r = checked::<NetRecord>(kind, header, bytes)?;
@@ -118,6 +167,7 @@ pub fn net(r: &NetRecord) -> Net {
         len: r.len,
         tracked: flags & NET_FLAG_TRACKED != 0,
         denied: flags & NET_FLAG_DENIED != 0,
+        netns: r.netns,
     }
 }
 
@@ -137,6 +187,7 @@ pub fn tcp_summary(r: &TcpSummaryRecord) -> TcpSummary {
         bytes_received,
         opened_ktime_ns: r.opened_ktime_ns,
         closed: r.header.flags & TCP_SUMMARY_FLAG_FINAL != 0,
+        netns: r.netns,
     }
 }
 
@@ -152,6 +203,7 @@ pub fn open_connection(owner: &TcpOwner) -> TcpSummary {
         bytes_received,
         opened_ktime_ns: owner.opened_ktime_ns,
         closed: false,
+        netns: owner.netns,
     }
 }
 
@@ -171,11 +223,34 @@ fn data_bytes(
     (sent, received.saturating_sub(u64::from(fin_received)))
 }
 
+/// The bytes of a DNS record's copy, its length clamped to the buffer.
+fn dns_payload(r: &DnsRecord) -> &[u8] {
+    &r.payload[..usize::from(r.payload_len).min(r.payload.len())]
+}
+
+fn dns_wire(r: &DnsRecord) -> DnsWire {
+    DnsWire {
+        server: socket_addr(&r.remote),
+        local: socket_addr(&r.local),
+        socket_cookie: r.socket_cookie,
+        netns: r.netns,
+        tcp: r.header.flags & DNS_FLAG_TCP != 0,
+        id: dns_answer::message_id(dns_payload(r)),
+    }
+}
+
 pub fn dns_query(r: &DnsRecord) -> Dns {
-    let len = usize::from(r.payload_len).min(r.payload.len());
     Dns {
         server: socket_addr(&r.remote),
-        question: dns::parse_query(&r.payload[..len]),
+        question: dns::parse_query(dns_payload(r)),
+        wire: dns_wire(r),
+    }
+}
+
+pub fn dns_answer(r: &DnsRecord) -> DnsAnswer {
+    DnsAnswer {
+        answer: dns_answer::parse_answer(dns_payload(r), r.header.flags & DNS_FLAG_CUT != 0),
+        wire: dns_wire(r),
     }
 }
 
@@ -331,7 +406,7 @@ mod tests {
         assert_eq!(dns.question.unwrap().name, "models.example.test");
         // A garbage payload length is clamped, and garbage bytes are an error value.
         d.payload_len = 9999;
-        d.payload = [0xff; 256];
+        d.payload = [0xff; aiwatch_common::DNS_PAYLOAD_LEN];
         assert!(dns_query(&d).question.is_err());
     }
 
