@@ -53,6 +53,13 @@ macro_rules! event_kinds {
             // Accelerators: 500..
             // Per-process ioctl counts on accelerator device fds, sampled.
             GpuIoctl = 500, "gpu_ioctl";
+            // LLM traffic: 600..
+            // Clear text of a TLS library call or a plain-HTTP socket; the
+            // agent reassembles it and never writes it as it is.
+            ClearText = 600, "clear_text";
+            // A request to an LLM API, and the answer to it (`llm`).
+            LlmRequest = 601, "llm_request";
+            LlmResponse = 602, "llm_response";
         }
     };
 }
@@ -98,8 +105,8 @@ impl EventKind {
     }
 }
 
-/// Size of per-kind counter arrays (five families of up to eight kinds each).
-pub const KIND_SLOTS: u32 = 40;
+/// Size of per-kind counter arrays (six families of up to eight kinds each).
+pub const KIND_SLOTS: u32 = 48;
 
 // Every kind has a slot of its own below KIND_SLOTS: a family holds at most
 // eight kinds, numbered from its hundred.

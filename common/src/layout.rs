@@ -18,7 +18,7 @@ use core::mem::{offset_of, size_of};
 use crate::{
     config::{KernelOffsets, Stat, SuffixKey, STATS_LEN},
     event::*,
-    FAMILY_ALL, FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
+    FAMILY_ALL, FAMILY_FILE, FAMILY_GPU, FAMILY_LLM, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
     PREFIX_KEY_LEN, SUFFIX_KEY_LEN,
 };
 
@@ -82,12 +82,13 @@ const _: () = assert!(ARGS_LEN <= u16::MAX as usize);
 const _: () = assert!(SUFFIX_KEY_LEN < NAME_LEN);
 
 /// The event families, in the order of their kind ranges (100, 200, ...).
-const FAMILIES: [u32; 5] = [
+const FAMILIES: [u32; 6] = [
     FAMILY_PROCESS,
     FAMILY_FILE,
     FAMILY_NET,
     FAMILY_PRIVILEGE,
     FAMILY_GPU,
+    FAMILY_LLM,
 ];
 const _: () = {
     let mut all = 0;

@@ -195,6 +195,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             let r = checked::<GpuIoctlRecord>(kind, &header, bytes)?;
             Payload::GpuIoctl(file::gpu_ioctl(&r))
         }
+        // The agent makes LLM events itself, from clear text; a kernel
+        // record claiming to be one is garbage.
+        EventKind::LlmRequest | EventKind::LlmResponse | EventKind::ClearText => {
+            return Err(DecodeError::UnknownKind { kind: header.kind })
+        }
     };
     Ok(Record { common, payload })
 }
