@@ -17,6 +17,7 @@ use crate::{
     anomaly::AnomalyConfig,
     enforce::EnforcementConfig,
     enrich::{assets::AssetConfig, redact::RedactConfig, TableLimits},
+    llm::LlmConfig,
     metrics::DEFAULT_MAX_WORKLOAD_SERIES,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
@@ -66,6 +67,8 @@ pub struct Config {
     pub gpu_ioctl_interval_secs: u64,
     /// Extra patterns of secrets redacted from argv (docs/security.md).
     pub redact: RedactConfig,
+    /// LLM traffic: content capture and reassembly bounds (docs/llm.md).
+    pub llm: LlmConfig,
     /// The benchmark floor: the kernel programs are attached but return at
     /// once. Only the hidden `--bench-floor` flag sets it, never a file.
     #[serde(skip)]
@@ -99,6 +102,7 @@ impl Default for Config {
             trace_all_files: false,
             gpu_ioctl_interval_secs: 10,
             redact: RedactConfig::default(),
+            llm: LlmConfig::default(),
             bench_floor: false,
         }
     }

@@ -22,7 +22,8 @@ use crate::{
     enforce::Enforcer,
     enrich::Enricher,
     event::{Access, AssetClass, Event, FileInfo, Kind},
-    ingest::decode::Record,
+    ingest::decode::{Payload, Record},
+    llm::LlmStage,
     metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, Metrics},
     observe::http::Readiness,
@@ -54,6 +55,8 @@ pub struct Stages {
     pub detectors: Detectors,
     /// Carries out kill and deny actions; applied to the policy set already.
     pub enforcer: Enforcer,
+    /// Clear text into LLM events, and the causes of actions.
+    pub llm: LlmStage,
 }
 
 /// Where the pipeline's results go.
@@ -77,6 +80,7 @@ pub struct Pipeline {
     analyzer: Analyzer,
     detectors: Detectors,
     enforcer: Enforcer,
+    llm: LlmStage,
     event_sink: Option<SinkSender<Arc<Event>>>,
     alert_sinks: Vec<SinkSender<Arc<Alert>>>,
     stream: Arc<StreamHub>,
@@ -104,6 +108,7 @@ impl Pipeline {
             analyzer: stages.analyzer,
             detectors: stages.detectors,
             enforcer: stages.enforcer,
+            llm: stages.llm,
             event_sink: outlets.events,
             alert_sinks: outlets.alerts,
             stream: outlets.stream,
@@ -153,7 +158,37 @@ impl Pipeline {
     }
 
     pub fn handle(&mut self, record: Record) {
-        let mut event = self.enricher.enrich(record);
+        let Record { common, payload } = record;
+        if let Payload::ClearText(text) = payload {
+            self.handle_clear_text(common, *text);
+            return;
+        }
+        let event = self.enricher.enrich(Record { common, payload });
+        self.deliver(event);
+    }
+
+    /// Clear text is not an event: the process it came from is filled in,
+    /// then `llm` turns it into the LLM events it completes.
+    fn handle_clear_text(
+        &mut self,
+        common: crate::ingest::decode::Common,
+        mut text: crate::ingest::decode::clear_text::ClearText,
+    ) {
+        let data = std::mem::take(&mut text.data);
+        let from = self.enricher.enrich(Record {
+            common,
+            payload: Payload::ClearText(Box::new(text.clone())),
+        });
+        text.data = data;
+        self.stats.events.add(Some(from.kind), 1);
+        self.metrics.event(from.kind);
+        for event in self.llm.observe(&from, &text) {
+            self.deliver(event);
+        }
+    }
+
+    /// Attributes, correlates, counts, writes and checks one event.
+    fn deliver(&mut self, mut event: Event) {
         if event
             .file
             .as_ref()
@@ -166,6 +201,7 @@ impl Pipeline {
         if !changes.is_empty() {
             (self.on_changes)(&changes);
         }
+        self.llm.correlate(&mut event);
         self.count(&event);
         let event = Arc::new(event);
         if let Some(sink) = &self.event_sink {
@@ -186,6 +222,9 @@ impl Pipeline {
     fn count(&mut self, event: &Event) {
         self.stats.events.add(Some(event.kind), 1);
         self.metrics.event(event.kind);
+        if matches!(event.kind, Kind::LlmRequest | Kind::LlmResponse) {
+            self.count_llm(event);
+        }
         let Some(workload) = &event.workload else {
             return;
         };
@@ -205,6 +244,26 @@ impl Pipeline {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The LLM series: requests, tokens, durations.
+    fn count_llm(&self, event: &Event) {
+        let Some(llm) = &event.llm else {
+            return;
+        };
+        let workload = event.workload.as_ref();
+        if event.kind == Kind::LlmRequest {
+            let model = if llm.model.is_empty() { "unknown" } else { &llm.model };
+            self.metrics.llm_request(workload, &llm.provider, model);
+        } else {
+            self.metrics.llm_response(
+                workload,
+                &llm.provider,
+                llm.input_tokens,
+                llm.output_tokens,
+                llm.latency_ms.map(Duration::from_millis),
+            );
         }
     }
 
@@ -258,6 +317,9 @@ impl Pipeline {
         let changes = self.analyzer.scan_due(now);
         if !changes.is_empty() {
             (self.on_changes)(&changes);
+        }
+        for event in self.llm.tick(now) {
+            self.deliver(event);
         }
         for alert in self.detectors.tick(now) {
             self.raise(alert);

@@ -150,7 +150,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let pid_file = write_pid_file(&config.state_dir);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
     enricher.set_asset_classifier(kernel.assets.clone());
-    enricher.set_redactor(crate::enrich::redact::Redactor::new(&config.redact)?);
+    let redactor = crate::enrich::redact::Redactor::new(&config.redact)?;
+    enricher.set_redactor(redactor.clone());
+    let llm = crate::llm::LlmStage::new(config.llm.clone(), redactor, metrics.clone());
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
@@ -202,6 +204,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             analyzer,
             detectors,
             enforcer,
+            llm,
         },
         Outlets {
             events: sinks.events,

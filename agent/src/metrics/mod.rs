@@ -13,6 +13,7 @@
 mod agent;
 mod alerts;
 mod egress;
+mod llm;
 mod pipeline;
 pub mod pipeline_stats;
 mod workload_series;
@@ -32,6 +33,7 @@ use crate::alert::{Action, Alert, Severity};
 use crate::event::{Kind, WorkloadRef};
 
 pub use egress::EgressTotals;
+pub use llm::{LlmUnparsed, MAX_MODEL_SERIES};
 pub use workload_series::{kind_label, NO_WORKLOAD_KIND, OVERFLOW_LABEL, WORKLOAD_KINDS};
 use workload_series::{Admission, WorkloadSeries};
 
@@ -205,6 +207,7 @@ pub struct Metrics {
     probe_attached: IntGaugeVec,
     ready: IntGauge,
     task_failures: IntCounterVec,
+    llm: llm::LlmMetrics,
     workload_series: Mutex<WorkloadSeries>,
     /// Last absolute totals read from kernel maps, keyed by counter.
     kernel_totals: Mutex<HashMap<TotalKey, u64>>,
@@ -388,6 +391,8 @@ impl Metrics {
             &["task"],
         )?;
 
+        let llm = llm::LlmMetrics::new(&mut reg)?;
+
         #[cfg(target_os = "linux")]
         reg.collector(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -423,6 +428,7 @@ impl Metrics {
             probe_attached,
             ready,
             task_failures,
+            llm,
             workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),
             kernel_totals: Mutex::new(HashMap::new()),
         })
