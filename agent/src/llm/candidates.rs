@@ -142,7 +142,7 @@ fn add_from_code(code: &str, tool: Option<&String>, out: &mut BTreeSet<Candidate
 /// Words of a command line, quotes and shell punctuation stripped.
 fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| c.is_whitespace() || matches!(c, '|' | ';' | '&' | '(' | ')' | '<' | '>'))
-        .map(|w| w.trim_matches(|c| matches!(c, '\'' | '"' | '`' | ',')))
+        .map(|w| w.trim_matches(|c| matches!(c, '\'' | '"' | '`' | ',' | '{' | '}' | '[' | ']')))
         .filter(|w| !w.is_empty())
 }
 

@@ -480,3 +480,7 @@ fn pending_all(input: &[u8], used: usize) -> usize {
         used
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -86,7 +86,7 @@ fn responses_api_json_and_stream() {
     assert_eq!(facts.text, "done");
     let stream = format!(
         "event: response.created\ndata: {{\"type\":\"response.created\"}}\n\nevent: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{}}}\n\n",
-        String::from_utf8_lossy(body)
+        serde_json::from_slice::<Value>(body).unwrap()
     );
     let streamed = ResponseFacts::parse(Api::Responses, "text/event-stream", stream.as_bytes());
     assert_eq!(streamed, facts);
