@@ -78,7 +78,8 @@ mod tests {
                 2 => "file",
                 3 => "network",
                 4 => "privilege",
-                _ => "accelerator",
+                5 => "accelerator",
+                _ => "LLM traffic",
             };
             table += &format!("| `{kind}` | {number} | {family} |\n");
         }
