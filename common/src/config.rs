@@ -88,6 +88,7 @@ pub const FAMILY_FILE: u32 = 2;
 pub const FAMILY_NET: u32 = 4;
 pub const FAMILY_PRIVILEGE: u32 = 8;
 pub const FAMILY_GPU: u32 = 16;
+/// Clear text of TLS library calls and plain HTTP to model servers.
 pub const FAMILY_LLM: u32 = 32;
 pub const FAMILY_ALL: u32 = 63;
 

@@ -21,8 +21,9 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// benchmark, a venv-capable Python, bpftool, ip netns, strace, and podman
 /// with runc for real containers (busybox-static is their root file system),
 /// systemd for `systemd-analyze verify` of the shipped unit, tmux to drive
-/// the terminal commands as a person would, and curl and wget, which the
-/// attack suite's scenarios use.
+/// the terminal commands as a person would, curl and wget, which the
+/// attack suite's scenarios use, and openssl, whose command line makes the
+/// TLS capture test's self-signed certificate (curl is its client too).
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -38,6 +39,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "tmux",
     "curl",
     "wget",
+    "openssl",
 ];
 
 /// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for

@@ -24,10 +24,11 @@ use crate::{
     kernel::{
         cgroups::CgroupPurpose,
         interest::{InterestError, KernelInterestMaps},
-        loader::{self, LoadError, LoadOptions, Loaded},
+        loader::{self, LoadError, LoadOptions, Loaded, ProbeStatus},
         offsets::VMLINUX_BTF,
         ringbuf_usage::RingUsage,
         stats::KernelStats,
+        tls::{self, CaptureError},
     },
     metrics::Metrics,
     observe::http::Readiness,
@@ -39,6 +40,8 @@ pub enum KernelSetupError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Interest(#[from] InterestError),
+    #[error("LLM capture: {0}")]
+    Capture(#[from] CaptureError),
     #[error("asset classes: {0}")]
     Assets(#[from] AssetError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
@@ -71,6 +74,7 @@ impl KernelSide {
             agent_pid: std::process::id(),
             trace_all_files: config.trace_all_files,
             bench_floor: config.bench_floor,
+            clear_text_capture: config.llm_capture.kernel_capture_bytes(),
         })?;
         if config.bench_floor {
             log::warn!(
@@ -79,6 +83,7 @@ impl KernelSide {
         }
         let (interest_maps, assets) = configure_interest(&mut loaded.ebpf, config)?;
         let gpu_poller = GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
+        attach_tls(&mut loaded, config)?;
         let attached = report_probes(&loaded, metrics, readiness);
 
         let ring = loaded
@@ -131,6 +136,33 @@ fn report_probes(loaded: &Loaded, metrics: &Metrics, readiness: &Readiness) -> u
     let attached = loaded.probes.iter().filter(|p| p.attached).count();
     readiness.set_probes_attached(attached == wanted().count());
     attached
+}
+
+/// Fills the kernel's LLM capture settings and places the TLS uprobes on
+/// every libssl found; their statuses join the other probes'.
+fn attach_tls(loaded: &mut Loaded, config: &Config) -> Result<(), KernelSetupError> {
+    if !config.families.llm {
+        loaded
+            .probes
+            .extend(tls::UPROBES.iter().map(|(program, _)| ProbeStatus {
+                probe: program,
+                attached: false,
+                reason: Some(loader::FAMILY_OFF.into()),
+            }));
+        return Ok(());
+    }
+    tls::configure(&mut loaded.ebpf, &config.llm_capture)?;
+    let targets = tls::find_targets(&config.llm_capture);
+    let statuses = tls::attach(&mut loaded.ebpf, &targets);
+    log::info!(
+        "LLM capture: {} TLS librar{} probed, {} request lines, {} bytes per call",
+        targets.len(),
+        if targets.len() == 1 { "y" } else { "ies" },
+        config.llm_capture.request_lines.len(),
+        config.llm_capture.kernel_capture_bytes(),
+    );
+    loaded.probes.extend(statuses);
+    Ok(())
 }
 
 /// Builds the classifier the run uses (built-in patterns plus the configured

@@ -79,7 +79,7 @@ mod tests {
                 3 => "network",
                 4 => "privilege",
                 5 => "accelerator",
-                _ => "llm",
+                _ => "LLM traffic",
             };
             table += &format!("| `{kind}` | {number} | {family} |\n");
         }

@@ -151,7 +151,7 @@ fn deed(ev: &Event) -> String {
         ),
         Kind::ExecMemory => "mapped anonymous executable memory".to_string(),
         Kind::GpuIoctl => "issued GPU ioctls".to_string(),
-        Kind::ClearText => "sent or received clear text".to_string(),
+        Kind::ClearText => "sent or received LLM traffic".to_string(),
         Kind::LlmRequest => match &ev.llm {
             Some(llm) => format!(
                 "asked {} model {} at {}",

@@ -6,3 +6,4 @@ mod gpu;
 mod net;
 mod privilege;
 mod process;
+mod tls;
