@@ -236,18 +236,14 @@ fn an_llm_request_over_tls_tracks_its_client_from_that_write_on() {
             && pid_of(e) == llm
             && get(e, "file.path").as_str() == Some(llm_out.to_str().unwrap())
     });
-    // The clear text of the tracked clients reached the agent: the request
-    // (head and body) and the response of each.
-    for (who, pid, at_least) in [("python", client, 3), ("curl", llm, 2)] {
-        let records = agent
-            .events()
-            .into_iter()
-            .filter(|e| kind_of(e) == "clear_text" && pid_of(e) == pid)
-            .count();
-        assert!(
-            records >= at_least,
-            "{who} (pid {pid}): {records} clear_text records, expected {at_least} or more"
-        );
+    // The clear text of the tracked clients reached the agent, which
+    // reassembled each request (head and body) and its response.
+    for (who, pid) in [("python", client), ("curl", llm)] {
+        for kind in ["llm_request", "llm_response"] {
+            agent.wait_event(&format!("{who}'s {kind}"), |e| {
+                kind_of(e) == kind && pid_of(e) == pid
+            });
+        }
     }
 
     // Everything before the matching write stayed in the kernel.
@@ -265,11 +261,11 @@ fn an_llm_request_over_tls_tracks_its_client_from_that_write_on() {
     let untracked_text = agent
         .events()
         .into_iter()
-        .filter(|e| kind_of(e) == "clear_text" && pid_of(e) == page)
+        .filter(|e| kind_of(e).starts_with("llm_") && pid_of(e) == page)
         .count();
     assert_eq!(
         untracked_text, 0,
-        "a non-LLM download's clear text left the kernel"
+        "a non-LLM download made LLM events"
     );
     // The kernel's counters reach /metrics on the telemetry task's tick.
     let filtered =
