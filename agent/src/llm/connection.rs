@@ -154,6 +154,10 @@ struct Connection {
     last_ns: u64,
 }
 
+/// Bytes at the end of a streamed body searched for its final event: the
+/// last event of any format fits.
+const STREAM_END_WINDOW: usize = 512;
+
 /// Requests waiting per connection before the oldest is given up.
 const MAX_PENDING: usize = 64;
 
@@ -233,6 +237,19 @@ impl Connections {
                 StreamError::NotHttp => LlmUnparsed::NotHttp,
                 StreamError::Gap => LlmUnparsed::Gap,
             }));
+        }
+        // A stream whose final event arrived is complete for the client,
+        // which acts on it before the framing's last chunk comes.
+        if text.direction == Direction::Received
+            && matches!(connection.pending.front(), Some(Pending::Llm(_)))
+        {
+            let finished = connection.received.body_tail(STREAM_END_WINDOW).is_some_and(|(head, tail)| {
+                let content_type = head.header("content-type").unwrap_or("").to_ascii_lowercase();
+                super::sse::stream_finished(&content_type, tail)
+            });
+            if finished {
+                messages.extend(connection.received.take_early());
+            }
         }
         for message in messages {
             connection.on_message(message, text.direction, &mut self.sequence, out);

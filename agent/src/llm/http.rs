@@ -93,6 +93,10 @@ enum State {
         message: Message,
         framing: Framing,
         limit: usize,
+        /// The message was handed out before its framing ended (a stream
+        /// whose last event came before its last chunk): the rest is
+        /// framed and dropped.
+        emitted: bool,
     },
     /// Framing lost: waits for a call that starts a message.
     Resync,
@@ -172,15 +176,54 @@ impl HttpStream {
     /// Ends a body that only a close would end, or that stopped coming:
     /// the message so far, marked unterminated.
     pub fn flush(&mut self, out: &mut Vec<Message>) {
-        if let State::Body { .. } = self.state {
-            if let State::Body { mut message, .. } =
-                std::mem::replace(&mut self.state, State::Head)
-            {
-                message.unterminated = true;
-                out.push(message);
-            }
+        if let State::Body {
+            mut message,
+            emitted: false,
+            ..
+        } = std::mem::replace(&mut self.state, State::Head)
+        {
+            message.unterminated = true;
+            out.push(message);
         }
         self.pending.clear();
+    }
+
+    /// Hands out the message in progress before its framing ends: its
+    /// content said it is complete (the last event of a stream). The rest
+    /// of its framing is consumed and dropped.
+    pub fn take_early(&mut self) -> Option<Message> {
+        match &mut self.state {
+            State::Body {
+                message,
+                limit,
+                emitted: emitted @ false,
+                ..
+            } => {
+                *emitted = true;
+                *limit = 0;
+                Some(Message {
+                    head: message.head.clone(),
+                    body: std::mem::take(&mut message.body),
+                    ..*message
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The head and the last `n` body bytes of a message in progress.
+    pub fn body_tail(&self, n: usize) -> Option<(&Head, &[u8])> {
+        match &self.state {
+            State::Body {
+                message,
+                emitted: false,
+                ..
+            } => Some((
+                &message.head,
+                &message.body[message.body.len().saturating_sub(n)..],
+            )),
+            _ => None,
+        }
     }
 
     /// The time of the last byte of a body in progress.
@@ -228,6 +271,7 @@ impl HttpStream {
                                 message,
                                 framing,
                                 limit,
+                                emitted: false,
                             }
                         }
                     }
@@ -236,13 +280,17 @@ impl HttpStream {
                     message,
                     framing,
                     limit,
+                    ..
                 } => {
                     message.last_ns = now_ns;
                     let (used, done) = body_step(message, framing, *limit, input, &mut self.pending)?;
                     input = &input[used..];
                     if done {
-                        if let State::Body { message, .. } =
-                            std::mem::replace(&mut self.state, State::Head)
+                        if let State::Body {
+                            message,
+                            emitted: false,
+                            ..
+                        } = std::mem::replace(&mut self.state, State::Head)
                         {
                             out.push(message);
                         }
@@ -306,8 +354,11 @@ impl HttpStream {
                 *remaining -= missing;
                 message.truncated = true;
                 if *remaining == 0 {
-                    if let State::Body { message, .. } =
-                        std::mem::replace(&mut self.state, State::Head)
+                    if let State::Body {
+                        message,
+                        emitted: false,
+                        ..
+                    } = std::mem::replace(&mut self.state, State::Head)
                     {
                         out.push(message);
                     }
@@ -328,8 +379,11 @@ impl HttpStream {
             } => message.truncated = true,
             _ => {
                 // The message in progress (if any) ends here, with a gap.
-                if let State::Body { mut message, .. } =
-                    std::mem::replace(&mut self.state, State::Resync)
+                if let State::Body {
+                    mut message,
+                    emitted: false,
+                    ..
+                } = std::mem::replace(&mut self.state, State::Resync)
                 {
                     message.truncated = true;
                     message.unterminated = true;

@@ -146,3 +146,19 @@ fn a_bad_chunk_size_is_a_gap() {
     assert!(out.is_empty());
     assert_eq!(error, Some(StreamError::Gap));
 }
+
+#[test]
+fn a_message_taken_early_is_not_given_twice_and_the_stream_stays_in_step() {
+    let mut stream = HttpStream::default();
+    let (out, _) = feed(&mut stream, &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\ndata: [DONE]\r\n"]);
+    assert!(out.is_empty());
+    let (_, tail) = stream.body_tail(64).expect("a body in progress");
+    assert_eq!(tail, b"data: [DONE]");
+    let early = stream.take_early().expect("taken");
+    assert_eq!(early.body, b"data: [DONE]");
+    assert!(stream.take_early().is_none());
+    let (out, error) = feed(&mut stream, &[b"0\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"]);
+    assert_eq!(error, None);
+    assert_eq!(out.len(), 1, "only the next message: {out:?}");
+    assert_eq!(out[0].head.start, StartLine::Response { status: 204 });
+}

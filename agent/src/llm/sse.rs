@@ -48,6 +48,32 @@ pub fn events(text: &str) -> Vec<SseEvent> {
     out
 }
 
+/// Whether the last bytes of a streamed answer hold its final event:
+/// `data: [DONE]` (OpenAI chat), `message_stop` (Anthropic),
+/// `response.completed` (OpenAI responses), `"done":true` (Ollama). Clients
+/// act on the answer once they read it, often before the final chunk of
+/// the HTTP framing arrives.
+pub fn stream_finished(content_type: &str, tail: &[u8]) -> bool {
+    const SSE_ENDS: &[&[u8]] = &[
+        b"data: [DONE]",
+        b"\"message_stop\"",
+        b"event: message_stop",
+        b"\"response.completed\"",
+        b"\"response.incomplete\"",
+        b"\"response.failed\"",
+    ];
+    const NDJSON_ENDS: &[&[u8]] = &[b"\"done\":true", b"\"done\": true"];
+    let ends = if content_type.contains("text/event-stream") {
+        SSE_ENDS
+    } else if content_type.contains("ndjson") {
+        NDJSON_ENDS
+    } else {
+        return false;
+    };
+    ends.iter()
+        .any(|end| tail.windows(end.len()).any(|w| w == *end))
+}
+
 /// The JSON lines of an NDJSON stream, blank lines skipped.
 pub fn json_lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines().map(str::trim).filter(|line| !line.is_empty())
@@ -66,6 +92,16 @@ mod tests {
         assert_eq!(got[0].data, "{\"a\":1}");
         assert_eq!(got[1].data, "x\ny");
         assert_eq!(got[2].data, "[DONE]");
+    }
+
+    #[test]
+    fn the_last_event_of_each_stream_format_is_recognised() {
+        assert!(stream_finished("text/event-stream", b"data: {}\n\ndata: [DONE]\n\n"));
+        assert!(stream_finished("text/event-stream", b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+        assert!(stream_finished("application/x-ndjson", b"{\"done\":true,\"eval_count\":2}\n"));
+        assert!(!stream_finished("text/event-stream", b"data: {\"choices\":[]}\n\n"));
+        assert!(!stream_finished("application/x-ndjson", b"{\"done\":false}\n"));
+        assert!(!stream_finished("application/json", b"data: [DONE]"));
     }
 
     #[test]

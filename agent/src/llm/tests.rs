@@ -257,13 +257,22 @@ fn streams_of_anthropic_and_ollama_are_read() {
     plain.source = TextSource::Plain;
     assert_eq!(stage.observe(&from(10), &plain).len(), 1);
     let ndjson = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n{\"model\":\"llama3\",\"response\":\"Blue\",\"done\":false}\n{\"model\":\"llama3\",\"response\":\"\",\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":5,\"eval_count\":1}\n";
-    assert!(stage
-        .observe(&from(11), &text(2, Direction::Received, ndjson.as_bytes()))
-        .is_empty());
-    let out = stage.tick(11 + 6_000_000_000);
-    let llm = out[0].llm.as_deref().expect("flushed response");
+    // The server never closes: the last line says the answer is whole.
+    let out = stage.observe(&from(11), &text(2, Direction::Received, ndjson.as_bytes()));
+    let llm = out[0].llm.as_deref().expect("the answer, by its last line");
     assert_eq!(llm.provider, "ollama");
-    assert_eq!(llm.output_tokens, Some(1));
+    assert!(!llm.truncated);
+    // A stream cut short ends when it stays idle, marked truncated.
+    let mut again = text(3, Direction::Sent, head.as_bytes());
+    again.source = TextSource::Plain;
+    assert_eq!(stage.observe(&from(20), &again).len(), 1);
+    let cut = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n{\"model\":\"llama3\",\"response\":\"Bl\",\"done\":false}\n";
+    assert!(stage
+        .observe(&from(21), &text(3, Direction::Received, cut.as_bytes()))
+        .is_empty());
+    let out = stage.tick(21 + 6_000_000_000);
+    let llm = out[0].llm.as_deref().expect("flushed response");
+    assert!(llm.truncated);
 }
 
 #[test]
