@@ -420,14 +420,26 @@ fn a_coding_agent_session_raises_nothing_serious() {
     assert!(deps.join("demo_pkg.py").exists(), "pip did not install: {}", run.summary);
     // Each of the three turns was seen, and its command carried the cause.
     for (turn, needle) in ["pip", "pytest", "status"].into_iter().enumerate() {
-        agent.wait_event(&format!("turn {turn}: {needle} with its cause"), |e| {
+        let caused = |e: &Value| {
             kind_of(e) == "exec"
                 && in_tree(e, run.pid)
                 && get(e, "cause").is_object()
-                && get(e, "process.argv")
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.contains(needle))))
+                && get(e, "process.argv").as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|x| x.as_str().is_some_and(|s| s.contains(needle)))
+                })
+        };
+        let found = wait_until(needle, Duration::from_secs(30), || {
+            agent.events().into_iter().find(|e| caused(e))
         });
+        if found.is_none() {
+            let seen: Vec<Value> = agent
+                .events()
+                .into_iter()
+                .filter(|e| in_tree(e, run.pid) && kind_of(e) != "open")
+                .collect();
+            panic!("turn {turn}: no exec of {needle} with a cause; the session's events: {seen:#?}");
+        }
     }
     agent.sentinel();
     assert_eq!(serious_alerts(agent, run.pid), Vec::<Value>::new());

@@ -211,6 +211,15 @@ impl Connections {
         connection.template.llm = None;
         connection.template.cause = None;
         connection.last_ns = now;
+        // A new request while the answer before it was read only to its
+        // final event: the client closed that connection, and this is a
+        // new one under the same (reused) connection object.
+        if text.direction == Direction::Sent
+            && connection.received.awaits_abandoned_body()
+            && super::http::starts_message(&text.data)
+        {
+            connection.received = HttpStream::default();
+        }
         let missing = u64::from(text.len).saturating_sub(text.data.len() as u64);
         let mut messages = Vec::new();
         let Connection {

@@ -122,6 +122,13 @@ impl Default for HttpStream {
 }
 
 impl HttpStream {
+    /// The message in progress was handed out early and the rest of its
+    /// framing has not come: a client that stops reading there closes the
+    /// connection.
+    pub fn awaits_abandoned_body(&self) -> bool {
+        matches!(self.state, State::Body { emitted: true, .. })
+    }
+
     /// Whether the stream gave up on this connection.
     pub fn is_dead(&self) -> bool {
         matches!(self.state, State::Dead)
@@ -149,8 +156,10 @@ impl HttpStream {
         out: &mut Vec<Message>,
     ) -> Result<(), StreamError> {
         match self.state {
-            State::Dead => return Ok(()),
-            State::Resync => {
+            // A call that starts a message revives the stream: TLS
+            // libraries reuse the memory of a freed connection object, so a
+            // new connection can arrive under an old one's identity.
+            State::Dead | State::Resync => {
                 if starts_message(data) {
                     self.state = State::Head;
                     self.pending.clear();
@@ -397,7 +406,7 @@ impl HttpStream {
 }
 
 /// Whether a call's bytes look like the start of an HTTP/1.x message.
-fn starts_message(data: &[u8]) -> bool {
+pub fn starts_message(data: &[u8]) -> bool {
     const METHODS: &[&[u8]] = &[b"GET ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ", b"HEAD ", b"OPTIONS "];
     data.starts_with(b"HTTP/1.") || METHODS.iter().any(|m| data.starts_with(m))
 }

@@ -112,16 +112,19 @@ fn a_gap_in_a_head_resyncs_at_the_next_message() {
 fn http2_and_garbage_are_told_apart_and_then_ignored() {
     let (out, error) = feed(
         &mut HttpStream::default(),
-        &[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", REQUEST],
+        &[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"\x00\x00\x12\x04\x00"],
     );
     assert_eq!(error, Some(StreamError::Http2));
     assert!(out.is_empty());
     let mut stream = HttpStream::default();
-    let (out, error) = feed(&mut stream, &[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", REQUEST]);
+    let (out, error) = feed(&mut stream, &[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"\x17\x03\x03"]);
     assert_eq!(error, Some(StreamError::NotHttp));
     assert!(out.is_empty());
     assert!(stream.is_dead());
     assert_eq!(stream.held_bytes(), 0);
+    // A new connection under the same identity starts with a message.
+    let (out, error) = feed(&mut stream, &[REQUEST]);
+    assert_eq!((out.len(), error), (1, None));
 }
 
 #[test]

@@ -323,3 +323,23 @@ fn http2_garbage_interleaving_and_eviction_are_counted_never_panic() {
     assert!(unparsed(&metrics, "not_http") > 0);
     assert!(unparsed(&metrics, "evicted") > 0);
 }
+
+#[test]
+fn a_new_connection_under_a_reused_identity_after_an_abandoned_stream_is_read() {
+    let (mut stage, _) = stage(LlmConfig::default());
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut calls = request_head("/v1/chat/completions", body, "");
+    calls.extend_from_slice(body.as_bytes());
+    stage.observe(&from(1), &text(8, Direction::Sent, &calls));
+    // The answer's final event, but not the chunk that ends its framing:
+    // the client closed the connection there.
+    let sse = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n47\r\ndata: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\r\ne\r\ndata: [DONE]\n\n\r\n";
+    let out = stage.observe(&from(2), &text(8, Direction::Received, sse));
+    assert_eq!(out.len(), 1, "the answer at its final event");
+    // The next connection gets the same connection object.
+    stage.observe(&from(3), &text(8, Direction::Sent, &calls));
+    let json = chunked(TOOL_ANSWER, 100);
+    let out = stage.observe(&from(4), &text(8, Direction::Received, &json));
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].kind, Kind::LlmResponse);
+}
