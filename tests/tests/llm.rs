@@ -36,7 +36,9 @@ fn certificate(dir: &Path) -> (String, String) {
     let cert = dir.join("cert.pem").display().to_string();
     let key = dir.join("key.pem").display().to_string();
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .args(["-keyout", &key, "-out", &cert])
@@ -187,7 +189,11 @@ fn an_agent_runs_a_model_tool_call_and_its_actions_carry_the_cause() {
     let agent = &setup.agent;
     let credentials = setup.work.join("home/.aws/credentials");
     std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
-    std::fs::write(&credentials, "[default]\naws_access_key_id = AKIAFAKEFAKEFAKEFAKE\n").unwrap();
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIAFAKEFAKEFAKEFAKE\n",
+    )
+    .unwrap();
     let command = format!("cat {}", credentials.display());
     let run = run_agent(
         &setup,
@@ -231,9 +237,10 @@ fn an_agent_runs_a_model_tool_call_and_its_actions_carry_the_cause() {
         kind_of(e) == "exec"
             && in_tree(e, run.pid)
             && get(e, "cause.llm_request_id").as_str() == Some(&request_id)
-            && get(e, "process.argv")
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.contains(".aws/credentials"))))
+            && get(e, "process.argv").as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x.as_str().is_some_and(|s| s.contains(".aws/credentials")))
+            })
     });
     assert_eq!(get(&exec, "cause.tool"), "run_shell", "{exec}");
     assert_eq!(get(&exec, "cause.model"), "gpt-mock-0001");
@@ -300,7 +307,10 @@ fn streams_and_chunked_answers_of_three_clients_are_read_and_a_benign_tool_call_
         });
         let llm = &response["llm"];
         assert_eq!(llm["finish_reason"], finish, "{what}: {response}");
-        assert_eq!(llm["tool_calls"][0]["name"], "run_shell", "{what}: {response}");
+        assert_eq!(
+            llm["tool_calls"][0]["name"], "run_shell",
+            "{what}: {response}"
+        );
         assert_eq!(llm["output_tokens"], 7, "{what}: {response}");
         assert!(llm["input_tokens"].as_u64() > Some(0), "{what}: {response}");
         agent.wait_event(&format!("{what}: the ls with its cause"), |e| {
@@ -365,7 +375,13 @@ fn a_coding_agent_session_raises_nothing_serious() {
     let index_port = free_port();
     let _index = Background(
         Command::new(venv_python())
-            .args(["-m", "http.server", &index_port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "-m",
+                "http.server",
+                &index_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
             .current_dir(&index)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -380,7 +396,11 @@ fn a_coding_agent_session_raises_nothing_serious() {
     // The agent's own repository, with a test.
     let repo = work.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
-    std::fs::write(repo.join("test_demo.py"), "def test_demo():\n    assert 1 + 1 == 2\n").unwrap();
+    std::fs::write(
+        repo.join("test_demo.py"),
+        "def test_demo():\n    assert 1 + 1 == 2\n",
+    )
+    .unwrap();
     let git = |args: &[&str]| {
         let status = Command::new("git")
             .args(args)
@@ -392,7 +412,15 @@ fn a_coding_agent_session_raises_nothing_serious() {
     };
     git(&["init", "-q"]);
     git(&["add", "."]);
-    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        "init",
+    ]);
     let home = work.join("home");
     std::fs::create_dir_all(&home).unwrap();
 
@@ -404,7 +432,10 @@ fn a_coding_agent_session_raises_nothing_serious() {
             "RUN: {python} -m pip install --quiet --disable-pip-version-check --target {} demo-pkg",
             deps.display()
         ),
-        format!("RUN: cd {} && {python} -m pytest -q -p no:cacheprovider", repo.display()),
+        format!(
+            "RUN: cd {} && {python} -m pytest -q -p no:cacheprovider",
+            repo.display()
+        ),
         format!("RUN: git -C {} status --short", repo.display()),
     ];
     let mut args = vec!["--client", "openai", "--stream"];
@@ -415,9 +446,16 @@ fn a_coding_agent_session_raises_nothing_serious() {
     let run = run_agent(
         &setup,
         &args,
-        &[("PIP_INDEX_URL", index_url.as_str()), ("HOME", home_text.as_str())],
+        &[
+            ("PIP_INDEX_URL", index_url.as_str()),
+            ("HOME", home_text.as_str()),
+        ],
     );
-    assert!(deps.join("demo_pkg.py").exists(), "pip did not install: {}", run.summary);
+    assert!(
+        deps.join("demo_pkg.py").exists(),
+        "pip did not install: {}",
+        run.summary
+    );
     // Each of the three turns was seen, and its command carried the cause.
     for (turn, needle) in ["pip", "pytest", "status"].into_iter().enumerate() {
         let caused = |e: &Value| {
@@ -438,7 +476,9 @@ fn a_coding_agent_session_raises_nothing_serious() {
                 .into_iter()
                 .filter(|e| in_tree(e, run.pid) && kind_of(e) != "open")
                 .collect();
-            panic!("turn {turn}: no exec of {needle} with a cause; the session's events: {seen:#?}");
+            panic!(
+                "turn {turn}: no exec of {needle} with a cause; the session's events: {seen:#?}"
+            );
         }
     }
     agent.sentinel();
@@ -458,7 +498,14 @@ fn curl_is_seen_through_libssl_and_a_plain_download_is_counted_as_non_llm() {
     // curl (SSL_write/SSL_read) with a chat completion request.
     let out = setup.work.join("curl.out");
     let mut curl = Command::new("curl")
-        .args(["--silent", "--show-error", "--fail", "--http1.1", "--cacert", &setup.cert])
+        .args([
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--http1.1",
+            "--cacert",
+            &setup.cert,
+        ])
         .args(["-H", "content-type: application/json", "--data"])
         .arg(r#"{"model":"curl-model","messages":[{"role":"user","content":"hello"}]}"#)
         .arg("-o")
@@ -486,13 +533,22 @@ fn curl_is_seen_through_libssl_and_a_plain_download_is_counted_as_non_llm() {
     let download = format!("{}/download/70000", setup.base);
     let run = run_agent(
         &setup,
-        &["--client", "ollama", "--prompt", "what is the time?", "--download", &download],
+        &[
+            "--client",
+            "ollama",
+            "--prompt",
+            "what is the time?",
+            "--download",
+            &download,
+        ],
         &[],
     );
     assert_eq!(run.summary["downloaded"], 70000);
-    let counted = wait_until("the download counted as non-LLM", Duration::from_secs(15), || {
-        (metric(agent, non_llm) > before).then_some(())
-    });
+    let counted = wait_until(
+        "the download counted as non-LLM",
+        Duration::from_secs(15),
+        || (metric(agent, non_llm) > before).then_some(()),
+    );
     agent.sentinel();
     let requests = llm_events(agent, "llm_request", run.pid);
     let responses = llm_events(agent, "llm_response", run.pid);

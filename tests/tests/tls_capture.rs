@@ -263,10 +263,7 @@ fn an_llm_request_over_tls_tracks_its_client_from_that_write_on() {
         .into_iter()
         .filter(|e| kind_of(e).starts_with("llm_") && pid_of(e) == page)
         .count();
-    assert_eq!(
-        untracked_text, 0,
-        "a non-LLM download made LLM events"
-    );
+    assert_eq!(untracked_text, 0, "a non-LLM download made LLM events");
     // The kernel's counters reach /metrics on the telemetry task's tick.
     let filtered =
         aiwatch_tests::wait_until("filtered clear text", Duration::from_secs(15), || {

@@ -254,7 +254,11 @@ impl Pipeline {
         };
         let workload = event.workload.as_ref();
         if event.kind == Kind::LlmRequest {
-            let model = if llm.model.is_empty() { "unknown" } else { &llm.model };
+            let model = if llm.model.is_empty() {
+                "unknown"
+            } else {
+                &llm.model
+            };
             self.metrics.llm_request(workload, &llm.provider, model);
         } else {
             self.metrics.llm_response(

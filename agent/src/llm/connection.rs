@@ -91,7 +91,11 @@ impl Exchange {
     }
 
     /// The `llm_response` event and the answer's candidate actions.
-    pub fn response_event(&self, config: &LlmConfig, redactor: &Redactor) -> (Event, Vec<Candidate>) {
+    pub fn response_event(
+        &self,
+        config: &LlmConfig,
+        redactor: &Redactor,
+    ) -> (Event, Vec<Candidate>) {
         let mut event = self.template.clone();
         event.kind = Kind::LlmResponse;
         let mut info = self.info();
@@ -134,7 +138,9 @@ impl Exchange {
 
     /// The answer's body could not be read.
     pub fn response_unparsed(&self) -> bool {
-        self.response.as_ref().is_some_and(|(_, facts)| facts.unparsed)
+        self.response
+            .as_ref()
+            .is_some_and(|(_, facts)| facts.unparsed)
     }
 }
 
@@ -252,10 +258,16 @@ impl Connections {
         if text.direction == Direction::Received
             && matches!(connection.pending.front(), Some(Pending::Llm(_)))
         {
-            let finished = connection.received.body_tail(STREAM_END_WINDOW).is_some_and(|(head, tail)| {
-                let content_type = head.header("content-type").unwrap_or("").to_ascii_lowercase();
-                super::sse::stream_finished(&content_type, tail)
-            });
+            let finished = connection
+                .received
+                .body_tail(STREAM_END_WINDOW)
+                .is_some_and(|(head, tail)| {
+                    let content_type = head
+                        .header("content-type")
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    super::sse::stream_finished(&content_type, tail)
+                });
             if finished {
                 messages.extend(connection.received.take_early());
             }
@@ -288,7 +300,8 @@ impl Connections {
             }
         }
         self.by_key.retain(|_, c| {
-            now_ns.saturating_sub(c.last_ns) <= IDLE_FORGET_NS && !(c.sent.is_dead() && c.received.is_dead())
+            now_ns.saturating_sub(c.last_ns) <= IDLE_FORGET_NS
+                && !(c.sent.is_dead() && c.received.is_dead())
         });
     }
 }
@@ -330,7 +343,8 @@ impl Connection {
                             .header("content-type")
                             .unwrap_or("")
                             .to_ascii_lowercase();
-                        let facts = ResponseFacts::parse(exchange.api, &content_type, &message.body);
+                        let facts =
+                            ResponseFacts::parse(exchange.api, &content_type, &message.body);
                         exchange.template = self.template.clone();
                         exchange.response = Some((message, facts));
                         out(Done::Response(exchange));

@@ -292,7 +292,8 @@ impl HttpStream {
                     ..
                 } => {
                     message.last_ns = now_ns;
-                    let (used, done) = body_step(message, framing, *limit, input, &mut self.pending)?;
+                    let (used, done) =
+                        body_step(message, framing, *limit, input, &mut self.pending)?;
                     input = &input[used..];
                     if done {
                         if let State::Body {
@@ -407,7 +408,15 @@ impl HttpStream {
 
 /// Whether a call's bytes look like the start of an HTTP/1.x message.
 pub fn starts_message(data: &[u8]) -> bool {
-    const METHODS: &[&[u8]] = &[b"GET ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ", b"HEAD ", b"OPTIONS "];
+    const METHODS: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"PATCH ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+    ];
     data.starts_with(b"HTTP/1.") || METHODS.iter().any(|m| data.starts_with(m))
 }
 
@@ -456,7 +465,9 @@ fn keep(message: &mut Message, limit: usize, bytes: &[u8]) {
     if bytes.len() > room {
         message.truncated = true;
     }
-    message.body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    message
+        .body
+        .extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
 /// Consumes body bytes from `input`: how many it used, and whether the

@@ -29,7 +29,10 @@ fn a_content_length_message_in_one_call() {
 #[test]
 fn every_split_of_a_message_gives_the_same_message() {
     for at in 1..REQUEST.len() {
-        let (out, error) = feed(&mut HttpStream::default(), &[&REQUEST[..at], &REQUEST[at..]]);
+        let (out, error) = feed(
+            &mut HttpStream::default(),
+            &[&REQUEST[..at], &REQUEST[at..]],
+        );
         assert_eq!(error, None, "split at {at}");
         assert_eq!(out.len(), 1, "split at {at}");
         assert_eq!(out[0].body, b"{\"a\":\"bc\"}\n", "split at {at}");
@@ -100,9 +103,19 @@ fn a_gap_inside_a_content_length_body_is_skipped_by_count() {
 fn a_gap_in_a_head_resyncs_at_the_next_message() {
     let mut stream = HttpStream::default();
     let mut out = Vec::new();
-    stream.push(b"POST /v1/messages HTTP/1.1\r\nHo", 500, 0, &mut |_| 100, &mut out).unwrap();
+    stream
+        .push(
+            b"POST /v1/messages HTTP/1.1\r\nHo",
+            500,
+            0,
+            &mut |_| 100,
+            &mut out,
+        )
+        .unwrap();
     // Middle of the lost message: dropped.
-    stream.push(b"st: x\r\n\r\n", 0, 1, &mut |_| 100, &mut out).unwrap();
+    stream
+        .push(b"st: x\r\n\r\n", 0, 1, &mut |_| 100, &mut out)
+        .unwrap();
     assert!(out.is_empty());
     stream.push(REQUEST, 0, 2, &mut |_| 100, &mut out).unwrap();
     assert_eq!(out.len(), 1);
@@ -117,7 +130,13 @@ fn http2_and_garbage_are_told_apart_and_then_ignored() {
     assert_eq!(error, Some(StreamError::Http2));
     assert!(out.is_empty());
     let mut stream = HttpStream::default();
-    let (out, error) = feed(&mut stream, &[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"\x17\x03\x03"]);
+    let (out, error) = feed(
+        &mut stream,
+        &[
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"\x17\x03\x03",
+        ],
+    );
     assert_eq!(error, Some(StreamError::NotHttp));
     assert!(out.is_empty());
     assert!(stream.is_dead());
@@ -130,7 +149,13 @@ fn http2_and_garbage_are_told_apart_and_then_ignored() {
 #[test]
 fn a_response_without_length_runs_until_flushed() {
     let mut stream = HttpStream::default();
-    let (out, _) = feed(&mut stream, &[b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n{\"a\":1}\n", b"{\"b\":2}\n"]);
+    let (out, _) = feed(
+        &mut stream,
+        &[
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n{\"a\":1}\n",
+            b"{\"b\":2}\n",
+        ],
+    );
     assert!(out.is_empty());
     assert_eq!(stream.body_in_progress_since(), Some(1));
     let mut out = Vec::new();
@@ -153,14 +178,20 @@ fn a_bad_chunk_size_is_a_gap() {
 #[test]
 fn a_message_taken_early_is_not_given_twice_and_the_stream_stays_in_step() {
     let mut stream = HttpStream::default();
-    let (out, _) = feed(&mut stream, &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\ndata: [DONE]\r\n"]);
+    let (out, _) = feed(
+        &mut stream,
+        &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\ndata: [DONE]\r\n"],
+    );
     assert!(out.is_empty());
     let (_, tail) = stream.body_tail(64).expect("a body in progress");
     assert_eq!(tail, b"data: [DONE]");
     let early = stream.take_early().expect("taken");
     assert_eq!(early.body, b"data: [DONE]");
     assert!(stream.take_early().is_none());
-    let (out, error) = feed(&mut stream, &[b"0\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"]);
+    let (out, error) = feed(
+        &mut stream,
+        &[b"0\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"],
+    );
     assert_eq!(error, None);
     assert_eq!(out.len(), 1, "only the next message: {out:?}");
     assert_eq!(out[0].head.start, StartLine::Response { status: 204 });

@@ -120,9 +120,9 @@ impl LlmStage {
     /// event, kind `clear_text`): the LLM events it completes.
     pub fn observe(&mut self, from: &Event, text: &ClearText) -> Vec<Event> {
         let mut out = Vec::new();
-        let evicted = self.connections.feed(from, text, &self.config, &mut |done| {
-            out.push(done)
-        });
+        let evicted = self
+            .connections
+            .feed(from, text, &self.config, &mut |done| out.push(done));
         for _ in 0..evicted {
             self.metrics.llm_unparsed(LlmUnparsed::Evicted);
         }
@@ -159,8 +159,7 @@ impl LlmStage {
                     events.push(exchange.request_event(&self.config, &self.redactor));
                 }
                 connection::Done::Response(exchange) => {
-                    let (event, candidates) =
-                        exchange.response_event(&self.config, &self.redactor);
+                    let (event, candidates) = exchange.response_event(&self.config, &self.redactor);
                     if exchange.response_unparsed() {
                         self.metrics.llm_unparsed(LlmUnparsed::BadBody);
                     }

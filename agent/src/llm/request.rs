@@ -229,10 +229,8 @@ mod tests {
         );
         assert_eq!(facts.messages, 2);
         assert!(facts.fetched_content);
-        let facts = RequestFacts::parse(
-            Api::Embeddings,
-            br#"{"model":"emb","input":["a","b","c"]}"#,
-        );
+        let facts =
+            RequestFacts::parse(Api::Embeddings, br#"{"model":"emb","input":["a","b","c"]}"#);
         assert_eq!(facts.messages, 3);
     }
 

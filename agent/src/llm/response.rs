@@ -182,7 +182,9 @@ impl StreamFacts {
                 if let Some(reason) = str_of(&choice["finish_reason"]) {
                     facts.finish_reason = Some(reason);
                 }
-                facts.text.push_str(choice["delta"]["content"].as_str().unwrap_or(""));
+                facts
+                    .text
+                    .push_str(choice["delta"]["content"].as_str().unwrap_or(""));
                 facts.text.push_str(choice["text"].as_str().unwrap_or(""));
                 for call in choice["delta"]["tool_calls"]
                     .as_array()
@@ -190,8 +192,12 @@ impl StreamFacts {
                 {
                     let index = call["index"].as_u64().unwrap_or(0);
                     let entry = self.calls.entry(index).or_default();
-                    entry.0.push_str(call["function"]["name"].as_str().unwrap_or(""));
-                    entry.1.push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+                    entry
+                        .0
+                        .push_str(call["function"]["name"].as_str().unwrap_or(""));
+                    entry
+                        .1
+                        .push_str(call["function"]["arguments"].as_str().unwrap_or(""));
                 }
                 if let Some(n) = json["usage"]["prompt_tokens"].as_u64() {
                     facts.input_tokens = Some(n);
@@ -231,7 +237,9 @@ impl StreamFacts {
                         Some("input_json_delta") => {
                             let index = json["index"].as_u64().unwrap_or(0);
                             let entry = self.calls.entry(index).or_default();
-                            entry.1.push_str(delta["partial_json"].as_str().unwrap_or(""));
+                            entry
+                                .1
+                                .push_str(delta["partial_json"].as_str().unwrap_or(""));
                         }
                         _ => {}
                     }
@@ -247,7 +255,9 @@ impl StreamFacts {
                 _ => {}
             },
             Api::OllamaChat | Api::OllamaGenerate => {
-                facts.text.push_str(json["message"]["content"].as_str().unwrap_or(""));
+                facts
+                    .text
+                    .push_str(json["message"]["content"].as_str().unwrap_or(""));
                 facts.text.push_str(json["response"].as_str().unwrap_or(""));
                 for call in json["message"]["tool_calls"]
                     .as_array()
@@ -273,9 +283,11 @@ impl StreamFacts {
 
     fn finish(mut self) -> ResponseFacts {
         self.facts.unparsed = self.pieces == 0;
-        self.facts
-            .tool_calls
-            .extend(self.calls.into_values().filter(|(name, _)| !name.is_empty()));
+        self.facts.tool_calls.extend(
+            self.calls
+                .into_values()
+                .filter(|(name, _)| !name.is_empty()),
+        );
         self.facts
     }
 }

@@ -2,14 +2,18 @@ use super::*;
 
 #[test]
 fn openai_chat_json_with_a_tool_call() {
-    let body = br#"{"id":"c","model":"gpt-4o-2024","choices":[{"index":0,"finish_reason":"tool_calls",
+    let body =
+        br#"{"id":"c","model":"gpt-4o-2024","choices":[{"index":0,"finish_reason":"tool_calls",
         "message":{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function",
         "function":{"name":"run_shell","arguments":"{\"command\":\"cat /tmp/x\"}"}}]}}],
         "usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}"#;
     let facts = ResponseFacts::parse(Api::ChatCompletions, "application/json", body);
     assert_eq!(facts.model, "gpt-4o-2024");
     assert_eq!(facts.finish_reason.as_deref(), Some("tool_calls"));
-    assert_eq!((facts.input_tokens, facts.output_tokens), (Some(12), Some(7)));
+    assert_eq!(
+        (facts.input_tokens, facts.output_tokens),
+        (Some(12), Some(7))
+    );
     assert_eq!(
         facts.tool_calls,
         vec![("run_shell".into(), r#"{"command":"cat /tmp/x"}"#.into())]
@@ -26,11 +30,21 @@ fn openai_chat_stream_assembles_tool_call_arguments() {
         "data: {\"model\":\"m1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
         "data: [DONE]\n\n"
     );
-    let facts = ResponseFacts::parse(Api::ChatCompletions, "text/event-stream; charset=utf-8", body.as_bytes());
+    let facts = ResponseFacts::parse(
+        Api::ChatCompletions,
+        "text/event-stream; charset=utf-8",
+        body.as_bytes(),
+    );
     assert_eq!(facts.model, "m1");
     assert_eq!(facts.finish_reason.as_deref(), Some("tool_calls"));
-    assert_eq!(facts.tool_calls, vec![("run_shell".into(), r#"{"command":"ls"}"#.into())]);
-    assert_eq!((facts.input_tokens, facts.output_tokens), (Some(3), Some(4)));
+    assert_eq!(
+        facts.tool_calls,
+        vec![("run_shell".into(), r#"{"command":"ls"}"#.into())]
+    );
+    assert_eq!(
+        (facts.input_tokens, facts.output_tokens),
+        (Some(3), Some(4))
+    );
 }
 
 #[test]
@@ -42,7 +56,10 @@ fn anthropic_json_and_stream() {
     assert_eq!(facts.model, "claude-y");
     assert_eq!(facts.finish_reason.as_deref(), Some("tool_use"));
     assert_eq!(facts.text, "Running it.");
-    assert_eq!(facts.tool_calls, vec![("bash".into(), r#"{"command":"ls -la"}"#.into())]);
+    assert_eq!(
+        facts.tool_calls,
+        vec![("bash".into(), r#"{"command":"ls -la"}"#.into())]
+    );
     let stream = concat!(
         "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-y\",\"usage\":{\"input_tokens\":5}}}\n\n",
         "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
@@ -54,8 +71,14 @@ fn anthropic_json_and_stream() {
     );
     let facts = ResponseFacts::parse(Api::Messages, "text/event-stream", stream.as_bytes());
     assert_eq!(facts.text, "Hi");
-    assert_eq!(facts.tool_calls, vec![("bash".into(), r#"{"command": "pwd"}"#.into())]);
-    assert_eq!((facts.input_tokens, facts.output_tokens), (Some(5), Some(11)));
+    assert_eq!(
+        facts.tool_calls,
+        vec![("bash".into(), r#"{"command": "pwd"}"#.into())]
+    );
+    assert_eq!(
+        (facts.input_tokens, facts.output_tokens),
+        (Some(5), Some(11))
+    );
     assert_eq!(facts.finish_reason.as_deref(), Some("tool_use"));
 }
 
@@ -65,10 +88,20 @@ fn ollama_json_and_ndjson() {
         "tool_calls":[{"function":{"name":"run","arguments":{"cmd":"ls"}}}]},
         "done":true,"done_reason":"stop","prompt_eval_count":8,"eval_count":2}"#;
     let facts = ResponseFacts::parse(Api::OllamaChat, "application/json; charset=utf-8", body);
-    assert_eq!(facts.tool_calls, vec![("run".into(), r#"{"cmd":"ls"}"#.into())]);
-    assert_eq!((facts.input_tokens, facts.output_tokens), (Some(8), Some(2)));
+    assert_eq!(
+        facts.tool_calls,
+        vec![("run".into(), r#"{"cmd":"ls"}"#.into())]
+    );
+    assert_eq!(
+        (facts.input_tokens, facts.output_tokens),
+        (Some(8), Some(2))
+    );
     let stream = "{\"model\":\"llama3\",\"response\":\"The \",\"done\":false}\n{\"model\":\"llama3\",\"response\":\"sky\",\"done\":false}\n{\"model\":\"llama3\",\"response\":\"\",\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":4,\"eval_count\":2}\n";
-    let facts = ResponseFacts::parse(Api::OllamaGenerate, "application/x-ndjson", stream.as_bytes());
+    let facts = ResponseFacts::parse(
+        Api::OllamaGenerate,
+        "application/x-ndjson",
+        stream.as_bytes(),
+    );
     assert_eq!(facts.text, "The sky");
     assert_eq!(facts.finish_reason.as_deref(), Some("stop"));
     assert_eq!(facts.output_tokens, Some(2));
@@ -82,7 +115,10 @@ fn responses_api_json_and_stream() {
         "usage":{"input_tokens":30,"output_tokens":5}}"#;
     let facts = ResponseFacts::parse(Api::Responses, "application/json", body);
     assert_eq!(facts.finish_reason.as_deref(), Some("completed"));
-    assert_eq!(facts.tool_calls, vec![("shell".into(), r#"{"cmd":"id"}"#.into())]);
+    assert_eq!(
+        facts.tool_calls,
+        vec![("shell".into(), r#"{"cmd":"id"}"#.into())]
+    );
     assert_eq!(facts.text, "done");
     let stream = format!(
         "event: response.created\ndata: {{\"type\":\"response.created\"}}\n\nevent: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{}}}\n\n",
@@ -94,8 +130,17 @@ fn responses_api_json_and_stream() {
 
 #[test]
 fn garbage_answers_are_unparsed() {
-    for ct in ["application/json", "text/event-stream", "application/x-ndjson"] {
-        for body in [&b""[..], b"\x00\x01\x02", b"data: {oops\n\n", b"{\"choices\":7}"] {
+    for ct in [
+        "application/json",
+        "text/event-stream",
+        "application/x-ndjson",
+    ] {
+        for body in [
+            &b""[..],
+            b"\x00\x01\x02",
+            b"data: {oops\n\n",
+            b"{\"choices\":7}",
+        ] {
             let facts = ResponseFacts::parse(Api::ChatCompletions, ct, body);
             assert!(facts.tool_calls.is_empty(), "{ct} {body:?}");
         }

@@ -96,11 +96,26 @@ mod tests {
 
     #[test]
     fn the_last_event_of_each_stream_format_is_recognised() {
-        assert!(stream_finished("text/event-stream", b"data: {}\n\ndata: [DONE]\n\n"));
-        assert!(stream_finished("text/event-stream", b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
-        assert!(stream_finished("application/x-ndjson", b"{\"done\":true,\"eval_count\":2}\n"));
-        assert!(!stream_finished("text/event-stream", b"data: {\"choices\":[]}\n\n"));
-        assert!(!stream_finished("application/x-ndjson", b"{\"done\":false}\n"));
+        assert!(stream_finished(
+            "text/event-stream",
+            b"data: {}\n\ndata: [DONE]\n\n"
+        ));
+        assert!(stream_finished(
+            "text/event-stream",
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        ));
+        assert!(stream_finished(
+            "application/x-ndjson",
+            b"{\"done\":true,\"eval_count\":2}\n"
+        ));
+        assert!(!stream_finished(
+            "text/event-stream",
+            b"data: {\"choices\":[]}\n\n"
+        ));
+        assert!(!stream_finished(
+            "application/x-ndjson",
+            b"{\"done\":false}\n"
+        ));
         assert!(!stream_finished("application/json", b"data: [DONE]"));
     }
 

@@ -152,7 +152,8 @@ impl Metrics {
             .requests
             .with_label_values(&[workload.as_str(), provider, model.as_str()])
             .inc();
-        self.llm.remember(&workload, provider, &format!("model:{model}"));
+        self.llm
+            .remember(&workload, provider, &format!("model:{model}"));
     }
 
     /// The tokens and duration of one answer.
@@ -192,15 +193,15 @@ impl Metrics {
         };
         for (provider, second) in series {
             if let Some(model) = second.strip_prefix("model:") {
-                let _ = self
-                    .llm
-                    .requests
-                    .remove_label_values(&[workload, provider.as_str(), model]);
+                let _ =
+                    self.llm
+                        .requests
+                        .remove_label_values(&[workload, provider.as_str(), model]);
             } else if let Some(direction) = second.strip_prefix("direction:") {
-                let _ = self
-                    .llm
-                    .tokens
-                    .remove_label_values(&[workload, provider.as_str(), direction]);
+                let _ =
+                    self.llm
+                        .tokens
+                        .remove_label_values(&[workload, provider.as_str(), direction]);
             }
         }
     }

@@ -156,7 +156,11 @@ fn deed(ev: &Event) -> String {
             Some(llm) => format!(
                 "asked {} model {} at {}",
                 llm.provider,
-                if llm.model.is_empty() { "?" } else { &llm.model },
+                if llm.model.is_empty() {
+                    "?"
+                } else {
+                    &llm.model
+                },
                 llm.host
             ),
             None => "called an LLM API".to_string(),
@@ -165,7 +169,11 @@ fn deed(ev: &Event) -> String {
             Some(llm) => format!(
                 "was answered by {} model {}",
                 llm.provider,
-                if llm.model.is_empty() { "?" } else { &llm.model }
+                if llm.model.is_empty() {
+                    "?"
+                } else {
+                    &llm.model
+                }
             ),
             None => "was answered by an LLM API".to_string(),
         },
