@@ -35,13 +35,15 @@ use crate::kernel::loader::ProbeStatus;
 pub const SYSTEM_LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
 
 /// Each uprobe program and the function it is placed on.
-pub const UPROBES: [(&str, &str); 6] = [
+pub const UPROBES: [(&str, &str); 7] = [
     ("ssl_write", "SSL_write"),
     ("ssl_write_ex", "SSL_write_ex"),
     ("ssl_read", "SSL_read"),
     ("ssl_read_ret", "SSL_read"),
     ("ssl_read_ex", "SSL_read_ex"),
     ("ssl_read_ex_ret", "SSL_read_ex"),
+    // The socket behind each connection, for the records' peer.
+    ("ssl_set_fd", "SSL_set_fd"),
 ];
 
 /// The `llm_capture` section of the configuration.
