@@ -281,3 +281,162 @@ fn an_llm_request_over_tls_tracks_its_client_from_that_write_on() {
     let (status, log) = agent.stop();
     assert!(status.success(), "aiwatch failed: {log}");
 }
+
+/// A Python client that waits for "go" on stdin before its chat completion
+/// request, so that the agent's library scan can find the TLS library it
+/// mapped at start. Prints its pid first, "done" last.
+const WAITING_CLIENT: &str = r#"
+import http.client, json, os, ssl, sys
+port, ca, work = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+context = ssl.create_default_context(cafile=ca)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+conn = http.client.HTTPSConnection("127.0.0.1", port, context=context)
+conn.request("POST", "/v1/chat/completions", body=json.dumps({"model": "m"}),
+             headers={"content-type": "application/json"})
+assert json.loads(conn.getresponse().read())["id"] == "c1"
+open(os.path.join(work, "wheel-after.txt"), "w").close()
+print("done", flush=True)
+"#;
+
+/// The same with Node's https module (Node brings its own OpenSSL, linked
+/// into the binary, unless the distribution links the system's).
+const NODE_CLIENT: &str = r#"
+const https = require("https"), fs = require("fs"), path = require("path");
+const [port, ca, work] = process.argv.slice(1);
+console.log(process.pid);
+process.stdin.once("data", () => {
+  const req = https.request({host: "127.0.0.1", port: Number(port), path: "/v1/messages",
+    method: "POST", ca: fs.readFileSync(ca), headers: {"content-type": "application/json"}},
+    res => { let body = ""; res.on("data", d => body += d); res.on("end", () => {
+      fs.writeFileSync(path.join(work, "node-after.txt"), body);
+      console.log("done"); process.exit(0); }); });
+  req.end(JSON.stringify({model: "claude"}));
+});
+"#;
+
+/// Starts a client whose first stdout line is its pid.
+fn start_waiting(mut command: Command) -> (Child, u64) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the client's pid");
+    let pid = line.trim().parse().expect("the client prints its pid");
+    (child, pid)
+}
+
+/// Tells a waiting client to go and waits for its "done".
+fn release(mut child: Child) {
+    use std::io::Write as _;
+    child
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("tell the client to go");
+    let output = child.wait_with_output().expect("wait for the client");
+    assert!(output.status.success(), "the client failed: {output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("done"));
+}
+
+#[test]
+fn tls_libraries_mapped_after_start_are_probed_when_allowed() {
+    if !Path::new("/usr/lib/x86_64-linux-gnu/libssl.so.3").exists() {
+        println!(
+            "skipped: tls_libraries_mapped_after_start_are_probed_when_allowed: \
+             no /usr/lib/x86_64-linux-gnu/libssl.so.3 to copy"
+        );
+        return;
+    }
+    let dir = TempDir::new("tls-later");
+    let work = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
+    let (cert, key) = certificate(&work);
+    let agent = Agent::start_with(AgentOptions {
+        config: "llm_capture:\n  probe_after_start: true\n".into(),
+        ..AgentOptions::default()
+    });
+    let port = free_port();
+    let _server = Server::start(port, &cert, &key);
+
+    // A wheel-bundled copy of libssl: another file, so another inode, which
+    // the system library's probes do not cover.
+    let wheel = work.join("wheel");
+    std::fs::create_dir_all(&wheel).expect("wheel folder");
+    let copy = wheel.join("libssl.so.3");
+    std::fs::copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", &copy).expect("copy libssl");
+    let mut python = Command::new(PYTHON);
+    python
+        .env("LD_LIBRARY_PATH", &wheel)
+        .args(["-c", WAITING_CLIENT, &port.to_string(), &cert])
+        .arg(&work);
+    let (client, pid) = start_waiting(python);
+    // The library scan after exec finds the copy and probes it.
+    agent.wait_for_log(
+        &format!("TLS capture: probing {}", copy.display()),
+        Duration::from_secs(30),
+    );
+    release(client);
+    agent.wait_event("the wheel client's open after its LLM request", |e| {
+        kind_of(e) == "open"
+            && pid_of(e) == pid
+            && get(e, "file.path")
+                .as_str()
+                .is_some_and(|p| p.ends_with("wheel-after.txt"))
+    });
+
+    // Node: probed as a binary when it exports OpenSSL itself; else its
+    // requests go through the system libssl. Either way its LLM request
+    // tracks it.
+    let Ok(node) = which_node() else {
+        println!(
+            "skipped: tls_libraries_mapped_after_start_are_probed_when_allowed (node part): \
+             no node on PATH"
+        );
+        return;
+    };
+    let mut command = Command::new(&node);
+    command
+        .args(["-e", NODE_CLIENT, &port.to_string(), &cert])
+        .arg(&work);
+    let (client, pid) = start_waiting(command);
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("node's executable");
+    let probed = aiwatch_tests::wait_until("node probed", Duration::from_secs(10), || {
+        agent
+            .log()
+            .contains(&format!("TLS capture: probing {}", exe.display()))
+            .then_some(())
+    });
+    println!(
+        "node {}: {}",
+        exe.display(),
+        if probed.is_some() {
+            "exports OpenSSL and was probed as a binary"
+        } else {
+            "not probed as a binary (it uses a shared libssl)"
+        }
+    );
+    release(client);
+    agent.wait_event("node's write after its LLM request", |e| {
+        kind_of(e) == "open"
+            && pid_of(e) == pid
+            && get(e, "file.path")
+                .as_str()
+                .is_some_and(|p| p.ends_with("node-after.txt"))
+    });
+    let (status, log) = agent.stop();
+    assert!(status.success(), "aiwatch failed: {log}");
+}
+
+fn which_node() -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("node"))
+        .find(|candidate| candidate.is_file())
+        .ok_or(())
+}

@@ -28,7 +28,7 @@ use crate::{
         offsets::VMLINUX_BTF,
         ringbuf_usage::RingUsage,
         stats::KernelStats,
-        tls::{self, CaptureError},
+        tls::{self, CaptureError, TlsAttacher},
     },
     metrics::Metrics,
     observe::http::Readiness,
@@ -60,6 +60,9 @@ pub struct KernelSide {
     pub kernel_stats: KernelStats,
     /// Probes attached, of those wanted on this kernel.
     pub attached: usize,
+    /// Places the TLS uprobes on libraries found later; `None` when the
+    /// LLM family is off.
+    pub tls: Option<TlsAttacher>,
 }
 
 impl KernelSide {
@@ -83,7 +86,7 @@ impl KernelSide {
         }
         let (interest_maps, assets) = configure_interest(&mut loaded.ebpf, config)?;
         let gpu_poller = GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
-        attach_tls(&mut loaded, config)?;
+        let tls = attach_tls(&mut loaded, config)?;
         let attached = report_probes(&loaded, metrics, readiness);
 
         let ring = loaded
@@ -113,6 +116,7 @@ impl KernelSide {
             ring_usage,
             kernel_stats: KernelStats::new(kernel_stats),
             attached,
+            tls,
         })
     }
 }
@@ -139,8 +143,13 @@ fn report_probes(loaded: &Loaded, metrics: &Metrics, readiness: &Readiness) -> u
 }
 
 /// Fills the kernel's LLM capture settings and places the TLS uprobes on
-/// every libssl found; their statuses join the other probes'.
-fn attach_tls(loaded: &mut Loaded, config: &Config) -> Result<(), KernelSetupError> {
+/// the system's and the configured libraries; their statuses join the
+/// other probes'. Libraries that processes map are offered later, as the
+/// library scans find them (`analyze`).
+fn attach_tls(
+    loaded: &mut Loaded,
+    config: &Config,
+) -> Result<Option<TlsAttacher>, KernelSetupError> {
     if !config.families.llm {
         loaded
             .probes
@@ -149,20 +158,18 @@ fn attach_tls(loaded: &mut Loaded, config: &Config) -> Result<(), KernelSetupErr
                 attached: false,
                 reason: Some(loader::FAMILY_OFF.into()),
             }));
-        return Ok(());
+        return Ok(None);
     }
     tls::configure(&mut loaded.ebpf, &config.llm_capture)?;
-    let targets = tls::find_targets(&config.llm_capture);
-    let statuses = tls::attach(&mut loaded.ebpf, &targets);
+    let targets = tls::configured_targets(&config.llm_capture);
+    let (attacher, statuses) = TlsAttacher::start(&mut loaded.ebpf, &targets);
     log::info!(
-        "LLM capture: {} TLS librar{} probed, {} request lines, {} bytes per call",
-        targets.len(),
-        if targets.len() == 1 { "y" } else { "ies" },
+        "LLM capture: {} request lines, {} bytes per call",
         config.llm_capture.request_lines.len(),
         config.llm_capture.kernel_capture_bytes(),
     );
     loaded.probes.extend(statuses);
-    Ok(())
+    Ok(Some(attacher))
 }
 
 /// Builds the classifier the run uses (built-in patterns plus the configured

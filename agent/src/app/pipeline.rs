@@ -44,6 +44,9 @@ const ENDED_WORKLOAD_SERIES_KEPT_NS: u64 = 10 * 60 * 1_000_000_000;
 /// Where workload membership changes are sent.
 pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
 
+/// Where TLS libraries found by the library scans are sent (the uprobes).
+pub type TlsHandler = Box<dyn FnMut(Vec<crate::kernel::tls::Target>) + Send>;
+
 /// The latest inventory, for the HTTP listener, which serialises it on
 /// request: the pipeline only swaps in a new typed snapshot.
 pub type InventorySnapshot = Arc<Mutex<Arc<inventory::InventorySnapshot>>>;
@@ -73,6 +76,8 @@ pub struct Outlets {
     pub inventory: InventorySnapshot,
     /// Where workload changes go (the kernel's tracking maps).
     pub on_changes: ChangeHandler,
+    /// Where newly found TLS libraries go (the kernel's uprobes).
+    pub on_tls: TlsHandler,
 }
 
 pub struct Pipeline {
@@ -89,6 +94,7 @@ pub struct Pipeline {
     readiness: Arc<Readiness>,
     inventory: InventorySnapshot,
     on_changes: ChangeHandler,
+    on_tls: TlsHandler,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     policy_reloads: Option<PolicyReloader>,
     /// Bytes already counted as egress per open connection.
@@ -117,6 +123,7 @@ impl Pipeline {
             readiness: outlets.readiness,
             inventory: outlets.inventory,
             on_changes: outlets.on_changes,
+            on_tls: outlets.on_tls,
             policy_reloads,
             egress: EgressTotals::default(),
             ended_workloads: HashMap::new(),
@@ -324,6 +331,11 @@ impl Pipeline {
         }
         for event in self.llm.tick(now) {
             self.deliver(event);
+        }
+        // Libraries found by this second's scans, here or in `handle`.
+        let tls = self.analyzer.take_tls_candidates();
+        if !tls.is_empty() {
+            (self.on_tls)(tls);
         }
         for alert in self.detectors.tick(now) {
             self.raise(alert);

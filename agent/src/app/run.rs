@@ -161,6 +161,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let running: Vec<_> = enricher.table.live().cloned().collect();
     let changes = analyzer.seed_running(&running);
     track_workloads(&mut kernel.interest_maps, &changes);
+    // The TLS libraries the running processes map, found by the same scans.
+    let tls_found = analyzer.take_tls_candidates();
+    if let Some(tls) = kernel.tls.as_mut() {
+        for probe in tls.offer(&mut kernel.loaded.ebpf, tls_found) {
+            metrics.set_probe_attached(probe, true);
+        }
+    }
     let joined = changes
         .iter()
         .filter(|c| matches!(c, WorkloadChange::Joined { .. }))
@@ -198,6 +205,19 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         reader::run(kernel.ring, queue_tx, stats.clone(), shutdown_rx.clone()),
     );
     let mut interest_maps = kernel.interest_maps;
+    let probes_attached = kernel.attached;
+    let probes_known = kernel.loaded.probes.len();
+    // The TLS uprobes are placed on libraries as the pipeline's scans find
+    // them, so the programs live with the pipeline's handler from here on;
+    // they are detached when the pipeline ends.
+    let mut loaded = kernel.loaded;
+    let mut tls = kernel.tls;
+    // The capabilities are dropped once the tasks run (below).
+    let keeps_sys_admin = config.families.llm && config.llm_capture.probe_after_start;
+    if let Some(tls) = tls.as_mut() {
+        tls.capabilities_dropped(keeps_sys_admin);
+    }
+    let tls_metrics = metrics.clone();
     let pipeline = Pipeline::new(
         Stages {
             enricher,
@@ -215,6 +235,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             readiness: readiness.clone(),
             inventory,
             on_changes: Box::new(move |changes| track_workloads(&mut interest_maps, changes)),
+            on_tls: Box::new(move |candidates| {
+                if let Some(tls) = tls.as_mut() {
+                    for probe in tls.offer(&mut loaded.ebpf, candidates) {
+                        tls_metrics.set_probe_attached(probe, true);
+                    }
+                }
+            }),
         },
         Some(policy_reloads),
     );
@@ -244,11 +271,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .map(|(name, task)| supervisor.spawn(name, Criticality::Degrading, task))
         .collect();
 
-    crate::app::privileges::apply(config.sink_group.is_some())?;
+    crate::app::privileges::apply(config.sink_group.is_some(), keeps_sys_admin)?;
     log::info!(
         "aiwatch ready: {} of {} probes attached, {seeded} running processes known, listening on {}",
-        kernel.attached,
-        kernel.loaded.probes.len(),
+        probes_attached,
+        probes_known,
         config.listen
     );
     let notify_task =
@@ -274,8 +301,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if let Ok(Some(kernel_stats)) = telemetry_task.await {
         log_summary(&stats, &kernel_stats);
     }
-    // Dropping the Ebpf object detaches every program.
-    drop(kernel.loaded);
+    // The pipeline task owned the Ebpf object: every program is detached.
     if let Some(pid_file) = pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

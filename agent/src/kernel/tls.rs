@@ -15,6 +15,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use procfs::process::{MMapPath, MemoryMaps};
+
 use aiwatch_common::{CLEAR_TEXT_MAX, LLM_PATH_KEY_LEN};
 use aya::{
     maps::{
@@ -33,13 +35,15 @@ use crate::kernel::loader::ProbeStatus;
 pub const SYSTEM_LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
 
 /// Each uprobe program and the function it is placed on.
-pub const UPROBES: [(&str, &str); 6] = [
+pub const UPROBES: [(&str, &str); 7] = [
     ("ssl_write", "SSL_write"),
     ("ssl_write_ex", "SSL_write_ex"),
     ("ssl_read", "SSL_read"),
     ("ssl_read_ret", "SSL_read"),
     ("ssl_read_ex", "SSL_read_ex"),
     ("ssl_read_ex_ret", "SSL_read_ex"),
+    // The socket behind each connection, for the records' peer.
+    ("ssl_set_fd", "SSL_set_fd"),
 ];
 
 /// The `llm_capture` section of the configuration.
@@ -57,6 +61,10 @@ pub struct CaptureConfig {
     /// TLS libraries (or binaries exporting `SSL_write`) probed besides
     /// those found mapped by running processes.
     pub libraries: Vec<PathBuf>,
+    /// Probe libraries first mapped after start-up too. Placing a uprobe
+    /// needs `CAP_SYS_ADMIN` on the kernels aiwatch was tested on, which
+    /// the agent otherwise drops once ready (docs/security.md).
+    pub probe_after_start: bool,
 }
 
 impl Default for CaptureConfig {
@@ -78,6 +86,7 @@ impl Default for CaptureConfig {
             .to_vec(),
             pids: Vec::new(),
             libraries: Vec::new(),
+            probe_after_start: false,
         }
     }
 }
@@ -160,123 +169,255 @@ pub fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureE
     Ok(())
 }
 
-/// A file to probe: a path the agent can open, and the identity that makes
-/// two paths the same file.
+/// A file's identity: device (`st_dev` form) and inode. A uprobe is placed
+/// on the inode, so one identity is probed once, whatever its paths.
+pub type FileId = (u64, u64);
+
+/// What a target is: a TLS library, or an executable that may export the
+/// OpenSSL functions itself (Node links OpenSSL statically and exports it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    Library,
+    Executable,
+}
+
+/// A file to probe: a path the agent can open (through `/proc/<pid>/root`
+/// for a process's mappings) and its identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub path: PathBuf,
-    pub dev: u64,
-    pub ino: u64,
+    pub id: FileId,
+    pub kind: TargetKind,
 }
 
-/// Whether a mapped file's name is a TLS library worth probing.
+/// Whether a mapped file's name is a TLS library worth probing: OpenSSL's
+/// `libssl.so*`, or a wheel's renamed copy (`libssl-<hash>.so*`).
 pub fn is_tls_library(path: &Path) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
         .is_some_and(|name| name.starts_with("libssl.so") || name.starts_with("libssl-"))
 }
 
-/// The distinct TLS libraries: the configured ones, the system libssl, and
-/// every one a running process maps, each once by device and inode.
-pub fn find_targets(config: &CaptureConfig) -> Vec<Target> {
-    let mut found = BTreeMap::new();
-    let mut add = |path: PathBuf| {
-        if let Ok(meta) = std::fs::metadata(&path) {
-            use std::os::unix::fs::MetadataExt as _;
-            found
-                .entry((meta.dev(), meta.ino()))
-                .or_insert_with(|| path);
+/// The configured libraries and the system libssl, each once.
+pub fn configured_targets(config: &CaptureConfig) -> Vec<Target> {
+    let mut found: BTreeMap<FileId, PathBuf> = BTreeMap::new();
+    let system = PathBuf::from(SYSTEM_LIBSSL);
+    for path in config.libraries.iter().chain(std::iter::once(&system)) {
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                use std::os::unix::fs::MetadataExt as _;
+                found
+                    .entry((meta.dev(), meta.ino()))
+                    .or_insert(path.clone());
+            }
+            Err(err) if path != &system => log::warn!(
+                "llm_capture.libraries: {} is not probed: {err}",
+                path.display()
+            ),
+            Err(_) => {}
         }
-    };
-    for library in &config.libraries {
-        if !library.exists() {
-            log::warn!(
-                "llm_capture.libraries: {} does not exist; not probed",
-                library.display()
-            );
-        }
-        add(library.clone());
-    }
-    add(PathBuf::from(SYSTEM_LIBSSL));
-    for path in mapped_tls_libraries() {
-        add(path);
     }
     found
         .into_iter()
-        .map(|((dev, ino), path)| Target { path, dev, ino })
+        .map(|(id, path)| Target {
+            path,
+            id,
+            kind: TargetKind::Library,
+        })
         .collect()
 }
 
-/// Paths, through `/proc/<pid>/root`, of the TLS libraries running
-/// processes map (one path per process and library; deduplicated later).
-fn mapped_tls_libraries() -> Vec<PathBuf> {
-    let Ok(all) = procfs::process::all_processes() else {
-        log::warn!("cannot list /proc: only the system and configured TLS libraries are probed");
-        return Vec::new();
-    };
+/// The TLS candidates in one process's mappings (read by the library scans
+/// of `analyze`): each `libssl` it maps, and its executable, reached
+/// through `/proc/<pid>/root` so that a container's files are probed from
+/// the host.
+pub fn candidates_in(pid: u32, maps: &MemoryMaps) -> Vec<Target> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    // A process in the agent's own mount namespace sees the same files
+    // under the same names; others' are reached through their root.
+    let same_mounts = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
+        == std::fs::read_link("/proc/self/ns/mnt").ok();
+    let root = PathBuf::from(if same_mounts {
+        "/".to_owned()
+    } else {
+        format!("/proc/{pid}/root")
+    });
     let mut seen = HashSet::new();
-    let mut paths = Vec::new();
-    for process in all.flatten() {
-        let Ok(maps) = process.maps() else {
+    let mut candidates = Vec::new();
+    for map in maps {
+        let MMapPath::Path(path) = &map.pathname else {
             continue;
         };
-        for map in maps {
-            let procfs::process::MMapPath::Path(path) = &map.pathname else {
-                continue;
-            };
-            if is_tls_library(path) && seen.insert((map.dev, map.inode)) {
-                let relative = path.strip_prefix("/").unwrap_or(path);
-                paths.push(PathBuf::from(format!("/proc/{}/root", process.pid)).join(relative));
-            }
+        let kind = if exe.as_deref() == Some(path.as_path()) {
+            TargetKind::Executable
+        } else if is_tls_library(path) {
+            TargetKind::Library
+        } else {
+            continue;
+        };
+        let id = (libc::makedev(map.dev.0 as u32, map.dev.1 as u32), map.inode);
+        if seen.insert(id) {
+            candidates.push(Target {
+                path: root.join(path.strip_prefix("/").unwrap_or(path)),
+                id,
+                kind,
+            });
         }
     }
-    paths
+    candidates
 }
 
-/// Loads the uprobe programs and attaches each to every target. A program
-/// is reported attached when it is on at least one library; each target
-/// that cannot be probed gets one log line.
-pub fn attach(ebpf: &mut Ebpf, targets: &[Target]) -> Vec<ProbeStatus> {
-    let mut statuses = Vec::with_capacity(UPROBES.len());
-    for (program, symbol) in UPROBES {
-        let mut attached = 0;
-        let mut last_error = None;
-        let uprobe: Result<&mut UProbe, String> = ebpf
-            .program_mut(program)
-            .ok_or_else(|| format!("the object has no program {program}"))
-            .and_then(|p| {
-                p.try_into()
-                    .map_err(|e: aya::programs::ProgramError| e.to_string())
-            })
-            .and_then(|p: &mut UProbe| p.load().map(|()| p).map_err(|e| e.to_string()));
-        match uprobe {
-            Ok(uprobe) => {
-                for target in targets {
-                    match uprobe.attach(symbol, &target.path, UProbeScope::AllProcesses) {
-                        Ok(_) => attached += 1,
-                        Err(err) => {
-                            log::warn!(
-                                "probe {program} not placed on {symbol} in {}: {err}",
-                                target.path.display()
-                            );
-                            last_error = Some(err.to_string());
-                        }
-                    }
-                }
-            }
-            Err(err) => {
+/// Whether an ELF file defines `SSL_write` in its dynamic symbol table.
+/// Read lazily: only the headers and the dynamic symbols, not the whole
+/// (often 100 MB) binary.
+pub fn exports_openssl(path: &Path) -> bool {
+    use object::{Object as _, ObjectSymbol as _};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
+    elf.dynamic_symbols()
+        .any(|symbol| !symbol.is_undefined() && symbol.name() == Ok("SSL_write"))
+}
+
+/// Most executables remembered as not exporting OpenSSL; past it the set
+/// starts over, and each is looked at again when met. (Probed files are
+/// never forgotten: a second uprobe on one would double its cost.)
+const MAX_SEEN: usize = 16_384;
+
+/// Places the uprobes on TLS targets as they are found, each file once.
+#[derive(Debug, Default)]
+pub struct TlsAttacher {
+    /// Files probed (never forgotten: probing one twice doubles its cost).
+    probed: HashSet<FileId>,
+    /// Files looked at and not probed (executables without OpenSSL).
+    skipped: HashSet<FileId>,
+    /// Per program of [`UPROBES`]: targets it is placed on.
+    placed: [usize; UPROBES.len()],
+    /// Per program: it could not be loaded, with the reason.
+    unloadable: [Option<String>; UPROBES.len()],
+    /// The agent dropped the capability that placing a uprobe needs: later
+    /// targets are reported, not probed.
+    locked: bool,
+}
+
+impl TlsAttacher {
+    /// Loads the uprobe programs and places them on `targets`. Returns the
+    /// attacher and each program's status.
+    pub fn start(ebpf: &mut Ebpf, targets: &[Target]) -> (TlsAttacher, Vec<ProbeStatus>) {
+        let mut attacher = TlsAttacher::default();
+        for (index, (program, _)) in UPROBES.iter().enumerate() {
+            if let Err(err) =
+                uprobe(ebpf, program).and_then(|p| p.load().map_err(|e| e.to_string()))
+            {
                 log::warn!("probe {program} is not attached: {err}");
-                last_error = Some(err);
+                attacher.unloadable[index] = Some(err);
             }
         }
-        statuses.push(ProbeStatus {
-            probe: program,
-            attached: attached > 0,
-            reason: (attached == 0)
-                .then(|| last_error.unwrap_or_else(|| "no TLS library found to probe".to_owned())),
-        });
+        attacher.offer(ebpf, targets.to_vec());
+        let statuses = UPROBES
+            .iter()
+            .enumerate()
+            .map(|(index, (program, _))| ProbeStatus {
+                probe: program,
+                attached: attacher.placed[index] > 0,
+                reason: (attacher.placed[index] == 0).then(|| {
+                    attacher.unloadable[index]
+                        .clone()
+                        .unwrap_or_else(|| "no TLS library found to probe".to_owned())
+                }),
+            })
+            .collect();
+        (attacher, statuses)
     }
-    statuses
+
+    /// The agent drops its capabilities from now on: unless it keeps
+    /// `CAP_SYS_ADMIN`, new targets get one log line instead of uprobes.
+    pub fn capabilities_dropped(&mut self, keeps_sys_admin: bool) {
+        self.locked = !keeps_sys_admin;
+    }
+
+    /// Places the uprobes on the candidates not seen before. Returns the
+    /// programs that were attached nowhere before and are now.
+    pub fn offer(&mut self, ebpf: &mut Ebpf, candidates: Vec<Target>) -> Vec<&'static str> {
+        let mut newly = Vec::new();
+        for target in candidates {
+            if self.probed.contains(&target.id) || self.skipped.contains(&target.id) {
+                continue;
+            }
+            if target.kind == TargetKind::Executable && !exports_openssl(&target.path) {
+                if self.skipped.len() >= MAX_SEEN {
+                    self.skipped.clear();
+                }
+                self.skipped.insert(target.id);
+                continue;
+            }
+            self.probed.insert(target.id);
+            if self.locked {
+                log::warn!(
+                    "TLS capture: {} is not probed: it was first mapped after start-up, and \
+                     placing a uprobe then needs CAP_SYS_ADMIN, which the agent dropped \
+                     (llm_capture.probe_after_start)",
+                    target.path.display()
+                );
+                continue;
+            }
+            let mut failures = Vec::new();
+            for (index, (program, symbol)) in UPROBES.iter().enumerate() {
+                if self.unloadable[index].is_some() {
+                    continue;
+                }
+                let placed = uprobe(ebpf, program).and_then(|p| {
+                    p.attach(*symbol, &target.path, UProbeScope::AllProcesses)
+                        .map_err(|e| with_sources(&e))
+                });
+                match placed {
+                    Ok(_) => {
+                        self.placed[index] += 1;
+                        if self.placed[index] == 1 {
+                            newly.push(*program);
+                        }
+                    }
+                    Err(err) => failures.push(format!("{program} ({err})")),
+                }
+            }
+            // One line per file that cannot be probed fully.
+            if !failures.is_empty() {
+                log::warn!(
+                    "TLS capture: {} cannot be fully probed: {}",
+                    target.path.display(),
+                    failures.join("; ")
+                );
+            } else {
+                log::info!("TLS capture: probing {}", target.path.display());
+            }
+        }
+        newly
+    }
+}
+
+/// An error and its sources, in one line (aya's attach errors keep the
+/// errno in their source).
+fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The uprobe program `name` of the object.
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, String> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("the object has no program {name}"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())
 }
 
 #[cfg(test)]

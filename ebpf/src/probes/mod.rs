@@ -3,7 +3,7 @@
 mod enforce;
 mod file;
 mod gpu;
-mod net;
+pub(crate) mod net;
 mod privilege;
 mod process;
 mod tls;

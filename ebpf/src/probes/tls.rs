@@ -35,8 +35,10 @@ use aya_ebpf::{
 
 use crate::{
     emit::{current_tgid, fill_header, reserve, submit},
-    globals::{agent_pid, family_on, floor},
+    globals::{agent_pid, family_on, floor, offset},
+    kernel::read_ptr,
     maps::{count, is_tracked, TRACKED_PIDS, TRACKING},
+    probes::net,
 };
 
 /// Bytes of each call copied into a record, at most `CLEAR_TEXT_MAX`
@@ -55,6 +57,27 @@ static LLM_PATHS: LpmTrie<[u8; LLM_PATH_KEY_LEN], u32> =
 /// tracked: the configured capture list (value unused).
 #[map]
 static CAPTURE_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
+/// The socket fd of each TLS connection, from `SSL_set_fd`: `[tgid, SSL *]`
+/// → fd, so that a record can carry the socket's peer. LRU: connections
+/// are never seen closing.
+#[map]
+static SSL_FDS: LruHashMap<[u64; 2], u32> = LruHashMap::with_max_entries(65536, 0);
+
+/// Each thread's last TCP connect's peer (`pid_tgid` → address), the peer
+/// of TLS connections whose library never says which fd it uses (curl
+/// reads and writes through a BIO of its own, without `SSL_set_fd`).
+#[map]
+static LAST_CONNECTS: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(16384, 0);
+
+/// Remembers a thread's TCP connect (from the network family's connect
+/// exit).
+#[inline(always)]
+pub(crate) fn note_connect(pid_tgid: u64, remote: &SockAddr) {
+    if family_on(FAMILY_LLM) {
+        let _ = LAST_CONNECTS.insert(pid_tgid, remote, 0);
+    }
+}
 
 /// A read in progress: its arguments, saved at entry for the return probe.
 #[derive(Clone, Copy)]
@@ -248,8 +271,64 @@ fn emit(ssl: u64, buf: u64, len: u64, direction: u16, flags: u16) {
             _pad: 0,
             addr: [0; 16],
         };
+        peer(ssl, &raw mut (*record).peer);
     }
     submit(entry);
+}
+
+/// Fills `peer` from the socket `SSL_set_fd` tied to `ssl`, or else from
+/// the thread's last TCP connect.
+///
+/// # Safety
+/// `peer` points to writable memory.
+#[inline(always)]
+unsafe fn peer(ssl: u64, peer: *mut SockAddr) {
+    let key = [current_tgid() as u64, ssl];
+    let Some(fd) = SSL_FDS.get_ptr(&key) else {
+        if let Some(last) = LAST_CONNECTS.get_ptr(bpf_get_current_pid_tgid()) {
+            // SAFETY: `last` points into a map value, valid while the
+            // program runs; the caller vouches for `peer`.
+            unsafe { *peer = *last };
+        }
+        return;
+    };
+    // SAFETY: `fd` points into a map value, valid while the program runs.
+    let fd = unsafe { *fd };
+    let socket = net::socket_of_fd(fd as u64);
+    if socket.is_null() {
+        return;
+    }
+    let sk = read_ptr(socket, offset!(socket_sk));
+    if sk.is_null() {
+        return;
+    }
+    let mut local = SockAddr {
+        family: 0,
+        port: 0,
+        _pad: 0,
+        addr: [0; 16],
+    };
+    // SAFETY: `local` is on this stack and the caller vouches for `peer`.
+    unsafe { net::sock_addrs(sk, &mut local, peer) };
+}
+
+/// `int SSL_set_fd(SSL *ssl, int fd)`: remembers the connection's socket
+/// for every process (it runs once per connection, before any request line
+/// could track the process).
+#[uprobe]
+pub fn ssl_set_fd(ctx: ProbeContext) -> u32 {
+    let tgid = current_tgid();
+    if !family_wanted(tgid) {
+        return 0;
+    }
+    let (ssl, fd) = (
+        ctx.arg::<u64>(0).unwrap_or(0),
+        ctx.arg::<i32>(1).unwrap_or(-1),
+    );
+    if ssl != 0 && fd >= 0 {
+        let _ = SSL_FDS.insert([tgid as u64, ssl], fd as u32, 0);
+    }
+    0
 }
 
 /// `int SSL_write(SSL *ssl, const void *buf, int num)`.
