@@ -4,7 +4,7 @@
 //! format, and the candidate actions of any answer.
 #![no_main]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aiwatch::enrich::redact::Redactor;
 use aiwatch::event::{Event, Kind};
@@ -29,7 +29,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&control, rest)) = data.split_first() else {
         return;
     };
-    let metrics = Arc::new(Metrics::new(MetricsConfig::default()).expect("metrics"));
+    // One registry for every run: building one per input would cost more
+    // than the run itself.
+    static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
+    let metrics = METRICS
+        .get_or_init(|| Arc::new(Metrics::new(MetricsConfig::default()).expect("metrics")))
+        .clone();
     let config = LlmConfig {
         capture_content: control & 1 == 1,
         max_connections: 2,
