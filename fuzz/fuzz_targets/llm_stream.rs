@@ -29,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&control, rest)) = data.split_first() else {
         return;
     };
-    // One registry for every run: building one per input would cost more
-    // than the run itself.
+    // One registry for every run: building one per input costs more than
+    // the run itself.
     static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
     let metrics = METRICS
         .get_or_init(|| Arc::new(Metrics::new(MetricsConfig::default()).expect("metrics")))
@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
         max_body_bytes: 4096,
         ..LlmConfig::default()
     };
-    let mut stage = LlmStage::new(config, Redactor::default(), metrics);
+    // Compiling the redactor's expressions once, too.
+    static REDACTOR: OnceLock<Redactor> = OnceLock::new();
+    let redactor = REDACTOR.get_or_init(Redactor::default).clone();
+    let mut stage = LlmStage::new(config, redactor, metrics);
     // Calls end at every 0xff byte; the byte after says the direction,
     // the connection and how many bytes the kernel did not copy.
     let mut at = 0u64;
