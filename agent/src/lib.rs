@@ -20,6 +20,7 @@ pub mod enrich;
 pub mod event;
 pub mod ingest;
 pub mod kernel;
+pub mod llm;
 pub mod metrics;
 pub mod observe;
 pub mod policy;

@@ -1,6 +1,6 @@
 //! The agent's imports run one way along the pipeline (docs/ARCHITECTURE.md):
 //!
-//! app → sink, observe → enforce → analyze, policy, anomaly → enrich → ingest → kernel
+//! app → sink, observe → enforce → analyze, policy, anomaly, llm → enrich → ingest → kernel
 //!
 //! with `event`, `alert`, `clock` and `metrics` as leaves every stage may
 //! use. This test parses every non-test source file of `agent/src` and fails
@@ -22,7 +22,9 @@ const LAYERS: &[&[&str]] = &[
     &["kernel"],
     &["ingest"],
     &["enrich"],
-    &["analyze", "policy", "anomaly"],
+    // `llm` reads ingest's clear text and the enricher's redactor, and
+    // hands events to the pipeline like the analysers.
+    &["analyze", "policy", "anomaly", "llm"],
     // Reads compiled policy and writes kernel maps: above the detectors,
     // below the edges that wire it in.
     &["enforce"],

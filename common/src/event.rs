@@ -59,6 +59,15 @@ macro_rules! event_kinds {
             // Per-process ioctl counts on accelerator device fds, sampled.
             GpuIoctl = 500, "gpu_ioctl";
             // LLM traffic: 600..
+            // A bounded copy of the clear text of one TLS library call
+            // (`SSL_write`/`SSL_read` and their `_ex` forms) or plain-HTTP
+            // socket call; the agent reassembles it and writes no event of
+            // this kind by itself.
+            ClearText = 600, "clear_text";
+            // A request to an LLM API, and the answer to it (`llm`), made by
+            // the agent from clear text.
+            LlmRequest = 601, "llm_request";
+            LlmResponse = 602, "llm_response";
             // The first bytes a process wrote on a TCP connection, when they
             // are a TLS ClientHello: the server name it asks for.
             TlsClientHello = 603, "tls_client_hello";
@@ -549,6 +558,60 @@ pub struct GpuIoctlRecord {
     pub interval_ns: u64,
 }
 
+/// The most clear text one [`ClearTextRecord`] carries. Every record
+/// reserves this much ring-buffer space (a reservation's size is fixed when
+/// the program is verified); the configured capture size only bounds the
+/// copy.
+pub const CLEAR_TEXT_MAX: usize = 16384;
+
+/// `ClearTextRecord.direction`: the process wrote the bytes.
+pub const CLEAR_TEXT_SENT: u16 = 1;
+/// `ClearTextRecord.direction`: the process read the bytes.
+pub const CLEAR_TEXT_RECEIVED: u16 = 2;
+
+/// `ClearTextRecord.source`: a TLS library call, before encryption or
+/// after decryption; `connection` is the library's `SSL *`.
+pub const CLEAR_TEXT_TLS: u16 = 1;
+/// `ClearTextRecord.source`: a plain socket's send or receive;
+/// `connection` is the socket cookie.
+pub const CLEAR_TEXT_PLAIN: u16 = 2;
+
+/// `ClearTextRecord.header.flags`: `data_len < len`, the rest of the call
+/// was not copied (capture size, or unreadable user memory).
+pub const CLEAR_TEXT_FLAG_TRUNCATED: u16 = 1;
+/// This write of an untracked process matched an LLM API request line in
+/// the kernel, which tracked the process from it on (`TRACKED_PIDS`).
+pub const CLEAR_TEXT_FLAG_PROMOTED: u16 = 2;
+/// The process was fully captured because of the configured capture list
+/// (`CAPTURE_PIDS`), not because it is tracked.
+pub const CLEAR_TEXT_FLAG_LISTED: u16 = 4;
+
+/// Bytes of a write the kernel tests against the LLM API request lines of
+/// `LLM_PATHS` ("POST " and the path's first bytes).
+pub const LLM_PATH_KEY_LEN: usize = 32;
+
+/// One call's clear text: a bounded copy of what a process wrote or read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ClearTextRecord {
+    pub header: EventHeader,
+    /// The connection within the process: `SSL *` or socket cookie.
+    pub connection: u64,
+    /// Bytes the call carried (a read's result).
+    pub len: u32,
+    /// Bytes copied into `data`.
+    pub data_len: u32,
+    /// `CLEAR_TEXT_SENT` or `CLEAR_TEXT_RECEIVED`.
+    pub direction: u16,
+    /// `CLEAR_TEXT_TLS` or `CLEAR_TEXT_PLAIN`.
+    pub source: u16,
+    pub _pad: u32,
+    /// The socket's peer; family 0 when the kernel could not tie the call
+    /// to a socket.
+    pub peer: SockAddr,
+    pub data: [u8; CLEAR_TEXT_MAX],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -579,5 +642,6 @@ mod pod {
         SockAddr,
         SyscallRecord,
         GpuIoctlRecord,
+        ClearTextRecord,
     );
 }

@@ -69,6 +69,10 @@ record!(
     HEADER + 6 * 8 + 8 + 2 + 2 + 4 + NAME_LEN + PATH
 );
 record!(GpuIoctlRecord, HEADER + 8 + 4 + 4 + 8);
+record!(
+    ClearTextRecord,
+    HEADER + 8 + 4 + 4 + 2 + 2 + 4 + SOCKADDR + CLEAR_TEXT_MAX
+);
 
 // Map values and keys the agent writes or reads byte for byte.
 const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR + 4 + 4);
@@ -83,6 +87,9 @@ const _: () = assert!(PREFIX_KEY_LEN <= NAME_LEN);
 // keep an index in bounds only for powers of two.
 const _: () = assert!(NAME_LEN.is_power_of_two());
 const _: () = assert!(DNS_PAYLOAD_LEN.is_power_of_two());
+const _: () = assert!(CLEAR_TEXT_MAX.is_power_of_two());
+const _: () = assert!(LLM_PATH_KEY_LEN.is_power_of_two());
+const _: () = assert!(CLEAR_TEXT_MAX <= u32::MAX as usize);
 // The path walk leaves room for one whole component, and the lengths fit
 // the u16 fields that carry them.
 const _: () = assert!(PATH_COMPONENT_MAX < PATH_BUF_LEN);

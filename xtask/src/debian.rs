@@ -22,9 +22,11 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// with runc for real containers (busybox-static is their root file system),
 /// systemd for `systemd-analyze verify` of the shipped unit, tmux to drive
 /// the terminal commands as a person would, curl and wget, which the
-/// attack suite's scenarios use, and dnsmasq (the binary only: the
-/// `dnsmasq` package would start a resolver on the host's port 53) as the
-/// DNS server of the name tests' network namespaces.
+/// attack suite's scenarios use, dnsmasq (the binary only: the `dnsmasq`
+/// package would start a resolver on the host's port 53) as the DNS server
+/// of the name tests' network namespaces, and openssl, whose command line
+/// makes the TLS capture test's self-signed certificate (curl is its client
+/// too).
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -41,6 +43,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",
     "wget",
     "dnsmasq-base",
+    "openssl",
 ];
 
 /// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for

@@ -45,6 +45,11 @@ impl Analyzer {
                     changes.extend(self.workloads.on_listen(pid, port));
                 }
             }
+            Kind::LlmRequest => {
+                if let Some(llm) = &event.llm {
+                    changes.extend(self.workloads.on_llm_call(pid, &llm.provider, &llm.host));
+                }
+            }
             kind if has_path(kind) => changes.extend(self.classify_file(event)),
             _ => {}
         }

@@ -19,6 +19,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+mod llm;
+
+pub use llm::{LlmProviderUse, LlmUse};
+
 use crate::analyze::workload::Signal;
 use crate::event::{AssetClass, Endpoint, Event, Kind, Protocol, WorkloadRef};
 
@@ -147,6 +151,9 @@ pub struct WorkloadInventory {
     pub secrets: Vec<FileUse>,
     pub peers: Vec<Peer>,
     pub listening: Vec<Listener>,
+    /// The LLM APIs it called: providers, hosts, models, tools.
+    #[serde(default, skip_serializing_if = "LlmUse::is_empty")]
+    pub llm: LlmUse,
     /// Alerts raised about this workload's processes since it was first seen.
     #[serde(default)]
     pub alerts: u64,
@@ -316,6 +323,7 @@ impl Inventory {
                 );
             }
             Kind::Listen | Kind::Bind => Self::observe_listener(entry, &limits, event),
+            Kind::LlmRequest | Kind::LlmResponse => entry.llm.observe(event),
             _ => {}
         }
     }

@@ -23,6 +23,7 @@ use crate::{
     },
     enrich::assets::AssetError,
     event::Kind,
+    kernel::tls::{self, FileId, Target},
 };
 
 pub use scan::LibraryScanner;
@@ -57,7 +58,16 @@ pub struct Analyzer {
     containers: HashMap<u64, Option<crate::event::Container>>,
     /// Processes with an accelerator open, per workload id.
     gpu_processes: HashMap<String, std::collections::BTreeSet<u32>>,
+    /// TLS libraries and executables the library scans found, not yet
+    /// handed to the kernel side (`take_tls_candidates`).
+    tls_candidates: Vec<Target>,
+    /// Files already handed over, so that each is offered once.
+    tls_offered: std::collections::HashSet<FileId>,
 }
+
+/// Most files remembered as offered to the TLS probes; past it the set
+/// starts over (the kernel side remembers what it probed).
+const MAX_TLS_OFFERED: usize = 16_384;
 
 impl Analyzer {
     pub fn new(workloads: &WorkloadsConfig) -> Result<Analyzer, AnalyzeError> {
@@ -70,6 +80,8 @@ impl Analyzer {
             scanner: LibraryScanner::default(),
             containers: HashMap::new(),
             gpu_processes: HashMap::new(),
+            tls_candidates: Vec::new(),
+            tls_offered: Default::default(),
         })
     }
 
@@ -86,9 +98,30 @@ impl Analyzer {
     fn scan_now(&mut self, pid: u32) -> Vec<WorkloadChange> {
         // A process that exited since it was scheduled has no maps to read.
         match procfs::process::Process::new(pid as i32).and_then(|process| process.maps()) {
-            Ok(maps) => self.workloads.on_library_scan(pid, &maps),
+            Ok(maps) => {
+                self.note_tls_candidates(pid, &maps);
+                self.workloads.on_library_scan(pid, &maps)
+            }
             Err(_) => Vec::new(),
         }
+    }
+
+    /// Keeps the TLS libraries (and the executable) of a scanned process
+    /// that were not offered to the TLS probes yet.
+    fn note_tls_candidates(&mut self, pid: u32, maps: &procfs::process::MemoryMaps) {
+        for candidate in tls::candidates_in(pid, maps) {
+            if self.tls_offered.len() >= MAX_TLS_OFFERED {
+                self.tls_offered.clear();
+            }
+            if self.tls_offered.insert(candidate.id) {
+                self.tls_candidates.push(candidate);
+            }
+        }
+    }
+
+    /// The TLS candidates found since the last call, for the kernel side.
+    pub fn take_tls_candidates(&mut self) -> Vec<Target> {
+        std::mem::take(&mut self.tls_candidates)
     }
 
     /// The inventory as `/inventory` serves it, each workload with the

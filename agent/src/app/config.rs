@@ -9,7 +9,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aiwatch_common::{FAMILY_FILE, FAMILY_GPU, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS};
+use aiwatch_common::{
+    FAMILY_FILE, FAMILY_GPU, FAMILY_LLM, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
+};
 use serde::Deserialize;
 
 use crate::{
@@ -17,6 +19,8 @@ use crate::{
     anomaly::AnomalyConfig,
     enforce::EnforcementConfig,
     enrich::{assets::AssetConfig, names::NameLimits, redact::RedactConfig, TableLimits},
+    kernel::tls::CaptureConfig,
+    llm::LlmConfig,
     metrics::DEFAULT_MAX_WORKLOAD_SERIES,
     sink::{syslog::SyslogConfig, webhook::WebhookConfig},
 };
@@ -71,6 +75,11 @@ pub struct Config {
     pub gpu_ioctl_interval_secs: u64,
     /// Extra patterns of secrets redacted from argv (docs/security.md).
     pub redact: RedactConfig,
+    /// The kernel's capture of LLM traffic: clear text of TLS calls
+    /// (docs/llm.md, "Capture").
+    pub llm_capture: CaptureConfig,
+    /// LLM traffic: content capture and reassembly bounds (docs/llm.md).
+    pub llm: LlmConfig,
     /// The benchmark floor: the kernel programs are attached but return at
     /// once. Only the hidden `--bench-floor` flag sets it, never a file.
     #[serde(skip)]
@@ -106,6 +115,8 @@ impl Default for Config {
             trace_all_files: false,
             gpu_ioctl_interval_secs: 10,
             redact: RedactConfig::default(),
+            llm_capture: CaptureConfig::default(),
+            llm: LlmConfig::default(),
             bench_floor: false,
         }
     }
@@ -119,6 +130,8 @@ pub struct Families {
     pub network: bool,
     pub privilege: bool,
     pub gpu: bool,
+    /// Clear text of TLS calls (uprobes on libssl), for LLM traffic.
+    pub llm: bool,
 }
 
 impl Default for Families {
@@ -129,6 +142,7 @@ impl Default for Families {
             network: true,
             privilege: true,
             gpu: true,
+            llm: true,
         }
     }
 }
@@ -142,6 +156,7 @@ impl Families {
             (self.network, FAMILY_NET),
             (self.privilege, FAMILY_PRIVILEGE),
             (self.gpu, FAMILY_GPU),
+            (self.llm, FAMILY_LLM),
         ]
         .iter()
         .filter(|(on, _)| *on)

@@ -25,11 +25,12 @@ use crate::{
     kernel::{
         cgroups::CgroupPurpose,
         interest::{InterestError, KernelInterestMaps},
-        loader::{self, LoadError, LoadOptions, Loaded},
+        loader::{self, LoadError, LoadOptions, Loaded, ProbeStatus},
         offsets::VMLINUX_BTF,
         ringbuf_usage::RingUsage,
         scopes::{self, SharedScopes},
         stats::{KernelStats, PendingDrift},
+        tls::{self, CaptureError, TlsAttacher},
     },
     metrics::Metrics,
     observe::http::Readiness,
@@ -41,6 +42,8 @@ pub enum KernelSetupError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Interest(#[from] InterestError),
+    #[error("LLM capture: {0}")]
+    Capture(#[from] CaptureError),
     #[error("asset classes: {0}")]
     Assets(#[from] AssetError),
     #[error("the kernel programs lack the map {0}; the object and the agent do not match")]
@@ -59,6 +62,9 @@ pub struct KernelSide {
     pub kernel_stats: KernelStats,
     /// Probes attached, of those wanted on this kernel.
     pub attached: usize,
+    /// Places the TLS uprobes on libraries found later; `None` when the
+    /// LLM family is off.
+    pub tls: Option<TlsAttacher>,
 }
 
 impl KernelSide {
@@ -73,6 +79,7 @@ impl KernelSide {
             agent_pid: std::process::id(),
             trace_all_files: config.trace_all_files,
             bench_floor: config.bench_floor,
+            clear_text_capture: config.llm_capture.kernel_capture_bytes(),
         })?;
         if config.bench_floor {
             log::warn!(
@@ -81,6 +88,7 @@ impl KernelSide {
         }
         let (interest_maps, assets) = configure_interest(&mut loaded.ebpf, config)?;
         let gpu_poller = GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
+        let tls = attach_tls(&mut loaded, config)?;
         let attached = report_probes(&loaded, metrics, readiness);
 
         let ring = loaded
@@ -119,6 +127,7 @@ impl KernelSide {
             ring_usage,
             kernel_stats: KernelStats::new(kernel_stats, pending_drift),
             attached,
+            tls,
         })
     }
 }
@@ -142,6 +151,36 @@ fn report_probes(loaded: &Loaded, metrics: &Metrics, readiness: &Readiness) -> u
     let attached = loaded.probes.iter().filter(|p| p.attached).count();
     readiness.set_probes_attached(attached == wanted().count());
     attached
+}
+
+/// Fills the kernel's LLM capture settings and places the TLS uprobes on
+/// the system's and the configured libraries; their statuses join the
+/// other probes'. Libraries that processes map are offered later, as the
+/// library scans find them (`analyze`).
+fn attach_tls(
+    loaded: &mut Loaded,
+    config: &Config,
+) -> Result<Option<TlsAttacher>, KernelSetupError> {
+    if !config.families.llm {
+        loaded
+            .probes
+            .extend(tls::UPROBES.iter().map(|(program, _)| ProbeStatus {
+                probe: program,
+                attached: false,
+                reason: Some(loader::FAMILY_OFF.into()),
+            }));
+        return Ok(None);
+    }
+    tls::configure(&mut loaded.ebpf, &config.llm_capture)?;
+    let targets = tls::configured_targets(&config.llm_capture);
+    let (attacher, statuses) = TlsAttacher::start(&mut loaded.ebpf, &targets);
+    log::info!(
+        "LLM capture: {} request lines, {} bytes per call",
+        config.llm_capture.request_lines.len(),
+        config.llm_capture.kernel_capture_bytes(),
+    );
+    loaded.probes.extend(statuses);
+    Ok(Some(attacher))
 }
 
 /// Builds the classifier the run uses (built-in patterns plus the configured

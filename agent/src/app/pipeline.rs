@@ -20,7 +20,11 @@ use crate::{
     enforce::Enforcer,
     enrich::Enricher,
     event::{Access, AssetClass, Event, FileInfo, Kind},
-    ingest::{decode::Record, queue::RecordReceiver},
+    ingest::{
+        decode::{Payload, Record},
+        queue::RecordReceiver,
+    },
+    llm::LlmStage,
     metrics::pipeline_stats::PipelineStats,
     metrics::{EgressTotals, EvictionTable, Metrics},
     observe::http::Readiness,
@@ -41,6 +45,9 @@ const ENDED_WORKLOAD_SERIES_KEPT_NS: u64 = 10 * 60 * 1_000_000_000;
 /// Where workload membership changes are sent.
 pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
 
+/// Where TLS libraries found by the library scans are sent (the uprobes).
+pub type TlsHandler = Box<dyn FnMut(Vec<crate::kernel::tls::Target>) + Send>;
+
 /// The latest inventory, for the HTTP listener, which serialises it on
 /// request: the pipeline only swaps in a new typed snapshot.
 pub type InventorySnapshot = Arc<Mutex<Arc<inventory::InventorySnapshot>>>;
@@ -52,6 +59,8 @@ pub struct Stages {
     pub detectors: Detectors,
     /// Carries out kill and deny actions; applied to the policy set already.
     pub enforcer: Enforcer,
+    /// Clear text into LLM events, and the causes of actions.
+    pub llm: LlmStage,
 }
 
 /// Where the pipeline's results go.
@@ -68,6 +77,8 @@ pub struct Outlets {
     pub inventory: InventorySnapshot,
     /// Where workload changes go (the kernel's tracking maps).
     pub on_changes: ChangeHandler,
+    /// Where newly found TLS libraries go (the kernel's uprobes).
+    pub on_tls: TlsHandler,
 }
 
 pub struct Pipeline {
@@ -75,6 +86,7 @@ pub struct Pipeline {
     analyzer: Analyzer,
     detectors: Detectors,
     enforcer: Enforcer,
+    llm: LlmStage,
     event_sink: Option<SinkSender<Arc<Event>>>,
     alert_sinks: Vec<SinkSender<Arc<Alert>>>,
     stream: Arc<StreamHub>,
@@ -83,6 +95,7 @@ pub struct Pipeline {
     readiness: Arc<Readiness>,
     inventory: InventorySnapshot,
     on_changes: ChangeHandler,
+    on_tls: TlsHandler,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     policy_reloads: Option<PolicyReloader>,
     /// Bytes already counted as egress per open connection.
@@ -102,6 +115,7 @@ impl Pipeline {
             analyzer: stages.analyzer,
             detectors: stages.detectors,
             enforcer: stages.enforcer,
+            llm: stages.llm,
             event_sink: outlets.events,
             alert_sinks: outlets.alerts,
             stream: outlets.stream,
@@ -110,6 +124,7 @@ impl Pipeline {
             readiness: outlets.readiness,
             inventory: outlets.inventory,
             on_changes: outlets.on_changes,
+            on_tls: outlets.on_tls,
             policy_reloads,
             egress: EgressTotals::default(),
             ended_workloads: HashMap::new(),
@@ -151,7 +166,37 @@ impl Pipeline {
     }
 
     pub fn handle(&mut self, record: Record) {
-        let mut event = self.enricher.enrich(record);
+        let Record { common, payload } = record;
+        if let Payload::ClearText(text) = payload {
+            self.handle_clear_text(common, *text);
+            return;
+        }
+        let event = self.enricher.enrich(Record { common, payload });
+        self.deliver(event);
+    }
+
+    /// Clear text is not an event: the process it came from is filled in,
+    /// then `llm` turns it into the LLM events it completes.
+    fn handle_clear_text(
+        &mut self,
+        common: crate::ingest::decode::Common,
+        mut text: crate::ingest::decode::clear_text::ClearText,
+    ) {
+        let data = std::mem::take(&mut text.data);
+        let from = self.enricher.enrich(Record {
+            common,
+            payload: Payload::ClearText(Box::new(text.clone())),
+        });
+        text.data = data;
+        self.stats.events.add(Some(from.kind), 1);
+        self.metrics.event(from.kind);
+        for event in self.llm.observe(&from, &text) {
+            self.deliver(event);
+        }
+    }
+
+    /// Attributes, correlates, counts, writes and checks one event.
+    fn deliver(&mut self, mut event: Event) {
         if event
             .file
             .as_ref()
@@ -164,6 +209,7 @@ impl Pipeline {
         if !changes.is_empty() {
             (self.on_changes)(&changes);
         }
+        self.llm.correlate(&mut event);
         self.count(&event);
         let event = Arc::new(event);
         if let Some(sink) = &self.event_sink {
@@ -187,6 +233,9 @@ impl Pipeline {
     fn count(&mut self, event: &Event) {
         self.stats.events.add(Some(event.kind), 1);
         self.metrics.event(event.kind);
+        if matches!(event.kind, Kind::LlmRequest | Kind::LlmResponse) {
+            self.count_llm(event);
+        }
         let Some(workload) = &event.workload else {
             return;
         };
@@ -206,6 +255,30 @@ impl Pipeline {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The LLM series: requests, tokens, durations.
+    fn count_llm(&self, event: &Event) {
+        let Some(llm) = &event.llm else {
+            return;
+        };
+        let workload = event.workload.as_ref();
+        if event.kind == Kind::LlmRequest {
+            let model = if llm.model.is_empty() {
+                "unknown"
+            } else {
+                &llm.model
+            };
+            self.metrics.llm_request(workload, &llm.provider, model);
+        } else {
+            self.metrics.llm_response(
+                workload,
+                &llm.provider,
+                llm.input_tokens,
+                llm.output_tokens,
+                llm.latency_ms.map(Duration::from_millis),
+            );
         }
     }
 
@@ -259,6 +332,14 @@ impl Pipeline {
         let changes = self.analyzer.scan_due(now);
         if !changes.is_empty() {
             (self.on_changes)(&changes);
+        }
+        for event in self.llm.tick(now) {
+            self.deliver(event);
+        }
+        // Libraries found by this second's scans, here or in `handle`.
+        let tls = self.analyzer.take_tls_candidates();
+        if !tls.is_empty() {
+            (self.on_tls)(tls);
         }
         for alert in self.detectors.tick(now) {
             self.raise(alert);

@@ -16,8 +16,10 @@
 //! programs attached for enforcement), `CAP_SYS_PTRACE` (`/proc/<pid>/exe`,
 //! `root`, `ns/*` of other users' processes), `CAP_DAC_READ_SEARCH` (model,
 //! library and cgroup files whatever their modes), `CAP_KILL` (`action:
-//! kill` from user space), and `CAP_CHOWN` only with `sink_group` (the
-//! reopened files get the group). Everything else goes from the effective,
+//! kill` from user space), `CAP_CHOWN` only with `sink_group` (the
+//! reopened files get the group), and `CAP_SYS_ADMIN` only with
+//! `llm_capture.probe_after_start` (the kernel refuses uprobes placed with
+//! `CAP_PERFMON` alone). Everything else goes from the effective,
 //! permitted, inheritable and ambient sets, and from the bounding set when
 //! the agent may shrink it (`CAP_SETPCAP`, then dropped as well).
 
@@ -28,8 +30,10 @@ use std::{
 
 use caps::Capability;
 
-/// The capabilities the running agent keeps.
-pub fn kept(sink_group: bool) -> Vec<Capability> {
+/// The capabilities the running agent keeps; `CAP_SYS_ADMIN` only with
+/// `sys_admin` (`llm_capture.probe_after_start`: uprobes placed on TLS
+/// libraries found after start-up).
+pub fn kept(sink_group: bool, sys_admin: bool) -> Vec<Capability> {
     let mut kept = vec![
         Capability::CAP_BPF,
         Capability::CAP_PERFMON,
@@ -40,6 +44,9 @@ pub fn kept(sink_group: bool) -> Vec<Capability> {
     ];
     if sink_group {
         kept.push(Capability::CAP_CHOWN);
+    }
+    if sys_admin {
+        kept.push(Capability::CAP_SYS_ADMIN);
     }
     kept
 }
@@ -76,8 +83,8 @@ static BOUNDING_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Drops, checks and logs: the one call `aiwatch run` makes once the
 /// programs are attached.
-pub fn apply(sink_group: bool) -> Result<(), PrivilegeError> {
-    let dropped = drop_unneeded(sink_group)?;
+pub fn apply(sink_group: bool, sys_admin: bool) -> Result<(), PrivilegeError> {
+    let dropped = drop_unneeded(sink_group, sys_admin)?;
     let names: Vec<String> = dropped.kept.iter().map(|c| c.to_string()).collect();
     log::info!(
         "capabilities dropped on all {} threads; kept {}{}",
@@ -93,8 +100,8 @@ pub fn apply(sink_group: bool) -> Result<(), PrivilegeError> {
 }
 
 /// Drops every capability but [`kept`] from every thread, and checks it.
-pub fn drop_unneeded(sink_group: bool) -> Result<Dropped, PrivilegeError> {
-    let kept = kept(sink_group);
+pub fn drop_unneeded(sink_group: bool, sys_admin: bool) -> Result<Dropped, PrivilegeError> {
+    let kept = kept(sink_group, sys_admin);
     let mask = kept.iter().fold(0u64, |m, c| m | c.bitmask());
     KEEP_LOW.store(mask as u32, Ordering::SeqCst);
     KEEP_HIGH.store((mask >> 32) as u32, Ordering::SeqCst);

@@ -180,7 +180,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
     enricher.set_name_limits(config.names);
     enricher.set_asset_classifier(kernel.assets.clone());
-    enricher.set_redactor(crate::enrich::redact::Redactor::new(&config.redact)?);
+    let redactor = crate::enrich::redact::Redactor::new(&config.redact)?;
+    enricher.set_redactor(redactor.clone());
+    let llm = crate::llm::LlmStage::new(config.llm.clone(), redactor, metrics.clone());
     // Seed after attaching: a process started in between is then seen by
     // both, and the table reconciles the two by start time.
     let seeded = enricher.seed_from_procfs();
@@ -190,6 +192,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let changes = analyzer.seed_running(&running);
     let scopes = enforcer.scopes();
     track_workloads(&mut kernel.interest_maps, &scopes, &changes);
+    // The TLS libraries the running processes map, found by the same scans.
+    let tls_found = analyzer.take_tls_candidates();
+    if let Some(tls) = kernel.tls.as_mut() {
+        for probe in tls.offer(&mut kernel.loaded.ebpf, tls_found) {
+            metrics.set_probe_attached(probe, true);
+        }
+    }
     let joined = changes
         .iter()
         .filter(|c| matches!(c, WorkloadChange::Joined { .. }))
@@ -227,12 +236,26 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         reader::run(kernel.ring, queue_tx, stats.clone(), shutdown_rx.clone()),
     );
     let mut interest_maps = kernel.interest_maps;
+    let probes_attached = kernel.attached;
+    let probes_known = kernel.loaded.probes.len();
+    // The TLS uprobes are placed on libraries as the pipeline's scans find
+    // them, so the programs live with the pipeline's handler from here on;
+    // they are detached when the pipeline ends.
+    let mut loaded = kernel.loaded;
+    let mut tls = kernel.tls;
+    // The capabilities are dropped once the tasks run (below).
+    let keeps_sys_admin = config.families.llm && config.llm_capture.probe_after_start;
+    if let Some(tls) = tls.as_mut() {
+        tls.capabilities_dropped(keeps_sys_admin);
+    }
+    let tls_metrics = metrics.clone();
     let pipeline = Pipeline::new(
         Stages {
             enricher,
             analyzer,
             detectors,
             enforcer,
+            llm,
         },
         Outlets {
             events: sinks.events,
@@ -244,6 +267,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             inventory,
             on_changes: Box::new(move |changes| {
                 track_workloads(&mut interest_maps, &scopes, changes)
+            }),
+            on_tls: Box::new(move |candidates| {
+                if let Some(tls) = tls.as_mut() {
+                    for probe in tls.offer(&mut loaded.ebpf, candidates) {
+                        tls_metrics.set_probe_attached(probe, true);
+                    }
+                }
             }),
         },
         Some(policy_reloads),
@@ -274,11 +304,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .map(|(name, task)| supervisor.spawn(name, Criticality::Degrading, task))
         .collect();
 
-    crate::app::privileges::apply(config.sink_group.is_some())?;
+    crate::app::privileges::apply(config.sink_group.is_some(), keeps_sys_admin)?;
     log::info!(
         "aiwatch ready: {} of {} probes attached, {seeded} running processes known, listening on {}",
-        kernel.attached,
-        kernel.loaded.probes.len(),
+        probes_attached,
+        probes_known,
         config.listen
     );
     let notify_task =
@@ -304,8 +334,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if let Ok(Some(kernel_stats)) = telemetry_task.await {
         log_summary(&stats, &kernel_stats);
     }
-    // Dropping the Ebpf object detaches every program.
-    drop(kernel.loaded);
+    // The pipeline task owned the Ebpf object: every program is detached.
     if let Some(pid_file) = pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

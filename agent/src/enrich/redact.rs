@@ -205,6 +205,12 @@ impl Redactor {
         }
     }
 
+    /// A text (a prompt, an answer, tool-call arguments) with every
+    /// recognised secret replaced.
+    pub fn redact_str(&self, text: &str) -> String {
+        self.redact_text(text).unwrap_or_else(|| text.to_owned())
+    }
+
     /// One argument's text with every recognised secret replaced, or `None`
     /// when it holds none.
     fn redact_text(&self, text: &str) -> Option<String> {

@@ -10,9 +10,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 mod kind;
+mod llm;
 mod values;
 
 pub use kind::Kind;
+pub use llm::{Cause, LlmInfo, ToolCall};
 pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownName};
 
 /// One event, enriched.
@@ -54,6 +56,12 @@ pub struct Event {
     /// open events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_action: Option<KernelAction>,
+    /// `llm_request` and `llm_response`: the exchange with a model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<Box<LlmInfo>>,
+    /// exec, open, connect: the model answer that asked for this action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Box<Cause>>,
 }
 
 /// An action the kernel took at the hook, before the event reached the agent.

@@ -490,6 +490,8 @@ pub struct LoadOptions<'a> {
     /// Load every program as `return 0` (the benchmark floor: the same
     /// hooks, none of the work). Set by `aiwatch run --bench-floor`.
     pub bench_floor: bool,
+    /// Bytes of each TLS call's clear text copied into a record.
+    pub clear_text_capture: u32,
 }
 
 pub struct Loaded {
@@ -529,6 +531,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         .override_global("FAMILIES", &options.families, true)
         .override_global("FILE_TRACE_ALL", &u32::from(options.trace_all_files), true)
         .override_global("FLOOR", &u32::from(options.bench_floor), true)
+        .override_global("CLEAR_TEXT_CAPTURE", &options.clear_text_capture, true)
         .load(OBJECT)
         .map_err(LoadError::Load)?;
     // Before any program is loaded: the programs refer to the log map's

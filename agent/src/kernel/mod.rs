@@ -1,6 +1,7 @@
 //! Kernel control: what the running kernel offers, loading and attaching
 //! the programs, the struct offsets and interest maps written into them, and
-//! the kernel's own counters.
+//! the kernel's own counters, and the TLS libraries the clear-text uprobes
+//! are placed on.
 
 pub mod cgroups;
 pub mod features;
@@ -10,3 +11,4 @@ pub mod offsets;
 pub mod ringbuf_usage;
 pub mod scopes;
 pub mod stats;
+pub mod tls;

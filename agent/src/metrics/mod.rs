@@ -13,6 +13,7 @@
 mod agent;
 mod alerts;
 mod egress;
+mod llm;
 mod names;
 mod pipeline;
 pub mod pipeline_stats;
@@ -33,6 +34,7 @@ use crate::alert::{Action, Alert, Severity};
 use crate::event::{Kind, WorkloadRef};
 
 pub use egress::EgressTotals;
+pub use llm::{LlmUnparsed, MAX_MODEL_SERIES};
 pub use workload_series::{kind_label, NO_WORKLOAD_KIND, OVERFLOW_LABEL, WORKLOAD_KINDS};
 use workload_series::{Admission, WorkloadSeries};
 
@@ -257,6 +259,7 @@ pub struct Metrics {
     names: names::NameCounters,
     /// The name cache's totals at the last report.
     name_totals: Mutex<NameTotals>,
+    llm: llm::LlmMetrics,
     workload_series: Mutex<WorkloadSeries>,
     /// Last absolute totals read from kernel maps, keyed by counter.
     kernel_totals: Mutex<HashMap<TotalKey, u64>>,
@@ -470,6 +473,7 @@ impl Metrics {
         )?;
 
         let names = names::NameCounters::register(&mut reg)?;
+        let llm = llm::LlmMetrics::new(&mut reg)?;
 
         #[cfg(target_os = "linux")]
         reg.collector(Box::new(
@@ -513,6 +517,7 @@ impl Metrics {
             task_failures,
             names,
             name_totals: Mutex::new(NameTotals::default()),
+            llm,
             workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),
             kernel_totals: Mutex::new(HashMap::new()),
         })

@@ -6,7 +6,7 @@ use std::{cmp::Ordering, net::IpAddr};
 
 use crate::{
     enrich::assets::secret_kind,
-    event::{Access, Ancestor, AssetClass, DeviceInfo, Endpoint, Event},
+    event::{Access, Ancestor, AssetClass, Cause, DeviceInfo, Endpoint, Event, LlmInfo, ToolCall},
 };
 
 /// What a field holds, which decides the operators it accepts.
@@ -170,6 +170,35 @@ fields! {
     GpuDeviceMajor = "gpu.device.major": Num,
     GpuDeviceMinor = "gpu.device.minor": Num,
     GpuDeviceAccelerator = "gpu.device.accelerator": Str,
+    Llm = "llm": Section,
+    LlmRequestId = "llm.request_id": Str,
+    LlmProvider = "llm.provider": Str,
+    LlmApi = "llm.api": Str,
+    LlmHost = "llm.host": Str,
+    LlmModel = "llm.model": Str,
+    LlmStream = "llm.stream": Bool,
+    LlmMessages = "llm.messages": Num,
+    LlmTools = "llm.tools": StrList,
+    LlmTool = "llm.tool": StrList,
+    LlmPromptBytes = "llm.prompt_bytes": Num,
+    LlmPromptHash = "llm.prompt_hash": Str,
+    LlmFetchedContent = "llm.fetched_content": Bool,
+    LlmKeyProvider = "llm.key_provider": Str,
+    LlmKeyForeignHost = "llm.key_foreign_host": Bool,
+    LlmStatus = "llm.status": Num,
+    LlmFinishReason = "llm.finish_reason": Str,
+    LlmInputTokens = "llm.input_tokens": Num,
+    LlmOutputTokens = "llm.output_tokens": Num,
+    LlmLatencyMs = "llm.latency_ms": Num,
+    Cause = "cause": Section,
+    CauseLlmRequestId = "cause.llm_request_id": Str,
+    CauseProvider = "cause.provider": Str,
+    CauseModel = "cause.model": Str,
+    CauseTool = "cause.tool": Str,
+    CauseMatched = "cause.matched": Str,
+    CauseWhat = "cause.what": Str,
+    CauseHostFirstSeen = "cause.host_first_seen": Bool,
+    CauseFetchedContent = "cause.fetched_content": Bool,
 }
 
 impl Field {
@@ -239,6 +268,8 @@ pub enum Val<'a> {
     AncestorNames(&'a [Ancestor]),
     AncestorComms(&'a [Ancestor]),
     AncestorPids(&'a [Ancestor]),
+    /// The names of a response's tool calls.
+    ToolNames(&'a [ToolCall]),
     Num(Num),
     Bool(bool),
     Present,
@@ -255,6 +286,7 @@ impl Val<'_> {
             Val::AncestorExes(items) => items.iter().any(|a| pred(&a.exe)),
             Val::AncestorNames(items) => items.iter().any(|a| pred(basename(&a.exe))),
             Val::AncestorComms(items) => items.iter().any(|a| pred(&a.comm)),
+            Val::ToolNames(items) => items.iter().any(|t| pred(&t.name)),
             _ => false,
         }
     }
@@ -502,7 +534,83 @@ impl Field {
             F::GpuDeviceKind | F::GpuDeviceMajor | F::GpuDeviceMinor | F::GpuDeviceAccelerator => {
                 device_field(self, ev.gpu.as_ref().map(|x| &x.device))
             }
+            F::Llm => present(ev.llm.as_ref()),
+            F::Cause => present(ev.cause.as_ref()),
+            F::LlmRequestId
+            | F::LlmProvider
+            | F::LlmApi
+            | F::LlmHost
+            | F::LlmModel
+            | F::LlmStream
+            | F::LlmMessages
+            | F::LlmTools
+            | F::LlmTool
+            | F::LlmPromptBytes
+            | F::LlmPromptHash
+            | F::LlmFetchedContent
+            | F::LlmKeyProvider
+            | F::LlmKeyForeignHost
+            | F::LlmStatus
+            | F::LlmFinishReason
+            | F::LlmInputTokens
+            | F::LlmOutputTokens
+            | F::LlmLatencyMs => ev
+                .llm
+                .as_deref()
+                .map_or(Val::Missing, |llm| llm_field(self, llm)),
+            F::CauseLlmRequestId
+            | F::CauseProvider
+            | F::CauseModel
+            | F::CauseTool
+            | F::CauseMatched
+            | F::CauseWhat
+            | F::CauseHostFirstSeen
+            | F::CauseFetchedContent => ev
+                .cause
+                .as_deref()
+                .map_or(Val::Missing, |cause| cause_field(self, cause)),
         }
+    }
+}
+
+fn llm_field(field: Field, llm: &LlmInfo) -> Val<'_> {
+    use Field as F;
+    match field {
+        F::LlmRequestId => Val::Str(&llm.request_id),
+        F::LlmProvider => Val::Str(&llm.provider),
+        F::LlmApi => Val::Str(&llm.api),
+        F::LlmHost => Val::Str(&llm.host),
+        F::LlmModel => Val::Str(&llm.model),
+        F::LlmStream => Val::Bool(llm.stream),
+        F::LlmMessages => opt_num(llm.messages),
+        F::LlmTools => Val::Strs(&llm.tools),
+        F::LlmTool => Val::ToolNames(&llm.tool_calls),
+        F::LlmPromptBytes => opt_num(llm.prompt_bytes),
+        F::LlmPromptHash => Val::Str(&llm.prompt_hash),
+        F::LlmFetchedContent => Val::Bool(llm.fetched_content),
+        F::LlmKeyProvider => opt_str(llm.key_provider.as_ref()),
+        F::LlmKeyForeignHost => Val::Bool(llm.key_foreign_host),
+        F::LlmStatus => opt_num(llm.status),
+        F::LlmFinishReason => opt_str(llm.finish_reason.as_ref()),
+        F::LlmInputTokens => opt_num(llm.input_tokens),
+        F::LlmOutputTokens => opt_num(llm.output_tokens),
+        F::LlmLatencyMs => opt_num(llm.latency_ms),
+        _ => Val::Missing,
+    }
+}
+
+fn cause_field(field: Field, cause: &Cause) -> Val<'_> {
+    use Field as F;
+    match field {
+        F::CauseLlmRequestId => Val::Str(&cause.llm_request_id),
+        F::CauseProvider => Val::Str(&cause.provider),
+        F::CauseModel => Val::Str(&cause.model),
+        F::CauseTool => opt_str(cause.tool.as_ref()),
+        F::CauseMatched => Val::Str(&cause.matched),
+        F::CauseWhat => Val::Str(&cause.what),
+        F::CauseHostFirstSeen => Val::Bool(cause.host_first_seen),
+        F::CauseFetchedContent => Val::Bool(cause.fetched_content),
+        _ => Val::Missing,
     }
 }
 

@@ -50,6 +50,10 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "policies/credentials.yaml",
         include_str!("../../../policies/credentials.yaml"),
     ),
+    (
+        "policies/ai-llm.yaml",
+        include_str!("../../../policies/ai-llm.yaml"),
+    ),
 ];
 
 /// Errors and tests of the embedded pack name their file with this prefix

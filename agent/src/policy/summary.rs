@@ -200,16 +200,59 @@ fn deed(ev: &Event) -> String {
         ),
         Kind::ExecMemory => "mapped anonymous executable memory".to_string(),
         Kind::GpuIoctl => "issued GPU ioctls".to_string(),
+        Kind::ClearText => "sent or received LLM traffic".to_string(),
+        Kind::LlmRequest => match &ev.llm {
+            Some(llm) => format!(
+                "asked {} model {} at {}",
+                llm.provider,
+                if llm.model.is_empty() {
+                    "?"
+                } else {
+                    &llm.model
+                },
+                llm.host
+            ),
+            None => "called an LLM API".to_string(),
+        },
+        Kind::LlmResponse => match &ev.llm {
+            Some(llm) => format!(
+                "was answered by {} model {}",
+                llm.provider,
+                if llm.model.is_empty() {
+                    "?"
+                } else {
+                    &llm.model
+                }
+            ),
+            None => "was answered by an LLM API".to_string(),
+        },
     }
+}
+
+/// `, because <provider> model <model> answered with tool <tool>`, for an
+/// action a model's answer asked for.
+fn because(ev: &Event) -> String {
+    let Some(cause) = &ev.cause else {
+        return String::new();
+    };
+    let how = match &cause.tool {
+        Some(tool) => format!("a call of tool {tool}"),
+        None => format!("{} `{}`", cause.what, cause.matched),
+    };
+    format!(
+        ", because {} model {} answered with {how}",
+        cause.provider, cause.model
+    )
 }
 
 /// `<process> <deed>`, e.g. `/usr/bin/cat (pid 7) opened /models/m.gguf`.
 pub fn what_happened(ev: &Event) -> String {
     let deed = deed(ev);
+    let because = because(ev);
     if ev.kind == Kind::Exec && ev.parent.is_some() {
-        deed
+        format!("{deed}{because}")
     } else {
-        format!("{} {deed}", actor(&ev.process.exe, ev.process.pid))
+        format!("{} {deed}{because}", actor(&ev.process.exe, ev.process.pid))
     }
 }
 

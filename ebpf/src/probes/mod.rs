@@ -6,6 +6,7 @@ mod enforce;
 mod file;
 mod gpu;
 mod names;
-mod net;
+pub(crate) mod net;
 mod privilege;
 mod process;
+mod tls;

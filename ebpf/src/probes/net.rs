@@ -78,7 +78,7 @@ pub static TCP_OWNERS: LruHashMap<u64, TcpOwner> = LruHashMap::with_max_entries(
 /// The `struct socket *` behind a socket fd (only meaningful once a socket
 /// syscall on that fd succeeded).
 #[inline(always)]
-fn socket_of_fd(fd: u64) -> *const u8 {
+pub(crate) fn socket_of_fd(fd: u64) -> *const u8 {
     read_ptr(
         kernel::file_of_fd(kernel::current_task(), fd as u32),
         offset!(file_private_data),
@@ -96,7 +96,7 @@ fn v4(a: [u8; 4]) -> [u8; 16] {
 /// # Safety
 /// `local` and `remote` point to writable memory.
 #[inline(always)]
-unsafe fn sock_addrs(sk: *const u8, local: *mut SockAddr, remote: *mut SockAddr) {
+pub(crate) unsafe fn sock_addrs(sk: *const u8, local: *mut SockAddr, remote: *mut SockAddr) {
     // SAFETY: the caller guarantees both are writable; the kernel reads
     // are checked copies.
     unsafe {
@@ -324,6 +324,9 @@ fn net_exit(ctx: &TracePointContext, kind: EventKind) {
                             addr: [0; 16],
                         };
                         sock_addrs(sk, &raw mut (*record).local, &raw mut peer);
+                        if kind == EventKind::Connect && (*record).sock_type == SOCK_STREAM {
+                            super::tls::note_connect(pid_tgid, &(*record).remote);
+                        }
                     }
                     (*record).header.flags |= NET_FLAG_LOCAL_FROM_SOCKET;
                 } else if family == AF_UNIX && kind == EventKind::Accept {

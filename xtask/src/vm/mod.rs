@@ -175,6 +175,14 @@ pub const SKIPPED: &[(&str, &str)] = &[
         "nothing: the agent's task supervision, new and not yet run in a guest",
     ),
     (
+        "tls_capture",
+        "nothing: new, not yet run in a guest (its root needs openssl and curl)",
+    ),
+    (
+        "llm",
+        "the test virtualenv's LLM clients (openai, anthropic, ollama); new, not yet run in a guest",
+    ),
+    (
         "attacks",
         "the test virtualenv's packages (ONNX Runtime wheels among them)",
     ),

@@ -27,6 +27,9 @@ pub const WEIGHT_MODEL_READ: u32 = 6;
 pub const WEIGHT_MODEL_WRITE: u32 = 7;
 pub const WEIGHT_DATASET_READ: u32 = 3;
 pub const WEIGHT_LISTEN: u32 = 2;
+/// A process that calls an LLM API acts on a model's answers: an agent by
+/// itself, whatever else it is.
+pub const WEIGHT_LLM_CALL: u32 = 10;
 
 /// A rule that recognises a tool from its exec identifiers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -589,6 +592,19 @@ impl WorkloadClassifier {
             detail: path.to_string(),
             weight: WEIGHT_GPU_DEVICE,
             suggests: None,
+            decisive: false,
+        }
+    }
+
+    /// The signal of a request to an LLM API: the provider is the key, the
+    /// host the detail.
+    pub fn llm_signal(&self, provider: &str, host: &str) -> Signal {
+        Signal {
+            source: SignalSource::LlmApi,
+            key: provider.to_string(),
+            detail: host.to_string(),
+            weight: WEIGHT_LLM_CALL,
+            suggests: Some(WorkloadKind::Agent),
             decisive: false,
         }
     }

@@ -384,6 +384,12 @@ impl WorkloadTable {
         self.add_signal(pid, signal)
     }
 
+    /// The process called an LLM API.
+    pub fn on_llm_call(&mut self, pid: u32, provider: &str, host: &str) -> Vec<WorkloadChange> {
+        let signal = self.classifier.llm_signal(provider, host);
+        self.add_signal(pid, signal)
+    }
+
     /// A socket of the process started listening.
     pub fn on_listen(&mut self, pid: u32, port: u16) -> Vec<WorkloadChange> {
         let signal = self.classifier.listen_signal(port);

@@ -73,6 +73,8 @@ pub enum SignalSource {
     Declared,
     /// A model named on the command line (`--model org/name`).
     CommandLine,
+    /// A request to an LLM API (`llm_request`).
+    LlmApi,
 }
 
 /// One piece of evidence.
@@ -105,6 +107,7 @@ impl Signal {
             SignalSource::Listen => "listens on",
             SignalSource::Declared => "declared as",
             SignalSource::CommandLine => "names a model on its command line",
+            SignalSource::LlmApi => "calls LLM API",
         };
         if self.detail.is_empty() || self.detail == self.key {
             format!("{source} {}", self.key)

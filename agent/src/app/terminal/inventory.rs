@@ -1,6 +1,6 @@
 //! `aiwatch inventory` at a terminal: one row per workload (name, kind,
-//! processes, models, GPUs, peers, alerts), then the models, GPUs and
-//! secrets; `-w <workload>` shows one workload in detail.
+//! processes, models, GPUs, peers, alerts), then the models, the LLM APIs
+//! called, GPUs and secrets; `-w <workload>` shows one workload in detail.
 
 use std::fmt::Write;
 
@@ -62,6 +62,36 @@ pub fn render(snapshot: &InventorySnapshot, format: OutputFormat) -> String {
             ]);
         }
         let _ = writeln!(out, "{models}\n");
+    }
+    let llm_rows: Vec<_> = snapshot
+        .workloads
+        .iter()
+        .flat_map(|w| w.llm.providers.iter().map(move |p| (w, p)))
+        .collect();
+    if !llm_rows.is_empty() {
+        let mut llm = table(&[
+            "LLM PROVIDER",
+            "HOST",
+            "WORKLOAD",
+            "MODELS",
+            "REQUESTS",
+            "TOKENS IN",
+            "TOKENS OUT",
+            "TOOLS CALLED",
+        ]);
+        for (w, p) in llm_rows {
+            llm.add_row(vec![
+                p.provider.clone(),
+                p.host.clone(),
+                w.workload.name.clone(),
+                p.models.join(", "),
+                p.requests.to_string(),
+                p.input_tokens.to_string(),
+                p.output_tokens.to_string(),
+                w.llm.tools_called.join(", "),
+            ]);
+        }
+        let _ = writeln!(out, "{llm}\n");
     }
     let uses = |pick: fn(&WorkloadInventory) -> &Vec<FileUse>| {
         snapshot
@@ -202,5 +232,52 @@ mod tests {
         let detail = render_workload(&snapshot, "onnx-server").expect("found");
         assert!(detail.contains("Alerts:     3"), "{detail}");
         assert!(render_workload(&snapshot, "other").is_none());
+    }
+
+    #[test]
+    fn the_llm_apis_a_workload_called_have_their_table() {
+        use crate::analyze::inventory::{LlmProviderUse, LlmUse};
+        let snapshot = InventorySnapshot {
+            workloads: vec![WorkloadInventory {
+                workload: WorkloadRef {
+                    id: "a1".into(),
+                    kind: "agent".into(),
+                    name: "agent.py".into(),
+                    claimed: false,
+                },
+                llm: LlmUse {
+                    providers: vec![LlmProviderUse {
+                        provider: "openai".into(),
+                        host: "api.openai.com".into(),
+                        models: vec!["gpt-4o".into()],
+                        requests: 4,
+                        input_tokens: 120,
+                        output_tokens: 30,
+                        last_seen: String::new(),
+                    }],
+                    tools_offered: vec!["run_shell".into()],
+                    tools_called: vec!["run_shell".into()],
+                    overflow: 0,
+                },
+                ..WorkloadInventory::default()
+            }],
+            ..InventorySnapshot::default()
+        };
+        let text = render(&snapshot, OutputFormat::Table);
+        let row = text
+            .lines()
+            .find(|l| l.contains("api.openai.com"))
+            .expect("an LLM row");
+        for cell in ["openai", "agent.py", "gpt-4o", "120", "run_shell"] {
+            assert!(row.contains(cell), "{cell} in {row}");
+        }
+        assert!(!render(
+            &InventorySnapshot {
+                workloads: vec![WorkloadInventory::default()],
+                ..InventorySnapshot::default()
+            },
+            OutputFormat::Table
+        )
+        .contains("LLM PROVIDER"));
     }
 }

@@ -38,13 +38,19 @@ pub enum DecodeError {
         declared: u32,
         expected: usize,
     },
+    #[error("{kind:?} record has {field} {value}, which no kernel program writes")]
+    BadField {
+        kind: EventKind,
+        field: &'static str,
+        value: u64,
+    },
 }
 
 impl DecodeError {
     /// The kind the record claimed, when it named a known one.
     pub fn kind(&self) -> Option<EventKind> {
         match self {
-            DecodeError::BadSize { kind, .. } => Some(*kind),
+            DecodeError::BadSize { kind, .. } | DecodeError::BadField { kind, .. } => Some(*kind),
             _ => None,
         }
     }
@@ -257,6 +263,12 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::GpuIoctl => {
             let r = checked::<GpuIoctlRecord>(kind, &header, bytes)?;
             Payload::GpuIoctl(file::gpu_ioctl(&r))
+        }
+        EventKind::ClearText => clear_text::decode(&header, bytes)?,
+        // The agent makes LLM events itself, from clear text; a kernel
+        // record claiming to be one is garbage.
+        EventKind::LlmRequest | EventKind::LlmResponse => {
+            return Err(DecodeError::UnknownKind { kind: header.kind })
         }
     };
     Ok(Record { common, payload })
