@@ -448,6 +448,10 @@ pub const FAMILY_OFF: &str = "family disabled in the configuration";
 /// (e.g. `init_module` on a kernel built without module support).
 pub const NOT_IN_KERNEL: &str = "this kernel has no such tracepoint";
 
+/// The reason given for uprobes with nothing to attach to on this host (no
+/// TLS library found yet): not a fault, so neither unready nor paged about.
+pub const NO_TARGET: &str = "no TLS library found to probe";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeStatus {
     pub probe: &'static str,

@@ -327,7 +327,7 @@ impl TlsAttacher {
                 reason: (attacher.placed[index] == 0).then(|| {
                     attacher.unloadable[index]
                         .clone()
-                        .unwrap_or_else(|| "no TLS library found to probe".to_owned())
+                        .unwrap_or_else(|| crate::kernel::loader::NO_TARGET.to_owned())
                 }),
             })
             .collect();
