@@ -23,7 +23,14 @@ pub struct AgentSelf {
     /// from `/proc/self/fdinfo`; refreshed when an unknown id is asked
     /// about, since uprobes and enforcement programs attach later.
     bpf_objects: HashSet<(BpfObject, u32)>,
+    /// When `bpf_objects` was last read: at most once a second, so that a
+    /// flood of lookups by unknown ids cannot make the pipeline read
+    /// `/proc` for each.
+    scanned: Option<std::time::Instant>,
 }
+
+/// The shortest time between two readings of the agent's BPF objects.
+const RESCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum BpfObject {
@@ -40,6 +47,7 @@ impl AgentSelf {
                 .ok()
                 .map(|exe| exe.to_string_lossy().into_owned()),
             bpf_objects: HashSet::new(),
+            scanned: None,
         }
     }
 
@@ -49,6 +57,7 @@ impl AgentSelf {
             pid: 0,
             exe: None,
             bpf_objects: HashSet::new(),
+            scanned: None,
         }
     }
 
@@ -72,6 +81,13 @@ impl AgentSelf {
         if self.bpf_objects.contains(&(object, id)) {
             return true;
         }
+        if self
+            .scanned
+            .is_some_and(|scanned| scanned.elapsed() < RESCAN_EVERY)
+        {
+            return false;
+        }
+        self.scanned = Some(std::time::Instant::now());
         self.bpf_objects = own_bpf_objects();
         self.bpf_objects.contains(&(object, id))
     }
