@@ -269,7 +269,7 @@ pub fn track_workloads(
 /// Starts the periodic summaries of open TCP connections, if configured and
 /// the network family is on. A failure costs only the periodic reports.
 pub fn start_tcp_summaries(
-    ebpf: &mut Ebpf,
+    ebpf: &std::sync::Arc<std::sync::Mutex<Ebpf>>,
     config: &Config,
     queue: RecordSender,
     stats: std::sync::Arc<crate::metrics::pipeline_stats::PipelineStats>,
@@ -279,7 +279,7 @@ pub fn start_tcp_summaries(
         return None;
     }
     let interval = std::time::Duration::from_secs(config.tcp_summary_interval_secs);
-    match PeriodicSummaries::setup(ebpf, interval) {
+    match PeriodicSummaries::setup(ebpf.clone(), interval) {
         Ok(periodic) => Some(tokio::spawn(periodic.run(queue, stats, shutdown))),
         Err(err) => {
             log::warn!("open TCP connections are reported at close only: {err}");

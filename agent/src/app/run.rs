@@ -209,9 +209,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let sinks = outputs.spawn(&config, &stats, shutdown_rx.clone())?;
     let (queue_tx, queue_rx) = record_queue(config.queue_capacity, config.queue_max_bytes);
+    // From here on the programs are reached through one shared handle: the
+    // pipeline's TLS handler places uprobes as libraries appear, the TCP
+    // summary task attaches its iterator each round. They are detached when
+    // both have ended.
+    let probes_known = kernel.loaded.probes.len();
+    let ebpf = Arc::new(Mutex::new(kernel.loaded.ebpf));
     let mut sources = Vec::new();
     if let Some(task) = start_tcp_summaries(
-        &mut kernel.loaded.ebpf,
+        &ebpf,
         &config,
         queue_tx.clone(),
         stats.clone(),
@@ -237,11 +243,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     );
     let mut interest_maps = kernel.interest_maps;
     let probes_attached = kernel.attached;
-    let probes_known = kernel.loaded.probes.len();
-    // The TLS uprobes are placed on libraries as the pipeline's scans find
-    // them, so the programs live with the pipeline's handler from here on;
-    // they are detached when the pipeline ends.
-    let mut loaded = kernel.loaded;
     let mut tls = kernel.tls;
     // The capabilities are dropped once the tasks run (below).
     let keeps_sys_admin = config.families.llm && config.llm_capture.probe_after_start;
@@ -270,7 +271,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             }),
             on_tls: Box::new(move |candidates| {
                 if let Some(tls) = tls.as_mut() {
-                    for probe in tls.offer(&mut loaded.ebpf, candidates) {
+                    let mut ebpf = ebpf
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for probe in tls.offer(&mut ebpf, candidates) {
                         tls_metrics.set_probe_attached(probe, true);
                     }
                 }

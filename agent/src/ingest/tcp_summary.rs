@@ -13,17 +13,23 @@
 //! state change, and one run visits every socket in one pass. Its limit:
 //! it walks the agent's own network namespace only; connections of other
 //! namespaces are reported at close, not periodically.
+//!
+//! Each round attaches the program (a link), turns the link into the
+//! iterator's file and reads it to the end: aya's `IterLink::into_file`
+//! consumes the link, so the program is reached through the shared `Ebpf`
+//! object every round (the TLS capture attaches uprobes through the same
+//! object after start-up).
 
 use std::{
     io::Read,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use aiwatch_common::{EventKind, TcpOwner};
 use aya::{
     maps::{HashMap, MapData},
-    programs::{Iter, ProgramError, ProgramFd},
+    programs::{links::LinkError, Iter, ProgramError},
     Btf, Ebpf,
 };
 use tokio::sync::watch;
@@ -40,11 +46,6 @@ use crate::{
 const ITER_PROGRAM: &str = "tcp_owners_refresh";
 const OWNERS_MAP: &str = "TCP_OWNERS";
 
-/// `enum bpf_cmd` and `enum bpf_attach_type` values used here.
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_ITER_CREATE: libc::c_long = 33;
-const BPF_TRACE_ITER: u32 = 28;
-
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {
     #[error("the kernel programs lack {0}")]
@@ -56,31 +57,37 @@ pub enum SummaryError {
     #[error("the TCP owner map has an unexpected type: {0}")]
     Map(#[from] aya::maps::MapError),
     #[error("cannot create the TCP iterator: {0}")]
+    Link(#[from] LinkError),
+    #[error("cannot read the TCP iterator: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// What the periodic task owns: the iterator's link and the owner map.
+/// What the periodic task owns: the owner map, and a share of the `Ebpf`
+/// object that holds the iterator program.
 pub struct PeriodicSummaries {
-    link: OwnedFd,
+    ebpf: Arc<Mutex<Ebpf>>,
     owners: HashMap<MapData, u64, TcpOwner>,
     interval: Duration,
 }
 
 impl PeriodicSummaries {
     /// Loads the iterator program and takes the owner map out of `ebpf`.
-    pub fn setup(ebpf: &mut Ebpf, interval: Duration) -> Result<Self, SummaryError> {
-        let program: &mut Iter = ebpf
-            .program_mut(ITER_PROGRAM)
-            .ok_or(SummaryError::Missing(ITER_PROGRAM))?
-            .try_into()?;
-        program.load("tcp", &Btf::from_sys_fs()?)?;
-        let link = link_create(program.fd()?)?;
-        let map = ebpf
-            .take_map(OWNERS_MAP)
-            .ok_or(SummaryError::Missing(OWNERS_MAP))?;
+    pub fn setup(ebpf: Arc<Mutex<Ebpf>>, interval: Duration) -> Result<Self, SummaryError> {
+        let owners = {
+            let mut guard = ebpf.lock().unwrap_or_else(PoisonError::into_inner);
+            let program: &mut Iter = guard
+                .program_mut(ITER_PROGRAM)
+                .ok_or(SummaryError::Missing(ITER_PROGRAM))?
+                .try_into()?;
+            program.load("tcp", &Btf::from_sys_fs()?)?;
+            let map = guard
+                .take_map(OWNERS_MAP)
+                .ok_or(SummaryError::Missing(OWNERS_MAP))?;
+            HashMap::try_from(map)?
+        };
         Ok(Self {
-            link,
-            owners: HashMap::try_from(map)?,
+            ebpf,
+            owners,
             interval,
         })
     }
@@ -142,10 +149,16 @@ impl PeriodicSummaries {
 
     /// Runs the iterator program once over every TCP socket.
     fn refresh(&self) -> Result<(), SummaryError> {
-        let mut attr = [0u32; 2];
-        attr[0] = self.link.as_raw_fd() as u32;
-        let iter = bpf(BPF_ITER_CREATE, &mut attr)?;
-        let mut file = std::fs::File::from(iter);
+        let link = {
+            let mut ebpf = self.ebpf.lock().unwrap_or_else(PoisonError::into_inner);
+            let program: &mut Iter = ebpf
+                .program_mut(ITER_PROGRAM)
+                .ok_or(SummaryError::Missing(ITER_PROGRAM))?
+                .try_into()?;
+            let id = program.attach()?;
+            program.take_link(id)?
+        };
+        let mut file = link.into_file()?;
         // The program writes nothing; reading to the end runs it.
         let mut sink = Vec::new();
         file.read_to_end(&mut sink)?;
@@ -169,33 +182,6 @@ pub fn summary_record(owner: &TcpOwner, now_ns: u64) -> Record {
         },
         payload: Payload::TcpSummary(open_connection(owner)),
     }
-}
-
-fn link_create(program: &ProgramFd) -> Result<OwnedFd, SummaryError> {
-    // union bpf_attr, link_create: prog_fd, target_fd, attach_type, flags,
-    // then iterator info (none for TCP); zero-padded.
-    let mut attr = [0u32; 16];
-    attr[0] = program.as_fd().as_raw_fd() as u32;
-    attr[2] = BPF_TRACE_ITER;
-    Ok(bpf(BPF_LINK_CREATE, &mut attr)?)
-}
-
-/// The bpf(2) syscall for commands that return a new fd.
-fn bpf<const N: usize>(cmd: libc::c_long, attr: &mut [u32; N]) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a live, zero-padded buffer of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(attr) as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]
