@@ -265,6 +265,31 @@ fn an_agent_runs_a_model_tool_call_and_its_actions_carry_the_cause() {
     agent.wait_event("the follow-up request with the tool result", |e| {
         kind_of(e) == "llm_request" && pid_of(e) == run.pid && get(e, "llm.messages") == 3
     });
+    // The per-request metrics count the calls and tokens of the workload
+    // (the generic metrics test has no LLM traffic, so they are held to
+    // their values here).
+    let workload = get(&request, "workload.name")
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let counted = aiwatch_tests::wait_until("the LLM metrics", Duration::from_secs(20), || {
+        let (_, body) = agent.http_get("/metrics");
+        let requests = body.lines().any(|l| {
+            l.starts_with("aiwatch_llm_requests_total{")
+                && l.contains(&format!("workload=\"{workload}\""))
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) >= Some(2.0)
+        });
+        let tokens = body.lines().any(|l| {
+            l.starts_with("aiwatch_llm_tokens_total{")
+                && l.contains(&format!("workload=\"{workload}\""))
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0)
+        });
+        (requests && tokens).then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "aiwatch_llm_requests_total/aiwatch_llm_tokens_total lack workload {workload}"
+    );
     let (status, log) = setup.agent.stop();
     assert!(status.success(), "aiwatch failed: {log}");
 }
