@@ -229,6 +229,9 @@ fn emit_dns(
     submit(entry);
 }
 
+// The steps of `copy_payload` are the bits of a 512-byte copy.
+const _: () = assert!(DNS_PAYLOAD_LEN == 512);
+
 /// Copies `min(available, DNS_PAYLOAD_LEN)` bytes of the packet from
 /// `start` to `dst`; returns how many were copied. `bpf_skb_load_bytes`
 /// needs a length the verifier can bound away from zero, which a computed
@@ -246,26 +249,43 @@ unsafe fn copy_payload(ctx: &SkBuffContext, start: u32, available: u32, dst: *mu
         available
     };
     let mut copied: u32 = 0;
-    let mut chunk = DNS_PAYLOAD_LEN as u32;
-    while chunk > 0 {
-        if wanted & chunk != 0 {
-            // SAFETY: the chunks are distinct bits of `wanted` taken from
-            // the largest down, so `copied + chunk <= wanted <= DNS_PAYLOAD_LEN`.
-            let ok = unsafe {
-                bpf_skb_load_bytes(
-                    skb,
-                    start + copied,
-                    dst.wrapping_add(copied as usize) as *mut c_void,
-                    chunk,
-                )
-            } == 0;
-            if !ok {
-                return copied;
+    // One step per bit, each with a constant chunk: the verifier of older
+    // kernels (6.1) cannot relate `copied` to the bits taken so far, so each
+    // step also bounds the offset by a constant it can check.
+    macro_rules! step {
+        ($chunk:expr) => {
+            if wanted & $chunk != 0 {
+                if copied > DNS_PAYLOAD_LEN as u32 - $chunk {
+                    return copied;
+                }
+                // SAFETY: `copied + chunk <= DNS_PAYLOAD_LEN` (tested just
+                // above; it holds anyway, the chunks being distinct bits of
+                // `wanted` from the largest down).
+                let ok = unsafe {
+                    bpf_skb_load_bytes(
+                        skb,
+                        start + copied,
+                        dst.wrapping_add(copied as usize) as *mut c_void,
+                        $chunk,
+                    )
+                } == 0;
+                if !ok {
+                    return copied;
+                }
+                copied += $chunk;
             }
-            copied += chunk;
-        }
-        chunk >>= 1;
+        };
     }
+    step!(512);
+    step!(256);
+    step!(128);
+    step!(64);
+    step!(32);
+    step!(16);
+    step!(8);
+    step!(4);
+    step!(2);
+    step!(1);
     copied
 }
 

@@ -75,7 +75,13 @@ static LAST_CONNECTS: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(1
 #[inline(always)]
 pub(crate) fn note_connect(pid_tgid: u64, remote: &SockAddr) {
     if family_on(FAMILY_LLM) {
-        let _ = LAST_CONNECTS.insert(pid_tgid, remote, 0);
+        // A copy on the stack: `remote` is in a ring-buffer reservation,
+        // which kernels before 6.2 or so refuse as a map update's value
+        // ("R3 type=alloc_mem expected=fp, ..."). Volatile, so the copy is
+        // not folded back into the original pointer.
+        // SAFETY: `remote` is a valid reference to plain data.
+        let remote: SockAddr = unsafe { core::ptr::read_volatile(remote) };
+        let _ = LAST_CONNECTS.insert(pid_tgid, &remote, 0);
     }
 }
 
