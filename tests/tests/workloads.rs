@@ -513,6 +513,14 @@ fn busybox_image(tmp: &TempDir) -> String {
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
     std::fs::create_dir_all(rootfs.join("tmp")).expect("rootfs /tmp");
+    // A file of this image's own, so that its image id differs from the
+    // other podman test's image of the same busybox: `podman rmi -f` of
+    // that test's tag must not touch this test's container.
+    std::fs::write(
+        rootfs.join("image-of"),
+        format!("{}-{}", std::process::id(), tmp.path().display()),
+    )
+    .expect("rootfs marker");
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
     let tarball = tmp.path().join("rootfs.tar");
     run(Command::new("tar")
