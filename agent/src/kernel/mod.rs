@@ -8,6 +8,7 @@ pub mod features;
 pub mod interest;
 pub mod loader;
 pub mod offsets;
+pub mod probe_table;
 pub mod ringbuf_usage;
 pub mod scopes;
 pub mod stats;
