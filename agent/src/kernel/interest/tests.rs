@@ -1,3 +1,5 @@
+use aiwatch_common::{SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN};
+
 use super::*;
 use crate::enrich::assets::AssetClassifier;
 
