@@ -16,6 +16,7 @@ pub mod classify;
 pub mod cmdline;
 pub mod container;
 pub mod declared;
+mod default_rules;
 pub mod signals;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
