@@ -37,6 +37,7 @@ pub struct KernelOffsets {
     pub path_dentry: u32,
     pub dentry_d_parent: u32,
     pub dentry_d_name: u32,
+    pub dentry_d_inode: u32,
     pub qstr_name: u32,
     pub vfsmount_mnt_root: u32,
     /// Offset of `struct vfsmount mnt` inside `struct mount`.

@@ -33,6 +33,9 @@ macro_rules! event_kinds {
             // A hard or symbolic link: `name` is the existing file (or the
             // symlink's text), `name2` the new name.
             Link = 205, "link";
+            // Plain reads by a tracked process in one directory, counted in
+            // the kernel and reported periodically (`FileAccessRecord`).
+            FileAccess = 206, "file_access";
             // Network: 300..
             Connect = 300, "connect";
             Accept = 301, "accept";
@@ -269,6 +272,10 @@ pub struct FileRecord {
     pub size: i64,
     /// The new length, for truncate.
     pub length: i64,
+    /// Inode number of the opened file's directory (with
+    /// [`FILE_FLAG_DIR_FOLDED`]): later plain reads there are counted under
+    /// this directory in `FILE_ACCESS`.
+    pub dir_ino: u64,
     /// open flags, or the flags of unlinkat/renameat2/fchmodat2.
     pub flags: u32,
     /// open mode (with `O_CREAT`), or the new mode for chmod.
@@ -280,7 +287,9 @@ pub struct FileRecord {
     /// Bytes used in `name` / `name2`, NUL excluded.
     pub name_len: u16,
     pub name2_len: u16,
-    pub _pad: u32,
+    /// Device of the opened file's directory (kernel form, with
+    /// [`FILE_FLAG_DIR_FOLDED`]).
+    pub dir_dev: u32,
     /// The path as given.
     pub name: [u8; NAME_LEN],
     /// The second path of a rename (the destination), as given.
@@ -324,6 +333,10 @@ pub const FILE_FLAG_KILLED: u16 = 1024;
 /// As [`FILE_FLAG_KILLED`], but the cgroup's kill budget was spent: the
 /// process was left running.
 pub const FILE_FLAG_KILL_RATE_LIMITED: u16 = 2048;
+/// A tracked process's first plain read in this directory: its later plain
+/// reads there are counted in the kernel (`FILE_ACCESS`, keyed by process,
+/// `dir_dev` and `dir_ino`) and reported as `file_access` summaries.
+pub const FILE_FLAG_DIR_FOLDED: u16 = 4096;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]
@@ -558,6 +571,34 @@ pub struct GpuIoctlRecord {
     pub interval_ns: u64,
 }
 
+/// Key of the kernel's `FILE_ACCESS` map: a process and a directory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileAccessKey {
+    pub tgid: u32,
+    /// Device of the directory (kernel form).
+    pub dev: u32,
+    pub dir_ino: u64,
+}
+
+/// Plain reads by one process in one directory, counted in the kernel: the
+/// value of `FILE_ACCESS`, one per CPU. The kernel only adds; the agent
+/// reports the growth since its last reading as a `file_access` record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileAccessRecord {
+    /// Filled at the slot's first counted read (identity of the process).
+    pub header: EventHeader,
+    /// Opens counted.
+    pub count: u64,
+    /// Sum of the opened files' sizes (`i_size` at open).
+    pub bytes: u64,
+    /// `bpf_ktime_get_boot_ns` of the first and last counted open; 0 for a
+    /// slot with none.
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
 /// The most clear text one [`ClearTextRecord`] carries. Every record
 /// reserves this much ring-buffer space (a reservation's size is fixed when
 /// the program is verified); the configured capture size only bounds the
@@ -642,6 +683,8 @@ mod pod {
         SockAddr,
         SyscallRecord,
         GpuIoctlRecord,
+        FileAccessKey,
+        FileAccessRecord,
         ClearTextRecord,
     );
 }

@@ -53,7 +53,7 @@ record!(ForkRecord, HEADER + 4 + 4 + 8);
 record!(ExitRecord, HEADER + 4 + 4 + 8);
 record!(
     FileRecord,
-    HEADER + 3 * 8 + 4 * 4 + 2 + 2 + 4 + 2 * NAME_LEN + 2 * PATH
+    HEADER + 4 * 8 + 4 * 4 + 2 + 2 + 4 + 2 * NAME_LEN + 2 * PATH
 );
 record!(
     NetRecord,
@@ -69,6 +69,7 @@ record!(
     HEADER + 6 * 8 + 8 + 2 + 2 + 4 + NAME_LEN + PATH
 );
 record!(GpuIoctlRecord, HEADER + 8 + 4 + 4 + 8);
+record!(FileAccessRecord, HEADER + 4 * 8);
 record!(
     ClearTextRecord,
     HEADER + 8 + 4 + 4 + 2 + 2 + 4 + SOCKADDR + CLEAR_TEXT_MAX
@@ -76,6 +77,7 @@ record!(
 
 // Map values and keys the agent writes or reads byte for byte.
 const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR + 4 + 4);
+const _: () = assert!(size_of::<FileAccessKey>() == 4 + 4 + 8);
 const _: () = assert!(size_of::<DnsOwner>() == 4 * 4 + 8 + COMM_LEN + 4 + 4);
 const _: () = assert!(size_of::<KernelOffsets>().is_multiple_of(size_of::<u32>()));
 const _: () = assert!(size_of::<EgressKey>() * 8 == EGRESS_KEY_FIXED_BITS as usize + 128);

@@ -34,6 +34,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     path_dentry: OFFSET_UNKNOWN,
     dentry_d_parent: OFFSET_UNKNOWN,
     dentry_d_name: OFFSET_UNKNOWN,
+    dentry_d_inode: OFFSET_UNKNOWN,
     qstr_name: OFFSET_UNKNOWN,
     vfsmount_mnt_root: OFFSET_UNKNOWN,
     mount_mnt: OFFSET_UNKNOWN,

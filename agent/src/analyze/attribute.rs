@@ -6,8 +6,47 @@ use super::{has_path, Analyzer};
 use crate::{
     analyze::workload::{parse_proc_cgroup, ProcessFacts, WorkloadChange},
     enrich::assets::AssetClass,
-    event::{Access, Container, Event, Kind},
+    event::{Access, Container, Event, Kind, WorkloadRef},
 };
+use std::collections::{HashMap, VecDeque};
+
+/// Kinds the kernel counts and the agent reports periodically: the last
+/// report of a process comes after its exit.
+fn reported_after_exit(kind: Kind) -> bool {
+    matches!(kind, Kind::FileAccess | Kind::GpuIoctl | Kind::TcpSummary)
+}
+
+/// Most exited processes whose workload is remembered.
+const MAX_DEPARTED: usize = 4096;
+
+/// The workloads of the latest exited processes, oldest forgotten first.
+#[derive(Default)]
+pub(super) struct Departed {
+    workloads: HashMap<u32, WorkloadRef>,
+    order: VecDeque<u32>,
+}
+
+impl Departed {
+    fn remember(&mut self, pid: u32, workload: WorkloadRef) {
+        if self.workloads.insert(pid, workload).is_none() {
+            self.order.push_back(pid);
+        }
+        while self.order.len() > MAX_DEPARTED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.workloads.remove(&oldest);
+            }
+        }
+    }
+
+    /// A new process has the pid: the old one's workload is not its.
+    fn forget(&mut self, pid: u32) {
+        self.workloads.remove(&pid);
+    }
+
+    fn get(&self, pid: u32) -> Option<WorkloadRef> {
+        self.workloads.get(&pid).cloned()
+    }
+}
 
 impl Analyzer {
     /// Attributes `event` in place and returns the workload changes it
@@ -16,6 +55,9 @@ impl Analyzer {
         let pid = event.process.pid;
         event.container = self.container_of(event.process.cgroup_id, pid);
         let mut changes = Vec::new();
+        if matches!(event.kind, Kind::Fork | Kind::Exec) {
+            self.departed.forget(pid);
+        }
         match event.kind {
             Kind::Exec => {
                 let container = event.container.as_ref();
@@ -54,6 +96,9 @@ impl Analyzer {
             _ => {}
         }
         event.workload = self.workloads.lookup(pid).cloned();
+        if event.workload.is_none() && reported_after_exit(event.kind) {
+            event.workload = self.departed.get(pid);
+        }
         if event.kind == Kind::Ptrace {
             if let Some(call) = event.syscall.as_mut() {
                 call.target_workload = call
@@ -62,6 +107,9 @@ impl Analyzer {
             }
         }
         if event.kind == Kind::Exit {
+            if let Some(workload) = &event.workload {
+                self.departed.remember(pid, workload.clone());
+            }
             changes.extend(self.workloads.on_exit(pid));
             self.note_exit(pid);
         }

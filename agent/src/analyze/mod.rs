@@ -63,6 +63,9 @@ pub struct Analyzer {
     tls_candidates: Vec<Target>,
     /// Files already handed over, so that each is offered once.
     tls_offered: std::collections::HashSet<FileId>,
+    /// The workloads of processes that exited lately, for the periodic
+    /// reports (file_access, gpu_ioctl, tcp_summary) that come after them.
+    departed: attribute::Departed,
 }
 
 /// Most files remembered as offered to the TLS probes; past it the set
@@ -82,6 +85,7 @@ impl Analyzer {
             gpu_processes: HashMap::new(),
             tls_candidates: Vec::new(),
             tls_offered: Default::default(),
+            departed: Default::default(),
         })
     }
 

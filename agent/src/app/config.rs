@@ -73,6 +73,9 @@ pub struct Config {
     pub trace_all_files: bool,
     /// How often per-process GPU ioctl counts are reported, in seconds.
     pub gpu_ioctl_interval_secs: u64,
+    /// Seconds between `file_access` reports of tracked processes' folded
+    /// plain reads.
+    pub file_access_interval_secs: u64,
     /// Extra patterns of secrets redacted from argv (docs/security.md).
     pub redact: RedactConfig,
     /// The kernel's capture of LLM traffic: clear text of TLS calls
@@ -114,6 +117,7 @@ impl Default for Config {
             tcp_summary_interval_secs: 60,
             trace_all_files: false,
             gpu_ioctl_interval_secs: 10,
+            file_access_interval_secs: 10,
             redact: RedactConfig::default(),
             llm_capture: CaptureConfig::default(),
             llm: LlmConfig::default(),

@@ -21,7 +21,12 @@ use crate::{
         assets::{host_interest, AssetClassifier, AssetError},
         procfs_seed,
     },
-    ingest::{gpu_ioctl::GpuIoctlPoller, queue::RecordSender, tcp_summary::PeriodicSummaries},
+    ingest::{
+        file_access::{FileAccessPoller, FoldPolicy},
+        gpu_ioctl::GpuIoctlPoller,
+        queue::RecordSender,
+        tcp_summary::PeriodicSummaries,
+    },
     kernel::{
         cgroups::CgroupPurpose,
         interest::{InterestError, KernelInterestMaps},
@@ -57,6 +62,8 @@ pub struct KernelSide {
     pub interest_maps: KernelInterestMaps,
     pub assets: AssetClassifier,
     pub gpu_poller: GpuIoctlPoller,
+    /// Tracked processes' plain reads, folded per directory in the kernel.
+    pub file_access: FileAccessPoller,
     pub ring: RingBuf<MapData>,
     pub ring_usage: Option<RingUsage>,
     pub kernel_stats: KernelStats,
@@ -86,8 +93,9 @@ impl KernelSide {
                 "--bench-floor: every kernel program returns at once; no events are reported"
             );
         }
-        let (interest_maps, assets) = configure_interest(&mut loaded.ebpf, config)?;
+        let (interest_maps, assets, fold_policy) = configure_interest(&mut loaded.ebpf, config)?;
         let gpu_poller = GpuIoctlPoller::from_ebpf(&mut loaded.ebpf)?;
+        let file_access = FileAccessPoller::from_ebpf(&mut loaded.ebpf, fold_policy)?;
         let tls = attach_tls(&mut loaded, config)?;
         let attached = report_probes(&loaded, metrics, readiness);
 
@@ -123,6 +131,7 @@ impl KernelSide {
             interest_maps,
             assets,
             gpu_poller,
+            file_access,
             ring,
             ring_usage,
             kernel_stats: KernelStats::new(kernel_stats, pending_drift),
@@ -190,7 +199,7 @@ fn attach_tls(
 fn configure_interest(
     ebpf: &mut Ebpf,
     config: &Config,
-) -> Result<(KernelInterestMaps, AssetClassifier), KernelSetupError> {
+) -> Result<(KernelInterestMaps, AssetClassifier, FoldPolicy), KernelSetupError> {
     let classifier = AssetClassifier::new(&config.assets)?;
     let interest = host_interest(&classifier, &config.assets.gpu_majors);
     let mut maps = KernelInterestMaps::from_ebpf(ebpf)?;
@@ -212,7 +221,7 @@ fn configure_interest(
     for glob in &interest.unfilterable {
         log::warn!("asset pattern {glob:?} has no kernel prefilter: only tracked processes' matches are seen");
     }
-    Ok((maps, classifier))
+    Ok((maps, classifier, FoldPolicy::new(&interest)))
 }
 
 /// Mirrors workload membership into the kernel's tracking maps: a workload's

@@ -19,7 +19,7 @@ use crate::{
     clock::now_boot_ns,
     enforce::Enforcer,
     enrich::Enricher,
-    event::{Access, AssetClass, Event, FileInfo, Kind},
+    event::{Access, AssetClass, DirectoryKey, Event, FileInfo, Kind},
     ingest::{
         decode::{Payload, Record},
         queue::RecordReceiver,
@@ -47,6 +47,11 @@ pub type ChangeHandler = Box<dyn FnMut(&[WorkloadChange]) + Send>;
 
 /// Where TLS libraries found by the library scans are sent (the uprobes).
 pub type TlsHandler = Box<dyn FnMut(Vec<crate::kernel::tls::Target>) + Send>;
+
+/// Where directories whose plain reads the kernel may fold are offered
+/// (the `FILE_ACCESS` poller): a tracked process's key of the directory and
+/// its path.
+pub type FoldHandler = Box<dyn FnMut(DirectoryKey, &str) + Send>;
 
 /// The latest inventory, for the HTTP listener, which serialises it on
 /// request: the pipeline only swaps in a new typed snapshot.
@@ -79,6 +84,8 @@ pub struct Outlets {
     pub on_changes: ChangeHandler,
     /// Where newly found TLS libraries go (the kernel's uprobes).
     pub on_tls: TlsHandler,
+    /// Where foldable directories go (the kernel's read counters).
+    pub on_fold: FoldHandler,
 }
 
 pub struct Pipeline {
@@ -96,6 +103,7 @@ pub struct Pipeline {
     inventory: InventorySnapshot,
     on_changes: ChangeHandler,
     on_tls: TlsHandler,
+    on_fold: FoldHandler,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     policy_reloads: Option<PolicyReloader>,
     /// Bytes already counted as egress per open connection.
@@ -125,6 +133,7 @@ impl Pipeline {
             inventory: outlets.inventory,
             on_changes: outlets.on_changes,
             on_tls: outlets.on_tls,
+            on_fold: outlets.on_fold,
             policy_reloads,
             egress: EgressTotals::default(),
             ended_workloads: HashMap::new(),
@@ -208,6 +217,14 @@ impl Pipeline {
         let changes = self.analyzer.attribute(&mut event);
         if !changes.is_empty() {
             (self.on_changes)(&changes);
+        }
+        if let Some(file) = event.file.as_ref() {
+            if let (Some(key), Some(directory)) = (
+                file.fold_candidate,
+                std::path::Path::new(&file.path).parent(),
+            ) {
+                (self.on_fold)(key, &directory.to_string_lossy());
+            }
         }
         self.llm.correlate(&mut event);
         self.count(&event);

@@ -235,6 +235,19 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             shutdown_rx.clone(),
         )),
     ));
+    let (fold_tx, fold_rx) = tokio::sync::mpsc::channel(crate::ingest::file_access::FOLD_QUEUE);
+    sources.push(supervisor.spawn(
+        "file_access",
+        Criticality::Degrading,
+        tokio::spawn(kernel.file_access.run(
+            std::time::Duration::from_secs(config.file_access_interval_secs),
+            fold_rx,
+            queue_tx.clone(),
+            stats.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )),
+    ));
     let watchdog = supervisor.spawn_watchdog(stats.clone(), queue_tx.downgrade());
     let reader_task = supervisor.spawn(
         "reader",
@@ -268,6 +281,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             inventory,
             on_changes: Box::new(move |changes| {
                 track_workloads(&mut interest_maps, &scopes, changes)
+            }),
+            on_fold: Box::new(move |key, directory| {
+                // A full queue leaves the directory's reads as full events.
+                let _ = fold_tx.try_send(crate::ingest::file_access::FoldOffer {
+                    key: aiwatch_common::FileAccessKey {
+                        tgid: key.tgid,
+                        dev: key.dev,
+                        dir_ino: key.ino,
+                    },
+                    directory: directory.to_string(),
+                });
             }),
             on_tls: Box::new(move |candidates| {
                 if let Some(tls) = tls.as_mut() {

@@ -13,8 +13,12 @@ use std::{collections::HashMap, os::unix::fs::MetadataExt};
 
 use crate::{
     enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier},
-    event::{Access, DeviceInfo, DeviceKind, Event, FileInfo, GpuInfo, KernelAction, Kind},
-    ingest::decode::{kernel_dev, AccelVerdict, Common, FileOp, GpuIoctl, ResolvedPath},
+    event::{
+        Access, DeviceInfo, DeviceKind, DirectoryKey, Event, FileInfo, GpuInfo, KernelAction, Kind,
+    },
+    ingest::decode::{
+        kernel_dev, AccelVerdict, Common, FileAccess, FileOp, GpuIoctl, ResolvedPath,
+    },
 };
 
 const S_IFMT: u32 = 0o170000;
@@ -125,6 +129,16 @@ impl super::Enricher {
             }
         }
         let is_open = event.kind == Kind::Open;
+        // A plain read the kernel could fold from now on: only of a regular
+        // file with no class, whose path is whole.
+        let fold_candidate = op
+            .foldable_dir
+            .filter(|_| is_open && class.is_none() && size.is_some() && !incomplete)
+            .map(|key| DirectoryKey {
+                tgid: key.tgid,
+                dev: key.dev,
+                ino: key.dir_ino,
+            });
         event.file = Some(FileInfo {
             path,
             target,
@@ -145,6 +159,29 @@ impl super::Enricher {
             length: (event.kind == Kind::Truncate).then_some(op.length),
             model_in_use: false,
             unchecked: op.unchecked,
+            fold_candidate,
+            ..FileInfo::default()
+        });
+    }
+
+    /// A `file_access` summary: plain reads in one directory, counted in
+    /// the kernel.
+    pub(super) fn enrich_file_access(
+        &mut self,
+        event: &mut Event,
+        common: &Common,
+        access: FileAccess,
+    ) {
+        self.ensure_known(common.pid, common);
+        self.fill_process(event, common.pid, common.tid);
+        event.file = Some(FileInfo {
+            path: access.directory,
+            access: Some(Access::Read),
+            size: Some(access.bytes),
+            count: Some(access.count),
+            first_time: (access.first_ns != 0).then(|| self.clock.rfc3339(access.first_ns)),
+            last_time: (access.last_ns != 0).then(|| self.clock.rfc3339(access.last_ns)),
+            ..FileInfo::default()
         });
     }
 

@@ -276,6 +276,7 @@ impl Enricher {
             }
             Payload::File(op) => self.enrich_file(&mut event, &common, *op),
             Payload::GpuIoctl(gpu) => self.enrich_gpu(&mut event, &common, gpu),
+            Payload::FileAccess(access) => self.enrich_file_access(&mut event, &common, *access),
             // Clear text is reassembled into LLM exchanges, never written as
             // it is; only the process it came from is filled here.
             Payload::ClearText(_) => self.attribute(&mut event, &common),

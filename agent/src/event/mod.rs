@@ -234,6 +234,32 @@ pub struct FileInfo {
     /// class. Never serialised.
     #[serde(skip)]
     pub unchecked: bool,
+    /// `file_access`: plain reads of files in the directory `path`, counted
+    /// in the kernel over the interval that ends at the event's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// `file_access`: times of the first read counted in this directory
+    /// (since the process's reads there began to be counted) and of the
+    /// latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<String>,
+    /// A tracked process's first plain read in this file's directory, which
+    /// the kernel can fold from now on: the directory's kernel key. Never
+    /// serialised.
+    #[serde(skip)]
+    pub fold_candidate: Option<DirectoryKey>,
+}
+
+/// A directory as the kernel identifies it, for one process: the key of the
+/// kernel's per-directory read counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DirectoryKey {
+    pub tgid: u32,
+    /// Device, in the kernel's form.
+    pub dev: u32,
+    pub ino: u64,
 }
 
 impl FileInfo {

@@ -3,6 +3,7 @@
 //! records (GPU ioctl reports, TCP summaries).
 
 pub mod decode;
+pub mod file_access;
 pub mod gpu_ioctl;
 pub mod queue;
 pub mod reader;

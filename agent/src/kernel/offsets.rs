@@ -87,6 +87,7 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
         path_dentry: r.get("path.dentry", "path", &["dentry"]),
         dentry_d_parent: r.get("dentry.d_parent", "dentry", &["d_parent"]),
         dentry_d_name: r.get("dentry.d_name", "dentry", &["d_name"]),
+        dentry_d_inode: r.get("dentry.d_inode", "dentry", &["d_inode"]),
         qstr_name: r.get("qstr.name", "qstr", &["name"]),
         vfsmount_mnt_root: r.get("vfsmount.mnt_root", "vfsmount", &["mnt_root"]),
         mount_mnt: r.get("mount.mnt", "mount", &["mnt"]),

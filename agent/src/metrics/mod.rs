@@ -253,6 +253,8 @@ pub struct Metrics {
     evictions: IntCounterVec,
     anomaly_profile_errors: IntCounterVec,
     stream_dropped: IntCounter,
+    file_access_refused: IntCounter,
+    file_access_dirs: IntGauge,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
     task_failures: IntCounterVec,
@@ -438,6 +440,14 @@ impl Metrics {
             "aiwatch_stream_dropped_total",
             "Lines the live stream (aiwatch alerts|events --follow) dropped for readers that fell behind.",
         )?;
+        let file_access_refused = reg.counter(
+            "aiwatch_file_access_refused_total",
+            "Directories whose plain reads could not be folded into a kernel counter (FILE_ACCESS full): their reads stay full open events.",
+        )?;
+        let file_access_dirs = reg.gauge(
+            "aiwatch_file_access_dirs",
+            "Process and directory pairs whose plain reads the kernel counts (file_access).",
+        )?;
         let anomaly_profile_errors = reg.counter_vec(
             "aiwatch_anomaly_profile_errors_total",
             "Profile files moved aside as corrupt, or that could not be saved.",
@@ -512,6 +522,8 @@ impl Metrics {
             evictions,
             anomaly_profile_errors,
             stream_dropped,
+            file_access_refused,
+            file_access_dirs,
             probe_attached,
             ready,
             task_failures,

@@ -122,6 +122,16 @@ impl Metrics {
     }
 
     /// The live stream's dropped lines so far (an absolute value).
+    /// A directory's reads could not be folded.
+    pub fn file_access_refused(&self) {
+        self.file_access_refused.inc();
+    }
+
+    /// Process and directory pairs the kernel counts reads of.
+    pub fn set_file_access_dirs(&self, count: usize) {
+        self.file_access_dirs.set(count as i64);
+    }
+
     pub fn observe_stream_dropped_total(&self, total: u64) {
         self.stream_dropped
             .inc_by(total.saturating_sub(self.stream_dropped.get()));

@@ -17,10 +17,10 @@ use crate::event::{Event, Kind};
 
 /// A set of event kinds, one bit per [`Kind::index`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KindSet(pub u32);
+pub struct KindSet(pub u64);
 
 impl KindSet {
-    pub const ALL: KindSet = KindSet((1u32 << Kind::ALL.len()) - 1);
+    pub const ALL: KindSet = KindSet((1u64 << Kind::ALL.len()) - 1);
     pub const NONE: KindSet = KindSet(0);
 
     pub fn of(kind: Kind) -> KindSet {

@@ -94,6 +94,10 @@ fn deed(ev: &Event) -> String {
                 .unwrap_or("an unknown name")
         ),
         Kind::Chmod => format!("changed the mode of {path}"),
+        Kind::FileAccess => format!(
+            "read {} files in {path}",
+            file.and_then(|f| f.count).unwrap_or(0)
+        ),
         Kind::Truncate => format!("truncated {path}"),
         Kind::Connect => {
             let name = net

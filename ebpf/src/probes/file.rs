@@ -17,10 +17,11 @@ use core::{ffi::c_void, mem::size_of};
 
 use aiwatch_common::{
     suffix::{self, TailKeys},
-    EventKind, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU, FILE_FLAG_INODE,
-    FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR,
-    FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
-    NAME_LEN, PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME, SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
+    EventKind, FileAccessKey, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU,
+    FILE_FLAG_DIR_FOLDED, FILE_FLAG_INODE, FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR,
+    FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED,
+    FILE_FLAG_UNCHECKED, NAME_LEN, PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME,
+    SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -43,7 +44,11 @@ use crate::{
     },
     path,
     plain::read_user,
-    probes::{enforce, gpu},
+    probes::{
+        enforce,
+        file_access::{self, Fold},
+        gpu,
+    },
     syscall::{self, arg},
 };
 
@@ -612,6 +617,39 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
         let Some(kind) = EventKind::from_u16((*pending).kind) else {
             return;
         };
+        let task = kernel::current_task();
+        // A successful open: its file, inode and the enforcement verdict,
+        // decided before anything else (the verdict may kill, once).
+        let mut opened: *const u8 = core::ptr::null();
+        let mut opened_inode: *const u8 = core::ptr::null();
+        let mut opened_mode: Option<u16> = None;
+        let mut verdict = 0;
+        let mut folded_dir: Option<FileAccessKey> = None;
+        if kind == EventKind::Open && ret >= 0 {
+            opened = kernel::file_of_fd(task, ret as u32);
+            opened_inode = read_ptr(opened, offset!(file_f_inode));
+            if let Ok(i_mode) = read::<u16>(opened_inode, offset!(inode_i_mode)) {
+                opened_mode = Some(i_mode);
+                verdict = enforce::open_verdict(opened_inode);
+                if verdict == 0 && plain_read(pending) {
+                    let Some(scratch) = FILE_SCRATCH.get_ptr_mut(0) else {
+                        return;
+                    };
+                    match file_access::fold_read(
+                        opened,
+                        opened_inode,
+                        i_mode as u32,
+                        tgid,
+                        &mut (*scratch).name,
+                        interesting,
+                    ) {
+                        Fold::Counted => return,
+                        Fold::Report(key) => folded_dir = Some(key),
+                        Fold::Keep => {}
+                    }
+                }
+            }
+        }
         let Some(mut entry) = reserve::<FileRecord>(kind) else {
             return;
         };
@@ -625,7 +663,12 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
         (*record).mode = (*pending).mode;
         (*record).i_mode = 0;
         (*record).rdev = 0;
-        (*record)._pad = 0;
+        (*record).dir_dev = 0;
+        (*record).dir_ino = 0;
+        if let Some(key) = folded_dir {
+            (*record).dir_dev = key.dev;
+            (*record).dir_ino = key.dir_ino;
+        }
         (*record).name_len = (*pending).name_len;
         (*record).name2_len = (*pending).name2_len;
         bpf_probe_read_kernel(
@@ -641,19 +684,20 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
             );
         }
 
-        let task = kernel::current_task();
+        if folded_dir.is_some() {
+            flags |= FILE_FLAG_DIR_FOLDED;
+        }
         let relative = (*pending).name_len > 0 && (*pending).name[0] != b'/';
         // The opened file itself when the open succeeded; else the
         // directory of a relative name; else nothing.
         let mut target: *const u8 = core::ptr::null();
         if kind == EventKind::Open && ret >= 0 {
-            let file = kernel::file_of_fd(task, ret as u32);
-            target = field(file, offset!(file_f_path));
+            target = field(opened, offset!(file_f_path));
             if !target.is_null() {
                 flags |= FILE_FLAG_PATH_IS_FILE;
             }
-            let inode = read_ptr(file, offset!(file_f_inode));
-            if let Ok(i_mode) = read::<u16>(inode, offset!(inode_i_mode)) {
+            if let Some(i_mode) = opened_mode {
+                let inode = opened_inode;
                 let rdev = read::<u32>(inode, offset!(inode_i_rdev)).unwrap_or(0);
                 (*record).i_mode = i_mode as u32;
                 (*record).rdev = rdev;
@@ -662,7 +706,7 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
                 if family_on(FAMILY_GPU) && (i_mode as u32) & S_IFMT == S_IFCHR {
                     gpu::remember_fd(tgid, ret as u32, rdev);
                 }
-                flags |= enforce::open_verdict(inode);
+                flags |= verdict;
             }
         }
         if target.is_null() && relative {
@@ -696,6 +740,21 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
         (*record).header.flags = flags;
         submit(entry);
     }
+}
+
+/// A tracked process's open for reading only, which may be folded into its
+/// directory's counter (`probes/file_access.rs`). Everything reported
+/// because every process's files are (`trace_all_files`) stays one by one.
+///
+/// # Safety
+/// `pending` points to a live `FilePending`.
+#[inline(always)]
+unsafe fn plain_read(pending: *const FilePending) -> bool {
+    // SAFETY: the caller guarantees `pending` is live.
+    let (header_flags, open_flags) = unsafe { ((*pending).header_flags, (*pending).flags) };
+    header_flags & FILE_FLAG_TRACKED != 0
+        && !trace_all()
+        && open_flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0
 }
 
 /// The `struct path *` a relative name is resolved against: the cwd for

@@ -4,6 +4,7 @@ mod accel;
 mod egress;
 mod enforce;
 mod file;
+mod file_access;
 mod gpu;
 mod names;
 pub(crate) mod net;

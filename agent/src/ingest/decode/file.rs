@@ -5,10 +5,11 @@
 //! past its buffer is clamped, an unknown flag bit is ignored.
 
 use aiwatch_common::{
-    FileRecord, GpuIoctlRecord, FILE_FLAG_ACCEL_DENIED, FILE_FLAG_ACCEL_WOULD_DENY,
-    FILE_FLAG_INODE, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED, FILE_FLAG_NAME_TRUNCATED,
-    FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR,
-    FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
+    FileAccessKey, FileAccessRecord, FileRecord, GpuIoctlRecord, FILE_FLAG_ACCEL_DENIED,
+    FILE_FLAG_ACCEL_WOULD_DENY, FILE_FLAG_DIR_FOLDED, FILE_FLAG_INODE, FILE_FLAG_KILLED,
+    FILE_FLAG_KILL_RATE_LIMITED, FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR,
+    FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED,
+    FILE_FLAG_UNCHECKED,
 };
 
 use super::{kernel_path, ResolvedPath};
@@ -50,6 +51,26 @@ pub struct FileOp {
     pub dir2: Option<ResolvedPath>,
     /// The opened inode, for successful opens.
     pub inode: Option<Inode>,
+    /// A tracked process's first plain read in a directory the kernel can
+    /// fold: the directory's key in `FILE_ACCESS`.
+    pub foldable_dir: Option<FileAccessKey>,
+}
+
+/// Plain reads by one process in one directory, counted in the kernel
+/// (`FILE_ACCESS`) and reported as their growth over an interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileAccess {
+    /// Opens counted in the interval.
+    pub count: u64,
+    /// Sum of those files' sizes at open.
+    pub bytes: u64,
+    /// Boot-clock times of the first and last open counted (the first ever
+    /// counted for the directory, and the latest).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The directory, as the agent resolved it from the full event of the
+    /// first read there; empty until the poller names it.
+    pub directory: String,
 }
 
 /// What the kernel read from an opened inode.
@@ -135,6 +156,21 @@ pub(super) fn file_op(r: &FileRecord) -> FileOp {
             rdev: r.rdev,
             size: r.size,
         }),
+        foldable_dir: (flags & FILE_FLAG_DIR_FOLDED != 0).then_some(FileAccessKey {
+            tgid: r.header.pid,
+            dev: r.dir_dev,
+            dir_ino: r.dir_ino,
+        }),
+    }
+}
+
+pub(super) fn file_access(r: &FileAccessRecord) -> FileAccess {
+    FileAccess {
+        count: r.count,
+        bytes: r.bytes,
+        first_ns: r.first_ns,
+        last_ns: r.last_ns,
+        directory: String::new(),
     }
 }
 

@@ -17,13 +17,13 @@ pub mod privilege;
 pub mod tls_hello;
 
 use aiwatch_common::{
-    EventHeader, EventKind, ExecRecord, ExitRecord, FileRecord, ForkRecord, GpuIoctlRecord,
-    KernelPath, ARGS_MAX, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED,
-    EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, EXEC_FLAG_STDIO_SOCKET, PATH_FLAG_MISSING,
-    PATH_FLAG_TRUNCATED,
+    EventHeader, EventKind, ExecRecord, ExitRecord, FileAccessRecord, FileRecord, ForkRecord,
+    GpuIoctlRecord, KernelPath, ARGS_MAX, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD,
+    EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, EXEC_FLAG_STDIO_SOCKET,
+    PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
 };
 
-pub use file::{kernel_dev, AccelVerdict, FileOp, GpuIoctl, Inode};
+pub use file::{kernel_dev, AccelVerdict, FileAccess, FileOp, GpuIoctl, Inode};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -131,6 +131,8 @@ pub enum Payload {
     /// open, unlink, rename, chmod, truncate.
     File(Box<FileOp>),
     GpuIoctl(GpuIoctl),
+    /// A tracked process's plain reads in one directory, folded in the kernel.
+    FileAccess(Box<FileAccess>),
     /// TLS or plain-HTTP clear text, for `llm` (not an event by itself).
     ClearText(Box<clear_text::ClearText>),
 }
@@ -186,6 +188,7 @@ impl Record {
                     + path(&call.path)
             }
             Payload::ClearText(text) => size_of::<clear_text::ClearText>() + text.data.len(),
+            Payload::FileAccess(access) => size_of::<FileAccess>() + access.directory.len(),
             Payload::Fork(_) | Payload::Exit(_) | Payload::TcpSummary(_) | Payload::GpuIoctl(_) => {
                 0
             }
@@ -263,6 +266,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         EventKind::GpuIoctl => {
             let r = checked::<GpuIoctlRecord>(kind, &header, bytes)?;
             Payload::GpuIoctl(file::gpu_ioctl(&r))
+        }
+        EventKind::FileAccess => {
+            let r = checked::<FileAccessRecord>(kind, &header, bytes)?;
+            Payload::FileAccess(Box::new(file::file_access(&r)))
         }
         EventKind::ClearText => clear_text::decode(&header, bytes)?,
         // The agent makes LLM events itself, from clear text; a kernel

@@ -1,0 +1,208 @@
+//! Folded reads end to end: a tracked process's plain reads in a data
+//! directory are counted in the kernel and reported as `file_access`
+//! summaries, counted exactly, while its writes, unlinks and reads of files
+//! of interest stay full events.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::fs::MetadataExt,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use aiwatch_tests::{get, kind_of, pid_of, Agent, AgentOptions, TempDir};
+use serde_json::Value;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Distinct files read once each, and reads of one file again and again.
+const DISTINCT: u64 = 300;
+const REPEATS: u64 = 200;
+
+/// The loader: waits for a line on stdin before each phase, so that the
+/// test decides when it is tracked and when its directory is folded.
+const LOADER: &str = r#"
+import os, sys
+d = sys.argv[1]
+print(os.getpid(), flush=True)
+sys.stdin.readline()                       # tracked now
+open(os.path.join(d, 'f0000'), 'rb').read()
+print('first', flush=True)
+sys.stdin.readline()                       # the directory is folded now
+for i in range(1, int(sys.argv[2]) + 1):
+    open(os.path.join(d, 'f%04d' % i), 'rb').read()
+for _ in range(int(sys.argv[3])):
+    open(os.path.join(d, 'same'), 'rb').read()
+with open(os.path.join(d, 'written'), 'w') as f:
+    f.write('x')
+os.unlink(os.path.join(d, 'f0005'))
+open(os.path.join(d, 'weights.safetensors'), 'rb').read()
+print('done', flush=True)
+sys.stdin.readline()
+"#;
+
+/// Whether the kernel's `FILE_ACCESS` map of any loaded aiwatch has a
+/// counter for `pid` and the directory with inode `dir_ino`.
+fn kernel_counts(pid: u32, dir_ino: u64) -> bool {
+    let output = Command::new("bpftool")
+        .args(["-j", "map", "dump", "name", "FILE_ACCESS"])
+        .output()
+        .expect("run bpftool");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // One JSON document per map of that name, or one array.
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .filter_map(Result::ok)
+        .flat_map(|doc| match doc {
+            Value::Array(items) => items,
+            other => vec![other],
+        })
+        .flat_map(|item| match item {
+            Value::Array(items) => items,
+            other => vec![other],
+        })
+        .any(|entry| {
+            let key: Vec<u8> = entry["key"]
+                .as_array()
+                .map(|bytes| {
+                    bytes
+                        .iter()
+                        .filter_map(|b| b.as_str())
+                        .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            key.len() == 16
+                && u32::from_le_bytes(key[0..4].try_into().unwrap()) == pid
+                && u64::from_le_bytes(key[8..16].try_into().unwrap()) == dir_ino
+        })
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn plain_reads_are_counted_exactly_and_changes_are_never_folded() {
+    let data = TempDir::new("file-access");
+    let dir = std::fs::canonicalize(data.path()).unwrap();
+    for i in 0..=DISTINCT {
+        std::fs::write(dir.join(format!("f{i:04}")), vec![b'x'; 100]).unwrap();
+    }
+    std::fs::write(dir.join("same"), vec![b'y'; 10]).unwrap();
+    std::fs::write(dir.join("weights.safetensors"), b"{}").unwrap();
+    let dir_ino = std::fs::metadata(&dir).unwrap().ino();
+    let marker = format!("file-access-loader-{}", std::process::id());
+    let agent = Agent::start_with(AgentOptions {
+        config: format!(
+            "file_access_interval_secs: 1\nworkloads:\n  declared:\n    - name: {marker}\n      kind: training\n      match:\n        argv: \"*{marker}*\"\n"
+        ),
+        ..AgentOptions::default()
+    });
+
+    let mut loader = Command::new(PYTHON)
+        .args(["-c", LOADER, dir.to_str().unwrap()])
+        .arg(DISTINCT.to_string())
+        .arg(REPEATS.to_string())
+        .arg(&marker)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the loader");
+    let mut stdin = loader.stdin.take().unwrap();
+    let mut stdout = BufReader::new(loader.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let pid: u64 = line.trim().parse().expect("the loader prints its pid");
+
+    // Its exec event is written once the pipeline has tracked it.
+    agent.wait_event("the loader's exec", |e| {
+        kind_of(e) == "exec" && pid_of(e) == pid && get(e, "workload.name") == marker.as_str()
+    });
+    writeln!(stdin).unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "first");
+    let first = dir.join("f0000").display().to_string();
+    agent.wait_event("the first read in the directory, in full", |e| {
+        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == first.as_str()
+    });
+    wait_until(
+        "the kernel to count the loader's reads in its directory",
+        Duration::from_secs(30),
+        || kernel_counts(pid as u32, dir_ino),
+    );
+    writeln!(stdin).unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "done");
+
+    // Changes and a read of a file of interest are full events.
+    let written = dir.join("written").display().to_string();
+    agent.wait_event("the write, in full", |e| {
+        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == written.as_str()
+    });
+    let unlinked = dir.join("f0005").display().to_string();
+    agent.wait_event("the unlink, in full", |e| {
+        kind_of(e) == "unlink" && pid_of(e) == pid && get(e, "file.path") == unlinked.as_str()
+    });
+    let weights = dir.join("weights.safetensors").display().to_string();
+    let model = agent.wait_event("the model read, in full", |e| {
+        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == weights.as_str()
+    });
+    assert_eq!(get(&model, "file.class"), "model");
+
+    // The loader exits; its counters are reported one last time and
+    // removed.
+    writeln!(stdin).unwrap();
+    assert!(loader.wait().unwrap().success());
+    wait_until(
+        "the loader's counters to be removed",
+        Duration::from_secs(30),
+        || !kernel_counts(pid as u32, dir_ino),
+    );
+    agent.sentinel();
+
+    let directory = dir.display().to_string();
+    let events = agent.events();
+    let summaries: Vec<&Value> = events
+        .iter()
+        .filter(|e| kind_of(e) == "file_access" && pid_of(e) == pid)
+        .filter(|e| get(e, "file.path") == directory.as_str())
+        .collect();
+    assert!(
+        !summaries.is_empty(),
+        "no file_access summary of {directory}"
+    );
+    let counted: u64 = summaries
+        .iter()
+        .map(|e| get(e, "file.count").as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, DISTINCT + REPEATS, "reads counted: {summaries:?}");
+    let bytes: u64 = summaries
+        .iter()
+        .map(|e| get(e, "file.size").as_u64().unwrap())
+        .sum();
+    assert_eq!(bytes, DISTINCT * 100 + REPEATS * 10);
+    for summary in &summaries {
+        assert_eq!(get(summary, "file.access"), "read");
+        assert_eq!(get(summary, "workload.name"), marker.as_str());
+        assert!(get(summary, "file.first_time").is_string());
+        assert!(get(summary, "file.last_time").is_string());
+    }
+    // None of the folded reads came one by one.
+    let one_by_one = events
+        .iter()
+        .filter(|e| kind_of(e) == "open" && pid_of(e) == pid)
+        .filter(|e| {
+            let path = get(e, "file.path").as_str().unwrap_or_default().to_string();
+            path.starts_with(&format!("{directory}/f")) && path != first
+                || path == format!("{directory}/same")
+        })
+        .count();
+    assert_eq!(one_by_one, 0, "folded reads were also reported one by one");
+}
