@@ -198,6 +198,14 @@ pub const SKIPPED: &[(&str, &str)] = &[
         "stream_backpressure",
         "nothing: new, not yet run in a guest; the live stream is kernel-independent",
     ),
+    (
+        "image",
+        "podman, runc and the image's musl build, not in the guests' root",
+    ),
+    (
+        "alertmanager",
+        "Prometheus and Alertmanager, not in the guests' root",
+    ),
 ];
 
 /// Boot, unpacking and the agent's feature probe, before the first suite.
