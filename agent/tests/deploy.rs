@@ -682,6 +682,61 @@ fn kustomize_renders_the_base_and_every_overlay_into_valid_objects() {
     }
 }
 
+// ---- docs/deploy.md ----
+
+/// The fenced code block of docs/deploy.md whose first line is `first_line`.
+fn deploy_guide_block(first_line: &str) -> String {
+    let guide = read("docs/deploy.md");
+    guide
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .filter_map(|block| block.split_once('\n').map(|(_, body)| body))
+        .find(|body| body.lines().next() == Some(first_line))
+        .unwrap_or_else(|| panic!("docs/deploy.md has no code block starting with {first_line}"))
+        .to_owned()
+}
+
+#[test]
+fn the_deploy_guides_alertmanager_example_passes_amtool() {
+    let amtool = on_path("amtool").unwrap_or_else(|| {
+        panic!(
+            "amtool is not installed: run `cargo xtask test`, which provisions it \
+             (Debian package prometheus-alertmanager)"
+        )
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(&config, deploy_guide_block("# alertmanager.yml")).expect("writes");
+    run(
+        Command::new(amtool).arg("check-config").arg(&config),
+        "amtool check-config on docs/deploy.md's example",
+    );
+}
+
+/// The guide's `podman run` adds exactly the DaemonSet's capabilities.
+#[test]
+fn the_deploy_guides_podman_command_adds_the_daemonsets_capabilities() {
+    let daemonset = kubernetes("daemonset.yaml");
+    let listed: BTreeSet<&str> = daemonset["spec"]["template"]["spec"]["containers"][0]
+        ["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .expect("added capabilities")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let command = deploy_guide_block("podman run --detach --name aiwatch-agent \\");
+    let added: BTreeSet<&str> = command
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("--cap-add="))
+        .expect("the guide's podman run adds capabilities")
+        .split(',')
+        .collect();
+    assert_eq!(added, listed);
+    assert!(command.contains("--cap-drop=ALL"));
+    assert!(!command.contains("--privileged"));
+}
+
 // ---- systemd ----
 
 #[test]

@@ -306,4 +306,5 @@ fn a_critical_alert_reaches_an_alertmanager_webhook_with_the_shipped_rules_label
         .as_str()
         .unwrap_or_default();
     assert!(summary.contains(&workload), "{firing}");
+    println!("alertmanager: the webhook got {labels}: {summary}");
 }
