@@ -17,7 +17,6 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use anyhow::{bail, Context as _};
@@ -25,6 +24,7 @@ use serde_json::Value;
 
 use crate::{
     debian::Apt,
+    privilege::as_root,
     provision::{self, Scope},
     workspace::{run_step, Workspace, AGENT_PACKAGE},
 };
@@ -50,7 +50,9 @@ pub fn image(workspace: &Workspace) -> anyhow::Result<()> {
     let tag = format!("{IMAGE_REPOSITORY}:{version}");
     let binary = build_static_agent(workspace)?;
     let context = assemble_context(workspace, &binary)?;
-    let mut build = Command::new("podman");
+    // Root's image store: the agent runs as root, and so does whatever runs
+    // the image (the image test, a node's podman).
+    let mut build = as_root("podman", "building the image")?;
     build
         .arg("build")
         // The same runtime flags as every podman call here: crun refuses
