@@ -16,12 +16,13 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
 };
 
 use aiwatch_tests::{
-    free_port, get, http_get, kind_of, pid_of, read_json_lines, ready_timeout, repo_root,
-    wait_until, TempDir, EVENT_TIMEOUT,
+    aiwatch_bin, free_port, get, http_get, kind_of, pid_of, read_json_lines, ready_timeout,
+    repo_root, wait_until, TempDir, EVENT_TIMEOUT,
 };
 use serde_json::Value;
 
@@ -184,111 +185,185 @@ const CAPABILITY_NAMES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
+/// The image the DaemonSet names, built once per test run.
+fn daemonset_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let daemonset = yaml("deploy/kubernetes/daemonset.yaml");
+        let image = daemonset["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .expect("an image")
+            .to_owned();
+        build_image(&image);
+        image
+    })
+}
+
+/// A `podman run` of the image as the DaemonSet's pod spec describes it.
+struct PodmanRun {
+    args: Vec<String>,
+    /// The DaemonSet's capabilities.
+    added: BTreeSet<String>,
+    /// What stands in for the host's /var/log/aiwatch.
+    log_dir: PathBuf,
+    /// The loopback port the agent's 9464 is published on.
+    port: u16,
+}
+
+impl PodmanRun {
+    /// Everything but the image and its arguments. `with_config_map`:
+    /// mount the ConfigMap at /etc/aiwatch as the DaemonSet does, else keep
+    /// the image's own configuration.
+    fn from_daemonset(name: &str, scratch: &Path, with_config_map: bool) -> PodmanRun {
+        let daemonset = yaml("deploy/kubernetes/daemonset.yaml");
+        let pod = &daemonset["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let port = free_port();
+        let mut run: Vec<String> = ["run", "--detach", "--name", name]
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .collect();
+        run.extend(RUNTIME_FLAGS.iter().map(|flag| (*flag).to_owned()));
+        assert_eq!(pod["hostPID"], true);
+        run.push("--pid=host".into());
+        // The pod network: a namespace of its own, its port published on loopback.
+        run.push(format!("--publish=127.0.0.1:{port}:9464"));
+
+        let security = &container["securityContext"];
+        assert_eq!(security["privileged"], false);
+        run.push(format!(
+            "--user={}",
+            security["runAsUser"].as_u64().expect("runAsUser")
+        ));
+        let dropped: Vec<&str> = security["capabilities"]["drop"]
+            .as_array()
+            .expect("dropped capabilities")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(dropped, ["ALL"]);
+        run.push("--cap-drop=ALL".into());
+        let added: BTreeSet<String> = security["capabilities"]["add"]
+            .as_array()
+            .expect("added capabilities")
+            .iter()
+            .filter_map(|cap| cap.as_str().map(str::to_owned))
+            .collect();
+        run.push(format!(
+            "--cap-add={}",
+            added.iter().cloned().collect::<Vec<_>>().join(",")
+        ));
+        if security["allowPrivilegeEscalation"] == false {
+            run.push("--security-opt=no-new-privileges".into());
+        }
+        assert_eq!(security["seccompProfile"]["type"], "Unconfined");
+        run.push("--security-opt=seccomp=unconfined".into());
+        assert_eq!(security["appArmorProfile"]["type"], "Unconfined");
+        run.push("--security-opt=apparmor=unconfined".into());
+        if security["readOnlyRootFilesystem"] == true {
+            // Kubernetes gives a read-only root no writable /run or /tmp.
+            run.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
+        }
+        let limits = &container["resources"]["limits"];
+        run.push(format!(
+            "--memory={}",
+            memory_for_podman(limits["memory"].as_str().expect("a memory limit"))
+        ));
+        run.push(format!(
+            "--cpus={}",
+            limits["cpu"].as_str().expect("a CPU limit")
+        ));
+
+        // The DaemonSet's volumes. Host paths under /var are the agent's own
+        // data (state, alert log): the test's scratch folders stand in for them.
+        let volumes = pod["volumes"].as_array().expect("volumes");
+        let mut log_dir = None;
+        for mount in container["volumeMounts"].as_array().expect("volume mounts") {
+            let target = mount["mountPath"].as_str().expect("a mount path");
+            let volume = volumes
+                .iter()
+                .find(|volume| volume["name"] == mount["name"])
+                .unwrap_or_else(|| panic!("no volume for the mount of {target}"));
+            let read_only = if mount["readOnly"] == true { ",ro" } else { "" };
+            let source = if volume["configMap"].is_object() {
+                if !with_config_map {
+                    continue;
+                }
+                let dir = scratch.join("configmap");
+                render_config_map(volume, &dir);
+                dir
+            } else if volume["emptyDir"].is_object() {
+                run.push(format!("--tmpfs={target}"));
+                continue;
+            } else {
+                let host = volume["hostPath"]["path"].as_str().expect("a host path");
+                if host.starts_with("/var/") {
+                    let dir = scratch.join(host.trim_start_matches('/'));
+                    std::fs::create_dir_all(&dir).expect("a data folder");
+                    if target == "/var/log/aiwatch" {
+                        log_dir = Some(dir.clone());
+                    }
+                    dir
+                } else {
+                    PathBuf::from(host)
+                }
+            };
+            run.push(format!(
+                "--volume={}:{target}:rbind{read_only}",
+                source.display()
+            ));
+        }
+        PodmanRun {
+            args: run,
+            added,
+            log_dir: log_dir.expect("the DaemonSet mounts /var/log/aiwatch"),
+            port,
+        }
+    }
+
+    /// Starts the container and waits until the agent in it is ready.
+    fn start(&self, name: &str, image_and_args: &[String]) -> Container {
+        let mut run: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        run.extend(image_and_args.iter().map(String::as_str));
+        let started = podman(&run);
+        assert!(
+            started.status.success(),
+            "podman run {}:\n{}",
+            run.join(" "),
+            output_text(&started)
+        );
+        let agent = Container(name.to_owned());
+        let listen = self.listen();
+        let ready = wait_until("the agent in the image is ready", ready_timeout(), || {
+            let state = podman(&["inspect", "--format", "{{.State.Running}}", &agent.0]);
+            if String::from_utf8_lossy(&state.stdout).trim() != "true" {
+                panic!("the container stopped:\n{}", agent.logs());
+            }
+            std::net::TcpStream::connect(&listen).ok()?;
+            (http_get(&listen, "/readyz").0 == 200).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "the agent in the image never became ready:\n{}",
+            agent.logs()
+        );
+        agent
+    }
+
+    fn listen(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
 #[test]
 fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
+    let image = daemonset_image();
     let daemonset = yaml("deploy/kubernetes/daemonset.yaml");
-    let pod = &daemonset["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
-    let image = container["image"].as_str().expect("an image").to_owned();
-    build_image(&image);
-
+    let container = &daemonset["spec"]["template"]["spec"]["containers"][0];
     let scratch = TempDir::new("image");
-    let port = free_port();
     let name = format!("aiwatch-image-test-{}", std::process::id());
-    let mut run: Vec<String> = ["run", "--detach", "--name", &name]
-        .iter()
-        .map(|arg| (*arg).to_owned())
-        .collect();
-    run.extend(RUNTIME_FLAGS.iter().map(|flag| (*flag).to_owned()));
-    assert_eq!(pod["hostPID"], true);
-    run.push("--pid=host".into());
-    // The pod network: a namespace of its own, its port published on loopback.
-    run.push(format!("--publish=127.0.0.1:{port}:9464"));
-
-    let security = &container["securityContext"];
-    assert_eq!(security["privileged"], false);
-    run.push(format!(
-        "--user={}",
-        security["runAsUser"].as_u64().expect("runAsUser")
-    ));
-    let dropped: Vec<&str> = security["capabilities"]["drop"]
-        .as_array()
-        .expect("dropped capabilities")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(dropped, ["ALL"]);
-    run.push("--cap-drop=ALL".into());
-    let added: BTreeSet<String> = security["capabilities"]["add"]
-        .as_array()
-        .expect("added capabilities")
-        .iter()
-        .filter_map(|cap| cap.as_str().map(str::to_owned))
-        .collect();
-    run.push(format!(
-        "--cap-add={}",
-        added.iter().cloned().collect::<Vec<_>>().join(",")
-    ));
-    if security["allowPrivilegeEscalation"] == false {
-        run.push("--security-opt=no-new-privileges".into());
-    }
-    assert_eq!(security["seccompProfile"]["type"], "Unconfined");
-    run.push("--security-opt=seccomp=unconfined".into());
-    assert_eq!(security["appArmorProfile"]["type"], "Unconfined");
-    run.push("--security-opt=apparmor=unconfined".into());
-    if security["readOnlyRootFilesystem"] == true {
-        // Kubernetes gives a read-only root no writable /run or /tmp.
-        run.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
-    }
-    let limits = &container["resources"]["limits"];
-    run.push(format!(
-        "--memory={}",
-        memory_for_podman(limits["memory"].as_str().expect("a memory limit"))
-    ));
-    run.push(format!(
-        "--cpus={}",
-        limits["cpu"].as_str().expect("a CPU limit")
-    ));
-
-    // The DaemonSet's volumes. Host paths under /var are the agent's own
-    // data (state, alert log): the test's scratch folders stand in for them.
-    let volumes = pod["volumes"].as_array().expect("volumes");
-    let mut log_dir = None;
-    for mount in container["volumeMounts"].as_array().expect("volume mounts") {
-        let target = mount["mountPath"].as_str().expect("a mount path");
-        let volume = volumes
-            .iter()
-            .find(|volume| volume["name"] == mount["name"])
-            .unwrap_or_else(|| panic!("no volume for the mount of {target}"));
-        let read_only = if mount["readOnly"] == true { ",ro" } else { "" };
-        let source = if volume["configMap"].is_object() {
-            let dir = scratch.path().join("configmap");
-            render_config_map(volume, &dir);
-            dir
-        } else if volume["emptyDir"].is_object() {
-            run.push(format!("--tmpfs={target}"));
-            continue;
-        } else {
-            let host = volume["hostPath"]["path"].as_str().expect("a host path");
-            if host.starts_with("/var/") {
-                let dir = scratch.path().join(host.trim_start_matches('/'));
-                std::fs::create_dir_all(&dir).expect("a data folder");
-                if target == "/var/log/aiwatch" {
-                    log_dir = Some(dir.clone());
-                }
-                dir
-            } else {
-                PathBuf::from(host)
-            }
-        };
-        run.push(format!(
-            "--volume={}:{target}:rbind{read_only}",
-            source.display()
-        ));
-    }
-    let log_dir = log_dir.expect("the DaemonSet mounts /var/log/aiwatch");
-
-    run.push(image.clone());
+    let pod = PodmanRun::from_daemonset(&name, scratch.path(), true);
+    let mut run = vec![image.to_owned()];
     run.extend(
         container["args"]
             .as_array()
@@ -298,29 +373,13 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
     );
     // Every event, to read the marker's exec from.
     run.extend(["--events".into(), "/var/log/aiwatch/events.jsonl".into()]);
-    let run: Vec<&str> = run.iter().map(String::as_str).collect();
-    let started = podman(&run);
+    let agent = pod.start(&name, &run);
+    let listen = pod.listen();
+    let log_dir = &pod.log_dir;
+    // The ConfigMap's configuration is the one in use: its alert log.
     assert!(
-        started.status.success(),
-        "podman run {}:\n{}",
-        run.join(" "),
-        output_text(&started)
-    );
-    let agent = Container(name);
-
-    let listen = format!("127.0.0.1:{port}");
-    let ready = wait_until("the agent in the image is ready", ready_timeout(), || {
-        let state = podman(&["inspect", "--format", "{{.State.Running}}", &agent.0]);
-        if String::from_utf8_lossy(&state.stdout).trim() != "true" {
-            panic!("the container stopped:\n{}", agent.logs());
-        }
-        std::net::TcpStream::connect(&listen).ok()?;
-        (http_get(&listen, "/readyz").0 == 200).then_some(())
-    });
-    assert!(
-        ready.is_some(),
-        "the agent in the image never became ready:\n{}",
-        agent.logs()
+        log_dir.join("alerts.jsonl").exists(),
+        "no alerts.jsonl where the ConfigMap's configuration puts it"
     );
 
     // A process of this test, on the host: the agent sees it through the
@@ -384,10 +443,11 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
     let agent_pid = agent.host_pid();
     assert!(agent_pid > 1, "podman names the container's process");
     let bounding = capabilities(agent_pid, "CapBnd:");
+    let added = &pod.added;
     assert!(
-        bounding.is_subset(&added),
+        bounding.is_subset(added),
         "the agent holds capabilities the DaemonSet does not list: {:?}",
-        bounding.difference(&added).collect::<Vec<_>>()
+        bounding.difference(added).collect::<Vec<_>>()
     );
     assert!(
         bounding.contains("BPF") && bounding.contains("PERFMON"),
@@ -396,5 +456,70 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
     println!(
         "image: {image} ran as the DaemonSet; the agent (host pid {agent_pid}) reported the \
          marker's exec (pid {marker_pid}) and {execs} execs on /metrics; it keeps {bounding:?}"
+    );
+}
+
+/// Without the ConfigMap, the image's own configuration and rule pack are
+/// in use: a secret read by a process of this test on the host is an alert
+/// on the container's standard output, its log.
+#[test]
+fn the_image_alone_alerts_to_its_log_with_its_own_configuration_and_rules() {
+    let image = daemonset_image();
+    let scratch = TempDir::new("image-alone");
+    let name = format!("aiwatch-image-alone-test-{}", std::process::id());
+    let pod = PodmanRun::from_daemonset(&name, scratch.path(), false);
+    // The image's entrypoint and command, no arguments.
+    let agent = pod.start(&name, &[image.to_owned()]);
+
+    let secret = scratch.path().join("home/.aws/credentials");
+    std::fs::create_dir_all(secret.parent().expect("a parent")).expect("a secret's folder");
+    std::fs::write(&secret, "[default]\n").expect("a secret");
+    let mut reader = Command::new("/bin/cat")
+        .arg(&secret)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cat runs");
+    let reader_pid = u64::from(reader.id());
+    assert!(reader.wait().expect("cat exits").success());
+    let alert = wait_until("the secret read's alert", EVENT_TIMEOUT, || {
+        let logs = podman(&["logs", &agent.0]);
+        String::from_utf8_lossy(&logs.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|alert| {
+                alert["rule"] == "ai.secret.read-by-unexpected-process"
+                    && get(alert, "event.process.pid").as_u64() == Some(reader_pid)
+            })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no alert for the secret read by pid {reader_pid} in the container's log:\n{}",
+            agent.logs()
+        )
+    });
+    assert_eq!(alert["severity"], "high", "{alert}");
+    // The image's policies are files identical to the embedded pack, which
+    // they replace: no rule is loaded twice, and the pack is whole.
+    let (status, metrics) = http_get(&pod.listen(), "/metrics");
+    assert_eq!(status, 200);
+    let rules: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("aiwatch_rules_loaded "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no aiwatch_rules_loaded:\n{metrics}"));
+    let check = Command::new(aiwatch_bin())
+        .args(["policy", "check"])
+        .output()
+        .expect("aiwatch policy check runs");
+    let pack: f64 = String::from_utf8_lossy(&check.stdout)
+        .trim()
+        .strip_prefix("ok: ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("`aiwatch policy check` printed {check:?}"));
+    assert_eq!(rules, pack, "the image's rules against the embedded pack's");
+    println!(
+        "image alone: {rules} rules; alert {} for pid {reader_pid}",
+        alert["rule"]
     );
 }
