@@ -27,7 +27,8 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// of the name tests' network namespaces, and openssl, whose command line
 /// makes the TLS capture test's self-signed certificate (curl is its client
 /// too). prometheus-alertmanager is the Alertmanager of the end-to-end
-/// alert delivery test.
+/// alert delivery test, and iptables serves podman's bridge network and
+/// published ports, the pod network of the image test.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "prometheus-alertmanager",
@@ -39,6 +40,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "strace",
     "podman",
     "runc",
+    "iptables",
     "busybox-static",
     "systemd",
     "tmux",
