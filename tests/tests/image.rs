@@ -417,6 +417,13 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
         "{exec}"
     );
 
+    // The DaemonSet's probes answer on the published port.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let path = container[probe]["httpGet"]["path"]
+            .as_str()
+            .expect("an HTTP probe");
+        assert_eq!(http_get(&listen, path).0, 200, "{probe} {path}");
+    }
     let (status, metrics) = http_get(&listen, "/metrics");
     assert_eq!(status, 200, "{metrics}");
     let version = format!("version=\"{}\"", image.rsplit_once(':').expect("a tag").1);
