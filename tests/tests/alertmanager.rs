@@ -13,35 +13,21 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
-use aiwatch_tests::{free_port, http_get, repo_root, wait_until, Agent, AgentOptions, TempDir};
+use aiwatch_tests::{
+    free_port, http_get, repo_root,
+    servers::{encode_query, Stopped},
+    wait_until, Agent, AgentOptions, TempDir,
+};
 use serde_json::Value;
 
 /// Prometheus and Alertmanager: scrape, evaluation, group wait and group
 /// interval are one second each, so the notification comes in seconds.
 const INTERVAL: &str = "1s";
-
-/// A child stopped with SIGTERM (then SIGKILL) on drop.
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, which has not been reaped.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A webhook receiver: each POST's JSON body goes to the channel.
 fn webhook_receiver() -> (String, mpsc::Receiver<Value>) {
@@ -89,19 +75,6 @@ fn read_post(stream: TcpStream) -> Option<Value> {
         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         .ok()?;
     serde_json::from_slice(&body).ok()
-}
-
-/// Percent-encodes a PromQL query for a URL.
-fn encode(query: &str) -> String {
-    query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A pickle whose loading runs a shell; prints the loader's pid.
@@ -227,7 +200,10 @@ fn a_critical_alert_reaches_an_alertmanager_webhook_with_the_shipped_rules_label
     );
 
     // Both up, and Prometheus scraping the agent, before the alert.
-    let up = format!("/api/v1/query?query={}", encode("up{job=\"aiwatch\"}"));
+    let up = format!(
+        "/api/v1/query?query={}",
+        encode_query("up{job=\"aiwatch\"}")
+    );
     let scraping = wait_until(
         "Prometheus and Alertmanager",
         Duration::from_secs(60),
