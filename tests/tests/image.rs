@@ -15,9 +15,11 @@
 
 use std::{
     collections::BTreeSet,
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    sync::OnceLock,
+    sync::{mpsc, OnceLock},
+    time::{Duration, Instant},
 };
 
 use aiwatch_tests::{
@@ -98,6 +100,22 @@ fn memory_for_podman(quantity: &str) -> String {
         other => panic!("a memory unit this test does not convert: {other}"),
     };
     format!("{number}{unit}")
+}
+
+/// `cat`s a fake cloud credential file under `dir`: a secret read the
+/// default pack alerts on. Returns the reader's pid.
+fn read_a_secret(dir: &Path) -> u64 {
+    let secret = dir.join("home/.aws/credentials");
+    std::fs::create_dir_all(secret.parent().expect("a parent")).expect("a secret's folder");
+    std::fs::write(&secret, "[default]\n").expect("a secret");
+    let mut reader = Command::new("/bin/cat")
+        .arg(&secret)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cat runs");
+    let pid = u64::from(reader.id());
+    assert!(reader.wait().expect("cat exits").success());
+    pid
 }
 
 /// A container removed on drop.
@@ -460,9 +478,59 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
         bounding.contains("BPF") && bounding.contains("PERFMON"),
         "{bounding:?}"
     );
+
+    // The live stream, through the DaemonSet's /run/aiwatch, as
+    // `kubectl exec ... aiwatch alerts --follow` reaches it.
+    let mut follower = Command::new("podman")
+        .args(["exec", &name, "/usr/bin/aiwatch", "alerts", "--follow"])
+        .args([
+            "--format",
+            "json",
+            "--rule",
+            "ai.secret.read-by-unexpected-process",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("podman exec runs");
+    let (lines, followed) = mpsc::channel();
+    let stdout = follower.stdout.take().expect("the follower's output");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The follower connects at some point after it starts: read secrets
+    // until one of the reads comes through the stream.
+    let streamed = (0..10).find_map(|_| {
+        let pid = read_a_secret(scratch.path());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while let Ok(line) =
+            followed.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let Ok(alert) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if get(&alert, "event.process.pid").as_u64() == Some(pid) {
+                return Some(pid);
+            }
+        }
+        None
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let streamed = streamed.unwrap_or_else(|| {
+        panic!(
+            "`aiwatch alerts --follow` in the container streamed no alert of this test's secret reads:\n{}",
+            agent.logs()
+        )
+    });
     println!(
         "image: {image} ran as the DaemonSet; the agent (host pid {agent_pid}) reported the \
-         marker's exec (pid {marker_pid}) and {execs} execs on /metrics; it keeps {bounding:?}"
+         marker's exec (pid {marker_pid}) and {execs} execs on /metrics, and streamed the \
+         alert of pid {streamed} to `aiwatch alerts --follow`; it keeps {bounding:?}"
     );
 }
 
@@ -478,16 +546,7 @@ fn the_image_alone_alerts_to_its_log_with_its_own_configuration_and_rules() {
     // The image's entrypoint and command, no arguments.
     let agent = pod.start(&name, &[image.to_owned()]);
 
-    let secret = scratch.path().join("home/.aws/credentials");
-    std::fs::create_dir_all(secret.parent().expect("a parent")).expect("a secret's folder");
-    std::fs::write(&secret, "[default]\n").expect("a secret");
-    let mut reader = Command::new("/bin/cat")
-        .arg(&secret)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("cat runs");
-    let reader_pid = u64::from(reader.id());
-    assert!(reader.wait().expect("cat exits").success());
+    let reader_pid = read_a_secret(scratch.path());
     let alert = wait_until("the secret read's alert", EVENT_TIMEOUT, || {
         let logs = podman(&["logs", &agent.0]);
         String::from_utf8_lossy(&logs.stdout)
