@@ -315,15 +315,23 @@ impl PodmanRun {
                 continue;
             } else {
                 let host = volume["hostPath"]["path"].as_str().expect("a host path");
+                let kind = volume["hostPath"]["type"].as_str().unwrap_or_default();
+                let stand_in = scratch.join(host.trim_start_matches('/'));
                 if host.starts_with("/var/") {
-                    let dir = scratch.join(host.trim_start_matches('/'));
-                    std::fs::create_dir_all(&dir).expect("a data folder");
+                    std::fs::create_dir_all(&stand_in).expect("a data folder");
                     if target == "/var/log/aiwatch" {
-                        log_dir = Some(dir.clone());
+                        log_dir = Some(stand_in.clone());
                     }
-                    dir
-                } else {
+                    stand_in
+                } else if Path::new(host).exists() {
                     PathBuf::from(host)
+                } else if ["", "DirectoryOrCreate"].contains(&kind) {
+                    // What the kubelet would create (a runtime's socket
+                    // folder on a host without that runtime): an empty one.
+                    std::fs::create_dir_all(&stand_in).expect("a stand-in folder");
+                    stand_in
+                } else {
+                    panic!("the DaemonSet mounts {host} ({kind}), which this host lacks");
                 }
             };
             run.push(format!(
