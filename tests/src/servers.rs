@@ -1,4 +1,4 @@
-//! Helpers for the tests that run operations servers beside the agent
+//! What the suites that run operations servers beside the agent share
 //! (Prometheus, Alertmanager): a child stopped on drop, and PromQL queries
 //! in URLs.
 
