@@ -3,8 +3,9 @@
 //! metrics registry, the Kubernetes manifests and the systemd unit.
 //!
 //! External tools: `promtool` (Debian package `prometheus`), a Python with
-//! `kubernetes-validate` named by `AIWATCH_PYTHON`, and `systemd-analyze`
-//! (Debian package `systemd`). `cargo xtask test` provides all three.
+//! `kubernetes-validate` named by `AIWATCH_PYTHON`, `kubectl` (its built-in
+//! kustomize; Debian package `kubernetes-client`) and `systemd-analyze`
+//! (Debian package `systemd`). `cargo xtask test` provides them all.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -388,6 +389,8 @@ fn daemonset_probes_and_service_match_the_listener() {
         "/sys/fs/cgroup",
         "/var/lib/aiwatch",
         "/etc/aiwatch",
+        // The stream socket's folder: the root is read-only.
+        "/run/aiwatch",
     ] {
         assert!(
             mounts.contains(needed),
@@ -503,6 +506,235 @@ fn core_manifests_validate_against_the_kubernetes_schemas() {
             "kubernetes-validate did not validate {manifest}:\n{output}"
         );
     }
+}
+
+// ---- kustomize ----
+
+/// The image repository the DaemonSet names and `cargo xtask image` tags.
+const IMAGE_REPOSITORY: &str = "ghcr.io/aiwatch/aiwatch";
+
+fn kubectl() -> PathBuf {
+    on_path("kubectl").unwrap_or_else(|| {
+        panic!(
+            "kubectl is not installed: run `cargo xtask test`, which provisions it \
+             (or `apt-get install kubernetes-client`)"
+        )
+    })
+}
+
+/// `kubectl kustomize DIR`: the objects it renders.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let rendered = run(
+        Command::new(kubectl()).arg("kustomize").arg(dir),
+        &format!("kubectl kustomize {}", dir.display()),
+    );
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&rendered)
+        .unwrap_or_else(|error| panic!("kustomize printed invalid YAML: {error}\n{rendered}"));
+    documents.into_iter().filter(|doc| !doc.is_null()).collect()
+}
+
+/// (kind, name) of each object.
+fn object_ids<'a>(objects: impl IntoIterator<Item = &'a Value>) -> BTreeSet<(String, String)> {
+    objects
+        .into_iter()
+        .map(|object| {
+            let field = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+            (field(&object["kind"]), field(&object["metadata"]["name"]))
+        })
+        .collect()
+}
+
+/// The objects of the files the base kustomization lists.
+fn base_objects() -> Vec<Value> {
+    kubernetes("kustomization.yaml")["resources"]
+        .as_array()
+        .expect("kustomization resources is a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(kubernetes)
+        .collect()
+}
+
+/// Every folder of deploy/overlays: each is rendered and validated.
+fn overlays() -> Vec<PathBuf> {
+    let dir = repo_root().join("deploy/overlays");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("reads deploy/overlays")
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| path.join("kustomization.yaml").is_file())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Validates rendered objects offline: every object of a core kind passes
+/// kubernetes-validate, and the prometheus-operator objects (no schema
+/// offline) carry the operator's API version.
+fn validate_rendered(objects: &[Value], label: &str) {
+    let python = std::env::var_os("AIWATCH_PYTHON").unwrap_or_else(|| {
+        panic!("AIWATCH_PYTHON is not set: run `cargo xtask test`, which sets it")
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(format!("{label}.yaml"));
+    let documents: Vec<String> = objects.iter().map(Value::to_string).collect();
+    // JSON documents are YAML documents.
+    std::fs::write(&file, documents.join("\n---\n")).expect("writes the rendered objects");
+    let output = run(
+        Command::new(python)
+            .args([
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "-k",
+                KUBERNETES_VERSION,
+            ])
+            .arg(&file),
+        "kubernetes-validate",
+    );
+    for object in objects {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        if object["apiVersion"] == "monitoring.coreos.com/v1" {
+            assert!(
+                ["ServiceMonitor", "PrometheusRule"].contains(&kind),
+                "{label}: unexpected operator kind {kind}"
+            );
+            continue;
+        }
+        let passed = format!("passed for resource {}/{name} ", kind.to_lowercase());
+        assert!(
+            output.lines().any(|line| line.contains(&passed)),
+            "{label}: kubernetes-validate did not pass {kind}/{name}:\n{output}"
+        );
+    }
+}
+
+fn daemonset_image(objects: &[Value]) -> String {
+    let daemonset = objects
+        .iter()
+        .find(|object| object["kind"] == "DaemonSet")
+        .expect("a DaemonSet");
+    daemonset["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .expect("the agent container names an image")
+        .to_owned()
+}
+
+/// The manifests name the image `cargo xtask image` builds: its repository
+/// and the agent's version.
+#[test]
+fn manifests_name_the_image_xtask_builds() {
+    let version = env!("CARGO_PKG_VERSION");
+    let expected = format!("{IMAGE_REPOSITORY}:{version}");
+    assert_eq!(daemonset_image(&[kubernetes("daemonset.yaml")]), expected);
+    let images = &kubernetes("kustomization.yaml")["images"];
+    assert_eq!(images[0]["name"], IMAGE_REPOSITORY);
+    assert_eq!(images[0]["newTag"], version);
+}
+
+/// `kubectl kustomize` renders the base and every overlay into the objects
+/// of the manifests, all in the aiwatch namespace, and what it renders
+/// validates offline.
+#[test]
+fn kustomize_renders_the_base_and_every_overlay_into_valid_objects() {
+    let expected = object_ids(&base_objects());
+    assert!(expected.len() >= 8, "{expected:?}");
+    let base = kustomize(&repo_root().join("deploy/kubernetes"));
+    assert_eq!(object_ids(&base), expected);
+    assert_eq!(
+        daemonset_image(&base),
+        daemonset_image(&[kubernetes("daemonset.yaml")])
+    );
+    validate_rendered(&base, "base");
+
+    let overlays = overlays();
+    assert!(!overlays.is_empty(), "no overlay in deploy/overlays");
+    for overlay in overlays {
+        let label = overlay
+            .file_name()
+            .expect("a folder name")
+            .to_string_lossy()
+            .into_owned();
+        let objects = kustomize(&overlay);
+        assert_eq!(object_ids(&objects), expected, "{label}");
+        for object in &objects {
+            if object["kind"] != "Namespace" {
+                assert_eq!(
+                    object["metadata"]["namespace"], "aiwatch",
+                    "{label}: {object}"
+                );
+            }
+        }
+        // The overlay's image replacement reaches the DaemonSet.
+        let kustomization = yaml(&format!("deploy/overlays/{label}/kustomization.yaml"));
+        for image in kustomization["images"].as_array().into_iter().flatten() {
+            assert_eq!(image["name"], IMAGE_REPOSITORY, "{label}");
+            let name = image["newName"].as_str().unwrap_or(IMAGE_REPOSITORY);
+            let tag = image["newTag"].as_str().expect("a newTag");
+            assert_eq!(
+                daemonset_image(&objects),
+                format!("{name}:{tag}"),
+                "{label}"
+            );
+        }
+        validate_rendered(&objects, &label);
+    }
+}
+
+// ---- docs/deploy.md ----
+
+/// The fenced code block of docs/deploy.md whose first line is `first_line`.
+fn deploy_guide_block(first_line: &str) -> String {
+    let guide = read("docs/deploy.md");
+    guide
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .filter_map(|block| block.split_once('\n').map(|(_, body)| body))
+        .find(|body| body.lines().next() == Some(first_line))
+        .unwrap_or_else(|| panic!("docs/deploy.md has no code block starting with {first_line}"))
+        .to_owned()
+}
+
+#[test]
+fn the_deploy_guides_alertmanager_example_passes_amtool() {
+    let amtool = on_path("amtool").unwrap_or_else(|| {
+        panic!(
+            "amtool is not installed: run `cargo xtask test`, which provisions it \
+             (Debian package prometheus-alertmanager)"
+        )
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(&config, deploy_guide_block("# alertmanager.yml")).expect("writes");
+    run(
+        Command::new(amtool).arg("check-config").arg(&config),
+        "amtool check-config on docs/deploy.md's example",
+    );
+}
+
+/// The guide's `podman run` adds exactly the DaemonSet's capabilities.
+#[test]
+fn the_deploy_guides_podman_command_adds_the_daemonsets_capabilities() {
+    let daemonset = kubernetes("daemonset.yaml");
+    let listed: BTreeSet<&str> = daemonset["spec"]["template"]["spec"]["containers"][0]
+        ["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .expect("added capabilities")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let command = deploy_guide_block("podman run --detach --name aiwatch-agent \\");
+    let added: BTreeSet<&str> = command
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("--cap-add="))
+        .expect("the guide's podman run adds capabilities")
+        .split(',')
+        .collect();
+    assert_eq!(added, listed);
+    assert!(command.contains("--cap-drop=ALL"));
+    assert!(!command.contains("--privileged"));
 }
 
 // ---- systemd ----

@@ -11,8 +11,9 @@ use std::{
 };
 
 use aiwatch_tests::{
-    aiwatch_bin, free_port, get, http_get, repo_root, venv_python, wait_until, Agent, AgentOptions,
-    TempDir,
+    aiwatch_bin, free_port, get, http_get, repo_root,
+    servers::{encode_query, Stopped},
+    venv_python, wait_until, Agent, AgentOptions, TempDir,
 };
 use serde_json::Value;
 
@@ -99,24 +100,6 @@ fn first_line(child: &mut Child) -> String {
         .read_line(&mut line)
         .expect("read");
     line.trim().to_owned()
-}
-
-/// A child stopped with SIGTERM (then SIGKILL) on drop.
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -347,19 +330,6 @@ fn every_documented_metric_is_exported_with_real_values() {
     );
 }
 
-/// Percent-encodes a PromQL query for a URL.
-fn encode(query: &str) -> String {
-    query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn prometheus_api(addr: &str, path: &str) -> Value {
     let (status, body) = http_get(addr, path);
     assert_eq!(status, 200, "{path}: {body}");
@@ -429,7 +399,10 @@ fn prometheus_scrapes_the_agent_and_fires_the_shipped_critical_rule() {
             .expect("start /usr/bin/prometheus"),
     );
     // Ready, and scraping the agent.
-    let up = format!("/api/v1/query?query={}", encode("up{job=\"aiwatch\"}"));
+    let up = format!(
+        "/api/v1/query?query={}",
+        encode_query("up{job=\"aiwatch\"}")
+    );
     wait_until(
         "Prometheus scrapes the agent",
         Duration::from_secs(60),
@@ -473,7 +446,7 @@ fn prometheus_scrapes_the_agent_and_fires_the_shipped_critical_rule() {
 
     let counter = format!(
         "/api/v1/query?query={}",
-        encode("aiwatch_alerts_total{job=\"aiwatch\",rule=\"ai.model.pickle-load-exec\",severity=\"critical\",workload_kind=\"none\"}")
+        encode_query("aiwatch_alerts_total{job=\"aiwatch\",rule=\"ai.model.pickle-load-exec\",severity=\"critical\",workload_kind=\"none\"}")
     );
     let counted = wait_until(
         "the alert counter in Prometheus",

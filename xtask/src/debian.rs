@@ -26,9 +26,12 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// package would start a resolver on the host's port 53) as the DNS server
 /// of the name tests' network namespaces, and openssl, whose command line
 /// makes the TLS capture test's self-signed certificate (curl is its client
-/// too).
+/// too). prometheus-alertmanager is the Alertmanager of the end-to-end
+/// alert delivery test, and iptables serves podman's bridge network and
+/// published ports, the pod network of the image test.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
+    "prometheus-alertmanager",
     "redis-server",
     "redis-tools",
     "python3-venv",
@@ -37,6 +40,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "strace",
     "podman",
     "runc",
+    "iptables",
     "busybox-static",
     "systemd",
     "tmux",
@@ -45,6 +49,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "dnsmasq-base",
     "openssl",
 ];
+
+/// Packages `cargo xtask image` needs: musl-gcc for the static build (ring
+/// compiles C and assembly), podman and runc to build the image, and the CA
+/// bundle the image carries for the webhook's TLS.
+pub const IMAGE_PACKAGES: &[&str] = &["musl-tools", "podman", "runc", "ca-certificates"];
 
 /// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for
 /// their Debian root, and cpio to pack it into an initramfs (without cpio
@@ -65,6 +74,11 @@ const SERVICES: &[Service] = &[
         package: "prometheus",
         name: "prometheus",
         pid_file: "/run/prometheus/prometheus.pid",
+    },
+    Service {
+        package: "prometheus-alertmanager",
+        name: "prometheus-alertmanager",
+        pid_file: "/run/prometheus/prometheus-alertmanager.pid",
     },
 ];
 

@@ -11,6 +11,7 @@
 mod bench;
 mod debian;
 mod fuzz;
+mod image;
 mod privilege;
 mod provision;
 mod python;
@@ -67,6 +68,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the agent's OCI image (static musl binary, FROM scratch) with podman.
+    Image,
     /// Run the attack suite (tests/attacks/) against the agent and print its scoreboard.
     Attacks,
     /// Measure what the agent costs (no agent / floor / agent), write docs/benchmarks.md.
@@ -118,6 +121,10 @@ fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
             fuzz::fuzz(&workspace, &options)
         }
         Task::VmGuestInit => vm::guest_init(),
+        Task::Image => {
+            image::image(&Workspace::prepare()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Attacks => {
             let args = [
                 "-p",

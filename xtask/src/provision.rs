@@ -4,18 +4,20 @@
 //!
 //! The steps: Debian packages, the `nightly` toolchain with `rust-src` (the
 //! eBPF crate builds with `-Z build-std`), bpf-linker built against LLVM 22,
-//! the tracefs and bpffs mounts, and for the tests their packages, the
-//! podman configuration and the Python environment (`python`).
+//! the tracefs and bpffs mounts, and for the tests their packages, kubectl,
+//! the podman configuration, the image's tools (`image_tools`) and the
+//! Python environment (`python`).
 
 use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::Context as _;
 
 use crate::{
-    debian::{self, Apt, BUILD_PACKAGES, TEST_PACKAGES, VM_PACKAGES},
+    debian::{self, Apt, BUILD_PACKAGES, IMAGE_PACKAGES, TEST_PACKAGES, VM_PACKAGES},
+    image::MUSL_TARGET,
     privilege::as_root,
     python,
-    workspace::{cargo, cargo_bin_dir, probe_output, run_step, Workspace},
+    workspace::{cargo, cargo_bin_dir, find_on_path, probe_output, run_step, Workspace},
 };
 
 /// The bpf-linker release that supports LLVM 22, rustc's LLVM; newer ones may drop it.
@@ -47,7 +49,8 @@ pub enum Scope {
     Build,
     /// Also the kernel mounts the running agent needs.
     Run,
-    /// Also the tests' packages, podman configuration and Python environment.
+    /// Also the tests' packages, kubectl, podman configuration, the image's
+    /// tools (the image test builds it) and the Python environment.
     Tests,
 }
 
@@ -67,7 +70,8 @@ pub fn setup(workspace: &Workspace, scope: Scope) -> anyhow::Result<()> {
         }
     }
     if scope >= Scope::Tests {
-        podman_config()?;
+        kubectl(&mut apt)?;
+        image_tools(&mut apt)?;
         python::virtualenv(workspace)?;
     }
     println!("setup: done in {:.1}s", started.elapsed().as_secs_f64());
@@ -77,6 +81,15 @@ pub fn setup(workspace: &Workspace, scope: Scope) -> anyhow::Result<()> {
 /// The Debian packages `cargo xtask vm` needs, beside the build's.
 pub fn vm_packages(apt: &mut Apt) -> anyhow::Result<()> {
     debian_packages(apt, "debian packages (vm)", VM_PACKAGES)
+}
+
+/// What `cargo xtask image` needs beside the build's tools: its Debian
+/// packages, the Rust standard library for the musl target, and podman's
+/// configuration.
+pub fn image_tools(apt: &mut Apt) -> anyhow::Result<()> {
+    debian_packages(apt, "debian packages (image)", IMAGE_PACKAGES)?;
+    rust_target(MUSL_TARGET)?;
+    podman_config()
 }
 
 /// Prints the one line a step reports.
@@ -135,6 +148,36 @@ fn is_plain_nightly(line: &str) -> bool {
         || name
             .strip_prefix("nightly-")
             .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The standard library for `target`, for the active toolchain.
+fn rust_target(target: &str) -> anyhow::Result<()> {
+    let step = format!("rust target {target}");
+    let installed = probe_output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("`rustup target list` failed: is rustup installed?")?;
+    if installed.lines().any(|line| line.trim() == target) {
+        report(&step, "ok");
+        return Ok(());
+    }
+    report(&step, "installing");
+    run_step(
+        Command::new("rustup").args(["target", "add", target]),
+        &format!("adding the {target} target"),
+    )
+}
+
+/// kubectl, whose built-in kustomize renders deploy/kubernetes in the
+/// manifest tests. Any kubectl on `PATH` will do (another package may
+/// own /usr/bin/kubectl, and Debian's `kubernetes-client` would then
+/// refuse to install over it); without one, Debian's is installed.
+fn kubectl(apt: &mut Apt) -> anyhow::Result<()> {
+    let step = "kubectl (kustomize)";
+    if find_on_path("kubectl").is_some() {
+        report(step, "ok");
+        return Ok(());
+    }
+    report(step, "installing kubernetes-client");
+    apt.install(&["kubernetes-client"])
 }
 
 /// bpf-linker, pinned and built against Debian's LLVM 22.

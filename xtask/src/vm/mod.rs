@@ -202,6 +202,14 @@ pub const SKIPPED: &[(&str, &str)] = &[
         "file_access",
         "bpftool in the guests' root; new, not yet run in a guest (dentry d_inode offset)",
     ),
+    (
+        "image",
+        "podman, runc and the image's musl build, not in the guests' root",
+    ),
+    (
+        "alertmanager",
+        "Prometheus and Alertmanager, not in the guests' root",
+    ),
 ];
 
 /// Boot, unpacking and the agent's feature probe, before the first suite.
