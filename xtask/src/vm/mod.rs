@@ -6,7 +6,7 @@
 //! 1. `kernel`: the Debian cloud kernel, downloaded once with `apt-get
 //!    download` and unpacked under `<target>/vm/kernels`;
 //! 2. `root`: a Debian root made once by `debootstrap` (python3, bpftool,
-//!    iproute2), kept as a cpio archive under `<target>/vm`;
+//!    iproute2, dnsmasq, openssl, curl), kept as a cpio archive under `<target>/vm`;
 //! 3. `payload`: the agent, the test executables, this xtask binary (the
 //!    guest's init) and the kernel's test module, appended to the root
 //!    archive as a second cpio archive;
@@ -151,6 +151,18 @@ pub const SUITES: &[Suite] = &[
     suite("persistence", "persistence writes", false, 180),
     suite("gpu", "accelerators", false, 180),
     suite("cli", "command line", false, 120),
+    suite("enforce", "enforcement: exec kill", true, 300),
+    suite("enforce_open", "enforcement: open kill", true, 240),
+    suite("enforce_egress", "enforcement: egress deny", true, 240),
+    suite("enforce_accel", "enforcement: accelerator deny", true, 240),
+    suite("self_protection", "self-protection", false, 240),
+    suite("privileges", "capabilities kept", false, 180),
+    suite("redaction", "redaction", false, 180),
+    suite("supervision", "task supervision", false, 180),
+    suite("stream_backpressure", "live stream", false, 240),
+    suite("file_access", "folded reads", false, 180),
+    suite("names", "names on the wire", false, 300),
+    suite("tls_capture", "TLS clear text", false, 300),
 ];
 
 /// Suites no guest runs, and what they need that a guest cannot have.
@@ -162,22 +174,6 @@ pub const SKIPPED: &[(&str, &str)] = &[
     // Not a need no guest could meet: tmux is not in the guests' root yet.
     // The suite drives the command line's output and touches no probe.
     ("terminal", "tmux; kernel-independent, run on the host"),
-    // Landed on main as this matrix was finished; they belong in the
-    // guests (enforce among the mandatory suites) once seen passing there.
-    ("enforce", "nothing: new, not yet run in a guest"),
-    ("enforce_accel", "nothing: new, not yet run in a guest"),
-    ("enforce_egress", "nothing: new, not yet run in a guest"),
-    ("enforce_open", "nothing: new, not yet run in a guest"),
-    ("privileges", "nothing: new, not yet run in a guest"),
-    ("redaction", "nothing: new, not yet run in a guest"),
-    (
-        "supervision",
-        "nothing: the agent's task supervision, new and not yet run in a guest",
-    ),
-    (
-        "tls_capture",
-        "nothing: new, not yet run in a guest (its root needs openssl and curl)",
-    ),
     (
         "llm",
         "the test virtualenv's LLM clients (openai, anthropic, ollama); new, not yet run in a guest",
@@ -185,22 +181,6 @@ pub const SKIPPED: &[(&str, &str)] = &[
     (
         "attacks",
         "the test virtualenv's packages (ONNX Runtime wheels among them)",
-    ),
-    (
-        "self_protection",
-        "nothing: new, not yet run in a guest (signal_generate, process_vm_writev, pidfd_getfd)",
-    ),
-    (
-        "names",
-        "dnsmasq in the guests' root; new, not yet run in a guest (cgroup_skb on the cgroup2 root)",
-    ),
-    (
-        "stream_backpressure",
-        "nothing: new, not yet run in a guest; the live stream is kernel-independent",
-    ),
-    (
-        "file_access",
-        "bpftool in the guests' root; new, not yet run in a guest (dentry d_inode offset)",
     ),
     (
         "image",

@@ -1,6 +1,6 @@
 //! The guests' userland: a Debian root made once by `debootstrap` (minbase
-//! plus what the suites run: python3, bpftool, iproute2), of the host's
-//! release so that the host-built test executables find the same glibc.
+//! plus what the suites run: python3, bpftool, iproute2, dnsmasq, openssl
+//! and curl), of the host's release so that the host-built test executables find the same glibc.
 //! It is kept as an uncompressed cpio archive (decompressing under TCG
 //! costs more than reading) in `<target>/vm`, with a stamp naming what it
 //! was made from; a changed package list makes it again.
@@ -19,7 +19,16 @@ use crate::{
 
 /// What the suites exec beyond a minimal Debian: `/usr/bin/python3` (most
 /// suites), `bpftool` (privilege), `ip` (loopback set-up).
-const PACKAGES: &[&str] = &["python3", "bpftool", "iproute2"];
+const PACKAGES: &[&str] = &[
+    "python3",
+    "bpftool",
+    "iproute2",
+    // names: a resolver in a network namespace; tls_capture: a TLS server
+    // and client.
+    "dnsmasq-base",
+    "openssl",
+    "curl",
+];
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// Folders no suite reads; left out, the archive is a third smaller.
 const PRUNED: &[&str] = &[
