@@ -39,6 +39,8 @@ pub enum Command {
     Alerts(FollowArgs),
     /// Follow the running agent's events, one line each (needs root).
     Events(FollowArgs),
+    /// A live view of the running agent: workloads, latest alerts, health.
+    Top(TopArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -74,6 +76,21 @@ pub struct FollowArgs {
     /// (the default in a pipe).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<LineFormat>,
+}
+
+/// What `aiwatch top` reads.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// The running agent's HTTP listener (metrics and inventory).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// The agent's stream socket, for the latest alerts (root only).
+    #[arg(long, value_name = "PATH", default_value = crate::sink::stream::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print one table and exit (what happens anyway when stdout is not a
+    /// terminal).
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

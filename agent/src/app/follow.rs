@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead, BufReader, IsTerminal, Write},
     os::unix::net::UnixStream,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
 };
 
@@ -102,17 +102,9 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
         Some(format) => format == LineFormat::Text,
         None => terminal,
     };
-    let mut stream = UnixStream::connect(&args.socket).map_err(|source| FollowError::Connect {
-        path: args.socket.clone(),
-        source,
-    })?;
-    let request: &[u8] = match topic {
-        Topic::Alerts => b"alerts\n",
-        Topic::Events => b"events\n",
-    };
-    stream.write_all(request).map_err(FollowError::Read)?;
+    let stream = open(&args.socket, topic)?;
     let mut stdout = std::io::stdout().lock();
-    for line in BufReader::new(stream).lines() {
+    for line in stream.lines() {
         let line = line.map_err(FollowError::Read)?;
         if let Some(dropped) = dropped_notice(&line) {
             eprintln!("aiwatch: {dropped} lines were dropped: this reader fell behind the agent");
@@ -155,7 +147,23 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
     Ok(())
 }
 
-fn dropped_notice(line: &str) -> Option<u64> {
+/// Connects to the stream socket at `socket` and asks for `topic`.
+pub fn open(socket: &Path, topic: Topic) -> Result<BufReader<UnixStream>, FollowError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| FollowError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    let request: &[u8] = match topic {
+        Topic::Alerts => b"alerts\n",
+        Topic::Events => b"events\n",
+    };
+    stream.write_all(request).map_err(FollowError::Read)?;
+    Ok(BufReader::new(stream))
+}
+
+/// The count of a `{"dropped": N}` notice, which the stream sends between
+/// its JSON lines.
+pub fn dropped_notice(line: &str) -> Option<u64> {
     let rest = line.strip_prefix("{\"dropped\":")?;
     rest.strip_suffix('}')?.parse().ok()
 }

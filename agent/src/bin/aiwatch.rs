@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         }
         Command::Alerts(args) => follow::run(Topic::Alerts, &args),
         Command::Events(args) => follow::run(Topic::Events, &args),
+        Command::Top(args) => terminal::top::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

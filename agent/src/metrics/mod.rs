@@ -229,6 +229,7 @@ pub struct Metrics {
     lost_by_stage_kind: Vec<Vec<IntCounter>>,
     kernel_filtered_by_kind: Vec<IntCounter>,
     ringbuf_used_bytes: IntGauge,
+    ringbuf_size_bytes: IntGauge,
     event_latency: Histogram,
     rule_eval: Histogram,
     rule_eval_sample_every: u64,
@@ -316,6 +317,10 @@ impl Metrics {
         let ringbuf_used_bytes = reg.gauge(
             "aiwatch_ringbuf_used_bytes",
             "Bytes waiting in the kernel ring buffer when last sampled.",
+        )?;
+        let ringbuf_size_bytes = reg.gauge(
+            "aiwatch_ringbuf_size_bytes",
+            "Size of the kernel ring buffer, in bytes.",
         )?;
         let event_latency = reg.histogram(
             "aiwatch_event_latency_seconds",
@@ -488,6 +493,7 @@ impl Metrics {
             lost_by_stage_kind,
             kernel_filtered_by_kind,
             ringbuf_used_bytes,
+            ringbuf_size_bytes,
             event_latency,
             rule_eval,
             rule_eval_sample_every: config.rule_eval_sample_every.max(1),
