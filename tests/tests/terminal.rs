@@ -1,13 +1,18 @@
 //! The operator's terminal, used as a person would: `aiwatch alerts
-//! --follow` in a tmux pane against a running agent, read back with
-//! `capture-pane`, and `aiwatch inventory` as a table and as JSON.
+//! --follow` and `aiwatch top` in tmux panes against a running agent and a
+//! real ONNX model server that spawns a shell, typed at with `send-keys`
+//! and read back with `capture-pane`; and `aiwatch inventory` as a table
+//! and as JSON.
 
 use std::{
     process::{Command, Stdio},
     time::Duration,
 };
 
-use aiwatch_tests::{aiwatch_bin, wait_until, Agent, AgentOptions, TempDir};
+use aiwatch_tests::{
+    ai::{discovered, OnnxServer},
+    aiwatch_bin, http_get, wait_until, Agent, AgentOptions, TempDir,
+};
 use serde_json::Value;
 
 /// A detached tmux session running one command; killed when dropped.
@@ -41,6 +46,24 @@ impl Tmux {
             .status()
             .expect("send-keys");
         assert!(status.success());
+    }
+
+    /// Types `text` literally (no key names).
+    fn type_text(&self, text: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-l", "-t", &self.session, text])
+            .status()
+            .expect("send-keys");
+        assert!(status.success());
+    }
+
+    /// Waits until the screen passes `check`; panics with the screen if not.
+    fn wait_screen(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        wait_until(what, Duration::from_secs(30), || {
+            let screen = self.screen();
+            check(&screen).then_some(screen)
+        })
+        .unwrap_or_else(|| panic!("{what}: not on the screen:\n{}", self.screen()))
     }
 
     fn alive(&self) -> bool {
@@ -196,4 +219,150 @@ fn inventory_prints_a_table_on_a_terminal_and_the_listener_json_in_a_pipe() {
     assert!(row.contains("inference"), "{row}");
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// The ONNX model server spawns a shell (its `/spawn` endpoint, as a
+/// remote-code-execution would): `aiwatch alerts --follow` shows the alert
+/// line, and `aiwatch top` shows the server's workload row and the alert,
+/// filters by workload and kind, and quits on `q` with status 0 and the
+/// terminal given back.
+#[test]
+fn top_and_follow_show_a_model_server_spawning_a_shell() {
+    let (agent, socket) = agent_with_stream("");
+    let server = OnnxServer::start("top");
+    let workload = discovered(&agent, &server);
+    assert_eq!(workload["name"], server.name.as_str(), "{workload}");
+    let bin = aiwatch_bin();
+
+    let follow = Tmux::start(
+        "top-follow",
+        &format!(
+            "{} alerts --follow --socket {} --workload {}",
+            bin.display(),
+            socket.display(),
+            server.name
+        ),
+    );
+    // Marks the end of the top process: printed by the shell once it exits.
+    let top = Tmux::start(
+        "top",
+        &format!(
+            "{} top --listen {} --socket {}; echo top-exited-with=$?; sleep 60",
+            bin.display(),
+            agent.listen,
+            socket.display()
+        ),
+    );
+    let row_of = |screen: &str| {
+        screen
+            .lines()
+            .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+            .find(|l| l.starts_with(&server.name) && l.contains("inference"))
+            .map(str::to_owned)
+    };
+    let screen = top.wait_screen("the server's workload row", |s| {
+        s.contains("WORKLOAD") && s.contains("events") && row_of(s).is_some()
+    });
+    assert!(screen.contains("rules "), "health line:\n{screen}");
+    println!("top, before the attack:\n{screen}");
+
+    // The attack: the server runs a shell, until the alert is on both
+    // screens (either reader may connect after a first spawn).
+    let addr = format!("127.0.0.1:{}", server.port);
+    let rule = "ai.workload.shell-spawn";
+    wait_until("the alert on both screens", Duration::from_secs(60), || {
+        assert_eq!(http_get(&addr, "/spawn").0, 200);
+        std::thread::sleep(Duration::from_millis(700));
+        let (t, f) = (top.screen(), follow.screen());
+        (t.contains(rule) && f.contains(rule)).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "top:\n{}\nfollow:\n{}\nlog:\n{}",
+            top.screen(),
+            follow.screen(),
+            agent.log()
+        )
+    });
+    let followed = follow.screen();
+    println!("alerts --follow:\n{followed}");
+    let line = followed.lines().find(|l| l.contains(rule)).unwrap();
+    assert!(
+        line.contains(&server.name) && line.contains("HIGH"),
+        "{line}"
+    );
+    assert!(
+        !line.trim_start().starts_with('{'),
+        "text, not JSON: {line}"
+    );
+
+    // The row counts the alert within the minute once the agent's metrics
+    // have it.
+    let screen = top.wait_screen("the row's alert count", |s| {
+        row_of(s).is_some_and(|row| row.split_whitespace().last().is_some_and(|n| n != "0"))
+    });
+    println!("top, after the attack:\n{screen}");
+    let alert_line = screen
+        .lines()
+        .find(|l| l.contains(rule) && l.contains(&server.name))
+        .unwrap_or_else(|| panic!("the alert line in top's pane:\n{screen}"));
+    assert!(!alert_line.contains('{'), "{alert_line}");
+
+    // Filter by a workload name that matches nothing, then by the server's.
+    top.keys("/");
+    top.type_text("no-such-workload");
+    top.keys("Enter");
+    let screen = top.wait_screen("the empty filter", |s| {
+        s.contains("workload: no-such-workload") && s.contains("none match")
+    });
+    assert!(row_of(&screen).is_none(), "{screen}");
+    assert!(
+        !screen.contains(rule),
+        "the alert pane is filtered too:\n{screen}"
+    );
+    top.keys("/");
+    top.keys("Escape");
+    top.keys("/");
+    top.type_text(&server.name);
+    top.keys("Enter");
+    top.wait_screen("the filter on the server", |s| {
+        s.contains(&format!("workload: {}", server.name)) && row_of(s).is_some()
+    });
+    // The kind key: inference keeps the row, training hides it.
+    top.keys("k");
+    top.wait_screen("kind inference", |s| {
+        s.contains("kind: inference") && row_of(s).is_some()
+    });
+    top.keys("k");
+    let screen = top.wait_screen("kind training", |s| s.contains("kind: training"));
+    assert!(row_of(&screen).is_none(), "{screen}");
+    top.keys("s");
+    top.wait_screen("the next sort order", |s| s.contains("sort: egress"));
+
+    top.keys("q");
+    let screen = top.wait_screen("top's exit", |s| s.contains("top-exited-with="));
+    assert!(screen.contains("top-exited-with=0"), "{screen}");
+    assert!(
+        !screen.contains("latest alerts") && !screen.contains("WORKLOAD"),
+        "the terminal is given back (the alternate screen is gone):\n{screen}"
+    );
+
+    // In a pipe: one table, with the server's row.
+    let out = Command::new(&bin)
+        .args(["top", "--listen", &agent.listen])
+        .output()
+        .expect("top in a pipe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    println!("top in a pipe:\n{text}");
+    assert!(
+        text.contains("WORKLOAD") && text.contains("rules "),
+        "{text}"
+    );
+    let row = row_of(&text).unwrap_or_else(|| panic!("no row for the server:\n{text}"));
+    assert!(
+        row.split_whitespace().last().is_some_and(|n| n != "0"),
+        "the table counts the alerts since the agent started: {row}"
+    );
+    assert!(!text.contains('\u{1b}'), "no terminal codes in a pipe");
 }

@@ -88,9 +88,10 @@ fn read_agent(listen: SocketAddr, model: &mut TopModel) -> Result<(), TopError> 
     Ok(())
 }
 
-/// Two readings a second apart (so that rates are real), as a table.
+/// Two readings a second apart (so that rates are real), as a table whose
+/// model reads and alerts count since the agent started.
 fn once(listen: SocketAddr) -> Result<(), TopError> {
-    let mut model = TopModel::default();
+    let mut model = TopModel::counting_since_start();
     read_agent(listen, &mut model)?;
     std::thread::sleep(REFRESH);
     read_agent(listen, &mut model)?;
@@ -102,7 +103,7 @@ fn once(listen: SocketAddr) -> Result<(), TopError> {
         println!("no AI workloads seen yet");
         return Ok(());
     }
-    let mut workloads = table(&view::HEADERS);
+    let mut workloads = table(&view::TOTAL_HEADERS);
     for row in &rows {
         workloads.add_row(view::cells(row).to_vec());
     }

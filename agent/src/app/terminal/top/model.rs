@@ -110,9 +110,20 @@ pub struct TopModel {
     alerts: VecDeque<Alert>,
     pub filter: Filter,
     pub sort: Option<SortKey>,
+    /// Count model reads and alerts since the agent started rather than in
+    /// the last minute (the one-shot table, which watches for a second).
+    since_start: bool,
 }
 
 impl TopModel {
+    /// A model whose model reads and alerts count since the agent started.
+    pub fn counting_since_start() -> TopModel {
+        TopModel {
+            since_start: true,
+            ..TopModel::default()
+        }
+    }
+
     pub fn push_reading(&mut self, reading: Reading) {
         // Keep one reading at or past the window's start, so that a minute's
         // difference spans a whole minute.
@@ -193,10 +204,12 @@ impl TopModel {
             .into_iter()
             .filter(|((name, kind), _)| self.filter.admits(name, kind))
             .map(|(key, processes)| {
-                let (m_old, m_new) = (
-                    totals(minute.map(|s| s.0), &key),
-                    totals(minute.map(|s| s.1), &key),
-                );
+                let m_new = totals(minute.map(|s| s.1), &key);
+                let m_old = if self.since_start {
+                    WorkloadTotals::default()
+                } else {
+                    totals(minute.map(|s| s.0), &key)
+                };
                 let (r_old, r_new) = (
                     totals(recent.map(|s| s.0), &key),
                     totals(recent.map(|s| s.1), &key),

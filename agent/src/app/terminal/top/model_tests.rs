@@ -140,3 +140,21 @@ fn filters_apply_to_rows_and_alerts_and_sorting_orders_rows() {
     assert_eq!(model.filter.kind, None, "the cycle ends at every kind");
     assert_eq!(model.alerts().count(), 2);
 }
+
+#[test]
+fn since_start_counts_the_whole_counters() {
+    let start = Instant::now();
+    let mut model = TopModel::counting_since_start();
+    model.push_reading(reading(
+        start,
+        0.0,
+        &[("onnx", "inference", totals(0.0, 70.0, 3.0))],
+    ));
+    model.push_reading(reading(
+        start + Duration::from_secs(1),
+        0.0,
+        &[("onnx", "inference", totals(0.0, 70.0, 4.0))],
+    ));
+    let row = &model.rows()[0];
+    assert_eq!((row.alerts, row.model_read_bytes), (4, 70.0));
+}

@@ -3,7 +3,7 @@
 //! make the one-shot table printed when stdout is not a terminal.
 
 use ratatui::{
-    layout::{Constraint, Layout},
+    layout::{Constraint, Flex, Layout},
     style::{Color, Modifier, Style},
     text::{Line, Span},
     widgets::{Block, List, ListItem, Paragraph, Row as TableRow, Table},
@@ -28,6 +28,17 @@ pub const HEADERS: [&str; 7] = [
     "EGRESS/s",
     "MODEL READS/1m",
     "ALERTS/1m",
+];
+
+/// The headers of the one-shot table, which counts since the agent started.
+pub const TOTAL_HEADERS: [&str; 7] = [
+    "WORKLOAD",
+    "KIND",
+    "PROCS",
+    "GPU PROCS",
+    "EGRESS/s",
+    "MODEL READS",
+    "ALERTS",
 ];
 
 /// The header a sort key orders by.
@@ -110,8 +121,14 @@ pub fn draw(frame: &mut Frame, model: &TopModel, screen: &Screen) {
             Span::styled(h, bold)
         }
     }));
+    let name_width = rows
+        .iter()
+        .map(|row| row.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(16, 48);
     let widths = [
-        Constraint::Min(16),
+        Constraint::Length(u16::try_from(name_width + 1).unwrap_or(u16::MAX)),
         Constraint::Length(11),
         Constraint::Length(6),
         Constraint::Length(10),
@@ -121,6 +138,7 @@ pub fn draw(frame: &mut Frame, model: &TopModel, screen: &Screen) {
     ];
     let empty = rows.is_empty();
     let table = Table::new(rows.iter().map(|row| TableRow::new(cells(row))), widths)
+        .flex(Flex::Start)
         .header(header)
         .block(Block::bordered().title(if empty {
             " workloads: none match ".to_string()
