@@ -43,8 +43,13 @@ pub enum Command {
     Top(TopArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Write `aiwatch.1` and a page for every subcommand
+        /// (`aiwatch-inventory.1`, `aiwatch-profile-list.1`, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// What `aiwatch alerts|events --follow` shows.
