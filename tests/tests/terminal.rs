@@ -366,3 +366,114 @@ fn top_and_follow_show_a_model_server_spawning_a_shell() {
     );
     assert!(!text.contains('\u{1b}'), "no terminal codes in a pipe");
 }
+
+/// `aiwatch alerts|events --follow --remote` through the listener: refused
+/// without the bearer token or with a wrong one, and with it the alert and
+/// event lines arrive, argv redacted as in every sink.
+#[test]
+fn the_remote_stream_reads_through_the_listener_with_its_token_only() {
+    let dir = TempDir::new("remote-stream");
+    let token = dir.path().join("stream.token");
+    std::fs::write(&token, "remote-stream-test-token\n").unwrap();
+    let wrong = dir.path().join("wrong.token");
+    std::fs::write(&wrong, "not-the-token\n").unwrap();
+    let (agent, _socket) = agent_with_stream(&format!(
+        "remote_stream:\n  token_file: {}\n",
+        token.display()
+    ));
+    let url = format!("http://{}", agent.listen);
+    let follow = |topic: &str, extra: &[&str]| {
+        let mut command = Command::new(aiwatch_bin());
+        command
+            .args([topic, "--follow", "--remote", &url, "--format", "json"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+
+    // Refused: no token, and the wrong one.
+    let no_token = follow("alerts", &[]).output().unwrap();
+    assert!(!no_token.status.success());
+    let said = String::from_utf8_lossy(&no_token.stderr);
+    assert!(said.contains("--token-file"), "{said}");
+    let wrong_token = follow("alerts", &["--token-file", wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!wrong_token.status.success());
+    let said = String::from_utf8_lossy(&wrong_token.stderr);
+    assert!(said.contains("HTTP 401"), "{said}");
+    let (_, metrics) = agent.http_get("/metrics");
+    assert!(
+        metrics.contains("aiwatch_stream_refused_total{reason=\"unauthorized\"} 1"),
+        "the refusal is counted"
+    );
+
+    // With the token: an alert (a secret read) and an event (an exec whose
+    // argv holds a password) arrive.
+    let token_arg = token.to_str().unwrap();
+    let mut alerts = follow("alerts", &["--token-file", token_arg])
+        .spawn()
+        .unwrap();
+    let mut events = follow("events", &["--token-file", token_arg, "--kind", "exec"])
+        .spawn()
+        .unwrap();
+    let alert_lines = lines_of(alerts.stdout.take().unwrap());
+    let event_lines = lines_of(events.stdout.take().unwrap());
+    let home = TempDir::new("remote-home");
+    let secret = home.path().join(".aws/credentials");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, "[default]\n").unwrap();
+    let secret_path = secret.to_str().unwrap().to_owned();
+    let marker = format!("remote-stream-marker-{}", std::process::id());
+    let seen = wait_until(
+        "the alert and the event through the listener",
+        Duration::from_secs(60),
+        || {
+            Command::new("cat")
+                .arg(&secret)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            Command::new("/bin/sh")
+                .args(["-c", "exit 0", &marker, "--password=hunter2"])
+                .status()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            let alerts = alert_lines.lock().unwrap().clone();
+            let events = event_lines.lock().unwrap().clone();
+            let alert = alerts.iter().find(|l| l.contains(&secret_path)).cloned();
+            let event = events.iter().find(|l| l.contains(&marker)).cloned();
+            alert.zip(event)
+        },
+    );
+    let _ = alerts.kill();
+    let _ = events.kill();
+    let (alert, event) = seen.unwrap_or_else(|| panic!("nothing came through:\n{}", agent.log()));
+    let alert: Value = serde_json::from_str(&alert).expect("an alert as JSON");
+    assert_eq!(alert["rule"], "ai.secret.read-by-unexpected-process");
+    let event: Value = serde_json::from_str(&event).expect("an event as JSON");
+    let argv = event["process"]["argv"].to_string();
+    assert!(argv.contains("--password=[redacted]"), "{argv}");
+    let everything = event_lines.lock().unwrap().join("\n");
+    assert!(
+        !everything.contains("hunter2"),
+        "a secret crossed the stream"
+    );
+    let _ = alerts.wait();
+    let _ = events.wait();
+}
+
+/// Collects a child's output lines on a thread.
+fn lines_of(out: std::process::ChildStdout) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}

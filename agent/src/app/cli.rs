@@ -62,6 +62,13 @@ pub struct FollowArgs {
     /// The agent's stream socket (`stream_socket` in the configuration).
     #[arg(long, value_name = "PATH", default_value = crate::sink::stream::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Read the stream through the agent's listener instead of the socket:
+    /// `http://HOST:PORT` (the agent's `remote_stream` must be set).
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// The file holding the remote stream's bearer token (with `--remote`).
+    #[arg(long, value_name = "PATH", requires = "remote")]
+    pub token_file: Option<PathBuf>,
     /// Only this workload (name or id).
     #[arg(long, short)]
     pub workload: Option<String>,

@@ -125,6 +125,34 @@ impl EvictionTable {
     }
 }
 
+/// Why the listener refused a remote stream, for
+/// `aiwatch_stream_refused_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamRefusal {
+    /// No `remote_stream` in the configuration.
+    Off,
+    /// No bearer token, or the wrong one.
+    Unauthorized,
+    /// Every remote reader slot was taken.
+    Busy,
+}
+
+impl StreamRefusal {
+    pub const ALL: [StreamRefusal; 3] = [
+        StreamRefusal::Off,
+        StreamRefusal::Unauthorized,
+        StreamRefusal::Busy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamRefusal::Off => "off",
+            StreamRefusal::Unauthorized => "unauthorized",
+            StreamRefusal::Busy => "busy",
+        }
+    }
+}
+
 impl LossStage {
     pub const ALL: [LossStage; 7] = [
         LossStage::KernelRingbuf,
@@ -254,6 +282,7 @@ pub struct Metrics {
     evictions: IntCounterVec,
     anomaly_profile_errors: IntCounterVec,
     stream_dropped: IntCounter,
+    stream_refused: IntCounterVec,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
     task_failures: IntCounterVec,
@@ -443,6 +472,14 @@ impl Metrics {
             "aiwatch_stream_dropped_total",
             "Lines the live stream (aiwatch alerts|events --follow) dropped for readers that fell behind.",
         )?;
+        let stream_refused = reg.counter_vec(
+            "aiwatch_stream_refused_total",
+            "Requests for the remote stream the listener refused, by reason.",
+            &["reason"],
+        )?;
+        for reason in StreamRefusal::ALL {
+            stream_refused.with_label_values(&[reason.as_str()]);
+        }
         let anomaly_profile_errors = reg.counter_vec(
             "aiwatch_anomaly_profile_errors_total",
             "Profile files moved aside as corrupt, or that could not be saved.",
@@ -518,6 +555,7 @@ impl Metrics {
             evictions,
             anomaly_profile_errors,
             stream_dropped,
+            stream_refused,
             probe_attached,
             ready,
             task_failures,

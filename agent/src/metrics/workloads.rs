@@ -122,6 +122,13 @@ impl Metrics {
     }
 
     /// The live stream's dropped lines so far (an absolute value).
+    /// A request for the remote stream was refused.
+    pub fn stream_refused(&self, reason: StreamRefusal) {
+        self.stream_refused
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
     pub fn observe_stream_dropped_total(&self, total: u64) {
         self.stream_dropped
             .inc_by(total.saturating_sub(self.stream_dropped.get()));
