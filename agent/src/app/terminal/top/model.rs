@@ -229,7 +229,7 @@ impl TopModel {
             })
             .collect();
         match self.sort_key() {
-            SortKey::Alerts => rows.sort_by(|a, b| b.alerts.cmp(&a.alerts)),
+            SortKey::Alerts => rows.sort_by_key(|row| std::cmp::Reverse(row.alerts)),
             SortKey::Egress => {
                 rows.sort_by(|a, b| b.egress_per_second.total_cmp(&a.egress_per_second))
             }
