@@ -5,13 +5,14 @@
 //! and as JSON.
 
 use std::{
+    os::unix::fs::PermissionsExt,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use aiwatch_tests::{
     ai::{discovered, OnnxServer},
-    aiwatch_bin, http_get, wait_until, Agent, AgentOptions, TempDir,
+    aiwatch_bin, http_get, wait_until, Agent, AgentOptions, TempDir, UnprivilegedBin,
 };
 use serde_json::Value;
 
@@ -463,6 +464,57 @@ fn the_remote_stream_reads_through_the_listener_with_its_token_only() {
     );
     let _ = alerts.wait();
     let _ = events.wait();
+
+    // `aiwatch top` as nobody, who cannot open the stream socket: with the
+    // token, its latest alerts come through the listener.
+    let unprivileged = UnprivilegedBin::new();
+    let shared = TempDir::new("remote-token");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let readable_token = shared.path().join("token");
+    std::fs::copy(&token, &readable_token).unwrap();
+    std::fs::set_permissions(&readable_token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let top = Tmux::start(
+        "remote-top",
+        &format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups {} top --listen {} --token-file {}; echo top-exited-with=$?; sleep 60",
+            unprivileged.path().display(),
+            agent.listen,
+            readable_token.display()
+        ),
+    );
+    // A new secret each time: the rule throttles repeats of one file, and
+    // top may connect after the first read. The line is cut at the pane's
+    // width, so the reader's pid is what identifies it.
+    let homes = TempDir::new("remote-top");
+    let mut readers = Vec::new();
+    wait_until(
+        "the alert in top, as nobody",
+        Duration::from_secs(60),
+        || {
+            let secret = homes
+                .path()
+                .join(format!("try{}/.aws/credentials", readers.len()));
+            std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+            std::fs::write(&secret, "[default]\n").unwrap();
+            let mut cat = Command::new("cat")
+                .arg(&secret)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            readers.push(format!("/usr/bin/cat (pid {})", cat.id()));
+            cat.wait().unwrap();
+            std::thread::sleep(Duration::from_millis(700));
+            let screen = top.screen();
+            readers
+                .iter()
+                .any(|r| screen.contains(r.as_str()))
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|| panic!("no alert in top:\n{}", top.screen()));
+    top.keys("q");
+    let screen = top.wait_screen("top's exit", |s| s.contains("top-exited-with="));
+    assert!(screen.contains("top-exited-with=0"), "{screen}");
 }
 
 /// Collects a child's output lines on a thread.

@@ -99,6 +99,10 @@ pub struct TopArgs {
     /// The agent's stream socket, for the latest alerts (root only).
     #[arg(long, value_name = "PATH", default_value = crate::sink::stream::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Read the latest alerts through the listener's remote stream with the
+    /// bearer token in this file, instead of the socket (no root needed).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// Print one table and exit (what happens anyway when stdout is not a
     /// terminal).
     #[arg(long)]

@@ -1,6 +1,6 @@
 //! The latest alerts for `aiwatch top`, read from the agent's live stream
-//! (`sink::stream`) on a thread of their own, so that a quiet stream never
-//! holds up the screen.
+//! (`sink::stream`: the socket, or the listener's remote stream) on a
+//! thread of their own, so that a quiet stream never holds up the screen.
 
 use std::{
     io::BufRead,
@@ -25,14 +25,22 @@ pub enum Feed {
     Closed(String),
 }
 
-/// Starts reading `socket`'s alert stream.
-pub fn start(socket: PathBuf) -> Receiver<Feed> {
+/// Where the alerts come from.
+pub enum AlertSource {
+    /// The stream socket (root only).
+    Socket(PathBuf),
+    /// The listener's remote stream at this URL, with this token file.
+    Remote { url: String, token_file: PathBuf },
+}
+
+/// Starts reading the alert stream.
+pub fn start(source: AlertSource) -> Receiver<Feed> {
     let (sender, receiver) = mpsc::sync_channel(PENDING);
     let spawned = std::thread::Builder::new()
         .name("top-alerts".into())
         .spawn({
             let sender = sender.clone();
-            move || read(&socket, &sender)
+            move || read(&source, &sender)
         });
     if let Err(err) = spawned {
         let _ = sender.try_send(Feed::Closed(format!("cannot start a thread: {err}")));
@@ -40,8 +48,17 @@ pub fn start(socket: PathBuf) -> Receiver<Feed> {
     receiver
 }
 
-fn read(socket: &std::path::Path, sender: &SyncSender<Feed>) {
-    let stream = match follow::open(socket, Topic::Alerts) {
+fn read(source: &AlertSource, sender: &SyncSender<Feed>) {
+    let stream: Result<Box<dyn BufRead>, _> = match source {
+        AlertSource::Socket(socket) => {
+            follow::open(socket, Topic::Alerts).map(|stream| Box::new(stream) as Box<dyn BufRead>)
+        }
+        AlertSource::Remote { url, token_file } => {
+            follow::open_remote(url, token_file, Topic::Alerts)
+                .map(|stream| Box::new(stream) as Box<dyn BufRead>)
+        }
+    };
+    let stream = match stream {
         Ok(stream) => stream,
         Err(err) => {
             let _ = sender.send(Feed::Closed(err.to_string()));

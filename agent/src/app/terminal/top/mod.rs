@@ -112,7 +112,14 @@ fn once(listen: SocketAddr) -> Result<(), TopError> {
 }
 
 fn live(args: &TopArgs) -> Result<(), TopError> {
-    let feed = alerts::start(args.socket.clone());
+    let source = match &args.token_file {
+        Some(token_file) => alerts::AlertSource::Remote {
+            url: format!("http://{}", args.listen),
+            token_file: token_file.clone(),
+        },
+        None => alerts::AlertSource::Socket(args.socket.clone()),
+    };
+    let feed = alerts::start(source);
     let mut terminal = ratatui::try_init().map_err(TopError::Terminal)?;
     let result = live_loop(&mut terminal, args.listen, &feed);
     ratatui::restore();
