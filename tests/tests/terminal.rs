@@ -194,6 +194,29 @@ fn inventory_prints_a_table_on_a_terminal_and_the_listener_json_in_a_pipe() {
         .filter_map(|w| w["name"].as_str())
         .collect();
     assert!(names.contains(&"terminal-test-server"), "{names:?}");
+    // It is the listener's document: the same keys, and the same entry for
+    // the workload (other tests' workloads may come and go in between).
+    let (_, body) = agent.http_get("/inventory");
+    let served: Value = serde_json::from_str(&body).expect("/inventory is JSON");
+    let keys = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&piped), keys(&served));
+    let ours = |v: &Value| {
+        v["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "terminal-test-server")
+            .cloned()
+            .expect("the workload")
+    };
+    let (piped_entry, served_entry) = (ours(&piped), ours(&served));
+    for field in ["id", "kind", "name", "first_seen", "processes"] {
+        assert_eq!(piped_entry[field], served_entry[field], "{field}");
+    }
 
     // On a terminal: the table, with the workload's row.
     let tmux = Tmux::start(
