@@ -81,3 +81,50 @@ pub fn setup(
     });
     Ok(Some(RemoteStream::new(token, config.max_readers, open)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(token_file: PathBuf, insecure: bool) -> RemoteStreamConfig {
+        RemoteStreamConfig {
+            token_file,
+            max_readers: 2,
+            insecure,
+        }
+    }
+
+    #[test]
+    fn the_stream_is_refused_where_it_would_leak_or_has_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let hub = Arc::new(StreamHub::default());
+        let loopback: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let pod_ip: SocketAddr = "10.1.2.3:9464".parse().unwrap();
+
+        assert!(setup(None, pod_ip, hub.clone()).unwrap().is_none());
+        let err = setup(Some(&config(token.clone(), false)), pod_ip, hub.clone()).unwrap_err();
+        assert!(matches!(err, RemoteStreamSetupError::ClearText(_)), "{err}");
+        assert!(err.to_string().contains("insecure: true"), "{err}");
+        let err = setup(Some(&config(empty.clone(), false)), loopback, hub.clone()).unwrap_err();
+        assert!(
+            matches!(err, RemoteStreamSetupError::EmptyToken(_)),
+            "{err}"
+        );
+        let missing = dir.path().join("missing");
+        let err = setup(Some(&config(missing, false)), loopback, hub.clone()).unwrap_err();
+        assert!(matches!(err, RemoteStreamSetupError::Token { .. }), "{err}");
+
+        assert!(
+            setup(Some(&config(token.clone(), false)), loopback, hub.clone())
+                .unwrap()
+                .is_some()
+        );
+        assert!(setup(Some(&config(token, true)), pod_ip, hub)
+            .unwrap()
+            .is_some());
+    }
+}
