@@ -106,16 +106,22 @@ mod tests {
         let pod_ip: SocketAddr = "10.1.2.3:9464".parse().unwrap();
 
         assert!(setup(None, pod_ip, hub.clone()).unwrap().is_none());
-        let err = setup(Some(&config(token.clone(), false)), pod_ip, hub.clone()).unwrap_err();
+        let err = setup(Some(&config(token.clone(), false)), pod_ip, hub.clone())
+            .err()
+            .expect("refused");
         assert!(matches!(err, RemoteStreamSetupError::ClearText(_)), "{err}");
         assert!(err.to_string().contains("insecure: true"), "{err}");
-        let err = setup(Some(&config(empty.clone(), false)), loopback, hub.clone()).unwrap_err();
+        let err = setup(Some(&config(empty.clone(), false)), loopback, hub.clone())
+            .err()
+            .expect("refused");
         assert!(
             matches!(err, RemoteStreamSetupError::EmptyToken(_)),
             "{err}"
         );
         let missing = dir.path().join("missing");
-        let err = setup(Some(&config(missing, false)), loopback, hub.clone()).unwrap_err();
+        let err = setup(Some(&config(missing, false)), loopback, hub.clone())
+            .err()
+            .expect("refused");
         assert!(matches!(err, RemoteStreamSetupError::Token { .. }), "{err}");
 
         assert!(
