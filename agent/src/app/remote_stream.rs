@@ -133,4 +133,86 @@ mod tests {
             .unwrap()
             .is_some());
     }
+
+    /// A remote reader that stops reading while the agent publishes more
+    /// than its queue holds: its lines are dropped, counted in the hub, and
+    /// told to it in `{"dropped": N}` notices; nothing is lost untold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_remote_reader_is_told_what_it_lost() {
+        use crate::{
+            event::Event,
+            metrics::{Metrics, MetricsConfig},
+            observe::http::{HttpOptions, HttpServer, HttpState, Readiness},
+            sink::stream::READER_QUEUE,
+        };
+        use std::{io::BufRead, sync::atomic::Ordering::Relaxed};
+
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken").unwrap();
+        let hub = Arc::new(StreamHub::default());
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let remote = setup(Some(&config(token, false)), loopback, hub.clone()).unwrap();
+        let state = HttpState {
+            metrics: Arc::new(Metrics::new(MetricsConfig::default()).unwrap()),
+            readiness: Arc::new(Readiness::default()),
+            inventory: Arc::new(|| serde_json::json!({})),
+            remote_stream: remote,
+        };
+        let server = HttpServer::bind(loopback, state, HttpOptions::default())
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+
+        // The reader connects, then reads nothing until the burst is over.
+        let url = format!("http://{addr}/stream/events");
+        let body = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let response = agent
+                .get(&url)
+                .header("Authorization", "Bearer t0ken")
+                .call()
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.into_body().into_with_config().reader()
+        })
+        .await
+        .unwrap();
+        let total = READER_QUEUE as u64 * 8;
+        let event = Event::default();
+        for _ in 0..total {
+            hub.publish_event(&event);
+        }
+        assert!(hub.dropped.load(Relaxed) > 0, "a stopped reader drops");
+
+        let (received, told) = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(body).lines();
+            let (mut received, mut told) = (0u64, 0u64);
+            while received + told < total {
+                let line = lines.next().expect("more lines").unwrap();
+                match crate::app::follow::dropped_notice(&line) {
+                    Some(dropped) => told += dropped,
+                    None => {
+                        serde_json::from_str::<Event>(&line).expect("an event");
+                        received += 1;
+                    }
+                }
+            }
+            (received, told)
+        })
+        .await
+        .unwrap();
+        assert!(received > 0 && told > 0, "{received} received, {told} told");
+        assert_eq!(received + told, total);
+        assert_eq!(told, hub.dropped.load(Relaxed));
+        let _ = stop.send(());
+        serving.await.unwrap();
+    }
 }
