@@ -12,6 +12,7 @@ mod bench;
 mod debian;
 mod fuzz;
 mod image;
+mod manuals;
 mod privilege;
 mod provision;
 mod python;
@@ -106,7 +107,9 @@ fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
         Task::Build { release } => {
             let workspace = Workspace::prepare()?;
             provision::setup(&workspace, Scope::Build)?;
-            workspace.build_agent(Profile::from_release_flag(release))?;
+            let profile = Profile::from_release_flag(release);
+            workspace.build_agent(profile)?;
+            manuals::write(&workspace.agent_binary(profile))?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Run { debug, args, .. } => {

@@ -52,6 +52,7 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
         "the build succeeded but left no agent binary at {}",
         agent.display()
     );
+    crate::manuals::write(&agent)?;
 
     let mut tests = workspace.cargo();
     tests.arg("test");

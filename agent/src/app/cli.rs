@@ -39,10 +39,17 @@ pub enum Command {
     Alerts(FollowArgs),
     /// Follow the running agent's events, one line each (needs root).
     Events(FollowArgs),
+    /// A live view of the running agent: workloads, latest alerts, health.
+    Top(TopArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man {
+        /// Write `aiwatch.1` and a page for every subcommand
+        /// (`aiwatch-inventory.1`, `aiwatch-profile-list.1`, ...) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// What `aiwatch alerts|events --follow` shows.
@@ -55,6 +62,13 @@ pub struct FollowArgs {
     /// The agent's stream socket (`stream_socket` in the configuration).
     #[arg(long, value_name = "PATH", default_value = crate::sink::stream::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Read the stream through the agent's listener instead of the socket:
+    /// `http://HOST:PORT` (the agent's `remote_stream` must be set).
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// The file holding the remote stream's bearer token (with `--remote`).
+    #[arg(long, value_name = "PATH", requires = "remote")]
+    pub token_file: Option<PathBuf>,
     /// Only this workload (name or id).
     #[arg(long, short)]
     pub workload: Option<String>,
@@ -74,6 +88,25 @@ pub struct FollowArgs {
     /// (the default in a pipe).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<LineFormat>,
+}
+
+/// What `aiwatch top` reads.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// The running agent's HTTP listener (metrics and inventory).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// The agent's stream socket, for the latest alerts (root only).
+    #[arg(long, value_name = "PATH", default_value = crate::sink::stream::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Read the latest alerts through the listener's remote stream with the
+    /// bearer token in this file, instead of the socket (no root needed).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Print one table and exit (what happens anyway when stdout is not a
+    /// terminal).
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

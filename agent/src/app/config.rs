@@ -51,6 +51,9 @@ pub struct Config {
     /// The unix socket of `aiwatch alerts|events --follow` (root only);
     /// `null` turns the live stream off.
     pub stream_socket: Option<PathBuf>,
+    /// The live stream through the listener (`/stream/alerts`,
+    /// `/stream/events`), for `--follow --remote`; off when unset.
+    pub remote_stream: Option<RemoteStreamConfig>,
     pub max_workload_series: usize,
     pub workloads: WorkloadsConfig,
     pub assets: AssetConfig,
@@ -105,6 +108,7 @@ impl Default for Config {
             names: NameLimits::default(),
             state_dir: PathBuf::from("/var/lib/aiwatch"),
             stream_socket: Some(PathBuf::from(crate::sink::stream::DEFAULT_SOCKET)),
+            remote_stream: None,
             max_workload_series: DEFAULT_MAX_WORKLOAD_SERIES,
             workloads: WorkloadsConfig::default(),
             assets: AssetConfig::default(),
@@ -123,6 +127,30 @@ impl Default for Config {
             llm: LlmConfig::default(),
             bench_floor: false,
         }
+    }
+}
+
+/// Who may read the live stream through the listener (docs/security.md).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteStreamConfig {
+    /// File holding the bearer token readers present; read at start-up so
+    /// that the token stays out of the configuration and the command line.
+    pub token_file: PathBuf,
+    /// Remote readers at once (default 4): each holds one of the listener's
+    /// general connection slots for as long as it reads.
+    #[serde(default = "RemoteStreamConfig::default_max_readers")]
+    pub max_readers: usize,
+    /// Serve the stream on a listener that is not on loopback, in clear
+    /// text (default false: refused at start-up). Only behind something
+    /// that protects the wire: a NetworkPolicy, a TLS-terminating proxy.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl RemoteStreamConfig {
+    fn default_max_readers() -> usize {
+        4
     }
 }
 

@@ -1,12 +1,13 @@
 //! `aiwatch alerts --follow` and `aiwatch events --follow`: read the running
-//! agent's stream socket (`sink::stream`), filter, and print one line per
+//! agent's stream socket (`sink::stream`), or with `--remote` its listener's
+//! stream (`observe::http::remote_stream`), filter, and print one line per
 //! alert or event: readable text on a terminal, the JSON lines of the
 //! schema in a pipe.
 
 use std::{
     io::{BufRead, BufReader, IsTerminal, Write},
     os::unix::net::UnixStream,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
 };
 
@@ -36,6 +37,22 @@ pub enum FollowError {
     Read(#[source] std::io::Error),
     #[error("{0}")]
     BadFilter(String),
+    #[error("--remote needs --token-file: the agent's remote stream asks every reader for its bearer token")]
+    NoToken,
+    #[error("cannot read the token file {path}: {source}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the agent's stream at {url}: {reason}")]
+    Remote { url: String, reason: String },
+    #[error("the agent at {url} refused the stream (HTTP {status}): {reason}")]
+    Refused {
+        url: String,
+        status: u16,
+        reason: String,
+    },
 }
 
 /// The filters of the command line, checked once.
@@ -102,17 +119,15 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
         Some(format) => format == LineFormat::Text,
         None => terminal,
     };
-    let mut stream = UnixStream::connect(&args.socket).map_err(|source| FollowError::Connect {
-        path: args.socket.clone(),
-        source,
-    })?;
-    let request: &[u8] = match topic {
-        Topic::Alerts => b"alerts\n",
-        Topic::Events => b"events\n",
+    let stream: Box<dyn BufRead> = match &args.remote {
+        Some(url) => {
+            let token_file = args.token_file.as_deref().ok_or(FollowError::NoToken)?;
+            Box::new(open_remote(url, token_file, topic)?)
+        }
+        None => Box::new(open(&args.socket, topic)?),
     };
-    stream.write_all(request).map_err(FollowError::Read)?;
     let mut stdout = std::io::stdout().lock();
-    for line in BufReader::new(stream).lines() {
+    for line in stream.lines() {
         let line = line.map_err(FollowError::Read)?;
         if let Some(dropped) = dropped_notice(&line) {
             eprintln!("aiwatch: {dropped} lines were dropped: this reader fell behind the agent");
@@ -155,7 +170,75 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
     Ok(())
 }
 
-fn dropped_notice(line: &str) -> Option<u64> {
+/// Connects to the stream socket at `socket` and asks for `topic`.
+pub fn open(socket: &Path, topic: Topic) -> Result<BufReader<UnixStream>, FollowError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| FollowError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    let request: &[u8] = match topic {
+        Topic::Alerts => b"alerts\n",
+        Topic::Events => b"events\n",
+    };
+    stream.write_all(request).map_err(FollowError::Read)?;
+    Ok(BufReader::new(stream))
+}
+
+/// Asks the listener at `url` (`http://host:port`) for `topic`'s stream,
+/// with the bearer token of `token_file`.
+pub fn open_remote(
+    url: &str,
+    token_file: &Path,
+    topic: Topic,
+) -> Result<impl BufRead, FollowError> {
+    let token = std::fs::read_to_string(token_file).map_err(|source| FollowError::Token {
+        path: token_file.to_path_buf(),
+        source,
+    })?;
+    let url = format!(
+        "{}/stream/{}",
+        url.trim_end_matches('/'),
+        match topic {
+            Topic::Alerts => "alerts",
+            Topic::Events => "events",
+        }
+    );
+    // No overall timeout: the stream lasts as long as the reader wants it.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(std::time::Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(&url)
+        .header("Authorization", &format!("Bearer {}", token.trim()))
+        .call()
+        .map_err(|err| FollowError::Remote {
+            url: url.clone(),
+            reason: err.to_string(),
+        })?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        let reason = response
+            .body_mut()
+            .with_config()
+            .limit(4096)
+            .read_to_string()
+            .unwrap_or_default();
+        return Err(FollowError::Refused {
+            url,
+            status,
+            reason: reason.trim().to_owned(),
+        });
+    }
+    Ok(BufReader::new(
+        response.into_body().into_with_config().reader(),
+    ))
+}
+
+/// The count of a `{"dropped": N}` notice, which the stream sends between
+/// its JSON lines.
+pub fn dropped_notice(line: &str) -> Option<u64> {
     let rest = line.strip_prefix("{\"dropped\":")?;
     rest.strip_suffix('}')?.parse().ok()
 }

@@ -103,6 +103,12 @@ impl KernelSide {
             .ebpf
             .take_map("EVENTS")
             .ok_or(KernelSetupError::MissingMap("EVENTS"))?;
+        if let aya::maps::Map::RingBuf(data) = &ring {
+            match data.info() {
+                Ok(info) => metrics.set_ringbuf_size_bytes(u64::from(info.max_entries())),
+                Err(err) => log::warn!("aiwatch_ringbuf_size_bytes stays at 0: cannot read the ring buffer's size: {err}"),
+            }
+        }
         let ring = RingBuf::try_from(ring).map_err(|_| KernelSetupError::MissingMap("EVENTS"))?;
         let ring_usage = match RingUsage::new(&ring) {
             Ok(usage) => Some(usage),

@@ -9,6 +9,7 @@ pub mod kernel_side;
 pub mod outputs;
 pub mod pipeline;
 pub mod privileges;
+pub mod remote_stream;
 pub mod replay;
 pub mod run;
 pub mod terminal;

@@ -36,6 +36,8 @@ pub struct Outputs {
     events: Option<LineWriter>,
     alerts: LineWriter,
     stream: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
+    /// The live stream's readers, local and remote.
+    hub: Arc<StreamHub>,
 }
 
 /// The senders the pipeline writes into, and the tasks behind them.
@@ -79,7 +81,14 @@ impl Outputs {
             events,
             alerts,
             stream,
+            hub: Arc::new(StreamHub::default()),
         })
+    }
+
+    /// Where the live stream's readers register: the socket's, and the
+    /// listener's remote ones.
+    pub fn stream_hub(&self) -> Arc<StreamHub> {
+        self.hub.clone()
     }
 
     /// Starts a task per sink. Each ends, flushing, when the pipeline drops
@@ -93,7 +102,7 @@ impl Outputs {
         let mut sinks = Sinks {
             events: None,
             alerts: Vec::new(),
-            stream: Arc::new(StreamHub::default()),
+            stream: self.hub.clone(),
             tasks: Vec::new(),
         };
         if let Some((listener, path)) = self.stream {

@@ -35,7 +35,10 @@ use crate::{
     kernel::stats::{KernelStats, KindTotal},
     metrics::pipeline_stats::PipelineStats,
     metrics::{Metrics, MetricsConfig, MetricsError},
-    observe::http::{HttpError, HttpOptions, HttpServer, HttpState, InventoryProvider, Readiness},
+    observe::http::{
+        remote_stream::RemoteStream, HttpError, HttpOptions, HttpServer, HttpState,
+        InventoryProvider, Readiness,
+    },
     observe::supervise::{Criticality, Supervisor},
     observe::telemetry,
     policy::{reload::ReloadError, spawn_reloader, PolicyErrors, PolicySet},
@@ -79,6 +82,8 @@ pub enum RunError {
     Redact(#[from] crate::enrich::redact::RedactError),
     #[error(transparent)]
     Enforce(#[from] EnforceMapError),
+    #[error(transparent)]
+    RemoteStream(#[from] crate::app::remote_stream::RemoteStreamSetupError),
     #[error("cannot set up {what}: {source}")]
     Setup {
         what: &'static str,
@@ -163,7 +168,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     )?;
     let inventory: InventorySnapshot =
         Arc::new(Mutex::new(Arc::new(analyzer.inventory_snapshot())));
-    let http = bind_listener(&config, &metrics, &readiness, &inventory).await?;
+    let remote_stream = crate::app::remote_stream::setup(
+        config.remote_stream.as_ref(),
+        config.listen,
+        outputs.stream_hub(),
+    )?;
+    let http = bind_listener(&config, &metrics, &readiness, &inventory, remote_stream).await?;
 
     let mut kernel = KernelSide::start(&config, &metrics, &readiness)?;
     let enforce_maps = EnforceMaps::from_ebpf(&mut kernel.loaded.ebpf)?;
@@ -389,12 +399,13 @@ fn write_pid_file(state_dir: &Path) -> Option<PathBuf> {
     }
 }
 
-/// Binds `/metrics`, `/healthz`, `/readyz` and `/inventory`.
+/// Binds `/metrics`, `/healthz`, `/readyz`, `/inventory` and the remote stream.
 async fn bind_listener(
     config: &Config,
     metrics: &Arc<Metrics>,
     readiness: &Arc<Readiness>,
     inventory: &InventorySnapshot,
+    remote_stream: Option<RemoteStream>,
 ) -> Result<HttpServer, HttpError> {
     let published = inventory.clone();
     let inventory: InventoryProvider = Arc::new(move || {
@@ -408,6 +419,7 @@ async fn bind_listener(
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             inventory,
+            remote_stream,
         },
         HttpOptions::default(),
     )

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         }
         Command::Alerts(args) => follow::run(Topic::Alerts, &args),
         Command::Events(args) => follow::run(Topic::Events, &args),
+        Command::Top(args) => terminal::top::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -71,10 +72,26 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Man => {
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+        Command::Man { dir: None } => {
+            // As `generate_to` does: `help` has no page of its own to point to.
+            let command = Cli::command().disable_help_subcommand(true);
+            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err),
+            }
+        }
+        Command::Man { dir: Some(dir) } => {
+            let written = std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir));
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!(
+                        "aiwatch: cannot write the man pages into {}: {err}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Policy(args) => match args.action {

@@ -125,6 +125,34 @@ impl EvictionTable {
     }
 }
 
+/// Why the listener refused a remote stream, for
+/// `aiwatch_stream_refused_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamRefusal {
+    /// No `remote_stream` in the configuration.
+    Off,
+    /// No bearer token, or the wrong one.
+    Unauthorized,
+    /// Every remote reader slot was taken.
+    Busy,
+}
+
+impl StreamRefusal {
+    pub const ALL: [StreamRefusal; 3] = [
+        StreamRefusal::Off,
+        StreamRefusal::Unauthorized,
+        StreamRefusal::Busy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamRefusal::Off => "off",
+            StreamRefusal::Unauthorized => "unauthorized",
+            StreamRefusal::Busy => "busy",
+        }
+    }
+}
+
 impl LossStage {
     pub const ALL: [LossStage; 7] = [
         LossStage::KernelRingbuf,
@@ -229,6 +257,7 @@ pub struct Metrics {
     lost_by_stage_kind: Vec<Vec<IntCounter>>,
     kernel_filtered_by_kind: Vec<IntCounter>,
     ringbuf_used_bytes: IntGauge,
+    ringbuf_size_bytes: IntGauge,
     event_latency: Histogram,
     rule_eval: Histogram,
     rule_eval_sample_every: u64,
@@ -255,6 +284,7 @@ pub struct Metrics {
     stream_dropped: IntCounter,
     file_access_refused: IntCounter,
     file_access_dirs: IntGauge,
+    stream_refused: IntCounterVec,
     probe_attached: IntGaugeVec,
     ready: IntGauge,
     task_failures: IntCounterVec,
@@ -318,6 +348,10 @@ impl Metrics {
         let ringbuf_used_bytes = reg.gauge(
             "aiwatch_ringbuf_used_bytes",
             "Bytes waiting in the kernel ring buffer when last sampled.",
+        )?;
+        let ringbuf_size_bytes = reg.gauge(
+            "aiwatch_ringbuf_size_bytes",
+            "Size of the kernel ring buffer, in bytes.",
         )?;
         let event_latency = reg.histogram(
             "aiwatch_event_latency_seconds",
@@ -448,6 +482,14 @@ impl Metrics {
             "aiwatch_file_access_dirs",
             "Process and directory pairs whose plain reads the kernel counts (file_access).",
         )?;
+        let stream_refused = reg.counter_vec(
+            "aiwatch_stream_refused_total",
+            "Requests for the remote stream the listener refused, by reason.",
+            &["reason"],
+        )?;
+        for reason in StreamRefusal::ALL {
+            stream_refused.with_label_values(&[reason.as_str()]);
+        }
         let anomaly_profile_errors = reg.counter_vec(
             "aiwatch_anomaly_profile_errors_total",
             "Profile files moved aside as corrupt, or that could not be saved.",
@@ -498,6 +540,7 @@ impl Metrics {
             lost_by_stage_kind,
             kernel_filtered_by_kind,
             ringbuf_used_bytes,
+            ringbuf_size_bytes,
             event_latency,
             rule_eval,
             rule_eval_sample_every: config.rule_eval_sample_every.max(1),
@@ -524,6 +567,7 @@ impl Metrics {
             stream_dropped,
             file_access_refused,
             file_access_dirs,
+            stream_refused,
             probe_attached,
             ready,
             task_failures,

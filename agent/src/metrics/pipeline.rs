@@ -57,6 +57,11 @@ impl Metrics {
         self.ringbuf_used_bytes.set(saturating_i64(bytes));
     }
 
+    /// The ring buffer's size, so that its fill can be read as a fraction.
+    pub fn set_ringbuf_size_bytes(&self, bytes: u64) {
+        self.ringbuf_size_bytes.set(saturating_i64(bytes));
+    }
+
     /// Latency from an event's kernel timestamp to its alert being written.
     pub fn observe_event_latency(&self, latency: Duration) {
         self.event_latency.observe(latency.as_secs_f64());

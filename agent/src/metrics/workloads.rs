@@ -121,7 +121,6 @@ impl Metrics {
         counter.inc_by(total.saturating_sub(counter.get()));
     }
 
-    /// The live stream's dropped lines so far (an absolute value).
     /// A directory's reads could not be folded.
     pub fn file_access_refused(&self) {
         self.file_access_refused.inc();
@@ -132,6 +131,14 @@ impl Metrics {
         self.file_access_dirs.set(count as i64);
     }
 
+    /// A request for the remote stream was refused.
+    pub fn stream_refused(&self, reason: StreamRefusal) {
+        self.stream_refused
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// The live stream's dropped lines so far (an absolute value).
     pub fn observe_stream_dropped_total(&self, total: u64) {
         self.stream_dropped
             .inc_by(total.saturating_sub(self.stream_dropped.get()));

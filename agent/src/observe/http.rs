@@ -1,5 +1,6 @@
 //! The HTTP listener (`--listen`, default `127.0.0.1:9464`): `/metrics`,
-//! `/healthz`, `/readyz` and `/inventory`.
+//! `/healthz`, `/readyz`, `/inventory`, and the remote stream
+//! (`/stream/alerts`, `/stream/events`: [`remote_stream`]).
 //!
 //! It must never slow the event pipeline down. Handlers only read shared
 //! state: atomics in [`Readiness`], the metrics registry, and an inventory
@@ -12,14 +13,16 @@
 
 pub mod admission;
 pub mod client;
+pub mod remote_stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -28,6 +31,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 pub use crate::observe::readiness::{NotReady, Readiness, DEFAULT_MAX_SILENCE};
+use remote_stream::{RemoteStream, RemoteTopic};
 
 /// Default listen address: loopback only; expose it deliberately.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
@@ -75,6 +79,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub inventory: InventoryProvider,
+    /// The remote stream; `None` when it is off.
+    pub remote_stream: Option<RemoteStream>,
 }
 
 /// A bound listener, ready to serve.
@@ -148,16 +154,37 @@ impl HttpServer {
                 let _open = open;
                 let slot = admission.admit(peer.ip());
                 let monitoring_only = slot.monitoring_only();
-                let service = hyper::service::service_fn(move |request| {
-                    let response = respond(&state, &request, monitoring_only);
-                    async move { Ok::<_, std::convert::Infallible>(response) }
+                // A remote stream runs past the deadline: it is bounded by
+                // its own reader slots instead.
+                let streaming = Arc::new(AtomicBool::new(false));
+                let service = hyper::service::service_fn({
+                    let streaming = Arc::clone(&streaming);
+                    move |request| {
+                        let response = respond(&state, &request, monitoring_only);
+                        if response.headers().get(CONTENT_TYPE)
+                            == Some(&HeaderValue::from_static(STREAM_TYPE))
+                        {
+                            streaming.store(true, Ordering::Relaxed);
+                        }
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    }
                 });
                 let builder = if monitoring_only { monitoring } else { general };
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
-                match tokio::time::timeout(deadline, connection).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => log::debug!("metrics connection ended: {error}"),
-                    Err(_elapsed) => log::debug!("metrics connection timed out"),
+                tokio::pin!(connection);
+                let ended = tokio::select! {
+                    ended = &mut connection => Some(ended),
+                    () = tokio::time::sleep(deadline) => None,
+                };
+                let ended = match ended {
+                    Some(ended) => Some(ended),
+                    None if streaming.load(Ordering::Relaxed) => Some(connection.await),
+                    None => None,
+                };
+                match ended {
+                    Some(Ok(())) => {}
+                    Some(Err(error)) => log::debug!("metrics connection ended: {error}"),
+                    None => log::debug!("metrics connection timed out"),
                 }
                 drop(slot);
             });
@@ -165,7 +192,10 @@ impl HttpServer {
     }
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+type HttpResponse = Response<BoxBody<Bytes, std::convert::Infallible>>;
+
+/// The content type of the remote stream's JSON lines.
+const STREAM_TYPE: &str = "application/x-ndjson";
 
 fn respond(state: &HttpState, request: &Request<Incoming>, monitoring_only: bool) -> HttpResponse {
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -176,6 +206,20 @@ fn respond(state: &HttpState, request: &Request<Incoming>, monitoring_only: bool
         return response;
     }
     let path = request.uri().path();
+    if let Some(topic) = RemoteTopic::of_path(path) {
+        if monitoring_only {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy: only /metrics, /healthz and /readyz are served right now\n",
+            );
+        }
+        return remote_stream::respond(
+            state.remote_stream.as_ref(),
+            &state.metrics,
+            topic,
+            request.headers(),
+        );
+    }
     if monitoring_only && !matches!(path, "/metrics" | "/healthz" | "/readyz") {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -237,7 +281,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
 }
 
 fn with_type(status: StatusCode, body: String, content_type: &'static str) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -43,7 +43,8 @@ pub enum Topic {
 }
 
 impl Topic {
-    fn parse(line: &str) -> Option<Topic> {
+    /// `alerts` or `events`, as readers name them.
+    pub fn parse(line: &str) -> Option<Topic> {
         match line.trim() {
             "alerts" => Some(Topic::Alerts),
             "events" => Some(Topic::Events),
@@ -222,36 +223,65 @@ async fn serve_reader(hub: Arc<StreamHub>, stream: UnixStream) {
             .await;
         return;
     };
-    let (mut lines, dropped) = hub.register(topic);
-    let mut told = 0;
-    // Losses are told before the next line, or within a tick when no line
-    // follows them.
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-    loop {
-        let line = tokio::select! {
-            line = lines.recv() => match line {
-                Some(line) => Some(line),
-                None => break,
-            },
-            _ = tick.tick() => None,
-        };
-        let now = dropped.load(Relaxed);
-        if now > told {
-            let notice = format!("{{\"dropped\":{}}}\n", now - told);
-            if write_half.write_all(notice.as_bytes()).await.is_err() {
-                break;
-            }
-            told = now;
+    let mut subscription = hub.subscribe(topic);
+    while let Some(chunk) = subscription.next().await {
+        if write_half.write_all(chunk.as_bytes()).await.is_err() {
+            break;
         }
-        if let Some(line) = line {
-            if write_half.write_all(line.as_bytes()).await.is_err()
-                || write_half.write_all(b"\n").await.is_err()
-            {
-                break;
+    }
+    // Dropping the subscription makes the next publish forget this reader.
+}
+
+/// One reader's lines: its bounded queue, and the notices of what it lost.
+/// The socket and the listener's remote stream both read through it.
+pub struct Subscription {
+    lines: mpsc::Receiver<Arc<str>>,
+    dropped: Arc<AtomicU64>,
+    told: u64,
+    /// A line that came with a loss notice, sent after it.
+    held: Option<Arc<str>>,
+    tick: tokio::time::Interval,
+}
+
+impl Subscription {
+    /// The next piece to send, newline included: a JSON line, or a
+    /// `{"dropped":N}` notice before the first line after a loss (or within
+    /// a tick when no line follows it). `None` once the hub is gone.
+    pub async fn next(&mut self) -> Option<String> {
+        if let Some(line) = self.held.take() {
+            return Some(format!("{line}\n"));
+        }
+        loop {
+            let line = tokio::select! {
+                line = self.lines.recv() => Some(line?),
+                _ = self.tick.tick() => None,
+            };
+            let now = self.dropped.load(Relaxed);
+            if now > self.told {
+                let notice = format!("{{\"dropped\":{}}}\n", now - self.told);
+                self.told = now;
+                self.held = line;
+                return Some(notice);
+            }
+            if let Some(line) = line {
+                return Some(format!("{line}\n"));
             }
         }
     }
-    // Dropping the receiver makes the next publish forget this reader.
+}
+
+impl StreamHub {
+    /// A new reader of `topic`.
+    pub fn subscribe(&self, topic: Topic) -> Subscription {
+        let (lines, dropped) = self.register(topic);
+        Subscription {
+            lines,
+            dropped,
+            told: 0,
+            held: None,
+            tick: tokio::time::interval(std::time::Duration::from_millis(200)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod compact;
 pub mod inventory;
 pub mod profiles;
+pub mod top;
 
 use std::io::IsTerminal;
 

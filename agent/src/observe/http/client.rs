@@ -1,4 +1,5 @@
-//! Talking to a running agent's listener, for `aiwatch inventory`.
+//! Talking to a running agent's listener, for `aiwatch inventory` and
+//! `aiwatch top`.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -14,12 +15,14 @@ pub enum ClientError {
     },
     #[error("the agent at {addr} sent a body that is not JSON: {reason}")]
     NotJson { addr: SocketAddr, reason: String },
+    #[error("the agent at {addr} sent a body that cannot be read: {reason}")]
+    Body { addr: SocketAddr, reason: String },
 }
 
-/// GETs `path` and returns the JSON body, pretty-printed.
-pub fn get_json(addr: SocketAddr, path: &str) -> Result<String, ClientError> {
+/// GETs `path` and returns the body as text.
+pub fn get_text(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, ClientError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
         .into();
@@ -38,16 +41,25 @@ pub fn get_json(addr: SocketAddr, path: &str) -> Result<String, ClientError> {
             status,
         });
     }
-    let body: serde_json::Value =
-        response
-            .body_mut()
-            .read_json()
-            .map_err(|err| ClientError::NotJson {
-                addr,
-                reason: err.to_string(),
-            })?;
-    serde_json::to_string_pretty(&body).map_err(|err| ClientError::NotJson {
+    response
+        .body_mut()
+        .with_config()
+        // The inventory of a busy node is large; the agent bounds it.
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|err| ClientError::Body {
+            addr,
+            reason: err.to_string(),
+        })
+}
+
+/// GETs `path` and returns the JSON body, pretty-printed.
+pub fn get_json(addr: SocketAddr, path: &str) -> Result<String, ClientError> {
+    let body = get_text(addr, path, Duration::from_secs(10))?;
+    let not_json = |err: serde_json::Error| ClientError::NotJson {
         addr,
         reason: err.to_string(),
-    })
+    };
+    let body: serde_json::Value = serde_json::from_str(&body).map_err(not_json)?;
+    serde_json::to_string_pretty(&body).map_err(not_json)
 }

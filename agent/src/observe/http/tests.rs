@@ -31,12 +31,21 @@ impl Running {
 }
 
 async fn start(max_silence: Duration, options: HttpOptions) -> Running {
+    start_with(max_silence, options, None).await
+}
+
+async fn start_with(
+    max_silence: Duration,
+    options: HttpOptions,
+    remote_stream: Option<RemoteStream>,
+) -> Running {
     let metrics = Arc::new(Metrics::new(MetricsConfig::default()).expect("metrics"));
     let readiness = Arc::new(Readiness::new(max_silence));
     let state = HttpState {
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
         inventory: Arc::new(|| serde_json::json!({ "workloads": [{ "name": "vllm" }] })),
+        remote_stream,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
     let server = HttpServer::bind(loopback, state, options)
@@ -249,4 +258,137 @@ fn readiness_reasons_are_sentences() {
     assert_eq!(readiness.check(), Ok(()));
     readiness.set_probes_attached(false);
     assert_eq!(readiness.check(), Err(NotReady::ProbesNotAttached));
+}
+
+/// Sends a GET with extra header lines and reads the answer's head and
+/// whatever body arrives within `wait`.
+async fn get_with(addr: SocketAddr, path: &str, headers: &str, wait: Duration) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n");
+    stream.write_all(raw.as_bytes()).await.expect("writes");
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(read)) = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+        if read == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..read]);
+    }
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+#[tokio::test]
+async fn the_remote_stream_needs_its_token_and_has_bounded_readers() {
+    // Each reader gets one line, then the stream stays open.
+    let open: remote_stream::StreamOpener = Arc::new(|topic, permit| {
+        let (lines, receiver) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let _slot = permit;
+            let line = format!("{{\"topic\":\"{topic:?}\"}}\n");
+            let _ = lines.send(Bytes::from(line)).await;
+            lines.closed().await;
+        });
+        receiver
+    });
+    let remote = RemoteStream::new("s3cret", 1, open);
+    let options = HttpOptions {
+        connection_timeout: Duration::from_millis(300),
+        ..HttpOptions::default()
+    };
+    let running = start_with(DEFAULT_MAX_SILENCE, options, Some(remote)).await;
+    let wait = Duration::from_millis(500);
+    let (status, head) = get_with(running.addr, "/stream/alerts", "", wait).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{head}"
+    );
+    let (status, _) = get_with(
+        running.addr,
+        "/stream/alerts",
+        "Authorization: Bearer wrong\r\n",
+        wait,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // The right token: the line arrives, and the stream outlives the
+    // connection deadline (300 ms here).
+    let mut reader = TcpStream::connect(running.addr).await.unwrap();
+    reader
+        .write_all(
+            b"GET /stream/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("Events") {
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buffer))
+            .await
+            .expect("the line in time")
+            .unwrap();
+        assert!(read > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buffer[..read]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("application/x-ndjson"), "{head}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Still open: the one slot is held, so a second reader is refused.
+    let (status, head) = get_with(
+        running.addr,
+        "/stream/alerts",
+        "Authorization: Bearer s3cret\r\n",
+        wait,
+    )
+    .await;
+    assert_eq!(status, 503, "{head}");
+    drop(reader);
+    let text = running.metrics.encode_text().unwrap();
+    assert!(
+        text.contains("aiwatch_stream_refused_total{reason=\"unauthorized\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aiwatch_stream_refused_total{reason=\"busy\"} 1"),
+        "{text}"
+    );
+    // The slot comes back once the reader is gone.
+    let reopened = wait_for_slot(running.addr).await;
+    assert_eq!(reopened, 200);
+    running.stop().await;
+}
+
+async fn wait_for_slot(addr: SocketAddr) -> u16 {
+    for _ in 0..50 {
+        let (status, _) = get_with(
+            addr,
+            "/stream/alerts",
+            "Authorization: Bearer s3cret\r\n",
+            Duration::from_millis(200),
+        )
+        .await;
+        if status != 503 {
+            return status;
+        }
+    }
+    503
+}
+
+#[tokio::test]
+async fn the_remote_stream_is_off_unless_configured() {
+    let running = start(DEFAULT_MAX_SILENCE, HttpOptions::default()).await;
+    let (status, _, body) = request(running.addr, "GET", "/stream/alerts").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("remote_stream"), "{body}");
+    running.stop().await;
 }
