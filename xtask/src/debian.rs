@@ -9,12 +9,15 @@ use crate::{
     workspace::{find_on_path, probe_output, run_step},
 };
 
-/// Packages the build needs: LLVM 22 for bpf-linker, and the libraries it links.
+/// Packages the build needs: LLVM 22 for bpf-linker, and the libraries it
+/// links; protoc, which the containerd and CRI client crates run at build
+/// time to generate their gRPC code.
 pub const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    "protobuf-compiler",
 ];
 
 /// Packages the tests need: Prometheus (server and promtool), Redis and its
@@ -26,7 +29,8 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// package would start a resolver on the host's port 53) as the DNS server
 /// of the name tests' network namespaces, and openssl, whose command line
 /// makes the TLS capture test's self-signed certificate (curl is its client
-/// too).
+/// too), and containerd (with `ctr` and its CRI plugin) for the runtime
+/// identity tests, which start their own daemon.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "redis-server",
@@ -44,6 +48,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "wget",
     "dnsmasq-base",
     "openssl",
+    "containerd",
 ];
 
 /// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for

@@ -20,6 +20,7 @@ use tokio::{
 };
 
 use crate::{
+    analyze::runtime::{HeldEvents, IdentityCache, Resolver},
     analyze::workload::WorkloadChange,
     analyze::{AnalyzeError, Analyzer},
     anomaly::AnomalyError,
@@ -27,7 +28,7 @@ use crate::{
     app::detectors::Detectors,
     app::kernel_side::{start_tcp_summaries, track_workloads, KernelSetupError, KernelSide},
     app::outputs::{OutputError, Outputs},
-    app::pipeline::{InventorySnapshot, Outlets, Pipeline, Stages},
+    app::pipeline::{IdentityAnswers, InventorySnapshot, Outlets, Pipeline, Stages},
     clock::BootClock,
     enforce::{EnforceMapError, EnforceMaps, EnforcementHooks, Enforcer, PID_FILE},
     enrich::Enricher,
@@ -149,6 +150,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let readiness = Arc::new(Readiness::default());
     let (supervisor, mut fatal_tasks) = Supervisor::new(metrics.clone(), readiness.clone());
     let mut analyzer = Analyzer::new(&config.workloads)?;
+    // Before the seed below: the containers already running are looked up
+    // as they are found.
+    let identities = start_runtime_identities(&config, &metrics, &supervisor, &mut analyzer);
     let policies = Arc::new(PolicySet::load(&config.policies, config.default_policies)?);
     metrics.policy_loaded(policies.rule_count());
     let detectors = Detectors::new(
@@ -279,6 +283,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                     }
                 }
             }),
+            identities,
         },
         Some(policy_reloads),
     );
@@ -346,6 +351,33 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Some(task) => Err(RunError::TaskDied(task)),
         None => Ok(()),
     }
+}
+
+/// Starts the task that asks the container runtimes who each new container
+/// is (`analyze::runtime`), unless the configuration turns it off.
+fn start_runtime_identities(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    supervisor: &Supervisor,
+    analyzer: &mut Analyzer,
+) -> Option<IdentityAnswers> {
+    let runtimes = &config.container_runtimes;
+    if !runtimes.enabled {
+        log::info!("container runtimes are not asked (container_runtimes.enabled is false): containers are known by their cgroup-derived id");
+        return None;
+    }
+    let (questions, answers, task) = Resolver::start(runtimes.clone(), metrics.clone());
+    // It ends when the pipeline, which holds the questions' sender, ends.
+    drop(supervisor.spawn("runtime_identity", Criticality::Degrading, task));
+    analyzer.use_runtime_identities(IdentityCache::new(
+        runtimes.max_containers,
+        runtimes.hold(),
+        Some(questions),
+    ));
+    Some(IdentityAnswers {
+        answers: Some(answers),
+        held: HeldEvents::new(runtimes.hold_max_events, runtimes.hold()),
+    })
 }
 
 /// Writes `<state_dir>/aiwatch.pid`, for `aiwatch enforcement on|off`.

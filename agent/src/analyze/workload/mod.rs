@@ -16,6 +16,7 @@ pub mod classify;
 pub mod cmdline;
 pub mod container;
 pub mod declared;
+mod pod_declared;
 pub mod signals;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -149,6 +150,8 @@ pub struct WorkloadTable {
     /// Insertion order of processes, for eviction; may hold stale entries.
     order: VecDeque<(u64, u32)>,
     workloads: HashMap<String, WorkloadEntry>,
+    /// Workloads declared by pod annotations, by container id.
+    pod_declared: std::collections::BTreeMap<String, DeclaredWorkload>,
     seq: u64,
     stats: TableStats,
 }
@@ -188,6 +191,7 @@ impl WorkloadTable {
             procs: HashMap::new(),
             order: VecDeque::new(),
             workloads: HashMap::new(),
+            pod_declared: Default::default(),
             seq: 0,
             stats: TableStats::default(),
         }
@@ -284,7 +288,15 @@ impl WorkloadTable {
                 cgroup: &facts.cgroup,
                 container_id: facts.container_id.as_deref(),
             })
-            .cloned();
+            .cloned()
+            .or_else(|| {
+                // The configuration first, then the pod's annotations.
+                facts
+                    .container_id
+                    .as_deref()
+                    .and_then(|id| self.pod_declared.get(id))
+                    .cloned()
+            });
         let Some(state) = self.procs.get_mut(&pid) else {
             return changes;
         };
@@ -297,35 +309,11 @@ impl WorkloadTable {
         let current = state.workload.clone();
 
         if let Some(declaration) = declared {
-            let id = workload_id(declaration.kind, &declaration.name, "");
-            if current.as_deref() != Some(id.as_str()) {
+            if current.as_deref()
+                != Some(workload_id(declaration.kind, &declaration.name, "").as_str())
+            {
                 changes.extend(self.leave(pid));
-                let scope = String::new();
-                let signal = Signal {
-                    source: SignalSource::Declared,
-                    key: declaration.name.clone(),
-                    detail: String::new(),
-                    weight: self.classifier.threshold(),
-                    suggests: Some(declaration.kind),
-                    decisive: true,
-                };
-                if self.ensure_workload(&id, declaration.kind, &declaration.name, scope, pid, true)
-                {
-                    if let Some(entry) = self.workloads.get_mut(&id) {
-                        entry.evidence.add(signal);
-                    }
-                    let names_container = declaration.matcher.cgroup.is_some()
-                        || declaration.matcher.container_id.is_some();
-                    for mut change in self.join(pid, &id) {
-                        if let WorkloadChange::Joined {
-                            holds_container, ..
-                        } = &mut change
-                        {
-                            *holds_container = names_container;
-                        }
-                        changes.push(change);
-                    }
-                }
+                changes.extend(self.join_declared(pid, &declaration));
             }
             return changes;
         }
