@@ -23,6 +23,7 @@ use std::{
 use serde_json::Value;
 
 pub mod ai;
+pub mod containerd;
 
 /// How long a test waits for an event before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);

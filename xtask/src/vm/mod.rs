@@ -198,6 +198,10 @@ pub const SKIPPED: &[(&str, &str)] = &[
         "stream_backpressure",
         "nothing: new, not yet run in a guest; the live stream is kernel-independent",
     ),
+    (
+        "runtimes",
+        "containerd and podman in the guests' root; the runtimes' APIs are kernel-independent",
+    ),
 ];
 
 /// Boot, unpacking and the agent's feature probe, before the first suite.
