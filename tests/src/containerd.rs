@@ -42,6 +42,9 @@ state = "{state}"
   address = "{socket}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{sandbox_image}"
+  # The machine lacks CAP_SYS_RESOURCE: a pod sandbox's oom_score_adj of
+  # -998 would fail runc.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{dir}/cni-bin"
     conf_dir = "{dir}/cni-conf"

@@ -3,6 +3,8 @@
 //! plugin for pods), podman's Docker-compatible API, and no runtime at all.
 //! Each test asserts only on the containers it started.
 
+use std::time::Duration;
+
 use aiwatch_tests::{
     containerd::{container_id, Containerd},
     get, kind_of, pid_of, Agent, AgentOptions, TempDir,
@@ -159,4 +161,444 @@ fn containerd_containers_carry_their_pod_from_the_first_exec() {
             && !l.ends_with(" 0")),
         "{metrics}"
     );
+}
+
+/// A pod made through containerd's CRI plugin as a kubelet makes one
+/// (RunPodSandbox, CreateContainer, StartContainer, with the kubelet's
+/// labels), whose annotations declare the workload: the container's events
+/// carry the declared workload, its pod and its image.
+#[test]
+fn cri_pod_annotations_declare_the_workload() {
+    use k8s_cri::v1::{
+        runtime_service_client::RuntimeServiceClient, ContainerConfig, ContainerMetadata,
+        CreateContainerRequest, ImageSpec, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+        NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+        RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+        StopPodSandboxRequest,
+    };
+    use std::collections::HashMap;
+
+    let image = format!("localhost/aiwatch-runtimes-pause:{}", std::process::id());
+    let containerd = Containerd::start("containerd-cri", &image);
+    containerd.import_busybox(&image);
+    let agent = Agent::start_with(AgentOptions {
+        config: runtimes_config(&containerd, &[]),
+        ..Default::default()
+    });
+    let pid = std::process::id();
+    let namespace = format!("ml-{pid}");
+    let pod = format!("fraud-model-{pid}");
+    // A uid as the API server makes them, so the cgroup path carries it too.
+    let uid = format!("{:08x}-1111-4222-8333-{:012x}", pid, pid);
+    let cgroup_parent = format!("/aiwatch-test-{pid}/pod{uid}");
+    let _cgroups = CgroupParentCleanup(format!("/aiwatch-test-{pid}"));
+    let workload = format!("fraud-{pid}");
+    let logs = TempDir::new("cri-logs");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pod_labels: HashMap<String, String> = [
+        ("io.kubernetes.pod.name".to_string(), pod.clone()),
+        ("io.kubernetes.pod.namespace".to_string(), namespace.clone()),
+        ("io.kubernetes.pod.uid".to_string(), uid.clone()),
+    ]
+    .into();
+    let sandbox_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: pod.clone(),
+            uid: uid.clone(),
+            namespace: namespace.clone(),
+            attempt: 0,
+        }),
+        // No hostname: a host-network pod has no UTS namespace of its own.
+        log_directory: logs.path().display().to_string(),
+        labels: pod_labels.clone(),
+        annotations: [
+            ("aiwatch.io/workload".to_string(), workload.clone()),
+            ("aiwatch.io/kind".to_string(), "inference".to_string()),
+        ]
+        .into(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.clone(),
+            security_context: Some(LinuxSandboxSecurityContext {
+                // Host networking: no CNI needed.
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut container_labels = pod_labels.clone();
+    container_labels.insert("io.kubernetes.container.name".into(), "server".into());
+    let socket = containerd.socket.clone();
+    let (sandbox_id, container_id) = runtime.block_on(async {
+        let channel = containerd_client::connect(&socket)
+            .await
+            .expect("connect to containerd's CRI");
+        let mut cri = RuntimeServiceClient::new(channel);
+        let sandbox = cri
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(sandbox_config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|status| {
+                panic!(
+                    "RunPodSandbox: {status}\ncontainerd's log:\n{}",
+                    containerd.log()
+                )
+            })
+            .into_inner()
+            .pod_sandbox_id;
+        let created = cri
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(ContainerConfig {
+                    metadata: Some(ContainerMetadata {
+                        name: "server".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(ImageSpec {
+                        image: image.clone(),
+                        ..Default::default()
+                    }),
+                    command: vec!["/bin/busybox".into()],
+                    args: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "echo cri-marker; sleep 120".into(),
+                    ],
+                    labels: container_labels,
+                    log_path: "server.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(sandbox_config.clone()),
+            })
+            .await
+            .unwrap_or_else(|status| {
+                panic!(
+                    "CreateContainer: {status}\ncontainerd's log:\n{}",
+                    containerd.log()
+                )
+            })
+            .into_inner()
+            .container_id;
+        cri.start_container(StartContainerRequest {
+            container_id: created.clone(),
+        })
+        .await
+        .unwrap_or_else(|status| {
+            panic!(
+                "StartContainer: {status}\ncontainerd's log:\n{}",
+                containerd.log()
+            )
+        });
+        (sandbox, created)
+    });
+    // Stops and removes the pod (and its container) whatever happens next.
+    struct Pod<'a> {
+        runtime: &'a tokio::runtime::Runtime,
+        socket: std::path::PathBuf,
+        id: String,
+    }
+    impl Drop for Pod<'_> {
+        fn drop(&mut self) {
+            let socket = self.socket.clone();
+            let id = self.id.clone();
+            self.runtime.block_on(async move {
+                if let Ok(channel) = containerd_client::connect(&socket).await {
+                    let mut cri = RuntimeServiceClient::new(channel);
+                    let _ = cri
+                        .stop_pod_sandbox(StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = cri
+                        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
+                }
+            });
+        }
+    }
+    let _pod = Pod {
+        runtime: &runtime,
+        socket: containerd.socket.clone(),
+        id: sandbox_id,
+    };
+
+    let exec = agent.wait_event("the pod container's command", |e| {
+        busybox_exec_in(e, &container_id, "cri-marker")
+    });
+    assert_identity(
+        &exec,
+        &[
+            ("workload.name", workload.as_str()),
+            ("workload.kind", "inference"),
+            ("k8s.namespace", namespace.as_str()),
+            ("k8s.pod", pod.as_str()),
+            ("k8s.pod_uid", uid.as_str()),
+            ("k8s.container", "server"),
+            ("container.name", "server"),
+            ("container.image", image.as_str()),
+            ("container.runtime", "containerd"),
+        ],
+    );
+    // The inventory lists the declared workload with its pod (it is
+    // published once a second).
+    let listed = aiwatch_tests::wait_until(
+        "the workload in /inventory",
+        Duration::from_secs(10),
+        || {
+            let (_, body) = agent.http_get("/inventory");
+            let inventory: Value = serde_json::from_str(&body).ok()?;
+            inventory["workloads"]
+                .as_array()?
+                .iter()
+                .find(|w| w["name"] == workload.as_str())
+                .cloned()
+        },
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "no workload {workload} in /inventory; log:\n{}",
+            agent.log()
+        )
+    });
+    assert_eq!(listed["kind"], "inference", "{listed:#}");
+    assert_eq!(
+        listed["pods"][0]["namespace"],
+        namespace.as_str(),
+        "{listed:#}"
+    );
+    assert_eq!(listed["pods"][0]["pod"], pod.as_str(), "{listed:#}");
+}
+
+/// Removes the folders a pod's cgroup parent left in every hierarchy.
+struct CgroupParentCleanup(String);
+
+impl Drop for CgroupParentCleanup {
+    fn drop(&mut self) {
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for hierarchy in hierarchies.flatten() {
+            remove_tree(&hierarchy.path().join(self.0.trim_start_matches('/')));
+        }
+    }
+}
+
+/// cgroup folders go deepest first; their files are not real files.
+fn remove_tree(dir: &std::path::Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.path().is_dir() {
+                remove_tree(&child.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// podman's system service, on a socket of the test's own, serving the
+/// Docker-compatible API; stopped on drop.
+struct PodmanService {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl PodmanService {
+    fn start() -> PodmanService {
+        let dir = TempDir::new("podman-api");
+        // "podman" in the path: the agent names the runtime after it.
+        let socket = dir.path().join("podman.sock");
+        let child = std::process::Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start podman system service");
+        let service = PodmanService {
+            child,
+            socket,
+            _dir: dir,
+        };
+        aiwatch_tests::wait_until("podman's API socket", Duration::from_secs(30), || {
+            service.socket.exists().then_some(())
+        })
+        .expect("podman system service made no socket within 30 s");
+        service
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A busybox image of the test's own, imported into podman; removed on drop.
+struct PodmanImage(String);
+
+impl PodmanImage {
+    fn import(tag: &str) -> PodmanImage {
+        let tmp = TempDir::new("podman-image");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
+        std::fs::create_dir_all(rootfs.join("tmp")).expect("rootfs /tmp");
+        // A file of its own, so that its image id is its own too: another
+        // test's `podman rmi -f` must not reach this test's containers.
+        std::fs::write(
+            rootfs.join("image-of"),
+            format!("{tag}-{}", std::process::id()),
+        )
+        .expect("rootfs marker");
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("copy /bin/busybox (Debian busybox-static)");
+        let tarball = tmp.path().join("rootfs.tar");
+        podman_ok(
+            std::process::Command::new("tar")
+                .arg("cf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("."),
+        );
+        let image = format!("localhost/aiwatch-runtimes-{tag}:{}", std::process::id());
+        podman_ok(
+            std::process::Command::new("podman")
+                .args(["import", "-q"])
+                .arg(&tarball)
+                .arg(&image),
+        );
+        PodmanImage(image)
+    }
+
+    /// `podman run -d --name NAME` of `command`; returns the container id.
+    fn run(&self, name: &str, command: &str) -> String {
+        let id = podman_ok(std::process::Command::new("podman").args([
+            "run",
+            "-d",
+            "--runtime",
+            "/usr/sbin/runc",
+            "--cgroup-manager=cgroupfs",
+            "--name",
+            name,
+            &self.0,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            command,
+        ]));
+        id.trim().to_string()
+    }
+}
+
+impl Drop for PodmanImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .args(["rmi", "-f", &self.0])
+            .output();
+    }
+}
+
+/// Removes a podman container on drop.
+struct PodmanContainer(String);
+
+impl Drop for PodmanContainer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+fn podman_ok(command: &mut std::process::Command) -> String {
+    let output = command.output().expect("run command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Through podman's Docker-compatible API socket, a container's events
+/// carry its name and image.
+#[test]
+fn podman_api_names_the_container_and_its_image() {
+    let service = PodmanService::start();
+    let socket = service.socket.display().to_string();
+    let agent = Agent::start_with(AgentOptions {
+        config: format!(
+            "container_runtimes:\n  containerd_socket: /nonexistent/aiwatch-{pid}/containerd.sock\n  cri_socket: /nonexistent/aiwatch-{pid}/containerd.sock\n  docker_sockets: [{socket}]\n",
+            pid = std::process::id()
+        ),
+        ..Default::default()
+    });
+    let image = PodmanImage::import("api");
+    let name = format!("aiwatch-api-{}", std::process::id());
+    let id = image.run(&name, "echo api-marker; sleep 30");
+    let _container = PodmanContainer(id.clone());
+    let exec = agent.wait_event("the container's command", |e| {
+        busybox_exec_in(e, &id, "api-marker")
+    });
+    assert_identity(
+        &exec,
+        &[
+            ("container.name", name.as_str()),
+            ("container.image", image.0.as_str()),
+            ("container.runtime", "podman"),
+        ],
+    );
+    assert!(get(&exec, "k8s").is_null(), "not a pod's: {exec:#}");
+}
+
+/// With no runtime socket at all, the agent starts, says so once, and
+/// events keep the container id the cgroup path gives.
+#[test]
+fn a_missing_runtime_socket_leaves_the_cgroup_derived_id() {
+    let pid = std::process::id();
+    let agent = Agent::start_with(AgentOptions {
+        config: format!(
+            "container_runtimes:\n  containerd_socket: /nonexistent/aiwatch-{pid}/containerd.sock\n  cri_socket: /nonexistent/aiwatch-{pid}/containerd.sock\n  docker_sockets: [/nonexistent/aiwatch-{pid}/podman.sock]\n"
+        ),
+        ..Default::default()
+    });
+    let said = agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("no container runtime socket found"))
+        .count();
+    assert_eq!(
+        said,
+        1,
+        "one log line about the missing runtimes:\n{}",
+        agent.log()
+    );
+    let image = PodmanImage::import("nosocket");
+    let id = image.run(
+        &format!("aiwatch-nosocket-{pid}"),
+        "echo nosocket-marker; sleep 5",
+    );
+    let _container = PodmanContainer(id.clone());
+    let exec = agent.wait_event("the container's command", |e| {
+        busybox_exec_in(e, &id, "nosocket-marker")
+    });
+    assert_identity(&exec, &[("container.runtime", "podman")]);
+    assert!(get(&exec, "container.name").is_null(), "{exec:#}");
+    assert!(get(&exec, "container.image").is_null(), "{exec:#}");
+    assert!(get(&exec, "k8s").is_null(), "{exec:#}");
 }

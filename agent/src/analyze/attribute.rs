@@ -179,10 +179,21 @@ impl Analyzer {
 
     /// Fills what became known while `event` was held: its container's
     /// identity, and its workload if the pod declared one.
-    pub fn refill(&self, event: &mut Event) {
+    pub fn refill(&mut self, event: &mut Event) {
         if let Some(container) = event.container.as_mut() {
             self.identities.fill(container, &mut event.k8s);
         }
+        let had_workload = event.workload.is_some();
+        self.refill_workload(event);
+        // The inventory saw the event without its workload, so listed
+        // nothing; opens are left out, since their model-file view (which
+        // needs no workload) has counted them already.
+        if event.workload.is_some() && !had_workload && event.kind != Kind::Open {
+            self.inventory.observe(event);
+        }
+    }
+
+    fn refill_workload(&self, event: &mut Event) {
         if let Some(workload) = self.workloads.lookup(event.process.pid) {
             event.workload = Some(workload.clone());
             return;
