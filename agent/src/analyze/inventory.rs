@@ -589,6 +589,13 @@ impl Inventory {
     }
 
     /// A copy of everything, sorted by workload name and model path.
+    /// The Kubernetes pods workload `id`'s processes ran in.
+    pub fn pods_of(&self, id: &str) -> &[PodEntry] {
+        self.workloads
+            .get(id)
+            .map_or(&[], |entry| entry.pods.as_slice())
+    }
+
     pub fn snapshot(&self) -> InventorySnapshot {
         let mut workloads: Vec<WorkloadInventory> = self.workloads.values().cloned().collect();
         workloads.sort_by(|a, b| {

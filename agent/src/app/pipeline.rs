@@ -485,6 +485,13 @@ impl Pipeline {
             }
             let processes = gpu.get(&info.workload.id).copied().unwrap_or(0);
             self.metrics.workload_live(&info.workload, processes as u64);
+            let pods = self.analyzer.inventory.pods_of(&info.workload.id);
+            if !pods.is_empty() {
+                self.metrics.workload_pods(
+                    &info.workload,
+                    pods.iter().map(|p| (p.namespace.as_str(), p.pod.as_str())),
+                );
+            }
             live.insert(info.workload.id);
         }
         for id in self.metrics.workloads_with_series() {

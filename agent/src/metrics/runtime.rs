@@ -2,9 +2,16 @@
 //! annotations, and events held for their container's identity
 //! (`aiwatch_identity_held_events_total`). Labels are closed sets.
 
-use prometheus::{IntCounter, IntCounterVec};
+use std::{collections::HashMap, sync::Mutex};
 
-use super::{Metrics, MetricsError, Registrar};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec};
+
+use super::{lock, Metrics, MetricsError, Registrar, OVERFLOW_LABEL};
+use crate::event::WorkloadRef;
+
+/// Pods with a `aiwatch_workload_pod_info` series per workload: a workload
+/// of many replicas shows its first ones (the inventory lists up to 64).
+pub const MAX_POD_SERIES_PER_WORKLOAD: usize = 8;
 
 /// The runtime API a lookup asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +93,10 @@ pub(super) struct RuntimeCounters {
     annotations_invalid: IntCounter,
     held: IntCounterVec,
     unasked: IntCounter,
+    pod_info: IntGaugeVec,
+    /// The (namespace, pod) series set per workload label, to remove them
+    /// with the workload's other series.
+    pod_series: Mutex<HashMap<String, Vec<(String, String)>>>,
 }
 
 impl RuntimeCounters {
@@ -116,11 +127,18 @@ impl RuntimeCounters {
             "aiwatch_runtime_lookups_skipped_total",
             "New container ids not looked up because the lookup queue was full: they keep their cgroup-derived id.",
         )?;
+        let pod_info = reg.gauge_vec(
+            "aiwatch_workload_pod_info",
+            "The Kubernetes namespaces and pods of a workload's processes (value 1), for joins with the per-workload series.",
+            &["workload", "kind", "namespace", "pod"],
+        )?;
         Ok(Self {
             lookups,
             annotations_invalid,
             held,
             unasked,
+            pod_info,
+            pod_series: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -142,6 +160,48 @@ impl Metrics {
             .held
             .with_label_values(&[outcome.as_str()])
             .inc_by(events);
+    }
+
+    /// The pods a live workload's processes ran in, as `(namespace, pod)`:
+    /// the first [`MAX_POD_SERIES_PER_WORKLOAD`] get a series. Workloads
+    /// past the series cap (`workload="other"`) get none.
+    pub fn workload_pods<'a>(
+        &self,
+        workload: &WorkloadRef,
+        pods: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        let labels = self.admit_workload(workload);
+        if labels.workload == OVERFLOW_LABEL {
+            return;
+        }
+        let mut series = lock(&self.runtime.pod_series);
+        let known = series.entry(labels.workload.clone()).or_default();
+        for (namespace, pod) in pods {
+            if known.len() >= MAX_POD_SERIES_PER_WORKLOAD {
+                break;
+            }
+            if known.iter().any(|(n, p)| n == namespace && p == pod) {
+                continue;
+            }
+            self.runtime
+                .pod_info
+                .with_label_values(&[labels.workload.as_str(), labels.kind, namespace, pod])
+                .set(1);
+            known.push((namespace.to_string(), pod.to_string()));
+        }
+    }
+
+    /// Drops the pod series of a workload label whose series go.
+    pub(super) fn forget_pod_series(&self, workload: &str, kind: &str) {
+        let Some(pods) = lock(&self.runtime.pod_series).remove(workload) else {
+            return;
+        };
+        for (namespace, pod) in pods {
+            let _ = self
+                .runtime
+                .pod_info
+                .remove_label_values(&[workload, kind, &namespace, &pod]);
+        }
     }
 
     /// The lookups skipped so far (an absolute value).
