@@ -44,13 +44,13 @@ pub(super) async fn lookup(
                     .find_map(|key| label(key))
                     .filter(|name| !name.is_empty())
                     .map(str::to_string);
-                return Ok(Answer::Found(RuntimeIdentity {
+                return Ok(Answer::Found(Box::new(RuntimeIdentity {
                     runtime: "containerd".into(),
                     name,
                     image: (!container.image.is_empty()).then(|| container.image.clone()),
                     k8s: k8s_from_labels(label),
                     declaration: None,
-                }));
+                })));
             }
             Err(status) if status.code() == Code::NotFound => continue,
             Err(status) => return Err(status.into()),

@@ -74,7 +74,7 @@ pub(super) async fn lookup(socket: &Path, id: &str) -> Result<Answer, LookupErro
     if !status.is_success() {
         return Err(LookupError::Http(format!("status {status}")));
     }
-    parse(&body, runtime_of(socket)).map(Answer::Found)
+    parse(&body, runtime_of(socket)).map(|identity| Answer::Found(Box::new(identity)))
 }
 
 /// podman's socket says podman; anything else is taken for Docker.

@@ -33,7 +33,7 @@ pub struct Resolved {
 /// What one runtime said.
 #[derive(Debug)]
 pub(super) enum Answer {
-    Found(RuntimeIdentity),
+    Found(Box<RuntimeIdentity>),
     NotFound,
 }
 
@@ -81,7 +81,7 @@ impl Resolver {
         let mut present = Vec::new();
         let mut absent = Vec::new();
         for socket in config.sockets() {
-            if socket.exists() {
+            if is_socket(socket) {
                 present.push(socket.display().to_string());
             } else {
                 absent.push(socket.display().to_string());
@@ -162,7 +162,7 @@ impl Resolver {
         let timeout = self.config.lookup_timeout();
         let outcome = match api {
             RuntimeApi::Containerd => {
-                if !self.config.containerd_socket.exists() {
+                if !is_socket(&self.config.containerd_socket) {
                     return None;
                 }
                 let asked = async {
@@ -176,7 +176,7 @@ impl Resolver {
             RuntimeApi::Docker => {
                 let asked = async {
                     let mut answer = Ok(Answer::NotFound);
-                    for socket in self.config.docker_sockets.iter().filter(|s| s.exists()) {
+                    for socket in self.config.docker_sockets.iter().filter(|s| is_socket(s)) {
                         answer = docker::lookup(socket, id).await;
                         if matches!(answer, Ok(Answer::Found(_))) {
                             break;
@@ -184,7 +184,7 @@ impl Resolver {
                     }
                     answer
                 };
-                if !self.config.docker_sockets.iter().any(|s| s.exists()) {
+                if !self.config.docker_sockets.iter().any(|s| is_socket(s)) {
                     return None;
                 }
                 tokio::time::timeout(timeout, asked).await
@@ -195,7 +195,7 @@ impl Resolver {
         match outcome {
             Ok(Ok(Answer::Found(identity))) => {
                 self.metrics.runtime_lookup(api, RuntimeLookupResult::Found);
-                Some(identity)
+                Some(*identity)
             }
             Ok(Ok(Answer::NotFound)) => {
                 self.metrics
@@ -218,7 +218,7 @@ impl Resolver {
     /// The workload a CRI pod's annotations declare, if the container is a
     /// CRI pod's and its pod declares one.
     async fn ask_cri(&self, id: &str) -> Option<super::DeclaredWorkload> {
-        if !self.config.cri_socket.exists() {
+        if !is_socket(&self.config.cri_socket) {
             return None;
         }
         let asked = async {
@@ -283,6 +283,13 @@ impl Resolver {
     }
 }
 
+/// Whether `path` is a unix socket: a runtime that is not installed may
+/// leave an empty folder where a DaemonSet mounts its socket.
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
 impl RuntimeConfig {
     /// Every socket configured, each once.
     fn sockets(&self) -> Vec<&Path> {
@@ -291,5 +298,24 @@ impl RuntimeConfig {
         let mut seen = std::collections::HashSet::new();
         sockets.retain(|s| seen.insert(*s));
         sockets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sockets_count_as_runtimes() {
+        let dir = std::env::temp_dir().join(format!("aiwatch-is-socket-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("folder");
+        // A folder where a socket should be (an unused DaemonSet mount).
+        assert!(!is_socket(&dir));
+        assert!(!is_socket(&dir.join("missing.sock")));
+        let socket = dir.join("runtime.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+        assert!(is_socket(&socket));
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
