@@ -163,6 +163,89 @@ fn containerd_containers_carry_their_pod_from_the_first_exec() {
     );
 }
 
+/// An agent in a cgroup namespace of its own, rooted below the host's
+/// root (as a pod's on a cgroup v2 host): other processes' cgroup paths
+/// read `/../k8s.io/<id>`, and the container is still known by the path's
+/// tail and named by its runtime.
+#[test]
+fn an_agent_in_a_private_cgroup_namespace_knows_containers() {
+    let image = format!("localhost/aiwatch-runtimes-cgns:{}", std::process::id());
+    let mut containerd = Containerd::start("containerd-cgns", &image);
+    containerd.import_busybox(&image);
+    // The agent moves into a cgroup of its own, then unshares its cgroup
+    // namespace there, and becomes aiwatch (the same pid).
+    let nsroot = format!("/aiwatch-test-cgns-{}", std::process::id());
+    let _nsroot = CgroupParentCleanup(nsroot.clone());
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let cgroup2 = if unified.join("cgroup.procs").exists() {
+        unified.to_path_buf()
+    } else {
+        std::path::PathBuf::from("/sys/fs/cgroup")
+    };
+    let scripts = TempDir::new("cgns-wrapper");
+    let wrapper = scripts.path().join("aiwatch-in-cgroupns");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nset -e\nmkdir -p {dir}\necho $$ > {dir}/cgroup.procs\nexec unshare --cgroup {bin} \"$@\"\n",
+            dir = cgroup2.join(nsroot.trim_start_matches('/')).display(),
+            bin = aiwatch_tests::aiwatch_bin().display(),
+        ),
+    )
+    .expect("write the wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("make the wrapper executable");
+    }
+    let agent = Agent::start_with(AgentOptions {
+        config: runtimes_config(&containerd, &[]),
+        binary: Some(wrapper),
+        ..Default::default()
+    });
+    // Seen from here: the agent sits in that cgroup, in another namespace.
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", agent.pid())).unwrap_or_default();
+    assert!(
+        own.lines().any(|l| l == format!("0::{nsroot}")),
+        "the agent moved into {nsroot}: {own}"
+    );
+    let cgroupns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).ok();
+    assert_ne!(
+        cgroupns(&agent.pid().to_string()),
+        cgroupns("self"),
+        "the agent has a cgroup namespace of its own"
+    );
+    let id = container_id("cgns");
+    let namespace = format!("cgns-{}", std::process::id());
+    containerd.run(
+        &image,
+        &id,
+        &[
+            ("io.kubernetes.pod.namespace", namespace.as_str()),
+            ("io.kubernetes.pod.name", "p"),
+            ("io.kubernetes.container.name", "c"),
+        ],
+        &["/bin/busybox", "sh", "-c", "echo cgns-marker; sleep 60"],
+    );
+    let exec = agent.wait_event("the container's command", |e| {
+        busybox_exec_in(e, &id, "cgns-marker")
+    });
+    let cgroup = get(&exec, "container.cgroup").as_str().unwrap_or_default();
+    assert!(
+        cgroup.starts_with("/..") && cgroup.ends_with(&id),
+        "a path relative to the agent's cgroup namespace: {exec:#}"
+    );
+    assert_identity(
+        &exec,
+        &[
+            ("k8s.namespace", namespace.as_str()),
+            ("k8s.pod", "p"),
+            ("container.name", "c"),
+            ("container.image", image.as_str()),
+        ],
+    );
+}
+
 /// A pod made through containerd's CRI plugin as a kubelet makes one
 /// (RunPodSandbox, CreateContainer, StartContainer, with the kubelet's
 /// labels), whose annotations declare the workload: the container's events
