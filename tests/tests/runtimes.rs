@@ -434,6 +434,34 @@ fn cri_pod_annotations_declare_the_workload() {
             ("container.runtime", "containerd"),
         ],
     );
+    // Declared, the pod's container is tracked as a whole cgroup: a process
+    // entering it from outside (`kubectl exec`) is reported in full, its
+    // write to a path of no interest included.
+    let marker = format!("aiwatch-cri-{}.txt", std::process::id());
+    containerd.exec(
+        &container_id,
+        "enter",
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &format!("echo x > /tmp/{marker}"),
+        ],
+    );
+    let open = agent.wait_event("the entering shell's write, reported by cgroup", |e| {
+        kind_of(e) == "open"
+            && get(e, "container.id") == container_id.as_str()
+            && get(e, "file.path")
+                .as_str()
+                .is_some_and(|path| path.ends_with(&marker))
+    });
+    assert_identity(
+        &open,
+        &[
+            ("workload.name", workload.as_str()),
+            ("k8s.pod", pod.as_str()),
+        ],
+    );
     // The inventory lists the declared workload with its pod (it is
     // published once a second).
     let listed = aiwatch_tests::wait_until(
