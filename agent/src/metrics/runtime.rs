@@ -125,7 +125,7 @@ impl RuntimeCounters {
         }
         let unasked = reg.counter(
             "aiwatch_runtime_lookups_skipped_total",
-            "New container ids not looked up because the lookup queue was full: they keep their cgroup-derived id.",
+            "Container lookups not asked because the lookup queue was full; the container is asked about again at its next event.",
         )?;
         let pod_info = reg.gauge_vec(
             "aiwatch_workload_pod_info",

@@ -33,7 +33,8 @@ pub struct IdentityCache {
     /// Past this, a pending id counts as unknown: its answer is overdue.
     hold: Duration,
     evicted: u64,
-    /// Lookups not asked because the resolver's queue was full.
+    /// Lookups not asked because the resolver's queue was full (each is
+    /// asked again at the container's next event).
     unasked: u64,
 }
 
@@ -53,30 +54,30 @@ impl IdentityCache {
         IdentityCache::new(1, Duration::ZERO, None)
     }
 
-    /// Notes container `id`, asking the runtimes on first sight.
+    /// Notes container `id`, asking the runtimes on first sight. When the
+    /// resolver is behind (its queue is full) the id is left unknown to
+    /// the cache, so that its next event asks again.
     pub fn observe(&mut self, id: &str, runtime_hint: Option<&str>) {
         if self.entries.get(id).is_some() {
             return;
         }
-        let state = match &self.requests {
-            Some(requests) => {
-                let lookup = Lookup {
-                    id: id.to_string(),
-                    runtime_hint: runtime_hint.map(str::to_string),
-                };
-                match requests.try_send(lookup) {
-                    Ok(()) => IdentityState::Pending {
-                        since: Instant::now(),
-                    },
-                    Err(_) => {
-                        self.unasked += 1;
-                        IdentityState::Unknown
-                    }
-                }
-            }
-            None => IdentityState::Unknown,
+        let Some(requests) = &self.requests else {
+            self.insert(id.to_string(), IdentityState::Unknown);
+            return;
         };
-        self.insert(id.to_string(), state);
+        let lookup = Lookup {
+            id: id.to_string(),
+            runtime_hint: runtime_hint.map(str::to_string),
+        };
+        match requests.try_send(lookup) {
+            Ok(()) => self.insert(
+                id.to_string(),
+                IdentityState::Pending {
+                    since: Instant::now(),
+                },
+            ),
+            Err(_) => self.unasked += 1,
+        }
     }
 
     /// An answer arrived.

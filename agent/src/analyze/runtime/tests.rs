@@ -132,7 +132,7 @@ async fn the_cache_asks_once_and_fills_events_once_known() {
 }
 
 #[test]
-fn a_full_resolver_queue_leaves_the_id_cgroup_derived() {
+fn a_full_resolver_queue_asks_again_at_the_next_event() {
     let (ask, _asked) = tokio::sync::mpsc::channel(1);
     let mut cache = IdentityCache::new(8, Duration::from_secs(2), Some(ask));
     cache.observe("a", None);
@@ -140,6 +140,10 @@ fn a_full_resolver_queue_leaves_the_id_cgroup_derived() {
     assert!(cache.is_pending("a"));
     assert!(!cache.is_pending("b"));
     assert_eq!(cache.unasked(), 1);
+    // Still full: "b" is not remembered, so it is asked again next time.
+    cache.observe("b", None);
+    assert_eq!(cache.unasked(), 2);
+    assert!(cache.known("b").is_none() && !cache.is_pending("b"));
     // Off: never pending.
     let mut off = IdentityCache::disabled();
     off.observe("a", None);
