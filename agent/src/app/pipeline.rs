@@ -185,10 +185,7 @@ impl Pipeline {
         }
         // Nothing more arrives: what waits goes out as it is.
         if let Some(identities) = self.identities.as_mut() {
-            let expired = identities
-                .held
-                .expired(std::time::Instant::now() + Duration::from_secs(3600));
-            for (_, events) in expired {
+            for (_, events) in identities.held.drain() {
                 self.release(events, Release::Expired);
             }
         }
@@ -240,13 +237,16 @@ impl Pipeline {
             (self.on_changes)(&changes);
         }
         if let Some(identities) = self.identities.as_mut() {
+            // Only a container's events pay for the id's copy, and only
+            // while they wait.
             let waits = event
                 .container
                 .as_ref()
-                .and_then(|c| c.id.clone())
+                .and_then(|c| c.id.as_deref())
                 .filter(|id| {
-                    self.analyzer.identity_pending(&event).is_some() || identities.held.holds(id)
-                });
+                    identities.held.holds(id) || self.analyzer.identity_pending(&event).is_some()
+                })
+                .map(str::to_string);
             if let Some(id) = waits {
                 let overflow = identities.held.hold(&id, event);
                 self.release(overflow, Release::Overflow);

@@ -91,6 +91,17 @@ impl HeldEvents {
         queue.into_iter().map(|(_, event)| event).collect()
     }
 
+    /// Every held event, by container: nothing more will arrive.
+    pub fn drain(&mut self) -> Vec<(String, Vec<Event>)> {
+        let ids: Vec<String> = self.by_container.keys().cloned().collect();
+        ids.into_iter()
+            .map(|id| {
+                let events = self.take(&id);
+                (id, events)
+            })
+            .collect()
+    }
+
     /// The events of every container whose first held event waited past
     /// the hold time, with their container ids.
     pub fn expired(&mut self, now: Instant) -> Vec<(String, Vec<Event>)> {
@@ -143,6 +154,13 @@ mod tests {
         assert_eq!(pids(&held.take("a")), vec![1, 3]);
         assert!(!held.holds("a"));
         assert_eq!(pids(&held.take("b")), vec![2]);
+        assert!(held.is_empty());
+        // At shutdown everything goes.
+        held.hold("c", event(4));
+        held.hold("d", event(5));
+        let mut drained: Vec<u32> = held.drain().iter().flat_map(|(_, e)| pids(e)).collect();
+        drained.sort_unstable();
+        assert_eq!(drained, vec![4, 5]);
         assert!(held.is_empty());
     }
 
