@@ -150,9 +150,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let readiness = Arc::new(Readiness::default());
     let (supervisor, mut fatal_tasks) = Supervisor::new(metrics.clone(), readiness.clone());
     let mut analyzer = Analyzer::new(&config.workloads)?;
-    // Before the seed below: the containers already running are looked up
-    // as they are found.
-    let identities = start_runtime_identities(&config, &metrics, &supervisor, &mut analyzer);
     let policies = Arc::new(PolicySet::load(&config.policies, config.default_policies)?);
     metrics.policy_loaded(policies.rule_count());
     let detectors = Detectors::new(
@@ -193,6 +190,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Workloads already running (started before the agent, or across a
     // restart) are discovered from /proc and tracked from the start.
     let running: Vec<_> = enricher.table.live().cloned().collect();
+    // Once the programs are in (a failed start leaves no task behind), and
+    // before the seed: the containers already running are looked up as
+    // the seed finds them.
+    let identities = start_runtime_identities(&config, &metrics, &supervisor, &mut analyzer);
     let changes = analyzer.seed_running(&running);
     let scopes = enforcer.scopes();
     track_workloads(&mut kernel.interest_maps, &scopes, &changes);
