@@ -70,6 +70,12 @@ pub enum WorkloadChange {
     },
 }
 
+/// Containers whose pod declares their workload, remembered at most.
+const POD_DECLARATIONS_KEPT: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4_096) {
+    Some(kept) => kept,
+    None => std::num::NonZeroUsize::MIN,
+};
+
 /// Bounds of the table. Defaults: 65 536 processes, 1 024 workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableLimits {
@@ -150,8 +156,9 @@ pub struct WorkloadTable {
     /// Insertion order of processes, for eviction; may hold stale entries.
     order: VecDeque<(u64, u32)>,
     workloads: HashMap<String, WorkloadEntry>,
-    /// Workloads declared by pod annotations, by container id.
-    pod_declared: std::collections::BTreeMap<String, DeclaredWorkload>,
+    /// Workloads declared by pod annotations, by container id: as many as
+    /// the container identities the runtime cache keeps by default.
+    pod_declared: lru::LruCache<String, DeclaredWorkload>,
     seq: u64,
     stats: TableStats,
 }
@@ -191,7 +198,7 @@ impl WorkloadTable {
             procs: HashMap::new(),
             order: VecDeque::new(),
             workloads: HashMap::new(),
-            pod_declared: Default::default(),
+            pod_declared: lru::LruCache::new(POD_DECLARATIONS_KEPT),
             seq: 0,
             stats: TableStats::default(),
         }
@@ -294,7 +301,7 @@ impl WorkloadTable {
                 facts
                     .container_id
                     .as_deref()
-                    .and_then(|id| self.pod_declared.get(id))
+                    .and_then(|id| self.pod_declared.peek(id))
                     .cloned()
             });
         let Some(state) = self.procs.get_mut(&pid) else {

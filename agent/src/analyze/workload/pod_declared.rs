@@ -16,17 +16,11 @@ impl WorkloadTable {
         container_id: &str,
         declaration: DeclaredWorkload,
     ) -> Vec<WorkloadChange> {
-        if self.pod_declared.len() >= self.limits.max_workloads
-            && !self.pod_declared.contains_key(container_id)
-        {
-            // Bounded like the workloads: the oldest declarations go (a
-            // container seen again is looked up, and declared, again).
-            if let Some(oldest) = self.pod_declared.keys().next().cloned() {
-                self.pod_declared.remove(&oldest);
-            }
-        }
+        // Bounded: the least recently declared container goes first. Its
+        // processes keep the workload they joined; only a process entering
+        // it from outside afterwards would miss the declaration.
         self.pod_declared
-            .insert(container_id.to_string(), declaration.clone());
+            .push(container_id.to_string(), declaration.clone());
         let id = workload_id(declaration.kind, &declaration.name, "");
         let members: Vec<u32> = self
             .procs
