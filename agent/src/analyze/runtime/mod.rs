@@ -39,6 +39,9 @@ pub use cache::{IdentityCache, IdentityState};
 pub use hold::{HeldEvents, Release};
 pub use resolver::{Lookup, Resolved, Resolver};
 
+/// The longest Kubernetes name (a DNS subdomain).
+const MAX_K8S_NAME: usize = 253;
+
 /// Pod annotation naming the workload a pod's containers belong to.
 pub const WORKLOAD_ANNOTATION: &str = "aiwatch.io/workload";
 /// Pod annotation giving that workload's kind.
@@ -119,7 +122,14 @@ pub struct RuntimeIdentity {
 /// The Kubernetes identity in a kubelet's container labels (or a CRI
 /// container's), if they carry any.
 pub fn k8s_from_labels<'a>(label: impl Fn(&str) -> Option<&'a str>) -> Option<K8s> {
-    let owned = |key: &str| label(key).filter(|v| !v.is_empty()).map(str::to_string);
+    // Kubernetes names and uids are at most 253 bytes; a longer value is not
+    // the kubelet's (anyone can label a container) and would only bloat
+    // events and the pod series.
+    let owned = |key: &str| {
+        label(key)
+            .filter(|v| !v.is_empty() && v.len() <= MAX_K8S_NAME)
+            .map(str::to_string)
+    };
     let k8s = K8s {
         namespace: owned("io.kubernetes.pod.namespace"),
         pod: owned("io.kubernetes.pod.name"),

@@ -82,6 +82,9 @@ fn kubelet_labels_give_the_pod() {
         }
     );
     assert_eq!(super::k8s_from_labels(|_| None), None);
+    // Not a Kubernetes name: left out.
+    let long = "x".repeat(254);
+    assert_eq!(super::k8s_from_labels(|_| Some(long.as_str())), None);
 }
 
 #[tokio::test]
