@@ -23,6 +23,7 @@ use std::{
 use serde_json::Value;
 
 pub mod ai;
+pub mod containerd;
 pub mod pod;
 pub mod servers;
 

@@ -9,12 +9,15 @@ use crate::{
     workspace::{find_on_path, probe_output, run_step},
 };
 
-/// Packages the build needs: LLVM 22 for bpf-linker, and the libraries it links.
+/// Packages the build needs: LLVM 22 for bpf-linker, and the libraries it
+/// links; protoc, which the containerd and CRI client crates run at build
+/// time to generate their gRPC code.
 pub const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    "protobuf-compiler",
 ];
 
 /// Packages the tests need: Prometheus (server and promtool), Redis and its
@@ -27,8 +30,10 @@ pub const BUILD_PACKAGES: &[&str] = &[
 /// of the name tests' network namespaces, and openssl, whose command line
 /// makes the TLS capture test's self-signed certificate (curl is its client
 /// too). prometheus-alertmanager is the Alertmanager of the end-to-end
-/// alert delivery test, and iptables serves podman's bridge network and
-/// published ports, the pod network of the image test.
+/// alert delivery test, iptables serves podman's bridge network and
+/// published ports, the pod network of the image test, and containerd (with
+/// `ctr` and its CRI plugin) serves the runtime identity tests, which start
+/// their own daemon.
 pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "prometheus-alertmanager",
@@ -48,6 +53,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "wget",
     "dnsmasq-base",
     "openssl",
+    "containerd",
 ];
 
 /// Packages `cargo xtask image` needs: musl-gcc for the static build (ring

@@ -4,9 +4,10 @@
 
 use super::{has_path, Analyzer};
 use crate::{
+    analyze::runtime::{IdentityCache, Resolved},
     analyze::workload::{parse_proc_cgroup, ProcessFacts, WorkloadChange},
     enrich::assets::AssetClass,
-    event::{Access, Container, Event, Kind, WorkloadRef},
+    event::{Access, Container, Event, K8s, Kind, WorkloadRef},
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -53,7 +54,7 @@ impl Analyzer {
     /// caused, for the kernel's tracking maps.
     pub fn attribute(&mut self, event: &mut Event) -> Vec<WorkloadChange> {
         let pid = event.process.pid;
-        event.container = self.container_of(event.process.cgroup_id, pid);
+        (event.container, event.k8s) = self.container_of(event.process.cgroup_id, pid);
         let mut changes = Vec::new();
         if matches!(event.kind, Kind::Fork | Kind::Exec) {
             self.departed.forget(pid);
@@ -167,20 +168,104 @@ impl Analyzer {
     }
 
     /// The container of a cgroup, read from `/proc/<pid>/cgroup` once per
-    /// cgroup id.
-    pub(super) fn container_of(&mut self, cgroup_id: u64, pid: u32) -> Option<Container> {
-        if let Some(known) = self.containers.get(&cgroup_id) {
-            return known.clone();
+    /// cgroup id, with what its runtime said about it (asked on first
+    /// sight, answered later: see `analyze::runtime`).
+    pub(super) fn container_of(
+        &mut self,
+        cgroup_id: u64,
+        pid: u32,
+    ) -> (Option<Container>, Option<K8s>) {
+        let mut container = match self.containers.get(&cgroup_id) {
+            Some(known) => known.clone(),
+            None => {
+                let groups = procfs::process::Process::new(pid as i32)
+                    .and_then(|process| process.cgroups())
+                    .ok();
+                let container = groups
+                    .as_ref()
+                    .and_then(parse_proc_cgroup)
+                    .map(|(path, identity)| identity.to_event(&path));
+                if groups.is_some() {
+                    if self.containers.len() >= 16_384 {
+                        self.containers.clear();
+                    }
+                    self.containers.insert(cgroup_id, container.clone());
+                }
+                container
+            }
+        };
+        let mut k8s = None;
+        if let Some(container) = container.as_mut() {
+            if let Some(id) = container.id.as_deref() {
+                self.identities.observe(id, container.runtime.as_deref());
+            }
+            self.identities.fill(container, &mut k8s);
         }
-        let groups = procfs::process::Process::new(pid as i32)
-            .and_then(|process| process.cgroups())
-            .ok()?;
-        let container = parse_proc_cgroup(&groups).map(|(path, identity)| identity.to_event(&path));
-        if self.containers.len() >= 16_384 {
-            self.containers.clear();
+        (container, k8s)
+    }
+
+    /// The container id whose identity `event` waits for, if it waits.
+    pub fn identity_pending<'e>(&self, event: &'e Event) -> Option<&'e str> {
+        let id = event.container.as_ref()?.id.as_deref()?;
+        self.identities.is_pending(id).then_some(id)
+    }
+
+    /// A runtime's answer arrived: remembered, and a workload the pod
+    /// declares is declared. Returns the workload changes, for the kernel's
+    /// tracking maps.
+    pub fn identity_resolved(&mut self, resolved: Resolved) -> Vec<WorkloadChange> {
+        let declaration = resolved
+            .identity
+            .as_ref()
+            .and_then(|identity| identity.declaration.clone());
+        self.identities.resolved(&resolved.id, resolved.identity);
+        match declaration {
+            Some(declaration) => self.workloads.declare_container(&resolved.id, declaration),
+            None => Vec::new(),
         }
-        self.containers.insert(cgroup_id, container.clone());
-        container
+    }
+
+    /// Fills what became known while `event` was held: its container's
+    /// identity, and its workload if the pod declared one.
+    pub fn refill(&mut self, event: &mut Event) {
+        if let Some(container) = event.container.as_mut() {
+            self.identities.fill(container, &mut event.k8s);
+        }
+        let had_workload = event.workload.is_some();
+        self.refill_workload(event);
+        // The inventory saw the event without its workload, so listed
+        // nothing; opens are left out, since their model-file view (which
+        // needs no workload) has counted them already.
+        if event.workload.is_some() && !had_workload && event.kind != Kind::Open {
+            self.inventory.observe(event);
+        }
+    }
+
+    fn refill_workload(&self, event: &mut Event) {
+        if let Some(workload) = self.workloads.lookup(event.process.pid) {
+            event.workload = Some(workload.clone());
+            return;
+        }
+        // The process may have exited while its events were held.
+        let declared = event
+            .container
+            .as_ref()
+            .and_then(|c| c.id.as_deref())
+            .and_then(|id| self.identities.known(id))
+            .and_then(|identity| identity.declaration.as_ref());
+        if let (Some(declaration), None) = (declared, &event.workload) {
+            event.workload = self.workloads.declared_ref(declaration);
+        }
+    }
+
+    /// Container identities evicted and lookups skipped, since start-up.
+    pub fn identity_stats(&self) -> (u64, u64) {
+        (self.identities.evicted(), self.identities.unasked())
+    }
+
+    /// From now on, ask the container runtimes (`analyze::runtime`).
+    pub fn use_runtime_identities(&mut self, identities: IdentityCache) {
+        self.identities = identities;
     }
 }
 

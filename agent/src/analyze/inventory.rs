@@ -86,6 +86,20 @@ pub struct Overflow {
     pub model_files: u64,
     pub actors: u64,
     pub connections: u64,
+    #[serde(default)]
+    pub pods: u64,
+}
+
+/// Kubernetes pods listed per workload; a workload of more replicas lists
+/// the first ones and counts the rest in `overflow.pods`.
+const MAX_PODS: usize = 64;
+
+/// A Kubernetes pod a workload's processes ran in (from the runtime).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PodEntry {
+    pub namespace: String,
+    pub pod: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -151,6 +165,9 @@ pub struct WorkloadInventory {
     pub secrets: Vec<FileUse>,
     pub peers: Vec<Peer>,
     pub listening: Vec<Listener>,
+    /// The Kubernetes pods its processes ran in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodEntry>,
     /// The LLM APIs it called: providers, hosts, models, tools.
     #[serde(default, skip_serializing_if = "LlmUse::is_empty")]
     pub llm: LlmUse,
@@ -282,6 +299,20 @@ impl Inventory {
             return;
         };
         entry.last_seen.clone_from(&event.time);
+        if let Some(k8s) = &event.k8s {
+            let namespace = k8s.namespace.as_deref().unwrap_or_default();
+            let pod = k8s.pod.as_deref().unwrap_or_default();
+            upsert(
+                &mut entry.pods,
+                MAX_PODS,
+                &mut entry.overflow.pods,
+                |p| p.namespace == namespace && p.pod == pod,
+                || PodEntry {
+                    namespace: namespace.to_string(),
+                    pod: pod.to_string(),
+                },
+            );
+        }
         let time = &event.time;
         let pid = event.process.pid;
         // A fork adds the child; an exit removes the process; anything else
@@ -558,6 +589,13 @@ impl Inventory {
     }
 
     /// A copy of everything, sorted by workload name and model path.
+    /// The Kubernetes pods workload `id`'s processes ran in.
+    pub fn pods_of(&self, id: &str) -> &[PodEntry] {
+        self.workloads
+            .get(id)
+            .map_or(&[], |entry| entry.pods.as_slice())
+    }
+
     pub fn snapshot(&self) -> InventorySnapshot {
         let mut workloads: Vec<WorkloadInventory> = self.workloads.values().cloned().collect();
         workloads.sort_by(|a, b| {

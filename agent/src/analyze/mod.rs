@@ -9,6 +9,7 @@
 mod attribute;
 pub mod inventory;
 pub mod models_in_use;
+pub mod runtime;
 mod scan;
 mod seed;
 pub mod workload;
@@ -56,6 +57,8 @@ pub struct Analyzer {
     scanner: LibraryScanner,
     /// cgroup id → container identity, read once per cgroup.
     containers: HashMap<u64, Option<crate::event::Container>>,
+    /// What the container runtimes said about each container id.
+    identities: runtime::IdentityCache,
     /// Processes with an accelerator open, per workload id.
     gpu_processes: HashMap<String, std::collections::BTreeSet<u32>>,
     /// TLS libraries and executables the library scans found, not yet
@@ -82,6 +85,7 @@ impl Analyzer {
             models_in_use: Default::default(),
             scanner: LibraryScanner::default(),
             containers: HashMap::new(),
+            identities: runtime::IdentityCache::disabled(),
             gpu_processes: HashMap::new(),
             tls_candidates: Vec::new(),
             tls_offered: Default::default(),

@@ -33,7 +33,7 @@ impl Analyzer {
         let mut changes = Vec::new();
         for process in sorted {
             let pid = process.pid;
-            let container = self.container_of(process.cgroup_id, pid);
+            let (container, _) = self.container_of(process.cgroup_id, pid);
             let facts = ProcessFacts {
                 exe: process.exe.clone(),
                 argv: process.argv.clone(),

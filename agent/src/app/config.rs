@@ -15,7 +15,7 @@ use aiwatch_common::{
 use serde::Deserialize;
 
 use crate::{
-    analyze::WorkloadsConfig,
+    analyze::{runtime::RuntimeConfig, WorkloadsConfig},
     anomaly::AnomalyConfig,
     enforce::EnforcementConfig,
     enrich::{assets::AssetConfig, names::NameLimits, redact::RedactConfig, TableLimits},
@@ -56,6 +56,9 @@ pub struct Config {
     pub remote_stream: Option<RemoteStreamConfig>,
     pub max_workload_series: usize,
     pub workloads: WorkloadsConfig,
+    /// Container identity from the runtimes' APIs (docs/deploy.md,
+    /// "Container runtimes and Kubernetes identity").
+    pub container_runtimes: RuntimeConfig,
     pub assets: AssetConfig,
     pub anomaly: AnomalyConfig,
     /// Rule actions: audit or enforce, the kill switch and its rails
@@ -111,6 +114,7 @@ impl Default for Config {
             remote_stream: None,
             max_workload_series: DEFAULT_MAX_WORKLOAD_SERIES,
             workloads: WorkloadsConfig::default(),
+            container_runtimes: RuntimeConfig::default(),
             assets: AssetConfig::default(),
             anomaly: AnomalyConfig::default(),
             enforcement: EnforcementConfig::default(),

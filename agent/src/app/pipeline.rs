@@ -13,6 +13,7 @@ use std::{
 
 use crate::{
     alert::Alert,
+    analyze::runtime::{HeldEvents, Release, Resolved},
     analyze::workload::WorkloadChange,
     analyze::{inventory, Analyzer},
     app::detectors::Detectors,
@@ -26,7 +27,7 @@ use crate::{
     },
     llm::LlmStage,
     metrics::pipeline_stats::PipelineStats,
-    metrics::{EgressTotals, EvictionTable, Metrics},
+    metrics::{EgressTotals, EvictionTable, HeldOutcome, Metrics},
     observe::http::Readiness,
     policy::{PolicyReloader, ReloadOutcome},
     sink::{stream::StreamHub, SinkSender},
@@ -86,7 +87,20 @@ pub struct Outlets {
     pub on_tls: TlsHandler,
     /// Where foldable directories go (the kernel's read counters).
     pub on_fold: FoldHandler,
+    /// The container runtimes' answers, and the events that wait for them.
+    pub identities: Option<IdentityAnswers>,
 }
+
+/// The runtime resolver's answers (`analyze::runtime`) and the hold of the
+/// events that wait for them.
+pub struct IdentityAnswers {
+    /// Taken by [`Pipeline::run`], which waits on it.
+    pub answers: Option<tokio::sync::mpsc::Receiver<Resolved>>,
+    pub held: HeldEvents,
+}
+
+/// How often held events are checked for their hold time.
+const HOLD_CHECK: Duration = Duration::from_millis(100);
 
 pub struct Pipeline {
     enricher: Enricher,
@@ -104,6 +118,7 @@ pub struct Pipeline {
     on_changes: ChangeHandler,
     on_tls: TlsHandler,
     on_fold: FoldHandler,
+    identities: Option<IdentityAnswers>,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     policy_reloads: Option<PolicyReloader>,
     /// Bytes already counted as egress per open connection.
@@ -134,6 +149,7 @@ impl Pipeline {
             on_changes: outlets.on_changes,
             on_tls: outlets.on_tls,
             on_fold: outlets.on_fold,
+            identities: outlets.identities,
             policy_reloads,
             egress: EgressTotals::default(),
             ended_workloads: HashMap::new(),
@@ -149,8 +165,13 @@ impl Pipeline {
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ticks = 0u32;
         let mut reloads = self.policy_reloads.take();
+        let mut answers = self.identities.as_mut().and_then(|i| i.answers.take());
+        let mut hold_check = tokio::time::interval(HOLD_CHECK);
+        hold_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
+                Some(resolved) = next_answer(&mut answers) => self.identity_resolved(resolved),
+                _ = hold_check.tick(), if self.holds_events() => self.release_expired(),
                 outcome = next_reload(&mut reloads) => match outcome {
                     Some(outcome) => self.reloaded(outcome, reloads.as_ref()),
                     // The reloader stopped: nothing more will come.
@@ -169,6 +190,12 @@ impl Pipeline {
                     ticks = ticks.wrapping_add(1);
                     self.housekeeping(ticks.is_multiple_of(PROFILE_SAVE_EVERY));
                 }
+            }
+        }
+        // Nothing more arrives: what waits goes out as it is.
+        if let Some(identities) = self.identities.as_mut() {
+            for (_, events) in identities.held.drain() {
+                self.release(events, Release::Expired);
             }
         }
         self.housekeeping(true);
@@ -226,6 +253,76 @@ impl Pipeline {
                 (self.on_fold)(key, &directory.to_string_lossy());
             }
         }
+        if let Some(identities) = self.identities.as_mut() {
+            // Only a container's events pay for the id's copy, and only
+            // while they wait.
+            let waits = event
+                .container
+                .as_ref()
+                .and_then(|c| c.id.as_deref())
+                .filter(|id| {
+                    identities.held.holds(id) || self.analyzer.identity_pending(&event).is_some()
+                })
+                .map(str::to_string);
+            if let Some(id) = waits {
+                let overflow = identities.held.hold(&id, event);
+                self.release(overflow, Release::Overflow);
+                return;
+            }
+        }
+        self.finish(event);
+    }
+
+    /// A runtime answered for a container: its declared workload (if its
+    /// pod declares one) is joined, and its held events go on.
+    fn identity_resolved(&mut self, resolved: Resolved) {
+        let id = resolved.id.clone();
+        let changes = self.analyzer.identity_resolved(resolved);
+        if !changes.is_empty() {
+            (self.on_changes)(&changes);
+        }
+        let events = match self.identities.as_mut() {
+            Some(identities) => identities.held.take(&id),
+            None => Vec::new(),
+        };
+        self.release(events, Release::Resolved);
+    }
+
+    fn holds_events(&self) -> bool {
+        self.identities
+            .as_ref()
+            .is_some_and(|identities| !identities.held.is_empty())
+    }
+
+    /// Lets go the events that waited past the hold time.
+    fn release_expired(&mut self) {
+        let Some(identities) = self.identities.as_mut() else {
+            return;
+        };
+        for (_, events) in identities.held.expired(std::time::Instant::now()) {
+            self.release(events, Release::Expired);
+        }
+    }
+
+    /// Held events go on, with what became known while they waited.
+    fn release(&mut self, events: Vec<Event>, why: Release) {
+        if events.is_empty() {
+            return;
+        }
+        let outcome = match why {
+            Release::Resolved => HeldOutcome::Resolved,
+            Release::Expired => HeldOutcome::Expired,
+            Release::Overflow => HeldOutcome::Overflow,
+        };
+        self.metrics.identity_held(outcome, events.len() as u64);
+        for mut event in events {
+            self.analyzer.refill(&mut event);
+            self.finish(event);
+        }
+    }
+
+    /// Writes and checks an attributed event.
+    fn finish(&mut self, mut event: Event) {
         self.llm.correlate(&mut event);
         self.count(&event);
         let event = Arc::new(event);
@@ -377,6 +474,11 @@ impl Pipeline {
             EvictionTable::Process,
             self.enricher.table.stats().live_evicted,
         );
+        let (identities_evicted, lookups_skipped) = self.analyzer.identity_stats();
+        self.metrics
+            .observe_evictions_total(EvictionTable::ContainerIdentity, identities_evicted);
+        self.metrics
+            .observe_runtime_lookups_skipped_total(lookups_skipped);
         let snapshot = Arc::new(self.analyzer.inventory_snapshot());
         if let Ok(mut slot) = self.inventory.lock() {
             *slot = snapshot;
@@ -400,6 +502,13 @@ impl Pipeline {
             }
             let processes = gpu.get(&info.workload.id).copied().unwrap_or(0);
             self.metrics.workload_live(&info.workload, processes as u64);
+            let pods = self.analyzer.inventory.pods_of(&info.workload.id);
+            if !pods.is_empty() {
+                self.metrics.workload_pods(
+                    &info.workload,
+                    pods.iter().map(|p| (p.namespace.as_str(), p.pod.as_str())),
+                );
+            }
             live.insert(info.workload.id);
         }
         for id in self.metrics.workloads_with_series() {
@@ -420,6 +529,15 @@ impl Pipeline {
 }
 
 /// The next reload outcome; never resolves when nothing is watched.
+async fn next_answer(
+    answers: &mut Option<tokio::sync::mpsc::Receiver<Resolved>>,
+) -> Option<Resolved> {
+    match answers {
+        Some(answers) => answers.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_reload(reloader: &mut Option<PolicyReloader>) -> Option<ReloadOutcome> {
     match reloader {
         Some(reloader) => reloader.outcomes.recv().await,

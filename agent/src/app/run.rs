@@ -20,6 +20,7 @@ use tokio::{
 };
 
 use crate::{
+    analyze::runtime::{HeldEvents, IdentityCache, Resolver},
     analyze::workload::WorkloadChange,
     analyze::{AnalyzeError, Analyzer},
     anomaly::AnomalyError,
@@ -27,7 +28,7 @@ use crate::{
     app::detectors::Detectors,
     app::kernel_side::{start_tcp_summaries, track_workloads, KernelSetupError, KernelSide},
     app::outputs::{OutputError, Outputs},
-    app::pipeline::{InventorySnapshot, Outlets, Pipeline, Stages},
+    app::pipeline::{IdentityAnswers, InventorySnapshot, Outlets, Pipeline, Stages},
     clock::BootClock,
     enforce::{EnforceMapError, EnforceMaps, EnforcementHooks, Enforcer, PID_FILE},
     enrich::Enricher,
@@ -199,6 +200,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Workloads already running (started before the agent, or across a
     // restart) are discovered from /proc and tracked from the start.
     let running: Vec<_> = enricher.table.live().cloned().collect();
+    // Once the programs are in (a failed start leaves no task behind), and
+    // before the seed: the containers already running are looked up as
+    // the seed finds them.
+    let identities = start_runtime_identities(&config, &metrics, &supervisor, &mut analyzer);
     let changes = analyzer.seed_running(&running);
     let scopes = enforcer.scopes();
     track_workloads(&mut kernel.interest_maps, &scopes, &changes);
@@ -313,6 +318,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                     }
                 }
             }),
+            identities,
         },
         Some(policy_reloads),
     );
@@ -380,6 +386,33 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Some(task) => Err(RunError::TaskDied(task)),
         None => Ok(()),
     }
+}
+
+/// Starts the task that asks the container runtimes who each new container
+/// is (`analyze::runtime`), unless the configuration turns it off.
+fn start_runtime_identities(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    supervisor: &Supervisor,
+    analyzer: &mut Analyzer,
+) -> Option<IdentityAnswers> {
+    let runtimes = &config.container_runtimes;
+    if !runtimes.enabled {
+        log::info!("container runtimes are not asked (container_runtimes.enabled is false): containers are known by their cgroup-derived id");
+        return None;
+    }
+    let (questions, answers, task) = Resolver::start(runtimes.clone(), metrics.clone());
+    // It ends when the pipeline, which holds the questions' sender, ends.
+    drop(supervisor.spawn("runtime_identity", Criticality::Degrading, task));
+    analyzer.use_runtime_identities(IdentityCache::new(
+        runtimes.max_containers,
+        runtimes.hold(),
+        Some(questions),
+    ));
+    Some(IdentityAnswers {
+        answers: Some(answers),
+        held: HeldEvents::new(runtimes.hold_max_events, runtimes.hold()),
+    })
 }
 
 /// Writes `<state_dir>/aiwatch.pid`, for `aiwatch enforcement on|off`.

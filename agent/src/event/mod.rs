@@ -36,6 +36,9 @@ pub struct Event {
     pub parent: Option<Parent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
+    /// Kubernetes identity of the container, from the container runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8s>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +158,29 @@ pub struct Container {
     /// Kubernetes pod uid, when the cgroup path carries one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// Container name, as the container runtime knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image reference the container was created from, as the runtime
+    /// knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// Where a container sits in Kubernetes: from the labels the kubelet puts on
+/// the containers it creates, read through the container runtime.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct K8s {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// The container's name in the pod spec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// The AI workload a process belongs to.

@@ -17,6 +17,7 @@ mod llm;
 mod names;
 mod pipeline;
 pub mod pipeline_stats;
+mod runtime;
 mod workload_series;
 mod workloads;
 
@@ -39,6 +40,7 @@ pub use workload_series::{kind_label, NO_WORKLOAD_KIND, OVERFLOW_LABEL, WORKLOAD
 use workload_series::{Admission, WorkloadSeries};
 
 pub use names::NameTotals;
+pub use runtime::{HeldOutcome, RuntimeApi, RuntimeLookupResult};
 
 /// Default cap on distinct `workload` label values.
 pub const DEFAULT_MAX_WORKLOAD_SERIES: usize = 200;
@@ -105,14 +107,17 @@ pub enum EvictionTable {
     Sequence,
     /// Anomaly profiles in memory (the least recently seen, saved first).
     AnomalyProfile,
+    /// Container identities from the runtimes (the least recently used).
+    ContainerIdentity,
 }
 
 impl EvictionTable {
-    pub const ALL: [EvictionTable; 4] = [
+    pub const ALL: [EvictionTable; 5] = [
         EvictionTable::Process,
         EvictionTable::ThrottleWindow,
         EvictionTable::Sequence,
         EvictionTable::AnomalyProfile,
+        EvictionTable::ContainerIdentity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +126,7 @@ impl EvictionTable {
             EvictionTable::ThrottleWindow => "throttle_window",
             EvictionTable::Sequence => "sequence",
             EvictionTable::AnomalyProfile => "anomaly_profile",
+            EvictionTable::ContainerIdentity => "container_identity",
         }
     }
 }
@@ -289,6 +295,7 @@ pub struct Metrics {
     ready: IntGauge,
     task_failures: IntCounterVec,
     names: names::NameCounters,
+    runtime: runtime::RuntimeCounters,
     /// The name cache's totals at the last report.
     name_totals: Mutex<NameTotals>,
     llm: llm::LlmMetrics,
@@ -525,6 +532,7 @@ impl Metrics {
         )?;
 
         let names = names::NameCounters::register(&mut reg)?;
+        let runtime = runtime::RuntimeCounters::register(&mut reg)?;
         let llm = llm::LlmMetrics::new(&mut reg)?;
 
         #[cfg(target_os = "linux")]
@@ -572,6 +580,7 @@ impl Metrics {
             ready,
             task_failures,
             names,
+            runtime,
             name_totals: Mutex::new(NameTotals::default()),
             llm,
             workload_series: Mutex::new(WorkloadSeries::new(config.max_workload_series)),

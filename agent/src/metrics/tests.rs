@@ -419,3 +419,38 @@ fn alert_and_pending_losses_have_their_own_labels() {
         "{text}"
     );
 }
+
+#[test]
+fn a_workloads_pods_are_capped_series_dropped_with_the_workload() {
+    let metrics = metrics_with_cap(1);
+    let served = workload("a", "fraud", "inference");
+    metrics.workload_live(&served, 0);
+    let names: Vec<String> = (0..12).map(|i| format!("fraud-{i}")).collect();
+    metrics.workload_pods(&served, names.iter().map(|p| ("ml", p.as_str())));
+    // Again: the same pods are not new series.
+    metrics.workload_pods(&served, names.iter().map(|p| ("ml", p.as_str())));
+    assert_eq!(
+        value(
+            &metrics,
+            "aiwatch_workload_pod_info",
+            &[
+                ("workload", "fraud"),
+                ("namespace", "ml"),
+                ("pod", "fraud-0")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        series_count(&metrics, "aiwatch_workload_pod_info"),
+        runtime::MAX_POD_SERIES_PER_WORKLOAD
+    );
+    // Past the workload series cap: no pod series for `other`.
+    metrics.workload_pods(&workload("b", "second", "agent"), [("ml", "second-0")]);
+    assert_eq!(
+        series_count(&metrics, "aiwatch_workload_pod_info"),
+        runtime::MAX_POD_SERIES_PER_WORKLOAD
+    );
+    metrics.forget_workload("a");
+    assert_eq!(series_count(&metrics, "aiwatch_workload_pod_info"), 0);
+}

@@ -90,6 +90,7 @@ impl Metrics {
         // Removing a series that was never created is not an error worth
         // reporting: the workload may never have sent or read anything.
         self.forget_llm_series(pair[0]);
+        self.forget_pod_series(pair[0], pair[1]);
         let _ = self.workload_gpu_processes.remove_label_values(&pair);
         let _ = self.workload_egress_bytes.remove_label_values(&pair);
         let _ = self.workload_model_read_bytes.remove_label_values(&pair);

@@ -190,6 +190,10 @@ pub const SKIPPED: &[(&str, &str)] = &[
         "alertmanager",
         "Prometheus and Alertmanager, not in the guests' root",
     ),
+    (
+        "runtimes",
+        "containerd and podman in the guests' root; the runtimes' APIs are kernel-independent",
+    ),
 ];
 
 /// Boot, unpacking and the agent's feature probe, before the first suite.

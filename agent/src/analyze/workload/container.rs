@@ -38,6 +38,9 @@ impl ContainerIdentity {
             id: self.id.clone(),
             runtime: self.runtime.clone(),
             pod_uid: self.pod_uid.clone(),
+            // The runtime's API fills these in (`analyze::runtime`).
+            name: None,
+            image: None,
         }
     }
 }
@@ -338,6 +341,31 @@ mod tests {
         assert_eq!(path, "/user.slice/user-0.slice/session-1.scope");
         assert_eq!(identity.id, None);
         assert_eq!(parse_proc_cgroup(&ProcessCGroups(Vec::new())), None);
+    }
+
+    #[test]
+    fn private_cgroup_namespace_paths_keep_their_tail() {
+        // An agent in its own cgroup namespace (a pod on a cgroup v2 host)
+        // reads other processes' paths relative to its own cgroup.
+        check(
+            &format!("/../../besteffort/pod{POD}/{ID}"),
+            Some("containerd"),
+            Some(POD),
+        );
+        check(&format!("/../../k8s.io/{ID}"), None, None);
+        check(
+            &format!(
+                "/../../../kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope",
+                POD.replace('-', "_")
+            ),
+            Some("containerd"),
+            Some(POD),
+        );
+        let text = format!("0::/../../libpod_parent/libpod-{ID}\n");
+        let (path, identity) = parse_proc_cgroup(&cgroups(&text)).expect("parses");
+        assert_eq!(path, format!("/../../libpod_parent/libpod-{ID}"));
+        assert_eq!(identity.id.as_deref(), Some(ID));
+        assert_eq!(identity.runtime.as_deref(), Some("podman"));
     }
 
     #[test]

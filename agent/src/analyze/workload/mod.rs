@@ -17,6 +17,7 @@ pub mod cmdline;
 pub mod container;
 pub mod declared;
 mod default_rules;
+mod pod_declared;
 pub mod signals;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -69,6 +70,12 @@ pub enum WorkloadChange {
         pids: Vec<u32>,
     },
 }
+
+/// Containers whose pod declares their workload, remembered at most.
+const POD_DECLARATIONS_KEPT: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4_096) {
+    Some(kept) => kept,
+    None => std::num::NonZeroUsize::MIN,
+};
 
 /// Bounds of the table. Defaults: 65 536 processes, 1 024 workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +157,9 @@ pub struct WorkloadTable {
     /// Insertion order of processes, for eviction; may hold stale entries.
     order: VecDeque<(u64, u32)>,
     workloads: HashMap<String, WorkloadEntry>,
+    /// Workloads declared by pod annotations, by container id: as many as
+    /// the container identities the runtime cache keeps by default.
+    pod_declared: lru::LruCache<String, DeclaredWorkload>,
     seq: u64,
     stats: TableStats,
 }
@@ -189,6 +199,7 @@ impl WorkloadTable {
             procs: HashMap::new(),
             order: VecDeque::new(),
             workloads: HashMap::new(),
+            pod_declared: lru::LruCache::new(POD_DECLARATIONS_KEPT),
             seq: 0,
             stats: TableStats::default(),
         }
@@ -285,7 +296,15 @@ impl WorkloadTable {
                 cgroup: &facts.cgroup,
                 container_id: facts.container_id.as_deref(),
             })
-            .cloned();
+            .cloned()
+            .or_else(|| {
+                // The configuration first, then the pod's annotations.
+                facts
+                    .container_id
+                    .as_deref()
+                    .and_then(|id| self.pod_declared.peek(id))
+                    .cloned()
+            });
         let Some(state) = self.procs.get_mut(&pid) else {
             return changes;
         };
@@ -298,35 +317,11 @@ impl WorkloadTable {
         let current = state.workload.clone();
 
         if let Some(declaration) = declared {
-            let id = workload_id(declaration.kind, &declaration.name, "");
-            if current.as_deref() != Some(id.as_str()) {
+            if current.as_deref()
+                != Some(workload_id(declaration.kind, &declaration.name, "").as_str())
+            {
                 changes.extend(self.leave(pid));
-                let scope = String::new();
-                let signal = Signal {
-                    source: SignalSource::Declared,
-                    key: declaration.name.clone(),
-                    detail: String::new(),
-                    weight: self.classifier.threshold(),
-                    suggests: Some(declaration.kind),
-                    decisive: true,
-                };
-                if self.ensure_workload(&id, declaration.kind, &declaration.name, scope, pid, true)
-                {
-                    if let Some(entry) = self.workloads.get_mut(&id) {
-                        entry.evidence.add(signal);
-                    }
-                    let names_container = declaration.matcher.cgroup.is_some()
-                        || declaration.matcher.container_id.is_some();
-                    for mut change in self.join(pid, &id) {
-                        if let WorkloadChange::Joined {
-                            holds_container, ..
-                        } = &mut change
-                        {
-                            *holds_container = names_container;
-                        }
-                        changes.push(change);
-                    }
-                }
+                changes.extend(self.join_declared(pid, &declaration));
             }
             return changes;
         }

@@ -338,3 +338,82 @@ fn listing_serialises_with_reasons() {
     assert_eq!(json[0]["kind"], "inference");
     assert!(json[0]["reasons"].as_array().is_some_and(|r| !r.is_empty()));
 }
+
+fn in_container(exe: &str, id: &str) -> ProcessFacts {
+    ProcessFacts {
+        exe: exe.into(),
+        argv: vec![exe.into()],
+        cgroup: format!("/k8s.io/{id}"),
+        container_id: Some(id.into()),
+        ppid: None,
+    }
+}
+
+fn pod_declaration(name: &str, kind: WorkloadKind) -> DeclaredWorkload {
+    DeclaredWorkload {
+        name: name.into(),
+        kind,
+        matcher: declared::DeclaredMatch {
+            container_id: Some(CONTAINER.into()),
+            ..declared::DeclaredMatch::default()
+        },
+    }
+}
+
+#[test]
+fn a_pod_declaration_takes_in_the_container_now_and_later() {
+    let mut table = table();
+    table.on_exec(10, in_container("/bin/sh", CONTAINER));
+    table.on_exec(11, in_container("/bin/sh", "b".repeat(64).as_str()));
+    let changes =
+        table.declare_container(CONTAINER, pod_declaration("fraud", WorkloadKind::Inference));
+    let joined = table.lookup(10).expect("declared").clone();
+    assert_eq!(
+        (joined.name.as_str(), joined.kind.as_str()),
+        ("fraud", "inference")
+    );
+    assert!(matches!(
+        changes.as_slice(),
+        [WorkloadChange::Joined {
+            pid: 10,
+            holds_container: true,
+            declared: true,
+            ..
+        }]
+    ));
+    // Another container is not the pod's.
+    assert_eq!(table.lookup(11), None);
+    // A process started in the container later joins at exec.
+    table.on_exec(12, in_container("/bin/cat", CONTAINER));
+    assert_eq!(
+        table.lookup(12).map(|w| w.id.as_str()),
+        Some(joined.id.as_str())
+    );
+    assert_eq!(
+        table.declared_ref(&pod_declaration("fraud", WorkloadKind::Inference)),
+        Some(joined)
+    );
+}
+
+#[test]
+fn the_configuration_wins_over_a_pod_declaration() {
+    let configured = DeclaredWorkload {
+        name: "configured".into(),
+        kind: WorkloadKind::Training,
+        matcher: declared::DeclaredMatch {
+            exe: Some("/bin/sh".into()),
+            ..declared::DeclaredMatch::default()
+        },
+    };
+    let mut table = table_with(&[configured], TableLimits::default());
+    table.on_exec(20, in_container("/bin/sh", CONTAINER));
+    let changes = table.declare_container(CONTAINER, pod_declaration("pod", WorkloadKind::Agent));
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(
+        table.lookup(20).map(|w| w.name.as_str()),
+        Some("configured")
+    );
+    // Execs the configuration does not match take the pod's.
+    table.on_exec(21, in_container("/bin/cat", CONTAINER));
+    assert_eq!(table.lookup(21).map(|w| w.name.as_str()), Some("pod"));
+}
