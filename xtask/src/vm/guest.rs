@@ -89,6 +89,7 @@ fn run() -> anyhow::Result<bool> {
 
     let release = read_trimmed("/proc/sys/kernel/osrelease");
     println!("{MARK} kernel {release}");
+    load_module(&release, "kernel/drivers/net/veth");
     println!("{MARK} lsm {}", read_trimmed("/sys/kernel/security/lsm"));
     println!("{MARK} cgroups {}", plan.cgroups);
     let agent = Path::new(GUEST_DIR).join("aiwatch");
@@ -131,6 +132,48 @@ fn run() -> anyhow::Result<bool> {
         skipped.join(","),
     );
     Ok(passed)
+}
+
+/// Loads a module of the payload (`finit_module`; the root has no kmod).
+/// A failure is one line: the suites that need the module then fail with
+/// their own message.
+fn load_module(release: &str, module: &str) {
+    /// `MODULE_INIT_COMPRESSED_FILE`: the kernel decompresses the file.
+    const COMPRESSED: libc::c_int = 4;
+    let base = Path::new("/usr/lib/modules").join(release).join(module);
+    let Some((path, flags)) = [("ko", 0), ("ko.xz", COMPRESSED), ("ko.gz", COMPRESSED)]
+        .iter()
+        .map(|(ext, flags)| (base.with_extension(ext), *flags))
+        .find(|(path, _)| path.exists())
+    else {
+        println!("{MARK} module {module} missing from the payload");
+        return;
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(err) => {
+            println!("{MARK} module {} unreadable: {err}", path.display());
+            return;
+        }
+    };
+    // SAFETY: finit_module reads the open file and the NUL-terminated empty
+    // parameter string; neither outlives the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            c"".as_ptr(),
+            flags,
+        )
+    };
+    if result == 0 {
+        println!("{MARK} module {module} loaded");
+    } else {
+        println!(
+            "{MARK} module {module} not loaded: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// proc, sys, dev, tmp, tracefs, securityfs, bpffs and the cgroups.

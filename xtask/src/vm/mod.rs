@@ -73,6 +73,10 @@ pub struct Options {
     /// left out make the verdict fail.
     #[arg(long, value_delimiter = ',')]
     suites: Vec<String>,
+    /// Only the mandatory suites (the families, the module probes, the exec
+    /// storm and enforcement): what CI runs, inside its hour under TCG.
+    #[arg(long, conflicts_with = "suites")]
+    core: bool,
 }
 
 /// How the guest mounts cgroups.
@@ -216,7 +220,7 @@ pub fn vm(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> 
         KernelChoice::All => GUESTS.to_vec(),
         KernelChoice::Host => Vec::new(),
     };
-    let suites = selected_suites(&options.suites)?;
+    let suites = selected_suites(&options.suites, options.core)?;
     provision::setup(workspace, Scope::Build)?;
     let mut apt = Apt::default();
     provision::vm_packages(&mut apt)?;
@@ -259,8 +263,12 @@ pub fn vm(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// The suites `--suites` names, or all of them.
-fn selected_suites(names: &[String]) -> anyhow::Result<Vec<Suite>> {
+/// The suites `--suites` names, the mandatory ones with `--core`, or all
+/// of them.
+fn selected_suites(names: &[String], core: bool) -> anyhow::Result<Vec<Suite>> {
+    if core {
+        return Ok(SUITES.iter().filter(|s| s.mandatory).copied().collect());
+    }
     if names.is_empty() {
         return Ok(SUITES.to_vec());
     }
@@ -313,8 +321,13 @@ mod tests {
 
     #[test]
     fn unknown_suite_names_are_refused_with_the_known_ones() {
-        let error = selected_suites(&["nope".into()]).unwrap_err().to_string();
+        let error = selected_suites(&["nope".into()], false)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("process"), "{error}");
-        assert_eq!(selected_suites(&["storm".into()]).unwrap().len(), 1);
+        assert_eq!(selected_suites(&["storm".into()], false).unwrap().len(), 1);
+        let core = selected_suites(&[], true).unwrap();
+        assert!(core.iter().all(|s| s.mandatory));
+        assert!(core.iter().any(|s| s.name == "enforce_egress"));
     }
 }

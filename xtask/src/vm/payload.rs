@@ -27,8 +27,10 @@ use crate::{
 pub const GUEST_DIR: &str = "/aiwatch";
 /// The test crate whose executables the guests run.
 const TESTS_PACKAGE: &str = "aiwatch-tests";
-/// The module `tests/tests/modules.rs` loads.
-const TEST_MODULE: &str = "kernel/drivers/net/dummy";
+/// The modules the guests get from their kernel's package: the one
+/// `tests/tests/modules.rs` loads, and veth, which the guest's init loads
+/// for the suites that link network namespaces (`enforce_egress`).
+const GUEST_MODULES: &[&str] = &["kernel/drivers/net/dummy", "kernel/drivers/net/veth"];
 
 /// The host-built files every guest gets.
 #[derive(Debug)]
@@ -142,7 +144,9 @@ pub fn initrd(
             .with_context(|| format!("cargo built no test executable named {:?}", suite.name))?;
         link_or_copy(executable, &dir.join("tests").join(suite.name))?;
     }
-    copy_test_module(kernel, &tree)?;
+    for module in GUEST_MODULES {
+        copy_module(kernel, &tree, module)?;
+    }
     // The shell stays pid 1 and reaps orphans; the init powers off itself,
     // so reaching the second line means it crashed.
     let init = "#!/bin/sh\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin\n/aiwatch/xtask vm-guest-init\necho \"aiwatch-vm: verdict FAIL the guest init exited ($?)\"\n";
@@ -179,17 +183,17 @@ pub fn initrd(
     Ok(initrd)
 }
 
-/// The test module of `kernel`, at its place under `usr/lib/modules` (the
-/// root's `/lib` is a link to `usr/lib`: a `lib` folder in the payload
-/// would replace it).
-fn copy_test_module(kernel: &Kernel, tree: &Path) -> anyhow::Result<()> {
+/// A module of `kernel`, at its place under `usr/lib/modules` (the root's
+/// `/lib` is a link to `usr/lib`: a `lib` folder in the payload would
+/// replace it).
+fn copy_module(kernel: &Kernel, tree: &Path, module: &str) -> anyhow::Result<()> {
     let found = ["ko", "ko.xz", "ko.gz"]
         .iter()
-        .map(|ext| kernel.modules.join(format!("{TEST_MODULE}.{ext}")))
+        .map(|ext| kernel.modules.join(format!("{module}.{ext}")))
         .find(|path| path.exists())
         .with_context(|| {
             format!(
-                "the {} package has no {TEST_MODULE}.ko*: the modules suite needs it",
+                "the {} package has no {module}.ko*, which the guests' suites need",
                 kernel.package
             )
         })?;
