@@ -163,7 +163,7 @@ pub const SUITES: &[Suite] = &[
     suite("privileges", "capabilities kept", false, 180),
     suite("redaction", "redaction", false, 180),
     suite("supervision", "task supervision", false, 180),
-    suite("stream_backpressure", "live stream", false, 240),
+    suite("stream_backpressure", "live stream", false, 480),
     suite("file_access", "folded reads", false, 180),
     suite("names", "names on the wire", false, 300),
     suite("tls_capture", "TLS clear text", false, 300),
