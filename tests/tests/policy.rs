@@ -43,6 +43,24 @@ fn program_copy(from: &str, dir: &Path, name: &str) -> PathBuf {
     to
 }
 
+/// Starts a program copied by [`program_copy`]. The tests of this file run
+/// side by side: a child another test forks while the copy is still open
+/// for writing holds the file until its own exec, and an exec of the copy
+/// meanwhile fails with ETXTBSY. Retried for a moment, then a failure.
+fn spawn(command: &mut Command) -> std::process::Child {
+    for _ in 0..100 {
+        match command.spawn() {
+            Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            started => {
+                return started.unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+            }
+        }
+    }
+    panic!("start {command:?}: the copy stayed busy (ETXTBSY) for a second");
+}
+
 /// Writes `text` to `dir/name` the way careful tools do: a temporary file
 /// renamed over the target, so the watcher never sees half a file.
 fn write_atomically(dir: &Path, name: &str, text: &str) {
@@ -95,10 +113,7 @@ const SUCCESS: &str = "result=\"success\"";
 
 /// Runs a program to completion and returns its pid.
 fn run(program: &Path, args: &[&str]) -> u64 {
-    let mut child = Command::new(program)
-        .args(args)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+    let mut child = spawn(Command::new(program).args(args));
     let pid = child.id() as u64;
     child.wait().expect("wait");
     pid
@@ -467,10 +482,7 @@ fn a_kill_rule_kills_the_process() {
     let agent = policy_agent(policies.path(), "");
     let marker_bin = program_copy("/bin/sleep", bin.path(), &marker);
     let started = Instant::now();
-    let mut child = Command::new(&marker_bin)
-        .arg("30")
-        .spawn()
-        .expect("start marker");
+    let mut child = spawn(Command::new(&marker_bin).arg("30"));
     let pid = child.id() as u64;
     let status = child.wait().expect("wait");
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
@@ -592,12 +604,12 @@ fn a_gpu_opened_outside_workloads_alerts() {
     let bin = TempDir::new("gpu-bin");
     // A program of its own: the rule is throttled per executable.
     let opener = program_copy("/bin/dd", bin.path(), "gpu-prober");
-    let mut child = Command::new(&opener)
-        .arg(format!("if={}", node.0.display()))
-        .args(["of=/dev/null", "count=0"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dd");
+    let mut child = spawn(
+        Command::new(&opener)
+            .arg(format!("if={}", node.0.display()))
+            .args(["of=/dev/null", "count=0"])
+            .stderr(Stdio::null()),
+    );
     let pid = child.id() as u64;
     child.wait().expect("wait");
     let alert = wait_rule(&agent, "ai.gpu.open-outside-workload", pid);

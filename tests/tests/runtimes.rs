@@ -490,6 +490,30 @@ fn cri_pod_annotations_declare_the_workload() {
         "{listed:#}"
     );
     assert_eq!(listed["pods"][0]["pod"], pod.as_str(), "{listed:#}");
+    // And the workload's pod series joins it to its namespace and pod.
+    let labels = [
+        "kind=\"inference\"".to_string(),
+        format!("namespace=\"{namespace}\""),
+        format!("pod=\"{pod}\""),
+        format!("workload=\"{workload}\""),
+    ];
+    let is_the_series = |line: &str| {
+        line.starts_with("aiwatch_workload_pod_info{")
+            && line.ends_with(" 1")
+            && labels.iter().all(|label| line.contains(label.as_str()))
+    };
+    aiwatch_tests::wait_until("the workload's pod series", Duration::from_secs(10), || {
+        let (_, metrics) = agent.http_get("/metrics");
+        metrics.lines().any(is_the_series).then_some(())
+    })
+    .unwrap_or_else(|| {
+        let (_, metrics) = agent.http_get("/metrics");
+        let pods: Vec<&str> = metrics
+            .lines()
+            .filter(|line| line.starts_with("aiwatch_workload_pod_info"))
+            .collect();
+        panic!("no pod series with {labels:?} in /metrics; pod series: {pods:?}")
+    });
 }
 
 /// Removes the folders a pod's cgroup parent left in every hierarchy.
