@@ -18,6 +18,7 @@
 
 mod agent;
 mod cases;
+mod kernel_cost;
 mod report;
 mod rules;
 
@@ -50,7 +51,7 @@ const REDIS_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Rounds; each runs every case in the three configurations.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// Runs of each case per configuration and round; the best one counts
     /// (interference from other work on the machine only ever adds time).
@@ -66,9 +67,17 @@ pub struct Options {
     /// Skip the criterion rule-engine benchmarks.
     #[arg(long)]
     skip_rules: bool,
-    /// Print the markdown instead of writing it into docs/benchmarks.md.
+    /// Write the results into the generated block of docs/benchmarks.md
+    /// (refused on a tree with uncommitted changes: the block names the
+    /// commit it measured).
+    #[arg(long, conflicts_with = "no_write")]
+    record: bool,
+    /// Only print the markdown block (what happens without --record).
     #[arg(long)]
     no_write: bool,
+    /// Exit non-zero when a target is missed.
+    #[arg(long)]
+    strict: bool,
     /// Run this aiwatch binary as the "agent" configuration instead of the
     /// fresh build (to compare builds; the floor always uses the fresh one).
     #[arg(long, value_name = "PATH")]
@@ -81,6 +90,14 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         bail!("cargo xtask bench needs root: the agent loads eBPF programs");
     }
     let cases = selected_cases(&options.cases)?;
+    let commit = commit(&workspace.root)?;
+    if options.record && commit.dirty {
+        bail!(
+            "--record needs a clean tree: the recorded run names the commit it measured, \
+             and {} has uncommitted changes",
+            workspace.root.display()
+        );
+    }
     provision::setup(workspace, Scope::Run)?;
     if cases.contains(&Case::Redis) {
         let missing = debian::missing(REDIS_PACKAGES);
@@ -210,7 +227,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine: machine(),
         kernel: command_line("uname", &["-r"]),
-        commit: commit(&workspace.root),
+        commit: commit.describe(),
         rounds,
         repeat,
         sizes,
@@ -220,7 +237,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
     let block = report::markdown(&info, &results, &rules);
-    if options.no_write {
+    if !options.record {
         println!("\n{block}");
     } else {
         let path = workspace.root.join("docs/benchmarks.md");
@@ -229,6 +246,12 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         std::fs::write(&path, report::splice(&document, &block))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("bench: results written into {}", path.display());
+    }
+    let missed = results.missed();
+    if options.strict && !missed.is_empty() {
+        let names: Vec<_> = missed.iter().map(|case| case.name()).collect();
+        eprintln!("bench: targets missed: {}", names.join(", "));
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -322,28 +345,39 @@ fn machine() -> String {
     format!("{model}, {cores} cores, {memory_gib:.0} GiB")
 }
 
-fn commit(root: &Path) -> String {
-    let hash = command_line(
-        "git",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
-    );
-    let dirty = probe_output(Command::new("git").args([
+/// The commit of the measured tree.
+struct Commit {
+    hash: String,
+    /// Tracked files differ from the commit.
+    dirty: bool,
+}
+
+impl Commit {
+    fn describe(&self) -> String {
+        if self.dirty {
+            format!("{} (with uncommitted changes)", self.hash)
+        } else {
+            self.hash.clone()
+        }
+    }
+}
+
+fn commit(root: &Path) -> anyhow::Result<Commit> {
+    let root = root.to_string_lossy();
+    let hash = probe_output(Command::new("git").args(["-C", &root, "rev-parse", "HEAD"]))
+        .map(|out| out.trim().to_string())
+        .filter(|hash| !hash.is_empty())
+        .with_context(|| format!("{root} is not a git checkout: a run must name its commit"))?;
+    let status = probe_output(Command::new("git").args([
         "-C",
-        &root.to_string_lossy(),
+        &root,
         "status",
         "--porcelain",
         "--untracked-files=no",
     ]))
-    .is_some_and(|out| !out.trim().is_empty());
-    if dirty {
-        format!("{hash} (with uncommitted changes)")
-    } else {
-        hash
-    }
+    .with_context(|| format!("git status failed in {root}"))?;
+    Ok(Commit {
+        hash,
+        dirty: !status.trim().is_empty(),
+    })
 }

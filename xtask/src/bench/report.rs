@@ -92,6 +92,15 @@ impl Results {
         self.samples[index].1[config.index()].push(sample);
     }
 
+    /// The cases whose target was missed (median outside the bound).
+    pub fn missed(&self) -> Vec<Case> {
+        self.rows()
+            .into_iter()
+            .filter(|row| row.verdict() == Some(Verdict::Missed))
+            .map(|row| row.case)
+            .collect()
+    }
+
     fn rows(&self) -> Vec<Row> {
         self.samples
             .iter()
@@ -193,19 +202,64 @@ impl Row {
         }
     }
 
-    /// Whether the target is met; `None` without the numbers to say.
-    fn met(&self) -> Option<bool> {
+    /// The verdict on the judged ratio; `None` without the numbers to say.
+    fn verdict(&self) -> Option<Verdict> {
         let target = Target::of(self.case);
-        let ratio = if target.over_floor {
-            self.over_floor()?
+        let to = if target.over_floor {
+            Config::Floor
         } else {
-            self.over_none()?
+            Config::NoAgent
         };
-        Some(if self.case.is_throughput() {
-            ratio >= target.bound
+        let median = Self::ratio(&self.metric, Config::Agent, to)?;
+        let rounds = Self::round_ratios(&self.metric, Config::Agent, to);
+        Some(Verdict::judge(
+            median,
+            &rounds,
+            target.bound,
+            self.case.is_throughput(),
+        ))
+    }
+}
+
+/// How a ratio stands against its bound, given the rounds' spread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every round's ratio is inside the bound.
+    Met,
+    /// The median is inside the bound but some round is not: the run cannot
+    /// tell the cost from the machine's noise.
+    WithinNoise,
+    /// The median is outside the bound.
+    Missed,
+}
+
+impl Verdict {
+    /// Judges `median` and the per-round `rounds` against `bound` (a floor
+    /// when `higher_is_better`, else a ceiling). Without paired rounds the
+    /// spread is unknown, so the best a met median can earn is "within noise".
+    pub fn judge(median: f64, rounds: &[f64], bound: f64, higher_is_better: bool) -> Verdict {
+        let inside = |ratio: f64| {
+            if higher_is_better {
+                ratio >= bound
+            } else {
+                ratio <= bound
+            }
+        };
+        if !inside(median) {
+            Verdict::Missed
+        } else if !rounds.is_empty() && rounds.iter().all(|&r| inside(r)) {
+            Verdict::Met
         } else {
-            ratio <= target.bound
-        })
+            Verdict::WithinNoise
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::WithinNoise => "within noise",
+            Verdict::Missed => "MISSED",
+        }
     }
 }
 
@@ -236,12 +290,8 @@ fn metric_cell(case: Case, value: Option<f64>) -> String {
     }
 }
 
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "–",
-    }
+fn verdict_cell(verdict: Option<Verdict>) -> &'static str {
+    verdict.map_or("–", Verdict::label)
 }
 
 /// The main table, as markdown (readable on a terminal too).
@@ -264,7 +314,7 @@ pub fn table(results: &Results) -> String {
             row.agent_cpu
                 .map_or_else(|| "–".to_string(), |v| format!("{:.0} ms", v * 1e3)),
             Target::of(row.case).describe(row.case.is_throughput()),
-            verdict(row.met()),
+            verdict_cell(row.verdict()),
         );
     }
     out
@@ -316,7 +366,7 @@ pub fn rules_table(rules: &[RuleResult]) -> String {
     out
 }
 
-fn thousands(value: f64) -> String {
+pub fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -439,8 +489,8 @@ mod tests {
         }
         let rows = results.rows();
         // 1.25 / 1.2 = 1.042 > 1.03: missed; 1.25 / 1.0 > 1.10: missed.
-        assert_eq!(rows[0].met(), Some(false));
-        assert_eq!(rows[1].met(), Some(false));
+        assert_eq!(rows[0].verdict(), Some(Verdict::Missed));
+        assert_eq!(rows[1].verdict(), Some(Verdict::Missed));
         let table = table(&results);
         assert!(
             table.contains("| open-untracked | 1.000 s | 1.200 s | 1.250 s | 1.042 (1.04–1.04) |")
@@ -460,7 +510,7 @@ mod tests {
         let row = &results.rows()[0];
         let ratio = row.over_floor().expect("a ratio");
         assert!((ratio - 1.1).abs() < 1e-9, "{ratio}");
-        assert_eq!(row.met(), Some(true));
+        assert_eq!(row.verdict(), Some(Verdict::Met));
     }
 
     #[test]
@@ -473,7 +523,7 @@ mod tests {
         results.add(Case::Redis, Config::NoAgent, rps(60_000.0));
         results.add(Case::Redis, Config::Floor, rps(59_900.0));
         results.add(Case::Redis, Config::Agent, rps(59_000.0));
-        assert_eq!(results.rows()[0].met(), Some(true));
+        assert_eq!(results.rows()[0].verdict(), Some(Verdict::Met));
     }
 
     #[test]
@@ -484,6 +534,36 @@ mod tests {
         assert!(spliced.starts_with("# Title") && spliced.ends_with("notes\n"));
         let appended = splice("# Title\n", "new\n");
         assert!(appended.contains(BEGIN) && appended.contains("new\n"));
+    }
+
+    #[test]
+    fn met_needs_every_round_inside_the_bound() {
+        // A ceiling of 1.10: all rounds inside, the median only, neither.
+        assert_eq!(Verdict::judge(1.05, &[1.02, 1.05, 1.08], 1.10, false), Verdict::Met);
+        assert_eq!(
+            Verdict::judge(1.05, &[1.02, 1.05, 1.14], 1.10, false),
+            Verdict::WithinNoise
+        );
+        assert_eq!(Verdict::judge(1.12, &[1.02, 1.12, 1.14], 1.10, false), Verdict::Missed);
+        // A floor of 0.98 for throughput.
+        assert_eq!(Verdict::judge(0.99, &[0.985, 0.99, 1.0], 0.98, true), Verdict::Met);
+        assert_eq!(Verdict::judge(0.99, &[0.95, 0.99, 1.0], 0.98, true), Verdict::WithinNoise);
+        assert_eq!(Verdict::judge(0.97, &[0.95, 0.97, 1.0], 0.98, true), Verdict::Missed);
+        // Unpaired rounds: the spread is unknown.
+        assert_eq!(Verdict::judge(1.0, &[], 1.10, false), Verdict::WithinNoise);
+    }
+
+    #[test]
+    fn a_noisy_round_makes_a_met_median_within_noise() {
+        let mut results = Results::default();
+        for (floor, agent) in [(1.0, 1.01), (1.0, 1.02), (1.0, 1.30)] {
+            results.add(Case::OpenTracked, Config::NoAgent, sample(floor));
+            results.add(Case::OpenTracked, Config::Floor, sample(floor));
+            results.add(Case::OpenTracked, Config::Agent, sample(agent));
+        }
+        assert_eq!(results.rows()[0].verdict(), Some(Verdict::WithinNoise));
+        assert!(results.missed().is_empty());
+        assert!(table(&results).contains("| within noise |"));
     }
 
     #[test]
