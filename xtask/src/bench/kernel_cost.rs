@@ -25,8 +25,9 @@ pub struct StatsSwitch {
 
 impl StatsSwitch {
     pub fn enable() -> anyhow::Result<StatsSwitch> {
-        let previous = std::fs::read_to_string(STATS_SYSCTL)
-            .with_context(|| format!("cannot read {STATS_SYSCTL}: is this kernel built with BPF?"))?;
+        let previous = std::fs::read_to_string(STATS_SYSCTL).with_context(|| {
+            format!("cannot read {STATS_SYSCTL}: is this kernel built with BPF?")
+        })?;
         std::fs::write(STATS_SYSCTL, "1")
             .with_context(|| format!("cannot turn on {STATS_SYSCTL}"))?;
         Ok(StatsSwitch {
@@ -152,6 +153,16 @@ impl CaseCost {
         }
     }
 
+    /// Adds another set of loops.
+    pub fn merge(&mut self, other: &CaseCost) {
+        self.loops += other.loops;
+        for (name, cost) in &other.programs {
+            let total = self.programs.entry(name.clone()).or_default();
+            total.runs += cost.runs;
+            total.run_time_ns += cost.run_time_ns;
+        }
+    }
+
     pub fn runs_per_loop(&self, program: &str) -> Option<f64> {
         let cost = self.programs.get(program)?;
         (self.loops > 0).then(|| cost.runs as f64 / self.loops as f64)
@@ -179,7 +190,10 @@ pub fn table(cases: &[(&str, &CaseCost)]) -> String {
             let ns = cost.programs.get(program).and_then(ProgramCost::ns_per_run);
             match (ns, cost.runs_per_loop(program)) {
                 (Some(ns), Some(runs)) => {
-                    out.push_str(&format!(" {ns:.0} ns × {} |", super::report::thousands(runs)));
+                    out.push_str(&format!(
+                        " {ns:.0} ns × {} |",
+                        super::report::thousands(runs)
+                    ));
                 }
                 _ => out.push_str(" |"),
             }
@@ -218,7 +232,11 @@ mod tests {
 
     #[test]
     fn differences_are_summed_by_name_and_idle_programs_left_out() {
-        let before = snapshot_of(&[(1, "open", 100, 10), (2, "ssl_write", 0, 0), (3, "idle", 5, 1)]);
+        let before = snapshot_of(&[
+            (1, "open", 100, 10),
+            (2, "ssl_write", 0, 0),
+            (3, "idle", 5, 1),
+        ]);
         // A second uprobe (id 4) attached during the loop.
         let after = snapshot_of(&[
             (1, "open", 1100, 20),

@@ -33,12 +33,14 @@ use anyhow::{bail, Context as _};
 use self::{
     agent::{AgentMode, BenchAgent},
     cases::{Case, Context, Redis, Sizes},
+    kernel_cost::{CaseCost, StatsSwitch},
     report::{Config, Results, RunInfo},
 };
 use crate::{
     debian::{self, Apt},
     privilege::is_root,
     provision::{self, Scope},
+    python,
     workspace::{find_on_path, probe_output, run_step, Workspace, AGENT_PACKAGE},
 };
 
@@ -47,6 +49,8 @@ const WORKLOAD_PACKAGE: &str = "aiwatch-bench-workloads";
 const WORKLOAD_BINARY: &str = "aiwatch-bench-workload";
 /// What the redis case needs.
 const REDIS_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
+/// The Python loops, relative to the workspace root.
+const PYTHON_WORKLOADS: &str = "xtask/bench-workloads/python";
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -60,8 +64,9 @@ pub struct Options {
     /// A tenth of the iterations, to try the harness out.
     #[arg(long)]
     quick: bool,
-    /// Only these cases (open-untracked, open-tracked, fork-exec,
-    /// tcp-connect, redis-get, udp-send, resolver), comma-separated.
+    /// Only these cases (open-untracked, open-tracked, data-loader,
+    /// fork-exec, tcp-connect, redis-get, udp-send, resolver),
+    /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
     /// Skip the criterion rule-engine benchmarks.
@@ -126,6 +131,17 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         .clone()
         .unwrap_or_else(|| floor_binary.clone());
     let workload = release.join(WORKLOAD_BINARY);
+    let scripts = workspace.root.join(PYTHON_WORKLOADS);
+    let python = if cases.iter().any(|case| case.needs_python()) {
+        python::virtualenv(workspace)?.python()
+    } else {
+        PathBuf::from("python3")
+    };
+    let sizes = if options.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
     let scratch = Scratch::create()?;
     let small_file = scratch.path().join("small.txt");
     std::fs::write(&small_file, [b'x'; 64]).context("writing the small file")?;
@@ -136,16 +152,17 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         &find_on_path("redis-benchmark").context("redis-benchmark is not installed")?,
         &redis_dir,
     )?;
+    let dataset = scratch.path().join("dataset");
+    if cases.contains(&Case::DataLoader) {
+        cases::write_dataset(&dataset, sizes.samples)?;
+    }
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = agent::write_config(scratch.path(), listen)?;
-    let sizes = if options.quick {
-        Sizes::QUICK
-    } else {
-        Sizes::FULL
-    };
     let load_before = load_average();
     let agents_before = other_agents();
     let mut results = Results::default();
+    let mut kernel_costs: Vec<(Case, CaseCost)> = Vec::new();
+    let _stats = StatsSwitch::enable()?;
     let rounds = options.rounds.max(1);
     let repeat = options.repeat.max(1);
     for round in 0..rounds {
@@ -174,6 +191,9 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             }
             let context = Context {
                 workload: &workload,
+                python: &python,
+                scripts: &scripts,
+                dataset: &dataset,
                 small_file: &small_file,
                 redis: &redis,
                 sizes,
@@ -182,8 +202,12 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             for &case in &cases {
                 let mut best: Option<cases::Sample> = None;
                 for _ in 0..repeat {
-                    let sample = cases::run(case, &context)
+                    let measured = cases::run(case, &context)
                         .with_context(|| format!("{} with {}", case.name(), config_kind.name()))?;
+                    if let Some(cost) = measured.kernel {
+                        add_kernel_cost(&mut kernel_costs, case, &cost);
+                    }
+                    let sample = measured.sample;
                     best = Some(match best {
                         Some(best) if !sample.better_than(&best, case) => best,
                         _ => sample,
@@ -198,7 +222,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
                     sample.wall_ns as f64 / 1e9,
                     sample.cpu_ns as f64 / 1e9,
                     if case.is_throughput() {
-                        format!(" {:.0} req/s", sample.requests_per_sec)
+                        format!(" {:.0} {}", sample.requests_per_sec, case.unit())
                     } else {
                         String::new()
                     },
@@ -214,6 +238,14 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     let load_after = load_average();
     let agents_after = other_agents();
     println!("\n{}", report::table(&results));
+    println!("\n{}", report::agent_table(&results));
+    let kernel: Vec<(&str, &CaseCost)> = kernel_costs
+        .iter()
+        .map(|(case, cost)| (case.name(), cost))
+        .collect();
+    if !kernel.is_empty() {
+        println!("\n{}", kernel_cost::table(&kernel));
+    }
 
     let rules = if options.skip_rules {
         Vec::new()
@@ -236,7 +268,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         other_agents: (agents_before, agents_after),
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
-    let block = report::markdown(&info, &results, &rules);
+    let block = report::markdown(&info, &results, &kernel, &rules);
     if !options.record {
         println!("\n{block}");
     } else {
@@ -254,6 +286,14 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds one loop's kernel cost to its case's.
+fn add_kernel_cost(costs: &mut Vec<(Case, CaseCost)>, case: Case, cost: &CaseCost) {
+    match costs.iter_mut().find(|(c, _)| *c == case) {
+        Some((_, total)) => total.merge(cost),
+        None => costs.push((case, cost.clone())),
+    }
 }
 
 fn selected_cases(names: &[String]) -> anyhow::Result<Vec<Case>> {

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::cases::{Case, Sample, Sizes};
+use super::kernel_cost::CaseCost;
 use super::rules::RuleResult;
 
 /// The three configurations every case is run in.
@@ -60,6 +61,10 @@ impl Target {
             Case::Redis => Target {
                 over_floor: false,
                 bound: 0.98,
+            },
+            Case::DataLoader => Target {
+                over_floor: false,
+                bound: 0.95,
             },
         }
     }
@@ -118,7 +123,43 @@ struct Row {
     /// The judged metric per configuration: CPU seconds, or requests/s.
     metric: Series,
     wall: Series,
-    agent_cpu: Option<f64>,
+    agent: AgentCost,
+}
+
+/// The agent's own cost in one case, medians over the full agent's runs.
+#[derive(Debug, Default)]
+struct AgentCost {
+    /// CPU seconds from the loop's start until the agent drained it.
+    cpu_s: Option<f64>,
+    events: Option<f64>,
+    /// Agent CPU-seconds per million events delivered.
+    cpu_s_per_million_events: Option<f64>,
+    /// Agent CPU over the loop's wall time: a core's share at the loop's
+    /// event rate.
+    share_of_core: Option<f64>,
+    rss_mib: Option<f64>,
+    peak_mib: Option<f64>,
+}
+
+impl AgentCost {
+    fn of(samples: &[Sample]) -> AgentCost {
+        let over =
+            |f: &dyn Fn(&Sample) -> Option<f64>| median(samples.iter().filter_map(f).collect());
+        let mib = |kib: u64| (kib > 0).then(|| kib as f64 / 1024.0);
+        AgentCost {
+            cpu_s: over(&|s| Some(s.agent_cpu_ns as f64 / 1e9)),
+            events: over(&|s| Some(s.agent_events as f64)),
+            cpu_s_per_million_events: over(&|s| {
+                (s.agent_events > 0)
+                    .then(|| s.agent_cpu_ns as f64 / 1e9 / (s.agent_events as f64 / 1e6))
+            }),
+            share_of_core: over(&|s| {
+                (s.wall_ns > 0).then(|| s.agent_cpu_ns as f64 / s.wall_ns as f64)
+            }),
+            rss_mib: over(&|s| mib(s.agent_rss_kib)),
+            peak_mib: over(&|s| mib(s.agent_peak_kib)),
+        }
+    }
 }
 
 impl Row {
@@ -135,12 +176,7 @@ impl Row {
             case,
             metric,
             wall: series(&|s| s.wall_ns as f64 / 1e9),
-            agent_cpu: median(
-                by_config[Config::Agent.index()]
-                    .iter()
-                    .map(|s| s.agent_cpu_ns as f64 / 1e9)
-                    .collect(),
-            ),
+            agent: AgentCost::of(&by_config[Config::Agent.index()]),
         }
     }
 
@@ -181,14 +217,6 @@ impl Row {
         let min = paired.iter().copied().reduce(f64::min)?;
         let max = paired.iter().copied().reduce(f64::max)?;
         Some((min, max))
-    }
-
-    fn over_floor(&self) -> Option<f64> {
-        Self::ratio(&self.metric, Config::Agent, Config::Floor)
-    }
-
-    fn over_none(&self) -> Option<f64> {
-        Self::ratio(&self.metric, Config::Agent, Config::NoAgent)
     }
 
     /// The judged ratio's cell: median, and the per-round range.
@@ -284,7 +312,7 @@ fn cell(value: Option<f64>, digits: usize) -> String {
 
 fn metric_cell(case: Case, value: Option<f64>) -> String {
     if case.is_throughput() {
-        value.map_or_else(|| "–".to_string(), |v| format!("{v:.0} req/s"))
+        value.map_or_else(|| "–".to_string(), |v| format!("{v:.0} {}", case.unit()))
     } else {
         value.map_or_else(|| "–".to_string(), |v| format!("{v:.3} s"))
     }
@@ -298,23 +326,52 @@ fn verdict_cell(verdict: Option<Verdict>) -> &'static str {
 pub fn table(results: &Results) -> String {
     let mut out = String::new();
     out.push_str(
-        "| case | no agent | floor | agent | agent/floor | agent/none | agent CPU | target | |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
+        "| case | no agent | floor | agent | agent/floor | agent/none | target | |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
     );
     for row in results.rows() {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             row.case.name(),
             metric_cell(row.case, Row::median_of(&row.metric, Config::NoAgent)),
             metric_cell(row.case, Row::median_of(&row.metric, Config::Floor)),
             metric_cell(row.case, Row::median_of(&row.metric, Config::Agent)),
             row.ratio_cell(Config::Floor),
             row.ratio_cell(Config::NoAgent),
-            row.agent_cpu
-                .map_or_else(|| "–".to_string(), |v| format!("{:.0} ms", v * 1e3)),
             Target::of(row.case).describe(row.case.is_throughput()),
             verdict_cell(row.verdict()),
+        );
+    }
+    out
+}
+
+/// The agent's own cost per case (medians over the full agent's runs).
+pub fn agent_table(results: &Results) -> String {
+    let mut out = String::from(
+        "| case | events | agent CPU | CPU-s per million events | % of a core | RSS steady | RSS peak |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for row in results.rows() {
+        let agent = &row.agent;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.case.name(),
+            agent.events.map_or_else(|| "–".to_string(), thousands),
+            agent
+                .cpu_s
+                .map_or_else(|| "–".to_string(), |v| format!("{:.0} ms", v * 1e3)),
+            cell(agent.cpu_s_per_million_events, 2),
+            agent
+                .share_of_core
+                .map_or_else(|| "–".to_string(), |v| format!("{:.1} %", v * 100.0)),
+            agent
+                .rss_mib
+                .map_or_else(|| "–".to_string(), |v| format!("{v:.1} MiB")),
+            agent
+                .peak_mib
+                .map_or_else(|| "–".to_string(), |v| format!("{v:.1} MiB")),
         );
     }
     out
@@ -396,7 +453,12 @@ pub struct RunInfo {
 }
 
 /// The generated block of `docs/benchmarks.md`.
-pub fn markdown(info: &RunInfo, results: &Results, rules: &[RuleResult]) -> String {
+pub fn markdown(
+    info: &RunInfo,
+    results: &Results,
+    kernel: &[(&str, &CaseCost)],
+    rules: &[RuleResult],
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -422,13 +484,25 @@ pub fn markdown(info: &RunInfo, results: &Results, rules: &[RuleResult]) -> Stri
         let _ = writeln!(out, "- `{}`: {}", case.name(), case.describe(&info.sizes));
     }
     out.push_str(
-        "\nCPU time (user + system) of the loop's process and its children, or \
-         requests per second for redis: medians over the rounds. Ratios are \
-         medians of the per-round ratios, with their range in parentheses. \
-         \"agent CPU\" is what the agent process itself used while the case \
-         ran with the full agent.\n\n",
+        "\nCPU time (user + system) of the loop's process and its children, \
+         requests per second for redis, files per CPU-second for the data \
+         loader: medians over the rounds. Ratios are medians of the per-round \
+         ratios, with their range in parentheses. \"met\": every round inside \
+         the target; \"within noise\": the median only.\n\n",
     );
     out.push_str(&table(results));
+    out.push_str(
+        "\nThe agent's own cost with the full agent, from the loop's start until \
+         its events counter stopped growing (medians over the rounds):\n\n",
+    );
+    out.push_str(&agent_table(results));
+    if !kernel.is_empty() {
+        out.push_str(
+            "\nThe agent's kernel programs, from `kernel.bpf_stats_enabled` \
+             (ns per run × runs per loop, every run of the full agent):\n\n",
+        );
+        out.push_str(&super::kernel_cost::table(kernel));
+    }
     out.push_str("\nWall-clock time of the same runs (seconds):\n\n");
     out.push_str(&wall_table(results));
     if !rules.is_empty() {
@@ -508,7 +582,7 @@ mod tests {
             results.add(Case::OpenTracked, Config::Agent, sample(agent));
         }
         let row = &results.rows()[0];
-        let ratio = row.over_floor().expect("a ratio");
+        let ratio = Row::ratio(&row.metric, Config::Agent, Config::Floor).expect("a ratio");
         assert!((ratio - 1.1).abs() < 1e-9, "{ratio}");
         assert_eq!(row.verdict(), Some(Verdict::Met));
     }
@@ -539,16 +613,31 @@ mod tests {
     #[test]
     fn met_needs_every_round_inside_the_bound() {
         // A ceiling of 1.10: all rounds inside, the median only, neither.
-        assert_eq!(Verdict::judge(1.05, &[1.02, 1.05, 1.08], 1.10, false), Verdict::Met);
+        assert_eq!(
+            Verdict::judge(1.05, &[1.02, 1.05, 1.08], 1.10, false),
+            Verdict::Met
+        );
         assert_eq!(
             Verdict::judge(1.05, &[1.02, 1.05, 1.14], 1.10, false),
             Verdict::WithinNoise
         );
-        assert_eq!(Verdict::judge(1.12, &[1.02, 1.12, 1.14], 1.10, false), Verdict::Missed);
+        assert_eq!(
+            Verdict::judge(1.12, &[1.02, 1.12, 1.14], 1.10, false),
+            Verdict::Missed
+        );
         // A floor of 0.98 for throughput.
-        assert_eq!(Verdict::judge(0.99, &[0.985, 0.99, 1.0], 0.98, true), Verdict::Met);
-        assert_eq!(Verdict::judge(0.99, &[0.95, 0.99, 1.0], 0.98, true), Verdict::WithinNoise);
-        assert_eq!(Verdict::judge(0.97, &[0.95, 0.97, 1.0], 0.98, true), Verdict::Missed);
+        assert_eq!(
+            Verdict::judge(0.99, &[0.985, 0.99, 1.0], 0.98, true),
+            Verdict::Met
+        );
+        assert_eq!(
+            Verdict::judge(0.99, &[0.95, 0.99, 1.0], 0.98, true),
+            Verdict::WithinNoise
+        );
+        assert_eq!(
+            Verdict::judge(0.97, &[0.95, 0.97, 1.0], 0.98, true),
+            Verdict::Missed
+        );
         // Unpaired rounds: the spread is unknown.
         assert_eq!(Verdict::judge(1.0, &[], 1.10, false), Verdict::WithinNoise);
     }
