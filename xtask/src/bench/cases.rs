@@ -39,10 +39,13 @@ pub enum Case {
     Resolver,
     /// A Python map-style dataset reading many small distinct files, tracked.
     DataLoader,
+    /// HTTPS POSTs over one keep-alive connection, tracked: OpenSSL's
+    /// SSL_write/SSL_read uprobes run on every call.
+    TlsRequest,
 }
 
 impl Case {
-    pub const ALL: [Case; 8] = [
+    pub const ALL: [Case; 9] = [
         Case::OpenUntracked,
         Case::OpenTracked,
         Case::DataLoader,
@@ -51,6 +54,7 @@ impl Case {
         Case::Redis,
         Case::UdpSend,
         Case::Resolver,
+        Case::TlsRequest,
     ];
 
     /// The short name used on the command line and in the table.
@@ -64,6 +68,7 @@ impl Case {
             Case::UdpSend => "udp-send",
             Case::Resolver => "resolver",
             Case::DataLoader => "data-loader",
+            Case::TlsRequest => "tls-request",
         }
     }
 
@@ -104,6 +109,11 @@ impl Case {
                  process",
                 sizes.samples
             ),
+            Case::TlsRequest => format!(
+                "{} × HTTPS POST of an LLM chat request over one keep-alive connection \
+                 (Python http.client, the system's OpenSSL) to a local server, tracked client",
+                sizes.tls_requests
+            ),
         }
     }
 
@@ -122,12 +132,15 @@ impl Case {
 
     /// Whether the loop is a Python program (from the tests' venv).
     pub fn needs_python(self) -> bool {
-        self == Case::DataLoader
+        matches!(self, Case::DataLoader | Case::TlsRequest)
     }
 
     /// Whether the loop carries the tracked marker (a declared workload).
     pub fn is_tracked(self) -> bool {
-        matches!(self, Case::OpenTracked | Case::DataLoader)
+        matches!(
+            self,
+            Case::OpenTracked | Case::DataLoader | Case::TlsRequest
+        )
     }
 }
 
@@ -141,6 +154,7 @@ pub struct Sizes {
     pub datagrams: u64,
     pub lookups: u64,
     pub samples: u64,
+    pub tls_requests: u64,
 }
 
 /// Class folders the data loader's samples are spread over.
@@ -172,6 +186,7 @@ impl Sizes {
         datagrams: 200_000,
         lookups: 5_000,
         samples: 20_000,
+        tls_requests: 5_000,
     };
 
     /// A tenth of everything, to try the harness out.
@@ -183,6 +198,7 @@ impl Sizes {
         datagrams: 20_000,
         lookups: 500,
         samples: 2_000,
+        tls_requests: 500,
     };
 }
 
@@ -201,6 +217,8 @@ pub struct Sample {
     pub agent_cpu_ns: u64,
     /// Events the agent delivered over the same span.
     pub agent_events: u64,
+    /// That span's wall time: the loop and the drain after it.
+    pub agent_span_ns: u64,
     /// The agent's resident memory once drained, and its peak so far (KiB).
     pub agent_rss_kib: u64,
     pub agent_peak_kib: u64,
@@ -225,6 +243,8 @@ pub struct Context<'a> {
     pub python: &'a Path,
     pub scripts: &'a Path,
     pub dataset: &'a Path,
+    /// Only when the TLS case runs.
+    pub tls: Option<&'a TlsServer>,
     pub small_file: &'a Path,
     pub redis: &'a Redis,
     pub sizes: Sizes,
@@ -259,6 +279,7 @@ impl AgentReading {
 pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Measured> {
     let full_agent = context.agent.filter(|agent| !agent.is_floor());
     let before = full_agent.map(AgentReading::take).transpose()?;
+    let span = std::time::Instant::now();
     let mut sample = match case {
         Case::Redis => context.redis.benchmark(context.sizes.redis_requests)?,
         _ => run_workload(case, context)?,
@@ -268,6 +289,7 @@ pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Measured> {
         // The loop's cost to the agent includes working off its backlog.
         agent.drain(Duration::from_secs(1), Duration::from_secs(60))?;
         let after = AgentReading::take(agent)?;
+        sample.agent_span_ns = span.elapsed().as_nanos() as u64;
         sample.agent_cpu_ns = after.cpu_ns.saturating_sub(before.cpu_ns);
         sample.agent_events = after.events.saturating_sub(before.events);
         if let Some((rss, peak)) = agent.memory_kib() {
@@ -315,6 +337,16 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
             command
                 .arg(context.scripts.join("data_loader.py"))
                 .arg(context.dataset)
+                .arg(TRACKED_MARKER);
+        }
+        Case::TlsRequest => {
+            let server = context.tls.context("the TLS server was not started")?;
+            command = Command::new(context.python);
+            command
+                .arg(context.scripts.join("tls_request.py"))
+                .arg(server.port.to_string())
+                .arg(&server.certificate)
+                .arg(sizes.tls_requests.to_string())
                 .arg(TRACKED_MARKER);
         }
         Case::Redis => bail!("redis is not a workload of the bench program"),
@@ -477,6 +509,76 @@ fn parse_requests_per_sec(text: &str) -> Option<f64> {
         .filter_map(|rest| rest.split_once(" requests per second"))
         .filter_map(|(number, _)| number.trim().parse().ok())
         .next_back()
+}
+
+/// The tls-request case's server: `tls_server.py` with a self-signed
+/// certificate for `localhost`, untracked, stopped on drop.
+pub struct TlsServer {
+    child: Child,
+    port: u16,
+    certificate: PathBuf,
+}
+
+impl TlsServer {
+    pub fn start(python: &Path, scripts: &Path, dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let certificate = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&certificate)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("cannot run openssl (Debian package openssl)")?;
+        if !status.success() {
+            bail!("openssl could not make a self-signed certificate ({status})");
+        }
+        let mut child = Command::new(python)
+            .arg(scripts.join("tls_server.py"))
+            .arg(&certificate)
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start tls_server.py")?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok());
+        let server = TlsServer {
+            child,
+            port: port.unwrap_or(0),
+            certificate,
+        };
+        if port.is_none() {
+            bail!("tls_server.py said {line:?} instead of READY <port>");
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -32,7 +32,7 @@ use anyhow::{bail, Context as _};
 
 use self::{
     agent::{AgentMode, BenchAgent},
-    cases::{Case, Context, Redis, Sizes},
+    cases::{Case, Context, Redis, Sizes, TlsServer},
     kernel_cost::{CaseCost, StatsSwitch},
     report::{Config, Results, RunInfo},
 };
@@ -49,6 +49,8 @@ const WORKLOAD_PACKAGE: &str = "aiwatch-bench-workloads";
 const WORKLOAD_BINARY: &str = "aiwatch-bench-workload";
 /// What the redis case needs.
 const REDIS_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
+/// What the TLS case needs: the certificate is made with the openssl tool.
+const TLS_PACKAGES: &[&str] = &["openssl"];
 /// The Python loops, relative to the workspace root.
 const PYTHON_WORKLOADS: &str = "xtask/bench-workloads/python";
 
@@ -65,7 +67,7 @@ pub struct Options {
     #[arg(long)]
     quick: bool,
     /// Only these cases (open-untracked, open-tracked, data-loader,
-    /// fork-exec, tcp-connect, redis-get, udp-send, resolver),
+    /// fork-exec, tcp-connect, redis-get, udp-send, resolver, tls-request),
     /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
@@ -104,11 +106,13 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         );
     }
     provision::setup(workspace, Scope::Run)?;
-    if cases.contains(&Case::Redis) {
-        let missing = debian::missing(REDIS_PACKAGES);
-        if !missing.is_empty() {
-            Apt::default().install(&missing)?;
-        }
+    let mut packages: Vec<&str> = REDIS_PACKAGES.to_vec();
+    if cases.contains(&Case::TlsRequest) {
+        packages.extend(TLS_PACKAGES);
+    }
+    let missing = debian::missing(&packages);
+    if !missing.is_empty() {
+        Apt::default().install(&missing)?;
     }
     let mut build = workspace.cargo();
     build.args([
@@ -156,6 +160,15 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     if cases.contains(&Case::DataLoader) {
         cases::write_dataset(&dataset, sizes.samples)?;
     }
+    let tls = if cases.contains(&Case::TlsRequest) {
+        Some(TlsServer::start(
+            &python,
+            &scripts,
+            &scratch.path().join("tls"),
+        )?)
+    } else {
+        None
+    };
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = agent::write_config(scratch.path(), listen)?;
     let load_before = load_average();
@@ -194,6 +207,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
                 python: &python,
                 scripts: &scripts,
                 dataset: &dataset,
+                tls: tls.as_ref(),
                 small_file: &small_file,
                 redis: &redis,
                 sizes,
@@ -235,6 +249,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         }
     }
     drop(redis);
+    drop(tls);
     let load_after = load_average();
     let agents_after = other_agents();
     println!("\n{}", report::table(&results));
