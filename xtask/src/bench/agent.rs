@@ -149,6 +149,16 @@ impl BenchAgent {
         }
     }
 
+    /// How many of `pids` the agent's inventory lists in a workload.
+    pub fn listed_count(&self, pids: &[u32]) -> usize {
+        let Ok(inventory) = http_get_json(self.listen, "/inventory") else {
+            return 0;
+        };
+        pids.iter()
+            .filter(|&&pid| lists_process(&inventory, pid))
+            .count()
+    }
+
     /// CPU time (user + system, all threads) the agent used so far.
     pub fn cpu_ns(&self) -> u64 {
         process_cpu_ns(self.child.id()).unwrap_or(0)

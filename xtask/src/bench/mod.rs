@@ -19,6 +19,7 @@
 mod agent;
 mod cases;
 mod kernel_cost;
+mod memory;
 mod report;
 mod rules;
 
@@ -85,6 +86,9 @@ pub struct Options {
     /// Exit non-zero when a target is missed.
     #[arg(long)]
     strict: bool,
+    /// Also measure the agent's RSS with 1,000 declared workloads.
+    #[arg(long)]
+    agent_memory: bool,
     /// Run this aiwatch binary as the "agent" configuration instead of the
     /// fresh build (to compare builds; the floor always uses the fresh one).
     #[arg(long, value_name = "PATH")]
@@ -250,6 +254,13 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     }
     drop(redis);
     drop(tls);
+    let memory = if options.agent_memory {
+        let result = memory::measure(&agent_binary, &workload, scratch.path())?;
+        println!("\n{}", result.markdown());
+        Some(result)
+    } else {
+        None
+    };
     let load_after = load_average();
     let agents_after = other_agents();
     println!("\n{}", report::table(&results));
@@ -283,7 +294,11 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         other_agents: (agents_before, agents_after),
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
-    let block = report::markdown(&info, &results, &kernel, &rules);
+    let mut block = report::markdown(&info, &results, &kernel, &rules);
+    if let Some(memory) = &memory {
+        block.push('\n');
+        block.push_str(&memory.markdown());
+    }
     if !options.record {
         println!("\n{block}");
     } else {
@@ -294,9 +309,12 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             .with_context(|| format!("writing {}", path.display()))?;
         println!("bench: results written into {}", path.display());
     }
-    let missed = results.missed();
+    let mut missed: Vec<&str> = results.missed().iter().map(|case| case.name()).collect();
+    if memory.is_some_and(|memory| !memory.met()) {
+        missed.push("agent-memory");
+    }
     if options.strict && !missed.is_empty() {
-        let names: Vec<_> = missed.iter().map(|case| case.name()).collect();
+        let names = missed;
         eprintln!("bench: targets missed: {}", names.join(", "));
         return Ok(ExitCode::FAILURE);
     }
