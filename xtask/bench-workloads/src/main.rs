@@ -7,7 +7,11 @@
 //! aiwatch-bench-workload tcp-connect ITERATIONS
 //! aiwatch-bench-workload udp-send ITERATIONS
 //! aiwatch-bench-workload resolver ITERATIONS
+//! aiwatch-bench-workload idle SECONDS [MARKER...]
 //! ```
+//!
+//! `idle` only sleeps: a cheap process for the agent to hold as a workload
+//! (the agent-memory measurement starts a thousand of them).
 //!
 //! Each prints `READY` once set up, waits for a line on standard input (the
 //! harness first makes sure the agent has seen this process, e.g. tracked
@@ -37,7 +41,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N | tcp-connect N | udp-send N | resolver N";
+    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N | tcp-connect N | udp-send N | resolver N | idle SECONDS [MARKER...]";
     let (Some(case), Some(rest)) = (args.first(), args.get(1..)) else {
         return Err(usage.into());
     };
@@ -69,6 +73,11 @@ fn run(args: &[String]) -> Result<(), String> {
             let resolver = Resolver::start()?;
             timed(|| lookups(count))?;
             drop(resolver);
+            Ok(())
+        }
+        "idle" => {
+            let seconds = iterations(rest.first().ok_or(usage)?)?;
+            std::thread::sleep(std::time::Duration::from_secs(seconds));
             Ok(())
         }
         other => Err(format!("unknown case {other:?}; {usage}")),

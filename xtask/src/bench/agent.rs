@@ -149,9 +149,53 @@ impl BenchAgent {
         }
     }
 
+    /// How many of `pids` the agent's inventory lists in a workload.
+    pub fn listed_count(&self, pids: &[u32]) -> usize {
+        let Ok(inventory) = http_get_json(self.listen, "/inventory") else {
+            return 0;
+        };
+        pids.iter()
+            .filter(|&&pid| lists_process(&inventory, pid))
+            .count()
+    }
+
     /// CPU time (user + system, all threads) the agent used so far.
     pub fn cpu_ns(&self) -> u64 {
         process_cpu_ns(self.child.id()).unwrap_or(0)
+    }
+
+    /// The agent's `aiwatch_events_total`, summed over kinds.
+    pub fn events_total(&self) -> anyhow::Result<u64> {
+        let text = http_get(self.listen, "/metrics")?;
+        sum_of_counter(&text, "aiwatch_events_total")
+            .context("the agent's /metrics has no aiwatch_events_total")
+    }
+
+    /// Waits until the agent has drained what a loop left: its events
+    /// counter grew by no more than the host's background over a whole
+    /// `window` ([`drained`]), for at most `timeout`. The time this takes is
+    /// part of what the loop cost the agent.
+    pub fn drain(&self, window: Duration, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = self.events_total()?;
+        loop {
+            thread::sleep(window);
+            let now = self.events_total()?;
+            if drained(last, now) || Instant::now() > deadline {
+                return Ok(());
+            }
+            last = now;
+        }
+    }
+
+    /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), in KiB.
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        Some((status_kib(&status, "VmRSS")?, status_kib(&status, "VmHWM")?))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits until the agent has caught up: less than 2% of a CPU used over
@@ -210,8 +254,55 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     Some((utime + stime) * 1_000_000_000 / ticks.max(1))
 }
 
+/// Events per drain window that other processes' activity alone produces
+/// on a busy shared host (execs of other people's builds and tests): a
+/// counter that grows by no more than this has stopped growing for the loop.
+const BACKGROUND_EVENTS_PER_WINDOW: u64 = 20;
+
+/// Whether the events counter, `last` then `now` one window later, shows
+/// the agent drained.
+fn drained(last: u64, now: u64) -> bool {
+    now.saturating_sub(last) <= BACKGROUND_EVENTS_PER_WINDOW
+}
+
+/// A `Vm*:` line of `/proc/<pid>/status`, in KiB.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// The sum of every series of a counter in the Prometheus text format;
+/// `None` when no series of it is present.
+fn sum_of_counter(text: &str, name: &str) -> Option<u64> {
+    let mut found = false;
+    let mut total = 0.0;
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // `name{labels} value` or `name value`, not `name_created ...`.
+        let value = match rest.chars().next() {
+            Some('{') => rest.rsplit_once('}').map(|(_, value)| value),
+            Some(' ') => Some(rest),
+            _ => None,
+        };
+        if let Some(value) = value.and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()) {
+            found = true;
+            total += value;
+        }
+    }
+    found.then_some(total as u64)
+}
+
 /// A plain HTTP/1.0 GET of a JSON document.
 fn http_get_json(address: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&http_get(address, path)?)?)
+}
+
+/// A plain HTTP/1.0 GET; the body.
+fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
@@ -221,7 +312,7 @@ fn http_get_json(address: SocketAddr, path: &str) -> anyhow::Result<Value> {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body)
         .context("an HTTP response without a body")?;
-    Ok(serde_json::from_str(body)?)
+    Ok(body.to_string())
 }
 
 /// Whether any `processes` list in the document has an entry for `pid`.
@@ -265,6 +356,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(text.contains(&format!("argv: \"*{TRACKED_MARKER}*\"")));
         assert!(text.contains("events: null"));
+    }
+
+    #[test]
+    fn the_events_counter_is_summed_over_its_kinds() {
+        let text = "# HELP aiwatch_events_total Events.\n\
+                    # TYPE aiwatch_events_total counter\n\
+                    aiwatch_events_total{kind=\"exec\"} 5\n\
+                    aiwatch_events_total{kind=\"open\"} 1e3\n\
+                    aiwatch_events_total_created 17\n\
+                    aiwatch_events_lost_total{stage=\"queue\"} 9\n";
+        assert_eq!(sum_of_counter(text, "aiwatch_events_total"), Some(1005));
+        assert_eq!(
+            sum_of_counter("aiwatch_other 1\n", "aiwatch_events_total"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_agent_is_drained_when_only_background_events_arrive() {
+        assert!(drained(1_000, 1_000));
+        assert!(drained(1_000, 1_000 + BACKGROUND_EVENTS_PER_WINDOW));
+        assert!(!drained(1_000, 5_000));
+    }
+
+    #[test]
+    fn memory_lines_of_proc_status_parse() {
+        let status = "Name:\taiwatch\nVmHWM:\t   40960 kB\nVmRSS:\t   30720 kB\n";
+        assert_eq!(status_kib(status, "VmRSS"), Some(30720));
+        assert_eq!(status_kib(status, "VmHWM"), Some(40960));
+        assert_eq!(status_kib(status, "VmSwap"), None);
     }
 
     #[test]

@@ -15,7 +15,10 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use super::agent::{BenchAgent, TRACKED_MARKER};
+use super::{
+    agent::{BenchAgent, TRACKED_MARKER},
+    kernel_cost::{self, CaseCost, Snapshot},
+};
 
 /// One benchmark case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,17 +37,24 @@ pub enum Case {
     UdpSend,
     /// glibc `getaddrinfo` against a private resolver on loopback port 53.
     Resolver,
+    /// A Python map-style dataset reading many small distinct files, tracked.
+    DataLoader,
+    /// HTTPS POSTs over one keep-alive connection, tracked: OpenSSL's
+    /// SSL_write/SSL_read uprobes run on every call.
+    TlsRequest,
 }
 
 impl Case {
-    pub const ALL: [Case; 7] = [
+    pub const ALL: [Case; 9] = [
         Case::OpenUntracked,
         Case::OpenTracked,
+        Case::DataLoader,
         Case::ForkExec,
         Case::TcpConnect,
         Case::Redis,
         Case::UdpSend,
         Case::Resolver,
+        Case::TlsRequest,
     ];
 
     /// The short name used on the command line and in the table.
@@ -57,6 +67,8 @@ impl Case {
             Case::Redis => "redis-get",
             Case::UdpSend => "udp-send",
             Case::Resolver => "resolver",
+            Case::DataLoader => "data-loader",
+            Case::TlsRequest => "tls-request",
         }
     }
 
@@ -91,12 +103,44 @@ impl Case {
                 "{} × getaddrinfo (A and AAAA) against a resolver on loopback port 53",
                 sizes.lookups
             ),
+            Case::DataLoader => format!(
+                "{} distinct 4 KiB files in {DATASET_FOLDERS} folders, each opened, read whole \
+                 and closed once in a shuffled order by a Python map-style dataset, tracked \
+                 process",
+                sizes.samples
+            ),
+            Case::TlsRequest => format!(
+                "{} × HTTPS POST of an LLM chat request over one keep-alive connection \
+                 (Python http.client, the system's OpenSSL) to a local server, tracked client",
+                sizes.tls_requests
+            ),
         }
     }
 
     /// Whether higher is better (requests/s) rather than lower (time).
     pub fn is_throughput(self) -> bool {
-        self == Case::Redis
+        matches!(self, Case::Redis | Case::DataLoader)
+    }
+
+    /// The unit of a throughput case's metric.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Case::DataLoader => "files/s",
+            _ => "req/s",
+        }
+    }
+
+    /// Whether the loop is a Python program (from the tests' venv).
+    pub fn needs_python(self) -> bool {
+        matches!(self, Case::DataLoader | Case::TlsRequest)
+    }
+
+    /// Whether the loop carries the tracked marker (a declared workload).
+    pub fn is_tracked(self) -> bool {
+        matches!(
+            self,
+            Case::OpenTracked | Case::DataLoader | Case::TlsRequest
+        )
     }
 }
 
@@ -109,6 +153,28 @@ pub struct Sizes {
     pub redis_requests: u64,
     pub datagrams: u64,
     pub lookups: u64,
+    pub samples: u64,
+    pub tls_requests: u64,
+}
+
+/// Class folders the data loader's samples are spread over.
+pub const DATASET_FOLDERS: u64 = 10;
+/// Size of one data-loader sample.
+const SAMPLE_BYTES: usize = 4096;
+
+/// Writes the data loader's dataset: `samples` files of 4 KiB, named as an
+/// image dataset's are (`.jpg` is no asset class, so their reads fold).
+pub fn write_dataset(root: &Path, samples: u64) -> anyhow::Result<()> {
+    let body = vec![0x5a_u8; SAMPLE_BYTES];
+    for folder in 0..DATASET_FOLDERS {
+        let dir = root.join(format!("class_{folder:02}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for index in (folder..samples).step_by(DATASET_FOLDERS as usize) {
+            let path = dir.join(format!("img_{index:06}.jpg"));
+            std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 impl Sizes {
@@ -119,6 +185,8 @@ impl Sizes {
         redis_requests: 200_000,
         datagrams: 200_000,
         lookups: 5_000,
+        samples: 20_000,
+        tls_requests: 5_000,
     };
 
     /// A tenth of everything, to try the harness out.
@@ -129,6 +197,8 @@ impl Sizes {
         redis_requests: 20_000,
         datagrams: 20_000,
         lookups: 500,
+        samples: 2_000,
+        tls_requests: 500,
     };
 }
 
@@ -139,10 +209,19 @@ pub struct Sample {
     pub wall_ns: u64,
     /// CPU time of the loop's process and its children (0 for redis).
     pub cpu_ns: u64,
-    /// redis-benchmark's requests per second.
+    /// redis-benchmark's requests per second, or the data loader's files
+    /// per CPU-second.
     pub requests_per_sec: f64,
-    /// CPU time the agent used while the case ran.
+    /// CPU time the agent used from the loop's start until it drained the
+    /// loop's events.
     pub agent_cpu_ns: u64,
+    /// Events the agent delivered over the same span.
+    pub agent_events: u64,
+    /// That span's wall time: the loop and the drain after it.
+    pub agent_span_ns: u64,
+    /// The agent's resident memory once drained, and its peak so far (KiB).
+    pub agent_rss_kib: u64,
+    pub agent_peak_kib: u64,
 }
 
 impl Sample {
@@ -160,25 +239,70 @@ impl Sample {
 /// What a case needs from the run.
 pub struct Context<'a> {
     pub workload: &'a Path,
+    /// The interpreter of the Python loops, and the folder of their scripts.
+    pub python: &'a Path,
+    pub scripts: &'a Path,
+    pub dataset: &'a Path,
+    /// Only when the TLS case runs.
+    pub tls: Option<&'a TlsServer>,
     pub small_file: &'a Path,
     pub redis: &'a Redis,
     pub sizes: Sizes,
     pub agent: Option<&'a BenchAgent>,
 }
 
+/// One run of a case, and what the agent's kernel programs spent in it.
+pub struct Measured {
+    pub sample: Sample,
+    /// Only with the full agent (the floor's programs return at once).
+    pub kernel: Option<CaseCost>,
+}
+
+/// The full agent's counters at one moment.
+struct AgentReading {
+    cpu_ns: u64,
+    events: u64,
+    programs: Snapshot,
+}
+
+impl AgentReading {
+    fn take(agent: &BenchAgent) -> anyhow::Result<AgentReading> {
+        Ok(AgentReading {
+            cpu_ns: agent.cpu_ns(),
+            events: agent.events_total()?,
+            programs: kernel_cost::snapshot(agent.pid())?,
+        })
+    }
+}
+
 /// Runs `case` once.
-pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
-    let agent_before = context.agent.map(BenchAgent::cpu_ns).unwrap_or(0);
+pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Measured> {
+    let full_agent = context.agent.filter(|agent| !agent.is_floor());
+    let before = full_agent.map(AgentReading::take).transpose()?;
+    let span = std::time::Instant::now();
     let mut sample = match case {
         Case::Redis => context.redis.benchmark(context.sizes.redis_requests)?,
         _ => run_workload(case, context)?,
     };
-    if let Some(agent) = context.agent {
-        sample.agent_cpu_ns = agent.cpu_ns().saturating_sub(agent_before);
-        // Let the agent drain what the case left before the next one.
+    let mut kernel = None;
+    if let (Some(agent), Some(before)) = (full_agent, before) {
+        // The loop's cost to the agent includes working off its backlog.
+        agent.drain(Duration::from_secs(1), Duration::from_secs(60))?;
+        let after = AgentReading::take(agent)?;
+        sample.agent_span_ns = span.elapsed().as_nanos() as u64;
+        sample.agent_cpu_ns = after.cpu_ns.saturating_sub(before.cpu_ns);
+        sample.agent_events = after.events.saturating_sub(before.events);
+        if let Some((rss, peak)) = agent.memory_kib() {
+            sample.agent_rss_kib = rss;
+            sample.agent_peak_kib = peak;
+        }
+        let mut cost = CaseCost::default();
+        cost.add_loop(&before.programs, &after.programs);
+        kernel = Some(cost);
+    } else if let Some(agent) = context.agent {
         agent.settle(Duration::from_secs(20));
     }
-    Ok(sample)
+    Ok(Measured { sample, kernel })
 }
 
 fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
@@ -208,10 +332,27 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
         Case::Resolver => {
             command.arg("resolver").arg(sizes.lookups.to_string());
         }
+        Case::DataLoader => {
+            command = Command::new(context.python);
+            command
+                .arg(context.scripts.join("data_loader.py"))
+                .arg(context.dataset)
+                .arg(TRACKED_MARKER);
+        }
+        Case::TlsRequest => {
+            let server = context.tls.context("the TLS server was not started")?;
+            command = Command::new(context.python);
+            command
+                .arg(context.scripts.join("tls_request.py"))
+                .arg(server.port.to_string())
+                .arg(&server.certificate)
+                .arg(sizes.tls_requests.to_string())
+                .arg(TRACKED_MARKER);
+        }
         Case::Redis => bail!("redis is not a workload of the bench program"),
     }
     let child = Workload::start(command)?;
-    if case == Case::OpenTracked {
+    if case.is_tracked() {
         if let Some(agent) = context.agent.filter(|a| !a.is_floor()) {
             agent.wait_tracked(child.pid(), Duration::from_secs(20))?;
         }
@@ -267,24 +408,33 @@ impl Workload {
     }
 }
 
-/// Parses `RESULT wall_ns=<n> cpu_ns=<n>`.
+/// Parses `RESULT wall_ns=<n> cpu_ns=<n> [items=<n>]`; items make the
+/// throughput items per CPU-second.
 fn parse_result(line: &str) -> anyhow::Result<Sample> {
     let rest = line
         .trim()
         .strip_prefix("RESULT ")
         .context("no RESULT line")?;
     let mut sample = Sample::default();
+    let mut items = None;
     for field in rest.split_whitespace() {
         let (key, value) = field.split_once('=').context("a field without =")?;
         let value: u64 = value.parse().context("a field that is not a number")?;
         match key {
             "wall_ns" => sample.wall_ns = value,
             "cpu_ns" => sample.cpu_ns = value,
+            "items" => items = Some(value),
             _ => {}
         }
     }
     if sample.wall_ns == 0 {
         bail!("no wall time");
+    }
+    if let Some(items) = items {
+        if sample.cpu_ns == 0 {
+            bail!("items without CPU time");
+        }
+        sample.requests_per_sec = items as f64 * 1e9 / sample.cpu_ns as f64;
     }
     Ok(sample)
 }
@@ -337,9 +487,8 @@ impl Redis {
             .with_context(|| format!("redis-benchmark printed no GET rate: {text:?}"))?;
         Ok(Sample {
             wall_ns,
-            cpu_ns: 0,
             requests_per_sec,
-            agent_cpu_ns: 0,
+            ..Sample::default()
         })
     }
 }
@@ -362,6 +511,76 @@ fn parse_requests_per_sec(text: &str) -> Option<f64> {
         .next_back()
 }
 
+/// The tls-request case's server: `tls_server.py` with a self-signed
+/// certificate for `localhost`, untracked, stopped on drop.
+pub struct TlsServer {
+    child: Child,
+    port: u16,
+    certificate: PathBuf,
+}
+
+impl TlsServer {
+    pub fn start(python: &Path, scripts: &Path, dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let certificate = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&certificate)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("cannot run openssl (Debian package openssl)")?;
+        if !status.success() {
+            bail!("openssl could not make a self-signed certificate ({status})");
+        }
+        let mut child = Command::new(python)
+            .arg(scripts.join("tls_server.py"))
+            .arg(&certificate)
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start tls_server.py")?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok());
+        let server = TlsServer {
+            child,
+            port: port.unwrap_or(0),
+            certificate,
+        };
+        if port.is_none() {
+            bail!("tls_server.py said {line:?} instead of READY <port>");
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -377,6 +596,10 @@ mod tests {
         let sample = parse_result("RESULT wall_ns=1200 cpu_ns=900\n").expect("parses");
         assert_eq!((sample.wall_ns, sample.cpu_ns), (1200, 900));
         assert!(parse_result("READY").is_err());
+        let loader =
+            parse_result("RESULT wall_ns=3000 cpu_ns=2000000000 items=1000").expect("parses");
+        assert_eq!(loader.requests_per_sec, 500.0);
+        assert!(parse_result("RESULT wall_ns=3000 cpu_ns=0 items=1000").is_err());
         assert!(parse_result("RESULT wall_ns=x").is_err());
     }
 

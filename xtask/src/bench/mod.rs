@@ -18,6 +18,8 @@
 
 mod agent;
 mod cases;
+mod kernel_cost;
+mod memory;
 mod report;
 mod rules;
 
@@ -31,13 +33,15 @@ use anyhow::{bail, Context as _};
 
 use self::{
     agent::{AgentMode, BenchAgent},
-    cases::{Case, Context, Redis, Sizes},
+    cases::{Case, Context, Redis, Sizes, TlsServer},
+    kernel_cost::{CaseCost, StatsSwitch},
     report::{Config, Results, RunInfo},
 };
 use crate::{
     debian::{self, Apt},
     privilege::is_root,
     provision::{self, Scope},
+    python,
     workspace::{find_on_path, probe_output, run_step, Workspace, AGENT_PACKAGE},
 };
 
@@ -46,11 +50,15 @@ const WORKLOAD_PACKAGE: &str = "aiwatch-bench-workloads";
 const WORKLOAD_BINARY: &str = "aiwatch-bench-workload";
 /// What the redis case needs.
 const REDIS_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
+/// What the TLS case needs: the certificate is made with the openssl tool.
+const TLS_PACKAGES: &[&str] = &["openssl"];
+/// The Python loops, relative to the workspace root.
+const PYTHON_WORKLOADS: &str = "xtask/bench-workloads/python";
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Rounds; each runs every case in the three configurations.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// Runs of each case per configuration and round; the best one counts
     /// (interference from other work on the machine only ever adds time).
@@ -59,16 +67,28 @@ pub struct Options {
     /// A tenth of the iterations, to try the harness out.
     #[arg(long)]
     quick: bool,
-    /// Only these cases (open-untracked, open-tracked, fork-exec,
-    /// tcp-connect, redis-get, udp-send, resolver), comma-separated.
+    /// Only these cases (open-untracked, open-tracked, data-loader,
+    /// fork-exec, tcp-connect, redis-get, udp-send, resolver, tls-request),
+    /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
     /// Skip the criterion rule-engine benchmarks.
     #[arg(long)]
     skip_rules: bool,
-    /// Print the markdown instead of writing it into docs/benchmarks.md.
+    /// Write the results into the generated block of docs/benchmarks.md
+    /// (refused on a tree with uncommitted changes: the block names the
+    /// commit it measured).
+    #[arg(long, conflicts_with = "no_write")]
+    record: bool,
+    /// Only print the markdown block (what happens without --record).
     #[arg(long)]
     no_write: bool,
+    /// Exit non-zero when a target is missed.
+    #[arg(long)]
+    strict: bool,
+    /// Also measure the agent's RSS with 1,000 declared workloads.
+    #[arg(long)]
+    agent_memory: bool,
     /// Run this aiwatch binary as the "agent" configuration instead of the
     /// fresh build (to compare builds; the floor always uses the fresh one).
     #[arg(long, value_name = "PATH")]
@@ -81,12 +101,22 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         bail!("cargo xtask bench needs root: the agent loads eBPF programs");
     }
     let cases = selected_cases(&options.cases)?;
+    let commit = commit(&workspace.root)?;
+    if options.record && commit.dirty {
+        bail!(
+            "--record needs a clean tree: the recorded run names the commit it measured, \
+             and {} has uncommitted changes",
+            workspace.root.display()
+        );
+    }
     provision::setup(workspace, Scope::Run)?;
-    if cases.contains(&Case::Redis) {
-        let missing = debian::missing(REDIS_PACKAGES);
-        if !missing.is_empty() {
-            Apt::default().install(&missing)?;
-        }
+    let mut packages: Vec<&str> = REDIS_PACKAGES.to_vec();
+    if cases.contains(&Case::TlsRequest) {
+        packages.extend(TLS_PACKAGES);
+    }
+    let missing = debian::missing(&packages);
+    if !missing.is_empty() {
+        Apt::default().install(&missing)?;
     }
     let mut build = workspace.cargo();
     build.args([
@@ -109,6 +139,17 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         .clone()
         .unwrap_or_else(|| floor_binary.clone());
     let workload = release.join(WORKLOAD_BINARY);
+    let scripts = workspace.root.join(PYTHON_WORKLOADS);
+    let python = if cases.iter().any(|case| case.needs_python()) {
+        python::virtualenv(workspace)?.python()
+    } else {
+        PathBuf::from("python3")
+    };
+    let sizes = if options.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
     let scratch = Scratch::create()?;
     let small_file = scratch.path().join("small.txt");
     std::fs::write(&small_file, [b'x'; 64]).context("writing the small file")?;
@@ -119,16 +160,26 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         &find_on_path("redis-benchmark").context("redis-benchmark is not installed")?,
         &redis_dir,
     )?;
+    let dataset = scratch.path().join("dataset");
+    if cases.contains(&Case::DataLoader) {
+        cases::write_dataset(&dataset, sizes.samples)?;
+    }
+    let tls = if cases.contains(&Case::TlsRequest) {
+        Some(TlsServer::start(
+            &python,
+            &scripts,
+            &scratch.path().join("tls"),
+        )?)
+    } else {
+        None
+    };
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = agent::write_config(scratch.path(), listen)?;
-    let sizes = if options.quick {
-        Sizes::QUICK
-    } else {
-        Sizes::FULL
-    };
     let load_before = load_average();
     let agents_before = other_agents();
     let mut results = Results::default();
+    let mut kernel_costs: Vec<(Case, CaseCost)> = Vec::new();
+    let _stats = StatsSwitch::enable()?;
     let rounds = options.rounds.max(1);
     let repeat = options.repeat.max(1);
     for round in 0..rounds {
@@ -157,6 +208,10 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             }
             let context = Context {
                 workload: &workload,
+                python: &python,
+                scripts: &scripts,
+                dataset: &dataset,
+                tls: tls.as_ref(),
                 small_file: &small_file,
                 redis: &redis,
                 sizes,
@@ -165,8 +220,12 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             for &case in &cases {
                 let mut best: Option<cases::Sample> = None;
                 for _ in 0..repeat {
-                    let sample = cases::run(case, &context)
+                    let measured = cases::run(case, &context)
                         .with_context(|| format!("{} with {}", case.name(), config_kind.name()))?;
+                    if let Some(cost) = measured.kernel {
+                        add_kernel_cost(&mut kernel_costs, case, &cost);
+                    }
+                    let sample = measured.sample;
                     best = Some(match best {
                         Some(best) if !sample.better_than(&best, case) => best,
                         _ => sample,
@@ -181,7 +240,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
                     sample.wall_ns as f64 / 1e9,
                     sample.cpu_ns as f64 / 1e9,
                     if case.is_throughput() {
-                        format!(" {:.0} req/s", sample.requests_per_sec)
+                        format!(" {:.0} {}", sample.requests_per_sec, case.unit())
                     } else {
                         String::new()
                     },
@@ -194,9 +253,25 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         }
     }
     drop(redis);
+    drop(tls);
+    let memory = if options.agent_memory {
+        let result = memory::measure(&agent_binary, &workload, scratch.path())?;
+        println!("\n{}", result.markdown());
+        Some(result)
+    } else {
+        None
+    };
     let load_after = load_average();
     let agents_after = other_agents();
     println!("\n{}", report::table(&results));
+    println!("\n{}", report::agent_table(&results));
+    let kernel: Vec<(&str, &CaseCost)> = kernel_costs
+        .iter()
+        .map(|(case, cost)| (case.name(), cost))
+        .collect();
+    if !kernel.is_empty() {
+        println!("\n{}", kernel_cost::table(&kernel));
+    }
 
     let rules = if options.skip_rules {
         Vec::new()
@@ -210,7 +285,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine: machine(),
         kernel: command_line("uname", &["-r"]),
-        commit: commit(&workspace.root),
+        commit: commit.describe(),
         rounds,
         repeat,
         sizes,
@@ -219,8 +294,12 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         other_agents: (agents_before, agents_after),
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
-    let block = report::markdown(&info, &results, &rules);
-    if options.no_write {
+    let mut block = report::markdown(&info, &results, &kernel, &rules);
+    if let Some(memory) = &memory {
+        block.push('\n');
+        block.push_str(&memory.markdown());
+    }
+    if !options.record {
         println!("\n{block}");
     } else {
         let path = workspace.root.join("docs/benchmarks.md");
@@ -230,7 +309,24 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             .with_context(|| format!("writing {}", path.display()))?;
         println!("bench: results written into {}", path.display());
     }
+    let mut missed: Vec<&str> = results.missed().iter().map(|case| case.name()).collect();
+    if memory.is_some_and(|memory| !memory.met()) {
+        missed.push("agent-memory");
+    }
+    if options.strict && !missed.is_empty() {
+        let names = missed;
+        eprintln!("bench: targets missed: {}", names.join(", "));
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds one loop's kernel cost to its case's.
+fn add_kernel_cost(costs: &mut Vec<(Case, CaseCost)>, case: Case, cost: &CaseCost) {
+    match costs.iter_mut().find(|(c, _)| *c == case) {
+        Some((_, total)) => total.merge(cost),
+        None => costs.push((case, cost.clone())),
+    }
 }
 
 fn selected_cases(names: &[String]) -> anyhow::Result<Vec<Case>> {
@@ -322,28 +418,39 @@ fn machine() -> String {
     format!("{model}, {cores} cores, {memory_gib:.0} GiB")
 }
 
-fn commit(root: &Path) -> String {
-    let hash = command_line(
-        "git",
-        &[
-            "-C",
-            &root.to_string_lossy(),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
-    );
-    let dirty = probe_output(Command::new("git").args([
+/// The commit of the measured tree.
+struct Commit {
+    hash: String,
+    /// Tracked files differ from the commit.
+    dirty: bool,
+}
+
+impl Commit {
+    fn describe(&self) -> String {
+        if self.dirty {
+            format!("{} (with uncommitted changes)", self.hash)
+        } else {
+            self.hash.clone()
+        }
+    }
+}
+
+fn commit(root: &Path) -> anyhow::Result<Commit> {
+    let root = root.to_string_lossy();
+    let hash = probe_output(Command::new("git").args(["-C", &root, "rev-parse", "HEAD"]))
+        .map(|out| out.trim().to_string())
+        .filter(|hash| !hash.is_empty())
+        .with_context(|| format!("{root} is not a git checkout: a run must name its commit"))?;
+    let status = probe_output(Command::new("git").args([
         "-C",
-        &root.to_string_lossy(),
+        &root,
         "status",
         "--porcelain",
         "--untracked-files=no",
     ]))
-    .is_some_and(|out| !out.trim().is_empty());
-    if dirty {
-        format!("{hash} (with uncommitted changes)")
-    } else {
-        hash
-    }
+    .with_context(|| format!("git status failed in {root}"))?;
+    Ok(Commit {
+        hash,
+        dirty: !status.trim().is_empty(),
+    })
 }
