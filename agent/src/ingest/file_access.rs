@@ -202,7 +202,7 @@ impl FileAccessPoller {
                     record.header.kind = EventKind::FileAccess as u16;
                     record.count = grown;
                     record.bytes = record.bytes.saturating_sub(last_bytes);
-                    match decode::decode(bytes_of(&record)) {
+                    match decode::decode(decode::pod_bytes(&record)) {
                         Ok(mut decoded) => {
                             if let Payload::FileAccess(access) = &mut decoded.payload {
                                 access.directory =
@@ -261,17 +261,6 @@ impl FileAccessPoller {
                 _ = shutdown.changed() => return,
             }
         }
-    }
-}
-
-fn bytes_of(record: &FileAccessRecord) -> &[u8] {
-    // SAFETY: a plain repr(C) record without padding, read as the bytes it
-    // is made of.
-    unsafe {
-        std::slice::from_raw_parts(
-            record as *const FileAccessRecord as *const u8,
-            size_of::<FileAccessRecord>(),
-        )
     }
 }
 

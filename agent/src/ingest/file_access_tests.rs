@@ -69,7 +69,7 @@ fn a_report_decodes_as_a_file_access_record() {
     let mut record = slot(5, 12, 1200, 3, 5);
     record.header.kind = EventKind::FileAccess as u16;
     record.header.size = size_of::<FileAccessRecord>() as u32;
-    let decoded = decode::decode(bytes_of(&record)).unwrap();
+    let decoded = decode::decode(decode::pod_bytes(&record)).unwrap();
     assert_eq!(decoded.common.pid, 42);
     let Payload::FileAccess(access) = decoded.payload else {
         panic!("not a file_access payload: {:?}", decoded.payload);

@@ -89,7 +89,7 @@ impl GpuIoctlPoller {
                 record.header.kind = EventKind::GpuIoctl as u16;
                 record.count = grown;
                 record.interval_ns = interval_ns;
-                match decode::decode(bytes_of(&record)) {
+                match decode::decode(decode::pod_bytes(&record)) {
                     Ok(decoded) => out.push(decoded),
                     Err(err) => log::debug!("GPU ioctl counter of {tgid} is unreadable: {err}"),
                 }
@@ -146,16 +146,6 @@ impl GpuIoctlPoller {
     }
 }
 
-fn bytes_of(record: &GpuIoctlRecord) -> &[u8] {
-    // SAFETY: a plain repr(C) record, read as the bytes it is made of.
-    unsafe {
-        std::slice::from_raw_parts(
-            record as *const GpuIoctlRecord as *const u8,
-            size_of::<GpuIoctlRecord>(),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,7 +180,7 @@ mod tests {
         let mut record = slot(5, 12, 77);
         record.header.kind = EventKind::GpuIoctl as u16;
         record.header.size = size_of::<GpuIoctlRecord>() as u32;
-        let decoded = decode::decode(bytes_of(&record)).unwrap();
+        let decoded = decode::decode(decode::pod_bytes(&record)).unwrap();
         assert_eq!(decoded.common.pid, 77);
         assert!(matches!(
             decoded.payload,

@@ -351,6 +351,16 @@ pub fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// The bytes a record is made of, as the kernel writes it into the ring:
+/// how the pollers of kernel counters (`gpu_ioctl`, `file_access`) hand
+/// their records to [`decode`] like any other.
+pub fn pod_bytes<T: aya::Pod>(record: &T) -> &[u8] {
+    // SAFETY: `Pod` types are plain `repr(C)` data without padding (checked
+    // in common's layout assertions); the slice covers exactly the value
+    // and lives as long as the borrow.
+    unsafe { std::slice::from_raw_parts(record as *const T as *const u8, size_of::<T>()) }
+}
+
 /// Reads a `T` from the start of `bytes`, if there are enough of them.
 fn read_pod<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
     (bytes.len() >= size_of::<T>())

@@ -1,8 +1,6 @@
 //! Builders of ABI records for the decoder's tests: all-zero records, their
 //! bytes as the ring buffer holds them, headers and resolved kernel paths.
 
-use std::mem::size_of;
-
 use aiwatch_common::{EventHeader, EventKind, KernelPath};
 
 /// An all-zero record.
@@ -13,9 +11,7 @@ pub fn zeroed<T: aya::Pod>() -> T {
 
 /// The record's bytes, as the kernel writes them into the ring.
 pub fn bytes_of<T: aya::Pod>(value: &T) -> Vec<u8> {
-    // SAFETY: `Pod` types are plain `repr(C)` data with no padding the
-    // reader may not see; the slice covers exactly the value.
-    unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size_of::<T>()) }.to_vec()
+    super::pod_bytes(value).to_vec()
 }
 
 /// A header of `kind` and `size` for process `pid`, named `comm`.
