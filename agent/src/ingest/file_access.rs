@@ -250,11 +250,7 @@ impl FileAccessPoller {
                     let records = self.poll();
                     metrics.set_file_access_dirs(self.directories.len());
                     for record in records {
-                        if queue.try_send(record).is_err() {
-                            stats
-                                .queue_dropped
-                                .add(Some(crate::event::Kind::FileAccess), 1);
-                        }
+                        queue.send_or_count(record, &stats);
                     }
                 }
                 Some(offer) = offers.recv() => self.offer(offer, &metrics),

@@ -135,12 +135,7 @@ impl GpuIoctlPoller {
                 _ = shutdown.changed() => return,
             }
             for record in self.poll() {
-                if queue.try_send(record).is_err() {
-                    // Counted like any record the queue had no room for.
-                    stats
-                        .queue_dropped
-                        .add(Some(crate::event::Kind::GpuIoctl), 1);
-                }
+                queue.send_or_count(record, &stats);
             }
         }
     }

@@ -14,6 +14,7 @@ use std::sync::{
 use tokio::sync::mpsc;
 
 use super::decode::Record;
+use crate::{event::Kind, metrics::pipeline_stats::PipelineStats};
 
 /// Bytes held by queued records, against a limit.
 #[derive(Debug)]
@@ -82,6 +83,18 @@ impl RecordSender {
             self.budget.give_back(bytes);
             QueueFull
         })
+    }
+
+    /// Queues `record`, or counts it in `queue_dropped` under its kind when
+    /// the queue is full: what every source does with a record the
+    /// pipeline has no room for. Returns whether it was queued.
+    pub fn send_or_count(&self, record: Record, stats: &PipelineStats) -> bool {
+        let kind = Kind::from(record.common.kind);
+        let queued = self.try_send(record).is_ok();
+        if !queued {
+            stats.queue_dropped.add(Some(kind), 1);
+        }
+        queued
     }
 
     /// A handle that does not keep the queue open, for watching its depth.

@@ -61,13 +61,10 @@ fn drain(ring: &mut RingBuf<MapData>, queue: &RecordSender, stats: &PipelineStat
     while let Some(item) = ring.next() {
         match decode::decode(&item) {
             Ok(record) => {
-                let kind = Kind::from(record.common.kind);
                 stats
                     .last_event_ktime_ns
                     .store(record.common.ktime_ns, Relaxed);
-                if queue.try_send(record).is_err() {
-                    stats.queue_dropped.add(Some(kind), 1);
-                }
+                queue.send_or_count(record, stats);
             }
             Err(err) => {
                 stats.decode_errors.add(err.kind().map(Kind::from), 1);

@@ -133,15 +133,8 @@ impl PeriodicSummaries {
             if owner.refreshed_ktime_ns < round_start {
                 continue;
             }
-            if queue
-                .try_send(summary_record(&owner, now_boot_ns()))
-                .is_ok()
-            {
+            if queue.send_or_count(summary_record(&owner, now_boot_ns()), stats) {
                 sent += 1;
-            } else {
-                stats
-                    .queue_dropped
-                    .add(Some(crate::event::Kind::TcpSummary), 1);
             }
         }
         Ok(sent)
