@@ -131,6 +131,12 @@ pub enum EnforcementHook {
     /// SIGKILL at the exit of `open`/`openat`/`openat2`: the process never
     /// returned to user space holding the descriptor.
     SysExitOpen,
+    /// EPERM from the BPF LSM's `file_open`: no descriptor was made (and a
+    /// `kill` rule's opener was also killed there).
+    BpfLsmFileOpen,
+    /// EPERM from the BPF LSM's `bprm_check_security`: the exec failed and
+    /// the caller kept its image.
+    BpfLsmBprmCheckSecurity,
 }
 
 impl EnforcementHook {
@@ -142,6 +148,8 @@ impl EnforcementHook {
             EnforcementHook::CgroupSendmsg => "cgroup_sendmsg",
             EnforcementHook::CgroupDevice => "cgroup_device",
             EnforcementHook::SysExitOpen => "sys_exit_open",
+            EnforcementHook::BpfLsmFileOpen => "bpf_lsm_file_open",
+            EnforcementHook::BpfLsmBprmCheckSecurity => "bpf_lsm_bprm_check_security",
         }
     }
 }

@@ -83,6 +83,9 @@ pub struct KernelOffsets {
     pub task_comm: u32,
     pub cred_uid: u32,
     pub cred_gid: u32,
+    pub linux_binprm_file: u32,
+    pub linux_binprm_filename: u32,
+    pub file_f_flags: u32,
 }
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the
@@ -183,6 +186,18 @@ pub struct ExeKey {
     pub dev: u32,
     pub _pad: u32,
     pub ino: u64,
+}
+
+/// Set in an `EXEC_DENY` or `PROTECTED_FILES` value: the rule's action is
+/// `deny`, which only the BPF LSM carries out (EPERM at `bprm_check_security`
+/// or `file_open`, no kill); the signal paths leave such entries alone. The
+/// agent sets it only where the LSM programs attached. The other bits are
+/// the rule's slot ([`enforce_slot`]).
+pub const ENFORCE_REFUSE_ONLY: u32 = 1 << 31;
+
+/// The rule slot of an `EXEC_DENY` or `PROTECTED_FILES` value.
+pub const fn enforce_slot(value: u32) -> u32 {
+    value & !ENFORCE_REFUSE_ONLY
 }
 
 /// Key of `OPEN_ALLOW`: an executable allowed to open the files a rule

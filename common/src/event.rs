@@ -214,6 +214,11 @@ pub const EXEC_FLAG_KILLED: u16 = 16;
 /// The executable is on an enforced deny list, but the workload's kill
 /// budget is spent: the kernel did not kill (deny-only until the window ends).
 pub const EXEC_FLAG_KILL_RATE_LIMITED: u16 = 32;
+/// The BPF LSM refused the exec (`bprm_check_security`, EPERM): the
+/// executable is on an enforced deny list of a `deny` rule. The record is
+/// sent by the refusing program: the process keeps its old image, and the
+/// record's `exe` and `filename` name the executable it was refused.
+pub const EXEC_FLAG_LSM_DENIED: u16 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -337,6 +342,11 @@ pub const FILE_FLAG_KILL_RATE_LIMITED: u16 = 2048;
 /// reads there are counted in the kernel (`FILE_ACCESS`, keyed by process,
 /// `dir_dev` and `dir_ino`) and reported as `file_access` summaries.
 pub const FILE_FLAG_DIR_FOLDED: u16 = 4096;
+/// The BPF LSM refused the open (`file_open`, EPERM): the file is protected
+/// and the executable is not allowed to open it. No descriptor was made and
+/// no `O_TRUNC`/`O_CREAT` side effect took place. With a `kill` rule the
+/// process is also killed ([`FILE_FLAG_KILLED`]).
+pub const FILE_FLAG_LSM_DENIED: u16 = 8192;
 
 /// A socket address in network byte order; v4 addresses use the first 4 bytes.
 #[repr(C)]

@@ -71,6 +71,9 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     task_comm: OFFSET_UNKNOWN,
     cred_uid: OFFSET_UNKNOWN,
     cred_gid: OFFSET_UNKNOWN,
+    linux_binprm_file: OFFSET_UNKNOWN,
+    linux_binprm_filename: OFFSET_UNKNOWN,
+    file_f_flags: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

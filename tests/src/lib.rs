@@ -143,6 +143,15 @@ impl Drop for TempDir {
     }
 }
 
+/// Whether this kernel runs the `bpf` LSM (`/sys/kernel/security/lsm`),
+/// where aiwatch refuses protected opens and denied execs in the LSM. An
+/// agent on such a kernel must attach its LSM programs: the enforcement
+/// tests hold it to that instead of trusting what it reports.
+pub fn bpf_lsm_active() -> bool {
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .is_ok_and(|active| active.split(',').any(|lsm| lsm.trim() == "bpf"))
+}
+
 /// A free loopback port for a listener.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

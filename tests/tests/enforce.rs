@@ -290,7 +290,7 @@ fn the_kill_switch_turns_kills_into_reports_and_back() {
     let setup = start(rule, "enforce", "");
     let agent = &setup.agent;
     agent.wait_for_log(
-        "1 executables killed at exec, 0 never touched, on",
+        "1 executables killed at exec, 0 refused in the LSM, 0 never touched, on",
         EVENT_TIMEOUT,
     );
     let state_dir = agent.dir.path().join("state");

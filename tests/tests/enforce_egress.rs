@@ -353,7 +353,13 @@ fn an_enforced_egress_allowlist_refuses_other_peers_with_eperm() {
     for hook in ["cgroup_connect", "cgroup_sendmsg", "sched_process_exec"] {
         assert_eq!(ready["enforcement_hooks"][hook], true, "{body}");
     }
-    assert_eq!(ready["enforcement_hooks"]["bpf_lsm"], false, "{body}");
+    for hook in ["bpf_lsm_file_open", "bpf_lsm_bprm_check_security"] {
+        assert_eq!(
+            ready["enforcement_hooks"][hook],
+            aiwatch_tests::bpf_lsm_active(),
+            "{hook}: {body}"
+        );
+    }
     let (_, metrics) = setup.agent.http_get("/metrics");
     assert!(
         metrics.contains("aiwatch_enforcement_mode{hook=\"cgroup_connect\"} 1"),

@@ -5,7 +5,8 @@
 //! What is missing is said once in the log, in `/readyz` detail and in
 //! `aiwatch_enforcement_mode{hook}`, and the rules that would need it are
 //! placed as not enforced (they report would-kill/would-deny), never
-//! silently dropped. BPF LSM is not built: its hook is always 0.
+//! silently dropped. Where the BPF LSM programs attach, protected opens and
+//! `deny` execs are refused there (EPERM) instead of killed after the fact.
 
 use crate::kernel::loader::ProbeStatus;
 
@@ -19,6 +20,10 @@ pub struct EnforcementHooks {
     pub sendmsg: bool,
     /// `cgroup/dev`.
     pub device: bool,
+    /// The BPF LSM's `file_open`: protected opens are refused.
+    pub lsm_open: bool,
+    /// The BPF LSM's `bprm_check_security`: `deny` execs are refused.
+    pub lsm_exec: bool,
 }
 
 impl Default for EnforcementHooks {
@@ -29,6 +34,8 @@ impl Default for EnforcementHooks {
             connect: true,
             sendmsg: true,
             device: true,
+            lsm_open: false,
+            lsm_exec: false,
         }
     }
 }
@@ -48,6 +55,8 @@ impl EnforcementHooks {
             connect: attached(&["egress_connect4", "egress_connect6"]),
             sendmsg: attached(&["egress_sendmsg4", "egress_sendmsg6"]),
             device: attached(&["accel_device"]),
+            lsm_open: attached(&["lsm_file_open"]),
+            lsm_exec: attached(&["lsm_bprm_check_security"]),
         }
     }
 
@@ -59,7 +68,8 @@ impl EnforcementHooks {
             ("cgroup_connect", self.connect),
             ("cgroup_sendmsg", self.sendmsg),
             ("cgroup_device", self.device),
-            ("bpf_lsm", false),
+            ("bpf_lsm_file_open", self.lsm_open),
+            ("bpf_lsm_bprm_check_security", self.lsm_exec),
         ]
     }
 
@@ -73,11 +83,17 @@ impl EnforcementHooks {
     pub fn describe(&self) -> String {
         let state = |usable: bool| if usable { "yes" } else { "NOT ATTACHED" };
         format!(
-            "enforcement hooks: exec kill at sched_process_exec: {}; egress deny at cgroup/connect: {}, cgroup/sendmsg: {}; accelerator deny at cgroup/dev: {}; BPF LSM: not used (no LSM programs in this build)",
+            "enforcement hooks: exec kill at sched_process_exec: {}; egress deny at cgroup/connect: {}, cgroup/sendmsg: {}; accelerator deny at cgroup/dev: {}; BPF LSM: {}",
             state(self.exec),
             state(self.connect),
             state(self.sendmsg),
-            state(self.device)
+            state(self.device),
+            match (self.lsm_open, self.lsm_exec) {
+                (true, true) => "protected opens and deny execs refused at file_open and bprm_check_security",
+                (true, false) => "protected opens refused at file_open; bprm_check_security NOT ATTACHED, deny execs are killed at exec",
+                (false, true) => "deny execs refused at bprm_check_security; file_open NOT ATTACHED, protected opens are killed at the open's exit",
+                (false, false) => "not attached (protected opens are killed at the open's exit, deny execs at exec)",
+            }
         )
     }
 }

@@ -22,7 +22,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aiwatch_common::{ExeKey, OpenAllowKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF};
+use aiwatch_common::{
+    ExeKey, OpenAllowKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF, ENFORCE_REFUSE_ONLY,
+};
 
 pub use config::{AcceleratorDeny, EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
 pub use hooks::EnforcementHooks;
@@ -154,25 +156,36 @@ impl Enforcer {
         for (slot, placed) in kernel_plan::plan(policies).into_iter().enumerate() {
             let rule = placed.rule;
             let mode = self.mode_of(rule.enforcement);
-            let placement = self.usable(placed.placement);
-            if rule.action == Action::Deny
+            let placement = self.usable(placed.placement, rule.action);
+            // A `deny` the LSM refuses; anything else the signal paths kill.
+            let refuse_only = rule.action == Action::Deny;
+            if refuse_only
+                && !self.hooks.lsm_exec
                 && matches!(placement, Placement::Kernel(KernelRule::ExecDeny { .. }))
             {
-                // A deny at exec can only be a kill: the exec has happened
-                // when the kernel sees the new image.
+                // Without the LSM a deny at exec can only be a kill: the
+                // exec has happened when sched_process_exec sees the image.
                 fallbacks += 1;
                 log::warn!(
-                    "rule {} ({}): deny falls back to a kill at exec: no kernel hook refuses an exec here (BPF LSM is not used)",
+                    "rule {} ({}): deny falls back to a kill at exec: the BPF LSM's bprm_check_security, which refuses an exec, is not attached on this host",
                     rule.id,
                     mode.as_str()
                 );
             }
+            let value = |slot: usize| {
+                let slot = slot as u32;
+                if refuse_only && self.hooks.lsm_exec {
+                    slot | ENFORCE_REFUSE_ONLY
+                } else {
+                    slot
+                }
+            };
             let kind = match &placement {
                 Placement::Kernel(KernelRule::ExecDeny { exes }) => {
                     if mode == EnforcementMode::Enforce {
                         for exe in exes {
                             match exe_key(Path::new(exe)) {
-                                Ok(key) => exec_deny.push((key, slot as u32)),
+                                Ok(key) => exec_deny.push((key, value(slot))),
                                 Err(err) => log::warn!(
                                     "rule {}: {exe} cannot be resolved ({err}); the kernel kills only its other executables until a reload finds it",
                                     rule.id
@@ -185,11 +198,18 @@ impl Enforcer {
                 }
                 Placement::Kernel(KernelRule::OpenKill { files, allowed }) => {
                     if mode == EnforcementMode::Enforce {
+                        // Only the LSM refuses a deny's opens: `usable`
+                        // left such a rule here only where it is attached.
+                        let value = if refuse_only {
+                            slot as u32 | ENFORCE_REFUSE_ONLY
+                        } else {
+                            slot as u32
+                        };
                         let slot = slot as u32;
                         protected.extend(
                             resolve_all(&format!("rule {} file", rule.id), &as_paths(files))
                                 .into_iter()
-                                .map(|(key, _)| (key, slot)),
+                                .map(|(key, _)| (key, value)),
                         );
                         open_allow.extend(
                             resolve_all(
@@ -270,9 +290,13 @@ impl Enforcer {
                 });
             match result {
                 Ok(()) => {
+                    let refused = exec_deny
+                        .iter()
+                        .filter(|(_, value)| value & ENFORCE_REFUSE_ONLY != 0)
+                        .count();
                     log::info!(
-                        "kernel enforcement: {} executables killed at exec, {} never touched, {}",
-                        exec_deny.len(),
+                        "kernel enforcement: {} executables killed at exec, {refused} refused in the LSM, {} never touched, {}",
+                        exec_deny.len() - refused,
                         never_touch.len(),
                         if self.active { "on" } else { "off" }
                     );
@@ -321,8 +345,12 @@ impl Enforcer {
             .copied()
             .unwrap_or((None, Placed::UserSpace));
         let mode = self.mode_of(file_mode);
+        let refused = alert.event.kernel_action == Some(KernelAction::Refused);
+        let lsm_open = placed == Placed::KernelOpen && self.hooks.lsm_open;
         let hook = match placed {
+            Placed::KernelExec if refused => EnforcementHook::BpfLsmBprmCheckSecurity,
             Placed::KernelExec => EnforcementHook::SchedProcessExec,
+            Placed::KernelOpen if lsm_open => EnforcementHook::BpfLsmFileOpen,
             Placed::KernelOpen => EnforcementHook::SysExitOpen,
             Placed::KernelEgress if alert.event.kind == Kind::UdpSend => {
                 EnforcementHook::CgroupSendmsg
@@ -332,6 +360,12 @@ impl Enforcer {
         };
         let (outcome, taken, extra) = match (alert.action, alert.event.kernel_action) {
             (Action::Kill, Some(KernelAction::Killed)) => (Outcome::Killed, true, None),
+            // The LSM refused the open; the budget spared the opener.
+            (Action::Kill, Some(KernelAction::KillRateLimited)) if lsm_open => {
+                (Outcome::Denied, true, Some(budget_spent(alert)))
+            }
+            // The LSM refused, and the kill did not go out.
+            (_, Some(KernelAction::Refused)) => (Outcome::Denied, true, None),
             (Action::Kill, Some(KernelAction::KillRateLimited)) => {
                 (Outcome::WouldKill, false, Some(budget_spent(alert)))
             }
@@ -422,8 +456,16 @@ impl Enforcer {
 impl Enforcer {
     /// The placement the kernel of this host can honour: a kernel
     /// placement whose hook did not attach is not enforced, and says why.
-    fn usable(&self, placement: Placement) -> Placement {
+    fn usable(&self, placement: Placement, action: Action) -> Placement {
         match placement {
+            Placement::Kernel(KernelRule::OpenKill { .. })
+                if action == Action::Deny && !self.hooks.lsm_open =>
+            {
+                Placement::NotEnforced(
+                    "only the BPF LSM's file_open refuses an open, and it is not attached on this host (`action: kill` kills at the open's exit instead); it alerts would-deny"
+                        .into(),
+                )
+            }
             Placement::Kernel(KernelRule::ExecDeny { .. }) if !self.hooks.exec => {
                 Placement::UserSpace("sched_process_exec is not attached on this host".into())
             }

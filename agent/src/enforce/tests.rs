@@ -196,3 +196,114 @@ fn a_kernel_placement_without_its_hook_is_not_enforced() {
         Some(Outcome::WouldDeny)
     );
 }
+
+const OPEN_DENY: &str = "enforcement: enforce\nrules:\n  - id: o\n    severity: high\n    action: deny\n    when:\n      kind: open\n      file.path: /nonexistent/protected.safetensors\n";
+
+fn open(kernel_action: Option<KernelAction>) -> Event {
+    Event {
+        kind: Kind::Open,
+        kernel_action,
+        file: Some(crate::event::FileInfo {
+            path: "/nonexistent/protected.safetensors".into(),
+            ..Default::default()
+        }),
+        ..Event::default()
+    }
+}
+
+/// An enforcer on a host whose BPF LSM programs attached (`lsm`) or not.
+fn enforcer_with_lsm(set: &PolicySet, lsm: bool, metrics: &Metrics) -> Enforcer {
+    let state = std::env::temp_dir().join(format!(
+        "aiwatch-enforce-unit-lsm-{lsm}-{}",
+        std::process::id()
+    ));
+    let mut enforcer = Enforcer::new(EnforcementConfig::default(), &state, None);
+    enforcer.set_hooks(
+        EnforcementHooks {
+            lsm_open: lsm,
+            lsm_exec: lsm,
+            ..EnforcementHooks::default()
+        },
+        metrics,
+    );
+    enforcer.apply(set, metrics);
+    enforcer
+}
+
+#[test]
+fn a_deny_of_an_open_is_refused_only_where_the_lsm_is_attached() {
+    let metrics = Metrics::new(MetricsConfig::default()).expect("metrics");
+    let set = policies(OPEN_DENY);
+    let without = enforcer_with_lsm(&set, false, &metrics);
+    let text = metrics.encode_text().expect("encode");
+    assert!(
+        text.contains("aiwatch_enforcement_rules{placement=\"not_enforced\"} 1"),
+        "{text}"
+    );
+    let mut alert = alert_for(policies(OPEN_DENY), open(None));
+    without.carry_out(&mut alert, |_, _| true);
+    assert_eq!(
+        alert.enforcement.map(|e| e.outcome),
+        Some(Outcome::WouldDeny)
+    );
+    assert!(!alert.action_taken);
+
+    let metrics = Metrics::new(MetricsConfig::default()).expect("metrics");
+    let with = enforcer_with_lsm(&set, true, &metrics);
+    let text = metrics.encode_text().expect("encode");
+    assert!(
+        text.contains("aiwatch_enforcement_rules{placement=\"kernel\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aiwatch_enforcement_mode{hook=\"bpf_lsm_file_open\"} 1"),
+        "{text}"
+    );
+    let mut alert = alert_for(policies(OPEN_DENY), open(Some(KernelAction::Refused)));
+    with.carry_out(&mut alert, |_, _| true);
+    assert!(alert.action_taken);
+    assert_eq!(
+        alert.enforcement,
+        Some(Enforcement {
+            outcome: Outcome::Denied,
+            hook: EnforcementHook::BpfLsmFileOpen
+        })
+    );
+    // The kernel's own accelerator alert is for cgroup/dev's verdicts only.
+    assert!(with.kernel_alert(&alert.event).is_none());
+}
+
+#[test]
+fn a_deny_of_an_exec_is_refused_in_the_lsm_and_is_no_fallback() {
+    let text = "enforcement: enforce\nrules:\n  - id: d\n    severity: high\n    action: deny\n    when:\n      kind: exec\n      process.exe: /nonexistent/miner\n";
+    let metrics = Metrics::new(MetricsConfig::default()).expect("metrics");
+    let enforcer = enforcer_with_lsm(&policies(text), true, &metrics);
+    let encoded = metrics.encode_text().expect("encode");
+    assert!(
+        encoded.contains("aiwatch_enforcement_fallback_rules 0"),
+        "{encoded}"
+    );
+    let mut alert = alert_for(policies(text), exec(Some(KernelAction::Refused)));
+    enforcer.carry_out(&mut alert, |_, _| true);
+    assert!(alert.action_taken);
+    let json = serde_json::to_value(&alert).expect("serialise");
+    assert_eq!(json["enforcement"]["outcome"], "denied");
+    assert_eq!(json["enforcement"]["hook"], "bpf_lsm_bprm_check_security");
+    assert_eq!(json["event"]["kernel_action"], "refused");
+}
+
+#[test]
+fn a_kill_of_an_open_with_the_lsm_names_file_open() {
+    let text = "enforcement: enforce\nrules:\n  - id: o\n    severity: high\n    action: kill\n    when:\n      kind: open\n      file.path: /nonexistent/protected.safetensors\n";
+    let metrics = Metrics::new(MetricsConfig::default()).expect("metrics");
+    let enforcer = enforcer_with_lsm(&policies(text), true, &metrics);
+    let mut alert = alert_for(policies(text), open(Some(KernelAction::Killed)));
+    enforcer.carry_out(&mut alert, |_, _| true);
+    assert_eq!(
+        alert.enforcement,
+        Some(Enforcement {
+            outcome: Outcome::Killed,
+            hook: EnforcementHook::BpfLsmFileOpen
+        })
+    );
+}

@@ -63,6 +63,8 @@ impl super::Enricher {
             Some(KernelAction::Killed)
         } else if op.kill_rate_limited {
             Some(KernelAction::KillRateLimited)
+        } else if op.lsm_denied {
+            Some(KernelAction::Refused)
         } else {
             op.accel.map(|verdict| match verdict {
                 AccelVerdict::Denied => KernelAction::Denied,

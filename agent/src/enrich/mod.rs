@@ -171,6 +171,21 @@ impl Enricher {
             ..Default::default()
         };
         match payload {
+            Payload::Exec(exec) if exec.lsm_denied => {
+                // The caller keeps its image: the table is left as it was,
+                // and the event names the executable it was refused.
+                self.ensure_known(common.pid, &common);
+                self.fill_process(&mut event, common.pid, common.tid);
+                event.process.exe = exec
+                    .exe
+                    .as_ref()
+                    .map(|resolved| resolved.path.clone())
+                    .filter(|path| path.starts_with('/'))
+                    .unwrap_or(exec.filename);
+                event.process.argv = Vec::new();
+                event.process.argv_truncated = false;
+                event.kernel_action = Some(KernelAction::Refused);
+            }
             Payload::Exec(exec) => {
                 let exe = self.executable(common.pid, &exec);
                 let previous = self.table.get(common.pid);
@@ -423,6 +438,7 @@ mod tests {
             exe_unlinked: false,
             exe_memfd: true,
             stdio_socket: false,
+            lsm_denied: false,
             killed: false,
             kill_rate_limited: false,
         };

@@ -84,6 +84,10 @@ pub enum KernelAction {
     /// `open` of an accelerator device outside the allowlist, let through
     /// because accelerator deny is in audit mode.
     WouldDeny,
+    /// EPERM from the BPF LSM (`file_open` or `bprm_check_security`): the
+    /// open or the exec never happened. A `kill` rule's opener is also
+    /// killed, and then says `killed`.
+    Refused,
 }
 
 /// The process an event belongs to.

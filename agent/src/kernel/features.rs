@@ -79,8 +79,13 @@ impl KernelFeatures {
             ("kprobes", &self.kprobes, "no probe needs them"),
         ];
         for (name, availability, consequence) in lines {
+            let used = if std::ptr::eq(availability, &self.lsm) {
+                "used to refuse protected opens and denied execs: file_open, bprm_check_security"
+            } else {
+                "unused"
+            };
             match availability {
-                Availability::Available => log::info!("kernel feature: {name} available (unused)"),
+                Availability::Available => log::info!("kernel feature: {name} available ({used})"),
                 Availability::Unavailable(why) => {
                     log::info!("kernel feature: {name} unavailable ({why}); {consequence}")
                 }

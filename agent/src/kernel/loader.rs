@@ -12,15 +12,15 @@ use std::{io::ErrorKind, os::fd::AsRawFd as _, panic::AssertUnwindSafe, path::Pa
 use aiwatch_common::KernelOffsets;
 use aya::{
     programs::{
-        CgroupAttachMode, CgroupDevice, CgroupSkb, CgroupSockAddr, ProgramError, RawTracePoint,
-        TracePoint,
+        CgroupAttachMode, CgroupDevice, CgroupSkb, CgroupSockAddr, Lsm, ProgramError,
+        RawTracePoint, TracePoint,
     },
     sys::SyscallError,
-    Ebpf, EbpfError, EbpfLoader,
+    Btf, Ebpf, EbpfError, EbpfLoader, Endianness,
 };
 
 use crate::kernel::{
-    features::{self, FeatureError},
+    features::{self, Availability, FeatureError},
     offsets::{self, OffsetError},
     probe_table::{Attach, Probe, PROBES},
 };
@@ -108,7 +108,8 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         return Err(LoadError::NoObject);
     }
     let resolved = offsets::resolve(options.btf_path)?;
-    features::probe()?.log();
+    let features = features::probe()?;
+    features.log();
     for missing in &resolved.missing {
         log::warn!("kernel BTF has no {missing}: the fields that need it will be absent");
     }
@@ -137,6 +138,15 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
                 attached: false,
                 reason: Some("family disabled in the configuration".into()),
             }
+        } else if let (Attach::Lsm(_), Availability::Unavailable(why)) =
+            (probe.attach, &features.lsm)
+        {
+            log::info!("probe {} not attached: {why}", probe.program);
+            ProbeStatus {
+                probe: probe.program,
+                attached: false,
+                reason: Some(why.clone()),
+            }
         } else if !probe.required && !tracepoint_exists(probe) {
             // One line per kernel difference: the start-up log says what
             // this kernel lacks, not only how many probes are missing.
@@ -147,7 +157,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
                 reason: Some(NOT_IN_KERNEL.into()),
             }
         } else {
-            match attach(&mut ebpf, probe) {
+            match attach(&mut ebpf, probe, options.btf_path) {
                 Ok(()) => ProbeStatus {
                     probe: probe.program,
                     attached: true,
@@ -178,7 +188,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
     })
 }
 
-fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
+fn attach(ebpf: &mut Ebpf, probe: &Probe, btf_path: &Path) -> Result<(), ProgramError> {
     let program = ebpf
         .program_mut(probe.program)
         .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
@@ -228,6 +238,19 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe) -> Result<(), ProgramError> {
             // A link: cgroup links always run next to the cgroup's other
             // programs, and the link API refuses the multi flag itself.
             program.attach(root, direction, CgroupAttachMode::Single)?;
+        }
+        Attach::Lsm(hook) => {
+            // The kernel's own BTF: the hook's prototype is looked up there
+            // (the offsets were resolved from the same file).
+            let btf = Btf::parse_file(btf_path, Endianness::default()).map_err(|err| {
+                ProgramError::SyscallError(SyscallError {
+                    call: "read the kernel BTF for an LSM hook",
+                    io_error: std::io::Error::other(err),
+                })
+            })?;
+            let program: &mut Lsm = program.try_into()?;
+            program.load(hook, &btf)?;
+            program.attach()?;
         }
     }
     Ok(())

@@ -139,6 +139,9 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
         task_comm: r.get("task_struct.comm", "task_struct", &["comm"]),
         cred_uid: r.get("cred.uid", "cred", &["uid"]),
         cred_gid: r.get("cred.gid", "cred", &["gid"]),
+        linux_binprm_file: r.get("linux_binprm.file", "linux_binprm", &["file"]),
+        linux_binprm_filename: r.get("linux_binprm.filename", "linux_binprm", &["filename"]),
+        file_f_flags: r.get("file.f_flags", "file", &["f_flags"]),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {

@@ -19,6 +19,9 @@ pub enum Attach {
     /// A `cgroup_skb` program on the cgroup2 root, linked next to any
     /// other program there, so it sees every socket.
     CgroupSkb(CgroupSkbAttachType),
+    /// A BPF LSM program on the named hook; tried only where the kernel
+    /// loads LSM programs (`features::KernelFeatures::lsm`).
+    Lsm(&'static str),
 }
 
 /// One program and where it attaches.
@@ -392,6 +395,19 @@ pub const PROBES: &[Probe] = &[
     Probe {
         program: "accel_device",
         attach: Attach::CgroupDeviceRoot,
+        family: 0,
+        required: false,
+    },
+    // Enforcement in the BPF LSM, where the kernel offers it (probes/lsm.rs).
+    Probe {
+        program: "lsm_file_open",
+        attach: Attach::Lsm("file_open"),
+        family: 0,
+        required: false,
+    },
+    Probe {
+        program: "lsm_bprm_check_security",
+        attach: Attach::Lsm("bprm_check_security"),
         family: 0,
         required: false,
     },

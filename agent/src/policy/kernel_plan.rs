@@ -40,9 +40,10 @@ pub enum KernelRule {
     /// Kill at `sched_process_exec` any process whose new executable is one
     /// of these files (matched by device and inode, never by name).
     ExecDeny { exes: Vec<String> },
-    /// Kill at the exit of `open` any process that opened one of these
-    /// files (by device and inode) unless its executable is one of
-    /// `allowed`.
+    /// Refuse at the BPF LSM's `file_open` where it is attached, else (for
+    /// `kill` rules) kill at the exit of `open`, any process that opens one
+    /// of these files (by device and inode) unless its executable is one of
+    /// `allowed`. A `deny` rule is carried out only by the LSM.
     OpenKill {
         files: Vec<String>,
         allowed: Vec<String>,
@@ -123,10 +124,15 @@ fn place(rule: &Rule) -> Placement {
         if let Ok(exes) = exec_deny(cond) {
             return Placement::Kernel(KernelRule::ExecDeny { exes });
         }
+        // Refused only by the BPF LSM; the enforcer says where it is not
+        // attached.
+        if let Ok((files, allowed)) = open_kill(cond) {
+            return Placement::Kernel(KernelRule::OpenKill { files, allowed });
+        }
         return match egress_allow(cond) {
             Ok((workload, peers)) => Placement::Kernel(KernelRule::EgressAllow { workload, peers }),
             Err(why) => fallback(format!(
-                "{why}; the kernel refuses only egress allowlists (kind: connect/udp_send, workload.name, not: destinations); it alerts would-deny"
+                "{why}; the kernel refuses only egress allowlists (kind: connect/udp_send, workload.name, not: destinations), execs and opens of exact files; it alerts would-deny"
             )),
         };
     }
@@ -412,11 +418,11 @@ impl Placement {
     pub fn describe(&self) -> String {
         match self {
             Placement::Kernel(KernelRule::ExecDeny { exes }) => format!(
-                "kernel (sched_process_exec kills the exec of {} file(s), by device and inode)",
+                "kernel (sched_process_exec kills the exec of {} file(s), by device and inode; a `deny` rule is refused at the BPF LSM's bprm_check_security where it is attached)",
                 exes.len()
             ),
             Placement::Kernel(KernelRule::OpenKill { files, allowed }) => format!(
-                "kernel (the exit of open kills openers of {} file(s) but {} allowed executable(s), by device and inode)",
+                "kernel (openers of {} file(s) but {} allowed executable(s), by device and inode, are refused at the BPF LSM's file_open where it is attached; elsewhere a `kill` rule kills them at the exit of open and a `deny` rule is not enforced)",
                 files.len(),
                 allowed.len()
             ),
@@ -499,6 +505,21 @@ mod tests {
             matches!(&got[1].1, Placement::UserSpace(why) if why.contains("pattern")),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn a_deny_of_an_open_on_exact_files_goes_to_the_kernel() {
+        let got = placements(
+            "rules:\n  - id: o\n    severity: high\n    action: deny\n    when:\n      kind: open\n      file.path: /models/a.safetensors\n",
+        );
+        assert_eq!(
+            got[0].1,
+            Placement::Kernel(KernelRule::OpenKill {
+                files: vec!["/models/a.safetensors".into()],
+                allowed: Vec::new(),
+            })
+        );
+        assert!(got[0].1.describe().contains("file_open"), "{got:?}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Enforcement in the kernel: the exec kill.
+//! Enforcement in the kernel: the exec kill, the open kill, and the
+//! decisions the BPF LSM programs (`probes/lsm.rs`) refuse on.
 //!
 //! At `sched:sched_process_exec` the new image is mapped but has not run a
 //! single user instruction; a SIGKILL sent from here (`bpf_send_signal`
@@ -19,9 +20,9 @@
 //! their maps go with it and nothing is enforced (fail-open).
 
 use aiwatch_common::{
-    ExeKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN, ENFORCE_KILL_BUDGET,
-    ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED,
-    FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED,
+    enforce_slot, ExeKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN, ENFORCE_KILL_BUDGET,
+    ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED,
+    EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
@@ -36,7 +37,7 @@ use crate::{
 };
 
 /// Executables killed at exec while enforcement is on (value: the rule's
-/// slot, for the agent's bookkeeping).
+/// slot, with `ENFORCE_REFUSE_ONLY` for a `deny` rule the LSM refuses).
 #[map]
 static EXEC_DENY: HashMap<ExeKey, u32> = HashMap::with_max_entries(4096, 0);
 
@@ -44,7 +45,8 @@ static EXEC_DENY: HashMap<ExeKey, u32> = HashMap::with_max_entries(4096, 0);
 #[map]
 static NEVER_TOUCH: HashMap<ExeKey, u32> = HashMap::with_max_entries(256, 0);
 
-/// Files a rule protects, by device and inode (value: the rule's slot).
+/// Files a rule protects, by device and inode (value: the rule's slot,
+/// with `ENFORCE_REFUSE_ONLY` for a `deny` rule the LSM refuses).
 #[map]
 static PROTECTED_FILES: HashMap<ExeKey, u32> = HashMap::with_max_entries(4096, 0);
 
@@ -71,7 +73,7 @@ pub fn control(slot: u32) -> u64 {
 /// kills it if so. Returns the `EXEC_FLAG_*` bits for its exec record.
 #[inline(always)]
 pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
-    if control(ENFORCE_ON) == 0 || tgid == agent_pid() || tgid == 1 {
+    if !may_act(tgid) {
         return 0;
     }
     let mm = kernel::mm(task);
@@ -81,16 +83,44 @@ pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
     let Some(exe) = exe_key(mm) else {
         return 0;
     };
-    // SAFETY: hash lookups; the values are only tested for presence.
-    if unsafe { EXEC_DENY.get(&exe) }.is_none() || unsafe { NEVER_TOUCH.get(&exe) }.is_some() {
-        return 0;
+    match exec_denied(&exe) {
+        Some(value) if value & ENFORCE_REFUSE_ONLY == 0 => {
+            kill(EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED)
+        }
+        _ => 0,
     }
+}
+
+/// The `EXEC_DENY` value of an executable about to run or just mapped,
+/// unless the never-touch list spares it.
+#[inline(always)]
+pub fn exec_denied(exe: &ExeKey) -> Option<u32> {
+    // SAFETY: hash lookups; the value is copied out at once.
+    let value = unsafe { EXEC_DENY.get(exe) }.copied()?;
+    // SAFETY: as above; only presence is tested.
+    if unsafe { NEVER_TOUCH.get(exe) }.is_some() {
+        return None;
+    }
+    Some(value)
+}
+
+/// Whether the current process may be acted on at all: enforcement is on,
+/// and it is neither the agent nor pid 1.
+#[inline(always)]
+pub fn may_act(tgid: u32) -> bool {
+    control(ENFORCE_ON) != 0 && tgid != agent_pid() && tgid != 1
+}
+
+/// Kills the current thread group if the cgroup's budget allows: `killed`
+/// when the signal was sent, `limited` when the budget is spent.
+#[inline(always)]
+pub fn kill(killed: u16, limited: u16) -> u16 {
     if !take_kill() {
-        return EXEC_FLAG_KILL_RATE_LIMITED;
+        return limited;
     }
     // SAFETY: signals the current thread group; no pointer is involved.
     if unsafe { bpf_send_signal(SIGKILL) } == 0 {
-        EXEC_FLAG_KILLED
+        killed
     } else {
         0
     }
@@ -101,46 +131,46 @@ pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
 /// Returns the `FILE_FLAG_*` bits for its open record.
 #[inline(always)]
 pub fn open_verdict(inode: *const u8) -> u16 {
-    if control(ENFORCE_ON) == 0 {
-        return 0;
+    match open_refused(inode) {
+        Some(value) if value & ENFORCE_REFUSE_ONLY == 0 => {
+            kill(FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED)
+        }
+        _ => 0,
     }
-    let tgid = current_tgid();
-    if tgid == agent_pid() || tgid == 1 {
-        return 0;
+}
+
+/// The `PROTECTED_FILES` value of `inode` when the current process may not
+/// open it: enforcement is on, the file is protected, and neither the
+/// rule's allowed executables, the never-touch list nor the rails (the
+/// agent, pid 1, kernel threads) spare the opener.
+#[inline(always)]
+pub fn open_refused(inode: *const u8) -> Option<u32> {
+    if !may_act(current_tgid()) {
+        return None;
     }
-    let Some(file) = inode_key(inode) else {
-        return 0;
-    };
+    let file = inode_key(inode)?;
     // SAFETY: a hash lookup; the value is copied out at once.
-    let Some(slot) = (unsafe { PROTECTED_FILES.get(&file) }).copied() else {
-        return 0;
-    };
+    let value = (unsafe { PROTECTED_FILES.get(&file) }).copied()?;
     let mm = kernel::mm(kernel::current_task());
     if mm.is_null() {
-        return 0;
+        return None;
     }
-    let Some(exe) = exe_key(mm) else {
-        return 0;
+    let exe = exe_key(mm)?;
+    let allowed = OpenAllowKey {
+        slot: enforce_slot(value),
+        _pad: 0,
+        exe,
     };
-    let allowed = OpenAllowKey { slot, _pad: 0, exe };
     // SAFETY: hash lookups; the values are only tested for presence.
     if unsafe { OPEN_ALLOW.get(&allowed) }.is_some() || unsafe { NEVER_TOUCH.get(&exe) }.is_some() {
-        return 0;
+        return None;
     }
-    if !take_kill() {
-        return FILE_FLAG_KILL_RATE_LIMITED;
-    }
-    // SAFETY: signals the current thread group; no pointer is involved.
-    if unsafe { bpf_send_signal(SIGKILL) } == 0 {
-        FILE_FLAG_KILLED
-    } else {
-        0
-    }
+    Some(value)
 }
 
 /// The device and inode of `inode`.
 #[inline(always)]
-fn inode_key(inode: *const u8) -> Option<ExeKey> {
+pub fn inode_key(inode: *const u8) -> Option<ExeKey> {
     let ino = read::<u64>(inode, offset!(inode_i_ino)).ok()?;
     let sb = read_ptr(inode, offset!(inode_i_sb));
     let dev = read::<u32>(sb, offset!(super_block_s_dev)).ok()?;

@@ -97,18 +97,23 @@ pub struct FilePending {
 #[map]
 static FILE_PENDING: HashMap<u64, FilePending> = HashMap::with_max_entries(8192, 0);
 
-/// Adds `flag` to the current thread's pending open: the `cgroup/dev`
-/// program runs inside the open, between its entry and exit tracepoints,
-/// so the event the exit builds says what it decided.
+/// Adds `flag` to the current thread's pending open: the `cgroup/dev` and
+/// LSM programs run inside the open, between its entry and exit
+/// tracepoints, so the event the exit builds says what they decided.
+/// False when the entry kept no pending record.
 #[inline(always)]
-pub fn mark_pending(flag: u16) {
+pub fn mark_pending(flag: u16) -> bool {
     if !pending_any(PENDING_FILE) {
-        return;
+        return false;
     }
-    if let Some(pending) = FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
-        // SAFETY: `pending` points into a live map value, valid for this
-        // program run; only this thread's syscall uses its entry.
-        unsafe { (*pending).header_flags |= flag };
+    match FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        Some(pending) => {
+            // SAFETY: `pending` points into a live map value, valid for this
+            // program run; only this thread's syscall uses its entry.
+            unsafe { (*pending).header_flags |= flag };
+            true
+        }
+        None => false,
     }
 }
 
@@ -774,7 +779,7 @@ fn dir_path(task: *const u8, dfd: i32) -> *const u8 {
 /// # Safety
 /// `out` points to writable memory.
 #[inline(always)]
-unsafe fn mark_missing(out: *mut KernelPath) {
+pub unsafe fn mark_missing(out: *mut KernelPath) {
     // SAFETY: the caller guarantees `out` is writable.
     unsafe {
         (*out).len = 0;

@@ -6,6 +6,7 @@ mod enforce;
 mod file;
 mod file_access;
 mod gpu;
+mod lsm;
 mod names;
 pub(crate) mod net;
 mod privilege;

@@ -8,7 +8,8 @@ use core::mem::size_of;
 
 use aiwatch_common::{
     EventKind, ExecRecord, ExitRecord, ForkRecord, Stat, ARGS_LEN, EXEC_FLAG_ARGS_TRUNCATED,
-    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_STDIO_SOCKET, FAMILY_PROCESS, NAME_LEN,
+    EXEC_FLAG_EXE_MEMFD, EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_LSM_DENIED, EXEC_FLAG_STDIO_SOCKET,
+    FAMILY_PROCESS, NAME_LEN,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
@@ -44,6 +45,57 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         emit_exec(&ctx, verdict);
     }
     0
+}
+
+/// The exec record of an exec the BPF LSM refused (`probes/lsm.rs`): the
+/// caller, which keeps its image, with the executable it was refused as
+/// `exe` and `filename`. No argv: the new image's memory is not set up
+/// yet, and the refused program never gets any.
+#[inline(always)]
+pub fn emit_refused_exec(bprm: *const u8, file: *const u8) {
+    let Some(mut entry) = reserve::<ExecRecord>(EventKind::Exec) else {
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    let task = kernel::current_task();
+    // SAFETY: `record` is a reservation sized for an `ExecRecord`; the name
+    // copy writes at most `NAME_LEN` bytes into an array of that size, and
+    // every kernel read is a checked copy.
+    unsafe {
+        fill_header(
+            &raw mut (*record).header,
+            EventKind::Exec,
+            EXEC_FLAG_LSM_DENIED,
+            size_of::<ExecRecord>(),
+        );
+        (*record).ppid = kernel::parent_tgid(task);
+        (*record).old_pid = current_tgid();
+        let (euid, egid) = kernel::effective_ids(task);
+        (*record).euid = euid;
+        (*record).egid = egid;
+        let (mnt_ns, pid_ns) = kernel::namespaces(task);
+        (*record).mnt_ns = mnt_ns;
+        (*record).pid_ns = pid_ns;
+        (*record).start_boottime_ns = kernel::start_boottime(task);
+        (*record)._pad = 0;
+        (*record).args_len = 0;
+        let name = read_ptr(bprm, offset!(linux_binprm_filename));
+        let copied = if name.is_null() {
+            0
+        } else {
+            bpf_probe_read_kernel_str(
+                (*record).filename.as_mut_ptr() as *mut _,
+                NAME_LEN as u32,
+                name as *const _,
+            )
+        };
+        (*record).filename_len = if copied > 0 { (copied - 1) as u16 } else { 0 };
+        path::walk(
+            kernel::field(file, offset!(file_f_path)),
+            &raw mut (*record).exe,
+        );
+    }
+    submit(entry);
 }
 
 #[inline(always)]

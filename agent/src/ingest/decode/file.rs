@@ -7,9 +7,9 @@
 use aiwatch_common::{
     FileAccessKey, FileAccessRecord, FileRecord, GpuIoctlRecord, FILE_FLAG_ACCEL_DENIED,
     FILE_FLAG_ACCEL_WOULD_DENY, FILE_FLAG_DIR_FOLDED, FILE_FLAG_INODE, FILE_FLAG_KILLED,
-    FILE_FLAG_KILL_RATE_LIMITED, FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR,
-    FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED,
-    FILE_FLAG_UNCHECKED,
+    FILE_FLAG_KILL_RATE_LIMITED, FILE_FLAG_LSM_DENIED, FILE_FLAG_NAME_TRUNCATED,
+    FILE_FLAG_PATH2_IS_DIR, FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR,
+    FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED, FILE_FLAG_UNCHECKED,
 };
 
 use super::{kernel_path, ResolvedPath};
@@ -40,6 +40,9 @@ pub struct FileOp {
     /// (`FILE_FLAG_KILLED`), or would have but the kill budget was spent.
     pub killed: bool,
     pub kill_rate_limited: bool,
+    /// The BPF LSM refused the open (`FILE_FLAG_LSM_DENIED`): no descriptor
+    /// was made.
+    pub lsm_denied: bool,
     /// A relative name the kernel could not test: keep the event only if
     /// the resolved path is of interest.
     pub unchecked: bool,
@@ -140,6 +143,7 @@ pub(super) fn file_op(r: &FileRecord) -> FileOp {
         tracked: flags & FILE_FLAG_TRACKED != 0,
         killed: flags & FILE_FLAG_KILLED != 0,
         kill_rate_limited: flags & FILE_FLAG_KILL_RATE_LIMITED != 0,
+        lsm_denied: flags & FILE_FLAG_LSM_DENIED != 0,
         accel: if flags & FILE_FLAG_ACCEL_DENIED != 0 {
             Some(AccelVerdict::Denied)
         } else if flags & FILE_FLAG_ACCEL_WOULD_DENY != 0 {

@@ -19,8 +19,8 @@ pub mod tls_hello;
 use aiwatch_common::{
     EventHeader, EventKind, ExecRecord, ExitRecord, FileAccessRecord, FileRecord, ForkRecord,
     GpuIoctlRecord, KernelPath, ARGS_MAX, EXEC_FLAG_ARGS_TRUNCATED, EXEC_FLAG_EXE_MEMFD,
-    EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, EXEC_FLAG_STDIO_SOCKET,
-    PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
+    EXEC_FLAG_EXE_UNLINKED, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, EXEC_FLAG_LSM_DENIED,
+    EXEC_FLAG_STDIO_SOCKET, PATH_FLAG_MISSING, PATH_FLAG_TRUNCATED,
 };
 
 pub use file::{kernel_dev, AccelVerdict, FileAccess, FileOp, GpuIoctl, Inode};
@@ -90,6 +90,9 @@ pub struct Exec {
     pub stdio_socket: bool,
     /// The kernel killed the process at exec (`EXEC_FLAG_KILLED`).
     pub killed: bool,
+    /// The BPF LSM refused the exec (`EXEC_FLAG_LSM_DENIED`): the process
+    /// keeps its old image; `exe` and `filename` name the refused one.
+    pub lsm_denied: bool,
     /// The kill was skipped: the cgroup's kill budget was spent.
     pub kill_rate_limited: bool,
 }
@@ -302,6 +305,7 @@ fn exec(r: &ExecRecord) -> Exec {
         exe_memfd: flags & EXEC_FLAG_EXE_MEMFD != 0,
         stdio_socket: flags & EXEC_FLAG_STDIO_SOCKET != 0,
         killed: flags & EXEC_FLAG_KILLED != 0,
+        lsm_denied: flags & EXEC_FLAG_LSM_DENIED != 0,
         kill_rate_limited: flags & EXEC_FLAG_KILL_RATE_LIMITED != 0,
     }
 }
