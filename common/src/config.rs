@@ -200,6 +200,16 @@ pub const fn enforce_slot(value: u32) -> u32 {
     value & !ENFORCE_REFUSE_ONLY
 }
 
+/// Key of `EXEC_ALLOW`: an executable a workload's exec allowlist lets run
+/// (`scope`: the workload's enforcement scope, see [`track_scope`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExecAllowKey {
+    pub scope: u32,
+    pub _pad: u32,
+    pub exe: ExeKey,
+}
+
 /// Key of `OPEN_ALLOW`: an executable allowed to open the files a rule
 /// protects (`slot`: the rule's slot, the value of its `PROTECTED_FILES`
 /// entries).
@@ -309,4 +319,6 @@ mod pod {
     // SAFETY: `repr(C)`, `Copy`, integers and an `ExeKey` with the padding
     // spelled out as fields: any bytes are valid.
     unsafe impl aya::Pod for OpenAllowKey {}
+    // SAFETY: as for `OpenAllowKey`.
+    unsafe impl aya::Pod for ExecAllowKey {}
 }

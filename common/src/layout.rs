@@ -17,8 +17,8 @@ use core::mem::{offset_of, size_of};
 
 use crate::{
     config::{
-        EgressKey, ExeKey, KernelOffsets, OpenAllowKey, Stat, SuffixKey, EGRESS_KEY_FIXED_BITS,
-        STATS_LEN,
+        EgressKey, ExeKey, ExecAllowKey, KernelOffsets, OpenAllowKey, Stat, SuffixKey,
+        EGRESS_KEY_FIXED_BITS, STATS_LEN,
     },
     event::*,
     FAMILY_ALL, FAMILY_FILE, FAMILY_GPU, FAMILY_LLM, FAMILY_NET, FAMILY_PRIVILEGE, FAMILY_PROCESS,
@@ -82,6 +82,7 @@ const _: () = assert!(size_of::<DnsOwner>() == 4 * 4 + 8 + COMM_LEN + 4 + 4);
 const _: () = assert!(size_of::<KernelOffsets>().is_multiple_of(size_of::<u32>()));
 const _: () = assert!(size_of::<EgressKey>() * 8 == EGRESS_KEY_FIXED_BITS as usize + 128);
 const _: () = assert!(size_of::<OpenAllowKey>() == 8 + size_of::<ExeKey>());
+const _: () = assert!(size_of::<ExecAllowKey>() == 8 + size_of::<ExeKey>());
 const _: () = assert!(size_of::<SuffixKey>() == 1 + SUFFIX_KEY_LEN);
 const _: () = assert!(PREFIX_KEY_LEN <= NAME_LEN);
 

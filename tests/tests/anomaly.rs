@@ -231,3 +231,95 @@ fn a_learned_profile_survives_an_agent_restart() {
     });
     assert!(summary(&alert).contains(&learned_peer), "{alert}");
 }
+
+/// `aiwatch profile enforce`: the learned, enforcing profile of the real
+/// ONNX server is locked; a shell it spawns is killed in the kernel at
+/// exec, while its inference keeps working.
+#[test]
+fn a_locked_profile_kills_what_the_server_never_ran_and_keeps_it_serving() {
+    let state = TempDir::new("lock-state");
+    let agent = Agent::start_with(AgentOptions {
+        config: format!(
+            "anomaly: {{learning_window_secs: {LEARNING_SECS}, learning_min_events: 1}}\nenforcement: {{mode: enforce, kill_budget: 0}}\n"
+        ),
+        state_dir: Some(state.path().to_path_buf()),
+        ..AgentOptions::default()
+    });
+    let known_port = sink_listener();
+    let (server, _) = start_and_learn(&agent, "lock", known_port);
+    // The CLI works on the saved profile: wait for the periodic save.
+    let profile_cli = |args: &[&str]| {
+        std::process::Command::new(aiwatch_tests::aiwatch_bin())
+            .args(["profile", "--state-dir"])
+            .arg(state.path())
+            .args(args)
+            .output()
+            .expect("run aiwatch profile")
+    };
+    let saved = aiwatch_tests::wait_until("the saved profile", Duration::from_secs(90), || {
+        let shown = profile_cli(&["show", &server.name, "-o", "json"]);
+        let profile: Value = serde_json::from_slice(&shown.stdout).ok()?;
+        (profile["mode"] == "enforcing").then_some(profile)
+    })
+    .expect("the enforcing profile is saved within 90 s");
+    let learned = saved["executables"].to_string();
+
+    let dry = profile_cli(&["enforce", &server.name, "--dry-run"]);
+    let dry_text = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(dry_text.contains("# would write"), "{dry_text}");
+    assert!(dry_text.contains("action: kill"), "{dry_text}");
+    let lock_dir = state.path().join("locked-profiles");
+    assert!(
+        std::fs::read_dir(&lock_dir).map_or(true, |mut d| d.next().is_none()),
+        "--dry-run wrote a lock"
+    );
+
+    let locked = profile_cli(&["enforce", &server.name]);
+    assert!(locked.status.success(), "{locked:?}");
+    println!("{}", String::from_utf8_lossy(&locked.stdout));
+    // The agent watches the folder and compiles the lock's exec rule into
+    // the kernel's allowlist for the server's scope.
+    agent.wait_for_log(
+        "kernel exec allowlists: 1 workload(s)",
+        Duration::from_secs(60),
+    );
+
+    // A shell, never run while learning: killed at exec, in the kernel.
+    let spawned = server.get("/spawn");
+    assert_eq!(spawned["exit"], -libc::SIGKILL, "{spawned}");
+    let rule = format!("profile-lock.{}.exec", server.name.to_lowercase());
+    let alert = agent.wait_alert(&rule, |a| {
+        a["rule"] == rule.as_str() && get(a, "event.process.ppid").as_u64() == Some(server.pid)
+    });
+    assert_eq!(alert["action_taken"], true, "{alert}");
+    assert_eq!(alert["enforcement"]["outcome"], "killed", "{alert}");
+    assert_eq!(alert["enforcement"]["hook"], "sched_process_exec");
+    assert_eq!(get(&alert, "event.kernel_action"), "killed");
+    assert!(
+        !learned.contains(get(&alert, "event.process.exe").as_str().unwrap_or("?")),
+        "the shell was learned after all: {learned}"
+    );
+    // The anomaly explanation rides along as its own alert.
+    anomaly_alert(&agent, &server, "anomaly.new-executable", |a| {
+        get(a, "event.process.ppid").as_u64() == Some(server.pid)
+    });
+
+    // Inference goes on: the server itself is within its profile.
+    for x in ["1,2,3", "4,5,6"] {
+        let answer = server.get(&format!("/predict?x={x}"));
+        assert!(
+            answer["y"].is_array() || answer["y"].is_number(),
+            "{answer}"
+        );
+    }
+
+    // Unlocked, the same shell runs again.
+    let removed = profile_cli(&["enforce", &server.name, "--remove"]);
+    assert!(removed.status.success(), "{removed:?}");
+    // The agent reloads on its own; until then the shell is still killed.
+    aiwatch_tests::wait_until("the unlocked shell runs", Duration::from_secs(60), || {
+        (server.get("/spawn")["exit"] == 0).then_some(())
+    })
+    .expect("the shell runs once the lock is removed");
+}

@@ -1,4 +1,4 @@
-//! `aiwatch profile list|show|reset|export|import|freeze|unfreeze|mode`.
+//! `aiwatch profile list|show|reset|export|import|freeze|unfreeze|mode|enforce`.
 //!
 //! These act on the saved profile files in the state directory, not on the
 //! running agent's memory. The agent notices: on its next periodic save
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::export;
+use super::lock::{lock_for, lock_path, LockError};
 use super::profile::{Mode, Profile, WorkloadKey};
 use super::store::{parse_profile, ProfileStore};
 use super::AnomalyError;
@@ -32,6 +33,10 @@ pub enum CliError {
     Output(PathBuf, std::io::Error),
     #[error("cannot render the policy: {0}")]
     Render(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0} has no lock to remove")]
+    NoLock(PathBuf),
 }
 
 /// One line of `profile list`.
@@ -208,4 +213,80 @@ pub fn set_mode(state_dir: &Path, workload: &str, mode: &str) -> ExitCode {
         .and_then(|mode| update_profile(state_dir, workload, |p| p.set_mode(mode)))
         .map(|p| println!("profile {} is now {}", p.workload, p.mode));
     run(result)
+}
+
+/// `profile enforce [--dry-run | --remove]`: writes (or prints, or removes)
+/// the policy that locks the workload to its profile. The agent watches
+/// the folder and applies it at once.
+/// `profile_dir` holds the profiles, `state_dir` the locks' folder.
+pub fn enforce(
+    profile_dir: &Path,
+    state_dir: &Path,
+    workload: &str,
+    dry_run: bool,
+    remove: bool,
+) -> ExitCode {
+    run(enforce_profile(
+        profile_dir,
+        state_dir,
+        workload,
+        dry_run,
+        remove,
+    ))
+}
+
+fn enforce_profile(
+    profile_dir: &Path,
+    state_dir: &Path,
+    workload: &str,
+    dry_run: bool,
+    remove: bool,
+) -> Result<(), CliError> {
+    let profile = find_profile(profile_dir, workload)?;
+    let path = lock_path(state_dir, &profile.workload.name);
+    if remove {
+        return match std::fs::remove_file(&path) {
+            Ok(()) => {
+                println!(
+                    "profile {} unlocked: {} removed",
+                    profile.workload,
+                    path.display()
+                );
+                Ok(())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(CliError::NoLock(path))
+            }
+            Err(error) => Err(CliError::Output(path, error)),
+        };
+    }
+    let lock = lock_for(&profile)?;
+    if dry_run {
+        println!("# would write {}", path.display());
+        print!("{}", lock.policy);
+    } else {
+        write_lock(&path, &lock.policy)?;
+        println!("profile {} locked: {}", profile.workload, path.display());
+    }
+    for note in &lock.notes {
+        println!("note: {note}");
+    }
+    Ok(())
+}
+
+/// Writes a lock file whole (a temporary file renamed over it), in a folder
+/// only root can enter: the agent must never read half a policy.
+pub fn write_lock(path: &Path, policy: &str) -> Result<(), CliError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let output = |error| CliError::Output(path.to_path_buf(), error);
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(output)?;
+    }
+    let temporary = path.with_extension("yaml.tmp");
+    std::fs::write(&temporary, policy).map_err(output)?;
+    std::fs::rename(&temporary, path).map_err(output)
 }

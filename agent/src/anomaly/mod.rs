@@ -20,6 +20,7 @@ mod engine;
 pub mod explain;
 pub mod export;
 pub mod generalize;
+pub mod lock;
 pub mod profile;
 pub mod rates;
 pub mod store;

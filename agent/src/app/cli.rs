@@ -244,6 +244,17 @@ pub enum ProfileAction {
     Unfreeze { workload: String },
     /// Set a profile's mode: learning, enforcing or drifting.
     Mode { workload: String, mode: String },
+    /// Lock an enforcing profile: kill or deny, in the kernel where it can,
+    /// what the workload never did while learning.
+    Enforce {
+        workload: String,
+        /// Print the lock and where each part is enforced; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove the workload's lock.
+        #[arg(long, conflicts_with = "dry_run")]
+        remove: bool,
+    },
 }
 
 #[cfg(test)]

@@ -218,6 +218,18 @@ impl Config {
         self.state_dir.join("profiles")
     }
 
+    /// The policy files and folders the agent loads and watches: the
+    /// configured ones, then the locked profiles' folder
+    /// (`aiwatch profile enforce`).
+    pub fn policy_paths(&self) -> Vec<PathBuf> {
+        let mut paths = self.policies.clone();
+        paths.push(
+            self.state_dir
+                .join(crate::anomaly::lock::LOCKED_PROFILES_DIR),
+        );
+        paths
+    }
+
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Config::default());

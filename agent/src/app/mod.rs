@@ -6,6 +6,7 @@ pub mod config;
 pub mod detectors;
 pub mod follow;
 pub mod kernel_side;
+pub mod locks;
 pub mod outputs;
 pub mod pipeline;
 pub mod privileges;

@@ -155,7 +155,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let readiness = Arc::new(Readiness::default());
     let (supervisor, mut fatal_tasks) = Supervisor::new(metrics.clone(), readiness.clone());
     let mut analyzer = Analyzer::new(&config.workloads)?;
-    let policies = Arc::new(PolicySet::load(&config.policies, config.default_policies)?);
+    crate::app::locks::write_configured(&config);
+    let policies = Arc::new(PolicySet::load(
+        &config.policy_paths(),
+        config.default_policies,
+    )?);
     metrics.policy_loaded(policies.rule_count());
     let detectors = Detectors::new(
         Some(policies.clone()),
@@ -163,7 +167,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Some(config.profile_dir()),
     )?;
     let policy_reloads = spawn_reloader(
-        config.policies.clone(),
+        config.policy_paths(),
         config.default_policies,
         policies.clone(),
     )?;

@@ -144,6 +144,11 @@ fn main() -> ExitCode {
                 ProfileAction::Freeze { workload } => profile::freeze(&dir, &workload),
                 ProfileAction::Unfreeze { workload } => profile::unfreeze(&dir, &workload),
                 ProfileAction::Mode { workload, mode } => profile::set_mode(&dir, &workload, &mode),
+                ProfileAction::Enforce {
+                    workload,
+                    dry_run,
+                    remove,
+                } => profile::enforce(&dir, &args.state_dir, &workload, dry_run, remove),
             }
         }
     }

@@ -31,6 +31,9 @@ pub struct EnforcementConfig {
     pub kill_window_secs: u64,
     /// Accelerator deny (`cgroup/dev`).
     pub accelerators: AcceleratorDeny,
+    /// Workloads locked to their learned profile at start-up, as `aiwatch
+    /// profile enforce` locks them (`kind/name` or `name`).
+    pub lock_profiles: Vec<String>,
 }
 
 /// Who may open accelerator devices (the GPU majors of the asset table)
@@ -55,6 +58,7 @@ impl Default for EnforcementConfig {
             mode: EnforcementMode::Audit,
             enabled: true,
             never_touch: Vec::new(),
+            lock_profiles: Vec::new(),
             // A runaway rule kills at most this many processes per cgroup
             // each minute.
             kill_budget: 20,

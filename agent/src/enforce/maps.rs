@@ -5,8 +5,8 @@
 use std::{collections::HashSet, net::IpAddr, os::unix::fs::MetadataExt, path::Path};
 
 use aiwatch_common::{
-    EgressKey, ExeKey, OpenAllowKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS, ENFORCE_ACCEL,
-    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
+    EgressKey, ExeKey, ExecAllowKey, OpenAllowKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS,
+    ENFORCE_ACCEL, ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
 };
 use aya::{
     maps::{
@@ -49,6 +49,8 @@ pub struct EnforceMaps {
     accel_allow_exes: HashMap<MapData, ExeKey, u32>,
     protected_files: HashMap<MapData, ExeKey, u32>,
     open_allow: HashMap<MapData, OpenAllowKey, u32>,
+    exec_allow: HashMap<MapData, ExecAllowKey, u32>,
+    exec_allow_scopes: HashMap<MapData, u32, u32>,
     control: Array<MapData, u64>,
     egress_allow: LpmTrie<MapData, EgressKey, u32>,
     egress_scopes: HashMap<MapData, u32, u32>,
@@ -90,6 +92,8 @@ impl EnforceMaps {
             accel_allow_exes: take(ebpf, "ACCEL_ALLOW_EXES")?,
             protected_files: take(ebpf, "PROTECTED_FILES")?,
             open_allow: take(ebpf, "OPEN_ALLOW")?,
+            exec_allow: take(ebpf, "EXEC_ALLOW")?,
+            exec_allow_scopes: take(ebpf, "EXEC_ALLOW_SCOPES")?,
             control: take(ebpf, "ENFORCE_CONTROL")?,
             egress_allow: take(ebpf, "EGRESS_ALLOW")?,
             egress_scopes: take(ebpf, "EGRESS_SCOPES")?,
@@ -191,6 +195,21 @@ impl EnforceMaps {
         replace(&mut self.protected_files, "PROTECTED_FILES", protected)
     }
 
+    /// Replaces the workloads' exec allowlists: `scopes` (scope → the
+    /// rule's slot) are held to exactly the executables of `allowed` for
+    /// their scope. The new entries go in before the scopes change and the
+    /// stale ones go after, so no scope is ever held to part of its list.
+    pub fn set_exec_allow(
+        &mut self,
+        allowed: &[ExecAllowKey],
+        scopes: &[(u32, u32)],
+    ) -> Result<(), EnforceMapError> {
+        let allowed: Vec<(ExecAllowKey, u32)> = allowed.iter().map(|key| (*key, 1)).collect();
+        insert_all(&mut self.exec_allow, "EXEC_ALLOW", &allowed)?;
+        replace(&mut self.exec_allow_scopes, "EXEC_ALLOW_SCOPES", scopes)?;
+        remove_stale(&mut self.exec_allow, "EXEC_ALLOW", &allowed)
+    }
+
     /// Replaces the executables allowed to open accelerators.
     pub fn set_accel_allow(&mut self, wanted: &[(ExeKey, u32)]) -> Result<(), EnforceMapError> {
         replace(&mut self.accel_allow_exes, "ACCEL_ALLOW_EXES", wanted)
@@ -204,10 +223,29 @@ fn replace<K: aya::Pod + Eq + std::hash::Hash>(
     name: &'static str,
     wanted: &[(K, u32)],
 ) -> Result<(), EnforceMapError> {
-    let update = |source| EnforceMapError::Update { map: name, source };
+    insert_all(map, name, wanted)?;
+    remove_stale(map, name, wanted)
+}
+
+fn insert_all<K: aya::Pod>(
+    map: &mut HashMap<MapData, K, u32>,
+    name: &'static str,
+    wanted: &[(K, u32)],
+) -> Result<(), EnforceMapError> {
     for (key, value) in wanted {
-        map.insert(key, value, 0).map_err(update)?;
+        map.insert(key, value, 0)
+            .map_err(|source| EnforceMapError::Update { map: name, source })?;
     }
+    Ok(())
+}
+
+/// Removes every key not in `wanted`.
+fn remove_stale<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &mut HashMap<MapData, K, u32>,
+    name: &'static str,
+    wanted: &[(K, u32)],
+) -> Result<(), EnforceMapError> {
+    let update = |source| EnforceMapError::Update { map: name, source };
     let keep: HashSet<K> = wanted.iter().map(|(key, _)| *key).collect();
     let stale: Vec<K> = map
         .keys()

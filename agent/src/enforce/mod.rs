@@ -23,7 +23,7 @@ use std::{
 };
 
 use aiwatch_common::{
-    ExeKey, OpenAllowKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF, ENFORCE_REFUSE_ONLY,
+    ExeKey, ExecAllowKey, OpenAllowKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF, ENFORCE_REFUSE_ONLY,
 };
 
 pub use config::{AcceleratorDeny, EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
@@ -151,6 +151,8 @@ impl Enforcer {
         let mut egress = Vec::new();
         let mut protected = Vec::new();
         let mut open_allow = Vec::new();
+        let mut exec_allow = Vec::new();
+        let mut exec_allow_scopes = Vec::new();
         let mut counts = (0, 0, 0);
         let mut fallbacks = 0;
         for (slot, placed) in kernel_plan::plan(policies).into_iter().enumerate() {
@@ -191,6 +193,31 @@ impl Enforcer {
                                     rule.id
                                 ),
                             }
+                        }
+                    }
+                    counts.0 += 1;
+                    Placed::KernelExec
+                }
+                Placement::Kernel(KernelRule::ExecAllow { workload, exes }) => {
+                    if rule.action == Action::Deny {
+                        fallbacks += 1;
+                        log::warn!(
+                            "rule {} ({}): deny of execs outside workload {workload}'s allowlist falls back to a kill at exec",
+                            rule.id,
+                            mode.as_str()
+                        );
+                    }
+                    if mode == EnforcementMode::Enforce {
+                        let scope = u32::from(scopes::lock(&self.scopes).scope(workload));
+                        let keys =
+                            resolve_all(&format!("rule {} executable", rule.id), &as_paths(exes));
+                        if scope != 0 {
+                            exec_allow.extend(keys.into_iter().map(|(exe, _)| ExecAllowKey {
+                                scope,
+                                _pad: 0,
+                                exe,
+                            }));
+                            exec_allow_scopes.push((scope, slot as u32));
                         }
                     }
                     counts.0 += 1;
@@ -277,6 +304,7 @@ impl Enforcer {
             let result = maps
                 .set_never_touch(&never_touch)
                 .and_then(|()| maps.set_exec_deny(&exec_deny))
+                .and_then(|()| maps.set_exec_allow(&exec_allow, &exec_allow_scopes))
                 .and_then(|()| maps.set_open_kill(&protected, &open_allow))
                 .and_then(|()| maps.set_egress(&egress))
                 .and_then(|()| maps.set_accel_allow(&accel_allow))
@@ -299,6 +327,11 @@ impl Enforcer {
                         exec_deny.len() - refused,
                         never_touch.len(),
                         if self.active { "on" } else { "off" }
+                    );
+                    log::info!(
+                        "kernel exec allowlists: {} workload(s), {} allowed executable(s)",
+                        exec_allow_scopes.len(),
+                        exec_allow.len()
                     );
                     log::info!(
                         "kernel open kill: {} protected file(s), {} allowed opener(s)",
@@ -466,7 +499,9 @@ impl Enforcer {
                         .into(),
                 )
             }
-            Placement::Kernel(KernelRule::ExecDeny { .. }) if !self.hooks.exec => {
+            Placement::Kernel(KernelRule::ExecDeny { .. } | KernelRule::ExecAllow { .. })
+                if !self.hooks.exec =>
+            {
                 Placement::UserSpace("sched_process_exec is not attached on this host".into())
             }
             Placement::Kernel(KernelRule::EgressAllow { .. }) if !self.hooks.egress() => {

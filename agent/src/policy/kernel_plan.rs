@@ -48,6 +48,10 @@ pub enum KernelRule {
         files: Vec<String>,
         allowed: Vec<String>,
     },
+    /// Kill at `sched_process_exec` any process of `workload` whose new
+    /// executable is none of `exes` (by device and inode): the workload's
+    /// exec allowlist.
+    ExecAllow { workload: String, exes: Vec<String> },
     /// Refuse (EPERM) the workload's connects and UDP sends to any
     /// destination but these, at `cgroup/connect*` and `cgroup/sendmsg*`.
     EgressAllow {
@@ -124,6 +128,10 @@ fn place(rule: &Rule) -> Placement {
         if let Ok(exes) = exec_deny(cond) {
             return Placement::Kernel(KernelRule::ExecDeny { exes });
         }
+        // An allowlist's deny is carried out as a kill at exec, as above.
+        if let Ok((workload, exes)) = exec_allow(cond) {
+            return Placement::Kernel(KernelRule::ExecAllow { workload, exes });
+        }
         // Refused only by the BPF LSM; the enforcer says where it is not
         // attached.
         if let Ok((files, allowed)) = open_kill(cond) {
@@ -135,6 +143,9 @@ fn place(rule: &Rule) -> Placement {
                 "{why}; the kernel refuses only egress allowlists (kind: connect/udp_send, workload.name, not: destinations), execs and opens of exact files; it alerts would-deny"
             )),
         };
+    }
+    if let Ok((workload, exes)) = exec_allow(cond) {
+        return Placement::Kernel(KernelRule::ExecAllow { workload, exes });
     }
     match exec_deny(cond) {
         Ok(exes) => Placement::Kernel(KernelRule::ExecDeny { exes }),
@@ -233,6 +244,38 @@ fn exec_deny(cond: &Cond) -> Result<Vec<String>, String> {
     match exes {
         Some(exes) => Ok(exes),
         None => Err("it does not name the executables by `process.exe`".into()),
+    }
+}
+
+/// The workload and allowed executables of a condition of the form
+/// `kind: exec` + `workload.name: NAME` + `not: {process.exe: PATH |
+/// [PATH...]}`, and nothing else.
+fn exec_allow(cond: &Cond) -> Result<(String, Vec<String>), String> {
+    let mut terms = Vec::new();
+    flatten(cond, &mut terms);
+    let (mut exec_only, mut workload, mut exes) = (false, None, None);
+    for term in terms {
+        match term {
+            Cond::Kind(kinds) if *kinds == KindSet::of(Kind::Exec) => exec_only = true,
+            Cond::Kind(_) => return Err("it matches other kinds than exec".into()),
+            Cond::Always => {}
+            Cond::Test {
+                field: Field::WorkloadName,
+                op: Op::StrEq(name),
+            } if workload.is_none() => workload = Some(name.to_string()),
+            Cond::Not(inner) if exes.is_none() => match &**inner {
+                Cond::Test {
+                    field: Field::Exe,
+                    op,
+                } => exes = Some(exact_paths(op)?),
+                _ => return Err("its `not:` is not `process.exe`".into()),
+            },
+            _ => return Err("its condition is not an exec allowlist".into()),
+        }
+    }
+    match (exec_only, workload, exes) {
+        (true, Some(workload), Some(exes)) => Ok((workload, exes)),
+        _ => Err("it is not `kind: exec` + `workload.name` + `not: {process.exe}`".into()),
     }
 }
 
@@ -419,6 +462,10 @@ impl Placement {
         match self {
             Placement::Kernel(KernelRule::ExecDeny { exes }) => format!(
                 "kernel (sched_process_exec kills the exec of {} file(s), by device and inode; a `deny` rule is refused at the BPF LSM's bprm_check_security where it is attached)",
+                exes.len()
+            ),
+            Placement::Kernel(KernelRule::ExecAllow { workload, exes }) => format!(
+                "kernel (sched_process_exec kills workload {workload}'s execs of anything but {} allowed file(s), by device and inode)",
                 exes.len()
             ),
             Placement::Kernel(KernelRule::OpenKill { files, allowed }) => format!(

@@ -20,8 +20,8 @@
 //! their maps go with it and nothing is enforced (fail-open).
 
 use aiwatch_common::{
-    enforce_slot, ExeKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN, ENFORCE_KILL_BUDGET,
-    ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED,
+    enforce_slot, ExeKey, ExecAllowKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN,
+    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED,
     EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED,
 };
 use aya_ebpf::{
@@ -34,12 +34,23 @@ use crate::{
     emit::current_tgid,
     globals::{agent_pid, offset},
     kernel::{self, read, read_ptr},
+    maps::enforcement_scope,
 };
 
 /// Executables killed at exec while enforcement is on (value: the rule's
 /// slot, with `ENFORCE_REFUSE_ONLY` for a `deny` rule the LSM refuses).
 #[map]
 static EXEC_DENY: HashMap<ExeKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Workloads held to an exec allowlist (key: the enforcement scope; value:
+/// the rule's slot). A process of such a workload whose new executable is
+/// not in `EXEC_ALLOW` for its scope is killed at exec.
+#[map]
+static EXEC_ALLOW_SCOPES: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
+/// What each allowlisted workload may run.
+#[map]
+static EXEC_ALLOW: HashMap<ExecAllowKey, u32> = HashMap::with_max_entries(16384, 0);
 
 /// Executables never killed, whatever a rule says.
 #[map]
@@ -87,8 +98,32 @@ pub fn exec_verdict(task: *const u8, tgid: u32) -> u16 {
         Some(value) if value & ENFORCE_REFUSE_ONLY == 0 => {
             kill(EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED)
         }
-        _ => 0,
+        Some(_) => 0,
+        None if outside_exec_allowlist(tgid, &exe) => {
+            kill(EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED)
+        }
+        None => 0,
     }
+}
+
+/// Whether the process's workload is held to an exec allowlist that does
+/// not list `exe` (and the never-touch list does not spare it). The scope
+/// was inherited at fork, in the kernel, so a child exec'd before the
+/// agent saw its fork is held all the same.
+#[inline(always)]
+fn outside_exec_allowlist(tgid: u32, exe: &ExeKey) -> bool {
+    let scope = u32::from(enforcement_scope(tgid));
+    // SAFETY: hash lookups; the values are only tested for presence.
+    if scope == 0 || unsafe { EXEC_ALLOW_SCOPES.get(&scope) }.is_none() {
+        return false;
+    }
+    let allowed = ExecAllowKey {
+        scope,
+        _pad: 0,
+        exe: *exe,
+    };
+    // SAFETY: as above.
+    unsafe { EXEC_ALLOW.get(&allowed) }.is_none() && unsafe { NEVER_TOUCH.get(exe) }.is_none()
 }
 
 /// The `EXEC_DENY` value of an executable about to run or just mapped,
