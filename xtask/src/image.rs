@@ -19,8 +19,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context as _};
-use serde_json::Value;
+use anyhow::Context as _;
 
 use crate::{
     debian::Apt,
@@ -135,32 +134,12 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))
 }
 
-/// The agent package's version, from `cargo metadata`.
+/// The agent package's version, which `cargo metadata` gave the workspace.
 fn agent_version(workspace: &Workspace) -> anyhow::Result<String> {
-    let output = workspace
-        .cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .context("cannot start `cargo metadata`")?;
-    if !output.status.success() {
-        bail!(
-            "`cargo metadata` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let metadata: Value = serde_json::from_slice(&output.stdout)
-        .context("`cargo metadata` printed something that is not JSON")?;
-    package_version(&metadata, AGENT_PACKAGE)
+    workspace
+        .agent_version
+        .clone()
         .with_context(|| format!("`cargo metadata` lists no {AGENT_PACKAGE} package"))
-}
-
-fn package_version(metadata: &Value, package: &str) -> Option<String> {
-    metadata["packages"]
-        .as_array()?
-        .iter()
-        .find(|candidate| candidate["name"] == package)?["version"]
-        .as_str()
-        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -190,20 +169,5 @@ mod tests {
             .and_then(|rest| rest.strip_suffix('"'))
             .expect("the workspace has a version");
         assert_eq!(image, format!("{IMAGE_REPOSITORY}:{version}"));
-    }
-
-    #[test]
-    fn the_package_version_is_read_from_metadata() {
-        let metadata = serde_json::json!({
-            "packages": [
-                {"name": "xtask", "version": "0.0.0"},
-                {"name": "aiwatch", "version": "1.2.3"},
-            ]
-        });
-        assert_eq!(
-            package_version(&metadata, "aiwatch").as_deref(),
-            Some("1.2.3")
-        );
-        assert_eq!(package_version(&metadata, "missing"), None);
     }
 }

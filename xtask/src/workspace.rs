@@ -23,6 +23,8 @@ const AGENT_BINARY: &str = "aiwatch";
 pub struct Workspace {
     pub root: PathBuf,
     pub target_dir: PathBuf,
+    /// The agent package's version, as `cargo metadata` lists it.
+    pub agent_version: Option<String>,
 }
 
 /// Cargo's build profile for the agent.
@@ -57,7 +59,8 @@ impl Workspace {
         Self::locate()
     }
 
-    /// Asks `cargo metadata` for the workspace root and the target directory.
+    /// Asks `cargo metadata` for the workspace root, the target directory and
+    /// the agent's version.
     fn locate() -> anyhow::Result<Self> {
         let output = cargo()
             .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -80,6 +83,7 @@ impl Workspace {
         Ok(Workspace {
             root: path_field("workspace_root")?,
             target_dir: path_field("target_directory")?,
+            agent_version: package_version(&metadata, AGENT_PACKAGE),
         })
     }
 
@@ -107,6 +111,16 @@ impl Workspace {
     pub fn agent_binary(&self, profile: Profile) -> PathBuf {
         self.target_dir.join(profile.dir_name()).join(AGENT_BINARY)
     }
+}
+
+/// The version `cargo metadata` lists for `package`.
+fn package_version(metadata: &Value, package: &str) -> Option<String> {
+    metadata["packages"]
+        .as_array()?
+        .iter()
+        .find(|candidate| candidate["name"] == package)?["version"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// The cargo that started xtask (`CARGO`), or the one on `PATH`.
@@ -170,4 +184,24 @@ pub fn probe_output(command: &mut Command) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_version_is_read_from_metadata() {
+        let metadata = serde_json::json!({
+            "packages": [
+                {"name": "xtask", "version": "0.0.0"},
+                {"name": "aiwatch", "version": "1.2.3"},
+            ]
+        });
+        assert_eq!(
+            package_version(&metadata, "aiwatch").as_deref(),
+            Some("1.2.3")
+        );
+        assert_eq!(package_version(&metadata, "missing"), None);
+    }
 }

@@ -123,13 +123,7 @@ pub struct PeerForms {
 /// (or CGNAT) block, since pod and node addresses churn inside it; other
 /// IPv4 to its /24; IPv6 to its /64.
 pub fn generalize_peer(ip: IpAddr, port: u16, dns_name: Option<&str>) -> Option<PeerForms> {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
+    let ip = ip.to_canonical();
     let network = match ip {
         IpAddr::V4(v4) if v4.is_loopback() => format!("loopback:{port}"),
         IpAddr::V6(v6) if v6.is_loopback() => format!("loopback:{port}"),

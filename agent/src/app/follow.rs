@@ -134,30 +134,13 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
             continue;
         }
         let shown = match topic {
-            Topic::Alerts => match serde_json::from_str::<Alert>(&line) {
-                Ok(alert) if filter.alert(&alert) => Some(if text {
-                    compact::alert_line(&alert, terminal)
-                } else {
-                    line
-                }),
-                Ok(_) => None,
-                Err(err) => {
-                    eprintln!("aiwatch: skipping a line the stream garbled: {err}");
-                    None
-                }
-            },
-            Topic::Events => match serde_json::from_str::<Event>(&line) {
-                Ok(event) if filter.event(&event) => Some(if text {
-                    compact::event_line(&event)
-                } else {
-                    line
-                }),
-                Ok(_) => None,
-                Err(err) => {
-                    eprintln!("aiwatch: skipping a line the stream garbled: {err}");
-                    None
-                }
-            },
+            Topic::Alerts => to_show(
+                line,
+                text,
+                |alert| filter.alert(alert),
+                |alert| compact::alert_line(alert, terminal),
+            ),
+            Topic::Events => to_show(line, text, |event| filter.event(event), compact::event_line),
         };
         if let Some(shown) = shown {
             if writeln!(stdout, "{shown}").is_err() {
@@ -168,6 +151,25 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
         }
     }
     Ok(())
+}
+
+/// What to print for one line of the stream: the line itself, or its
+/// compact form when `text`; nothing when `keep` leaves it out or it does
+/// not parse (said on stderr).
+fn to_show<T: serde::de::DeserializeOwned>(
+    line: String,
+    text: bool,
+    keep: impl Fn(&T) -> bool,
+    compact: impl Fn(&T) -> String,
+) -> Option<String> {
+    match serde_json::from_str::<T>(&line) {
+        Ok(item) if keep(&item) => Some(if text { compact(&item) } else { line }),
+        Ok(_) => None,
+        Err(err) => {
+            eprintln!("aiwatch: skipping a line the stream garbled: {err}");
+            None
+        }
+    }
 }
 
 /// Connects to the stream socket at `socket` and asks for `topic`.

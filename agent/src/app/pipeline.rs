@@ -13,7 +13,7 @@ use std::{
 
 use crate::{
     alert::Alert,
-    analyze::runtime::{HeldEvents, Release, Resolved},
+    analyze::runtime::Release,
     analyze::workload::WorkloadChange,
     analyze::{inventory, Analyzer},
     app::detectors::Detectors,
@@ -27,11 +27,16 @@ use crate::{
     },
     llm::LlmStage,
     metrics::pipeline_stats::PipelineStats,
-    metrics::{EgressTotals, EvictionTable, HeldOutcome, Metrics},
+    metrics::{EgressTotals, EvictionTable, Metrics},
     observe::http::Readiness,
     policy::{PolicyReloader, ReloadOutcome},
     sink::{stream::StreamHub, SinkSender},
 };
+
+mod identity;
+
+pub use identity::IdentityAnswers;
+use identity::{next_answer, HOLD_CHECK};
 
 /// How often the pipeline publishes snapshots and runs periodic work.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -90,17 +95,6 @@ pub struct Outlets {
     /// The container runtimes' answers, and the events that wait for them.
     pub identities: Option<IdentityAnswers>,
 }
-
-/// The runtime resolver's answers (`analyze::runtime`) and the hold of the
-/// events that wait for them.
-pub struct IdentityAnswers {
-    /// Taken by [`Pipeline::run`], which waits on it.
-    pub answers: Option<tokio::sync::mpsc::Receiver<Resolved>>,
-    pub held: HeldEvents,
-}
-
-/// How often held events are checked for their hold time.
-const HOLD_CHECK: Duration = Duration::from_millis(100);
 
 pub struct Pipeline {
     enricher: Enricher,
@@ -253,72 +247,10 @@ impl Pipeline {
                 (self.on_fold)(key, &directory.to_string_lossy());
             }
         }
-        if let Some(identities) = self.identities.as_mut() {
-            // Only a container's events pay for the id's copy, and only
-            // while they wait.
-            let waits = event
-                .container
-                .as_ref()
-                .and_then(|c| c.id.as_deref())
-                .filter(|id| {
-                    identities.held.holds(id) || self.analyzer.identity_pending(&event).is_some()
-                })
-                .map(str::to_string);
-            if let Some(id) = waits {
-                let overflow = identities.held.hold(&id, event);
-                self.release(overflow, Release::Overflow);
-                return;
-            }
-        }
+        let Some(event) = self.hold_for_identity(event) else {
+            return;
+        };
         self.finish(event);
-    }
-
-    /// A runtime answered for a container: its declared workload (if its
-    /// pod declares one) is joined, and its held events go on.
-    fn identity_resolved(&mut self, resolved: Resolved) {
-        let id = resolved.id.clone();
-        let changes = self.analyzer.identity_resolved(resolved);
-        if !changes.is_empty() {
-            (self.on_changes)(&changes);
-        }
-        let events = match self.identities.as_mut() {
-            Some(identities) => identities.held.take(&id),
-            None => Vec::new(),
-        };
-        self.release(events, Release::Resolved);
-    }
-
-    fn holds_events(&self) -> bool {
-        self.identities
-            .as_ref()
-            .is_some_and(|identities| !identities.held.is_empty())
-    }
-
-    /// Lets go the events that waited past the hold time.
-    fn release_expired(&mut self) {
-        let Some(identities) = self.identities.as_mut() else {
-            return;
-        };
-        for (_, events) in identities.held.expired(std::time::Instant::now()) {
-            self.release(events, Release::Expired);
-        }
-    }
-
-    /// Held events go on, with what became known while they waited.
-    fn release(&mut self, events: Vec<Event>, why: Release) {
-        if events.is_empty() {
-            return;
-        }
-        let outcome = match why {
-            Release::Resolved => HeldOutcome::Resolved,
-            Release::Expired => HeldOutcome::Expired,
-            Release::Overflow => HeldOutcome::Overflow,
-        };
-        self.metrics.identity_held(outcome, events.len() as u64);
-        for mut event in events {
-            self.analyzer.refill(&mut event);
-            self.finish(event);
-        }
     }
 
     /// Writes and checks an attributed event.
@@ -529,15 +461,6 @@ impl Pipeline {
 }
 
 /// The next reload outcome; never resolves when nothing is watched.
-async fn next_answer(
-    answers: &mut Option<tokio::sync::mpsc::Receiver<Resolved>>,
-) -> Option<Resolved> {
-    match answers {
-        Some(answers) => answers.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn next_reload(reloader: &mut Option<PolicyReloader>) -> Option<ReloadOutcome> {
     match reloader {
         Some(reloader) => reloader.outcomes.recv().await,
@@ -545,7 +468,6 @@ async fn next_reload(reloader: &mut Option<PolicyReloader>) -> Option<ReloadOutc
     }
 }
 
-/// Kills a process, if it is still the one the event named.
 /// Whether `pid` is still the process that started at `start_time`: a kill
 /// must never reach a reused pid.
 fn same_process(pid: u32, start_time: &str, enricher: &Enricher) -> bool {

@@ -265,10 +265,7 @@ fn same_server(query: Option<SocketAddr>, answer: Option<SocketAddr>) -> bool {
 
 /// IPv4-mapped IPv6 addresses as IPv4, so both spellings share an entry.
 fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(address),
-        v4 => v4,
-    }
+    address.to_canonical()
 }
 
 #[cfg(test)]

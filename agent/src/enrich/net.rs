@@ -47,13 +47,8 @@ pub fn net_info(kind: EventKind, net: &Net) -> NetInfo {
 }
 
 pub fn summary_info(summary: &TcpSummary) -> NetInfo {
-    let family = match summary.remote.or(summary.local) {
-        Some(SocketAddr::V4(_)) => NetFamily::Ipv4,
-        Some(SocketAddr::V6(_)) => NetFamily::Ipv6,
-        None => NetFamily::Unknown,
-    };
     NetInfo {
-        family,
+        family: family_of(summary.remote.or(summary.local)),
         protocol: Protocol::Tcp,
         src: summary.local.map(endpoint),
         dst: summary.remote.map(endpoint),
@@ -83,13 +78,8 @@ pub fn dns_info(query: &Dns) -> DnsInfo {
 
 /// The `net` field of a ClientHello: the connection and the server name.
 pub fn client_hello_info(hello: &TlsClientHello) -> NetInfo {
-    let family = match hello.wire.server {
-        Some(SocketAddr::V4(_)) => NetFamily::Ipv4,
-        Some(SocketAddr::V6(_)) => NetFamily::Ipv6,
-        None => NetFamily::Unknown,
-    };
     NetInfo {
-        family,
+        family: family_of(hello.wire.server),
         protocol: Protocol::Tcp,
         src: hello.wire.local.map(endpoint),
         dst: hello.wire.server.map(endpoint),
@@ -119,6 +109,15 @@ pub fn dns_answer_info(reply: &DnsAnswer, verified: bool) -> DnsInfo {
         Err(err) => info.error = Some(answer_error_name(*err).to_owned()),
     }
     info
+}
+
+/// The address family of a socket address, when there is one.
+fn family_of(addr: Option<SocketAddr>) -> NetFamily {
+    match addr {
+        Some(SocketAddr::V4(_)) => NetFamily::Ipv4,
+        Some(SocketAddr::V6(_)) => NetFamily::Ipv6,
+        None => NetFamily::Unknown,
+    }
 }
 
 fn wire_protocol(wire: &DnsWire) -> Protocol {
@@ -153,15 +152,8 @@ fn rcode_name(rcode: u16) -> String {
 }
 
 fn endpoint(addr: SocketAddr) -> Endpoint {
-    let ip = match addr.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
     Endpoint {
-        ip,
+        ip: addr.ip().to_canonical(),
         port: addr.port(),
     }
 }
@@ -171,14 +163,7 @@ fn endpoint(addr: SocketAddr) -> Endpoint {
 /// addresses count as external: they reach other machines, and in clusters
 /// exfiltration goes there as easily as to the internet.
 pub fn is_external(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_unspecified() || v4.is_link_local()),
         IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_unicast_link_local()),
     }

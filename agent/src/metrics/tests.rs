@@ -44,7 +44,7 @@ fn series_count(metrics: &Metrics, name: &str) -> usize {
         .map_or(0, |family| family.get_metric().len())
 }
 
-fn workload(id: &str, name: &str, kind: &str) -> WorkloadRef {
+pub(super) fn workload(id: &str, name: &str, kind: &str) -> WorkloadRef {
     WorkloadRef {
         id: id.to_string(),
         kind: kind.to_string(),

@@ -207,15 +207,7 @@ pub struct Forgotten {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn workload(id: &str, name: &str, kind: &str) -> WorkloadRef {
-        WorkloadRef {
-            id: id.to_string(),
-            kind: kind.to_string(),
-            name: name.to_string(),
-            claimed: false,
-        }
-    }
+    use crate::metrics::tests::workload;
 
     #[test]
     fn admits_up_to_the_cap_then_collapses_into_other() {

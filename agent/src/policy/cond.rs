@@ -281,8 +281,5 @@ fn as_bits(n: Num) -> Option<u64> {
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are matched as IPv4, so a
 /// rule's `10.0.0.0/8` covers a dual-stack socket too.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
+    ip.to_canonical()
 }

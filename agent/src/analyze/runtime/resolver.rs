@@ -5,7 +5,10 @@
 
 use std::{path::Path, sync::Arc};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    time::error::Elapsed,
+};
 use tonic::transport::Channel;
 
 use super::{containerd, cri, docker, RuntimeConfig, RuntimeIdentity};
@@ -35,6 +38,15 @@ pub struct Resolved {
 pub(super) enum Answer {
     Found(Box<RuntimeIdentity>),
     NotFound,
+}
+
+impl Answer {
+    fn found(self) -> Option<Box<RuntimeIdentity>> {
+        match self {
+            Answer::Found(identity) => Some(identity),
+            Answer::NotFound => None,
+        }
+    }
 }
 
 /// Why a runtime did not answer.
@@ -192,27 +204,14 @@ impl Resolver {
             // The CRI is asked by `ask_cri`, for annotations only.
             RuntimeApi::Cri => return None,
         };
-        match outcome {
-            Ok(Ok(Answer::Found(identity))) => {
-                self.metrics.runtime_lookup(api, RuntimeLookupResult::Found);
-                Some(*identity)
-            }
-            Ok(Ok(Answer::NotFound)) => {
-                self.metrics
-                    .runtime_lookup(api, RuntimeLookupResult::NotFound);
-                None
-            }
-            Ok(Err(err)) => {
-                self.failed(api, &err).await;
-                None
-            }
-            Err(_) => {
-                self.metrics
-                    .runtime_lookup(api, RuntimeLookupResult::Timeout);
-                log::debug!("{} lookup of {id} timed out", api.as_str());
-                None
-            }
+        let timed_out = outcome.is_err();
+        let found = self
+            .settle(api, outcome.map(|asked| asked.map(Answer::found)))
+            .await;
+        if timed_out {
+            log::debug!("{} lookup of {id} timed out", api.as_str());
         }
+        found.map(|identity| *identity)
     }
 
     /// The workload a CRI pod's annotations declare, if the container is a
@@ -225,18 +224,30 @@ impl Resolver {
             let channel = self.channel(&self.cri, &self.config.cri_socket).await?;
             cri::pod_annotations(channel, id).await
         };
-        let api = RuntimeApi::Cri;
-        match tokio::time::timeout(self.config.lookup_timeout(), asked).await {
-            Ok(Ok(Some(annotations))) => {
+        let outcome = tokio::time::timeout(self.config.lookup_timeout(), asked).await;
+        let annotations = self.settle(RuntimeApi::Cri, outcome).await?;
+        match cri::declaration(id, &annotations) {
+            Ok(declaration) => declaration,
+            Err(err) => {
+                self.metrics.runtime_annotation_invalid();
+                log::warn!("container {id}: {err}; the pod declares no workload");
+                None
+            }
+        }
+    }
+
+    /// Counts how one lookup of `api` ended (found, not found, failed, timed
+    /// out), and drops the connection of a runtime that failed; what it
+    /// found, if anything.
+    async fn settle<T>(
+        &self,
+        api: RuntimeApi,
+        outcome: Result<Result<Option<T>, LookupError>, Elapsed>,
+    ) -> Option<T> {
+        match outcome {
+            Ok(Ok(Some(found))) => {
                 self.metrics.runtime_lookup(api, RuntimeLookupResult::Found);
-                match cri::declaration(id, &annotations) {
-                    Ok(declaration) => declaration,
-                    Err(err) => {
-                        self.metrics.runtime_annotation_invalid();
-                        log::warn!("container {id}: {err}; the pod declares no workload");
-                        None
-                    }
-                }
+                Some(found)
             }
             Ok(Ok(None)) => {
                 self.metrics
