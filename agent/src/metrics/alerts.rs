@@ -53,7 +53,7 @@ impl AlertMetrics {
         }
         let enforcement_mode = reg.gauge_vec(
             "aiwatch_enforcement_mode",
-            "1 where the kernel can enforce on this host, by hook (sched_process_exec, cgroup_connect, cgroup_sendmsg, cgroup_device, bpf_lsm); set at start-up.",
+            "1 where the kernel can enforce on this host, by hook (sched_process_exec, cgroup_connect, cgroup_sendmsg, cgroup_device, bpf_lsm_file_open, bpf_lsm_bprm_check_security); set at start-up.",
             &["hook"],
         )?;
         let enforcement_fallback_rules = reg.gauge(
