@@ -41,7 +41,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N | tcp-connect N | udp-send N | resolver N | idle SECONDS [MARKER...]";
+    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N [MARKER...] | tcp-connect N [MARKER...] | udp-send N | resolver N | idle SECONDS [MARKER...]";
     let (Some(case), Some(rest)) = (args.first(), args.get(1..)) else {
         return Err(usage.into());
     };

@@ -105,7 +105,8 @@ impl BenchAgent {
         self.mode == AgentMode::Floor
     }
 
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits until the agent's log has a line containing `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.log_lines().iter().any(|line| line.contains(needle)) {

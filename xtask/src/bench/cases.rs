@@ -42,6 +42,12 @@ pub enum Case {
     /// HTTPS POSTs over one keep-alive connection, tracked: OpenSSL's
     /// SSL_write/SSL_read uprobes run on every call.
     TlsRequest,
+    /// fork + exec of /bin/true by a tracked process (`--enforcement` only:
+    /// its workload's exec allowlist is checked on every exec).
+    ForkExecTracked,
+    /// Loopback TCP connect by a tracked process (`--enforcement` only: its
+    /// workload's egress allowlist is checked on every connect).
+    TcpConnectTracked,
 }
 
 impl Case {
@@ -69,6 +75,8 @@ impl Case {
             Case::Resolver => "resolver",
             Case::DataLoader => "data-loader",
             Case::TlsRequest => "tls-request",
+            Case::ForkExecTracked => "fork-exec-tracked",
+            Case::TcpConnectTracked => "tcp-connect-tracked",
         }
     }
 
@@ -88,6 +96,14 @@ impl Case {
                 sizes.opens
             ),
             Case::ForkExec => format!("{} × fork + exec /bin/true + wait", sizes.execs),
+            Case::ForkExecTracked => format!(
+                "{} × fork + exec /bin/true + wait, tracked process",
+                sizes.execs
+            ),
+            Case::TcpConnectTracked => format!(
+                "{} × loopback TCP connect/accept/close, tracked process",
+                sizes.connections
+            ),
             Case::TcpConnect => {
                 format!("{} × loopback TCP connect/accept/close", sizes.connections)
             }
@@ -139,7 +155,11 @@ impl Case {
     pub fn is_tracked(self) -> bool {
         matches!(
             self,
-            Case::OpenTracked | Case::DataLoader | Case::TlsRequest
+            Case::OpenTracked
+                | Case::DataLoader
+                | Case::TlsRequest
+                | Case::ForkExecTracked
+                | Case::TcpConnectTracked
         )
     }
 }
@@ -321,10 +341,22 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
         Case::ForkExec => {
             command.arg("fork-exec").arg(sizes.execs.to_string());
         }
+        Case::ForkExecTracked => {
+            command
+                .arg("fork-exec")
+                .arg(sizes.execs.to_string())
+                .arg(TRACKED_MARKER);
+        }
         Case::TcpConnect => {
             command
                 .arg("tcp-connect")
                 .arg(sizes.connections.to_string());
+        }
+        Case::TcpConnectTracked => {
+            command
+                .arg("tcp-connect")
+                .arg(sizes.connections.to_string())
+                .arg(TRACKED_MARKER);
         }
         Case::UdpSend => {
             command.arg("udp-send").arg(sizes.datagrams.to_string());

@@ -18,6 +18,7 @@
 
 mod agent;
 mod cases;
+mod enforcement;
 mod kernel_cost;
 mod memory;
 mod report;
@@ -89,6 +90,10 @@ pub struct Options {
     /// Also measure the agent's RSS with 1,000 declared workloads.
     #[arg(long)]
     agent_memory: bool,
+    /// Also measure enforcement: tracked exec and connect loops under the
+    /// plain and an enforcing agent, and the exec kill's reaction latency.
+    #[arg(long)]
+    enforcement: bool,
     /// Run this aiwatch binary as the "agent" configuration instead of the
     /// fresh build (to compare builds; the floor always uses the fresh one).
     #[arg(long, value_name = "PATH")]
@@ -252,6 +257,20 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             }
         }
     }
+    let enforcement = if options.enforcement {
+        let result = enforcement::measure(
+            &agent_binary,
+            &workload,
+            scratch.path(),
+            &redis,
+            sizes,
+            rounds,
+        )?;
+        println!("\n{}", result.markdown());
+        Some(result)
+    } else {
+        None
+    };
     drop(redis);
     drop(tls);
     let memory = if options.agent_memory {
@@ -298,6 +317,10 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     if let Some(memory) = &memory {
         block.push('\n');
         block.push_str(&memory.markdown());
+    }
+    if let Some(enforcement) = &enforcement {
+        block.push('\n');
+        block.push_str(&enforcement.markdown());
     }
     if !options.record {
         println!("\n{block}");
