@@ -1,8 +1,9 @@
 use std::sync::Arc;
 
-use super::*;
+use super::{outcome::kill, *};
 use crate::{
-    event::{Event, Kind},
+    alert::{Alert, Enforcement, EnforcementHook, Outcome, Severity},
+    event::{Event, KernelAction, Kind},
     metrics::MetricsConfig,
     policy::{PolicyEngine, Source},
 };

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 
 mod kind;
 mod llm;
+mod process;
 mod values;
 
 pub use kind::Kind;
 pub use llm::{Cause, LlmInfo, ToolCall};
+pub use process::{Ancestor, Container, ExitInfo, ForkInfo, K8s, Parent, Process, WorkloadRef};
 pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownName};
 
 /// One event, enriched.
@@ -88,138 +90,6 @@ pub enum KernelAction {
     /// open or the exec never happened. A `kill` rule's opener is also
     /// killed, and then says `killed`.
     Refused,
-}
-
-/// The process an event belongs to.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Process {
-    pub pid: u32,
-    pub tid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub euid: u32,
-    /// Absolute path of the executable.
-    pub exe: String,
-    pub argv: Vec<String>,
-    /// argv was cut: more than 16 arguments or 1 KiB.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub argv_truncated: bool,
-    pub comm: String,
-    pub cgroup_id: u64,
-    /// RFC 3339 start time of the process.
-    pub start_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mnt_ns: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid_ns: Option<u32>,
-    /// Executable image is deleted or a memfd (fileless execution).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub exe_fileless: bool,
-    /// fd 0 or 1 of the process is a socket, checked at exec.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub stdio_socket: bool,
-    /// The process runs the running agent's own executable (the same
-    /// path): an `aiwatch` command, such as `aiwatch profile freeze`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub agent_binary: bool,
-    /// Nearest first; bounded to 8 entries.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ancestors: Vec<Ancestor>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Parent {
-    pub pid: u32,
-    pub exe: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub argv: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub comm: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Ancestor {
-    pub pid: u32,
-    pub exe: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub comm: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Container {
-    /// cgroup v2 path of the process (relative to the cgroup2 mount).
-    pub cgroup: String,
-    /// Container id parsed from the cgroup path (docker, containerd, cri-o, podman).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
-    /// Kubernetes pod uid, when the cgroup path carries one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-    /// Container name, as the container runtime knows it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Image reference the container was created from, as the runtime
-    /// knows it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-}
-
-/// Where a container sits in Kubernetes: from the labels the kubelet puts on
-/// the containers it creates, read through the container runtime.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct K8s {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pod_uid: Option<String>,
-    /// The container's name in the pod spec.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-}
-
-/// The AI workload a process belongs to.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct WorkloadRef {
-    pub id: String,
-    /// `inference`, `training`, `notebook`, `agent`, `pipeline` or `unknown-ai`.
-    pub kind: String,
-    pub name: String,
-    /// Known only from what its processes claim (names, command lines,
-    /// devices, ports), with no library, model or data set evidence: rules
-    /// never trust it more than a process outside any workload.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub claimed: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ExitInfo {
-    /// Exit status (0..255) when the process exited normally.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<i32>,
-    /// Terminating signal number, when a signal ended it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub core_dumped: bool,
-    /// Lifetime in milliseconds.
-    pub lifetime_ms: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ForkInfo {
-    pub child_pid: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -56,13 +56,12 @@ impl Target {
             },
             // The tracked loops appear only in `--enforcement`'s own table,
             // judged against the plain agent; this bound is the same.
-            Case::ForkExec
-            | Case::TcpConnect
-            | Case::ForkExecTracked
-            | Case::TcpConnectTracked => Target {
-                over_floor: false,
-                bound: 1.10,
-            },
+            Case::ForkExec | Case::TcpConnect | Case::ForkExecTracked | Case::TcpConnectTracked => {
+                Target {
+                    over_floor: false,
+                    bound: 1.10,
+                }
+            }
             Case::Redis => Target {
                 over_floor: false,
                 bound: 0.98,
