@@ -4,7 +4,7 @@ use crate::event::{FileInfo, ForkInfo, NetInfo, Process};
 fn server() -> WorkloadRef {
     WorkloadRef {
         id: "wl-1".into(),
-        kind: "inference".into(),
+        kind: crate::event::WorkloadKind::Inference,
         name: "onnx_server".into(),
         claimed: false,
     }
@@ -234,7 +234,7 @@ fn lists_are_bounded_and_overflow_is_counted() {
     let mut other = event(Kind::Exec, 7, "t9", None);
     other.workload = Some(WorkloadRef {
         id: "wl-2".into(),
-        kind: "notebook".into(),
+        kind: crate::event::WorkloadKind::Notebook,
         name: "kernel".into(),
         claimed: false,
     });

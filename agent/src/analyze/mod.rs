@@ -157,7 +157,7 @@ impl Analyzer {
         let mut counts: HashMap<String, u64> = HashMap::new();
         for info in self.workloads.workloads() {
             if !info.pids.is_empty() {
-                *counts.entry(info.workload.kind.clone()).or_default() += 1;
+                *counts.entry(info.workload.kind.to_string()).or_default() += 1;
             }
         }
         counts.into_iter().collect()

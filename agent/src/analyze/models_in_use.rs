@@ -110,7 +110,7 @@ mod tests {
         });
         event.workload = workload.map(|id| WorkloadRef {
             id: id.to_string(),
-            kind: "inference".to_string(),
+            kind: crate::event::WorkloadKind::Inference,
             name: id.to_string(),
             claimed: false,
         });

@@ -136,7 +136,7 @@ mod tests {
             .into_iter()
             .find(|w| w.pids.contains(&pid))
             .expect("a workload with this process");
-        assert_eq!(info.workload.kind, "inference");
+        assert_eq!(info.workload.kind.as_str(), "inference");
         let reasons = info.reasons.join("; ");
         assert!(reasons.contains("maps library test-runtime"), "{reasons}");
         // Tests run in parallel in this process: its listening sockets

@@ -59,7 +59,7 @@ fn a_checkpoint_renamed_into_place_is_a_model_write() {
     let changes = analyzer.attribute(&mut rename);
     assert!(!changes.is_empty(), "the process joined a workload");
     let workload = rename.workload.expect("the rename itself is attributed");
-    assert_eq!(workload.kind, "training");
+    assert_eq!(workload.kind.as_str(), "training");
 }
 
 #[test]

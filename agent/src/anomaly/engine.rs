@@ -116,7 +116,7 @@ impl AnomalyEngine {
             return out;
         };
         let key = WorkloadKey {
-            kind: workload.kind.clone(),
+            kind: workload.kind.to_string(),
             name: workload.name.clone(),
         };
         if !self.profiles.contains_key(&key) {

@@ -62,7 +62,7 @@ fn event(kind: Kind, ktime: u64, workload: (&str, &str)) -> Event {
         },
         workload: Some(WorkloadRef {
             id: format!("pod-{}", workload.1),
-            kind: workload.0.into(),
+            kind: crate::event::WorkloadKind::parse(workload.0).expect("a workload kind"),
             name: workload.1.into(),
             claimed: false,
         }),

@@ -3,7 +3,7 @@
 //! one closed minute changes the profile and raises alerts.
 
 use crate::alert::{Action, Alert, Severity};
-use crate::event::{Event, Kind, WorkloadRef};
+use crate::event::{Event, Kind, WorkloadKind, WorkloadRef};
 
 use super::config::{AnomalyConfig, CompiledConfig, Detector, ResolvedTuning};
 use super::detect::{is_known, observations, rate_contribution, set_for_mut, Observation};
@@ -374,7 +374,7 @@ fn placeholder_event(workload: &WorkloadKey) -> Event {
     Event {
         workload: Some(WorkloadRef {
             id: String::new(),
-            kind: workload.kind.clone(),
+            kind: WorkloadKind::parse(&workload.kind).unwrap_or_default(),
             name: workload.name.clone(),
             claimed: false,
         }),

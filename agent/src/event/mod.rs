@@ -16,7 +16,9 @@ mod values;
 
 pub use kind::Kind;
 pub use llm::{Cause, LlmInfo, ToolCall};
-pub use process::{Ancestor, Container, ExitInfo, ForkInfo, K8s, Parent, Process, WorkloadRef};
+pub use process::{
+    Ancestor, Container, ExitInfo, ForkInfo, K8s, Parent, Process, WorkloadKind, WorkloadRef,
+};
 pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownName};
 
 /// One event, enriched.

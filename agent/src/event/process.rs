@@ -104,8 +104,7 @@ pub struct K8s {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkloadRef {
     pub id: String,
-    /// `inference`, `training`, `notebook`, `agent`, `pipeline` or `unknown-ai`.
-    pub kind: String,
+    pub kind: WorkloadKind,
     pub name: String,
     /// Known only from what its processes claim (names, command lines,
     /// devices, ports), with no library, model or data set evidence: rules
@@ -133,4 +132,52 @@ pub struct ExitInfo {
 #[serde(default)]
 pub struct ForkInfo {
     pub child_pid: u32,
+}
+
+/// What an AI workload does.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    Inference,
+    Training,
+    Notebook,
+    Agent,
+    Pipeline,
+    #[default]
+    UnknownAi,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 6] = [
+        WorkloadKind::Inference,
+        WorkloadKind::Training,
+        WorkloadKind::Notebook,
+        WorkloadKind::Agent,
+        WorkloadKind::Pipeline,
+        WorkloadKind::UnknownAi,
+    ];
+
+    /// The name used in `workload.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Inference => "inference",
+            WorkloadKind::Training => "training",
+            WorkloadKind::Notebook => "notebook",
+            WorkloadKind::Agent => "agent",
+            WorkloadKind::Pipeline => "pipeline",
+            WorkloadKind::UnknownAi => "unknown-ai",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<WorkloadKind> {
+        WorkloadKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

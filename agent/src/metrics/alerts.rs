@@ -105,7 +105,9 @@ impl Metrics {
         let workload_kind = alert
             .workload
             .as_ref()
-            .map_or(NO_WORKLOAD_KIND, |workload| kind_label(&workload.kind));
+            .map_or(NO_WORKLOAD_KIND, |workload| {
+                kind_label(workload.kind.as_str())
+            });
         let action = match (alert.action, alert.action_taken) {
             (Action::Alert, _) => "alert",
             (Action::Kill, true) => "kill",

@@ -47,7 +47,7 @@ fn series_count(metrics: &Metrics, name: &str) -> usize {
 pub(super) fn workload(id: &str, name: &str, kind: &str) -> WorkloadRef {
     WorkloadRef {
         id: id.to_string(),
-        kind: kind.to_string(),
+        kind: crate::event::WorkloadKind::parse(kind).expect("a workload kind"),
         name: name.to_string(),
         claimed: false,
     }

@@ -99,7 +99,7 @@ impl WorkloadSeries {
         if let Some(labels) = self.labels_by_id.get(&workload.id) {
             return Admission::Own(labels.clone());
         }
-        let kind = kind_label(&workload.kind);
+        let kind = kind_label(workload.kind.as_str());
         let own = Self::own_label(workload);
         // The `other` value itself never counts against the cap, and a
         // workload literally named `other` is folded into it.

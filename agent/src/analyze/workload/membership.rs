@@ -134,7 +134,7 @@ impl WorkloadTable {
             WorkloadEntry {
                 workload: WorkloadRef {
                     id: id.to_string(),
-                    kind: kind.as_str().to_string(),
+                    kind,
                     name: name.to_string(),
                     claimed: false,
                 },
@@ -168,7 +168,7 @@ impl WorkloadTable {
             let Some(kind) = entry.evidence.verdict(threshold) else {
                 return Vec::new();
             };
-            if kind.as_str() == entry.workload.kind {
+            if kind == entry.workload.kind {
                 return Vec::new();
             }
             return self.reclassify(&id, kind);
@@ -205,7 +205,7 @@ impl WorkloadTable {
             .unwrap_or_else(|| WorkloadEntry {
                 workload: WorkloadRef {
                     id: new_id.clone(),
-                    kind: kind.as_str().to_string(),
+                    kind,
                     name: old.workload.name.clone(),
                     claimed: false,
                 },

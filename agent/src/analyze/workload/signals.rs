@@ -3,53 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What an AI workload does.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkloadKind {
-    Inference,
-    Training,
-    Notebook,
-    Agent,
-    Pipeline,
-    #[default]
-    UnknownAi,
-}
-
-impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 6] = [
-        WorkloadKind::Inference,
-        WorkloadKind::Training,
-        WorkloadKind::Notebook,
-        WorkloadKind::Agent,
-        WorkloadKind::Pipeline,
-        WorkloadKind::UnknownAi,
-    ];
-
-    /// The name used in `workload.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Inference => "inference",
-            WorkloadKind::Training => "training",
-            WorkloadKind::Notebook => "notebook",
-            WorkloadKind::Agent => "agent",
-            WorkloadKind::Pipeline => "pipeline",
-            WorkloadKind::UnknownAi => "unknown-ai",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<WorkloadKind> {
-        WorkloadKind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for WorkloadKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::event::WorkloadKind;
 
 /// Where a signal came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -50,7 +50,7 @@ fn onnx_server_becomes_an_inference_workload_with_reasons() {
     let mut table = table();
     let changes = onnx_server(&mut table, 100);
     let workload = table.lookup(100).expect("classified").clone();
-    assert_eq!(workload.kind, "inference");
+    assert_eq!(workload.kind.as_str(), "inference");
     assert_eq!(workload.name, "onnx_server");
     assert_eq!(
         changes,
@@ -196,7 +196,7 @@ fn unknown_ai_is_refined_by_later_evidence() {
                       7f02-7f03 r-xp 0 fe:00 2 /venv/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12\n";
     table.on_library_scan(10, &maps(torch_maps));
     let before = table.lookup(10).cloned().expect("torch with CUDA passes");
-    assert_eq!(before.kind, "unknown-ai");
+    assert_eq!(before.kind.as_str(), "unknown-ai");
     table.on_fork(10, 11);
     let changes = table.on_file_open(
         11,
@@ -205,7 +205,7 @@ fn unknown_ai_is_refined_by_later_evidence() {
         true,
     );
     let after = table.lookup(10).cloned().expect("still a workload");
-    assert_eq!(after.kind, "training");
+    assert_eq!(after.kind.as_str(), "training");
     assert_eq!(table.lookup(11), Some(&after));
     assert_eq!(
         changes,

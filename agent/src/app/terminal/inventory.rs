@@ -31,7 +31,7 @@ pub fn render(snapshot: &InventorySnapshot, format: OutputFormat) -> String {
     for w in &snapshot.workloads {
         let mut row = vec![
             w.workload.name.clone(),
-            w.workload.kind.clone(),
+            w.workload.kind.to_string(),
             w.processes.len().to_string(),
             w.models.len().to_string(),
             w.gpu_devices.len().to_string(),
@@ -209,7 +209,7 @@ mod tests {
             workloads: vec![WorkloadInventory {
                 workload: WorkloadRef {
                     id: "w1".into(),
-                    kind: "inference".into(),
+                    kind: crate::event::WorkloadKind::Inference,
                     name: "onnx-server".into(),
                     claimed: false,
                 },
@@ -241,7 +241,7 @@ mod tests {
             workloads: vec![WorkloadInventory {
                 workload: WorkloadRef {
                     id: "a1".into(),
-                    kind: "agent".into(),
+                    kind: crate::event::WorkloadKind::Agent,
                     name: "agent.py".into(),
                     claimed: false,
                 },

@@ -88,7 +88,7 @@ impl Field {
             F::K8sContainer => opt_str(ev.k8s.as_ref().and_then(|x| x.container.as_ref())),
             F::Workload => present(ev.workload.as_ref()),
             F::WorkloadId => opt_str(ev.workload.as_ref().map(|x| &x.id)),
-            F::WorkloadKind => opt_str(ev.workload.as_ref().map(|x| &x.kind)),
+            F::WorkloadKind => opt_static(ev.workload.as_ref().map(|x| x.kind.as_str())),
             F::WorkloadName => opt_str(ev.workload.as_ref().map(|x| &x.name)),
             F::WorkloadClaimed => ev
                 .workload
@@ -201,11 +201,11 @@ impl Field {
                     .and_then(|x| x.target_workload.as_ref())
                     .map(|w| &w.id),
             ),
-            F::SyscallTargetWorkloadKind => opt_str(
+            F::SyscallTargetWorkloadKind => opt_static(
                 ev.syscall
                     .as_ref()
                     .and_then(|x| x.target_workload.as_ref())
-                    .map(|w| &w.kind),
+                    .map(|w| w.kind.as_str()),
             ),
             F::SyscallTargetWorkloadName => opt_str(
                 ev.syscall

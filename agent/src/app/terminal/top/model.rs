@@ -183,7 +183,7 @@ impl TopModel {
     pub fn rows(&self) -> Vec<Row> {
         let mut keys: BTreeMap<SeriesKey, Option<usize>> = BTreeMap::new();
         for w in self.inventory.iter().flat_map(|i| &i.workloads) {
-            let key = (w.workload.name.clone(), w.workload.kind.clone());
+            let key = (w.workload.name.clone(), w.workload.kind.to_string());
             *keys.entry(key).or_default().get_or_insert(0) += w.processes.len();
         }
         if let Some(latest) = self.readings.back() {
@@ -247,7 +247,7 @@ impl TopModel {
             .iter()
             .rev()
             .filter(|alert| match &alert.workload {
-                Some(w) => self.filter.admits(&w.name, &w.kind),
+                Some(w) => self.filter.admits(&w.name, w.kind.as_str()),
                 None => self.filter == Filter::default(),
             })
     }
