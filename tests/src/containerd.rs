@@ -115,23 +115,11 @@ state = "{state}"
     /// Builds a busybox image whose command sleeps (so it serves as a pod
     /// sandbox image too) with podman, and imports it into `k8s.io`.
     pub fn import_busybox(&self, image: &str) {
-        let rootfs = self.dir.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
-        std::fs::create_dir_all(rootfs.join("tmp")).expect("rootfs /tmp");
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-            .expect("copy /bin/busybox (Debian busybox-static)");
-        let tarball = self.dir.path().join("rootfs.tar");
-        run(Command::new("tar")
-            .arg("cf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("."));
-        run(Command::new("podman")
-            .args(["import", "-q", "--change"])
-            .arg(r#"CMD ["/bin/busybox", "sleep", "100000"]"#)
-            .arg(&tarball)
-            .arg(image));
+        crate::images::import_busybox_into_podman(
+            self.dir.path(),
+            image,
+            Some(r#"CMD ["/bin/busybox", "sleep", "100000"]"#),
+        );
         let archive = self.dir.path().join("image.tar");
         let saved = Command::new("podman")
             .args(["save", "-q", "--format", "oci-archive", "-o"])
@@ -228,13 +216,4 @@ pub fn container_id(tag: &str) -> String {
             format!("{:016x}", hasher.finish())
         })
         .collect()
-}
-
-fn run(command: &mut Command) {
-    let output = command.output().expect("run command");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

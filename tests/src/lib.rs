@@ -24,6 +24,7 @@ use serde_json::Value;
 
 pub mod ai;
 pub mod containerd;
+pub mod images;
 pub mod pod;
 pub mod servers;
 

@@ -13,14 +13,13 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
 use aiwatch_tests::{
-    free_port, http_get, repo_root,
-    servers::{encode_query, Stopped},
+    free_port,
+    servers::{pickle, ready, start_server, Prometheus},
     wait_until, Agent, AgentOptions, TempDir,
 };
 use serde_json::Value;
@@ -77,56 +76,6 @@ fn read_post(stream: TcpStream) -> Option<Value> {
     serde_json::from_slice(&body).ok()
 }
 
-/// A pickle whose loading runs a shell; prints the loader's pid.
-const PICKLE_BOMB: &str = r#"
-import os, pickle, sys
-
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("/bin/sh -c true",))
-
-path = sys.argv[2]
-if sys.argv[1] == "make":
-    with open(path, "wb") as f:
-        pickle.dump(Payload(), f)
-else:
-    with open(path, "rb") as f:
-        pickle.load(f)
-print(os.getpid(), flush=True)
-"#;
-
-fn pickle(mode: &str, model: &std::path::Path) -> u64 {
-    let output = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(PICKLE_BOMB)
-        .arg(mode)
-        .arg(model)
-        .output()
-        .expect("python3");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("pid")
-}
-
-fn start(program: &str, args: &[String]) -> Stopped {
-    Stopped(
-        Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!("cannot start {program} (`cargo xtask test` provisions it): {error}")
-            }),
-    )
-}
-
-fn ready(addr: &str, path: &str) -> bool {
-    TcpStream::connect(addr).is_ok() && http_get(addr, path).0 == 200
-}
-
 #[test]
 fn a_critical_alert_reaches_an_alertmanager_webhook_with_the_shipped_rules_labels() {
     let dir = TempDir::new("alertmanager");
@@ -160,7 +109,7 @@ fn a_critical_alert_reaches_an_alertmanager_webhook_with_the_shipped_rules_label
         ),
     )
     .expect("writes alertmanager.yml");
-    let _alertmanager = start(
+    let _alertmanager = start_server(
         "/usr/bin/prometheus-alertmanager",
         &[
             format!("--config.file={}", am_config.display()),
@@ -171,54 +120,14 @@ fn a_critical_alert_reaches_an_alertmanager_webhook_with_the_shipped_rules_label
         ],
     );
 
-    let prom_addr = format!("127.0.0.1:{}", free_port());
-    let rules = repo_root().join("deploy/prometheus/aiwatch-alerts.yaml");
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: {INTERVAL}\n  evaluation_interval: {INTERVAL}\n\
-             rule_files:\n  - {}\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{am_addr}\"]\n\
-             scrape_configs:\n  - job_name: aiwatch\n    scrape_timeout: {INTERVAL}\n    \
-             static_configs:\n      - targets: [\"{}\"]\n",
-            rules.display(),
-            agent.listen
-        ),
-    )
-    .expect("writes prometheus.yml");
-    let _prometheus = start(
-        "/usr/bin/prometheus",
-        &[
-            format!("--config.file={}", prom_config.display()),
-            format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom-data").display()
-            ),
-            format!("--web.listen-address={prom_addr}"),
-        ],
-    );
-
-    // Both up, and Prometheus scraping the agent, before the alert.
-    let up = format!(
-        "/api/v1/query?query={}",
-        encode_query("up{job=\"aiwatch\"}")
-    );
-    let scraping = wait_until(
-        "Prometheus and Alertmanager",
-        Duration::from_secs(60),
-        || {
-            if !ready(&am_addr, "/-/ready") || !ready(&prom_addr, "/-/ready") {
-                return None;
-            }
-            let (_, body) = http_get(&prom_addr, &up);
-            let answer: Value = serde_json::from_str(&body).ok()?;
-            (answer["data"]["result"][0]["value"][1] == "1").then_some(())
-        },
-    );
+    let prometheus = Prometheus::start(dir.path(), &agent.listen, Some(&am_addr));
     assert!(
-        scraping.is_some(),
-        "Prometheus and Alertmanager never became ready with the agent scraped"
+        wait_until("Alertmanager", Duration::from_secs(60), || ready(
+            &am_addr, "/-/ready"
+        )
+        .then_some(()))
+        .is_some(),
+        "Alertmanager never became ready"
     );
 
     // The critical alert, in the declared workload.
@@ -241,7 +150,7 @@ fn a_critical_alert_reaches_an_alertmanager_webhook_with_the_shipped_rules_label
             panic!(
                 "no AiwatchWorkloadCriticalAlert notification for {workload} within 90 s; \
                  notifications: {seen:?}; Prometheus alerts: {}",
-                http_get(&prom_addr, "/api/v1/alerts").1
+                prometheus.api("/api/v1/alerts")
             );
         };
         let ours = notification["alerts"]

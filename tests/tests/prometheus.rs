@@ -12,10 +12,9 @@ use std::{
 
 use aiwatch_tests::{
     aiwatch_bin, free_port, get, http_get, repo_root,
-    servers::{encode_query, Stopped},
+    servers::{encode_query, pickle, Prometheus, Stopped},
     venv_python, wait_until, Agent, AgentOptions, TempDir,
 };
-use serde_json::Value;
 
 /// One sample of the text exposition.
 #[derive(Debug)]
@@ -332,95 +331,12 @@ fn every_documented_metric_is_exported_with_real_values() {
     );
 }
 
-fn prometheus_api(addr: &str, path: &str) -> Value {
-    let (status, body) = http_get(addr, path);
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).expect("Prometheus answers JSON")
-}
-
-const PICKLE_BOMB: &str = r#"
-import os, pickle, sys
-
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("/bin/sh -c true",))
-
-path = sys.argv[2]
-if sys.argv[1] == "make":
-    with open(path, "wb") as f:
-        pickle.dump(Payload(), f)
-else:
-    with open(path, "rb") as f:
-        pickle.load(f)
-print(os.getpid(), flush=True)
-"#;
-
-/// Runs the pickle script in `mode` (`make` or `load`); returns its pid.
-fn pickle(mode: &str, model: &std::path::Path) -> u64 {
-    let output = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(PICKLE_BOMB)
-        .arg(mode)
-        .arg(model)
-        .output()
-        .expect("python3");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("pid")
-}
-
 #[test]
 fn prometheus_scrapes_the_agent_and_fires_the_shipped_critical_rule() {
     let agent = Agent::start();
     let dir = TempDir::new("prometheus");
-    let prom_addr = format!("127.0.0.1:{}", free_port());
-    let rules = repo_root().join("deploy/prometheus/aiwatch-alerts.yaml");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: aiwatch\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [\"{}\"]\n",
-            rules.display(),
-            agent.listen
-        ),
-    )
-    .unwrap();
-    let _prometheus = Stopped(
-        Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/bin/prometheus"),
-    );
-    // Ready, and scraping the agent.
-    let up = format!(
-        "/api/v1/query?query={}",
-        encode_query("up{job=\"aiwatch\"}")
-    );
-    wait_until(
-        "Prometheus scrapes the agent",
-        Duration::from_secs(60),
-        || {
-            let ready = std::net::TcpStream::connect(&prom_addr).is_ok()
-                && http_get(&prom_addr, "/-/ready").0 == 200;
-            if !ready {
-                return None;
-            }
-            let answer = prometheus_api(&prom_addr, &up);
-            let value = answer["data"]["result"][0]["value"][1].as_str()?.to_owned();
-            (value == "1").then_some(())
-        },
-    )
-    .expect("Prometheus never scraped the agent (up == 1)");
-    let groups = prometheus_api(&prom_addr, "/api/v1/rules");
+    let prometheus = Prometheus::start(dir.path(), &agent.listen, None);
+    let groups = prometheus.api("/api/v1/rules");
     let loaded: Vec<&str> = groups["data"]["groups"]
         .as_array()
         .into_iter()
@@ -454,7 +370,7 @@ fn prometheus_scrapes_the_agent_and_fires_the_shipped_critical_rule() {
         "the alert counter in Prometheus",
         Duration::from_secs(30),
         || {
-            let answer = prometheus_api(&prom_addr, &counter);
+            let answer = prometheus.api(&counter);
             let value: f64 = answer["data"]["result"][0]["value"][1]
                 .as_str()?
                 .parse()
@@ -471,7 +387,7 @@ fn prometheus_scrapes_the_agent_and_fires_the_shipped_critical_rule() {
         "AiwatchHostCriticalAlert firing",
         Duration::from_secs(30),
         || {
-            let answer = prometheus_api(&prom_addr, "/api/v1/alerts");
+            let answer = prometheus.api("/api/v1/alerts");
             answer["data"]["alerts"]
                 .as_array()?
                 .iter()
@@ -486,7 +402,7 @@ fn prometheus_scrapes_the_agent_and_fires_the_shipped_critical_rule() {
     .unwrap_or_else(|| {
         panic!(
             "the shipped critical rule never fired: {}",
-            prometheus_api(&prom_addr, "/api/v1/alerts")
+            prometheus.api("/api/v1/alerts")
         )
     });
     assert_eq!(firing["labels"]["severity"], "critical");

@@ -590,40 +590,14 @@ struct PodmanImage(String);
 impl PodmanImage {
     fn import(tag: &str) -> PodmanImage {
         let tmp = TempDir::new("podman-image");
-        let rootfs = tmp.path().join("rootfs");
-        std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
-        std::fs::create_dir_all(rootfs.join("tmp")).expect("rootfs /tmp");
-        // A file of its own, so that its image id is its own too: another
-        // test's `podman rmi -f` must not reach this test's containers.
-        std::fs::write(
-            rootfs.join("image-of"),
-            format!("{tag}-{}", std::process::id()),
-        )
-        .expect("rootfs marker");
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-            .expect("copy /bin/busybox (Debian busybox-static)");
-        let tarball = tmp.path().join("rootfs.tar");
-        podman_ok(
-            std::process::Command::new("tar")
-                .arg("cf")
-                .arg(&tarball)
-                .arg("-C")
-                .arg(&rootfs)
-                .arg("."),
-        );
         let image = format!("localhost/aiwatch-runtimes-{tag}:{}", std::process::id());
-        podman_ok(
-            std::process::Command::new("podman")
-                .args(["import", "-q"])
-                .arg(&tarball)
-                .arg(&image),
-        );
+        aiwatch_tests::images::import_busybox_into_podman(tmp.path(), &image, None);
         PodmanImage(image)
     }
 
     /// `podman run -d --name NAME` of `command`; returns the container id.
     fn run(&self, name: &str, command: &str) -> String {
-        let id = podman_ok(std::process::Command::new("podman").args([
+        let id = aiwatch_tests::images::run_ok(std::process::Command::new("podman").args([
             "run",
             "-d",
             "--runtime",
@@ -658,16 +632,6 @@ impl Drop for PodmanContainer {
             .args(["rm", "-f", &self.0])
             .output();
     }
-}
-
-fn podman_ok(command: &mut std::process::Command) -> String {
-    let output = command.output().expect("run command");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Through podman's Docker-compatible API socket, a container's events

@@ -11,7 +11,9 @@ use std::{
 
 use aiwatch_tests::{
     ai::{alerts_of, child_exec, discovered, events_of, OnnxServer},
-    aiwatch_bin, get, kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir,
+    aiwatch_bin, get,
+    images::run_ok,
+    kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir,
 };
 use serde_json::Value;
 
@@ -361,35 +363,16 @@ for name in files:
 
 #[test]
 fn a_podman_container_is_attributed_from_its_cgroup() {
-    let busybox = std::path::Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "no /bin/busybox (Debian busybox-static): run `cargo xtask setup --tests`"
-    );
     let agent = Agent::start();
     let tmp = TempDir::new("container");
-    let rootfs = tmp.path().join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
-    std::fs::copy(busybox, rootfs.join("bin/busybox")).expect("copy busybox");
-    let tarball = tmp.path().join("rootfs.tar");
-    run(Command::new("tar")
-        .arg("cf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("."));
-    let image = format!("localhost/aiwatch-test-busybox:{}", std::process::id());
-    run(Command::new("podman")
-        .args(["import", "-q"])
-        .arg(&tarball)
-        .arg(&image));
+    let image = busybox_image(&tmp);
     let _image = Cleanup(vec![
         "podman".into(),
         "rmi".into(),
         "-f".into(),
         image.clone(),
     ]);
-    let id = run(Command::new("podman").args([
+    let id = run_ok(Command::new("podman").args([
         "run",
         "-d",
         "--runtime",
@@ -417,7 +400,7 @@ fn a_podman_container_is_attributed_from_its_cgroup() {
     let cgroup = get(&exec, "container.cgroup").as_str().unwrap_or("");
     assert!(cgroup.contains(&format!("libpod-{id}")), "{cgroup}");
     assert_eq!(exec["process"]["argv"][0], "/bin/busybox", "{exec}");
-    run(Command::new("podman").args(["wait", &id]));
+    run_ok(Command::new("podman").args(["wait", &id]));
     // Every process of the container that exited names a real executable,
     // or none (docs/events.md): never a folder such as `/`.
     let busybox_exit = agent.wait_event("busybox's exit", |e| {
@@ -465,7 +448,7 @@ fn a_declared_container_is_tracked_as_a_whole_cgroup() {
         "-f".into(),
         image.clone(),
     ]);
-    let id = run(Command::new("podman").args([
+    let id = run_ok(Command::new("podman").args([
         "run",
         "-d",
         "--runtime",
@@ -489,7 +472,7 @@ fn a_declared_container_is_tracked_as_a_whole_cgroup() {
     // A new process in the container writes a file under /tmp: no path of
     // interest, and no tracked parent.
     let marker = format!("aiwatch-cgroup-{}.txt", std::process::id());
-    run(Command::new("podman").args([
+    run_ok(Command::new("podman").args([
         "exec",
         &id,
         "/bin/busybox",
@@ -508,36 +491,14 @@ fn a_declared_container_is_tracked_as_a_whole_cgroup() {
     assert_eq!(get(&open, "workload.name"), "boxed-model", "{open}");
 }
 
-/// A busybox image imported from a root file system; returns its name.
+/// A busybox image of this test's own; returns its name.
 fn busybox_image(tmp: &TempDir) -> String {
-    let rootfs = tmp.path().join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
-    std::fs::create_dir_all(rootfs.join("tmp")).expect("rootfs /tmp");
-    // A file of this image's own, so that its image id differs from the
-    // other podman test's image of the same busybox: `podman rmi -f` of
-    // that test's tag must not touch this test's container.
-    std::fs::write(
-        rootfs.join("image-of"),
-        format!("{}-{}", std::process::id(), tmp.path().display()),
-    )
-    .expect("rootfs marker");
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
-    let tarball = tmp.path().join("rootfs.tar");
-    run(Command::new("tar")
-        .arg("cf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("."));
     let image = format!(
         "localhost/aiwatch-test-busybox:{}-{}",
         std::process::id(),
         tmp.path().file_name().unwrap().to_string_lossy()
     );
-    run(Command::new("podman")
-        .args(["import", "-q"])
-        .arg(&tarball)
-        .arg(&image));
+    aiwatch_tests::images::import_busybox_into_podman(tmp.path(), &image, None);
     image
 }
 
@@ -562,17 +523,6 @@ impl Drop for CgroupParentCleanup {
             let _ = std::fs::remove_dir(&dir);
         }
     }
-}
-
-/// Runs a command to completion; panics with its stderr on failure.
-fn run(command: &mut Command) -> String {
-    let output = command.output().expect("run command");
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Runs a clean-up command on drop, ignoring failures.
