@@ -150,14 +150,18 @@ impl KernelSide {
 /// Exports which probes are attached and sets readiness; returns how many
 /// are. Probes of a family turned off, for syscalls this kernel does not
 /// have, or with nothing to attach to on this host (no TLS library yet) are
-/// not wanted: exporting them as 0 would page forever
+/// not wanted, nor are the BPF LSM programs on a kernel without the `bpf`
+/// LSM: exporting them as 0 would page forever
 /// (AiwatchProbeNotAttached) about something that cannot be fixed.
 fn report_probes(loaded: &Loaded, metrics: &Metrics, readiness: &Readiness) -> usize {
     let wanted = || {
         loaded.probes.iter().filter(|p| {
             !matches!(
                 p.reason.as_deref(),
-                Some(loader::FAMILY_OFF) | Some(loader::NOT_IN_KERNEL) | Some(loader::NO_TARGET)
+                Some(loader::FAMILY_OFF)
+                    | Some(loader::NOT_IN_KERNEL)
+                    | Some(loader::NO_TARGET)
+                    | Some(loader::NO_BPF_LSM)
             )
         })
     };

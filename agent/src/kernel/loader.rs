@@ -39,6 +39,10 @@ pub const NOT_IN_KERNEL: &str = "this kernel has no such tracepoint";
 /// TLS library found yet): not a fault, so neither unready nor paged about.
 pub const NO_TARGET: &str = "no TLS library found to probe";
 
+/// The reason given for the BPF LSM programs where the kernel does not run
+/// the `bpf` LSM: enforcement keeps its signal paths (`docs/enforcement.md`).
+pub const NO_BPF_LSM: &str = "this kernel does not run BPF LSM programs";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeStatus {
     pub probe: &'static str,
@@ -145,7 +149,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
             ProbeStatus {
                 probe: probe.program,
                 attached: false,
-                reason: Some(why.clone()),
+                reason: Some(NO_BPF_LSM.into()),
             }
         } else if !probe.required && !tracepoint_exists(probe) {
             // One line per kernel difference: the start-up log says what
