@@ -21,19 +21,38 @@ fn reported_after_exit(kind: Kind) -> bool {
 const MAX_DEPARTED: usize = 4096;
 
 /// The workloads of the latest exited processes, oldest forgotten first.
+///
+/// Each entry carries the number of the `remember` that made it, and the
+/// order queue names entries by pid and number: a pid forgotten (reused by
+/// a new process) and remembered again leaves a stale slot in the queue,
+/// whose eviction then removes nothing rather than the newer entry.
 #[derive(Default)]
 pub(super) struct Departed {
-    workloads: HashMap<u32, WorkloadRef>,
-    order: VecDeque<u32>,
+    workloads: HashMap<u32, (u64, WorkloadRef)>,
+    order: VecDeque<(u32, u64)>,
+    remembered: u64,
 }
 
 impl Departed {
     fn remember(&mut self, pid: u32, workload: WorkloadRef) {
-        if self.workloads.insert(pid, workload).is_none() {
-            self.order.push_back(pid);
+        self.remembered += 1;
+        let number = self.remembered;
+        if let Some(entry) = self.workloads.get_mut(&pid) {
+            // The same process exited again (a late report): keep its slot.
+            entry.1 = workload;
+        } else {
+            self.workloads.insert(pid, (number, workload));
+            self.order.push_back((pid, number));
         }
-        while self.order.len() > MAX_DEPARTED {
-            if let Some(oldest) = self.order.pop_front() {
+        while self.workloads.len() > MAX_DEPARTED || self.order.len() > 2 * MAX_DEPARTED {
+            let Some((oldest, number)) = self.order.pop_front() else {
+                break;
+            };
+            if self
+                .workloads
+                .get(&oldest)
+                .is_some_and(|(n, _)| *n == number)
+            {
                 self.workloads.remove(&oldest);
             }
         }
@@ -45,7 +64,9 @@ impl Departed {
     }
 
     fn get(&self, pid: u32) -> Option<WorkloadRef> {
-        self.workloads.get(&pid).cloned()
+        self.workloads
+            .get(&pid)
+            .map(|(_, workload)| workload.clone())
     }
 }
 
@@ -312,5 +333,34 @@ mod tests {
             reasons.contains("wrote model model (/srv/models/tiny.safetensors)"),
             "{reasons}"
         );
+    }
+}
+
+#[cfg(test)]
+mod departed_tests {
+    use super::*;
+
+    fn workload(name: &str) -> WorkloadRef {
+        WorkloadRef {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_reused_pid_keeps_its_new_entry_until_it_is_the_oldest() {
+        let mut departed = Departed::default();
+        departed.remember(7, workload("old"));
+        // pid 7 is reused, and the new process exits too.
+        departed.forget(7);
+        departed.remember(7, workload("new"));
+        for pid in 100..100 + MAX_DEPARTED as u32 - 1 {
+            departed.remember(pid, workload("other"));
+        }
+        // The stale slot of the first pid 7 went first, and took nothing.
+        assert_eq!(departed.get(7).map(|w| w.name), Some("new".to_string()));
+        departed.remember(1, workload("one more"));
+        assert_eq!(departed.get(7), None, "now the oldest, it goes");
+        assert_eq!(departed.workloads.len(), MAX_DEPARTED);
     }
 }
