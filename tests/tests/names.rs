@@ -487,3 +487,82 @@ fn tls_client_hellos_name_their_server() {
     });
     assert_eq!(get(&hello, "net.tls_server_name"), "alias.example.test");
 }
+
+/// `names.dns_port`: a resolver on another port is read there. A client
+/// asks a dnsmasq of the namespace on port 5353 itself, then connects to
+/// the answer: the query, the verified answer and the connect's name are
+/// reported by an agent configured for that port.
+#[test]
+fn a_configured_dns_port_is_read_instead_of_53() {
+    if skip_without_dnsmasq("a_configured_dns_port_is_read_instead_of_53") {
+        return;
+    }
+    let agent = Agent::start_with(AgentOptions {
+        config: "names: {dns_port: 5353}\n".into(),
+        ..Default::default()
+    });
+    // An agent with the default port, which must not read port 5353.
+    let default_port = Agent::start();
+    let mut ns = Namespace::start();
+    ns.spawn_in(
+        DNSMASQ,
+        &[
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--port=5353",
+            "--user=root",
+            "--pid-file",
+            &format!("--host-record=port.example.test,{MODELS_IP}"),
+            "--log-facility=-",
+        ],
+    );
+    let client = r#"
+import socket, struct, sys, time
+out = struct.pack(">HHHHHH", 0x2a2a, 0x0100, 1, 0, 0, 0)
+for label in "port.example.test".split("."):
+    out += bytes([len(label)]) + label.encode()
+out += b"\0" + struct.pack(">HH", 1, 1)
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(1)
+for _ in range(20):  # dnsmasq may still be starting
+    sock.sendto(out, ("127.0.0.1", 5353))
+    try:
+        answer, _ = sock.recvfrom(512)
+        break
+    except (socket.timeout, ConnectionRefusedError):
+        time.sleep(0.2)
+else:
+    sys.exit("no answer on port 5353")
+address = socket.inet_ntoa(answer[-4:])
+conn = socket.create_connection((address, 8080), timeout=5)
+conn.close()
+print(address)
+"#;
+    let (pid, out) = ns.client(&[], PYTHON, &["-c", client]);
+    assert_eq!(out.trim(), MODELS_IP, "the resolver on 5353 answered");
+    let query = agent.wait_event("the query to port 5353", |e| {
+        kind_of(e) == "dns" && pid_of(e) == pid && get(e, "dns.name") == "port.example.test"
+    });
+    assert_eq!(get(&query, "dns.server.port"), 5353);
+    let answer = answer_of(&agent, "the answer from 5353", pid, "port.example.test");
+    assert_eq!(addresses(&answer), [MODELS_IP]);
+    assert_eq!(get(&answer, "dns.verified"), true);
+    let connect = agent.wait_event("the client's connect", |e| {
+        kind_of(e) == "connect" && pid_of(e) == pid && get(e, "net.dst.ip") == MODELS_IP
+    });
+    assert_eq!(get(&connect, "net.dst_name"), "port.example.test");
+    assert_eq!(get(&connect, "net.dst_name_verified"), true);
+    default_port.wait_event("the client's connect, by the default agent", |e| {
+        kind_of(e) == "connect" && pid_of(e) == pid
+    });
+    default_port.sentinel();
+    let read = default_port
+        .events()
+        .into_iter()
+        .filter(|e| pid_of(e) == pid && matches!(kind_of(e), "dns" | "dns_answer"))
+        .count();
+    assert_eq!(read, 0, "an agent on port 53 read DNS on port 5353");
+}

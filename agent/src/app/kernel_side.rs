@@ -87,6 +87,7 @@ impl KernelSide {
             trace_all_files: config.trace_all_files,
             bench_floor: config.bench_floor,
             clear_text_capture: config.llm_capture.kernel_capture_bytes(),
+            dns_port: config.names.dns_port,
         })?;
         if config.bench_floor {
             log::warn!(

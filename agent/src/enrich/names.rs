@@ -38,6 +38,9 @@ pub struct NameLimits {
     pub min_ttl_s: u64,
     /// The longest life of a cached name.
     pub max_ttl_s: u64,
+    /// The port DNS is read on, for queries and answers alike (a resolver
+    /// on another port: a split-horizon stub, a test's own server).
+    pub dns_port: u16,
 }
 
 impl Default for NameLimits {
@@ -49,6 +52,7 @@ impl Default for NameLimits {
             query_timeout_s: 30,
             min_ttl_s: 60,
             max_ttl_s: 86_400,
+            dns_port: 53,
         }
     }
 }

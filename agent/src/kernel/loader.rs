@@ -87,6 +87,8 @@ pub struct LoadOptions<'a> {
     pub bench_floor: bool,
     /// Bytes of each TLS call's clear text copied into a record.
     pub clear_text_capture: u32,
+    /// The port DNS queries and answers are read on (`names.dns_port`).
+    pub dns_port: u16,
 }
 
 pub struct Loaded {
@@ -128,6 +130,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         .override_global("FILE_TRACE_ALL", &u32::from(options.trace_all_files), true)
         .override_global("FLOOR", &u32::from(options.bench_floor), true)
         .override_global("CLEAR_TEXT_CAPTURE", &options.clear_text_capture, true)
+        .override_global("DNS_PORT", &options.dns_port, true)
         .load(OBJECT)
         .map_err(LoadError::Load)?;
     // Before any program is loaded: the programs refer to the log map's

@@ -51,7 +51,16 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
-const DNS_PORT: u16 = 53;
+/// The port DNS is read on (`names.dns_port`, 53 unless configured): a
+/// load-time global, patched by the agent before verification.
+#[unsafe(no_mangle)]
+static DNS_PORT: u16 = 53;
+
+#[inline(always)]
+fn dns_port() -> u16 {
+    // SAFETY: an aligned read of an immutable static, as `globals::offset!`.
+    unsafe { core::ptr::read_volatile(&raw const DNS_PORT) }
+}
 /// `ETH_P_IP` and `ETH_P_IPV6` as `__sk_buff.protocol` holds them
 /// (network byte order in the low 16 bits).
 const PROTO_IPV4: u32 = 0x0800u16.to_be() as u32;
@@ -341,7 +350,7 @@ pub fn names_egress(ctx: SkBuffContext) -> i32 {
     let Some(flow) = flow(&ctx) else {
         return PASS;
     };
-    if flow.dport != DNS_PORT {
+    if flow.dport != dns_port() {
         if flow.tcp {
             tls_egress(&ctx, &flow);
         }
@@ -374,13 +383,13 @@ pub fn names_ingress(ctx: SkBuffContext) -> i32 {
     // alone, before any packet load. Unconnected sockets (peer port 0)
     // can receive from anyone: their packets are parsed.
     let peer_port = u16::from_be(ctx.skb.remote_port() as u16);
-    if peer_port != 0 && peer_port != DNS_PORT {
+    if peer_port != 0 && peer_port != dns_port() {
         return PASS;
     }
     let Some(flow) = flow(&ctx) else {
         return PASS;
     };
-    if flow.sport != DNS_PORT {
+    if flow.sport != dns_port() {
         return PASS;
     }
     let Some(message) = dns_message(&ctx, &flow) else {
