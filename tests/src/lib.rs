@@ -214,7 +214,22 @@ impl Agent {
             options.config
         );
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(options.binary.clone().unwrap_or_else(aiwatch_bin))
+        let mut command = Command::new(options.binary.clone().unwrap_or_else(aiwatch_bin));
+        // SAFETY: the closure runs in the forked child before exec and
+        // only calls prctl(2), which is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                // An agent whose test died (a panic that skipped Drop, a
+                // test binary killed by another test's enforcement) must
+                // not run on, enforcing and loading probes, for every
+                // later test on the kernel: it goes with the test's thread.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
