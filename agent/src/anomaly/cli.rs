@@ -260,7 +260,10 @@ fn enforce_profile(
             Err(error) => Err(CliError::Output(path, error)),
         };
     }
-    let lock = lock_for(&profile)?;
+    let lock = lock_for(
+        &profile,
+        &super::config::host_resolvers(Path::new(super::config::RESOLV_CONF)),
+    )?;
     if dry_run {
         println!("# would write {}", path.display());
         print!("{}", lock.policy);

@@ -8,7 +8,8 @@
 //! - **exec**: `kill` any exec of the workload outside the executables it
 //!   has run. With exact paths this is a kernel exec allowlist: the kill
 //!   comes at `sched_process_exec`, before the new image runs.
-//! - **connect**: `deny` connects and UDP sends outside the learned peers.
+//! - **connect**: `deny` connects and UDP sends outside the learned peers
+//!   and the host's resolvers on port 53.
 //!   Peers learned by address become the kernel's egress allowlist
 //!   (`cgroup/connect*`, `cgroup/sendmsg*`); a peer learned by name cannot
 //!   be decided in the kernel, and the rule then only alerts would-deny.
@@ -18,7 +19,10 @@
 //! What the kernel enforces is said by `--dry-run` and, at every load, by
 //! the agent's log and `aiwatch policy check`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -26,6 +30,9 @@ use serde_json::{json, Map, Value};
 use super::config::Mode;
 use super::generalize::split_peer_item;
 use super::profile::{Profile, ASSET_CLASSES};
+
+/// Where the host's resolvers answer.
+const DNS_PORT: u16 = 53;
 
 /// Where locked profiles' policies live, under the state directory.
 pub const LOCKED_PROFILES_DIR: &str = "locked-profiles";
@@ -72,8 +79,11 @@ pub fn lock_path(state_dir: &Path, name: &str) -> PathBuf {
         .join(format!("{}.yaml", slug(name)))
 }
 
-/// The lock of an enforcing profile.
-pub fn lock_for(profile: &Profile) -> Result<Lock, LockError> {
+/// The lock of an enforcing profile. `resolvers` are the host's DNS
+/// resolvers: the anomaly engine never learns lookups through them as
+/// peers (they are plumbing), so the egress allowlist names them on port 53
+/// itself, or the locked workload could no longer resolve a name.
+pub fn lock_for(profile: &Profile, resolvers: &[IpAddr]) -> Result<Lock, LockError> {
     let workload = &profile.workload;
     if profile.mode != Mode::Enforcing {
         return Err(LockError::NotEnforcing(workload.to_string(), profile.mode));
@@ -132,7 +142,12 @@ pub fn lock_for(profile: &Profile) -> Result<Lock, LockError> {
                 by_name.join(", ")
             ));
         }
-        let destinations: Vec<Value> = peers.iter().map(|(host, port)| peer(host, *port)).collect();
+        let mut destinations: Vec<Value> =
+            peers.iter().map(|(host, port)| peer(host, *port)).collect();
+        if !resolvers.is_empty() {
+            let resolvers: Vec<String> = resolvers.iter().map(IpAddr::to_string).collect();
+            destinations.push(json!({"net.dst.ip": resolvers, "net.dst.port": DNS_PORT}));
+        }
         rules.push(LockRule {
             id: format!("{id_base}.connect"),
             description: learned("contacted a peer", peers.len()),
@@ -261,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_locked_profile_becomes_kernel_allowlists() {
-        let lock = lock_for(&enforcing()).expect("lock");
+        let lock = lock_for(&enforcing(), &["127.0.0.53".parse().unwrap()]).expect("lock");
         let placed = placements(&lock);
         assert_eq!(
             placed[0],
@@ -277,8 +292,15 @@ mod tests {
             panic!("{placed:?}");
         };
         assert_eq!(workload, "fraud");
-        // 10.0.0.0/8:6379, and loopback (v4 and v6) on 9090.
-        assert_eq!(peers.len(), 3, "{peers:?}");
+        // 10.0.0.0/8:6379, loopback (v4 and v6) on 9090, and the host's
+        // resolver on 53.
+        assert_eq!(peers.len(), 4, "{peers:?}");
+        assert!(
+            peers
+                .iter()
+                .any(|p| p.net == "127.0.0.53/32".parse().unwrap() && p.port == Some(53)),
+            "{peers:?}"
+        );
         assert_eq!(placed[2].0, "profile-lock.fraud.open");
         assert!(matches!(placed[2].1, Placement::UserSpace(_)), "{placed:?}");
         assert_eq!(lock.notes.len(), 1, "{:?}", lock.notes);
@@ -290,7 +312,7 @@ mod tests {
         profile.set_mode(Mode::Drifting);
         profile.peers.insert("huggingface.co:443", 8);
         profile.set_mode(Mode::Enforcing);
-        let lock = lock_for(&profile).expect("lock");
+        let lock = lock_for(&profile, &[]).expect("lock");
         let placed = placements(&lock);
         assert!(
             matches!(placed[1].1, Placement::NotEnforced(_)),
@@ -307,7 +329,7 @@ mod tests {
         let mut profile = enforcing();
         profile.set_mode(Mode::Learning);
         assert!(matches!(
-            lock_for(&profile),
+            lock_for(&profile, &[]),
             Err(LockError::NotEnforcing(..))
         ));
     }

@@ -3,11 +3,12 @@
 //! `enforcement.lock_profiles` are locked as `aiwatch profile enforce`
 //! locks them.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::{os::unix::fs::DirBuilderExt, path::Path};
 
 use crate::{
     anomaly::{
         cli::{find_profile, write_lock},
+        config::{host_resolvers, RESOLV_CONF},
         lock::{lock_for, lock_path, LOCKED_PROFILES_DIR},
     },
     app::config::Config,
@@ -32,7 +33,12 @@ pub fn write_configured(config: &Config) {
         let written = find_profile(&config.profile_dir(), name)
             .map_err(|error| error.to_string())
             .and_then(|profile| {
-                let lock = lock_for(&profile).map_err(|error| error.to_string())?;
+                let resolvers = if config.anomaly.dns_resolvers.is_empty() {
+                    host_resolvers(Path::new(RESOLV_CONF))
+                } else {
+                    config.anomaly.dns_resolvers.clone()
+                };
+                let lock = lock_for(&profile, &resolvers).map_err(|error| error.to_string())?;
                 let path = lock_path(&config.state_dir, &profile.workload.name);
                 write_lock(&path, &lock.policy).map_err(|error| error.to_string())?;
                 for note in &lock.notes {
