@@ -41,15 +41,41 @@ print('done', flush=True)
 sys.stdin.readline()
 "#;
 
-/// Whether the kernel's `FILE_ACCESS` map of any loaded aiwatch has a
-/// counter for `pid` and the directory with inode `dir_ino`.
-fn kernel_counts(pid: u32, dir_ino: u64) -> bool {
+/// The id of the `FILE_ACCESS` map of the agent with pid `agent`: other
+/// agents on the kernel (other tests') have maps of the same name.
+fn own_map_id(agent: u32) -> u64 {
+    let fds = std::fs::read_dir(format!("/proc/{agent}/fdinfo")).expect("the agent's fdinfo");
+    for fd in fds.flatten() {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
+            continue;
+        };
+        let Some(id) = info
+            .lines()
+            .find_map(|line| line.strip_prefix("map_id:"))
+            .and_then(|id| id.trim().parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let shown = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &id.to_string()])
+            .output()
+            .expect("run bpftool");
+        let map: Value = serde_json::from_slice(&shown.stdout).unwrap_or(Value::Null);
+        if map["name"] == "FILE_ACCESS" {
+            return id;
+        }
+    }
+    panic!("agent {agent} holds no FILE_ACCESS map");
+}
+
+/// Whether the agent's `FILE_ACCESS` map (id `map`) has a counter for
+/// `pid` and the directory with inode `dir_ino`.
+fn kernel_counts(map: u64, pid: u32, dir_ino: u64) -> bool {
     let output = Command::new("bpftool")
-        .args(["-j", "map", "dump", "name", "FILE_ACCESS"])
+        .args(["-j", "map", "dump", "id", &map.to_string()])
         .output()
         .expect("run bpftool");
     let text = String::from_utf8_lossy(&output.stdout);
-    // One JSON document per map of that name, or one array.
     serde_json::Deserializer::from_str(&text)
         .into_iter::<Value>()
         .filter_map(Result::ok)
@@ -103,6 +129,7 @@ fn plain_reads_are_counted_exactly_and_changes_are_never_folded() {
         ),
         ..AgentOptions::default()
     });
+    let map = own_map_id(agent.pid());
 
     let mut loader = Command::new(PYTHON)
         .args(["-c", LOADER, dir.to_str().unwrap()])
@@ -134,7 +161,7 @@ fn plain_reads_are_counted_exactly_and_changes_are_never_folded() {
     wait_until(
         "the kernel to count the loader's reads in its directory",
         Duration::from_secs(30),
-        || kernel_counts(pid as u32, dir_ino),
+        || kernel_counts(map, pid as u32, dir_ino),
     );
     writeln!(stdin).unwrap();
     line.clear();
@@ -163,7 +190,7 @@ fn plain_reads_are_counted_exactly_and_changes_are_never_folded() {
     wait_until(
         "the loader's counters to be removed",
         Duration::from_secs(30),
-        || !kernel_counts(pid as u32, dir_ino),
+        || !kernel_counts(map, pid as u32, dir_ino),
     );
     agent.sentinel();
 
