@@ -42,9 +42,23 @@ pub struct BenchAgent {
 /// Writes the benchmark configuration into `dir` and returns its path.
 pub fn write_config(dir: &Path, listen: SocketAddr) -> anyhow::Result<PathBuf> {
     let path = dir.join("config.yaml");
-    let config = format!(
+    let config = config_text(listen, None, &dir.join("alerts.jsonl"), &dir.join("state"));
+    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The benchmark configuration: the listener, events (off unless given),
+/// alerts and state, and the one declared workload whose processes carry
+/// [`TRACKED_MARKER`].
+pub fn config_text(
+    listen: SocketAddr,
+    events: Option<&Path>,
+    alerts: &Path,
+    state: &Path,
+) -> String {
+    format!(
         "listen: {listen}\n\
-         events: null\n\
+         events: {events}\n\
          alerts: {alerts}\n\
          state_dir: {state}\n\
          workloads:\n\
@@ -52,11 +66,10 @@ pub fn write_config(dir: &Path, listen: SocketAddr) -> anyhow::Result<PathBuf> {
          \x20   - name: aiwatch-bench\n\
          \x20     kind: inference\n\
          \x20     match: {{argv: \"*{TRACKED_MARKER}*\"}}\n",
-        alerts = dir.join("alerts.jsonl").display(),
-        state = dir.join("state").display(),
-    );
-    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+        events = events.map_or("null".to_string(), |p| p.display().to_string()),
+        alerts = alerts.display(),
+        state = state.display(),
+    )
 }
 
 impl BenchAgent {

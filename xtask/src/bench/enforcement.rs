@@ -24,7 +24,7 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use super::{
-    agent::{AgentMode, BenchAgent, TRACKED_MARKER},
+    agent::{self, AgentMode, BenchAgent},
     cases::{self, Case, Context, Redis, Sizes},
     kernel_cost::CaseCost,
     report::median,
@@ -39,24 +39,6 @@ const LOOPS: [(Case, &str); 2] = [
     (Case::TcpConnectTracked, "egress_connect4"),
 ];
 
-/// The declared workload of the loops, and what the agent writes.
-fn base_config(dir: &Path, listen: SocketAddr, events: Option<&Path>) -> String {
-    format!(
-        "listen: {listen}\n\
-         events: {events}\n\
-         alerts: {alerts}\n\
-         state_dir: {state}\n\
-         workloads:\n\
-         \x20 declared:\n\
-         \x20   - name: aiwatch-bench\n\
-         \x20     kind: inference\n\
-         \x20     match: {{argv: \"*{TRACKED_MARKER}*\"}}\n",
-        events = events.map_or("null".to_string(), |p| p.display().to_string()),
-        alerts = dir.join("enforcement-alerts.jsonl").display(),
-        state = dir.join("enforcement-state").display(),
-    )
-}
-
 /// Writes a configuration: `policy` (if any) in a folder of its own, and
 /// enforcement on for it.
 fn write_config(
@@ -66,7 +48,12 @@ fn write_config(
     events: Option<&Path>,
     policy: Option<&str>,
 ) -> anyhow::Result<PathBuf> {
-    let mut config = base_config(dir, listen, events);
+    let mut config = agent::config_text(
+        listen,
+        events,
+        &dir.join("enforcement-alerts.jsonl"),
+        &dir.join("enforcement-state"),
+    );
     if let Some(policy) = policy {
         let folder = dir.join(format!("{name}-policies"));
         std::fs::create_dir_all(&folder)?;
