@@ -118,8 +118,15 @@ pub fn server_name(record: &[u8]) -> Result<Option<String>, HelloError> {
             {
                 return Err(HelloError::BadName);
             }
-            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-            return Ok(Some(name.trim_end_matches('.').to_owned()));
+            // A fully qualified name's trailing dot is not part of the host;
+            // a name of dots alone names none.
+            let host = String::from_utf8_lossy(name)
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            if host.is_empty() {
+                return Err(HelloError::BadName);
+            }
+            return Ok(Some(host));
         }
         return Ok(None);
     }
@@ -194,6 +201,21 @@ mod tests {
         let at = bad.len() - 4 - "api.example.test".len();
         bad[at] = b'/';
         assert_eq!(server_name(&bad), Err(HelloError::BadName));
+    }
+
+    #[test]
+    fn a_trailing_dot_is_dropped_and_a_name_of_dots_is_bad() {
+        assert_eq!(
+            server_name(&test_hello(Some("api.example.test."), 0)),
+            Ok(Some("api.example.test".to_string()))
+        );
+        for dots in [".", "..", &".".repeat(100)] {
+            assert_eq!(
+                server_name(&test_hello(Some(dots), 0)),
+                Err(HelloError::BadName),
+                "{dots:?}"
+            );
+        }
     }
 
     /// A deterministic xorshift, so the fuzzing below is reproducible.
