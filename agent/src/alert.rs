@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, WorkloadRef};
+use crate::event::{Event, WallTime, WorkloadRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -165,7 +165,8 @@ pub struct Enforcement {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// RFC 3339 time of the triggering (last) event.
-    pub time: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub time: Option<WallTime>,
     /// Rule id, or `anomaly.<detector>` for anomaly alerts.
     pub rule: String,
     pub severity: Severity,
@@ -193,7 +194,7 @@ impl Alert {
     /// A plain alert of `rule` at `severity`, for the sinks' tests.
     pub fn sample(rule: &str, severity: Severity) -> Alert {
         Alert {
-            time: "2026-01-01T00:00:00Z".into(),
+            time: WallTime::parse("2026-01-01T00:00:00Z").ok(),
             rule: rule.into(),
             severity,
             summary: "s".into(),

@@ -26,7 +26,7 @@ pub use snapshot::{
     PodEntry, ProcessEntry, WorkloadInventory,
 };
 
-use crate::event::{AssetClass, Endpoint, Event, Kind, Protocol, WorkloadRef};
+use crate::event::{AssetClass, Endpoint, Event, Kind, Protocol, WallTime, WorkloadRef};
 
 /// Kubernetes pods listed per workload; a workload of more replicas lists
 /// the first ones and counts the rest in `overflow.pods`.
@@ -99,7 +99,7 @@ impl Inventory {
         let Some(workload) = &event.workload else {
             return;
         };
-        if !self.ensure_workload(workload, &event.time) {
+        if !self.ensure_workload(workload, event.time) {
             return;
         }
         self.activity.insert(workload.id.clone(), self.tick);
@@ -107,7 +107,7 @@ impl Inventory {
         let Some(entry) = self.workloads.get_mut(&workload.id) else {
             return;
         };
-        entry.last_seen.clone_from(&event.time);
+        entry.last_seen = event.time;
         if let Some(k8s) = &event.k8s {
             let namespace = k8s.namespace.as_deref().unwrap_or_default();
             let pod = k8s.pod.as_deref().unwrap_or_default();
@@ -122,7 +122,7 @@ impl Inventory {
                 },
             );
         }
-        let time = &event.time;
+        let time = event.time;
         let pid = event.process.pid;
         // A fork adds the child; an exit removes the process; anything else
         // the workload's process did makes sure it is listed.
@@ -144,7 +144,7 @@ impl Inventory {
             || ProcessEntry {
                 pid: member,
                 exe: event.process.exe.clone(),
-                first_seen: time.clone(),
+                first_seen: time,
             },
         ) {
             if event.kind == Kind::Exec {
@@ -168,7 +168,7 @@ impl Inventory {
         }
     }
 
-    fn ensure_workload(&mut self, workload: &WorkloadRef, time: &str) -> bool {
+    fn ensure_workload(&mut self, workload: &WorkloadRef, time: Option<WallTime>) -> bool {
         if let Some(entry) = self.workloads.get_mut(&workload.id) {
             // Kind or name may be refined; the id is what identifies.
             entry.workload.clone_from(workload);
@@ -193,8 +193,8 @@ impl Inventory {
             workload.id.clone(),
             WorkloadInventory {
                 workload: workload.clone(),
-                first_seen: time.to_string(),
-                last_seen: time.to_string(),
+                first_seen: time,
+                last_seen: time,
                 ..WorkloadInventory::default()
             },
         );
@@ -240,7 +240,7 @@ impl Inventory {
             || FileUse {
                 path: file.path.clone(),
                 class: Some(class),
-                first_seen: event.time.clone(),
+                first_seen: event.time,
                 accelerator: file.device.as_ref().and_then(|d| d.accelerator.clone()),
                 ..FileUse::default()
             },
@@ -253,7 +253,7 @@ impl Inventory {
         } else {
             usage.bytes_read = usage.bytes_read.saturating_add(file.size.unwrap_or(0));
         }
-        usage.last_seen.clone_from(&event.time);
+        usage.last_seen = event.time;
     }
 
     fn observe_peer(
@@ -298,7 +298,7 @@ impl Inventory {
             limits.peers,
             &mut entry.overflow.peers,
             same,
-            || peer_from(dst, net.protocol, net.dst_external, &event.time),
+            || peer_from(dst, net.protocol, net.dst_external, event.time),
         ) else {
             return;
         };
@@ -310,7 +310,7 @@ impl Inventory {
         }
         peer.bytes_out = peer.bytes_out.saturating_add(bytes_out);
         peer.bytes_in = peer.bytes_in.saturating_add(bytes_in);
-        peer.last_seen.clone_from(&event.time);
+        peer.last_seen = event.time;
     }
 
     fn observe_listener(entry: &mut WorkloadInventory, limits: &InventoryLimits, event: &Event) {
@@ -335,7 +335,7 @@ impl Inventory {
                 ip: src.ip,
                 port: src.port,
                 protocol,
-                first_seen: event.time.clone(),
+                first_seen: event.time,
             },
         );
     }
@@ -361,8 +361,8 @@ impl Inventory {
                     size: None,
                     readers: Vec::new(),
                     writers: Vec::new(),
-                    first_seen: event.time.clone(),
-                    last_seen: String::new(),
+                    first_seen: event.time,
+                    last_seen: None,
                 },
             );
         }
@@ -372,7 +372,7 @@ impl Inventory {
         if file.size.is_some() {
             model.size = file.size;
         }
-        model.last_seen.clone_from(&event.time);
+        model.last_seen = event.time;
         let actors = if is_write(event) {
             &mut model.writers
         } else {
@@ -393,7 +393,7 @@ impl Inventory {
             },
         ) {
             actor.opens += 1;
-            actor.last_seen.clone_from(&event.time);
+            actor.last_seen = event.time;
         }
     }
 
@@ -419,7 +419,7 @@ impl Inventory {
     }
 }
 
-fn peer_from(dst: &Endpoint, protocol: Protocol, external: bool, time: &str) -> Peer {
+fn peer_from(dst: &Endpoint, protocol: Protocol, external: bool, time: Option<WallTime>) -> Peer {
     Peer {
         ip: dst.ip,
         port: dst.port,
@@ -429,8 +429,8 @@ fn peer_from(dst: &Endpoint, protocol: Protocol, external: bool, time: &str) -> 
         connections: 0,
         bytes_out: 0,
         bytes_in: 0,
-        first_seen: time.to_string(),
-        last_seen: time.to_string(),
+        first_seen: time,
+        last_seen: time,
     }
 }
 

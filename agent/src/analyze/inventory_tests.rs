@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::{FileInfo, ForkInfo, NetInfo, Process};
+use crate::event::{FileInfo, ForkInfo, NetInfo, Process, WallTime};
 
 fn server() -> WorkloadRef {
     WorkloadRef {
@@ -10,9 +10,18 @@ fn server() -> WorkloadRef {
     }
 }
 
+/// The test's clock: `"t5"` is 5 s after the epoch.
+fn at(label: &str) -> Option<WallTime> {
+    let seconds: u128 = label
+        .trim_start_matches('t')
+        .parse()
+        .expect("a t<seconds> label");
+    Some(WallTime::from_unix_nanos(seconds * 1_000_000_000))
+}
+
 fn event(kind: Kind, pid: u32, time: &str, workload: Option<WorkloadRef>) -> Event {
     Event {
-        time: time.into(),
+        time: at(time),
         kind,
         process: Process {
             pid,
@@ -77,10 +86,7 @@ fn model_reads_add_bytes_and_times() {
     assert_eq!(workload.workload, server());
     let tiny = &workload.models[0];
     assert_eq!((tiny.opens, tiny.bytes_read), (2, 2000));
-    assert_eq!(
-        (tiny.first_seen.as_str(), tiny.last_seen.as_str()),
-        ("t1", "t2")
-    );
+    assert_eq!((tiny.first_seen, tiny.last_seen), (at("t1"), at("t2")));
     let ckpt = &workload.models[1];
     assert_eq!((ckpt.writes, ckpt.bytes_read), (1, 0));
     // The per-file view knows the reader and the writer.
@@ -185,7 +191,7 @@ fn tcp_summaries_are_running_totals() {
     assert_eq!((peer.bytes_out, peer.bytes_in), (165, 4007));
     assert_eq!(peer.name.as_deref(), Some("huggingface.co"));
     assert!(peer.external);
-    assert_eq!(peer.last_seen, "t5");
+    assert_eq!(peer.last_seen, at("t5"));
 }
 
 #[test]
@@ -223,7 +229,14 @@ fn lists_are_bounded_and_overflow_is_counted() {
     };
     let mut inventory = Inventory::new(limits);
     for i in 0..5 {
-        inventory.observe(&open(100, "t", &format!("/m/{i}.onnx"), "model", "read", 1));
+        inventory.observe(&open(
+            100,
+            "t0",
+            &format!("/m/{i}.onnx"),
+            "model",
+            "read",
+            1,
+        ));
     }
     let snapshot = inventory.snapshot();
     assert_eq!(snapshot.workloads[0].models.len(), 2);

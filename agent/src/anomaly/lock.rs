@@ -30,6 +30,7 @@ use serde_json::{json, Map, Value};
 use super::config::Mode;
 use super::generalize::split_peer_item;
 use super::profile::{Profile, ASSET_CLASSES};
+use crate::event::time_or_dash;
 
 /// Where the host's resolvers answer.
 const DNS_PORT: u16 = 53;
@@ -97,7 +98,8 @@ pub fn lock_for(profile: &Profile, resolvers: &[IpAddr]) -> Result<Lock, LockErr
     let learned = |what: &str, count: usize| {
         format!(
             "{workload} {what} outside its locked profile ({count} learned, from {} to {})",
-            profile.first_seen, profile.last_seen
+            time_or_dash(profile.first_seen),
+            time_or_dash(profile.last_seen)
         )
     };
     let mut rules = Vec::new();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::config::Mode;
 use super::rates::RateBaselines;
+use crate::event::WallTime;
 
 /// Version of the saved profile format; files of another version are moved aside.
 pub const PROFILE_VERSION: u32 = 1;
@@ -116,10 +117,10 @@ pub struct Profile {
     #[serde(default)]
     pub learning: LearningProgress,
     /// RFC 3339 time of the first and last event seen.
-    #[serde(default)]
-    pub first_seen: String,
-    #[serde(default)]
-    pub last_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub first_seen: Option<WallTime>,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub last_seen: Option<WallTime>,
     #[serde(default)]
     pub executables: BoundedSet,
     /// `parent -> child` executable pairs.
@@ -155,8 +156,8 @@ impl Profile {
             mode: Mode::Learning,
             frozen: false,
             learning: LearningProgress::default(),
-            first_seen: String::new(),
-            last_seen: String::new(),
+            first_seen: None,
+            last_seen: None,
             executables: BoundedSet::default(),
             process_pairs: BoundedSet::default(),
             paths: BTreeMap::new(),

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::alert::{Alert, Severity};
 use crate::event::{
-    DeviceInfo, Endpoint, Event, FileInfo, GpuInfo, Kind, NetInfo, Parent, Process, WorkloadRef,
+    DeviceInfo, Endpoint, Event, FileInfo, GpuInfo, Kind, NetInfo, Parent, Process, WallTime,
+    WorkloadRef,
 };
 
 use super::config::{AnomalyConfig, Caps, DetectorTuning, WorkloadTuning};
@@ -38,20 +39,15 @@ impl Jitter {
     }
 }
 
-fn time_string(ktime: u64) -> String {
-    let secs = ktime / SEC;
-    format!(
-        "2024-06-01T{:02}:{:02}:{:02}.{:09}Z",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60,
-        ktime % SEC
-    )
+/// 2024-06-01T00:00:00Z plus `ktime` nanoseconds.
+fn wall_time(ktime: u64) -> Option<WallTime> {
+    const JUNE_2024_NS: u128 = 1_717_200_000 * 1_000_000_000;
+    Some(WallTime::from_unix_nanos(JUNE_2024_NS + u128::from(ktime)))
 }
 
 fn event(kind: Kind, ktime: u64, workload: (&str, &str)) -> Event {
     Event {
-        time: time_string(ktime),
+        time: wall_time(ktime),
         ktime_ns: ktime,
         kind,
         process: Process {

@@ -250,10 +250,10 @@ impl Entry {
 
     pub(super) fn observe(&mut self, event: &Event, config: &CompiledConfig, out: &mut Vec<Alert>) {
         let profile = &mut self.profile;
-        if profile.first_seen.is_empty() {
-            profile.first_seen = event.time.clone();
+        if profile.first_seen.is_none() {
+            profile.first_seen = event.time;
         }
-        profile.last_seen = event.time.clone();
+        profile.last_seen = event.time;
         if profile.mode == Mode::Learning && !profile.frozen {
             profile.learning.events += 1;
             self.dirty = true;
@@ -356,7 +356,7 @@ fn make_alert(
     event: Event,
 ) -> Alert {
     Alert {
-        time: event.time.clone(),
+        time: event.time,
         rule: detector.rule_id(),
         severity,
         summary,

@@ -20,7 +20,7 @@ use crate::{
     clock::now_boot_ns,
     enforce::Enforcer,
     enrich::Enricher,
-    event::{Access, AssetClass, DirectoryKey, Event, FileInfo, Kind},
+    event::{Access, AssetClass, DirectoryKey, Event, FileInfo, Kind, WallTime},
     ingest::{
         decode::{Payload, Record},
         queue::RecordReceiver,
@@ -470,10 +470,8 @@ async fn next_reload(reloader: &mut Option<PolicyReloader>) -> Option<ReloadOutc
 
 /// Whether `pid` is still the process that started at `start_time`: a kill
 /// must never reach a reused pid.
-fn same_process(pid: u32, start_time: &str, enricher: &Enricher) -> bool {
-    enricher
-        .table
-        .get(pid)
-        .map(|p| start_time.is_empty() || enricher.clock().rfc3339(p.start_ns) == start_time)
-        .unwrap_or(false)
+fn same_process(pid: u32, start_time: Option<WallTime>, enricher: &Enricher) -> bool {
+    enricher.table.get(pid).is_some_and(|p| {
+        start_time.is_none_or(|start_time| enricher.clock().wall_time(p.start_ns) == start_time)
+    })
 }

@@ -5,7 +5,7 @@
 use super::{Enforcer, Placed, ACCELERATOR_RULE, RATE_LIMIT_RULE};
 use crate::{
     alert::{Action, Alert, Enforcement, EnforcementHook, EnforcementMode, Outcome, Severity},
-    event::{Event, KernelAction, Kind},
+    event::{Event, KernelAction, Kind, WallTime},
 };
 
 impl Enforcer {
@@ -16,7 +16,7 @@ impl Enforcer {
     pub fn carry_out(
         &self,
         alert: &mut Alert,
-        same_process: impl Fn(u32, &str) -> bool,
+        same_process: impl Fn(u32, Option<WallTime>) -> bool,
     ) -> Option<Alert> {
         // Plain alerts, and alerts of what the kernel did outside any rule
         // (`kernel_alert`), which carry their enforcement already.
@@ -58,7 +58,7 @@ impl Enforcer {
                     && !matches!(placed, Placed::KernelExec | Placed::KernelOpen) =>
             {
                 let process = &alert.event.process;
-                let killed = same_process(process.pid, &process.start_time) && kill(process.pid);
+                let killed = same_process(process.pid, process.start_time) && kill(process.pid);
                 (
                     if killed {
                         Outcome::Killed
@@ -114,7 +114,7 @@ impl Enforcer {
         let process = &event.process;
         let path = event.file.as_ref().map_or("", |file| file.path.as_str());
         Some(Alert {
-            time: event.time.clone(),
+            time: event.time,
             rule: ACCELERATOR_RULE.into(),
             severity: Severity::High,
             summary: format!(

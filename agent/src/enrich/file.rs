@@ -181,8 +181,8 @@ impl super::Enricher {
             access: Some(Access::Read),
             size: Some(access.bytes),
             count: Some(access.count),
-            first_time: (access.first_ns != 0).then(|| self.clock.rfc3339(access.first_ns)),
-            last_time: (access.last_ns != 0).then(|| self.clock.rfc3339(access.last_ns)),
+            first_time: (access.first_ns != 0).then(|| self.clock.wall_time(access.first_ns)),
+            last_time: (access.last_ns != 0).then(|| self.clock.wall_time(access.last_ns)),
             ..FileInfo::default()
         });
     }

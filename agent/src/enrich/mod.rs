@@ -165,7 +165,7 @@ impl Enricher {
         let Record { common, payload } = record;
         let kind = Kind::from(common.kind);
         let mut event = Event {
-            time: self.clock.rfc3339(common.ktime_ns),
+            time: Some(self.clock.wall_time(common.ktime_ns)),
             ktime_ns: common.ktime_ns,
             kind,
             ..Default::default()
@@ -370,11 +370,7 @@ impl Enricher {
             argv_truncated: entry.argv_truncated,
             comm: entry.comm.clone(),
             cgroup_id: entry.cgroup_id,
-            start_time: if entry.start_ns == 0 {
-                String::new()
-            } else {
-                self.clock.rfc3339(entry.start_ns)
-            },
+            start_time: (entry.start_ns != 0).then(|| self.clock.wall_time(entry.start_ns)),
             mnt_ns: entry.mnt_ns,
             pid_ns: entry.pid_ns,
             exe_fileless: entry.exe_fileless,

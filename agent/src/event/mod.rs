@@ -14,6 +14,7 @@ mod llm;
 mod process;
 mod values;
 
+pub use crate::clock::{or_dash as time_or_dash, or_empty as time_or_empty, WallTime};
 pub use kind::Kind;
 pub use llm::{Cause, LlmInfo, ToolCall};
 pub use process::{
@@ -25,9 +26,9 @@ pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownNam
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Wall-clock time, RFC 3339 with nanoseconds, UTC. May be left out of
-    /// a hand-written event.
-    #[serde(default)]
-    pub time: String,
+    /// a hand-written event, and is then written as `""`.
+    #[serde(default, with = "time_or_empty")]
+    pub time: Option<WallTime>,
     /// Kernel boot-clock timestamp in nanoseconds; orders events and drives
     /// windows in `replay`. Internal: a hand-written event may leave it out,
     /// and `replay` derives it (`policy::cli::replay`).
@@ -144,9 +145,9 @@ pub struct FileInfo {
     /// (since the process's reads there began to be counted) and of the
     /// latest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_time: Option<String>,
+    pub first_time: Option<WallTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_time: Option<String>,
+    pub last_time: Option<WallTime>,
     /// A tracked process's first plain read in this file's directory, which
     /// the kernel can fold from now on: the directory's kernel key. Never
     /// serialised.

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::WallTime;
+
 /// The process an event belongs to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -21,8 +23,11 @@ pub struct Process {
     pub argv_truncated: bool,
     pub comm: String,
     pub cgroup_id: u64,
-    /// RFC 3339 start time of the process.
-    pub start_time: String,
+    /// Start time of the process (RFC 3339); with `pid`, its identity.
+    /// Unknown for a process that started before the agent and whose start
+    /// the kernel could not give.
+    #[serde(with = "super::time_or_empty")]
+    pub start_time: Option<WallTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mnt_ns: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,7 +55,7 @@ pub(super) fn workload(id: &str, name: &str, kind: &str) -> WorkloadRef {
 
 fn alert(rule: &str, severity: Severity, workload: Option<WorkloadRef>) -> Alert {
     Alert {
-        time: "2026-01-01T00:00:00Z".to_string(),
+        time: crate::event::WallTime::parse("2026-01-01T00:00:00Z").ok(),
         rule: rule.to_string(),
         severity,
         summary: "test".to_string(),

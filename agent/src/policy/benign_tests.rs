@@ -122,7 +122,7 @@ fn onnx_runtime_inference_server_on_loopback() {
 fn training_loop_writing_checkpoints() {
     let mut s = Stream::new();
     let wl = json!({"id": "train-1", "kind": "training", "name": "llama-ft"});
-    let trainer = json!({"pid": 4000, "ppid": 3999, "exe": "/usr/bin/python3.10", "argv": ["python3", "train.py"], "start_time": "t0"});
+    let trainer = json!({"pid": 4000, "ppid": 3999, "exe": "/usr/bin/python3.10", "argv": ["python3", "train.py"], "start_time": "2026-01-01T00:00:00Z"});
     s.push(json!({"kind": "exec", "process": trainer, "workload": wl,
         "parent": {"pid": 3999, "exe": "/usr/bin/torchrun"}}));
     s.imports(&trainer, &wl, 2000);
@@ -169,7 +169,7 @@ fn jupyter_kernel_doing_numpy_work() {
     let mut s = Stream::new();
     let wl = json!({"id": "nb-1", "kind": "notebook", "name": "jupyter"});
     let kernel = json!({"pid": 3000, "ppid": 2990, "exe": "/opt/conda/bin/python3.11",
-        "argv": ["python", "-m", "ipykernel_launcher", "-f", "/root/.local/share/jupyter/runtime/kernel-1.json"], "start_time": "t0"});
+        "argv": ["python", "-m", "ipykernel_launcher", "-f", "/root/.local/share/jupyter/runtime/kernel-1.json"], "start_time": "2026-01-01T00:00:00Z"});
     s.push(json!({"kind": "exec", "process": kernel, "workload": wl,
         "parent": {"pid": 2990, "exe": "/opt/conda/bin/python3.11"}}));
     s.imports(&kernel, &wl, 2500);

@@ -12,7 +12,7 @@ use super::kernel_plan;
 use super::set::PolicySet;
 use super::testing::run_tests;
 use crate::alert::Alert;
-use crate::event::Event;
+use crate::event::{Event, WallTime};
 
 /// `aiwatch policy check PATH...`: loads the files (with the default pack
 /// unless disabled) and prints every error as `file:line:column: sentence`
@@ -136,10 +136,9 @@ pub fn replay<R: BufRead, W: Write>(
 /// the previous event, so windows and sequences still see events in order.
 fn with_replay_clock(mut event: Event, last_ktime_ns: &mut u64) -> Event {
     if event.ktime_ns == 0 {
-        event.ktime_ns = humantime::parse_rfc3339(&event.time)
-            .ok()
-            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|since_epoch| u64::try_from(since_epoch.as_nanos()).ok())
+        event.ktime_ns = event
+            .time
+            .and_then(WallTime::unix_nanos)
             .unwrap_or(*last_ktime_ns + 1_000_000);
     }
     *last_ktime_ns = event.ktime_ns;

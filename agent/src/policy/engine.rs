@@ -146,7 +146,7 @@ impl PolicyEngine {
 
 fn make_alert(rule: &Rule, ev: &Event, steps: Vec<Event>) -> Alert {
     Alert {
-        time: ev.time.clone(),
+        time: ev.time,
         rule: rule.id.clone(),
         severity: rule.severity,
         summary: summarize(&rule.description, &rule.id, ev, &steps),

@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use rustc_hash::{FxHashMap, FxHasher};
 
 use super::set::{SequenceBy, SequenceSpec};
-use crate::event::Event;
+use crate::event::{Event, WallTime};
 
 /// Partial matches kept for one key of one rule; the oldest goes first.
 pub const MAX_PARTIALS_PER_KEY: usize = 8;
@@ -16,7 +16,7 @@ pub const MAX_PARTIALS_PER_RULE: usize = 4096;
 /// What a partial match is attached to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
-    Process { pid: u32, start: u64 },
+    Process { pid: u32, start: Option<WallTime> },
     Tree { pid: u32 },
     Workload { id: u64 },
 }
@@ -76,7 +76,7 @@ impl SequenceState {
         let own = match spec.by {
             SequenceBy::Process => Some(Key::Process {
                 pid: ev.process.pid,
-                start: hash_str(&ev.process.start_time),
+                start: ev.process.start_time,
             }),
             SequenceBy::Tree => Some(Key::Tree {
                 pid: ev.process.pid,

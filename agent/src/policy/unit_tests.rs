@@ -466,7 +466,7 @@ fn seq_engine(by: &str) -> PolicyEngine {
 fn open_pickle(pid: u32, seconds: u64) -> crate::event::Event {
     event(
         serde_json::json!({"kind": "open", "ktime_ns": seconds * 1_000_000_000,
-        "process": {"pid": pid, "start_time": "t0"}, "file": {"path": "/m.pkl", "class": "pickle-model"},
+        "process": {"pid": pid, "start_time": "2026-01-01T00:00:00Z"}, "file": {"path": "/m.pkl", "class": "pickle-model"},
         "workload": {"id": "w1", "kind": "inference", "name": "n"}}),
     )
 }
@@ -474,7 +474,7 @@ fn open_pickle(pid: u32, seconds: u64) -> crate::event::Event {
 fn exec_child(pid: u32, parent: u32, seconds: u64) -> crate::event::Event {
     event(
         serde_json::json!({"kind": "exec", "ktime_ns": seconds * 1_000_000_000,
-        "process": {"pid": pid, "ppid": parent, "exe": "/bin/sh", "start_time": "t1", "ancestors": [{"pid": parent, "exe": "/usr/bin/python3"}, {"pid": 1, "exe": "/sbin/init"}]},
+        "process": {"pid": pid, "ppid": parent, "exe": "/bin/sh", "start_time": "2026-01-01T00:00:01Z", "ancestors": [{"pid": parent, "exe": "/usr/bin/python3"}, {"pid": 1, "exe": "/sbin/init"}]},
         "parent": {"pid": parent, "exe": "/usr/bin/python3"},
         "workload": {"id": "w1", "kind": "inference", "name": "n"}}),
     )
@@ -520,7 +520,7 @@ fn sequence_by_process_needs_the_same_process() {
     engine.evaluate(&open_pickle(100, 4));
     let mut reused = connect.clone();
     reused.ktime_ns = 5_000_000_000;
-    reused.process.start_time = "t9".into();
+    reused.process.start_time = crate::event::WallTime::parse("2026-01-01T00:00:09Z").ok();
     assert!(engine.evaluate(&reused).is_empty());
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, Kind};
+use crate::event::{Event, Kind, WallTime};
 
 /// Providers (with host) and tools kept per workload; more are counted.
 const MAX_PROVIDERS: usize = 32;
@@ -21,7 +21,8 @@ pub struct LlmProviderUse {
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
-    pub last_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub last_seen: Option<WallTime>,
 }
 
 /// What a workload did with LLM APIs.
@@ -68,7 +69,7 @@ impl LlmUse {
         };
         let overflow = &mut self.overflow;
         let entry = &mut self.providers[index];
-        entry.last_seen.clone_from(&event.time);
+        entry.last_seen = event.time;
         if !llm.model.is_empty() {
             add(&mut entry.models, &llm.model, MAX_MODELS, overflow);
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LlmUse;
 use crate::analyze::workload::Signal;
-use crate::event::{AssetClass, Protocol, WorkloadRef};
+use crate::event::{AssetClass, Protocol, WallTime, WorkloadRef};
 
 /// Caps of the inventory. Defaults in parentheses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +85,8 @@ pub struct PodEntry {
 pub struct ProcessEntry {
     pub pid: u32,
     pub exe: String,
-    pub first_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub first_seen: Option<WallTime>,
 }
 
 /// A file a workload opened.
@@ -99,8 +100,10 @@ pub struct FileUse {
     pub writes: u64,
     /// Bytes read: the file size at each open for reading.
     pub bytes_read: u64,
-    pub first_seen: String,
-    pub last_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub first_seen: Option<WallTime>,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub last_seen: Option<WallTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accelerator: Option<String>,
 }
@@ -117,8 +120,10 @@ pub struct Peer {
     pub connections: u64,
     pub bytes_out: u64,
     pub bytes_in: u64,
-    pub first_seen: String,
-    pub last_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub first_seen: Option<WallTime>,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub last_seen: Option<WallTime>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,7 +131,8 @@ pub struct Listener {
     pub ip: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
-    pub first_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub first_seen: Option<WallTime>,
 }
 
 /// One workload's inventory.
@@ -134,8 +140,10 @@ pub struct Listener {
 pub struct WorkloadInventory {
     #[serde(flatten)]
     pub workload: WorkloadRef,
-    pub first_seen: String,
-    pub last_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub first_seen: Option<WallTime>,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub last_seen: Option<WallTime>,
     pub processes: Vec<ProcessEntry>,
     pub processes_exited: u64,
     pub models: Vec<FileUse>,
@@ -177,7 +185,8 @@ pub struct Actor {
     pub workload_name: Option<String>,
     pub exe: String,
     pub opens: u64,
-    pub last_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub last_seen: Option<WallTime>,
 }
 
 /// One model file and everyone that read or wrote it.
@@ -189,8 +198,10 @@ pub struct ModelFile {
     pub size: Option<u64>,
     pub readers: Vec<Actor>,
     pub writers: Vec<Actor>,
-    pub first_seen: String,
-    pub last_seen: String,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub first_seen: Option<WallTime>,
+    #[serde(default, with = "crate::event::time_or_empty")]
+    pub last_seen: Option<WallTime>,
 }
 
 /// What `/inventory` serves.

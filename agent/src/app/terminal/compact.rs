@@ -5,7 +5,7 @@ use anstyle::{AnsiColor, Style};
 
 use crate::{
     alert::{Alert, Severity},
-    event::Event,
+    event::{Event, WallTime},
     policy::what_happened,
 };
 
@@ -41,7 +41,7 @@ pub fn alert_line(alert: &Alert, color: bool) -> String {
         .unwrap_or("-");
     format!(
         "{} {severity} {workload:<16} {:<36} {}",
-        clock(&alert.time),
+        clock(alert.time),
         alert.rule,
         alert.summary
     )
@@ -56,17 +56,21 @@ pub fn event_line(event: &Event) -> String {
         .unwrap_or("-");
     format!(
         "{} {:<12} {workload:<16} {}",
-        clock(&event.time),
+        clock(event.time),
         event.kind.as_str(),
         what_happened(event)
     )
 }
 
-/// The time of day of an RFC 3339 time, to the millisecond.
-fn clock(time: &str) -> &str {
-    time.split_once('T')
-        .map(|(_, t)| t.get(..12).unwrap_or(t))
-        .unwrap_or(time)
+/// The time of day (UTC) to the millisecond; `-` when unknown.
+fn clock(time: Option<WallTime>) -> String {
+    let Some(time) = time else {
+        return "-".to_string();
+    };
+    let text = time.to_string();
+    text.split_once('T')
+        .map(|(_, t)| t.get(..12).unwrap_or(t).to_string())
+        .unwrap_or(text)
 }
 
 #[cfg(test)]

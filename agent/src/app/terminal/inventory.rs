@@ -4,7 +4,10 @@
 
 use std::fmt::Write;
 
-use crate::analyze::inventory::{FileUse, InventorySnapshot, WorkloadInventory};
+use crate::{
+    analyze::inventory::{FileUse, InventorySnapshot, WorkloadInventory},
+    event::time_or_dash,
+};
 
 use super::{bytes, table, OutputFormat};
 
@@ -42,8 +45,8 @@ pub fn render(snapshot: &InventorySnapshot, format: OutputFormat) -> String {
             row.extend([
                 w.workload.id.clone(),
                 w.score.to_string(),
-                w.first_seen.clone(),
-                w.last_seen.clone(),
+                time_or_dash(w.first_seen),
+                time_or_dash(w.last_seen),
             ]);
         }
         workloads.add_row(row);
@@ -118,7 +121,7 @@ pub fn render(snapshot: &InventorySnapshot, format: OutputFormat) -> String {
                 u.path.clone(),
                 w.workload.name.clone(),
                 u.opens.to_string(),
-                u.last_seen.clone(),
+                time_or_dash(u.last_seen),
             ]);
         }
         let _ = writeln!(out, "{secrets}\n");
@@ -135,14 +138,23 @@ pub fn render_workload(snapshot: &InventorySnapshot, selector: &str) -> Option<S
     let mut out = String::new();
     let _ = writeln!(out, "Workload:   {} ({})", w.workload.name, w.workload.kind);
     let _ = writeln!(out, "Id:         {}", w.workload.id);
-    let _ = writeln!(out, "Seen:       {} .. {}", w.first_seen, w.last_seen);
+    let _ = writeln!(
+        out,
+        "Seen:       {} .. {}",
+        time_or_dash(w.first_seen),
+        time_or_dash(w.last_seen)
+    );
     let _ = writeln!(out, "Alerts:     {}", w.alerts);
     if !w.reasons.is_empty() {
         let _ = writeln!(out, "Why:        {}", w.reasons.join("; "));
     }
     let mut processes = table(&["PID", "EXECUTABLE", "FIRST SEEN"]);
     for p in &w.processes {
-        processes.add_row(vec![p.pid.to_string(), p.exe.clone(), p.first_seen.clone()]);
+        processes.add_row(vec![
+            p.pid.to_string(),
+            p.exe.clone(),
+            time_or_dash(p.first_seen),
+        ]);
     }
     let _ = writeln!(out, "\n{processes}");
     for (title, list) in [
@@ -253,7 +265,7 @@ mod tests {
                         requests: 4,
                         input_tokens: 120,
                         output_tokens: 30,
-                        last_seen: String::new(),
+                        last_seen: None,
                     }],
                     tools_offered: vec!["run_shell".into()],
                     tools_called: vec!["run_shell".into()],

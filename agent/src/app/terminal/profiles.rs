@@ -2,7 +2,10 @@
 
 use std::fmt::Write;
 
-use crate::anomaly::{cli::ProfileSummary, explain::duration, Profile};
+use crate::{
+    anomaly::{cli::ProfileSummary, explain::duration, Profile},
+    event::time_or_dash,
+};
 
 use super::{table, OutputFormat};
 
@@ -42,7 +45,12 @@ pub fn render_profile(p: &Profile) -> String {
         if p.frozen { " (frozen)" } else { "" }
     );
     let _ = writeln!(out, "Learned:  {}", duration(p.learning.learned_ns));
-    let _ = writeln!(out, "Seen:     {} .. {}", p.first_seen, p.last_seen);
+    let _ = writeln!(
+        out,
+        "Seen:     {} .. {}",
+        time_or_dash(p.first_seen),
+        time_or_dash(p.last_seen)
+    );
     let mut sets: Vec<(String, Vec<&str>)> = vec![
         ("EXECUTABLES".into(), p.executables.iter().collect()),
         ("PROCESS PAIRS".into(), p.process_pairs.iter().collect()),

@@ -3,7 +3,7 @@
 use super::{basename, Field, Num, Val};
 use crate::{
     enrich::assets::secret_kind,
-    event::{Access, AssetClass, Cause, DeviceInfo, Endpoint, Event, LlmInfo},
+    event::{Access, AssetClass, Cause, DeviceInfo, Endpoint, Event, LlmInfo, WallTime},
 };
 
 fn num<T: Into<i128>>(value: T) -> Val<'static> {
@@ -16,6 +16,10 @@ fn opt_num<T: Into<i128> + Copy>(value: Option<T>) -> Val<'static> {
 
 fn opt_str(value: Option<&String>) -> Val<'_> {
     value.map_or(Val::Missing, |s| Val::Str(s))
+}
+
+fn opt_time(value: Option<WallTime>) -> Val<'static> {
+    value.map_or(Val::Missing, |time| Val::Owned(time.to_string()))
 }
 
 fn opt_static(value: Option<&'static str>) -> Val<'static> {
@@ -37,7 +41,7 @@ impl Field {
         let p = &ev.process;
         match self {
             F::Kind => Val::Str(ev.kind.as_str()),
-            F::Time => Val::Str(&ev.time),
+            F::Time => opt_time(ev.time),
             F::KtimeNs => num(ev.ktime_ns),
             F::Pid => num(p.pid),
             F::Tid => num(p.tid),
@@ -52,7 +56,7 @@ impl Field {
             F::ArgvTruncated => Val::Bool(p.argv_truncated),
             F::Comm => Val::Str(&p.comm),
             F::CgroupId => num(p.cgroup_id),
-            F::StartTime => Val::Str(&p.start_time),
+            F::StartTime => opt_time(p.start_time),
             F::MntNs => opt_num(p.mnt_ns),
             F::PidNs => opt_num(p.pid_ns),
             F::ExeFileless => Val::Bool(p.exe_fileless),
