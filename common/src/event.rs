@@ -637,6 +637,10 @@ pub const CLEAR_TEXT_FLAG_PROMOTED: u16 = 2;
 /// (`CAPTURE_PIDS`), not because it is tracked.
 pub const CLEAR_TEXT_FLAG_LISTED: u16 = 4;
 
+/// How many model-server ports plain HTTP is read on
+/// (`llm_capture.plain_ports`); 0 marks an unused slot.
+pub const PLAIN_PORTS_MAX: usize = 8;
+
 /// Bytes of a write the kernel tests against the LLM API request lines of
 /// `LLM_PATHS` ("POST " and the path's first bytes).
 pub const LLM_PATH_KEY_LEN: usize = 32;
@@ -656,7 +660,9 @@ pub struct ClearTextRecord {
     pub direction: u16,
     /// `CLEAR_TEXT_TLS` or `CLEAR_TEXT_PLAIN`.
     pub source: u16,
-    pub _pad: u32,
+    /// `CLEAR_TEXT_PLAIN`: the TCP sequence number of `data`'s first byte,
+    /// so that the agent can drop a retransmitted segment. 0 for TLS.
+    pub seq: u32,
     /// The socket's peer; family 0 when the kernel could not tie the call
     /// to a socket.
     pub peer: SockAddr,

@@ -86,6 +86,17 @@ pub fn is_tracked(tgid: u32) -> bool {
                 .is_some_and(|why| *why & TRACK_FULL != 0))
 }
 
+/// Whether `tgid`, in cgroup `cgroup_id`, is tracked: `is_tracked` for a
+/// process that is not the current one (a socket's owner, in softirq).
+#[inline(always)]
+pub fn is_tracked_in(tgid: u32, cgroup_id: u64) -> bool {
+    is_tracked_pid(tgid)
+        || (tracking(TRACKING_CGROUPS)
+            // SAFETY: as in `is_tracked`.
+            && unsafe { TRACKED_CGROUPS.get(cgroup_id) }
+                .is_some_and(|why| *why & TRACK_FULL != 0))
+}
+
 /// Whether `tgid` is in `TRACKED_PIDS` (cgroups aside).
 #[inline(always)]
 pub fn is_tracked_pid(tgid: u32) -> bool {

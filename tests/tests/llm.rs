@@ -1,7 +1,8 @@
 //! LLM traffic end to end: real clients (the `openai`, `anthropic` and
 //! `ollama` Python packages, curl) talk to the tests' own mock LLM API
-//! (`tests/workloads/llm/mock_llm.py`, TLS with a self-signed certificate)
-//! through the system libssl; the agent's uprobes copy the clear text, the
+//! (`tests/workloads/llm/mock_llm.py`, TLS with a self-signed certificate,
+//! or plain HTTP) through the system libssl or a plain socket; the agent's
+//! uprobes, or its `cgroup_skb` programs for plain HTTP, copy the clear text, the
 //! agent reassembles it into `llm_request`/`llm_response` events, ties the
 //! actions the answers asked for to them (`cause`) and raises the default
 //! rules. Assertions are on this test's own processes only (the agent
@@ -63,9 +64,15 @@ impl Drop for Background {
 /// The mock LLM API over TLS on a free port: (process, base URL).
 fn mock_server(cert: &str, key: &str) -> (Background, String) {
     let port = free_port();
+    let server = start_mock(&[&port.to_string(), cert, key]);
+    (server, format!("https://127.0.0.1:{port}"))
+}
+
+/// Starts `mock_llm.py` with `args` and waits until it listens.
+fn start_mock(args: &[&str]) -> Background {
     let mut child = Command::new(venv_python())
         .arg(workloads().join("mock_llm.py"))
-        .args([&port.to_string(), cert, key])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the mock LLM server");
@@ -74,7 +81,7 @@ fn mock_server(cert: &str, key: &str) -> (Background, String) {
         .read_line(&mut line)
         .expect("read the server's readiness");
     assert_eq!(line.trim(), "ready", "the mock LLM server did not start");
-    (Background(child), format!("https://127.0.0.1:{port}"))
+    Background(child)
 }
 
 /// Everything a test needs: a scratch folder, the certificate, the mock
@@ -109,6 +116,31 @@ fn setup(test: &str) -> Option<Setup> {
         _server: server,
         _dir: dir,
     })
+}
+
+/// As `setup`, with the mock speaking plain HTTP on a port the agent reads
+/// as a model server's (`llm_capture.plain_ports`).
+fn plain_setup() -> Setup {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("llm-plain");
+    let work = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
+    let (cert, _) = certificate(&work);
+    let port = free_port();
+    let server = start_mock(&[&port.to_string()]);
+    let agent = Agent::start_with(AgentOptions {
+        config: format!("llm_capture:\n  plain_ports: [{port}]\n"),
+        ..AgentOptions::default()
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    Setup {
+        _serial: serial,
+        work,
+        cert,
+        base,
+        agent,
+        _server: server,
+        _dir: dir,
+    }
 }
 
 /// What the agent script printed.
@@ -615,6 +647,87 @@ fn an_answer_that_pipes_a_download_into_a_shell_raises_a_high_alert() {
     assert_eq!(alert["severity"], "high", "{alert}");
     assert_eq!(get(&alert, "event.cause.tool"), "run_shell", "{alert}");
     assert_eq!(get(&alert, "event.cause.provider"), "anthropic-compatible");
+    let (status, log) = setup.agent.stop();
+    assert!(status.success(), "aiwatch failed: {log}");
+}
+
+#[test]
+fn plain_http_to_a_model_server_is_read_on_the_wire_and_its_tool_call_is_tied_to_the_exec() {
+    let setup = plain_setup();
+    let agent = &setup.agent;
+    // A plain request of an untracked process that is no LLM call: it
+    // never leaves the kernel.
+    let mut curl = Command::new("curl")
+        .args(["--silent", "--output", "/dev/null"])
+        .arg(format!("{}/api/version", setup.base))
+        .spawn()
+        .expect("run curl");
+    let curl_pid = curl.id() as u64;
+    curl.wait().expect("curl");
+
+    // The ollama client over plain HTTP, streamed: the first request tracks
+    // the untracked script in the kernel, so the request, its answer and the
+    // tool call's exec are all seen.
+    let secret = setup.work.join("home/.aws/credentials");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(
+        &secret,
+        "[default]\naws_access_key_id = AKIAFAKEFAKEFAKEFAKE\n",
+    )
+    .unwrap();
+    let command = format!("cat {}", secret.display());
+    let run = run_agent(
+        &setup,
+        &[
+            "--client",
+            "ollama",
+            "--stream",
+            "--prompt",
+            &format!("RUN: {command}"),
+        ],
+        &[],
+    );
+    assert_eq!(run.summary["tool_calls"][0], command.as_str());
+    let request = agent.wait_event("the plain llm_request", |e| {
+        kind_of(e) == "llm_request" && pid_of(e) == run.pid
+    });
+    let llm = &request["llm"];
+    assert_eq!(llm["provider"], "ollama", "{request}");
+    assert_eq!(llm["model"], "llama-mock");
+    assert_eq!(llm["tools"], serde_json::json!(["run_shell"]));
+    assert_eq!(llm["host"], "127.0.0.1", "{request}");
+    assert_eq!(get(&request, "workload.kind"), "agent", "{request}");
+    let request_id = llm["request_id"].as_str().expect("a request id").to_owned();
+    let response = agent.wait_event("the plain answer with the tool call", |e| {
+        kind_of(e) == "llm_response" && get(e, "llm.request_id").as_str() == Some(&request_id)
+    });
+    assert_eq!(
+        response["llm"]["tool_calls"][0]["name"], "run_shell",
+        "{response}"
+    );
+    assert!(
+        response["llm"]["stream"].as_bool().unwrap_or(false),
+        "{response}"
+    );
+    agent.wait_event("the tool call's exec with its cause", |e| {
+        kind_of(e) == "exec"
+            && in_tree(e, run.pid)
+            && get(e, "cause.llm_request_id").as_str() == Some(&request_id)
+    });
+    agent.wait_alert("ai.llm.secret-read-on-answer", |a| {
+        a["rule"] == "ai.llm.secret-read-on-answer"
+            && get(a, "event.cause.llm_request_id").as_str() == Some(&request_id)
+    });
+    // After those events, curl's plain GET has made none.
+    let curl_llm: Vec<Value> = agent
+        .events()
+        .into_iter()
+        .filter(|e| pid_of(e) == curl_pid && kind_of(e).starts_with("llm_"))
+        .collect();
+    assert!(
+        curl_llm.is_empty(),
+        "a plain GET made LLM events: {curl_llm:?}"
+    );
     let (status, log) = setup.agent.stop();
     assert!(status.success(), "aiwatch failed: {log}");
 }

@@ -88,6 +88,7 @@ impl KernelSide {
             bench_floor: config.bench_floor,
             clear_text_capture: config.llm_capture.kernel_capture_bytes(),
             dns_port: config.names.dns_port,
+            plain_ports: config.llm_capture.kernel_plain_ports(),
         })?;
         if config.bench_floor {
             log::warn!(

@@ -157,6 +157,7 @@ mod tests {
             len: bytes as u32,
             data: vec![b'a'; bytes],
             truncated: false,
+            seq: None,
         })))
     }
 

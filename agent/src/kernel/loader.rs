@@ -89,6 +89,9 @@ pub struct LoadOptions<'a> {
     pub clear_text_capture: u32,
     /// The port DNS queries and answers are read on (`names.dns_port`).
     pub dns_port: u16,
+    /// The model-server ports plain HTTP is read on
+    /// (`llm_capture.plain_ports`), 0 in unused slots.
+    pub plain_ports: [u16; aiwatch_common::PLAIN_PORTS_MAX],
 }
 
 pub struct Loaded {
@@ -131,6 +134,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         .override_global("FLOOR", &u32::from(options.bench_floor), true)
         .override_global("CLEAR_TEXT_CAPTURE", &options.clear_text_capture, true)
         .override_global("DNS_PORT", &options.dns_port, true)
+        .override_global("LLM_PLAIN_PORTS", &options.plain_ports, true)
         .load(OBJECT)
         .map_err(LoadError::Load)?;
     // Before any program is loaded: the programs refer to the log map's

@@ -17,7 +17,7 @@ use std::{
 
 use procfs::process::{MMapPath, MemoryMaps};
 
-use aiwatch_common::{CLEAR_TEXT_MAX, LLM_PATH_KEY_LEN};
+use aiwatch_common::{CLEAR_TEXT_MAX, LLM_PATH_KEY_LEN, PLAIN_PORTS_MAX};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
@@ -56,6 +56,9 @@ pub struct CaptureConfig {
     /// with one tracks the process from then on. Matched on their first
     /// 32 bytes.
     pub request_lines: Vec<String>,
+    /// Model-server ports whose plain-HTTP payload is read on the wire, at
+    /// most `PLAIN_PORTS_MAX`.
+    pub plain_ports: Vec<u16>,
     /// Processes whose clear text is captured though they are not tracked.
     pub pids: Vec<u32>,
     /// TLS libraries (or binaries exporting `SSL_write`) probed besides
@@ -84,6 +87,7 @@ impl Default for CaptureConfig {
             ]
             .map(String::from)
             .to_vec(),
+            plain_ports: vec![11434, 8000],
             pids: Vec::new(),
             libraries: Vec::new(),
             probe_after_start: false,
@@ -102,6 +106,32 @@ impl CaptureConfig {
             );
         }
         self.capture_bytes.min(CLEAR_TEXT_MAX as u32)
+    }
+
+    /// The plain-HTTP ports as the kernel takes them: the first
+    /// `PLAIN_PORTS_MAX` non-zero ones, 0 in unused slots.
+    pub fn kernel_plain_ports(&self) -> [u16; PLAIN_PORTS_MAX] {
+        let mut ports = [0; PLAIN_PORTS_MAX];
+        let wanted: Vec<u16> = self
+            .plain_ports
+            .iter()
+            .copied()
+            .filter(|p| *p != 0)
+            .collect();
+        if wanted.len() < self.plain_ports.len() {
+            log::warn!("llm_capture.plain_ports: port 0 names no server; skipped");
+        }
+        if wanted.len() > PLAIN_PORTS_MAX {
+            log::warn!(
+                "llm_capture.plain_ports: {} ports, the kernel reads at most {PLAIN_PORTS_MAX}; {:?} are not read",
+                wanted.len(),
+                &wanted[PLAIN_PORTS_MAX..]
+            );
+        }
+        for (slot, port) in ports.iter_mut().zip(wanted) {
+            *slot = port;
+        }
+        ports
     }
 }
 

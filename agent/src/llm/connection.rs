@@ -158,6 +158,46 @@ struct Connection {
     /// The latest enriched event of the process, for the events to come.
     template: Event,
     last_ns: u64,
+    /// Plain HTTP: the TCP sequence number each direction expects next.
+    next_seq: [Option<u32>; 2],
+}
+
+/// Where a plain segment falls in its direction's byte stream, by TCP
+/// sequence number.
+#[derive(Debug, PartialEq, Eq)]
+enum Placement {
+    /// Every byte of it was seen already: a retransmission.
+    Seen,
+    /// New bytes after `skip` already seen ones, `gap` bytes after the last
+    /// seen byte (lost from the capture, or sent before it began).
+    New { skip: u32, gap: u32 },
+}
+
+/// Places a segment of `len` bytes at `seq` after the bytes up to `next`
+/// (sequence numbers wrap).
+fn place_segment(next: &mut Option<u32>, seq: u32, len: u32) -> Placement {
+    let end = seq.wrapping_add(len);
+    let Some(expected) = *next else {
+        *next = Some(end);
+        return Placement::New { skip: 0, gap: 0 };
+    };
+    let ahead = seq.wrapping_sub(expected) as i32;
+    if ahead >= 0 {
+        *next = Some(end);
+        return Placement::New {
+            skip: 0,
+            gap: ahead as u32,
+        };
+    }
+    let overlap = ahead.unsigned_abs();
+    if overlap >= len {
+        return Placement::Seen;
+    }
+    *next = Some(end);
+    Placement::New {
+        skip: overlap,
+        gap: 0,
+    }
 }
 
 /// Bytes at the end of a streamed body searched for its final event: the
@@ -212,6 +252,7 @@ impl Connections {
             pending: VecDeque::new(),
             template: Event::default(),
             last_ns: now,
+            next_seq: [None; 2],
         });
         connection.template = from.clone();
         connection.template.llm = None;
@@ -226,7 +267,21 @@ impl Connections {
         {
             connection.received = HttpStream::default();
         }
-        let missing = u64::from(text.len).saturating_sub(text.data.len() as u64);
+        let mut data = text.data.as_slice();
+        let mut len = text.len;
+        let mut gap = 0;
+        if let Some(seq) = text.seq {
+            let next = &mut connection.next_seq[usize::from(text.direction == Direction::Received)];
+            match place_segment(next, seq, text.len) {
+                Placement::Seen => return evicted,
+                Placement::New { skip, gap: lost } => {
+                    data = data.get(skip as usize..).unwrap_or_default();
+                    len -= skip;
+                    gap = lost;
+                }
+            }
+        }
+        let missing = u64::from(len).saturating_sub(data.len() as u64);
         let mut messages = Vec::new();
         let Connection {
             sent,
@@ -239,13 +294,14 @@ impl Connections {
             Direction::Received => received,
         };
         let max_body = config.max_body_bytes;
-        let pushed = stream.push(
-            &text.data,
-            missing,
-            now,
-            &mut |head: &Head| body_limit(head, pending, max_body),
-            &mut messages,
-        );
+        let mut limit = |head: &Head| body_limit(head, pending, max_body);
+        let mut pushed = Ok(());
+        if gap > 0 {
+            pushed = stream.push(&[], u64::from(gap), now, &mut limit, &mut messages);
+        }
+        if pushed.is_ok() {
+            pushed = stream.push(data, missing, now, &mut limit, &mut messages);
+        }
         if let Err(error) = pushed {
             out(Done::Unparsed(match error {
                 StreamError::Http2 => LlmUnparsed::Http2,

@@ -42,6 +42,16 @@ fn text(connection: u64, direction: Direction, data: &[u8]) -> ClearText {
         len: data.len() as u32,
         data: data.to_vec(),
         truncated: false,
+        seq: None,
+    }
+}
+
+/// A plain segment of `data` at TCP sequence number `seq`.
+fn segment(connection: u64, direction: Direction, seq: u32, data: &[u8]) -> ClearText {
+    ClearText {
+        source: TextSource::Plain,
+        seq: Some(seq),
+        ..text(connection, direction, data)
     }
 }
 
@@ -379,4 +389,54 @@ fn a_new_connection_under_a_reused_identity_after_an_abandoned_stream_is_read() 
     let out = stage.observe(&from(4), &text(8, Direction::Received, &json));
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!(out[0].kind, Kind::LlmResponse);
+}
+
+#[test]
+fn plain_segments_seen_twice_or_overlapping_are_read_once() {
+    let (mut stage, _metrics) = stage(LlmConfig::default());
+    let body = r#"{"model":"llama3","messages":[{"role":"user","content":"sky?"}],"stream":false}"#;
+    let request = format!(
+        "POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1:11434\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let request = request.as_bytes();
+    // The sequence numbers wrap inside the request.
+    let start = u32::MAX - 20;
+    let (head, rest) = request.split_at(40);
+    assert!(stage
+        .observe(&from(1), &segment(9, Direction::Sent, start, head))
+        .is_empty());
+    // The first segment again (a retransmission): nothing new.
+    assert!(stage
+        .observe(&from(2), &segment(9, Direction::Sent, start, head))
+        .is_empty());
+    // A segment that repeats 10 bytes before the new ones.
+    let overlap = &request[30..];
+    let out = stage.observe(
+        &from(3),
+        &segment(9, Direction::Sent, start.wrapping_add(30), overlap),
+    );
+    assert_eq!(out.len(), 1, "one request from {} new bytes", rest.len());
+    let llm = out[0].llm.as_deref().expect("the request");
+    assert_eq!(llm.model, "llama3");
+    assert_eq!(llm.messages, Some(1));
+
+    let answer = r#"{"model":"llama3","message":{"role":"assistant","content":"Blue"},"done":true,"done_reason":"stop","prompt_eval_count":5,"eval_count":1}"#;
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    let out = stage.observe(
+        &from(4),
+        &segment(9, Direction::Received, 7, response.as_bytes()),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].llm.as_deref().expect("the answer").status, Some(200));
+    // The answer retransmitted: no second response.
+    assert!(stage
+        .observe(
+            &from(5),
+            &segment(9, Direction::Received, 7, response.as_bytes())
+        )
+        .is_empty());
 }

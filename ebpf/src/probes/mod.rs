@@ -9,6 +9,7 @@ mod gpu;
 mod lsm;
 mod names;
 pub(crate) mod net;
+mod plain_http;
 mod privilege;
 mod process;
 mod tls;

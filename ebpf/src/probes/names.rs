@@ -38,6 +38,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 
+use super::plain_http;
 use crate::{
     emit::{reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
@@ -72,15 +73,15 @@ const PROTO_IPV6: u32 = 0x86ddu16.to_be() as u32;
 static DNS_SOCKETS: LruHashMap<u64, DnsOwner> = LruHashMap::with_max_entries(16384, 0);
 
 /// The addresses, ports and payload position of one packet.
-struct Flow {
-    family: u16,
-    tcp: bool,
-    src: [u8; 16],
-    dst: [u8; 16],
-    sport: u16,
-    dport: u16,
+pub(super) struct Flow {
+    pub(super) family: u16,
+    pub(super) tcp: bool,
+    pub(super) src: [u8; 16],
+    pub(super) dst: [u8; 16],
+    pub(super) sport: u16,
+    pub(super) dport: u16,
     /// Offset of the transport header from the network header.
-    l4: u32,
+    pub(super) l4: u32,
 }
 
 /// Reads the IP header and the ports of `ctx`'s packet; `None` for anything
@@ -160,7 +161,7 @@ fn dns_message(ctx: &SkBuffContext, flow: &Flow) -> Option<(u32, u16)> {
 /// the current process are not all offered to `cgroup_skb` programs on
 /// every kernel; the task struct is, through the load-time offsets.
 #[inline(always)]
-fn current_owner(ctx: &SkBuffContext) -> DnsOwner {
+pub(super) fn current_owner(ctx: &SkBuffContext) -> DnsOwner {
     let task = kernel::current_task();
     let cred = read_ptr(task, offset!(task_cred));
     DnsOwner {
@@ -177,7 +178,7 @@ fn current_owner(ctx: &SkBuffContext) -> DnsOwner {
 }
 
 #[inline(always)]
-fn sock_addr(family: u16, port: u16, addr: [u8; 16]) -> SockAddr {
+pub(super) fn sock_addr(family: u16, port: u16, addr: [u8; 16]) -> SockAddr {
     SockAddr {
         family,
         port,
@@ -352,7 +353,11 @@ pub fn names_egress(ctx: SkBuffContext) -> i32 {
     };
     if flow.dport != dns_port() {
         if flow.tcp {
-            tls_egress(&ctx, &flow);
+            if plain_http::is_model_port(flow.dport) {
+                plain_http::plain_egress(&ctx, &flow);
+            } else {
+                tls_egress(&ctx, &flow);
+            }
         }
         return PASS;
     }
@@ -382,7 +387,15 @@ pub fn names_ingress(ctx: SkBuffContext) -> i32 {
     // client's traffic, redis's included) is told apart from the context
     // alone, before any packet load. Unconnected sockets (peer port 0)
     // can receive from anyone: their packets are parsed.
-    let peer_port = u16::from_be(ctx.skb.remote_port() as u16);
+    // `remote_port` holds the port in network order in its upper half
+    // (the kernel shifts it there on little-endian machines).
+    let peer_port = u16::from_be((ctx.skb.remote_port() >> 16) as u16);
+    if plain_http::is_model_port(peer_port) {
+        if let Some(flow) = flow(&ctx).filter(|flow| flow.tcp) {
+            plain_http::plain_ingress(&ctx, &flow);
+        }
+        return PASS;
+    }
     if peer_port != 0 && peer_port != dns_port() {
         return PASS;
     }

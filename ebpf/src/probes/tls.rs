@@ -114,11 +114,32 @@ fn family_wanted(tgid: u32) -> bool {
 fn captured(tgid: u32) -> Option<u16> {
     if is_tracked(tgid) {
         Some(0)
-    } else if CAPTURE_PIDS.get_ptr(tgid).is_some() {
+    } else if is_listed(tgid) {
         Some(CLEAR_TEXT_FLAG_LISTED)
     } else {
         None
     }
+}
+
+/// Whether `tgid` is on the configured capture list.
+#[inline(always)]
+pub(super) fn is_listed(tgid: u32) -> bool {
+    CAPTURE_PIDS.get_ptr(tgid).is_some()
+}
+
+/// Whether `key` (a write's first bytes) starts with a request line of
+/// `LLM_PATHS`.
+#[inline(always)]
+pub(super) fn is_llm_path(key: Key<[u8; LLM_PATH_KEY_LEN]>) -> bool {
+    LLM_PATHS.get(&key).is_some()
+}
+
+/// Bytes of each call or segment copied into a record (the capture size).
+#[inline(always)]
+pub(super) fn capture_bytes() -> u32 {
+    // SAFETY: an aligned read of an immutable static the loader patches
+    // before verification (see `globals::offset!`).
+    unsafe { core::ptr::read_volatile(&raw const CLEAR_TEXT_CAPTURE) }
 }
 
 /// Whether the first bytes of `buf` (`len` long) are an LLM API request
@@ -145,13 +166,13 @@ fn llm_request_line(buf: u64, len: u64) -> bool {
         return false;
     }
     key.prefix_len = bytes * 8;
-    LLM_PATHS.get(&key).is_some()
+    is_llm_path(key)
 }
 
 /// Tracks the current process from this write on, as the agent would
 /// (children inherit the entry at fork).
 #[inline(always)]
-fn promote(tgid: u32) {
+pub(super) fn promote(tgid: u32) {
     // The flag first: readers skip the map while it is clear. The agent
     // clears it only once the map is empty, which this entry prevents.
     if let Some(flag) = TRACKING.get_ptr_mut(TRACKING_PIDS) {
@@ -223,9 +244,7 @@ fn emit(ssl: u64, buf: u64, len: u64, direction: u16, flags: u16) {
     let Some(mut entry) = reserve::<ClearTextRecord>(EventKind::ClearText) else {
         return;
     };
-    // SAFETY: an aligned read of an immutable static the loader patches
-    // before verification (see `globals::offset!`).
-    let capture = unsafe { core::ptr::read_volatile(&raw const CLEAR_TEXT_CAPTURE) } as u64;
+    let capture = u64::from(capture_bytes());
     let want = if len < capture { len } else { capture };
     let record = entry.as_mut_ptr();
     // SAFETY: `record` is a reservation sized for a `ClearTextRecord`; the
@@ -270,7 +289,7 @@ fn emit(ssl: u64, buf: u64, len: u64, direction: u16, flags: u16) {
         (*record).data_len = copied;
         (*record).direction = direction;
         (*record).source = CLEAR_TEXT_TLS;
-        (*record)._pad = 0;
+        (*record).seq = 0;
         (*record).peer = SockAddr {
             family: 0,
             port: 0,

@@ -50,6 +50,9 @@ pub struct ClearText {
     /// `data` is shorter than `len`: the rest of this call was not copied,
     /// so a reassembled stream has a gap here.
     pub truncated: bool,
+    /// [`TextSource::Plain`]: the TCP sequence number of the segment's first
+    /// byte, which tells a retransmission from new data.
+    pub seq: Option<u32>,
 }
 
 /// Why the kernel captured a call of a process (the record's flags).
@@ -99,6 +102,7 @@ pub fn decode(header: &EventHeader, bytes: &[u8]) -> Result<Payload, DecodeError
         len: r.len,
         truncated: r.header.flags & CLEAR_TEXT_FLAG_TRUNCATED != 0 || data.len() < r.len as usize,
         data,
+        seq: (source == TextSource::Plain).then_some(r.seq),
     })))
 }
 
@@ -162,6 +166,7 @@ mod tests {
         assert_eq!(text.data, line);
         assert_eq!(text.len, line.len() as u32);
         assert!(!text.truncated);
+        assert_eq!(text.seq, None, "TLS calls have no sequence number");
         assert_eq!(text.connection, 0xdead_beef);
         assert_eq!(
             (text.direction, text.source),
@@ -178,7 +183,9 @@ mod tests {
         r.direction = CLEAR_TEXT_RECEIVED;
         r.source = CLEAR_TEXT_PLAIN;
         r.header.flags = CLEAR_TEXT_FLAG_TRUNCATED;
+        r.seq = 0xfffe_0001;
         let text = clear_text(&bytes_of(&*r)).unwrap();
+        assert_eq!(text.seq, Some(0xfffe_0001), "a plain segment's place");
         assert_eq!(text.data.len(), 100);
         assert!(text.truncated);
         assert_eq!(text.peer, None);
