@@ -189,6 +189,18 @@ pub struct Alert {
     pub steps: Vec<Event>,
 }
 
+impl Alert {
+    /// An estimate of the bytes this alert holds, its events included (the
+    /// sinks' queues are bounded by it).
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Alert>()
+            + self.summary.len()
+            + crate::event::texts(&self.tags)
+            + self.event.held_bytes()
+            + self.steps.iter().map(Event::held_bytes).sum::<usize>()
+    }
+}
+
 #[cfg(test)]
 impl Alert {
     /// A plain alert of `rule` at `severity`, for the sinks' tests.

@@ -74,6 +74,10 @@ macro_rules! event_kinds {
             // The first bytes a process wrote on a TCP connection, when they
             // are a TLS ClientHello: the server name it asks for.
             TlsClientHello = 603, "tls_client_hello";
+            // The head of a plain HTTP request a tracked process sent on a
+            // TCP connection: the host it names (a family holds at most
+            // eight kinds, and the network family's are taken).
+            HttpRequest = 604, "http_request";
         }
     };
 }

@@ -488,6 +488,62 @@ fn tls_client_hellos_name_their_server() {
     assert_eq!(get(&hello, "net.tls_server_name"), "alias.example.test");
 }
 
+/// A tracked process's plain HTTP request names its host: the `Host` of
+/// the head, read on the wire, beside the verified name the resolver gave.
+/// An untracked process's request stays in the kernel.
+#[test]
+fn plain_http_requests_of_tracked_processes_name_their_host() {
+    if skip_without_dnsmasq("plain_http_requests_of_tracked_processes_name_their_host") {
+        return;
+    }
+    let marker = format!("aiwatch-http-host-{}", std::process::id());
+    let agent = Agent::start_with(AgentOptions {
+        config: format!(
+            "workloads:\n  declared:\n    - name: {marker}\n      kind: agent\n      match:\n        argv: \"*{marker}*\"\n"
+        ),
+        ..AgentOptions::default()
+    });
+    let ns = Namespace::start();
+    // Waits before asking, so that the agent has tracked it from its exec.
+    let request = |host: &str| {
+        format!(
+            "import sys, time, http.client\n\
+             time.sleep(1.5)\n\
+             c = http.client.HTTPConnection('{host}', 8080, timeout=5)\n\
+             c.request('GET', '/v1/models')\n\
+             c.getresponse().read()\n"
+        )
+    };
+    let untracked = request("weights.example.test");
+    let (untracked_pid, _) = ns.client(&[], PYTHON, &["-c", &untracked]);
+    let tracked = request("models.example.test");
+    let (tracked_pid, _) = ns.client(&[], PYTHON, &["-c", &tracked, &marker]);
+    let event = agent.wait_event("the tracked process's http_request", |e| {
+        kind_of(e) == "http_request" && pid_of(e) == tracked_pid
+    });
+    assert_eq!(
+        get(&event, "net.http_host"),
+        "models.example.test",
+        "{event}"
+    );
+    assert_eq!(get(&event, "net.dst.ip"), MODELS_IP);
+    assert_eq!(get(&event, "net.dst.port").as_u64(), Some(8080));
+    assert_eq!(get(&event, "net.dst_name"), "models.example.test");
+    assert_eq!(get(&event, "net.dst_name_verified"), true);
+    assert_eq!(get(&event, "workload.name"), marker.as_str());
+    // The untracked request came first: had it been reported, it would be
+    // in the file by now.
+    let untracked_requests: Vec<Value> = agent
+        .events()
+        .into_iter()
+        .filter(|e| kind_of(e) == "http_request" && pid_of(e) == untracked_pid)
+        .collect();
+    assert!(
+        untracked_requests.is_empty(),
+        "an untracked process's request was reported: {untracked_requests:?}"
+    );
+}
+
 /// `names.dns_port`: a resolver on another port is read there. A client
 /// asks a dnsmasq of the namespace on port 5353 itself, then connects to
 /// the answer: the query, the verified answer and the connect's name are

@@ -15,7 +15,7 @@ use crate::{
     metrics::pipeline_stats::PipelineStats,
     sink::{
         self, syslog::SyslogError, webhook::WebhookError, LineWriter, OpenError, SinkSender,
-        ALERT_SINK_CAPACITY, EVENT_SINK_CAPACITY,
+        ALERT_SINK_CAPACITY, ALERT_SINK_MAX_BYTES, EVENT_SINK_CAPACITY, EVENT_SINK_MAX_BYTES,
     },
 };
 
@@ -117,11 +117,13 @@ impl Outputs {
             ));
         }
         if let Some(writer) = self.events {
-            let (tx, task) = sink::spawn::<Arc<Event>>(writer, EVENT_SINK_CAPACITY, stats.clone());
+            let queue = (EVENT_SINK_CAPACITY, EVENT_SINK_MAX_BYTES);
+            let (tx, task) = sink::spawn::<Arc<Event>>(writer, queue, stats.clone());
             sinks.events = Some(tx);
             sinks.tasks.push(("sink:events", task));
         }
-        let (tx, task) = sink::spawn::<Arc<Alert>>(self.alerts, ALERT_SINK_CAPACITY, stats.clone());
+        let queue = (ALERT_SINK_CAPACITY, ALERT_SINK_MAX_BYTES);
+        let (tx, task) = sink::spawn::<Arc<Alert>>(self.alerts, queue, stats.clone());
         sinks.alerts.push(tx);
         sinks.tasks.push(("sink:alerts", task));
         if let Some(webhook) = config.webhook.clone().filter(|w| !w.url.is_empty()) {

@@ -285,6 +285,12 @@ impl Enricher {
                 self.name_destination(&mut info, hello.wire.netns, common.ktime_ns);
                 event.net = Some(info);
             }
+            Payload::HttpRequest(request) => {
+                self.attribute(&mut event, &common);
+                let mut info = net::http_request_info(&request);
+                self.name_destination(&mut info, request.wire.netns, common.ktime_ns);
+                event.net = Some(info);
+            }
             Payload::Syscall(call) => {
                 self.attribute(&mut event, &common);
                 event.syscall = Some(privilege::syscall_info(&call, common.pid, &mut self.agent));

@@ -13,7 +13,7 @@ use crate::{
     ingest::decode::{
         dns,
         dns_answer::AnswerError,
-        net::{Dns, DnsAnswer, DnsWire, Net, TcpSummary, TlsClientHello},
+        net::{Dns, DnsAnswer, DnsWire, HttpRequest, Net, TcpSummary, TlsClientHello},
     },
 };
 
@@ -85,6 +85,19 @@ pub fn client_hello_info(hello: &TlsClientHello) -> NetInfo {
         dst: hello.wire.server.map(endpoint),
         dst_external: hello.wire.server.is_some_and(|a| is_external(a.ip())),
         tls_server_name: hello.server_name.clone().ok().flatten(),
+        ..Default::default()
+    }
+}
+
+/// The `net` field of a plain HTTP request: the connection and its host.
+pub fn http_request_info(request: &HttpRequest) -> NetInfo {
+    NetInfo {
+        family: family_of(request.wire.server),
+        protocol: Protocol::Tcp,
+        src: request.wire.local.map(endpoint),
+        dst: request.wire.server.map(endpoint),
+        dst_external: request.wire.server.is_some_and(|a| is_external(a.ip())),
+        http_host: request.host.clone().ok().flatten(),
         ..Default::default()
     }
 }

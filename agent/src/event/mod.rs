@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod kind;
 mod llm;
 mod process;
+mod size;
 mod values;
 
 pub use crate::clock::{or_dash as time_or_dash, or_empty as time_or_empty, WallTime};
@@ -20,6 +21,7 @@ pub use llm::{Cause, LlmInfo, ToolCall};
 pub use process::{
     Ancestor, Container, ExitInfo, ForkInfo, K8s, Parent, Process, WorkloadKind, WorkloadRef,
 };
+pub use size::texts;
 pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownName};
 
 /// One event, enriched.
@@ -274,6 +276,10 @@ pub struct NetInfo {
     /// Chosen by the client: it never makes a destination trusted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    /// `http_request`: the host a plain HTTP request names (`Host`).
+    /// Chosen by the client: it never makes a destination trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_host: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -16,15 +16,25 @@ use tokio::sync::mpsc;
 use super::decode::Record;
 use crate::{event::Kind, metrics::pipeline_stats::PipelineStats};
 
-/// Bytes held by queued records, against a limit.
+/// Bytes held by queued values, against a limit: shared by a queue's two
+/// ends (the sinks' queues use it too).
 #[derive(Debug)]
-struct ByteBudget {
+pub struct ByteBudget {
     used: AtomicUsize,
     limit: usize,
 }
 
 impl ByteBudget {
-    fn try_take(&self, bytes: usize) -> bool {
+    pub fn new(limit: usize) -> Self {
+        ByteBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `bytes` from the budget; `false`, taking nothing, when they
+    /// would pass the limit.
+    pub fn try_take(&self, bytes: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|&total| total <= self.limit)
@@ -32,8 +42,13 @@ impl ByteBudget {
             .is_ok()
     }
 
-    fn give_back(&self, bytes: usize) {
+    pub fn give_back(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// The bytes taken now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
     }
 }
 
@@ -58,10 +73,7 @@ pub struct RecordReceiver {
 /// A queue of at most `capacity` records holding at most `max_bytes`.
 pub fn record_queue(capacity: usize, max_bytes: usize) -> (RecordSender, RecordReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let budget = Arc::new(ByteBudget {
-        used: AtomicUsize::new(0),
-        limit: max_bytes,
-    });
+    let budget = Arc::new(ByteBudget::new(max_bytes));
     (
         RecordSender {
             tx,

@@ -146,6 +146,7 @@ fields! {
     NetDstName = "net.dst_name": Str,
     NetDstNameVerified = "net.dst_name_verified": Bool,
     NetTlsServerName = "net.tls_server_name": Str,
+    NetHttpHost = "net.http_host": Str,
     Dns = "dns": Section,
     DnsName = "dns.name": Str,
     DnsQtype = "dns.qtype": Str,

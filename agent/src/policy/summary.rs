@@ -124,6 +124,12 @@ fn deed(ev: &Event) -> String {
             Some(dns) => format!("looked up {} ({})", dns.name, dns.qtype),
             None => "made a DNS query".to_string(),
         },
+        Kind::HttpRequest => format!(
+            "sent an HTTP request to {} for {}",
+            endpoint(net.and_then(|n| n.dst.as_ref())),
+            net.and_then(|n| n.http_host.as_deref())
+                .unwrap_or("no host")
+        ),
         Kind::TlsClientHello => format!(
             "began TLS with {} for {}",
             endpoint(net.and_then(|n| n.dst.as_ref())),

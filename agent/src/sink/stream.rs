@@ -28,10 +28,13 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::{alert::Alert, event::Event};
+use crate::{alert::Alert, event::Event, ingest::queue::ByteBudget};
 
 /// Lines queued per reader before its new lines are dropped.
 pub const READER_QUEUE: usize = 4096;
+/// Bytes of lines queued per reader before its new lines are dropped: an
+/// LLM event with its content is far longer than an exec.
+pub const READER_QUEUE_BYTES: usize = 8 << 20;
 
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/aiwatch/stream.sock";
@@ -56,6 +59,7 @@ impl Topic {
 struct Reader {
     topic: Topic,
     lines: mpsc::Sender<Arc<str>>,
+    budget: Arc<ByteBudget>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -110,12 +114,19 @@ impl StreamHub {
             if reader.topic != topic {
                 return true;
             }
+            let lost = || {
+                reader.dropped.fetch_add(1, Relaxed);
+                self.dropped.fetch_add(1, Relaxed);
+                true
+            };
+            if !reader.budget.try_take(line.len()) {
+                return lost();
+            }
             match reader.lines.try_send(line.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    reader.dropped.fetch_add(1, Relaxed);
-                    self.dropped.fetch_add(1, Relaxed);
-                    true
+                    reader.budget.give_back(line.len());
+                    lost()
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     self.counter(topic).fetch_sub(1, Relaxed);
@@ -132,19 +143,28 @@ impl StreamHub {
         }
     }
 
-    fn register(&self, topic: Topic) -> (mpsc::Receiver<Arc<str>>, Arc<AtomicU64>) {
+    fn register(&self, topic: Topic) -> Subscription {
         let (lines, receiver) = mpsc::channel(READER_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
+        let budget = Arc::new(ByteBudget::new(READER_QUEUE_BYTES));
         self.readers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Reader {
                 topic,
                 lines,
+                budget: budget.clone(),
                 dropped: dropped.clone(),
             });
         self.counter(topic).fetch_add(1, Relaxed);
-        (receiver, dropped)
+        Subscription {
+            lines: receiver,
+            budget,
+            dropped,
+            told: 0,
+            held: None,
+            tick: tokio::time::interval(std::time::Duration::from_millis(200)),
+        }
     }
 }
 
@@ -236,6 +256,8 @@ async fn serve_reader(hub: Arc<StreamHub>, stream: UnixStream) {
 /// The socket and the listener's remote stream both read through it.
 pub struct Subscription {
     lines: mpsc::Receiver<Arc<str>>,
+    /// The bytes of `lines`, handed back as each is taken.
+    budget: Arc<ByteBudget>,
     dropped: Arc<AtomicU64>,
     told: u64,
     /// A line that came with a loss notice, sent after it.
@@ -256,6 +278,9 @@ impl Subscription {
                 line = self.lines.recv() => Some(line?),
                 _ = self.tick.tick() => None,
             };
+            if let Some(line) = &line {
+                self.budget.give_back(line.len());
+            }
             let now = self.dropped.load(Relaxed);
             if now > self.told {
                 let notice = format!("{{\"dropped\":{}}}\n", now - self.told);
@@ -273,20 +298,43 @@ impl Subscription {
 impl StreamHub {
     /// A new reader of `topic`.
     pub fn subscribe(&self, topic: Topic) -> Subscription {
-        let (lines, dropped) = self.register(topic);
-        Subscription {
-            lines,
-            dropped,
-            told: 0,
-            held: None,
-            tick: tokio::time::interval(std::time::Duration::from_millis(200)),
-        }
+        self.register(topic)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Long lines fill a reader's byte bound long before its line bound:
+    /// it never holds more, the rest is counted, and reading gives the
+    /// bytes back.
+    #[tokio::test]
+    async fn a_reader_is_bounded_in_bytes() {
+        let hub = StreamHub::default();
+        let mut reader = hub.subscribe(Topic::Events);
+        let long = Event {
+            process: crate::event::Process {
+                argv: vec!["a".repeat(1024); 64],
+                ..crate::event::Process::default()
+            },
+            ..Event::default()
+        };
+        let line_len = serde_json::to_string(&long).unwrap().len();
+        for _ in 0..1000 {
+            hub.publish_event(&long);
+        }
+        let fits = READER_QUEUE_BYTES / line_len;
+        assert!(fits < 1000, "the byte bound is the one reached");
+        assert!(reader.budget.used() <= READER_QUEUE_BYTES);
+        assert_eq!(hub.dropped.load(Relaxed), (1000 - fits) as u64);
+        // The notice of the loss, then the lines that were kept.
+        assert!(reader.next().await.unwrap().starts_with("{\"dropped\":"));
+        for _ in 0..fits {
+            reader.next().await.expect("a kept line");
+        }
+        assert_eq!(reader.budget.used(), 0, "every byte came back");
+    }
 
     #[tokio::test]
     async fn a_stopped_reader_loses_lines_that_are_counted_and_told() {

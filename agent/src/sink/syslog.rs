@@ -7,9 +7,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use serde::Deserialize;
 use syslog::{Facility, Formatter5424, Logger, LoggerBackend};
-use tokio::sync::mpsc;
 
-use super::{SinkItem, SinkSender};
+use super::{SinkItem, SinkSender, ALERT_SINK_CAPACITY, ALERT_SINK_MAX_BYTES};
 use crate::{
     alert::{Alert, Severity},
     metrics::pipeline_stats::PipelineStats,
@@ -69,8 +68,9 @@ pub fn spawn(
     mut logger: Logger<LoggerBackend, Formatter5424>,
     stats: Arc<PipelineStats>,
 ) -> (SinkSender<Arc<Alert>>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Arc<Alert>>(4096);
-    let worker_stats = stats.clone();
+    let (tx, mut rx) =
+        super::sink_queue::<Arc<Alert>>(ALERT_SINK_CAPACITY, ALERT_SINK_MAX_BYTES, stats.clone());
+    let worker_stats = stats;
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(alert) = rx.blocking_recv() {
             let text = match serde_json::to_string(&*alert) {
@@ -91,7 +91,7 @@ pub fn spawn(
             }
         }
     });
-    (SinkSender::new(tx, stats), handle)
+    (tx, handle)
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! Names on the wire: DNS queries and answers, and the server name of TLS
-//! ClientHellos, seen by `cgroup_skb` programs attached to the cgroup2 root, so every process in every cgroup
-//! is covered without a program on its `send*`/`recv*`/`read`/`write`
-//! syscalls.
+//! Names on the wire: DNS queries and answers, the server name of TLS
+//! ClientHellos and the head of tracked processes' plain HTTP requests
+//! (their `Host`), seen by `cgroup_skb` programs attached to the cgroup2
+//! root, so every process in every cgroup is covered without a program on
+//! its `send*`/`recv*`/`read`/`write` syscalls. The same programs read plain
+//! HTTP to model servers (`plain_http.rs`).
 //!
 //! Why on the wire: glibc's resolver `connect()`s a UDP socket and then
 //! uses `sendmmsg` and `recvfrom`, TCP DNS goes through `writev` and `read`,
@@ -9,7 +11,11 @@
 //! them puts the same bytes on port 53. Syscall hooks on those paths would
 //! run on every read and write of every process (a server's hottest
 //! paths); here a packet that is neither costs two small header loads (three,
-//! and six bytes of data, for a TCP segment: the ClientHello test).
+//! and six bytes of data, for a TCP segment: the ClientHello and HTTP
+//! request tests). A request's head is sent in the context of the process
+//! that writes it, as a ClientHello is; a segment sent later from softirq
+//! (a full congestion window) can be taken for another process's, and is
+//! then reported only if that process is tracked.
 //!
 //! Attribution: a query leaves in the context of the process that sends it
 //! (UDP sends and the first TCP segment run the egress hook synchronously
@@ -43,7 +49,7 @@ use crate::{
     emit::{reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
     kernel::{self, read, read_ptr},
-    maps::count,
+    maps::{count, is_tracked_in},
 };
 
 /// `cgroup_skb` verdict: let the packet through (these programs only look).
@@ -299,46 +305,83 @@ unsafe fn copy_payload(ctx: &SkBuffContext, start: u32, available: u32, dst: *mu
     copied
 }
 
-/// The start and record length of a TLS ClientHello at the start of a TCP
-/// segment's data: a handshake record (22) of TLS 1.x whose first message
-/// is a ClientHello (1). Later records of a connection are application data
-/// (23), and a server's first message is a ServerHello (2).
+/// The start of a TCP segment's data and its first six bytes; `None` for a
+/// segment with fewer (a handshake, a bare ACK).
 #[inline(always)]
-fn client_hello(ctx: &SkBuffContext, flow: &Flow) -> Option<(u32, u16)> {
+fn segment_start(ctx: &SkBuffContext, flow: &Flow) -> Option<(u32, [u8; 6])> {
     let header: [u8; 14] = ctx.load(flow.l4 as usize).ok()?;
     let data = flow.l4 + u32::from(header[12] >> 4) * 4;
     if ctx.len() < data + 6 {
         return None;
     }
-    let head: [u8; 6] = ctx.load(data as usize).ok()?;
-    if head[0] != 22 || head[1] != 3 || head[5] != 1 {
-        return None;
-    }
-    let record_len = u16::from_be_bytes([head[3], head[4]]);
-    Some((data, record_len.saturating_add(5)))
+    Some((data, ctx.load(data as usize).ok()?))
 }
 
-/// The server name a client asks for: its first TLS record, copied from
-/// the wire, whatever TLS library wrote it (static ones included).
+/// Whether a segment's data starts a TLS ClientHello: a handshake record
+/// (22) of TLS 1.x whose first message is a ClientHello (1). Later records
+/// of a connection are application data (23), and a server's first message
+/// is a ServerHello (2).
 #[inline(always)]
-fn tls_egress(ctx: &SkBuffContext, flow: &Flow) {
-    let Some(message) = client_hello(ctx, flow) else {
+fn is_client_hello(head: &[u8; 6]) -> bool {
+    head[0] == 22 && head[1] == 3 && head[5] == 1
+}
+
+/// Whether a segment's data starts an HTTP/1.x request: a method and its
+/// space (`CONNECT` and `OPTIONS` by their first four letters). A server's
+/// answers start with `HTTP/`.
+#[inline(always)]
+fn is_http_request(head: &[u8; 6]) -> bool {
+    matches!(
+        [head[0], head[1], head[2], head[3]],
+        [b'G', b'E', b'T', b' ']
+            | [b'P', b'O', b'S', b'T']
+            | [b'P', b'U', b'T', b' ']
+            | [b'H', b'E', b'A', b'D']
+            | [b'D', b'E', b'L', b'E']
+            | [b'P', b'A', b'T', b'C']
+            | [b'O', b'P', b'T', b'I']
+            | [b'C', b'O', b'N', b'N']
+    )
+}
+
+/// Names in the first bytes of a TCP segment: the server name of a TLS
+/// ClientHello (any process, whatever TLS library wrote it, static ones
+/// included), and the head of a plain HTTP request of a tracked process
+/// (its `Host`), copied from the wire.
+#[inline(always)]
+fn names_in_segment(ctx: &SkBuffContext, flow: &Flow) {
+    let Some((data, head)) = segment_start(ctx, flow) else {
+        return;
+    };
+    let kind = if is_client_hello(&head) {
+        EventKind::TlsClientHello
+    } else if is_http_request(&head) {
+        EventKind::HttpRequest
+    } else {
         return;
     };
     let owner = current_owner(ctx);
     if owner.pid == agent_pid() || owner.pid == 0 {
         return;
     }
+    let wire_len = if kind == EventKind::TlsClientHello {
+        let record_len = u16::from_be_bytes([head[3], head[4]]);
+        record_len.saturating_add(5)
+    } else {
+        if !is_tracked_in(owner.pid, owner.cgroup_id) {
+            count(Stat::Filtered, EventKind::HttpRequest.slot());
+            return;
+        }
+        let available = ctx.len() - data;
+        if available > u32::from(u16::MAX) {
+            u16::MAX
+        } else {
+            available as u16
+        }
+    };
     // SAFETY: the context is this program's `__sk_buff`.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    emit_dns(
-        ctx,
-        EventKind::TlsClientHello,
-        &owner,
-        cookie,
-        flow,
-        message,
-    );
+    emit_dns(ctx, kind, &owner, cookie, flow, (data, wire_len));
 }
 
 /// DNS queries (any packet to port 53) and TLS ClientHellos (the first
@@ -356,7 +399,7 @@ pub fn names_egress(ctx: SkBuffContext) -> i32 {
             if plain_http::is_model_port(flow.dport) {
                 plain_http::plain_egress(&ctx, &flow);
             } else {
-                tls_egress(&ctx, &flow);
+                names_in_segment(&ctx, &flow);
             }
         }
         return PASS;

@@ -12,6 +12,7 @@ use std::mem::size_of;
 pub mod clear_text;
 pub mod dns;
 pub mod dns_answer;
+pub mod http_head;
 pub mod net;
 pub mod privilege;
 pub mod tls_hello;
@@ -129,6 +130,7 @@ pub enum Payload {
     Dns(Box<net::Dns>),
     DnsAnswer(Box<net::DnsAnswer>),
     TlsClientHello(Box<net::TlsClientHello>),
+    HttpRequest(Box<net::HttpRequest>),
     /// Privilege and tampering syscalls.
     Syscall(Box<privilege::Syscall>),
     /// open, unlink, rename, chmod, truncate.
@@ -185,6 +187,7 @@ impl Record {
                     })
             }
             Payload::TlsClientHello(_) => size_of::<net::TlsClientHello>() + DNS_NAME_ESTIMATE,
+            Payload::HttpRequest(_) => size_of::<net::HttpRequest>() + DNS_NAME_ESTIMATE,
             Payload::Syscall(call) => {
                 size_of::<privilege::Syscall>()
                     + call.text.as_ref().map_or(0, String::len)
@@ -247,7 +250,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         | EventKind::TcpSummary
         | EventKind::Dns
         | EventKind::DnsAnswer
-        | EventKind::TlsClientHello => net::decode(kind, &header, bytes)?,
+        | EventKind::TlsClientHello
+        | EventKind::HttpRequest => net::decode(kind, &header, bytes)?,
         EventKind::Setuid
         | EventKind::Setgid
         | EventKind::Capset

@@ -11,7 +11,7 @@ use aiwatch_common::{
     TCP_SUMMARY_FLAG_FIN_ACKED, TCP_SUMMARY_FLAG_FIN_RECEIVED,
 };
 
-use super::{checked, dns, dns_answer, tls_hello, DecodeError, Payload};
+use super::{checked, dns, dns_answer, http_head, tls_hello, DecodeError, Payload};
 use crate::event::NetFamily;
 
 const AF_UNIX: u16 = 1;
@@ -100,6 +100,15 @@ pub struct TlsClientHello {
     pub wire: DnsWire,
 }
 
+/// The head of a plain HTTP request a tracked process sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// The host it names (`Host`), `None` for an HTTP/1.0 request without.
+    pub host: Result<Option<String>, http_head::HeadError>,
+    /// `server` is the HTTP server's address.
+    pub wire: DnsWire,
+}
+
 /// A DNS answer from port 53, to a socket that sent a query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsAnswer {
@@ -130,6 +139,13 @@ pub(super) fn decode(
             let r = checked::<DnsRecord>(kind, header, bytes)?;
             Payload::TlsClientHello(Box::new(TlsClientHello {
                 server_name: tls_hello::server_name(dns_payload(&r)),
+                wire: dns_wire(&r),
+            }))
+        }
+        EventKind::HttpRequest => {
+            let r = checked::<DnsRecord>(kind, header, bytes)?;
+            Payload::HttpRequest(Box::new(HttpRequest {
+                host: http_head::host(dns_payload(&r)),
                 wire: dns_wire(&r),
             }))
         }

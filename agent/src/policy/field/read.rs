@@ -176,6 +176,7 @@ impl Field {
             F::NetTlsServerName => {
                 opt_str(ev.net.as_ref().and_then(|x| x.tls_server_name.as_ref()))
             }
+            F::NetHttpHost => opt_str(ev.net.as_ref().and_then(|x| x.http_host.as_ref())),
             F::NetDstNameVerified => ev
                 .net
                 .as_ref()

@@ -13,9 +13,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::mpsc;
-
-use super::{SinkItem, SinkSender};
+use super::{sink_queue, SinkItem, SinkSender, ALERT_SINK_MAX_BYTES};
 use crate::{alert::Alert, metrics::pipeline_stats::PipelineStats};
 
 mod client;
@@ -28,8 +26,8 @@ pub fn spawn(
     stats: Arc<PipelineStats>,
 ) -> Result<(SinkSender<Arc<Alert>>, tokio::task::JoinHandle<()>), WebhookError> {
     let client = WebhookClient::new(&config)?;
-    let (tx, mut rx) = mpsc::channel::<Arc<Alert>>(config.queue.max(1));
-    let worker_stats = stats.clone();
+    let (tx, mut rx) = sink_queue::<Arc<Alert>>(config.queue, ALERT_SINK_MAX_BYTES, stats.clone());
+    let worker_stats = stats;
     let handle = tokio::task::spawn_blocking(move || {
         let mut batch: Vec<Arc<Alert>> = Vec::with_capacity(config.batch_max);
         let flush = Duration::from_millis(config.flush_ms.max(1));
@@ -55,7 +53,7 @@ pub fn spawn(
             batch.clear();
         }
     });
-    Ok((SinkSender::new(tx, stats), handle))
+    Ok((tx, handle))
 }
 
 /// POSTs one batch with retries; false when every attempt failed.
