@@ -157,21 +157,22 @@ impl RateBaselines {
 pub struct MinuteBucket {
     pub sums: [f64; RateMetric::ALL.len()],
     pub peers: HashSet<String>,
-    /// The last event that contributed to each rate, for the alert.
-    pub last_events: [Option<Event>; RateMetric::ALL.len()],
+    /// The last event that contributed to each rate, for the alert. Boxed:
+    /// an event is 1.6 KiB inline, and every workload has a bucket.
+    pub last_events: [Option<Box<Event>>; RateMetric::ALL.len()],
 }
 
 impl MinuteBucket {
     pub fn add(&mut self, metric: RateMetric, amount: f64, event: &Event) {
         self.sums[metric.index()] += amount;
-        self.last_events[metric.index()] = Some(event.clone());
+        self.last_events[metric.index()] = Some(Box::new(event.clone()));
     }
 
     pub fn add_peer(&mut self, peer: String, event: &Event) {
         if self.peers.len() < DISTINCT_PEERS_CAP {
             self.peers.insert(peer);
         }
-        self.last_events[RateMetric::DistinctPeers.index()] = Some(event.clone());
+        self.last_events[RateMetric::DistinctPeers.index()] = Some(Box::new(event.clone()));
     }
 
     pub fn value(&self, metric: RateMetric) -> f64 {

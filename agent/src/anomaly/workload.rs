@@ -241,7 +241,8 @@ impl Entry {
                 (tuning.severity, vec!["anomaly".into()])
             };
             let event = bucket.last_events[excursion.metric.index()]
-                .clone()
+                .as_deref()
+                .cloned()
                 .unwrap_or_else(|| placeholder_event(&self.profile.workload));
             let alert = make_alert(detector, severity, summary, tags, event);
             self.emit(alert, minute, config, out);
