@@ -514,7 +514,7 @@ fn plain_http_requests_of_tracked_processes_name_their_host() {
              c.getresponse().read()\n"
         )
     };
-    let untracked = request("weights.example.test");
+    let untracked = request("alias.example.test");
     let (untracked_pid, _) = ns.client(&[], PYTHON, &["-c", &untracked]);
     let tracked = request("models.example.test");
     let (tracked_pid, _) = ns.client(&[], PYTHON, &["-c", &tracked, &marker]);
@@ -531,6 +531,25 @@ fn plain_http_requests_of_tracked_processes_name_their_host() {
     assert_eq!(get(&event, "net.dst_name"), "models.example.test");
     assert_eq!(get(&event, "net.dst_name_verified"), true);
     assert_eq!(get(&event, "workload.name"), marker.as_str());
+    // The workload's inventory shows the peer by its verified name.
+    let named = aiwatch_tests::wait_until(
+        "the inventory's named peer",
+        std::time::Duration::from_secs(20),
+        || {
+            let (_, body) = agent.http_get("/inventory");
+            let inventory: Value = serde_json::from_str(&body).ok()?;
+            inventory["workloads"]
+                .as_array()?
+                .iter()
+                .find(|w| w["name"] == marker.as_str())?["peers"]
+                .as_array()?
+                .iter()
+                .find(|p| p["ip"] == MODELS_IP && p["port"] == 8080)
+                .cloned()
+        },
+    );
+    let peer = named.expect("the workload's peer in /inventory");
+    assert_eq!(peer["name"], "models.example.test", "{peer}");
     // The untracked request came first: had it been reported, it would be
     // in the file by now.
     let untracked_requests: Vec<Value> = agent
