@@ -10,10 +10,12 @@ API clients' HTTP stacks. Prints READY once connected, waits for a line on
 standard input, runs the loop and prints `RESULT wall_ns=<n> cpu_ns=<n>`:
 the wall and CPU time (user + system) of this process during the loop.
 Trailing MARKER arguments only make the command line match a declared
-workload's argv pattern.
+workload's argv pattern. TLS_REQUEST_PATH (default /v1/chat/completions)
+is the path posted to: another one keeps an untracked client untracked.
 """
 
 import http.client
+import os
 import socket
 import ssl
 import sys
@@ -21,6 +23,7 @@ import time
 
 BODY = b'{"model":"bench","messages":[{"role":"user","content":"ping"}]}'
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+PATH = os.environ.get("TLS_REQUEST_PATH", "/v1/chat/completions")
 
 
 def main():
@@ -41,7 +44,7 @@ def main():
     wall = time.perf_counter_ns()
     cpu = time.process_time_ns()
     for _ in range(requests):
-        connection.request("POST", "/v1/chat/completions", body=BODY, headers=HEADERS)
+        connection.request("POST", PATH, body=BODY, headers=HEADERS)
         response = connection.getresponse()
         if response.status != 200:
             print(f"tls_request.py: the server answered {response.status}", file=sys.stderr)

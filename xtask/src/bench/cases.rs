@@ -42,6 +42,10 @@ pub enum Case {
     /// HTTPS POSTs over one keep-alive connection, tracked: OpenSSL's
     /// SSL_write/SSL_read uprobes run on every call.
     TlsRequest,
+    /// The same loop by an untracked client whose path is no LLM API's:
+    /// each call traps into the uprobes, which look at the write's first
+    /// bytes and return.
+    TlsRequestUntracked,
     /// fork + exec of /bin/true by a tracked process (`--enforcement` only:
     /// its workload's exec allowlist is checked on every exec).
     ForkExecTracked,
@@ -51,7 +55,7 @@ pub enum Case {
 }
 
 impl Case {
-    pub const ALL: [Case; 9] = [
+    pub const ALL: [Case; 10] = [
         Case::OpenUntracked,
         Case::OpenTracked,
         Case::DataLoader,
@@ -61,6 +65,7 @@ impl Case {
         Case::UdpSend,
         Case::Resolver,
         Case::TlsRequest,
+        Case::TlsRequestUntracked,
     ];
 
     /// The short name used on the command line and in the table.
@@ -75,6 +80,7 @@ impl Case {
             Case::Resolver => "resolver",
             Case::DataLoader => "data-loader",
             Case::TlsRequest => "tls-request",
+            Case::TlsRequestUntracked => "tls-request-untracked",
             Case::ForkExecTracked => "fork-exec-tracked",
             Case::TcpConnectTracked => "tcp-connect-tracked",
         }
@@ -130,6 +136,10 @@ impl Case {
                  (Python http.client, the system's OpenSSL) to a local server, tracked client",
                 sizes.tls_requests
             ),
+            Case::TlsRequestUntracked => format!(
+                "{} × HTTPS POST to /upload over one keep-alive connection (Python                  http.client, the system's OpenSSL) to a local server, untracked client",
+                sizes.tls_requests
+            ),
         }
     }
 
@@ -148,7 +158,15 @@ impl Case {
 
     /// Whether the loop is a Python program (from the tests' venv).
     pub fn needs_python(self) -> bool {
-        matches!(self, Case::DataLoader | Case::TlsRequest)
+        matches!(
+            self,
+            Case::DataLoader | Case::TlsRequest | Case::TlsRequestUntracked
+        )
+    }
+
+    /// Whether the loop talks to the bench's local TLS server.
+    pub fn needs_tls_server(self) -> bool {
+        matches!(self, Case::TlsRequest | Case::TlsRequestUntracked)
     }
 
     /// Whether the loop carries the tracked marker (a declared workload).
@@ -371,15 +389,20 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
                 .arg(context.dataset)
                 .arg(TRACKED_MARKER);
         }
-        Case::TlsRequest => {
+        Case::TlsRequest | Case::TlsRequestUntracked => {
             let server = context.tls.context("the TLS server was not started")?;
             command = Command::new(context.python);
             command
                 .arg(context.scripts.join("tls_request.py"))
                 .arg(server.port.to_string())
                 .arg(&server.certificate)
-                .arg(sizes.tls_requests.to_string())
-                .arg(TRACKED_MARKER);
+                .arg(sizes.tls_requests.to_string());
+            if case == Case::TlsRequest {
+                command.arg(TRACKED_MARKER);
+            } else {
+                // No LLM API's path: the kernel never promotes the client.
+                command.env("TLS_REQUEST_PATH", "/upload");
+            }
         }
         Case::Redis => bail!("redis is not a workload of the bench program"),
     }

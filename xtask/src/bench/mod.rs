@@ -69,7 +69,8 @@ pub struct Options {
     #[arg(long)]
     quick: bool,
     /// Only these cases (open-untracked, open-tracked, data-loader,
-    /// fork-exec, tcp-connect, redis-get, udp-send, resolver, tls-request),
+    /// fork-exec, tcp-connect, redis-get, udp-send, resolver, tls-request,
+    /// tls-request-untracked),
     /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
@@ -116,7 +117,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     }
     provision::setup(workspace, Scope::Run)?;
     let mut packages: Vec<&str> = REDIS_PACKAGES.to_vec();
-    if cases.contains(&Case::TlsRequest) {
+    if cases.iter().any(|case| case.needs_tls_server()) {
         packages.extend(TLS_PACKAGES);
     }
     let missing = debian::missing(&packages);
@@ -169,7 +170,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     if cases.contains(&Case::DataLoader) {
         cases::write_dataset(&dataset, sizes.samples)?;
     }
-    let tls = if cases.contains(&Case::TlsRequest) {
+    let tls = if cases.iter().any(|case| case.needs_tls_server()) {
         Some(TlsServer::start(
             &python,
             &scripts,
