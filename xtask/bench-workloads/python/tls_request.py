@@ -3,6 +3,9 @@
 
 Usage: tls_request.py PORT CA_CERT REQUESTS [MARKER...]
 
+A CA_CERT of `-` speaks plain HTTP instead (the plain-request case, to a
+model server's port).
+
 Sends REQUESTS small POSTs of an LLM chat request over one keep-alive TLS
 connection (http.client over the system's OpenSSL, so SSL_write_ex and
 SSL_read_ex run) to tls_server.py on 127.0.0.1:PORT, Nagle off as in the
@@ -35,8 +38,11 @@ def main():
     except ValueError:
         print("tls_request.py: PORT and REQUESTS must be numbers", file=sys.stderr)
         return 2
-    context = ssl.create_default_context(cafile=sys.argv[2])
-    connection = http.client.HTTPSConnection("localhost", port, context=context)
+    if sys.argv[2] == "-":
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+    else:
+        context = ssl.create_default_context(cafile=sys.argv[2])
+        connection = http.client.HTTPSConnection("localhost", port, context=context)
     connection.connect()
     connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     print("READY", flush=True)

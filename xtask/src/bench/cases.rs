@@ -46,6 +46,9 @@ pub enum Case {
     /// each call traps into the uprobes, which look at the write's first
     /// bytes and return.
     TlsRequestUntracked,
+    /// The tracked loop in plain HTTP to a model server's port (Ollama's
+    /// 11434): the names programs copy every segment.
+    PlainRequest,
     /// fork + exec of /bin/true by a tracked process (`--enforcement` only:
     /// its workload's exec allowlist is checked on every exec).
     ForkExecTracked,
@@ -55,7 +58,7 @@ pub enum Case {
 }
 
 impl Case {
-    pub const ALL: [Case; 10] = [
+    pub const ALL: [Case; 11] = [
         Case::OpenUntracked,
         Case::OpenTracked,
         Case::DataLoader,
@@ -66,6 +69,7 @@ impl Case {
         Case::Resolver,
         Case::TlsRequest,
         Case::TlsRequestUntracked,
+        Case::PlainRequest,
     ];
 
     /// The short name used on the command line and in the table.
@@ -81,6 +85,7 @@ impl Case {
             Case::DataLoader => "data-loader",
             Case::TlsRequest => "tls-request",
             Case::TlsRequestUntracked => "tls-request-untracked",
+            Case::PlainRequest => "plain-request",
             Case::ForkExecTracked => "fork-exec-tracked",
             Case::TcpConnectTracked => "tcp-connect-tracked",
         }
@@ -136,6 +141,12 @@ impl Case {
                  (Python http.client, the system's OpenSSL) to a local server, tracked client",
                 sizes.tls_requests
             ),
+            Case::PlainRequest => format!(
+                "{} × plain HTTP POST of an LLM chat request over one keep-alive connection \
+                 (Python http.client) to a local server on port {PLAIN_MODEL_PORT} (a model \
+                 server's, read on the wire), tracked client",
+                sizes.tls_requests
+            ),
             Case::TlsRequestUntracked => format!(
                 "{} × HTTPS POST to /upload over one keep-alive connection (Python                  http.client, the system's OpenSSL) to a local server, untracked client",
                 sizes.tls_requests
@@ -160,7 +171,7 @@ impl Case {
     pub fn needs_python(self) -> bool {
         matches!(
             self,
-            Case::DataLoader | Case::TlsRequest | Case::TlsRequestUntracked
+            Case::DataLoader | Case::TlsRequest | Case::TlsRequestUntracked | Case::PlainRequest
         )
     }
 
@@ -176,6 +187,7 @@ impl Case {
             Case::OpenTracked
                 | Case::DataLoader
                 | Case::TlsRequest
+                | Case::PlainRequest
                 | Case::ForkExecTracked
                 | Case::TcpConnectTracked
         )
@@ -281,8 +293,10 @@ pub struct Context<'a> {
     pub python: &'a Path,
     pub scripts: &'a Path,
     pub dataset: &'a Path,
-    /// Only when the TLS case runs.
+    /// Only when a TLS case runs.
     pub tls: Option<&'a TlsServer>,
+    /// Only when the plain-request case runs.
+    pub plain: Option<&'a TlsServer>,
     pub small_file: &'a Path,
     pub redis: &'a Redis,
     pub sizes: Sizes,
@@ -403,6 +417,19 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
                 // No LLM API's path: the kernel never promotes the client.
                 command.env("TLS_REQUEST_PATH", "/upload");
             }
+        }
+        Case::PlainRequest => {
+            let server = context
+                .plain
+                .context("the plain HTTP server was not started")?;
+            command = Command::new(context.python);
+            command
+                .arg(context.scripts.join("tls_request.py"))
+                .arg(server.port.to_string())
+                .arg("-")
+                .arg(sizes.tls_requests.to_string())
+                .arg(TRACKED_MARKER)
+                .env("TLS_REQUEST_PATH", "/api/chat");
         }
         Case::Redis => bail!("redis is not a workload of the bench program"),
     }
@@ -574,7 +601,39 @@ pub struct TlsServer {
     certificate: PathBuf,
 }
 
+/// The port of the plain-request case's server: Ollama's, one of the
+/// agent's default `llm_capture.plain_ports`.
+pub const PLAIN_MODEL_PORT: u16 = 11434;
+
 impl TlsServer {
+    /// The same server in plain HTTP on [`PLAIN_MODEL_PORT`].
+    pub fn start_plain(python: &Path, scripts: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(python)
+            .arg(scripts.join("tls_server.py"))
+            .arg("--plain")
+            .arg(PLAIN_MODEL_PORT.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start tls_server.py --plain")?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        let server = TlsServer {
+            child,
+            port: PLAIN_MODEL_PORT,
+            certificate: PathBuf::from("-"),
+        };
+        if !line.starts_with("READY ") {
+            bail!(
+                "the plain HTTP server could not listen on 127.0.0.1:{PLAIN_MODEL_PORT} \
+                 (is a model server running there?)"
+            );
+        }
+        Ok(server)
+    }
+
     pub fn start(python: &Path, scripts: &Path, dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let certificate = dir.join("cert.pem");

@@ -224,6 +224,7 @@ pub fn measure(
                 scripts: &empty,
                 dataset: &empty,
                 tls: None,
+                plain: None,
                 small_file: &empty,
                 redis,
                 sizes,

@@ -70,7 +70,7 @@ pub struct Options {
     quick: bool,
     /// Only these cases (open-untracked, open-tracked, data-loader,
     /// fork-exec, tcp-connect, redis-get, udp-send, resolver, tls-request,
-    /// tls-request-untracked),
+    /// tls-request-untracked, plain-request),
     /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
@@ -170,6 +170,11 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     if cases.contains(&Case::DataLoader) {
         cases::write_dataset(&dataset, sizes.samples)?;
     }
+    let plain = if cases.contains(&Case::PlainRequest) {
+        Some(cases::TlsServer::start_plain(&python, &scripts)?)
+    } else {
+        None
+    };
     let tls = if cases.iter().any(|case| case.needs_tls_server()) {
         Some(TlsServer::start(
             &python,
@@ -218,6 +223,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
                 scripts: &scripts,
                 dataset: &dataset,
                 tls: tls.as_ref(),
+                plain: plain.as_ref(),
                 small_file: &small_file,
                 redis: &redis,
                 sizes,

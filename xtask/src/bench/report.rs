@@ -72,6 +72,10 @@ impl Target {
                 over_floor: false,
                 bound: 1.15,
             },
+            Case::PlainRequest => Target {
+                over_floor: false,
+                bound: 1.15,
+            },
             Case::TlsRequestUntracked => Target {
                 over_floor: false,
                 bound: 1.05,
