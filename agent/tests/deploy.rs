@@ -682,6 +682,63 @@ fn kustomize_renders_the_base_and_every_overlay_into_valid_objects() {
     }
 }
 
+/// The seccomp profile the seccomp overlay names exists, refuses the calls
+/// an attacker in the agent would want, and none the agent makes.
+#[test]
+fn the_seccomp_profile_refuses_what_the_agent_never_calls() {
+    let kustomization = yaml("deploy/overlays/seccomp/kustomization.yaml");
+    let patch = kustomization["patches"][0]["patch"]
+        .as_str()
+        .expect("the overlay's patch");
+    let name = patch
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("localhostProfile: "))
+        .expect("a Localhost profile");
+    let profile: serde_json::Value =
+        serde_json::from_str(&read(&format!("deploy/kubernetes/seccomp/{name}")))
+            .expect("the profile is JSON");
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ALLOW");
+    let refused: BTreeSet<&str> = profile["syscalls"]
+        .as_array()
+        .expect("syscall rules")
+        .iter()
+        .filter(|rule| rule["action"] == "SCMP_ACT_ERRNO")
+        .flat_map(|rule| rule["names"].as_array().into_iter().flatten())
+        .filter_map(|name| name.as_str())
+        .collect();
+    for wanted in [
+        "init_module",
+        "finit_module",
+        "kexec_load",
+        "mount",
+        "ptrace",
+        "setns",
+        "unshare",
+        "open_by_handle_at",
+        "process_vm_writev",
+    ] {
+        assert!(refused.contains(wanted), "{wanted} is not refused");
+    }
+    // What loading, attaching, capture and the sinks need.
+    for needed in [
+        "bpf",
+        "perf_event_open",
+        "openat",
+        "openat2",
+        "clone",
+        "clone3",
+        "mmap",
+        "socket",
+        "connect",
+        "kill",
+        "prctl",
+        "capset",
+        "ioctl",
+    ] {
+        assert!(!refused.contains(needed), "{needed} is refused");
+    }
+}
+
 // ---- docs/deploy.md ----
 
 /// The fenced code block of docs/deploy.md whose first line is `first_line`.

@@ -243,6 +243,19 @@ impl PodmanRun {
     }
 
     /// Starts the container and waits until the agent in it is ready.
+    /// Runs under the seccomp profile at `profile` (a Kubernetes `Localhost`
+    /// profile) instead of the DaemonSet's `Unconfined`.
+    pub fn with_seccomp_profile(mut self, profile: &Path) -> PodmanRun {
+        let unconfined = "--security-opt=seccomp=unconfined";
+        let at = self
+            .args
+            .iter()
+            .position(|arg| arg == unconfined)
+            .expect("the DaemonSet's seccomp setting");
+        self.args[at] = format!("--security-opt=seccomp={}", profile.display());
+        self
+    }
+
     pub fn start(&self, name: &str, image_and_args: &[String]) -> Container {
         let mut run: Vec<&str> = self.args.iter().map(String::as_str).collect();
         run.extend(image_and_args.iter().map(String::as_str));

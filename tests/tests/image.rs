@@ -239,6 +239,103 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
     );
 }
 
+/// Under the shipped seccomp profile (`deploy/overlays/seccomp`), the agent
+/// loads, attaches and reports a host process's exec, and the kernel holds
+/// it to the filter: a system call of the profile's list is refused.
+#[test]
+fn the_image_runs_under_the_shipped_seccomp_profile() {
+    let image = daemonset_image();
+    let overlay = yaml("deploy/overlays/seccomp/kustomization.yaml");
+    let patch = overlay["patches"][0]["patch"]
+        .as_str()
+        .expect("the overlay's patch");
+    let profile_name = patch
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("localhostProfile: "))
+        .expect("the patch names a Localhost profile");
+    let profile = repo_root()
+        .join("deploy/kubernetes/seccomp")
+        .join(profile_name);
+    let daemonset = yaml("deploy/kubernetes/daemonset.yaml");
+    let container = &daemonset["spec"]["template"]["spec"]["containers"][0];
+    let scratch = TempDir::new("image-seccomp");
+    let name = format!("aiwatch-image-seccomp-{}", std::process::id());
+    let pod = PodmanRun::from_daemonset(&name, scratch.path(), true).with_seccomp_profile(&profile);
+    let mut run = vec![image.to_owned()];
+    run.extend(
+        container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|arg| arg.as_str().expect("a string argument").to_owned()),
+    );
+    run.extend(["--events".into(), "/var/log/aiwatch/events.jsonl".into()]);
+    let agent = pod.start(&name, &run);
+    let agent_pid = agent.host_pid();
+    let status =
+        std::fs::read_to_string(format!("/proc/{agent_pid}/status")).expect("the agent's status");
+    assert!(
+        status.lines().any(|line| line == "Seccomp:\t2"),
+        "the agent runs without a seccomp filter:\n{status}"
+    );
+    let mut marker = Command::new("/bin/sh")
+        .args(["-c", "exit 0", "aiwatch-seccomp-marker"])
+        .spawn()
+        .expect("the marker runs");
+    let marker_pid = u64::from(marker.id());
+    assert!(marker.wait().expect("the marker exits").success());
+    let events = pod.log_dir.join("events.jsonl");
+    wait_until("the marker's exec", EVENT_TIMEOUT, || {
+        read_json_lines(&events)
+            .into_iter()
+            .find(|e| kind_of(e) == "exec" && pid_of(e) == marker_pid)
+    })
+    .unwrap_or_else(|| panic!("no exec of the marker under seccomp:\n{}", agent.logs()));
+    let (status, metrics) = http_get(&pod.listen(), "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(metrics.lines().any(|line| line == "aiwatch_ready 1"));
+
+    // The profile refuses what it lists, even to a container that holds
+    // the capability: busybox's mount with CAP_SYS_ADMIN works unconfined
+    // and is refused under the profile.
+    let busybox = format!("localhost/aiwatch-seccomp-busybox-{}", std::process::id());
+    aiwatch_tests::images::import_busybox_into_podman(scratch.path(), &busybox, None);
+    let mount = |seccomp: &str| {
+        Command::new("podman")
+            .args(["run", "--rm", "--cap-add=SYS_ADMIN"])
+            .arg(format!("--security-opt=seccomp={seccomp}"))
+            .args([
+                &busybox,
+                "/bin/busybox",
+                "mount",
+                "-t",
+                "tmpfs",
+                "none",
+                "/tmp",
+            ])
+            .output()
+            .expect("podman run")
+    };
+    let unconfined = mount("unconfined");
+    let filtered = mount(&profile.display().to_string());
+    let _ = podman(&["rmi", "-f", &busybox]);
+    assert!(
+        unconfined.status.success(),
+        "mount failed unconfined: {}",
+        output_text(&unconfined)
+    );
+    assert!(
+        !filtered.status.success() && output_text(&filtered).contains("Operation not permitted"),
+        "mount was not refused under the profile: {}",
+        output_text(&filtered)
+    );
+    println!(
+        "image: {image} ran under {}; the agent (host pid {agent_pid}) is filtered (Seccomp: 2) \
+         and reported the marker's exec (pid {marker_pid})",
+        profile.display()
+    );
+}
+
 /// Without the ConfigMap, the image's own configuration and rule pack are
 /// in use: a secret read by a process of this test on the host is an alert
 /// on the container's standard output, its log.
