@@ -251,62 +251,35 @@ fn emit(
     submit(entry);
 }
 
-// The steps of `copy_segment` are the bits of a `CLEAR_TEXT_MAX` copy.
-const _: () = assert!(CLEAR_TEXT_MAX == 16384);
-
 /// Copies `min(available, capture size)` bytes of the packet from `start`
-/// to `dst`; returns how many were copied. In chunks of constant powers of
-/// two, one per bit of the length, as `names::copy_payload` and for the
-/// same reason: `bpf_skb_load_bytes` needs a length the verifier can bound.
+/// to `dst` in one `bpf_skb_load_bytes`; returns how many were copied.
+/// The helper wants a length the verifier can bound away from zero, so the
+/// length is formed as `((n - 1) & (CLEAR_TEXT_MAX - 1)) + 1`, which lies
+/// in `1..=CLEAR_TEXT_MAX` whatever `n` is, behind `black_box` so that the
+/// compiler keeps that shape. One call, where a copy in power-of-two steps
+/// (as `names::copy_payload`'s) would multiply the paths the verifier of
+/// older kernels walks.
 ///
 /// # Safety
 /// `dst` points to `CLEAR_TEXT_MAX` writable bytes.
 #[inline(always)]
 unsafe fn copy_segment(ctx: &SkBuffContext, start: u32, available: u32, dst: *mut u8) -> u32 {
-    let skb = ctx.as_ptr();
     let capture = tls::capture_bytes();
     let wanted = if available >= capture {
         capture
     } else {
         available
     };
-    let mut copied: u32 = 0;
-    macro_rules! step {
-        ($chunk:expr) => {
-            if wanted & $chunk != 0 {
-                if copied > CLEAR_TEXT_MAX as u32 - $chunk {
-                    return copied;
-                }
-                // SAFETY: `copied + chunk <= CLEAR_TEXT_MAX`, tested above.
-                let ok = unsafe {
-                    bpf_skb_load_bytes(
-                        skb,
-                        start + copied,
-                        dst.wrapping_add(copied as usize) as *mut c_void,
-                        $chunk,
-                    )
-                } == 0;
-                if !ok {
-                    return copied;
-                }
-                copied += $chunk;
-            }
-        };
+    if wanted == 0 {
+        return 0;
     }
-    step!(16384);
-    step!(8192);
-    step!(4096);
-    step!(2048);
-    step!(1024);
-    step!(512);
-    step!(256);
-    step!(128);
-    step!(64);
-    step!(32);
-    step!(16);
-    step!(8);
-    step!(4);
-    step!(2);
-    step!(1);
-    copied
+    let len = (core::hint::black_box(wanted - 1) & (CLEAR_TEXT_MAX as u32 - 1)) + 1;
+    // SAFETY: `len` is at most `CLEAR_TEXT_MAX`, the size of `dst`; the
+    // helper checks the packet's bounds itself.
+    let ok = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), start, dst as *mut c_void, len) } == 0;
+    if ok {
+        len
+    } else {
+        0
+    }
 }
