@@ -48,6 +48,8 @@ fuzz_target!(|data: &[u8]| {
     // Calls end at every 0xff byte; the byte after says the direction,
     // the connection and how many bytes the kernel did not copy.
     let mut at = 0u64;
+    // Plain segments' TCP sequence numbers, per connection and direction.
+    let mut next_seq = [u32::MAX - 64; 8];
     for piece in rest.split(|&b| b == 0xff) {
         let (meta, bytes) = piece.split_first().map_or((0, piece), |(m, b)| (*m, b));
         at += 1_000_000;
@@ -56,6 +58,20 @@ fuzz_target!(|data: &[u8]| {
             ktime_ns: at,
             ..Event::default()
         };
+        // Bit 3: a plain segment, with a sequence number that follows the
+        // last one, or (bit 4) rewinds over part of it as a retransmission.
+        let len = bytes.len() as u32 + u32::from(meta >> 5);
+        let plain = meta & 8 != 0;
+        let seq = plain.then(|| {
+            let slot = &mut next_seq[usize::from(meta & 7)];
+            let seq = if meta & 16 != 0 {
+                slot.wrapping_sub(len / 2)
+            } else {
+                *slot
+            };
+            *slot = seq.wrapping_add(len);
+            seq
+        });
         let text = ClearText {
             connection: u64::from(meta & 3),
             direction: if meta & 4 == 0 {
@@ -63,11 +79,16 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 Direction::Received
             },
-            source: TextSource::Tls,
+            source: if plain {
+                TextSource::Plain
+            } else {
+                TextSource::Tls
+            },
             peer: None,
-            len: bytes.len() as u32 + u32::from(meta >> 5),
+            len,
             data: bytes.to_vec(),
             truncated: meta >> 5 != 0,
+            seq,
         };
         for mut event in stage.observe(&from, &text) {
             event.kind = Kind::Exec;
