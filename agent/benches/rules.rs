@@ -64,7 +64,7 @@ fn event_mix(count: usize) -> Vec<Event> {
     (0..count)
         .map(|index| {
             let ktime = 1_000_000_000 + index as u64 * 10_000;
-            let process = json!({"pid": 1000 + (index % 50), "exe": "/usr/bin/python3.11", "argv": ["python3", "serve.py"], "start_time": "t0"});
+            let process = json!({"pid": 1000 + (index % 50), "exe": "/usr/bin/python3.11", "argv": ["python3", "serve.py"], "start_time": "2026-01-01T00:00:00Z"});
             let value = match index % 20 {
                 0 => json!({"kind": "exec", "process": {"pid": 5000 + index, "exe": "/usr/bin/git", "argv": ["git", "rev-parse", "HEAD"]},
                     "parent": {"pid": 1000, "exe": "/usr/bin/python3.11"}, "workload": workload}),
