@@ -17,19 +17,29 @@ use serde::Deserialize;
 
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
-/// Turns the statistics on for its lifetime and restores the previous
-/// setting on drop (collecting them costs every program two clock reads).
+/// Sets the statistics on or off for its lifetime and restores the
+/// previous setting on drop. Collecting them costs every program run two
+/// clock reads, so timed runs keep them off and the kernel's per-program
+/// costs come from a run of their own.
 pub struct StatsSwitch {
     previous: Option<String>,
 }
 
 impl StatsSwitch {
     pub fn enable() -> anyhow::Result<StatsSwitch> {
+        Self::set("1")
+    }
+
+    pub fn disable() -> anyhow::Result<StatsSwitch> {
+        Self::set("0")
+    }
+
+    fn set(value: &str) -> anyhow::Result<StatsSwitch> {
         let previous = std::fs::read_to_string(STATS_SYSCTL).with_context(|| {
             format!("cannot read {STATS_SYSCTL}: is this kernel built with BPF?")
         })?;
-        std::fs::write(STATS_SYSCTL, "1")
-            .with_context(|| format!("cannot turn on {STATS_SYSCTL}"))?;
+        std::fs::write(STATS_SYSCTL, value)
+            .with_context(|| format!("cannot set {STATS_SYSCTL} to {value}"))?;
         Ok(StatsSwitch {
             previous: Some(previous.trim().to_string()),
         })
@@ -39,9 +49,7 @@ impl StatsSwitch {
 impl Drop for StatsSwitch {
     fn drop(&mut self) {
         if let Some(previous) = self.previous.take() {
-            if previous != "1" {
-                let _ = std::fs::write(STATS_SYSCTL, previous);
-            }
+            let _ = std::fs::write(STATS_SYSCTL, previous);
         }
     }
 }
