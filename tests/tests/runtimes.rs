@@ -225,11 +225,30 @@ fn an_agent_in_a_private_cgroup_namespace_knows_containers() {
             ("io.kubernetes.pod.name", "p"),
             ("io.kubernetes.container.name", "c"),
         ],
-        &["/bin/busybox", "sh", "-c", "echo cgns-marker; sleep 60"],
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo cgns-marker; sleep 3; /bin/busybox echo cgns-again; sleep 60",
+        ],
     );
-    let exec = agent.wait_event("the container's command", |e| {
+    let mut exec = agent.wait_event("the container's command", |e| {
         busybox_exec_in(e, &id, "cgns-marker")
     });
+    // The first exec is held up to 2 s for the runtime's answer; a fresh
+    // containerd under a loaded machine can take longer. This test is about
+    // the namespace-relative path and the runtime naming its container, so
+    // a first exec released without identity is said, and the container's
+    // next exec (3 s later, the identity cached by then) must carry it.
+    if get(&exec, "k8s.namespace").is_null() {
+        println!(
+            "an_agent_in_a_private_cgroup_namespace_knows_containers: the first exec came \
+             before the runtime's answer; checking the container's next exec"
+        );
+        exec = agent.wait_event("the container's second exec", |e| {
+            busybox_exec_in(e, &id, "cgns-again")
+        });
+    }
     let cgroup = get(&exec, "container.cgroup").as_str().unwrap_or_default();
     assert!(
         cgroup.starts_with("/..") && cgroup.ends_with(&id),
