@@ -173,46 +173,6 @@ fn unlink_rename_chmod_and_truncate() {
     assert!(get(&unlink, "file.access").is_null());
 }
 
-/// A path the kernel gave no inode for (a chmod) is stat'ed as its process
-/// sees it: in a private mount namespace, a tmpfs hides the host's file of
-/// the same path, and the event's size is the hidden file's.
-#[test]
-fn a_path_is_stated_in_the_process_own_mount_namespace() {
-    let agent = trace_all();
-    let tmp = TempDir::new("files-mntns");
-    let dir = canonical(tmp.path());
-    let hidden = dir.join("hidden");
-    std::fs::create_dir(&hidden).unwrap();
-    // What the agent's own namespace has at the path: 5 bytes.
-    std::fs::write(hidden.join("model.bin"), b"host!").unwrap();
-    let script = format!(
-        "mount -t tmpfs tmpfs {hidden} && head -c 777 /dev/zero > {hidden}/model.bin && \
-         chmod 600 {hidden}/model.bin && echo $$ && sleep 1",
-        hidden = hidden.display()
-    );
-    let output = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("run unshare");
-    assert!(
-        output.status.success(),
-        "unshare failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let shell: u64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("the shell prints its pid");
-    let path = hidden.join("model.bin").display().to_string();
-    let chmod = agent.wait_event("the chmod in the private namespace", |e| {
-        kind_of(e) == "chmod" && get(e, "file.path") == path.as_str() && {
-            let pid = pid_of(e);
-            pid == shell || get(e, "process.ppid").as_u64() == Some(shell)
-        }
-    });
-    assert_eq!(get(&chmod, "file.size").as_u64(), Some(777), "{chmod}");
-}
-
 #[test]
 fn a_path_deeper_than_the_kernel_walk_is_flagged_and_logged() {
     let agent = trace_all();

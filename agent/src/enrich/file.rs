@@ -91,15 +91,7 @@ impl super::Enricher {
         let inode = match (op.inode, &self.statter) {
             (Some(inode), _) => Some((inode.i_mode, kernel_dev(inode.rdev), inode.size)),
             (None, Some(statter)) if live => {
-                // A short-lived process (chmod(1)) is gone by now; its
-                // parent in the same mount namespace sees the same paths.
-                let ppid = event.process.ppid;
-                let same_mounts = self
-                    .table
-                    .get(ppid)
-                    .is_some_and(|parent| parent.mnt_ns == event.process.mnt_ns);
-                let roots = [Some(common.pid), same_mounts.then_some(ppid)];
-                stat_path.and_then(|path| statter.stat(&roots, path))
+                stat_path.and_then(|path| statter.stat(common.pid, path))
             }
             (None, _) => None,
         };

@@ -37,8 +37,7 @@ const QUEUE: usize = 16;
 pub type PathStat = (u32, (u32, u32), i64);
 
 struct Request {
-    /// The processes whose root the path is resolved in, the first alive.
-    roots: [Option<u32>; 2],
+    pid: u32,
     path: String,
     reply: SyncSender<Option<PathStat>>,
 }
@@ -62,11 +61,7 @@ impl Statter {
             .spawn(move || {
                 for request in queue {
                     worker_busy.store(true, Ordering::Release);
-                    let answer = request
-                        .roots
-                        .iter()
-                        .flatten()
-                        .find_map(|pid| stat_in_root(*pid, &request.path));
+                    let answer = stat_in_root(request.pid, &request.path);
                     worker_busy.store(false, Ordering::Release);
                     // The pipeline may have stopped waiting: that is fine.
                     let _ = request.reply.try_send(answer);
@@ -79,16 +74,15 @@ impl Statter {
         })
     }
 
-    /// `path` as the first live process of `roots` sees it, or `None`
-    /// (counted by why).
-    pub fn stat(&self, roots: &[Option<u32>; 2], path: &str) -> Option<PathStat> {
+    /// `path` as process `pid` sees it, or `None` (counted by why).
+    pub fn stat(&self, pid: u32, path: &str) -> Option<PathStat> {
         if self.busy.load(Ordering::Acquire) {
             self.counters.skipped.inc();
             return None;
         }
         let (reply, answer) = mpsc::sync_channel(1);
         let request = Request {
-            roots: *roots,
+            pid,
             path: path.to_owned(),
             reply,
         };
@@ -162,30 +156,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("weights.bin");
         std::fs::write(&file, vec![0u8; 1234]).unwrap();
-        let (mode, _, size) = statter
-            .stat(&[Some(pid), None], file.to_str().unwrap())
-            .expect("a stat");
+        let (mode, _, size) = statter.stat(pid, file.to_str().unwrap()).expect("a stat");
         assert_eq!(mode & libc::S_IFMT, libc::S_IFREG);
         assert_eq!(size, 1234);
         // A character device: its numbers, without opening it.
-        let (mode, (major, minor), _) = statter
-            .stat(&[Some(pid), None], "/dev/null")
-            .expect("/dev/null");
+        let (mode, (major, minor), _) = statter.stat(pid, "/dev/null").expect("/dev/null");
         assert_eq!(mode & libc::S_IFMT, libc::S_IFCHR);
         assert_eq!((major, minor), (1, 3));
-        assert_eq!(statter.stat(&[Some(pid), None], "/no/such/path"), None);
+        assert_eq!(statter.stat(pid, "/no/such/path"), None);
         // A pid that does not exist has no root.
-        assert_eq!(statter.stat(&[Some(u32::MAX - 1), None], "/dev/null"), None);
-        // A process gone by now: its parent's root, the second given.
-        assert!(statter
-            .stat(&[Some(u32::MAX - 1), Some(pid)], "/dev/null")
-            .is_some());
-        assert_eq!(statter.counters.done.get(), 3);
+        assert_eq!(statter.stat(u32::MAX - 1, "/dev/null"), None);
+        assert_eq!(statter.counters.done.get(), 2);
         assert_eq!(statter.counters.failed.get(), 2);
         // While the worker is inside a stat (hung on a dead mount), the
         // pipeline does not ask.
         statter.busy.store(true, Ordering::Release);
-        assert_eq!(statter.stat(&[Some(pid), None], "/dev/null"), None);
+        assert_eq!(statter.stat(pid, "/dev/null"), None);
         assert_eq!(statter.counters.skipped.get(), 1);
     }
 
