@@ -140,12 +140,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     enforcer.apply(&policies, &metrics);
     let pid_file = write_pid_file(&config.state_dir);
     let mut enricher = Enricher::new(config.process_table, BootClock::new(), true);
-    match crate::enrich::stat::Statter::start(metrics.path_stat_counters()) {
-        Ok(statter) => enricher.set_statter(statter),
-        Err(err) => log::warn!(
-            "cannot start the path stat thread ({err}): paths the kernel gives no inode for are not stat'ed"
-        ),
-    }
     enricher.set_name_limits(config.names);
     enricher.set_asset_classifier(kernel.assets.clone());
     let redactor = crate::enrich::redact::Redactor::new(&config.redact)?;

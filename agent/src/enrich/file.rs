@@ -6,11 +6,10 @@
 //! and a relative name and normalises the result lexically (`.` and `..`;
 //! symlinks are not followed), fills the device and size from the kernel's
 //! inode or, when the kernel had none (a failed open, a chmod), from a
-//! `stat` of the path in the process's own root, made off the pipeline
-//! thread (`stat.rs`), and classifies the path with the
+//! `stat` of the path, and classifies the path with the
 //! [`AssetClassifier`].
 
-use std::collections::HashMap;
+use std::{collections::HashMap, os::unix::fs::MetadataExt};
 
 use crate::{
     enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier},
@@ -88,12 +87,10 @@ impl super::Enricher {
             Kind::Unlink => None,
             _ => Some(path.as_str()),
         };
-        let inode = match (op.inode, &self.statter) {
-            (Some(inode), _) => Some((inode.i_mode, kernel_dev(inode.rdev), inode.size)),
-            (None, Some(statter)) if live => {
-                stat_path.and_then(|path| statter.stat(common.pid, path))
-            }
-            (None, _) => None,
+        let inode = match op.inode {
+            Some(inode) => Some((inode.i_mode, kernel_dev(inode.rdev), inode.size)),
+            None if live => stat_path.and_then(stat),
+            None => None,
         };
         let device = inode.and_then(|(mode, (major, minor), _)| {
             let kind = match mode & S_IFMT {
@@ -283,6 +280,18 @@ pub fn normalise(path: &str) -> String {
     } else {
         joined
     }
+}
+
+/// `(i_mode, (major, minor), size)` of `path`, following symlinks as open
+/// does.
+fn stat(path: &str) -> Option<(u32, (u32, u32), i64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let rdev = meta.rdev();
+    Some((
+        meta.mode(),
+        (libc::major(rdev), libc::minor(rdev)),
+        i64::try_from(meta.size()).unwrap_or(i64::MAX),
+    ))
 }
 
 #[cfg(test)]

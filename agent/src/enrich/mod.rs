@@ -10,7 +10,6 @@ mod privilege;
 pub mod process;
 pub mod procfs_seed;
 pub mod redact;
-pub mod stat;
 
 pub use net::is_external;
 mod file;
@@ -64,8 +63,6 @@ pub struct Enricher {
     agent: privilege::AgentSelf,
     /// Addresses named by DNS answers, per network namespace.
     names: names::NameCache,
-    /// Stats of paths the kernel gave no inode for (none in replay).
-    statter: Option<stat::Statter>,
 }
 
 impl Enricher {
@@ -87,14 +84,7 @@ impl Enricher {
                 privilege::AgentSelf::nobody()
             },
             names: names::NameCache::new(names::NameLimits::default()),
-            statter: None,
         }
-    }
-
-    /// Stats paths the kernel gave no inode for through `statter`, in the
-    /// process's own root (without one, such paths are not stat'ed).
-    pub fn set_statter(&mut self, statter: stat::Statter) {
-        self.statter = Some(statter);
     }
 
     /// Replaces the name cache's default bounds (the configuration's `names:`).

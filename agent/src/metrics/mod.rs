@@ -85,21 +85,6 @@ impl Default for MetricsConfig {
     }
 }
 
-/// `aiwatch_path_stats_total`, by outcome: what the path stat worker
-/// (`enrich::stat`) did.
-#[derive(Clone)]
-pub struct PathStatCounters {
-    /// The path was stat'ed.
-    pub done: prometheus::IntCounter,
-    /// The path did not resolve in the process's root, or the process is
-    /// gone.
-    pub failed: prometheus::IntCounter,
-    /// The worker did not answer in time.
-    pub timed_out: prometheus::IntCounter,
-    /// Not asked: the worker was stuck on an earlier stat, or behind.
-    pub skipped: prometheus::IntCounter,
-}
-
 /// The registry and every metric in it. Share it as `Arc<Metrics>`.
 pub struct Metrics {
     registry: Registry,
@@ -114,8 +99,6 @@ pub struct Metrics {
     /// The name cache's totals at the last report.
     name_totals: Mutex<NameTotals>,
     llm: llm::LlmMetrics,
-    /// `aiwatch_path_stats_total{outcome}`.
-    path_stats: prometheus::IntCounterVec,
 }
 
 impl Metrics {
@@ -134,11 +117,6 @@ impl Metrics {
         let names = names::NameCounters::register(&mut reg)?;
         let runtime = runtime::RuntimeCounters::register(&mut reg)?;
         let llm = llm::LlmMetrics::new(&mut reg)?;
-        let path_stats = reg.counter_vec(
-            "aiwatch_path_stats_total",
-            "Stats of event paths the kernel gave no inode for, in the process's own root, by outcome: done, failed (no such path or process), timed_out (the worker did not answer in 20 ms), skipped (the worker was stuck on an earlier stat).",
-            &["outcome"],
-        )?;
 
         #[cfg(target_os = "linux")]
         reg.collector(Box::new(
@@ -157,19 +135,7 @@ impl Metrics {
             runtime,
             name_totals: Mutex::new(NameTotals::default()),
             llm,
-            path_stats,
         })
-    }
-
-    /// The counters of the path stat worker (`enrich::stat`).
-    pub fn path_stat_counters(&self) -> PathStatCounters {
-        let outcome = |name: &str| self.path_stats.with_label_values(&[name]);
-        PathStatCounters {
-            done: outcome("done"),
-            failed: outcome("failed"),
-            timed_out: outcome("timed_out"),
-            skipped: outcome("skipped"),
-        }
     }
 
     /// Takes the name cache's totals since start-up.
