@@ -78,14 +78,9 @@ fn daemonset_image() -> &'static str {
     })
 }
 
-#[test]
-fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
-    let image = daemonset_image();
-    let daemonset = yaml("deploy/kubernetes/daemonset.yaml");
-    let container = &daemonset["spec"]["template"]["spec"]["containers"][0];
-    let scratch = TempDir::new("image");
-    let name = format!("aiwatch-image-test-{}", std::process::id());
-    let pod = PodmanRun::from_daemonset(&name, scratch.path(), true);
+/// The image and the DaemonSet container's arguments, as `podman run`
+/// takes them.
+fn image_and_args(image: &str, container: &Value) -> Vec<String> {
     let mut run = vec![image.to_owned()];
     run.extend(
         container["args"]
@@ -94,6 +89,18 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
             .iter()
             .map(|arg| arg.as_str().expect("a string argument").to_owned()),
     );
+    run
+}
+
+#[test]
+fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
+    let image = daemonset_image();
+    let daemonset = yaml("deploy/kubernetes/daemonset.yaml");
+    let container = &daemonset["spec"]["template"]["spec"]["containers"][0];
+    let scratch = TempDir::new("image");
+    let name = format!("aiwatch-image-test-{}", std::process::id());
+    let pod = PodmanRun::from_daemonset(&name, scratch.path(), true);
+    let mut run = image_and_args(image, container);
     // Every event, to read the marker's exec from.
     run.extend(["--events".into(), "/var/log/aiwatch/events.jsonl".into()]);
     let agent = pod.start(&name, &run);
@@ -261,14 +268,7 @@ fn the_image_runs_under_the_shipped_seccomp_profile() {
     let scratch = TempDir::new("image-seccomp");
     let name = format!("aiwatch-image-seccomp-{}", std::process::id());
     let pod = PodmanRun::from_daemonset(&name, scratch.path(), true).with_seccomp_profile(&profile);
-    let mut run = vec![image.to_owned()];
-    run.extend(
-        container["args"]
-            .as_array()
-            .expect("args")
-            .iter()
-            .map(|arg| arg.as_str().expect("a string argument").to_owned()),
-    );
+    let mut run = image_and_args(image, container);
     run.extend(["--events".into(), "/var/log/aiwatch/events.jsonl".into()]);
     let agent = pod.start(&name, &run);
     let agent_pid = agent.host_pid();

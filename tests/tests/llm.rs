@@ -143,6 +143,20 @@ fn plain_setup() -> Setup {
     }
 }
 
+/// Writes fake AWS credentials under the test's folder: their path, and
+/// the tool call that reads them.
+fn fake_credentials(setup: &Setup) -> (PathBuf, String) {
+    let credentials = setup.work.join("home/.aws/credentials");
+    std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIAFAKEFAKEFAKEFAKE\n",
+    )
+    .unwrap();
+    let command = format!("cat {}", credentials.display());
+    (credentials, command)
+}
+
 /// What the agent script printed.
 struct Run {
     pid: u64,
@@ -219,14 +233,7 @@ fn an_agent_runs_a_model_tool_call_and_its_actions_carry_the_cause() {
         return;
     };
     let agent = &setup.agent;
-    let credentials = setup.work.join("home/.aws/credentials");
-    std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
-    std::fs::write(
-        &credentials,
-        "[default]\naws_access_key_id = AKIAFAKEFAKEFAKEFAKE\n",
-    )
-    .unwrap();
-    let command = format!("cat {}", credentials.display());
+    let (credentials, command) = fake_credentials(&setup);
     let run = run_agent(
         &setup,
         &["--client", "openai", "--prompt", &format!("RUN: {command}")],
@@ -668,14 +675,7 @@ fn plain_http_to_a_model_server_is_read_on_the_wire_and_its_tool_call_is_tied_to
     // The ollama client over plain HTTP, streamed: the first request tracks
     // the untracked script in the kernel, so the request, its answer and the
     // tool call's exec are all seen.
-    let secret = setup.work.join("home/.aws/credentials");
-    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
-    std::fs::write(
-        &secret,
-        "[default]\naws_access_key_id = AKIAFAKEFAKEFAKEFAKE\n",
-    )
-    .unwrap();
-    let command = format!("cat {}", secret.display());
+    let (_, command) = fake_credentials(&setup);
     let run = run_agent(
         &setup,
         &[

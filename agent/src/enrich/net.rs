@@ -76,29 +76,31 @@ pub fn dns_info(query: &Dns) -> DnsInfo {
     }
 }
 
+/// The connection of a TCP segment read on the wire, the server its peer.
+fn segment_connection(wire: &DnsWire) -> NetInfo {
+    NetInfo {
+        family: family_of(wire.server),
+        protocol: Protocol::Tcp,
+        src: wire.local.map(endpoint),
+        dst: wire.server.map(endpoint),
+        dst_external: wire.server.is_some_and(|a| is_external(a.ip())),
+        ..Default::default()
+    }
+}
+
 /// The `net` field of a ClientHello: the connection and the server name.
 pub fn client_hello_info(hello: &TlsClientHello) -> NetInfo {
     NetInfo {
-        family: family_of(hello.wire.server),
-        protocol: Protocol::Tcp,
-        src: hello.wire.local.map(endpoint),
-        dst: hello.wire.server.map(endpoint),
-        dst_external: hello.wire.server.is_some_and(|a| is_external(a.ip())),
         tls_server_name: hello.server_name.clone().ok().flatten(),
-        ..Default::default()
+        ..segment_connection(&hello.wire)
     }
 }
 
 /// The `net` field of a plain HTTP request: the connection and its host.
 pub fn http_request_info(request: &HttpRequest) -> NetInfo {
     NetInfo {
-        family: family_of(request.wire.server),
-        protocol: Protocol::Tcp,
-        src: request.wire.local.map(endpoint),
-        dst: request.wire.server.map(endpoint),
-        dst_external: request.wire.server.is_some_and(|a| is_external(a.ip())),
         http_host: request.host.clone().ok().flatten(),
-        ..Default::default()
+        ..segment_connection(&request.wire)
     }
 }
 
