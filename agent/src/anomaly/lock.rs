@@ -10,9 +10,11 @@
 //!   comes at `sched_process_exec`, before the new image runs.
 //! - **connect**: `deny` connects and UDP sends outside the learned peers
 //!   and the host's resolvers on port 53.
-//!   Peers learned by address become the kernel's egress allowlist
-//!   (`cgroup/connect*`, `cgroup/sendmsg*`); a peer learned by name cannot
-//!   be decided in the kernel, and the rule then only alerts would-deny.
+//!   Peers learned by address or exact name become the kernel's egress
+//!   allowlist (`cgroup/connect*`, `cgroup/sendmsg*`; a name by the
+//!   addresses the agent resolves for it); a peer learned as a name
+//!   pattern (`cdn-*.example.com`) cannot be decided in the kernel, and the
+//!   rule then only alerts would-deny.
 //! - **open**: `kill` opens of asset classes the workload never opened
 //!   (from user space, after the fact: the kernel does not classify files).
 //!
@@ -133,15 +135,20 @@ pub fn lock_for(profile: &Profile, resolvers: &[IpAddr]) -> Result<Lock, LockErr
     if peers.is_empty() {
         notes.push("connect: no peer was learned; egress is not locked".into());
     } else {
-        let by_name: Vec<&str> = peers
+        let (patterns, names): (Vec<&str>, Vec<&str>) = peers
             .iter()
             .map(|(host, _)| *host)
             .filter(|host| *host != "loopback" && host.parse::<ipnet::IpNet>().is_err())
-            .collect();
-        if !by_name.is_empty() {
+            .partition(|host| host.contains('*'));
+        if !patterns.is_empty() {
             notes.push(format!(
-                "connect: peers learned by name ({}) are not decided in the kernel; egress outside the profile alerts would-deny",
-                by_name.join(", ")
+                "connect: peers learned as name patterns ({}) are not decided in the kernel; egress outside the profile alerts would-deny",
+                patterns.join(", ")
+            ));
+        } else if !names.is_empty() {
+            notes.push(format!(
+                "connect: peers learned by name ({}) are allowed by the addresses the agent resolves for them and learns from verified DNS answers",
+                names.join(", ")
             ));
         }
         let mut destinations: Vec<Value> =
@@ -216,6 +223,8 @@ fn peer(host: &str, port: u16) -> Value {
         );
     } else if host.parse::<ipnet::IpNet>().is_ok() {
         condition.insert("net.dst.ip".into(), json!({"cidr": host}));
+    } else if host.contains('*') {
+        condition.insert("net.dst_name".into(), json!({"glob": host}));
     } else {
         condition.insert("net.dst_name".into(), json!(host));
     }
@@ -290,7 +299,10 @@ mod tests {
                 })
             )
         );
-        let Placement::Kernel(KernelRule::EgressAllow { workload, peers }) = &placed[1].1 else {
+        let Placement::Kernel(KernelRule::EgressAllow {
+            workload, peers, ..
+        }) = &placed[1].1
+        else {
             panic!("{placed:?}");
         };
         assert_eq!(workload, "fraud");
@@ -309,21 +321,40 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_learned_by_name_keeps_egress_out_of_the_kernel_and_says_so() {
+    fn a_peer_learned_by_name_goes_to_the_kernel_by_its_addresses() {
         let mut profile = enforcing();
         profile.set_mode(Mode::Drifting);
         profile.peers.insert("huggingface.co:443", 8);
         profile.set_mode(Mode::Enforcing);
         let lock = lock_for(&profile, &[]).expect("lock");
         let placed = placements(&lock);
+        let Placement::Kernel(KernelRule::EgressAllow { names, .. }) = &placed[1].1 else {
+            panic!("{placed:?}");
+        };
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert_eq!(names[0].name, "huggingface.co");
+        assert!(lock
+            .notes
+            .iter()
+            .any(|note| note.contains("huggingface.co") && note.contains("resolves")));
+    }
+
+    #[test]
+    fn a_peer_learned_as_a_name_pattern_keeps_egress_out_of_the_kernel_and_says_so() {
+        let mut profile = enforcing();
+        profile.set_mode(Mode::Drifting);
+        profile.peers.insert("cdn-lfs-*.huggingface.co:443", 8);
+        profile.set_mode(Mode::Enforcing);
+        let lock = lock_for(&profile, &[]).expect("lock");
+        let placed = placements(&lock);
         assert!(
-            matches!(placed[1].1, Placement::NotEnforced(_)),
+            matches!(&placed[1].1, Placement::NotEnforced(why) if why.contains("pattern")),
             "{placed:?}"
         );
         assert!(lock
             .notes
             .iter()
-            .any(|note| note.contains("huggingface.co")));
+            .any(|note| note.contains("cdn-lfs-*.huggingface.co")));
     }
 
     #[test]

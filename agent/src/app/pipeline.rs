@@ -160,11 +160,13 @@ impl Pipeline {
         let mut ticks = 0u32;
         let mut reloads = self.policy_reloads.take();
         let mut answers = self.identities.as_mut().and_then(|i| i.answers.take());
+        let mut name_lookups = self.enforcer.take_lookups();
         let mut hold_check = tokio::time::interval(HOLD_CHECK);
         hold_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 Some(resolved) = next_answer(&mut answers) => self.identity_resolved(resolved),
+                Some(resolved) = next_answer(&mut name_lookups) => self.name_resolved(resolved),
                 _ = hold_check.tick(), if self.holds_events() => self.release_expired(),
                 outcome = next_reload(&mut reloads) => match outcome {
                     Some(outcome) => self.reloaded(outcome, reloads.as_ref()),
@@ -239,6 +241,7 @@ impl Pipeline {
         if !changes.is_empty() {
             (self.on_changes)(&changes);
         }
+        self.learn_allowed_name(&event);
         if let Some(file) = event.file.as_ref() {
             if let (Some(key), Some(directory)) = (
                 file.fold_candidate,
@@ -273,6 +276,34 @@ impl Pipeline {
         }
         if let Some(alert) = self.enforcer.kernel_alert(&event) {
             self.raise(alert);
+        }
+    }
+
+    /// A verified DNS answer for a name of an egress allowlist: the kernel
+    /// allows its addresses before the event goes on, so a workload that
+    /// asked can connect as soon as its answer went through here.
+    fn learn_allowed_name(&mut self, event: &Event) {
+        let Some(dns) = event.dns.as_ref() else {
+            return;
+        };
+        if event.kind != Kind::DnsAnswer || dns.verified != Some(true) || dns.answers.is_empty() {
+            return;
+        }
+        if let Some(name) = crate::policy::kernel_plan::dns_name(&dns.name) {
+            self.enforcer.learn_name(&name, &dns.answers, &self.metrics);
+        }
+    }
+
+    /// The agent's own lookup of an allowlisted name: the kernel allows
+    /// its addresses, and they name connections to them.
+    fn name_resolved(&mut self, resolved: crate::enforce::Resolved) {
+        self.enforcer.name_resolved(&resolved, &self.metrics);
+        if resolved.error.is_none() {
+            self.enricher.name_resolved_by_agent(
+                &resolved.name,
+                &resolved.addresses,
+                crate::enforce::egress_names::ADDRESS_LIFE.as_secs(),
+            );
         }
     }
 
@@ -395,6 +426,7 @@ impl Pipeline {
             .set_workload_counts(counts.iter().map(|(k, n)| (k.as_str(), *n)));
         self.sync_workload_series(now);
         self.metrics.name_cache(self.enricher.name_stats());
+        self.enforcer.expire_names(&self.metrics);
         self.detectors.report_profiles(&self.metrics, save_profiles);
         self.detectors.report_rules(&self.metrics);
         self.metrics.observe_stream_dropped_total(

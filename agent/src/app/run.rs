@@ -134,7 +134,19 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &config.state_dir,
         Some(enforce_maps),
     );
+    // The names of egress allowlists are resolved by the agent only where
+    // the kernel can refuse egress.
     let hooks = EnforcementHooks::from_probes(&kernel.loaded.probes);
+    if hooks.egress() {
+        match enforcer.start_name_resolver() {
+            Ok(task) => {
+                supervisor.spawn("egress_names", Criticality::Degrading, task);
+            }
+            Err(err) => log::warn!(
+                "{err}; egress allowlist names get their addresses from verified DNS answers only"
+            ),
+        }
+    }
     readiness.set_enforcement_hooks(hooks.list());
     enforcer.set_hooks(hooks, &metrics);
     enforcer.apply(&policies, &metrics);

@@ -1,6 +1,6 @@
 //! The agent's `enforcement:` configuration section.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
@@ -34,6 +34,9 @@ pub struct EnforcementConfig {
     /// Workloads locked to their learned profile at start-up, as `aiwatch
     /// profile enforce` locks them (`kind/name` or `name`).
     pub lock_profiles: Vec<String>,
+    /// The DNS servers (`address:port`) the agent resolves the names of
+    /// egress allowlists through; empty: the host's (`/etc/resolv.conf`).
+    pub egress_name_servers: Vec<SocketAddr>,
 }
 
 /// Who may open accelerator devices (the GPU majors of the asset table)
@@ -64,6 +67,7 @@ impl Default for EnforcementConfig {
             kill_budget: 20,
             kill_window_secs: 60,
             accelerators: AcceleratorDeny::default(),
+            egress_name_servers: Vec::new(),
         }
     }
 }

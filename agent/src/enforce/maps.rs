@@ -178,6 +178,22 @@ impl EnforceMaps {
         Ok(())
     }
 
+    /// Adds peers to enforced allowlists (the addresses of an allowlisted
+    /// name), keeping what is there.
+    pub fn add_egress(&mut self, peers: &[(u16, EgressPeer)]) -> Result<(), EnforceMapError> {
+        for (scope, peer) in peers {
+            let (bits, key) = egress_key(*scope, peer);
+            self.egress_allow
+                .insert(&Key::new(bits, key), 1, 0)
+                .map_err(|source| EnforceMapError::Update {
+                    map: "EGRESS_ALLOW",
+                    source,
+                })?;
+            self.egress_written.insert((bits, key));
+        }
+        Ok(())
+    }
+
     pub fn set_never_touch(&mut self, wanted: &[(ExeKey, u32)]) -> Result<(), EnforceMapError> {
         replace(&mut self.never_touch, "NEVER_TOUCH", wanted)
     }

@@ -13,6 +13,7 @@
 //! event the kernel acted on.
 
 pub mod config;
+pub mod egress_names;
 mod hooks;
 pub mod maps;
 mod outcome;
@@ -20,14 +21,20 @@ mod switch;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     path::{Path, PathBuf},
+    time::Instant,
 };
+
+use tokio::sync::{mpsc, watch};
 
 use aiwatch_common::{
     ExeKey, ExecAllowKey, OpenAllowKey, ACCEL_AUDIT, ACCEL_ENFORCE, ACCEL_OFF, ENFORCE_REFUSE_ONLY,
 };
 
 pub use config::{AcceleratorDeny, EnforcementConfig, PID_FILE, SWITCH_OFF_FILE};
+pub use egress_names::Resolved;
+use egress_names::{EgressNames, ResolverError};
 pub use hooks::EnforcementHooks;
 pub use maps::{exe_key, EnforceMapError, EnforceMaps};
 pub use switch::{switch_command, SwitchCommand};
@@ -37,7 +44,7 @@ use crate::{
     kernel::scopes::{self, EnforcementScopes, SharedScopes},
     metrics::Metrics,
     policy::{
-        kernel_plan::{self, KernelRule, Placement},
+        kernel_plan::{self, EgressPeer, KernelRule, Placement},
         PolicySet,
     },
 };
@@ -77,6 +84,14 @@ pub struct Enforcer {
     scopes: SharedScopes,
     /// Where the kernel can enforce on this host.
     hooks: EnforcementHooks,
+    /// The enforced egress allowlists' own peers, by scope, as last applied.
+    egress_lists: Vec<(u16, Vec<EgressPeer>)>,
+    /// The names of the enforced egress allowlists and their addresses.
+    egress_names: EgressNames,
+    /// Tells the agent's resolver which names to resolve.
+    resolver_names: Option<watch::Sender<Vec<String>>>,
+    /// What the resolver finds, until the pipeline takes it.
+    lookups: Option<mpsc::Receiver<Resolved>>,
 }
 
 impl Enforcer {
@@ -89,7 +104,82 @@ impl Enforcer {
             rules: HashMap::new(),
             scopes: EnforcementScopes::shared(),
             hooks: EnforcementHooks::default(),
+            egress_lists: Vec::new(),
+            egress_names: EgressNames::default(),
+            resolver_names: None,
+            lookups: None,
         }
+    }
+
+    /// Starts the agent's resolver of allowlisted names (before `apply`);
+    /// the caller supervises the task.
+    pub fn start_name_resolver(&mut self) -> Result<tokio::task::JoinHandle<()>, ResolverError> {
+        let resolver = egress_names::spawn_resolver(&self.config.egress_name_servers)?;
+        self.resolver_names = Some(resolver.names);
+        self.lookups = Some(resolver.found);
+        Ok(resolver.task)
+    }
+
+    /// What the resolver finds, for the pipeline to hand back to
+    /// [`Enforcer::learn_name`].
+    pub fn take_lookups(&mut self) -> Option<mpsc::Receiver<Resolved>> {
+        self.lookups.take()
+    }
+
+    /// Addresses given for an allowlisted name, by the agent's resolver or
+    /// a verified DNS answer: the kernel allows them from now on. `name` is
+    /// compared as `kernel_plan::dns_name` spells it.
+    pub fn learn_name(&mut self, name: &str, addresses: &[IpAddr], metrics: &Metrics) {
+        let new = self.egress_names.learn(name, addresses, Instant::now());
+        if new.is_empty() {
+            return;
+        }
+        if let Some(maps) = &mut self.maps {
+            if let Err(err) = maps.add_egress(&new) {
+                log::error!("egress allowlist: the addresses of {name} were not added: {err}");
+            }
+        }
+        log::debug!("egress allowlist: {} new peer(s) for {name}", new.len());
+        metrics.set_enforcement_name_addresses(self.egress_names.address_count());
+    }
+
+    /// The agent's resolver's answer for an allowlisted name.
+    pub fn name_resolved(&mut self, resolved: &Resolved, metrics: &Metrics) {
+        metrics.enforcement_name_lookup(resolved.error.is_none());
+        match &resolved.error {
+            None => self.learn_name(&resolved.name, &resolved.addresses, metrics),
+            Some(error) => log::warn!(
+                "egress allowlist name {} cannot be resolved ({error}); only the addresses of verified DNS answers for it are allowed",
+                resolved.name
+            ),
+        }
+    }
+
+    /// Forgets allowlisted names' addresses not given for an hour, and
+    /// takes them out of the kernel (housekeeping).
+    pub fn expire_names(&mut self, metrics: &Metrics) {
+        if !self.egress_names.expire(Instant::now()) {
+            return;
+        }
+        let egress = self.egress_with_names();
+        if let Some(maps) = &mut self.maps {
+            if let Err(err) = maps.set_egress(&egress) {
+                log::error!("egress allowlists not updated: {err}");
+            }
+        }
+        metrics.set_enforcement_name_addresses(self.egress_names.address_count());
+    }
+
+    /// The enforced allowlists with the addresses their names stand for.
+    fn egress_with_names(&self) -> Vec<(u16, Vec<EgressPeer>)> {
+        self.egress_lists
+            .iter()
+            .map(|(scope, peers)| {
+                let mut all = peers.clone();
+                all.extend(self.egress_names.peers(*scope));
+                (*scope, all)
+            })
+            .collect()
     }
 
     /// Says where the kernel can enforce (start-up, before `apply`): once
@@ -149,6 +239,7 @@ impl Enforcer {
         self.rules.clear();
         let mut exec_deny = Vec::new();
         let mut egress = Vec::new();
+        let mut egress_names = Vec::new();
         let mut protected = Vec::new();
         let mut open_allow = Vec::new();
         let mut exec_allow = Vec::new();
@@ -254,11 +345,18 @@ impl Enforcer {
                     counts.0 += 1;
                     Placed::KernelOpen
                 }
-                Placement::Kernel(KernelRule::EgressAllow { workload, peers }) => {
+                Placement::Kernel(KernelRule::EgressAllow {
+                    workload,
+                    peers,
+                    names,
+                }) => {
                     if mode == EnforcementMode::Enforce {
                         let scope = scopes::lock(&self.scopes).scope(workload);
                         if scope != 0 {
                             egress.push((scope, peers.clone()));
+                            if !names.is_empty() {
+                                egress_names.push((scope, names.clone()));
+                            }
                         }
                     }
                     counts.0 += 1;
@@ -288,6 +386,25 @@ impl Enforcer {
                 "enforcement.accelerators.deny is set, but cgroup/dev is not attached: accelerator opens are neither refused nor reported as would-deny"
             );
         }
+        self.egress_lists = egress;
+        self.egress_names.set_lists(&egress_names);
+        metrics.set_enforcement_name_addresses(self.egress_names.address_count());
+        let names = self.egress_names.names();
+        match &self.resolver_names {
+            Some(resolver) => {
+                resolver.send_if_modified(|wanted| {
+                    let changed = *wanted != names;
+                    *wanted = names.clone();
+                    changed
+                });
+            }
+            None if !names.is_empty() => log::warn!(
+                "egress allowlist names ({}) are not resolved by the agent here; only verified DNS answers give them addresses",
+                names.join(", ")
+            ),
+            None => {}
+        }
+        let egress = self.egress_with_names();
         let never_touch = resolve_all("never_touch", &self.config.never_touch);
         let accel_allow = resolve_all(
             "accelerators.allow_executables",
@@ -339,9 +456,10 @@ impl Enforcer {
                         open_allow.len()
                     );
                     log::info!(
-                        "kernel egress enforcement: {} workload allowlist(s), {} destination(s)",
+                        "kernel egress enforcement: {} workload allowlist(s), {} destination(s), {} name(s)",
                         egress.len(),
-                        egress.iter().map(|(_, peers)| peers.len()).sum::<usize>()
+                        egress.iter().map(|(_, peers)| peers.len()).sum::<usize>(),
+                        names.len()
                     );
                     log::info!(
                         "kernel accelerator deny: {}, {} executable(s) allowed besides declared workloads",

@@ -92,6 +92,18 @@ impl Enricher {
         self.names = names::NameCache::new(limits);
     }
 
+    /// Addresses the agent resolved for `name` itself (the names of egress
+    /// allowlists), named for `life_s` seconds.
+    pub fn name_resolved_by_agent(
+        &mut self,
+        name: &str,
+        addresses: &[std::net::IpAddr],
+        life_s: u64,
+    ) {
+        let now = crate::clock::now_boot_ns();
+        self.names.resolved_by_agent(name, addresses, now, life_s);
+    }
+
     /// What the name cache has done since start-up.
     pub fn name_stats(&self) -> names::NameStats {
         self.names.stats()

@@ -24,6 +24,12 @@ use crate::ingest::decode::{dns, dns_answer::Answer, net::DnsWire};
 
 const NS_PER_S: u64 = 1_000_000_000;
 
+/// The network namespace key of names the agent resolved itself (the names
+/// of egress allowlists): they name an address in any namespace that has no
+/// answer of its own for it, as the kernel allows that address to the
+/// allowlist's workload in any namespace. No namespace has inode 0.
+const AGENT_RESOLVED: u32 = 0;
+
 /// Bounds of the name cache; the `names:` section of the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -175,6 +181,26 @@ impl NameCache {
         verified
     }
 
+    /// Takes in addresses the agent resolved for `name` itself; they are
+    /// verified (the agent asked), and live `life_s` seconds.
+    pub fn resolved_by_agent(
+        &mut self,
+        name: &str,
+        addresses: &[IpAddr],
+        now_ns: u64,
+        life_s: u64,
+    ) {
+        for &address in addresses {
+            self.insert(
+                (AGENT_RESOLVED, canonical(address)),
+                name,
+                true,
+                now_ns,
+                now_ns.saturating_add(life_s.saturating_mul(NS_PER_S)),
+            );
+        }
+    }
+
     /// Counts an answer that could not be parsed.
     pub fn malformed(&mut self) {
         self.stats.answers_malformed += 1;
@@ -183,10 +209,9 @@ impl NameCache {
     /// The name of `address` as seen from network namespace `netns`, if a
     /// live answer named it. Counted as a hit or a miss.
     pub fn lookup(&mut self, netns: u32, address: IpAddr, now_ns: u64) -> Option<PeerName> {
-        let found = self
-            .names
-            .get(&(netns, canonical(address)))
-            .filter(|c| c.expires_ns > now_ns)
+        let live = |key| self.names.get(&key).filter(|c| c.expires_ns > now_ns);
+        let found = live((netns, canonical(address)))
+            .or_else(|| live((AGENT_RESOLVED, canonical(address))))
             .map(|c| PeerName {
                 name: c.name.clone(),
                 verified: c.verified,
@@ -310,6 +335,29 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_the_agent_resolved_name_addresses_in_every_namespace_without_their_own() {
+        let mut cache = NameCache::new(NameLimits::default());
+        cache.resolved_by_agent("hub.example.test", &[ip("10.0.0.3")], S, 60);
+        let named = cache.lookup(100, ip("10.0.0.3"), 2 * S).unwrap();
+        assert_eq!(named.name, "hub.example.test");
+        assert!(named.verified);
+        // A namespace's own answer comes first.
+        let q = wire(7, "127.0.0.53:53", 1, 200);
+        cache.query(&q, Some(&question("local.test")), 2 * S);
+        cache.answer(&q, &answer(1, "local.test", &["10.0.0.3"], 300), 3 * S);
+        assert_eq!(
+            cache.lookup(200, ip("10.0.0.3"), 4 * S).unwrap().name,
+            "local.test"
+        );
+        assert_eq!(
+            cache.lookup(100, ip("10.0.0.3"), 4 * S).unwrap().name,
+            "hub.example.test"
+        );
+        // It lives as long as it was given.
+        assert!(cache.lookup(100, ip("10.0.0.3"), 62 * S).is_none());
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub(super) struct AlertMetrics {
     enforcement_active: IntGauge,
     enforcement_mode: IntGaugeVec,
     enforcement_fallback_rules: IntGauge,
+    enforcement_name_lookups: IntCounterVec,
+    enforcement_name_addresses: IntGauge,
     rules_loaded: IntGauge,
     policy_reloads: IntCounterVec,
     policy_last_reload_success: Gauge,
@@ -60,6 +62,18 @@ impl AlertMetrics {
             "aiwatch_enforcement_fallback_rules",
             "Rules whose deny the kernel cannot refuse and carries out as a kill instead (logged at each load).",
         )?;
+        let enforcement_name_lookups = reg.counter_vec(
+            "aiwatch_enforcement_name_lookups_total",
+            "The agent's own lookups of the names in egress allowlists, by outcome (ok, failed).",
+            &["outcome"],
+        )?;
+        for outcome in ["ok", "failed"] {
+            enforcement_name_lookups.with_label_values(&[outcome]);
+        }
+        let enforcement_name_addresses = reg.gauge(
+            "aiwatch_enforcement_name_addresses",
+            "Addresses the kernel allows for the names of egress allowlists (resolved by the agent or from verified DNS answers).",
+        )?;
         let enforcement_active = reg.gauge(
             "aiwatch_enforcement_active",
             "1 while enforcement is on (not switched off by config, SIGHUP or `aiwatch enforcement off`).",
@@ -91,6 +105,8 @@ impl AlertMetrics {
             enforcement_active,
             enforcement_mode,
             enforcement_fallback_rules,
+            enforcement_name_lookups,
+            enforcement_name_addresses,
             rules_loaded,
             policy_reloads,
             policy_last_reload_success,
@@ -176,6 +192,21 @@ impl Metrics {
     pub fn set_enforcement_fallback_rules(&self, count: usize) {
         self.alerts
             .enforcement_fallback_rules
+            .set(saturating_i64(count as u64));
+    }
+
+    /// One lookup of an allowlisted name by the agent.
+    pub fn enforcement_name_lookup(&self, ok: bool) {
+        self.alerts
+            .enforcement_name_lookups
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// Addresses allowed for allowlisted names.
+    pub fn set_enforcement_name_addresses(&self, count: usize) {
+        self.alerts
+            .enforcement_name_addresses
             .set(saturating_i64(count as u64));
     }
 

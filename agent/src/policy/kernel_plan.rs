@@ -24,7 +24,12 @@
 //!       - net.dst.ip: {cidr: 10.0.0.0/8}    # any port
 //!       - {net.dst.ip: 127.0.0.1, net.dst.port: [8080, 8443]}
 //!       - net.dst.port: 53                  # any address
+//!       - {net.dst_name: api.example.com, net.dst.port: 443}
 //! ```
+//!
+//! A name in an allowlist is carried out by address: the agent resolves it
+//! itself and learns the addresses of verified DNS answers for it
+//! (`enforce/egress_names.rs`), and the kernel allows those.
 
 use std::collections::HashMap;
 
@@ -53,9 +58,11 @@ pub enum KernelRule {
     ExecAllow { workload: String, exes: Vec<String> },
     /// Refuse (EPERM) the workload's connects and UDP sends to any
     /// destination but these, at `cgroup/connect*` and `cgroup/sendmsg*`.
+    /// Names are allowed by the addresses the agent resolves for them.
     EgressAllow {
         workload: String,
         peers: Vec<EgressPeer>,
+        names: Vec<EgressName>,
     },
 }
 
@@ -66,6 +73,38 @@ pub enum KernelRule {
 pub struct EgressPeer {
     pub net: IpNet,
     pub port: Option<u16>,
+}
+
+/// A DNS name an egress allowlist lets through, on a port (`None`: any
+/// port): lower case, without the trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EgressName {
+    pub name: String,
+    pub port: Option<u16>,
+}
+
+/// What an allowlist's `not:` lets through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Allowed {
+    pub peers: Vec<EgressPeer>,
+    pub names: Vec<EgressName>,
+}
+
+/// `name` as allowlists and DNS answers are compared: lower case, without
+/// the trailing dot; `None` when it is not a DNS name (empty, a label
+/// over 63 bytes, a character other than letters, digits, `-` and `_`).
+pub fn dns_name(name: &str) -> Option<String> {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    valid.then_some(name)
 }
 
 /// Where a rule's action is carried out.
@@ -137,7 +176,13 @@ fn place(rule: &Rule) -> Placement {
             return Placement::Kernel(KernelRule::OpenKill { files, allowed });
         }
         return match egress_allow(cond) {
-            Ok((workload, peers)) => Placement::Kernel(KernelRule::EgressAllow { workload, peers }),
+            Ok((workload, Allowed { peers, names })) => {
+                Placement::Kernel(KernelRule::EgressAllow {
+                    workload,
+                    peers,
+                    names,
+                })
+            }
             Err(why) => fallback(format!(
                 "{why}; the kernel refuses only egress allowlists (kind: connect/udp_send, workload.name, not: destinations), execs and opens of exact files; it alerts would-deny"
             )),
@@ -177,9 +222,22 @@ impl Placement {
                 files.len(),
                 allowed.len()
             ),
-            Placement::Kernel(KernelRule::EgressAllow { workload, peers }) => format!(
+            Placement::Kernel(KernelRule::EgressAllow {
+                workload,
+                peers,
+                names,
+            }) if names.is_empty() => format!(
                 "kernel (cgroup/connect and cgroup/sendmsg refuse workload {workload}'s egress outside {} allowed destination(s))",
                 peers.len()
+            ),
+            Placement::Kernel(KernelRule::EgressAllow {
+                workload,
+                peers,
+                names,
+            }) => format!(
+                "kernel (cgroup/connect and cgroup/sendmsg refuse workload {workload}'s egress outside {} allowed destination(s) and the addresses the agent resolves for {} name(s))",
+                peers.len(),
+                names.len()
             ),
             Placement::UserSpace(why) => format!("user space only: {why}"),
             Placement::NotEnforced(why) => format!("not enforced: {why}"),

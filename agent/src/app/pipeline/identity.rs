@@ -98,10 +98,11 @@ impl Pipeline {
     }
 }
 
-/// The next runtime answer; never resolves without a resolver.
-pub(super) async fn next_answer(
-    answers: &mut Option<tokio::sync::mpsc::Receiver<Resolved>>,
-) -> Option<Resolved> {
+/// The next answer of a resolver (the runtimes', the allowlist names');
+/// never resolves without one.
+pub(super) async fn next_answer<T>(
+    answers: &mut Option<tokio::sync::mpsc::Receiver<T>>,
+) -> Option<T> {
     match answers {
         Some(answers) => answers.recv().await,
         None => std::future::pending().await,

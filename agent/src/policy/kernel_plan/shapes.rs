@@ -6,7 +6,7 @@ use ipnet::IpNet;
 
 use super::super::cond::{Cond, KindSet, Op};
 use super::super::field::{Field, Num};
-use super::EgressPeer;
+use super::{Allowed, EgressName, EgressPeer};
 use crate::event::Kind;
 
 pub(super) fn is_open_rule(cond: &Cond) -> bool {
@@ -133,7 +133,7 @@ pub(super) fn exec_allow(cond: &Cond) -> Result<(String, Vec<String>), String> {
 /// The workload and allowed destinations of a condition of the form
 /// `kind` (connect and/or udp_send) + `workload.name: NAME` + `not:
 /// DESTINATIONS`, and nothing else.
-pub(super) fn egress_allow(cond: &Cond) -> Result<(String, Vec<EgressPeer>), String> {
+pub(super) fn egress_allow(cond: &Cond) -> Result<(String, Allowed), String> {
     let egress_kinds = KindSet::of(Kind::Connect).union(KindSet::of(Kind::UdpSend));
     let mut terms = Vec::new();
     flatten(cond, &mut terms);
@@ -158,10 +158,12 @@ pub(super) fn egress_allow(cond: &Cond) -> Result<(String, Vec<EgressPeer>), Str
         }
     }
     match (kinds, workload, allowed) {
-        (Some(_), Some(workload), Some(mut peers)) => {
-            peers.sort();
-            peers.dedup();
-            Ok((workload, peers))
+        (Some(_), Some(workload), Some(mut allowed)) => {
+            allowed.peers.sort();
+            allowed.peers.dedup();
+            allowed.names.sort();
+            allowed.names.dedup();
+            Ok((workload, allowed))
         }
         (None, ..) => Err("it does not name its kinds (connect, udp_send)".into()),
         (_, None, _) => Err("it does not name one workload by `workload.name`".into()),
@@ -171,13 +173,15 @@ pub(super) fn egress_allow(cond: &Cond) -> Result<(String, Vec<EgressPeer>), Str
 
 /// The destinations of an allowlist's `not:`: one destination, or `any` of
 /// them.
-fn peers(cond: &Cond) -> Result<Vec<EgressPeer>, String> {
+fn peers(cond: &Cond) -> Result<Allowed, String> {
     match cond {
         Cond::Shared(inner) => peers(inner),
         Cond::Any(items) => {
-            let mut all = Vec::new();
+            let mut all = Allowed::default();
             for item in items {
-                all.extend(peers(item)?);
+                let one = peers(item)?;
+                all.peers.extend(one.peers);
+                all.names.extend(one.names);
             }
             Ok(all)
         }
@@ -185,11 +189,14 @@ fn peers(cond: &Cond) -> Result<Vec<EgressPeer>, String> {
     }
 }
 
-/// One destination: `net.dst.ip` networks, `net.dst.port` ports, or both.
-fn destination(cond: &Cond) -> Result<Vec<EgressPeer>, String> {
+/// One destination: `net.dst.ip` networks or `net.dst_name` names, a
+/// `net.dst.port` list, or both.
+fn destination(cond: &Cond) -> Result<Allowed, String> {
     let mut terms = Vec::new();
     flatten(cond, &mut terms);
-    let (mut nets, mut ports): (Option<Vec<IpNet>>, Option<Vec<Option<u16>>>) = (None, None);
+    let mut nets: Option<Vec<IpNet>> = None;
+    let mut names: Option<Vec<String>> = None;
+    let mut ports: Option<Vec<Option<u16>>> = None;
     for term in terms {
         match term {
             Cond::Test {
@@ -197,37 +204,95 @@ fn destination(cond: &Cond) -> Result<Vec<EgressPeer>, String> {
                 op,
             } if nets.is_none() => nets = Some(networks(op)?),
             Cond::Test {
+                field: Field::NetDstName,
+                op,
+            } if names.is_none() => names = Some(dns_names(op)?),
+            Cond::Test {
                 field: Field::NetDstPort,
                 op,
             } if ports.is_none() => ports = Some(port_list(op)?),
             Cond::Test { field, .. } => {
                 return Err(format!(
-                    "an allowed destination tests `{}`; only net.dst.ip and net.dst.port are decided in the kernel",
+                    "an allowed destination tests `{}`; only net.dst.ip, net.dst_name and net.dst.port are decided in the kernel",
                     field.path()
                 ))
             }
             _ => {
                 return Err(
-                    "an allowed destination is not net.dst.ip and/or net.dst.port".into(),
+                    "an allowed destination is not net.dst.ip or net.dst_name and/or net.dst.port"
+                        .into(),
                 )
             }
         }
     }
-    if nets.is_none() && ports.is_none() {
-        return Err("an allowed destination names neither net.dst.ip nor net.dst.port".into());
-    }
-    let nets =
-        nets.unwrap_or_else(|| vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())]);
     let ports = ports.unwrap_or_else(|| vec![None]);
-    Ok(nets
-        .iter()
-        .flat_map(|net| {
-            ports.iter().map(|port| EgressPeer {
-                net: *net,
-                port: *port,
+    match (nets, names) {
+        (Some(_), Some(_)) => Err(
+            "an allowed destination names both addresses and names; give each its own entry under `any`"
+                .into(),
+        ),
+        (None, Some(names)) => Ok(Allowed {
+            peers: Vec::new(),
+            names: names
+                .iter()
+                .flat_map(|name| {
+                    ports.iter().map(|port| EgressName {
+                        name: name.clone(),
+                        port: *port,
+                    })
+                })
+                .collect(),
+        }),
+        (None, None) if ports == [None] => Err(
+            "an allowed destination names neither net.dst.ip, net.dst_name nor net.dst.port"
+                .into(),
+        ),
+        (nets, None) => {
+            let nets = nets.unwrap_or_else(|| {
+                vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())]
+            });
+            Ok(Allowed {
+                peers: nets
+                    .iter()
+                    .flat_map(|net| {
+                        ports.iter().map(|port| EgressPeer {
+                            net: *net,
+                            port: *port,
+                        })
+                    })
+                    .collect(),
+                names: Vec::new(),
             })
-        })
-        .collect())
+        }
+    }
+}
+
+/// `net.dst_name: NAME | [NAME...]`: exact DNS names, which the agent
+/// resolves. A pattern cannot be resolved in advance.
+fn dns_names(op: &Op) -> Result<Vec<String>, String> {
+    let names: Vec<&str> = match op {
+        Op::StrEq(name) => vec![name],
+        Op::StrIn(names) => names.iter().map(|n| &**n).collect(),
+        Op::Glob(globs)
+            if globs.set.is_none()
+                && globs.prefixes.is_empty()
+                && globs.suffixes.is_empty()
+                && globs.name_prefixes.is_empty()
+                && globs.name_suffixes.is_empty() =>
+        {
+            globs.exact.iter().map(|n| &**n).collect()
+        }
+        _ => return Err(
+            "`net.dst_name` is matched by pattern; only exact names can be resolved for the kernel"
+                .into(),
+        ),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push(super::dns_name(name).ok_or_else(|| format!("`{name}` is not a DNS name"))?);
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// `net.dst.ip: {cidr: [...]}`, or exact addresses (a /32 or /128 each).

@@ -83,16 +83,28 @@ fn a_deny_of_an_open_on_exact_files_goes_to_the_kernel() {
 #[test]
 fn an_egress_allowlist_goes_to_the_kernel() {
     let got = placements(
-        "rules:\n  - id: e\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      workload.name: model\n      not:\n        any:\n          - net.dst.ip: {cidr: 10.0.0.0/8}\n          - {net.dst.ip: [127.0.0.1, '::1'], net.dst.port: [8443, 8080]}\n          - net.dst.port: 53\n",
+        "rules:\n  - id: e\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      workload.name: model\n      not:\n        any:\n          - net.dst.ip: {cidr: 10.0.0.0/8}\n          - {net.dst.ip: [127.0.0.1, '::1'], net.dst.port: [8443, 8080]}\n          - net.dst.port: 53\n          - {net.dst_name: [API.example.com., hub.example.org], net.dst.port: 443}\n",
     );
     let peer = |net: &str, port| EgressPeer {
         net: net.parse().unwrap(),
         port,
     };
-    let Placement::Kernel(KernelRule::EgressAllow { workload, peers }) = &got[0].1 else {
+    let Placement::Kernel(KernelRule::EgressAllow {
+        workload,
+        peers,
+        names,
+    }) = &got[0].1
+    else {
         panic!("{got:?}");
     };
     assert_eq!(workload, "model");
+    // Names are compared lower case, without the trailing dot.
+    let name = |name: &str| EgressName {
+        name: name.into(),
+        port: Some(443),
+    };
+    assert_eq!(names, &[name("api.example.com"), name("hub.example.org")]);
+    assert!(got[0].1.describe().contains("2 name(s)"), "{got:?}");
     let mut want = vec![
         peer("10.0.0.0/8", None),
         peer("127.0.0.1/32", Some(8080)),
@@ -109,10 +121,10 @@ fn an_egress_allowlist_goes_to_the_kernel() {
 #[test]
 fn egress_rules_the_kernel_cannot_decide_say_why() {
     let got = placements(
-        "rules:\n  - id: by-name\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        net.dst_name: api.example.com\n  - id: two-workloads\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      not:\n        net.dst.port: 443\n  - id: first\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        net.dst.port: 443\n  - id: second\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        net.dst.port: 80\n",
+        "rules:\n  - id: by-name\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        net.dst_name: {glob: '*.example.com'}\n  - id: two-workloads\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      not:\n        net.dst.port: 443\n  - id: first\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        net.dst.port: 443\n  - id: second\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        net.dst.port: 80\n",
     );
     assert!(
-        matches!(&got[0].1, Placement::NotEnforced(why) if why.contains("net.dst_name")),
+        matches!(&got[0].1, Placement::NotEnforced(why) if why.contains("only exact names")),
         "{got:?}"
     );
     assert!(
@@ -124,6 +136,28 @@ fn egress_rules_the_kernel_cannot_decide_say_why() {
         matches!(&got[3].1, Placement::NotEnforced(why) if why.contains("rule first")),
         "{got:?}"
     );
+}
+
+#[test]
+fn an_allowed_destination_of_names_and_addresses_at_once_is_refused() {
+    let got = placements(
+        "rules:\n  - id: e\n    severity: high\n    action: deny\n    when:\n      kind: connect\n      workload.name: m\n      not:\n        {net.dst_name: api.example.com, net.dst.ip: 10.0.0.1}\n",
+    );
+    assert!(
+        matches!(&got[0].1, Placement::NotEnforced(why) if why.contains("both addresses and names")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn dns_names_are_compared_in_one_spelling() {
+    assert_eq!(
+        dns_name("API.Example.com.").as_deref(),
+        Some("api.example.com")
+    );
+    for bad in ["", ".", "a..b", "a b.com", "*.example.com", &"x".repeat(64)] {
+        assert_eq!(dns_name(bad), None, "{bad:?}");
+    }
 }
 
 #[test]
