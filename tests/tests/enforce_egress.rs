@@ -90,6 +90,8 @@ struct Netns {
     host_if: String,
     ip: String,
     listeners: Child,
+    /// The namespace's resolvers, if any (`resolver`).
+    resolvers: std::cell::RefCell<Vec<Child>>,
 }
 
 impl Netns {
@@ -145,14 +147,67 @@ impl Netns {
             host_if,
             ip,
             listeners,
+            resolvers: Default::default(),
         }
     }
 }
 
+impl Netns {
+    /// Another address of the namespace (on its loopback; the host reaches
+    /// it through the veth link, as the subnet routes there).
+    fn add_address(&self, ip: &str) {
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &self.name,
+                "addr",
+                "add",
+                &format!("{ip}/32"),
+                "dev",
+                "lo",
+            ],
+        );
+    }
+
+    /// Starts a dnsmasq on the namespace's address and `port` that answers
+    /// `name` with `address` and nothing else; it is stopped on drop.
+    fn resolver(&self, port: u16, name: &str, address: &str) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, DNSMASQ])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                &format!("--listen-address={}", self.ip),
+                &format!("--port={port}"),
+                &format!("--host-record={name},{address}"),
+                "--user=root",
+                "--pid-file",
+                "--log-facility=-",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        self.resolvers.borrow_mut().push(child);
+    }
+}
+
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = self.listeners.kill();
-        let _ = self.listeners.wait();
+        for child in self
+            .resolvers
+            .get_mut()
+            .iter_mut()
+            .chain([&mut self.listeners])
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
             .output();
@@ -182,14 +237,43 @@ threading.Event().wait()
 
 /// The workload: reads `tcp|udp HOST PORT` lines and answers `ok` or the
 /// errno's name. A host with a colon is IPv6 (`::ffff:127.0.0.1` goes
-/// through `connect6` with an IPv4-mapped address).
+/// through `connect6` with an IPv4-mapped address). `dns SERVER NAME` asks
+/// the resolver on SERVER port 53 for NAME's address (one A query on a UDP
+/// socket, as a stub resolver does) and answers the first address.
 const CLIENT: &str = r#"
-import errno, socket, sys
+import errno, random, socket, struct, sys
+def resolve(server, name):
+    qid = random.randrange(65536)
+    question = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(query, (server, 53))
+    data, _ = s.recvfrom(4096)
+    s.close()
+    (rid, _, _, count, _, _) = struct.unpack(">HHHHHH", data[:12])
+    offset = len(query)
+    for _ in range(count):
+        if data[offset] & 0xC0:
+            offset += 2
+        else:
+            while data[offset]:
+                offset += data[offset] + 1
+            offset += 1
+        rtype, _, _, length = struct.unpack(">HHIH", data[offset:offset + 10])
+        offset += 10
+        if rtype == 1 and rid == qid:
+            return socket.inet_ntoa(data[offset:offset + 4])
+        offset += length
+    return "NOANSWER"
 print("ready", flush=True)
 for line in sys.stdin:
     proto, host, port = line.split()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
+        if proto == "dns":
+            print(resolve(host, port), flush=True)
+            continue
         if proto == "tcp":
             s = socket.socket(family, socket.SOCK_STREAM)
             s.settimeout(5)
@@ -245,7 +329,11 @@ impl Client {
 
     /// One attempt; the answer is `ok` or an errno name (`EPERM`).
     fn attempt(&mut self, proto: &str, host: &str, port: u16) -> String {
-        writeln!(self.stdin, "{proto} {host} {port}").expect("tell the client");
+        self.ask(&format!("{proto} {host} {port}"))
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").expect("tell the client");
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("client's answer");
         line.trim().to_string()
@@ -275,35 +363,62 @@ struct Setup {
 /// by a cgroup of the test's own: 127.0.0.1 on the `allowed` listener's
 /// port, and the namespace's address on its first port.
 fn start(mode: &str) -> Setup {
+    start_with(mode, |peers| {
+        let entries = format!(
+            "          - {{net.dst.ip: 127.0.0.1, net.dst.port: {}}}\n          - {{net.dst.ip: {{cidr: {}/32}}, net.dst.port: {}}}\n",
+            peers.allowed.local_addr().expect("addr").port(),
+            peers.netns.ip,
+            peers.ns_ports.0,
+        );
+        (entries, String::new())
+    })
+}
+
+/// The parts of a setup an allowlist is written from.
+struct Peers {
+    allowed: TcpListener,
+    netns: Netns,
+    ns_ports: (u16, u16),
+}
+
+/// As `start`, with the allowlist's `any` entries (YAML lines) and the
+/// agent's `enforcement:` keys (a flow mapping's inside) from `allowlist`.
+fn start_with(mode: &str, allowlist: impl FnOnce(&Peers) -> (String, String)) -> Setup {
     let dir = TempDir::new("egress");
     let cgroup = Cgroup::create("egress");
     let workload = format!("egress-test-{}", cgroup.name.trim_start_matches('/'));
-    let allowed = TcpListener::bind("127.0.0.1:0").expect("bind");
     let denied = TcpListener::bind("127.0.0.1:0").expect("bind");
     denied.set_nonblocking(true).expect("nonblocking");
     // The namespace is the test's own: any ports are free there.
     let ns_ports = (9101, 9102);
-    let netns = Netns::start(&[ns_ports.0, ns_ports.1]);
+    let peers = Peers {
+        allowed: TcpListener::bind("127.0.0.1:0").expect("bind"),
+        netns: Netns::start(&[ns_ports.0, ns_ports.1]),
+        ns_ports,
+    };
+    let (entries, enforcement) = allowlist(&peers);
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).expect("policies dir");
     std::fs::write(
         policies.join("egress.yaml"),
         format!(
-            "enforcement: {mode}\nrules:\n  - id: test.egress\n    description: Egress outside the allowlist\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      workload.name: {workload}\n      not:\n        any:\n          - {{net.dst.ip: 127.0.0.1, net.dst.port: {}}}\n          - {{net.dst.ip: {{cidr: {}/32}}, net.dst.port: {}}}\n",
-            allowed.local_addr().expect("addr").port(),
-            netns.ip,
-            ns_ports.0,
+            "enforcement: {mode}\nrules:\n  - id: test.egress\n    description: Egress outside the allowlist\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      workload.name: {workload}\n      not:\n        any:\n{entries}",
         ),
     )
     .expect("policy");
     let agent = Agent::start_with(AgentOptions {
         config: format!(
-            "anomaly: {{enabled: false}}\ndefault_policies: false\npolicies: [{}]\nworkloads:\n  declared:\n    - name: {workload}\n      kind: inference\n      match:\n        cgroup: \"{}\"\n",
+            "anomaly: {{enabled: false}}\ndefault_policies: false\npolicies: [{}]\nenforcement: {{{enforcement}}}\nworkloads:\n  declared:\n    - name: {workload}\n      kind: inference\n      match:\n        cgroup: \"{}\"\n",
             policies.display(),
             cgroup.name,
         ),
         ..Default::default()
     });
+    let Peers {
+        allowed,
+        netns,
+        ns_ports,
+    } = peers;
     Setup {
         agent,
         cgroup,
@@ -445,4 +560,144 @@ fn audit_mode_reports_would_deny_and_connects() {
     assert!(alert["event"].get("kernel_action").is_none(), "{alert}");
     let alert = wait_alert_for(&setup.agent, client.pid(), ns_denied);
     assert_eq!(alert["enforcement"]["outcome"], "would-deny");
+}
+
+/// A name in the allowlist is allowed by the addresses the agent resolves
+/// for it and by those a verified answer gave the workload; every other
+/// address, and the name's address on another port, is refused.
+///
+/// The agent asks one resolver of the namespace (its
+/// `egress_name_servers`, port 5300) and the workload another (port 53),
+/// which gives the same name another address, as a CDN or a container's
+/// own resolver may.
+#[test]
+fn a_name_in_the_allowlist_admits_the_addresses_resolved_for_it() {
+    const TEST: &str = "a_name_in_the_allowlist_admits_the_addresses_resolved_for_it";
+    const NAME: &str = "hub.aiwatch-egress.test";
+    if !Path::new(DNSMASQ).exists() {
+        println!(
+            "skipped: {TEST}: {DNSMASQ} is missing (cargo xtask setup --tests installs dnsmasq-base)"
+        );
+        return;
+    }
+    let mut addresses = Vec::new();
+    let setup = start_with("enforce", |peers| {
+        let netns = &peers.netns;
+        let subnet = netns.ip.rsplit_once('.').expect("an IPv4 address").0;
+        addresses = (3..=5).map(|n| format!("{subnet}.{n}")).collect();
+        for ip in &addresses {
+            netns.add_address(ip);
+        }
+        netns.resolver(5300, NAME, &addresses[0]);
+        netns.resolver(53, NAME, &addresses[1]);
+        let entries = format!(
+            "          - {{net.dst.ip: {}, net.dst.port: 53}}\n          - {{net.dst_name: {NAME}, net.dst.port: {}}}\n",
+            netns.ip, peers.ns_ports.0
+        );
+        (
+            entries,
+            format!("egress_name_servers: [\"{}:5300\"]", netns.ip),
+        )
+    });
+    let (agents, workloads, unnamed) = (&addresses[0], &addresses[1], &addresses[2]);
+    let (port, other_port) = setup.ns_ports;
+    setup.agent.wait_for_log(
+        "kernel egress enforcement: 1 workload allowlist(s), 1 destination(s), 1 name(s)",
+        EVENT_TIMEOUT,
+    );
+    // The agent's own lookup (dnsmasq may still be starting: it is tried
+    // again until it answers) reaches the kernel.
+    wait_until("the agent resolved the name", EVENT_TIMEOUT * 4, || {
+        let (_, metrics) = setup.agent.http_get("/metrics");
+        metrics
+            .contains("aiwatch_enforcement_name_addresses 1")
+            .then_some(())
+    });
+    let mut client = start_client(&setup);
+    let pid = client.pid();
+    assert_eq!(
+        client.attempt("tcp", agents, port),
+        "ok",
+        "the agent's address"
+    );
+    assert_eq!(
+        client.attempt("tcp", workloads, port),
+        "EPERM",
+        "an address nobody resolved yet"
+    );
+    // The workload asks its resolver: a verified answer, read on the wire.
+    assert_eq!(
+        &client.ask(&format!("dns {} {NAME}", setup.netns.ip)),
+        workloads
+    );
+    setup
+        .agent
+        .wait_event("the workload's verified answer", |e| {
+            e["kind"] == "dns_answer"
+                && get(e, "process.pid").as_u64() == Some(u64::from(pid))
+                && get(e, "dns.verified") == true
+        });
+    assert_eq!(
+        client.attempt("tcp", workloads, port),
+        "ok",
+        "the answer's address"
+    );
+    assert_eq!(
+        client.attempt("tcp", agents, other_port),
+        "EPERM",
+        "another port"
+    );
+    assert_eq!(
+        client.attempt("tcp", unnamed, port),
+        "EPERM",
+        "an unnamed address"
+    );
+
+    // Alerts come in the kernel's order: once the last refusal's is there,
+    // every earlier one is too.
+    setup.agent.wait_alert("the last refusal", |a| {
+        a["rule"] == "test.egress"
+            && get(a, "event.process.pid").as_u64() == Some(u64::from(pid))
+            && get(a, "event.net.dst.ip") == unnamed.as_str()
+    });
+    let alerts: Vec<(String, u64, String)> = setup
+        .agent
+        .alerts()
+        .into_iter()
+        .filter(|a| get(a, "event.process.pid").as_u64() == Some(u64::from(pid)))
+        .map(|a| {
+            (
+                get(&a, "event.net.dst.ip")
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                get(&a, "event.net.dst.port").as_u64().unwrap_or(0),
+                get(&a, "enforcement.outcome")
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let denied = |ip: &str, port: u16| (ip.to_string(), u64::from(port), "denied".to_string());
+    assert_eq!(
+        alerts,
+        [
+            denied(workloads, port),
+            denied(agents, other_port),
+            denied(unnamed, port)
+        ],
+        "one alert per refusal, none for the allowed connects"
+    );
+    // The allowed connects carry the name.
+    for ip in [agents, workloads] {
+        let connect = setup.agent.wait_event("an allowed connect", |e| {
+            e["kind"] == "connect"
+                && get(e, "process.pid").as_u64() == Some(u64::from(pid))
+                && get(e, "net.dst.ip") == ip.as_str()
+                && e["kernel_action"].is_null()
+        });
+        assert_eq!(get(&connect, "net.dst_name"), NAME, "{connect}");
+        assert_eq!(get(&connect, "net.dst_name_verified"), true, "{connect}");
+    }
 }
