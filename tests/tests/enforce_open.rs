@@ -18,6 +18,7 @@
 
 use std::{
     fs::File,
+    io::{BufRead, BufReader, Write},
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
     process::{Command, ExitStatus},
@@ -27,6 +28,9 @@ use aiwatch_tests::{get, Agent, AgentOptions, TempDir, EVENT_TIMEOUT};
 use serde_json::Value;
 
 const CAT: &str = "/bin/cat";
+/// Where the init of the `cargo xtask vm` guests, pid 1 there, opens files
+/// on request (`xtask/src/vm/guest.rs`, `PID_1_OPENER`).
+const PID_1_OPENER: &str = "/aiwatch/pid1-opener.sock";
 const WEIGHTS: &[u8] = b"weights that must not leave the model server";
 
 struct Setup {
@@ -162,6 +166,47 @@ fn an_enforced_open_kill_stops_the_reader_before_it_reads_a_byte() {
         .filter(|a| get(a, "event.process.pid").as_u64() == Some(u64::from(allowed_pid)))
         .collect();
     assert!(stray.is_empty(), "alerts for the allowed reader: {stray:?}");
+}
+
+/// The rails spare pid 1: it opens a protected file under an enforcing
+/// kill rule and reads it whole, neither killed nor refused (by the LSM
+/// where it runs), and its alert says would-kill. Only the VM guests' init
+/// opens files on request as pid 1; elsewhere the test says it skipped.
+#[test]
+fn pid_1_opening_a_protected_file_is_neither_killed_nor_refused() {
+    const TEST: &str = "pid_1_opening_a_protected_file_is_neither_killed_nor_refused";
+    if !Path::new(PID_1_OPENER).exists() {
+        println!(
+            "skipped: {TEST}: pid 1 here is not the init of the `cargo xtask vm` guests, which opens files as pid 1 on request; the guests run it"
+        );
+        return;
+    }
+    let setup = start("enforce");
+    setup.agent.wait_for_log(
+        "kernel open kill: 1 protected file(s), 1 allowed opener(s)",
+        EVENT_TIMEOUT,
+    );
+    let mut opener =
+        std::os::unix::net::UnixStream::connect(PID_1_OPENER).expect("reach pid 1's opener");
+    writeln!(opener, "{}", setup.model.display()).expect("ask pid 1");
+    let mut answer = String::new();
+    BufReader::new(&opener)
+        .read_line(&mut answer)
+        .expect("pid 1's answer");
+    assert_eq!(
+        answer.trim(),
+        format!("ok {}", WEIGHTS.len()),
+        "pid 1 read the file whole"
+    );
+    // The rule is in force: a reader after pid 1 is killed, and its alert,
+    // written in the kernel's order, comes after pid 1's.
+    let (pid, status, _) = read_with(Path::new(CAT), &setup.model, &setup.dir.path().join("out"));
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    alert_for(&setup.agent, pid);
+    let alert = alert_for(&setup.agent, 1);
+    assert_eq!(alert["action_taken"], false, "{alert}");
+    assert_eq!(alert["enforcement"]["outcome"], "would-kill", "{alert}");
+    assert!(get(&alert, "event.kernel_action").is_null(), "{alert}");
 }
 
 #[test]

@@ -62,7 +62,23 @@ impl Plan {
 }
 
 /// The guest's init. Never returns: the guest powers off.
+///
+/// As pid 1 it forks first: the child runs the suites as the init always
+/// did, while pid 1 reaps every orphan (as an init must) and opens files on
+/// request (`PID_1_OPENER`).
 pub fn guest_init() -> ! {
+    if std::process::id() == 1 {
+        // SAFETY: xtask's main has started no thread before it calls this,
+        // so the child of this fork may run any code.
+        match unsafe { libc::fork() } {
+            0 => {}
+            -1 => println!(
+                "{MARK} note fork failed ({}): the suites run as pid 1, with no pid-1 opener",
+                std::io::Error::last_os_error()
+            ),
+            runner => reap_as_pid_1(runner),
+        }
+    }
     let verdict = match run() {
         Ok(passed) => passed,
         Err(error) => {
@@ -224,6 +240,59 @@ fn cgroup2_root(cgroups: &str) -> &'static str {
     } else {
         "/sys/fs/cgroup"
     }
+}
+
+/// Where the guest's pid 1 opens files on request: the enforcement suite
+/// asks it to open a protected file, to see that no rule acts on pid 1
+/// (`tests/tests/enforce_open.rs`). Nothing else on a host offers this. In
+/// the initramfs root, which no tmpfs of the runner covers.
+pub const PID_1_OPENER: &str = "/aiwatch/pid1-opener.sock";
+
+/// Pid 1's life: reaps every child, and powers off with a failed verdict if
+/// the suite runner dies without powering off itself.
+fn reap_as_pid_1(runner: libc::pid_t) -> ! {
+    serve_opens_as_pid_1();
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid only writes the status we own.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == runner {
+            println!("{MARK} verdict FAIL the guest's suite runner exited (wait status {status})");
+            power_off(false);
+        }
+        if pid < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// Serves opens from a thread of pid 1 (the init's thread group, which the
+/// kernel's rails know as pid 1): each connection sends a path and reads
+/// back `ok <bytes read>` or `err <errno>`.
+fn serve_opens_as_pid_1() {
+    let listener = match std::os::unix::net::UnixListener::bind(PID_1_OPENER) {
+        Ok(listener) => listener,
+        Err(error) => {
+            println!("{MARK} note no pid-1 opener at {PID_1_OPENER}: {error}");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = String::new();
+            let answer = match std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(&stream),
+                &mut request,
+            ) {
+                Ok(_) => match std::fs::read(request.trim()) {
+                    Ok(bytes) => format!("ok {}\n", bytes.len()),
+                    Err(error) => format!("err {}\n", error.raw_os_error().unwrap_or(0)),
+                },
+                Err(error) => format!("err {}\n", error.raw_os_error().unwrap_or(0)),
+            };
+            let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+        }
+    });
 }
 
 /// Moves the init into a cgroup of its own, as a service manager would, so
