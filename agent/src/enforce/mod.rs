@@ -130,7 +130,10 @@ impl Enforcer {
     /// a verified DNS answer: the kernel allows them from now on. `name` is
     /// compared as `kernel_plan::dns_name` spells it.
     pub fn learn_name(&mut self, name: &str, addresses: &[IpAddr], metrics: &Metrics) {
-        let new = self.egress_names.learn(name, addresses, Instant::now());
+        let mut new = self.egress_names.learn(name, addresses, Instant::now());
+        // Only enforced lists reach the kernel (audit mode resolves too).
+        new.retain(|(scope, _)| self.egress_lists.iter().any(|(s, _)| s == scope));
+        metrics.set_enforcement_name_addresses(self.egress_names.address_count());
         if new.is_empty() {
             return;
         }
@@ -140,7 +143,6 @@ impl Enforcer {
             }
         }
         log::debug!("egress allowlist: {} new peer(s) for {name}", new.len());
-        metrics.set_enforcement_name_addresses(self.egress_names.address_count());
     }
 
     /// The agent's resolver's answer for an allowlisted name.
@@ -350,13 +352,15 @@ impl Enforcer {
                     peers,
                     names,
                 }) => {
-                    if mode == EnforcementMode::Enforce {
-                        let scope = scopes::lock(&self.scopes).scope(workload);
-                        if scope != 0 {
+                    let scope = scopes::lock(&self.scopes).scope(workload);
+                    if scope != 0 {
+                        if mode == EnforcementMode::Enforce {
                             egress.push((scope, peers.clone()));
-                            if !names.is_empty() {
-                                egress_names.push((scope, names.clone()));
-                            }
+                        }
+                        // Resolved in audit mode too, so that its
+                        // would-deny reports name what enforce would allow.
+                        if !names.is_empty() {
+                            egress_names.push((scope, names.clone()));
                         }
                     }
                     counts.0 += 1;
@@ -398,7 +402,7 @@ impl Enforcer {
                     changed
                 });
             }
-            None if !names.is_empty() => log::warn!(
+            None if !names.is_empty() => log::debug!(
                 "egress allowlist names ({}) are not resolved by the agent here; only verified DNS answers give them addresses",
                 names.join(", ")
             ),

@@ -72,7 +72,7 @@ impl AlertMetrics {
         }
         let enforcement_name_addresses = reg.gauge(
             "aiwatch_enforcement_name_addresses",
-            "Addresses the kernel allows for the names of egress allowlists (resolved by the agent or from verified DNS answers).",
+            "Addresses known for the names of egress allowlists, resolved by the agent or from verified DNS answers; the kernel allows them where the list is enforced.",
         )?;
         let enforcement_active = reg.gauge(
             "aiwatch_enforcement_active",
