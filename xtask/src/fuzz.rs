@@ -1,7 +1,9 @@
 //! `cargo xtask fuzz`: runs the cargo-fuzz targets of `fuzz/` against the
 //! agent's parsers (policy, kernel records, configuration, profiles, DNS),
-//! each for a fixed time. `--smoke` is CI's short run: every target for 60
-//! seconds. Provisions cargo-fuzz (pinned) on first use.
+//! each for a fixed time, as many at once as there are CPUs (each target's
+//! output in `target/fuzz/logs/<target>.log`). `--smoke` is CI's short
+//! run: every target for 60 seconds. Provisions cargo-fuzz (pinned) on
+//! first use.
 //!
 //! A crash fails the command and leaves the input under
 //! `fuzz/artifacts/<target>/`; `cargo fuzz run <target> <file>` replays it.
@@ -45,18 +47,52 @@ pub fn fuzz(workspace: &Workspace, options: &Options) -> anyhow::Result<std::pro
     } else {
         options.seconds.unwrap_or(600)
     };
+    // Built once, then run side by side, one per CPU: each target still
+    // gets its whole time, and CI's smoke run takes half as long on two.
+    let mut build = fuzz_command(workspace);
+    build.arg("build");
+    run_step(&mut build, "building the fuzz targets")?;
+    let logs = workspace.target_dir.join("fuzz").join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let parallel = std::thread::available_parallelism().map_or(1, usize::from);
     let mut failed = Vec::new();
-    for target in &targets {
+    for batch in targets.chunks(parallel) {
         let started = Instant::now();
-        println!("fuzz: {target} for {seconds} s");
-        let mut run = fuzz_command(workspace);
-        run.args(["run", target, "--", &format!("-max_total_time={seconds}")])
-            // libFuzzer's own progress lines are many: keep the summary.
-            .arg("-print_final_stats=1");
-        if run_step(&mut run, &format!("fuzzing {target}")).is_err() {
-            failed.push(target.clone());
+        let mut running = Vec::new();
+        for target in batch {
+            println!("fuzz: {target} for {seconds} s");
+            let log = logs.join(format!("{target}.log"));
+            let file = std::fs::File::create(&log)
+                .with_context(|| format!("cannot create {}", log.display()))?;
+            let mut run = fuzz_command(workspace);
+            run.args(["run", target, "--", &format!("-max_total_time={seconds}")])
+                .arg("-print_final_stats=1")
+                .stdout(file.try_clone()?)
+                .stderr(file);
+            let child = run
+                .spawn()
+                .with_context(|| format!("fuzzing {target}: cannot start cargo fuzz"))?;
+            running.push((target, log, child));
         }
-        println!("fuzz: {target} done in {:.0?}", started.elapsed());
+        for (target, log, mut child) in running {
+            let status = child.wait()?;
+            // libFuzzer's progress lines are many: keep the summary.
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = if status.success() { 12 } else { 60 };
+            for line in &lines[lines.len().saturating_sub(tail)..] {
+                println!("  {target}: {line}");
+            }
+            if status.success() {
+                println!("fuzz: {target} done in {:.0?}", started.elapsed());
+            } else {
+                println!(
+                    "fuzz: {target} FAILED ({status}); its whole output is in {}",
+                    log.display()
+                );
+                failed.push(target.clone());
+            }
+        }
     }
     if failed.is_empty() {
         println!("fuzz: {} targets, no crash", targets.len());
