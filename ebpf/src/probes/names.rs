@@ -30,8 +30,8 @@
 use core::ffi::c_void;
 
 use aiwatch_common::{
-    DnsOwner, DnsRecord, EventKind, SockAddr, Stat, COMM_LEN, DNS_FLAG_CUT, DNS_FLAG_TCP,
-    DNS_PAYLOAD_LEN, FAMILY_NET,
+    DnsOwner, DnsRecord, EventHeader, EventKind, SockAddr, Stat, COMM_LEN, DNS_FLAG_CUT,
+    DNS_FLAG_TCP, DNS_PAYLOAD_LEN, FAMILY_NET,
 };
 use aya_ebpf::{
     helpers::{
@@ -213,20 +213,10 @@ fn emit_dns(
     // below writes at most `DNS_PAYLOAD_LEN` bytes into that array (the
     // length is 512 or masked into 1..=511).
     unsafe {
-        let header = &raw mut (*record).header;
         let mut flags = 0;
         if flow.tcp {
             flags |= DNS_FLAG_TCP;
         }
-        (*header).kind = kind as u16;
-        (*header).size = core::mem::size_of::<DnsRecord>() as u32;
-        (*header).ktime_ns = bpf_ktime_get_boot_ns();
-        (*header).pid = owner.pid;
-        (*header).tid = owner.tid;
-        (*header).uid = owner.uid;
-        (*header).gid = owner.gid;
-        (*header).cgroup_id = owner.cgroup_id;
-        (*header).comm = owner.comm;
         let src = sock_addr(flow.family, flow.sport, flow.src);
         let dst = sock_addr(flow.family, flow.dport, flow.dst);
         (*record).local = if egress { src } else { dst };
@@ -235,74 +225,87 @@ fn emit_dns(
         (*record).netns = owner.netns;
         (*record).wire_len = wire_len;
         let available = ctx.len().saturating_sub(start);
-        let copied = copy_payload(ctx, start, available, (*record).payload.as_mut_ptr());
+        let copied = copy_bounded::<DNS_PAYLOAD_LEN>(
+            ctx,
+            start,
+            available,
+            (*record).payload.as_mut_ptr(),
+        );
         if u32::from(wire_len) > copied {
             flags |= DNS_FLAG_CUT;
         }
-        (*header).flags = flags;
+        fill_owner_header(
+            &raw mut (*record).header,
+            kind,
+            flags,
+            core::mem::size_of::<DnsRecord>(),
+            owner,
+        );
         (*record).payload_len = copied as u16;
     }
     submit(entry);
 }
 
-// The steps of `copy_payload` are the bits of a 512-byte copy.
-const _: () = assert!(DNS_PAYLOAD_LEN == 512);
-
-/// Copies `min(available, DNS_PAYLOAD_LEN)` bytes of the packet from
-/// `start` to `dst`; returns how many were copied. `bpf_skb_load_bytes`
-/// needs a length the verifier can bound away from zero, which a computed
-/// length loses once the compiler rewrites it; so the copy goes in chunks
-/// of constant powers of two, one per bit of the length.
+/// Fills a record's header for `owner`, the process a socket belongs to
+/// (a packet's program runs in whatever task the kernel is in).
 ///
 /// # Safety
-/// `dst` points to `DNS_PAYLOAD_LEN` writable bytes.
+/// `header` points to a record header in a ring-buffer reservation.
 #[inline(always)]
-unsafe fn copy_payload(ctx: &SkBuffContext, start: u32, available: u32, dst: *mut u8) -> u32 {
-    let skb = ctx.as_ptr();
-    let wanted = if available >= DNS_PAYLOAD_LEN as u32 {
-        DNS_PAYLOAD_LEN as u32
-    } else {
-        available
-    };
-    let mut copied: u32 = 0;
-    // One step per bit, each with a constant chunk: the verifier of older
-    // kernels (6.1) cannot relate `copied` to the bits taken so far, so each
-    // step also bounds the offset by a constant it can check.
-    macro_rules! step {
-        ($chunk:expr) => {
-            if wanted & $chunk != 0 {
-                if copied > DNS_PAYLOAD_LEN as u32 - $chunk {
-                    return copied;
-                }
-                // SAFETY: `copied + chunk <= DNS_PAYLOAD_LEN` (tested just
-                // above; it holds anyway, the chunks being distinct bits of
-                // `wanted` from the largest down).
-                let ok = unsafe {
-                    bpf_skb_load_bytes(
-                        skb,
-                        start + copied,
-                        dst.wrapping_add(copied as usize) as *mut c_void,
-                        $chunk,
-                    )
-                } == 0;
-                if !ok {
-                    return copied;
-                }
-                copied += $chunk;
-            }
-        };
+pub(super) unsafe fn fill_owner_header(
+    header: *mut EventHeader,
+    kind: EventKind,
+    flags: u16,
+    size: usize,
+    owner: &DnsOwner,
+) {
+    // SAFETY: the caller's guarantee; plain stores of plain data.
+    unsafe {
+        (*header).kind = kind as u16;
+        (*header).flags = flags;
+        (*header).size = size as u32;
+        (*header).ktime_ns = bpf_ktime_get_boot_ns();
+        (*header).pid = owner.pid;
+        (*header).tid = owner.tid;
+        (*header).uid = owner.uid;
+        (*header).gid = owner.gid;
+        (*header).cgroup_id = owner.cgroup_id;
+        (*header).comm = owner.comm;
     }
-    step!(512);
-    step!(256);
-    step!(128);
-    step!(64);
-    step!(32);
-    step!(16);
-    step!(8);
-    step!(4);
-    step!(2);
-    step!(1);
-    copied
+}
+
+/// Copies `min(available, cap, MAX)` bytes of the packet from `start` to
+/// `dst` in one `bpf_skb_load_bytes`; returns how many were copied (0 when
+/// the packet is shorter than it said). The helper wants a length the
+/// verifier can bound away from zero, so the length is formed as
+/// `((n - 1) & (MAX - 1)) + 1`, which lies in `1..=MAX` whatever `n` is,
+/// behind `black_box` so that the compiler keeps that shape. One call: a
+/// copy in power-of-two steps multiplies the paths the verifier of older
+/// kernels (6.1) walks.
+///
+/// # Safety
+/// `dst` points to `MAX` writable bytes; `MAX` is a power of two.
+#[inline(always)]
+pub(super) unsafe fn copy_bounded<const MAX: usize>(
+    ctx: &SkBuffContext,
+    start: u32,
+    available: u32,
+    dst: *mut u8,
+) -> u32 {
+    const { assert!(MAX.is_power_of_two()) };
+    let wanted = available.min(MAX as u32);
+    if wanted == 0 {
+        return 0;
+    }
+    let len = (core::hint::black_box(wanted - 1) & (MAX as u32 - 1)) + 1;
+    // SAFETY: `len` is at most `MAX`, the size of `dst`; the helper checks
+    // the packet's bounds itself.
+    let ok = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), start, dst as *mut c_void, len) } == 0;
+    if ok {
+        len
+    } else {
+        0
+    }
 }
 
 /// The start of a TCP segment's data and its first six bytes; `None` for a

@@ -17,18 +17,13 @@
 //! bytes of each segment it sends are tested against the LLM API request
 //! lines (`LLM_PATHS`), and a match tracks it at once.
 
-use core::ffi::c_void;
-
 use aiwatch_common::{
     ClearTextRecord, DnsOwner, EventKind, Stat, CLEAR_TEXT_FLAG_LISTED, CLEAR_TEXT_FLAG_PROMOTED,
     CLEAR_TEXT_FLAG_TRUNCATED, CLEAR_TEXT_MAX, CLEAR_TEXT_PLAIN, CLEAR_TEXT_RECEIVED,
     CLEAR_TEXT_SENT, FAMILY_LLM, LLM_PATH_KEY_LEN, PLAIN_PORTS_MAX,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_ktime_get_boot_ns,
-        generated::{bpf_get_socket_cookie, bpf_skb_load_bytes},
-    },
+    helpers::generated::bpf_get_socket_cookie,
     macros::map,
     maps::{lpm_trie::Key, LruHashMap},
     programs::SkBuffContext,
@@ -36,7 +31,7 @@ use aya_ebpf::{
 };
 
 use super::{
-    names::{current_owner, sock_addr, Flow},
+    names::{copy_bounded, current_owner, fill_owner_header, sock_addr, Flow},
     tls,
 };
 use crate::{
@@ -115,6 +110,18 @@ fn llm_request_line(ctx: &SkBuffContext, start: u32) -> bool {
     tls::is_llm_path(Key::new(LLM_PATH_KEY_LEN as u32 * 8, data))
 }
 
+/// The owner recorded at the SYN of socket `cookie`, for a segment that
+/// carries data from `start`; `None` for a bare ACK or a socket not seen
+/// connecting.
+#[inline(always)]
+fn data_owner(ctx: &SkBuffContext, start: u32, cookie: u64) -> Option<DnsOwner> {
+    if ctx.len() <= start {
+        return None;
+    }
+    // SAFETY: the value is copied out at once.
+    unsafe { PLAIN_SOCKETS.get(cookie) }.copied()
+}
+
 /// A segment a process sends to a model-server port (`flow.dport`).
 #[inline(always)]
 pub(super) fn plain_egress(ctx: &SkBuffContext, flow: &Flow) {
@@ -137,11 +144,7 @@ pub(super) fn plain_egress(ctx: &SkBuffContext, flow: &Flow) {
         }
         return;
     }
-    if ctx.len() <= start {
-        return;
-    }
-    // SAFETY: the value is copied out at once.
-    let Some(owner) = (unsafe { PLAIN_SOCKETS.get(cookie) }).copied() else {
+    let Some(owner) = data_owner(ctx, start, cookie) else {
         return;
     };
     let flags = match captured(&owner) {
@@ -175,13 +178,9 @@ pub(super) fn plain_ingress(ctx: &SkBuffContext, flow: &Flow) {
     let Some((seq, _, start)) = tcp_header(ctx, flow) else {
         return;
     };
-    if ctx.len() <= start {
-        return;
-    }
     // SAFETY: the context is this program's `__sk_buff`.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    // SAFETY: the value is copied out at once.
-    let Some(owner) = (unsafe { PLAIN_SOCKETS.get(cookie) }).copied() else {
+    let Some(owner) = data_owner(ctx, start, cookie) else {
         return;
     };
     let Some(flags) = captured(&owner) else {
@@ -220,22 +219,23 @@ fn emit(
     // SAFETY: `record` is a reservation sized for a `ClearTextRecord`; the
     // copy writes at most `CLEAR_TEXT_MAX` bytes into its `data`.
     unsafe {
-        let copied = copy_segment(ctx, start, len, (*record).data.as_mut_ptr());
+        let copied = copy_bounded::<CLEAR_TEXT_MAX>(
+            ctx,
+            start,
+            len.min(tls::capture_bytes()),
+            (*record).data.as_mut_ptr(),
+        );
         let mut flags = flags;
         if copied < len {
             flags |= CLEAR_TEXT_FLAG_TRUNCATED;
         }
-        let header = &raw mut (*record).header;
-        (*header).kind = EventKind::ClearText as u16;
-        (*header).flags = flags;
-        (*header).size = core::mem::size_of::<ClearTextRecord>() as u32;
-        (*header).ktime_ns = bpf_ktime_get_boot_ns();
-        (*header).pid = owner.pid;
-        (*header).tid = owner.tid;
-        (*header).uid = owner.uid;
-        (*header).gid = owner.gid;
-        (*header).cgroup_id = owner.cgroup_id;
-        (*header).comm = owner.comm;
+        fill_owner_header(
+            &raw mut (*record).header,
+            EventKind::ClearText,
+            flags,
+            core::mem::size_of::<ClearTextRecord>(),
+            owner,
+        );
         (*record).connection = cookie;
         (*record).len = len;
         (*record).data_len = copied;
@@ -251,35 +251,3 @@ fn emit(
     submit(entry);
 }
 
-/// Copies `min(available, capture size)` bytes of the packet from `start`
-/// to `dst` in one `bpf_skb_load_bytes`; returns how many were copied.
-/// The helper wants a length the verifier can bound away from zero, so the
-/// length is formed as `((n - 1) & (CLEAR_TEXT_MAX - 1)) + 1`, which lies
-/// in `1..=CLEAR_TEXT_MAX` whatever `n` is, behind `black_box` so that the
-/// compiler keeps that shape. One call, where a copy in power-of-two steps
-/// (as `names::copy_payload`'s) would multiply the paths the verifier of
-/// older kernels walks.
-///
-/// # Safety
-/// `dst` points to `CLEAR_TEXT_MAX` writable bytes.
-#[inline(always)]
-unsafe fn copy_segment(ctx: &SkBuffContext, start: u32, available: u32, dst: *mut u8) -> u32 {
-    let capture = tls::capture_bytes();
-    let wanted = if available >= capture {
-        capture
-    } else {
-        available
-    };
-    if wanted == 0 {
-        return 0;
-    }
-    let len = (core::hint::black_box(wanted - 1) & (CLEAR_TEXT_MAX as u32 - 1)) + 1;
-    // SAFETY: `len` is at most `CLEAR_TEXT_MAX`, the size of `dst`; the
-    // helper checks the packet's bounds itself.
-    let ok = unsafe { bpf_skb_load_bytes(ctx.as_ptr(), start, dst as *mut c_void, len) } == 0;
-    if ok {
-        len
-    } else {
-        0
-    }
-}
