@@ -77,6 +77,63 @@ fn open_of(agent: &Agent, pid: u64, path: &Path) -> Value {
     })
 }
 
+/// A failed open of a device node names the device the kernel checked,
+/// not what the agent would find at that path: the node exists only in the
+/// opener's private mount namespace (a tmpfs over its `/dev`), where the
+/// agent's namespace has nothing, and the agent never stats paths.
+#[test]
+fn a_device_node_of_a_private_mount_namespace_is_named_by_the_kernel() {
+    let agent = Agent::start();
+    let node = format!("/dev/nvidia-aiwatch-private-{}", std::process::id());
+    assert!(!Path::new(&node).exists(), "{node} is the test's own");
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs aiwatch-test /dev && mknod -m 666 {node} c 195 251 && exec {PYTHON} -c \"
+import os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_RDWR))
+except OSError as e:
+    print(e.errno, file=sys.stderr)
+print(os.getpid())
+\" {node}"
+        ))
+        .output()
+        .expect("run unshare");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        libc::ENXIO.to_string(),
+        "no driver behind 195:251"
+    );
+    let pid: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("the script prints its pid");
+    let open = open_of(&agent, pid, Path::new(&node));
+    assert_eq!(
+        get(&open, "file.result").as_i64(),
+        Some(-i64::from(libc::ENXIO))
+    );
+    assert_eq!(get(&open, "file.device.kind"), "char", "{open}");
+    assert_eq!(
+        get(&open, "file.device.major").as_u64(),
+        Some(195),
+        "{open}"
+    );
+    assert_eq!(
+        get(&open, "file.device.minor").as_u64(),
+        Some(251),
+        "{open}"
+    );
+    assert_eq!(get(&open, "file.device.accelerator"), "nvidia", "{open}");
+    assert_eq!(get(&open, "file.class"), "gpu-device", "{open}");
+}
+
 #[test]
 fn gpu_device_opens_are_reported_with_device_info() {
     // Default configuration: these paths pass the kernel's prefix filter.

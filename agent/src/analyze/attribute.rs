@@ -105,7 +105,7 @@ impl Analyzer {
                     .and_then(|n| n.src.as_ref())
                     .map(|s| s.port)
                 {
-                    changes.extend(self.scan_now(pid));
+                    changes.extend(self.scan_now(pid, true));
                     changes.extend(self.workloads.on_listen(pid, port));
                 }
             }
@@ -154,7 +154,7 @@ impl Analyzer {
             // A model open, or the rename that puts a freshly saved model in
             // place, is the moment the libraries that load or save it are
             // mapped: discovery sees them before the rules see the event.
-            changes.extend(self.scan_now(pid));
+            changes.extend(self.scan_now(pid, true));
         }
         let opened = event.kind == Kind::Open && file.result >= 0;
         let (path, write) = match event.kind {

@@ -8,6 +8,7 @@
 
 mod attribute;
 pub mod inventory;
+pub mod maps_reader;
 pub mod models_in_use;
 pub mod runtime;
 mod scan;
@@ -69,6 +70,14 @@ pub struct Analyzer {
     /// The workloads of processes that exited lately, for the periodic
     /// reports (file_access, gpu_ioctl, tcp_summary) that come after them.
     departed: attribute::Departed,
+    /// Reads maps off the pipeline thread, once the pipeline runs; without
+    /// it (start-up's seed, replay, tests) maps are read on the spot.
+    maps_reader: Option<maps_reader::MapsReader>,
+    /// Processes whose maps were asked for at a model open or a listen:
+    /// their events wait for the answer (`awaits_maps`).
+    urgent_maps: std::collections::HashSet<u32>,
+    /// Asks the reader could not take, since the pipeline last looked.
+    maps_skipped: u64,
 }
 
 /// Most files remembered as offered to the TLS probes; past it the set
@@ -90,7 +99,42 @@ impl Analyzer {
             tls_candidates: Vec::new(),
             tls_offered: Default::default(),
             departed: Default::default(),
+            maps_reader: None,
+            urgent_maps: Default::default(),
+            maps_skipped: 0,
         })
+    }
+
+    /// From now on maps are read by `reader`, off this thread; its answers
+    /// come back through [`Analyzer::maps_read`].
+    pub fn read_maps_with(&mut self, reader: maps_reader::MapsReader) {
+        self.maps_reader = Some(reader);
+    }
+
+    /// Whether `pid`'s events wait for its maps (asked at a model open or a
+    /// listen, not answered yet).
+    pub fn awaits_maps(&self, pid: u32) -> bool {
+        self.urgent_maps.contains(&pid)
+    }
+
+    /// `pid`'s events went on without its maps (their hold ended): its
+    /// answer, when it comes, only updates discovery.
+    pub fn stop_awaiting_maps(&mut self, pid: u32) {
+        self.urgent_maps.remove(&pid);
+    }
+
+    /// Asks the reader could not take since the last call.
+    pub fn take_maps_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.maps_skipped)
+    }
+
+    /// The reader's answer for one process: its libraries feed discovery.
+    pub fn maps_read(&mut self, read: maps_reader::MapsRead) -> Vec<WorkloadChange> {
+        self.urgent_maps.remove(&read.pid);
+        match read.maps {
+            Some(maps) => self.library_scan(read.pid, &maps),
+            None => Vec::new(),
+        }
     }
 
     /// Processes due for a library scan: their maps are read and fed to
@@ -98,20 +142,39 @@ impl Analyzer {
     pub fn scan_due(&mut self, now_ns: u64) -> Vec<WorkloadChange> {
         let mut changes = Vec::new();
         for pid in self.scanner.due(now_ns) {
-            changes.extend(self.scan_now(pid));
+            changes.extend(self.scan_now(pid, false));
         }
         changes
     }
 
-    fn scan_now(&mut self, pid: u32) -> Vec<WorkloadChange> {
+    /// Reads `pid`'s maps: asked of the reader when there is one (the
+    /// changes then come with its answer), else on the spot. `urgent`: the
+    /// event at hand waits for the answer.
+    fn scan_now(&mut self, pid: u32, urgent: bool) -> Vec<WorkloadChange> {
+        if let Some(reader) = &self.maps_reader {
+            if reader.ask(pid, urgent) {
+                if urgent {
+                    self.urgent_maps.insert(pid);
+                }
+            } else {
+                self.maps_skipped += 1;
+            }
+            return Vec::new();
+        }
         // A process that exited since it was scheduled has no maps to read.
         match procfs::process::Process::new(pid as i32).and_then(|process| process.maps()) {
-            Ok(maps) => {
-                self.note_tls_candidates(pid, &maps);
-                self.workloads.on_library_scan(pid, &maps)
-            }
+            Ok(maps) => self.library_scan(pid, &maps),
             Err(_) => Vec::new(),
         }
+    }
+
+    fn library_scan(
+        &mut self,
+        pid: u32,
+        maps: &procfs::process::MemoryMaps,
+    ) -> Vec<WorkloadChange> {
+        self.note_tls_candidates(pid, maps);
+        self.workloads.on_library_scan(pid, maps)
     }
 
     /// Keeps the TLS libraries (and the executable) of a scanned process

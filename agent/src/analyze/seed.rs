@@ -45,7 +45,7 @@ impl Analyzer {
                 ppid: Some(process.ppid),
             };
             changes.extend(self.workloads.on_exec(pid, facts));
-            changes.extend(self.scan_now(pid));
+            changes.extend(self.scan_now(pid, false));
             for port in listening_ports(pid, &mut listeners) {
                 changes.extend(self.workloads.on_listen(pid, port));
             }

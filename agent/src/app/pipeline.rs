@@ -13,7 +13,6 @@ use std::{
 
 use crate::{
     alert::Alert,
-    analyze::runtime::Release,
     analyze::workload::WorkloadChange,
     analyze::{inventory, Analyzer},
     app::detectors::Detectors,
@@ -33,10 +32,15 @@ use crate::{
     sink::{stream::StreamHub, SinkSender},
 };
 
+mod hold;
 mod identity;
+mod maps;
 
+pub use hold::HeldEvents;
+use hold::Release;
 pub use identity::IdentityAnswers;
 use identity::{next_answer, HOLD_CHECK};
+pub use maps::MapsAnswers;
 
 /// How often the pipeline publishes snapshots and runs periodic work.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -94,6 +98,8 @@ pub struct Outlets {
     pub on_fold: FoldHandler,
     /// The container runtimes' answers, and the events that wait for them.
     pub identities: Option<IdentityAnswers>,
+    /// The maps reader's answers, and the events that wait for them.
+    pub maps: Option<MapsAnswers>,
 }
 
 pub struct Pipeline {
@@ -113,6 +119,7 @@ pub struct Pipeline {
     on_tls: TlsHandler,
     on_fold: FoldHandler,
     identities: Option<IdentityAnswers>,
+    maps: Option<MapsAnswers>,
     /// Policy reloads (SIGHUP, changed files), when policies are watched.
     policy_reloads: Option<PolicyReloader>,
     /// Bytes already counted as egress per open connection.
@@ -144,6 +151,7 @@ impl Pipeline {
             on_tls: outlets.on_tls,
             on_fold: outlets.on_fold,
             identities: outlets.identities,
+            maps: outlets.maps,
             policy_reloads,
             egress: EgressTotals::default(),
             ended_workloads: HashMap::new(),
@@ -161,13 +169,18 @@ impl Pipeline {
         let mut reloads = self.policy_reloads.take();
         let mut answers = self.identities.as_mut().and_then(|i| i.answers.take());
         let mut name_lookups = self.enforcer.take_lookups();
+        let mut maps_answers = self.maps.as_mut().and_then(|m| m.answers.take());
         let mut hold_check = tokio::time::interval(HOLD_CHECK);
         hold_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 Some(resolved) = next_answer(&mut answers) => self.identity_resolved(resolved),
                 Some(resolved) = next_answer(&mut name_lookups) => self.name_resolved(resolved),
-                _ = hold_check.tick(), if self.holds_events() => self.release_expired(),
+                Some(read) = next_answer(&mut maps_answers) => self.maps_answered(read),
+                _ = hold_check.tick(), if self.holds_events() || self.holds_for_maps() => {
+                    self.release_expired_maps();
+                    self.release_expired();
+                }
                 outcome = next_reload(&mut reloads) => match outcome {
                     Some(outcome) => self.reloaded(outcome, reloads.as_ref()),
                     // The reloader stopped: nothing more will come.
@@ -189,6 +202,11 @@ impl Pipeline {
             }
         }
         // Nothing more arrives: what waits goes out as it is.
+        if let Some(maps) = self.maps.as_mut() {
+            for (_, events) in maps.held.drain() {
+                self.release_from_maps(events, Release::Expired);
+            }
+        }
         if let Some(identities) = self.identities.as_mut() {
             for (_, events) in identities.held.drain() {
                 self.release(events, Release::Expired);
@@ -250,6 +268,9 @@ impl Pipeline {
                 (self.on_fold)(key, &directory.to_string_lossy());
             }
         }
+        let Some(event) = self.hold_for_maps(event) else {
+            return;
+        };
         let Some(event) = self.hold_for_identity(event) else {
             return;
         };
@@ -427,6 +448,8 @@ impl Pipeline {
         self.sync_workload_series(now);
         self.metrics.name_cache(self.enricher.name_stats());
         self.enforcer.expire_names(&self.metrics);
+        self.metrics
+            .maps_reads("skipped", self.analyzer.take_maps_skipped());
         self.detectors.report_profiles(&self.metrics, save_profiles);
         self.detectors.report_rules(&self.metrics);
         self.metrics.observe_stream_dropped_total(

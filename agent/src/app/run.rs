@@ -20,7 +20,7 @@ use tokio::{
 };
 
 use crate::{
-    analyze::runtime::{HeldEvents, IdentityCache, Resolver},
+    analyze::runtime::{IdentityCache, Resolver},
     analyze::workload::WorkloadChange,
     analyze::{AnalyzeError, Analyzer},
     anomaly::AnomalyError,
@@ -28,7 +28,9 @@ use crate::{
     app::detectors::Detectors,
     app::kernel_side::{start_tcp_summaries, track_workloads, KernelSetupError, KernelSide},
     app::outputs::{OutputError, Outputs},
-    app::pipeline::{IdentityAnswers, InventorySnapshot, Outlets, Pipeline, Stages},
+    app::pipeline::{
+        HeldEvents, IdentityAnswers, InventorySnapshot, MapsAnswers, Outlets, Pipeline, Stages,
+    },
     clock::BootClock,
     enforce::{EnforceMapError, EnforceMaps, EnforcementHooks, Enforcer, PID_FILE},
     enrich::Enricher,
@@ -168,6 +170,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // the seed finds them.
     let identities = start_runtime_identities(&config, &metrics, &supervisor, &mut analyzer);
     let changes = analyzer.seed_running(&running);
+    // From here on, maps are read off the pipeline thread (the seed above
+    // read them on the spot, before anything else ran).
+    let maps = match crate::analyze::maps_reader::MapsReader::start() {
+        Ok((reader, answers)) => {
+            analyzer.read_maps_with(reader);
+            Some(MapsAnswers::new(answers))
+        }
+        Err(err) => {
+            log::warn!("cannot start the maps reader thread ({err}); library maps are read on the pipeline");
+            None
+        }
+    };
     let scopes = enforcer.scopes();
     track_workloads(&mut kernel.interest_maps, &scopes, &changes);
     // The TLS libraries the running processes map, found by the same scans.
@@ -282,6 +296,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 }
             }),
             identities,
+            maps,
         },
         Some(policy_reloads),
     );

@@ -5,11 +5,17 @@
 //! directory a relative name is relative to. This module joins a directory
 //! and a relative name and normalises the result lexically (`.` and `..`;
 //! symlinks are not followed), fills the device and size from the kernel's
-//! inode or, when the kernel had none (a failed open, a chmod), from a
-//! `stat` of the path, and classifies the path with the
-//! [`AssetClassifier`].
+//! inode, and classifies the path with the [`AssetClassifier`].
+//!
+//! Paths are never `stat`'ed here: a path names a file in the process's
+//! own mount namespace (a container's root, its own mounts), which the
+//! agent's namespace may not see or may see as another file, and a stat on
+//! the pipeline thread could hang on a dead network or FUSE mount. The
+//! kernel gives the inode of what was opened, and for a failed open of a
+//! device node the device its device check saw (`cgroup/dev`); a failed
+//! open of anything else, a chmod or a rename has no device or size.
 
-use std::{collections::HashMap, os::unix::fs::MetadataExt};
+use std::collections::HashMap;
 
 use crate::{
     enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier},
@@ -71,7 +77,6 @@ impl super::Enricher {
                 AccelVerdict::WouldDeny => KernelAction::WouldDeny,
             })
         };
-        let live = self.use_procfs;
         let (path, mut incomplete) = absolute(&op.name, op.opened.as_ref(), op.dir.as_ref());
         let target = op
             .name2
@@ -80,18 +85,10 @@ impl super::Enricher {
         incomplete |= op.name_truncated || target.as_ref().is_some_and(|(_, inc)| *inc);
         let target = target.map(|(t, _)| t);
 
-        // What the inode says: from the kernel, or from a stat of the path
-        // when the kernel had none (failed opens of device nodes, chmod...).
-        let stat_path = match event.kind {
-            Kind::Rename | Kind::Link => target.as_deref(),
-            Kind::Unlink => None,
-            _ => Some(path.as_str()),
-        };
-        let inode = match op.inode {
-            Some(inode) => Some((inode.i_mode, kernel_dev(inode.rdev), inode.size)),
-            None if live => stat_path.and_then(stat),
-            None => None,
-        };
+        // What the inode says, from the kernel only (see the module's note).
+        let inode = op
+            .inode
+            .map(|inode| (inode.i_mode, kernel_dev(inode.rdev), inode.size));
         let device = inode.and_then(|(mode, (major, minor), _)| {
             let kind = match mode & S_IFMT {
                 S_IFCHR => DeviceKind::Char,
@@ -280,18 +277,6 @@ pub fn normalise(path: &str) -> String {
     } else {
         joined
     }
-}
-
-/// `(i_mode, (major, minor), size)` of `path`, following symlinks as open
-/// does.
-fn stat(path: &str) -> Option<(u32, (u32, u32), i64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    let rdev = meta.rdev();
-    Some((
-        meta.mode(),
-        (libc::major(rdev), libc::minor(rdev)),
-        i64::try_from(meta.size()).unwrap_or(i64::MAX),
-    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Container runtime lookups (`aiwatch_runtime_lookups_total`), bad pod
-//! annotations, and events held for their container's identity
-//! (`aiwatch_identity_held_events_total`). Labels are closed sets.
+//! annotations, events held for their container's identity
+//! (`aiwatch_identity_held_events_total`), and the reads of processes'
+//! library maps off the pipeline with the events held for them
+//! (`aiwatch_maps_reads_total`, `aiwatch_maps_held_events_total`). Labels
+//! are closed sets.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -92,6 +95,8 @@ pub(super) struct RuntimeCounters {
     lookups: IntCounterVec,
     annotations_invalid: IntCounter,
     held: IntCounterVec,
+    maps_held: IntCounterVec,
+    maps_reads: IntCounterVec,
     unasked: IntCounter,
     pod_info: IntGaugeVec,
     /// The (namespace, pod) series set per workload label, to remove them
@@ -123,6 +128,22 @@ impl RuntimeCounters {
         for outcome in HeldOutcome::ALL {
             held.with_label_values(&[outcome.as_str()]);
         }
+        let maps_held = reg.counter_vec(
+            "aiwatch_maps_held_events_total",
+            "Events of a process held until its library maps were read (at a model open or a listen), by how the hold ended (resolved, expired, overflow).",
+            &["outcome"],
+        )?;
+        for outcome in HeldOutcome::ALL {
+            maps_held.with_label_values(&[outcome.as_str()]);
+        }
+        let maps_reads = reg.counter_vec(
+            "aiwatch_maps_reads_total",
+            "Reads of /proc/<pid>/maps for library signals, off the pipeline thread, by outcome (read, gone: the process had exited, skipped: the reader was stuck or its queue full).",
+            &["outcome"],
+        )?;
+        for outcome in ["read", "gone", "skipped"] {
+            maps_reads.with_label_values(&[outcome]);
+        }
         let unasked = reg.counter(
             "aiwatch_runtime_lookups_skipped_total",
             "Container lookups not asked because the lookup queue was full; the container is asked about again at its next event.",
@@ -136,6 +157,8 @@ impl RuntimeCounters {
             lookups,
             annotations_invalid,
             held,
+            maps_held,
+            maps_reads,
             unasked,
             pod_info,
             pod_series: Mutex::new(HashMap::new()),
@@ -153,6 +176,22 @@ impl Metrics {
 
     pub fn runtime_annotation_invalid(&self) {
         self.runtime.annotations_invalid.inc();
+    }
+
+    /// Events held for a process's library maps went on.
+    pub fn maps_held(&self, outcome: HeldOutcome, events: u64) {
+        self.runtime
+            .maps_held
+            .with_label_values(&[outcome.as_str()])
+            .inc_by(events);
+    }
+
+    /// Reads of processes' maps: `outcome` is read, gone or skipped.
+    pub fn maps_reads(&self, outcome: &'static str, reads: u64) {
+        self.runtime
+            .maps_reads
+            .with_label_values(&[outcome])
+            .inc_by(reads);
     }
 
     pub fn identity_held(&self, outcome: HeldOutcome, events: u64) {

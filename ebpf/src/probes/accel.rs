@@ -19,6 +19,11 @@
 //! mode the open goes through. Either way the open's pending record is
 //! marked, so its event says what was (or would have been) done. `mknod`
 //! is not refused: a node is harmless until it is opened.
+//!
+//! Every read or write check of any device also notes the device on the
+//! caller's pending open (`file::note_device`), whatever the mode: a failed
+//! open of a device node (EPERM here, ENXIO with no driver) still says
+//! which device it was, and the agent never stats paths.
 
 use aiwatch_common::{
     ExeKey, ACCEL_ENFORCE, ACCEL_OFF, ENFORCE_ACCEL, ENFORCE_ON, FILE_FLAG_ACCEL_DENIED,
@@ -33,7 +38,7 @@ use aya_ebpf::{
 
 use super::{
     enforce::{control, exe_key},
-    file::mark_pending,
+    file::{mark_pending, note_device, S_IFBLK, S_IFCHR},
     gpu::is_accelerator,
 };
 use crate::{
@@ -55,14 +60,29 @@ pub fn accel_device(ctx: DeviceContext) -> i32 {
     if floor() {
         return ALLOW;
     }
+    // SAFETY: the program's context, valid for this run; the verifier
+    // checks each 4-byte field load.
+    let (access_type, major, minor) = unsafe {
+        (
+            (*ctx.device).access_type,
+            (*ctx.device).major,
+            (*ctx.device).minor,
+        )
+    };
+    let (device_type, access) = (access_type & 0xffff, access_type >> 16);
+    // Whatever the mode: a failed open's event says which device it was.
+    if access & (BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE) != 0 {
+        let mode = if device_type == BPF_DEVCG_DEV_CHAR {
+            S_IFCHR
+        } else {
+            S_IFBLK
+        };
+        note_device(mode, major, minor);
+    }
     let mode = control(ENFORCE_ACCEL);
     if mode == ACCEL_OFF {
         return ALLOW;
     }
-    // SAFETY: the program's context, valid for this run; the verifier
-    // checks each 4-byte field load.
-    let (access_type, major) = unsafe { ((*ctx.device).access_type, (*ctx.device).major) };
-    let (device_type, access) = (access_type & 0xffff, access_type >> 16);
     if device_type != BPF_DEVCG_DEV_CHAR
         || access & (BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE) == 0
         || !is_accelerator(major)

@@ -70,7 +70,8 @@ const O_ACCMODE: u32 = 0o3;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 const S_IFMT: u32 = 0o170000;
-const S_IFCHR: u32 = 0o020000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
 /// Marks a `link` event made by `symlink`/`symlinkat` (in `mode`).
 const S_IFLNK: u32 = 0o120000;
 
@@ -89,6 +90,11 @@ pub struct FilePending {
     flags: u32,
     mode: u32,
     length: i64,
+    /// The device the kernel's device check saw during the call (`S_IFCHR`
+    /// or `S_IFBLK`, 0: none) and its number (`MKDEV` encoding): a failed
+    /// open of a device node has no file to read them from.
+    device_mode: u32,
+    device_rdev: u32,
     name: [u8; NAME_LEN],
     name2: [u8; NAME_LEN],
 }
@@ -114,6 +120,26 @@ pub fn mark_pending(flag: u16) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// Notes on the current thread's pending open the device the `cgroup/dev`
+/// program was asked about (`mode`: `S_IFCHR` or `S_IFBLK`), so that a
+/// failed open of a device node still says which device it was: the check
+/// runs inside the open, before the driver's open can fail. Nothing when
+/// the entry kept no pending record.
+#[inline(always)]
+pub fn note_device(mode: u32, major: u32, minor: u32) {
+    if !pending_any(PENDING_FILE) {
+        return;
+    }
+    if let Some(pending) = FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        // SAFETY: `pending` points into a live map value, valid for this
+        // program run; only this thread's syscall uses its entry.
+        unsafe {
+            (*pending).device_mode = mode;
+            (*pending).device_rdev = (major << 20) | (minor & 0xf_ffff);
+        }
     }
 }
 
@@ -395,6 +421,8 @@ fn enter(args: &Args) {
     pending.flags = args.flags;
     pending.mode = args.mode;
     pending.length = args.length;
+    pending.device_mode = 0;
+    pending.device_rdev = 0;
     if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
         pending_added(PENDING_FILE);
     } else {
@@ -713,6 +741,12 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
                 }
                 flags |= verdict;
             }
+        } else if kind == EventKind::Open && (*pending).device_mode != 0 {
+            // A failed open of a device node: the device the kernel's
+            // device check saw (the agent never stats paths).
+            (*record).i_mode = (*pending).device_mode;
+            (*record).rdev = (*pending).device_rdev;
+            flags |= FILE_FLAG_INODE;
         }
         if target.is_null() && relative {
             target = dir_path(task, (*pending).dfd);

@@ -26,7 +26,6 @@ mod cache;
 mod containerd;
 mod cri;
 mod docker;
-mod hold;
 mod resolver;
 
 use std::{path::PathBuf, time::Duration};
@@ -36,7 +35,6 @@ use serde::Deserialize;
 use crate::{analyze::workload::DeclaredWorkload, event::K8s};
 
 pub use cache::{IdentityCache, IdentityState};
-pub use hold::{HeldEvents, Release};
 pub use resolver::{Lookup, Resolved, Resolver};
 
 /// The longest Kubernetes name (a DNS subdomain).

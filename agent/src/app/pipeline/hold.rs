@@ -1,16 +1,20 @@
-//! Events that wait for their container's identity.
+//! Events that wait for an answer the pipeline asked another thread for.
 //!
 //! The first exec in a new container reaches the pipeline before the
-//! runtime has answered for it. Rather than let rules on `k8s.*` fields
-//! miss it, the pipeline holds the container's events (attributed, not yet
-//! written or checked) until the answer arrives, for at most the hold time
-//! and up to a bounded count over all containers. Holding beats
-//! re-evaluating: rules, sequences and throttles see each event once, in
-//! order within its container. What a hold costs is latency, for new
-//! containers' first events only, and it is counted by outcome.
+//! runtime has answered for it (`identity.rs`, held by container id), and
+//! a model open or a listen before the process's libraries were read
+//! (`maps.rs`, held by pid). Rather than let rules miss what the answer
+//! brings, the pipeline holds the events (attributed, not yet written or
+//! checked) until the answer arrives, for at most the hold time and up to a
+//! bounded count over all keys. Holding beats re-evaluating: rules,
+//! sequences and throttles see each event once, in order within its key.
+//! What a hold costs is latency, for the held events only, and it is
+//! counted by outcome.
 
 use std::{
+    borrow::Borrow,
     collections::{HashMap, VecDeque},
+    hash::Hash,
     time::{Duration, Instant},
 };
 
@@ -28,16 +32,26 @@ pub enum Release {
     Overflow,
 }
 
-/// Held events, by container id, in arrival order.
+impl From<Release> for crate::metrics::HeldOutcome {
+    fn from(why: Release) -> Self {
+        match why {
+            Release::Resolved => Self::Resolved,
+            Release::Expired => Self::Expired,
+            Release::Overflow => Self::Overflow,
+        }
+    }
+}
+
+/// Held events, by key (a container id, a pid), in arrival order.
 #[derive(Debug)]
-pub struct HeldEvents {
-    by_container: HashMap<String, VecDeque<(Instant, Event)>>,
+pub struct HeldEvents<K = String> {
+    by_container: HashMap<K, VecDeque<(Instant, Event)>>,
     held: usize,
     max_events: usize,
     hold: Duration,
 }
 
-impl HeldEvents {
+impl<K: Hash + Eq + Clone> HeldEvents<K> {
     pub fn new(max_events: usize, hold: Duration) -> Self {
         HeldEvents {
             by_container: HashMap::new(),
@@ -47,9 +61,12 @@ impl HeldEvents {
         }
     }
 
-    /// Whether events of container `id` are waiting: a later event of the
-    /// same container must wait behind them.
-    pub fn holds(&self, id: &str) -> bool {
+    /// Whether events of `id` are waiting: a later event of the same key
+    /// must wait behind them.
+    pub fn holds<Q: Hash + Eq + ?Sized>(&self, id: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.by_container.contains_key(id)
     }
 
@@ -59,7 +76,7 @@ impl HeldEvents {
 
     /// Holds `event`. Returns the events that must go on to make room (with
     /// `Release::Overflow`), or `event` itself when nothing may be held.
-    pub fn hold(&mut self, id: &str, event: Event) -> Vec<Event> {
+    pub fn hold(&mut self, id: K, event: Event) -> Vec<Event> {
         if self.max_events == 0 || self.hold.is_zero() {
             return vec![event];
         }
@@ -69,21 +86,24 @@ impl HeldEvents {
                 .by_container
                 .iter()
                 .filter_map(|(id, queue)| queue.front().map(|(at, _)| (*at, id.clone())))
-                .min();
+                .min_by_key(|(at, _)| *at);
             if let Some((_, oldest)) = oldest {
                 released = self.take(&oldest);
             }
         }
         self.by_container
-            .entry(id.to_string())
+            .entry(id)
             .or_default()
             .push_back((Instant::now(), event));
         self.held += 1;
         released
     }
 
-    /// Every event of container `id`, in arrival order.
-    pub fn take(&mut self, id: &str) -> Vec<Event> {
+    /// Every event of `id`, in arrival order.
+    pub fn take<Q: Hash + Eq + ?Sized>(&mut self, id: &Q) -> Vec<Event>
+    where
+        K: Borrow<Q>,
+    {
         let Some(queue) = self.by_container.remove(id) else {
             return Vec::new();
         };
@@ -91,9 +111,9 @@ impl HeldEvents {
         queue.into_iter().map(|(_, event)| event).collect()
     }
 
-    /// Every held event, by container: nothing more will arrive.
-    pub fn drain(&mut self) -> Vec<(String, Vec<Event>)> {
-        let ids: Vec<String> = self.by_container.keys().cloned().collect();
+    /// Every held event, by key: nothing more will arrive.
+    pub fn drain(&mut self) -> Vec<(K, Vec<Event>)> {
+        let ids: Vec<K> = self.by_container.keys().cloned().collect();
         ids.into_iter()
             .map(|id| {
                 let events = self.take(&id);
@@ -102,10 +122,10 @@ impl HeldEvents {
             .collect()
     }
 
-    /// The events of every container whose first held event waited past
-    /// the hold time, with their container ids.
-    pub fn expired(&mut self, now: Instant) -> Vec<(String, Vec<Event>)> {
-        let due: Vec<String> = self
+    /// The events of every key whose first held event waited past the hold
+    /// time, with their keys.
+    pub fn expired(&mut self, now: Instant) -> Vec<(K, Vec<Event>)> {
+        let due: Vec<K> = self
             .by_container
             .iter()
             .filter(|(_, queue)| {
@@ -146,18 +166,18 @@ mod tests {
 
     #[test]
     fn held_events_come_back_in_order_per_container() {
-        let mut held = HeldEvents::new(16, Duration::from_secs(2));
-        assert!(held.hold("a", event(1)).is_empty());
-        assert!(held.hold("b", event(2)).is_empty());
-        assert!(held.hold("a", event(3)).is_empty());
+        let mut held: HeldEvents = HeldEvents::new(16, Duration::from_secs(2));
+        assert!(held.hold("a".to_string(), event(1)).is_empty());
+        assert!(held.hold("b".to_string(), event(2)).is_empty());
+        assert!(held.hold("a".to_string(), event(3)).is_empty());
         assert!(held.holds("a"));
         assert_eq!(pids(&held.take("a")), vec![1, 3]);
         assert!(!held.holds("a"));
         assert_eq!(pids(&held.take("b")), vec![2]);
         assert!(held.is_empty());
         // At shutdown everything goes.
-        held.hold("c", event(4));
-        held.hold("d", event(5));
+        held.hold("c".to_string(), event(4));
+        held.hold("d".to_string(), event(5));
         let mut drained: Vec<u32> = held.drain().iter().flat_map(|(_, e)| pids(e)).collect();
         drained.sort_unstable();
         assert_eq!(drained, vec![4, 5]);
@@ -166,18 +186,18 @@ mod tests {
 
     #[test]
     fn the_bound_releases_the_container_waiting_longest() {
-        let mut held = HeldEvents::new(2, Duration::from_secs(2));
-        held.hold("a", event(1));
-        held.hold("b", event(2));
-        let released = held.hold("c", event(3));
+        let mut held: HeldEvents = HeldEvents::new(2, Duration::from_secs(2));
+        held.hold("a".to_string(), event(1));
+        held.hold("b".to_string(), event(2));
+        let released = held.hold("c".to_string(), event(3));
         assert_eq!(pids(&released), vec![1]);
         assert!(!held.holds("a") && held.holds("b") && held.holds("c"));
     }
 
     #[test]
     fn events_past_the_hold_time_go_on() {
-        let mut held = HeldEvents::new(16, Duration::from_millis(50));
-        held.hold("a", event(1));
+        let mut held: HeldEvents = HeldEvents::new(16, Duration::from_millis(50));
+        held.hold("a".to_string(), event(1));
         assert!(held.expired(Instant::now()).is_empty());
         let later = Instant::now() + Duration::from_millis(60);
         let expired = held.expired(later);
@@ -185,7 +205,7 @@ mod tests {
         assert_eq!(expired[0].0, "a");
         assert!(held.is_empty());
         // A hold of zero holds nothing.
-        let mut none = HeldEvents::new(16, Duration::ZERO);
-        assert_eq!(pids(&none.hold("a", event(9))), vec![9]);
+        let mut none: HeldEvents = HeldEvents::new(16, Duration::ZERO);
+        assert_eq!(pids(&none.hold("a".to_string(), event(9))), vec![9]);
     }
 }

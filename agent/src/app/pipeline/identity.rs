@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use super::Pipeline;
-use crate::{
-    analyze::runtime::{HeldEvents, Release, Resolved},
-    event::Event,
-    metrics::HeldOutcome,
+use super::{
+    hold::{HeldEvents, Release},
+    Pipeline,
 };
+use crate::{analyze::runtime::Resolved, event::Event, metrics::HeldOutcome};
 
 /// The runtime resolver's answers (`analyze::runtime`) and the hold of the
 /// events that wait for them.
@@ -38,13 +37,13 @@ impl Pipeline {
             .as_ref()
             .and_then(|c| c.id.as_deref())
             .filter(|id| {
-                identities.held.holds(id) || self.analyzer.identity_pending(&event).is_some()
+                identities.held.holds(*id) || self.analyzer.identity_pending(&event).is_some()
             })
             .map(str::to_string);
         let Some(id) = waits else {
             return Some(event);
         };
-        let overflow = identities.held.hold(&id, event);
+        let overflow = identities.held.hold(id, event);
         self.release(overflow, Release::Overflow);
         None
     }
@@ -85,12 +84,8 @@ impl Pipeline {
         if events.is_empty() {
             return;
         }
-        let outcome = match why {
-            Release::Resolved => HeldOutcome::Resolved,
-            Release::Expired => HeldOutcome::Expired,
-            Release::Overflow => HeldOutcome::Overflow,
-        };
-        self.metrics.identity_held(outcome, events.len() as u64);
+        self.metrics
+            .identity_held(HeldOutcome::from(why), events.len() as u64);
         for mut event in events {
             self.analyzer.refill(&mut event);
             self.finish(event);
