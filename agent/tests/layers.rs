@@ -193,3 +193,21 @@ fn every_module_of_the_crate_root_has_a_layer() {
         assert!(layer_of(&module).is_some(), "add {module} to LAYERS");
     }
 }
+
+/// docs/ARCHITECTURE.md: an event's path is never stat'ed (it names a file
+/// in the process's own mount namespace, and a stat on the pipeline thread
+/// could hang on a dead mount). The code that turns records into events is
+/// `enrich/mod.rs` and `enrich/file.rs`; neither calls a stat.
+#[test]
+fn event_paths_are_never_stated() {
+    for file in ["src/enrich/mod.rs", "src/enrich/file.rs"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for call in ["metadata(", "fs::stat", "statx", "fstatat", "::stat("] {
+            assert!(
+                !text.contains(call),
+                "{file} calls `{call}`: event paths are never stat'ed (docs/ARCHITECTURE.md)"
+            );
+        }
+    }
+}
