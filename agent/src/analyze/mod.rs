@@ -74,7 +74,7 @@ pub struct Analyzer {
     /// it (start-up's seed, replay, tests) maps are read on the spot.
     maps_reader: Option<maps_reader::MapsReader>,
     /// Processes whose maps were asked for at a model open or a listen:
-    /// their events wait for the answer (`awaits_maps`).
+    /// events wait for their answers (`awaits_maps`).
     urgent_maps: std::collections::HashSet<u32>,
     /// Asks the reader could not take, since the pipeline last looked.
     maps_skipped: u64,
@@ -111,16 +111,16 @@ impl Analyzer {
         self.maps_reader = Some(reader);
     }
 
-    /// Whether `pid`'s events wait for its maps (asked at a model open or a
-    /// listen, not answered yet).
-    pub fn awaits_maps(&self, pid: u32) -> bool {
-        self.urgent_maps.contains(&pid)
+    /// Whether events wait for maps asked for at a model open or a listen
+    /// and not answered yet.
+    pub fn awaits_maps(&self) -> bool {
+        !self.urgent_maps.is_empty()
     }
 
-    /// `pid`'s events went on without its maps (their hold ended): its
-    /// answer, when it comes, only updates discovery.
-    pub fn stop_awaiting_maps(&mut self, pid: u32) {
-        self.urgent_maps.remove(&pid);
+    /// The events went on without the maps awaited (their hold ended): the
+    /// answers, when they come, only update discovery.
+    pub fn stop_awaiting_maps(&mut self) {
+        self.urgent_maps.clear();
     }
 
     /// Asks the reader could not take since the last call.

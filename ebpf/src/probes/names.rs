@@ -225,12 +225,8 @@ fn emit_dns(
         (*record).netns = owner.netns;
         (*record).wire_len = wire_len;
         let available = ctx.len().saturating_sub(start);
-        let copied = copy_bounded::<DNS_PAYLOAD_LEN>(
-            ctx,
-            start,
-            available,
-            (*record).payload.as_mut_ptr(),
-        );
+        let copied =
+            copy_bounded::<DNS_PAYLOAD_LEN>(ctx, start, available, (*record).payload.as_mut_ptr());
         if u32::from(wire_len) > copied {
             flags |= DNS_FLAG_CUT;
         }

@@ -250,4 +250,3 @@ fn emit(
     }
     submit(entry);
 }
-

@@ -1,9 +1,14 @@
 //! The library-maps hold: a model open or a listen asks for the process's
 //! `/proc/<pid>/maps` (read off this thread, `analyze::maps_reader`), and
-//! the process's events wait until the answer has fed discovery, so that
-//! the rules see the event attributed to the workload its libraries make
-//! it. They go on when the answer comes, after [`MAPS_HOLD`], or when the
-//! hold is full, and every release is counted by outcome.
+//! events wait until the answer has fed discovery, so that the rules see
+//! the event attributed to the workload its libraries make it. Every event
+//! waits, not only the process's: a sequence `by: tree` (a pickle opened,
+//! then a child's exec) needs the parent's open before the child's exec,
+//! as when the maps were read on this thread. A read takes well under a
+//! millisecond, and model opens and listens are rare. The events go on
+//! when every answer asked for has come, after [`MAPS_HOLD`], or when the
+//! hold is full, in arrival order, and every release is counted by
+//! outcome.
 
 use std::time::Duration;
 
@@ -23,7 +28,8 @@ pub const MAPS_HOLD_EVENTS: usize = 4096;
 pub struct MapsAnswers {
     /// Taken by [`Pipeline::run`], which waits on it.
     pub answers: Option<tokio::sync::mpsc::Receiver<MapsRead>>,
-    pub held: HeldEvents<u32>,
+    /// One queue: the hold keeps the events' order across processes.
+    pub held: HeldEvents<()>,
 }
 
 impl MapsAnswers {
@@ -36,36 +42,37 @@ impl MapsAnswers {
 }
 
 impl Pipeline {
-    /// Holds an attributed event while its process's maps are read; gives
-    /// it back when it need not wait.
+    /// Holds an attributed event while maps asked for urgently are read;
+    /// gives it back when nothing is awaited.
     pub(super) fn hold_for_maps(&mut self, event: Event) -> Option<Event> {
-        let pid = event.process.pid;
         let Some(maps) = self.maps.as_mut() else {
             return Some(event);
         };
-        if !maps.held.holds(&pid) && !self.analyzer.awaits_maps(pid) {
+        if !maps.held.holds(&()) && !self.analyzer.awaits_maps() {
             return Some(event);
         }
-        let overflow = maps.held.hold(pid, event);
-        if let Some(first) = overflow.first() {
-            self.analyzer.stop_awaiting_maps(first.process.pid);
+        let overflow = maps.held.hold((), event);
+        if !overflow.is_empty() {
+            self.analyzer.stop_awaiting_maps();
         }
         self.release_from_maps(overflow, Release::Overflow);
         None
     }
 
     /// The reader answered for a process: its libraries feed discovery,
-    /// and its held events go on.
+    /// and once nothing more is awaited the held events go on.
     pub(super) fn maps_answered(&mut self, read: MapsRead) {
-        let pid = read.pid;
         self.metrics
             .maps_reads(if read.maps.is_some() { "read" } else { "gone" }, 1);
         let changes = self.analyzer.maps_read(read);
         if !changes.is_empty() {
             (self.on_changes)(&changes);
         }
+        if self.analyzer.awaits_maps() {
+            return;
+        }
         let events = match self.maps.as_mut() {
-            Some(maps) => maps.held.take(&pid),
+            Some(maps) => maps.held.take(&()),
             None => Vec::new(),
         };
         self.release_from_maps(events, Release::Resolved);
@@ -76,8 +83,8 @@ impl Pipeline {
         let Some(maps) = self.maps.as_mut() else {
             return;
         };
-        for (pid, events) in maps.held.expired(std::time::Instant::now()) {
-            self.analyzer.stop_awaiting_maps(pid);
+        for (_, events) in maps.held.expired(std::time::Instant::now()) {
+            self.analyzer.stop_awaiting_maps();
             self.release_from_maps(events, Release::Expired);
         }
     }
