@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 
 /// Kinds the kernel counts and the agent reports periodically: the last
 /// report of a process comes after its exit.
-fn reported_after_exit(kind: Kind) -> bool {
+pub(super) fn reported_after_exit(kind: Kind) -> bool {
     matches!(kind, Kind::FileAccess | Kind::GpuIoctl | Kind::TcpSummary)
 }
 

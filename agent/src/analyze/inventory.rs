@@ -125,7 +125,8 @@ impl Inventory {
         let time = event.time;
         let pid = event.process.pid;
         // A fork adds the child; an exit removes the process; anything else
-        // the workload's process did makes sure it is listed.
+        // the workload's process did, but a periodic report, makes sure it
+        // is listed.
         let member = match (&event.kind, &event.fork) {
             (Kind::Fork, Some(fork)) => fork.child_pid,
             _ => pid,
@@ -136,6 +137,9 @@ impl Inventory {
             if entry.processes.len() < before {
                 entry.processes_exited += 1;
             }
+        } else if super::attribute::reported_after_exit(event.kind) {
+            // A periodic report may come after the process exited (its last
+            // folded reads): it lists nobody, or the exited would stay.
         } else if let Some(process) = upsert(
             &mut entry.processes,
             limits.processes,

@@ -217,6 +217,17 @@ fn listeners_and_processes() {
     let w = &inventory.snapshot().workloads[0];
     assert_eq!(w.processes.len(), 1);
     assert_eq!(w.processes_exited, 1);
+    // The reports that come after a process's exit (its last folded reads,
+    // GPU ioctls, TCP totals) do not list it again.
+    for kind in [Kind::FileAccess, Kind::GpuIoctl, Kind::TcpSummary] {
+        inventory.observe(&event(kind, 101, "t4", Some(server())));
+    }
+    let pids: Vec<u32> = inventory.snapshot().workloads[0]
+        .processes
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(pids, vec![100]);
 }
 
 #[test]
