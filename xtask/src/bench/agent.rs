@@ -292,22 +292,32 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
 fn sum_of_counter(text: &str, name: &str) -> Option<u64> {
     let mut found = false;
     let mut total = 0.0;
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        // `name{labels} value` or `name value`, not `name_created ...`.
-        let value = match rest.chars().next() {
-            Some('{') => rest.rsplit_once('}').map(|(_, value)| value),
-            Some(' ') => Some(rest),
-            _ => None,
-        };
-        if let Some(value) = value.and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()) {
-            found = true;
-            total += value;
-        }
+    for (_, value) in series(text, name) {
+        found = true;
+        total += value;
     }
     found.then_some(total as u64)
+}
+
+/// Every series of the metric `name` in the Prometheus text format: its
+/// labels (what stands between the braces, empty without any) and value.
+pub fn series<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(move |line| {
+            let rest = line.strip_prefix(name)?;
+            // `name{labels} value` or `name value`, not `name_created ...`.
+            let (labels, value) = match rest.chars().next() {
+                Some('{') => {
+                    let (labels, value) = rest[1..].rsplit_once('}')?;
+                    (labels, value)
+                }
+                Some(' ') => ("", rest),
+                _ => return None,
+            };
+            let value = value.split_whitespace().next()?.parse::<f64>().ok()?;
+            Some((labels, value))
+        })
 }
 
 /// A plain HTTP/1.0 GET of a JSON document.
@@ -316,7 +326,7 @@ fn http_get_json(address: SocketAddr, path: &str) -> anyhow::Result<Value> {
 }
 
 /// A plain HTTP/1.0 GET; the body.
-fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;

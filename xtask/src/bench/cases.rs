@@ -298,7 +298,8 @@ pub struct Context<'a> {
     /// Only when the plain-request case runs.
     pub plain: Option<&'a TlsServer>,
     pub small_file: &'a Path,
-    pub redis: &'a Redis,
+    /// Only when the redis case runs.
+    pub redis: Option<&'a Redis>,
     pub sizes: Sizes,
     pub agent: Option<&'a BenchAgent>,
 }
@@ -333,7 +334,10 @@ pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Measured> {
     let before = full_agent.map(AgentReading::take).transpose()?;
     let span = std::time::Instant::now();
     let mut sample = match case {
-        Case::Redis => context.redis.benchmark(context.sizes.redis_requests)?,
+        Case::Redis => context
+            .redis
+            .context("redis-server was not started")?
+            .benchmark(context.sizes.redis_requests)?,
         _ => run_workload(case, context)?,
     };
     let mut kernel = None;
@@ -358,6 +362,12 @@ pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Measured> {
 }
 
 fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
+    start_workload(case, context)?.go_and_wait()
+}
+
+/// Starts `case`'s loop and, when it is tracked and the full agent runs,
+/// waits until the agent tracks it; the loop waits for its go line.
+pub fn start_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Workload> {
     let sizes = context.sizes;
     let mut command = Command::new(context.workload);
     match case {
@@ -439,11 +449,11 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
             agent.wait_tracked(child.pid(), Duration::from_secs(20))?;
         }
     }
-    child.go_and_wait()
+    Ok(child)
 }
 
 /// A started `aiwatch-bench-workload` waiting for its go line.
-struct Workload {
+pub struct Workload {
     child: Child,
     stdout: BufReader<ChildStdout>,
 }
@@ -467,7 +477,7 @@ impl Workload {
         Ok(workload)
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -477,7 +487,7 @@ impl Workload {
         Ok(line)
     }
 
-    fn go_and_wait(mut self) -> anyhow::Result<Sample> {
+    pub fn go_and_wait(mut self) -> anyhow::Result<Sample> {
         let mut stdin = self.child.stdin.take().context("no stdin pipe")?;
         stdin.write_all(b"go\n")?;
         drop(stdin);
