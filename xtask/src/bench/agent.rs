@@ -141,7 +141,8 @@ impl BenchAgent {
         }
     }
 
-    fn log_lines(&self) -> Vec<String> {
+    /// The agent's standard error so far, one line each.
+    pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
@@ -200,6 +201,33 @@ impl BenchAgent {
             }
             last = now;
         }
+    }
+
+    /// The agent's `/metrics` text.
+    pub fn metrics_text(&self) -> anyhow::Result<String> {
+        http_get(self.listen, "/metrics")
+    }
+
+    /// Whether `/readyz` says ready.
+    pub fn ready(&self) -> bool {
+        http_get_json(self.listen, "/readyz")
+            .is_ok_and(|answer| answer.get("ready").and_then(Value::as_bool) == Some(true))
+    }
+
+    /// Whether the process still runs: its `/proc` entry exists and is no
+    /// zombie.
+    pub fn alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|end| stat[end + 1..].split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    }
+
+    /// Open file descriptors, from `/proc/<pid>/fd`.
+    pub fn open_fds(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).ok()?;
+        Some(entries.count() as u64)
     }
 
     /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), in KiB.

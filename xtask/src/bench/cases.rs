@@ -677,14 +677,7 @@ impl TlsServer {
             .stdout(Stdio::piped())
             .spawn()
             .context("cannot start tls_server.py")?;
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            BufReader::new(stdout).read_line(&mut line)?;
-        }
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok());
+        let (line, port) = ready_line(&mut child)?;
         let server = TlsServer {
             child,
             port: port.unwrap_or(0),
@@ -695,6 +688,19 @@ impl TlsServer {
         }
         Ok(server)
     }
+}
+
+/// A server's first line, `READY <port>`, and the port in it.
+pub fn ready_line(child: &mut Child) -> std::io::Result<(String, Option<u16>)> {
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout).read_line(&mut line)?;
+    }
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .and_then(|port| port.parse().ok());
+    Ok((line, port))
 }
 
 impl Drop for TlsServer {

@@ -103,18 +103,8 @@ pub struct Options {
 
 pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    if !is_root() {
-        bail!("cargo xtask bench needs root: the agent loads eBPF programs");
-    }
+    let commit = measured_commit(workspace, "bench", options.record)?;
     let cases = selected_cases(&options.cases)?;
-    let commit = commit(&workspace.root)?;
-    if options.record && commit.dirty {
-        bail!(
-            "--record needs a clean tree: the recorded run names the commit it measured, \
-             and {} has uncommitted changes",
-            workspace.root.display()
-        );
-    }
     provision::setup(workspace, Scope::Run)?;
     let mut packages: Vec<&str> = REDIS_PACKAGES.to_vec();
     if cases.iter().any(|case| case.needs_tls_server()) {
@@ -353,6 +343,28 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a measuring command (`cargo xtask TASK`) checks first: root, which
+/// the agent needs to load its programs, and, when it is to `record` its
+/// results, a clean tree; returns the commit measured.
+pub(crate) fn measured_commit(
+    workspace: &Workspace,
+    task: &str,
+    record: bool,
+) -> anyhow::Result<Commit> {
+    if !is_root() {
+        bail!("cargo xtask {task} needs root: the agent loads eBPF programs");
+    }
+    let commit = commit(&workspace.root)?;
+    if record && commit.dirty {
+        bail!(
+            "--record needs a clean tree: the recorded run names the commit it measured, \
+             and {} has uncommitted changes",
+            workspace.root.display()
+        );
+    }
+    Ok(commit)
 }
 
 /// `cargo build --release` of the agent and the benchmark loops.
