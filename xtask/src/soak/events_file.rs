@@ -2,7 +2,13 @@
 //! was written: lines per kind, and exec events per parent pid (the exec
 //! storm's children are found by their parent).
 //!
-//! The file is read as it grows, about once a second, through a held
+//! The agent writes thousands of lines a second under the soak's loads,
+//! and xtask runs unoptimised, so a line is not parsed whole: its
+//! top-level `kind` is found by a scan that skips strings and nested
+//! values, and only exec lines are parsed (for their process).
+//!
+//! The file is read as it grows, about once a second on a thread of its
+//! own (so the agent's samples stay on time), through a held
 //! descriptor: when the agent rotates it (`events.jsonl` becomes
 //! `events.jsonl.1`), the held file is read to its end, then the new one is
 //! opened. A rotation between two reads that moved the held file further
@@ -14,14 +20,19 @@ use std::{
     io::Read as _,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
 };
 
 use serde::Deserialize;
 
-/// The fields of an event line the soak reads.
+/// The fields of an exec line the soak reads.
 #[derive(Deserialize)]
-struct Line {
-    kind: String,
+struct ExecLine {
     #[serde(default)]
     process: Option<Process>,
 }
@@ -53,16 +64,25 @@ pub struct Written {
 
 impl Written {
     fn line(&mut self, bytes: &[u8]) {
-        let Ok(line) = serde_json::from_slice::<Line>(bytes) else {
+        let Some(kind) = top_level_str(bytes, "kind") else {
             self.bad_lines += 1;
             return;
         };
-        if line.kind == "exec" {
+        if kind == "exec" {
+            let Ok(line) = serde_json::from_slice::<ExecLine>(bytes) else {
+                self.bad_lines += 1;
+                return;
+            };
             if let Some(process) = line.process.filter(|p| p.comm == EXEC_STORM_COMM) {
                 *self.execs_by_parent.entry(process.ppid).or_default() += 1;
             }
         }
-        *self.by_kind.entry(line.kind).or_default() += 1;
+        match self.by_kind.get_mut(kind) {
+            Some(count) => *count += 1,
+            None => {
+                self.by_kind.insert(kind.to_string(), 1);
+            }
+        }
     }
 
     /// Exec events whose parent is one of `parents`.
@@ -145,6 +165,97 @@ impl EventsFile {
     }
 }
 
+/// The value of the top-level string field `key` of the JSON object on
+/// `line`, found without parsing the rest: strings are skipped whole and
+/// nested objects and arrays by depth. `None` when there is none (or the
+/// line is cut).
+fn top_level_str<'a>(line: &'a [u8], key: &str) -> Option<&'a str> {
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&byte) = line.get(at) {
+        match byte {
+            b'"' => {
+                let end = string_end(line, at)?;
+                let colon = skip_space(line, end + 1);
+                if depth == 1
+                    && line.get(colon) == Some(&b':')
+                    && &line[at + 1..end] == key.as_bytes()
+                {
+                    let start = skip_space(line, colon + 1);
+                    if line.get(start) != Some(&b'"') {
+                        return None;
+                    }
+                    let value_end = string_end(line, start)?;
+                    return std::str::from_utf8(&line[start + 1..value_end]).ok();
+                }
+                at = end + 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                at += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                at += 1;
+            }
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// The index of the quote that closes the string opening at `open`.
+fn string_end(line: &[u8], open: usize) -> Option<usize> {
+    let mut at = open + 1;
+    while let Some(&byte) = line.get(at) {
+        match byte {
+            b'\\' => at += 2,
+            b'"' => return Some(at),
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+fn skip_space(line: &[u8], mut at: usize) -> usize {
+    while line.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    at
+}
+
+/// An [`EventsFile`] read about once a second on its own thread.
+pub struct Follower {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<std::io::Result<Written>>,
+}
+
+impl Follower {
+    pub fn start(path: &Path) -> Follower {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut file = EventsFile::new(path);
+        let stopped = stop.clone();
+        let thread = thread::spawn(move || loop {
+            let last = stopped.load(Ordering::Relaxed);
+            file.poll()?;
+            if last {
+                return Ok(file.written);
+            }
+            thread::sleep(Duration::from_secs(1));
+        });
+        Follower { stop, thread }
+    }
+
+    /// Reads the file to its end once more and returns what it held.
+    pub fn finish(self) -> anyhow::Result<Written> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.join() {
+            Ok(result) => Ok(result?),
+            Err(_) => anyhow::bail!("the events file's reader panicked"),
+        }
+    }
+}
+
 /// The agent's name for the `n`th rotated file (`sink/file.rs`).
 fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -163,6 +274,19 @@ mod tests {
             "{{\"kind\":\"exec\",\"process\":{{\"pid\":9,\"ppid\":{ppid},\"comm\":\"{comm}\"}},\
              \"workload\":{{\"kind\":\"inference\"}}}}\n"
         )
+    }
+
+    #[test]
+    fn the_kind_is_the_top_level_one() {
+        let line = br#"{"time":"t","note":"{\"kind\":\"x\"}","workload":{"kind":"inference"},"argv":["kind"],"kind" : "open","process":{}}"#;
+        assert_eq!(top_level_str(line, "kind"), Some("open"));
+        assert_eq!(
+            top_level_str(br#"{"workload":{"kind":"inference"}}"#, "kind"),
+            None
+        );
+        assert_eq!(top_level_str(br#"{"kind":7}"#, "kind"), None);
+        assert_eq!(top_level_str(br#"{"kind":"ex"#, "kind"), None);
+        assert_eq!(top_level_str(b"not json", "kind"), None);
     }
 
     #[test]

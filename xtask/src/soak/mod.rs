@@ -32,7 +32,7 @@ use std::{
 use anyhow::{bail, Context as _};
 
 use self::{
-    events_file::EventsFile,
+    events_file::Follower,
     loads::{Inference, Tally},
     report::{RunInfo, Summary},
     verdict::{ExecAccount, KindAccount, Sample},
@@ -134,16 +134,15 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
     };
     let load_s = (options.minutes * 60) as f64;
     let warm_up_s = verdict::warm_up_s(load_s);
-    let mut events = EventsFile::new(&events_path);
+    let events = Follower::start(&events_path);
     let run = run_loads(
         &agent,
         &context,
         &inference,
-        &mut events,
         Duration::from_secs(options.minutes * 60),
         Duration::from_secs(options.sample_seconds),
         warm_up_s,
-    )?;
+    );
     let Run {
         mut samples,
         tally,
@@ -159,7 +158,7 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
     print_row(&samples, warm_up_s);
     let final_text = agent.metrics_text().unwrap_or_default();
     thread::sleep(Duration::from_secs(3));
-    events.poll().context("reading the events file")?;
+    let written = events.finish().context("reading the events file")?;
     let peak_kib = agent.memory_kib().map_or(0, |(_, peak)| peak);
     let warnings = agent
         .log_lines()
@@ -169,10 +168,10 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
     agent.stop()?;
     drop(tls);
 
-    let kinds = kind_accounts(&final_text, &events.written.by_kind);
+    let kinds = kind_accounts(&final_text, &written.by_kind);
     let exec = ExecAccount {
         made: tally.execs_made(),
-        written: events.written.execs_of(&tally.exec_parents),
+        written: written.execs_of(&tally.exec_parents),
         counted_lost: ["exec", "unknown"]
             .iter()
             .map(|kind| sample::total_where(&final_text, "aiwatch_events_lost_total", "kind", kind))
@@ -184,10 +183,7 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
         verdict::fds_flat(&samples, warm_up_s),
         verdict::alive_and_ready(&samples, task_failures),
         verdict::execs_accounted(exec),
-        verdict::sink_accounted(
-            &kinds,
-            !events.written.missed_file && !final_text.is_empty(),
-        ),
+        verdict::sink_accounted(&kinds, !written.missed_file && !final_text.is_empty()),
         verdict::loads_ran(tally.total_runs(), &tally.failures),
     ];
     let summary = Summary {
@@ -209,9 +205,9 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
         kinds,
         ringbuf_size: sample::total(&final_text, "aiwatch_ringbuf_size_bytes"),
         events_file: (
-            events.written.by_kind.values().sum(),
-            events.written.rotations,
-            events.written.bad_lines,
+            written.by_kind.values().sum(),
+            written.rotations,
+            written.bad_lines,
         ),
         losses: sample::loss_lines(&final_text),
         peak_kib,
@@ -251,31 +247,28 @@ struct Run {
     loads_started: Instant,
 }
 
-/// Runs the two rotations for `length`, sampling the agent every `every`
-/// and reading the events file every second; stops the loads early when
-/// the agent dies.
+/// Runs the two rotations for `length`, sampling the agent every `every`;
+/// stops the loads early when the agent dies.
 fn run_loads(
     agent: &BenchAgent,
     context: &Context<'_>,
     inference: &Inference,
-    events: &mut EventsFile,
     length: Duration,
     every: Duration,
     warm_up_s: f64,
-) -> anyhow::Result<Run> {
+) -> Run {
     let loads_started = Instant::now();
     let until = loads_started + length;
     let stop = AtomicBool::new(false);
     let mut samples = Vec::new();
-    let tally = thread::scope(|scope| -> anyhow::Result<Tally> {
+    let tally = thread::scope(|scope| {
         let storms =
             scope.spawn(|| loads::rotate(&loads::STORMS, context, inference, until, &stop));
         let ai =
             scope.spawn(|| loads::rotate(&loads::AI_WORKLOADS, context, inference, until, &stop));
         let mut next_sample = loads_started + every;
         while Instant::now() < until {
-            thread::sleep(Duration::from_secs(1).min(until - Instant::now().min(until)));
-            events.poll().context("reading the events file")?;
+            thread::sleep(Duration::from_millis(200));
             if Instant::now() >= next_sample {
                 next_sample += every;
                 let sample = sample::take(agent, loads_started, true);
@@ -292,13 +285,13 @@ fn run_loads(
         stop.store(true, Ordering::Relaxed);
         let mut tally = storms.join().unwrap_or_default();
         tally.merge(ai.join().unwrap_or_default());
-        Ok(tally)
-    })?;
-    Ok(Run {
+        tally
+    });
+    Run {
         samples,
         tally,
         loads_started,
-    })
+    }
 }
 
 /// Prints the newest sample as a table row (the header with the first).
