@@ -164,6 +164,11 @@ impl BenchAgent {
         }
     }
 
+    /// Every pid the agent's inventory lists in a workload.
+    pub fn inventory_pids(&self) -> anyhow::Result<Vec<u64>> {
+        Ok(listed_pids(&http_get_json(self.listen, "/inventory")?))
+    }
+
     /// How many of `pids` the agent's inventory lists in a workload.
     pub fn listed_count(&self, pids: &[u32]) -> usize {
         let Ok(inventory) = http_get_json(self.listen, "/inventory") else {
@@ -369,17 +374,25 @@ pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
 
 /// Whether any `processes` list in the document has an entry for `pid`.
 fn lists_process(value: &Value, pid: u32) -> bool {
+    listed_pids(value).contains(&u64::from(pid))
+}
+
+/// The pids of every `processes` list in the document.
+fn listed_pids(value: &Value) -> Vec<u64> {
     match value {
-        Value::Object(map) => map.iter().any(|(key, item)| {
-            (key == "processes"
-                && item.as_array().is_some_and(|list| {
-                    list.iter()
-                        .any(|p| p.get("pid").and_then(Value::as_u64) == Some(u64::from(pid)))
-                }))
-                || lists_process(item, pid)
-        }),
-        Value::Array(items) => items.iter().any(|item| lists_process(item, pid)),
-        _ => false,
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, item)| {
+                let mut pids = listed_pids(item);
+                if key == "processes" {
+                    let list = item.as_array().map(Vec::as_slice).unwrap_or_default();
+                    pids.extend(list.iter().filter_map(|p| p.get("pid")?.as_u64()));
+                }
+                pids
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(listed_pids).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -397,6 +410,7 @@ mod tests {
         });
         assert!(lists_process(&inventory, 42));
         assert!(!lists_process(&inventory, 43));
+        assert_eq!(listed_pids(&inventory), [7, 41, 42]);
     }
 
     #[test]

@@ -458,6 +458,18 @@ pub struct Workload {
     stdout: BufReader<ChildStdout>,
 }
 
+/// A workload dropped before its result (its start failed, e.g. the agent
+/// did not track it in time) is killed and reaped, not left to run its
+/// loop into a closed pipe and linger as a zombie.
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Workload {
     fn start(mut command: Command) -> anyhow::Result<Self> {
         let mut child = command
