@@ -10,7 +10,9 @@
 //!   agent itself) started, queried and stopped, so workloads come and go.
 //!
 //! Each rotation starts its next run until the deadline; a run that fails
-//! is counted with its error and the rotation goes on.
+//! is counted with its error and the rotation goes on. The tracked loops
+//! start at once: they do not wait for the agent to list them in its
+//! inventory (which the verdict judges on its own).
 
 use std::{
     fmt::Write as _,

@@ -49,6 +49,11 @@ use crate::{
     workspace::Workspace,
 };
 
+/// How long after the loads the last sample is taken, at least: past the
+/// agent's folded-read interval (`file_access_interval_secs`, 10 s), after
+/// which an exited process's last report is out and it must be gone.
+const SETTLE: Duration = Duration::from_secs(15);
+
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// How long the loads run, in minutes.
@@ -130,7 +135,10 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
         small_file: &small_file,
         redis: None,
         sizes: loads::SIZES,
-        agent: Some(&agent),
+        // The loops start at once rather than after the agent lists them
+        // in its inventory: the soak's loads must not hang on the
+        // inventory, which it judges on its own.
+        agent: None,
     };
     let load_s = (options.minutes * 60) as f64;
     let warm_up_s = verdict::warm_up_s(load_s);
@@ -149,11 +157,14 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
         loads_started,
     } = run;
 
-    // The loads' backlog, then one more sample and the final counters;
-    // the sink flushes whenever its queue is empty.
+    // The loads' backlog, the last folded-read reports of their processes
+    // (which come one interval after an exit), then one more sample and
+    // the final counters; the sink flushes whenever its queue is empty.
+    let loads_ended = Instant::now();
     if agent.alive() {
         agent.drain(Duration::from_secs(2), Duration::from_secs(120))?;
     }
+    thread::sleep(SETTLE.saturating_sub(loads_ended.elapsed()));
     samples.push(sample::take(&agent, loads_started, false));
     print_row(&samples, warm_up_s);
     let final_text = agent.metrics_text().unwrap_or_default();
@@ -184,6 +195,7 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
         verdict::alive_and_ready(&samples, task_failures),
         verdict::execs_accounted(exec),
         verdict::sink_accounted(&kinds, !written.missed_file && !final_text.is_empty()),
+        verdict::inventory_live(&samples),
         verdict::loads_ran(tally.total_runs(), &tally.failures),
     ];
     let summary = Summary {

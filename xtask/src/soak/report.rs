@@ -64,8 +64,8 @@ fn mib(kib: u64) -> String {
 
 /// The header of the samples table.
 pub const TABLE_HEADER: &str = "\
-| t (s) | | RSS (MiB) | fds | agent CPU (% of a core) | events/s | ring buffer used (KiB) | events lost | stream drops | ready |
-| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+| t (s) | | RSS (MiB) | fds | agent CPU (% of a core) | events/s | ring buffer used (KiB) | events lost | stream drops | inventory processes (exited) | ready |
+| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 ";
 
 /// The samples, every `every`-th and the last, as a markdown table.
@@ -113,7 +113,7 @@ pub fn row(sample: &Sample, previous: Option<&Sample>, warm_up_s: f64) -> String
         counters.map_or_else(|| "–".to_string(), |c| thousands(f(c) as f64))
     };
     format!(
-        "| {:.0} | {phase} | {} | {} | {cpu_share} | {rate} | {} | {} | {} | {} |",
+        "| {:.0} | {phase} | {} | {} | {cpu_share} | {rate} | {} | {} | {} | {} | {} |",
         sample.at_s,
         if sample.alive {
             mib(sample.rss_kib)
@@ -124,6 +124,10 @@ pub fn row(sample: &Sample, previous: Option<&Sample>, warm_up_s: f64) -> String
         value(&|c| c.ringbuf_used / 1024),
         value(&|c| c.lost),
         value(&|c| c.stream_dropped),
+        sample.inventory.map_or_else(
+            || "–".to_string(),
+            |i| format!("{} ({})", i.listed, i.exited)
+        ),
         if sample.ready { "yes" } else { "NO" },
     )
 }
@@ -319,6 +323,7 @@ mod tests {
                 events,
                 ..Counters::default()
             }),
+            inventory: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::bench::agent::{series, BenchAgent};
 
-use super::verdict::{Counters, Sample};
+use super::verdict::{Counters, Inventory, Sample};
 
 /// The counters of loss, drop and overflow the agent exports
 /// (`docs/metrics.md`), each with the label its final values are shown by
@@ -41,6 +41,13 @@ pub fn take(agent: &BenchAgent, started: Instant, under_load: bool) -> Sample {
     let cpu_s = agent.cpu_ns() as f64 / 1e9;
     let ready = agent.ready();
     let counters = agent.metrics_text().ok().map(|text| counters(&text));
+    let inventory = agent.inventory_pids().ok().map(|pids| Inventory {
+        listed: pids.len() as u64,
+        exited: pids
+            .iter()
+            .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .count() as u64,
+    });
     Sample {
         at_s,
         under_load,
@@ -50,6 +57,7 @@ pub fn take(agent: &BenchAgent, started: Instant, under_load: bool) -> Sample {
         fds,
         cpu_s,
         counters,
+        inventory,
     }
 }
 

@@ -18,6 +18,10 @@
 //!   and for every kind, the events delivered to the pipeline
 //!   (`aiwatch_events_total`) are in the events file or counted as lost by
 //!   its sink.
+//! - **Inventory holds only live processes**: once the loads have stopped
+//!   and the agent has had time to see the last exits (and the last
+//!   folded-read reports, which come after an exit), no process the
+//!   inventory lists in a workload has exited.
 //! - **Loads ran**: no load failed.
 
 /// Allowed rise in RSS after the warm-up.
@@ -45,6 +49,16 @@ pub struct Sample {
     pub cpu_s: f64,
     /// From `/metrics`; `None` when it could not be read.
     pub counters: Option<Counters>,
+    /// From `/inventory`; `None` when it could not be read.
+    pub inventory: Option<Inventory>,
+}
+
+/// The processes the inventory lists in workloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub listed: u64,
+    /// Of them, those with no `/proc` entry.
+    pub exited: u64,
 }
 
 /// What a sample reads from `/metrics`.
@@ -260,6 +274,22 @@ pub fn sink_accounted(accounts: &[KindAccount], file_complete: bool) -> Check {
         format!("uncounted loss: {}", short.join("; "))
     };
     Check::new(NAME, delivered > 0 && short.is_empty(), detail)
+}
+
+/// The last sample's inventory lists no exited process.
+pub fn inventory_live(samples: &[Sample]) -> Check {
+    const NAME: &str = "inventory holds only live processes";
+    match samples.last().and_then(|s| s.inventory) {
+        Some(inventory) => Check::new(
+            NAME,
+            inventory.exited == 0,
+            format!(
+                "after the loads: {} processes listed in workloads, {} of them exited",
+                inventory.listed, inventory.exited
+            ),
+        ),
+        None => Check::new(NAME, false, "the inventory could not be read".into()),
+    }
 }
 
 /// No load failed.
@@ -480,6 +510,31 @@ mod tests {
         );
         assert!(!sink_accounted(&balanced, false).passed);
         assert!(!sink_accounted(&[], true).passed);
+    }
+
+    #[test]
+    fn exited_processes_left_in_the_inventory_fail() {
+        let mut samples = series(&[40.0; 3], &[30; 3]);
+        samples[2].inventory = Some(Inventory {
+            listed: 3,
+            exited: 0,
+        });
+        assert!(inventory_live(&samples).passed);
+        samples[2].inventory = Some(Inventory {
+            listed: 256,
+            exited: 256,
+        });
+        let check = inventory_live(&samples);
+        assert!(
+            !check.passed && check.detail.contains("256 of them exited"),
+            "{check:?}"
+        );
+        // Only the last sample counts: exits in flight earlier are no leak.
+        samples[1].inventory = samples[2].inventory;
+        samples[2].inventory = Some(Inventory::default());
+        assert!(inventory_live(&samples).passed);
+        samples[2].inventory = None;
+        assert!(!inventory_live(&samples).passed);
     }
 
     #[test]
