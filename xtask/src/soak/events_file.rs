@@ -85,8 +85,13 @@ impl Written {
         }
     }
 
-    /// Exec events whose parent is one of `parents`.
+    /// Exec events whose parent is one of `parents`. Pids are reused (a
+    /// long soak starts more processes than `pid_max`), so two loops may
+    /// have had the same one: each pid counts once.
     pub fn execs_of(&self, parents: &[u32]) -> u64 {
+        let mut parents = parents.to_vec();
+        parents.sort_unstable();
+        parents.dedup();
         parents
             .iter()
             .filter_map(|pid| self.execs_by_parent.get(pid))
@@ -325,6 +330,11 @@ mod tests {
             "bash is no child of the storm"
         );
         assert_eq!(written.execs_of(&[41]), 1);
+        assert_eq!(
+            written.execs_of(&[41, 42, 41]),
+            2,
+            "a reused pid counts once"
+        );
         assert_eq!((written.rotations, written.bad_lines), (1, 1));
         assert!(!written.missed_file);
 
