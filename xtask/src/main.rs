@@ -17,6 +17,7 @@ mod privilege;
 mod provision;
 mod python;
 mod run;
+mod soak;
 mod test;
 mod vm;
 mod workspace;
@@ -75,6 +76,8 @@ enum Task {
     Attacks,
     /// Measure what the agent costs (no agent / floor / agent), write docs/benchmarks.md.
     Bench(bench::Options),
+    /// Run the agent under storms and AI workloads for N minutes; judge its RSS, fds and losses.
+    Soak(soak::Options),
     /// Run the fuzz targets of fuzz/ (the agent's parsers) for a fixed time each.
     Fuzz(fuzz::Options),
     /// Run the agent and the privileged suites on Debian's 6.1 and 6.12 kernels in QEMU guests.
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
 fn dispatch(task: Task) -> anyhow::Result<ExitCode> {
     match task {
         Task::Bench(options) => bench::bench(&Workspace::prepare()?, &options),
+        Task::Soak(options) => soak::soak(&Workspace::prepare()?, &options),
         Task::Setup { tests } => {
             let workspace = Workspace::prepare()?;
             let scope = if tests { Scope::Tests } else { Scope::Run };

@@ -141,7 +141,8 @@ impl BenchAgent {
         }
     }
 
-    fn log_lines(&self) -> Vec<String> {
+    /// The agent's standard error so far, one line each.
+    pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
@@ -161,6 +162,11 @@ impl BenchAgent {
             }
             thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Every pid the agent's inventory lists in a workload.
+    pub fn inventory_pids(&self) -> anyhow::Result<Vec<u64>> {
+        Ok(listed_pids(&http_get_json(self.listen, "/inventory")?))
     }
 
     /// How many of `pids` the agent's inventory lists in a workload.
@@ -200,6 +206,33 @@ impl BenchAgent {
             }
             last = now;
         }
+    }
+
+    /// The agent's `/metrics` text.
+    pub fn metrics_text(&self) -> anyhow::Result<String> {
+        http_get(self.listen, "/metrics")
+    }
+
+    /// Whether `/readyz` says ready.
+    pub fn ready(&self) -> bool {
+        http_get_json(self.listen, "/readyz")
+            .is_ok_and(|answer| answer.get("ready").and_then(Value::as_bool) == Some(true))
+    }
+
+    /// Whether the process still runs: its `/proc` entry exists and is no
+    /// zombie.
+    pub fn alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|end| stat[end + 1..].split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    }
+
+    /// Open file descriptors, from `/proc/<pid>/fd`.
+    pub fn open_fds(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).ok()?;
+        Some(entries.count() as u64)
     }
 
     /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), in KiB.
@@ -292,22 +325,32 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
 fn sum_of_counter(text: &str, name: &str) -> Option<u64> {
     let mut found = false;
     let mut total = 0.0;
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        // `name{labels} value` or `name value`, not `name_created ...`.
-        let value = match rest.chars().next() {
-            Some('{') => rest.rsplit_once('}').map(|(_, value)| value),
-            Some(' ') => Some(rest),
-            _ => None,
-        };
-        if let Some(value) = value.and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()) {
-            found = true;
-            total += value;
-        }
+    for (_, value) in series(text, name) {
+        found = true;
+        total += value;
     }
     found.then_some(total as u64)
+}
+
+/// Every series of the metric `name` in the Prometheus text format: its
+/// labels (what stands between the braces, empty without any) and value.
+pub fn series<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(move |line| {
+            let rest = line.strip_prefix(name)?;
+            // `name{labels} value` or `name value`, not `name_created ...`.
+            let (labels, value) = match rest.chars().next() {
+                Some('{') => {
+                    let (labels, value) = rest[1..].rsplit_once('}')?;
+                    (labels, value)
+                }
+                Some(' ') => ("", rest),
+                _ => return None,
+            };
+            let value = value.split_whitespace().next()?.parse::<f64>().ok()?;
+            Some((labels, value))
+        })
 }
 
 /// A plain HTTP/1.0 GET of a JSON document.
@@ -316,7 +359,7 @@ fn http_get_json(address: SocketAddr, path: &str) -> anyhow::Result<Value> {
 }
 
 /// A plain HTTP/1.0 GET; the body.
-fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
@@ -331,17 +374,25 @@ fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
 
 /// Whether any `processes` list in the document has an entry for `pid`.
 fn lists_process(value: &Value, pid: u32) -> bool {
+    listed_pids(value).contains(&u64::from(pid))
+}
+
+/// The pids of every `processes` list in the document.
+fn listed_pids(value: &Value) -> Vec<u64> {
     match value {
-        Value::Object(map) => map.iter().any(|(key, item)| {
-            (key == "processes"
-                && item.as_array().is_some_and(|list| {
-                    list.iter()
-                        .any(|p| p.get("pid").and_then(Value::as_u64) == Some(u64::from(pid)))
-                }))
-                || lists_process(item, pid)
-        }),
-        Value::Array(items) => items.iter().any(|item| lists_process(item, pid)),
-        _ => false,
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, item)| {
+                let mut pids = listed_pids(item);
+                if key == "processes" {
+                    let list = item.as_array().map(Vec::as_slice).unwrap_or_default();
+                    pids.extend(list.iter().filter_map(|p| p.get("pid")?.as_u64()));
+                }
+                pids
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(listed_pids).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -359,6 +410,7 @@ mod tests {
         });
         assert!(lists_process(&inventory, 42));
         assert!(!lists_process(&inventory, 43));
+        assert_eq!(listed_pids(&inventory), [7, 41, 42]);
     }
 
     #[test]

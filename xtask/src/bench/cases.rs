@@ -298,7 +298,8 @@ pub struct Context<'a> {
     /// Only when the plain-request case runs.
     pub plain: Option<&'a TlsServer>,
     pub small_file: &'a Path,
-    pub redis: &'a Redis,
+    /// Only when the redis case runs.
+    pub redis: Option<&'a Redis>,
     pub sizes: Sizes,
     pub agent: Option<&'a BenchAgent>,
 }
@@ -333,7 +334,10 @@ pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Measured> {
     let before = full_agent.map(AgentReading::take).transpose()?;
     let span = std::time::Instant::now();
     let mut sample = match case {
-        Case::Redis => context.redis.benchmark(context.sizes.redis_requests)?,
+        Case::Redis => context
+            .redis
+            .context("redis-server was not started")?
+            .benchmark(context.sizes.redis_requests)?,
         _ => run_workload(case, context)?,
     };
     let mut kernel = None;
@@ -358,6 +362,12 @@ pub fn run(case: Case, context: &Context<'_>) -> anyhow::Result<Measured> {
 }
 
 fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
+    start_workload(case, context)?.go_and_wait()
+}
+
+/// Starts `case`'s loop and, when it is tracked and the full agent runs,
+/// waits until the agent tracks it; the loop waits for its go line.
+pub fn start_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Workload> {
     let sizes = context.sizes;
     let mut command = Command::new(context.workload);
     match case {
@@ -439,13 +449,25 @@ fn run_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Sample> {
             agent.wait_tracked(child.pid(), Duration::from_secs(20))?;
         }
     }
-    child.go_and_wait()
+    Ok(child)
 }
 
 /// A started `aiwatch-bench-workload` waiting for its go line.
-struct Workload {
+pub struct Workload {
     child: Child,
     stdout: BufReader<ChildStdout>,
+}
+
+/// A workload dropped before its result (its start failed, e.g. the agent
+/// did not track it in time) is killed and reaped, not left to run its
+/// loop into a closed pipe and linger as a zombie.
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Workload {
@@ -467,7 +489,7 @@ impl Workload {
         Ok(workload)
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -477,7 +499,7 @@ impl Workload {
         Ok(line)
     }
 
-    fn go_and_wait(mut self) -> anyhow::Result<Sample> {
+    pub fn go_and_wait(mut self) -> anyhow::Result<Sample> {
         let mut stdin = self.child.stdin.take().context("no stdin pipe")?;
         stdin.write_all(b"go\n")?;
         drop(stdin);
@@ -667,14 +689,7 @@ impl TlsServer {
             .stdout(Stdio::piped())
             .spawn()
             .context("cannot start tls_server.py")?;
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            BufReader::new(stdout).read_line(&mut line)?;
-        }
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok());
+        let (line, port) = ready_line(&mut child)?;
         let server = TlsServer {
             child,
             port: port.unwrap_or(0),
@@ -685,6 +700,19 @@ impl TlsServer {
         }
         Ok(server)
     }
+}
+
+/// A server's first line, `READY <port>`, and the port in it.
+pub fn ready_line(child: &mut Child) -> std::io::Result<(String, Option<u16>)> {
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout).read_line(&mut line)?;
+    }
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .and_then(|port| port.parse().ok());
+    Ok((line, port))
 }
 
 impl Drop for TlsServer {

@@ -226,7 +226,7 @@ pub fn measure(
                 tls: None,
                 plain: None,
                 small_file: &empty,
-                redis,
+                redis: Some(redis),
                 sizes,
                 agent: Some(&agent),
             };

@@ -16,12 +16,12 @@
 //! of `docs/benchmarks.md`. The criterion benchmarks of the rule engine and
 //! pipeline run last. Needs root (the agent loads eBPF programs).
 
-mod agent;
-mod cases;
+pub(crate) mod agent;
+pub(crate) mod cases;
 mod enforcement;
 mod kernel_cost;
 mod memory;
-mod report;
+pub(crate) mod report;
 mod rules;
 
 use std::{
@@ -48,13 +48,13 @@ use crate::{
 
 /// The package and binary of the benchmark loops.
 const WORKLOAD_PACKAGE: &str = "aiwatch-bench-workloads";
-const WORKLOAD_BINARY: &str = "aiwatch-bench-workload";
+pub(crate) const WORKLOAD_BINARY: &str = "aiwatch-bench-workload";
 /// What the redis case needs.
 const REDIS_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
 /// What the TLS case needs: the certificate is made with the openssl tool.
-const TLS_PACKAGES: &[&str] = &["openssl"];
+pub(crate) const TLS_PACKAGES: &[&str] = &["openssl"];
 /// The Python loops, relative to the workspace root.
-const PYTHON_WORKLOADS: &str = "xtask/bench-workloads/python";
+pub(crate) const PYTHON_WORKLOADS: &str = "xtask/bench-workloads/python";
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -103,18 +103,8 @@ pub struct Options {
 
 pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    if !is_root() {
-        bail!("cargo xtask bench needs root: the agent loads eBPF programs");
-    }
+    let commit = measured_commit(workspace, "bench", options.record)?;
     let cases = selected_cases(&options.cases)?;
-    let commit = commit(&workspace.root)?;
-    if options.record && commit.dirty {
-        bail!(
-            "--record needs a clean tree: the recorded run names the commit it measured, \
-             and {} has uncommitted changes",
-            workspace.root.display()
-        );
-    }
     provision::setup(workspace, Scope::Run)?;
     let mut packages: Vec<&str> = REDIS_PACKAGES.to_vec();
     if cases.iter().any(|case| case.needs_tls_server()) {
@@ -124,19 +114,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     if !missing.is_empty() {
         Apt::default().install(&missing)?;
     }
-    let mut build = workspace.cargo();
-    build.args([
-        "build",
-        "--release",
-        "--package",
-        AGENT_PACKAGE,
-        "--package",
-    ]);
-    build.arg(WORKLOAD_PACKAGE);
-    run_step(
-        &mut build,
-        "building the agent and the benchmark loops (release)",
-    )?;
+    build_release(workspace)?;
 
     let release = workspace.target_dir.join("release");
     let floor_binary = release.join("aiwatch");
@@ -156,7 +134,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     } else {
         Sizes::FULL
     };
-    let scratch = Scratch::create()?;
+    let scratch = Scratch::create("bench")?;
     let small_file = scratch.path().join("small.txt");
     std::fs::write(&small_file, [b'x'; 64]).context("writing the small file")?;
     let redis_dir = scratch.path().join("redis");
@@ -227,7 +205,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
                 tls: tls.as_ref(),
                 plain: plain.as_ref(),
                 small_file: &small_file,
-                redis: &redis,
+                redis: Some(&redis),
                 sizes,
                 agent: agent.as_ref(),
             };
@@ -367,6 +345,45 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a measuring command (`cargo xtask TASK`) checks first: root, which
+/// the agent needs to load its programs, and, when it is to `record` its
+/// results, a clean tree; returns the commit measured.
+pub(crate) fn measured_commit(
+    workspace: &Workspace,
+    task: &str,
+    record: bool,
+) -> anyhow::Result<Commit> {
+    if !is_root() {
+        bail!("cargo xtask {task} needs root: the agent loads eBPF programs");
+    }
+    let commit = commit(&workspace.root)?;
+    if record && commit.dirty {
+        bail!(
+            "--record needs a clean tree: the recorded run names the commit it measured, \
+             and {} has uncommitted changes",
+            workspace.root.display()
+        );
+    }
+    Ok(commit)
+}
+
+/// `cargo build --release` of the agent and the benchmark loops.
+pub(crate) fn build_release(workspace: &Workspace) -> anyhow::Result<()> {
+    let mut build = workspace.cargo();
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        AGENT_PACKAGE,
+        "--package",
+    ]);
+    build.arg(WORKLOAD_PACKAGE);
+    run_step(
+        &mut build,
+        "building the agent and the benchmark loops (release)",
+    )
+}
+
 /// Adds one loop's kernel cost to its case's.
 fn add_kernel_cost(costs: &mut Vec<(Case, CaseCost)>, case: Case, cost: &CaseCost) {
     match costs.iter_mut().find(|(c, _)| *c == case) {
@@ -391,16 +408,17 @@ fn selected_cases(names: &[String]) -> anyhow::Result<Vec<Case>> {
 }
 
 /// A private folder under the temp dir, removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn create() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("aiwatch-bench-{}", std::process::id()));
+    /// `<temp>/aiwatch-<task>-<pid>`.
+    pub(crate) fn create(task: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("aiwatch-{task}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Scratch(dir))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -413,7 +431,7 @@ impl Drop for Scratch {
 
 /// aiwatch processes running (other people's tests' agents, when this one
 /// is not): their programs run on the benchmark's syscalls too.
-fn other_agents() -> usize {
+pub(crate) fn other_agents() -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -426,7 +444,7 @@ fn other_agents() -> usize {
         .count()
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
             text.split_whitespace()
@@ -437,14 +455,14 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn command_line(program: &str, args: &[&str]) -> String {
+pub(crate) fn command_line(program: &str, args: &[&str]) -> String {
     probe_output(Command::new(program).args(args))
         .map(|out| out.trim().to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
 /// CPU model, core count and memory.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -465,14 +483,14 @@ fn machine() -> String {
 }
 
 /// The commit of the measured tree.
-struct Commit {
-    hash: String,
+pub(crate) struct Commit {
+    pub(crate) hash: String,
     /// Tracked files differ from the commit.
-    dirty: bool,
+    pub(crate) dirty: bool,
 }
 
 impl Commit {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.dirty {
             format!("{} (with uncommitted changes)", self.hash)
         } else {
@@ -481,7 +499,7 @@ impl Commit {
     }
 }
 
-fn commit(root: &Path) -> anyhow::Result<Commit> {
+pub(crate) fn commit(root: &Path) -> anyhow::Result<Commit> {
     let root = root.to_string_lossy();
     let hash = probe_output(Command::new("git").args(["-C", &root, "rev-parse", "HEAD"]))
         .map(|out| out.trim().to_string())

@@ -538,12 +538,18 @@ pub const END: &str = "<!-- END cargo xtask bench -->";
 
 /// Replaces the generated block of `document` (or appends one).
 pub fn splice(document: &str, block: &str) -> String {
-    let generated = format!("{BEGIN}\n{block}{END}");
-    match (document.find(BEGIN), document.find(END)) {
+    splice_between(document, block, BEGIN, END)
+}
+
+/// Replaces what stands between the markers `begin` and `end` of
+/// `document` with `block` (or appends the markers and the block).
+pub fn splice_between(document: &str, block: &str, begin: &str, end_marker: &str) -> String {
+    let generated = format!("{begin}\n{block}{end_marker}");
+    match (document.find(begin), document.find(end_marker)) {
         (Some(start), Some(end)) if end > start => format!(
             "{}{generated}{}",
             &document[..start],
-            &document[end + END.len()..]
+            &document[end + end_marker.len()..]
         ),
         _ => format!("{}\n{generated}\n", document.trim_end()),
     }
