@@ -171,8 +171,7 @@ impl super::Enricher {
         common: &Common,
         access: FileAccess,
     ) {
-        self.ensure_known(common.pid, common);
-        self.fill_process(event, common.pid, common.tid);
+        self.attribute_report(event, common);
         event.file = Some(FileInfo {
             path: access.directory,
             access: Some(Access::Read),
@@ -185,8 +184,7 @@ impl super::Enricher {
     }
 
     pub(super) fn enrich_gpu(&mut self, event: &mut Event, common: &Common, gpu: GpuIoctl) {
-        self.ensure_known(common.pid, common);
-        self.fill_process(event, common.pid, common.tid);
+        self.attribute_report(event, common);
         let (major, minor) = kernel_dev(gpu.rdev);
         let accelerator = self
             .files

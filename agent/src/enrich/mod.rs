@@ -269,7 +269,7 @@ impl Enricher {
                 }
             }
             Payload::TcpSummary(summary) => {
-                self.attribute(&mut event, &common);
+                self.attribute_report(&mut event, &common);
                 let mut info = net::summary_info(&summary);
                 self.name_destination(&mut info, summary.netns, common.ktime_ns);
                 event.net = Some(info);
@@ -332,6 +332,21 @@ impl Enricher {
     /// Fills the process fields of an event about `common.pid`.
     fn attribute(&mut self, event: &mut Event, common: &decode::Common) {
         self.ensure_known(common.pid, common);
+        self.fill_process(event, common.pid, common.tid);
+    }
+
+    /// Fills the process fields of a periodic report (folded reads, GPU
+    /// ioctls, TCP totals), which may come after its process exited: an
+    /// exited process is described from the table's exited entries, and
+    /// is never made a live entry again (no exit would ever end it).
+    pub(super) fn attribute_report(&mut self, event: &mut Event, common: &decode::Common) {
+        if self.table.get_any(common.pid).is_none() && self.use_procfs {
+            self.stats.proc_lookups += 1;
+            match procfs_seed::read_process(common.pid) {
+                Some(entry) => self.remember(entry),
+                None => self.stats.proc_lookup_failures += 1,
+            }
+        }
         self.fill_process(event, common.pid, common.tid);
     }
 
@@ -464,6 +479,79 @@ mod tests {
             truncated: false,
         });
         assert_eq!(enricher.executable(7, &exec), "/usr/bin/python3.11");
+    }
+
+    /// A folded-read report that comes after its process exited describes
+    /// the exited process and leaves it exited: a live entry made from the
+    /// report would never be ended by an exit.
+    #[test]
+    fn a_report_after_the_exit_leaves_the_process_exited() {
+        use crate::ingest::decode::{Common, Exec, Exit, FileAccess, Payload, Record};
+        use aiwatch_common::EventKind;
+        let mut enricher = Enricher::new(
+            TableLimits {
+                max_live: 16,
+                max_exited: 16,
+            },
+            BootClock::new(),
+            false,
+        );
+        let common = |kind, ktime_ns| Common {
+            kind,
+            flags: 0,
+            ktime_ns,
+            pid: 4242,
+            tid: 4242,
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            comm: "loader".into(),
+        };
+        let exec = Exec {
+            ppid: 1,
+            old_pid: 0,
+            euid: 0,
+            egid: 0,
+            mnt_ns: 0,
+            pid_ns: 0,
+            start_boottime_ns: 1,
+            filename: "/usr/bin/python3".into(),
+            exe: None,
+            argv: vec!["python3".into()],
+            argv_truncated: false,
+            exe_unlinked: false,
+            exe_memfd: false,
+            stdio_socket: false,
+            lsm_denied: false,
+            killed: false,
+            kill_rate_limited: false,
+        };
+        enricher.enrich(Record {
+            common: common(EventKind::Exec, 10),
+            payload: Payload::Exec(Box::new(exec)),
+        });
+        enricher.enrich(Record {
+            common: common(EventKind::Exit, 20),
+            payload: Payload::Exit(Exit {
+                exit_code: 0,
+                ppid: 1,
+                start_boottime_ns: 1,
+            }),
+        });
+        assert!(enricher.table.get(4242).is_none(), "exited");
+        let report = enricher.enrich(Record {
+            common: common(EventKind::FileAccess, 30),
+            payload: Payload::FileAccess(Box::new(FileAccess {
+                count: 3,
+                bytes: 300,
+                first_ns: 11,
+                last_ns: 19,
+                directory: "/data".into(),
+            })),
+        });
+        assert_eq!(report.process.exe, "/usr/bin/python3");
+        assert!(enricher.table.get(4242).is_none(), "still exited");
+        assert_eq!(enricher.table.live_count(), 0);
     }
 
     #[test]
