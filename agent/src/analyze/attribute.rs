@@ -136,6 +136,7 @@ impl Analyzer {
             self.note_exit(pid);
         }
         self.models_in_use.observe(event);
+        self.inventory.apply(&changes);
         self.inventory.observe(event);
         changes
     }
@@ -240,10 +241,12 @@ impl Analyzer {
             .as_ref()
             .and_then(|identity| identity.declaration.clone());
         self.identities.resolved(&resolved.id, resolved.identity);
-        match declaration {
+        let changes = match declaration {
             Some(declaration) => self.workloads.declare_container(&resolved.id, declaration),
             None => Vec::new(),
-        }
+        };
+        self.inventory.apply(&changes);
+        changes
     }
 
     /// Fills what became known while `event` was held: its container's

@@ -26,6 +26,7 @@ pub use snapshot::{
     PodEntry, ProcessEntry, WorkloadInventory,
 };
 
+use crate::analyze::workload::WorkloadChange;
 use crate::event::{AssetClass, Endpoint, Event, Kind, Protocol, WallTime, WorkloadRef};
 
 /// Kubernetes pods listed per workload; a workload of more replicas lists
@@ -91,6 +92,47 @@ impl Inventory {
     }
 
     /// Takes one enriched event into account.
+    /// Processes that left a workload, or moved with it when new evidence
+    /// changed its kind (and so its id), are no longer listed where they
+    /// were: a process is listed in one workload, and its exit, which
+    /// removes it, comes under the workload it ends in.
+    pub fn apply(&mut self, changes: &[WorkloadChange]) {
+        for change in changes {
+            let (from, pids, to): (&WorkloadRef, &[u32], Option<&WorkloadRef>) = match change {
+                WorkloadChange::Left { pid, workload } => {
+                    (workload, std::slice::from_ref(pid), None)
+                }
+                WorkloadChange::Reclassified { from, to, pids } => (from, pids, Some(to)),
+                WorkloadChange::Joined { .. } => continue,
+            };
+            let Some(entry) = self.workloads.get_mut(&from.id) else {
+                continue;
+            };
+            let (moved, stay): (Vec<ProcessEntry>, Vec<ProcessEntry>) =
+                std::mem::take(&mut entry.processes)
+                    .into_iter()
+                    .partition(|p| pids.contains(&p.pid));
+            entry.processes = stay;
+            let Some(to) = to else {
+                continue;
+            };
+            let first_seen = moved.iter().filter_map(|p| p.first_seen).min();
+            if moved.is_empty() || !self.ensure_workload(to, first_seen) {
+                continue;
+            }
+            let limit = self.limits.processes;
+            if let Some(entry) = self.workloads.get_mut(&to.id) {
+                for process in moved {
+                    if entry.processes.len() >= limit {
+                        entry.overflow.processes += 1;
+                    } else if !entry.processes.iter().any(|p| p.pid == process.pid) {
+                        entry.processes.push(process);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn observe(&mut self, event: &Event) {
         self.tick += 1;
         if event.kind == Kind::Open {

@@ -230,6 +230,37 @@ fn listeners_and_processes() {
     assert_eq!(pids, vec![100]);
 }
 
+/// A discovered workload reclassified (training, then inference: a new
+/// id) moves its processes: the old entry lists them no longer, so their
+/// exit, which comes under the new workload, leaves nobody listed.
+#[test]
+fn a_reclassified_workload_takes_its_processes_with_it() {
+    let mut inventory = Inventory::new(InventoryLimits::default());
+    let training = WorkloadRef {
+        kind: crate::event::WorkloadKind::Training,
+        id: "wl-training".into(),
+        ..server()
+    };
+    inventory.observe(&event(Kind::Exec, 300, "t1", Some(training.clone())));
+    inventory.apply(&[crate::analyze::workload::WorkloadChange::Reclassified {
+        from: training,
+        to: server(),
+        pids: vec![300],
+    }]);
+    // Listed under its new workload, and nowhere else, while it runs.
+    let listed = |inventory: &Inventory| -> Vec<(String, u32)> {
+        inventory
+            .snapshot()
+            .workloads
+            .iter()
+            .flat_map(|w| w.processes.iter().map(|p| (w.workload.id.clone(), p.pid)))
+            .collect()
+    };
+    assert_eq!(listed(&inventory), [("wl-1".to_string(), 300)]);
+    inventory.observe(&event(Kind::Exit, 300, "t3", Some(server())));
+    assert!(listed(&inventory).is_empty());
+}
+
 #[test]
 fn lists_are_bounded_and_overflow_is_counted() {
     let limits = InventoryLimits {

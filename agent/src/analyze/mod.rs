@@ -131,10 +131,12 @@ impl Analyzer {
     /// The reader's answer for one process: its libraries feed discovery.
     pub fn maps_read(&mut self, read: maps_reader::MapsRead) -> Vec<WorkloadChange> {
         self.urgent_maps.remove(&read.pid);
-        match read.maps {
+        let changes = match read.maps {
             Some(maps) => self.library_scan(read.pid, &maps),
             None => Vec::new(),
-        }
+        };
+        self.inventory.apply(&changes);
+        changes
     }
 
     /// Processes due for a library scan: their maps are read and fed to
@@ -144,6 +146,7 @@ impl Analyzer {
         for pid in self.scanner.due(now_ns) {
             changes.extend(self.scan_now(pid, false));
         }
+        self.inventory.apply(&changes);
         changes
     }
 
