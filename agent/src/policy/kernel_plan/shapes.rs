@@ -270,23 +270,10 @@ fn destination(cond: &Cond) -> Result<Allowed, String> {
 /// `net.dst_name: NAME | [NAME...]`: exact DNS names, which the agent
 /// resolves. A pattern cannot be resolved in advance.
 fn dns_names(op: &Op) -> Result<Vec<String>, String> {
-    let names: Vec<&str> = match op {
-        Op::StrEq(name) => vec![name],
-        Op::StrIn(names) => names.iter().map(|n| &**n).collect(),
-        Op::Glob(globs)
-            if globs.set.is_none()
-                && globs.prefixes.is_empty()
-                && globs.suffixes.is_empty()
-                && globs.name_prefixes.is_empty()
-                && globs.name_suffixes.is_empty() =>
-        {
-            globs.exact.iter().map(|n| &**n).collect()
-        }
-        _ => return Err(
-            "`net.dst_name` is matched by pattern; only exact names can be resolved for the kernel"
-                .into(),
-        ),
-    };
+    let names = literals(op).ok_or_else(|| {
+        "`net.dst_name` is matched by pattern; only exact names can be resolved for the kernel"
+            .to_string()
+    })?;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         out.push(super::dns_name(name).ok_or_else(|| format!("`{name}` is not a DNS name"))?);
@@ -348,11 +335,12 @@ fn flatten<'a>(cond: &'a Cond, out: &mut Vec<&'a Cond>) {
     }
 }
 
-/// Absolute literal paths: the agent resolves each to a device and inode.
-fn exact_paths(op: &Op) -> Result<Vec<String>, String> {
-    let paths: Vec<String> = match op {
-        Op::StrEq(path) => vec![path.to_string()],
-        Op::StrIn(paths) => paths.iter().map(|p| p.to_string()).collect(),
+/// The strings an exact match names (`x`, `[x, y]`, or globs without a
+/// wildcard); `None` for a pattern.
+fn literals(op: &Op) -> Option<Vec<&str>> {
+    match op {
+        Op::StrEq(text) => Some(vec![text]),
+        Op::StrIn(texts) => Some(texts.iter().map(|t| &**t).collect()),
         Op::Glob(globs)
             if globs.set.is_none()
                 && globs.prefixes.is_empty()
@@ -360,10 +348,19 @@ fn exact_paths(op: &Op) -> Result<Vec<String>, String> {
                 && globs.name_prefixes.is_empty()
                 && globs.name_suffixes.is_empty() =>
         {
-            globs.exact.iter().map(|p| p.to_string()).collect()
+            Some(globs.exact.iter().map(|t| &**t).collect())
         }
-        _ => return Err("`process.exe` is matched by pattern, not by exact paths".into()),
-    };
+        _ => None,
+    }
+}
+
+/// Absolute literal paths: the agent resolves each to a device and inode.
+fn exact_paths(op: &Op) -> Result<Vec<String>, String> {
+    let paths: Vec<String> = literals(op)
+        .ok_or("`process.exe` is matched by pattern, not by exact paths")?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     if let Some(relative) = paths.iter().find(|p| !p.starts_with('/')) {
         return Err(format!("`{relative}` is not an absolute path"));
     }
