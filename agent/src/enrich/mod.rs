@@ -437,6 +437,29 @@ pub fn exit_info(exit_code: u32, lifetime_ns: u64) -> ExitInfo {
 mod tests {
     use super::*;
 
+    /// An exec record of `filename` with `argv`, nothing else set.
+    fn exec_of(filename: &str, argv: Vec<String>) -> crate::ingest::decode::Exec {
+        crate::ingest::decode::Exec {
+            ppid: 1,
+            old_pid: 0,
+            euid: 0,
+            egid: 0,
+            mnt_ns: 0,
+            pid_ns: 0,
+            start_boottime_ns: 0,
+            filename: filename.into(),
+            exe: None,
+            argv,
+            argv_truncated: false,
+            exe_unlinked: false,
+            exe_memfd: false,
+            stdio_socket: false,
+            lsm_denied: false,
+            killed: false,
+            kill_rate_limited: false,
+        }
+    }
+
     /// `runc init` runs a memfd copy of runc: the kernel's walk gives `/`
     /// and execve was passed `/proc/self/exe`. Neither names the program.
     #[test]
@@ -449,28 +472,12 @@ mod tests {
             BootClock::new(),
             false,
         );
-        let mut exec = crate::ingest::decode::Exec {
-            ppid: 1,
-            old_pid: 0,
-            euid: 0,
-            egid: 0,
-            mnt_ns: 0,
-            pid_ns: 0,
-            start_boottime_ns: 0,
-            filename: "/proc/self/exe".into(),
-            exe: Some(crate::ingest::decode::ResolvedPath {
-                path: "/".into(),
-                truncated: false,
-            }),
-            argv: vec!["runc".into(), "init".into()],
-            argv_truncated: false,
-            exe_unlinked: false,
-            exe_memfd: true,
-            stdio_socket: false,
-            lsm_denied: false,
-            killed: false,
-            kill_rate_limited: false,
-        };
+        let mut exec = exec_of("/proc/self/exe", vec!["runc".into(), "init".into()]);
+        exec.exe = Some(crate::ingest::decode::ResolvedPath {
+            path: "/".into(),
+            truncated: false,
+        });
+        exec.exe_memfd = true;
         assert_eq!(enricher.executable(7, &exec), "");
         exec.filename = "/usr/sbin/runc".into();
         assert_eq!(enricher.executable(7, &exec), "/usr/sbin/runc");
@@ -486,7 +493,7 @@ mod tests {
     /// report would never be ended by an exit.
     #[test]
     fn a_report_after_the_exit_leaves_the_process_exited() {
-        use crate::ingest::decode::{Common, Exec, Exit, FileAccess, Payload, Record};
+        use crate::ingest::decode::{Common, Exit, FileAccess, Payload, Record};
         use aiwatch_common::EventKind;
         let mut enricher = Enricher::new(
             TableLimits {
@@ -507,25 +514,8 @@ mod tests {
             cgroup_id: 0,
             comm: "loader".into(),
         };
-        let exec = Exec {
-            ppid: 1,
-            old_pid: 0,
-            euid: 0,
-            egid: 0,
-            mnt_ns: 0,
-            pid_ns: 0,
-            start_boottime_ns: 1,
-            filename: "/usr/bin/python3".into(),
-            exe: None,
-            argv: vec!["python3".into()],
-            argv_truncated: false,
-            exe_unlinked: false,
-            exe_memfd: false,
-            stdio_socket: false,
-            lsm_denied: false,
-            killed: false,
-            kill_rate_limited: false,
-        };
+        let mut exec = exec_of("/usr/bin/python3", vec!["python3".into()]);
+        exec.start_boottime_ns = 1;
         enricher.enrich(Record {
             common: common(EventKind::Exec, 10),
             payload: Payload::Exec(Box::new(exec)),
