@@ -660,19 +660,22 @@ fn a_name_in_the_allowlist_admits_the_addresses_resolved_for_it() {
             && get(a, "event.process.pid").as_u64() == Some(u64::from(pid))
             && get(a, "event.net.dst.ip") == unnamed.as_str()
     });
-    let alerts: Vec<(String, u64, String)> = setup
+    let client_alerts: Vec<Value> = setup
         .agent
         .alerts()
         .into_iter()
         .filter(|a| get(a, "event.process.pid").as_u64() == Some(u64::from(pid)))
+        .collect();
+    let alerts: Vec<(String, u64, String)> = client_alerts
+        .iter()
         .map(|a| {
             (
-                get(&a, "event.net.dst.ip")
+                get(a, "event.net.dst.ip")
                     .as_str()
                     .unwrap_or("")
                     .to_string(),
-                get(&a, "event.net.dst.port").as_u64().unwrap_or(0),
-                get(&a, "enforcement.outcome")
+                get(a, "event.net.dst.port").as_u64().unwrap_or(0),
+                get(a, "enforcement.outcome")
                     .as_str()
                     .unwrap_or("")
                     .to_string(),
@@ -687,7 +690,12 @@ fn a_name_in_the_allowlist_admits_the_addresses_resolved_for_it() {
             denied(agents, other_port),
             denied(unnamed, port)
         ],
-        "one alert per refusal, none for the allowed connects"
+        "one alert per refusal, none for the allowed connects; the client's alerts: {}",
+        client_alerts
+            .iter()
+            .map(|a| format!("{} {}: {}", a["rule"], a["event"]["kind"], a["summary"]))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     // The allowed connects carry the name.
     for ip in [agents, workloads] {

@@ -195,6 +195,69 @@ impl Cond {
         }
     }
 
+    /// An egress rule's condition, held to events with a destination
+    /// address: `kind` connect and/or udp_send with a `not:` on
+    /// destinations (`net.dst.ip`, `net.dst.port`, `net.dst_name`) speaks of
+    /// network peers. A connect or send on a unix socket has no destination
+    /// address, so the `not:` would hold for every one of them (glibc's
+    /// probe of the nscd socket, a send to syslog), and the kernel's
+    /// `cgroup/connect*` and `cgroup/sendmsg*` never see them: the rule
+    /// would alert "would-deny" on local IPC it can never refuse. Any other
+    /// condition is returned as it is.
+    pub fn scoped_to_network_peers(self) -> Cond {
+        let egress = KindSet::of(Kind::Connect).union(KindSet::of(Kind::UdpSend));
+        let kinds = self.kinds();
+        let is_egress = kinds != KindSet::NONE
+            && kinds.intersect(egress) == kinds
+            && self.terms().iter().any(|term| match term {
+                Cond::Not(inner) => inner.tests_only_destinations(),
+                _ => false,
+            });
+        if !is_egress {
+            return self;
+        }
+        let has_address = Cond::Test {
+            field: Field::NetDstIp,
+            op: Op::Exists(true),
+        };
+        match self {
+            Cond::All(mut items) => {
+                items.push(has_address);
+                Cond::All(items)
+            }
+            other => Cond::All(vec![other, has_address]),
+        }
+    }
+
+    /// The terms of a top-level `all` (through shared macros), or the
+    /// condition itself.
+    pub fn terms(&self) -> Vec<&Cond> {
+        fn flatten<'a>(cond: &'a Cond, out: &mut Vec<&'a Cond>) {
+            match cond {
+                Cond::All(items) => items.iter().for_each(|item| flatten(item, out)),
+                Cond::Shared(inner) => flatten(inner, out),
+                other => out.push(other),
+            }
+        }
+        let mut out = Vec::new();
+        flatten(self, &mut out);
+        out
+    }
+
+    /// Whether every test in this condition is on a destination field.
+    fn tests_only_destinations(&self) -> bool {
+        match self {
+            Cond::All(items) | Cond::Any(items) => items.iter().all(Cond::tests_only_destinations),
+            Cond::Not(inner) => inner.tests_only_destinations(),
+            Cond::Shared(inner) => inner.tests_only_destinations(),
+            Cond::Test { field, .. } => matches!(
+                field,
+                Field::NetDstIp | Field::NetDstPort | Field::NetDstName
+            ),
+            Cond::Always | Cond::Kind(_) => false,
+        }
+    }
+
     /// Orders the terms of every `all` cheapest first; `all` holds the same
     /// whatever the order, and most events fail on a cheap term.
     pub fn optimize(self) -> Cond {

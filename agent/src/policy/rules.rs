@@ -209,7 +209,12 @@ pub(super) fn compile_rule(
         },
     };
     let body = match (get("when"), get("sequence")) {
-        (Some(when), None) => RuleBody::When(compiler.condition(when)?.optimize()),
+        (Some(when), None) => RuleBody::When(
+            compiler
+                .condition(when)?
+                .scoped_to_network_peers()
+                .optimize(),
+        ),
         (None, Some(seq)) => RuleBody::Sequence(compile_sequence(compiler, seq)?),
         (Some(_), Some(seq)) => {
             return Err(seq.err(format!(

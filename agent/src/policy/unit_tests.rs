@@ -971,3 +971,25 @@ fn command_entry_points_report_through_exit_codes() {
         ok
     );
 }
+
+#[test]
+fn an_egress_rule_speaks_of_network_peers_not_unix_sockets() {
+    // Without a HOME, glibc asks nscd over a unix socket; an allowlist of
+    // IP destinations must not call that egress. Other rules on connects
+    // still see unix sockets.
+    let set = load(
+        "rules:\n  - id: egress\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      not:\n        any:\n          - {net.dst.ip: 10.0.0.1, net.dst.port: 53}\n          - net.dst_name: hub.example.com\n  - id: nscd\n    severity: low\n    when: {kind: connect, net.unix_path: /var/run/nscd/socket}\ntests:\n  - name: unix connect\n    events: [{kind: connect, net: {family: unix, unix_path: /var/run/nscd/socket}}]\n    expect: [nscd]\n  - name: unix send\n    events: [{kind: udp_send, net: {family: unix, unix_path: /dev/log}}]\n    expect: []\n  - name: an IP outside the list\n    events: [{kind: connect, net: {family: ipv4, dst: {ip: 10.0.0.2, port: 53}}}]\n    expect: [egress]\n  - name: an IP in the list\n    events: [{kind: udp_send, net: {family: ipv4, dst: {ip: 10.0.0.1, port: 53}}}]\n    expect: []\n",
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let outcomes = run_tests(&Arc::new(set), |_| true);
+    assert_eq!(outcomes.len(), 4);
+    for outcome in &outcomes {
+        assert!(
+            outcome.passed(),
+            "{}: expected {:?}, got {:?}",
+            outcome.name,
+            outcome.expected,
+            outcome.got
+        );
+    }
+}

@@ -10,8 +10,7 @@ use super::{Allowed, EgressName, EgressPeer};
 use crate::event::Kind;
 
 pub(super) fn is_open_rule(cond: &Cond) -> bool {
-    let mut terms = Vec::new();
-    flatten(cond, &mut terms);
+    let terms = cond.terms();
     terms
         .iter()
         .any(|term| matches!(term, Cond::Kind(kinds) if *kinds == KindSet::of(Kind::Open)))
@@ -21,8 +20,7 @@ pub(super) fn is_open_rule(cond: &Cond) -> bool {
 /// `kind: open` + `file.path: PATH | [PATH...]` + optionally `not:
 /// {process.exe: PATH | [PATH...]}`, and nothing else.
 pub(super) fn open_kill(cond: &Cond) -> Result<(Vec<String>, Vec<String>), String> {
-    let mut terms = Vec::new();
-    flatten(cond, &mut terms);
+    let terms = cond.terms();
     let (mut open_only, mut files, mut allowed) = (false, None, None);
     for term in terms {
         match term {
@@ -64,8 +62,7 @@ pub(super) fn open_kill(cond: &Cond) -> Result<(Vec<String>, Vec<String>), Strin
 /// The executables of a condition of the form
 /// `kind: exec` + `process.exe: PATH | [PATH...]`, and nothing else.
 pub(super) fn exec_deny(cond: &Cond) -> Result<Vec<String>, String> {
-    let mut terms = Vec::new();
-    flatten(cond, &mut terms);
+    let terms = cond.terms();
     let mut exec_only = false;
     let mut exes: Option<Vec<String>> = None;
     for term in terms {
@@ -102,8 +99,7 @@ pub(super) fn exec_deny(cond: &Cond) -> Result<Vec<String>, String> {
 /// `kind: exec` + `workload.name: NAME` + `not: {process.exe: PATH |
 /// [PATH...]}`, and nothing else.
 pub(super) fn exec_allow(cond: &Cond) -> Result<(String, Vec<String>), String> {
-    let mut terms = Vec::new();
-    flatten(cond, &mut terms);
+    let terms = cond.terms();
     let (mut exec_only, mut workload, mut exes) = (false, None, None);
     for term in terms {
         match term {
@@ -135,14 +131,19 @@ pub(super) fn exec_allow(cond: &Cond) -> Result<(String, Vec<String>), String> {
 /// DESTINATIONS`, and nothing else.
 pub(super) fn egress_allow(cond: &Cond) -> Result<(String, Allowed), String> {
     let egress_kinds = KindSet::of(Kind::Connect).union(KindSet::of(Kind::UdpSend));
-    let mut terms = Vec::new();
-    flatten(cond, &mut terms);
+    let terms = cond.terms();
     let (mut kinds, mut workload, mut allowed) = (None, None, None);
     for term in terms {
         match term {
             Cond::Kind(set) if set.intersect(egress_kinds) == *set => kinds = Some(*set),
             Cond::Kind(_) => return Err("it matches other kinds than connect and udp_send".into()),
-            Cond::Always => {}
+            // The scope every egress rule gets (`Cond::scoped_to_network_peers`):
+            // the kernel's hooks see only IP destinations anyway.
+            Cond::Always
+            | Cond::Test {
+                field: Field::NetDstIp,
+                op: Op::Exists(true),
+            } => {}
             Cond::Test {
                 field: Field::WorkloadName,
                 op: Op::StrEq(name),
@@ -192,8 +193,7 @@ fn peers(cond: &Cond) -> Result<Allowed, String> {
 /// One destination: `net.dst.ip` networks or `net.dst_name` names, a
 /// `net.dst.port` list, or both.
 fn destination(cond: &Cond) -> Result<Allowed, String> {
-    let mut terms = Vec::new();
-    flatten(cond, &mut terms);
+    let terms = cond.terms();
     let mut nets: Option<Vec<IpNet>> = None;
     let mut names: Option<Vec<String>> = None;
     let mut ports: Option<Vec<Option<u16>>> = None;
@@ -323,15 +323,6 @@ fn port_list(op: &Op) -> Result<Vec<Option<u16>>, String> {
             Ok(ports)
         }
         _ => Err("`net.dst.port` is matched otherwise than by exact ports".into()),
-    }
-}
-
-/// The terms of nested `all`s and macros.
-fn flatten<'a>(cond: &'a Cond, out: &mut Vec<&'a Cond>) {
-    match cond {
-        Cond::All(items) => items.iter().for_each(|item| flatten(item, out)),
-        Cond::Shared(inner) => flatten(inner, out),
-        other => out.push(other),
     }
 }
 
