@@ -184,6 +184,13 @@ fn a_kernel_placement_without_its_hook_is_not_enforced() {
     );
     let mut event = Event {
         kind: Kind::Connect,
+        net: Some(crate::event::NetInfo {
+            dst: Some(crate::event::Endpoint {
+                ip: "203.0.113.7".parse().expect("an address"),
+                port: 80,
+            }),
+            ..Default::default()
+        }),
         ..Event::default()
     };
     event.workload = Some(crate::event::WorkloadRef {

@@ -244,12 +244,16 @@ impl Cond {
         out
     }
 
-    /// Whether every test in this condition is on a destination field.
+    /// Whether every test in this condition compares a destination field
+    /// with values (a test of its presence is not a list of destinations).
     fn tests_only_destinations(&self) -> bool {
         match self {
             Cond::All(items) | Cond::Any(items) => items.iter().all(Cond::tests_only_destinations),
             Cond::Not(inner) => inner.tests_only_destinations(),
             Cond::Shared(inner) => inner.tests_only_destinations(),
+            Cond::Test {
+                op: Op::Exists(_), ..
+            } => false,
             Cond::Test { field, .. } => matches!(
                 field,
                 Field::NetDstIp | Field::NetDstPort | Field::NetDstName

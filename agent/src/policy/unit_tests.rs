@@ -978,11 +978,11 @@ fn an_egress_rule_speaks_of_network_peers_not_unix_sockets() {
     // IP destinations must not call that egress. Other rules on connects
     // still see unix sockets.
     let set = load(
-        "rules:\n  - id: egress\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      not:\n        any:\n          - {net.dst.ip: 10.0.0.1, net.dst.port: 53}\n          - net.dst_name: hub.example.com\n  - id: nscd\n    severity: low\n    when: {kind: connect, net.unix_path: /var/run/nscd/socket}\ntests:\n  - name: unix connect\n    events: [{kind: connect, net: {family: unix, unix_path: /var/run/nscd/socket}}]\n    expect: [nscd]\n  - name: unix send\n    events: [{kind: udp_send, net: {family: unix, unix_path: /dev/log}}]\n    expect: []\n  - name: an IP outside the list\n    events: [{kind: connect, net: {family: ipv4, dst: {ip: 10.0.0.2, port: 53}}}]\n    expect: [egress]\n  - name: an IP in the list\n    events: [{kind: udp_send, net: {family: ipv4, dst: {ip: 10.0.0.1, port: 53}}}]\n    expect: []\n",
+        "rules:\n  - id: egress\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      not:\n        any:\n          - {net.dst.ip: 10.0.0.1, net.dst.port: 53}\n          - net.dst_name: hub.example.com\n  - id: nscd\n    severity: low\n    when: {kind: connect, net.unix_path: /var/run/nscd/socket}\n  - id: no-address\n    severity: low\n    when: {kind: connect, not: {net.dst.ip: {exists: true}}}\ntests:\n  - name: unix connect\n    events: [{kind: connect, net: {family: unix, unix_path: /var/run/nscd/socket}}]\n    expect: [nscd, no-address]\n  - name: unix send\n    events: [{kind: udp_send, net: {family: unix, unix_path: /dev/log}}]\n    expect: []\n  - name: an IP outside the list\n    events: [{kind: connect, net: {family: ipv4, dst: {ip: 10.0.0.2, port: 53}}}]\n    expect: [egress]\n  - name: an IP in the list\n    events: [{kind: udp_send, net: {family: ipv4, dst: {ip: 10.0.0.1, port: 53}}}]\n    expect: []\n  - name: a rule on the absence of an address is no allowlist\n    events: [{kind: connect, net: {family: unix, unix_path: /run/x.sock}}]\n    expect: [no-address]\n",
     )
     .unwrap_or_else(|errors| panic!("{errors}"));
     let outcomes = run_tests(&Arc::new(set), |_| true);
-    assert_eq!(outcomes.len(), 4);
+    assert_eq!(outcomes.len(), 5);
     for outcome in &outcomes {
         assert!(
             outcome.passed(),
