@@ -2,8 +2,8 @@
 //! agent's parsers (policy, kernel records, configuration, profiles, DNS),
 //! each for a fixed time, as many at once as there are CPUs (each target's
 //! output in `target/fuzz/logs/<target>.log`). `--smoke` is CI's short
-//! run: every target for 60 seconds. Provisions cargo-fuzz (pinned) on
-//! first use.
+//! run: every target for 60 seconds; `--build-only` builds them and runs
+//! none. Provisions cargo-fuzz (pinned) on first use.
 //!
 //! A crash fails the command and leaves the input under
 //! `fuzz/artifacts/<target>/`; `cargo fuzz run <target> <file>` replays it.
@@ -30,6 +30,10 @@ pub struct Options {
     /// Seconds per target (default 600, the pre-release run).
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// Build the targets and run none (CI builds them before it runs the
+    /// smoke run beside the soak: both last a fixed time).
+    #[arg(long, conflicts_with_all = ["smoke", "seconds"])]
+    pub build_only: bool,
     /// Only these targets (default: every target in fuzz/Cargo.toml).
     pub targets: Vec<String>,
 }
@@ -52,6 +56,10 @@ pub fn fuzz(workspace: &Workspace, options: &Options) -> anyhow::Result<std::pro
     let mut build = fuzz_command(workspace);
     build.arg("build");
     run_step(&mut build, "building the fuzz targets")?;
+    if options.build_only {
+        println!("fuzz: {} targets built", targets.len());
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let logs = workspace.target_dir.join("fuzz").join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let parallel = std::thread::available_parallelism().map_or(1, usize::from);
@@ -109,12 +117,15 @@ pub fn fuzz(workspace: &Workspace, options: &Options) -> anyhow::Result<std::pro
 /// need it), in `fuzz/`, with a target directory of its own under the
 /// workspace's: sanitizer builds share nothing with the others. Through
 /// `rustup run`: the `cargo` that started xtask is a toolchain's own, which
-/// knows no `+nightly`.
+/// knows no `+nightly`. No target loads kernel programs, so the agent's
+/// build script leaves its eBPF object empty (`AYA_BUILD_SKIP`) rather than
+/// building the kernel side a second time.
 fn fuzz_command(workspace: &Workspace) -> Command {
     let mut command = Command::new("rustup");
     command
         .current_dir(workspace.root.join("fuzz"))
         .env("CARGO_TARGET_DIR", workspace.target_dir.join("fuzz"))
+        .env("AYA_BUILD_SKIP", "1")
         .env_remove("RUSTC")
         .env_remove("RUSTDOC")
         .args(["run", "nightly", "cargo", "fuzz"]);

@@ -148,7 +148,8 @@ impl Case {
                 sizes.tls_requests
             ),
             Case::TlsRequestUntracked => format!(
-                "{} × HTTPS POST to /upload over one keep-alive connection (Python                  http.client, the system's OpenSSL) to a local server, untracked client",
+                "{} × HTTPS POST to /upload over one keep-alive connection (Python \
+                 http.client, the system's OpenSSL) to a local server, untracked client",
                 sizes.tls_requests
             ),
         }

@@ -384,6 +384,13 @@ pub(crate) fn build_release(workspace: &Workspace) -> anyhow::Result<()> {
     )
 }
 
+/// Builds the benchmark loops alone, for a run given its agent binary.
+pub(crate) fn build_release_loops(workspace: &Workspace) -> anyhow::Result<()> {
+    let mut build = workspace.cargo();
+    build.args(["build", "--release", "--package", WORKLOAD_PACKAGE]);
+    run_step(&mut build, "building the benchmark loops (release)")
+}
+
 /// Adds one loop's kernel cost to its case's.
 fn add_kernel_cost(costs: &mut Vec<(Case, CaseCost)>, case: Case, cost: &CaseCost) {
     match costs.iter_mut().find(|(c, _)| *c == case) {

@@ -67,7 +67,8 @@ pub struct Options {
     /// commit it measured).
     #[arg(long)]
     record: bool,
-    /// Run this aiwatch binary instead of the fresh release build.
+    /// Run this aiwatch binary instead of a fresh release build (which is
+    /// then not built: CI gives the static one its image test built).
     #[arg(long, value_name = "PATH")]
     agent_binary: Option<PathBuf>,
 }
@@ -83,12 +84,23 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
     if !missing.is_empty() {
         Apt::default().install(&missing)?;
     }
-    bench::build_release(workspace)?;
     let release = workspace.target_dir.join("release");
-    let binary = options
-        .agent_binary
-        .clone()
-        .unwrap_or_else(|| release.join("aiwatch"));
+    let binary = match &options.agent_binary {
+        Some(binary) => {
+            if !binary.is_file() {
+                bail!(
+                    "--agent-binary {}: no such file (`cargo xtask image` builds the static agent, `cargo build -p aiwatch` the debug one)",
+                    binary.display()
+                );
+            }
+            bench::build_release_loops(workspace)?;
+            binary.clone()
+        }
+        None => {
+            bench::build_release(workspace)?;
+            release.join("aiwatch")
+        }
+    };
     let python = python::virtualenv(workspace)?.python();
     let scripts = workspace.root.join(bench::PYTHON_WORKLOADS);
 
@@ -190,7 +202,7 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
     };
     let task_failures = sample::total(&final_text, "aiwatch_task_failures_total");
     let checks = vec![
-        verdict::rss_flat(&samples, warm_up_s),
+        verdict::rss_check(&samples, load_s, warm_up_s),
         verdict::fds_flat(&samples, warm_up_s),
         verdict::alive_and_ready(&samples, task_failures),
         verdict::execs_accounted(exec),

@@ -8,6 +8,10 @@
 //!   largest RSS among the last `k` is at most 10% above the median RSS of
 //!   the first `k`, where `k` is a tenth of those samples, at least 3 (and
 //!   at most half of them).
+//!   Loads shorter than [`FLATNESS_MIN_LOAD_S`] cannot judge flatness (the
+//!   agent is still growing to its working size), so they judge **RSS
+//!   within the limit** instead: no sample above the DaemonSet's memory
+//!   limit, [`RSS_LIMIT_KIB`].
 //! - **No fd growth**: the largest fd count among the last `k` is at most
 //!   [`FD_SLACK`] above the largest among the first `k`.
 //! - **Alive and ready**: the agent ran at every sample, `/readyz` said
@@ -26,6 +30,14 @@
 
 /// Allowed rise in RSS after the warm-up.
 pub const RSS_BOUND: f64 = 0.10;
+/// Loads shorter than this judge RSS against [`RSS_LIMIT_KIB`], not
+/// flatness: at the soak's rates the agent took 11 minutes to reach its
+/// working size in the recorded run (docs/reliability.md, "Short runs"), so
+/// a shorter run's rise measures that ramp, not a leak.
+pub const FLATNESS_MIN_LOAD_S: f64 = 15.0 * 60.0;
+/// The DaemonSet's memory limit (`deploy/kubernetes/daemonset.yaml`): a pod
+/// whose agent went past it would be killed.
+pub const RSS_LIMIT_KIB: u64 = 512 * 1024;
 /// Descriptors the agent may hold beyond its early count at any moment:
 /// the listener's connection serving a scrape, a file sink reopened on
 /// rotation, a TLS library's uprobes attached when first seen.
@@ -155,6 +167,50 @@ pub fn rss_flat(samples: &[Sample], warm_up_s: f64) -> Check {
             mib(late),
             rise * 100.0,
             RSS_BOUND * 100.0
+        ),
+    )
+}
+
+/// The RSS check for loads of `load_s` seconds: flatness when the run is
+/// long enough to judge it, else the limit.
+pub fn rss_check(samples: &[Sample], load_s: f64, warm_up_s: f64) -> Check {
+    if load_s >= FLATNESS_MIN_LOAD_S {
+        rss_flat(samples, warm_up_s)
+    } else {
+        rss_within_limit(samples, load_s, warm_up_s)
+    }
+}
+
+/// No sample of the agent above [`RSS_LIMIT_KIB`]; the rise after the
+/// warm-up is shown, not judged.
+pub fn rss_within_limit(samples: &[Sample], load_s: f64, warm_up_s: f64) -> Check {
+    const NAME: &str = "RSS within the limit";
+    let alive: Vec<&Sample> = samples.iter().filter(|s| s.alive).collect();
+    if alive.is_empty() {
+        return Check::too_few(NAME, 0);
+    }
+    let largest = alive.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+    let rise = match ends(samples, warm_up_s) {
+        Ok((early, late)) => {
+            let early = median(early.iter().map(|s| s.rss_kib as f64).collect());
+            let late = late.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64;
+            if early > 0.0 {
+                format!("{:+.1}%", (late / early - 1.0) * 100.0)
+            } else {
+                "unknown".to_string()
+            }
+        }
+        Err(_) => "unknown".to_string(),
+    };
+    Check::new(
+        NAME,
+        largest <= RSS_LIMIT_KIB,
+        format!(
+            "largest {:.1} MiB (limit {:.0} MiB); rise after the warm-up {rise}, not judged:              flatness needs {:.0} minutes of load, this run had {:.0}",
+            mib(largest as f64),
+            mib(RSS_LIMIT_KIB as f64),
+            FLATNESS_MIN_LOAD_S / 60.0,
+            load_s / 60.0
         ),
     )
 }
@@ -398,6 +454,36 @@ mod tests {
         assert_eq!(steady(&samples, 30.0).len(), 8);
         assert!(rss_flat(&samples, 30.0).passed);
         assert!(fds_flat(&samples, 30.0).passed);
+    }
+
+    #[test]
+    fn short_runs_judge_the_limit_and_long_runs_flatness() {
+        // A ramp a 3-minute run cannot tell from a leak: +50% after warm-up.
+        let rss: Vec<f64> = (0..18).map(|i| 60.0 + 2.0 * f64::from(i)).collect();
+        let samples = series(&rss, &[30; 18]);
+        let short = rss_check(&samples, 180.0, 36.0);
+        assert!(short.passed, "{short:?}");
+        assert!(short.detail.contains("not judged"), "{short:?}");
+        assert!(!rss_check(&samples, FLATNESS_MIN_LOAD_S, 36.0).passed);
+        // Past the limit once fails a short run.
+        let mut rss = vec![100.0; 18];
+        rss[9] = 513.0;
+        assert!(!rss_check(&series(&rss, &[30; 18]), 180.0, 36.0).passed);
+    }
+
+    #[test]
+    fn the_limit_is_the_daemonsets() {
+        let manifest = include_str!("../../../deploy/kubernetes/daemonset.yaml");
+        let limits = manifest
+            .split_once("limits:")
+            .expect("the DaemonSet has resource limits")
+            .1;
+        let memory = limits
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("memory:"))
+            .expect("a memory limit")
+            .trim();
+        assert_eq!(memory, format!("{}Mi", RSS_LIMIT_KIB / 1024));
     }
 
     #[test]
