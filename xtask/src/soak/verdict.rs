@@ -206,7 +206,7 @@ pub fn rss_within_limit(samples: &[Sample], load_s: f64, warm_up_s: f64) -> Chec
         NAME,
         largest <= RSS_LIMIT_KIB,
         format!(
-            "largest {:.1} MiB (limit {:.0} MiB); rise after the warm-up {rise}, not judged:              flatness needs {:.0} minutes of load, this run had {:.0}",
+            "largest {:.1} MiB (limit {:.0} MiB); rise after the warm-up {rise}, not judged: flatness needs {:.0} minutes of load, this run had {:.0}",
             mib(largest as f64),
             mib(RSS_LIMIT_KIB as f64),
             FLATNESS_MIN_LOAD_S / 60.0,
