@@ -213,6 +213,20 @@ pub const DATASET_FOLDERS: u64 = 10;
 /// Size of one data-loader sample.
 const SAMPLE_BYTES: usize = 4096;
 
+/// Writes the open loops' 64-byte file into a folder of its own under
+/// `scratch`. Not beside the agent's configuration, which the scratch
+/// folder also holds: a folder that names one of the agent's own files is
+/// of interest, so a tracked process's reads there are never folded, and
+/// the open cases would measure that folder rather than a plain one.
+pub fn write_small_file(scratch: &Path) -> anyhow::Result<PathBuf> {
+    let folder = scratch.join("open-loop");
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("creating {}", folder.display()))?;
+    let file = folder.join("small.txt");
+    std::fs::write(&file, [b'x'; 64]).context("writing the small file")?;
+    Ok(file)
+}
+
 /// Writes the data loader's dataset: `samples` files of 4 KiB, named as an
 /// image dataset's are (`.jpg` is no asset class, so their reads fold).
 pub fn write_dataset(root: &Path, samples: u64) -> anyhow::Result<()> {

@@ -21,6 +21,7 @@ pub(crate) mod cases;
 mod enforcement;
 mod kernel_cost;
 mod memory;
+mod peers;
 pub(crate) mod report;
 mod rules;
 
@@ -95,6 +96,11 @@ pub struct Options {
     /// plain and an enforcing agent, and the exec kill's reaction latency.
     #[arg(long)]
     enforcement: bool,
+    /// Also run the same loops under auditd (every exec, connect and open)
+    /// and bpftrace (printing every exec and open), and print their costs
+    /// beside aiwatch's.
+    #[arg(long)]
+    peers: bool,
     /// Run this aiwatch binary as the "agent" configuration instead of the
     /// fresh build (to compare builds; the floor always uses the fresh one).
     #[arg(long, value_name = "PATH")]
@@ -113,6 +119,9 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     let missing = debian::missing(&packages);
     if !missing.is_empty() {
         Apt::default().install(&missing)?;
+    }
+    if options.peers {
+        peers::provision()?;
     }
     build_release(workspace)?;
 
@@ -135,8 +144,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         Sizes::FULL
     };
     let scratch = Scratch::create("bench")?;
-    let small_file = scratch.path().join("small.txt");
-    std::fs::write(&small_file, [b'x'; 64]).context("writing the small file")?;
+    let small_file = cases::write_small_file(scratch.path())?;
     let redis_dir = scratch.path().join("redis");
     std::fs::create_dir_all(&redis_dir)?;
     let redis = Redis::start(
@@ -272,6 +280,29 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     } else {
         None
     };
+    let peers = if options.peers {
+        let context = Context {
+            workload: &workload,
+            python: &python,
+            scripts: &scripts,
+            dataset: &dataset,
+            tls: tls.as_ref(),
+            plain: plain.as_ref(),
+            small_file: &small_file,
+            redis: Some(&redis),
+            sizes,
+            agent: None,
+        };
+        Some(peers::measure(
+            &cases,
+            &context,
+            scratch.path(),
+            rounds,
+            repeat,
+        )?)
+    } else {
+        None
+    };
     drop(redis);
     drop(tls);
     let memory = if options.agent_memory {
@@ -322,6 +353,12 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     if let Some(enforcement) = &enforcement {
         block.push('\n');
         block.push_str(&enforcement.markdown());
+    }
+    if let Some(peers) = &peers {
+        let table = peers.markdown(|case| results.agent_over_none(case));
+        println!("\n{table}");
+        block.push('\n');
+        block.push_str(&table);
     }
     if !options.record {
         println!("\n{block}");

@@ -124,6 +124,13 @@ impl Results {
             .collect()
     }
 
+    /// aiwatch's agent/none for `case` (the median of the per-round
+    /// ratios of its metric: CPU time, or throughput).
+    pub fn agent_over_none(&self, case: Case) -> Option<f64> {
+        let row = self.rows().into_iter().find(|row| row.case == case)?;
+        Row::ratio(&row.metric, Config::Agent, Config::NoAgent)
+    }
+
     fn rows(&self) -> Vec<Row> {
         self.samples
             .iter()
