@@ -220,8 +220,7 @@ const SAMPLE_BYTES: usize = 4096;
 /// the open cases would measure that folder rather than a plain one.
 pub fn write_small_file(scratch: &Path) -> anyhow::Result<PathBuf> {
     let folder = scratch.join("open-loop");
-    std::fs::create_dir_all(&folder)
-        .with_context(|| format!("creating {}", folder.display()))?;
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     let file = folder.join("small.txt");
     std::fs::write(&file, [b'x'; 64]).context("writing the small file")?;
     Ok(file)

@@ -73,7 +73,8 @@ impl Peer {
 
 /// A peer watching the host until dropped.
 enum Running {
-    Auditd(Child),
+    /// auditd, and the kernel audit's `enabled` flag before it (restored).
+    Auditd(Child, String),
     Bpftrace(Child),
 }
 
@@ -85,6 +86,7 @@ impl Running {
                 // No daemon of the host's may hold the audit socket: ours is
                 // the only reader while it runs.
                 run("auditctl", &["-D"])?;
+                let enabled = audit_status("enabled").unwrap_or_else(|| "0".to_string());
                 let child = Command::new("auditd")
                     .args(["-n", "-s", "nochange"])
                     .stdin(Stdio::null())
@@ -92,7 +94,7 @@ impl Running {
                     .stderr(Stdio::null())
                     .spawn()
                     .context("cannot start auditd")?;
-                let running = Running::Auditd(child);
+                let running = Running::Auditd(child, enabled);
                 wait_until_auditd_listens()?;
                 for rule in AUDIT_RULES {
                     let args: Vec<&str> = rule.split_whitespace().collect();
@@ -106,6 +108,7 @@ impl Running {
                 std::fs::write(&script, BPFTRACE_PROGRAM)
                     .with_context(|| format!("writing {}", script.display()))?;
                 let output = scratch.join("bpftrace.out");
+                let _ = std::fs::remove_file(&output);
                 let mut child = Command::new("bpftrace")
                     .arg("-o")
                     .arg(&output)
@@ -115,8 +118,9 @@ impl Running {
                     .stderr(Stdio::piped())
                     .spawn()
                     .context("cannot start bpftrace")?;
-                // bpftrace says "Attaching N probes..." on stderr once its
-                // programs are loaded; with `-o` its prints go to the file.
+                // bpftrace writes "Attaching N probes..." where its prints
+                // go (the `-o` file) once its programs are loaded; its
+                // complaints go to stderr.
                 let stderr = child.stderr.take().context("bpftrace's stderr")?;
                 let (tx, rx) = mpsc::channel();
                 thread::spawn(move || {
@@ -124,18 +128,27 @@ impl Running {
                         let _ = tx.send(line);
                     }
                 });
-                let running = Running::Bpftrace(child);
-                let mut said = Vec::new();
+                let mut running = Running::Bpftrace(child);
+                let deadline = std::time::Instant::now() + START_TIMEOUT;
                 loop {
-                    match rx.recv_timeout(START_TIMEOUT) {
-                        Ok(line) if line.starts_with("Attaching") => break,
-                        Ok(line) => said.push(line),
-                        Err(_) => bail!(
-                            "bpftrace did not attach within {} s: {}",
-                            START_TIMEOUT.as_secs(),
-                            said.join(" / ")
-                        ),
+                    let said = std::fs::read_to_string(&output).unwrap_or_default();
+                    if said.contains("Attaching") {
+                        break;
                     }
+                    let exited = match &mut running {
+                        Running::Bpftrace(child) => child.try_wait()?.is_some(),
+                        Running::Auditd(..) => false,
+                    };
+                    if exited || std::time::Instant::now() > deadline {
+                        let complaints: Vec<String> = rx.try_iter().collect();
+                        bail!(
+                            "bpftrace did not attach within {} s{}: {}",
+                            START_TIMEOUT.as_secs(),
+                            if exited { " (it exited)" } else { "" },
+                            complaints.join(" / ")
+                        );
+                    }
+                    thread::sleep(Duration::from_millis(100));
                 }
                 // Programs load before the message; give the attach a moment.
                 thread::sleep(Duration::from_secs(1));
@@ -148,9 +161,10 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         match self {
-            Running::Auditd(child) => {
+            Running::Auditd(child, enabled) => {
                 let _ = run("auditctl", &["-D"]);
                 stop(child);
+                let _ = run("auditctl", &["-e", enabled]);
             }
             Running::Bpftrace(child) => stop(child),
         }
@@ -186,21 +200,31 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One field of `auditctl -s` (`enabled 1`, `pid 1234`).
+fn audit_status(field: &str) -> Option<String> {
+    let status = Command::new("auditctl").arg("-s").output().ok()?;
+    String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(field)?
+                .strip_prefix(' ')
+                .map(str::to_string)
+        })
+}
+
 /// auditd registers itself as the audit daemon: `auditctl -s` names its pid.
 fn wait_until_auditd_listens() -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + START_TIMEOUT;
     while std::time::Instant::now() < deadline {
-        let status = Command::new("auditctl").arg("-s").output()?;
-        let text = String::from_utf8_lossy(&status.stdout);
-        if text
-            .lines()
-            .any(|line| line.starts_with("pid ") && line.trim() != "pid 0")
-        {
+        if audit_status("pid").is_some_and(|pid| pid.trim() != "0") {
             return Ok(());
         }
         thread::sleep(Duration::from_millis(200));
     }
-    bail!("auditd did not register with the kernel's audit within {} s", START_TIMEOUT.as_secs())
+    bail!(
+        "auditd did not register with the kernel's audit within {} s",
+        START_TIMEOUT.as_secs()
+    )
 }
 
 /// Installs what is missing, and checks the tools are there.
@@ -211,7 +235,10 @@ pub fn provision() -> anyhow::Result<()> {
     }
     for tool in ["auditd", "auditctl", "bpftrace"] {
         if find_on_path(tool).is_none() {
-            bail!("{tool} is not on PATH after installing {}", PACKAGES.join(", "));
+            bail!(
+                "{tool} is not on PATH after installing {}",
+                PACKAGES.join(", ")
+            );
         }
     }
     Ok(())
@@ -377,7 +404,10 @@ mod tests {
             table.contains("| open-untracked | 1.40× | 13.00× | 4.00× |"),
             "{table}"
         );
-        assert!(table.contains("| redis-get | 1.25× | 2.00× | 1.25× |"), "{table}");
+        assert!(
+            table.contains("| redis-get | 1.25× | 2.00× | 1.25× |"),
+            "{table}"
+        );
     }
 
     #[test]
