@@ -106,7 +106,7 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
 
     let scratch = bench::Scratch::create("soak")?;
     let dir = scratch.path();
-    let small_file = cases::write_small_file(&dir)?;
+    let small_file = cases::write_small_file(dir)?;
     let dataset = dir.join("dataset");
     cases::write_dataset(&dataset, loads::SIZES.samples)?;
     let tls = TlsServer::start(&python, &scripts, &dir.join("tls"))?;
