@@ -334,7 +334,10 @@ fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<Sequenc
         }
         steps.push(Step {
             name,
-            cond: compiler.condition(when)?.optimize(),
+            cond: compiler
+                .condition(when)?
+                .scoped_to_network_peers()
+                .optimize(),
             relations,
         });
     }

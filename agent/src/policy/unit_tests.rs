@@ -993,3 +993,22 @@ fn an_egress_rule_speaks_of_network_peers_not_unix_sockets() {
         );
     }
 }
+
+#[test]
+fn a_sequence_step_on_egress_is_held_to_network_peers_too() {
+    let set = load(
+        "rules:\n  - id: token-then-egress\n    severity: high\n    sequence:\n      by: process\n      within: 1m\n      steps:\n        - name: token\n          when: {kind: open, file.path: /root/token}\n        - name: out\n          when:\n            kind: connect\n            not: {net.dst.ip: {cidr: 10.0.0.0/8}}\ntests:\n  - name: a unix connect after the token\n    events:\n      - {kind: open, process: {pid: 7}, file: {path: /root/token}}\n      - {kind: connect, process: {pid: 7}, net: {family: unix, unix_path: /var/run/nscd/socket}}\n    expect: []\n  - name: an outside address after the token\n    events:\n      - {kind: open, process: {pid: 8}, file: {path: /root/token}}\n      - {kind: connect, process: {pid: 8}, net: {family: ipv4, dst: {ip: 203.0.113.9, port: 443}}}\n    expect: [token-then-egress]\n",
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let outcomes = run_tests(&Arc::new(set), |_| true);
+    assert_eq!(outcomes.len(), 2);
+    for outcome in &outcomes {
+        assert!(
+            outcome.passed(),
+            "{}: expected {:?}, got {:?}",
+            outcome.name,
+            outcome.expected,
+            outcome.got
+        );
+    }
+}
