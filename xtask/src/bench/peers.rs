@@ -83,9 +83,15 @@ impl Running {
         match peer {
             Peer::None => Ok(None),
             Peer::Auditd => {
-                // No daemon of the host's may hold the audit socket: ours is
-                // the only reader while it runs.
-                run("auditctl", &["-D"])?;
+                // The kernel takes one audit daemon; the host's own, and its
+                // rules, are not ours to stop or delete.
+                if let Some(pid) = audit_status("pid").filter(|pid| pid.trim() != "0") {
+                    bail!(
+                        "an audit daemon (pid {}) already runs on this host; --peers needs the \
+                         kernel's audit to itself: stop it, or run the bench without --peers",
+                        pid.trim()
+                    );
+                }
                 let enabled = audit_status("enabled").unwrap_or_else(|| "0".to_string());
                 let child = Command::new("auditd")
                     .args(["-n", "-s", "nochange"])
@@ -162,7 +168,14 @@ impl Drop for Running {
     fn drop(&mut self) {
         match self {
             Running::Auditd(child, enabled) => {
-                let _ = run("auditctl", &["-D"]);
+                // Only our rules go: `-d` with the text each was added with.
+                for rule in AUDIT_RULES {
+                    let args: Vec<&str> = rule
+                        .split_whitespace()
+                        .map(|word| if word == "-a" { "-d" } else { word })
+                        .collect();
+                    let _ = run("auditctl", &args);
+                }
                 stop(child);
                 let _ = run("auditctl", &["-e", enabled]);
             }
