@@ -146,16 +146,24 @@ fn ends(samples: &[Sample], warm_up_s: f64) -> Result<(Vec<&Sample>, Vec<&Sample
     Ok((steady[..k].to_vec(), steady[steady.len() - k..].to_vec()))
 }
 
-/// RSS flat within [`RSS_BOUND`] after the warm-up.
-pub fn rss_flat(samples: &[Sample], warm_up_s: f64) -> Check {
-    const NAME: &str = "RSS flat";
-    let (early, late) = match ends(samples, warm_up_s) {
-        Ok(ends) => ends,
-        Err(n) => return Check::too_few(NAME, n),
-    };
+/// The median RSS of the first [`window`] of the steady samples and the
+/// largest of the last (KiB), with the window's size; how many steady
+/// samples there are when fewer than two.
+fn rss_ends(samples: &[Sample], warm_up_s: f64) -> Result<(usize, f64, f64), usize> {
+    let (early, late) = ends(samples, warm_up_s)?;
     let k = early.len();
     let early = median(early.iter().map(|s| s.rss_kib as f64).collect());
     let late = late.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64;
+    Ok((k, early, late))
+}
+
+/// RSS flat within [`RSS_BOUND`] after the warm-up.
+pub fn rss_flat(samples: &[Sample], warm_up_s: f64) -> Check {
+    const NAME: &str = "RSS flat";
+    let (k, early, late) = match rss_ends(samples, warm_up_s) {
+        Ok(ends) => ends,
+        Err(n) => return Check::too_few(NAME, n),
+    };
     let rise = if early > 0.0 { late / early - 1.0 } else { 0.0 };
     Check::new(
         NAME,
@@ -190,17 +198,9 @@ pub fn rss_within_limit(samples: &[Sample], load_s: f64, warm_up_s: f64) -> Chec
         return Check::too_few(NAME, 0);
     }
     let largest = alive.iter().map(|s| s.rss_kib).max().unwrap_or(0);
-    let rise = match ends(samples, warm_up_s) {
-        Ok((early, late)) => {
-            let early = median(early.iter().map(|s| s.rss_kib as f64).collect());
-            let late = late.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64;
-            if early > 0.0 {
-                format!("{:+.1}%", (late / early - 1.0) * 100.0)
-            } else {
-                "unknown".to_string()
-            }
-        }
-        Err(_) => "unknown".to_string(),
+    let rise = match rss_ends(samples, warm_up_s) {
+        Ok((_, early, late)) if early > 0.0 => format!("{:+.1}%", (late / early - 1.0) * 100.0),
+        _ => "unknown".to_string(),
     };
     Check::new(
         NAME,
