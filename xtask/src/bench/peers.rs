@@ -83,15 +83,7 @@ impl Running {
         match peer {
             Peer::None => Ok(None),
             Peer::Auditd => {
-                // The kernel takes one audit daemon; the host's own, and its
-                // rules, are not ours to stop or delete.
-                if let Some(pid) = audit_status("pid").filter(|pid| pid.trim() != "0") {
-                    bail!(
-                        "an audit daemon (pid {}) already runs on this host; --peers needs the \
-                         kernel's audit to itself: stop it, or run the bench without --peers",
-                        pid.trim()
-                    );
-                }
+                refuse_beside_an_audit_daemon()?;
                 let enabled = audit_status("enabled").unwrap_or_else(|| "0".to_string());
                 let child = Command::new("auditd")
                     .args(["-n", "-s", "nochange"])
@@ -253,6 +245,20 @@ pub fn provision() -> anyhow::Result<()> {
                 PACKAGES.join(", ")
             );
         }
+    }
+    // Said before the main rounds rather than after them.
+    refuse_beside_an_audit_daemon()
+}
+
+/// The kernel takes one audit daemon; the host's own, and its rules, are
+/// not ours to stop or delete.
+fn refuse_beside_an_audit_daemon() -> anyhow::Result<()> {
+    if let Some(pid) = audit_status("pid").filter(|pid| pid.trim() != "0") {
+        bail!(
+            "an audit daemon (pid {}) already runs on this host; --peers needs the kernel's \
+             audit to itself: stop it, or run the bench without --peers",
+            pid.trim()
+        );
     }
     Ok(())
 }
