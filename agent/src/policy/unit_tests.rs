@@ -972,17 +972,12 @@ fn command_entry_points_report_through_exit_codes() {
     );
 }
 
-#[test]
-fn an_egress_rule_speaks_of_network_peers_not_unix_sockets() {
-    // Without a HOME, glibc asks nscd over a unix socket; an allowlist of
-    // IP destinations must not call that egress. Other rules on connects
-    // still see unix sockets.
-    let set = load(
-        "rules:\n  - id: egress\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      not:\n        any:\n          - {net.dst.ip: 10.0.0.1, net.dst.port: 53}\n          - net.dst_name: hub.example.com\n  - id: nscd\n    severity: low\n    when: {kind: connect, net.unix_path: /var/run/nscd/socket}\n  - id: no-address\n    severity: low\n    when: {kind: connect, not: {net.dst.ip: {exists: true}}}\ntests:\n  - name: unix connect\n    events: [{kind: connect, net: {family: unix, unix_path: /var/run/nscd/socket}}]\n    expect: [nscd, no-address]\n  - name: unix send\n    events: [{kind: udp_send, net: {family: unix, unix_path: /dev/log}}]\n    expect: []\n  - name: an IP outside the list\n    events: [{kind: connect, net: {family: ipv4, dst: {ip: 10.0.0.2, port: 53}}}]\n    expect: [egress]\n  - name: an IP in the list\n    events: [{kind: udp_send, net: {family: ipv4, dst: {ip: 10.0.0.1, port: 53}}}]\n    expect: []\n  - name: a rule on the absence of an address is no allowlist\n    events: [{kind: connect, net: {family: unix, unix_path: /run/x.sock}}]\n    expect: [no-address]\n",
-    )
-    .unwrap_or_else(|errors| panic!("{errors}"));
+/// Loads a policy file and runs the tests it carries: there are `count`
+/// and each passes.
+fn assert_inline_tests_pass(text: &str, count: usize) {
+    let set = load(text).unwrap_or_else(|errors| panic!("{errors}"));
     let outcomes = run_tests(&Arc::new(set), |_| true);
-    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes.len(), count);
     for outcome in &outcomes {
         assert!(
             outcome.passed(),
@@ -995,20 +990,20 @@ fn an_egress_rule_speaks_of_network_peers_not_unix_sockets() {
 }
 
 #[test]
+fn an_egress_rule_speaks_of_network_peers_not_unix_sockets() {
+    // Without a HOME, glibc asks nscd over a unix socket; an allowlist of
+    // IP destinations must not call that egress. Other rules on connects
+    // still see unix sockets.
+    assert_inline_tests_pass(
+        "rules:\n  - id: egress\n    severity: high\n    action: deny\n    when:\n      kind: [connect, udp_send]\n      not:\n        any:\n          - {net.dst.ip: 10.0.0.1, net.dst.port: 53}\n          - net.dst_name: hub.example.com\n  - id: nscd\n    severity: low\n    when: {kind: connect, net.unix_path: /var/run/nscd/socket}\n  - id: no-address\n    severity: low\n    when: {kind: connect, not: {net.dst.ip: {exists: true}}}\ntests:\n  - name: unix connect\n    events: [{kind: connect, net: {family: unix, unix_path: /var/run/nscd/socket}}]\n    expect: [nscd, no-address]\n  - name: unix send\n    events: [{kind: udp_send, net: {family: unix, unix_path: /dev/log}}]\n    expect: []\n  - name: an IP outside the list\n    events: [{kind: connect, net: {family: ipv4, dst: {ip: 10.0.0.2, port: 53}}}]\n    expect: [egress]\n  - name: an IP in the list\n    events: [{kind: udp_send, net: {family: ipv4, dst: {ip: 10.0.0.1, port: 53}}}]\n    expect: []\n  - name: a rule on the absence of an address is no allowlist\n    events: [{kind: connect, net: {family: unix, unix_path: /run/x.sock}}]\n    expect: [no-address]\n",
+        5,
+    );
+}
+
+#[test]
 fn a_sequence_step_on_egress_is_held_to_network_peers_too() {
-    let set = load(
+    assert_inline_tests_pass(
         "rules:\n  - id: token-then-egress\n    severity: high\n    sequence:\n      by: process\n      within: 1m\n      steps:\n        - name: token\n          when: {kind: open, file.path: /root/token}\n        - name: out\n          when:\n            kind: connect\n            not: {net.dst.ip: {cidr: 10.0.0.0/8}}\ntests:\n  - name: a unix connect after the token\n    events:\n      - {kind: open, process: {pid: 7}, file: {path: /root/token}}\n      - {kind: connect, process: {pid: 7}, net: {family: unix, unix_path: /var/run/nscd/socket}}\n    expect: []\n  - name: an outside address after the token\n    events:\n      - {kind: open, process: {pid: 8}, file: {path: /root/token}}\n      - {kind: connect, process: {pid: 8}, net: {family: ipv4, dst: {ip: 203.0.113.9, port: 443}}}\n    expect: [token-then-egress]\n",
-    )
-    .unwrap_or_else(|errors| panic!("{errors}"));
-    let outcomes = run_tests(&Arc::new(set), |_| true);
-    assert_eq!(outcomes.len(), 2);
-    for outcome in &outcomes {
-        assert!(
-            outcome.passed(),
-            "{}: expected {:?}, got {:?}",
-            outcome.name,
-            outcome.expected,
-            outcome.got
-        );
-    }
+        2,
+    );
 }
