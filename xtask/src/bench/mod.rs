@@ -170,6 +170,19 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
     } else {
         None
     };
+    // What every case needs; each configuration adds its agent.
+    let without_agent = Context {
+        workload: &workload,
+        python: &python,
+        scripts: &scripts,
+        dataset: &dataset,
+        tls: tls.as_ref(),
+        plain: plain.as_ref(),
+        small_file: &small_file,
+        redis: Some(&redis),
+        sizes,
+        agent: None,
+    };
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = agent::write_config(scratch.path(), listen)?;
     let load_before = load_average();
@@ -206,16 +219,8 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
                 agent.settle(std::time::Duration::from_secs(20));
             }
             let context = Context {
-                workload: &workload,
-                python: &python,
-                scripts: &scripts,
-                dataset: &dataset,
-                tls: tls.as_ref(),
-                plain: plain.as_ref(),
-                small_file: &small_file,
-                redis: Some(&redis),
-                sizes,
                 agent: agent.as_ref(),
+                ..without_agent
             };
             for &case in &cases {
                 let mut best: Option<cases::Sample> = None;
@@ -281,21 +286,9 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         None
     };
     let peers = if options.peers {
-        let context = Context {
-            workload: &workload,
-            python: &python,
-            scripts: &scripts,
-            dataset: &dataset,
-            tls: tls.as_ref(),
-            plain: plain.as_ref(),
-            small_file: &small_file,
-            redis: Some(&redis),
-            sizes,
-            agent: None,
-        };
         Some(peers::measure(
             &cases,
-            &context,
+            &without_agent,
             scratch.path(),
             rounds,
             repeat,
