@@ -45,14 +45,12 @@ impl AlertMetrics {
             "Kills and denials carried out (killed, denied) or only reported (would-kill, would-deny), by rule.",
             &["outcome", "rule"],
         )?;
-        let enforcement_rules = reg.gauge_vec(
+        let enforcement_rules = reg.gauge_by(
             "aiwatch_enforcement_rules",
             "Rules with a kill or deny action, by where it is carried out (kernel, user_space, not_enforced).",
-            &["placement"],
+            "placement",
+            ["kernel", "user_space", "not_enforced"],
         )?;
-        for placement in ["kernel", "user_space", "not_enforced"] {
-            enforcement_rules.with_label_values(&[placement]);
-        }
         let enforcement_mode = reg.gauge_vec(
             "aiwatch_enforcement_mode",
             "1 where the kernel can enforce on this host, by hook (sched_process_exec, cgroup_connect, cgroup_sendmsg, cgroup_device, bpf_lsm_file_open, bpf_lsm_bprm_check_security); set at start-up.",
@@ -62,14 +60,12 @@ impl AlertMetrics {
             "aiwatch_enforcement_fallback_rules",
             "Rules whose deny the kernel cannot refuse and carries out as a kill instead (logged at each load).",
         )?;
-        let enforcement_name_lookups = reg.counter_vec(
+        let enforcement_name_lookups = reg.counter_by(
             "aiwatch_enforcement_name_lookups_total",
             "The agent's own lookups of the names in egress allowlists, by outcome (ok, failed).",
-            &["outcome"],
+            "outcome",
+            ["ok", "failed"],
         )?;
-        for outcome in ["ok", "failed"] {
-            enforcement_name_lookups.with_label_values(&[outcome]);
-        }
         let enforcement_name_addresses = reg.gauge(
             "aiwatch_enforcement_name_addresses",
             "Addresses known for the names of egress allowlists, resolved by the agent or from verified DNS answers; the kernel allows them where the list is enforced.",
@@ -80,14 +76,12 @@ impl AlertMetrics {
         )?;
 
         let rules_loaded = reg.gauge("aiwatch_rules_loaded", "Rules in the active policy set.")?;
-        let policy_reloads = reg.counter_vec(
+        let policy_reloads = reg.counter_by(
             "aiwatch_policy_reloads_total",
             "Policy reloads, by result (success or failure).",
-            &["result"],
+            "result",
+            ["success", "failure"],
         )?;
-        for result in ["success", "failure"] {
-            policy_reloads.with_label_values(&[result]);
-        }
         let policy_last_reload_success = Gauge::with_opts(Opts::new(
             "aiwatch_policy_last_reload_success_timestamp_seconds",
             "Unix time of the last successful policy load or reload.",

@@ -203,6 +203,38 @@ impl Registrar<'_> {
         Ok(counter)
     }
 
+    /// A counter with one label, whose series for each of `values` exist
+    /// from start-up (at 0), so that `rate()` and `absent()` see them.
+    fn counter_by<'v>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = &'v str>,
+    ) -> Result<IntCounterVec, MetricsError> {
+        let counter = self.counter_vec(name, help, &[label])?;
+        for value in values {
+            counter.with_label_values(&[value]);
+        }
+        Ok(counter)
+    }
+
+    /// A gauge with one label, whose series for each of `values` exist from
+    /// start-up (at 0).
+    fn gauge_by<'v>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = &'v str>,
+    ) -> Result<IntGaugeVec, MetricsError> {
+        let gauge = self.gauge_vec(name, help, &[label])?;
+        for value in values {
+            gauge.with_label_values(&[value]);
+        }
+        Ok(gauge)
+    }
+
     fn gauge(&mut self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
         let gauge = IntGauge::with_opts(Opts::new(name, help))?;
         self.collector(Box::new(gauge.clone()))?;

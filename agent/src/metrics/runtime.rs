@@ -120,30 +120,24 @@ impl RuntimeCounters {
             "aiwatch_runtime_annotations_invalid_total",
             "Pods whose aiwatch.io/workload or aiwatch.io/kind annotation could not declare a workload.",
         )?;
-        let held = reg.counter_vec(
+        let held = reg.counter_by(
             "aiwatch_identity_held_events_total",
             "Events held until their container's identity was known, by how the hold ended (resolved, expired, overflow).",
-            &["outcome"],
+            "outcome",
+            HeldOutcome::ALL.iter().map(|outcome| outcome.as_str()),
         )?;
-        for outcome in HeldOutcome::ALL {
-            held.with_label_values(&[outcome.as_str()]);
-        }
-        let maps_held = reg.counter_vec(
+        let maps_held = reg.counter_by(
             "aiwatch_maps_held_events_total",
             "Events of a process held until its library maps were read (at a model open or a listen), by how the hold ended (resolved, expired, overflow).",
-            &["outcome"],
+            "outcome",
+            HeldOutcome::ALL.iter().map(|outcome| outcome.as_str()),
         )?;
-        for outcome in HeldOutcome::ALL {
-            maps_held.with_label_values(&[outcome.as_str()]);
-        }
-        let maps_reads = reg.counter_vec(
+        let maps_reads = reg.counter_by(
             "aiwatch_maps_reads_total",
             "Reads of /proc/<pid>/maps for library signals, off the pipeline thread, by outcome (read, gone: the process had exited, skipped: the reader was stuck or its queue full).",
-            &["outcome"],
+            "outcome",
+            ["read", "gone", "skipped"],
         )?;
-        for outcome in ["read", "gone", "skipped"] {
-            maps_reads.with_label_values(&[outcome]);
-        }
         let unasked = reg.counter(
             "aiwatch_runtime_lookups_skipped_total",
             "Container lookups not asked because the lookup queue was full; the container is asked about again at its next event.",

@@ -132,14 +132,12 @@ impl WorkloadMetrics {
         reg: &mut Registrar<'_>,
         max_workload_series: usize,
     ) -> Result<Self, MetricsError> {
-        let workloads = reg.gauge_vec(
+        let workloads = reg.gauge_by(
             "aiwatch_workloads",
             "Live AI workloads on this host, by kind.",
-            &["kind"],
+            "kind",
+            WORKLOAD_KINDS,
         )?;
-        for kind in WORKLOAD_KINDS {
-            workloads.with_label_values(&[kind]);
-        }
         let workload_gpu_processes = reg.gauge_vec(
             "aiwatch_workload_gpu_processes",
             "Processes of a workload holding a GPU or accelerator device open.",
@@ -159,22 +157,18 @@ impl WorkloadMetrics {
             "aiwatch_workload_series_overflow_total",
             "Workloads reported as workload=\"other\" because the series cap was reached.",
         )?;
-        let anomaly_profiles = reg.gauge_vec(
+        let anomaly_profiles = reg.gauge_by(
             "aiwatch_anomaly_profiles",
             "Anomaly-detection profiles, by state.",
-            &["state"],
+            "state",
+            ProfileState::ALL.iter().map(|state| state.as_str()),
         )?;
-        for state in ProfileState::ALL {
-            anomaly_profiles.with_label_values(&[state.as_str()]);
-        }
-        let evictions = reg.counter_vec(
+        let evictions = reg.counter_by(
             "aiwatch_evictions_total",
             "Entries a bounded table dropped to make room, by table.",
-            &["table"],
+            "table",
+            EvictionTable::ALL.iter().map(|table| table.as_str()),
         )?;
-        for table in EvictionTable::ALL {
-            evictions.with_label_values(&[table.as_str()]);
-        }
         let stream_dropped = reg.counter(
             "aiwatch_stream_dropped_total",
             "Lines the live stream (aiwatch alerts|events --follow) dropped for readers that fell behind.",
@@ -187,22 +181,18 @@ impl WorkloadMetrics {
             "aiwatch_file_access_dirs",
             "Process and directory pairs whose plain reads the kernel counts (file_access).",
         )?;
-        let stream_refused = reg.counter_vec(
+        let stream_refused = reg.counter_by(
             "aiwatch_stream_refused_total",
             "Requests for the remote stream the listener refused, by reason.",
-            &["reason"],
+            "reason",
+            StreamRefusal::ALL.iter().map(|reason| reason.as_str()),
         )?;
-        for reason in StreamRefusal::ALL {
-            stream_refused.with_label_values(&[reason.as_str()]);
-        }
-        let anomaly_profile_errors = reg.counter_vec(
+        let anomaly_profile_errors = reg.counter_by(
             "aiwatch_anomaly_profile_errors_total",
             "Profile files moved aside as corrupt, or that could not be saved.",
-            &["error"],
+            "error",
+            ["corrupt", "save"],
         )?;
-        for error in ["corrupt", "save"] {
-            anomaly_profile_errors.with_label_values(&[error]);
-        }
         Ok(WorkloadMetrics {
             workloads,
             workload_gpu_processes,
