@@ -165,8 +165,8 @@ pub fn kill(killed: u16, limited: u16) -> u16 {
 /// returns to user space holding the descriptor, and kills it if so.
 /// Returns the `FILE_FLAG_*` bits for its open record.
 #[inline(always)]
-pub fn open_verdict(inode: *const u8) -> u16 {
-    match open_refused(inode) {
+pub fn open_verdict(file: ExeKey) -> u16 {
+    match open_refused_key(file) {
         Some(value) if value & ENFORCE_REFUSE_ONLY == 0 => {
             kill(FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED)
         }
@@ -183,7 +183,15 @@ pub fn open_refused(inode: *const u8) -> Option<u32> {
     if !may_act(current_tgid()) {
         return None;
     }
-    let file = inode_key(inode)?;
+    open_refused_key(inode_key(inode)?)
+}
+
+/// [`open_refused`] of the file whose device and inode are `file`.
+#[inline(always)]
+pub fn open_refused_key(file: ExeKey) -> Option<u32> {
+    if !may_act(current_tgid()) {
+        return None;
+    }
     // SAFETY: a hash lookup; the value is copied out at once.
     let value = (unsafe { PROTECTED_FILES.get(&file) }).copied()?;
     let mm = kernel::mm(kernel::current_task());

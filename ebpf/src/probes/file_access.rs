@@ -27,7 +27,8 @@ use aya_ebpf::{
 use crate::{
     emit::fill_header,
     globals::offset,
-    kernel::{field, read, read_ptr},
+    kernel::{first_offset, nested, read, read_ptr, StructCopy},
+    probes::file::Opened,
 };
 
 /// Per process and directory, per CPU (no atomics: threads on other CPUs
@@ -52,36 +53,43 @@ pub enum Fold {
     Keep,
 }
 
-/// Folds the open of `file` (whose inode is `inode` and mode `i_mode`) by
-/// `tgid` if its directory is folded and its name is not of interest.
-/// `name_buf` is scratch space for the dentry's name.
+/// Folds the open described by `opened` by `tgid` if its directory is
+/// folded and its name is not of interest. `name_buf` is scratch space for
+/// the dentry's name.
 #[inline(always)]
 pub fn fold_read(
-    file: *const u8,
-    inode: *const u8,
-    i_mode: u32,
+    opened: &Opened,
     tgid: u32,
     name_buf: &mut [u8; NAME_LEN],
     interesting: impl Fn(&[u8; NAME_LEN], usize) -> bool,
 ) -> Fold {
-    if i_mode & S_IFMT != S_IFREG {
+    if opened.i_mode as u32 & S_IFMT != S_IFREG {
         return Fold::Keep;
     }
-    let dentry = read_ptr(field(file, offset!(file_f_path)), offset!(path_dentry));
-    let parent = read_ptr(dentry, offset!(dentry_d_parent));
+    let name_field = nested(offset!(dentry_d_name), offset!(qstr_name));
+    // `d_parent`, `d_name` and `d_inode` are neighbours: one copy.
+    let dentry = StructCopy::<4>::new(
+        opened.dentry,
+        first_offset([offset!(dentry_d_parent), name_field]),
+    );
+    let parent = dentry.read_ptr(offset!(dentry_d_parent));
     let dir_inode = read_ptr(parent, offset!(dentry_d_inode));
     let Ok(dir_ino) = read::<u64>(dir_inode, offset!(inode_i_ino)) else {
         return Fold::Keep;
     };
-    let sb = read_ptr(dir_inode, offset!(inode_i_sb));
-    let Ok(dev) = read::<u32>(sb, offset!(super_block_s_dev)) else {
+    // A directory and its entries share a superblock: the file's device.
+    let Some(file) = opened.key else {
         return Fold::Keep;
     };
-    let key = FileAccessKey { tgid, dev, dir_ino };
+    let key = FileAccessKey {
+        tgid,
+        dev: file.dev,
+        dir_ino,
+    };
     let Some(slot) = FILE_ACCESS.get_ptr_mut(&key) else {
         return Fold::Report(key);
     };
-    let name = read_ptr(field(dentry, offset!(dentry_d_name)), offset!(qstr_name));
+    let name = dentry.read_ptr(name_field);
     if name.is_null() {
         return Fold::Keep;
     }
@@ -97,7 +105,7 @@ pub fn fold_read(
     if copied <= 1 || interesting(name_buf, copied as usize - 1) {
         return Fold::Keep;
     }
-    let size = read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0);
+    let size = opened.size;
     // SAFETY: `bpf_ktime_get_boot_ns` takes no argument.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: this CPU's slot of a map value, valid while the program runs;
