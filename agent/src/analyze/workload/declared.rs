@@ -15,7 +15,7 @@
 //!
 //! Every matcher given must match (they are ANDed); at least one is needed.
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::signals::WorkloadKind;
@@ -52,6 +52,8 @@ pub enum DeclaredError {
         pattern: String,
         source: globset::Error,
     },
+    #[error("declared workloads' globs cannot be built into one set: {0}")]
+    Build(globset::Error),
     #[error("declared workload `{name}` has no matcher (cgroup, container_id, exe or argv)")]
     NoMatcher { name: String },
     #[error("declared workload `{name}`: container_id `{id}` is shorter than 12 characters")]
@@ -67,44 +69,67 @@ pub struct MatchFacts<'a> {
     pub container_id: Option<&'a str>,
 }
 
-#[derive(Clone, Debug)]
-struct Compiled {
-    declaration: DeclaredWorkload,
-    cgroup: Option<GlobMatcher>,
-    exe: Option<GlobMatcher>,
-    argv: Option<GlobMatcher>,
+/// One fact's globs of every declaration that has one, as one set: a
+/// thousand declarations are one matcher per fact, not a thousand (each
+/// compiled glob keeps its own regex and match caches, some 50 KiB apiece
+/// once used).
+#[derive(Clone, Debug, Default)]
+struct FactGlobs {
+    set: GlobSet,
+    /// The declaration (index into `DeclaredSet::declarations`) of each
+    /// glob of `set`, in the set's order.
+    owners: Vec<usize>,
+}
+
+impl FactGlobs {
+    fn build(
+        declarations: &[DeclaredWorkload],
+        pattern_of: impl Fn(&DeclaredMatch) -> &Option<String>,
+        separator: bool,
+    ) -> Result<Self, DeclaredError> {
+        let mut builder = GlobSetBuilder::new();
+        let mut owners = Vec::new();
+        for (index, declaration) in declarations.iter().enumerate() {
+            let Some(pattern) = pattern_of(&declaration.matcher) else {
+                continue;
+            };
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(separator)
+                .build()
+                .map_err(|source| DeclaredError::BadGlob {
+                    name: declaration.name.clone(),
+                    pattern: pattern.clone(),
+                    source,
+                })?;
+            builder.add(glob);
+            owners.push(index);
+        }
+        let set = builder.build().map_err(DeclaredError::Build)?;
+        Ok(FactGlobs { set, owners })
+    }
+
+    /// Marks in `matched` the declarations whose glob matches `text`.
+    fn mark(&self, text: &str, matched: &mut [bool]) {
+        if self.owners.is_empty() {
+            return;
+        }
+        for glob in self.set.matches(text) {
+            matched[self.owners[glob]] = true;
+        }
+    }
 }
 
 /// The compiled declarations, in configuration order.
 #[derive(Clone, Debug, Default)]
 pub struct DeclaredSet {
-    entries: Vec<Compiled>,
-}
-
-fn glob(
-    name: &str,
-    pattern: &Option<String>,
-    separator: bool,
-) -> Result<Option<GlobMatcher>, DeclaredError> {
-    pattern
-        .as_ref()
-        .map(|pattern| {
-            GlobBuilder::new(pattern)
-                .literal_separator(separator)
-                .build()
-                .map(|g| g.compile_matcher())
-                .map_err(|source| DeclaredError::BadGlob {
-                    name: name.to_string(),
-                    pattern: pattern.clone(),
-                    source,
-                })
-        })
-        .transpose()
+    declarations: Vec<DeclaredWorkload>,
+    cgroup: FactGlobs,
+    exe: FactGlobs,
+    argv: FactGlobs,
 }
 
 impl DeclaredSet {
     pub fn new(declarations: &[DeclaredWorkload]) -> Result<Self, DeclaredError> {
-        let mut entries = Vec::with_capacity(declarations.len());
         for declaration in declarations {
             let name = &declaration.name;
             let m = &declaration.matcher;
@@ -120,47 +145,46 @@ impl DeclaredSet {
                     });
                 }
             }
-            entries.push(Compiled {
-                declaration: declaration.clone(),
-                cgroup: glob(name, &m.cgroup, true)?,
-                exe: glob(name, &m.exe, true)?,
-                // Arguments are free text: `*` crosses `/`.
-                argv: glob(name, &m.argv, false)?,
-            });
         }
-        Ok(DeclaredSet { entries })
+        Ok(DeclaredSet {
+            declarations: declarations.to_vec(),
+            cgroup: FactGlobs::build(declarations, |m| &m.cgroup, true)?,
+            exe: FactGlobs::build(declarations, |m| &m.exe, true)?,
+            // Arguments are free text: `*` crosses `/`.
+            argv: FactGlobs::build(declarations, |m| &m.argv, false)?,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.declarations.is_empty()
     }
 
     /// The first declaration the process matches.
     pub fn find(&self, facts: &MatchFacts<'_>) -> Option<&DeclaredWorkload> {
-        let joined_argv = facts.argv.join(" ");
-        self.entries
+        if self.declarations.is_empty() {
+            return None;
+        }
+        let count = self.declarations.len();
+        let (mut cgroup, mut exe, mut argv) =
+            (vec![false; count], vec![false; count], vec![false; count]);
+        self.cgroup.mark(facts.cgroup, &mut cgroup);
+        self.exe.mark(facts.exe, &mut exe);
+        self.argv.mark(&facts.argv.join(" "), &mut argv);
+        self.declarations
             .iter()
-            .find(|entry| {
-                let cgroup_ok = entry
-                    .cgroup
-                    .as_ref()
-                    .is_none_or(|g| g.is_match(facts.cgroup));
-                let exe_ok = entry.exe.as_ref().is_none_or(|g| g.is_match(facts.exe));
-                let argv_ok = entry.argv.as_ref().is_none_or(|g| g.is_match(&joined_argv));
-                let container_ok =
-                    entry
-                        .declaration
-                        .matcher
-                        .container_id
-                        .as_ref()
-                        .is_none_or(|wanted| {
-                            facts
-                                .container_id
-                                .is_some_and(|actual| actual.starts_with(wanted.as_str()))
-                        });
-                cgroup_ok && exe_ok && argv_ok && container_ok
+            .enumerate()
+            .find(|(index, declaration)| {
+                let m = &declaration.matcher;
+                (m.cgroup.is_none() || cgroup[*index])
+                    && (m.exe.is_none() || exe[*index])
+                    && (m.argv.is_none() || argv[*index])
+                    && m.container_id.as_ref().is_none_or(|wanted| {
+                        facts
+                            .container_id
+                            .is_some_and(|actual| actual.starts_with(wanted.as_str()))
+                    })
             })
-            .map(|entry| &entry.declaration)
+            .map(|(_, declaration)| declaration)
     }
 }
 
@@ -231,6 +255,40 @@ mod tests {
         assert_eq!(hit.map(|d| d.name.as_str()), Some("batch"));
         assert!(set
             .find(&facts("/bin/sh", &[], "/system.slice/sshd.service", None))
+            .is_none());
+    }
+
+    #[test]
+    fn a_thousand_declarations_find_the_first_that_matches_every_matcher() {
+        let mut declarations: Vec<DeclaredWorkload> = (0..1000)
+            .map(|index| DeclaredWorkload {
+                name: format!("model-{index}"),
+                kind: WorkloadKind::Inference,
+                matcher: DeclaredMatch {
+                    argv: Some(format!("* --marker-{index}")),
+                    ..DeclaredMatch::default()
+                },
+            })
+            .collect();
+        // A later declaration with the same argv but an exe that must match
+        // too, and one that matches anything python: order decides.
+        declarations.push(DeclaredWorkload {
+            name: "python-anything".into(),
+            kind: WorkloadKind::Agent,
+            matcher: DeclaredMatch {
+                exe: Some("**/python3*".into()),
+                ..DeclaredMatch::default()
+            },
+        });
+        let set = DeclaredSet::new(&declarations).expect("declarations compile");
+        let argv = vec!["serve".to_string(), "--marker-731".to_string()];
+        let hit = set.find(&facts("/usr/bin/python3", &argv, "/", None));
+        assert_eq!(hit.map(|d| d.name.as_str()), Some("model-731"));
+        let other = vec!["serve".to_string(), "--nothing".to_string()];
+        let hit = set.find(&facts("/usr/bin/python3", &other, "/", None));
+        assert_eq!(hit.map(|d| d.name.as_str()), Some("python-anything"));
+        assert!(set
+            .find(&facts("/usr/bin/node", &other, "/", None))
             .is_none());
     }
 
