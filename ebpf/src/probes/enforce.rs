@@ -21,8 +21,9 @@
 
 use aiwatch_common::{
     enforce_slot, ExeKey, ExecAllowKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN,
-    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED,
-    EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED,
+    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_PROTECTED_FILES,
+    ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED,
+    FILE_FLAG_KILL_RATE_LIMITED,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
@@ -180,7 +181,7 @@ pub fn open_verdict(file: ExeKey) -> u16 {
 /// agent, pid 1, kernel threads) spare the opener.
 #[inline(always)]
 pub fn open_refused(inode: *const u8) -> Option<u32> {
-    if !may_act(current_tgid()) {
+    if !may_act(current_tgid()) || control(ENFORCE_PROTECTED_FILES) == 0 {
         return None;
     }
     open_refused_key(inode_key(inode)?)
@@ -189,7 +190,7 @@ pub fn open_refused(inode: *const u8) -> Option<u32> {
 /// [`open_refused`] of the file whose device and inode are `file`.
 #[inline(always)]
 pub fn open_refused_key(file: ExeKey) -> Option<u32> {
-    if !may_act(current_tgid()) {
+    if !may_act(current_tgid()) || control(ENFORCE_PROTECTED_FILES) == 0 {
         return None;
     }
     // SAFETY: a hash lookup; the value is copied out at once.

@@ -320,7 +320,17 @@ fn enter(args: &Args) {
     // slot is this thread's).
     let pending = unsafe { &mut *pending };
     let mut header_flags = if tracked { FILE_FLAG_TRACKED } else { 0 };
-    let name_len = read_name(&mut pending.name, args.name);
+    // A read that may be folded at its exit needs no name there: it is
+    // copied from the caller's memory only if the open is reported. (The
+    // reported path of a successful open is the kernel's own, whatever the
+    // name says by then.)
+    let deferred = tracked && foldable(args.kind, args.flags);
+    pending.name_ptr = if deferred { args.name } else { 0 };
+    let name_len = if deferred {
+        0
+    } else {
+        read_name(&mut pending.name, args.name)
+    };
     let name2_len = if args.name2 != 0 {
         read_name(&mut pending.name2, args.name2)
     } else {
@@ -464,7 +474,7 @@ fn exit(ctx: &TracePointContext) {
 /// # Safety
 /// `pending` points to a live `FilePending`.
 #[inline(always)]
-unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
+unsafe fn emit(pending: *mut FilePending, ret: i64, tgid: u32) {
     // SAFETY: `pending` is live (the caller's guarantee) and `record` is a
     // ring-buffer reservation sized for a `FileRecord`; the name copies are
     // `NAME_LEN` bytes between two `NAME_LEN` arrays.
@@ -494,6 +504,13 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
                         Fold::Keep => {}
                     }
                 }
+            }
+        }
+        if (*pending).name_ptr != 0 {
+            let name_len = read_name(&mut (*pending).name, (*pending).name_ptr);
+            (*pending).name_len = name_len as u16;
+            if name_len >= NAME_LEN - 1 {
+                (*pending).header_flags |= FILE_FLAG_NAME_TRUNCATED;
             }
         }
         let Some(mut entry) = reserve::<FileRecord>(kind) else {
@@ -664,9 +681,14 @@ impl Opened {
 unsafe fn plain_read(pending: *const FilePending) -> bool {
     // SAFETY: the caller guarantees `pending` is live.
     let (header_flags, open_flags) = unsafe { ((*pending).header_flags, (*pending).flags) };
-    header_flags & FILE_FLAG_TRACKED != 0
-        && !trace_all()
-        && open_flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0
+    header_flags & FILE_FLAG_TRACKED != 0 && foldable(EventKind::Open, open_flags)
+}
+
+/// Whether a tracked process's call of `kind` with open `flags` may be
+/// folded: an open for reading only, unless every file is reported.
+#[inline(always)]
+fn foldable(kind: EventKind, flags: u32) -> bool {
+    kind == EventKind::Open && !trace_all() && flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0
 }
 
 /// The `struct path *` a relative name is resolved against: the cwd for

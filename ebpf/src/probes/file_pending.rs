@@ -38,6 +38,9 @@ pub struct FilePending {
     /// open of a device node has no file to read them from.
     pub(super) device_mode: u32,
     pub(super) device_rdev: u32,
+    /// The caller's address of `name` when its copy waits for the exit (a
+    /// tracked process's read-only open, which is folded without it), else 0.
+    pub(super) name_ptr: u64,
     pub(super) name: [u8; NAME_LEN],
     pub(super) name2: [u8; NAME_LEN],
 }
