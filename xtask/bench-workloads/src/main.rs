@@ -8,7 +8,15 @@
 //! aiwatch-bench-workload udp-send ITERATIONS
 //! aiwatch-bench-workload resolver ITERATIONS
 //! aiwatch-bench-workload idle SECONDS [MARKER...]
+//! aiwatch-bench-workload write-open FILE N RATE [MARKER...]
+//! aiwatch-bench-workload http-load PORT REQUESTS CONCURRENCY BODY_FILE
 //! ```
+//!
+//! `write-open` opens FILE for writing and closes it N times, RATE times a
+//! second: one full file event per open for a tracked process (writes are
+//! never folded), at a fixed event rate. `http-load` is the inference
+//! server's load generator (`http_load.rs`); it is run by the server
+//! script, not by the harness, and prints its own result line.
 //!
 //! `idle` only sleeps: a cheap process for the agent to hold as a workload
 //! (the agent-memory measurement starts a thousand of them).
@@ -20,6 +28,8 @@
 //! this process and its waited-for children during the loop. Trailing
 //! MARKER arguments are ignored: they only make the command line match (or
 //! not) a declared workload's argv pattern.
+
+mod http_load;
 
 use std::{
     ffi::CString,
@@ -41,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N [MARKER...] | tcp-connect N [MARKER...] | udp-send N | resolver N | idle SECONDS [MARKER...]";
+    let usage = "usage: aiwatch-bench-workload open-read-close FILE N [MARKER...] | fork-exec N [MARKER...] | tcp-connect N [MARKER...] | udp-send N | resolver N | idle SECONDS [MARKER...] | write-open FILE N RATE [MARKER...] | http-load PORT REQUESTS CONCURRENCY BODY_FILE";
     let (Some(case), Some(rest)) = (args.first(), args.get(1..)) else {
         return Err(usage.into());
     };
@@ -74,6 +84,25 @@ fn run(args: &[String]) -> Result<(), String> {
             timed(|| lookups(count))?;
             drop(resolver);
             Ok(())
+        }
+        "write-open" => {
+            let (Some(file), Some(count), Some(rate)) = (rest.first(), rest.get(1), rest.get(2))
+            else {
+                return Err(usage.into());
+            };
+            let path = CString::new(file.as_str()).map_err(|_| "FILE has a NUL byte")?;
+            let (count, rate) = (iterations(count)?, iterations(rate)?);
+            timed(|| write_open(&path, count, rate))
+        }
+        "http-load" => {
+            let [port, requests, concurrency, body] = rest else {
+                return Err(usage.into());
+            };
+            let port = port
+                .parse()
+                .map_err(|_| format!("{port:?} is not a port"))?;
+            let body = std::fs::read(body).map_err(|e| format!("reading {body}: {e}"))?;
+            http_load::run(port, iterations(requests)?, iterations(concurrency)?, &body)
         }
         "idle" => {
             let seconds = iterations(rest.first().ok_or(usage)?)?;
@@ -139,6 +168,30 @@ fn open_read_close(path: &CString, count: u64) -> Result<(), String> {
             libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
             libc::close(fd);
         }
+    }
+    Ok(())
+}
+
+/// `open(O_WRONLY)` and `close`, `rate` times a second: every millisecond
+/// the loop catches up with the opens due by then, so the rate holds on
+/// average whatever the timer's slack.
+fn write_open(path: &CString, count: u64, rate: u64) -> Result<(), String> {
+    let started = Instant::now();
+    let mut done = 0;
+    while done < count {
+        let due = (started.elapsed().as_nanos() * u128::from(rate) / 1_000_000_000) as u64;
+        while done < due.min(count) {
+            // SAFETY: a NUL-terminated path; the fd we opened.
+            unsafe {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(format!("open: {}", std::io::Error::last_os_error()));
+                }
+                libc::close(fd);
+            }
+            done += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     Ok(())
 }

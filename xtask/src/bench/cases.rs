@@ -49,6 +49,12 @@ pub enum Case {
     /// The tracked loop in plain HTTP to a model server's port (Ollama's
     /// 11434): the names programs copy every segment.
     PlainRequest,
+    /// An ONNX Runtime model server (`python/onnx_server.py`), tracked,
+    /// under a fixed concurrent load from a native load generator.
+    OnnxServer,
+    /// Opens for writing at a fixed rate by a tracked process: a full event
+    /// each, for the agent's CPU at a known event rate.
+    EventRate,
     /// fork + exec of /bin/true by a tracked process (`--enforcement` only:
     /// its workload's exec allowlist is checked on every exec).
     ForkExecTracked,
@@ -58,7 +64,7 @@ pub enum Case {
 }
 
 impl Case {
-    pub const ALL: [Case; 11] = [
+    pub const ALL: [Case; 13] = [
         Case::OpenUntracked,
         Case::OpenTracked,
         Case::DataLoader,
@@ -70,6 +76,8 @@ impl Case {
         Case::TlsRequest,
         Case::TlsRequestUntracked,
         Case::PlainRequest,
+        Case::OnnxServer,
+        Case::EventRate,
     ];
 
     /// The short name used on the command line and in the table.
@@ -86,6 +94,8 @@ impl Case {
             Case::TlsRequest => "tls-request",
             Case::TlsRequestUntracked => "tls-request-untracked",
             Case::PlainRequest => "plain-request",
+            Case::OnnxServer => "onnx-server",
+            Case::EventRate => "event-rate",
             Case::ForkExecTracked => "fork-exec-tracked",
             Case::TcpConnectTracked => "tcp-connect-tracked",
         }
@@ -147,6 +157,18 @@ impl Case {
                  server's, read on the wire), tracked client",
                 sizes.tls_requests
             ),
+            Case::OnnxServer => format!(
+                "an ONNX Runtime server (a 256-256-256-16 perceptron, one intra-op thread, \
+                 Python's threading HTTP server, keep-alive) answering {} POSTs of 256 floats \
+                 from {ONNX_CONCURRENCY} concurrent keep-alive connections of a native load \
+                 generator, tracked server",
+                sizes.inferences
+            ),
+            Case::EventRate => format!(
+                "{} × open for writing and close, {EVENT_RATE} a second, tracked process: \
+                 one full file event each (writes are never folded)",
+                sizes.rate_events
+            ),
             Case::TlsRequestUntracked => format!(
                 "{} × HTTPS POST to /upload over one keep-alive connection (Python \
                  http.client, the system's OpenSSL) to a local server, untracked client",
@@ -157,7 +179,7 @@ impl Case {
 
     /// Whether higher is better (requests/s) rather than lower (time).
     pub fn is_throughput(self) -> bool {
-        matches!(self, Case::Redis | Case::DataLoader)
+        matches!(self, Case::Redis | Case::DataLoader | Case::OnnxServer)
     }
 
     /// The unit of a throughput case's metric.
@@ -172,7 +194,11 @@ impl Case {
     pub fn needs_python(self) -> bool {
         matches!(
             self,
-            Case::DataLoader | Case::TlsRequest | Case::TlsRequestUntracked | Case::PlainRequest
+            Case::DataLoader
+                | Case::TlsRequest
+                | Case::TlsRequestUntracked
+                | Case::PlainRequest
+                | Case::OnnxServer
         )
     }
 
@@ -189,6 +215,8 @@ impl Case {
                 | Case::DataLoader
                 | Case::TlsRequest
                 | Case::PlainRequest
+                | Case::OnnxServer
+                | Case::EventRate
                 | Case::ForkExecTracked
                 | Case::TcpConnectTracked
         )
@@ -206,7 +234,15 @@ pub struct Sizes {
     pub lookups: u64,
     pub samples: u64,
     pub tls_requests: u64,
+    pub inferences: u64,
+    pub rate_events: u64,
 }
+
+/// The inference server's concurrent connections.
+pub const ONNX_CONCURRENCY: u64 = 4;
+/// The event-rate loop's opens per second: the rate the agent's CPU target
+/// is stated at.
+pub const EVENT_RATE: u64 = 10_000;
 
 /// Class folders the data loader's samples are spread over.
 pub const DATASET_FOLDERS: u64 = 10;
@@ -251,6 +287,8 @@ impl Sizes {
         lookups: 5_000,
         samples: 20_000,
         tls_requests: 5_000,
+        inferences: 10_000,
+        rate_events: 100_000,
     };
 
     /// A tenth of everything, to try the harness out.
@@ -263,6 +301,8 @@ impl Sizes {
         lookups: 500,
         samples: 2_000,
         tls_requests: 500,
+        inferences: 1_000,
+        rate_events: 10_000,
     };
 }
 
@@ -273,9 +313,15 @@ pub struct Sample {
     pub wall_ns: u64,
     /// CPU time of the loop's process and its children (0 for redis).
     pub cpu_ns: u64,
-    /// redis-benchmark's requests per second, or the data loader's files
-    /// per CPU-second.
+    /// redis-benchmark's requests per second, the data loader's files per
+    /// CPU-second, or the inference server's requests per second.
     pub requests_per_sec: f64,
+    /// The inference server's request latency percentiles (0 elsewhere).
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    /// Requests answered (the inference server; 0 elsewhere): with
+    /// `cpu_ns`, the server's CPU time per request.
+    pub requests: u64,
     /// CPU time the agent used from the loop's start until it drained the
     /// loop's events.
     pub agent_cpu_ns: u64,
@@ -314,6 +360,8 @@ pub struct Context<'a> {
     pub small_file: &'a Path,
     /// Only when the redis case runs.
     pub redis: Option<&'a Redis>,
+    /// Where the inference server writes its model.
+    pub model_dir: &'a Path,
     pub sizes: Sizes,
     pub agent: Option<&'a BenchAgent>,
 }
@@ -455,6 +503,24 @@ pub fn start_workload(case: Case, context: &Context<'_>) -> anyhow::Result<Workl
                 .arg(TRACKED_MARKER)
                 .env("TLS_REQUEST_PATH", "/api/chat");
         }
+        Case::OnnxServer => {
+            command = Command::new(context.python);
+            command
+                .arg(context.scripts.join("onnx_server.py"))
+                .arg(context.model_dir)
+                .arg(context.workload)
+                .arg(sizes.inferences.to_string())
+                .arg(ONNX_CONCURRENCY.to_string())
+                .arg(TRACKED_MARKER);
+        }
+        Case::EventRate => {
+            command
+                .arg("write-open")
+                .arg(context.small_file)
+                .arg(sizes.rate_events.to_string())
+                .arg(EVENT_RATE.to_string())
+                .arg(TRACKED_MARKER);
+        }
         Case::Redis => bail!("redis is not a workload of the bench program"),
     }
     let child = Workload::start(command)?;
@@ -526,8 +592,9 @@ impl Workload {
     }
 }
 
-/// Parses `RESULT wall_ns=<n> cpu_ns=<n> [items=<n>]`; items make the
-/// throughput items per CPU-second.
+/// Parses `RESULT wall_ns=<n> cpu_ns=<n> [items=<n>] [requests=<n>
+/// p50_ns=<n> p99_ns=<n>]`; items make the throughput items per
+/// CPU-second, requests make it requests per second of wall time.
 fn parse_result(line: &str) -> anyhow::Result<Sample> {
     let rest = line
         .trim()
@@ -542,6 +609,9 @@ fn parse_result(line: &str) -> anyhow::Result<Sample> {
             "wall_ns" => sample.wall_ns = value,
             "cpu_ns" => sample.cpu_ns = value,
             "items" => items = Some(value),
+            "requests" => sample.requests = value,
+            "p50_ns" => sample.p50_ns = value,
+            "p99_ns" => sample.p99_ns = value,
             _ => {}
         }
     }
@@ -553,6 +623,9 @@ fn parse_result(line: &str) -> anyhow::Result<Sample> {
             bail!("items without CPU time");
         }
         sample.requests_per_sec = items as f64 * 1e9 / sample.cpu_ns as f64;
+    }
+    if sample.requests > 0 {
+        sample.requests_per_sec = sample.requests as f64 * 1e9 / sample.wall_ns as f64;
     }
     Ok(sample)
 }
@@ -756,6 +829,17 @@ mod tests {
             parse_result("RESULT wall_ns=3000 cpu_ns=2000000000 items=1000").expect("parses");
         assert_eq!(loader.requests_per_sec, 500.0);
         assert!(parse_result("RESULT wall_ns=3000 cpu_ns=0 items=1000").is_err());
+        // The inference server: requests per second of wall time, and its
+        // latency percentiles.
+        let server = parse_result(
+            "RESULT wall_ns=2000000000 cpu_ns=1500000000 requests=10000 p50_ns=400000 p99_ns=4000000",
+        )
+        .expect("parses");
+        assert!((server.requests_per_sec - 5_000.0).abs() < 1e-6);
+        assert_eq!(
+            (server.requests, server.p50_ns, server.p99_ns),
+            (10_000, 400_000, 4_000_000)
+        );
         assert!(parse_result("RESULT wall_ns=x").is_err());
     }
 

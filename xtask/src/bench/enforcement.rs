@@ -227,6 +227,7 @@ pub fn measure(
                 plain: None,
                 small_file: &empty,
                 redis: Some(redis),
+                model_dir: &empty,
                 sizes,
                 agent: Some(&agent),
             };

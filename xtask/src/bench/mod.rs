@@ -152,6 +152,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         &find_on_path("redis-benchmark").context("redis-benchmark is not installed")?,
         &redis_dir,
     )?;
+    let model_dir = scratch.path().join("inference");
     let dataset = scratch.path().join("dataset");
     if cases.contains(&Case::DataLoader) {
         cases::write_dataset(&dataset, sizes.samples)?;
@@ -180,6 +181,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         plain: plain.as_ref(),
         small_file: &small_file,
         redis: Some(&redis),
+        model_dir: &model_dir,
         sizes,
         agent: None,
     };

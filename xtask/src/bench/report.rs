@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::cases::{Case, Sample, Sizes};
+use super::cases::{Case, Sample, Sizes, EVENT_RATE};
 use super::kernel_cost::CaseCost;
 use super::rules::RuleResult;
 
@@ -36,6 +36,9 @@ impl Config {
 pub struct Target {
     pub over_floor: bool,
     pub bound: f64,
+    /// Judged instead on the agent's share of one core at `EVENT_RATE`
+    /// events a second (its CPU per event × the rate), against `bound`.
+    pub agent_share: bool,
 }
 
 impl Target {
@@ -44,15 +47,18 @@ impl Target {
             Case::OpenUntracked => Target {
                 over_floor: true,
                 bound: 1.03,
+                agent_share: false,
             },
             // What names cost beyond the hooks: the bound of issue #16.
             Case::UdpSend | Case::Resolver => Target {
                 over_floor: true,
                 bound: 1.05,
+                agent_share: false,
             },
             Case::OpenTracked => Target {
                 over_floor: true,
                 bound: 1.10,
+                agent_share: false,
             },
             // The tracked loops appear only in `--enforcement`'s own table,
             // judged against the plain agent; this bound is the same.
@@ -60,34 +66,60 @@ impl Target {
                 Target {
                     over_floor: false,
                     bound: 1.10,
+                    agent_share: false,
                 }
             }
             Case::Redis => Target {
                 over_floor: false,
                 bound: 0.98,
+                agent_share: false,
             },
             // Against no agent: the uprobe trap itself, which the floor's
             // empty programs pay too, is the agent's cost.
             Case::TlsRequest => Target {
                 over_floor: false,
                 bound: 1.15,
+                agent_share: false,
             },
             Case::PlainRequest => Target {
                 over_floor: false,
                 bound: 1.15,
+                agent_share: false,
             },
             Case::TlsRequestUntracked => Target {
                 over_floor: false,
                 bound: 1.05,
+                agent_share: false,
             },
             Case::DataLoader => Target {
                 over_floor: false,
                 bound: 0.95,
+                agent_share: false,
+            },
+            // Within 3 % of no agent, in requests per second (the p99 and the
+            // server's CPU per request have their own table).
+            Case::OnnxServer => Target {
+                over_floor: false,
+                bound: 0.97,
+                agent_share: false,
+            },
+            // The agent's CPU target: 2 % of one core at 10,000 events/s.
+            Case::EventRate => Target {
+                over_floor: false,
+                bound: 0.02,
+                agent_share: true,
             },
         }
     }
 
     fn describe(self, throughput: bool) -> String {
+        if self.agent_share {
+            return format!(
+                "agent ≤ {:.0} % of a core at {} events/s",
+                self.bound * 100.0,
+                thousands(EVENT_RATE as f64)
+            );
+        }
         let (over, op) = match (self.over_floor, throughput) {
             (true, _) => ("agent/floor", "≤"),
             (false, false) => ("agent/none", "≤"),
@@ -162,6 +194,9 @@ struct AgentCost {
     /// Agent CPU over the span from the loop's start until the agent had
     /// drained it: the share of a core it needed at the loop's event rate.
     share_of_core: Option<f64>,
+    /// Per round: the agent's CPU per event × `EVENT_RATE`, the share of
+    /// one core it would need at that rate.
+    share_at_rate: Vec<f64>,
     rss_mib: Option<f64>,
     peak_mib: Option<f64>,
 }
@@ -181,6 +216,11 @@ impl AgentCost {
             share_of_core: over(&|s| {
                 (s.agent_span_ns > 0).then(|| s.agent_cpu_ns as f64 / s.agent_span_ns as f64)
             }),
+            share_at_rate: samples
+                .iter()
+                .filter(|s| s.agent_events > 0)
+                .map(|s| s.agent_cpu_ns as f64 / 1e9 / s.agent_events as f64 * EVENT_RATE as f64)
+                .collect(),
             rss_mib: over(&|s| mib(s.agent_rss_kib)),
             peak_mib: over(&|s| mib(s.agent_peak_kib)),
         }
@@ -258,6 +298,11 @@ impl Row {
     /// The verdict on the judged ratio; `None` without the numbers to say.
     fn verdict(&self) -> Option<Verdict> {
         let target = Target::of(self.case);
+        if target.agent_share {
+            let rounds = self.agent.share_at_rate.clone();
+            let median = median(rounds.clone())?;
+            return Some(Verdict::judge(median, &rounds, target.bound, false));
+        }
         let to = if target.over_floor {
             Config::Floor
         } else {
@@ -402,6 +447,89 @@ pub fn agent_table(results: &Results) -> String {
     out
 }
 
+/// The agent's share of a core at `EVENT_RATE` events a second, from the
+/// event-rate case; `None` when it did not run.
+pub fn event_rate_line(results: &Results) -> Option<String> {
+    let row = results
+        .rows()
+        .into_iter()
+        .find(|row| row.case == Case::EventRate)?;
+    let rounds = &row.agent.share_at_rate;
+    let value = median(rounds.clone())?;
+    let min = rounds.iter().copied().reduce(f64::min)?;
+    let max = rounds.iter().copied().reduce(f64::max)?;
+    Some(format!(
+        "At {} events a second (`event-rate`: the agent's CPU per event over the loop and \
+         its drain, times the rate): {:.2} % of one core ({:.2}–{:.2} % over the rounds); \
+         target ≤ {:.0} %: {}.\n",
+        thousands(EVENT_RATE as f64),
+        value * 100.0,
+        min * 100.0,
+        max * 100.0,
+        Target::of(Case::EventRate).bound * 100.0,
+        verdict_cell(row.verdict()),
+    ))
+}
+
+/// The bound on the inference server's p99 latency, agent over no agent.
+pub const ONNX_P99_BOUND: f64 = 1.03;
+
+/// The inference server's latency and CPU per request by configuration
+/// (medians over the rounds), with the agent's ratios to no agent.
+pub fn inference_table(results: &Results) -> Option<String> {
+    let (_, by_config) = results
+        .samples
+        .iter()
+        .find(|(case, _)| *case == Case::OnnxServer)?;
+    let series = |f: &dyn Fn(&Sample) -> f64| -> Series {
+        std::array::from_fn(|i| by_config[i].iter().map(f).collect())
+    };
+    let p50 = series(&|s| s.p50_ns as f64 / 1e6);
+    let p99 = series(&|s| s.p99_ns as f64 / 1e6);
+    let cpu_per_request = series(&|s| {
+        if s.requests > 0 {
+            s.cpu_ns as f64 / s.requests as f64 / 1e3
+        } else {
+            f64::NAN
+        }
+    });
+    let mut out = String::from(
+        "| measure | no agent | floor | agent | agent/floor | agent/none | target | |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
+    );
+    for (name, values, bound) in [
+        ("p50 latency (ms)", &p50, None),
+        ("p99 latency (ms)", &p99, Some(ONNX_P99_BOUND)),
+        ("server CPU per request (µs)", &cpu_per_request, None),
+    ] {
+        let ratio = Row::ratio(values, Config::Agent, Config::NoAgent);
+        let range = Row::ratio_range(values, Config::Agent, Config::NoAgent);
+        let ratio_cell = match (ratio, range) {
+            (Some(_), Some((min, max))) => format!("{} ({min:.2}–{max:.2})", cell(ratio, 3)),
+            _ => cell(ratio, 3),
+        };
+        let (target, verdict) = match (bound, ratio) {
+            (Some(bound), Some(median)) => {
+                let rounds = Row::round_ratios(values, Config::Agent, Config::NoAgent);
+                (
+                    format!("agent/none ≤ {bound:.2}"),
+                    Verdict::judge(median, &rounds, bound, false).label(),
+                )
+            }
+            _ => (String::new(), ""),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {ratio_cell} | {target} | {verdict} |",
+            cell(Row::median_of(values, Config::NoAgent), 3),
+            cell(Row::median_of(values, Config::Floor), 3),
+            cell(Row::median_of(values, Config::Agent), 3),
+            cell(Row::ratio(values, Config::Agent, Config::Floor), 3),
+        );
+    }
+    Some(out)
+}
+
 /// Wall-clock medians, for reference (the machine is shared).
 pub fn wall_table(results: &Results) -> String {
     let mut out = String::from(
@@ -521,6 +649,18 @@ pub fn markdown(
          its events counter stopped growing (medians over the rounds):\n\n",
     );
     out.push_str(&agent_table(results));
+    if let Some(line) = event_rate_line(results) {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    if let Some(table) = inference_table(results) {
+        out.push_str(
+            "\nThe inference server (`onnx-server`): the load generator's latency \
+             percentiles and the server's own CPU time per request, medians over the \
+             rounds:\n\n",
+        );
+        out.push_str(&table);
+    }
     if !kernel.is_empty() {
         out.push_str(
             "\nThe agent's kernel programs, from `kernel.bpf_stats_enabled` \
@@ -629,6 +769,56 @@ mod tests {
         results.add(Case::Redis, Config::Floor, rps(59_900.0));
         results.add(Case::Redis, Config::Agent, rps(59_000.0));
         assert_eq!(results.rows()[0].verdict(), Some(Verdict::Met));
+    }
+
+    #[test]
+    fn the_event_rate_case_is_judged_on_the_agents_share_of_a_core() {
+        let mut results = Results::default();
+        // 30 ms for 100,000 events: 0.3 µs an event, 0.3 % of a core at
+        // 10,000 a second, however much the loop itself cost.
+        let agent = |cpu_ms: u64| Sample {
+            agent_cpu_ns: cpu_ms * 1_000_000,
+            agent_events: 100_000,
+            ..sample(3.0)
+        };
+        results.add(Case::EventRate, Config::NoAgent, sample(1.0));
+        results.add(Case::EventRate, Config::Floor, sample(1.0));
+        results.add(Case::EventRate, Config::Agent, agent(30));
+        assert_eq!(results.rows()[0].verdict(), Some(Verdict::Met));
+        let line = event_rate_line(&results).expect("a line");
+        assert!(line.contains("0.30 % of one core"), "{line}");
+        // 300 ms for the same events: 3 %, over the 2 % target.
+        let mut costly = Results::default();
+        costly.add(Case::EventRate, Config::NoAgent, sample(1.0));
+        costly.add(Case::EventRate, Config::Agent, agent(300));
+        assert_eq!(costly.rows()[0].verdict(), Some(Verdict::Missed));
+    }
+
+    #[test]
+    fn the_inference_table_judges_the_p99_against_no_agent() {
+        let mut results = Results::default();
+        let server = |p99_ms: f64, cpu_ms: f64| Sample {
+            wall_ns: 1_000_000_000,
+            cpu_ns: (cpu_ms * 1e6) as u64,
+            requests: 10_000,
+            requests_per_sec: 10_000.0,
+            p50_ns: 500_000,
+            p99_ns: (p99_ms * 1e6) as u64,
+            ..Sample::default()
+        };
+        results.add(Case::OnnxServer, Config::NoAgent, server(4.0, 1_000.0));
+        results.add(Case::OnnxServer, Config::Floor, server(4.0, 1_000.0));
+        results.add(Case::OnnxServer, Config::Agent, server(4.4, 1_050.0));
+        let table = inference_table(&results).expect("a table");
+        assert!(
+            table.contains("| p99 latency (ms) | 4.000 | 4.000 | 4.400 | 1.100 | 1.100 (1.10–1.10) | agent/none ≤ 1.03 | MISSED |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| server CPU per request (µs) | 100.000 | 100.000 | 105.000 |"),
+            "{table}"
+        );
+        assert!(inference_table(&Results::default()).is_none());
     }
 
     #[test]

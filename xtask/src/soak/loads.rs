@@ -41,6 +41,8 @@ pub const SIZES: Sizes = Sizes {
     lookups: 0,
     samples: 2_000,
     tls_requests: 500,
+    inferences: 1_000,
+    rate_events: 10_000,
 };
 /// Predictions asked of each inference server.
 const PREDICTIONS: u64 = 300;

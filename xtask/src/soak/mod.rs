@@ -145,6 +145,7 @@ pub fn soak(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode
         plain: None,
         small_file: &small_file,
         redis: None,
+        model_dir: &dataset,
         sizes: loads::SIZES,
         // The loops start at once rather than after the agent lists them
         // in its inventory: the soak's loads must not hang on the
