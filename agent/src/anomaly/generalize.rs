@@ -37,12 +37,13 @@ pub fn generalize_component(component: &str) -> String {
 }
 
 fn is_uuid_like(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-        && groups
-            .iter()
-            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+    // 8-4-4-4-12 hex digits: tested without splitting, since every
+    // component of every path an event names comes through here.
+    s.len() == 36
+        && s.bytes().enumerate().all(|(index, byte)| match index {
+            8 | 13 | 18 | 23 => byte == b'-',
+            _ => byte.is_ascii_hexdigit(),
+        })
 }
 
 /// Hex of 12+ characters with a digit (git/sha/container ids), or a long
@@ -59,13 +60,19 @@ fn is_hash_like(s: &str) -> bool {
 /// Executables keep their digits (`python3.11` is not `python*.*`); only
 /// uuid- and hash-like directory components are generalised.
 pub fn generalize_exe(exe: &str, max_bytes: usize) -> String {
-    let generalized: Vec<String> = exe
+    // Nearly every executable has no such component: the anomaly engine
+    // asks for every event of a learning workload, so the common case
+    // costs one copy.
+    if !exe.split('/').any(|c| is_uuid_like(c) || is_hash_like(c)) {
+        return truncate_item(exe.to_string(), max_bytes);
+    }
+    let generalized: Vec<&str> = exe
         .split('/')
         .map(|c| {
             if is_uuid_like(c) || is_hash_like(c) {
-                "*".to_string()
+                "*"
             } else {
-                c.to_string()
+                c
             }
         })
         .collect();
@@ -242,6 +249,20 @@ mod tests {
         assert_eq!(
             generalize_exe("/nix/store/0123456789abcdef0123/bin/x", 256),
             "/nix/store/*/bin/x"
+        );
+    }
+
+    #[test]
+    fn uuid_components_are_told_from_their_near_misses() {
+        assert!(is_uuid_like("5f0c8a3e-1b2c-4d5e-8f90-123456789abc"));
+        assert!(is_uuid_like("5F0C8A3E-1B2C-4D5E-8F90-123456789ABC"));
+        // One group short, a dash out of place, a letter that is not hex.
+        assert!(!is_uuid_like("5f0c8a3e-1b2c-4d5e-8f90-123456789ab"));
+        assert!(!is_uuid_like("5f0c8a3e1-b2c-4d5e-8f90-123456789abc"));
+        assert!(!is_uuid_like("5f0c8a3e-1b2c-4d5e-8f90-123456789abg"));
+        assert_eq!(
+            generalize_exe("/opt/5f0c8a3e-1b2c-4d5e-8f90-123456789abc/bin/serve", 256),
+            "/opt/*/bin/serve"
         );
     }
 
