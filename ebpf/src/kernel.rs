@@ -31,89 +31,6 @@ pub fn read_ptr(base: *const u8, off: usize) -> *const u8 {
     read::<*const u8>(base, off).unwrap_or_default()
 }
 
-/// Up to `WORDS` × 8 bytes of a kernel struct, from `start` on, copied
-/// with one `bpf_probe_read_kernel`: on a hot path, reading several fields
-/// of one struct this way costs one helper call (some 30 ns each on a
-/// virtualised CPU) instead of one per field. `start` is the smallest
-/// offset the caller wants; a field outside the copy (another kernel's
-/// layout spreads the fields further) is read on its own, so the values
-/// never depend on the layout, only the cost does.
-pub struct StructCopy<const WORDS: usize> {
-    base: *const u8,
-    start: usize,
-    copied: bool,
-    words: [u64; WORDS],
-}
-
-impl<const WORDS: usize> StructCopy<WORDS> {
-    #[inline(always)]
-    pub fn new(base: *const u8, start: usize) -> Self {
-        let mut copy = StructCopy {
-            base,
-            start,
-            copied: false,
-            words: [0; WORDS],
-        };
-        if let Ok(words) = read::<[u64; WORDS]>(base, start) {
-            copy.words = words;
-            copy.copied = true;
-        }
-        copy
-    }
-
-    /// The `T` at `off` in the struct, from the copy when it holds it.
-    #[inline(always)]
-    pub fn read<T: Plain>(&self, off: usize) -> Result<T, i32> {
-        if self.copied && off != OFFSET_UNKNOWN as usize && off >= self.start {
-            let at = off - self.start;
-            if at + size_of::<T>() <= WORDS * 8 {
-                // SAFETY: `at + size_of::<T>()` bytes lie within `words`,
-                // the read is unaligned-safe, and any bytes are a valid
-                // `T: Plain`.
-                return Ok(unsafe {
-                    (self.words.as_ptr() as *const u8)
-                        .add(at)
-                        .cast::<T>()
-                        .read_unaligned()
-                });
-            }
-        }
-        read(self.base, off)
-    }
-
-    /// The pointer at `off` in the struct; null on failure.
-    #[inline(always)]
-    pub fn read_ptr(&self, off: usize) -> *const u8 {
-        self.read::<*const u8>(off).unwrap_or_default()
-    }
-}
-
-/// The smallest of `offsets` that is known: where a [`StructCopy`] of
-/// them starts.
-#[inline(always)]
-pub fn first_offset<const N: usize>(offsets: [usize; N]) -> usize {
-    let mut first = OFFSET_UNKNOWN as usize;
-    let mut i = 0;
-    while i < N {
-        if offsets[i] != OFFSET_UNKNOWN as usize && offsets[i] < first {
-            first = offsets[i];
-        }
-        i += 1;
-    }
-    first
-}
-
-/// The offset of a field of an embedded struct (`outer` + `inner`), or
-/// unknown when either is.
-#[inline(always)]
-pub fn nested(outer: usize, inner: usize) -> usize {
-    if outer == OFFSET_UNKNOWN as usize || inner == OFFSET_UNKNOWN as usize {
-        OFFSET_UNKNOWN as usize
-    } else {
-        outer + inner
-    }
-}
-
 /// `base + off`, the address of an embedded struct, or null when either is
 /// unknown.
 #[inline(always)]
@@ -197,13 +114,11 @@ pub fn group_dead(task: *const u8) -> bool {
 pub fn file_of_fd(task: *const u8, fd: u32) -> *const u8 {
     let files = read_ptr(task, offset!(task_files));
     let fdt = read_ptr(files, offset!(files_fdt));
-    // `max_fds` and `fd` are the table's first two fields.
-    let table = StructCopy::<2>::new(fdt, first_offset([offset!(fdt_max_fds), offset!(fdt_fd)]));
-    let max_fds = table.read::<u32>(offset!(fdt_max_fds)).unwrap_or(0);
+    let max_fds = read::<u32>(fdt, offset!(fdt_max_fds)).unwrap_or(0);
     if fd >= max_fds {
         return core::ptr::null();
     }
-    let fds = table.read_ptr(offset!(fdt_fd));
+    let fds = read_ptr(fdt, offset!(fdt_fd));
     read_ptr(fds, fd as usize * size_of::<*const u8>())
 }
 

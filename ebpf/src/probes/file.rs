@@ -35,15 +35,15 @@ use super::{
     enforce,
     file_access::{self, Fold},
     file_interest::interesting,
-    file_pending::{claim, pending_of, release, FilePending, FILE_PENDING, FILE_SCRATCH},
+    file_pending::{claim, pending_of, release, FilePending, FILE_SCRATCH},
     gpu,
 };
 use crate::{
     diag,
     emit::{fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
-    kernel::{self, field, first_offset, read, read_ptr, StructCopy},
-    maps::{count, is_tracked, pending_added, PENDING_FILE},
+    kernel::{self, field, read, read_ptr},
+    maps::{count, is_tracked},
     path,
     plain::read_user,
     syscall::{self, arg},
@@ -379,8 +379,6 @@ fn enter(args: &Args) {
                 &raw const *pending as *const c_void,
             )
         };
-    } else if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
-        pending_added(PENDING_FILE);
     } else {
         count(Stat::PendingLost, args.kind.slot());
         diag::pending_full(tgid, args.kind);
@@ -455,8 +453,7 @@ exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
 exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");
 exit_probe!(sys_exit_truncate, "sys_exit_truncate");
 
-/// Completes a remembered call: the thread's slot, and one array read for
-/// the spilled calls (one hash lookup while any are spilled).
+/// Completes a remembered call, found in one of the thread's two slots.
 #[inline(always)]
 fn exit(ctx: &TracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -465,10 +462,10 @@ fn exit(ctx: &TracePointContext) {
     };
     // `long ret` at 16 in every `sys_exit_*` record.
     let ret = syscall::ret(ctx);
-    // SAFETY: this thread's slot or spilled entry, valid while the program
-    // runs; only this thread's exit frees it, after `emit` returns.
+    // SAFETY: this thread's slot, valid while the program runs; only this
+    // thread's exit frees it, after `emit` returns.
     unsafe { emit(pending, ret, (pid_tgid >> 32) as u32) };
-    release(pid_tgid, pending);
+    release(pending);
 }
 
 /// # Safety
@@ -617,9 +614,8 @@ unsafe fn emit(pending: *mut FilePending, ret: i64, tgid: u32) {
 
 /// What the exit of a successful open reads of the new file, once: the
 /// `struct file`'s inode and dentry, the inode's mode, device number and
-/// size, and the file's device and inode. Three struct copies (see
-/// [`StructCopy`]) instead of a helper call per field: a tracked process's
-/// folded read pays for nothing else.
+/// size, and the file's device and inode, each read once (the enforcement
+/// verdict and the fold share them).
 pub struct Opened {
     pub file: *const u8,
     pub dentry: *const u8,
@@ -635,26 +631,11 @@ impl Opened {
     #[inline(always)]
     fn read(task: *const u8, fd: u32) -> Option<Opened> {
         let file = kernel::file_of_fd(task, fd);
-        let dentry_field = kernel::nested(offset!(file_f_path), offset!(path_dentry));
-        let file_copy =
-            StructCopy::<8>::new(file, first_offset([offset!(file_f_inode), dentry_field]));
-        let inode = file_copy.read_ptr(offset!(file_f_inode));
-        // Mode, superblock, inode number, device number and size lie in
-        // the inode's first 96 bytes on the kernels aiwatch knows.
-        let inode_copy = StructCopy::<12>::new(
-            inode,
-            first_offset([
-                offset!(inode_i_mode),
-                offset!(inode_i_sb),
-                offset!(inode_i_ino),
-                offset!(inode_i_rdev),
-                offset!(inode_i_size),
-            ]),
-        );
-        let i_mode = inode_copy.read::<u16>(offset!(inode_i_mode)).ok()?;
-        let sb = inode_copy.read_ptr(offset!(inode_i_sb));
+        let inode = read_ptr(file, offset!(file_f_inode));
+        let i_mode = read::<u16>(inode, offset!(inode_i_mode)).ok()?;
+        let sb = read_ptr(inode, offset!(inode_i_sb));
         let key = match (
-            inode_copy.read::<u64>(offset!(inode_i_ino)),
+            read::<u64>(inode, offset!(inode_i_ino)),
             read::<u32>(sb, offset!(super_block_s_dev)),
         ) {
             (Ok(ino), Ok(dev)) => Some(ExeKey { dev, _pad: 0, ino }),
@@ -662,10 +643,10 @@ impl Opened {
         };
         Some(Opened {
             file,
-            dentry: file_copy.read_ptr(dentry_field),
+            dentry: read_ptr(field(file, offset!(file_f_path)), offset!(path_dentry)),
             i_mode,
-            rdev: inode_copy.read::<u32>(offset!(inode_i_rdev)).unwrap_or(0),
-            size: inode_copy.read::<i64>(offset!(inode_i_size)).unwrap_or(0),
+            rdev: read::<u32>(inode, offset!(inode_i_rdev)).unwrap_or(0),
+            size: read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0),
             key,
         })
     }

@@ -27,7 +27,7 @@ use aya_ebpf::{
 use crate::{
     emit::fill_header,
     globals::offset,
-    kernel::{first_offset, nested, read, read_ptr, StructCopy},
+    kernel::{field, read, read_ptr},
     probes::file::Opened,
 };
 
@@ -66,13 +66,7 @@ pub fn fold_read(
     if opened.i_mode as u32 & S_IFMT != S_IFREG {
         return Fold::Keep;
     }
-    let name_field = nested(offset!(dentry_d_name), offset!(qstr_name));
-    // `d_parent`, `d_name` and `d_inode` are neighbours: one copy.
-    let dentry = StructCopy::<4>::new(
-        opened.dentry,
-        first_offset([offset!(dentry_d_parent), name_field]),
-    );
-    let parent = dentry.read_ptr(offset!(dentry_d_parent));
+    let parent = read_ptr(opened.dentry, offset!(dentry_d_parent));
     let dir_inode = read_ptr(parent, offset!(dentry_d_inode));
     let Ok(dir_ino) = read::<u64>(dir_inode, offset!(inode_i_ino)) else {
         return Fold::Keep;
@@ -89,7 +83,10 @@ pub fn fold_read(
     let Some(slot) = FILE_ACCESS.get_ptr_mut(&key) else {
         return Fold::Report(key);
     };
-    let name = dentry.read_ptr(name_field);
+    let name = read_ptr(
+        field(opened.dentry, offset!(dentry_d_name)),
+        offset!(qstr_name),
+    );
     if name.is_null() {
         return Fold::Keep;
     }

@@ -1,7 +1,6 @@
-//! Where a file syscall waits between its entry and its exit: the
-//! thread's slot of `FILE_PENDING_SLOTS` (taken by a compare-and-swap of
-//! its owner), or `FILE_PENDING` when another thread's call holds that
-//! slot. The `cgroup/dev` and LSM programs, which run inside an open, add
+//! Where a file syscall waits between its entry and its exit: one of the
+//! thread's two slots of `FILE_PENDING_SLOTS`, taken by a compare-and-swap
+//! of its owner. The `cgroup/dev` and LSM programs, which run inside an open, add
 //! what they decided to the waiting call here.
 
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
@@ -10,10 +9,8 @@ use aiwatch_common::NAME_LEN;
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, PerCpuArray},
 };
-
-use crate::maps::{pending_any, pending_removed, PENDING_FILE};
 
 /// What the entry handler saw, kept until the exit handler.
 #[repr(C)]
@@ -45,96 +42,97 @@ pub struct FilePending {
     pub(super) name2: [u8; NAME_LEN],
 }
 
-/// Calls between their entry and exit, per thread: the slot of the
-/// thread's id modulo `PENDING_SLOTS`, claimed by a compare-and-swap of its
+/// Calls between their entry and exit, per thread: one of two slots of
+/// the thread's id (`slots_of`), claimed by a compare-and-swap of its
 /// `owner`. An array slot costs a few instructions where a hash insert,
-/// lookup and delete cost some 300 ns per call on the tracked processes'
-/// every open. A call whose slot is held by another thread's call (two
-/// thread ids equal modulo the size, both inside a file syscall at once)
-/// goes to `FILE_PENDING` instead.
+/// lookup and delete cost some 300 ns per call, on every open of a
+/// tracked process; and every call's record is a value of this one map,
+/// so the verifier follows the exit's path walk once, not once per map.
+/// A call finds both its slots held by other threads' calls only when
+/// three threads whose ids share them are inside file syscalls at once:
+/// its event is lost and counted (`Stat::PendingLost`).
 #[map]
 static FILE_PENDING_SLOTS: Array<FilePending> = Array::with_max_entries(PENDING_SLOTS, 0);
 
-const PENDING_SLOTS: u32 = 4096;
+const PENDING_SLOTS: u32 = 8192;
 
-/// Calls whose slot was taken, by `pid_tgid`; `PENDING_COUNTS` says
-/// whether it holds any.
-#[map]
-pub(super) static FILE_PENDING: HashMap<u64, FilePending> = HashMap::with_max_entries(4096, 0);
-
-/// The slot of the thread `pid_tgid`.
+/// The two slots of thread `pid_tgid`: its id modulo the size, and a
+/// multiplicative hash of it, so that ids equal modulo the size part ways.
 #[inline(always)]
-fn slot_of(pid_tgid: u64) -> Option<*mut FilePending> {
-    FILE_PENDING_SLOTS.get_ptr_mut(pid_tgid as u32 % PENDING_SLOTS)
+fn slots_of(pid_tgid: u64) -> [u32; 2] {
+    let tid = pid_tgid as u32;
+    [
+        tid % PENDING_SLOTS,
+        (tid.wrapping_mul(0x9e37_79b1) >> 19) % PENDING_SLOTS,
+    ]
 }
 
-/// The thread's slot if this call may have it: it was free, or held by an
-/// earlier call of the same thread whose exit never ran.
+/// Takes `slot` for `pid_tgid` if it is free or held by an earlier call of
+/// the same thread whose exit never ran.
 #[inline(always)]
-pub(super) fn claim(pid_tgid: u64) -> Option<*mut FilePending> {
-    let slot = slot_of(pid_tgid)?;
+fn take(slot: u32, pid_tgid: u64) -> Option<*mut FilePending> {
+    let pending = FILE_PENDING_SLOTS.get_ptr_mut(slot)?;
     // SAFETY: `owner` is an aligned u64 in a live map value; the
     // compare-and-swap is the only way any thread takes a slot, so no two
     // calls hold one at once.
     let (previous, _) = unsafe {
         atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
-            &raw mut (*slot).owner,
+            &raw mut (*pending).owner,
             0,
             pid_tgid,
         )
     };
-    (previous == 0 || previous == pid_tgid).then_some(slot)
+    (previous == 0 || previous == pid_tgid).then_some(pending)
 }
 
-/// Where the current thread's pending call is: its slot, or a spilled
-/// entry.
+/// One of the thread's slots for this call, or `None` when both are held.
+#[inline(always)]
+pub(super) fn claim(pid_tgid: u64) -> Option<*mut FilePending> {
+    let [first, second] = slots_of(pid_tgid);
+    take(first, pid_tgid).or_else(|| take(second, pid_tgid))
+}
+
+/// The slot of the current thread's pending call, if it has one.
 #[inline(always)]
 pub(super) fn pending_of(pid_tgid: u64) -> Option<*mut FilePending> {
-    if let Some(slot) = slot_of(pid_tgid) {
+    for slot in slots_of(pid_tgid) {
+        let Some(pending) = FILE_PENDING_SLOTS.get_ptr_mut(slot) else {
+            continue;
+        };
         // SAFETY: an aligned read of a live map value; only this thread
         // writes its own id there or takes it away.
-        if unsafe { core::ptr::read_volatile(&raw const (*slot).owner) } == pid_tgid {
-            return Some(slot);
+        if unsafe { core::ptr::read_volatile(&raw const (*pending).owner) } == pid_tgid {
+            return Some(pending);
         }
     }
-    if !pending_any(PENDING_FILE) {
-        return None;
-    }
-    FILE_PENDING.get_ptr_mut(pid_tgid)
+    None
 }
 
 /// Frees the current thread's pending call (`pending`, from [`pending_of`]).
 #[inline(always)]
-pub(super) fn release(pid_tgid: u64, pending: *mut FilePending) {
-    // SAFETY: `pending` is this thread's slot or spilled entry, live while
-    // the program runs; a slot is handed back by clearing its owner, after
-    // every read of it (the compare-and-swap that takes it next orders
-    // after this store).
-    unsafe {
-        if (*pending).owner == pid_tgid {
-            core::ptr::write_volatile(&raw mut (*pending).owner, 0);
-            return;
-        }
-    }
-    if FILE_PENDING.remove(pid_tgid).is_ok() {
-        pending_removed(PENDING_FILE);
-    }
+pub(super) fn release(pending: *mut FilePending) {
+    // SAFETY: `pending` is this thread's slot, live while the program runs;
+    // it is handed back by clearing its owner, after every read of it (the
+    // compare-and-swap that takes it next orders after this store).
+    unsafe { core::ptr::write_volatile(&raw mut (*pending).owner, 0) };
 }
 
-/// Frees the slot of an exiting thread whose call never reached its exit
-/// (a thread killed inside a file syscall), so that it does not hold the
-/// slot for others.
+/// Frees the slots of an exiting thread whose call never reached its exit
+/// (a thread killed inside a file syscall), so that it does not hold them
+/// for others.
 #[inline(always)]
 pub fn forget_thread(pid_tgid: u64) {
-    if let Some(slot) = slot_of(pid_tgid) {
-        // SAFETY: as in `claim`: only the owner's id is swapped for 0.
-        unsafe {
-            atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
-                &raw mut (*slot).owner,
-                pid_tgid,
-                0,
-            )
-        };
+    for slot in slots_of(pid_tgid) {
+        if let Some(pending) = FILE_PENDING_SLOTS.get_ptr_mut(slot) {
+            // SAFETY: as in `take`: only the owner's id is swapped for 0.
+            unsafe {
+                atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                    &raw mut (*pending).owner,
+                    pid_tgid,
+                    0,
+                )
+            };
+        }
     }
 }
 
