@@ -231,10 +231,7 @@ pub const ENFORCE_KILL_BUDGET: u32 = 1;
 pub const ENFORCE_KILL_WINDOW_NS: u32 = 2;
 /// Accelerator deny: [`ACCEL_OFF`], [`ACCEL_AUDIT`] or [`ACCEL_ENFORCE`].
 pub const ENFORCE_ACCEL: u32 = 3;
-/// How many files `PROTECTED_FILES` holds: while it is 0, a successful
-/// open pays no lookup there.
-pub const ENFORCE_PROTECTED_FILES: u32 = 4;
-pub const ENFORCE_CONTROL_LEN: u32 = 5;
+pub const ENFORCE_CONTROL_LEN: u32 = 4;
 
 /// Values of `ENFORCE_CONTROL[ENFORCE_ACCEL]`: accelerator opens outside
 /// the allowlist are let through unmarked, marked "would deny", or refused.

@@ -66,8 +66,7 @@ pub static PREFIX_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 #[map]
 static PENDING_COUNTS: Array<u64> = Array::with_max_entries(3, 0);
 
-// Slot 0 was the file family's: its calls wait in per-thread array slots
-// (`probes/file_pending.rs`), found without a count.
+pub const PENDING_FILE: u32 = 0;
 pub const PENDING_NET: u32 = 1;
 pub const PENDING_PRIV: u32 = 2;
 

@@ -7,7 +7,6 @@ use std::{collections::HashSet, net::IpAddr, os::unix::fs::MetadataExt, path::Pa
 use aiwatch_common::{
     EgressKey, ExeKey, ExecAllowKey, OpenAllowKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS,
     ENFORCE_ACCEL, ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
-    ENFORCE_PROTECTED_FILES,
 };
 use aya::{
     maps::{
@@ -209,15 +208,7 @@ impl EnforceMaps {
     ) -> Result<(), EnforceMapError> {
         let allowed: Vec<(OpenAllowKey, u32)> = allowed.iter().map(|key| (*key, 1)).collect();
         replace(&mut self.open_allow, "OPEN_ALLOW", &allowed)?;
-        replace(&mut self.protected_files, "PROTECTED_FILES", protected)?;
-        // The kernel skips its lookup while the count is 0; it follows the
-        // map, so a file is protected from the moment the count says so.
-        self.control
-            .set(ENFORCE_PROTECTED_FILES, protected.len() as u64, 0)
-            .map_err(|source| EnforceMapError::Update {
-                map: "ENFORCE_CONTROL",
-                source,
-            })
+        replace(&mut self.protected_files, "PROTECTED_FILES", protected)
     }
 
     /// Replaces the workloads' exec allowlists: `scopes` (scope → the

@@ -21,9 +21,8 @@
 
 use aiwatch_common::{
     enforce_slot, ExeKey, ExecAllowKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN,
-    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_PROTECTED_FILES,
-    ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED,
-    FILE_FLAG_KILL_RATE_LIMITED,
+    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED,
+    EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
@@ -166,8 +165,8 @@ pub fn kill(killed: u16, limited: u16) -> u16 {
 /// returns to user space holding the descriptor, and kills it if so.
 /// Returns the `FILE_FLAG_*` bits for its open record.
 #[inline(always)]
-pub fn open_verdict(file: ExeKey) -> u16 {
-    match open_refused_key(file) {
+pub fn open_verdict(inode: *const u8) -> u16 {
+    match open_refused(inode) {
         Some(value) if value & ENFORCE_REFUSE_ONLY == 0 => {
             kill(FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED)
         }
@@ -181,18 +180,10 @@ pub fn open_verdict(file: ExeKey) -> u16 {
 /// agent, pid 1, kernel threads) spare the opener.
 #[inline(always)]
 pub fn open_refused(inode: *const u8) -> Option<u32> {
-    if !may_act(current_tgid()) || control(ENFORCE_PROTECTED_FILES) == 0 {
+    if !may_act(current_tgid()) {
         return None;
     }
-    open_refused_key(inode_key(inode)?)
-}
-
-/// [`open_refused`] of the file whose device and inode are `file`.
-#[inline(always)]
-pub fn open_refused_key(file: ExeKey) -> Option<u32> {
-    if !may_act(current_tgid()) || control(ENFORCE_PROTECTED_FILES) == 0 {
-        return None;
-    }
+    let file = inode_key(inode)?;
     // SAFETY: a hash lookup; the value is copied out at once.
     let value = (unsafe { PROTECTED_FILES.get(&file) }).copied()?;
     let mm = kernel::mm(kernel::current_task());

@@ -7,8 +7,8 @@
 //! matches the interest sets (`PATH_PREFIXES`, `PATH_SUFFIXES`). Everything
 //! else is counted as filtered and dropped before any ring-buffer work.
 //!
-//! A wanted call is remembered per thread (`file_pending.rs`) and
-//! completed at syscall exit,
+//! A wanted call is remembered per thread in `FILE_PENDING` (built in a
+//! per-CPU scratch value, not on the stack) and completed at syscall exit,
 //! where the result is known: a successful open resolves the new fd's own
 //! path and inode; anything else resolves the directory a relative name is
 //! relative to (the cwd or the dirfd) and lets the agent join the two.
@@ -16,36 +16,39 @@
 use core::{ffi::c_void, mem::size_of};
 
 use aiwatch_common::{
-    EventKind, ExeKey, FileAccessKey, FileRecord, KernelPath, Stat, FAMILY_FILE, FAMILY_GPU,
+    suffix::{self, TailKeys},
+    EventKind, FileAccessKey, FileRecord, KernelPath, Stat, SuffixKey, FAMILY_FILE, FAMILY_GPU,
     FILE_FLAG_DIR_FOLDED, FILE_FLAG_INODE, FILE_FLAG_NAME_TRUNCATED, FILE_FLAG_PATH2_IS_DIR,
     FILE_FLAG_PATH2_SAME_DIR, FILE_FLAG_PATH_IS_DIR, FILE_FLAG_PATH_IS_FILE, FILE_FLAG_TRACKED,
-    FILE_FLAG_UNCHECKED, NAME_LEN, PATH_FLAG_MISSING,
+    FILE_FLAG_UNCHECKED, NAME_LEN, PATH_FLAG_MISSING, PREFIX_KEY_LEN, SUFFIX_BASENAME,
+    SUFFIX_EXTENSION, SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
         generated::{bpf_probe_read_kernel, bpf_probe_read_user_str},
     },
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::{lpm_trie::Key, HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 
-pub use super::file_pending::{forget_thread, mark_pending, note_device};
-use super::{
-    enforce,
-    file_access::{self, Fold},
-    file_interest::interesting,
-    file_pending::{claim, pending_of, release, FilePending, FILE_SCRATCH},
-    gpu,
-};
 use crate::{
     diag,
     emit::{fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
     kernel::{self, field, read, read_ptr},
-    maps::{count, is_tracked},
+    maps::{
+        count, filter_hit, is_tracked, pending_added, pending_any, pending_removed, PATH_PREFIXES,
+        PATH_SUFFIXES, PENDING_FILE, PREFIX_FILTER, SUFFIX_FILTER,
+    },
     path,
     plain::read_user,
+    probes::{
+        enforce,
+        file_access::{self, Fold},
+        gpu,
+    },
     syscall::{self, arg},
 };
 
@@ -71,6 +74,78 @@ pub const S_IFCHR: u32 = 0o020000;
 pub const S_IFBLK: u32 = 0o060000;
 /// Marks a `link` event made by `symlink`/`symlinkat` (in `mode`).
 const S_IFLNK: u32 = 0o120000;
+
+/// What the entry handler saw, kept until the exit handler.
+#[repr(C)]
+pub struct FilePending {
+    /// An [`EventKind`] number: an enum read back from a map could hold
+    /// any bits, so it is stored as a number and checked at the exit.
+    kind: u16,
+    /// `FILE_FLAG_TRACKED`, `FILE_FLAG_NAME_TRUNCATED` and `FILE_FLAG_UNCHECKED`.
+    header_flags: u16,
+    name_len: u16,
+    name2_len: u16,
+    dfd: i32,
+    dfd2: i32,
+    flags: u32,
+    mode: u32,
+    length: i64,
+    /// The device the kernel's device check saw during the call (`S_IFCHR`
+    /// or `S_IFBLK`, 0: none) and its number (`MKDEV` encoding): a failed
+    /// open of a device node has no file to read them from.
+    device_mode: u32,
+    device_rdev: u32,
+    name: [u8; NAME_LEN],
+    name2: [u8; NAME_LEN],
+}
+
+/// Calls between their entry and exit, per thread (`pid_tgid`).
+#[map]
+static FILE_PENDING: HashMap<u64, FilePending> = HashMap::with_max_entries(8192, 0);
+
+/// Adds `flag` to the current thread's pending open: the `cgroup/dev` and
+/// LSM programs run inside the open, between its entry and exit
+/// tracepoints, so the event the exit builds says what they decided.
+/// False when the entry kept no pending record.
+#[inline(always)]
+pub fn mark_pending(flag: u16) -> bool {
+    if !pending_any(PENDING_FILE) {
+        return false;
+    }
+    match FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        Some(pending) => {
+            // SAFETY: `pending` points into a live map value, valid for this
+            // program run; only this thread's syscall uses its entry.
+            unsafe { (*pending).header_flags |= flag };
+            true
+        }
+        None => false,
+    }
+}
+
+/// Notes on the current thread's pending open the device the `cgroup/dev`
+/// program was asked about (`mode`: `S_IFCHR` or `S_IFBLK`), so that a
+/// failed open of a device node still says which device it was: the check
+/// runs inside the open, before the driver's open can fail. Nothing when
+/// the entry kept no pending record.
+#[inline(always)]
+pub fn note_device(mode: u32, major: u32, minor: u32) {
+    if !pending_any(PENDING_FILE) {
+        return;
+    }
+    if let Some(pending) = FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+        // SAFETY: `pending` points into a live map value, valid for this
+        // program run; only this thread's syscall uses its entry.
+        unsafe {
+            (*pending).device_mode = mode;
+            (*pending).device_rdev = (major << 20) | (minor & 0xf_ffff);
+        }
+    }
+}
+
+/// Where a pending value is built: too big for the stack.
+#[map]
+static FILE_SCRATCH: PerCpuArray<FilePending> = PerCpuArray::with_max_entries(1, 0);
 
 /// A syscall's arguments, as the entry handlers read them.
 struct Args {
@@ -307,30 +382,15 @@ fn enter(args: &Args) {
         return;
     }
     let tracked = trace_all() || is_tracked(tgid);
-    // A tracked process's call is wanted whatever its names: it is built
-    // in the thread's slot at once. Anything else is built in scratch
-    // until the interest test has decided.
-    let claimed = if tracked { claim(pid_tgid) } else { None };
-    let Some(pending) = claimed.or_else(|| FILE_SCRATCH.get_ptr_mut(0)) else {
+    let Some(pending) = FILE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: the thread's claimed slot, or this CPU's scratch value: valid
-    // while the program runs, and plain data (any bytes are valid); nothing
-    // else writes either meanwhile (syscall entries do not nest, and the
-    // slot is this thread's).
+    // SAFETY: this CPU's scratch value, valid while the program runs, and
+    // plain data (any bytes are valid); no other program on this CPU uses
+    // it meanwhile (syscall entries do not nest).
     let pending = unsafe { &mut *pending };
     let mut header_flags = if tracked { FILE_FLAG_TRACKED } else { 0 };
-    // A read that may be folded at its exit needs no name there: it is
-    // copied from the caller's memory only if the open is reported. (The
-    // reported path of a successful open is the kernel's own, whatever the
-    // name says by then.)
-    let deferred = tracked && foldable(args.kind, args.flags);
-    pending.name_ptr = if deferred { args.name } else { 0 };
-    let name_len = if deferred {
-        0
-    } else {
-        read_name(&mut pending.name, args.name)
-    };
+    let name_len = read_name(&mut pending.name, args.name);
     let name2_len = if args.name2 != 0 {
         read_name(&mut pending.name2, args.name2)
     } else {
@@ -363,22 +423,8 @@ fn enter(args: &Args) {
     pending.length = args.length;
     pending.device_mode = 0;
     pending.device_rdev = 0;
-    if claimed.is_some() {
-        return;
-    }
-    pending.owner = pid_tgid;
-    if let Some(slot) = claim(pid_tgid) {
-        // SAFETY: the slot this thread just claimed and this CPU's scratch
-        // value, both live map values of `size_of::<FilePending>()` bytes;
-        // one helper copy, since a struct copy would pass through the
-        // 512-byte stack.
-        unsafe {
-            bpf_probe_read_kernel(
-                slot as *mut c_void,
-                size_of::<FilePending>() as u32,
-                &raw const *pending as *const c_void,
-            )
-        };
+    if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
+        pending_added(PENDING_FILE);
     } else {
         count(Stat::PendingLost, args.kind.slot());
         diag::pending_full(tgid, args.kind);
@@ -421,6 +467,125 @@ fn read_name(dst: &mut [u8; NAME_LEN], src: u64) -> usize {
     }
 }
 
+// ---- interest: path prefixes and suffixes ---------------------------------
+
+/// Whether the first `len` bytes of `name` match an interest
+/// prefix, extension or base name.
+///
+/// Nearly every name matches nothing, so each exact lookup sits behind a
+/// two-byte bitmap (`PREFIX_FILTER`, `SUFFIX_FILTER`): an array read the
+/// verifier inlines. The suffix keys are built without a loop, from the
+/// name's last 16 bytes held in two registers (see [`tail_keys`]).
+#[inline(always)]
+fn interesting(name: &[u8; NAME_LEN], len: usize) -> bool {
+    if len == 0 || len >= NAME_LEN {
+        return false;
+    }
+    let name = name.as_ptr();
+    // SAFETY: every byte read through `name` is at an index below
+    // `NAME_LEN` (`len < NAME_LEN`, and the masks keep the verifier sure).
+    unsafe {
+        if *name == b'/' {
+            // The two bytes after the slash, 0 past the end of the name.
+            let first = if len > 1 { *name.add(1) } else { 0 };
+            let second = if len > 2 { *name.add(2) } else { 0 };
+            if filter_hit(&PREFIX_FILTER, first, second) && prefix_match(name, len) {
+                return true;
+            }
+        }
+        // Both keys start with the name's last two bytes (lower-cased in the
+        // extension's, cut short by a '/' or '.'): when none of those
+        // spellings is in the filter, neither key needs building.
+        let last = *name.add((len - 1) & (NAME_LEN - 1));
+        let before = if len > 1 {
+            *name.add((len - 2) & (NAME_LEN - 1))
+        } else {
+            0
+        };
+        let (last_lower, before_lower) = (last.to_ascii_lowercase(), before.to_ascii_lowercase());
+        if !filter_hit(&SUFFIX_FILTER, last, before)
+            && !filter_hit(&SUFFIX_FILTER, last, 0)
+            && !filter_hit(&SUFFIX_FILTER, last_lower, before_lower)
+            && !filter_hit(&SUFFIX_FILTER, last_lower, 0)
+        {
+            return false;
+        }
+        let keys = tail_keys(name, len);
+        if keys.extension_len > 0 {
+            let extension = SuffixKey {
+                kind: SUFFIX_EXTENSION,
+                bytes: keys.extension,
+            };
+            if filter_hit(&SUFFIX_FILTER, extension.bytes[0], extension.bytes[1])
+                && PATH_SUFFIXES.get(&extension).is_some()
+            {
+                return true;
+            }
+        }
+        let basename = SuffixKey {
+            kind: SUFFIX_BASENAME,
+            bytes: keys.basename,
+        };
+        filter_hit(&SUFFIX_FILTER, basename.bytes[0], basename.bytes[1])
+            && PATH_SUFFIXES.get(&basename).is_some()
+    }
+}
+
+/// The exact `PATH_PREFIXES` lookup of an absolute name.
+///
+/// # Safety
+/// `name` points to `NAME_LEN` readable bytes.
+#[inline(always)]
+unsafe fn prefix_match(name: *const u8, len: usize) -> bool {
+    let mut key = Key::new(0, [0u8; PREFIX_KEY_LEN]);
+    // SAFETY: `key.data` is `PREFIX_KEY_LEN` writable bytes, fewer than the
+    // `NAME_LEN` the caller guarantees at `name`.
+    unsafe {
+        bpf_probe_read_kernel(
+            &raw mut key.data as *mut c_void,
+            PREFIX_KEY_LEN as u32,
+            name as *const c_void,
+        );
+    }
+    let bytes = if len < PREFIX_KEY_LEN {
+        len
+    } else {
+        PREFIX_KEY_LEN
+    };
+    key.prefix_len = (bytes * 8) as u32;
+    PATH_PREFIXES.get(&key).is_some()
+}
+
+/// Both suffix keys of the `len`-byte name at `name` (`0 < len <
+/// NAME_LEN`): one 16-byte read, then `aiwatch_common::suffix::tail_keys`.
+///
+/// # Safety
+/// `name` points to `NAME_LEN` readable bytes.
+#[inline(always)]
+unsafe fn tail_keys(name: *const u8, len: usize) -> TailKeys {
+    // The 16 bytes ending at the name's last byte, or the first 16 of a
+    // shorter name.
+    let start = len.saturating_sub(SUFFIX_KEY_LEN);
+    let mut raw = [0u64; 2];
+    // SAFETY: `raw` is 16 writable bytes; `start + 16 <= len < NAME_LEN`
+    // and the byte before the tail is below `len` too, so every read stays
+    // within the caller's `NAME_LEN` bytes (the masks say so to the
+    // verifier).
+    let before_tail = unsafe {
+        bpf_probe_read_kernel(
+            raw.as_mut_ptr() as *mut c_void,
+            SUFFIX_KEY_LEN as u32,
+            name.add(start & (NAME_LEN - 1)) as *const c_void,
+        );
+        if len > SUFFIX_KEY_LEN {
+            *name.add((len - SUFFIX_KEY_LEN - 1) & (NAME_LEN - 1))
+        } else {
+            0
+        }
+    };
+    suffix::tail_keys(raw[0], raw[1], len, before_tail)
+}
+
 // ---- exit handlers --------------------------------------------------------
 
 macro_rules! exit_probe {
@@ -453,25 +618,31 @@ exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
 exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");
 exit_probe!(sys_exit_truncate, "sys_exit_truncate");
 
-/// Completes a remembered call, found in one of the thread's two slots.
+/// Completes a remembered call: an array read while nothing is pending,
+/// one hash lookup for everybody else.
 #[inline(always)]
 fn exit(ctx: &TracePointContext) {
+    if !pending_any(PENDING_FILE) {
+        return;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(pending) = pending_of(pid_tgid) else {
+    let Some(pending) = FILE_PENDING.get_ptr(pid_tgid) else {
         return;
     };
     // `long ret` at 16 in every `sys_exit_*` record.
     let ret = syscall::ret(ctx);
-    // SAFETY: this thread's slot, valid while the program runs; only this
-    // thread's exit frees it, after `emit` returns.
+    // SAFETY: a value of `FILE_PENDING`, valid while the program runs; only
+    // this thread's exit removes it, after `emit` returns.
     unsafe { emit(pending, ret, (pid_tgid >> 32) as u32) };
-    release(pending);
+    if FILE_PENDING.remove(pid_tgid).is_ok() {
+        pending_removed(PENDING_FILE);
+    }
 }
 
 /// # Safety
 /// `pending` points to a live `FilePending`.
 #[inline(always)]
-unsafe fn emit(pending: *mut FilePending, ret: i64, tgid: u32) {
+unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
     // SAFETY: `pending` is live (the caller's guarantee) and `record` is a
     // ring-buffer reservation sized for a `FileRecord`; the name copies are
     // `NAME_LEN` bytes between two `NAME_LEN` arrays.
@@ -482,32 +653,34 @@ unsafe fn emit(pending: *mut FilePending, ret: i64, tgid: u32) {
         let task = kernel::current_task();
         // A successful open: its file, inode and the enforcement verdict,
         // decided before anything else (the verdict may kill, once).
-        let mut opened: Option<Opened> = None;
+        let mut opened: *const u8 = core::ptr::null();
+        let mut opened_inode: *const u8 = core::ptr::null();
+        let mut opened_mode: Option<u16> = None;
         let mut verdict = 0;
         let mut folded_dir: Option<FileAccessKey> = None;
         if kind == EventKind::Open && ret >= 0 {
-            opened = Opened::read(task, ret as u32);
-            if let Some(file) = &opened {
-                if let Some(key) = file.key {
-                    verdict = enforce::open_verdict(key);
-                }
+            opened = kernel::file_of_fd(task, ret as u32);
+            opened_inode = read_ptr(opened, offset!(file_f_inode));
+            if let Ok(i_mode) = read::<u16>(opened_inode, offset!(inode_i_mode)) {
+                opened_mode = Some(i_mode);
+                verdict = enforce::open_verdict(opened_inode);
                 if verdict == 0 && plain_read(pending) {
                     let Some(scratch) = FILE_SCRATCH.get_ptr_mut(0) else {
                         return;
                     };
-                    match file_access::fold_read(file, tgid, &mut (*scratch).name, interesting) {
+                    match file_access::fold_read(
+                        opened,
+                        opened_inode,
+                        i_mode as u32,
+                        tgid,
+                        &mut (*scratch).name,
+                        interesting,
+                    ) {
                         Fold::Counted => return,
                         Fold::Report(key) => folded_dir = Some(key),
                         Fold::Keep => {}
                     }
                 }
-            }
-        }
-        if (*pending).name_ptr != 0 {
-            let name_len = read_name(&mut (*pending).name, (*pending).name_ptr);
-            (*pending).name_len = name_len as u16;
-            if name_len >= NAME_LEN - 1 {
-                (*pending).header_flags |= FILE_FLAG_NAME_TRUNCATED;
             }
         }
         let Some(mut entry) = reserve::<FileRecord>(kind) else {
@@ -552,25 +725,21 @@ unsafe fn emit(pending: *mut FilePending, ret: i64, tgid: u32) {
         // directory of a relative name; else nothing.
         let mut target: *const u8 = core::ptr::null();
         if kind == EventKind::Open && ret >= 0 {
-            if let Some(file) = &opened {
-                target = field(file.file, offset!(file_f_path));
-                if !target.is_null() {
-                    flags |= FILE_FLAG_PATH_IS_FILE;
-                }
-                (*record).i_mode = file.i_mode as u32;
-                (*record).rdev = file.rdev;
-                (*record).size = file.size;
+            target = field(opened, offset!(file_f_path));
+            if !target.is_null() {
+                flags |= FILE_FLAG_PATH_IS_FILE;
+            }
+            if let Some(i_mode) = opened_mode {
+                let inode = opened_inode;
+                let rdev = read::<u32>(inode, offset!(inode_i_rdev)).unwrap_or(0);
+                (*record).i_mode = i_mode as u32;
+                (*record).rdev = rdev;
+                (*record).size = read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0);
                 flags |= FILE_FLAG_INODE;
-                if family_on(FAMILY_GPU) && (file.i_mode as u32) & S_IFMT == S_IFCHR {
-                    gpu::remember_fd(tgid, ret as u32, file.rdev);
+                if family_on(FAMILY_GPU) && (i_mode as u32) & S_IFMT == S_IFCHR {
+                    gpu::remember_fd(tgid, ret as u32, rdev);
                 }
                 flags |= verdict;
-            } else {
-                let file = kernel::file_of_fd(task, ret as u32);
-                target = field(file, offset!(file_f_path));
-                if !target.is_null() {
-                    flags |= FILE_FLAG_PATH_IS_FILE;
-                }
             }
         } else if kind == EventKind::Open && (*pending).device_mode != 0 {
             // A failed open of a device node: the device the kernel's
@@ -612,46 +781,6 @@ unsafe fn emit(pending: *mut FilePending, ret: i64, tgid: u32) {
     }
 }
 
-/// What the exit of a successful open reads of the new file, once: the
-/// `struct file`'s inode and dentry, the inode's mode, device number and
-/// size, and the file's device and inode, each read once (the enforcement
-/// verdict and the fold share them).
-pub struct Opened {
-    pub file: *const u8,
-    pub dentry: *const u8,
-    pub i_mode: u16,
-    pub rdev: u32,
-    pub size: i64,
-    /// Device and inode number, when the superblock could be read.
-    pub key: Option<ExeKey>,
-}
-
-impl Opened {
-    /// The file behind `fd` of `task`; `None` when its inode cannot be read.
-    #[inline(always)]
-    fn read(task: *const u8, fd: u32) -> Option<Opened> {
-        let file = kernel::file_of_fd(task, fd);
-        let inode = read_ptr(file, offset!(file_f_inode));
-        let i_mode = read::<u16>(inode, offset!(inode_i_mode)).ok()?;
-        let sb = read_ptr(inode, offset!(inode_i_sb));
-        let key = match (
-            read::<u64>(inode, offset!(inode_i_ino)),
-            read::<u32>(sb, offset!(super_block_s_dev)),
-        ) {
-            (Ok(ino), Ok(dev)) => Some(ExeKey { dev, _pad: 0, ino }),
-            _ => None,
-        };
-        Some(Opened {
-            file,
-            dentry: read_ptr(field(file, offset!(file_f_path)), offset!(path_dentry)),
-            i_mode,
-            rdev: read::<u32>(inode, offset!(inode_i_rdev)).unwrap_or(0),
-            size: read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0),
-            key,
-        })
-    }
-}
-
 /// A tracked process's open for reading only, which may be folded into its
 /// directory's counter (`probes/file_access.rs`). Everything reported
 /// because every process's files are (`trace_all_files`) stays one by one.
@@ -662,14 +791,9 @@ impl Opened {
 unsafe fn plain_read(pending: *const FilePending) -> bool {
     // SAFETY: the caller guarantees `pending` is live.
     let (header_flags, open_flags) = unsafe { ((*pending).header_flags, (*pending).flags) };
-    header_flags & FILE_FLAG_TRACKED != 0 && foldable(EventKind::Open, open_flags)
-}
-
-/// Whether a tracked process's call of `kind` with open `flags` may be
-/// folded: an open for reading only, unless every file is reported.
-#[inline(always)]
-fn foldable(kind: EventKind, flags: u32) -> bool {
-    kind == EventKind::Open && !trace_all() && flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0
+    header_flags & FILE_FLAG_TRACKED != 0
+        && !trace_all()
+        && open_flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0
 }
 
 /// The `struct path *` a relative name is resolved against: the cwd for

@@ -28,7 +28,6 @@ use crate::{
     emit::fill_header,
     globals::offset,
     kernel::{field, read, read_ptr},
-    probes::file::Opened,
 };
 
 /// Per process and directory, per CPU (no atomics: threads on other CPUs
@@ -53,40 +52,36 @@ pub enum Fold {
     Keep,
 }
 
-/// Folds the open described by `opened` by `tgid` if its directory is
-/// folded and its name is not of interest. `name_buf` is scratch space for
-/// the dentry's name.
+/// Folds the open of `file` (whose inode is `inode` and mode `i_mode`) by
+/// `tgid` if its directory is folded and its name is not of interest.
+/// `name_buf` is scratch space for the dentry's name.
 #[inline(always)]
 pub fn fold_read(
-    opened: &Opened,
+    file: *const u8,
+    inode: *const u8,
+    i_mode: u32,
     tgid: u32,
     name_buf: &mut [u8; NAME_LEN],
     interesting: impl Fn(&[u8; NAME_LEN], usize) -> bool,
 ) -> Fold {
-    if opened.i_mode as u32 & S_IFMT != S_IFREG {
+    if i_mode & S_IFMT != S_IFREG {
         return Fold::Keep;
     }
-    let parent = read_ptr(opened.dentry, offset!(dentry_d_parent));
+    let dentry = read_ptr(field(file, offset!(file_f_path)), offset!(path_dentry));
+    let parent = read_ptr(dentry, offset!(dentry_d_parent));
     let dir_inode = read_ptr(parent, offset!(dentry_d_inode));
     let Ok(dir_ino) = read::<u64>(dir_inode, offset!(inode_i_ino)) else {
         return Fold::Keep;
     };
-    // A directory and its entries share a superblock: the file's device.
-    let Some(file) = opened.key else {
+    let sb = read_ptr(dir_inode, offset!(inode_i_sb));
+    let Ok(dev) = read::<u32>(sb, offset!(super_block_s_dev)) else {
         return Fold::Keep;
     };
-    let key = FileAccessKey {
-        tgid,
-        dev: file.dev,
-        dir_ino,
-    };
+    let key = FileAccessKey { tgid, dev, dir_ino };
     let Some(slot) = FILE_ACCESS.get_ptr_mut(&key) else {
         return Fold::Report(key);
     };
-    let name = read_ptr(
-        field(opened.dentry, offset!(dentry_d_name)),
-        offset!(qstr_name),
-    );
+    let name = read_ptr(field(dentry, offset!(dentry_d_name)), offset!(qstr_name));
     if name.is_null() {
         return Fold::Keep;
     }
@@ -102,7 +97,7 @@ pub fn fold_read(
     if copied <= 1 || interesting(name_buf, copied as usize - 1) {
         return Fold::Keep;
     }
-    let size = opened.size;
+    let size = read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0);
     // SAFETY: `bpf_ktime_get_boot_ns` takes no argument.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: this CPU's slot of a map value, valid while the program runs;

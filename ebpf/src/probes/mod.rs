@@ -5,8 +5,6 @@ mod egress;
 mod enforce;
 mod file;
 mod file_access;
-mod file_interest;
-mod file_pending;
 mod gpu;
 mod lsm;
 mod names;

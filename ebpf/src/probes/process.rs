@@ -12,16 +12,13 @@ use aiwatch_common::{
     FAMILY_PROCESS, NAME_LEN,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid,
-        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
-    },
+    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 
-use super::{enforce, file};
+use super::enforce;
 use crate::{
     emit::{current_tgid, fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
@@ -255,7 +252,6 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     if tgid == agent_pid() {
         return 0;
     }
-    file::forget_thread(bpf_get_current_pid_tgid());
     let task = kernel::current_task();
     if !kernel::group_dead(task) {
         // Another thread of the process is still running.
