@@ -174,6 +174,11 @@ impl Results {
 /// One case's measurements per configuration, in round order.
 type Series = [Vec<f64>; 3];
 
+/// `f` of every sample, per configuration, in round order.
+fn series_of(by_config: &[Vec<Sample>; 3], f: &dyn Fn(&Sample) -> f64) -> Series {
+    std::array::from_fn(|i| by_config[i].iter().map(f).collect())
+}
+
 /// One case's medians.
 struct Row {
     case: Case,
@@ -229,9 +234,7 @@ impl AgentCost {
 
 impl Row {
     fn new(case: Case, by_config: &[Vec<Sample>; 3]) -> Row {
-        let series = |f: &dyn Fn(&Sample) -> f64| -> Series {
-            std::array::from_fn(|i| by_config[i].iter().map(f).collect())
-        };
+        let series = |f: &dyn Fn(&Sample) -> f64| series_of(by_config, f);
         let metric = if case.is_throughput() {
             series(&|s| s.requests_per_sec)
         } else {
@@ -481,9 +484,7 @@ pub fn inference_table(results: &Results) -> Option<String> {
         .samples
         .iter()
         .find(|(case, _)| *case == Case::OnnxServer)?;
-    let series = |f: &dyn Fn(&Sample) -> f64| -> Series {
-        std::array::from_fn(|i| by_config[i].iter().map(f).collect())
-    };
+    let series = |f: &dyn Fn(&Sample) -> f64| series_of(by_config, f);
     let p50 = series(&|s| s.p50_ns as f64 / 1e6);
     let p99 = series(&|s| s.p99_ns as f64 / 1e6);
     let cpu_per_request = series(&|s| {
