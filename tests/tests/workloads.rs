@@ -13,7 +13,7 @@ use aiwatch_tests::{
     ai::{alerts_of, child_exec, discovered, events_of, OnnxServer},
     aiwatch_bin, get,
     images::run_ok,
-    kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir,
+    kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir, EVENT_TIMEOUT,
 };
 use serde_json::Value;
 
@@ -480,13 +480,30 @@ fn a_declared_container_is_tracked_as_a_whole_cgroup() {
         "-c",
         &format!("echo x > /tmp/{marker}"),
     ]));
-    let open = agent.wait_event("the exec'd shell's write, reported by cgroup", |e| {
+    let is_the_write = |e: &Value| {
         kind_of(e) == "open"
             && get(e, "container.id") == id.as_str()
             && get(e, "file.path")
                 .as_str()
                 .is_some_and(|path| path.ends_with(&marker))
-    });
+    };
+    let Some(open) = wait_until("the exec'd shell's write", EVENT_TIMEOUT, || {
+        agent.events().into_iter().find(is_the_write)
+    }) else {
+        // What the agent did see of the container and of the file tells a
+        // lost kernel record from a wrong attribution.
+        let seen: Vec<String> = agent
+            .events()
+            .into_iter()
+            .filter(|e| get(e, "container.id") == id.as_str() || e.to_string().contains(&marker))
+            .map(|e| e.to_string())
+            .collect();
+        panic!(
+            "no event the exec'd shell's write, reported by cgroup; the container's events and the file's:\n{}\nlog:\n{}",
+            seen.join("\n"),
+            agent.log()
+        );
+    };
     assert_eq!(get(&open, "file.access"), "write", "{open}");
     assert_eq!(get(&open, "workload.name"), "boxed-model", "{open}");
 }

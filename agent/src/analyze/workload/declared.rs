@@ -30,6 +30,15 @@ pub struct DeclaredWorkload {
     pub matcher: DeclaredMatch,
 }
 
+impl DeclaredWorkload {
+    /// The declaration names a container (`match.cgroup` or
+    /// `match.container_id`): its processes' cgroups are the workload's as a
+    /// whole.
+    pub fn names_container(&self) -> bool {
+        self.matcher.cgroup.is_some() || self.matcher.container_id.is_some()
+    }
+}
+
 /// What a declared workload's processes look like.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

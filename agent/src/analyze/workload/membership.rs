@@ -57,7 +57,11 @@ impl WorkloadTable {
     }
 
     pub(super) fn leave(&mut self, pid: u32) -> Vec<WorkloadChange> {
-        let Some(id) = self.procs.get_mut(&pid).and_then(|p| p.workload.take()) else {
+        let Some(state) = self.procs.get_mut(&pid) else {
+            return Vec::new();
+        };
+        state.holds_container = false;
+        let Some(id) = state.workload.take() else {
             return Vec::new();
         };
         let seq = self.next_seq();
@@ -88,7 +92,7 @@ impl WorkloadTable {
         vec![WorkloadChange::Joined {
             pid,
             workload: entry.workload.clone(),
-            holds_container: false,
+            holds_container: state.holds_container,
             declared: entry.declared,
         }]
     }

@@ -133,6 +133,10 @@ struct ProcState {
     /// Evidence while the process is in no workload.
     evidence: Evidence,
     workload: Option<String>,
+    /// It joined its workload through a declaration that names its
+    /// container, or descends from a process that did: it holds its cgroup
+    /// in the kernel's tracking map (`WorkloadChange::Joined`).
+    holds_container: bool,
     seq: u64,
 }
 
@@ -254,6 +258,7 @@ impl WorkloadTable {
                 container_id: parent.container_id.clone(),
                 evidence: parent.evidence.clone(),
                 workload: parent.workload.clone(),
+                holds_container: parent.holds_container,
                 ..ProcState::default()
             },
             None => ProcState::default(),
@@ -272,13 +277,12 @@ impl WorkloadTable {
     pub fn on_exec(&mut self, pid: u32, facts: ProcessFacts) -> Vec<WorkloadChange> {
         let mut changes = Vec::new();
         if !self.procs.contains_key(&pid) {
-            let inherited = facts
-                .ppid
-                .and_then(|ppid| self.procs.get(&ppid))
-                .and_then(|parent| parent.workload.clone());
+            let parent = facts.ppid.and_then(|ppid| self.procs.get(&ppid));
+            let inherited = parent.and_then(|parent| parent.workload.clone());
             let state = ProcState {
                 parent: facts.ppid,
                 workload: inherited.clone(),
+                holds_container: parent.is_some_and(|parent| parent.holds_container),
                 ..ProcState::default()
             };
             if !self.insert(pid, state) {

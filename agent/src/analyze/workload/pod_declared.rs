@@ -70,18 +70,10 @@ impl WorkloadTable {
         if let Some(entry) = self.workloads.get_mut(&id) {
             entry.evidence.add(signal);
         }
-        let names_container =
-            declaration.matcher.cgroup.is_some() || declaration.matcher.container_id.is_some();
-        let mut changes = self.join(pid, &id);
-        for change in &mut changes {
-            if let WorkloadChange::Joined {
-                holds_container, ..
-            } = change
-            {
-                *holds_container = names_container;
-            }
+        if let Some(state) = self.procs.get_mut(&pid) {
+            state.holds_container = declaration.names_container();
         }
-        changes
+        self.join(pid, &id)
     }
 
     /// The workload a declaration puts its processes in, once it exists.

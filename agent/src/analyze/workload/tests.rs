@@ -417,3 +417,49 @@ fn the_configuration_wins_over_a_pod_declaration() {
     table.on_exec(21, in_container("/bin/cat", CONTAINER));
     assert_eq!(table.lookup(21).map(|w| w.name.as_str()), Some("pod"));
 }
+
+/// A container runtime's init enters the container, joins the declared
+/// workload (its exec seen after the move), forks the container's process
+/// and exits: the process it forked must hold the container's cgroup, or
+/// the cgroup leaves the kernel's tracking map with the init.
+#[test]
+fn descendants_of_a_container_holder_hold_the_container_too() {
+    let declaration = DeclaredWorkload {
+        name: "boxed".into(),
+        kind: WorkloadKind::Inference,
+        matcher: declared::DeclaredMatch {
+            cgroup: Some("/boxes/**".into()),
+            ..declared::DeclaredMatch::default()
+        },
+    };
+    let mut table = table_with(&[declaration], TableLimits::default());
+    let in_box = |exe: &str| ProcessFacts {
+        cgroup: "/boxes/libpod-1".into(),
+        ..facts(exe, &[exe])
+    };
+    let holds = |changes: &[WorkloadChange], pid: u32| {
+        changes.iter().any(|change| {
+            matches!(change, WorkloadChange::Joined { pid: p, holds_container: true, .. } if *p == pid)
+        })
+    };
+    let init = table.on_exec(30, in_box("/usr/sbin/runc"));
+    assert!(holds(&init, 30), "{init:?}");
+    let child = table.on_fork(30, 31);
+    assert!(holds(&child, 31), "{child:?}");
+    // The child's own exec in the box changes nothing: it holds already.
+    assert_eq!(table.on_exec(31, in_box("/bin/sleep")), vec![]);
+    // A process forked before the exec seen by a new pid inherits the hold.
+    let late = table.on_exec(
+        32,
+        ProcessFacts {
+            ppid: Some(31),
+            ..in_box("/bin/sh")
+        },
+    );
+    assert!(holds(&late, 32), "{late:?}");
+    // Leaving drops the hold: a later join by inheritance from an
+    // undeclared parent does not carry it.
+    table.on_exit(30);
+    let outside = table.on_exec(40, facts("/bin/true", &["true"]));
+    assert!(!holds(&outside, 40), "{outside:?}");
+}
