@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
                     ..Event::default()
                 };
                 event.process.pid = 100 + index as u32;
-                event.process.exe = "/bin/sh".to_string();
+                event.process.exe = "/bin/sh".into();
                 let _ = engine.evaluate(&event);
             }
         }

@@ -84,8 +84,8 @@ impl Analyzer {
             Kind::Exec => {
                 let container = event.container.as_ref();
                 let facts = ProcessFacts {
-                    exe: event.process.exe.clone(),
-                    argv: event.process.argv.clone(),
+                    exe: event.process.exe.to_string(),
+                    argv: event.process.argv.to_vec(),
                     cgroup: container.map(|c| c.cgroup.clone()).unwrap_or_default(),
                     container_id: container.and_then(|c| c.id.clone()),
                     ppid: Some(event.process.ppid),
@@ -307,7 +307,7 @@ mod tests {
             process: Process {
                 pid: PID,
                 exe: "/usr/bin/python3.11".into(),
-                argv: vec!["python3".into(), "serve.py".into()],
+                argv: vec!["python3".into(), "serve.py".into()].into(),
                 ..Process::default()
             },
             ..Event::default()

@@ -189,12 +189,12 @@ impl Inventory {
             |p| p.pid == member,
             || ProcessEntry {
                 pid: member,
-                exe: event.process.exe.clone(),
+                exe: event.process.exe.to_string(),
                 first_seen: time,
             },
         ) {
             if event.kind == Kind::Exec {
-                process.exe.clone_from(&event.process.exe);
+                process.exe.replace_range(.., &event.process.exe);
             }
         }
         match event.kind {
@@ -425,16 +425,16 @@ impl Inventory {
             &mut model.readers
         };
         let workload_id = event.workload.as_ref().map(|w| w.id.clone());
-        let exe = &event.process.exe;
+        let exe = event.process.exe.as_str();
         if let Some(actor) = upsert(
             actors,
             self.limits.actors,
             &mut self.overflow.actors,
-            |a| a.workload == workload_id && (workload_id.is_some() || &a.exe == exe),
+            |a| a.workload == workload_id && (workload_id.is_some() || a.exe == exe),
             || Actor {
                 workload: workload_id.clone(),
                 workload_name: event.workload.as_ref().map(|w| w.name.clone()),
-                exe: exe.clone(),
+                exe: exe.to_string(),
                 ..Actor::default()
             },
         ) {

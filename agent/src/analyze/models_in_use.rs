@@ -36,7 +36,9 @@ impl ModelsInUse {
     /// Remembers model reads by workloads, and marks changes to a model a
     /// workload other than the writer's has read.
     pub fn observe(&mut self, event: &mut Event) {
-        let own_workload = event.workload.as_ref().map(|w| w.id.clone());
+        // Borrowed: most events are not about a model, and the id is copied
+        // only when remembered.
+        let own_workload = event.workload.as_ref().map(|w| w.id.as_str());
         let Some(file) = event.file.as_mut() else {
             return;
         };
@@ -48,7 +50,7 @@ impl ModelsInUse {
             && file.flags & O_TRUNC == 0;
         if reads {
             if let Some(workload) = own_workload {
-                self.remember(&file.path, workload);
+                self.remember(&file.path, workload.to_string());
             }
             return;
         }
@@ -62,7 +64,7 @@ impl ModelsInUse {
         let used_by_other = |path: &str| {
             self.readers
                 .get(path)
-                .is_some_and(|reader| own_workload.as_deref() != Some(reader.as_str()))
+                .is_some_and(|reader| own_workload != Some(reader.as_str()))
         };
         file.model_in_use =
             used_by_other(&file.path) || file.target.as_deref().is_some_and(used_by_other);

@@ -35,8 +35,8 @@ impl Analyzer {
             let pid = process.pid;
             let (container, _) = self.container_of(process.cgroup_id, pid);
             let facts = ProcessFacts {
-                exe: process.exe.clone(),
-                argv: process.argv.clone(),
+                exe: process.exe.to_string(),
+                argv: process.argv.to_vec(),
                 cgroup: container
                     .as_ref()
                     .map(|c| c.cgroup.clone())

@@ -15,7 +15,7 @@ fn event(kind: Kind, file: Option<FileInfo>) -> Event {
         process: Process {
             pid: PID,
             exe: "/usr/bin/python3.11".into(),
-            argv: vec!["python3".into(), "train_loop.py".into(), "/tmp/run".into()],
+            argv: vec!["python3".into(), "train_loop.py".into(), "/tmp/run".into()].into(),
             ..Default::default()
         },
         file,

@@ -107,7 +107,7 @@ pub fn observations(event: &Event, caps: &Caps, resolvers: &[IpAddr]) -> Vec<Obs
                 .filter(|p| !p.is_empty());
             let seen = match parent_exe {
                 Some(parent) => format!("{} (started by {parent})", event.process.exe),
-                None => event.process.exe.clone(),
+                None => event.process.exe.to_string(),
             };
             out.push(Observation::new(Detector::NewExecutable, exe.clone(), seen));
             if let Some(parent_exe) = parent_exe {

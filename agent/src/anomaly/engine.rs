@@ -119,27 +119,30 @@ impl AnomalyEngine {
             kind: workload.kind.to_string(),
             name: workload.name.clone(),
         };
-        if !self.profiles.contains_key(&key) {
-            if self.profiles.len() >= self.config.config.max_profiles && !self.evict_least_recent()
-            {
-                if self.stats.unprofiled_events == 0 {
-                    log::warn!(
-                        "anomaly profiles are at their limit of {} and all frozen; workload {key} and later new workloads are not profiled",
-                        self.config.config.max_profiles
-                    );
+        // One hash on the common path: the workload's profile is in memory.
+        let entry = match self.profiles.get_mut(&key) {
+            Some(entry) => entry,
+            None => {
+                if self.profiles.len() >= self.config.config.max_profiles
+                    && !self.evict_least_recent()
+                {
+                    if self.stats.unprofiled_events == 0 {
+                        log::warn!(
+                            "anomaly profiles are at their limit of {} and all frozen; workload {key} and later new workloads are not profiled",
+                            self.config.config.max_profiles
+                        );
+                    }
+                    self.stats.unprofiled_events += 1;
+                    return out;
                 }
-                self.stats.unprofiled_events += 1;
-                return out;
+                let entry = self
+                    .saved_entry(&key)
+                    .unwrap_or_else(|| Entry::new(Profile::new(key.clone()), &self.config, None));
+                self.profiles.entry(key).or_insert(entry)
             }
-            let entry = self
-                .saved_entry(&key)
-                .unwrap_or_else(|| Entry::new(Profile::new(key.clone()), &self.config, None));
-            self.profiles.insert(key.clone(), entry);
-        }
-        if let Some(entry) = self.profiles.get_mut(&key) {
-            entry.advance(event.ktime_ns, &self.config, &mut out);
-            entry.observe(event, &self.config, &mut out);
-        }
+        };
+        entry.advance(event.ktime_ns, &self.config, &mut out);
+        entry.observe(event, &self.config, &mut out);
         out
     }
 

@@ -49,6 +49,10 @@ fn is_uuid_like(s: &str) -> bool {
 /// Hex of 12+ characters with a digit (git/sha/container ids), or a long
 /// random-looking alphanumeric token with both letters and digits.
 fn is_hash_like(s: &str) -> bool {
+    // Most path components are short: decided without a scan.
+    if s.len() < 12 {
+        return false;
+    }
     let has_digit = s.chars().any(|c| c.is_ascii_digit());
     let has_alpha = s.chars().any(|c| c.is_ascii_alphabetic());
     let all_hex = s.chars().all(|c| c.is_ascii_hexdigit());
@@ -60,9 +64,9 @@ fn is_hash_like(s: &str) -> bool {
 /// Executables keep their digits (`python3.11` is not `python*.*`); only
 /// uuid- and hash-like directory components are generalised.
 pub fn generalize_exe(exe: &str, max_bytes: usize) -> String {
-    // Nearly every executable has no such component: the anomaly engine
-    // asks for every event of a learning workload, so the common case
-    // costs one copy.
+    if exe_is_its_own_pattern(exe, max_bytes) {
+        return exe.to_string();
+    }
     if !exe.split('/').any(|c| is_uuid_like(c) || is_hash_like(c)) {
         return truncate_item(exe.to_string(), max_bytes);
     }
@@ -77,6 +81,13 @@ pub fn generalize_exe(exe: &str, max_bytes: usize) -> String {
         })
         .collect();
     truncate_item(generalized.join("/"), max_bytes)
+}
+
+/// `generalize_exe(exe)` is `exe` itself: true for nearly every executable,
+/// and decided without a copy (the anomaly engine asks for every event of a
+/// learning workload).
+pub fn exe_is_its_own_pattern(exe: &str, max_bytes: usize) -> bool {
+    exe.len() <= max_bytes && !exe.split('/').any(|c| is_uuid_like(c) || is_hash_like(c))
 }
 
 /// The learned pattern of a classified file path.

@@ -8,7 +8,7 @@ use crate::event::{Event, Kind, WorkloadKind, WorkloadRef};
 use super::config::{AnomalyConfig, CompiledConfig, Detector, ResolvedTuning};
 use super::detect::{is_known, observations, rate_contribution, set_for_mut, Observation};
 use super::explain::{self, ModelReadJump, RateExcursion};
-use super::generalize::generalize_exe;
+use super::generalize::{exe_is_its_own_pattern, generalize_exe};
 use super::profile::{Insert, Mode, Profile, WorkloadKey};
 use super::rates::{ExcursionState, MinuteBucket, RateMetric};
 use super::store::FileStamp;
@@ -272,9 +272,17 @@ impl Entry {
         // The workload's own processes run known executables, even when
         // their exec came before they joined it (discovery classifies a
         // server after it started): learn the executable of every event.
-        if self.profile.learns() && event.kind != Kind::Exec && !event.process.exe.is_empty() {
-            let exe = generalize_exe(&event.process.exe, config.config.caps.item_bytes);
-            let own = Observation::new(Detector::NewExecutable, exe, event.process.exe.clone());
+        let item_bytes = config.config.caps.item_bytes;
+        let known_as_is = |profile: &Profile, exe: &str| {
+            exe_is_its_own_pattern(exe, item_bytes) && profile.executables.contains(exe)
+        };
+        if self.profile.learns()
+            && event.kind != Kind::Exec
+            && !event.process.exe.is_empty()
+            && !known_as_is(&self.profile, &event.process.exe)
+        {
+            let exe = generalize_exe(&event.process.exe, item_bytes);
+            let own = Observation::new(Detector::NewExecutable, exe, event.process.exe.to_string());
             if !is_known(&self.profile, &own) {
                 self.learn(&own, config);
             }

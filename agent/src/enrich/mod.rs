@@ -19,7 +19,7 @@ pub use file::{access, join, normalise};
 use crate::{
     clock::BootClock,
     enrich::process::{ProcessEntry, ProcessTable},
-    event::{Ancestor, Event, ExitInfo, ForkInfo, KernelAction, Kind, Parent, Process},
+    event::{Ancestor, Argv, Event, ExitInfo, ForkInfo, KernelAction, Kind, Parent, Process},
     ingest::decode::{self, Payload, Record},
 };
 
@@ -117,7 +117,7 @@ impl Enricher {
     /// Adds or replaces a process, its argv redacted: every event, alert and
     /// snapshot built from the table then carries the redacted values.
     fn remember(&mut self, mut entry: ProcessEntry) {
-        self.redactor.redact_argv(&mut entry.argv);
+        self.redactor.redact_shared_argv(&mut entry.argv);
         self.table.upsert(entry);
     }
 
@@ -193,8 +193,9 @@ impl Enricher {
                     .as_ref()
                     .map(|resolved| resolved.path.clone())
                     .filter(|path| path.starts_with('/'))
-                    .unwrap_or(exec.filename);
-                event.process.argv = Vec::new();
+                    .unwrap_or(exec.filename)
+                    .into();
+                event.process.argv = Argv::default();
                 event.process.argv_truncated = false;
                 event.kernel_action = Some(KernelAction::Refused);
             }
@@ -213,10 +214,10 @@ impl Enricher {
                     uid: common.uid,
                     gid: common.gid,
                     euid: exec.euid,
-                    exe,
-                    argv: exec.argv,
+                    exe: exe.into(),
+                    argv: exec.argv.into(),
                     argv_truncated: exec.argv_truncated,
-                    comm: common.comm.clone(),
+                    comm: common.comm.as_str().into(),
                     cgroup_id: common.cgroup_id,
                     mnt_ns: Some(exec.mnt_ns).filter(|&n| n != 0),
                     pid_ns: Some(exec.pid_ns).filter(|&n| n != 0),
@@ -370,7 +371,7 @@ impl Enricher {
             pid,
             uid: common.uid,
             gid: common.gid,
-            comm: common.comm.clone(),
+            comm: common.comm.as_str().into(),
             cgroup_id: common.cgroup_id,
             ..Default::default()
         });

@@ -7,7 +7,11 @@
 //! in softirq, still find them) in a bounded FIFO; live entries are bounded
 //! by a cap whose overflow is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::event::{ArcStr, Argv};
 
 /// How many ancestors an event carries.
 pub const MAX_ANCESTORS: usize = 8;
@@ -23,10 +27,10 @@ pub struct ProcessEntry {
     pub uid: u32,
     pub gid: u32,
     pub euid: u32,
-    pub exe: String,
-    pub argv: Vec<String>,
+    pub exe: ArcStr,
+    pub argv: Argv,
     pub argv_truncated: bool,
-    pub comm: String,
+    pub comm: ArcStr,
     pub cgroup_id: u64,
     pub mnt_ns: Option<u32>,
     pub pid_ns: Option<u32>,
@@ -49,9 +53,16 @@ pub struct TableStats {
 }
 
 pub struct ProcessTable {
-    live: HashMap<u32, ProcessEntry>,
+    // Keyed by pid, hashed with Fx: every event looks up its process and up
+    // to eight ancestors here, and a pid is no key an attacker can choose
+    // freely enough to collide.
+    live: FxHashMap<u32, ProcessEntry>,
     /// Exited processes, oldest first, kept for late events.
     exited: VecDeque<ProcessEntry>,
+    /// How many entries of `exited` each pid has: a pid in neither map (an
+    /// ancestor chain's end, as often as not) is known absent without a
+    /// scan of the FIFO.
+    exited_pids: FxHashMap<u32, u32>,
     max_live: usize,
     max_exited: usize,
     stats: TableStats,
@@ -65,8 +76,9 @@ const STALE_CHECKS: usize = 8;
 impl ProcessTable {
     pub fn new(max_live: usize, max_exited: usize) -> Self {
         Self {
-            live: HashMap::new(),
+            live: FxHashMap::default(),
             exited: VecDeque::new(),
+            exited_pids: FxHashMap::default(),
             max_live: max_live.max(1),
             max_exited,
             stats: TableStats::default(),
@@ -109,9 +121,12 @@ impl ProcessTable {
 
     /// The live process, or else the most recently exited one, with this pid.
     pub fn get_any(&self, pid: u32) -> Option<&ProcessEntry> {
-        self.live
-            .get(&pid)
-            .or_else(|| self.exited.iter().rev().find(|p| p.pid == pid))
+        self.live.get(&pid).or_else(|| {
+            self.exited_pids
+                .contains_key(&pid)
+                .then(|| self.exited.iter().rev().find(|p| p.pid == pid))
+                .flatten()
+        })
     }
 
     /// Inserts or replaces the entry for `entry.pid`. An entry with another
@@ -191,9 +206,18 @@ impl ProcessTable {
     }
 
     fn push_exited(&mut self, entry: ProcessEntry) {
+        *self.exited_pids.entry(entry.pid).or_default() += 1;
         self.exited.push_back(entry);
         while self.exited.len() > self.max_exited {
-            self.exited.pop_front();
+            let Some(evicted) = self.exited.pop_front() else {
+                break;
+            };
+            if let Some(count) = self.exited_pids.get_mut(&evicted.pid) {
+                *count -= 1;
+                if *count == 0 {
+                    self.exited_pids.remove(&evicted.pid);
+                }
+            }
             self.stats.exited_evicted += 1;
         }
     }
@@ -277,7 +301,7 @@ mod tests {
         assert_eq!(t.get(50).unwrap().exe, "/usr/bin/new");
         // The child of the old 50 must not claim the new 50 as its parent.
         let chain: Vec<_> = t.ancestors(60).iter().map(|p| p.exe.clone()).collect();
-        assert!(!chain.contains(&"/usr/bin/new".to_string()), "{chain:?}");
+        assert!(!chain.iter().any(|exe| exe == "/usr/bin/new"), "{chain:?}");
     }
 
     #[test]
@@ -302,6 +326,23 @@ mod tests {
         // A late event still finds a recently exited process.
         assert_eq!(t.get_any(1001).unwrap().exited_ns, Some(1002));
         assert!(t.get_any(2).is_none());
+        // A pid that exited twice stays findable until its last entry goes.
+        let mut t = ProcessTable::new(10_000, 3);
+        t.upsert(entry(7, 1, 1, "/bin/first"));
+        t.exit(7, 2);
+        t.upsert(entry(7, 1, 3, "/bin/second"));
+        t.exit(7, 4);
+        t.upsert(entry(8, 1, 5, "/bin/true"));
+        t.exit(8, 6);
+        assert_eq!(t.get_any(7).map(|p| p.exe.as_str()), Some("/bin/second"));
+        t.upsert(entry(9, 1, 7, "/bin/true"));
+        t.exit(9, 8);
+        assert_eq!(t.get_any(7).map(|p| p.exe.as_str()), Some("/bin/second"));
+        for pid in 10..12 {
+            t.upsert(entry(pid, 1, pid as u64 * 10, "/bin/true"));
+            t.exit(pid, pid as u64 * 10 + 1);
+        }
+        assert!(t.get_any(7).is_none());
     }
 
     #[test]

@@ -27,7 +27,7 @@
 use regex::{Captures, Regex};
 use serde::Deserialize;
 
-use crate::event::Event;
+use crate::event::{Argv, Event};
 
 /// What replaces a secret value.
 pub const REDACTED: &str = "[redacted]";
@@ -199,9 +199,23 @@ impl Redactor {
     /// Redacts the argv of an event's process and parent (for `replay`,
     /// which reads events written by any version).
     pub fn redact_event(&self, event: &mut Event) {
-        self.redact_argv(&mut event.process.argv);
+        self.redact_shared_argv(&mut event.process.argv);
         if let Some(parent) = &mut event.parent {
-            self.redact_argv(&mut parent.argv);
+            self.redact_shared_argv(&mut parent.argv);
+        }
+    }
+
+    /// [`Self::redact_argv`] on a shared argv: in place when nobody else
+    /// holds it (a process table entry being made), else in a copy that
+    /// replaces it only if something was redacted.
+    pub fn redact_shared_argv(&self, argv: &mut Argv) {
+        if let Some(args) = std::sync::Arc::get_mut(argv) {
+            self.redact_argv(args);
+            return;
+        }
+        let mut copy = argv.to_vec();
+        if self.redact_argv(&mut copy) {
+            *argv = copy.into();
         }
     }
 

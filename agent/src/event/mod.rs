@@ -19,7 +19,8 @@ pub use crate::clock::{or_dash as time_or_dash, or_empty as time_or_empty, WallT
 pub use kind::Kind;
 pub use llm::{Cause, LlmInfo, ToolCall};
 pub use process::{
-    Ancestor, Container, ExitInfo, ForkInfo, K8s, Parent, Process, WorkloadKind, WorkloadRef,
+    Ancestor, ArcStr, Argv, Container, ExitInfo, ForkInfo, K8s, Parent, Process, WorkloadKind,
+    WorkloadRef,
 };
 pub use size::texts;
 pub use values::{Access, AssetClass, DeviceKind, NetFamily, Protocol, UnknownName};

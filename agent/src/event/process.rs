@@ -1,9 +1,15 @@
 //! Who an event is about: the process, its ancestry, its container and
 //! pod, its workload, and how it was forked or exited.
 
+pub use arcstr::ArcStr;
 use serde::{Deserialize, Serialize};
 
 use super::WallTime;
+
+/// A process's arguments, shared like its [`ArcStr`] paths and names: the
+/// process table holds them once and every event about the process points
+/// at them.
+pub type Argv = std::sync::Arc<[String]>;
 
 /// The process an event belongs to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -16,12 +22,12 @@ pub struct Process {
     pub gid: u32,
     pub euid: u32,
     /// Absolute path of the executable.
-    pub exe: String,
-    pub argv: Vec<String>,
+    pub exe: ArcStr,
+    pub argv: Argv,
     /// argv was cut: more than 16 arguments or 1 KiB.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub argv_truncated: bool,
-    pub comm: String,
+    pub comm: ArcStr,
     pub cgroup_id: u64,
     /// Start time of the process (RFC 3339); with `pid`, its identity.
     /// Unknown for a process that started before the agent and whose start
@@ -51,20 +57,20 @@ pub struct Process {
 #[serde(default)]
 pub struct Parent {
     pub pid: u32,
-    pub exe: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub argv: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub comm: String,
+    pub exe: ArcStr,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub argv: Argv,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub comm: ArcStr,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Ancestor {
     pub pid: u32,
-    pub exe: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub comm: String,
+    pub exe: ArcStr,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub comm: ArcStr,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

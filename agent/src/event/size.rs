@@ -89,7 +89,7 @@ mod tests {
         let big = Event {
             kind: Kind::Exec,
             process: Process {
-                argv: vec!["x".repeat(1000); 16],
+                argv: vec!["x".repeat(1000); 16].into(),
                 ..Process::default()
             },
             llm: Some(Box::new(LlmInfo {

@@ -42,7 +42,7 @@ fn exec(argv: &[&str]) -> Event {
         kind: Kind::Exec,
         process: Process {
             pid: 20,
-            exe: format!("/usr/bin/{}", argv[0]),
+            exe: format!("/usr/bin/{}", argv[0]).into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ancestors: vec![Ancestor {
                 pid: 10,

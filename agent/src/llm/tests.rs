@@ -156,7 +156,7 @@ fn exec_child(argv: &[&str], ktime_ns: u64) -> Event {
         process: Process {
             pid: PID + 1,
             ppid: PID,
-            exe: format!("/usr/bin/{}", argv[0]),
+            exe: format!("/usr/bin/{}", argv[0]).into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ancestors: vec![Ancestor {
                 pid: PID,

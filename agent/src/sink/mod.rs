@@ -224,7 +224,7 @@ mod tests {
         let large = Arc::new(Event {
             kind: Kind::Exec,
             process: crate::event::Process {
-                argv: vec!["a".repeat(1024); 64],
+                argv: vec!["a".repeat(1024); 64].into(),
                 ..crate::event::Process::default()
             },
             ..Event::default()

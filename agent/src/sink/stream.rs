@@ -315,7 +315,7 @@ mod tests {
         let mut reader = hub.subscribe(Topic::Events);
         let long = Event {
             process: crate::event::Process {
-                argv: vec!["a".repeat(1024); 64],
+                argv: vec!["a".repeat(1024); 64].into(),
                 ..crate::event::Process::default()
             },
             ..Event::default()

@@ -14,8 +14,8 @@ fn opt_num<T: Into<i128> + Copy>(value: Option<T>) -> Val<'static> {
     value.map_or(Val::Missing, num)
 }
 
-fn opt_str(value: Option<&String>) -> Val<'_> {
-    value.map_or(Val::Missing, |s| Val::Str(s))
+fn opt_str<S: AsRef<str> + ?Sized>(value: Option<&S>) -> Val<'_> {
+    value.map_or(Val::Missing, |s| Val::Str(s.as_ref()))
 }
 
 fn opt_time(value: Option<WallTime>) -> Val<'static> {
