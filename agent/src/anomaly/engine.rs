@@ -69,7 +69,9 @@ pub struct SaveReport {
 pub struct AnomalyEngine {
     config: CompiledConfig,
     store: Option<ProfileStore>,
-    profiles: HashMap<WorkloadKey, Entry>,
+    /// Boxed: an entry is over a kilobyte, and the table keeps spare slots
+    /// (a thousand workloads' table has 2,048), each the size of its value.
+    profiles: HashMap<WorkloadKey, Box<Entry>>,
     clock_minute: Option<u64>,
     stats: EngineStats,
 }
@@ -98,7 +100,7 @@ impl AnomalyEngine {
                 let entry = Entry::new(profile, &engine.config, Some(stamp));
                 engine
                     .profiles
-                    .insert(entry.profile.workload.clone(), entry);
+                    .insert(entry.profile.workload.clone(), Box::new(entry));
             }
         }
         Ok(engine)
@@ -138,7 +140,7 @@ impl AnomalyEngine {
                 let entry = self
                     .saved_entry(&key)
                     .unwrap_or_else(|| Entry::new(Profile::new(key.clone()), &self.config, None));
-                self.profiles.entry(key).or_insert(entry)
+                self.profiles.entry(key).or_insert(Box::new(entry))
             }
         };
         entry.advance(event.ktime_ns, &self.config, &mut out);
@@ -311,7 +313,8 @@ impl AnomalyEngine {
             match ProfileStore::read(&path) {
                 Ok(profile) if !self.profiles.contains_key(&profile.workload) => {
                     let entry = Entry::new(profile, &self.config, store::stamp(&path));
-                    self.profiles.insert(entry.profile.workload.clone(), entry);
+                    self.profiles
+                        .insert(entry.profile.workload.clone(), Box::new(entry));
                     report.reloaded += 1;
                 }
                 Ok(_) => {}

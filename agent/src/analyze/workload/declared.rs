@@ -15,6 +15,7 @@
 //!
 //! Every matcher given must match (they are ANDed); at least one is needed.
 
+use aho_corasick::AhoCorasick;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,8 @@ pub enum DeclaredError {
     },
     #[error("declared workloads' globs cannot be built into one set: {0}")]
     Build(globset::Error),
+    #[error("declared workloads' `*text*` patterns cannot be built into one automaton: {0}")]
+    Substrings(aho_corasick::BuildError),
     #[error("declared workload `{name}` has no matcher (cgroup, container_id, exe or argv)")]
     NoMatcher { name: String },
     #[error("declared workload `{name}`: container_id `{id}` is shorter than 12 characters")]
@@ -88,6 +91,20 @@ struct FactGlobs {
     /// The declaration (index into `DeclaredSet::declarations`) of each
     /// glob of `set`, in the set's order.
     owners: Vec<usize>,
+    /// `*text*` patterns over free text, where `*` crosses `/` (arguments):
+    /// substrings, found by one automaton. A glob set turns each into a
+    /// regex, and a thousand of them took 6 MiB; the automaton takes a few
+    /// hundred KiB.
+    substrings: Option<AhoCorasick>,
+    /// The declaration of each pattern of `substrings`, in its order.
+    substring_owners: Vec<usize>,
+}
+
+/// The text of a `*text*` pattern with no other glob syntax in it.
+fn substring_pattern(pattern: &str) -> Option<&str> {
+    let text = pattern.strip_prefix('*')?.strip_suffix('*')?;
+    let plain = !text.is_empty() && !text.contains(['*', '?', '[', ']', '{', '}', '\\']);
+    plain.then_some(text)
 }
 
 impl FactGlobs {
@@ -98,10 +115,18 @@ impl FactGlobs {
     ) -> Result<Self, DeclaredError> {
         let mut builder = GlobSetBuilder::new();
         let mut owners = Vec::new();
+        let mut substrings = Vec::new();
+        let mut substring_owners = Vec::new();
         for (index, declaration) in declarations.iter().enumerate() {
             let Some(pattern) = pattern_of(&declaration.matcher) else {
                 continue;
             };
+            // With a literal separator, `*` stops at `/`: not a substring.
+            if let Some(text) = substring_pattern(pattern).filter(|_| !separator) {
+                substrings.push(text);
+                substring_owners.push(index);
+                continue;
+            }
             let glob = GlobBuilder::new(pattern)
                 .literal_separator(separator)
                 .build()
@@ -114,11 +139,26 @@ impl FactGlobs {
             owners.push(index);
         }
         let set = builder.build().map_err(DeclaredError::Build)?;
-        Ok(FactGlobs { set, owners })
+        let substrings = if substrings.is_empty() {
+            None
+        } else {
+            Some(AhoCorasick::new(&substrings).map_err(DeclaredError::Substrings)?)
+        };
+        Ok(FactGlobs {
+            set,
+            owners,
+            substrings,
+            substring_owners,
+        })
     }
 
     /// Marks in `matched` the declarations whose glob matches `text`.
     fn mark(&self, text: &str, matched: &mut [bool]) {
+        if let Some(substrings) = &self.substrings {
+            for found in substrings.find_overlapping_iter(text) {
+                matched[self.substring_owners[found.pattern().as_usize()]] = true;
+            }
+        }
         if self.owners.is_empty() {
             return;
         }
@@ -322,5 +362,65 @@ mod tests {
             DeclaredSet::new(&[short]),
             Err(DeclaredError::ShortContainerId { .. })
         ));
+    }
+
+    /// `*text*` argv patterns go to the substring automaton, everything else
+    /// to the glob set, and both find what one glob set would.
+    #[test]
+    fn substring_patterns_match_as_their_globs_do() {
+        let patterns = [
+            "*serve.py*",
+            "*--model /models/*",
+            "*a*",
+            "*serve.py",
+            "serve*",
+            "*se?ve*",
+            "*[s]erve*",
+            "**",
+        ];
+        assert_eq!(substring_pattern("*serve.py*"), Some("serve.py"));
+        assert_eq!(substring_pattern("*se?ve*"), None);
+        assert_eq!(substring_pattern("**"), None);
+        let declarations: Vec<DeclaredWorkload> = patterns
+            .iter()
+            .enumerate()
+            .map(|(index, pattern)| DeclaredWorkload {
+                name: format!("w{index}"),
+                kind: WorkloadKind::Inference,
+                matcher: DeclaredMatch {
+                    argv: Some(pattern.to_string()),
+                    ..DeclaredMatch::default()
+                },
+            })
+            .collect();
+        let globs = FactGlobs::build(&declarations, |m| &m.argv, false).expect("compile");
+        assert_eq!(globs.substring_owners, vec![0, 1, 2]);
+        let texts = [
+            "python3 serve.py --port 8000",
+            "python3 /srv/serve.py",
+            "serve --model /models/llama",
+            "x",
+            "",
+            "SERVE.PY",
+        ];
+        for text in texts {
+            let mut matched = vec![false; patterns.len()];
+            globs.mark(text, &mut matched);
+            for (index, pattern) in patterns.iter().enumerate() {
+                let glob = GlobBuilder::new(pattern)
+                    .literal_separator(false)
+                    .build()
+                    .expect("glob")
+                    .compile_matcher();
+                assert_eq!(
+                    matched[index],
+                    glob.is_match(text),
+                    "{pattern:?} on {text:?}"
+                );
+            }
+        }
+        // With a literal separator `*` stops at `/`: no substring there.
+        let exe = FactGlobs::build(&declarations, |m| &m.argv, true).expect("compile");
+        assert!(exe.substring_owners.is_empty());
     }
 }
