@@ -194,7 +194,7 @@ impl Inventory {
             },
         ) {
             if event.kind == Kind::Exec {
-                process.exe.replace_range(.., &event.process.exe);
+                event.process.exe.as_str().clone_into(&mut process.exe);
             }
         }
         match event.kind {
