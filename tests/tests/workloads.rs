@@ -462,8 +462,10 @@ fn a_declared_container_is_tracked_as_a_whole_cgroup() {
         "60",
     ]));
     let id = id.trim().to_owned();
-    let _container = Cleanup(vec!["podman".into(), "rm".into(), "-f".into(), id.clone()]);
+    // Dropped in reverse: the container goes before its cgroup parent,
+    // which cannot be removed while the container's cgroup is in it.
     let _cgroups = CgroupParentCleanup(parent.clone());
+    let _container = Cleanup(vec!["podman".into(), "rm".into(), "-f".into(), id.clone()]);
     agent.wait_event("the container's sleep, in the declared workload", |e| {
         kind_of(e) == "exec"
             && get(e, "container.id") == id.as_str()
