@@ -17,7 +17,7 @@ pub const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 32768..=60999;
 
 /// `*` for uuid-like or hash-like components; digit runs become `*` otherwise.
 pub fn generalize_component(component: &str) -> String {
-    if is_uuid_like(component) || is_hash_like(component) {
+    if is_generalised(component) {
         return "*".to_string();
     }
     let mut out = String::with_capacity(component.len());
@@ -64,21 +64,12 @@ fn is_hash_like(s: &str) -> bool {
 /// Executables keep their digits (`python3.11` is not `python*.*`); only
 /// uuid- and hash-like directory components are generalised.
 pub fn generalize_exe(exe: &str, max_bytes: usize) -> String {
-    if exe_is_its_own_pattern(exe, max_bytes) {
-        return exe.to_string();
-    }
-    if !exe.split('/').any(|c| is_uuid_like(c) || is_hash_like(c)) {
+    if !has_generalised_component(exe) {
         return truncate_item(exe.to_string(), max_bytes);
     }
     let generalized: Vec<&str> = exe
         .split('/')
-        .map(|c| {
-            if is_uuid_like(c) || is_hash_like(c) {
-                "*"
-            } else {
-                c
-            }
-        })
+        .map(|c| if is_generalised(c) { "*" } else { c })
         .collect();
     truncate_item(generalized.join("/"), max_bytes)
 }
@@ -87,7 +78,16 @@ pub fn generalize_exe(exe: &str, max_bytes: usize) -> String {
 /// and decided without a copy (the anomaly engine asks for every event of a
 /// learning workload).
 pub fn exe_is_its_own_pattern(exe: &str, max_bytes: usize) -> bool {
-    exe.len() <= max_bytes && !exe.split('/').any(|c| is_uuid_like(c) || is_hash_like(c))
+    exe.len() <= max_bytes && !has_generalised_component(exe)
+}
+
+/// A uuid- or hash-like path component: `*` in every learned pattern.
+fn is_generalised(component: &str) -> bool {
+    is_uuid_like(component) || is_hash_like(component)
+}
+
+fn has_generalised_component(exe: &str) -> bool {
+    exe.split('/').any(is_generalised)
 }
 
 /// The learned pattern of a classified file path.
