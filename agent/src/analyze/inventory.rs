@@ -18,6 +18,7 @@ use std::{
 };
 
 mod llm;
+mod merge;
 mod snapshot;
 
 pub use llm::{LlmProviderUse, LlmUse};
@@ -31,7 +32,7 @@ use crate::event::{AssetClass, Endpoint, Event, Kind, Protocol, WallTime, Worklo
 
 /// Kubernetes pods listed per workload; a workload of more replicas lists
 /// the first ones and counts the rest in `overflow.pods`.
-const MAX_PODS: usize = 64;
+pub(super) const MAX_PODS: usize = 64;
 
 type ConnectionKey = (String, IpAddr, u16, IpAddr, u16);
 
@@ -91,44 +92,45 @@ impl Inventory {
         }
     }
 
-    /// Takes one enriched event into account.
-    /// Processes that left a workload, or moved with it when new evidence
-    /// changed its kind (and so its id), are no longer listed where they
-    /// were: a process is listed in one workload, and its exit, which
-    /// removes it, comes under the workload it ends in.
+    /// Takes the table's changes of assignment into account. A process
+    /// that left its workload is no longer listed there; its exit, which
+    /// removes it, comes under the workload it ends in. A workload whose
+    /// kind (and so id) changed is listed under its new id only, with all
+    /// it was seen doing under the old one: the old id is no workload any
+    /// more, and listing it would show a workload of no process.
     pub fn apply(&mut self, changes: &[WorkloadChange]) {
         for change in changes {
-            let (from, pids, to): (&WorkloadRef, &[u32], Option<&WorkloadRef>) = match change {
+            match change {
                 WorkloadChange::Left { pid, workload } => {
-                    (workload, std::slice::from_ref(pid), None)
-                }
-                WorkloadChange::Reclassified { from, to, pids } => (from, pids, Some(to)),
-                WorkloadChange::Joined { .. } => continue,
-            };
-            let Some(entry) = self.workloads.get_mut(&from.id) else {
-                continue;
-            };
-            let (moved, stay): (Vec<ProcessEntry>, Vec<ProcessEntry>) =
-                std::mem::take(&mut entry.processes)
-                    .into_iter()
-                    .partition(|p| pids.contains(&p.pid));
-            entry.processes = stay;
-            let Some(to) = to else {
-                continue;
-            };
-            let first_seen = moved.iter().filter_map(|p| p.first_seen).min();
-            if moved.is_empty() || !self.ensure_workload(to, first_seen) {
-                continue;
-            }
-            let limit = self.limits.processes;
-            if let Some(entry) = self.workloads.get_mut(&to.id) {
-                for process in moved {
-                    if entry.processes.len() >= limit {
-                        entry.overflow.processes += 1;
-                    } else if !entry.processes.iter().any(|p| p.pid == process.pid) {
-                        entry.processes.push(process);
+                    if let Some(entry) = self.workloads.get_mut(&workload.id) {
+                        entry.processes.retain(|p| p.pid != *pid);
                     }
                 }
+                WorkloadChange::Reclassified { from, to, .. } => self.rename(from, to),
+                WorkloadChange::Joined { .. } => {}
+            }
+        }
+    }
+
+    /// Moves the entry of `from` to `to`, into `to`'s own if it has one (a
+    /// kind the workload had before, or a past run of the same workload).
+    fn rename(&mut self, from: &WorkloadRef, to: &WorkloadRef) {
+        let Some(mut older) = self.workloads.remove(&from.id) else {
+            return;
+        };
+        let activity = self.activity.remove(&from.id).unwrap_or(self.tick);
+        self.activity
+            .entry(to.id.clone())
+            .and_modify(|tick| *tick = (*tick).max(activity))
+            .or_insert(activity);
+        match self.workloads.get_mut(&to.id) {
+            Some(entry) => {
+                entry.workload.clone_from(to);
+                entry.absorb(older, &self.limits);
+            }
+            None => {
+                older.workload.clone_from(to);
+                self.workloads.insert(to.id.clone(), older);
             }
         }
     }

@@ -261,6 +261,85 @@ fn a_reclassified_workload_takes_its_processes_with_it() {
     assert!(listed(&inventory).is_empty());
 }
 
+/// A server writes its model (training evidence) before it listens: the
+/// workload is first a training job, then an inference server. The
+/// inventory lists it once, under the new id and kind, with what it did
+/// under the old one; a past run under the new id adds up with it.
+#[test]
+fn a_reclassified_workload_is_listed_once_with_all_it_did() {
+    use crate::analyze::workload::WorkloadChange::Reclassified;
+    let training = WorkloadRef {
+        kind: crate::event::WorkloadKind::Training,
+        id: "wl-training".into(),
+        ..server()
+    };
+    let under = |workload: &WorkloadRef, mut event: Event| {
+        event.workload = Some(workload.clone());
+        event
+    };
+    let mut inventory = Inventory::new(InventoryLimits::default());
+    inventory.observe(&under(
+        &training,
+        open(300, "t1", "/m/tiny.onnx", "model", "write", 0),
+    ));
+    inventory.observe(&under(
+        &training,
+        open(300, "t2", "/m/tiny.onnx", "model", "read", 134),
+    ));
+    inventory.note_alert(&training);
+    inventory.apply(&[Reclassified {
+        from: training.clone(),
+        to: server(),
+        pids: vec![300],
+    }]);
+    inventory.observe(&open(300, "t3", "/m/tiny.onnx", "model", "read", 134));
+    let snapshot = inventory.snapshot();
+    assert_eq!(snapshot.workloads.len(), 1, "{:?}", snapshot.workloads);
+    let listed = &snapshot.workloads[0];
+    assert_eq!(listed.workload, server());
+    assert_eq!(listed.first_seen, at("t1"));
+    assert_eq!(listed.alerts, 1);
+    assert_eq!(
+        listed.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        [300]
+    );
+    let model = &listed.models[0];
+    assert_eq!((model.opens, model.writes, model.bytes_read), (3, 1, 268));
+
+    // The next run starts as training again, with an entry of its own, and
+    // is then found to be the server the inventory lists already.
+    inventory.observe(&event(Kind::Exit, 300, "t4", Some(server())));
+    inventory.observe(&under(
+        &training,
+        open(400, "t5", "/m/other.onnx", "model", "write", 0),
+    ));
+    inventory.observe(&under(
+        &training,
+        open(400, "t5", "/m/tiny.onnx", "model", "read", 134),
+    ));
+    inventory.apply(&[Reclassified {
+        from: training,
+        to: server(),
+        pids: vec![400],
+    }]);
+    let snapshot = inventory.snapshot();
+    assert_eq!(snapshot.workloads.len(), 1, "{:?}", snapshot.workloads);
+    let listed = &snapshot.workloads[0];
+    assert_eq!(listed.workload, server());
+    assert_eq!(listed.first_seen, at("t1"));
+    assert_eq!(listed.processes_exited, 1);
+    assert_eq!(
+        listed.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        [400]
+    );
+    let opens: Vec<(&str, u64)> = listed
+        .models
+        .iter()
+        .map(|m| (m.path.as_str(), m.opens))
+        .collect();
+    assert_eq!(opens, [("/m/tiny.onnx", 4), ("/m/other.onnx", 1)]);
+}
+
 #[test]
 fn lists_are_bounded_and_overflow_is_counted() {
     let limits = InventoryLimits {

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, Kind, WallTime};
 
 /// Providers (with host) and tools kept per workload; more are counted.
-const MAX_PROVIDERS: usize = 32;
-const MAX_MODELS: usize = 32;
-const MAX_TOOLS: usize = 128;
+pub(super) const MAX_PROVIDERS: usize = 32;
+pub(super) const MAX_MODELS: usize = 32;
+pub(super) const MAX_TOOLS: usize = 128;
 
 /// One provider host a workload called.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
