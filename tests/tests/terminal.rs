@@ -320,6 +320,30 @@ fn top_and_follow_show_a_model_server_spawning_a_shell() {
         "text, not JSON: {line}"
     );
 
+    // A reader started after the alert still sees it: the latest alerts
+    // come first, as `tail -f` shows the last lines.
+    let late = Tmux::start(
+        "late-follow",
+        &format!(
+            "{} alerts --follow --last 1 --socket {} --workload {}",
+            bin.display(),
+            socket.display(),
+            server.name
+        ),
+    );
+    let screen = late.wait_screen("the alert raised before the reader started", |s| {
+        s.contains(rule)
+    });
+    let first = screen
+        .lines()
+        .find(|l| l.contains(rule))
+        .unwrap()
+        .trim_end();
+    follow.wait_screen(
+        "the late reader's first alert on the first reader's screen",
+        |s| s.lines().any(|l| l.trim_end() == first),
+    );
+
     // The row counts the alert within the minute once the agent's metrics
     // have it.
     let screen = top.wait_screen("the row's alert count", |s| {

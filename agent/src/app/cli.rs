@@ -88,6 +88,11 @@ pub struct FollowArgs {
     /// (the default in a pipe).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<LineFormat>,
+    /// First print the latest N alerts that pass the filters, of the 64
+    /// the agent keeps (default: 10 on a terminal, 0 in a pipe). Alerts
+    /// only: past events are not kept.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub last: Option<usize>,
 }
 
 /// What `aiwatch top` reads.

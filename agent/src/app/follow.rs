@@ -18,7 +18,7 @@ use crate::{
         terminal::compact,
     },
     event::{Event, Kind},
-    sink::stream::Topic,
+    sink::stream::{recent_notice, Request, Topic},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,12 @@ pub enum FollowError {
     Read(#[source] std::io::Error),
     #[error("{0}")]
     BadFilter(String),
+    #[error(
+        "--last is for alerts: the agent keeps no past events (they are in its --events file)"
+    )]
+    NoPastEvents,
+    #[error("the agent did not send its latest alerts: is it older than this aiwatch? (--last 0 follows without them)")]
+    NoRecent,
     #[error("--remote needs --token-file: the agent's remote stream asks every reader for its bearer token")]
     NoToken,
     #[error("cannot read the token file {path}: {source}")]
@@ -109,6 +115,11 @@ pub fn run(topic: Topic, args: &FollowArgs) -> ExitCode {
     }
 }
 
+/// Latest alerts printed first by default on a terminal, as `tail -f`
+/// prints the last lines; in a pipe the default is none, so that a
+/// consumer that restarts does not read alerts twice.
+const LAST_ON_A_TERMINAL: usize = 10;
+
 fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
     if !args.follow {
         return Err(FollowError::NotFollowing);
@@ -119,21 +130,31 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
         Some(format) => format == LineFormat::Text,
         None => terminal,
     };
+    let last = match (topic, args.last) {
+        (Topic::Events, Some(n)) if n > 0 => return Err(FollowError::NoPastEvents),
+        (Topic::Events, _) => 0,
+        (Topic::Alerts, Some(n)) => n,
+        (Topic::Alerts, None) if terminal => LAST_ON_A_TERMINAL,
+        (Topic::Alerts, None) => 0,
+    };
+    let request = Request {
+        topic,
+        recent: last > 0,
+    };
     let stream: Box<dyn BufRead> = match &args.remote {
         Some(url) => {
             let token_file = args.token_file.as_deref().ok_or(FollowError::NoToken)?;
-            Box::new(open_remote(url, token_file, topic)?)
+            Box::new(open_remote(url, token_file, request)?)
         }
-        None => Box::new(open(&args.socket, topic)?),
+        None => Box::new(open(&args.socket, request)?),
     };
-    let mut stdout = std::io::stdout().lock();
-    for line in stream.lines() {
-        let line = line.map_err(FollowError::Read)?;
+    // What to print for a line of the stream, if anything.
+    let show = |line: String| -> Option<String> {
         if let Some(dropped) = dropped_notice(&line) {
             eprintln!("aiwatch: {dropped} lines were dropped: this reader fell behind the agent");
-            continue;
+            return None;
         }
-        let shown = match topic {
+        match topic {
             Topic::Alerts => to_show(
                 line,
                 text,
@@ -141,14 +162,41 @@ fn follow(topic: Topic, args: &FollowArgs) -> Result<(), FollowError> {
                 |alert| compact::alert_line(alert, terminal),
             ),
             Topic::Events => to_show(line, text, |event| filter.event(event), compact::event_line),
-        };
-        if let Some(shown) = shown {
-            if writeln!(stdout, "{shown}").is_err() {
-                // The reader of our output went away (`| head`).
-                return Ok(());
-            }
-            let _ = stdout.flush();
         }
+    };
+    let mut lines = stream.lines();
+    let mut shown: Vec<String> = Vec::new();
+    if request.recent {
+        // The agent sends all it kept; the filters choose, then `last`.
+        let announced = lines
+            .next()
+            .transpose()
+            .map_err(FollowError::Read)?
+            .and_then(|line| recent_notice(&line))
+            .ok_or(FollowError::NoRecent)?;
+        let mut read = 0;
+        while read < announced {
+            let Some(line) = lines.next().transpose().map_err(FollowError::Read)? else {
+                break;
+            };
+            if dropped_notice(&line).is_none() {
+                read += 1;
+            }
+            shown.extend(show(line));
+        }
+        shown.drain(..shown.len().saturating_sub(last));
+    }
+    let mut stdout = std::io::stdout().lock();
+    let live = lines.map(|line| line.map(&show));
+    for line in shown.into_iter().map(|line| Ok(Some(line))).chain(live) {
+        let Some(line) = line.map_err(FollowError::Read)? else {
+            continue;
+        };
+        if writeln!(stdout, "{line}").is_err() {
+            // The reader of our output went away (`| head`).
+            return Ok(());
+        }
+        let _ = stdout.flush();
     }
     Ok(())
 }
@@ -172,38 +220,37 @@ fn to_show<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Connects to the stream socket at `socket` and asks for `topic`.
-pub fn open(socket: &Path, topic: Topic) -> Result<BufReader<UnixStream>, FollowError> {
+/// Connects to the stream socket at `socket` and sends `request`.
+pub fn open(socket: &Path, request: Request) -> Result<BufReader<UnixStream>, FollowError> {
     let mut stream = UnixStream::connect(socket).map_err(|source| FollowError::Connect {
         path: socket.to_path_buf(),
         source,
     })?;
-    let request: &[u8] = match topic {
-        Topic::Alerts => b"alerts\n",
-        Topic::Events => b"events\n",
-    };
-    stream.write_all(request).map_err(FollowError::Read)?;
+    stream
+        .write_all(request.line())
+        .map_err(FollowError::Read)?;
     Ok(BufReader::new(stream))
 }
 
-/// Asks the listener at `url` (`http://host:port`) for `topic`'s stream,
-/// with the bearer token of `token_file`.
+/// Asks the listener at `url` (`http://host:port`) for the stream of
+/// `request`, with the bearer token of `token_file`.
 pub fn open_remote(
     url: &str,
     token_file: &Path,
-    topic: Topic,
+    request: Request,
 ) -> Result<impl BufRead, FollowError> {
     let token = std::fs::read_to_string(token_file).map_err(|source| FollowError::Token {
         path: token_file.to_path_buf(),
         source,
     })?;
     let url = format!(
-        "{}/stream/{}",
+        "{}/stream/{}{}",
         url.trim_end_matches('/'),
-        match topic {
+        match request.topic {
             Topic::Alerts => "alerts",
             Topic::Events => "events",
-        }
+        },
+        if request.recent { "?recent" } else { "" }
     );
     // No overall timeout: the stream lasts as long as the reader wants it.
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::{
     app::config::RemoteStreamConfig,
     observe::http::remote_stream::{RemoteStream, RemoteTopic, StreamOpener},
-    sink::stream::{StreamHub, Topic},
+    sink::stream::{Request, StreamHub, Topic},
 };
 
 /// Lines between a reader's subscription and its connection. The
@@ -56,12 +56,15 @@ pub fn setup(
             config.token_file.clone(),
         ));
     }
-    let open: StreamOpener = Arc::new(move |topic, permit| {
-        let topic = match topic {
+    let open: StreamOpener = Arc::new(move |request, permit| {
+        let topic = match request.topic {
             RemoteTopic::Alerts => Topic::Alerts,
             RemoteTopic::Events => Topic::Events,
         };
-        let mut subscription = hub.subscribe(topic);
+        let mut subscription = hub.subscribe(Request {
+            topic,
+            recent: request.recent,
+        });
         let (lines, receiver) = mpsc::channel(CONNECTION_LINES);
         tokio::spawn(async move {
             let _slot = permit;

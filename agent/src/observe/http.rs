@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 pub use crate::observe::readiness::{NotReady, Readiness, DEFAULT_MAX_SILENCE};
-use remote_stream::{RemoteStream, RemoteTopic};
+use remote_stream::{RemoteRequest, RemoteStream};
 
 /// Default listen address: loopback only; expose it deliberately.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
@@ -206,7 +206,7 @@ fn respond(state: &HttpState, request: &Request<Incoming>, monitoring_only: bool
         return response;
     }
     let path = request.uri().path();
-    if let Some(topic) = RemoteTopic::of_path(path) {
+    if let Some(stream_request) = RemoteRequest::of(path, request.uri().query()) {
         if monitoring_only {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -216,7 +216,7 @@ fn respond(state: &HttpState, request: &Request<Incoming>, monitoring_only: bool
         return remote_stream::respond(
             state.remote_stream.as_ref(),
             &state.metrics,
-            topic,
+            stream_request,
             request.headers(),
         );
     }

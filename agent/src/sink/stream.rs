@@ -4,15 +4,22 @@
 //! local user can reach a loopback port.
 //!
 //! A reader sends one line naming what it wants (`alerts` or `events`) and
-//! then receives JSON lines. Each reader has a bounded queue: a reader that
+//! then receives JSON lines. `alerts recent` first sends the agent's latest
+//! alerts (at most [`RECENT_ALERTS`]), announced by a `{"recent": N}` line,
+//! so that a reader started just after an alert still sees it, as `tail
+//! -f` shows the last lines. No past events are kept: at their rate a
+//! backlog would cost every event a serialisation with nobody reading.
+//! Each reader has a bounded queue: a reader that
 //! stops reading loses lines, never slows the pipeline or the other sinks.
 //! Its losses are counted and told to it in a `{"dropped": N}` line as soon
 //! as it reads again.
 //!
-//! Publishing costs one atomic load while nobody listens; with readers, one
-//! serialisation per value and a `try_send` per reader.
+//! Publishing an event costs one atomic load while nobody listens; with
+//! readers, one serialisation per event and a `try_send` per reader. An
+//! alert is always serialised once, for the recent alerts.
 
 use std::{
+    collections::VecDeque,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::{
@@ -39,21 +46,51 @@ pub const READER_QUEUE_BYTES: usize = 8 << 20;
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/aiwatch/stream.sock";
 
+/// The latest alerts kept for readers that ask for them first.
+pub const RECENT_ALERTS: usize = 64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topic {
     Alerts,
     Events,
 }
 
-impl Topic {
-    /// `alerts` or `events`, as readers name them.
-    pub fn parse(line: &str) -> Option<Topic> {
-        match line.trim() {
-            "alerts" => Some(Topic::Alerts),
-            "events" => Some(Topic::Events),
-            _ => None,
+/// What a reader asks for: a topic, and for alerts whether the latest ones
+/// come first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub topic: Topic,
+    pub recent: bool,
+}
+
+impl Request {
+    /// `alerts`, `alerts recent` or `events`: the line a reader sends.
+    pub fn parse(line: &str) -> Option<Request> {
+        let (topic, recent) = match line.trim() {
+            "alerts" => (Topic::Alerts, false),
+            "alerts recent" => (Topic::Alerts, true),
+            "events" => (Topic::Events, false),
+            _ => return None,
+        };
+        Some(Request { topic, recent })
+    }
+
+    /// The line that asks for this, newline included.
+    pub fn line(self) -> &'static [u8] {
+        match (self.topic, self.recent) {
+            (Topic::Alerts, false) => b"alerts\n",
+            (Topic::Alerts, true) => b"alerts recent\n",
+            // Past events are not kept: `recent` asks for nothing more.
+            (Topic::Events, _) => b"events\n",
         }
     }
+}
+
+/// The count of a `{"recent": N}` line: the N lines after it are alerts
+/// raised before the reader connected.
+pub fn recent_notice(line: &str) -> Option<usize> {
+    let rest = line.strip_prefix("{\"recent\":")?;
+    rest.strip_suffix('}')?.parse().ok()
 }
 
 struct Reader {
@@ -81,10 +118,19 @@ pub enum StreamError {
     },
 }
 
+/// The readers, and the latest alerts: one lock, so that a reader asking
+/// for recent alerts gets each alert either in its backlog or live, never
+/// both and never neither.
+#[derive(Default)]
+struct Readers {
+    list: Vec<Reader>,
+    recent_alerts: VecDeque<Arc<str>>,
+}
+
 /// Where the pipeline publishes; shared with the socket's accept task.
 #[derive(Default)]
 pub struct StreamHub {
-    readers: Mutex<Vec<Reader>>,
+    readers: Mutex<Readers>,
     alert_readers: AtomicUsize,
     event_readers: AtomicUsize,
     /// Lines dropped across all readers, for `aiwatch_stream_dropped_total`.
@@ -93,23 +139,32 @@ pub struct StreamHub {
 
 impl StreamHub {
     pub fn publish_alert(&self, alert: &Alert) {
+        let Some(line) = to_line(alert) else {
+            return;
+        };
+        let mut readers = self.lock();
+        if readers.recent_alerts.len() == RECENT_ALERTS {
+            readers.recent_alerts.pop_front();
+        }
+        readers.recent_alerts.push_back(line.clone());
         if self.alert_readers.load(Relaxed) > 0 {
-            self.publish(Topic::Alerts, alert);
+            self.send(&mut readers.list, Topic::Alerts, &line);
         }
     }
 
     pub fn publish_event(&self, event: &Event) {
         if self.event_readers.load(Relaxed) > 0 {
-            self.publish(Topic::Events, event);
+            if let Some(line) = to_line(event) {
+                self.send(&mut self.lock().list, Topic::Events, &line);
+            }
         }
     }
 
-    fn publish<T: Serialize>(&self, topic: Topic, value: &T) {
-        let Ok(line) = serde_json::to_string(value) else {
-            return;
-        };
-        let line: Arc<str> = line.into();
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Readers> {
+        self.readers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, readers: &mut Vec<Reader>, topic: Topic, line: &Arc<str>) {
         readers.retain(|reader| {
             if reader.topic != topic {
                 return true;
@@ -143,19 +198,22 @@ impl StreamHub {
         }
     }
 
-    fn register(&self, topic: Topic) -> Subscription {
+    fn register(&self, request: Request) -> Subscription {
+        let topic = request.topic;
         let (lines, receiver) = mpsc::channel(READER_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let budget = Arc::new(ByteBudget::new(READER_QUEUE_BYTES));
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Reader {
-                topic,
-                lines,
-                budget: budget.clone(),
-                dropped: dropped.clone(),
-            });
+        let mut readers = self.lock();
+        if request.recent && topic == Topic::Alerts {
+            queue_recent(&readers.recent_alerts, &lines, &budget);
+        }
+        readers.list.push(Reader {
+            topic,
+            lines,
+            budget: budget.clone(),
+            dropped: dropped.clone(),
+        });
+        drop(readers);
         self.counter(topic).fetch_add(1, Relaxed);
         Subscription {
             lines: receiver,
@@ -237,13 +295,13 @@ async fn serve_reader(hub: Arc<StreamHub>, stream: UnixStream) {
     if read_half.read_line(&mut request).await.is_err() {
         return;
     }
-    let Some(topic) = Topic::parse(&request) else {
+    let Some(request) = Request::parse(&request) else {
         let _ = write_half
-            .write_all(b"{\"error\":\"send one line: alerts or events\"}\n")
+            .write_all(b"{\"error\":\"send one line: alerts, alerts recent or events\"}\n")
             .await;
         return;
     };
-    let mut subscription = hub.subscribe(topic);
+    let mut subscription = hub.subscribe(request);
     while let Some(chunk) = subscription.next().await {
         if write_half.write_all(chunk.as_bytes()).await.is_err() {
             break;
@@ -296,9 +354,38 @@ impl Subscription {
 }
 
 impl StreamHub {
-    /// A new reader of `topic`.
-    pub fn subscribe(&self, topic: Topic) -> Subscription {
-        self.register(topic)
+    /// A new reader of what `request` asks for.
+    pub fn subscribe(&self, request: Request) -> Subscription {
+        self.register(request)
+    }
+}
+
+fn to_line<T: Serialize>(value: &T) -> Option<Arc<str>> {
+    serde_json::to_string(value).ok().map(Arc::from)
+}
+
+/// Queues a new reader's backlog: the `{"recent": N}` notice, then the
+/// newest `N` of `recent` that fit in its byte budget, oldest first. The
+/// queue is new and longer than `RECENT_ALERTS`, so every send succeeds.
+fn queue_recent(recent: &VecDeque<Arc<str>>, lines: &mpsc::Sender<Arc<str>>, budget: &ByteBudget) {
+    // Room for the notice is kept back while the lines are chosen.
+    const NOTICE_ROOM: usize = 32;
+    let mut room = READER_QUEUE_BYTES - NOTICE_ROOM;
+    let kept = recent
+        .iter()
+        .rev()
+        .take_while(|line| match room.checked_sub(line.len()) {
+            Some(left) => {
+                room = left;
+                true
+            }
+            None => false,
+        })
+        .count();
+    let notice: Arc<str> = format!("{{\"recent\":{kept}}}").into();
+    for line in std::iter::once(&notice).chain(recent.iter().skip(recent.len() - kept)) {
+        let queued = budget.try_take(line.len()) && lines.try_send(line.clone()).is_ok();
+        debug_assert!(queued, "a new reader's queue holds the whole backlog");
     }
 }
 
@@ -312,7 +399,10 @@ mod tests {
     #[tokio::test]
     async fn a_reader_is_bounded_in_bytes() {
         let hub = StreamHub::default();
-        let mut reader = hub.subscribe(Topic::Events);
+        let mut reader = hub.subscribe(Request {
+            topic: Topic::Events,
+            recent: false,
+        });
         let long = Event {
             process: crate::event::Process {
                 argv: vec!["a".repeat(1024); 64].into(),
@@ -334,6 +424,63 @@ mod tests {
             reader.next().await.expect("a kept line");
         }
         assert_eq!(reader.budget.used(), 0, "every byte came back");
+    }
+
+    /// The rule of each alert line a reader gets, and the count of the
+    /// `{"recent": N}` notice if one came first.
+    async fn rules_read(reader: &mut Subscription, lines: usize) -> (Option<usize>, Vec<String>) {
+        let mut notice = None;
+        let mut rules = Vec::new();
+        for at in 0..lines {
+            let line = reader.next().await.expect("a line");
+            if let Some(n) = recent_notice(line.trim_end()) {
+                assert_eq!(at, 0, "the notice comes first");
+                notice = Some(n);
+                continue;
+            }
+            let alert: Alert = serde_json::from_str(&line).expect("an alert");
+            rules.push(alert.rule);
+        }
+        (notice, rules)
+    }
+
+    /// A reader that asks for recent alerts gets the newest ones kept,
+    /// announced, and then the live ones; one that does not gets only
+    /// what follows. Each alert reaches a reader once.
+    #[tokio::test]
+    async fn recent_alerts_come_first_to_a_reader_that_asks_for_them() {
+        let hub = StreamHub::default();
+        let alert = |n: usize| Alert::sample(&format!("rule.{n}"), crate::alert::Severity::High);
+        let published = RECENT_ALERTS + 6;
+        for n in 0..published {
+            hub.publish_alert(&alert(n));
+        }
+        let mut recent = hub.subscribe(Request::parse("alerts recent").unwrap());
+        let mut live = hub.subscribe(Request::parse("alerts").unwrap());
+        hub.publish_alert(&alert(published));
+
+        let (notice, rules) = rules_read(&mut recent, RECENT_ALERTS + 2).await;
+        assert_eq!(notice, Some(RECENT_ALERTS));
+        let expected: Vec<String> = (published - RECENT_ALERTS..=published)
+            .map(|n| format!("rule.{n}"))
+            .collect();
+        assert_eq!(rules, expected, "the newest kept, oldest first, then live");
+        let (notice, rules) = rules_read(&mut live, 1).await;
+        assert_eq!(notice, None);
+        assert_eq!(rules, [format!("rule.{published}")]);
+        assert_eq!(recent.budget.used(), 0, "every byte came back");
+    }
+
+    #[test]
+    fn requests_are_one_line_each_way() {
+        for line in ["alerts", "alerts recent", "events"] {
+            let request = Request::parse(line).expect(line);
+            assert_eq!(request.line(), format!("{line}\n").as_bytes());
+        }
+        assert_eq!(Request::parse("events recent"), None);
+        assert_eq!(Request::parse("alerts please"), None);
+        assert_eq!(recent_notice("{\"recent\":3}"), Some(3));
+        assert_eq!(recent_notice("{\"dropped\":3}"), None);
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! The live stream through the listener: `GET /stream/alerts` and
-//! `GET /stream/events`, for `aiwatch alerts|events --follow --remote`.
+//! `GET /stream/events`, for `aiwatch alerts|events --follow --remote`
+//! (`?recent` sends the agent's latest alerts first, as the socket's
+//! `alerts recent` does).
 //!
 //! The stream carries argv and paths, and any local user can reach a
 //! loopback port, so it is off unless `remote_stream` is configured, and
@@ -30,29 +32,42 @@ use crate::metrics::{Metrics, StreamRefusal};
 
 use super::{text, HttpResponse, STREAM_TYPE};
 
-/// What a remote reader asks for.
+/// The topic a remote reader asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RemoteTopic {
     Alerts,
     Events,
 }
 
-impl RemoteTopic {
-    /// The topic of a listener path, if it is a stream path.
-    pub fn of_path(path: &str) -> Option<RemoteTopic> {
-        match path {
-            "/stream/alerts" => Some(RemoteTopic::Alerts),
-            "/stream/events" => Some(RemoteTopic::Events),
-            _ => None,
-        }
+/// What a remote reader asks for: `GET /stream/alerts`, `GET
+/// /stream/events`, and `?recent` for the agent's latest alerts first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteRequest {
+    pub topic: RemoteTopic,
+    pub recent: bool,
+}
+
+impl RemoteRequest {
+    /// The request of a listener path and query, if the path is a stream's.
+    pub fn of(path: &str, query: Option<&str>) -> Option<RemoteRequest> {
+        let topic = match path {
+            "/stream/alerts" => RemoteTopic::Alerts,
+            "/stream/events" => RemoteTopic::Events,
+            _ => return None,
+        };
+        let recent = query
+            .into_iter()
+            .flat_map(|query| query.split('&'))
+            .any(|pair| pair == "recent" || pair == "recent=1" || pair == "recent=true");
+        Some(RemoteRequest { topic, recent })
     }
 }
 
-/// Starts a reader of a topic: returns the receiving end of its lines. The
-/// permit is the reader's slot; it must live as long as the reader, which
-/// ends when the receiver is dropped (the client went away).
+/// Starts a reader of what it asks for: returns the receiving end of its
+/// lines. The permit is the reader's slot; it must live as long as the
+/// reader, which ends when the receiver is dropped (the client went away).
 pub type StreamOpener =
-    Arc<dyn Fn(RemoteTopic, OwnedSemaphorePermit) -> mpsc::Receiver<Bytes> + Send + Sync>;
+    Arc<dyn Fn(RemoteRequest, OwnedSemaphorePermit) -> mpsc::Receiver<Bytes> + Send + Sync>;
 
 /// A response body of lines from a channel. Unlike http-body-util's
 /// `Channel`, its sender can wait for the client to go away
@@ -104,11 +119,11 @@ impl RemoteStream {
     }
 }
 
-/// Answers a request for `topic`.
+/// Answers a stream request.
 pub fn respond(
     remote: Option<&RemoteStream>,
     metrics: &Metrics,
-    topic: RemoteTopic,
+    request: RemoteRequest,
     headers: &HeaderMap,
 ) -> HttpResponse {
     let Some(remote) = remote else {
@@ -136,7 +151,7 @@ pub fn respond(
             "every remote stream slot is taken (remote_stream.max_readers)\n",
         );
     };
-    let lines = (remote.open)(topic, permit);
+    let lines = (remote.open)(request, permit);
     let mut response = Response::new(LinesBody(lines).boxed());
     response
         .headers_mut()

@@ -284,14 +284,44 @@ async fn get_with(addr: SocketAddr, path: &str, headers: &str, wait: Duration) -
     (status, response)
 }
 
+#[test]
+fn stream_requests_name_their_topic_and_may_ask_for_recent_alerts() {
+    use remote_stream::{RemoteRequest, RemoteTopic};
+    let alerts = |recent| RemoteRequest {
+        topic: RemoteTopic::Alerts,
+        recent,
+    };
+    assert_eq!(
+        RemoteRequest::of("/stream/alerts", None),
+        Some(alerts(false))
+    );
+    assert_eq!(
+        RemoteRequest::of("/stream/alerts", Some("recent")),
+        Some(alerts(true))
+    );
+    assert_eq!(
+        RemoteRequest::of("/stream/alerts", Some("x=1&recent=1")),
+        Some(alerts(true))
+    );
+    assert_eq!(
+        RemoteRequest::of("/stream/alerts", Some("recent=0")),
+        Some(alerts(false))
+    );
+    assert_eq!(
+        RemoteRequest::of("/stream/events", None).map(|r| r.topic),
+        Some(RemoteTopic::Events)
+    );
+    assert_eq!(RemoteRequest::of("/stream/other", Some("recent")), None);
+}
+
 #[tokio::test]
 async fn the_remote_stream_needs_its_token_and_has_bounded_readers() {
     // Each reader gets one line, then the stream stays open.
-    let open: remote_stream::StreamOpener = Arc::new(|topic, permit| {
+    let open: remote_stream::StreamOpener = Arc::new(|request, permit| {
         let (lines, receiver) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let _slot = permit;
-            let line = format!("{{\"topic\":\"{topic:?}\"}}\n");
+            let line = format!("{{\"topic\":\"{:?}\"}}\n", request.topic);
             let _ = lines.send(Bytes::from(line)).await;
             lines.closed().await;
         });

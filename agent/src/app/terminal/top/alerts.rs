@@ -8,7 +8,11 @@ use std::{
     sync::mpsc::{self, Receiver, SyncSender, TrySendError},
 };
 
-use crate::{alert::Alert, app::follow, sink::stream::Topic};
+use crate::{
+    alert::Alert,
+    app::follow,
+    sink::stream::{recent_notice, Request, Topic},
+};
 
 /// Alerts waiting for the screen; past this the thread drops and counts.
 const PENDING: usize = 1024;
@@ -49,14 +53,17 @@ pub fn start(source: AlertSource) -> Receiver<Feed> {
 }
 
 fn read(source: &AlertSource, sender: &SyncSender<Feed>) {
+    // The pane starts with the agent's latest alerts, not empty.
+    let request = Request {
+        topic: Topic::Alerts,
+        recent: true,
+    };
     let stream: Result<Box<dyn BufRead>, _> = match source {
         AlertSource::Socket(socket) => {
-            follow::open(socket, Topic::Alerts).map(|stream| Box::new(stream) as Box<dyn BufRead>)
+            follow::open(socket, request).map(|stream| Box::new(stream) as Box<dyn BufRead>)
         }
-        AlertSource::Remote { url, token_file } => {
-            follow::open_remote(url, token_file, Topic::Alerts)
-                .map(|stream| Box::new(stream) as Box<dyn BufRead>)
-        }
+        AlertSource::Remote { url, token_file } => follow::open_remote(url, token_file, request)
+            .map(|stream| Box::new(stream) as Box<dyn BufRead>),
     };
     let stream = match stream {
         Ok(stream) => stream,
@@ -76,6 +83,9 @@ fn read(source: &AlertSource, sender: &SyncSender<Feed>) {
         };
         let feed = if let Some(dropped) = follow::dropped_notice(&line) {
             Feed::Dropped(dropped)
+        } else if recent_notice(&line).is_some() {
+            // The alerts it announces are read as any other.
+            continue;
         } else {
             match serde_json::from_str::<Alert>(&line) {
                 Ok(alert) => Feed::Alert(Box::new(alert)),
