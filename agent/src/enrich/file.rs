@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use crate::{
-    enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier},
+    enrich::assets::{accelerator_family, accelerator_of_major, AssetClassifier, ClassCache},
     event::{
         Access, DeviceInfo, DeviceKind, DirectoryKey, Event, FileInfo, GpuInfo, KernelAction, Kind,
     },
@@ -42,6 +42,8 @@ const MAX_KNOWN_DEVICES: usize = 1024;
 /// The file family's part of the enricher.
 pub struct FileState {
     classifier: Option<AssetClassifier>,
+    /// The classifier's answers for recent paths; replaced with it.
+    classes: ClassCache,
     /// `rdev` (kernel form) → accelerator family, from device opens.
     accelerators: HashMap<u32, &'static str>,
 }
@@ -50,6 +52,7 @@ impl Default for FileState {
     fn default() -> Self {
         FileState {
             classifier: AssetClassifier::with_defaults().ok(),
+            classes: ClassCache::default(),
             accelerators: HashMap::new(),
         }
     }
@@ -60,6 +63,7 @@ impl super::Enricher {
     /// configuration) instead of the built-in patterns.
     pub fn set_asset_classifier(&mut self, classifier: AssetClassifier) {
         self.files.classifier = Some(classifier);
+        self.files.classes = ClassCache::default();
     }
 
     pub(super) fn enrich_file(&mut self, event: &mut Event, common: &Common, op: FileOp) {
@@ -112,13 +116,12 @@ impl super::Enricher {
             .as_ref()
             .filter(|d| d.kind == DeviceKind::Char)
             .map(|d| d.major);
-        let classify = |p: &str| {
-            self.files
-                .classifier
-                .as_ref()
-                .and_then(|c| c.classify_open(p, Some(common.pid), char_major))
+        let files = &mut self.files;
+        let mut classify = |p: &str| {
+            let classifier = files.classifier.as_ref()?;
+            classifier.classify_open(p, Some(common.pid), char_major, &mut files.classes)
         };
-        let class = classify(&path).or_else(|| target.as_deref().and_then(classify));
+        let class = classify(&path).or_else(|| target.as_deref().and_then(&mut classify));
         if let Some(device) = &device {
             if let (Some(family), Some(major)) = (accelerator_name(device), char_major) {
                 if self.files.accelerators.len() < MAX_KNOWN_DEVICES {

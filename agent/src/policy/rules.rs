@@ -28,6 +28,9 @@ pub enum SequenceBy {
 pub struct Step {
     pub name: String,
     pub cond: Cond,
+    /// The kinds `cond` can match: most steps are of one kind, and the
+    /// others need not be tested on every event of a sequence's kinds.
+    pub kinds: KindSet,
     /// Comparisons with earlier steps' events (`differs`, `at_least`).
     pub relations: Vec<super::relation::Relation>,
 }
@@ -237,7 +240,7 @@ pub(super) fn compile_rule(
         RuleBody::Sequence(spec) => spec
             .steps
             .iter()
-            .fold(KindSet::NONE, |acc, s| acc.union(s.cond.kinds())),
+            .fold(KindSet::NONE, |acc, s| acc.union(s.kinds)),
     };
     Ok(Rule {
         id,
@@ -332,12 +335,14 @@ fn compile_sequence(compiler: &mut Compiler<'_>, node: &Node) -> Located<Sequenc
                 relations.push(super::relation::compile(key, node, index, &names)?);
             }
         }
+        let cond = compiler
+            .condition(when)?
+            .scoped_to_network_peers()
+            .optimize();
         steps.push(Step {
             name,
-            cond: compiler
-                .condition(when)?
-                .scoped_to_network_peers()
-                .optimize(),
+            kinds: cond.kinds(),
+            cond,
             relations,
         });
     }

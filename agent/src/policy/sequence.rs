@@ -62,7 +62,7 @@ impl SequenceState {
     pub fn advance(&mut self, spec: &SequenceSpec, ev: &Event) -> Option<Vec<Event>> {
         let mut matched = 0u32;
         for (index, step) in spec.steps.iter().enumerate() {
-            if step.cond.matches(ev) {
+            if step.kinds.contains(ev.kind) && step.cond.matches(ev) {
                 matched |= 1 << index;
             }
         }

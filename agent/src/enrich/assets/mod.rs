@@ -99,6 +99,28 @@ enum Target {
     Exclude,
 }
 
+/// Paths whose class [`ClassCache`] remembers.
+const CACHED_PATHS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(2048) {
+    Some(paths) => paths,
+    None => std::num::NonZeroUsize::MIN,
+};
+
+/// The glob set's answers for recently opened paths. The same files are
+/// opened over and over (each process's libraries and modules, a server's
+/// configuration), and a pass over the glob set costs far more than a
+/// lookup. Tied to one classifier: a new classifier needs a new cache.
+pub struct ClassCache {
+    paths: lru::LruCache<Box<str>, Option<AssetClass>, rustc_hash::FxBuildHasher>,
+}
+
+impl Default for ClassCache {
+    fn default() -> Self {
+        ClassCache {
+            paths: lru::LruCache::with_hasher(CACHED_PATHS, rustc_hash::FxBuildHasher),
+        }
+    }
+}
+
 /// One compiled pattern, kept for [`AssetClassifier::kernel_interest`].
 #[derive(Clone, Debug)]
 struct PatternSource {
@@ -204,15 +226,45 @@ impl AssetClassifier {
     /// process. The pid must be in the same pid namespace as the path (the
     /// namespace the path was resolved in).
     pub fn classify(&self, path: &str, opener_pid: Option<u32>) -> Option<AssetClass> {
-        if let Some(verdict) = proc_environ(path, opener_pid) {
+        self.special_class(path, opener_pid)
+            .unwrap_or_else(|| self.glob_class(path))
+    }
+
+    /// [`Self::classify`], with the glob set's answers remembered in `cache`.
+    pub fn classify_cached(
+        &self,
+        path: &str,
+        opener_pid: Option<u32>,
+        cache: &mut ClassCache,
+    ) -> Option<AssetClass> {
+        if let Some(verdict) = self.special_class(path, opener_pid) {
             return verdict;
+        }
+        if let Some(class) = cache.paths.get(path) {
+            return *class;
+        }
+        let class = self.glob_class(path);
+        cache.paths.put(path.into(), class);
+        class
+    }
+
+    /// The classes decided by code, which depend on the opener too:
+    /// `Some(verdict)` for those paths, `None` for the rest.
+    fn special_class(&self, path: &str, opener_pid: Option<u32>) -> Option<Option<AssetClass>> {
+        if let Some(verdict) = proc_environ(path, opener_pid) {
+            return Some(verdict);
         }
         if self
             .agent_pid
             .is_some_and(|agent| proc_mem_of(path) == Some(agent))
         {
-            return Some(AssetClass::Aiwatch);
+            return Some(Some(AssetClass::Aiwatch));
         }
+        None
+    }
+
+    /// The class the glob set gives `path`: a function of the path alone.
+    fn glob_class(&self, path: &str) -> Option<AssetClass> {
         let candidate = Candidate::new(path);
         let mut best: Option<AssetClass> = None;
         for index in self.set.matches_candidate(&candidate) {
@@ -243,8 +295,9 @@ impl AssetClassifier {
         path: &str,
         opener_pid: Option<u32>,
         char_device_major: Option<u32>,
+        cache: &mut ClassCache,
     ) -> Option<AssetClass> {
-        self.classify(path, opener_pid)
+        self.classify_cached(path, opener_pid, cache)
             .or_else(|| char_device_major.and_then(|major| self.classify_device(major)))
     }
 

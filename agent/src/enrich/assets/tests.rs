@@ -229,11 +229,46 @@ fn gpu_devices_by_path_and_major() {
     }
     let c = classifier();
     assert_eq!(c.classify("/dev/null", None), None);
+    let cache = &mut ClassCache::default();
     assert_eq!(
-        c.classify_open("/dev/char/195:0", None, Some(195)),
+        c.classify_open("/dev/char/195:0", None, Some(195), cache),
         Some(AssetClass::GpuDevice)
     );
-    assert_eq!(c.classify_open("/dev/tty1", None, Some(4)), None);
+    assert_eq!(c.classify_open("/dev/tty1", None, Some(4), cache), None);
+}
+
+/// The cache gives the glob set's own answers, asked once or many times,
+/// and never an answer that depends on who opens the path.
+#[test]
+fn cached_classes_are_the_classifiers_own() {
+    let c = classifier();
+    let cache = &mut ClassCache::default();
+    let paths = [
+        "/srv/models/llama.safetensors",
+        "/srv/models/model.pkl",
+        "/root/.aws/credentials",
+        "/home/bob/.config/gcloud/application_default_credentials.json",
+        "/data/train/img_000001.jpg",
+        "/usr/lib/python3.11/json/__init__.py",
+        "/etc/cron.d/job",
+    ];
+    for _ in 0..3 {
+        for path in paths {
+            assert_eq!(
+                c.classify_cached(path, Some(12), cache),
+                c.classify(path, Some(12)),
+                "{path}"
+            );
+        }
+    }
+    // `/proc/<pid>/environ` is a secret of another process only.
+    for _ in 0..2 {
+        assert_eq!(
+            c.classify_cached("/proc/77/environ", Some(12), cache),
+            Some(AssetClass::Secret)
+        );
+        assert_eq!(c.classify_cached("/proc/77/environ", Some(77), cache), None);
+    }
 }
 
 #[test]
