@@ -370,6 +370,11 @@ fn top_and_follow_show_a_model_server_spawning_a_shell() {
     );
     top.keys("/");
     top.keys("Escape");
+    // An Escape and the next key read together are one Alt-key to a
+    // terminal: the next key waits until the Escape has cleared the filter.
+    top.wait_screen("the cleared filter", |s| {
+        s.contains("workload: all") && row_of(s).is_some()
+    });
     top.keys("/");
     top.type_text(&server.name);
     top.keys("Enter");

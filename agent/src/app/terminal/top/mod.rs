@@ -203,6 +203,14 @@ fn on_key(key: KeyEvent, model: &mut TopModel, screen: &mut Screen) -> Step {
             KeyCode::Backspace => {
                 text.pop();
             }
+            // A terminal reads an Escape and the key typed right after it
+            // as one Alt-key: the Escape clears, the key is a key.
+            KeyCode::Char(c) if key.modifiers.contains(KeyModifiers::ALT) => {
+                model.filter.workload.clear();
+                screen.editing = None;
+                let plain = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+                return on_key(plain, model, screen);
+            }
             KeyCode::Char(c) => text.push(c),
             _ => {}
         }
@@ -266,6 +274,16 @@ mod tests {
         on_key(press(KeyCode::Char('/')), &mut model, &mut screen);
         on_key(press(KeyCode::Esc), &mut model, &mut screen);
         assert_eq!(model.filter.workload, "", "Esc clears the filter");
+
+        // Esc then `/` typed fast arrive as Alt-/: the filter is cleared
+        // and a new one begins, empty.
+        model.filter.workload = "old".into();
+        on_key(press(KeyCode::Char('/')), &mut model, &mut screen);
+        let alt_slash = KeyEvent::new(KeyCode::Char('/'), KeyModifiers::ALT);
+        on_key(alt_slash, &mut model, &mut screen);
+        assert_eq!(model.filter.workload, "");
+        assert_eq!(screen.editing.as_deref(), Some(""));
+        on_key(press(KeyCode::Esc), &mut model, &mut screen);
 
         assert_eq!(
             on_key(press(KeyCode::Char('q')), &mut model, &mut screen),
