@@ -213,8 +213,10 @@ impl StreamHub {
             budget: budget.clone(),
             dropped: dropped.clone(),
         });
-        drop(readers);
+        // Counted under the lock: an alert published next, which reads the
+        // count under it too, is sent to this reader, not only kept.
         self.counter(topic).fetch_add(1, Relaxed);
+        drop(readers);
         Subscription {
             lines: receiver,
             budget,
