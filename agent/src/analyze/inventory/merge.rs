@@ -80,17 +80,14 @@ impl WorkloadInventory {
             |a, b| a == b,
             |_, _| {},
         );
-        let limit = limits.processes;
-        for process in older.processes {
-            if self.processes.iter().any(|p| p.pid == process.pid) {
-                continue;
-            }
-            if self.processes.len() >= limit {
-                overflow.processes += 1;
-            } else {
-                self.processes.push(process);
-            }
-        }
+        join(
+            &mut self.processes,
+            older.processes,
+            limits.processes,
+            &mut overflow.processes,
+            |a, b| a.pid == b.pid,
+            |_, _| {},
+        );
         self.llm.absorb(older.llm);
     }
 }
@@ -162,12 +159,8 @@ fn add_file_use(ours: &mut FileUse, theirs: FileUse) {
     ours.bytes_read += theirs.bytes_read;
     ours.first_seen = earliest(ours.first_seen, theirs.first_seen);
     ours.last_seen = ours.last_seen.max(theirs.last_seen);
-    if ours.class.is_none() {
-        ours.class = theirs.class;
-    }
-    if ours.accelerator.is_none() {
-        ours.accelerator = theirs.accelerator;
-    }
+    ours.class = ours.class.or(theirs.class);
+    ours.accelerator = ours.accelerator.take().or(theirs.accelerator);
 }
 
 fn add_peer(ours: &mut Peer, theirs: Peer) {
@@ -176,13 +169,9 @@ fn add_peer(ours: &mut Peer, theirs: Peer) {
     ours.bytes_in += theirs.bytes_in;
     ours.first_seen = earliest(ours.first_seen, theirs.first_seen);
     ours.last_seen = ours.last_seen.max(theirs.last_seen);
-    if ours.name.is_none() {
-        ours.name = theirs.name;
-    }
-    if ours.external != theirs.external {
-        // Either one saw the peer as external: it is.
-        ours.external = true;
-    }
+    ours.name = ours.name.take().or(theirs.name);
+    // Either one saw the peer as external: it is.
+    ours.external |= theirs.external;
 }
 
 /// The earlier of two times, where `None` is unknown (not earliest).
