@@ -281,7 +281,8 @@ pub enum Stat {
     RingbufLost = 0,
     /// Events the kernel dropped because nothing was interested.
     Filtered = 1,
-    /// Events whose pending entry could not be stored (map full).
+    /// Events whose pending entry could not be stored (map full), or whose
+    /// syscall exit was never seen (an entry found by another call's exit).
     PendingLost = 2,
     /// Children of tracked processes that could not be added to
     /// `TRACKED_PIDS` (map full): their events are filtered as untracked.

@@ -588,40 +588,43 @@ unsafe fn tail_keys(name: *const u8, len: usize) -> TailKeys {
 
 // ---- exit handlers --------------------------------------------------------
 
+// Each exit names the kind its entry records, as a constant: the compiler
+// then drops what other kinds need (the open's file, fold and verdict, the
+// second path), and the verifier checks each program's own work only.
 macro_rules! exit_probe {
-    ($name:ident, $tracepoint:literal) => {
+    ($name:ident, $tracepoint:literal, $kind:expr) => {
         #[tracepoint(category = "syscalls", name = $tracepoint)]
         pub fn $name(ctx: TracePointContext) -> u32 {
             if floor() {
                 return 0;
             }
-            exit(&ctx);
+            exit(&ctx, $kind);
             0
         }
     };
 }
 
-exit_probe!(sys_exit_open, "sys_exit_open");
-exit_probe!(sys_exit_openat, "sys_exit_openat");
-exit_probe!(sys_exit_openat2, "sys_exit_openat2");
-exit_probe!(sys_exit_unlink, "sys_exit_unlink");
-exit_probe!(sys_exit_unlinkat, "sys_exit_unlinkat");
-exit_probe!(sys_exit_rename, "sys_exit_rename");
-exit_probe!(sys_exit_renameat, "sys_exit_renameat");
-exit_probe!(sys_exit_renameat2, "sys_exit_renameat2");
-exit_probe!(sys_exit_link, "sys_exit_link");
-exit_probe!(sys_exit_linkat, "sys_exit_linkat");
-exit_probe!(sys_exit_symlink, "sys_exit_symlink");
-exit_probe!(sys_exit_symlinkat, "sys_exit_symlinkat");
-exit_probe!(sys_exit_chmod, "sys_exit_chmod");
-exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat");
-exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2");
-exit_probe!(sys_exit_truncate, "sys_exit_truncate");
+exit_probe!(sys_exit_open, "sys_exit_open", EventKind::Open);
+exit_probe!(sys_exit_openat, "sys_exit_openat", EventKind::Open);
+exit_probe!(sys_exit_openat2, "sys_exit_openat2", EventKind::Open);
+exit_probe!(sys_exit_unlink, "sys_exit_unlink", EventKind::Unlink);
+exit_probe!(sys_exit_unlinkat, "sys_exit_unlinkat", EventKind::Unlink);
+exit_probe!(sys_exit_rename, "sys_exit_rename", EventKind::Rename);
+exit_probe!(sys_exit_renameat, "sys_exit_renameat", EventKind::Rename);
+exit_probe!(sys_exit_renameat2, "sys_exit_renameat2", EventKind::Rename);
+exit_probe!(sys_exit_link, "sys_exit_link", EventKind::Link);
+exit_probe!(sys_exit_linkat, "sys_exit_linkat", EventKind::Link);
+exit_probe!(sys_exit_symlink, "sys_exit_symlink", EventKind::Link);
+exit_probe!(sys_exit_symlinkat, "sys_exit_symlinkat", EventKind::Link);
+exit_probe!(sys_exit_chmod, "sys_exit_chmod", EventKind::Chmod);
+exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat", EventKind::Chmod);
+exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2", EventKind::Chmod);
+exit_probe!(sys_exit_truncate, "sys_exit_truncate", EventKind::Truncate);
 
-/// Completes a remembered call: an array read while nothing is pending,
-/// one hash lookup for everybody else.
+/// Completes a remembered call of `kind`: an array read while nothing is
+/// pending, one hash lookup for everybody else.
 #[inline(always)]
-fn exit(ctx: &TracePointContext) {
+fn exit(ctx: &TracePointContext, kind: EventKind) {
     if !pending_any(PENDING_FILE) {
         return;
     }
@@ -633,7 +636,7 @@ fn exit(ctx: &TracePointContext) {
     let ret = syscall::ret(ctx);
     // SAFETY: a value of `FILE_PENDING`, valid while the program runs; only
     // this thread's exit removes it, after `emit` returns.
-    unsafe { emit(pending, ret, (pid_tgid >> 32) as u32) };
+    unsafe { emit(pending, kind, ret, (pid_tgid >> 32) as u32) };
     if FILE_PENDING.remove(pid_tgid).is_ok() {
         pending_removed(PENDING_FILE);
     }
@@ -642,14 +645,20 @@ fn exit(ctx: &TracePointContext) {
 /// # Safety
 /// `pending` points to a live `FilePending`.
 #[inline(always)]
-unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
+unsafe fn emit(pending: *const FilePending, kind: EventKind, ret: i64, tgid: u32) {
     // SAFETY: `pending` is live (the caller's guarantee) and `record` is a
     // ring-buffer reservation sized for a `FileRecord`; the name copies are
     // `NAME_LEN` bytes between two `NAME_LEN` arrays.
     unsafe {
-        let Some(kind) = EventKind::from_u16((*pending).kind) else {
+        if (*pending).kind != kind as u16 {
+            // An entry left by a call whose exit was never seen (the thread
+            // was in it while the exit probes attached): that call is lost,
+            // and this one was not wanted, or its entry would be here.
+            if let Some(stale) = EventKind::from_u16((*pending).kind) {
+                count(Stat::PendingLost, stale.slot());
+            }
             return;
-        };
+        }
         let task = kernel::current_task();
         // A successful open: its file, inode and the enforcement verdict,
         // decided before anything else (the verdict may kill, once).
@@ -709,7 +718,7 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
             NAME_LEN as u32,
             (*pending).name.as_ptr() as *const c_void,
         );
-        if (*pending).name2_len > 0 {
+        if matches!(kind, EventKind::Rename | EventKind::Link) && (*pending).name2_len > 0 {
             bpf_probe_read_kernel(
                 (*record).name2.as_mut_ptr() as *mut c_void,
                 NAME_LEN as u32,
@@ -759,7 +768,10 @@ unsafe fn emit(pending: *const FilePending, ret: i64, tgid: u32) {
             flags &= !(FILE_FLAG_PATH_IS_FILE | FILE_FLAG_PATH_IS_DIR);
         }
 
-        let relative2 = (*pending).name2_len > 0 && (*pending).name2[0] != b'/';
+        // Only renames and links have a second name.
+        let relative2 = matches!(kind, EventKind::Rename | EventKind::Link)
+            && (*pending).name2_len > 0
+            && (*pending).name2[0] != b'/';
         let mut target2: *const u8 = core::ptr::null();
         if relative2 {
             if (*pending).dfd2 == (*pending).dfd && flags & FILE_FLAG_PATH_IS_DIR != 0 {
