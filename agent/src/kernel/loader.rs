@@ -125,8 +125,22 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
     raise_memlock_limit();
     ensure_tracefs();
 
+    // One parse of the kernel's BTF serves the loader's relocations and the
+    // LSM hooks' prototypes; left to itself, aya reads it for each.
+    let kernel_btf = match Btf::parse_file(options.btf_path, Endianness::default()) {
+        Ok(btf) => Some(btf),
+        Err(err) => {
+            log::warn!(
+                "cannot parse the kernel BTF at {} for the loader: {err}; programs that need it will not load",
+                options.btf_path.display()
+            );
+            None
+        }
+    };
+
     let offsets: KernelOffsets = resolved.offsets;
     let mut ebpf = EbpfLoader::new()
+        .btf(kernel_btf.as_ref())
         .override_global("OFFSETS", &offsets, true)
         .override_global("AGENT_PID", &options.agent_pid, true)
         .override_global("FAMILIES", &options.families, true)
@@ -168,7 +182,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
                 reason: Some(NOT_IN_KERNEL.into()),
             }
         } else {
-            match attach(&mut ebpf, probe, options.btf_path) {
+            match attach(&mut ebpf, probe, kernel_btf.as_ref()) {
                 Ok(()) => ProbeStatus {
                     probe: probe.program,
                     attached: true,
@@ -199,7 +213,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
     })
 }
 
-fn attach(ebpf: &mut Ebpf, probe: &Probe, btf_path: &Path) -> Result<(), ProgramError> {
+fn attach(ebpf: &mut Ebpf, probe: &Probe, kernel_btf: Option<&Btf>) -> Result<(), ProgramError> {
     let program = ebpf
         .program_mut(probe.program)
         .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
@@ -251,16 +265,16 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe, btf_path: &Path) -> Result<(), Program
             program.attach(root, direction, CgroupAttachMode::Single)?;
         }
         Attach::Lsm(hook) => {
-            // The kernel's own BTF: the hook's prototype is looked up there
+            // The hook's prototype is looked up in the kernel's own BTF
             // (the offsets were resolved from the same file).
-            let btf = Btf::parse_file(btf_path, Endianness::default()).map_err(|err| {
+            let btf = kernel_btf.ok_or_else(|| {
                 ProgramError::SyscallError(SyscallError {
                     call: "read the kernel BTF for an LSM hook",
-                    io_error: std::io::Error::other(err),
+                    io_error: std::io::Error::other("the kernel BTF could not be parsed"),
                 })
             })?;
             let program: &mut Lsm = program.try_into()?;
-            program.load(hook, &btf)?;
+            program.load(hook, btf)?;
             program.attach()?;
         }
     }
