@@ -405,7 +405,14 @@ impl Drop for Agent {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
-            let _ = child.wait();
+            // A killed agent runs no more code, but its exit takes seconds
+            // (each tracepoint program's detach waits for an RCU grace
+            // period; far longer in a TCG guest). The test need not wait:
+            // tests share the kernel with each other's agents anyway, so
+            // each filters on its own pids and cgroups. A thread reaps it.
+            thread::spawn(move || {
+                let _ = child.wait();
+            });
         }
     }
 }

@@ -15,8 +15,10 @@
 //! the agent's version (`docs/deploy.md` says how to push it).
 
 use std::{
-    fs,
+    fs::{self, File},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
 };
 
 use anyhow::Context as _;
@@ -67,15 +69,56 @@ pub fn image(workspace: &Workspace) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo build --release -p aiwatch --target x86_64-unknown-linux-musl`;
-/// returns the binary.
-fn build_static_agent(workspace: &Workspace) -> anyhow::Result<PathBuf> {
+/// `cargo build --release -p aiwatch --target x86_64-unknown-linux-musl`.
+fn static_build(workspace: &Workspace) -> Command {
     let mut build = workspace.cargo();
     build
         .args(["build", "--release", "--package", AGENT_PACKAGE])
         .args(["--target", MUSL_TARGET])
         .env(format!("CC_{}", MUSL_TARGET.replace('-', "_")), MUSL_CC);
-    run_step(&mut build, "building the static agent (musl, release)")?;
+    build
+}
+
+/// Starts the static agent's build in the background at the lowest CPU
+/// priority, its output in `<target>/image/static-build.log`. cargo locks
+/// each target and profile's folder on its own, so the debug builds of the
+/// tests never wait for it; `cargo xtask image` waits for it, then finds
+/// the binary built.
+pub fn spawn_static_build(workspace: &Workspace) -> anyhow::Result<(Child, PathBuf)> {
+    let log_path = workspace.target_dir.join("image").join("static-build.log");
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let log = File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut build = static_build(workspace);
+    build
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("duplicating the build log's descriptor")?)
+        .stderr(log);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setpriority(2), which is async-signal-safe.
+    unsafe {
+        build.pre_exec(|| {
+            // rustc and the linker inherit the niceness.
+            if libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = build
+        .spawn()
+        .context("cannot start the static agent's build")?;
+    Ok((child, log_path))
+}
+
+/// Builds the static agent; returns the binary.
+fn build_static_agent(workspace: &Workspace) -> anyhow::Result<PathBuf> {
+    run_step(
+        &mut static_build(workspace),
+        "building the static agent (musl, release)",
+    )?;
     let binary = workspace
         .target_dir
         .join(MUSL_TARGET)

@@ -53,6 +53,21 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
         agent.display()
     );
     crate::manuals::write(&agent)?;
+    // A whole run includes the image test, which needs the static release
+    // agent: minutes of building. It is built from here, beside the tests,
+    // at the lowest CPU priority: the privileged tests leave the CPUs idle
+    // much of the time while they wait for events, and the image test then
+    // finds it built instead of building it alone.
+    let mut static_build = if args.is_empty() {
+        let (child, log) = crate::image::spawn_static_build(workspace)?;
+        println!(
+            "xtask: building the static agent beside the tests (output in {})",
+            log.display()
+        );
+        Some((child, log))
+    } else {
+        None
+    };
 
     let mut tests = workspace.cargo();
     tests.arg("test");
@@ -77,7 +92,24 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
         .env("AIWATCH_PYTHON", venv.python())
         .env("AIWATCH_VENV", &venv.dir)
         .env("AIWATCH_REPO", &workspace.root);
-    if let Some(code) = run_numbered(2, "cargo test", &mut tests)? {
+    let tested = run_numbered(2, "cargo test", &mut tests);
+    if let Some((mut child, log)) = static_build.take() {
+        // The image test waited for it; a run that stopped early did not.
+        match child.try_wait() {
+            Ok(Some(status)) if !status.success() => {
+                eprintln!(
+                    "xtask: the static agent's build failed ({status}); its output is in {}",
+                    log.display()
+                );
+            }
+            Ok(Some(_)) => {}
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    if let Some(code) = tested? {
         return Ok(code);
     }
     println!("xtask: build and tests passed");
