@@ -405,14 +405,12 @@ impl Drop for Agent {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
-            // A killed agent runs no more code, but its exit takes seconds
-            // (each tracepoint program's detach waits for an RCU grace
-            // period; far longer in a TCG guest). The test need not wait:
-            // tests share the kernel with each other's agents anyway, so
-            // each filters on its own pids and cgroups. A thread reaps it.
-            thread::spawn(move || {
-                let _ = child.wait();
-            });
+            // Waited for, though a killed agent's exit takes seconds (each
+            // tracepoint program's detach waits for an RCU grace period):
+            // until it is reaped its programs stay attached, and a killing
+            // one would kill the next test's processes, whose files can
+            // reuse this test's inode numbers.
+            let _ = child.wait();
         }
     }
 }
