@@ -80,14 +80,15 @@ fn static_build(workspace: &Workspace) -> Command {
 }
 
 /// Starts the static agent's build in the background at the lowest CPU
-/// priority, its output in `<target>/image/static-build.log`. cargo locks
+/// priority, in a process group of its own (its id is the child's pid),
+/// its output in `<target>/image/static-build.log`. cargo locks
 /// each target and profile's folder on its own, so the debug builds of the
 /// tests never wait for it; `cargo xtask image` waits for it, then finds
 /// the binary built.
 pub fn spawn_static_build(workspace: &Workspace) -> anyhow::Result<(Child, PathBuf)> {
     let log_path = workspace.target_dir.join("image").join("static-build.log");
     if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let log = File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
@@ -95,7 +96,9 @@ pub fn spawn_static_build(workspace: &Workspace) -> anyhow::Result<(Child, PathB
     build
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("duplicating the build log's descriptor")?)
-        .stderr(log);
+        .stderr(log)
+        // A group of its own, so that stopping it stops rustc too.
+        .process_group(0);
     // SAFETY: the closure runs in the forked child before exec and only
     // calls setpriority(2), which is async-signal-safe.
     unsafe {

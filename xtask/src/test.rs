@@ -58,7 +58,7 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
     // at the lowest CPU priority: the privileged tests leave the CPUs idle
     // much of the time while they wait for events, and the image test then
     // finds it built instead of building it alone.
-    let mut static_build = if args.is_empty() {
+    let static_build = if args.is_empty() {
         let (child, log) = crate::image::spawn_static_build(workspace)?;
         println!(
             "xtask: building the static agent beside the tests (output in {})",
@@ -93,7 +93,7 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
         .env("AIWATCH_VENV", &venv.dir)
         .env("AIWATCH_REPO", &workspace.root);
     let tested = run_numbered(2, "cargo test", &mut tests);
-    if let Some((mut child, log)) = static_build.take() {
+    if let Some((mut child, log)) = static_build {
         // The image test waited for it; a run that stopped early did not.
         match child.try_wait() {
             Ok(Some(status)) if !status.success() => {
@@ -104,7 +104,9 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
             }
             Ok(Some(_)) => {}
             _ => {
-                let _ = child.kill();
+                // SAFETY: kill(2) has no memory preconditions; the group is
+                // the build's own, led by our unreaped child.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
                 let _ = child.wait();
             }
         }
