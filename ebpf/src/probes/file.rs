@@ -718,7 +718,7 @@ unsafe fn emit(pending: *const FilePending, kind: EventKind, ret: i64, tgid: u32
             NAME_LEN as u32,
             (*pending).name.as_ptr() as *const c_void,
         );
-        if matches!(kind, EventKind::Rename | EventKind::Link) && (*pending).name2_len > 0 {
+        if has_second_name(kind) && (*pending).name2_len > 0 {
             bpf_probe_read_kernel(
                 (*record).name2.as_mut_ptr() as *mut c_void,
                 NAME_LEN as u32,
@@ -768,10 +768,8 @@ unsafe fn emit(pending: *const FilePending, kind: EventKind, ret: i64, tgid: u32
             flags &= !(FILE_FLAG_PATH_IS_FILE | FILE_FLAG_PATH_IS_DIR);
         }
 
-        // Only renames and links have a second name.
-        let relative2 = matches!(kind, EventKind::Rename | EventKind::Link)
-            && (*pending).name2_len > 0
-            && (*pending).name2[0] != b'/';
+        let relative2 =
+            has_second_name(kind) && (*pending).name2_len > 0 && (*pending).name2[0] != b'/';
         let mut target2: *const u8 = core::ptr::null();
         if relative2 {
             if (*pending).dfd2 == (*pending).dfd && flags & FILE_FLAG_PATH_IS_DIR != 0 {
@@ -791,6 +789,14 @@ unsafe fn emit(pending: *const FilePending, kind: EventKind, ret: i64, tgid: u32
         (*record).header.flags = flags;
         submit(entry);
     }
+}
+
+/// Only renames and links have a second name. `kind` is a constant in each
+/// exit program, so the test costs nothing and the code it guards is gone
+/// from the other programs.
+#[inline(always)]
+const fn has_second_name(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Rename | EventKind::Link)
 }
 
 /// A tracked process's open for reading only, which may be folded into its
