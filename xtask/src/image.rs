@@ -80,8 +80,8 @@ fn static_build(workspace: &Workspace) -> Command {
 }
 
 /// Starts the static agent's build in the background at the lowest CPU
-/// priority, in a process group of its own (its id is the child's pid),
-/// its output in `<target>/image/static-build.log`. cargo locks
+/// priority, its output in `<target>/image/static-build.log`. It stays in
+/// xtask's process group, so a Ctrl-C stops it with the tests. cargo locks
 /// each target and profile's folder on its own, so the debug builds of the
 /// tests never wait for it; `cargo xtask image` waits for it, then finds
 /// the binary built.
@@ -90,15 +90,16 @@ pub fn spawn_static_build(workspace: &Workspace) -> anyhow::Result<(Child, PathB
     if let Some(dir) = log_path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let log = File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut build = static_build(workspace);
     build
         .stdin(Stdio::null())
-        .stdout(log.try_clone().context("duplicating the build log's descriptor")?)
-        .stderr(log)
-        // A group of its own, so that stopping it stops rustc too.
-        .process_group(0);
+        .stdout(
+            log.try_clone()
+                .context("duplicating the build log's descriptor")?,
+        )
+        .stderr(log);
     // SAFETY: the closure runs in the forked child before exec and only
     // calls setpriority(2), which is async-signal-safe.
     unsafe {

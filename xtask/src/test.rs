@@ -104,9 +104,7 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
             }
             Ok(Some(_)) => {}
             _ => {
-                // SAFETY: kill(2) has no memory preconditions; the group is
-                // the build's own, led by our unreaped child.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+                let _ = child.kill();
                 let _ = child.wait();
             }
         }
