@@ -86,7 +86,18 @@ pub struct KernelOffsets {
     pub linux_binprm_file: u32,
     pub linux_binprm_filename: u32,
     pub file_f_flags: u32,
+    /// `files_struct.fdtab`, the descriptor table embedded in it.
+    pub files_fdtab: u32,
+    /// `files_struct.fd_array`, known only when it has
+    /// `FD_ARRAY_LEN` slots.
+    pub files_fd_array: u32,
+    /// `qstr.len`, the length of a dentry's name.
+    pub qstr_len: u32,
 }
+
+/// Slots of `files_struct.fd_array` (`NR_OPEN_DEFAULT`, `BITS_PER_LONG`):
+/// the kernel programs index it only below this.
+pub const FD_ARRAY_LEN: u32 = 64;
 
 /// An offset this kernel's BTF does not have. (Zero is a real offset: the
 /// first field of a struct.)

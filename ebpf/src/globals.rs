@@ -74,6 +74,9 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     linux_binprm_file: OFFSET_UNKNOWN,
     linux_binprm_filename: OFFSET_UNKNOWN,
     file_f_flags: OFFSET_UNKNOWN,
+    files_fdtab: OFFSET_UNKNOWN,
+    files_fd_array: OFFSET_UNKNOWN,
+    qstr_len: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

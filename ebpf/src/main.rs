@@ -15,9 +15,13 @@
 )]
 // `atomic_xadd`: the BPF target's core lacks atomic read-modify-write types.
 #![feature(core_intrinsics)]
+// `asm!` on the BPF target: constant offsets the verifier can follow
+// (`direct.rs`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 mod diag;
+mod direct;
 mod emit;
 mod globals;
 mod kernel;

@@ -24,6 +24,9 @@ const REPEATS: u64 = 200;
 const LOADER: &str = r#"
 import os, sys
 d = sys.argv[1]
+# Descriptors held open, so that the kernel's descriptor table grows past
+# the slots embedded in the process's files_struct.
+held = [os.open('/dev/null', os.O_RDONLY) for _ in range(int(sys.argv[4]))]
 print(os.getpid(), flush=True)
 sys.stdin.readline()                       # tracked now
 open(os.path.join(d, 'f0000'), 'rb').read()
@@ -36,6 +39,10 @@ for _ in range(int(sys.argv[3])):
 with open(os.path.join(d, 'written'), 'w') as f:
     f.write('x')
 os.unlink(os.path.join(d, 'f0005'))
+try:
+    open(os.path.join(d, 'missing'), 'rb')
+except OSError:
+    pass
 open(os.path.join(d, 'weights.safetensors'), 'rb').read()
 print('done', flush=True)
 sys.stdin.readline()
@@ -114,6 +121,18 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn plain_reads_are_counted_exactly_and_changes_are_never_folded() {
+    check_folding(0);
+}
+
+/// The same with 100 descriptors held open: past the 64 embedded in the
+/// process's `files_struct`, the kernel reads the new file through the
+/// grown table with checked reads instead of direct loads.
+#[test]
+fn folding_is_the_same_with_a_grown_descriptor_table() {
+    check_folding(100);
+}
+
+fn check_folding(held_descriptors: usize) {
     let data = TempDir::new("file-access");
     let dir = std::fs::canonicalize(data.path()).unwrap();
     for i in 0..=DISTINCT {
@@ -135,6 +154,7 @@ fn plain_reads_are_counted_exactly_and_changes_are_never_folded() {
         .args(["-c", LOADER, dir.to_str().unwrap()])
         .arg(DISTINCT.to_string())
         .arg(REPEATS.to_string())
+        .arg(held_descriptors.to_string())
         .arg(&marker)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -177,6 +197,13 @@ fn plain_reads_are_counted_exactly_and_changes_are_never_folded() {
     agent.wait_event("the unlink, in full", |e| {
         kind_of(e) == "unlink" && pid_of(e) == pid && get(e, "file.path") == unlinked.as_str()
     });
+    // A failed read is a full event, its name read from the loader's
+    // memory at the exit.
+    let missing = dir.join("missing").display().to_string();
+    let failed = agent.wait_event("the failed read, in full", |e| {
+        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == missing.as_str()
+    });
+    assert_eq!(get(&failed, "file.result"), -2, "ENOENT: {failed}");
     let weights = dir.join("weights.safetensors").display().to_string();
     let model = agent.wait_event("the model read, in full", |e| {
         kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == weights.as_str()

@@ -9,7 +9,7 @@
 
 use std::{io::ErrorKind, os::fd::AsRawFd as _, panic::AssertUnwindSafe, path::Path};
 
-use aiwatch_common::KernelOffsets;
+use aiwatch_common::{KernelOffsets, FAMILY_FILE, OFFSET_UNKNOWN};
 use aya::{
     programs::{
         CgroupAttachMode, CgroupDevice, CgroupSkb, CgroupSockAddr, Lsm, ProgramError,
@@ -139,20 +139,44 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
     };
 
     let offsets: KernelOffsets = resolved.offsets;
-    let mut ebpf = EbpfLoader::new()
-        .btf(kernel_btf.as_ref())
-        .override_global("OFFSETS", &offsets, true)
-        .override_global("AGENT_PID", &options.agent_pid, true)
-        .override_global("FAMILIES", &options.families, true)
-        .override_global("FILE_TRACE_ALL", &u32::from(options.trace_all_files), true)
-        .override_global("FLOOR", &u32::from(options.bench_floor), true)
-        .override_global("CLEAR_TEXT_CAPTURE", &options.clear_text_capture, true)
-        .override_global("DNS_PORT", &options.dns_port, true)
-        .override_global("LLM_PLAIN_PORTS", &options.plain_ports, true)
-        .load(OBJECT)
-        .map_err(LoadError::Load)?;
-    // Before any program is loaded: the programs refer to the log map's
-    // fd, which the logger owns from here on.
+    let open = |direct_reads: bool| {
+        EbpfLoader::new()
+            .btf(kernel_btf.as_ref())
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("AGENT_PID", &options.agent_pid, true)
+            .override_global("FAMILIES", &options.families, true)
+            .override_global("FILE_TRACE_ALL", &u32::from(options.trace_all_files), true)
+            .override_global("FLOOR", &u32::from(options.bench_floor), true)
+            .override_global("CLEAR_TEXT_CAPTURE", &options.clear_text_capture, true)
+            .override_global("DNS_PORT", &options.dns_port, true)
+            .override_global("LLM_PLAIN_PORTS", &options.plain_ports, true)
+            .override_global("DIRECT_READS", &u32::from(direct_reads), true)
+            .load(OBJECT)
+            .map_err(LoadError::Load)
+    };
+    // Direct loads of kernel fields (`ebpf/src/direct.rs`) need offsets
+    // this kernel may lack, and a verifier that follows typed pointers
+    // through arrays: the open exit tries them first, and on refusal every
+    // program is loaded again without them.
+    let direct_reads = offsets.files_fdtab != OFFSET_UNKNOWN
+        && offsets.files_fd_array != OFFSET_UNKNOWN
+        && options.families & FAMILY_FILE != 0
+        && !options.bench_floor;
+    let mut ebpf = open(direct_reads)?;
+    if direct_reads {
+        match load_tracepoint(&mut ebpf, DIRECT_READS_PROGRAM) {
+            Ok(()) => log::info!("file exits read kernel fields directly"),
+            Err(err) => {
+                log::warn!(
+                    "this kernel refuses direct loads of kernel fields ({err}); \
+                     tracked processes' reads are folded with checked reads"
+                );
+                ebpf = open(false)?;
+            }
+        }
+    }
+    // Before any other program is loaded: the programs refer to the log
+    // map's fd, which the logger owns from here on.
     forward_kernel_log(&mut ebpf);
 
     let mut probes = Vec::with_capacity(PROBES.len());
@@ -213,6 +237,19 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
     })
 }
 
+/// The program whose verification says whether direct loads work here: the
+/// three open exits share the code that uses them.
+const DIRECT_READS_PROGRAM: &str = "sys_exit_openat";
+
+/// Loads (verifies) one tracepoint program without attaching it.
+fn load_tracepoint(ebpf: &mut Ebpf, name: &str) -> Result<(), ProgramError> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(ProgramError::UnexpectedProgramType)?
+        .try_into()?;
+    program.load()
+}
+
 fn attach(ebpf: &mut Ebpf, probe: &Probe, kernel_btf: Option<&Btf>) -> Result<(), ProgramError> {
     let program = ebpf
         .program_mut(probe.program)
@@ -220,7 +257,10 @@ fn attach(ebpf: &mut Ebpf, probe: &Probe, kernel_btf: Option<&Btf>) -> Result<()
     match probe.attach {
         Attach::Tracepoint(category, name) => {
             let program: &mut TracePoint = program.try_into()?;
-            program.load()?;
+            // The direct-reads check may have loaded it already.
+            if program.fd().is_err() {
+                program.load()?;
+            }
             program.attach(category, name)?;
         }
         Attach::Raw(name) => {

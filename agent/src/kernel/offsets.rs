@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use aiwatch_common::{KernelOffsets, OFFSET_UNKNOWN};
+use aiwatch_common::{KernelOffsets, FD_ARRAY_LEN, OFFSET_UNKNOWN};
 use btf_rs::{Btf, Type};
 
 /// Where the kernel exposes its own BTF.
@@ -142,6 +142,14 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
         linux_binprm_file: r.get("linux_binprm.file", "linux_binprm", &["file"]),
         linux_binprm_filename: r.get("linux_binprm.filename", "linux_binprm", &["filename"]),
         file_f_flags: r.get("file.f_flags", "file", &["f_flags"]),
+        files_fdtab: r.get("files_struct.fdtab", "files_struct", &["fdtab"]),
+        files_fd_array: r.get_array(
+            "files_struct.fd_array",
+            "files_struct",
+            &["fd_array"],
+            FD_ARRAY_LEN as usize,
+        ),
+        qstr_len: r.get("qstr.len", "qstr", &["len"]),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {
@@ -169,7 +177,24 @@ impl Resolver<'_> {
         })
     }
 
+    /// As [`Resolver::get`], for an array field the programs index: known
+    /// only when it has exactly `len` elements.
+    fn get_array(&mut self, label: &'static str, name: &str, path: &[&str], len: usize) -> u32 {
+        match self.find_typed(name, path) {
+            Some((offset, Type::Array(array))) if array.len() == len => offset,
+            _ => {
+                self.missing.push(label);
+                OFFSET_UNKNOWN
+            }
+        }
+    }
+
     fn find(&self, name: &str, path: &[&str]) -> Option<u32> {
+        self.find_typed(name, path).map(|(offset, _)| offset)
+    }
+
+    /// The byte offset of `path` inside `struct name`, and the field's type.
+    fn find_typed(&self, name: &str, path: &[&str]) -> Option<(u32, Type)> {
         let ty = self
             .btf
             .resolve_types_by_name(name)
@@ -183,7 +208,7 @@ impl Resolver<'_> {
             bits += member_bits;
             current = member_ty;
         }
-        bits.is_multiple_of(8).then_some(bits / 8)
+        bits.is_multiple_of(8).then_some((bits / 8, current))
     }
 
     /// Finds `field` in a struct or union, looking through anonymous members.
@@ -253,6 +278,11 @@ mod tests {
         assert!(o.mm_arg_end > o.mm_arg_start);
         // dentry.d_name is a struct qstr whose name pointer follows its hash/len.
         assert!(o.qstr_name >= 8);
+        // Its length is the upper half of `hash_len` on a little-endian
+        // machine.
+        assert_eq!(o.qstr_len, 4);
+        // The embedded descriptor table comes before its 64 slots.
+        assert!(o.files_fd_array > o.files_fdtab);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use aya_ebpf::{
         generated::{bpf_probe_read_kernel, bpf_probe_read_user_str},
     },
     macros::{map, tracepoint},
-    maps::{lpm_trie::Key, HashMap, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 
@@ -103,16 +103,65 @@ pub struct FilePending {
 #[map]
 static FILE_PENDING: HashMap<u64, FilePending> = HashMap::with_max_entries(8192, 0);
 
+/// A tracked process's read-only open between its entry and exit. Most of
+/// them are folded into a counter (`probes/file_access.rs`), so the entry
+/// copies nothing: the name is read from the caller's memory at the exit,
+/// only when the open is reported. (The kernel itself copies the name
+/// after the entry tracepoint, so a name read at entry was no more certain
+/// to be the one opened than one read at exit.)
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ReadSlot {
+    /// The thread in the call; 0 when the slot is free.
+    tid: u32,
+    header_flags: u16,
+    _pad: u16,
+    dfd: i32,
+    flags: u32,
+    mode: u32,
+    device_mode: u32,
+    device_rdev: u32,
+    _pad2: u32,
+    /// The user address of the name.
+    name: u64,
+}
+
+/// Slots of `READ_SLOTS`, indexed by thread id modulo this.
+const READ_SLOTS_LEN: u32 = 1 << 16;
+
+/// One [`ReadSlot`] per thread id modulo `READ_SLOTS_LEN`: an array read,
+/// which the verifier inlines, instead of a hash insert and delete. Two
+/// threads in such an open at once whose ids share a slot lose the older
+/// call, counted as `Stat::PendingLost`.
+#[map]
+static READ_SLOTS: Array<ReadSlot> = Array::with_max_entries(READ_SLOTS_LEN, 0);
+
+/// The current thread's slot in `READ_SLOTS`, if it holds this thread's
+/// call.
+#[inline(always)]
+fn own_read_slot(tid: u32) -> Option<*mut ReadSlot> {
+    let slot = READ_SLOTS.get_ptr_mut(tid % READ_SLOTS_LEN)?;
+    // SAFETY: a live array value, valid while the program runs.
+    (unsafe { (*slot).tid } == tid).then_some(slot)
+}
+
 /// Adds `flag` to the current thread's pending open: the `cgroup/dev` and
 /// LSM programs run inside the open, between its entry and exit
 /// tracepoints, so the event the exit builds says what they decided.
 /// False when the entry kept no pending record.
 #[inline(always)]
 pub fn mark_pending(flag: u16) -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some(slot) = own_read_slot(pid_tgid as u32) {
+        // SAFETY: `slot` points into a live map value, valid for this
+        // program run; only this thread's syscall uses it.
+        unsafe { (*slot).header_flags |= flag };
+        return true;
+    }
     if !pending_any(PENDING_FILE) {
         return false;
     }
-    match FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+    match FILE_PENDING.get_ptr_mut(pid_tgid) {
         Some(pending) => {
             // SAFETY: `pending` points into a live map value, valid for this
             // program run; only this thread's syscall uses its entry.
@@ -130,10 +179,19 @@ pub fn mark_pending(flag: u16) -> bool {
 /// the entry kept no pending record.
 #[inline(always)]
 pub fn note_device(mode: u32, major: u32, minor: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some(slot) = own_read_slot(pid_tgid as u32) {
+        // SAFETY: as in `mark_pending`.
+        unsafe {
+            (*slot).device_mode = mode;
+            (*slot).device_rdev = (major << 20) | (minor & 0xf_ffff);
+        }
+        return;
+    }
     if !pending_any(PENDING_FILE) {
         return;
     }
-    if let Some(pending) = FILE_PENDING.get_ptr_mut(bpf_get_current_pid_tgid()) {
+    if let Some(pending) = FILE_PENDING.get_ptr_mut(pid_tgid) {
         // SAFETY: `pending` points into a live map value, valid for this
         // program run; only this thread's syscall uses its entry.
         unsafe {
@@ -382,6 +440,9 @@ fn enter(args: &Args) {
         return;
     }
     let tracked = trace_all() || is_tracked(tgid);
+    if args.kind == EventKind::Open && take_read_slot(args, pid_tgid as u32, tracked) {
+        return;
+    }
     let Some(pending) = FILE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -429,6 +490,42 @@ fn enter(args: &Args) {
         count(Stat::PendingLost, args.kind.slot());
         diag::pending_full(tgid, args.kind);
     }
+}
+
+/// Keeps a tracked process's read-only open in its thread's `READ_SLOTS`
+/// slot; true when it did. Any other open by a thread that holds the slot
+/// frees it, so that an exit never finds a slot its entry did not write.
+#[inline(always)]
+fn take_read_slot(args: &Args, tid: u32, tracked: bool) -> bool {
+    let Some(slot) = READ_SLOTS.get_ptr_mut(tid % READ_SLOTS_LEN) else {
+        return false;
+    };
+    let read_only = tracked && !trace_all() && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0;
+    // SAFETY: a live array value, valid while the program runs; another
+    // thread whose id shares the slot may write it meanwhile, which costs
+    // one of the two calls (counted below, or found at its exit).
+    unsafe {
+        let holder = (*slot).tid;
+        if !read_only {
+            if holder == tid {
+                (*slot).tid = 0;
+            }
+            return false;
+        }
+        if holder != 0 && holder != tid {
+            // Another thread's open is in flight in this slot: it is lost.
+            count(Stat::PendingLost, EventKind::Open.slot());
+        }
+        (*slot).tid = tid;
+        (*slot).header_flags = FILE_FLAG_TRACKED;
+        (*slot).dfd = args.dfd;
+        (*slot).flags = args.flags;
+        (*slot).mode = args.mode;
+        (*slot).device_mode = 0;
+        (*slot).device_rdev = 0;
+        (*slot).name = args.name;
+    }
+    true
 }
 
 /// Whether the call changes a file through a relative name: an open for
@@ -493,42 +590,66 @@ fn interesting(name: &[u8; NAME_LEN], len: usize) -> bool {
                 return true;
             }
         }
-        // Both keys start with the name's last two bytes (lower-cased in the
-        // extension's, cut short by a '/' or '.'): when none of those
-        // spellings is in the filter, neither key needs building.
         let last = *name.add((len - 1) & (NAME_LEN - 1));
         let before = if len > 1 {
             *name.add((len - 2) & (NAME_LEN - 1))
         } else {
             0
         };
-        let (last_lower, before_lower) = (last.to_ascii_lowercase(), before.to_ascii_lowercase());
-        if !filter_hit(&SUFFIX_FILTER, last, before)
-            && !filter_hit(&SUFFIX_FILTER, last, 0)
-            && !filter_hit(&SUFFIX_FILTER, last_lower, before_lower)
-            && !filter_hit(&SUFFIX_FILTER, last_lower, 0)
-        {
-            return false;
-        }
-        let keys = tail_keys(name, len);
-        if keys.extension_len > 0 {
-            let extension = SuffixKey {
-                kind: SUFFIX_EXTENSION,
-                bytes: keys.extension,
-            };
-            if filter_hit(&SUFFIX_FILTER, extension.bytes[0], extension.bytes[1])
-                && PATH_SUFFIXES.get(&extension).is_some()
-            {
-                return true;
-            }
-        }
-        let basename = SuffixKey {
-            kind: SUFFIX_BASENAME,
-            bytes: keys.basename,
-        };
-        filter_hit(&SUFFIX_FILTER, basename.bytes[0], basename.bytes[1])
-            && PATH_SUFFIXES.get(&basename).is_some()
+        suffix_match(last, before, || tail_keys(name, len))
     }
+}
+
+/// Whether a base name (no '/') of `len` bytes is of interest, from its tail
+/// as `aiwatch_common::suffix::tail_keys` takes it. For names read from a
+/// dentry, which are never absolute.
+#[inline(always)]
+pub fn basename_interesting(low: u64, high: u64, len: usize, before_tail: u8) -> bool {
+    if len == 0 {
+        return false;
+    }
+    let keys = suffix::tail_keys(low, high, len, before_tail);
+    // The base name key starts with the last byte, then the one before (0
+    // past the start: the key keeps only the name's bytes).
+    suffix_match(keys.basename[0], keys.basename[1], || keys)
+}
+
+/// The extension and base-name half of the interest test. `last` and
+/// `before` are the name's last two bytes (0 when it has one); `keys`
+/// builds both keys, only when the prefilter lets one through.
+#[inline(always)]
+fn suffix_match(last: u8, before: u8, keys: impl FnOnce() -> TailKeys) -> bool {
+    // Both keys start with the name's last two bytes (lower-cased in the
+    // extension's, cut short by a '/' or '.'): when none of those
+    // spellings is in the filter, neither key needs building.
+    let (last_lower, before_lower) = (last.to_ascii_lowercase(), before.to_ascii_lowercase());
+    if !filter_hit(&SUFFIX_FILTER, last, before)
+        && !filter_hit(&SUFFIX_FILTER, last, 0)
+        && !filter_hit(&SUFFIX_FILTER, last_lower, before_lower)
+        && !filter_hit(&SUFFIX_FILTER, last_lower, 0)
+    {
+        return false;
+    }
+    let keys = keys();
+    if keys.extension_len > 0 {
+        let extension = SuffixKey {
+            kind: SUFFIX_EXTENSION,
+            bytes: keys.extension,
+        };
+        // SAFETY: a hash lookup; only the entry's presence is used.
+        if filter_hit(&SUFFIX_FILTER, extension.bytes[0], extension.bytes[1])
+            && unsafe { PATH_SUFFIXES.get(&extension) }.is_some()
+        {
+            return true;
+        }
+    }
+    let basename = SuffixKey {
+        kind: SUFFIX_BASENAME,
+        bytes: keys.basename,
+    };
+    // SAFETY: as above.
+    filter_hit(&SUFFIX_FILTER, basename.bytes[0], basename.bytes[1])
+        && unsafe { PATH_SUFFIXES.get(&basename) }.is_some()
 }
 
 /// The exact `PATH_PREFIXES` lookup of an absolute name.
@@ -625,10 +746,23 @@ exit_probe!(sys_exit_truncate, "sys_exit_truncate", EventKind::Truncate);
 /// pending, one hash lookup for everybody else.
 #[inline(always)]
 fn exit(ctx: &TracePointContext, kind: EventKind) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if kind == EventKind::Open {
+        if let Some(slot) = own_read_slot(pid_tgid as u32) {
+            // SAFETY: `slot` is this thread's live slot; it is copied out
+            // and freed before anything else can reuse it.
+            let call = unsafe {
+                let call = *slot;
+                (*slot).tid = 0;
+                call
+            };
+            exit_read(&call, syscall::ret(ctx), (pid_tgid >> 32) as u32);
+            return;
+        }
+    }
     if !pending_any(PENDING_FILE) {
         return;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
     let Some(pending) = FILE_PENDING.get_ptr(pid_tgid) else {
         return;
     };
@@ -636,16 +770,65 @@ fn exit(ctx: &TracePointContext, kind: EventKind) {
     let ret = syscall::ret(ctx);
     // SAFETY: a value of `FILE_PENDING`, valid while the program runs; only
     // this thread's exit removes it, after `emit` returns.
-    unsafe { emit(pending, kind, ret, (pid_tgid >> 32) as u32) };
+    unsafe { emit(pending, kind, ret, (pid_tgid >> 32) as u32, None) };
     if FILE_PENDING.remove(pid_tgid).is_ok() {
         pending_removed(PENDING_FILE);
     }
 }
 
+/// Completes a tracked process's read-only open kept in a `READ_SLOTS` slot:
+/// folded when it can be, else reported, its name read now.
+#[inline(always)]
+fn exit_read(call: &ReadSlot, ret: i64, tgid: u32) {
+    let Some(scratch) = FILE_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch value, valid while the program runs, and
+    // plain data; syscall exits do not nest, and the entry handlers that
+    // also use it are done with it.
+    let scratch = unsafe { &mut *scratch };
+    // Enforcement decides on the file first, in `emit`, with checked reads.
+    let mut direct_fold = None;
+    if ret >= 0 && !enforce::may_act(tgid) {
+        direct_fold = file_access::fold_read_direct(ret as u32, tgid, basename_interesting);
+        if let Some(Fold::Counted) = direct_fold {
+            return;
+        }
+    }
+    let name_len = read_name(&mut scratch.name, call.name);
+    scratch.kind = EventKind::Open as u16;
+    scratch.header_flags = call.header_flags;
+    if name_len >= NAME_LEN - 1 {
+        scratch.header_flags |= FILE_FLAG_NAME_TRUNCATED;
+    }
+    scratch.name_len = name_len as u16;
+    scratch.name2_len = 0;
+    scratch.dfd = call.dfd;
+    scratch.dfd2 = AT_FDCWD;
+    scratch.flags = call.flags;
+    scratch.mode = call.mode;
+    scratch.length = 0;
+    scratch.device_mode = call.device_mode;
+    scratch.device_rdev = call.device_rdev;
+    // SAFETY: `scratch` is a live `FilePending`.
+    unsafe { emit(scratch, EventKind::Open, ret, tgid, direct_fold) };
+}
+
+/// Builds and sends the record of a completed call. `direct_fold` is the
+/// fold decision already made for a read-only open (`exit_read`); without
+/// one, a tracked process's read-only open is folded here with checked
+/// reads.
+///
 /// # Safety
 /// `pending` points to a live `FilePending`.
 #[inline(always)]
-unsafe fn emit(pending: *const FilePending, kind: EventKind, ret: i64, tgid: u32) {
+unsafe fn emit(
+    pending: *const FilePending,
+    kind: EventKind,
+    ret: i64,
+    tgid: u32,
+    direct_fold: Option<Fold>,
+) {
     // SAFETY: `pending` is live (the caller's guarantee) and `record` is a
     // ring-buffer reservation sized for a `FileRecord`; the name copies are
     // `NAME_LEN` bytes between two `NAME_LEN` arrays.
@@ -673,16 +856,22 @@ unsafe fn emit(pending: *const FilePending, kind: EventKind, ret: i64, tgid: u32
             if let Ok(i_mode) = read::<u16>(opened_inode, offset!(inode_i_mode)) {
                 opened_mode = Some(i_mode);
                 verdict = enforce::open_verdict(opened_inode);
-                if verdict == 0 && plain_read(pending) {
+                if let Some(fold) = direct_fold {
+                    if let Fold::Report(key) = fold {
+                        folded_dir = Some(key);
+                    }
+                } else if verdict == 0 && plain_read(pending) {
                     let Some(scratch) = FILE_SCRATCH.get_ptr_mut(0) else {
                         return;
                     };
+                    // `name2`: an open has none, and `pending` may be
+                    // this very scratch value (`exit_read`).
                     match file_access::fold_read(
                         opened,
                         opened_inode,
                         i_mode as u32,
                         tgid,
-                        &mut (*scratch).name,
+                        &mut (*scratch).name2,
                         interesting,
                     ) {
                         Fold::Counted => return,

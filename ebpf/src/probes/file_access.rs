@@ -17,14 +17,18 @@
 
 use core::{ffi::c_void, mem::size_of};
 
-use aiwatch_common::{EventKind, FileAccessKey, FileAccessRecord, NAME_LEN};
+use aiwatch_common::{EventKind, FileAccessKey, FileAccessRecord, NAME_LEN, SUFFIX_KEY_LEN};
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_boot_ns, generated::bpf_probe_read_kernel_str},
+    helpers::{
+        bpf_ktime_get_boot_ns,
+        generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str},
+    },
     macros::map,
     maps::PerCpuHashMap,
 };
 
 use crate::{
+    direct,
     emit::fill_header,
     globals::offset,
     kernel::{field, read, read_ptr},
@@ -82,6 +86,113 @@ pub fn fold_read(
         return Fold::Report(key);
     };
     let name = read_ptr(field(dentry, offset!(dentry_d_name)), offset!(qstr_name));
+    let size = read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0);
+    count_read(slot, name, size, name_buf, interesting)
+}
+
+/// [`fold_read`] with direct loads (`crate::direct`), for a successful open
+/// that returned `fd`: `None` when this open cannot take that path (direct
+/// loads off, or a descriptor table grown past its embedded slots), for the
+/// caller to use the checked reads. Same decisions, same counter; the name
+/// test reads only the name's last bytes, with its length from the dentry.
+#[inline(always)]
+pub fn fold_read_direct(
+    fd: u32,
+    tgid: u32,
+    basename_interesting: impl Fn(u64, u64, usize, u8) -> bool,
+) -> Option<Fold> {
+    if !direct::enabled() || !direct::offsets_known() {
+        return None;
+    }
+    let file = direct::current_file(fd)?;
+    let inode = file.ptr(offset!(file_f_inode));
+    let i_mode = inode.load::<u16>(offset!(inode_i_mode)) as u32;
+    if i_mode & S_IFMT != S_IFREG {
+        return Some(Fold::Keep);
+    }
+    let dentry = file.ptr(offset!(file_f_path) + offset!(path_dentry));
+    let dir_inode = dentry
+        .ptr(offset!(dentry_d_parent))
+        .ptr(offset!(dentry_d_inode));
+    let dir_ino = dir_inode.load::<u64>(offset!(inode_i_ino));
+    let dev = dir_inode
+        .ptr(offset!(inode_i_sb))
+        .load::<u32>(offset!(super_block_s_dev));
+    if dir_ino == 0 {
+        // A null or stale pointer on the way reads as zero.
+        return Some(Fold::Keep);
+    }
+    let key = FileAccessKey { tgid, dev, dir_ino };
+    let Some(slot) = FILE_ACCESS.get_ptr_mut(&key) else {
+        return Some(Fold::Report(key));
+    };
+    let name = dentry.load::<u64>(offset!(dentry_d_name) + offset!(qstr_name)) as *const u8;
+    let len = dentry.load::<u32>(offset!(dentry_d_name) + offset!(qstr_len)) as usize;
+    let Some((low, high, before_tail)) = name_tail(name, len) else {
+        return Some(Fold::Keep);
+    };
+    if basename_interesting(low, high, len, before_tail) {
+        return Some(Fold::Keep);
+    }
+    count(slot, inode.load::<i64>(offset!(inode_i_size)));
+    Some(Fold::Counted)
+}
+
+/// The tail of the `len`-byte kernel string at `name`, as
+/// `aiwatch_common::suffix::tail_keys` takes it: the 16 bytes ending at its
+/// last byte (its first 16 when shorter) and the byte before those. One
+/// checked copy.
+#[inline(always)]
+fn name_tail(name: *const u8, len: usize) -> Option<(u64, u64, u8)> {
+    if name.is_null() || len == 0 || len >= NAME_LEN {
+        return None;
+    }
+    // 17 bytes from the byte before the tail, or 16 from the start of a
+    // short name (a name under 16 bytes lies in the dentry's own inline
+    // buffer, which is longer, so reading past its end stays in the dentry).
+    let mut bytes = [0u8; 24];
+    let (from, size) = if len > SUFFIX_KEY_LEN {
+        (len - SUFFIX_KEY_LEN - 1, SUFFIX_KEY_LEN + 1)
+    } else {
+        (0, SUFFIX_KEY_LEN)
+    };
+    // SAFETY: `bytes` has room for the at most 17 bytes copied; the source
+    // is a checked kernel read.
+    let copied = unsafe {
+        bpf_probe_read_kernel(
+            bytes.as_mut_ptr() as *mut c_void,
+            size as u32,
+            name.wrapping_add(from) as *const c_void,
+        )
+    };
+    if copied != 0 {
+        return None;
+    }
+    let skip = size - SUFFIX_KEY_LEN;
+    let word = |at: usize| {
+        let mut value = 0u64;
+        for (index, byte) in bytes[at..at + 8].iter().enumerate() {
+            value |= (*byte as u64) << (index * 8);
+        }
+        value
+    };
+    Some((
+        word(skip),
+        word(skip + 8),
+        if skip == 1 { bytes[0] } else { 0 },
+    ))
+}
+
+/// Counts a read in its directory's `slot` unless the file's dentry name
+/// (`name`, a kernel string) is of interest.
+#[inline(always)]
+fn count_read(
+    slot: *mut FileAccessRecord,
+    name: *const u8,
+    size: i64,
+    name_buf: &mut [u8; NAME_LEN],
+    interesting: impl Fn(&[u8; NAME_LEN], usize) -> bool,
+) -> Fold {
     if name.is_null() {
         return Fold::Keep;
     }
@@ -97,7 +208,13 @@ pub fn fold_read(
     if copied <= 1 || interesting(name_buf, copied as usize - 1) {
         return Fold::Keep;
     }
-    let size = read::<i64>(inode, offset!(inode_i_size)).unwrap_or(0);
+    count(slot, size);
+    Fold::Counted
+}
+
+/// Adds one read of a `size`-byte file to this CPU's `slot`.
+#[inline(always)]
+fn count(slot: *mut FileAccessRecord, size: i64) {
     // SAFETY: `bpf_ktime_get_boot_ns` takes no argument.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: this CPU's slot of a map value, valid while the program runs;
@@ -118,5 +235,4 @@ pub fn fold_read(
         (*slot).bytes += size.max(0) as u64;
         (*slot).last_ns = now;
     }
-    Fold::Counted
 }
