@@ -85,9 +85,18 @@ impl Typed {
     #[inline(always)]
     pub fn fd_array_slot(self, fd: u32) -> Typed {
         let mut slot = self.0.wrapping_add(offset!(files_fd_array));
+        // A fresh value for the branches to test: what they learn about it
+        // must not flow back into the caller's copy of the descriptor (the
+        // verifier links copies of a register), or each of the 64 paths
+        // would carry a different known descriptor into the rest of the
+        // program and be verified on its own. The mask is an ALU operation,
+        // which breaks the link; in assembly, so that it stays.
+        let mut index = fd as u64;
+        // SAFETY: masks a register; nothing is read or written.
+        unsafe { asm!("{index} &= 63", index = inout(reg) index) };
         macro_rules! add_bit {
             ($bit:literal) => {
-                if fd & $bit != 0 {
+                if index & $bit != 0 {
                     // SAFETY: adds a constant to a register; nothing is
                     // read or written.
                     unsafe { asm!("{slot} += {step}", slot = inout(reg) slot, step = const $bit * 8) };

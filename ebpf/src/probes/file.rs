@@ -95,9 +95,19 @@ pub struct FilePending {
     /// open of a device node has no file to read them from.
     device_mode: u32,
     device_rdev: u32,
+    /// A read-only open's fold, decided with direct loads at its exit
+    /// (`complete_read`): `FOLD_UNDECIDED`, `FOLD_KEEP`, or `FOLD_REPORT`
+    /// with the directory's key in `fold_dev` and `fold_dir_ino`.
+    fold: u32,
+    fold_dev: u32,
+    fold_dir_ino: u64,
     name: [u8; NAME_LEN],
     name2: [u8; NAME_LEN],
 }
+
+const FOLD_UNDECIDED: u32 = 0;
+const FOLD_KEEP: u32 = 1;
+const FOLD_REPORT: u32 = 2;
 
 /// Calls between their entry and exit, per thread (`pid_tgid`).
 #[map]
@@ -484,6 +494,7 @@ fn enter(args: &Args) {
     pending.length = args.length;
     pending.device_mode = 0;
     pending.device_rdev = 0;
+    pending.fold = FOLD_UNDECIDED;
     if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
         pending_added(PENDING_FILE);
     } else {
@@ -596,7 +607,7 @@ fn interesting(name: &[u8; NAME_LEN], len: usize) -> bool {
         } else {
             0
         };
-        suffix_match(last, before, || tail_keys(name, len))
+        suffix_prefilter(last, before) && suffix_lookup(&tail_keys(name, len))
     }
 }
 
@@ -611,26 +622,26 @@ pub fn basename_interesting(low: u64, high: u64, len: usize, before_tail: u8) ->
     let keys = suffix::tail_keys(low, high, len, before_tail);
     // The base name key starts with the last byte, then the one before (0
     // past the start: the key keeps only the name's bytes).
-    suffix_match(keys.basename[0], keys.basename[1], || keys)
+    suffix_prefilter(keys.basename[0], keys.basename[1]) && suffix_lookup(&keys)
 }
 
-/// The extension and base-name half of the interest test. `last` and
-/// `before` are the name's last two bytes (0 when it has one); `keys`
-/// builds both keys, only when the prefilter lets one through.
+/// Whether a name ending in `before`, `last` (0 when it has one byte) may
+/// have an extension or base name of interest. Both keys start with those
+/// two bytes (lower-cased in the extension's, cut short by a '/' or '.'):
+/// when none of those spellings is in the filter, neither key needs
+/// building.
 #[inline(always)]
-fn suffix_match(last: u8, before: u8, keys: impl FnOnce() -> TailKeys) -> bool {
-    // Both keys start with the name's last two bytes (lower-cased in the
-    // extension's, cut short by a '/' or '.'): when none of those
-    // spellings is in the filter, neither key needs building.
+fn suffix_prefilter(last: u8, before: u8) -> bool {
     let (last_lower, before_lower) = (last.to_ascii_lowercase(), before.to_ascii_lowercase());
-    if !filter_hit(&SUFFIX_FILTER, last, before)
-        && !filter_hit(&SUFFIX_FILTER, last, 0)
-        && !filter_hit(&SUFFIX_FILTER, last_lower, before_lower)
-        && !filter_hit(&SUFFIX_FILTER, last_lower, 0)
-    {
-        return false;
-    }
-    let keys = keys();
+    filter_hit(&SUFFIX_FILTER, last, before)
+        || filter_hit(&SUFFIX_FILTER, last, 0)
+        || filter_hit(&SUFFIX_FILTER, last_lower, before_lower)
+        || filter_hit(&SUFFIX_FILTER, last_lower, 0)
+}
+
+/// The `PATH_SUFFIXES` lookups of a name's extension and base-name keys.
+#[inline(always)]
+fn suffix_lookup(keys: &TailKeys) -> bool {
     if keys.extension_len > 0 {
         let extension = SuffixKey {
             kind: SUFFIX_EXTENSION,
@@ -756,8 +767,9 @@ fn exit(ctx: &TracePointContext, kind: EventKind) {
                 (*slot).tid = 0;
                 call
             };
-            exit_read(&call, syscall::ret(ctx), (pid_tgid >> 32) as u32);
-            return;
+            if !complete_read(&call, syscall::ret(ctx), pid_tgid) {
+                return;
+            }
         }
     }
     if !pending_any(PENDING_FILE) {
@@ -770,29 +782,39 @@ fn exit(ctx: &TracePointContext, kind: EventKind) {
     let ret = syscall::ret(ctx);
     // SAFETY: a value of `FILE_PENDING`, valid while the program runs; only
     // this thread's exit removes it, after `emit` returns.
-    unsafe { emit(pending, kind, ret, (pid_tgid >> 32) as u32, None) };
+    unsafe { emit(pending, kind, ret, (pid_tgid >> 32) as u32) };
     if FILE_PENDING.remove(pid_tgid).is_ok() {
         pending_removed(PENDING_FILE);
     }
 }
 
 /// Completes a tracked process's read-only open kept in a `READ_SLOTS` slot:
-/// folded when it can be, else reported, its name read now.
+/// folded when it can be (false: done). Otherwise it is to be reported: it
+/// goes into `FILE_PENDING` as any other call's entry, its name read now,
+/// for the exit to report it (true). One path to `emit` keeps the
+/// verifier's work on the open exits as it was.
 #[inline(always)]
-fn exit_read(call: &ReadSlot, ret: i64, tgid: u32) {
+fn complete_read(call: &ReadSlot, ret: i64, pid_tgid: u64) -> bool {
+    let tgid = (pid_tgid >> 32) as u32;
     let Some(scratch) = FILE_SCRATCH.get_ptr_mut(0) else {
-        return;
+        return false;
     };
     // SAFETY: this CPU's scratch value, valid while the program runs, and
     // plain data; syscall exits do not nest, and the entry handlers that
     // also use it are done with it.
     let scratch = unsafe { &mut *scratch };
+    scratch.fold = FOLD_UNDECIDED;
     // Enforcement decides on the file first, in `emit`, with checked reads.
-    let mut direct_fold = None;
     if ret >= 0 && !enforce::may_act(tgid) {
-        direct_fold = file_access::fold_read_direct(ret as u32, tgid, basename_interesting);
-        if let Some(Fold::Counted) = direct_fold {
-            return;
+        match file_access::fold_read_direct(ret as u32, tgid, basename_interesting) {
+            Some(Fold::Counted) => return false,
+            Some(Fold::Report(key)) => {
+                scratch.fold = FOLD_REPORT;
+                scratch.fold_dev = key.dev;
+                scratch.fold_dir_ino = key.dir_ino;
+            }
+            Some(Fold::Keep) => scratch.fold = FOLD_KEEP,
+            None => {}
         }
     }
     let name_len = read_name(&mut scratch.name, call.name);
@@ -810,25 +832,24 @@ fn exit_read(call: &ReadSlot, ret: i64, tgid: u32) {
     scratch.length = 0;
     scratch.device_mode = call.device_mode;
     scratch.device_rdev = call.device_rdev;
-    // SAFETY: `scratch` is a live `FilePending`.
-    unsafe { emit(scratch, EventKind::Open, ret, tgid, direct_fold) };
+    if FILE_PENDING.insert(pid_tgid, &*scratch, 0).is_ok() {
+        pending_added(PENDING_FILE);
+        true
+    } else {
+        count(Stat::PendingLost, EventKind::Open.slot());
+        diag::pending_full(tgid, EventKind::Open);
+        false
+    }
 }
 
-/// Builds and sends the record of a completed call. `direct_fold` is the
-/// fold decision already made for a read-only open (`exit_read`); without
-/// one, a tracked process's read-only open is folded here with checked
-/// reads.
+/// Builds and sends the record of a completed call. A tracked process's
+/// read-only open is folded here with checked reads, unless
+/// `complete_read` decided already.
 ///
 /// # Safety
 /// `pending` points to a live `FilePending`.
 #[inline(always)]
-unsafe fn emit(
-    pending: *const FilePending,
-    kind: EventKind,
-    ret: i64,
-    tgid: u32,
-    direct_fold: Option<Fold>,
-) {
+unsafe fn emit(pending: *const FilePending, kind: EventKind, ret: i64, tgid: u32) {
     // SAFETY: `pending` is live (the caller's guarantee) and `record` is a
     // ring-buffer reservation sized for a `FileRecord`; the name copies are
     // `NAME_LEN` bytes between two `NAME_LEN` arrays.
@@ -856,22 +877,23 @@ unsafe fn emit(
             if let Ok(i_mode) = read::<u16>(opened_inode, offset!(inode_i_mode)) {
                 opened_mode = Some(i_mode);
                 verdict = enforce::open_verdict(opened_inode);
-                if let Some(fold) = direct_fold {
-                    if let Fold::Report(key) = fold {
-                        folded_dir = Some(key);
-                    }
-                } else if verdict == 0 && plain_read(pending) {
+                let fold = (*pending).fold;
+                if fold == FOLD_REPORT {
+                    folded_dir = Some(FileAccessKey {
+                        tgid,
+                        dev: (*pending).fold_dev,
+                        dir_ino: (*pending).fold_dir_ino,
+                    });
+                } else if fold == FOLD_UNDECIDED && verdict == 0 && plain_read(pending) {
                     let Some(scratch) = FILE_SCRATCH.get_ptr_mut(0) else {
                         return;
                     };
-                    // `name2`: an open has none, and `pending` may be
-                    // this very scratch value (`exit_read`).
                     match file_access::fold_read(
                         opened,
                         opened_inode,
                         i_mode as u32,
                         tgid,
-                        &mut (*scratch).name2,
+                        &mut (*scratch).name,
                         interesting,
                     ) {
                         Fold::Counted => return,
