@@ -495,11 +495,20 @@ fn enter(args: &Args) {
     pending.device_mode = 0;
     pending.device_rdev = 0;
     pending.fold = FOLD_UNDECIDED;
-    if FILE_PENDING.insert(pid_tgid, &*pending, 0).is_ok() {
+    remember(pid_tgid, pending, args.kind);
+}
+
+/// Stores a call's pending value until its exit; false, counted and logged,
+/// when the table is full.
+#[inline(always)]
+fn remember(pid_tgid: u64, pending: &FilePending, kind: EventKind) -> bool {
+    if FILE_PENDING.insert(pid_tgid, pending, 0).is_ok() {
         pending_added(PENDING_FILE);
+        true
     } else {
-        count(Stat::PendingLost, args.kind.slot());
-        diag::pending_full(tgid, args.kind);
+        count(Stat::PendingLost, kind.slot());
+        diag::pending_full((pid_tgid >> 32) as u32, kind);
+        false
     }
 }
 
@@ -511,7 +520,7 @@ fn take_read_slot(args: &Args, tid: u32, tracked: bool) -> bool {
     let Some(slot) = READ_SLOTS.get_ptr_mut(tid % READ_SLOTS_LEN) else {
         return false;
     };
-    let read_only = tracked && !trace_all() && args.flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0;
+    let read_only = foldable(tracked, args.flags);
     // SAFETY: a live array value, valid while the program runs; another
     // thread whose id shares the slot may write it meanwhile, which costs
     // one of the two calls (counted below, or found at its exit).
@@ -832,14 +841,7 @@ fn complete_read(call: &ReadSlot, ret: i64, pid_tgid: u64) -> bool {
     scratch.length = 0;
     scratch.device_mode = call.device_mode;
     scratch.device_rdev = call.device_rdev;
-    if FILE_PENDING.insert(pid_tgid, &*scratch, 0).is_ok() {
-        pending_added(PENDING_FILE);
-        true
-    } else {
-        count(Stat::PendingLost, EventKind::Open.slot());
-        diag::pending_full(tgid, EventKind::Open);
-        false
-    }
+    remember(pid_tgid, scratch, EventKind::Open)
 }
 
 /// Builds and sends the record of a completed call. A tracked process's
@@ -1020,9 +1022,14 @@ const fn has_second_name(kind: EventKind) -> bool {
 unsafe fn plain_read(pending: *const FilePending) -> bool {
     // SAFETY: the caller guarantees `pending` is live.
     let (header_flags, open_flags) = unsafe { ((*pending).header_flags, (*pending).flags) };
-    header_flags & FILE_FLAG_TRACKED != 0
-        && !trace_all()
-        && open_flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0
+    foldable(header_flags & FILE_FLAG_TRACKED != 0, open_flags)
+}
+
+/// Whether an open with `flags`, by a process `tracked` or not, is a plain
+/// read that may be folded.
+#[inline(always)]
+fn foldable(tracked: bool, flags: u32) -> bool {
+    tracked && !trace_all() && flags & (O_ACCMODE | O_CREAT | O_TRUNC) == 0
 }
 
 /// The `struct path *` a relative name is resolved against: the cwd for
