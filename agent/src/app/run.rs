@@ -207,6 +207,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // both have ended.
     let probes_known = kernel.loaded.probes.len();
     let ebpf = Arc::new(Mutex::new(kernel.loaded.ebpf));
+    // Kept here so that the programs are detached below, all at once,
+    // rather than one by one by whichever task drops the last handle.
+    let ebpf_at_exit = ebpf.clone();
     let mut sources = Vec::new();
     if let Some(task) = start_tcp_summaries(
         &ebpf,
@@ -240,7 +243,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             shutdown_rx.clone(),
         )),
     ));
-    let watchdog = supervisor.spawn_watchdog(stats.clone(), queue_tx.downgrade());
+    let watchdog =
+        supervisor.spawn_watchdog(stats.clone(), queue_tx.downgrade(), shutdown_rx.clone());
     let reader_task = supervisor.spawn(
         "reader",
         Criticality::Fatal,
@@ -357,7 +361,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if let Ok(Some(kernel_stats)) = telemetry_task.await {
         log_summary(&stats, &kernel_stats);
     }
-    // The pipeline task owned the Ebpf object: every program is detached.
+    crate::kernel::detach::detach_all(
+        &mut ebpf_at_exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     if let Some(pid_file) = pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

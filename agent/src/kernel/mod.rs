@@ -4,6 +4,7 @@
 //! are placed on.
 
 pub mod cgroups;
+pub mod detach;
 pub mod features;
 pub mod interest;
 pub mod loader;

@@ -27,7 +27,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     ingest::decode::Record,
@@ -153,20 +156,26 @@ impl Supervisor {
     }
 
     /// Samples the reader's and the pipeline's progress every second until
-    /// shutdown; a lack of progress for the readiness window is a stall.
+    /// `shutdown` turns true; a lack of progress for the readiness window
+    /// is a stall.
     pub fn spawn_watchdog(
         &self,
         stats: Arc<PipelineStats>,
         queue: mpsc::WeakSender<Record>,
+        mut shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<Option<()>> {
         let readiness = self.readiness.clone();
-        let shutting_down = self.shutting_down.clone();
         let window = readiness.max_silence();
         self.spawn("watchdog", Criticality::Degrading, async move {
             let mut watch = ProgressWatch::new(window);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            while !shutting_down.load(Ordering::Relaxed) {
-                tick.tick().await;
+            loop {
+                // Shutdown ends the wait at once: an agent being stopped
+                // must not wait out the tick.
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
                 let queued = queue
                     .upgrade()
                     .map(|tx| tx.max_capacity() - tx.capacity())
