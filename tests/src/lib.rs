@@ -403,16 +403,42 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            // Waited for, though a killed agent's exit takes seconds (each
-            // tracepoint program's detach waits for an RCU grace period):
-            // until it is reaped its programs stay attached, and a killing
-            // one would kill the next test's processes, whose files can
-            // reuse this test's inode numbers.
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_agent(child);
         }
     }
+}
+
+/// How long a stopping agent gets before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Stops an agent as systemd and the kubelet do: SIGTERM, then SIGKILL if
+/// it outlives `STOP_GRACE`. SIGTERM lets the agent detach its programs
+/// side by side, where a killed one detaches them one after the other
+/// (each waits for a grace period of the kernel's). Either way it is
+/// reaped before the test goes on: until then its programs stay attached,
+/// and a killing one would kill the next test's processes, whose files can
+/// reuse this test's inode numbers.
+fn stop_agent(mut child: Child) {
+    // SAFETY: kill(2) on the pid of a child not yet reaped, so the pid
+    // cannot have been reused by another process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    eprintln!(
+        "aiwatch (pid {}) still running {}s after SIGTERM: killed",
+        child.id(),
+        STOP_GRACE.as_secs()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The JSON lines of a file the agent writes. Only complete lines count: the

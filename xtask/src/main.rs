@@ -19,6 +19,7 @@ mod python;
 mod run;
 mod soak;
 mod test;
+mod tracepoint_hold;
 mod vm;
 mod workspace;
 

@@ -92,7 +92,9 @@ pub fn test(workspace: &Workspace, args: &[String]) -> anyhow::Result<ExitCode> 
         .env("AIWATCH_PYTHON", venv.python())
         .env("AIWATCH_VENV", &venv.dir)
         .env("AIWATCH_REPO", &workspace.root);
+    let hold = crate::tracepoint_hold::TracepointHold::open();
     let tested = run_numbered(2, "cargo test", &mut tests);
+    drop(hold);
     if let Some((mut child, log)) = static_build {
         // The image test waited for it; a run that stopped early did not.
         match child.try_wait() {

@@ -111,6 +111,8 @@ fn run() -> anyhow::Result<bool> {
     let agent = Path::new(GUEST_DIR).join("aiwatch");
     println!("{MARK} agent-sha256 {}", sha256_of(&agent)?);
 
+    // Held until the guest powers off: the init never exits.
+    let _hold = crate::tracepoint_hold::TracepointHold::open();
     let agent_ready = record_features(&agent);
     enter_suite_cgroup(&plan.cgroups)?;
     let mut failures = Vec::new();
