@@ -19,8 +19,9 @@ use std::{
     path::Path,
 };
 
-/// The agent's probe table, whose `Tracepoint("category", "name")` and
-/// `syscall("name", …)` entries name the tracepoints to hold.
+/// The agent's probe table, whose `Tracepoint("category", "name")`,
+/// `syscall("name", …)` and `file_exit("name", …)` entries name the
+/// tracepoints to hold.
 const PROBE_TABLE: &str = include_str!("../../agent/src/kernel/probe_table.rs");
 
 /// Where tracefs is mounted, on the host and in the guests.
@@ -83,7 +84,11 @@ impl TracepointHold {
 /// The (category, name) of every tracepoint in the probe table.
 fn probe_table_tracepoints() -> Vec<(&'static str, &'static str)> {
     let mut found = Vec::new();
-    for (marker, category) in [("Tracepoint(", None), ("syscall(", Some("syscalls"))] {
+    for (marker, category) in [
+        ("Tracepoint(", None),
+        ("syscall(", Some("syscalls")),
+        ("file_exit(", Some("syscalls")),
+    ] {
         let mut rest = PROBE_TABLE;
         while let Some(at) = rest.find(marker) {
             rest = &rest[at + marker.len()..];
@@ -165,12 +170,19 @@ mod tests {
         assert!(found.iter().all(|(category, name)| !category.is_empty()
             && !name.is_empty()
             && !name.contains(' ')));
-        // Every entry once; the `syscall` helper's own body,
-        // `Tracepoint("syscalls", name)`, names none.
+        // Every entry once; the helpers' own bodies,
+        // `Tracepoint("syscalls", name)`, name none.
         assert_eq!(
             found.len(),
-            PROBE_TABLE.matches("Tracepoint(\"").count() - 1
-                + PROBE_TABLE.matches("syscall(\"").count(),
+            PROBE_TABLE.matches("Tracepoint(\"").count()
+                - PROBE_TABLE
+                    .matches("Tracepoint(\"syscalls\", name)")
+                    .count()
+                - PROBE_TABLE
+                    .matches("Tracepoint(\"syscalls\", tracepoint)")
+                    .count()
+                + PROBE_TABLE.matches("syscall(\"").count()
+                + PROBE_TABLE.matches("file_exit(\"").count(),
         );
     }
 }

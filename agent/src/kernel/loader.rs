@@ -183,45 +183,52 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
     for probe in PROBES {
         let status = if probe.family != 0 && options.families & probe.family == 0 {
             ProbeStatus {
-                probe: probe.program,
+                probe: probe.name(),
                 attached: false,
                 reason: Some("family disabled in the configuration".into()),
             }
         } else if let (Attach::Lsm(_), Availability::Unavailable(why)) =
             (probe.attach, &features.lsm)
         {
-            log::info!("probe {} not attached: {why}", probe.program);
+            log::info!("probe {} not attached: {why}", probe.name());
             ProbeStatus {
-                probe: probe.program,
+                probe: probe.name(),
                 attached: false,
                 reason: Some(NO_BPF_LSM.into()),
             }
         } else if !probe.required && !tracepoint_exists(probe) {
             // One line per kernel difference: the start-up log says what
             // this kernel lacks, not only how many probes are missing.
-            log::info!("probe {} not attached: {NOT_IN_KERNEL}", probe.program);
+            log::info!("probe {} not attached: {NOT_IN_KERNEL}", probe.name());
             ProbeStatus {
-                probe: probe.program,
+                probe: probe.name(),
                 attached: false,
                 reason: Some(NOT_IN_KERNEL.into()),
             }
         } else {
-            match attach(&mut ebpf, probe, kernel_btf.as_ref()) {
+            let started = std::time::Instant::now();
+            let attached = attach(&mut ebpf, probe, kernel_btf.as_ref());
+            log::debug!(
+                "probe {} loaded and attached in {} µs",
+                probe.name(),
+                started.elapsed().as_micros()
+            );
+            match attached {
                 Ok(()) => ProbeStatus {
-                    probe: probe.program,
+                    probe: probe.name(),
                     attached: true,
                     reason: None,
                 },
                 Err(source) if probe.required => {
                     return Err(LoadError::Attach {
-                        probe: probe.program,
+                        probe: probe.name(),
                         source,
                     });
                 }
                 Err(err) => {
-                    log::warn!("probe {} is not attached: {err}", probe.program);
+                    log::warn!("probe {} is not attached: {err}", probe.name());
                     ProbeStatus {
-                        probe: probe.program,
+                        probe: probe.name(),
                         attached: false,
                         reason: Some(err.to_string()),
                     }
@@ -238,8 +245,8 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
 }
 
 /// The program whose verification says whether direct loads work here: the
-/// three open exits share the code that uses them.
-const DIRECT_READS_PROGRAM: &str = "sys_exit_openat";
+/// one attached to the three open exits.
+const DIRECT_READS_PROGRAM: &str = "exit_open";
 
 /// Loads (verifies) one tracepoint program without attaching it.
 fn load_tracepoint(ebpf: &mut Ebpf, name: &str) -> Result<(), ProgramError> {

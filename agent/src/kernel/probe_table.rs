@@ -37,6 +37,18 @@ pub struct Probe {
     pub required: bool,
 }
 
+impl Probe {
+    /// The probe's name in logs and metrics (`aiwatch_probe_attached`):
+    /// the tracepoint's for a tracepoint, whose program may serve several,
+    /// the program's otherwise.
+    pub const fn name(&self) -> &'static str {
+        match self.attach {
+            Attach::Tracepoint(_, name) => name,
+            _ => self.program,
+        }
+    }
+}
+
 /// Every probe aiwatch knows, in attach order.
 pub const PROBES: &[Probe] = &[
     Probe {
@@ -352,37 +364,37 @@ pub const PROBES: &[Probe] = &[
     // Files: entry and exit of each path syscall (`open`, `rename` and
     // `chmod` do not exist on every architecture).
     syscall("sys_enter_open", FAMILY_FILE),
-    syscall("sys_exit_open", FAMILY_FILE),
+    file_exit("sys_exit_open", "exit_open"),
     syscall("sys_enter_openat", FAMILY_FILE),
-    syscall("sys_exit_openat", FAMILY_FILE),
+    file_exit("sys_exit_openat", "exit_open"),
     syscall("sys_enter_openat2", FAMILY_FILE),
-    syscall("sys_exit_openat2", FAMILY_FILE),
+    file_exit("sys_exit_openat2", "exit_open"),
     syscall("sys_enter_unlink", FAMILY_FILE),
-    syscall("sys_exit_unlink", FAMILY_FILE),
+    file_exit("sys_exit_unlink", "exit_unlink"),
     syscall("sys_enter_unlinkat", FAMILY_FILE),
-    syscall("sys_exit_unlinkat", FAMILY_FILE),
+    file_exit("sys_exit_unlinkat", "exit_unlink"),
     syscall("sys_enter_rename", FAMILY_FILE),
-    syscall("sys_exit_rename", FAMILY_FILE),
+    file_exit("sys_exit_rename", "exit_rename"),
     syscall("sys_enter_renameat", FAMILY_FILE),
-    syscall("sys_exit_renameat", FAMILY_FILE),
+    file_exit("sys_exit_renameat", "exit_rename"),
     syscall("sys_enter_renameat2", FAMILY_FILE),
-    syscall("sys_exit_renameat2", FAMILY_FILE),
+    file_exit("sys_exit_renameat2", "exit_rename"),
     syscall("sys_enter_link", FAMILY_FILE),
-    syscall("sys_exit_link", FAMILY_FILE),
+    file_exit("sys_exit_link", "exit_link"),
     syscall("sys_enter_linkat", FAMILY_FILE),
-    syscall("sys_exit_linkat", FAMILY_FILE),
+    file_exit("sys_exit_linkat", "exit_link"),
     syscall("sys_enter_symlink", FAMILY_FILE),
-    syscall("sys_exit_symlink", FAMILY_FILE),
+    file_exit("sys_exit_symlink", "exit_link"),
     syscall("sys_enter_symlinkat", FAMILY_FILE),
-    syscall("sys_exit_symlinkat", FAMILY_FILE),
+    file_exit("sys_exit_symlinkat", "exit_link"),
     syscall("sys_enter_chmod", FAMILY_FILE),
-    syscall("sys_exit_chmod", FAMILY_FILE),
+    file_exit("sys_exit_chmod", "exit_chmod"),
     syscall("sys_enter_fchmodat", FAMILY_FILE),
-    syscall("sys_exit_fchmodat", FAMILY_FILE),
+    file_exit("sys_exit_fchmodat", "exit_chmod"),
     syscall("sys_enter_fchmodat2", FAMILY_FILE),
-    syscall("sys_exit_fchmodat2", FAMILY_FILE),
+    file_exit("sys_exit_fchmodat2", "exit_chmod"),
     syscall("sys_enter_truncate", FAMILY_FILE),
-    syscall("sys_exit_truncate", FAMILY_FILE),
+    file_exit("sys_exit_truncate", "exit_truncate"),
     // Accelerators: ioctl counting on GPU fds (which the file family finds).
     // `close` is deliberately not hooked (see ebpf/src/probes/gpu.rs).
     syscall("sys_enter_ioctl", FAMILY_GPU),
@@ -419,6 +431,18 @@ const fn cgroup_root(program: &'static str) -> Probe {
         program,
         attach: Attach::CgroupRoot,
         family: 0,
+        required: false,
+    }
+}
+
+/// The optional `syscalls:<tracepoint>` exit of a file syscall, attached to
+/// `program`: one program per kind of call serves all its syscalls' exits
+/// (`ebpf/src/probes/file.rs`), so the kernel verifies it once.
+const fn file_exit(tracepoint: &'static str, program: &'static str) -> Probe {
+    Probe {
+        program,
+        attach: Attach::Tracepoint("syscalls", tracepoint),
+        family: FAMILY_FILE,
         required: false,
     }
 }

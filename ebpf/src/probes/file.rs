@@ -732,9 +732,13 @@ unsafe fn tail_keys(name: *const u8, len: usize) -> TailKeys {
 // Each exit names the kind its entry records, as a constant: the compiler
 // then drops what other kinds need (the open's file, fold and verdict, the
 // second path), and the verifier checks each program's own work only.
+// Every `sys_exit_*` record has `long ret` at 16, so one program per kind
+// serves all its syscalls: the agent attaches `exit_open` to the exits of
+// open, openat and openat2 (`agent/src/kernel/probe_table.rs`), and the
+// kernel verifies it once instead of three times.
 macro_rules! exit_probe {
-    ($name:ident, $tracepoint:literal, $kind:expr) => {
-        #[tracepoint(category = "syscalls", name = $tracepoint)]
+    ($name:ident, $kind:expr) => {
+        #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
             if floor() {
                 return 0;
@@ -745,22 +749,12 @@ macro_rules! exit_probe {
     };
 }
 
-exit_probe!(sys_exit_open, "sys_exit_open", EventKind::Open);
-exit_probe!(sys_exit_openat, "sys_exit_openat", EventKind::Open);
-exit_probe!(sys_exit_openat2, "sys_exit_openat2", EventKind::Open);
-exit_probe!(sys_exit_unlink, "sys_exit_unlink", EventKind::Unlink);
-exit_probe!(sys_exit_unlinkat, "sys_exit_unlinkat", EventKind::Unlink);
-exit_probe!(sys_exit_rename, "sys_exit_rename", EventKind::Rename);
-exit_probe!(sys_exit_renameat, "sys_exit_renameat", EventKind::Rename);
-exit_probe!(sys_exit_renameat2, "sys_exit_renameat2", EventKind::Rename);
-exit_probe!(sys_exit_link, "sys_exit_link", EventKind::Link);
-exit_probe!(sys_exit_linkat, "sys_exit_linkat", EventKind::Link);
-exit_probe!(sys_exit_symlink, "sys_exit_symlink", EventKind::Link);
-exit_probe!(sys_exit_symlinkat, "sys_exit_symlinkat", EventKind::Link);
-exit_probe!(sys_exit_chmod, "sys_exit_chmod", EventKind::Chmod);
-exit_probe!(sys_exit_fchmodat, "sys_exit_fchmodat", EventKind::Chmod);
-exit_probe!(sys_exit_fchmodat2, "sys_exit_fchmodat2", EventKind::Chmod);
-exit_probe!(sys_exit_truncate, "sys_exit_truncate", EventKind::Truncate);
+exit_probe!(exit_open, EventKind::Open);
+exit_probe!(exit_unlink, EventKind::Unlink);
+exit_probe!(exit_rename, EventKind::Rename);
+exit_probe!(exit_link, EventKind::Link);
+exit_probe!(exit_chmod, EventKind::Chmod);
+exit_probe!(exit_truncate, EventKind::Truncate);
 
 /// Completes a remembered call of `kind`: an array read while nothing is
 /// pending, one hash lookup for everybody else.
