@@ -28,8 +28,17 @@ pub mod images;
 pub mod pod;
 pub mod servers;
 
-/// How long a test waits for an event before failing.
-pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a test waits for an event before failing: 20 s, or
+/// `AIWATCH_event_timeout()_S` (the kernel guests raise it: under QEMU's TCG
+/// a Python process's start alone can take seconds, and another test's
+/// agent may be verifying its programs on the same two CPUs).
+pub fn event_timeout() -> Duration {
+    let secs = std::env::var("AIWATCH_event_timeout()_S")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(20);
+    Duration::from_secs(secs)
+}
 
 /// How long an agent may take to load its programs: 60 s, or
 /// `AIWATCH_READY_TIMEOUT_S` (`cargo xtask vm` raises it: under QEMU's TCG
@@ -308,7 +317,7 @@ impl Agent {
 
     /// Waits until an event matches `pred`, and returns it.
     pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        wait_until(what, EVENT_TIMEOUT, || {
+        wait_until(what, event_timeout(), || {
             self.events().into_iter().find(|e| pred(e))
         })
         .unwrap_or_else(|| panic!("no event {what}; log:\n{}", self.log()))
@@ -316,7 +325,7 @@ impl Agent {
 
     /// Waits until an alert matches `pred`, and returns it.
     pub fn wait_alert(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        wait_until(what, EVENT_TIMEOUT, || {
+        wait_until(what, event_timeout(), || {
             self.alerts().into_iter().find(|e| pred(e))
         })
         .unwrap_or_else(|| panic!("no alert {what}; log:\n{}", self.log()))

@@ -14,7 +14,7 @@ use std::{
     process::{Command, ExitStatus},
 };
 
-use aiwatch_tests::{aiwatch_bin, get, wait_until, Agent, AgentOptions, TempDir, EVENT_TIMEOUT};
+use aiwatch_tests::{aiwatch_bin, event_timeout, get, wait_until, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
 /// Whether the hand-written victim can run here; prints the skip otherwise.
@@ -138,7 +138,7 @@ fn an_enforced_exec_kill_stops_the_binary_before_its_first_instruction() {
     let setup = start(rule, "enforce", "enforcement: {kill_budget: 0}");
     setup.agent.wait_for_log(
         "kernel enforcement: 1 executables killed at exec",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     let mut last = 0;
     for round in 0..100 {
@@ -214,7 +214,7 @@ fn the_never_touch_list_and_the_agent_itself_are_spared() {
         binary: Some(agent_copy.clone()),
         ..Default::default()
     });
-    agent.wait_for_log("1 never touched", EVENT_TIMEOUT);
+    agent.wait_for_log("1 never touched", event_timeout());
     let (pid, status) = run(&victim);
     assert_eq!(
         status.code(),
@@ -243,7 +243,7 @@ fn a_spent_kill_budget_stops_killing_and_raises_a_critical_alert() {
     );
     setup.agent.wait_for_log(
         "kernel enforcement: 1 executables killed at exec",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     for round in 0..3 {
         let (_, status) = run(&setup.victim);
@@ -267,7 +267,7 @@ fn a_spent_kill_budget_stops_killing_and_raises_a_critical_alert() {
     assert_eq!(alert["enforcement"]["outcome"], "would-kill");
     assert_eq!(get(&alert, "event.kernel_action"), "kill_rate_limited");
     // The counter of actions saw the three kills.
-    let killed = wait_until("three kills counted", EVENT_TIMEOUT, || {
+    let killed = wait_until("three kills counted", event_timeout(), || {
         let (_, body) = setup.agent.http_get("/metrics");
         body.lines()
             .find(|l| {
@@ -291,7 +291,7 @@ fn the_kill_switch_turns_kills_into_reports_and_back() {
     let agent = &setup.agent;
     agent.wait_for_log(
         "1 executables killed at exec, 0 refused in the LSM, 0 never touched, on",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     let state_dir = agent.dir.path().join("state");
     let switch = |to: &str| {
@@ -306,7 +306,7 @@ fn the_kill_switch_turns_kills_into_reports_and_back() {
     };
 
     switch("off");
-    agent.wait_for_log("never touched, off", EVENT_TIMEOUT);
+    agent.wait_for_log("never touched, off", event_timeout());
     let (pid, status) = run(&setup.victim);
     assert_eq!(
         status.code(),
@@ -319,7 +319,7 @@ fn the_kill_switch_turns_kills_into_reports_and_back() {
     std::fs::remove_file(&setup.marker).expect("remove the marker");
 
     switch("on");
-    wait_until("enforcement back on", EVENT_TIMEOUT, || {
+    wait_until("enforcement back on", event_timeout(), || {
         (agent.log().matches("never touched, on").count() >= 2).then_some(())
     })
     .unwrap_or_else(|| panic!("enforcement never came back on; log:\n{}", agent.log()));

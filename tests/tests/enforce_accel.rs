@@ -207,7 +207,7 @@ fn start(mode: &str) -> Setup {
     });
     agent.wait_for_log(
         &format!("kernel accelerator deny: {mode}, 1 executable(s) allowed"),
-        aiwatch_tests::EVENT_TIMEOUT,
+        aiwatch_tests::event_timeout(),
     );
     Setup {
         agent,
@@ -268,7 +268,7 @@ fn accelerator_deny_refuses_outsiders_and_lets_the_allowlist_through() {
     let outsider_pid = u64::from(outsider.pid());
     let outsider_alerts = wait_until(
         "the outsider's second alert",
-        aiwatch_tests::EVENT_TIMEOUT,
+        aiwatch_tests::event_timeout(),
         || {
             let count = setup
                 .agent

@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use aiwatch_tests::{get, wait_until, Agent, AgentOptions, TempDir, EVENT_TIMEOUT};
+use aiwatch_tests::{event_timeout, get, wait_until, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
 fn run_ok(program: &str, args: &[&str]) {
@@ -460,7 +460,7 @@ fn an_enforced_egress_allowlist_refuses_other_peers_with_eperm() {
     let setup = start("enforce");
     setup.agent.wait_for_log(
         "kernel egress enforcement: 1 workload allowlist(s)",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     // This host offers the hooks, and says so in /readyz and the metrics.
     let (_, body) = setup.agent.http_get("/readyz");
@@ -603,11 +603,11 @@ fn a_name_in_the_allowlist_admits_the_addresses_resolved_for_it() {
     let (port, other_port) = setup.ns_ports;
     setup.agent.wait_for_log(
         "kernel egress enforcement: 1 workload allowlist(s), 1 destination(s), 1 name(s)",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     // The agent's own lookup (dnsmasq may still be starting: it is tried
     // again until it answers) reaches the kernel.
-    wait_until("the agent resolved the name", EVENT_TIMEOUT * 4, || {
+    wait_until("the agent resolved the name", event_timeout() * 4, || {
         let (_, metrics) = setup.agent.http_get("/metrics");
         metrics
             .contains("aiwatch_enforcement_name_addresses 1")

@@ -24,7 +24,7 @@ use std::{
     process::{Command, ExitStatus},
 };
 
-use aiwatch_tests::{get, Agent, AgentOptions, TempDir, EVENT_TIMEOUT};
+use aiwatch_tests::{event_timeout, get, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
 const CAT: &str = "/bin/cat";
@@ -121,7 +121,7 @@ fn an_enforced_open_kill_stops_the_reader_before_it_reads_a_byte() {
     let setup = start("enforce");
     setup.agent.wait_for_log(
         "kernel open kill: 1 protected file(s), 1 allowed opener(s)",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     let output = setup.dir.path().join("stolen");
     for round in 0..20 {
@@ -184,7 +184,7 @@ fn pid_1_opening_a_protected_file_is_neither_killed_nor_refused() {
     let setup = start("enforce");
     setup.agent.wait_for_log(
         "kernel open kill: 1 protected file(s), 1 allowed opener(s)",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     let mut opener =
         std::os::unix::net::UnixStream::connect(PID_1_OPENER).expect("reach pid 1's opener");
@@ -232,7 +232,7 @@ fn an_o_trunc_of_a_protected_file_is_refused_by_the_lsm_or_truncates_before_the_
     let setup = start("enforce");
     setup.agent.wait_for_log(
         "kernel open kill: 1 protected file(s), 1 allowed opener(s)",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     let hook = open_hook(&setup.agent);
     // dash opens the file with O_WRONLY|O_CREAT|O_TRUNC for `:>`.
@@ -281,7 +281,7 @@ fn a_deny_rule_refuses_the_open_with_eperm_where_the_lsm_runs() {
     if !aiwatch_tests::bpf_lsm_active() {
         setup.agent.wait_for_log(
             "only the BPF LSM's file_open refuses an open",
-            EVENT_TIMEOUT,
+            event_timeout(),
         );
         let (pid, status, read) = read_with(Path::new(CAT), &setup.model, &output);
         assert!(status.success(), "{status:?}");
@@ -295,7 +295,7 @@ fn a_deny_rule_refuses_the_open_with_eperm_where_the_lsm_runs() {
     }
     setup.agent.wait_for_log(
         "kernel open kill: 1 protected file(s), 1 allowed opener(s)",
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     assert_eq!(open_hook(&setup.agent), "bpf_lsm_file_open");
     let out = File::create(&output).expect("create the output");
@@ -362,7 +362,7 @@ fn a_deny_rule_refuses_the_exec_where_the_lsm_runs() {
         } else {
             "kernel enforcement: 1 executables killed at exec, 0 refused in the LSM"
         },
-        EVENT_TIMEOUT,
+        event_timeout(),
     );
     let exe = denied.display().to_string();
     let alert_of = |agent: &Agent| {

@@ -23,9 +23,9 @@ use std::{
 };
 
 use aiwatch_tests::{
-    aiwatch_bin, get, http_get, kind_of, pid_of,
+    aiwatch_bin, event_timeout, get, http_get, kind_of, pid_of,
     pod::{capabilities, output_text, podman, yaml, PodmanRun},
-    read_json_lines, repo_root, wait_until, TempDir, EVENT_TIMEOUT,
+    read_json_lines, repo_root, wait_until, TempDir,
 };
 use serde_json::Value;
 
@@ -121,7 +121,7 @@ fn the_image_runs_as_the_daemonset_and_sees_host_processes() {
     let marker_pid = u64::from(marker.id());
     assert!(marker.wait().expect("the marker exits").success());
     let events = log_dir.join("events.jsonl");
-    let exec = wait_until("the marker's exec", EVENT_TIMEOUT, || {
+    let exec = wait_until("the marker's exec", event_timeout(), || {
         read_json_lines(&events)
             .into_iter()
             .find(|e| kind_of(e) == "exec" && pid_of(e) == marker_pid)
@@ -285,7 +285,7 @@ fn the_image_runs_under_the_shipped_seccomp_profile() {
     let marker_pid = u64::from(marker.id());
     assert!(marker.wait().expect("the marker exits").success());
     let events = pod.log_dir.join("events.jsonl");
-    wait_until("the marker's exec", EVENT_TIMEOUT, || {
+    wait_until("the marker's exec", event_timeout(), || {
         read_json_lines(&events)
             .into_iter()
             .find(|e| kind_of(e) == "exec" && pid_of(e) == marker_pid)
@@ -353,7 +353,7 @@ fn the_image_alone_alerts_to_its_log_with_its_own_configuration_and_rules() {
     let agent = pod.start(&name, &[image.to_owned()]);
 
     let reader_pid = read_a_secret(scratch.path());
-    let alert = wait_until("the secret read's alert", EVENT_TIMEOUT, || {
+    let alert = wait_until("the secret read's alert", event_timeout(), || {
         let logs = podman(&["logs", &agent.0]);
         String::from_utf8_lossy(&logs.stdout)
             .lines()

@@ -16,8 +16,8 @@ use std::{
 };
 
 use aiwatch_tests::{
-    free_port, get, kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir,
-    EVENT_TIMEOUT,
+    event_timeout, free_port, get, kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions,
+    TempDir,
 };
 use serde_json::Value;
 
@@ -96,7 +96,7 @@ fn metric(agent: &Agent, name: &str, labels: &str) -> Option<f64> {
 }
 
 fn wait_metric_at_least(agent: &Agent, name: &str, labels: &str, at_least: f64) -> f64 {
-    wait_until(name, EVENT_TIMEOUT, || {
+    wait_until(name, event_timeout(), || {
         metric(agent, name, labels).filter(|v| *v >= at_least)
     })
     .unwrap_or_else(|| {
@@ -384,7 +384,7 @@ fn a_new_rule_is_hot_reloaded_on_change_and_on_sighup() {
         "20-added.yaml",
         &marker_rule("test.reload.added", &added, "alert"),
     );
-    agent.wait_for_log("policies reloaded", EVENT_TIMEOUT);
+    agent.wait_for_log("policies reloaded", event_timeout());
     wait_metric_at_least(&agent, RELOADS, SUCCESS, 1.0);
     assert_eq!(
         metric(&agent, "aiwatch_rules_loaded", ""),
@@ -441,7 +441,7 @@ fn a_broken_policy_is_refused_and_the_old_rules_keep_alerting() {
         "20-broken.yaml",
         "rules:\n  - id: test.broken.bad\n    severity: high\n    when:\n      kind: exec\n      process.name: {sounds_like: sh}\n",
     );
-    let line = agent.wait_for_log("policy reload failed", EVENT_TIMEOUT);
+    let line = agent.wait_for_log("policy reload failed", event_timeout());
     wait_metric_at_least(&agent, RELOADS, "result=\"failure\"", 1.0);
     assert_eq!(
         metric(&agent, "aiwatch_policy_last_reload_successful", ""),

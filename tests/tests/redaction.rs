@@ -15,7 +15,7 @@ use std::{
     thread,
 };
 
-use aiwatch_tests::{get, kind_of, wait_until, Agent, AgentOptions, TempDir, EVENT_TIMEOUT};
+use aiwatch_tests::{event_timeout, get, kind_of, wait_until, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
 /// A webhook receiver answering 200 to every POST, keeping the bodies.
@@ -231,7 +231,7 @@ fn secrets_in_argv_are_redacted_in_every_sink() {
     }
     // Every alert sink got every alert before it is searched.
     let alert_of = |text: &str, pid: u64| text.contains(&format!("\"pid\":{pid},"));
-    let all_seen = wait_until("every alert in every sink", EVENT_TIMEOUT, || {
+    let all_seen = wait_until("every alert in every sink", event_timeout(), || {
         let alerts = std::fs::read_to_string(&agent.alerts_path).unwrap_or_default();
         let syslog = syslog.lock().unwrap().join("\n");
         let webhook = webhook.lock().unwrap().join("\n");

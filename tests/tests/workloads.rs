@@ -11,9 +11,9 @@ use std::{
 
 use aiwatch_tests::{
     ai::{alerts_of, child_exec, discovered, events_of, OnnxServer},
-    aiwatch_bin, get,
+    aiwatch_bin, event_timeout, get,
     images::run_ok,
-    kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir, EVENT_TIMEOUT,
+    kind_of, pid_of, venv_python, wait_until, Agent, AgentOptions, TempDir,
 };
 use serde_json::Value;
 
@@ -489,7 +489,7 @@ fn a_declared_container_is_tracked_as_a_whole_cgroup() {
                 .as_str()
                 .is_some_and(|path| path.ends_with(&marker))
     };
-    let Some(open) = wait_until("the exec'd shell's write", EVENT_TIMEOUT, || {
+    let Some(open) = wait_until("the exec'd shell's write", event_timeout(), || {
         agent.events().into_iter().find(is_the_write)
     }) else {
         // What the agent did see of the container and of the file tells a

@@ -34,6 +34,11 @@ const STORM_EXECS: &str = "4000";
 /// How long the agent may take to say it is ready: verifying the programs
 /// under TCG takes about 20 s.
 const AGENT_READY_BUDGET: Duration = Duration::from_secs(240);
+/// How long a test waits for an event (20 s on the host): under TCG a
+/// Python process takes seconds to start, and another test's agent may be
+/// verifying its programs on the same two CPUs. The privilege suite's
+/// mmap test once missed 20 s there.
+const EVENT_BUDGET: Duration = Duration::from_secs(60);
 
 /// The instructions the host writes into `guest.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -475,6 +480,10 @@ fn run_suite(suite: &PlannedSuite) -> Outcome {
         .env(
             "AIWATCH_READY_TIMEOUT_S",
             AGENT_READY_BUDGET.as_secs().to_string(),
+        )
+        .env(
+            "AIWATCH_EVENT_TIMEOUT_S",
+            EVENT_BUDGET.as_secs().to_string(),
         )
         .env("RUST_BACKTRACE", "1")
         .env("TMPDIR", "/tmp")
