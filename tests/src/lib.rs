@@ -29,11 +29,11 @@ pub mod pod;
 pub mod servers;
 
 /// How long a test waits for an event before failing: 20 s, or
-/// `AIWATCH_event_timeout()_S` (the kernel guests raise it: under QEMU's TCG
+/// `AIWATCH_EVENT_TIMEOUT_S` (the kernel guests raise it: under QEMU's TCG
 /// a Python process's start alone can take seconds, and another test's
 /// agent may be verifying its programs on the same two CPUs).
 pub fn event_timeout() -> Duration {
-    let secs = std::env::var("AIWATCH_event_timeout()_S")
+    let secs = std::env::var("AIWATCH_EVENT_TIMEOUT_S")
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(20);
