@@ -33,21 +33,23 @@ pub mod servers;
 /// a Python process's start alone can take seconds, and another test's
 /// agent may be verifying its programs on the same two CPUs).
 pub fn event_timeout() -> Duration {
-    let secs = std::env::var("AIWATCH_EVENT_TIMEOUT_S")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(20);
-    Duration::from_secs(secs)
+    seconds_from_env("AIWATCH_EVENT_TIMEOUT_S", 20)
 }
 
 /// How long an agent may take to load its programs: 60 s, or
 /// `AIWATCH_READY_TIMEOUT_S` (`cargo xtask vm` raises it: under QEMU's TCG
 /// the verifier is 10 to 50 times slower, and two agents may load at once).
 pub fn ready_timeout() -> Duration {
-    let secs = std::env::var("AIWATCH_READY_TIMEOUT_S")
+    seconds_from_env("AIWATCH_READY_TIMEOUT_S", 60)
+}
+
+/// The whole seconds in the environment variable `name`, or `default` when
+/// it is unset or not a number.
+fn seconds_from_env(name: &str, default: u64) -> Duration {
+    let secs = std::env::var(name)
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(default);
     Duration::from_secs(secs)
 }
 
