@@ -5,12 +5,12 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    os::unix::fs::MetadataExt,
+    os::unix::{fs::MetadataExt, process::ExitStatusExt},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use aiwatch_tests::{get, kind_of, pid_of, Agent, AgentOptions, TempDir};
+use aiwatch_tests::{event_timeout, get, kind_of, pid_of, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -18,6 +18,43 @@ const PYTHON: &str = "/usr/bin/python3";
 /// Distinct files read once each, and reads of one file again and again.
 const DISTINCT: u64 = 300;
 const REPEATS: u64 = 200;
+
+/// Starts `script` (Python) with `args` from a descriptor table of its
+/// own size: the kernel sizes a child's table at fork by the highest
+/// descriptor its parent has open, and keeps it through exec, so a test
+/// run from a shell holding a high descriptor would give every child a
+/// grown table. The launcher closes everything past stderr, then forks the
+/// script; stdin and stdout are the launcher's, the exit status (or the
+/// killing signal) the script's.
+fn spawn_clean(script: &str, args: &[&str]) -> std::process::Child {
+    const LAUNCHER: &str = "import os, subprocess, sys\n\
+        os.closerange(3, 1 << 16)\n\
+        status = subprocess.call([sys.executable, '-c'] + sys.argv[1:], close_fds=True)\n\
+        if status < 0: os.kill(os.getpid(), -status)\n\
+        sys.exit(status)\n";
+    Command::new(PYTHON)
+        .args(["-c", LAUNCHER, script])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the launcher")
+}
+
+/// The size of the descriptor table of `pid` (`FDSize`).
+fn descriptor_table_size(pid: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the process's status")
+        .lines()
+        .find_map(|line| line.strip_prefix("FDSize:"))
+        .and_then(|size| size.trim().parse().ok())
+        .expect("FDSize in the process's status")
+}
+
+/// Descriptors embedded in a `files_struct` (`NR_OPEN_DEFAULT` on 64-bit
+/// kernels): the kernel folds through them with direct loads, and through
+/// a grown table with checked reads.
+const EMBEDDED_DESCRIPTORS: u64 = 64;
 
 /// The loader: waits for a line on stdin before each phase, so that the
 /// test decides when it is tracked and when its directory is folded.
@@ -150,21 +187,31 @@ fn check_folding(held_descriptors: usize) {
     });
     let map = own_map_id(agent.pid());
 
-    let mut loader = Command::new(PYTHON)
-        .args(["-c", LOADER, dir.to_str().unwrap()])
-        .arg(DISTINCT.to_string())
-        .arg(REPEATS.to_string())
-        .arg(held_descriptors.to_string())
-        .arg(&marker)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the loader");
+    let mut loader = spawn_clean(
+        LOADER,
+        &[
+            dir.to_str().unwrap(),
+            &DISTINCT.to_string(),
+            &REPEATS.to_string(),
+            &held_descriptors.to_string(),
+            &marker,
+        ],
+    );
     let mut stdin = loader.stdin.take().unwrap();
     let mut stdout = BufReader::new(loader.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     let pid: u64 = line.trim().parse().expect("the loader prints its pid");
+    // Each test takes the path it names: the embedded table or a grown one.
+    let table = descriptor_table_size(pid);
+    if held_descriptors == 0 {
+        assert_eq!(table, EMBEDDED_DESCRIPTORS, "the loader's descriptor table");
+    } else {
+        assert!(
+            table > EMBEDDED_DESCRIPTORS,
+            "the loader's table has {table} slots"
+        );
+    }
 
     // Its exec event is written once the pipeline has tracked it.
     agent.wait_event("the loader's exec", |e| {
@@ -259,4 +306,104 @@ fn check_folding(held_descriptors: usize) {
         })
         .count();
     assert_eq!(one_by_one, 0, "folded reads were also reported one by one");
+}
+
+/// A reader that warms its directory up, then opens a hard link there to
+/// a file a kill rule protects elsewhere.
+const WARM_THEN_STEAL: &str = r#"
+import os, sys
+d = sys.argv[1]
+print(os.getpid(), flush=True)
+sys.stdin.readline()                       # tracked now
+open(os.path.join(d, 'f0000'), 'rb').read()
+print('first', flush=True)
+sys.stdin.readline()                       # the directory is folded now
+for i in range(1, 51):
+    open(os.path.join(d, 'f%04d' % i), 'rb').read()
+print('warm', flush=True)
+data = open(os.path.join(d, 'f0051'), 'rb').read()
+print('stolen', len(data), flush=True)
+"#;
+
+/// Folding never hides an enforced open. A rule's path is never in a
+/// folded directory, but it protects the file's inode, which a hard link
+/// can give another name in a data directory whose reads the kernel
+/// counts: the open through the link is still decided by the open kill,
+/// and the tracked reader dies before it reads a byte.
+#[test]
+fn a_hard_link_to_a_protected_file_in_a_folded_directory_is_still_killed() {
+    let root = TempDir::new("file-access-kill");
+    let root_path = std::fs::canonicalize(root.path()).unwrap();
+    let dir = root_path.join("data");
+    let vault = root_path.join("vault");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(&vault).unwrap();
+    for i in 0..=50 {
+        std::fs::write(dir.join(format!("f{i:04}")), vec![b'x'; 100]).unwrap();
+    }
+    let protected = vault.join("batch.dat");
+    std::fs::write(&protected, b"labelled records that must not leave").unwrap();
+    let link = dir.join("f0051");
+    std::fs::hard_link(&protected, &link).unwrap();
+    let dir_ino = std::fs::metadata(&dir).unwrap().ino();
+    let policies = root_path.join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("open.yaml"),
+        format!(
+            "enforcement: enforce\nrules:\n  - id: test.folded-open-kill\n    description: A protected batch was opened\n    severity: high\n    action: kill\n    when:\n      kind: open\n      file.path: {}\n      not:\n        process.exe: /bin/true\n",
+            protected.display()
+        ),
+    )
+    .unwrap();
+    let marker = format!("file-access-thief-{}", std::process::id());
+    let agent = Agent::start_with(AgentOptions {
+        config: format!(
+            "anomaly: {{enabled: false}}\ndefault_policies: false\npolicies: [{}]\nenforcement: {{kill_budget: 0}}\nfile_access_interval_secs: 1\nworkloads:\n  declared:\n    - name: {marker}\n      kind: training\n      match:\n        argv: \"*{marker}*\"\n",
+            policies.display()
+        ),
+        ..AgentOptions::default()
+    });
+    agent.wait_for_log(
+        "kernel open kill: 1 protected file(s), 1 allowed opener(s)",
+        event_timeout(),
+    );
+    let map = own_map_id(agent.pid());
+
+    let mut reader = spawn_clean(WARM_THEN_STEAL, &[dir.to_str().unwrap(), &marker]);
+    let mut stdin = reader.stdin.take().unwrap();
+    let mut stdout = BufReader::new(reader.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let pid: u64 = line.trim().parse().expect("the reader prints its pid");
+    // The direct loads serve this table; a grown one takes checked reads.
+    assert_eq!(descriptor_table_size(pid), EMBEDDED_DESCRIPTORS);
+    agent.wait_event("the reader's exec", |e| {
+        kind_of(e) == "exec" && pid_of(e) == pid && get(e, "workload.name") == marker.as_str()
+    });
+    writeln!(stdin).unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "first");
+    wait_until(
+        "the kernel to count the reader's reads in its directory",
+        Duration::from_secs(30),
+        || kernel_counts(map, pid as u32, dir_ino),
+    );
+    writeln!(stdin).unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "warm");
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "", "the reader got the protected file: {line}");
+    let status = reader.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+
+    // The open came in full, with the kernel's kill on it.
+    let link_path = link.display().to_string();
+    let open = agent.wait_event("the killed open, in full", |e| {
+        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == link_path.as_str()
+    });
+    assert_eq!(get(&open, "kernel_action"), "killed", "{open}");
 }

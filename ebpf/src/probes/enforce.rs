@@ -203,6 +203,14 @@ pub fn open_refused(inode: *const u8) -> Option<u32> {
     Some(value)
 }
 
+/// Whether a rule protects the file `file` (by device and inode): its
+/// opens are then decided by `open_verdict`, never folded away unseen.
+#[inline(always)]
+pub fn protected(file: &ExeKey) -> bool {
+    // SAFETY: a hash lookup; only the entry's presence is used.
+    unsafe { PROTECTED_FILES.get(file) }.is_some()
+}
+
 /// The device and inode of `inode`.
 #[inline(always)]
 pub fn inode_key(inode: *const u8) -> Option<ExeKey> {

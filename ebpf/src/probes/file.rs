@@ -807,9 +807,11 @@ fn complete_read(call: &ReadSlot, ret: i64, pid_tgid: u64) -> bool {
     // also use it are done with it.
     let scratch = unsafe { &mut *scratch };
     scratch.fold = FOLD_UNDECIDED;
-    // Enforcement decides on the file first, in `emit`, with checked reads.
-    if ret >= 0 && !enforce::may_act(tgid) {
-        match file_access::fold_read_direct(ret as u32, tgid, basename_interesting) {
+    // While enforcement is on, a file a rule protects is decided on first,
+    // in `emit`, with checked reads: the direct fold leaves it alone.
+    if ret >= 0 {
+        let enforcing = enforce::may_act(tgid);
+        match file_access::fold_read_direct(ret as u32, tgid, enforcing, basename_interesting) {
             Some(Fold::Counted) => return false,
             Some(Fold::Report(key)) => {
                 scratch.fold = FOLD_REPORT;

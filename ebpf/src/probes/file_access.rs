@@ -17,7 +17,9 @@
 
 use core::{ffi::c_void, mem::size_of};
 
-use aiwatch_common::{EventKind, FileAccessKey, FileAccessRecord, NAME_LEN, SUFFIX_KEY_LEN};
+use aiwatch_common::{
+    EventKind, ExeKey, FileAccessKey, FileAccessRecord, NAME_LEN, SUFFIX_KEY_LEN,
+};
 use aya_ebpf::{
     helpers::{
         bpf_ktime_get_boot_ns,
@@ -32,6 +34,7 @@ use crate::{
     emit::fill_header,
     globals::offset,
     kernel::{field, read, read_ptr},
+    probes::enforce,
 };
 
 /// Per process and directory, per CPU (no atomics: threads on other CPUs
@@ -92,13 +95,16 @@ pub fn fold_read(
 
 /// [`fold_read`] with direct loads (`crate::direct`), for a successful open
 /// that returned `fd`: `None` when this open cannot take that path (direct
-/// loads off, or a descriptor table grown past its embedded slots), for the
-/// caller to use the checked reads. Same decisions, same counter; the name
-/// test reads only the name's last bytes, with its length from the dentry.
+/// loads off, a descriptor table grown past its embedded slots, or, while
+/// `enforcing`, a file a rule protects, whose open the enforcement verdict
+/// decides first), for the caller to use the checked reads. Same
+/// decisions, same counter; the name test reads only the name's last
+/// bytes, with its length from the dentry.
 #[inline(always)]
 pub fn fold_read_direct(
     fd: u32,
     tgid: u32,
+    enforcing: bool,
     basename_interesting: impl Fn(u64, u64, usize, u8) -> bool,
 ) -> Option<Fold> {
     if !direct::enabled() || !direct::offsets_known() {
@@ -133,6 +139,18 @@ pub fn fold_read_direct(
     };
     if basename_interesting(low, high, len, before_tail) {
         return Some(Fold::Keep);
+    }
+    if enforcing {
+        let file = ExeKey {
+            dev: inode
+                .ptr(offset!(inode_i_sb))
+                .load::<u32>(offset!(super_block_s_dev)),
+            _pad: 0,
+            ino: inode.load::<u64>(offset!(inode_i_ino)),
+        };
+        if file.ino == 0 || enforce::protected(&file) {
+            return None;
+        }
     }
     count(slot, inode.load::<i64>(offset!(inode_i_size)));
     Some(Fold::Counted)
