@@ -18,6 +18,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod cases;
+mod descriptors;
 mod enforcement;
 mod kernel_cost;
 mod memory;
@@ -124,6 +125,15 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
         peers::provision()?;
     }
     build_release(workspace)?;
+    let closed = descriptors::close_high().context("cannot list /proc/self/fd")?;
+    if !closed.is_empty() {
+        println!(
+            "bench: closed {} inherited descriptor(s) numbered {} or more ({closed:?}), so that \
+             the loops start with the descriptor table a service has",
+            closed.len(),
+            descriptors::EMBEDDED
+        );
+    }
 
     let release = workspace.target_dir.join("release");
     let floor_binary = release.join("aiwatch");
