@@ -13,7 +13,10 @@
 //! path and inode; anything else resolves the directory a relative name is
 //! relative to (the cwd or the dirfd) and lets the agent join the two.
 
-use core::{ffi::c_void, mem::size_of};
+use core::{
+    ffi::c_void,
+    mem::{size_of, MaybeUninit},
+};
 
 use aiwatch_common::{
     suffix::{self, TailKeys},
@@ -678,23 +681,29 @@ fn suffix_lookup(keys: &TailKeys) -> bool {
 /// `name` points to `NAME_LEN` readable bytes.
 #[inline(always)]
 unsafe fn prefix_match(name: *const u8, len: usize) -> bool {
-    let mut key = Key::new(0, [0u8; PREFIX_KEY_LEN]);
-    // SAFETY: `key.data` is `PREFIX_KEY_LEN` writable bytes, fewer than the
-    // `NAME_LEN` the caller guarantees at `name`.
-    unsafe {
-        bpf_probe_read_kernel(
-            &raw mut key.data as *mut c_void,
-            PREFIX_KEY_LEN as u32,
-            name as *const c_void,
-        );
-    }
     let bytes = if len < PREFIX_KEY_LEN {
         len
     } else {
         PREFIX_KEY_LEN
     };
-    key.prefix_len = (bytes * 8) as u32;
-    PATH_PREFIXES.get(&key).is_some()
+    // Not zeroed first: the compiler turns that into a call to a byte-wise
+    // `memset` loop, which cost this hot path more than the lookup. The
+    // helper writes every byte of `data` (zeros when the read fails).
+    let mut key = MaybeUninit::<Key<[u8; PREFIX_KEY_LEN]>>::uninit();
+    let key = key.as_mut_ptr();
+    // SAFETY: `key` is a writable `Key` on the stack; `data` is
+    // `PREFIX_KEY_LEN` bytes, fewer than the `NAME_LEN` the caller
+    // guarantees at `name`; both fields are written before the lookup reads
+    // the key.
+    unsafe {
+        (*key).prefix_len = (bytes * 8) as u32;
+        bpf_probe_read_kernel(
+            &raw mut (*key).data as *mut c_void,
+            PREFIX_KEY_LEN as u32,
+            name as *const c_void,
+        );
+        PATH_PREFIXES.get(&*key).is_some()
+    }
 }
 
 /// Both suffix keys of the `len`-byte name at `name` (`0 < len <
@@ -707,22 +716,25 @@ unsafe fn tail_keys(name: *const u8, len: usize) -> TailKeys {
     // The 16 bytes ending at the name's last byte, or the first 16 of a
     // shorter name.
     let start = len.saturating_sub(SUFFIX_KEY_LEN);
-    let mut raw = [0u64; 2];
-    // SAFETY: `raw` is 16 writable bytes; `start + 16 <= len < NAME_LEN`
-    // and the byte before the tail is below `len` too, so every read stays
-    // within the caller's `NAME_LEN` bytes (the masks say so to the
-    // verifier).
-    let before_tail = unsafe {
+    // Not zeroed first (a call to a byte-wise `memset`): the helper writes
+    // all 16 bytes, zeros when the read fails.
+    let mut raw = MaybeUninit::<[u64; 2]>::uninit();
+    // SAFETY: `raw` is 16 writable bytes, all written by the helper before
+    // they are read; `start + 16 <= len < NAME_LEN` and the byte before the
+    // tail is below `len` too, so every read stays within the caller's
+    // `NAME_LEN` bytes (the masks say so to the verifier).
+    let (raw, before_tail) = unsafe {
         bpf_probe_read_kernel(
             raw.as_mut_ptr() as *mut c_void,
             SUFFIX_KEY_LEN as u32,
             name.add(start & (NAME_LEN - 1)) as *const c_void,
         );
-        if len > SUFFIX_KEY_LEN {
+        let before_tail = if len > SUFFIX_KEY_LEN {
             *name.add((len - SUFFIX_KEY_LEN - 1) & (NAME_LEN - 1))
         } else {
             0
-        }
+        };
+        (raw.assume_init(), before_tail)
     };
     suffix::tail_keys(raw[0], raw[1], len, before_tail)
 }

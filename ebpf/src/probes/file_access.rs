@@ -15,7 +15,10 @@
 //! enforcement hooks decided on are never folded. The agent reads the
 //! counters periodically and reports their growth as `file_access`.
 
-use core::{ffi::c_void, mem::size_of};
+use core::{
+    ffi::c_void,
+    mem::{size_of, MaybeUninit},
+};
 
 use aiwatch_common::{
     EventKind, ExeKey, FileAccessKey, FileAccessRecord, NAME_LEN, SUFFIX_KEY_LEN,
@@ -165,28 +168,30 @@ fn name_tail(name: *const u8, len: usize) -> Option<(u64, u64, u8)> {
     if name.is_null() || len == 0 || len >= NAME_LEN {
         return None;
     }
-    // 17 bytes from the byte before the tail, or 16 from the start of a
-    // short name (a name under 16 bytes lies in the dentry's own inline
-    // buffer, which is longer, so reading past its end stays in the dentry).
-    let mut bytes = [0u8; 24];
-    let (from, size) = if len > SUFFIX_KEY_LEN {
-        (len - SUFFIX_KEY_LEN - 1, SUFFIX_KEY_LEN + 1)
-    } else {
-        (0, SUFFIX_KEY_LEN)
-    };
-    // SAFETY: `bytes` has room for the at most 17 bytes copied; the source
-    // is a checked kernel read.
-    let copied = unsafe {
-        bpf_probe_read_kernel(
+    // 17 bytes: from the byte before the tail, or from the start of a name
+    // of 16 bytes or fewer (such a name lies in the dentry's own inline
+    // buffer, which is longer, so reading past its end stays in the
+    // dentry). Not zeroed first: the compiler turns that into a call to a
+    // byte-wise `memset` loop. The helper writes all 17 bytes, zeros when
+    // the read fails.
+    const READ: usize = SUFFIX_KEY_LEN + 1;
+    let from = len.saturating_sub(READ);
+    let mut bytes = MaybeUninit::<[u8; READ]>::uninit();
+    // SAFETY: `bytes` is `READ` writable bytes and the helper writes all of
+    // them, whatever it returns; the source is a checked kernel read.
+    let (copied, bytes) = unsafe {
+        let copied = bpf_probe_read_kernel(
             bytes.as_mut_ptr() as *mut c_void,
-            size as u32,
+            READ as u32,
             name.wrapping_add(from) as *const c_void,
-        )
+        );
+        (copied, bytes.assume_init())
     };
     if copied != 0 {
         return None;
     }
-    let skip = size - SUFFIX_KEY_LEN;
+    // The tail starts after the byte before it, or at the start.
+    let skip = usize::from(len > SUFFIX_KEY_LEN);
     let word = |at: usize| {
         let mut value = 0u64;
         for (index, byte) in bytes[at..at + 8].iter().enumerate() {
