@@ -242,7 +242,11 @@ pub const ENFORCE_KILL_BUDGET: u32 = 1;
 pub const ENFORCE_KILL_WINDOW_NS: u32 = 2;
 /// Accelerator deny: [`ACCEL_OFF`], [`ACCEL_AUDIT`] or [`ACCEL_ENFORCE`].
 pub const ENFORCE_ACCEL: u32 = 3;
-pub const ENFORCE_CONTROL_LEN: u32 = 4;
+/// Non-zero whenever `PROTECTED_FILES` may hold an entry: raised before the
+/// first file is protected, lowered only once none is. While it is 0 a
+/// folded read skips the protected-file lookup.
+pub const ENFORCE_PROTECTED: u32 = 4;
+pub const ENFORCE_CONTROL_LEN: u32 = 5;
 
 /// Values of `ENFORCE_CONTROL[ENFORCE_ACCEL]`: accelerator opens outside
 /// the allowlist are let through unmarked, marked "would deny", or refused.

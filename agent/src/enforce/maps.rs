@@ -6,7 +6,7 @@ use std::{collections::HashSet, net::IpAddr, os::unix::fs::MetadataExt, path::Pa
 
 use aiwatch_common::{
     EgressKey, ExeKey, ExecAllowKey, OpenAllowKey, EGRESS_ENFORCED, EGRESS_KEY_FIXED_BITS,
-    ENFORCE_ACCEL, ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON,
+    ENFORCE_ACCEL, ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_PROTECTED,
 };
 use aya::{
     maps::{
@@ -116,12 +116,7 @@ impl EnforceMaps {
             (ENFORCE_ACCEL, accel),
             (ENFORCE_ON, u64::from(on)),
         ] {
-            self.control
-                .set(slot, value, 0)
-                .map_err(|source| EnforceMapError::Update {
-                    map: "ENFORCE_CONTROL",
-                    source,
-                })?;
+            self.set_slot(slot, value)?;
         }
         Ok(())
     }
@@ -208,7 +203,25 @@ impl EnforceMaps {
     ) -> Result<(), EnforceMapError> {
         let allowed: Vec<(OpenAllowKey, u32)> = allowed.iter().map(|key| (*key, 1)).collect();
         replace(&mut self.open_allow, "OPEN_ALLOW", &allowed)?;
-        replace(&mut self.protected_files, "PROTECTED_FILES", protected)
+        // A folded read asks `PROTECTED_FILES` only while this slot is
+        // set: raised before a file is protected, lowered once none is.
+        if !protected.is_empty() {
+            self.set_slot(ENFORCE_PROTECTED, 1)?;
+        }
+        replace(&mut self.protected_files, "PROTECTED_FILES", protected)?;
+        if protected.is_empty() {
+            self.set_slot(ENFORCE_PROTECTED, 0)?;
+        }
+        Ok(())
+    }
+
+    fn set_slot(&mut self, slot: u32, value: u64) -> Result<(), EnforceMapError> {
+        self.control
+            .set(slot, value, 0)
+            .map_err(|source| EnforceMapError::Update {
+                map: "ENFORCE_CONTROL",
+                source,
+            })
     }
 
     /// Replaces the workloads' exec allowlists: `scopes` (scope → the

@@ -21,8 +21,9 @@
 
 use aiwatch_common::{
     enforce_slot, ExeKey, ExecAllowKey, KillBudget, OpenAllowKey, ENFORCE_CONTROL_LEN,
-    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED,
-    EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED, FILE_FLAG_KILL_RATE_LIMITED,
+    ENFORCE_KILL_BUDGET, ENFORCE_KILL_WINDOW_NS, ENFORCE_ON, ENFORCE_PROTECTED,
+    ENFORCE_REFUSE_ONLY, EXEC_FLAG_KILLED, EXEC_FLAG_KILL_RATE_LIMITED, FILE_FLAG_KILLED,
+    FILE_FLAG_KILL_RATE_LIMITED,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_send_signal},
@@ -201,6 +202,13 @@ pub fn open_refused(inode: *const u8) -> Option<u32> {
         return None;
     }
     Some(value)
+}
+
+/// Whether any file may be protected: while not, [`protected`] is false
+/// for every file and need not be asked.
+#[inline(always)]
+pub fn any_protected() -> bool {
+    control(ENFORCE_PROTECTED) != 0
 }
 
 /// Whether a rule protects the file `file` (by device and inode): its

@@ -11,8 +11,9 @@
 //! - the file's own name (the dentry's, so a symbolic link cannot hide a
 //!   `.safetensors` behind another name) is not of interest.
 //!
-//! Writes, truncations, renames, unlinks, device opens and anything the
-//! enforcement hooks decided on are never folded. The agent reads the
+//! Writes, truncations, renames, unlinks, device opens, files a rule
+//! protects (by inode, so under any name) and anything the enforcement
+//! hooks decided on are never folded. The agent reads the
 //! counters periodically and reports their growth as `file_access`.
 
 use core::{
@@ -143,7 +144,7 @@ pub fn fold_read_direct(
     if basename_interesting(low, high, len, before_tail) {
         return Some(Fold::Keep);
     }
-    if enforcing {
+    if enforcing && enforce::any_protected() {
         let file = ExeKey {
             dev: inode
                 .ptr(offset!(inode_i_sb))
