@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::{fs::MetadataExt, process::ExitStatusExt},
-    process::{Command, Stdio},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -49,6 +49,37 @@ fn descriptor_table_size(pid: u64) -> u64 {
         .find_map(|line| line.strip_prefix("FDSize:"))
         .and_then(|size| size.trim().parse().ok())
         .expect("FDSize in the process's status")
+}
+
+/// A script's pipes: it waits for a line on stdin before each phase and
+/// says on stdout what it did.
+struct Pipes {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Pipes {
+    fn of(child: &mut Child) -> Pipes {
+        Pipes {
+            stdin: child.stdin.take().expect("the script's stdin"),
+            stdout: BufReader::new(child.stdout.take().expect("the script's stdout")),
+        }
+    }
+
+    /// The script's next line, trimmed; empty once it has ended.
+    fn read(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the script's output");
+        line.trim().to_string()
+    }
+
+    /// Lets the script go on to its next phase; what it says next.
+    fn go(&mut self) -> String {
+        writeln!(self.stdin).expect("write to the script");
+        self.read()
+    }
 }
 
 /// Descriptors embedded in a `files_struct` (`NR_OPEN_DEFAULT` on 64-bit
@@ -197,11 +228,8 @@ fn check_folding(held_descriptors: usize) {
             &marker,
         ],
     );
-    let mut stdin = loader.stdin.take().unwrap();
-    let mut stdout = BufReader::new(loader.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let pid: u64 = line.trim().parse().expect("the loader prints its pid");
+    let mut pipes = Pipes::of(&mut loader);
+    let pid: u64 = pipes.read().parse().expect("the loader prints its pid");
     // Each test takes the path it names: the embedded table or a grown one.
     let table = descriptor_table_size(pid);
     if held_descriptors == 0 {
@@ -217,10 +245,7 @@ fn check_folding(held_descriptors: usize) {
     agent.wait_event("the loader's exec", |e| {
         kind_of(e) == "exec" && pid_of(e) == pid && get(e, "workload.name") == marker.as_str()
     });
-    writeln!(stdin).unwrap();
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "first");
+    assert_eq!(pipes.go(), "first");
     let first = dir.join("f0000").display().to_string();
     agent.wait_event("the first read in the directory, in full", |e| {
         kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == first.as_str()
@@ -230,10 +255,7 @@ fn check_folding(held_descriptors: usize) {
         Duration::from_secs(30),
         || kernel_counts(map, pid as u32, dir_ino),
     );
-    writeln!(stdin).unwrap();
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "done");
+    assert_eq!(pipes.go(), "done");
 
     // Changes and a read of a file of interest are full events.
     let written = dir.join("written").display().to_string();
@@ -259,7 +281,7 @@ fn check_folding(held_descriptors: usize) {
 
     // The loader exits; its counters are reported one last time and
     // removed.
-    writeln!(stdin).unwrap();
+    assert_eq!(pipes.go(), "", "the loader's end");
     assert!(loader.wait().unwrap().success());
     wait_until(
         "the loader's counters to be removed",
@@ -371,32 +393,22 @@ fn a_hard_link_to_a_protected_file_in_a_folded_directory_is_still_killed() {
     let map = own_map_id(agent.pid());
 
     let mut reader = spawn_clean(WARM_THEN_STEAL, &[dir.to_str().unwrap(), &marker]);
-    let mut stdin = reader.stdin.take().unwrap();
-    let mut stdout = BufReader::new(reader.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let pid: u64 = line.trim().parse().expect("the reader prints its pid");
+    let mut pipes = Pipes::of(&mut reader);
+    let pid: u64 = pipes.read().parse().expect("the reader prints its pid");
     // The direct loads serve this table; a grown one takes checked reads.
     assert_eq!(descriptor_table_size(pid), EMBEDDED_DESCRIPTORS);
     agent.wait_event("the reader's exec", |e| {
         kind_of(e) == "exec" && pid_of(e) == pid && get(e, "workload.name") == marker.as_str()
     });
-    writeln!(stdin).unwrap();
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "first");
+    assert_eq!(pipes.go(), "first");
     wait_until(
         "the kernel to count the reader's reads in its directory",
         Duration::from_secs(30),
         || kernel_counts(map, pid as u32, dir_ino),
     );
-    writeln!(stdin).unwrap();
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "warm");
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "", "the reader got the protected file: {line}");
+    assert_eq!(pipes.go(), "warm");
+    let stolen = pipes.read();
+    assert_eq!(stolen, "", "the reader got the protected file: {stolen}");
     let status = reader.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
 
