@@ -608,9 +608,14 @@ pub struct FileAccessRecord {
     /// Sum of the opened files' sizes (`i_size` at open).
     pub bytes: u64,
     /// `bpf_ktime_get_boot_ns` of the first and last counted open; 0 for a
-    /// slot with none.
+    /// slot with none. The last is read once per clock tick: it is the
+    /// time of the first counted open in the latest tick that had one, at
+    /// most a tick (1 to 10 ms) before the last open itself.
     pub first_ns: u64,
     pub last_ns: u64,
+    /// The kernel's `jiffies` when `last_ns` was read: the kernel's own
+    /// bookkeeping, for reading the clock once per tick, not per open.
+    pub last_jiffies: u64,
 }
 
 /// The most clear text one [`ClearTextRecord`] carries. Every record

@@ -69,7 +69,7 @@ record!(
     HEADER + 6 * 8 + 8 + 2 + 2 + 4 + NAME_LEN + PATH
 );
 record!(GpuIoctlRecord, HEADER + 8 + 4 + 4 + 8);
-record!(FileAccessRecord, HEADER + 4 * 8);
+record!(FileAccessRecord, HEADER + 5 * 8);
 record!(
     ClearTextRecord,
     HEADER + 8 + 4 + 4 + 2 + 2 + 4 + SOCKADDR + CLEAR_TEXT_MAX

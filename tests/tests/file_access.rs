@@ -247,7 +247,7 @@ fn check_folding(held_descriptors: usize) {
     });
     assert_eq!(pipes.go(), "first");
     let first = dir.join("f0000").display().to_string();
-    agent.wait_event("the first read in the directory, in full", |e| {
+    let first_full = agent.wait_event("the first read in the directory, in full", |e| {
         kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == first.as_str()
     });
     wait_until(
@@ -259,7 +259,7 @@ fn check_folding(held_descriptors: usize) {
 
     // Changes and a read of a file of interest are full events.
     let written = dir.join("written").display().to_string();
-    agent.wait_event("the write, in full", |e| {
+    let write = agent.wait_event("the write, in full", |e| {
         kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == written.as_str()
     });
     let unlinked = dir.join("f0005").display().to_string();
@@ -314,8 +314,21 @@ fn check_folding(held_descriptors: usize) {
     for summary in &summaries {
         assert_eq!(get(summary, "file.access"), "read");
         assert_eq!(get(summary, "workload.name"), marker.as_str());
-        assert!(get(summary, "file.first_time").is_string());
-        assert!(get(summary, "file.last_time").is_string());
+        // The counted reads came after the first, full read and before
+        // the write. The kernel reads its clock once per tick, so the
+        // last time may be up to a tick early, never late. (Fixed-width
+        // RFC 3339 times compare as strings.)
+        let time = |event: &Value, field: &str| get(event, field).as_str().unwrap().to_string();
+        let (first_time, last_time) = (
+            time(summary, "file.first_time"),
+            time(summary, "file.last_time"),
+        );
+        assert!(
+            time(&first_full, "time") <= first_time
+                && first_time <= last_time
+                && last_time <= time(&write, "time"),
+            "the summary's times lie outside the reads: {summary}"
+        );
     }
     // None of the folded reads came one by one.
     let one_by_one = events

@@ -631,10 +631,19 @@ pub fn basename_interesting(low: u64, high: u64, len: usize, before_tail: u8) ->
     if len == 0 {
         return false;
     }
-    let keys = suffix::tail_keys(low, high, len, before_tail);
-    // The base name key starts with the last byte, then the one before (0
-    // past the start: the key keeps only the name's bytes).
-    suffix_prefilter(keys.basename[0], keys.basename[1]) && suffix_lookup(&keys)
+    // The filter first, on the name's last two bytes (the one before is 0
+    // for a one-byte name), as `interesting` does: building both keys is
+    // most of the work, and nearly every name stops at the filter.
+    let (last, before) = if len >= SUFFIX_KEY_LEN {
+        ((high >> 56) as u8, (high >> 48) as u8)
+    } else {
+        let byte = |index: usize| {
+            let word = if index < 8 { low } else { high };
+            (word >> ((index & 7) * 8)) as u8
+        };
+        (byte(len - 1), if len > 1 { byte(len - 2) } else { 0 })
+    };
+    suffix_prefilter(last, before) && suffix_lookup(&suffix::tail_keys(low, high, len, before_tail))
 }
 
 /// Whether a name ending in `before`, `last` (0 when it has one byte) may
