@@ -78,6 +78,9 @@ record!(
 // Map values and keys the agent writes or reads byte for byte.
 const _: () = assert!(size_of::<TcpOwner>() == 4 * 4 + 8 + COMM_LEN + 4 * 8 + 2 * SOCKADDR + 4 + 4);
 const _: () = assert!(size_of::<FileAccessKey>() == 4 + 4 + 8);
+const _: () = assert!(
+    size_of::<FileAccessSlot>() == size_of::<FileAccessKey>() + size_of::<FileAccessRecord>()
+);
 const _: () = assert!(size_of::<DnsOwner>() == 4 * 4 + 8 + COMM_LEN + 4 + 4);
 const _: () = assert!(size_of::<KernelOffsets>().is_multiple_of(size_of::<u32>()));
 const _: () = assert!(size_of::<EgressKey>() * 8 == EGRESS_KEY_FIXED_BITS as usize + 128);

@@ -6,10 +6,12 @@
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::{fs::MetadataExt, process::ExitStatusExt},
+    path::Path,
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use aiwatch_common::{file_access_home, FileAccessKey, FILE_ACCESS_PROBES, FILE_ACCESS_SLOTS};
 use aiwatch_tests::{event_timeout, get, kind_of, pid_of, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
@@ -143,40 +145,47 @@ fn own_map_id(agent: u32) -> u64 {
     panic!("agent {agent} holds no FILE_ACCESS map");
 }
 
-/// Whether the agent's `FILE_ACCESS` map (id `map`) has a counter for
-/// `pid` and the directory with inode `dir_ino`.
-fn kernel_counts(map: u64, pid: u32, dir_ino: u64) -> bool {
-    let output = Command::new("bpftool")
-        .args(["-j", "map", "dump", "id", &map.to_string()])
-        .output()
-        .expect("run bpftool");
-    let text = String::from_utf8_lossy(&output.stdout);
-    serde_json::Deserializer::from_str(&text)
-        .into_iter::<Value>()
-        .filter_map(Result::ok)
-        .flat_map(|doc| match doc {
-            Value::Array(items) => items,
-            other => vec![other],
-        })
-        .flat_map(|item| match item {
-            Value::Array(items) => items,
-            other => vec![other],
-        })
-        .any(|entry| {
-            let key: Vec<u8> = entry["key"]
+/// The kernel's form of the device of `path` (`MKDEV`: major << 20 | minor).
+fn kernel_dev(path: &Path) -> u32 {
+    let dev = std::fs::metadata(path).unwrap().dev();
+    (libc::major(dev) << 20) | libc::minor(dev)
+}
+
+/// Whether the agent's `FILE_ACCESS` array (id `map`) has a counter for
+/// `pid` and the directory `dir`: looked up in the slots where the kernel
+/// looks for it, so this also checks that the agent placed it there.
+fn kernel_counts(map: u64, pid: u32, dir: &Path) -> bool {
+    let key = FileAccessKey {
+        tgid: pid,
+        dev: kernel_dev(dir),
+        dir_ino: std::fs::metadata(dir).unwrap().ino(),
+    };
+    let home = file_access_home(&key);
+    (0..FILE_ACCESS_PROBES).any(|probe| {
+        let slot = (home + probe) & (FILE_ACCESS_SLOTS - 1);
+        let mut args = vec!["-j".to_string(), "map".into(), "lookup".into(), "id".into()];
+        args.push(map.to_string());
+        args.push("key".into());
+        args.extend(slot.to_le_bytes().iter().map(|b| b.to_string()));
+        let output = Command::new("bpftool")
+            .args(&args)
+            .output()
+            .expect("run bpftool");
+        let entry: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        entry["values"].as_array().into_iter().flatten().any(|cpu| {
+            let value: Vec<u8> = cpu["value"]
                 .as_array()
-                .map(|bytes| {
-                    bytes
-                        .iter()
-                        .filter_map(|b| b.as_str())
-                        .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
-                        .collect()
-                })
-                .unwrap_or_default();
-            key.len() == 16
-                && u32::from_le_bytes(key[0..4].try_into().unwrap()) == pid
-                && u64::from_le_bytes(key[8..16].try_into().unwrap()) == dir_ino
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.as_str())
+                .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
+                .collect();
+            value.len() >= 16
+                && u32::from_le_bytes(value[0..4].try_into().unwrap()) == key.tgid
+                && u32::from_le_bytes(value[4..8].try_into().unwrap()) == key.dev
+                && u64::from_le_bytes(value[8..16].try_into().unwrap()) == key.dir_ino
         })
+    })
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -208,7 +217,6 @@ fn check_folding(held_descriptors: usize) {
     }
     std::fs::write(dir.join("same"), vec![b'y'; 10]).unwrap();
     std::fs::write(dir.join("weights.safetensors"), b"{}").unwrap();
-    let dir_ino = std::fs::metadata(&dir).unwrap().ino();
     let marker = format!("file-access-loader-{}", std::process::id());
     let agent = Agent::start_with(AgentOptions {
         config: format!(
@@ -253,7 +261,7 @@ fn check_folding(held_descriptors: usize) {
     wait_until(
         "the kernel to count the loader's reads in its directory",
         Duration::from_secs(30),
-        || kernel_counts(map, pid as u32, dir_ino),
+        || kernel_counts(map, pid as u32, &dir),
     );
     assert_eq!(pipes.go(), "done");
 
@@ -286,7 +294,7 @@ fn check_folding(held_descriptors: usize) {
     wait_until(
         "the loader's counters to be removed",
         Duration::from_secs(30),
-        || !kernel_counts(map, pid as u32, dir_ino),
+        || !kernel_counts(map, pid as u32, &dir),
     );
     agent.sentinel();
 
@@ -380,7 +388,6 @@ fn a_hard_link_to_a_protected_file_in_a_folded_directory_is_still_killed() {
     std::fs::write(&protected, b"labelled records that must not leave").unwrap();
     let link = dir.join("f0051");
     std::fs::hard_link(&protected, &link).unwrap();
-    let dir_ino = std::fs::metadata(&dir).unwrap().ino();
     let policies = root_path.join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(
@@ -417,7 +424,7 @@ fn a_hard_link_to_a_protected_file_in_a_folded_directory_is_still_killed() {
     wait_until(
         "the kernel to count the reader's reads in its directory",
         Duration::from_secs(30),
-        || kernel_counts(map, pid as u32, dir_ino),
+        || kernel_counts(map, pid as u32, &dir),
     );
     assert_eq!(pipes.go(), "warm");
     let stolen = pipes.read();

@@ -5,8 +5,9 @@
 //! pipeline offers it here; [`FoldPolicy`] decides from the directory's path
 //! whether every read there may be counted instead of reported: never in a
 //! directory an asset path prefix can reach into, nor in a pseudo file
-//! system. An accepted directory gets a zeroed counter in `FILE_ACCESS`,
-//! and from then on the kernel counts the process's plain reads there whose
+//! system. An accepted directory gets a zeroed counter in a slot of
+//! `FILE_ACCESS`, an array the agent addresses openly ([`Slots`]), and
+//! from then on the kernel counts the process's plain reads there whose
 //! file name is not of interest.
 //!
 //! Every interval the poller reads the counters and feeds one `file_access`
@@ -21,9 +22,12 @@ use std::{
     time::Duration,
 };
 
-use aiwatch_common::{EventKind, FileAccessKey, FileAccessRecord};
+use aiwatch_common::{
+    file_access_home, EventKind, FileAccessKey, FileAccessRecord, FileAccessSlot,
+    FILE_ACCESS_PROBES, FILE_ACCESS_SLOTS,
+};
 use aya::{
-    maps::{MapData, PerCpuHashMap, PerCpuValues},
+    maps::{MapData, PerCpuArray, PerCpuValues},
     Ebpf,
 };
 use tokio::sync::{mpsc, watch};
@@ -101,8 +105,48 @@ impl FoldPolicy {
     }
 }
 
+/// Which key holds which slot of the kernel's open-addressed `FILE_ACCESS`
+/// array: a key lives in one of the [`FILE_ACCESS_PROBES`] slots from its
+/// home slot on ([`file_access_home`]), the first free one when placed.
+#[derive(Debug, Default)]
+pub struct Slots {
+    by_key: HashMap<FileAccessKey, u32>,
+    taken: HashSet<u32>,
+}
+
+impl Slots {
+    /// A free slot where the kernel will look for `key`; `None` when all of
+    /// them are taken.
+    pub fn free_for(&self, key: &FileAccessKey) -> Option<u32> {
+        let home = file_access_home(key);
+        (0..FILE_ACCESS_PROBES)
+            .map(|probe| (home + probe) & (FILE_ACCESS_SLOTS - 1))
+            .find(|slot| !self.taken.contains(slot))
+    }
+
+    pub fn take(&mut self, key: FileAccessKey, slot: u32) {
+        self.by_key.insert(key, slot);
+        self.taken.insert(slot);
+    }
+
+    pub fn get(&self, key: &FileAccessKey) -> Option<u32> {
+        self.by_key.get(key).copied()
+    }
+
+    pub fn release(&mut self, key: &FileAccessKey) -> Option<u32> {
+        let slot = self.by_key.remove(key)?;
+        self.taken.remove(&slot);
+        Some(slot)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (FileAccessKey, u32)> + '_ {
+        self.by_key.iter().map(|(key, slot)| (*key, *slot))
+    }
+}
+
 pub struct FileAccessPoller {
-    counters: PerCpuHashMap<MapData, FileAccessKey, FileAccessRecord>,
+    counters: PerCpuArray<MapData, FileAccessSlot>,
+    slots: Slots,
     policy: FoldPolicy,
     /// The directory of each counter this agent created.
     directories: HashMap<FileAccessKey, String>,
@@ -133,8 +177,9 @@ impl FileAccessPoller {
             .ok_or(InterestError::MissingMap("FILE_ACCESS"))?;
         let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1));
         Ok(FileAccessPoller {
-            counters: PerCpuHashMap::try_from(map)
+            counters: PerCpuArray::try_from(map)
                 .map_err(|_| InterestError::MissingMap("FILE_ACCESS"))?,
+            slots: Slots::default(),
             policy,
             directories: HashMap::new(),
             refused: HashSet::new(),
@@ -144,8 +189,8 @@ impl FileAccessPoller {
     }
 
     /// Starts counting the reads in an offered directory, if it may be
-    /// folded. A refused insert (the map is full) leaves its reads as full
-    /// events: nothing is lost, it only costs more.
+    /// folded. A key with no free slot, or a refused write, leaves its
+    /// reads as full events: nothing is lost, it only costs more.
     pub fn offer(&mut self, offer: FoldOffer, metrics: &Metrics) {
         let directory_key = (offer.key.dev, offer.key.dir_ino);
         if self.directories.contains_key(&offer.key) || self.refused.contains(&directory_key) {
@@ -158,13 +203,17 @@ impl FileAccessPoller {
             self.refused.insert(directory_key);
             return;
         }
-        // SAFETY: an all-zero record is valid: integers and integer arrays.
-        let zero: FileAccessRecord = unsafe { std::mem::zeroed() };
-        let Ok(values) = PerCpuValues::try_from(vec![zero; self.cpus]) else {
+        let Some(slot) = self.slots.free_for(&offer.key) else {
+            metrics.file_access_refused();
+            log::debug!(
+                "reads in {} stay full events: the FILE_ACCESS slots it may use are taken",
+                offer.directory
+            );
             return;
         };
-        match self.counters.insert(offer.key, values, 0) {
+        match self.write_slot(slot, Some(offer.key)) {
             Ok(()) => {
+                self.slots.take(offer.key, slot);
                 self.directories.insert(offer.key, offer.directory);
                 metrics.set_file_access_dirs(self.directories.len());
             }
@@ -178,17 +227,39 @@ impl FileAccessPoller {
         }
     }
 
+    /// Writes `slot` on every CPU: a zeroed counter of `key`, or free.
+    fn write_slot(&mut self, slot: u32, key: Option<FileAccessKey>) -> std::io::Result<()> {
+        // SAFETY: an all-zero slot is valid: integers and integer arrays.
+        let mut value: FileAccessSlot = unsafe { std::mem::zeroed() };
+        if let Some(key) = key {
+            value.key = key;
+        }
+        let values = PerCpuValues::try_from(vec![value; self.cpus])?;
+        self.counters
+            .set(slot, values, 0)
+            .map_err(std::io::Error::other)
+    }
+
     /// Reads every counter; returns one record per counter whose count
     /// grew, and removes those of processes that are gone.
     pub fn poll(&mut self) -> Vec<Record> {
         let now = now_boot_ns();
         let mut out = Vec::new();
         let mut seen = HashMap::new();
-        let entries: Vec<(FileAccessKey, PerCpuValues<FileAccessRecord>)> =
-            self.counters.iter().filter_map(Result::ok).collect();
+        let placed: Vec<(FileAccessKey, u32)> = self.slots.iter().collect();
         let mut gone = Vec::new();
-        for (key, values) in entries {
-            if let Some(mut record) = merge(&values) {
+        for (key, slot) in placed {
+            let Ok(values) = self.counters.get(&slot, 0) else {
+                continue;
+            };
+            // Only the copies that still hold this key count (the agent
+            // wrote them all at once, but a CPU's copy is all it reads).
+            let records: Vec<FileAccessRecord> = values
+                .iter()
+                .filter(|value| value.key == key)
+                .map(|value| value.record)
+                .collect();
+            if let Some(mut record) = merge(&records) {
                 let last = self.last.get(&key).copied();
                 let grown = growth(record.count, last.map(|(count, _)| count));
                 seen.insert(key, (record.count, record.bytes));
@@ -221,7 +292,9 @@ impl FileAccessPoller {
             }
         }
         for key in gone {
-            let _ = self.counters.remove(&key);
+            if let Some(slot) = self.slots.release(&key) {
+                let _ = self.write_slot(slot, None);
+            }
             self.directories.remove(&key);
             seen.remove(&key);
         }

@@ -77,3 +77,79 @@ fn a_report_decodes_as_a_file_access_record() {
     assert_eq!((access.count, access.bytes), (12, 1200));
     assert_eq!((access.first_ns, access.last_ns), (3, 5));
 }
+
+fn key(tgid: u32, dir_ino: u64) -> FileAccessKey {
+    FileAccessKey {
+        tgid,
+        dev: 0x0800_0001,
+        dir_ino,
+    }
+}
+
+#[test]
+fn a_key_is_placed_where_the_kernel_looks_for_it_and_freed_for_the_next() {
+    let mut slots = Slots::default();
+    let first = key(100, 7);
+    let home = file_access_home(&first);
+    let slot = slots.free_for(&first).unwrap();
+    assert_eq!(slot, home);
+    slots.take(first, slot);
+    assert_eq!(slots.get(&first), Some(home));
+    // Keys whose probes overlap take the next free slots, all within the
+    // probes the kernel reads; past those a key is refused, not misplaced.
+    let mut placed = vec![first];
+    for tgid in 101..100_000 {
+        let other = key(tgid, 7);
+        if file_access_home(&other) != home {
+            continue;
+        }
+        match slots.free_for(&other) {
+            Some(slot) => {
+                let offset = slot.wrapping_sub(home) & (FILE_ACCESS_SLOTS - 1);
+                assert!(
+                    offset < FILE_ACCESS_PROBES,
+                    "slot {slot} is off the probes of {home}"
+                );
+                slots.take(other, slot);
+                placed.push(other);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        placed.len(),
+        FILE_ACCESS_PROBES as usize,
+        "every probe used"
+    );
+    let late = (100_000..200_000)
+        .map(|tgid| key(tgid, 7))
+        .find(|k| file_access_home(k) == home)
+        .unwrap();
+    assert_eq!(slots.free_for(&late), None);
+    // A released slot is taken by the next key that may use it.
+    let freed = slots.release(&placed[1]).unwrap();
+    assert_eq!(slots.get(&placed[1]), None);
+    assert_eq!(slots.free_for(&late), Some(freed));
+}
+
+#[test]
+fn homes_spread_over_the_array() {
+    // A data loader's directories under one device, and many processes in
+    // one directory: neither piles onto a few slots.
+    let homes: HashSet<u32> = (0..4096u64)
+        .map(|ino| file_access_home(&key(42, 1_000_000 + ino)))
+        .collect();
+    assert!(
+        homes.len() > 3500,
+        "{} homes for 4096 directories",
+        homes.len()
+    );
+    let homes: HashSet<u32> = (0..4096u32)
+        .map(|tgid| file_access_home(&key(1000 + tgid, 77)))
+        .collect();
+    assert!(
+        homes.len() > 3500,
+        "{} homes for 4096 processes",
+        homes.len()
+    );
+}

@@ -175,7 +175,7 @@ impl WorkloadMetrics {
         )?;
         let file_access_refused = reg.counter(
             "aiwatch_file_access_refused_total",
-            "Directories whose plain reads could not be folded into a kernel counter (FILE_ACCESS full): their reads stay full open events.",
+            "Directories whose plain reads could not be folded into a kernel counter (no free FILE_ACCESS slot for it): their reads stay full open events.",
         )?;
         let file_access_dirs = reg.gauge(
             "aiwatch_file_access_dirs",

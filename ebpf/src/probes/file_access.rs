@@ -22,7 +22,8 @@ use core::{
 };
 
 use aiwatch_common::{
-    EventKind, ExeKey, FileAccessKey, FileAccessRecord, NAME_LEN, SUFFIX_KEY_LEN,
+    file_access_home, EventKind, ExeKey, FileAccessKey, FileAccessRecord, FileAccessSlot,
+    FILE_ACCESS_PROBES, FILE_ACCESS_SLOTS, NAME_LEN, SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -30,7 +31,7 @@ use aya_ebpf::{
         generated::{bpf_jiffies64, bpf_probe_read_kernel, bpf_probe_read_kernel_str},
     },
     macros::map,
-    maps::PerCpuHashMap,
+    maps::PerCpuArray,
 };
 
 use crate::{
@@ -42,12 +43,31 @@ use crate::{
 };
 
 /// Per process and directory, per CPU (no atomics: threads on other CPUs
-/// never share a slot); the agent sums the CPUs. Only the agent inserts:
-/// a directory is folded once it says so. A full map only means the agent's
-/// insert fails and the opens stay full events.
+/// never share a slot); the agent sums the CPUs. Open-addressed (see
+/// `aiwatch_common::file_access_home`): only the agent places and removes
+/// keys, so a directory is folded once it says so. A key it cannot place
+/// only means the opens stay full events.
 #[map]
-static FILE_ACCESS: PerCpuHashMap<FileAccessKey, FileAccessRecord> =
-    PerCpuHashMap::with_max_entries(16384, 0);
+static FILE_ACCESS: PerCpuArray<FileAccessSlot> =
+    PerCpuArray::with_max_entries(FILE_ACCESS_SLOTS, 0);
+
+/// This CPU's counter of `key`, if the agent has placed it.
+#[inline(always)]
+fn counter(key: &FileAccessKey) -> Option<*mut FileAccessRecord> {
+    let home = file_access_home(key);
+    for probe in 0..FILE_ACCESS_PROBES {
+        let slot = FILE_ACCESS.get_ptr_mut((home + probe) & (FILE_ACCESS_SLOTS - 1))?;
+        // SAFETY: this CPU's copy of a live array value, valid while the
+        // program runs; the agent may rewrite it meanwhile, which at worst
+        // makes this one read a full event.
+        unsafe {
+            if (*slot).key == *key {
+                return Some(&raw mut (*slot).record);
+            }
+        }
+    }
+    None
+}
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
@@ -89,7 +109,7 @@ pub fn fold_read(
         return Fold::Keep;
     };
     let key = FileAccessKey { tgid, dev, dir_ino };
-    let Some(slot) = FILE_ACCESS.get_ptr_mut(&key) else {
+    let Some(slot) = counter(&key) else {
         return Fold::Report(key);
     };
     let name = read_ptr(field(dentry, offset!(dentry_d_name)), offset!(qstr_name));
@@ -133,7 +153,7 @@ pub fn fold_read_direct(
         return Some(Fold::Keep);
     }
     let key = FileAccessKey { tgid, dev, dir_ino };
-    let Some(slot) = FILE_ACCESS.get_ptr_mut(&key) else {
+    let Some(slot) = counter(&key) else {
         return Some(Fold::Report(key));
     };
     let name = dentry.load::<u64>(offset!(dentry_d_name) + offset!(qstr_name)) as *const u8;
