@@ -186,6 +186,14 @@ pub const fn filter_bit(first: u8, second: u8) -> (u32, u64) {
 /// nothing pays no hash lookup to learn it.
 pub const TRACKING_PIDS: u32 = 0;
 pub const TRACKING_CGROUPS: u32 = 1;
+/// Slot of `TRACKING` the agent bumps after any write that may stop a
+/// process from being tracked (an untracked pid, a cgroup removed or its
+/// purposes changed): it ends every thread's memo of being tracked (the
+/// file entries remember a tracked thread, so that its calls skip the
+/// hash lookups).
+pub const TRACKING_EPOCH: u32 = 2;
+/// Slots of the `TRACKING` array.
+pub const TRACKING_LEN: u32 = 3;
 
 /// An executable's identity for the enforcement maps: the kernel's
 /// `sb->s_dev` (`MAJOR << 20 | MINOR`) and the inode number of

@@ -6,7 +6,7 @@ use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aiwatch_common::{
     filter_bit, track_scope, Stat, SuffixKey, FILTER_WORDS, PREFIX_KEY_LEN, STATS_LEN,
-    TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL, TRACK_PURPOSE_MASK,
+    TRACKING_CGROUPS, TRACKING_EPOCH, TRACKING_LEN, TRACKING_PIDS, TRACK_FULL, TRACK_PURPOSE_MASK,
 };
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,
@@ -46,10 +46,11 @@ pub static PATH_PREFIXES: LpmTrie<[u8; PREFIX_KEY_LEN], u32> =
 pub static PATH_SUFFIXES: HashMap<SuffixKey, u32> = HashMap::with_max_entries(1024, 0);
 
 /// Whether `TRACKED_PIDS` / `TRACKED_CGROUPS` may hold entries (slots
-/// `TRACKING_PIDS`, `TRACKING_CGROUPS`). Written by the agent; array reads
-/// are inlined by the verifier, hash lookups are not.
+/// `TRACKING_PIDS`, `TRACKING_CGROUPS`), and the agent's tracking epoch
+/// (`TRACKING_EPOCH`). Written by the agent; array reads are inlined by
+/// the verifier, hash lookups are not.
 #[map]
-pub static TRACKING: Array<u32> = Array::with_max_entries(2, 0);
+pub static TRACKING: Array<u32> = Array::with_max_entries(TRACKING_LEN, 0);
 
 /// Prefilter of `PATH_SUFFIXES` (see `aiwatch_common::FILTER_WORDS`).
 #[map]
@@ -73,6 +74,13 @@ pub const PENDING_PRIV: u32 = 2;
 #[inline(always)]
 fn tracking(slot: u32) -> bool {
     TRACKING.get(slot).is_some_and(|on| *on != 0)
+}
+
+/// The agent's tracking epoch (`TRACKING_EPOCH`): a memo of a thread being
+/// tracked holds only while it is unchanged.
+#[inline(always)]
+pub fn tracking_epoch() -> u32 {
+    TRACKING.get(TRACKING_EPOCH).copied().unwrap_or(0)
 }
 
 /// Whether the current process is tracked, by tgid or by cgroup.

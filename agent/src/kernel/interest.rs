@@ -15,7 +15,8 @@
 use std::collections::HashSet;
 
 use aiwatch_common::{
-    track_value, SuffixKey, PREFIX_KEY_LEN, TRACKING_CGROUPS, TRACKING_PIDS, TRACK_FULL,
+    track_value, SuffixKey, PREFIX_KEY_LEN, TRACKING_CGROUPS, TRACKING_EPOCH, TRACKING_PIDS,
+    TRACK_FULL,
 };
 use aya::{
     maps::{
@@ -65,8 +66,11 @@ pub struct KernelInterestMaps {
     gpu_majors: HashMap<MapData, u32, u32>,
     tracked_pids: HashMap<MapData, u32, u32>,
     tracked_cgroups: HashMap<MapData, u64, u32>,
-    /// The kernel's "may be non-empty" flags of the two tracking maps.
+    /// The kernel's "may be non-empty" flags of the two tracking maps, and
+    /// the tracking epoch.
     tracking: Array<MapData, u32>,
+    /// The tracking epoch as last written (`TRACKING_EPOCH`).
+    epoch: u32,
     suffix_filter: Array<MapData, u64>,
     prefix_filter: Array<MapData, u64>,
     /// What the last `apply` wrote, so the next one removes what is gone.
@@ -115,6 +119,7 @@ impl KernelInterestMaps {
             tracked_pids: take(ebpf, "TRACKED_PIDS")?,
             tracked_cgroups: take(ebpf, "TRACKED_CGROUPS")?,
             tracking: take(ebpf, "TRACKING")?,
+            epoch: 0,
             suffix_filter: take(ebpf, "SUFFIX_FILTER")?,
             prefix_filter: take(ebpf, "PREFIX_FILTER")?,
             current: Entries::default(),
@@ -155,6 +160,15 @@ impl KernelInterestMaps {
     fn set_tracking(&mut self, slot: u32, on: bool) -> Result<(), InterestError> {
         self.tracking
             .set(slot, u32::from(on), 0)
+            .map_err(update("TRACKING"))
+    }
+
+    /// Ends the kernel's memos of threads being tracked, after a write that
+    /// may have untracked a process: its threads ask the maps again.
+    fn bump_epoch(&mut self) -> Result<(), InterestError> {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.tracking
+            .set(TRACKING_EPOCH, self.epoch, 0)
             .map_err(update("TRACKING"))
     }
 
@@ -230,6 +244,7 @@ impl KernelInterestMaps {
 
     pub fn untrack_pid(&mut self, pid: u32) -> Result<(), InterestError> {
         removed(self.tracked_pids.remove(&pid), "TRACKED_PIDS")?;
+        self.bump_epoch()?;
         self.pids.remove(&pid);
         // Children the kernel added at fork may remain: clear the flag only
         // once the map itself is empty.
@@ -287,8 +302,12 @@ impl KernelInterestMaps {
                 }
             }
         }
-        if !writes.is_empty() && self.cgroups.is_empty() {
-            self.set_tracking(TRACKING_CGROUPS, false)?;
+        if !writes.is_empty() {
+            // A removal, or new purposes without `TRACK_FULL`, may untrack.
+            self.bump_epoch()?;
+            if self.cgroups.is_empty() {
+                self.set_tracking(TRACKING_CGROUPS, false)?;
+            }
         }
         Ok(())
     }

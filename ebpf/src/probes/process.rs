@@ -12,13 +12,16 @@ use aiwatch_common::{
     FAMILY_PROCESS, NAME_LEN,
 };
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 
-use super::enforce;
+use super::{enforce, file};
 use crate::{
     emit::{current_tgid, fill_header, reserve, submit},
     globals::{agent_pid, family_on, floor, offset},
@@ -248,6 +251,8 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     if floor() {
         return 0;
     }
+    // Every thread's exit: its id may next be another process's.
+    file::forget_thread(bpf_get_current_pid_tgid() as u32);
     let tgid = current_tgid();
     if tgid == agent_pid() {
         return 0;
