@@ -606,7 +606,7 @@ pub const FILE_ACCESS_PROBES: u32 = 4;
 /// The first slot of `FILE_ACCESS` that may hold `key`. An open-addressed
 /// array, not a hash map: the kernel's folded read finds its counter with
 /// a multiplication and inlined array reads instead of a hash map's
-/// out-of-line lookup, a fifth of that read's cost. Both sides use this one
+/// out-of-line lookup, a sixth of that exit's cost. Both sides use this one
 /// function; the agent does all placing and removing.
 #[inline(always)]
 pub fn file_access_home(key: &FileAccessKey) -> u32 {

@@ -523,8 +523,8 @@ fn remember(pid_tgid: u64, pending: &FilePending, kind: EventKind) -> bool {
 /// Whether the process `tgid` is tracked, asked by its thread `tid`.
 ///
 /// A tracked thread is remembered in its `READ_SLOTS` slot, so that its
-/// next calls skip the tracking maps' hash lookups (a fifth of a folded
-/// read's cost). Only "tracked" is remembered: an untracked thread asks
+/// next calls skip the tracking maps' hash lookups (half of a tracked
+/// entry's cost). Only "tracked" is remembered: an untracked thread asks
 /// every time, so a process that becomes tracked is never missed. A memo
 /// ends when its thread exits (`forget_thread`), or when the agent bumps
 /// its tracking epoch after any write that may untrack a process; until
