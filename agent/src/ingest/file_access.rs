@@ -249,8 +249,25 @@ impl FileAccessPoller {
         let placed: Vec<(FileAccessKey, u32)> = self.slots.iter().collect();
         let mut gone = Vec::new();
         for (key, slot) in placed {
-            let Ok(values) = self.counters.get(&slot, 0) else {
-                continue;
+            let gone_now = !std::path::Path::new(&format!("/proc/{}", key.tgid)).exists();
+            let values = match self.counters.get(&slot, 0) {
+                Ok(values) => values,
+                Err(err) => {
+                    // The kernel keeps counting: the next reading reports
+                    // this interval's growth, measured from the last one.
+                    if let Some(previous) = self.last.get(&key) {
+                        seen.insert(key, *previous);
+                    }
+                    log::warn!(
+                        "cannot read the FILE_ACCESS counter of pid {} in {}: {err}",
+                        key.tgid,
+                        self.directories.get(&key).map_or("?", String::as_str)
+                    );
+                    if gone_now {
+                        gone.push(key);
+                    }
+                    continue;
+                }
             };
             // Only the copies that still hold this key count (the agent
             // wrote them all at once, but a CPU's copy is all it reads).
@@ -287,7 +304,7 @@ impl FileAccessPoller {
                     }
                 }
             }
-            if !std::path::Path::new(&format!("/proc/{}", key.tgid)).exists() {
+            if gone_now {
                 gone.push(key);
             }
         }
