@@ -617,6 +617,20 @@ pub fn file_access_home(key: &FileAccessKey) -> u32 {
     (mixed >> (64 - FILE_ACCESS_SLOTS.trailing_zeros())) as u32
 }
 
+/// The slots of `FILE_ACCESS` that may hold `key`, in the order the agent
+/// fills them and the kernel reads them: its home slot and the next ones.
+#[inline(always)]
+pub fn file_access_slots(key: &FileAccessKey) -> [u32; FILE_ACCESS_PROBES as usize] {
+    let home = file_access_home(key);
+    let mut slots = [0; FILE_ACCESS_PROBES as usize];
+    let mut probe = 0;
+    while probe < slots.len() {
+        slots[probe] = (home + probe as u32) & (FILE_ACCESS_SLOTS - 1);
+        probe += 1;
+    }
+    slots
+}
+
 /// One slot of the kernel's `FILE_ACCESS` array, one copy per CPU: the key
 /// it counts for (all zero: free) and the count. The agent writes the key
 /// into every CPU's copy; the kernel only adds to a copy whose key matches.

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aiwatch_common::{file_access_home, FileAccessKey, FILE_ACCESS_PROBES, FILE_ACCESS_SLOTS};
+use aiwatch_common::{file_access_slots, FileAccessKey};
 use aiwatch_tests::{event_timeout, get, kind_of, pid_of, Agent, AgentOptions, TempDir};
 use serde_json::Value;
 
@@ -160,9 +160,7 @@ fn kernel_counts(map: u64, pid: u32, dir: &Path) -> bool {
         dev: kernel_dev(dir),
         dir_ino: std::fs::metadata(dir).unwrap().ino(),
     };
-    let home = file_access_home(&key);
-    (0..FILE_ACCESS_PROBES).any(|probe| {
-        let slot = (home + probe) & (FILE_ACCESS_SLOTS - 1);
+    file_access_slots(&key).into_iter().any(|slot| {
         let mut args = vec!["-j".to_string(), "map".into(), "lookup".into(), "id".into()];
         args.push(map.to_string());
         args.push("key".into());

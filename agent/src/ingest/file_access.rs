@@ -23,8 +23,7 @@ use std::{
 };
 
 use aiwatch_common::{
-    file_access_home, EventKind, FileAccessKey, FileAccessRecord, FileAccessSlot,
-    FILE_ACCESS_PROBES, FILE_ACCESS_SLOTS,
+    file_access_slots, EventKind, FileAccessKey, FileAccessRecord, FileAccessSlot,
 };
 use aya::{
     maps::{MapData, PerCpuArray, PerCpuValues},
@@ -106,8 +105,8 @@ impl FoldPolicy {
 }
 
 /// Which key holds which slot of the kernel's open-addressed `FILE_ACCESS`
-/// array: a key lives in one of the [`FILE_ACCESS_PROBES`] slots from its
-/// home slot on ([`file_access_home`]), the first free one when placed.
+/// array: a key lives in one of the `FILE_ACCESS_PROBES` slots from its
+/// home slot on ([`file_access_slots`]), the first free one when placed.
 #[derive(Debug, Default)]
 pub struct Slots {
     by_key: HashMap<FileAccessKey, u32>,
@@ -118,9 +117,8 @@ impl Slots {
     /// A free slot where the kernel will look for `key`; `None` when all of
     /// them are taken.
     pub fn free_for(&self, key: &FileAccessKey) -> Option<u32> {
-        let home = file_access_home(key);
-        (0..FILE_ACCESS_PROBES)
-            .map(|probe| (home + probe) & (FILE_ACCESS_SLOTS - 1))
+        file_access_slots(key)
+            .into_iter()
             .find(|slot| !self.taken.contains(slot))
     }
 

@@ -1,5 +1,7 @@
 use super::*;
 
+use aiwatch_common::{file_access_home, FILE_ACCESS_PROBES, FILE_ACCESS_SLOTS};
+
 fn policy(prefixes: &[&str]) -> FoldPolicy {
     FoldPolicy::new(&KernelInterest {
         prefixes: prefixes.iter().map(|p| p.to_string()).collect(),

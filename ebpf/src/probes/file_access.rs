@@ -22,8 +22,8 @@ use core::{
 };
 
 use aiwatch_common::{
-    file_access_home, EventKind, ExeKey, FileAccessKey, FileAccessRecord, FileAccessSlot,
-    FILE_ACCESS_PROBES, FILE_ACCESS_SLOTS, NAME_LEN, SUFFIX_KEY_LEN,
+    file_access_slots, EventKind, ExeKey, FileAccessKey, FileAccessRecord, FileAccessSlot,
+    FILE_ACCESS_SLOTS, NAME_LEN, SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -54,9 +54,8 @@ static FILE_ACCESS: PerCpuArray<FileAccessSlot> =
 /// This CPU's counter of `key`, if the agent has placed it.
 #[inline(always)]
 fn counter(key: &FileAccessKey) -> Option<*mut FileAccessRecord> {
-    let home = file_access_home(key);
-    for probe in 0..FILE_ACCESS_PROBES {
-        let slot = FILE_ACCESS.get_ptr_mut((home + probe) & (FILE_ACCESS_SLOTS - 1))?;
+    for index in file_access_slots(key) {
+        let slot = FILE_ACCESS.get_ptr_mut(index)?;
         // SAFETY: this CPU's copy of a live array value, valid while the
         // program runs; the agent may rewrite it meanwhile, which at worst
         // makes this one read a full event.
