@@ -61,6 +61,11 @@ pub const TEST_PACKAGES: &[&str] = &[
 /// bundle the image carries for the webhook's TLS.
 pub const IMAGE_PACKAGES: &[&str] = &["musl-tools", "podman", "runc", "ca-certificates"];
 
+/// Makes apt wait for another apt's lock instead of failing at once: CI
+/// fetches the guests' packages beside the tests (`cargo xtask vm
+/// --prepare`).
+const LOCK_WAIT: &[&str] = &["-o", "DPkg::Lock::Timeout=600"];
+
 /// Packages `cargo xtask vm` needs: QEMU for the guests, debootstrap for
 /// their Debian root, and cpio to pack it into an initramfs (without cpio
 /// the archive is empty and the kernel finds no init). `dpkg-deb`, which
@@ -105,7 +110,7 @@ impl Apt {
     pub fn update(&mut self) -> anyhow::Result<()> {
         if !self.lists_updated {
             let mut update = as_root("apt-get", "updating Debian's package lists")?;
-            update.arg("update");
+            update.args(LOCK_WAIT).arg("update");
             run_step(&mut update, "apt-get update")?;
             self.lists_updated = true;
         }
@@ -118,6 +123,7 @@ impl Apt {
         let mut install = as_root("apt-get", "installing Debian packages")?;
         install
             .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(LOCK_WAIT)
             .args(["install", "-y", "--no-install-recommends"])
             .args(packages);
         run_step(

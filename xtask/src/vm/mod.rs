@@ -77,6 +77,11 @@ pub struct Options {
     /// storm and enforcement): what CI runs, inside its hour under TCG.
     #[arg(long, conflicts_with = "suites")]
     core: bool,
+    /// Only fetch what the guests need (QEMU and debootstrap, the Debian
+    /// root, the kernels), without building or booting: CI runs it beside
+    /// the tests, so the guest step later finds them ready.
+    #[arg(long, conflicts_with_all = ["report", "suites", "core"])]
+    prepare: bool,
 }
 
 /// How the guest mounts cgroups.
@@ -220,6 +225,11 @@ pub fn vm(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> 
         KernelChoice::All => GUESTS.to_vec(),
         KernelChoice::Host => Vec::new(),
     };
+    if options.prepare {
+        prepare(workspace, &guests)?;
+        println!("vm: prepared in {:.0}s", started.elapsed().as_secs_f64());
+        return Ok(ExitCode::SUCCESS);
+    }
     let suites = selected_suites(&options.suites, options.core)?;
     provision::setup(workspace, Scope::Build)?;
     let mut apt = Apt::default();
@@ -261,6 +271,20 @@ pub fn vm(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCode> 
         eprintln!("vm: failed on {}", failed.join(", "));
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// What `--prepare` fetches: the packages, the root and `guests`' kernels.
+/// Each step is skipped when its result is already there, as in a full run.
+fn prepare(workspace: &Workspace, guests: &[GuestKernel]) -> anyhow::Result<()> {
+    let mut apt = Apt::default();
+    provision::vm_packages(&mut apt)?;
+    if !guests.is_empty() {
+        root::prepare(workspace)?;
+    }
+    for guest in guests {
+        kernel::fetch(workspace, &mut apt, guest)?;
+    }
+    Ok(())
 }
 
 /// The suites `--suites` names, the mandatory ones with `--core`, or all
