@@ -241,6 +241,12 @@ impl BenchAgent {
         Some((status_kib(&status, "VmRSS")?, status_kib(&status, "VmHWM")?))
     }
 
+    /// How the resident memory splits, from `/proc/<pid>/smaps`.
+    pub fn memory_split(&self) -> Option<MemorySplit> {
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.child.id())).ok()?;
+        Some(MemorySplit::of_smaps(&smaps))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -310,6 +316,53 @@ const BACKGROUND_EVENTS_PER_WINDOW: u64 = 20;
 /// the agent drained.
 fn drained(last: u64, now: u64) -> bool {
     now.saturating_sub(last) <= BACKGROUND_EVENTS_PER_WINDOW
+}
+
+/// Where the agent's resident pages are, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemorySplit {
+    /// Every mapping's `Rss`: what `VmRSS` says.
+    pub rss_kib: u64,
+    /// Every mapping's `Pss`: a page mapped twice counts once.
+    pub pss_kib: u64,
+    /// `Rss` of the BPF map mappings (`anon_inode:bpf-map`): the kernel
+    /// maps the ring buffer's data pages twice in a row, so that a record
+    /// that wraps reads as one, and `VmRSS` counts them twice.
+    pub bpf_maps_kib: u64,
+    /// `Rss` of the agent's own executable: code and read-only data read
+    /// from the file, the embedded eBPF object among them.
+    pub binary_kib: u64,
+}
+
+impl MemorySplit {
+    /// Sums the `Rss:` and `Pss:` lines of each mapping of a `smaps` text.
+    pub fn of_smaps(smaps: &str) -> MemorySplit {
+        let mut split = MemorySplit::default();
+        let mut mapping = "";
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            match fields.next() {
+                Some("Rss:") => {
+                    let kib = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                    split.rss_kib += kib;
+                    if mapping == "anon_inode:bpf-map" {
+                        split.bpf_maps_kib += kib;
+                    } else if Path::new(mapping).file_name() == Some("aiwatch".as_ref()) {
+                        split.binary_kib += kib;
+                    }
+                }
+                Some("Pss:") => {
+                    split.pss_kib += fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                }
+                // A mapping's header: `start-end perms offset dev inode [name]`.
+                Some(range) if range.contains('-') && !range.ends_with(':') => {
+                    mapping = fields.nth(4).unwrap_or("");
+                }
+                _ => {}
+            }
+        }
+        split
+    }
 }
 
 /// A `Vm*:` line of `/proc/<pid>/status`, in KiB.
@@ -452,6 +505,31 @@ mod tests {
         assert_eq!(status_kib(status, "VmRSS"), Some(30720));
         assert_eq!(status_kib(status, "VmHWM"), Some(40960));
         assert_eq!(status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn smaps_split_counts_the_ring_buffer_and_the_binary_apart() {
+        let smaps = "\
+55d0c0000000-55d0c1000000 r-xp 00000000 fd:01 42 /work/target/release/aiwatch
+Rss:                1024 kB
+Pss:                1024 kB
+VmFlags: rd ex mr mw me
+7f5c25fff000-7f5c28000000 r--s 00001000 00:10 12                         anon_inode:bpf-map
+Rss:               32768 kB
+Pss:               16384 kB
+7f5c30000000-7f5c30100000 rw-p 00000000 00:00 0
+Rss:                 512 kB
+Pss:                 512 kB
+";
+        assert_eq!(
+            MemorySplit::of_smaps(smaps),
+            MemorySplit {
+                rss_kib: 34304,
+                pss_kib: 17920,
+                bpf_maps_kib: 32768,
+                binary_kib: 1024,
+            }
+        );
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub enum Case {
     TcpConnectTracked,
 }
 
+/// Runs per configuration and round of the loops that take under a second
+/// ([`Case::min_runs`]).
+pub const SHORT_LOOP_RUNS: usize = 5;
+
 impl Case {
     pub const ALL: [Case; 13] = [
         Case::OpenUntracked,
@@ -174,6 +178,23 @@ impl Case {
                  http.client, the system's OpenSSL) to a local server, untracked client",
                 sizes.tls_requests
             ),
+        }
+    }
+
+    /// The fewest runs per configuration and round, whatever `--repeat`
+    /// says. The loops that take under a second on this machine kind are
+    /// the ones whose ratios are held to a few per cent, and a shared
+    /// machine adds tens of per cent to single runs of them: a best of
+    /// [`SHORT_LOOP_RUNS`] costs seconds a round.
+    pub fn min_runs(self) -> usize {
+        match self {
+            Case::OpenUntracked
+            | Case::OpenTracked
+            | Case::DataLoader
+            | Case::TcpConnect
+            | Case::UdpSend
+            | Case::Resolver => SHORT_LOOP_RUNS,
+            _ => 1,
         }
     }
 

@@ -18,7 +18,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
-    agent::{AgentMode, BenchAgent},
+    agent::{AgentMode, BenchAgent, MemorySplit},
     report::median,
 };
 
@@ -35,6 +35,8 @@ pub struct MemoryResult {
     pub listed: usize,
     pub steady_mib: f64,
     pub peak_mib: f64,
+    /// Where the resident pages were at the last steady sample.
+    pub split: Option<MemorySplit>,
 }
 
 impl MemoryResult {
@@ -56,6 +58,25 @@ impl MemoryResult {
             self.peak_mib,
             if self.met() { "met" } else { "MISSED" }
         );
+        if let Some(split) = self.split {
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            let _ = writeln!(
+                out,
+                "\nOf that RSS ({:.1} MiB at the last sample), {:.1} MiB is the kernel's BPF \
+                 maps mapped into the agent, the ring buffer's data pages counted twice (the \
+                 kernel maps them twice in a row so that a wrapping record reads as one), and \
+                 {:.1} MiB the pages of its own executable it has read, the embedded eBPF \
+                 object among them; the rest, {:.1} MiB, is its heap, stacks and libraries. \
+                 Its proportional set size, where a page mapped twice counts once: {:.1} MiB.",
+                mib(split.rss_kib),
+                mib(split.bpf_maps_kib),
+                mib(split.binary_kib),
+                mib(split
+                    .rss_kib
+                    .saturating_sub(split.bpf_maps_kib + split.binary_kib)),
+                mib(split.pss_kib),
+            );
+        }
         out
     }
 }
@@ -127,6 +148,7 @@ pub fn measure(binary: &Path, workload: &Path, dir: &Path) -> anyhow::Result<Mem
         }
         thread::sleep(Duration::from_secs(1));
     }
+    let split = agent.memory_split();
     let peak = agent
         .memory_kib()
         .map_or(0.0, |(_, peak)| peak as f64 / 1024.0);
@@ -137,6 +159,7 @@ pub fn measure(binary: &Path, workload: &Path, dir: &Path) -> anyhow::Result<Mem
         listed,
         steady_mib: median(samples).context("could not read the agent's /proc status")?,
         peak_mib: peak,
+        split,
     })
 }
 
@@ -166,6 +189,7 @@ mod tests {
             listed: WORKLOADS,
             steady_mib: 63.9,
             peak_mib: 90.0,
+            split: None,
         };
         assert!(result.met());
         assert!(result.markdown().contains("63.9 MiB"));

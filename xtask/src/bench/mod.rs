@@ -65,6 +65,7 @@ pub struct Options {
     rounds: usize,
     /// Runs of each case per configuration and round; the best one counts
     /// (interference from other work on the machine only ever adds time).
+    /// The loops under a second run at least 5 times.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// A tenth of the iterations, to try the harness out.
@@ -236,7 +237,7 @@ pub fn bench(workspace: &Workspace, options: &Options) -> anyhow::Result<ExitCod
             };
             for &case in &cases {
                 let mut best: Option<cases::Sample> = None;
-                for _ in 0..repeat {
+                for _ in 0..repeat.max(case.min_runs()) {
                     let measured = cases::run(case, &context)
                         .with_context(|| format!("{} with {}", case.name(), config_kind.name()))?;
                     let sample = measured.sample;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::cases::{Case, Sample, Sizes, EVENT_RATE};
+use super::cases::{Case, Sample, Sizes, EVENT_RATE, SHORT_LOOP_RUNS};
 use super::kernel_cost::CaseCost;
 use super::rules::RuleResult;
 
@@ -618,7 +618,7 @@ pub fn markdown(
         out,
         "Run of {} on {} (kernel {}), commit {}: {} rounds, configurations \
          alternated within each round, best of {} runs per configuration and \
-         round, medians over the rounds; {:.1} minutes in all. Load \
+         round ({} for the loops under a second), medians over the rounds; {:.1} minutes in all. Load \
          average (1, 5, 15 min) before: {}; after: {}. Other aiwatch agents \
          running on the host (other people's tests): {} before, {} after.\n",
         info.date,
@@ -627,6 +627,7 @@ pub fn markdown(
         info.commit,
         info.rounds,
         info.repeat,
+        info.repeat.max(SHORT_LOOP_RUNS),
         info.minutes,
         info.load_before,
         info.load_after,
