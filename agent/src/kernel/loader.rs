@@ -175,6 +175,8 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
             }
         }
     }
+    // The object is parsed: `ebpf` owns copies of what it needs.
+    release_object_pages();
     // Before any other program is loaded: the programs refer to the log
     // map's fd, which the logger owns from here on.
     forward_kernel_log(&mut ebpf);
@@ -242,6 +244,41 @@ pub fn load(options: &LoadOptions<'_>) -> Result<Loaded, LoadError> {
         probes,
         missing_offsets: resolved.missing,
     })
+}
+
+/// Unmaps the embedded object's pages from the agent once it is parsed.
+///
+/// Parsing reads all of its megabytes, and the pages stay mapped (and in
+/// the agent's RSS) for its whole life though nothing reads them again.
+/// Given back, they are the page cache's to reclaim; a later read (none is
+/// made) would fault them in again from the executable.
+fn release_object_pages() {
+    // SAFETY: sysconf has no preconditions.
+    let Ok(page) = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) else {
+        return;
+    };
+    if page == 0 {
+        return;
+    }
+    let start = (OBJECT.as_ptr() as usize).next_multiple_of(page);
+    let end = (OBJECT.as_ptr() as usize + OBJECT.len()) / page * page;
+    if end <= start {
+        return;
+    }
+    // SAFETY: `start..end` is whole pages inside `OBJECT`, a read-only
+    // static in the executable's private file mapping: no page of it was
+    // ever written, so dropping them loses nothing, and any later read
+    // faults in the same bytes from the file. No reference into the range
+    // is used while the call runs (this thread makes it, and the loader's
+    // output owns copies).
+    let result =
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    if result != 0 {
+        log::debug!(
+            "cannot release the eBPF object's pages: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// The program whose verification says whether direct loads work here: the
