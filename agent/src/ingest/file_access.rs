@@ -247,7 +247,11 @@ impl FileAccessPoller {
         let placed: Vec<(FileAccessKey, u32)> = self.slots.iter().collect();
         let mut gone = Vec::new();
         for (key, slot) in placed {
-            let gone_now = !std::path::Path::new(&format!("/proc/{}", key.tgid)).exists();
+            // Asked before the reading, so that reads made between it and
+            // the exit are in this last one; removed after the loop.
+            if !std::path::Path::new(&format!("/proc/{}", key.tgid)).exists() {
+                gone.push(key);
+            }
             let values = match self.counters.get(&slot, 0) {
                 Ok(values) => values,
                 Err(err) => {
@@ -261,9 +265,6 @@ impl FileAccessPoller {
                         key.tgid,
                         self.directories.get(&key).map_or("?", String::as_str)
                     );
-                    if gone_now {
-                        gone.push(key);
-                    }
                     continue;
                 }
             };
@@ -301,9 +302,6 @@ impl FileAccessPoller {
                         }
                     }
                 }
-            }
-            if gone_now {
-                gone.push(key);
             }
         }
         for key in gone {
