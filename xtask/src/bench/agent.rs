@@ -243,8 +243,10 @@ impl BenchAgent {
 
     /// How the resident memory splits, from `/proc/<pid>/smaps`.
     pub fn memory_split(&self) -> Option<MemorySplit> {
-        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.child.id())).ok()?;
-        Some(MemorySplit::of_smaps(&smaps))
+        let pid = self.child.id();
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+        let executable = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        Some(MemorySplit::of_smaps(&smaps, &executable))
     }
 
     pub fn pid(&self) -> u32 {
@@ -335,8 +337,10 @@ pub struct MemorySplit {
 }
 
 impl MemorySplit {
-    /// Sums the `Rss:` and `Pss:` lines of each mapping of a `smaps` text.
-    pub fn of_smaps(smaps: &str) -> MemorySplit {
+    /// Sums the `Rss:` and `Pss:` lines of each mapping of a `smaps` text;
+    /// `executable` is the process's `/proc/<pid>/exe`, which names its
+    /// mappings of the executable the same way.
+    pub fn of_smaps(smaps: &str, executable: &Path) -> MemorySplit {
         let mut split = MemorySplit::default();
         let mut mapping = "";
         for line in smaps.lines() {
@@ -347,7 +351,7 @@ impl MemorySplit {
                     split.rss_kib += kib;
                     if mapping == "anon_inode:bpf-map" {
                         split.bpf_maps_kib += kib;
-                    } else if Path::new(mapping).file_name() == Some("aiwatch".as_ref()) {
+                    } else if Path::new(mapping) == executable {
                         split.binary_kib += kib;
                     }
                 }
@@ -510,10 +514,13 @@ mod tests {
     #[test]
     fn smaps_split_counts_the_ring_buffer_and_the_binary_apart() {
         let smaps = "\
-55d0c0000000-55d0c1000000 r-xp 00000000 fd:01 42 /work/target/release/aiwatch
+55d0c0000000-55d0c1000000 r-xp 00000000 fd:01 42 /tmp/aiwatch-base
 Rss:                1024 kB
 Pss:                1024 kB
 VmFlags: rd ex mr mw me
+7f5c20000000-7f5c20100000 r-xp 00000000 fd:01 43 /work/target/release/aiwatch
+Rss:                 256 kB
+Pss:                  16 kB
 7f5c25fff000-7f5c28000000 r--s 00001000 00:10 12                         anon_inode:bpf-map
 Rss:               32768 kB
 Pss:               16384 kB
@@ -522,10 +529,10 @@ Rss:                 512 kB
 Pss:                 512 kB
 ";
         assert_eq!(
-            MemorySplit::of_smaps(smaps),
+            MemorySplit::of_smaps(smaps, Path::new("/tmp/aiwatch-base")),
             MemorySplit {
-                rss_kib: 34304,
-                pss_kib: 17920,
+                rss_kib: 34560,
+                pss_kib: 17936,
                 bpf_maps_kib: 32768,
                 binary_kib: 1024,
             }
