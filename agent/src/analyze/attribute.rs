@@ -34,7 +34,7 @@ pub(super) struct Departed {
 }
 
 impl Departed {
-    fn remember(&mut self, pid: u32, workload: WorkloadRef) {
+    pub(super) fn remember(&mut self, pid: u32, workload: WorkloadRef) {
         self.remembered += 1;
         let number = self.remembered;
         if let Some(entry) = self.workloads.get_mut(&pid) {
@@ -118,7 +118,10 @@ impl Analyzer {
             _ => {}
         }
         event.workload = self.workloads.lookup(pid).cloned();
-        if event.workload.is_none() && reported_after_exit(event.kind) {
+        // The exit of a member that already departed (found gone while its
+        // exit event waited) is still its workload's.
+        if event.workload.is_none() && (reported_after_exit(event.kind) || event.kind == Kind::Exit)
+        {
             event.workload = self.departed.get(pid);
         }
         if event.kind == Kind::Ptrace {
@@ -135,9 +138,17 @@ impl Analyzer {
             changes.extend(self.workloads.on_exit(pid));
             self.note_exit(pid);
         }
+        self.liveness.saw(event.ktime_ns);
         self.models_in_use.observe(event);
-        self.inventory.apply(&changes);
-        self.inventory.observe(event);
+        if event.kind == Kind::Exit {
+            // The exit first: it counts the process as exited, where the
+            // `Left` it caused would only unlist it.
+            self.inventory.observe(event);
+            self.inventory.apply(&changes);
+        } else {
+            self.inventory.apply(&changes);
+            self.inventory.observe(event);
+        }
         changes
     }
 

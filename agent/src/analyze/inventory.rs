@@ -112,6 +112,14 @@ impl Inventory {
         }
     }
 
+    /// A process of `workload` exited without an exit event (it was lost,
+    /// and the process was found gone).
+    pub fn process_exited(&mut self, workload: &WorkloadRef, pid: u32) {
+        if let Some(entry) = self.workloads.get_mut(&workload.id) {
+            entry.unlist_exited(pid);
+        }
+    }
+
     /// Moves the entry of `from` to `to`, into `to`'s own if it has one (a
     /// kind the workload had before, or a past run of the same workload).
     fn rename(&mut self, from: &WorkloadRef, to: &WorkloadRef) {
@@ -176,11 +184,7 @@ impl Inventory {
             _ => pid,
         };
         if event.kind == Kind::Exit {
-            let before = entry.processes.len();
-            entry.processes.retain(|p| p.pid != pid);
-            if entry.processes.len() < before {
-                entry.processes_exited += 1;
-            }
+            entry.unlist_exited(pid);
         } else if super::attribute::reported_after_exit(event.kind) {
             // A periodic report may come after the process exited (its last
             // folded reads): it lists nobody, or the exited would stay.
@@ -463,6 +467,17 @@ impl Inventory {
             models: self.models.values().cloned().collect(),
             overflow: self.overflow.clone(),
             limits: self.limits,
+        }
+    }
+}
+
+impl WorkloadInventory {
+    /// Unlists an exited process, counting it once.
+    fn unlist_exited(&mut self, pid: u32) {
+        let before = self.processes.len();
+        self.processes.retain(|p| p.pid != pid);
+        if self.processes.len() < before {
+            self.processes_exited += 1;
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod attribute;
 pub mod inventory;
+mod liveness;
 pub mod maps_reader;
 pub mod models_in_use;
 pub mod runtime;
@@ -28,6 +29,7 @@ use crate::{
     kernel::tls::{self, FileId, Target},
 };
 
+pub use liveness::Departures;
 pub use scan::LibraryScanner;
 
 /// The `workloads:` section of the configuration.
@@ -70,6 +72,8 @@ pub struct Analyzer {
     /// The workloads of processes that exited lately, for the periodic
     /// reports (file_access, gpu_ioctl, tcp_summary) that come after them.
     departed: attribute::Departed,
+    /// Members whose exit was lost, found gone from `/proc`.
+    liveness: liveness::Liveness,
     /// Reads maps off the pipeline thread, once the pipeline runs; without
     /// it (start-up's seed, replay, tests) maps are read on the spot.
     maps_reader: Option<maps_reader::MapsReader>,
@@ -99,6 +103,7 @@ impl Analyzer {
             tls_candidates: Vec::new(),
             tls_offered: Default::default(),
             departed: Default::default(),
+            liveness: Default::default(),
             maps_reader: None,
             urgent_maps: Default::default(),
             maps_skipped: 0,

@@ -427,7 +427,15 @@ impl Pipeline {
     fn housekeeping(&mut self, save_profiles: bool) {
         self.readiness.heartbeat();
         let now = now_boot_ns();
-        let changes = self.analyzer.scan_due(now);
+        let mut changes = self.analyzer.scan_due(now);
+        let departures = self.analyzer.depart_gone(now, |pid| {
+            std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        for &pid in &departures.pids {
+            self.enricher.table.exit(pid, now);
+        }
+        self.metrics.exits_inferred(departures.pids.len());
+        changes.extend(departures.changes);
         if !changes.is_empty() {
             (self.on_changes)(&changes);
         }

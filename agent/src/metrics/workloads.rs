@@ -122,6 +122,7 @@ pub(super) struct WorkloadMetrics {
     anomaly_profile_errors: IntCounterVec,
     stream_dropped: IntCounter,
     file_access_refused: IntCounter,
+    exits_inferred: IntCounter,
     file_access_dirs: IntGauge,
     stream_refused: IntCounterVec,
     workload_series: Mutex<WorkloadSeries>,
@@ -177,6 +178,10 @@ impl WorkloadMetrics {
             "aiwatch_file_access_refused_total",
             "Directories whose plain reads could not be folded into a kernel counter (no free FILE_ACCESS slot for it): their reads stay full open events.",
         )?;
+        let exits_inferred = reg.counter(
+            "aiwatch_exits_inferred_total",
+            "Workload processes found gone from /proc whose exit event never came (it was lost): they left their workloads as their exit would have made them.",
+        )?;
         let file_access_dirs = reg.gauge(
             "aiwatch_file_access_dirs",
             "Process and directory pairs whose plain reads the kernel counts (file_access).",
@@ -204,6 +209,7 @@ impl WorkloadMetrics {
             anomaly_profile_errors,
             stream_dropped,
             file_access_refused,
+            exits_inferred,
             file_access_dirs,
             stream_refused,
             workload_series: Mutex::new(WorkloadSeries::new(max_workload_series)),
@@ -360,6 +366,11 @@ impl Metrics {
     /// A directory's reads could not be folded.
     pub fn file_access_refused(&self) {
         self.workloads.file_access_refused.inc();
+    }
+
+    /// Workload processes found gone whose exits were lost.
+    pub fn exits_inferred(&self, processes: usize) {
+        self.workloads.exits_inferred.inc_by(processes as u64);
     }
 
     /// Process and directory pairs the kernel counts reads of.

@@ -20,6 +20,7 @@ pub const LOSS_COUNTERS: &[(&str, Option<&str>)] = &[
     ("aiwatch_runtime_lookups_skipped_total", None),
     ("aiwatch_identity_held_events_total", Some("outcome")),
     ("aiwatch_file_access_refused_total", None),
+    ("aiwatch_exits_inferred_total", None),
     ("aiwatch_workload_series_overflow_total", None),
     ("aiwatch_llm_unparsed_total", Some("reason")),
     ("aiwatch_anomaly_profile_errors_total", Some("error")),

@@ -238,6 +238,15 @@ impl WorkloadTable {
         list
     }
 
+    /// The pids of every process that belongs to a workload.
+    pub fn member_pids(&self) -> Vec<u32> {
+        self.procs
+            .iter()
+            .filter(|(_, state)| state.workload.is_some())
+            .map(|(&pid, _)| pid)
+            .collect()
+    }
+
     pub fn process_count(&self) -> usize {
         self.procs.len()
     }
