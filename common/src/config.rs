@@ -93,7 +93,14 @@ pub struct KernelOffsets {
     pub files_fd_array: u32,
     /// `qstr.len`, the length of a dentry's name.
     pub qstr_len: u32,
+    /// The dentry's inline name buffer (`d_iname`, `d_shortname` since
+    /// 6.14), known only when it holds at least `INLINE_NAME_LOADED` bytes.
+    pub dentry_d_iname: u32,
 }
+
+/// Bytes of a dentry's inline name the kernel programs load: a name shorter
+/// than this, stored inline, is read without a helper call.
+pub const INLINE_NAME_LOADED: u32 = 32;
 
 /// Slots of `files_struct.fd_array` (`NR_OPEN_DEFAULT`, `BITS_PER_LONG`):
 /// the kernel programs index it only below this.

@@ -103,6 +103,32 @@ fn key_bytes(words: (u64, u64)) -> [u8; SUFFIX_KEY_LEN] {
     ]
 }
 
+/// What [`tail_keys`] takes, from a name of `len` bytes (1 to 31) held at
+/// the start of a 32-byte buffer given as its four little-endian words: the
+/// kernel's loads of a dentry's inline name. Shifts in registers, no loop
+/// and no indexing by `len`, so that the verifier sees constant loads only.
+#[inline(always)]
+pub fn inline_tail(words: [u64; 4], len: usize) -> (u64, u64, u8) {
+    if len <= SUFFIX_KEY_LEN {
+        return (words[0], words[1], 0);
+    }
+    // The 16 bytes from `start` (1 to 15), and the byte before them.
+    let start = len - SUFFIX_KEY_LEN;
+    let (a, b, c) = if start < 8 {
+        (words[0], words[1], words[2])
+    } else {
+        (words[1], words[2], words[3])
+    };
+    let shift = ((start % 8) * 8) as u32;
+    // `(upper << 1) << (63 - shift)` is `upper << (64 - shift)`, and stays
+    // defined (zero) when `shift` is 0.
+    let join = |lower: u64, upper: u64| lower >> shift | (upper << 1) << (63 - shift);
+    let before = start - 1;
+    let before_word = if before < 8 { words[0] } else { words[1] };
+    let before_tail = (before_word >> ((before % 8) * 8)) as u8;
+    (join(a, b), join(b, c), before_tail)
+}
+
 /// The keys of a name of `len` bytes (`len > 0`), from:
 /// - `low`, `high`: 16 bytes of the name as little-endian words: the 16
 ///   ending at its last byte, or its first 16 when it is shorter (bytes

@@ -77,6 +77,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     files_fdtab: OFFSET_UNKNOWN,
     files_fd_array: OFFSET_UNKNOWN,
     qstr_len: OFFSET_UNKNOWN,
+    dentry_d_iname: OFFSET_UNKNOWN,
 };
 
 /// The agent's own process id: the agent never traces itself.

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use aiwatch_common::{KernelOffsets, FD_ARRAY_LEN, OFFSET_UNKNOWN};
+use aiwatch_common::{KernelOffsets, FD_ARRAY_LEN, INLINE_NAME_LOADED, OFFSET_UNKNOWN};
 use btf_rs::{Btf, Type};
 
 /// Where the kernel exposes its own BTF.
@@ -150,6 +150,7 @@ pub fn resolve(btf_path: &Path) -> Result<ResolvedOffsets, OffsetError> {
             FD_ARRAY_LEN as usize,
         ),
         qstr_len: r.get("qstr.len", "qstr", &["len"]),
+        dentry_d_iname: r.get_inline_name(),
     };
     for required in REQUIRED {
         if resolver.missing.contains(required) {
@@ -187,6 +188,24 @@ impl Resolver<'_> {
                 OFFSET_UNKNOWN
             }
         }
+    }
+
+    /// The dentry's inline name buffer: `d_iname` (a byte array) before
+    /// 6.14, `d_shortname` (a union of bytes and words) since; known only
+    /// when it holds the bytes the programs load.
+    fn get_inline_name(&mut self) -> u32 {
+        let loaded = INLINE_NAME_LOADED as usize;
+        let found = match self.find_typed("dentry", &["d_iname"]) {
+            Some((offset, Type::Array(array))) if array.len() >= loaded => Some(offset),
+            _ => match self.find_typed("dentry", &["d_shortname"]) {
+                Some((offset, Type::Union(union))) if union.size() >= loaded => Some(offset),
+                _ => None,
+            },
+        };
+        found.unwrap_or_else(|| {
+            self.missing.push("dentry.d_iname");
+            OFFSET_UNKNOWN
+        })
     }
 
     fn find(&self, name: &str, path: &[&str]) -> Option<u32> {
@@ -283,6 +302,8 @@ mod tests {
         assert_eq!(o.qstr_len, 4);
         // The embedded descriptor table comes before its 64 slots.
         assert!(o.files_fd_array > o.files_fdtab);
+        // The inline name buffer follows the name's qstr.
+        assert!(o.dentry_d_iname > o.dentry_d_name, "{o:?}");
     }
 
     #[test]

@@ -22,8 +22,8 @@ use core::{
 };
 
 use aiwatch_common::{
-    file_access_slots, EventKind, ExeKey, FileAccessKey, FileAccessRecord, FileAccessSlot,
-    FILE_ACCESS_SLOTS, NAME_LEN, SUFFIX_KEY_LEN,
+    file_access_slots, suffix, EventKind, ExeKey, FileAccessKey, FileAccessRecord, FileAccessSlot,
+    FILE_ACCESS_SLOTS, INLINE_NAME_LOADED, NAME_LEN, OFFSET_UNKNOWN, SUFFIX_KEY_LEN,
 };
 use aya_ebpf::{
     helpers::{
@@ -155,9 +155,13 @@ pub fn fold_read_direct(
     let Some(slot) = counter(&key) else {
         return Some(Fold::Report(key));
     };
-    let name = dentry.load::<u64>(offset!(dentry_d_name) + offset!(qstr_name)) as *const u8;
+    let name = dentry.load::<u64>(offset!(dentry_d_name) + offset!(qstr_name));
     let len = dentry.load::<u32>(offset!(dentry_d_name) + offset!(qstr_len)) as usize;
-    let Some((low, high, before_tail)) = name_tail(name, len) else {
+    let tail = match inline_name_tail(dentry, name, len) {
+        Some(tail) => Some(tail),
+        None => name_tail(name as *const u8, len),
+    };
+    let Some((low, high, before_tail)) = tail else {
         return Some(Fold::Keep);
     };
     if basename_interesting(low, high, len, before_tail) {
@@ -177,6 +181,32 @@ pub fn fold_read_direct(
     }
     count(slot, inode.load::<i64>(offset!(inode_i_size)));
     Some(Fold::Counted)
+}
+
+/// [`name_tail`] for a name of fewer than `INLINE_NAME_LOADED` bytes that
+/// lies in the dentry's inline buffer, as most file names do: four direct
+/// loads of the buffer's first words, at constant offsets the verifier
+/// checks against the buffer's type, and shifts in registers
+/// (`aiwatch_common::suffix::inline_tail`) instead of a helper call. `None`
+/// for a name elsewhere (a longer one, or one a rename left outside the
+/// buffer) or an unknown buffer, for `name_tail` to copy.
+#[inline(always)]
+fn inline_name_tail(dentry: direct::Typed, name: u64, len: usize) -> Option<(u64, u64, u8)> {
+    let inline = offset!(dentry_d_iname);
+    if inline == OFFSET_UNKNOWN as usize
+        || len == 0
+        || len >= INLINE_NAME_LOADED as usize
+        || name != dentry.addr().wrapping_add(inline) as u64
+    {
+        return None;
+    }
+    let words = [
+        dentry.load::<u64>(inline),
+        dentry.load::<u64>(inline + 8),
+        dentry.load::<u64>(inline + 16),
+        dentry.load::<u64>(inline + 24),
+    ];
+    Some(suffix::inline_tail(words, len))
 }
 
 /// The tail of the `len`-byte kernel string at `name`, as

@@ -190,6 +190,40 @@ fn loop_free_suffix_keys_equal_the_backward_scan() {
 }
 
 #[test]
+fn the_inline_name_tail_equals_the_copied_one() {
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz.ABCDE/";
+    for len in 1..aiwatch_common::INLINE_NAME_LOADED as usize {
+        for rotate in [0, 5, 13] {
+            let name: Vec<u8> = alphabet
+                .iter()
+                .cycle()
+                .skip(rotate)
+                .take(len)
+                .copied()
+                .collect();
+            // The inline buffer: the name, its NUL, then a longer name's
+            // leftovers.
+            let mut buffer = [0xa5u8; 32];
+            buffer[..len].copy_from_slice(&name);
+            buffer[len] = 0;
+            let word =
+                |at: usize| u64::from_le_bytes(buffer[at..at + 8].try_into().expect("8 bytes"));
+            let inline =
+                aiwatch_common::suffix::inline_tail([word(0), word(8), word(16), word(24)], len);
+            let copied = kernel_view(&name);
+            let name = String::from_utf8_lossy(&name);
+            let keys = |(low, high, before): (u64, u64, u8)| {
+                aiwatch_common::suffix::tail_keys(low, high, len, before)
+            };
+            assert_eq!(keys(inline), keys(copied), "keys of {name:?}");
+            if len > SUFFIX_KEY_LEN {
+                assert_eq!(inline, copied, "tail of {name:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn filters_hold_every_entry_and_short_prefixes_open_whole_rows() {
     let mut entries = Entries::default();
     entries.prefixes.insert(prefix_key("/dev/nvidia").unwrap());
