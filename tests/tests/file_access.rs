@@ -90,18 +90,21 @@ impl Pipes {
 const EMBEDDED_DESCRIPTORS: u64 = 64;
 
 /// The loader: waits for a line on stdin before each phase, so that the
-/// test decides when it is tracked and when its directory is folded.
+/// test decides when it is tracked (the first line) and when its directory
+/// is folded (the second). It holds `argv[4]` descriptors open, so that the
+/// kernel's descriptor table grows past the slots embedded in its
+/// `files_struct`. The script is short, and has no comments: the kernel
+/// captures 1,024 bytes of arguments, and the workload's marker comes
+/// after it.
 const LOADER: &str = r#"
 import os, sys
 d = sys.argv[1]
-# Descriptors held open, so that the kernel's descriptor table grows past
-# the slots embedded in the process's files_struct.
 held = [os.open('/dev/null', os.O_RDONLY) for _ in range(int(sys.argv[4]))]
 print(os.getpid(), flush=True)
-sys.stdin.readline()                       # tracked now
+sys.stdin.readline()
 open(os.path.join(d, 'f0000'), 'rb').read()
 print('first', flush=True)
-sys.stdin.readline()                       # the directory is folded now
+sys.stdin.readline()
 for i in range(1, int(sys.argv[2]) + 1):
     open(os.path.join(d, 'f%04d' % i), 'rb').read()
 for _ in range(int(sys.argv[3])):
@@ -113,10 +116,30 @@ try:
     open(os.path.join(d, 'missing'), 'rb')
 except OSError:
     pass
-open(os.path.join(d, 'weights.safetensors'), 'rb').read()
+for name in sys.argv[6:]:
+    open(os.path.join(d, name), 'rb').read()
 print('done', flush=True)
 sys.stdin.readline()
 "#;
+
+/// Models the loader reads in its folded directory, one of each length the
+/// kernel takes a different way: the first 16 bytes of the dentry's inline
+/// buffer (up to 16), its words shifted (17 to 24, 25 to 31), and a copy
+/// of the name's tail (32 and longer, never inline).
+const MODELS: &[&str] = &[
+    "m.onnx",
+    "weights_001.onnx",
+    "weights.safetensors",
+    "an_eight_more_bytes.safetensors",
+    "a_checkpoint_with_a_rather_long_name.safetensors",
+];
+
+/// Plain files of the lengths of the shifted and the copied names: folded
+/// like the short ones.
+const PLAIN_LONG: &[&str] = &[
+    "plain_sample_0001_24byte",
+    "plain_sample_with_a_rather_long_name_0001",
+];
 
 /// The id of the `FILE_ACCESS` map of the agent with pid `agent`: other
 /// agents on the kernel (other tests') have maps of the same name.
@@ -214,7 +237,12 @@ fn check_folding(held_descriptors: usize) {
         std::fs::write(dir.join(format!("f{i:04}")), vec![b'x'; 100]).unwrap();
     }
     std::fs::write(dir.join("same"), vec![b'y'; 10]).unwrap();
-    std::fs::write(dir.join("weights.safetensors"), b"{}").unwrap();
+    for name in MODELS {
+        std::fs::write(dir.join(name), b"{}").unwrap();
+    }
+    for name in PLAIN_LONG {
+        std::fs::write(dir.join(name), vec![b'z'; 1000]).unwrap();
+    }
     let marker = format!("file-access-loader-{}", std::process::id());
     let agent = Agent::start_with(AgentOptions {
         config: format!(
@@ -224,16 +252,16 @@ fn check_folding(held_descriptors: usize) {
     });
     let map = own_map_id(agent.pid());
 
-    let mut loader = spawn_clean(
-        LOADER,
-        &[
-            dir.to_str().unwrap(),
-            &DISTINCT.to_string(),
-            &REPEATS.to_string(),
-            &held_descriptors.to_string(),
-            &marker,
-        ],
-    );
+    let mut args = vec![
+        dir.to_str().unwrap().to_string(),
+        DISTINCT.to_string(),
+        REPEATS.to_string(),
+        held_descriptors.to_string(),
+        marker.clone(),
+    ];
+    args.extend(PLAIN_LONG.iter().chain(MODELS).map(|name| name.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut loader = spawn_clean(LOADER, &args);
     let mut pipes = Pipes::of(&mut loader);
     let pid: u64 = pipes.read().parse().expect("the loader prints its pid");
     // Each test takes the path it names: the embedded table or a grown one.
@@ -279,11 +307,13 @@ fn check_folding(held_descriptors: usize) {
         kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == missing.as_str()
     });
     assert_eq!(get(&failed, "file.result"), -2, "ENOENT: {failed}");
-    let weights = dir.join("weights.safetensors").display().to_string();
-    let model = agent.wait_event("the model read, in full", |e| {
-        kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == weights.as_str()
-    });
-    assert_eq!(get(&model, "file.class"), "model");
+    for name in MODELS {
+        let weights = dir.join(name).display().to_string();
+        let model = agent.wait_event(&format!("the read of {name}, in full"), |e| {
+            kind_of(e) == "open" && pid_of(e) == pid && get(e, "file.path") == weights.as_str()
+        });
+        assert_eq!(get(&model, "file.class"), "model", "{model}");
+    }
 
     // The loader exits; its counters are reported one last time and
     // removed.
@@ -311,12 +341,17 @@ fn check_folding(held_descriptors: usize) {
         .iter()
         .map(|e| get(e, "file.count").as_u64().unwrap())
         .sum();
-    assert_eq!(counted, DISTINCT + REPEATS, "reads counted: {summaries:?}");
+    let plain_long = PLAIN_LONG.len() as u64;
+    assert_eq!(
+        counted,
+        DISTINCT + REPEATS + plain_long,
+        "reads counted: {summaries:?}"
+    );
     let bytes: u64 = summaries
         .iter()
         .map(|e| get(e, "file.size").as_u64().unwrap())
         .sum();
-    assert_eq!(bytes, DISTINCT * 100 + REPEATS * 10);
+    assert_eq!(bytes, DISTINCT * 100 + REPEATS * 10 + plain_long * 1000);
     for summary in &summaries {
         assert_eq!(get(summary, "file.access"), "read");
         assert_eq!(get(summary, "workload.name"), marker.as_str());
@@ -344,6 +379,9 @@ fn check_folding(held_descriptors: usize) {
             let path = get(e, "file.path").as_str().unwrap_or_default().to_string();
             path.starts_with(&format!("{directory}/f")) && path != first
                 || path == format!("{directory}/same")
+                || PLAIN_LONG
+                    .iter()
+                    .any(|name| path == format!("{directory}/{name}"))
         })
         .count();
     assert_eq!(one_by_one, 0, "folded reads were also reported one by one");
