@@ -109,6 +109,8 @@ for i in range(1, int(sys.argv[2]) + 1):
     open(os.path.join(d, 'f%04d' % i), 'rb').read()
 for _ in range(int(sys.argv[3])):
     open(os.path.join(d, 'same'), 'rb').read()
+for name in sys.argv[6:]:
+    open(os.path.join(d, name), 'rb').read()
 with open(os.path.join(d, 'written'), 'w') as f:
     f.write('x')
 os.unlink(os.path.join(d, 'f0005'))
@@ -116,8 +118,6 @@ try:
     open(os.path.join(d, 'missing'), 'rb')
 except OSError:
     pass
-for name in sys.argv[6:]:
-    open(os.path.join(d, name), 'rb').read()
 print('done', flush=True)
 sys.stdin.readline()
 "#;
